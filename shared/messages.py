@@ -1,0 +1,375 @@
+"""Every frame of the protocol as a typed, frozen message class.
+
+Requests (sent by clients) are named as imperatives: `Join`, `Say`. Notifications (sent by the server) are
+named in the past tense or as nouns: `Joined`, `Said`, `RoomList`. `Ping` and `Pong` go both ways.
+The wire map exists only inside the codec: callers build and dispatch on these classes.
+
+Every request may carry `ref`, an integer the client chooses; the server copies it into the `ack`, `error`
+or reply frame (`welcome`, `room_state`, `room_list`, `history`) that answers that request, so a client can
+match answers to questions. Broadcast notifications (`joined`, `said`, ...) never carry a `ref`: the server
+encodes each of them once, and the same bytes go to every recipient.
+
+docs/protocol.md is the normative description of every field; the field checks live in `shared.schema`.
+"""
+
+from __future__ import annotations
+
+from . import schema as check
+from .limits import Limits
+from .schema import Message, Sender, message, record, wire
+
+__all__ = [
+    "PROTOCOL_NAME",
+    "PROTOCOL_VERSION",
+    "Ack",
+    "AwayChanged",
+    "ChangeNick",
+    "Error",
+    "FetchHistory",
+    "Hello",
+    "History",
+    "Join",
+    "Joined",
+    "Leave",
+    "Left",
+    "ListRooms",
+    "Member",
+    "NickChanged",
+    "Ping",
+    "Pong",
+    "Quit",
+    "RoomList",
+    "RoomState",
+    "RoomSummary",
+    "Said",
+    "Say",
+    "SetAway",
+    "SetTopic",
+    "SignedOff",
+    "Tell",
+    "Told",
+    "TopicChanged",
+    "Welcome",
+    "Who",
+]
+
+#: The value of `Hello.proto`: it tells a chat server from a stray HTTP, TLS or other client at once.
+PROTOCOL_NAME = "mpchat"
+#: The protocol version this package speaks.
+PROTOCOL_VERSION = 1
+
+CLIENT = Sender.CLIENT
+SERVER = Sender.SERVER
+BOTH = Sender.BOTH
+
+# -- Requests: client to server ----------------------------------------------------------------------------
+
+
+@message("hello", CLIENT)
+class Hello(Message):
+    """Log in: the first frame of every connection. `rooms` None means "put me in the default room"."""
+
+    proto: str = wire(check.token)
+    version: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    client: str | None = wire(check.reason, default=None)
+    rooms: tuple[str, ...] | None = wire(check.list_of(check.room), default=None)
+    password: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("join", CLIENT)
+class Join(Message):
+    """Join (creating it if new) a room. `after`: resume after this id; `backfill`: how many to replay."""
+
+    room: str = wire(check.room)
+    after: int | None = wire(check.uint, default=None)
+    backfill: int | None = wire(check.uint, default=None)
+    key: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("leave", CLIENT)
+class Leave(Message):
+    """Leave a room."""
+
+    room: str = wire(check.room)
+    reason: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("say", CLIENT)
+class Say(Message):
+    """Send `text` to a room. `action` marks a /me action; `client_msg_id` makes a resend idempotent."""
+
+    room: str = wire(check.room)
+    text: str = wire(check.text)
+    action: bool = wire(check.boolean, default=False)
+    client_msg_id: str | None = wire(check.token, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("tell", CLIENT)
+class Tell(Message):
+    """Send a direct message to one nick."""
+
+    to: str = wire(check.nick)
+    text: str = wire(check.text)
+    action: bool = wire(check.boolean, default=False)
+    client_msg_id: str | None = wire(check.token, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("nick", CLIENT)
+class ChangeNick(Message):
+    """Change this connection's nick."""
+
+    nick: str = wire(check.nick)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("topic", CLIENT)
+class SetTopic(Message):
+    """Set a room's topic (an empty string clears it)."""
+
+    room: str = wire(check.room)
+    topic: str = wire(check.topic)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("away", CLIENT)
+class SetAway(Message):
+    """Mark this user away with `message`, or back when `message` is None."""
+
+    message: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("list_rooms", CLIENT)
+class ListRooms(Message):
+    """Ask for the room list (answered by `RoomList`)."""
+
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("who", CLIENT)
+class Who(Message):
+    """Ask for a room's topic and members (answered by `RoomState`)."""
+
+    room: str = wire(check.room)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("history", CLIENT)
+class FetchHistory(Message):
+    """Ask for stored messages of a room, or of direct messages (all, or with one `peer`).
+
+    Exactly one of `room` and `direct` is given. `before`: messages older than this id, newest first
+    when paging back; `after`: messages newer than this id (resume). At most `limit` come back.
+    """
+
+    room: str | None = wire(check.room, default=None)
+    direct: bool = wire(check.boolean, default=False)
+    peer: str | None = wire(check.nick, default=None)
+    before: int | None = wire(check.uint, default=None)
+    after: int | None = wire(check.uint, default=None)
+    limit: int | None = wire(check.uint, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("quit", CLIENT)
+class Quit(Message):
+    """Log out; the server announces `reason` and closes the connection."""
+
+    reason: str | None = wire(check.reason, default=None)
+
+
+# -- Both directions ---------------------------------------------------------------------------------------
+
+
+@message("ping", BOTH)
+class Ping(Message):
+    """Are you there? The peer answers with a `Pong` carrying the same `token`."""
+
+    token: int | None = wire(check.uint, default=None)
+
+
+@message("pong", BOTH)
+class Pong(Message):
+    """The answer to a `Ping`."""
+
+    token: int | None = wire(check.uint, default=None)
+
+
+# -- Records used inside notifications ---------------------------------------------------------------------
+
+
+@record
+class Member(Message):
+    """One member of a room, as listed in `RoomState`."""
+
+    nick: str = wire(check.nick)
+    away: str | None = wire(check.reason, default=None)
+
+
+@record
+class RoomSummary(Message):
+    """One room, as listed in `RoomList`."""
+
+    name: str = wire(check.room)
+    topic: str = wire(check.topic, default="")
+    members: int = wire(check.uint, default=0)
+
+
+# -- Notifications: server to client -----------------------------------------------------------------------
+
+
+@message("welcome", SERVER)
+class Welcome(Message):
+    """Login accepted. `nick` is the nick as recorded; `limits` are the server's limits in force."""
+
+    version: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    server: str = wire(check.reason)
+    ts: int = wire(check.uint)
+    limits: Limits = wire(check.limits_map, default=Limits())
+    ping_interval: int = wire(check.uint, default=60)
+    motd: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("error", SERVER)
+class Error(Message):
+    """A request was refused (`fatal` false) or the connection is about to close (`fatal` true)."""
+
+    code: str = wire(check.token)
+    message: str = wire(check.reason, default="")
+    fatal: bool = wire(check.boolean, default=False)
+    retry_after_ms: int | None = wire(check.uint, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("ack", SERVER)
+class Ack(Message):
+    """A `Say` or `Tell` was stored durably as message `id`; `duplicate` if its `client_msg_id` was seen."""
+
+    id: int = wire(check.uint)
+    ts: int = wire(check.uint)
+    client_msg_id: str | None = wire(check.token, default=None)
+    duplicate: bool = wire(check.boolean, default=False)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("said", SERVER)
+class Said(Message):
+    """A message in a room. `id` and `ts` are the server's; `nick` is the sender as the server knows it."""
+
+    id: int = wire(check.uint)
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    text: str = wire(check.text)
+    ts: int = wire(check.uint)
+    action: bool = wire(check.boolean, default=False)
+
+
+@message("told", SERVER)
+class Told(Message):
+    """A direct message from `nick` to `to` (the sender gets an `Ack`, as for `Say`)."""
+
+    id: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    to: str = wire(check.nick)
+    text: str = wire(check.text)
+    ts: int = wire(check.uint)
+    action: bool = wire(check.boolean, default=False)
+
+
+@message("joined", SERVER)
+class Joined(Message):
+    """`nick` joined `room` (sent to every member, the joiner included)."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    ts: int = wire(check.uint)
+
+
+@message("left", SERVER)
+class Left(Message):
+    """`nick` left `room` (sent to every member, the leaver included)."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    ts: int = wire(check.uint)
+    reason: str | None = wire(check.reason, default=None)
+
+
+@message("signed_off", SERVER)
+class SignedOff(Message):
+    """`nick` disconnected (sent once to everyone who shared a room with them)."""
+
+    nick: str = wire(check.nick)
+    ts: int = wire(check.uint)
+    reason: str | None = wire(check.reason, default=None)
+
+
+@message("nick_changed", SERVER)
+class NickChanged(Message):
+    """`old` is now called `new` (sent to the user and to everyone sharing a room with them)."""
+
+    old: str = wire(check.nick)
+    new: str = wire(check.nick)
+    ts: int = wire(check.uint)
+
+
+@message("topic_changed", SERVER)
+class TopicChanged(Message):
+    """`nick` set `room`'s topic."""
+
+    room: str = wire(check.room)
+    topic: str = wire(check.topic)
+    nick: str = wire(check.nick)
+    ts: int = wire(check.uint)
+
+
+@message("away_changed", SERVER)
+class AwayChanged(Message):
+    """`nick` is away with `message`, or back when `message` is None."""
+
+    nick: str = wire(check.nick)
+    ts: int = wire(check.uint)
+    message: str | None = wire(check.reason, default=None)
+
+
+@message("room_list", SERVER)
+class RoomList(Message):
+    """The answer to `ListRooms`."""
+
+    rooms: tuple[RoomSummary, ...] = wire(check.list_of(check.nested(RoomSummary)))
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("room_state", SERVER)
+class RoomState(Message):
+    """A room's topic and members: sent after `Joined` to the joiner, and as the answer to `Who`."""
+
+    room: str = wire(check.room)
+    topic: str = wire(check.topic, default="")
+    members: tuple[Member, ...] = wire(check.list_of(check.nested(Member)), default=())
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("history", SERVER)
+class History(Message):
+    """Stored messages, oldest first: the backfill after a join, a resume, or the answer to `FetchHistory`.
+
+    `more`: older messages exist before the first one given (page back with `FetchHistory(before=...)`).
+    `skipped`: on a resume, how many messages after the client's `after` id were left out because the gap
+    was larger than the server's bound; the messages given are the newest ones.
+    """
+
+    room: str | None = wire(check.room, default=None)
+    direct: bool = wire(check.boolean, default=False)
+    messages: tuple[Said | Told, ...] = wire(check.list_of(check.one_of(Said, Told)), default=())
+    more: bool = wire(check.boolean, default=False)
+    skipped: int = wire(check.uint, default=0)
+    ref: int | None = wire(check.uint, default=None)

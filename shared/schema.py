@@ -1,0 +1,281 @@
+"""How a message class describes its wire fields, and the checks that validate each field.
+
+A message class declares each field with `wire(check)`: the field's name is its key on the wire, and `check`
+is a function that takes the received value and the receiver's `Limits`, and either returns the value to
+store or raises `RemoteProtocolError` with the right error code. `message()` turns a class into a frozen,
+slotted, keyword-only dataclass and registers it under its wire type for the side that may send it.
+
+The checks are deliberately strict about types: msgpack has separate integer, boolean, string and binary
+types, and a field that wants an integer never accepts a boolean, a float or a numeric string.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from enum import Flag, auto
+from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
+
+from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
+from .limits import Limits
+from .text import nick_problem, room_problem, text_problem
+
+Check = Callable[[Any, Limits], Any]
+
+MAX_UINT = 2**63 - 1
+MAX_TOKEN = 64
+
+
+class Sender(Flag):
+    """Which side may send a message type."""
+
+    CLIENT = auto()
+    SERVER = auto()
+    BOTH = CLIENT | SERVER
+
+
+class Message:
+    """Base class of every frame: a frozen dataclass whose fields are the frame's map entries."""
+
+    __slots__ = ()
+    TYPE: ClassVar[str]
+    SENDER: ClassVar[Sender]
+    FIELDS: ClassVar[tuple[dataclasses.Field[Any], ...]]
+
+
+#: Wire type -> class, one table per receiving side.
+SENT_BY_CLIENT: dict[str, type[Message]] = {}
+SENT_BY_SERVER: dict[str, type[Message]] = {}
+
+M = TypeVar("M", bound=type[Message])
+
+
+def wire(check: Check, *, default: Any = dataclasses.MISSING) -> Any:
+    """Declare a wire field validated by `check`; without `default` the field is required."""
+    return dataclasses.field(default=default, metadata={"check": check})
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(wire,))
+def message(type_name: str, sender: Sender) -> Callable[[M], M]:
+    """Make a class a frozen, slotted, keyword-only dataclass sent as ``{"type": type_name, ...}``."""
+
+    def decorate(cls: M) -> M:
+        built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
+        built.TYPE = type_name
+        built.SENDER = sender
+        built.FIELDS = dataclasses.fields(built)
+        for side, table in ((Sender.CLIENT, SENT_BY_CLIENT), (Sender.SERVER, SENT_BY_SERVER)):
+            if sender & side:
+                if type_name in table:
+                    raise RuntimeError(f"two message classes claim wire type {type_name!r}")
+                table[type_name] = built
+        return cast(M, built)
+
+    return decorate
+
+
+@dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(wire,))
+def record(cls: M) -> M:
+    """Make `cls` a frozen dataclass used *inside* a message (a list entry), with wire fields."""
+    built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    built.FIELDS = dataclasses.fields(built)
+    return cast(M, built)
+
+
+# -- Building values from wire maps ------------------------------------------------------------------------
+
+
+def build(cls: type[Message], data: dict[Any, Any], limits: Limits) -> Message:
+    """Validate the wire map `data` against `cls`'s fields and return the instance.
+
+    Unknown keys are ignored (forward compatibility); a missing required field is `invalid_field`.
+    """
+    values: dict[str, Any] = {}
+    for spec in cls.FIELDS:
+        raw = data.get(spec.name)
+        if raw is None:
+            if spec.default is dataclasses.MISSING:
+                raise invalid(ErrorCode.INVALID_FIELD, f"{cls.TYPE}: missing field {spec.name!r}")
+            continue
+        try:
+            values[spec.name] = spec.metadata["check"](raw, limits)
+        except RemoteProtocolError as error:
+            raise invalid(error.code, f"{cls.TYPE}.{spec.name}: {error.message}") from None
+    return cls(**values)
+
+
+def check_outgoing(message: Message, limits: Limits) -> None:
+    """Check a message built locally against the rules its receiver will apply, before sending it.
+
+    Raises `LocalProtocolError` with the code the peer would answer (e.g. `too_long` for an overlong text).
+    """
+    try:
+        build(type(message), to_wire(message), limits)
+    except RemoteProtocolError as error:
+        raise LocalProtocolError(error.code, error.message) from None
+
+
+def to_wire(value: Message) -> dict[str, Any]:
+    """Return the wire map of a message or record: its fields, without those that are None."""
+    out: dict[str, Any] = {}
+    type_name = getattr(value, "TYPE", None)
+    if type_name is not None:
+        out["type"] = type_name
+    for spec in value.FIELDS:
+        item = getattr(value, spec.name)
+        if item is None:
+            continue
+        out[spec.name] = _plain(item)
+    return out
+
+
+def _plain(item: Any) -> Any:
+    if isinstance(item, Message):
+        return to_wire(item)
+    if isinstance(item, Limits):
+        return dataclasses.asdict(item)
+    if isinstance(item, tuple | list):
+        return [_plain(x) for x in item]
+    return item
+
+
+def invalid(code: ErrorCode, message: str) -> RemoteProtocolError:
+    """Build the (non-fatal unless the code is) error for a value that broke a rule."""
+    return RemoteProtocolError(code, message)
+
+
+# -- The checks --------------------------------------------------------------------------------------------
+
+
+def uint(value: Any, limits: Limits) -> int:
+    """An unsigned integer that fits in 63 bits (so every language's signed 64-bit int holds it)."""
+    if type(value) is not int or not 0 <= value <= MAX_UINT:
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected an integer from 0 to 2**63-1, got {_kind(value)}")
+    return value
+
+
+def boolean(value: Any, limits: Limits) -> bool:
+    """A msgpack boolean (never an integer)."""
+    if type(value) is not bool:
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected a boolean, got {_kind(value)}")
+    return value
+
+
+def nick(value: Any, limits: Limits) -> str:
+    """A nick (see `shared.text`)."""
+    problem = nick_problem(_string(value), limits.max_nick)
+    if problem is not None:
+        raise invalid(ErrorCode.INVALID_NICK, problem)
+    return str(value)
+
+
+def room(value: Any, limits: Limits) -> str:
+    """A room name (see `shared.text`)."""
+    problem = room_problem(_string(value), limits.max_room)
+    if problem is not None:
+        raise invalid(ErrorCode.INVALID_ROOM, problem)
+    return str(value)
+
+
+def text(value: Any, limits: Limits) -> str:
+    """Chat message text: 1 to `max_text` bytes, newlines and tabs allowed, no other control characters."""
+    problem = text_problem(_string(value), limits.max_text)
+    if problem is not None:
+        reason, too_long = problem
+        raise invalid(ErrorCode.TOO_LONG if too_long else ErrorCode.INVALID_TEXT, reason)
+    return str(value)
+
+
+def short_text(limit: Callable[[Limits], int]) -> Check:
+    """One line of text (a topic, a reason, an away message) of at most `limit(limits)` bytes, maybe empty."""
+
+    def check(value: Any, limits: Limits) -> str:
+        line = _string(value)
+        if line == "":
+            return line
+        problem = text_problem(line, limit(limits), multiline=False)
+        if problem is not None:
+            reason, too_long = problem
+            raise invalid(ErrorCode.TOO_LONG if too_long else ErrorCode.INVALID_TEXT, reason)
+        return line
+
+    return check
+
+
+topic = short_text(lambda limits: limits.max_topic)
+reason = short_text(lambda limits: limits.max_reason)
+
+
+def token(value: Any, limits: Limits) -> str:
+    """An opaque identifier: 1 to 64 printable ASCII characters (a UUID, a counter, a magic word)."""
+    word = _string(value)
+    if not 0 < len(word) <= MAX_TOKEN or not (word.isascii() and word.isprintable()):
+        raise invalid(ErrorCode.INVALID_FIELD, "expected 1 to 64 printable ASCII characters")
+    return word
+
+
+def list_of(check: Check) -> Check:
+    """A list (msgpack array) of at most `max_list` items, each validated by `check`; stored as a tuple."""
+
+    def check_list(value: Any, limits: Limits) -> tuple[Any, ...]:
+        if type(value) is not list:
+            raise invalid(ErrorCode.INVALID_FIELD, f"expected an array, got {_kind(value)}")
+        if len(value) > limits.max_list:
+            raise invalid(ErrorCode.TOO_LONG, f"array longer than {limits.max_list} items")
+        return tuple(check(item, limits) for item in value)
+
+    return check_list
+
+
+def nested(cls: type[Message]) -> Check:
+    """A map holding a record of class `cls`."""
+
+    def check_nested(value: Any, limits: Limits) -> Message:
+        return build(cls, map_of_strings(value), limits)
+
+    return check_nested
+
+
+def one_of(*classes: type[Message]) -> Check:
+    """A map holding one of several message types, chosen by its ``type`` key (e.g. history entries)."""
+    by_type = {cls.TYPE: cls for cls in classes}
+
+    def check_one_of(value: Any, limits: Limits) -> Message:
+        data = map_of_strings(value)
+        cls = by_type.get(data.get("type"))  # type: ignore[arg-type]
+        if cls is None:
+            raise invalid(ErrorCode.INVALID_FIELD, f"expected one of {sorted(by_type)}")
+        return build(cls, data, limits)
+
+    return check_one_of
+
+
+def limits_map(value: Any, limits: Limits) -> Limits:
+    """The `Limits` a server announces: a map of positive integers; unknown limits are ignored."""
+    data = map_of_strings(value)
+    known = {name: uint(data[name], limits) for name in Limits.__slots__ if name in data}
+    try:
+        return Limits(**known)
+    except ValueError as error:
+        raise invalid(ErrorCode.INVALID_FIELD, str(error)) from None
+
+
+def map_of_strings(value: Any) -> dict[str, Any]:
+    """A map whose keys are all strings."""
+    if type(value) is not dict:
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected a map, got {_kind(value)}")
+    for key in value:
+        if type(key) is not str:
+            raise invalid(ErrorCode.INVALID_FIELD, "map keys must be strings")
+    return value
+
+
+def _string(value: Any) -> str:
+    # msgpack only ever produces exact `str` objects, so isinstance() here is as strict as a type() check.
+    if not isinstance(value, str):
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected a string, got {_kind(value)}")
+    return value
+
+
+def _kind(value: Any) -> str:
+    return "nil" if value is None else type(value).__name__

@@ -1,0 +1,104 @@
+"""Rules for names and text, shared by both sides: what is allowed, how names compare, how text is shown.
+
+* A **nick** is 1 to `max_nick` characters, each a Unicode letter, digit or mark, or one of ``_ - .``
+  (no spaces, punctuation, symbols, control, format, bidi or zero-width characters).
+* A **room** name follows the same rules with `max_room`, and may also use ``+``.
+* Two names are the same name when their *fold keys* are equal: NFKC normalisation plus Unicode case folding
+  (the "NFKC_Casefold" identity of Unicode identifiers), so ``Zoë``, ``ZOË`` and ``Zoe\u0308`` are one nick.
+* **Message text** is 1 to `max_text` bytes of UTF-8 with no C0 control characters except newline and tab,
+  no DEL and no C1 controls. Bidi and zero-width characters are allowed in text (real scripts need them);
+  clients show them visibly with `visible()`.
+* **Short text** (topic, reasons, away message) follows the text rules without newlines.
+
+Untrusted text is never trusted for display: `visible()` turns every control, bidi-override and zero-width
+character into a visible placeholder, so a string can never reach a terminal as an escape sequence.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# Letters, digits and the spacing and non-spacing marks that scripts such as Devanagari or a decomposed "é"
+# need. Everything else (spaces, symbols, controls, the format category Cf where bidi and zero-width
+# characters live) is refused. A name may not start with a mark, which would attach to the text before it.
+_NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Nd", "Nl", "No"})
+_NICK_PUNCTUATION = frozenset("_-.")
+_ROOM_PUNCTUATION = frozenset("_-.+")
+
+# What text may not contain: C0 controls other than tab and newline, DEL, and the C1 controls.
+_TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_SHORT_TEXT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+# What `visible()` replaces: every control (except newline), the bidi embeddings, overrides and isolates,
+# and the zero-width and other invisible format characters that can hide or reorder text on screen.
+_INVISIBLE = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+)
+
+
+def fold(name: str) -> str:
+    """Return the key under which two names are the same name (NFKC + case folding)."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+
+
+def nick_problem(nick: str, max_len: int) -> str | None:
+    """Say what is wrong with `nick`, or return None when it is a valid nick."""
+    return _name_problem(nick, max_len, _NICK_PUNCTUATION, "nick")
+
+
+def room_problem(room: str, max_len: int) -> str | None:
+    """Say what is wrong with a room name, or return None when it is valid."""
+    return _name_problem(room, max_len, _ROOM_PUNCTUATION, "room name")
+
+
+def _name_problem(name: str, max_len: int, punctuation: frozenset[str], what: str) -> str | None:
+    if not name:
+        return f"{what} is empty"
+    if len(name) > max_len:
+        return f"{what} is longer than {max_len} characters"
+    if unicodedata.category(name[0]).startswith("M"):
+        return f"{what} may not start with a combining mark"
+    for char in name:
+        if char not in punctuation and unicodedata.category(char) not in _NAME_CATEGORIES:
+            allowed = " ".join(sorted(punctuation))
+            return f"{what} may hold only letters, digits and {allowed}, not U+{ord(char):04X}"
+    return None
+
+
+def text_problem(text: str, max_bytes: int, *, multiline: bool = True) -> tuple[str, bool] | None:
+    """Say what is wrong with message or short text as ``(reason, too_long)``, or return None if valid."""
+    if not text:
+        return ("text is empty", False)
+    # Cheap bound first: a str never has more code points than its UTF-8 has bytes.
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        return (f"text is longer than {max_bytes} bytes of UTF-8", True)
+    forbidden = _TEXT_FORBIDDEN if multiline else _SHORT_TEXT_FORBIDDEN
+    match = forbidden.search(text)
+    if match is not None:
+        return (f"text holds the control character U+{ord(match.group()):04X}", False)
+    return None
+
+
+def visible(text: str, *, keep_newlines: bool = True) -> str:
+    """Return `text` safe to put on a terminal: controls, bidi and invisible characters become visible.
+
+    C0 controls map to their Control Pictures (ESC shows as ``␛``), DEL to ``␡``, and every other replaced
+    character to ``\ufffd``. Tab becomes one space. Newline is kept unless `keep_newlines` is false.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        char = match.group()
+        code = ord(char)
+        if char == "\t":
+            return " "
+        if code < 0x20:
+            return chr(0x2400 + code)
+        if code == 0x7F:
+            return "\u2421"
+        return "\ufffd"
+
+    cleaned = _INVISIBLE.sub(replace, text)
+    if not keep_newlines:
+        cleaned = cleaned.replace("\n", "\u2424")
+    return cleaned
