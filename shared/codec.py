@@ -75,7 +75,8 @@ def _unpack(body: bytes) -> Any:
         raise RemoteProtocolError(
             ErrorCode.BAD_FRAME, f"not one msgpack value: {type(error).__name__}"
         ) from None
-    _refuse_timestamps(value)
+    if type(value) is dict or type(value) is list:
+        _refuse_timestamps(value)
     return value
 
 
@@ -87,11 +88,10 @@ def _refuse_timestamps(value: Any) -> None:
     """Refuse msgpack timestamps, the one extension type msgpack decodes without calling `ext_hook`."""
     stack = [value]
     while stack:
-        item = stack.pop()
-        kind = type(item)
-        if kind is dict:
-            stack.extend(item.values())
-        elif kind is list:
-            stack.extend(item)
-        elif kind is msgpack.Timestamp:
-            raise RemoteProtocolError(ErrorCode.BAD_FRAME, "msgpack extension type -1 is not allowed")
+        container = stack.pop()
+        for item in container.values() if type(container) is dict else container:
+            kind = type(item)
+            if kind is dict or kind is list:
+                stack.append(item)
+            elif kind is msgpack.Timestamp:
+                raise RemoteProtocolError(ErrorCode.BAD_FRAME, "msgpack extension type -1 is not allowed")

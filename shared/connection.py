@@ -120,11 +120,13 @@ class ProtocolConnection:
         except RemoteProtocolError as error:
             if self.role is Role.CLIENT and error.code is ErrorCode.UNKNOWN_TYPE and self.state is State.OPEN:
                 return None  # a newer server's notification: skip it
-            if self.state is State.GREETING and self.role is Role.SERVER and not error.fatal:
-                error = RemoteProtocolError(ErrorCode.BAD_HELLO, error.message)
+            if self.state is State.GREETING and self.role is Role.SERVER:
+                # Before a successful hello there is no session to keep open: every refusal is final,
+                # but keeps its own code (invalid_nick tells the user more than bad_hello would).
+                error.fatal = True
             if error.fatal:
                 self.state = State.CLOSED
-            raise
+            raise error
         self._after_receive(message)
         return message
 

@@ -160,7 +160,7 @@ class Who(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("history", CLIENT)
+@message("fetch_history", CLIENT)
 class FetchHistory(Message):
     """Ask for stored messages of a room, or of direct messages (all, or with one `peer`).
 

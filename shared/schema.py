@@ -41,6 +41,8 @@ class Message:
     TYPE: ClassVar[str]
     SENDER: ClassVar[Sender]
     FIELDS: ClassVar[tuple[dataclasses.Field[Any], ...]]
+    #: (name, check, required) per field, precomputed because `build` runs for every received frame.
+    CHECKS: ClassVar[tuple[tuple[str, Check, bool], ...]]
 
 
 #: Wire type -> class, one table per receiving side.
@@ -63,7 +65,7 @@ def message(type_name: str, sender: Sender) -> Callable[[M], M]:
         built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
         built.TYPE = type_name
         built.SENDER = sender
-        built.FIELDS = dataclasses.fields(built)
+        _describe(built)
         for side, table in ((Sender.CLIENT, SENT_BY_CLIENT), (Sender.SERVER, SENT_BY_SERVER)):
             if sender & side:
                 if type_name in table:
@@ -78,8 +80,15 @@ def message(type_name: str, sender: Sender) -> Callable[[M], M]:
 def record(cls: M) -> M:
     """Make `cls` a frozen dataclass used *inside* a message (a list entry), with wire fields."""
     built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
-    built.FIELDS = dataclasses.fields(built)
+    _describe(built)
     return cast(M, built)
+
+
+def _describe(cls: Any) -> None:
+    cls.FIELDS = dataclasses.fields(cls)
+    cls.CHECKS = tuple(
+        (spec.name, spec.metadata["check"], spec.default is dataclasses.MISSING) for spec in cls.FIELDS
+    )
 
 
 # -- Building values from wire maps ------------------------------------------------------------------------
@@ -91,16 +100,16 @@ def build(cls: type[Message], data: dict[Any, Any], limits: Limits) -> Message:
     Unknown keys are ignored (forward compatibility); a missing required field is `invalid_field`.
     """
     values: dict[str, Any] = {}
-    for spec in cls.FIELDS:
-        raw = data.get(spec.name)
+    for name, check, required in cls.CHECKS:
+        raw = data.get(name)
         if raw is None:
-            if spec.default is dataclasses.MISSING:
-                raise invalid(ErrorCode.INVALID_FIELD, f"{cls.TYPE}: missing field {spec.name!r}")
+            if required:
+                raise invalid(ErrorCode.INVALID_FIELD, f"{cls.TYPE}: missing field {name!r}")
             continue
         try:
-            values[spec.name] = spec.metadata["check"](raw, limits)
+            values[name] = check(raw, limits)
         except RemoteProtocolError as error:
-            raise invalid(error.code, f"{cls.TYPE}.{spec.name}: {error.message}") from None
+            raise invalid(error.code, f"{cls.TYPE}.{name}: {error.message}") from None
     return cls(**values)
 
 

@@ -25,6 +25,8 @@ import unicodedata
 _NAME_CATEGORIES = frozenset({"Lu", "Ll", "Lt", "Lm", "Lo", "Mn", "Mc", "Nd", "Nl", "No"})
 _NICK_PUNCTUATION = frozenset("_-.")
 _ROOM_PUNCTUATION = frozenset("_-.+")
+# Most names are plain ASCII; this pattern accepts those without looking up each character's category.
+_ASCII_NAME = {"nick": re.compile(r"[A-Za-z0-9_.\-]+"), "room name": re.compile(r"[A-Za-z0-9_.\-+]+")}
 
 # What text may not contain: C0 controls other than tab and newline, DEL, and the C1 controls.
 _TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -57,6 +59,8 @@ def _name_problem(name: str, max_len: int, punctuation: frozenset[str], what: st
         return f"{what} is empty"
     if len(name) > max_len:
         return f"{what} is longer than {max_len} characters"
+    if _ASCII_NAME[what].fullmatch(name):
+        return None
     if unicodedata.category(name[0]).startswith("M"):
         return f"{what} may not start with a combining mark"
     for char in name:

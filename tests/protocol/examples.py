@@ -1,0 +1,107 @@
+"""One example of every message type: round-tripped by the tests and shown (as hex) in docs/protocol.md.
+
+Run `python -m tests.protocol.examples` to print the hex of each example, ready to paste into the spec.
+"""
+
+from __future__ import annotations
+
+from shared import (
+    Ack,
+    AwayChanged,
+    ChangeNick,
+    Error,
+    FetchHistory,
+    Hello,
+    History,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    Limits,
+    ListRooms,
+    Member,
+    Message,
+    NickChanged,
+    Ping,
+    Pong,
+    Quit,
+    RoomList,
+    RoomState,
+    RoomSummary,
+    Said,
+    Say,
+    SetAway,
+    SetTopic,
+    SignedOff,
+    Tell,
+    Told,
+    TopicChanged,
+    Welcome,
+    Who,
+    encode,
+)
+
+TS = 1_763_750_000_000  # 2025-11-21T18:33:20Z in milliseconds
+
+CLIENT_EXAMPLES: list[Message] = [
+    Hello(proto="mpchat", version=1, nick="alice", client="mpchat-tui/0.1", ref=1),
+    Join(room="lobby", after=41, ref=2),
+    Leave(room="lobby", reason="lunch"),
+    Say(room="lobby", text="hello, world", client_msg_id="c-7", ref=3),
+    Tell(to="bob", text="psst", ref=4),
+    ChangeNick(nick="alice2"),
+    SetTopic(room="lobby", topic="Friday demo"),
+    SetAway(message="back at 3"),
+    ListRooms(ref=5),
+    Who(room="lobby", ref=6),
+    FetchHistory(room="lobby", before=100, limit=50, ref=7),
+    Quit(reason="bye"),
+    Ping(token=9),
+    Pong(token=9),
+]
+
+SERVER_EXAMPLES: list[Message] = [
+    Welcome(
+        version=1, nick="alice", server="mpchat on lanbox", ts=TS, limits=Limits(), ping_interval=60, ref=1
+    ),
+    Error(code="nick_taken", message="nick 'alice' is in use", fatal=True, ref=1),
+    Ack(id=42, ts=TS, client_msg_id="c-7", ref=3),
+    Said(id=42, room="lobby", nick="alice", text="hello, world", ts=TS),
+    Told(id=43, nick="alice", to="bob", text="psst", ts=TS),
+    Joined(room="lobby", nick="alice", ts=TS),
+    Left(room="lobby", nick="alice", ts=TS, reason="lunch"),
+    SignedOff(nick="alice", ts=TS, reason="connection lost"),
+    NickChanged(old="alice", new="alice2", ts=TS),
+    TopicChanged(room="lobby", topic="Friday demo", nick="alice", ts=TS),
+    AwayChanged(nick="alice", ts=TS, message="back at 3"),
+    RoomList(rooms=(RoomSummary(name="lobby", topic="Friday demo", members=3),), ref=5),
+    RoomState(
+        room="lobby",
+        topic="Friday demo",
+        members=(Member(nick="alice"), Member(nick="bob", away="brb")),
+        ref=6,
+    ),
+    History(
+        room="lobby", messages=(Said(id=42, room="lobby", nick="alice", text="hi", ts=TS),), more=True, ref=7
+    ),
+    Ping(token=10),
+    Pong(token=10),
+]
+
+
+def hex_block(message: Message) -> str:
+    """The frame of `message` as the spec shows it: the header on one line, then 16 body bytes a line."""
+    data = encode(message)
+    lines = [data[:4].hex(" ") + "   # length " + str(len(data) - 4)]
+    lines += [data[i : i + 16].hex(" ") for i in range(4, len(data), 16)]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    """Print each example as its frame in hex, for docs/protocol.md."""
+    for message in CLIENT_EXAMPLES + SERVER_EXAMPLES:
+        print(f"{message.TYPE}\n```hex\n{hex_block(message)}\n```\n")
+
+
+if __name__ == "__main__":
+    main()
