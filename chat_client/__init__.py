@@ -1,1 +1,57 @@
-"""The mpchat client: a Textual TUI, a plain line mode, and an asyncio client library."""
+"""The mpchat client: an asyncio client library, a Textual TUI and a plain line mode.
+
+The library (this package's top level: `ChatClient` and its events and errors) never imports Textual,
+so bots and scripts can use it without a terminal UI:
+
+    from chat_client import ChatClient
+
+    async with ChatClient("127.0.0.1", 7878, "mybot") as client:
+        await client.join("lobby")
+        await client.say("lobby", "hello")
+        async for event in client.events():
+            ...
+
+The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widgets`; the line mode in
+`chat_client.plain`; the command line in `chat_client.__main__`.
+"""
+
+from .backoff import Backoff
+from .client import ChatClient, ClientOptions, ConnectionState
+from .errors import (
+    ClientClosed,
+    ClientError,
+    ConnectionLost,
+    InvalidRequest,
+    LoginRefused,
+    NotConnected,
+    OutboxFull,
+    RequestTimeout,
+    ServerError,
+)
+from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
+from .outbox import DeliveryState, OutboxEntry
+
+__all__ = [
+    "Backoff",
+    "ChatClient",
+    "ClientClosed",
+    "ClientError",
+    "ClientOptions",
+    "Closed",
+    "Connected",
+    "ConnectionLost",
+    "ConnectionState",
+    "DeliveryState",
+    "Disconnected",
+    "Event",
+    "InvalidRequest",
+    "LagMeasured",
+    "LoginRefused",
+    "NotConnected",
+    "OutboxChanged",
+    "OutboxEntry",
+    "OutboxFull",
+    "Reconnecting",
+    "RequestTimeout",
+    "ServerError",
+]

@@ -1,0 +1,840 @@
+"""`ChatClient`: an asyncio chat client that logs in, reconnects, resumes and delivers, for UIs and bots.
+
+    async with ChatClient("127.0.0.1", 7777, "echo") as client:
+        await client.join("lobby")
+        await client.say("lobby", "hello")
+        async for event in client.events():
+            ...
+
+Everything runs on the caller's event loop, in one task (`_run`) plus one pinger task per connection;
+there are no threads and no locks. The run task owns the current `Session` and is the only reader of it;
+requests made by the caller write to the session directly (a write never waits).
+
+What survives a reconnect, and how it is used (the "resume"):
+
+* the joined rooms and, per room, the id of the last message seen: the client rejoins each room with
+  `after=<that id>` and the server replays what was missed, oldest first;
+* the id of the last direct message seen: the client fetches the direct messages after it;
+* the outbox of unacknowledged messages: each is sent again with its `client_msg_id`, and the server
+  stores it at most once;
+* the ids recently seen per room, so a message that arrives twice (a replay overlapping a live message)
+  is delivered once.
+
+Stop order: `close()` sends `quit`, waits a bounded time for the server to close, then cancels the run
+task, whose `finally` closes the socket, fails the waiting requests and emits the final `Closed` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import itertools
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Self
+
+from shared import (
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    Ack,
+    AwayChanged,
+    ChangeNick,
+    ErrorCode,
+    FetchHistory,
+    Hello,
+    History,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    ListRooms,
+    LocalProtocolError,
+    Message,
+    NickChanged,
+    Ping,
+    Pong,
+    Quit,
+    RoomList,
+    RoomState,
+    Said,
+    Say,
+    SetAway,
+    SetTopic,
+    Tell,
+    Told,
+    TopicChanged,
+    Who,
+    check_outgoing,
+    fold,
+)
+from shared import Error as ErrorFrame
+from shared.limits import DEFAULT_LIMITS, Limits
+
+from .backoff import Backoff
+from .errors import (
+    ClientClosed,
+    ClientError,
+    ConnectionLost,
+    InvalidRequest,
+    LoginRefused,
+    NotConnected,
+    RequestTimeout,
+    ServerError,
+)
+from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
+from .outbox import DEFAULT_OUTBOX_LIMIT, DeliveryState, Outbox, OutboxEntry
+from .session import Endpoint, Session
+
+log = logging.getLogger(__name__)
+
+CLIENT_NAME = "mpchat-client/0.1"
+#: Seconds allowed to connect and receive the welcome.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds a request that waits for its answer (join, who, history...) waits at most.
+DEFAULT_REQUEST_TIMEOUT = 10.0
+#: The client pings at least this often (seconds), to measure the lag and notice a dead server.
+DEFAULT_PING_EVERY = 15.0
+#: A server that sends nothing for one ping period plus this many seconds is considered dead.
+DEFAULT_PING_GRACE = 10.0
+#: Events kept for a consumer that does not read them; beyond this the oldest are dropped (and logged).
+DEFAULT_EVENT_QUEUE_LIMIT = 20_000
+#: How many recent direct messages are fetched at the first login (0: none).
+DEFAULT_DM_BACKFILL = 50
+#: How many message ids per room are remembered to drop duplicates.
+SEEN_IDS_PER_ROOM = 2048
+#: Seconds `close()` waits for the server to close the connection after `quit`.
+DEFAULT_CLOSE_TIMEOUT = 2.0
+#: Seconds to wait before resending a message refused with `rate_limited` and no `retry_after_ms`.
+RATE_LIMIT_RETRY = 1.0
+
+# Login refusals worth retrying: the condition may clear by itself. `nick_taken` is here because after a
+# network drop the server may still hold our previous connection (a ghost) until its ping timeout.
+_RETRYABLE_LOGIN_CODES = frozenset(
+    {
+        ErrorCode.NICK_TAKEN,
+        ErrorCode.SERVER_FULL,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.SERVER_SHUTDOWN,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
+# Fatal session errors after which reconnecting would only repeat the failure.
+_FINAL_SESSION_CODES = frozenset({ErrorCode.BAD_HELLO, ErrorCode.UNSUPPORTED_VERSION})
+_DM_KEY = "@"
+
+
+class ConnectionState(enum.StrEnum):
+    """Where the client is in its life."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientOptions:
+    """Timeouts and limits of a `ChatClient`; the defaults suit people, tests pass short ones."""
+
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    reconnect: bool = True
+    backoff: Backoff = field(default_factory=Backoff)
+    ping_every: float = DEFAULT_PING_EVERY
+    ping_grace: float = DEFAULT_PING_GRACE
+    outbox_limit: int = DEFAULT_OUTBOX_LIMIT
+    event_queue_limit: int = DEFAULT_EVENT_QUEUE_LIMIT
+    dm_backfill: int = DEFAULT_DM_BACKFILL
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    client_name: str = CLIENT_NAME
+
+
+class _RecentIds:
+    """The last `size` ids seen in one room: a set for lookups, a deque for the eviction order."""
+
+    def __init__(self, size: int = SEEN_IDS_PER_ROOM) -> None:
+        self._order: deque[int] = deque()
+        self._ids: set[int] = set()
+        self._size = size
+
+    def __contains__(self, item: int) -> bool:
+        return item in self._ids
+
+    def add(self, item: int) -> bool:
+        """Remember `item`; return False if it was already known."""
+        if item in self._ids:
+            return False
+        self._ids.add(item)
+        self._order.append(item)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
+
+
+@dataclass(slots=True)
+class _Waiter:
+    """A request waiting for its answer: `match` returns True for the answer (an `Error` means refusal)."""
+
+    match: Callable[[Message], bool]
+    future: asyncio.Future[Message]
+
+
+class ChatClient:
+    """A chat connection that keeps itself alive: see the module docstring for what it does."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        nick: str,
+        *,
+        rooms: Iterable[str] | None = None,
+        options: ClientOptions | None = None,
+    ) -> None:
+        self.endpoint = Endpoint(host, port)
+        #: Our nick as the server knows it (updated by the welcome and by nick changes).
+        self.nick = nick
+        self.options = options or ClientOptions()
+        self._first_rooms = tuple(rooms) if rooms is not None else None
+        self._state = ConnectionState.IDLE
+        self._session: Session | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._logged_in_once = False
+        self._events: deque[Event] = deque()
+        self._event_ready = asyncio.Event()
+        self._dropped_events = 0
+        self._closed_seen = False
+        # Resume state.
+        self._rooms: dict[str, str] = {}  # fold(room) -> room name, for every joined room
+        self._last_id: dict[str, int] = {}  # fold(room) or _DM_KEY -> newest message id seen
+        self._seen: dict[str, _RecentIds] = {}
+        self._join_refs: dict[str, int] = {}  # fold(room) -> ref of the join whose history is awaited
+        self._resume_refs: set[int] = set()
+        # Requests.
+        self._refs = itertools.count(1)
+        self._waiters: list[_Waiter] = []
+        self._outbox = Outbox(self.options.outbox_limit)
+        self._ref_owner: dict[int, str] = {}  # ref of a say/tell -> its client_msg_id
+        self._deliveries: dict[str, asyncio.Future[OutboxEntry]] = {}
+        # Liveness.
+        self._ping_tokens = itertools.count(1)
+        self._pings_sent: dict[int, float] = {}
+        #: The round-trip time of the last ping, in seconds (None until measured).
+        self.lag: float | None = None
+        #: How many of the server's pings this client answered (a liveness statistic).
+        self.pings_answered = 0
+        self._first_login: asyncio.Future[None] | None = None
+
+    # -- Properties --------------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> ConnectionState:
+        """Connecting, connected, reconnecting or closed."""
+        return self._state
+
+    @property
+    def connected(self) -> bool:
+        """True while logged in."""
+        return self._session is not None
+
+    @property
+    def rooms(self) -> tuple[str, ...]:
+        """The rooms this client is in (and rejoins after a reconnect)."""
+        return tuple(self._rooms.values())
+
+    @property
+    def limits(self) -> Limits:
+        """The server's limits (the protocol defaults before the first login)."""
+        return self._session.limits if self._session is not None else DEFAULT_LIMITS
+
+    @property
+    def server_name(self) -> str | None:
+        """The name the server gave in its welcome, once logged in."""
+        return self._session.welcome.server if self._session is not None else None
+
+    @property
+    def outbox(self) -> tuple[OutboxEntry, ...]:
+        """The messages still waiting for the server's acknowledgement, oldest first."""
+        return tuple(self._outbox)
+
+    # -- Life cycle --------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def connect(self) -> None:
+        """Connect and log in; after that the client reconnects by itself.
+
+        Raises `LoginRefused` (with the server's code, e.g. ``nick_taken``) or `ConnectionLost` if the
+        first login fails: a wrong address or nick is reported at once, never retried forever.
+        """
+        if self._task is not None:
+            raise ClientError("connect() was already called")
+        self._first_login = asyncio.get_running_loop().create_future()
+        self._state = ConnectionState.CONNECTING
+        self._task = asyncio.create_task(self._run(), name=f"mpchat client {self.nick}@{self.endpoint}")
+        try:
+            await self._first_login
+        except BaseException:
+            await self._stop_task()
+            raise
+
+    async def close(self, reason: str | None = None) -> None:
+        """Log out (sending `quit` with `reason`) and stop reconnecting. Safe to call twice."""
+        if self._task is None or self._task.done():
+            self._state = ConnectionState.CLOSED
+            return
+        self._closing = True
+        session = self._session
+        if session is not None:
+            try:
+                session.send(Quit(reason=reason))
+            except InvalidRequest:
+                session.send(Quit())
+            try:
+                async with asyncio.timeout(self.options.close_timeout):
+                    await asyncio.shield(self._task)
+            except TimeoutError:
+                log.info("the server did not close the connection after quit; closing it ourselves")
+        await self._stop_task()
+
+    async def _stop_task(self) -> None:
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                # Our own cancellation of the run task; if the caller itself is being cancelled, pass it on.
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+
+    # -- Events ------------------------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[Event]:
+        """Yield every event until (and including) the final `Closed`."""
+        while not self._closed_seen:
+            for event in await self.next_events():
+                yield event
+
+    async def next_events(self, limit: int = 1000) -> list[Event]:
+        """Wait for at least one event and return up to `limit` of those ready (empty once closed).
+
+        Taking a batch lets a UI render a burst in one go instead of one refresh per message.
+        """
+        while not self._events:
+            if self._closed_seen:
+                return []
+            self._event_ready.clear()
+            await self._event_ready.wait()
+        batch = [self._events.popleft() for _ in range(min(limit, len(self._events)))]
+        if any(isinstance(event, Closed) for event in batch):
+            self._closed_seen = True
+        return batch
+
+    def _emit(self, event: Event) -> None:
+        if len(self._events) >= self.options.event_queue_limit:
+            # Never stop reading the socket for a consumer that does not read its events: that would
+            # stall pings and get us disconnected. Drop the oldest instead, and say so.
+            self._events.popleft()
+            self._dropped_events += 1
+            if self._dropped_events == 1 or self._dropped_events % 1000 == 0:
+                log.warning("events are not being read: %d dropped so far", self._dropped_events)
+        self._events.append(event)
+        self._event_ready.set()
+
+    # -- The run task ------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        final_error: Exception | None = None
+        attempt = 0
+        try:
+            while not self._closing:
+                retry_after = 0.0
+                try:
+                    session = await Session.open(
+                        self.endpoint, self._hello(), timeout=self.options.connect_timeout
+                    )
+                except LoginRefused as refused:
+                    if self._fail_first_login(refused) or refused.code not in _RETRYABLE_LOGIN_CODES:
+                        final_error = refused
+                        self._emit(
+                            Disconnected(refused.message or refused.code, refused.code, will_retry=False)
+                        )
+                        return
+                    reason = _refusal_reason(refused)
+                    retry_after = (refused.retry_after_ms or 0) / 1000
+                except (OSError, TimeoutError, ConnectionLost) as failure:
+                    lost = failure if isinstance(failure, ConnectionLost) else _lost(failure)
+                    if self._fail_first_login(lost):
+                        final_error = lost
+                        return
+                    reason = lost.reason
+                else:
+                    attempt = 0
+                    ended = await self._serve(session)
+                    if self._stopping():
+                        return
+                    reason = str(ended)
+                    if isinstance(ended, ServerError):
+                        retry_after = (ended.retry_after_ms or 0) / 1000
+                    will_retry = self.options.reconnect and not (
+                        isinstance(ended, ServerError) and ended.code in _FINAL_SESSION_CODES
+                    )
+                    code = ended.code if isinstance(ended, ServerError | ConnectionLost) else None
+                    self._emit(Disconnected(reason, code, will_retry=will_retry))
+                    if not will_retry:
+                        final_error = ended
+                        return
+                attempt += 1
+                delay = max(self.options.backoff.delay(attempt - 1), retry_after)
+                self._state = ConnectionState.RECONNECTING
+                self._emit(Reconnecting(delay, attempt, reason))
+                await asyncio.sleep(delay)
+        except Exception as bug:  # a bug in this module: report it as the reason the client stopped
+            log.exception("the chat client stopped on an unexpected error")
+            final_error = bug
+            self._fail_first_login(ConnectionLost(f"internal error: {bug!r}"))
+        finally:
+            self._state = ConnectionState.CLOSED
+            self._fail_waiters(ClientClosed("the client is closed"))
+            self._emit(Closed(final_error))
+
+    def _stopping(self) -> bool:
+        # A method, not the attribute: the attribute changes while _run awaits (close() sets it).
+        return self._closing
+
+    def _fail_first_login(self, error: Exception) -> bool:
+        """Report a failure of the first login to `connect()`; True if it was the first login."""
+        if self._first_login is not None and not self._first_login.done():
+            self._first_login.set_exception(error)
+            return True
+        return False
+
+    def _hello(self) -> Hello:
+        # After the first login, rooms are rejoined one by one with `after=` (see _resume), so the
+        # hello asks for none.
+        rooms = self._first_rooms if not self._logged_in_once else ()
+        return Hello(
+            proto=PROTOCOL_NAME,
+            version=PROTOCOL_VERSION,
+            nick=self.nick,
+            client=self.options.client_name,
+            rooms=rooms,
+        )
+
+    async def _serve(self, session: Session) -> ClientError:
+        """Run one logged-in session until it ends; return why it ended."""
+        self._session = session
+        self._state = ConnectionState.CONNECTED
+        self.nick = session.welcome.nick
+        resumed = self._logged_in_once
+        self._logged_in_once = True
+        self._emit(Connected(session.welcome, resumed))
+        if self._first_login is not None and not self._first_login.done():
+            self._first_login.set_result(None)
+        self._resume(session, resumed)
+        every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))
+        pinger = asyncio.create_task(self._pinger(session, every), name="mpchat pinger")
+        try:
+            while True:
+                for message in await session.receive(every + self.options.ping_grace):
+                    self._handle(message)
+        except (ConnectionLost, ServerError) as ended:
+            return ended
+        finally:
+            pinger.cancel()
+            self._session = None
+            session.close()
+            self._join_refs.clear()
+            self._fail_waiters(ConnectionLost("the connection was lost before the answer came"))
+
+    def _resume(self, session: Session, resumed: bool) -> None:
+        """After login: rejoin rooms where we left off, catch up on direct messages, resend the outbox."""
+        if resumed:
+            for key, room in self._rooms.items():
+                ref = next(self._refs)
+                self._join_refs[key] = ref
+                self._resume_refs.add(ref)
+                session.send(Join(room=room, after=self._last_id.get(key), ref=ref))
+        last_dm = self._last_id.get(_DM_KEY)
+        if last_dm is not None or self.options.dm_backfill > 0:
+            ref = next(self._refs)
+            self._resume_refs.add(ref)
+            limit = None if last_dm is not None else self.options.dm_backfill
+            session.send(FetchHistory(direct=True, after=last_dm, limit=limit, ref=ref))
+        for entry in self._outbox:
+            self._transmit(session, entry)
+
+    async def _pinger(self, session: Session, every: float) -> None:
+        while True:
+            await asyncio.sleep(every)
+            token = next(self._ping_tokens)
+            self._pings_sent = {token: time.monotonic()}  # only the newest ping is timed
+            session.send(Ping(token=token))
+
+    # -- Incoming messages -------------------------------------------------------------------------------
+
+    def _handle(self, message: Message) -> None:
+        self._answer_waiters(message)
+        match message:
+            case Ping(token=token):
+                if self._session is not None:
+                    self._session.send(Pong(token=token))
+                    self.pings_answered += 1
+            case Pong(token=token):
+                sent = self._pings_sent.pop(token, None) if token is not None else None
+                if sent is not None:
+                    self.lag = time.monotonic() - sent
+                    self._emit(LagMeasured(self.lag))
+            case Ack():
+                self._on_ack(message)
+            case ErrorFrame():
+                if not self._on_refused_send(message):
+                    self._emit(message)
+            case Said():
+                if self._note_id(fold(message.room), message.id):
+                    self._emit(message)
+            case Told():
+                if self._note_id(_DM_KEY, message.id):
+                    self._emit(message)
+            case History():
+                self._emit(self._filter_history(message))
+            case Joined(room=room, nick=nick):
+                if fold(nick) == fold(self.nick):
+                    self._rooms[fold(room)] = room
+                self._emit(message)
+            case Left(room=room, nick=nick):
+                if fold(nick) == fold(self.nick):
+                    self._forget_room(fold(room))
+                self._emit(message)
+            case NickChanged(old=old, new=new):
+                if fold(old) == fold(self.nick):
+                    self.nick = new
+                self._emit(message)
+            case _:
+                self._emit(message)
+
+    def _note_id(self, key: str, message_id: int) -> bool:
+        """Record a message id; False if it was already delivered (a duplicate to drop)."""
+        if not self._seen.setdefault(key, _RecentIds()).add(message_id):
+            return False
+        if message_id > self._last_id.get(key, -1):
+            self._last_id[key] = message_id
+        return True
+
+    def _filter_history(self, history: History) -> History:
+        """Drop from a join's or resume's history what was already delivered, or is still in our outbox."""
+        key = _DM_KEY if history.direct else fold(history.room or "")
+        join_ref = self._join_refs.get(key)
+        is_join_reply = history.room is not None and join_ref is not None and history.ref in (join_ref, None)
+        if is_join_reply:
+            del self._join_refs[key]
+        if not (is_join_reply or history.ref in self._resume_refs):
+            # A page asked for with fetch_history(): hand it over as it is, but learn its ids.
+            for item in history.messages:
+                self._note_id(key, item.id)
+            return history
+        self._resume_refs.discard(history.ref or -1)
+        kept = tuple(
+            item
+            for item in history.messages
+            if not self._is_pending_echo(item) and self._note_id(key, item.id)
+        )
+        return history if len(kept) == len(history.messages) else replace(history, messages=kept)
+
+    def _is_pending_echo(self, item: Said | Told) -> bool:
+        """True if a replayed message is our own, still unacknowledged, first attempt.
+
+        Its ack (marked duplicate) follows the resend, so the message is reported once, through the outbox.
+        """
+        if fold(item.nick) != fold(self.nick):
+            return False
+        for entry in self._outbox:
+            same_target = (
+                entry.room is not None and isinstance(item, Said) and fold(entry.room) == fold(item.room)
+            ) or (entry.peer is not None and isinstance(item, Told) and fold(entry.peer) == fold(item.to))
+            if same_target and entry.text == item.text and entry.action == item.action:
+                return True
+        return False
+
+    def _forget_room(self, key: str) -> None:
+        self._rooms.pop(key, None)
+        self._last_id.pop(key, None)
+        self._seen.pop(key, None)
+        self._join_refs.pop(key, None)
+
+    def _on_ack(self, ack: Ack) -> None:
+        client_msg_id = ack.client_msg_id or (self._ref_owner.get(ack.ref) if ack.ref is not None else None)
+        if client_msg_id is None:
+            return
+        entry = self._outbox.acknowledge(client_msg_id, ack)
+        if entry is None:
+            return  # the ack of an earlier attempt of an entry already acknowledged
+        self._forget_refs(client_msg_id)
+        # Remember our own id, so a later replay of the room does not deliver it a second time.
+        self._seen.setdefault(fold(entry.room) if entry.room is not None else _DM_KEY, _RecentIds()).add(
+            ack.id
+        )
+        self._settle(entry)
+
+    def _on_refused_send(self, error: ErrorFrame) -> bool:
+        """Apply an error to the outbox entry it answers; True if it answered one."""
+        client_msg_id = self._ref_owner.get(error.ref) if error.ref is not None else None
+        if client_msg_id is None:
+            return False
+        if error.code == ErrorCode.RATE_LIMITED:
+            delay = (error.retry_after_ms or 0) / 1000 or RATE_LIMIT_RETRY
+            asyncio.get_running_loop().call_later(delay, self._retransmit, client_msg_id)
+            return True
+        entry = self._outbox.fail(client_msg_id, error.code, error.message)
+        if entry is not None:
+            self._forget_refs(client_msg_id)
+            self._settle(entry)
+        return True
+
+    def _retransmit(self, client_msg_id: str) -> None:
+        entry = self._outbox.get(client_msg_id)
+        if entry is not None and self._session is not None:
+            self._transmit(self._session, entry)
+
+    def _forget_refs(self, client_msg_id: str) -> None:
+        for ref in [ref for ref, owner in self._ref_owner.items() if owner == client_msg_id]:
+            del self._ref_owner[ref]
+
+    def _settle(self, entry: OutboxEntry) -> None:
+        self._emit(OutboxChanged(entry))
+        future = self._deliveries.pop(entry.client_msg_id, None)
+        if future is not None and not future.done():
+            future.set_result(entry)
+
+    # -- Requests ----------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing or self._state is ConnectionState.CLOSED:
+            raise ClientClosed("the client is closed")
+
+    def _check(self, message: Message) -> None:
+        try:
+            check_outgoing(message, self.limits)
+        except LocalProtocolError as error:
+            raise InvalidRequest(error.code, error.message) from None
+
+    async def _request(
+        self, message: Message, match: Callable[[Message], bool], wait: bool
+    ) -> Message | None:
+        """Send `message`; if `wait`, return the answer `match` picks, or raise `ServerError`."""
+        self._check_open()
+        session = self._session
+        if session is None:
+            raise NotConnected("not connected to the server")
+        ref = getattr(message, "ref", None)
+        waiter: _Waiter | None = None
+        if wait:
+
+            def answers(reply: Message) -> bool:
+                return (isinstance(reply, ErrorFrame) and reply.ref == ref and ref is not None) or match(
+                    reply
+                )
+
+            waiter = _Waiter(answers, asyncio.get_running_loop().create_future())
+            self._waiters.append(waiter)
+        try:
+            session.send(message)
+            if waiter is None:
+                return None
+            try:
+                async with asyncio.timeout(self.options.request_timeout):
+                    reply = await waiter.future
+            except TimeoutError:
+                raise RequestTimeout(
+                    f"no answer to {message.TYPE} in {self.options.request_timeout:g} s"
+                ) from None
+        finally:
+            if waiter is not None and waiter in self._waiters:
+                self._waiters.remove(waiter)
+        if isinstance(reply, ErrorFrame):
+            raise ServerError(reply)
+        return reply
+
+    def _answer_waiters(self, message: Message) -> None:
+        for waiter in list(self._waiters):
+            if not waiter.future.done() and waiter.match(message):
+                waiter.future.set_result(message)
+                self._waiters.remove(waiter)
+
+    def _fail_waiters(self, error: Exception) -> None:
+        for waiter in self._waiters:
+            if not waiter.future.done():
+                waiter.future.set_exception(error)
+        self._waiters.clear()
+        for future in self._deliveries.values():
+            if not future.done() and isinstance(error, ClientClosed):
+                future.set_exception(error)
+
+    def _is_mine(self, nick: str) -> bool:
+        return fold(nick) == fold(self.nick)
+
+    async def join(self, room: str, *, wait: bool = True) -> RoomState | None:
+        """Join `room` (created if new) and, if `wait`, return its state (topic and members).
+
+        While disconnected the room is only remembered, and joined at the next login.
+        """
+        self._check_open()
+        ref = next(self._refs)
+        request = Join(room=room, ref=ref)
+        self._check(request)
+        if self._session is None:
+            self._rooms.setdefault(fold(room), room)
+            return None
+        self._join_refs[fold(room)] = ref
+        reply = await self._request(request, _answer(RoomState, ref, room), wait)
+        return reply if isinstance(reply, RoomState) else None
+
+    async def leave(self, room: str, reason: str | None = None, *, wait: bool = True) -> None:
+        """Leave `room` (and stop rejoining it)."""
+        self._check_open()
+        request = Leave(room=room, reason=reason, ref=next(self._refs))
+        self._check(request)
+        if self._session is None:
+            self._forget_room(fold(room))
+            return
+        key = fold(room)
+        await self._request(
+            request, lambda m: isinstance(m, Left) and self._is_mine(m.nick) and fold(m.room) == key, wait
+        )
+
+    async def say(self, room: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
+        """Send `text` to `room` through the outbox, and return its entry.
+
+        The message is delivered once even across reconnects. With `wait`, return only once the server
+        stored it (the entry is then `ACKNOWLEDGED`), or raise `ServerError` if it refused it.
+        """
+        self._check(Say(room=room, text=text, action=action, client_msg_id="x"))
+        return await self._send_entry(self._outbox_add(text=text, action=action, room=room), wait)
+
+    async def tell(self, nick: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
+        """Send a direct message to `nick` through the outbox (see `say`)."""
+        self._check(Tell(to=nick, text=text, action=action, client_msg_id="x"))
+        return await self._send_entry(self._outbox_add(text=text, action=action, peer=nick), wait)
+
+    def _outbox_add(self, **fields: str | bool) -> OutboxEntry:
+        self._check_open()
+        entry = self._outbox.add(**fields)  # type: ignore[arg-type]
+        self._emit(OutboxChanged(entry))
+        return entry
+
+    async def _send_entry(self, entry: OutboxEntry, wait: bool) -> OutboxEntry:
+        future: asyncio.Future[OutboxEntry] | None = None
+        if wait:
+            future = asyncio.get_running_loop().create_future()
+            self._deliveries[entry.client_msg_id] = future
+        if self._session is not None:
+            self._transmit(self._session, entry)
+        if future is None:
+            return entry
+        settled = await future
+        if settled.state is DeliveryState.FAILED:
+            raise ServerError(
+                ErrorFrame(code=settled.error_code or "", message=settled.error_message or "", fatal=False)
+            )
+        return settled
+
+    def _transmit(self, session: Session, entry: OutboxEntry) -> None:
+        ref = next(self._refs)
+        self._ref_owner[ref] = entry.client_msg_id
+        self._outbox.mark_sent(entry.client_msg_id)
+        session.send(entry.request(ref))
+
+    async def change_nick(self, nick: str, *, wait: bool = True) -> None:
+        """Change our nick (kept for later reconnects)."""
+        request = ChangeNick(nick=nick, ref=next(self._refs))
+        self._check(request)
+        await self._request(request, lambda m: isinstance(m, NickChanged) and fold(m.new) == fold(nick), wait)
+
+    async def set_topic(self, room: str, topic: str, *, wait: bool = True) -> None:
+        """Set `room`'s topic ("" clears it)."""
+        request = SetTopic(room=room, topic=topic, ref=next(self._refs))
+        self._check(request)
+        key = fold(room)
+        await self._request(request, lambda m: isinstance(m, TopicChanged) and fold(m.room) == key, wait)
+
+    async def set_away(self, message: str | None, *, wait: bool = True) -> None:
+        """Mark us away with `message`, or back with None."""
+        request = SetAway(message=message or None, ref=next(self._refs))
+        self._check(request)
+        await self._request(request, lambda m: isinstance(m, AwayChanged) and self._is_mine(m.nick), wait)
+
+    async def who(self, room: str, *, wait: bool = True) -> RoomState | None:
+        """Ask for `room`'s topic and members."""
+        ref = next(self._refs)
+        reply = await self._request(Who(room=room, ref=ref), _answer(RoomState, ref, room), wait)
+        return reply if isinstance(reply, RoomState) else None
+
+    async def list_rooms(self, *, wait: bool = True) -> RoomList | None:
+        """Ask for the list of rooms."""
+        ref = next(self._refs)
+        reply = await self._request(ListRooms(ref=ref), _answer(RoomList, ref, None), wait)
+        return reply if isinstance(reply, RoomList) else None
+
+    async def fetch_history(
+        self,
+        room: str | None = None,
+        *,
+        peer: str | None = None,
+        before: int | None = None,
+        after: int | None = None,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> History | None:
+        """Fetch stored messages of `room`, or the direct messages (with `peer`, or all when room is None)."""
+        ref = next(self._refs)
+        request = FetchHistory(
+            room=room, direct=room is None, peer=peer, before=before, after=after, limit=limit, ref=ref
+        )
+        self._check(request)
+        reply = await self._request(request, _answer(History, ref, room), wait)
+        return reply if isinstance(reply, History) else None
+
+
+def _answer(kind: type[Message], ref: int, room: str | None) -> Callable[[Message], bool]:
+    """Match the answer of type `kind` to request `ref` (or, from a server that omits refs, for `room`)."""
+    key = fold(room) if room is not None else None
+
+    def match(reply: Message) -> bool:
+        if not isinstance(reply, kind):
+            return False
+        reply_ref = getattr(reply, "ref", None)
+        if reply_ref is not None:
+            return bool(reply_ref == ref)
+        reply_room = getattr(reply, "room", None)
+        return key is None or (reply_room is not None and fold(reply_room) == key)
+
+    return match
+
+
+def _lost(error: OSError | TimeoutError) -> ConnectionLost:
+    if isinstance(error, TimeoutError):
+        return ConnectionLost("the server did not answer in time")
+    return ConnectionLost(f"cannot connect: {error.strerror or error}")
+
+
+def _refusal_reason(refused: LoginRefused) -> str:
+    if refused.code == ErrorCode.NICK_TAKEN:
+        return "the nick is still held, probably by our previous connection; retrying"
+    return refused.message or refused.code

@@ -1,0 +1,64 @@
+"""The client library's exceptions: every failure a caller can act on has its own class.
+
+`ServerError` and its subclass `LoginRefused` carry the server's stable error code (`shared.ErrorCode`
+values such as ``nick_taken``), so callers branch on the code, never on the wording.
+"""
+
+from __future__ import annotations
+
+from shared import Error
+
+
+class ClientError(Exception):
+    """Base class of every error the client library raises."""
+
+
+class ServerError(ClientError):
+    """The server refused a request (or ended the session) with an `error` frame."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(f"{error.code}: {error.message}" if error.message else error.code)
+        self.error = error
+        self.code = error.code
+        self.message = error.message
+        self.fatal = error.fatal
+        self.retry_after_ms = error.retry_after_ms
+
+
+class LoginRefused(ServerError):
+    """The server refused the login (`hello`): wrong nick, nick in use, server full, wrong protocol..."""
+
+
+class InvalidRequest(ClientError):
+    """A request broke a protocol rule before it was sent (too long, bad nick, bad room name)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class ConnectionLost(ClientError):
+    """The connection ended (closed, reset, timed out, or the server broke the protocol)."""
+
+    def __init__(self, reason: str, code: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        #: The server's error code when it closed the session with a fatal error, else None.
+        self.code = code
+
+
+class NotConnected(ClientError):
+    """A request that needs an answer was made while the client is not connected."""
+
+
+class RequestTimeout(ClientError):
+    """The server did not answer a request in time."""
+
+
+class OutboxFull(ClientError):
+    """Too many messages are waiting to be delivered; the new one was not queued."""
+
+
+class ClientClosed(ClientError):
+    """The client was closed: no more requests can be made."""

@@ -1,0 +1,183 @@
+"""One TCP connection to a chat server: open it, log in, then move frames both ways until it ends.
+
+The bytes are handled by `shared.ProtocolConnection`, so this module never parses anything itself: it
+reads whatever the socket gives (part of a frame, or many frames at once), feeds it to the protocol object
+and takes out the complete messages. Writing never waits: `StreamWriter.write` queues the frame in the
+transport, and the outbox limit bounds how much the user can queue.
+
+A `Session` does not reconnect; `ChatClient` opens a new one after each failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from shared import (
+    ConnectionClosed,
+    Error,
+    Hello,
+    LocalProtocolError,
+    Message,
+    ProtocolConnection,
+    RemoteProtocolError,
+    Role,
+    Welcome,
+)
+from shared.limits import Limits
+
+from .errors import ConnectionLost, InvalidRequest, LoginRefused, ServerError
+
+log = logging.getLogger(__name__)
+
+#: How many bytes one read asks for.
+READ_SIZE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where the server is."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def drain(protocol: ProtocolConnection) -> tuple[list[Message], Exception | None]:
+    """Take every complete message out of `protocol`, and the exception that ends the stream, if any.
+
+    A server frame with one bad field is logged and skipped (the protocol object has already consumed it);
+    a fatal protocol error or the end of the stream stops the draining and is returned, not raised, so the
+    messages that arrived before it are still handled.
+    """
+    messages: list[Message] = []
+    while True:
+        try:
+            messages.extend(protocol.events())
+            return messages, None
+        except RemoteProtocolError as error:
+            if error.fatal:
+                return messages, error
+            log.warning("skipped an invalid frame from the server: %s", error)
+        except ConnectionClosed as closed:
+            return messages, closed
+
+
+def end_reason(error: Exception) -> ConnectionLost | ServerError:
+    """Turn whatever ended a stream into the exception the client reports."""
+    if isinstance(error, ServerError | ConnectionLost):
+        return error
+    if isinstance(error, ConnectionClosed):
+        return ConnectionLost("the server closed the connection")
+    if isinstance(error, RemoteProtocolError):
+        return ConnectionLost(f"the server broke the protocol ({error.code}: {error.message})", error.code)
+    if isinstance(error, TimeoutError):
+        return ConnectionLost("no answer from the server")
+    return ConnectionLost(f"connection failed: {error}")
+
+
+class Session:
+    """A logged-in connection: `send()` frames, `receive()` batches of messages."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        protocol: ProtocolConnection,
+        welcome: Welcome,
+        early: list[Message],
+    ) -> None:
+        self.welcome = welcome
+        self._reader = reader
+        self._writer = writer
+        self._protocol = protocol
+        # Messages that arrived in the same read as the welcome: handed out by the first receive().
+        self._early = early
+        # What ended the stream, once known; raised after the messages that preceded it are handed out.
+        self._ended: Exception | None = None
+
+    @property
+    def limits(self) -> Limits:
+        """The limits the server announced."""
+        return self._protocol.limits
+
+    @classmethod
+    async def open(cls, endpoint: Endpoint, hello: Hello, *, timeout: float) -> Session:
+        """Connect and log in within `timeout` seconds.
+
+        Raises `LoginRefused` when the server answers the hello with an error, `ConnectionLost` when the
+        connection fails or ends first, and `TimeoutError` when the deadline passes.
+        """
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            try:
+                protocol = ProtocolConnection(Role.CLIENT)
+                writer.write(protocol.send(hello))
+                while True:
+                    protocol.receive_data(await reader.read(READ_SIZE))
+                    messages, ended = drain(protocol)
+                    if messages:
+                        first, rest = messages[0], messages[1:]
+                        if isinstance(first, Error):
+                            raise LoginRefused(first)
+                        assert isinstance(first, Welcome)  # the protocol object admits nothing else first
+                        return cls(reader, writer, protocol, first, rest)
+                    if ended is not None:
+                        raise end_reason(ended)
+            except BaseException:
+                writer.close()
+                raise
+
+    def send(self, message: Message) -> None:
+        """Queue `message` for the server; raises `InvalidRequest` if it breaks a protocol rule."""
+        try:
+            data = self._protocol.send(message)
+        except LocalProtocolError as error:
+            raise InvalidRequest(error.code, error.message) from None
+        self._writer.write(data)
+
+    async def receive(self, timeout: float) -> list[Message]:
+        """Wait for the next messages (at least one).
+
+        Raises `ConnectionLost` when the server closed, broke the protocol or sent nothing for `timeout`
+        seconds, and `ServerError` when it ended the session with a fatal error frame. Messages that
+        arrived before the end are returned first; the end is raised by the next call.
+        """
+        while True:
+            if self._early:
+                messages, self._early = self._early, []
+            elif self._ended is not None:
+                raise end_reason(self._ended)
+            else:
+                self._protocol.receive_data(await self._read(timeout))
+                messages, self._ended = drain(self._protocol)
+            fatal = next((m for m in messages if isinstance(m, Error) and m.fatal), None)
+            if fatal is not None:
+                self._ended = ServerError(fatal)
+                messages = messages[: messages.index(fatal)]
+            if messages:
+                return messages
+
+    async def _read(self, timeout: float) -> bytes:
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(READ_SIZE)
+        except TimeoutError:
+            raise ConnectionLost(f"the server sent nothing for {timeout:g} s") from None
+        except OSError as error:
+            raise ConnectionLost(f"connection lost: {error}") from None
+
+    def close(self) -> None:
+        """Close the socket (without waiting)."""
+        self._writer.close()
+
+    async def wait_closed(self, timeout: float) -> None:
+        """Wait (at most `timeout` seconds) for the socket to close."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.wait_closed()
+        except (TimeoutError, OSError):
+            pass

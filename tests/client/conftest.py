@@ -1,0 +1,30 @@
+"""Fixtures for the client tests: a real server on 127.0.0.1 port 0 with its history in a temp folder, and
+config/data folders redirected to temp folders so no test ever reads or writes the user's real settings."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .helpers import LiveServer, fast_server_config
+
+
+@pytest.fixture(autouse=True)
+def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point the client's config and data folders at a temp folder (inherited by subprocesses too)."""
+    monkeypatch.setenv("MPCHAT_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("MPCHAT_DATA_DIR", str(tmp_path / "data"))
+    return tmp_path / "config"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[LiveServer]:
+    """A running chat server with fast timeouts, stopped after the test."""
+    live = LiveServer(fast_server_config(tmp_path / "server"))
+    live.start()
+    try:
+        yield live
+    finally:
+        live.stop()

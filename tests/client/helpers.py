@@ -1,0 +1,178 @@
+"""Test helpers: a condition wait with a deadline, a real server that can be stopped and restarted, and a
+TCP proxy that can cut, refuse or freeze a client's connection (a fault injector, not a fake server)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chat_server.config import ServerConfig
+
+#: The longest any single wait in these tests lasts before the test fails.
+DEADLINE = 10.0
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
+    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        await asyncio.sleep(0.01)
+
+
+def wait_until_sync(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
+    """The same, for code outside an event loop."""
+    end = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(0.01)
+
+
+def fast_server_config(data_dir: Path, **changes: Any) -> ServerConfig:
+    """A server configuration with short timeouts and generous rate limits, for fast tests."""
+    from chat_server.config import ServerConfig
+
+    settings: dict[str, Any] = {
+        "host": "127.0.0.1",
+        "port": 0,
+        "data_dir": data_dir,
+        "ping_interval": 1.0,
+        "ping_timeout": 3.0,
+        "rate_messages": 500.0,
+        "rate_burst": 500,
+        "linger": 0.2,
+        "history_sync": "NORMAL",
+    }
+    settings.update(changes)
+    return ServerConfig(**settings)
+
+
+class LiveServer:
+    """A real `ChatServer` in this process that a test can stop and start again on the same port."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._server: Any = None
+        self.host = config.host
+        self.port = config.port
+
+    def start(self) -> None:
+        """Start the server (on the port of the previous run, if there was one)."""
+        from chat_server.server import ChatServer
+
+        server = ChatServer(self.config)
+        server.__enter__()
+        self._server = server
+        self.host, self.port = server.address[0], server.address[1]
+        # A restart must come back on the same port, so the clients find it again.
+        self.config = replace(self.config, port=self.port)
+
+    def stop(self) -> None:
+        """Stop the server (clients get `server_shutdown`); safe to call twice."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.__exit__(None, None, None)
+
+    async def astop(self) -> None:
+        """Stop from async code without blocking the event loop while the server joins its threads."""
+        await asyncio.to_thread(self.stop)
+
+    async def astart(self) -> None:
+        """Start from async code."""
+        await asyncio.to_thread(self.start)
+
+    @property
+    def running(self) -> bool:
+        """True between start() and stop()."""
+        return self._server is not None
+
+
+class Proxy:
+    """Forwards TCP between clients and the server; a test can cut, refuse or freeze the traffic."""
+
+    def __init__(self, target: Callable[[], tuple[str, int]]) -> None:
+        self._target = target
+        self._server: asyncio.Server | None = None
+        self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: New connections are closed at once while set.
+        self.refuse = False
+        #: Bytes from the server are thrown away while set (the client never sees the answers).
+        self.drop_to_client = False
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+        self.port = 0
+
+    async def start(self) -> int:
+        """Listen on 127.0.0.1 (port 0) and return the port."""
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    def freeze(self) -> None:
+        """Stop moving bytes in both directions, keeping the connections open (a silent network)."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        """Move bytes again."""
+        self._flowing.set()
+
+    async def cut(self) -> None:
+        """Close every current connection on both sides."""
+        pairs, self._pairs = self._pairs, []
+        for client, upstream in pairs:
+            client.close()
+            upstream.close()
+
+    async def close(self) -> None:
+        """Stop listening and close everything."""
+        await self.cut()
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refuse:
+            writer.close()
+            return
+        host, port = self._target()
+        try:
+            up_reader, up_writer = await asyncio.open_connection(host, port)
+        except OSError:
+            writer.close()
+            return
+        self._pairs.append((writer, up_writer))
+        self._spawn(self._pump(reader, up_writer, to_client=False))
+        self._spawn(self._pump(up_reader, writer, to_client=True))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, to_client: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                if to_client and self.drop_to_client:
+                    continue
+                writer.write(data)
+                await writer.drain()
+        except (OSError, RuntimeError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,189 @@
+"""Reconnect, resume and the outbox, with faults injected by a TCP proxy or a real server restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from chat_client import (
+    ChatClient,
+    ClientOptions,
+    Connected,
+    DeliveryState,
+    Disconnected,
+    OutboxChanged,
+    Reconnecting,
+)
+from chat_client.backoff import Backoff
+from shared import Told
+
+from .helpers import LiveServer, Proxy, wait_until
+from .test_library import FAST, Recorder
+
+
+@pytest.fixture
+async def proxy(server: LiveServer) -> AsyncIterator[Proxy]:
+    """A proxy in front of the server."""
+    front = Proxy(lambda: (server.host, server.port))
+    await front.start()
+    try:
+        yield front
+    finally:
+        await front.close()
+
+
+def connected_count(recorder: Recorder) -> int:
+    return len(recorder.of(Connected))
+
+
+async def test_missed_room_messages_arrive_once_in_order_after_reconnect(
+    server: LiveServer, proxy: Proxy
+) -> None:
+    """Messages sent while a client was cut off are replayed to it exactly once, in order."""
+    async with (
+        ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
+        ChatClient(server.host, server.port, "bob", options=FAST) as bob,
+    ):
+        events = Recorder(alice)
+        await bob.say("lobby", "before", wait=True)
+        await wait_until(lambda: "before" in events.texts("lobby"))
+        proxy.refuse = True
+        await proxy.cut()
+        await wait_until(lambda: events.of(Reconnecting), what="reconnecting")
+        for text in ("one", "two", "three"):
+            await bob.say("lobby", text, wait=True)
+        proxy.refuse = False
+        await wait_until(lambda: connected_count(events) == 2, what="reconnected")
+        await wait_until(lambda: "three" in events.texts("lobby"))
+        await bob.say("lobby", "after", wait=True)
+        await wait_until(lambda: "after" in events.texts("lobby"))
+        assert events.texts("lobby")[-5:] == ["before", "one", "two", "three", "after"]
+        assert events.texts("lobby").count("before") == 1
+        assert events.of(Connected)[1].resumed
+        assert alice.rooms == ("lobby",)
+
+
+async def test_server_restart_resumes_rooms_and_direct_messages(server: LiveServer) -> None:
+    """After the server restarts, the client logs in again, rejoins its rooms and catches up on DMs."""
+    async with ChatClient(server.host, server.port, "alice", options=FAST) as alice:
+        events = Recorder(alice)
+        await alice.join("dev")
+        await server.astop()
+        await wait_until(lambda: events.of(Disconnected), what="disconnected")
+        assert events.of(Disconnected)[0].code == "server_shutdown"
+        await server.astart()
+        await wait_until(lambda: connected_count(events) == 2, what="reconnected")
+        await wait_until(lambda: set(alice.rooms) == {"lobby", "dev"})
+        async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+            await bob.join("dev")
+            await bob.say("dev", "welcome back", wait=True)
+            await bob.tell("alice", "dm", wait=True)
+            await wait_until(lambda: "welcome back" in events.texts("dev") and events.of(Told))
+
+
+async def test_message_typed_while_disconnected_is_sent_after_reconnect(
+    server: LiveServer, proxy: Proxy
+) -> None:
+    """The outbox keeps a message typed offline as pending and delivers it once after the reconnect."""
+    async with (
+        ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
+        ChatClient(server.host, server.port, "bob", options=FAST) as bob,
+    ):
+        events = Recorder(alice)
+        bob_events = Recorder(bob)
+        proxy.refuse = True
+        await proxy.cut()
+        await wait_until(lambda: not alice.connected)
+        entry = await alice.say("lobby", "typed offline")
+        assert entry.state is DeliveryState.PENDING and alice.outbox == (entry,)
+        proxy.refuse = False
+        await wait_until(lambda: alice.outbox == (), what="outbox drained")
+        final = events.of(OutboxChanged)[-1].entry
+        assert final.state is DeliveryState.ACKNOWLEDGED and final.client_msg_id == entry.client_msg_id
+        await wait_until(lambda: "typed offline" in bob_events.texts("lobby"))
+        assert bob_events.texts("lobby").count("typed offline") == 1
+
+
+async def test_resent_message_whose_ack_was_lost_is_stored_once(server: LiveServer, proxy: Proxy) -> None:
+    """If the first attempt reached the server but the ack was lost, the resend is acked as a duplicate."""
+    async with (
+        ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
+        ChatClient(server.host, server.port, "bob", options=FAST) as bob,
+    ):
+        events = Recorder(alice)
+        bob_events = Recorder(bob)
+        proxy.drop_to_client = True
+        await alice.say("lobby", "exactly once")
+        await wait_until(lambda: "exactly once" in bob_events.texts("lobby"), what="stored by the server")
+        proxy.drop_to_client = False
+        await proxy.cut()
+        await wait_until(lambda: alice.outbox == (), what="acked after resend")
+        final = events.of(OutboxChanged)[-1].entry
+        assert final.state is DeliveryState.ACKNOWLEDGED and final.duplicate
+        assert final.attempts == 2
+        await bob.say("lobby", "marker", wait=True)
+        await wait_until(lambda: "marker" in events.texts("lobby"))
+        # Alice's own message is reported once (through the outbox), never replayed to her as well.
+        assert "exactly once" not in events.texts("lobby")
+        assert bob_events.texts("lobby").count("exactly once") == 1
+
+
+async def test_silent_server_is_detected_and_the_client_reconnects(server: LiveServer, proxy: Proxy) -> None:
+    """A connection that carries nothing any more is declared dead after ping period + grace."""
+    options = ClientOptions(ping_every=0.2, ping_grace=0.3, backoff=Backoff(initial=0.05, maximum=0.1))
+    async with ChatClient("127.0.0.1", proxy.port, "alice", options=options) as alice:
+        events = Recorder(alice)
+        proxy.freeze()
+        await wait_until(lambda: events.of(Disconnected), timeout=5, what="dead server noticed")
+        assert "sent nothing" in events.of(Disconnected)[0].reason
+        await proxy.cut()
+        proxy.thaw()
+        await wait_until(lambda: connected_count(events) == 2, what="reconnected")
+
+
+async def test_client_answers_server_pings(server: LiveServer) -> None:
+    """With the client never pinging by itself, the server's pings keep the connection open."""
+    options = ClientOptions(ping_every=60, ping_grace=60)
+    async with ChatClient(server.host, server.port, "alice", options=options) as alice:
+        events = Recorder(alice)
+        # The test server pings after 1 s of silence and drops the client after 3 s without an answer.
+        await wait_until(lambda: alice.pings_answered >= 3, what="three server pings answered")
+        assert alice.connected and not events.of(Disconnected)
+
+
+async def test_lag_is_measured(server: LiveServer) -> None:
+    """The client's own pings measure the round-trip time."""
+    options = ClientOptions(ping_every=0.1)
+    async with ChatClient(server.host, server.port, "alice", options=options) as alice:
+        await wait_until(lambda: alice.lag is not None, what="lag measured")
+        assert 0 <= (alice.lag or 0) < 5
+
+
+async def test_reconnect_delays_grow_with_jitter(server: LiveServer) -> None:
+    """While the server stays down, each attempt waits longer (within the jitter band)."""
+    backoff = Backoff(initial=0.02, maximum=0.16)
+    options = ClientOptions(backoff=backoff)
+    async with ChatClient(server.host, server.port, "alice", options=options) as alice:
+        events = Recorder(alice)
+        await server.astop()
+        await wait_until(lambda: len(events.of(Reconnecting)) >= 5, what="five attempts")
+        for event in events.of(Reconnecting)[:5]:
+            ceiling = backoff.ceiling(event.attempt - 1)
+            assert ceiling / 2 <= event.delay <= ceiling
+        assert [e.attempt for e in events.of(Reconnecting)[:5]] == [1, 2, 3, 4, 5]
+        await alice.close()
+    assert not alice.connected
+
+
+async def test_close_while_reconnecting_stops_quickly(server: LiveServer) -> None:
+    """close() during the backoff wait ends the client at once."""
+    options = ClientOptions(backoff=Backoff(initial=30, maximum=30))
+    client = ChatClient(server.host, server.port, "alice", options=options)
+    await client.connect()
+    events = Recorder(client)
+    await server.astop()
+    await wait_until(lambda: events.of(Reconnecting))
+    await asyncio.wait_for(client.close(), 2)
+    await events.stop()

@@ -1,0 +1,101 @@
+"""Pure parts of the library: backoff, outbox, and the rule that the connection layer imports no UI."""
+
+from __future__ import annotations
+
+import ast
+import random
+from pathlib import Path
+
+import pytest
+
+import chat_client
+from chat_client.backoff import Backoff
+from chat_client.errors import OutboxFull
+from chat_client.outbox import DeliveryState, Outbox
+from shared import Ack, Say, Tell
+
+PACKAGE = Path(chat_client.__file__).parent
+#: The modules a bot imports: none of them may pull in Textual.
+LIBRARY_MODULES = ["__init__", "backoff", "client", "errors", "events", "outbox", "session"]
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
+            names.add("." + node.module.split(".")[0])
+    return names
+
+
+def test_connection_layer_imports_no_textual() -> None:
+    """The library modules import neither textual nor rich, directly or through a sibling UI module."""
+    for name in LIBRARY_MODULES:
+        imports = imported_modules(PACKAGE / f"{name}.py")
+        assert not imports & {"textual", "rich"}, name
+        siblings = {module.lstrip(".") for module in imports if module.startswith(".")}
+        assert siblings <= set(LIBRARY_MODULES), (name, siblings)
+
+
+def test_backoff_grows_then_caps() -> None:
+    """The ceiling doubles per attempt up to the maximum, and never overflows."""
+    backoff = Backoff(initial=0.5, maximum=30)
+    assert [backoff.ceiling(n) for n in range(4)] == [0.5, 1.0, 2.0, 4.0]
+    assert backoff.ceiling(50) == 30 and backoff.ceiling(10_000) == 30
+
+
+def test_backoff_jitter_spreads_clients() -> None:
+    """Fifty clients reconnecting after the same failure pick different delays within [ceiling/2, ceiling]."""
+    delays = [Backoff(rng=random.Random(seed)).delay(3) for seed in range(50)]
+    assert all(2.0 <= delay <= 4.0 for delay in delays)
+    assert len({round(delay, 3) for delay in delays}) > 40
+
+
+def test_backoff_rejects_nonsense() -> None:
+    """A zero or inverted policy is refused."""
+    with pytest.raises(ValueError, match="backoff"):
+        Backoff(initial=0)
+    with pytest.raises(ValueError, match="backoff"):
+        Backoff(initial=5, maximum=1)
+
+
+def test_outbox_entries_get_unique_ids_and_frames() -> None:
+    """Each entry has its own client_msg_id, and its frame carries it."""
+    outbox = Outbox()
+    first = outbox.add(text="a", action=False, room="lobby")
+    second = outbox.add(text="b", action=True, peer="bob")
+    assert first.client_msg_id != second.client_msg_id
+    say = first.request(ref=1)
+    tell = second.request(ref=2)
+    assert isinstance(say, Say) and say.client_msg_id == first.client_msg_id and say.room == "lobby"
+    assert isinstance(tell, Tell) and tell.to == "bob" and tell.action
+    assert [entry.text for entry in outbox] == ["a", "b"]
+
+
+def test_outbox_ack_and_fail_settle_entries_once() -> None:
+    """An acked or failed entry leaves the outbox; a second ack for it is ignored."""
+    outbox = Outbox()
+    entry = outbox.add(text="a", action=False, room="lobby")
+    other = outbox.add(text="b", action=False, room="lobby")
+    acked = outbox.acknowledge(entry.client_msg_id, Ack(id=7, ts=1, duplicate=True))
+    assert (
+        acked is not None and acked.state is DeliveryState.ACKNOWLEDGED and acked.id == 7 and acked.duplicate
+    )
+    assert outbox.acknowledge(entry.client_msg_id, Ack(id=7, ts=1)) is None
+    failed = outbox.fail(other.client_msg_id, "not_in_room", "join first")
+    assert failed is not None and failed.state is DeliveryState.FAILED and failed.error_code == "not_in_room"
+    assert len(outbox) == 0
+
+
+def test_outbox_limit_at_and_past_the_bound() -> None:
+    """The outbox takes exactly `limit` waiting messages and refuses the next one."""
+    outbox = Outbox(limit=3)
+    for n in range(3):
+        outbox.add(text=str(n), action=False, room="r")
+    with pytest.raises(OutboxFull):
+        outbox.add(text="over", action=False, room="r")
+    assert len(outbox) == 3
