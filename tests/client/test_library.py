@@ -73,10 +73,13 @@ async def test_login_puts_the_client_in_the_default_room(server: LiveServer) -> 
     async with ChatClient(server.host, server.port, "carol", options=FAST) as client:
         recorder = Recorder(client)
         await wait_until(lambda: client.rooms == ("lobby",), what="joined lobby")
-        assert client.connected and client.nick == "carol"
-        assert isinstance(recorder.events[0], Connected) and not recorder.events[0].resumed
+        assert client.connected
+        assert client.nick == "carol"
+        assert isinstance(recorder.events[0], Connected)
+        assert not recorder.events[0].resumed
     await recorder.stop()
-    assert isinstance(recorder.events[-1], Closed) and recorder.events[-1].error is None
+    assert isinstance(recorder.events[-1], Closed)
+    assert recorder.events[-1].error is None
 
 
 async def test_room_message_reaches_the_other_member_and_is_acknowledged(
@@ -88,10 +91,14 @@ async def test_room_message_reaches_the_other_member_and_is_acknowledged(
     await alice.join("dev")
     await bob.join("dev")
     entry = await alice.say("dev", "hello bob", wait=True)
-    assert entry.state is DeliveryState.ACKNOWLEDGED and entry.id is not None and not entry.duplicate
+    assert entry.state is DeliveryState.ACKNOWLEDGED
+    assert entry.id is not None
+    assert not entry.duplicate
     await wait_until(lambda: "hello bob" in bob_events.texts("dev"))
     said = [e for e in bob_events.of(Said) if e.text == "hello bob"]
-    assert len(said) == 1 and said[0].nick == "alice" and said[0].id == entry.id
+    assert len(said) == 1
+    assert said[0].nick == "alice"
+    assert said[0].id == entry.id
 
 
 async def test_sender_gets_outbox_events_not_its_own_said(pair: tuple[ChatClient, ChatClient]) -> None:
@@ -110,7 +117,8 @@ async def test_join_returns_the_room_state(pair: tuple[ChatClient, ChatClient]) 
     alice, bob = pair
     await alice.join("kitchen")
     state = await bob.join("kitchen")
-    assert state is not None and state.room == "kitchen"
+    assert state is not None
+    assert state.room == "kitchen"
     assert {member.nick for member in state.members} == {"alice", "bob"}
     assert "kitchen" in bob.rooms
 
@@ -123,7 +131,8 @@ async def test_leave_removes_the_room(pair: tuple[ChatClient, ChatClient]) -> No
     await bob.leave("tmp")
     assert "tmp" not in bob.rooms
     who = await alice.who("tmp")
-    assert who is not None and [m.nick for m in who.members] == ["alice"]
+    assert who is not None
+    assert [m.nick for m in who.members] == ["alice"]
 
 
 async def test_direct_message(pair: tuple[ChatClient, ChatClient]) -> None:
@@ -181,7 +190,8 @@ async def test_refused_message_is_marked_failed(pair: tuple[ChatClient, ChatClie
     entry = await alice.say("nowhere", "hello?")
     await wait_until(lambda: any(e.entry.state is DeliveryState.FAILED for e in recorder.of(OutboxChanged)))
     failed = recorder.of(OutboxChanged)[-1].entry
-    assert failed.client_msg_id == entry.client_msg_id and failed.error_code == "not_in_room"
+    assert failed.client_msg_id == entry.client_msg_id
+    assert failed.error_code == "not_in_room"
     assert alice.outbox == ()
 
 
@@ -191,10 +201,12 @@ async def test_history_paging_backwards(pair: tuple[ChatClient, ChatClient]) -> 
     await alice.join("log")
     ids = [(await alice.say("log", f"m{i}", wait=True)).id for i in range(6)]
     page = await alice.fetch_history("log", before=ids[-1], limit=3)
-    assert page is not None and [m.text for m in page.messages] == ["m2", "m3", "m4"]
+    assert page is not None
+    assert [m.text for m in page.messages] == ["m2", "m3", "m4"]
     assert page.more
     older = await alice.fetch_history("log", before=page.messages[0].id, limit=10)
-    assert older is not None and [m.text for m in older.messages] == ["m0", "m1"]
+    assert older is not None
+    assert [m.text for m in older.messages] == ["m0", "m1"]
 
 
 async def test_joined_is_seen_by_existing_members(pair: tuple[ChatClient, ChatClient]) -> None:
@@ -212,5 +224,6 @@ async def test_events_end_with_closed(server: LiveServer) -> None:
     await client.connect()
     await client.close("bye")
     events = [event async for event in client.events()]
-    assert isinstance(events[0], Connected) and isinstance(events[-1], Closed)
+    assert isinstance(events[0], Connected)
+    assert isinstance(events[-1], Closed)
     assert [event async for event in client.events()] == []

@@ -97,11 +97,13 @@ async def test_message_typed_while_disconnected_is_sent_after_reconnect(
         await proxy.cut()
         await wait_until(lambda: not alice.connected)
         entry = await alice.say("lobby", "typed offline")
-        assert entry.state is DeliveryState.PENDING and alice.outbox == (entry,)
+        assert entry.state is DeliveryState.PENDING
+        assert alice.outbox == (entry,)
         proxy.refuse = False
         await wait_until(lambda: alice.outbox == (), what="outbox drained")
         final = events.of(OutboxChanged)[-1].entry
-        assert final.state is DeliveryState.ACKNOWLEDGED and final.client_msg_id == entry.client_msg_id
+        assert final.state is DeliveryState.ACKNOWLEDGED
+        assert final.client_msg_id == entry.client_msg_id
         await wait_until(lambda: "typed offline" in bob_events.texts("lobby"))
         assert bob_events.texts("lobby").count("typed offline") == 1
 
@@ -121,7 +123,8 @@ async def test_resent_message_whose_ack_was_lost_is_stored_once(server: LiveServ
         await proxy.cut()
         await wait_until(lambda: alice.outbox == (), what="acked after resend")
         final = events.of(OutboxChanged)[-1].entry
-        assert final.state is DeliveryState.ACKNOWLEDGED and final.duplicate
+        assert final.state is DeliveryState.ACKNOWLEDGED
+        assert final.duplicate
         assert final.attempts == 2
         await bob.say("lobby", "marker", wait=True)
         await wait_until(lambda: "marker" in events.texts("lobby"))
@@ -150,7 +153,8 @@ async def test_client_answers_server_pings(server: LiveServer) -> None:
         events = Recorder(alice)
         # The test server pings after 1 s of silence and drops the client after 3 s without an answer.
         await wait_until(lambda: alice.pings_answered >= 3, what="three server pings answered")
-        assert alice.connected and not events.of(Disconnected)
+        assert alice.connected
+        assert not events.of(Disconnected)
 
 
 async def test_lag_is_measured(server: LiveServer) -> None:

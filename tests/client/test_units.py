@@ -45,7 +45,8 @@ def test_backoff_grows_then_caps() -> None:
     """The ceiling doubles per attempt up to the maximum, and never overflows."""
     backoff = Backoff(initial=0.5, maximum=30)
     assert [backoff.ceiling(n) for n in range(4)] == [0.5, 1.0, 2.0, 4.0]
-    assert backoff.ceiling(50) == 30 and backoff.ceiling(10_000) == 30
+    assert backoff.ceiling(50) == 30
+    assert backoff.ceiling(10_000) == 30
 
 
 def test_backoff_jitter_spreads_clients() -> None:
@@ -71,8 +72,12 @@ def test_outbox_entries_get_unique_ids_and_frames() -> None:
     assert first.client_msg_id != second.client_msg_id
     say = first.request(ref=1)
     tell = second.request(ref=2)
-    assert isinstance(say, Say) and say.client_msg_id == first.client_msg_id and say.room == "lobby"
-    assert isinstance(tell, Tell) and tell.to == "bob" and tell.action
+    assert isinstance(say, Say)
+    assert say.client_msg_id == first.client_msg_id
+    assert say.room == "lobby"
+    assert isinstance(tell, Tell)
+    assert tell.to == "bob"
+    assert tell.action
     assert [entry.text for entry in outbox] == ["a", "b"]
 
 
@@ -82,12 +87,15 @@ def test_outbox_ack_and_fail_settle_entries_once() -> None:
     entry = outbox.add(text="a", action=False, room="lobby")
     other = outbox.add(text="b", action=False, room="lobby")
     acked = outbox.acknowledge(entry.client_msg_id, Ack(id=7, ts=1, duplicate=True))
-    assert (
-        acked is not None and acked.state is DeliveryState.ACKNOWLEDGED and acked.id == 7 and acked.duplicate
-    )
+    assert acked is not None
+    assert acked.state is DeliveryState.ACKNOWLEDGED
+    assert acked.id == 7
+    assert acked.duplicate
     assert outbox.acknowledge(entry.client_msg_id, Ack(id=7, ts=1)) is None
     failed = outbox.fail(other.client_msg_id, "not_in_room", "join first")
-    assert failed is not None and failed.state is DeliveryState.FAILED and failed.error_code == "not_in_room"
+    assert failed is not None
+    assert failed.state is DeliveryState.FAILED
+    assert failed.error_code == "not_in_room"
     assert len(outbox) == 0
 
 
