@@ -1,12 +1,118 @@
-"""`chat-server` command line (placeholder until the server lands)."""
+"""`chat-server`: run the chat server from the command line until SIGINT or SIGTERM.
 
+After binding it prints exactly one line to stdout, ``mpchat server listening on HOST:PORT``, so scripts and
+tests can read the real port (with ``--port 0``). Logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
 import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
+from .server import ChatServer
+from .storage import HistoryError
+
+#: Limits that can be overridden on the command line (all of them can be set in the config file).
+CLI_LIMITS: dict[str, type] = {
+    "max_clients": int,
+    "max_clients_per_ip": int,
+    "rate_messages": float,
+    "rate_burst": int,
+    "hello_timeout": float,
+    "ping_interval": float,
+    "ping_timeout": float,
+    "sendq_soft": int,
+    "sendq_hard": int,
+    "history_sync": str,
+}
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"
 
 
-def main() -> int:
-    """Run the server."""
-    print("chat-server: the server is still to come (issue 3).", file=sys.stderr)
-    return 1
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="chat-server", description="Run the mpchat chat server.")
+    parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument("--port", type=int, help=f"TCP port, 0 for any free one (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--data-dir", type=Path, help="folder for the history (default: the user data folder)"
+    )
+    parser.add_argument("--db", type=Path, help="history database file (default: DATA_DIR/history.sqlite3)")
+    parser.add_argument("--config", type=Path, help="a server.toml file (same names as the settings below)")
+    parser.add_argument(
+        "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
+    )
+    parser.add_argument("--trace", action="store_true", help="log every frame in and out, decoded")
+    for name, kind in CLI_LIMITS.items():
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.upper())
+    return parser
+
+
+def config_from(arguments: argparse.Namespace) -> ServerConfig:
+    """Merge defaults, the config file, then command-line options (later wins)."""
+    settings: dict[str, Any] = load_toml(arguments.config) if arguments.config else {}
+    for name in ("host", "port", "data_dir", "db", *CLI_LIMITS):
+        value = getattr(arguments, name)
+        if value is not None:
+            settings[name] = value
+    return ServerConfig(**settings)
+
+
+def setup_logging(level: str, trace: bool) -> None:
+    """Log lines to stderr; `--trace` adds the frame-by-frame trace logger at DEBUG."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(level)
+    trace_logger = logging.getLogger("chat_server.trace")
+    if trace:
+        trace_logger.setLevel(logging.DEBUG)
+        if root.level > logging.DEBUG:
+            # Only the trace logger speaks at DEBUG; other loggers keep --log-level.
+            trace_logger.addHandler(handler)
+            trace_logger.propagate = False
+    else:
+        trace_logger.setLevel(logging.INFO)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the server until SIGINT or SIGTERM; exit code 0 after a clean stop, 2 for bad settings."""
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        config = config_from(arguments)
+    except (ValueError, TypeError) as error:
+        parser.error(str(error))
+    setup_logging(arguments.log_level, arguments.trace)
+    stop = threading.Event()
+
+    def on_signal(number: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    server = ChatServer(config)
+    try:
+        server.start()
+    except (OSError, HistoryError) as error:
+        print(f"chat-server: cannot start: {error}", file=sys.stderr)
+        return 1
+    try:
+        host, port = server.address
+        print(f"mpchat server listening on {host}:{port}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    finally:
+        server.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,497 @@
+"""The chat rules: what each request does to rooms, nicks and history, and who hears about it.
+
+`Chat.handle` runs on the history thread only (see `chat_server.sequencer`), one request at a time, in the
+order the requests were queued. That single thread is what makes the ordering guarantees simple:
+
+* Room messages and direct messages are *durable* requests. Each is inserted into the open transaction and
+  its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `_pending` until
+  `flush()` commits the batch. So nobody hears of a message that is not on disk, and acks go out in id order.
+* Every other request (join, leave, nick, topic, away, login, disconnect) is a *barrier*: it calls `flush()`
+  first, so the membership a message is fanned out to is the membership at the moment it was stored. A join
+  reads its backfill after the flush, so the joiner gets each message exactly once: in the backfill if it
+  was stored before the join, as a `said` if after.
+
+`fetch_history` is the exception: it runs on the asking connection's reader thread with that thread's own
+read connection, so long history pages never delay the history thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from shared.codec import encode
+from shared.errors import ErrorCode
+from shared.messages import (
+    PROTOCOL_VERSION,
+    Ack,
+    AwayChanged,
+    ChangeNick,
+    Error,
+    FetchHistory,
+    Hello,
+    History,
+    Join,
+    Joined,
+    Leave,
+    Left,
+    ListRooms,
+    Member,
+    NickChanged,
+    RoomList,
+    RoomState,
+    RoomSummary,
+    Said,
+    Say,
+    SetAway,
+    SetTopic,
+    SignedOff,
+    Tell,
+    Told,
+    TopicChanged,
+    Welcome,
+    Who,
+)
+from shared.schema import Message
+from shared.text import fold
+
+from . import storage
+from .config import ServerConfig
+from .hub import Client, Hub, Room
+from .storage import HistoryError, HistoryStore
+
+log = logging.getLogger(__name__)
+
+# Room for the outer map of a history or list reply besides its entries, so the reply fits one frame.
+_REPLY_MARGIN = 512
+# Log a failing history database at most this often (seconds), not once per message.
+_HISTORY_LOG_INTERVAL = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Internal request: a connection sent its `hello`."""
+
+    hello: Hello
+
+
+@dataclass(frozen=True, slots=True)
+class Disconnect:
+    """Internal request: a connection ended; announce it, forget it, then send `last` and close its outbox."""
+
+    reason: str
+    last: bytes | None = None
+    #: False when the server is stopping: nobody is told about each of the others leaving.
+    announce: bool = True
+
+
+Request = Message | Login | Disconnect
+
+
+def error_frame(
+    code: ErrorCode, message: str, ref: int | None = None, *, retry_after_ms: int | None = None
+) -> bytes:
+    """The encoded `error` frame for `code` (fatal exactly when the code is)."""
+    return encode(
+        Error(code=code.value, message=message, fatal=code.fatal, ref=ref, retry_after_ms=retry_after_ms)
+    )
+
+
+def now_ms() -> int:
+    """Milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A durable request's deliveries, held back until its transaction commits."""
+
+    sender: Client
+    ack: bytes
+    ref: int | None
+    relay: bytes | None = None
+    room: Room | None = None  # fan out `relay` to this room (minus the sender) ...
+    recipient: Client | None = None  # ... or send it to this one client
+
+
+class Chat:
+    """Applies requests to the hub and the history, in order (history thread only)."""
+
+    def __init__(self, hub: Hub, store: HistoryStore, config: ServerConfig) -> None:
+        self.hub = hub
+        self.store = store
+        self.config = config
+        self._pending: list[_Stored] = []
+        self._last_ts = 0
+        self._history_logged_at = -_HISTORY_LOG_INTERVAL
+        self._reply_bytes = config.max_frame - _REPLY_MARGIN
+        for known in store.load_rooms():
+            hub.add_room(known.key, known.name, known.topic, known.last_id)
+
+    def _ts(self) -> int:
+        # Timestamps never go backwards, so id order and time order agree even if the clock is stepped back.
+        self._last_ts = max(self._last_ts, now_ms())
+        return self._last_ts
+
+    # -- Dispatch ------------------------------------------------------------------------------------------
+
+    def handle(self, client: Client, request: Request) -> None:
+        """Apply one request from `client`."""
+        if isinstance(request, Disconnect):
+            self._disconnect(client, request)
+        elif isinstance(request, Login):
+            self._login(client, request.hello)
+        elif client.key is None:
+            return  # the login was refused; the connection is closing
+        elif isinstance(request, Say):
+            self._say(client, request)
+        elif isinstance(request, Tell):
+            self._tell(client, request)
+        elif isinstance(request, Join):
+            self._join(client, request.room, request.after, request.backfill, request.ref)
+        elif isinstance(request, Leave):
+            self._leave(client, request)
+        elif isinstance(request, ChangeNick):
+            self._change_nick(client, request)
+        elif isinstance(request, SetTopic):
+            self._set_topic(client, request)
+        elif isinstance(request, SetAway):
+            self._set_away(client, request)
+        elif isinstance(request, ListRooms):
+            self._list_rooms(client, request)
+        elif isinstance(request, Who):
+            self._who(client, request)
+        else:
+            client.send(error_frame(ErrorCode.UNKNOWN_TYPE, f"{type(request).__name__} is not handled here"))
+
+    # -- Group commit --------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit the open transaction, then deliver every held-back ack and message in order."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            self.store.commit()
+        except HistoryError as error:
+            self._history_failed(error, pending)
+            return
+        for stored in pending:
+            stored.sender.send(stored.ack)
+            if stored.relay is None:
+                continue
+            if stored.room is not None:
+                self.hub.publish(stored.room, stored.relay, skip=stored.sender)
+            elif stored.recipient is not None:
+                stored.recipient.send(stored.relay)
+
+    def _history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
+        self.store.rollback()
+        now = time.monotonic()
+        if now - self._history_logged_at >= _HISTORY_LOG_INTERVAL:
+            self._history_logged_at = now
+            log.error("event=history_failed error=%s (messages are refused until it recovers)", error)
+        for stored in pending:
+            stored.sender.send(
+                error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the message could not be stored", stored.ref)
+            )
+
+    # -- Login and logout ----------------------------------------------------------------------------------
+
+    def _login(self, client: Client, hello: Hello) -> None:
+        self.flush()
+        if not self.hub.register(client, hello.nick):
+            # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
+            message = f"nick {hello.nick!r} is in use"
+            taken = Error(code=ErrorCode.NICK_TAKEN.value, message=message, fatal=True, ref=hello.ref)
+            client.close(encode(taken), False)
+            return
+        log.info("conn=%d event=login nick=%r", client.id, hello.nick)
+        client.send(
+            encode(
+                Welcome(
+                    version=PROTOCOL_VERSION,
+                    nick=hello.nick,
+                    server=self.config.server_name,
+                    ts=self._ts(),
+                    limits=self.config.limits,
+                    ping_interval=max(1, round(self.config.ping_interval)),
+                    motd=self.config.motd,
+                    ref=hello.ref,
+                )
+            )
+        )
+        rooms = (self.config.default_room,) if hello.rooms is None else hello.rooms
+        for name in rooms:
+            self._join(client, name, None, None, None)
+
+    def _disconnect(self, client: Client, request: Disconnect) -> None:
+        self.flush()
+        if client.key is not None and request.announce:
+            others = [peer for peer in self.hub.neighbours(client) if peer is not client]
+            signed_off = encode(SignedOff(nick=client.nick or "", ts=self._ts(), reason=request.reason))
+            self.hub.send_all(others, signed_off)
+        if client.key is not None:
+            for room in list(client.rooms.values()):
+                self.hub.leave(client, room)
+            self.hub.unregister(client)
+            log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
+        client.outbox.close(request.last)
+
+    # -- Rooms ---------------------------------------------------------------------------------------------
+
+    def _join(
+        self, client: Client, name: str, after: int | None, backfill: int | None, ref: int | None
+    ) -> None:
+        self.flush()
+        key = fold(name)
+        room = self.hub.rooms.get(key)
+        if room is None or key not in client.rooms:
+            if len(client.rooms) >= self.config.max_rooms_per_client:
+                limit = self.config.max_rooms_per_client
+                client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, f"you are in {limit} rooms already", ref))
+                return
+            room = self.hub.add_room(key, name)
+            self.hub.enter(client, room)
+            self.hub.publish(room, encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts())))
+        self._send_room_state(client, room, ref)
+        bound = self.config.max_backfill
+        try:
+            if after is not None:
+                page = self.store.room_page(key, after=after, limit=bound, max_bytes=self._reply_bytes)
+            else:
+                count = self.config.backfill if backfill is None else min(backfill, bound)
+                page = self.store.room_page(key, limit=count, max_bytes=self._reply_bytes)
+        except HistoryError as error:
+            log.warning("conn=%d event=backfill_failed room=%r error=%s", client.id, room.name, error)
+            client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref))
+            return
+        client.send(
+            encode(
+                History(room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref)
+            )
+        )
+
+    def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
+        members = self.hub.members(room)[: self.config.max_list]
+        client.send(
+            encode(
+                RoomState(
+                    room=room.name,
+                    topic=room.topic,
+                    members=tuple(Member(nick=nick, away=away) for nick, away in members),
+                    ref=ref,
+                )
+            )
+        )
+
+    def _member_room(self, client: Client, name: str, ref: int | None) -> Room | None:
+        room = client.rooms.get(fold(name))
+        if room is None:
+            client.send(error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}", ref))
+        return room
+
+    def _leave(self, client: Client, request: Leave) -> None:
+        self.flush()
+        room = self._member_room(client, request.room, request.ref)
+        if room is None:
+            return
+        left = Left(room=room.name, nick=client.nick or "", ts=self._ts(), reason=request.reason)
+        self.hub.publish(room, encode(left))
+        self.hub.leave(client, room)
+
+    def _set_topic(self, client: Client, request: SetTopic) -> None:
+        self.flush()
+        room = self._member_room(client, request.room, request.ref)
+        if room is None:
+            return
+        try:
+            self.store.save_topic(room.key, room.name, request.topic)
+            self.store.commit()
+        except HistoryError as error:
+            self._history_failed(error, [])
+            client.send(
+                error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the topic could not be stored", request.ref)
+            )
+            return
+        with self.hub.lock:
+            room.topic = request.topic
+        changed = TopicChanged(room=room.name, topic=request.topic, nick=client.nick or "", ts=self._ts())
+        self.hub.publish(room, encode(changed))
+
+    def _who(self, client: Client, request: Who) -> None:
+        room = self.hub.rooms.get(fold(request.room))
+        if room is None:
+            client.send(error_frame(ErrorCode.NO_SUCH_ROOM, f"no room {request.room!r}", request.ref))
+            return
+        self._send_room_state(client, room, request.ref)
+
+    def _list_rooms(self, client: Client, request: ListRooms) -> None:
+        summaries: list[RoomSummary] = []
+        size = 0
+        for name, topic, count in self.hub.summaries():
+            if not count and not topic and not self._has_history(name):
+                continue
+            size += 32 + len(name.encode()) + len(topic.encode())
+            if len(summaries) >= self.config.max_list or size > self._reply_bytes:
+                break
+            summaries.append(RoomSummary(name=name, topic=topic, members=count))
+        client.send(encode(RoomList(rooms=tuple(summaries), ref=request.ref)))
+
+    def _has_history(self, name: str) -> bool:
+        room = self.hub.rooms.get(fold(name))
+        return room is not None and room.last_id > 0
+
+    # -- People --------------------------------------------------------------------------------------------
+
+    def _change_nick(self, client: Client, request: ChangeNick) -> None:
+        self.flush()
+        old = client.nick or ""
+        if not self.hub.register(client, request.nick):
+            client.send(error_frame(ErrorCode.NICK_TAKEN, f"nick {request.nick!r} is in use", request.ref))
+            return
+        log.info("conn=%d event=nick old=%r new=%r", client.id, old, request.nick)
+        changed = encode(NickChanged(old=old, new=request.nick, ts=self._ts()))
+        self.hub.send_all(self.hub.neighbours(client), changed)
+
+    def _set_away(self, client: Client, request: SetAway) -> None:
+        self.flush()
+        message = request.message or None  # an empty message means "back", like None
+        with self.hub.lock:
+            client.away = message
+        changed = encode(AwayChanged(nick=client.nick or "", ts=self._ts(), message=message))
+        self.hub.send_all(self.hub.neighbours(client), changed)
+
+    # -- Messages (durable) --------------------------------------------------------------------------------
+
+    def _duplicate(self, client: Client, client_msg_id: str | None, ref: int | None) -> bool:
+        if client_msg_id is None or client.key is None:
+            return False
+        found = self.store.find_duplicate(client.key, client_msg_id)
+        if found is None:
+            return False
+        message_id, ts = found
+        ack = Ack(id=message_id, ts=ts, client_msg_id=client_msg_id, duplicate=True, ref=ref)
+        self._pending.append(_Stored(client, encode(ack), ref))
+        return True
+
+    def _say(self, client: Client, request: Say) -> None:
+        room = self._member_room(client, request.room, request.ref)
+        if room is None:
+            return
+        ts = self._ts()
+        try:
+            if self._duplicate(client, request.client_msg_id, request.ref):
+                return
+            message_id = self.store.add_room_message(
+                room_key=room.key,
+                room=room.name,
+                sender=client.nick or "",
+                sender_key=client.key or "",
+                text=request.text,
+                ts=ts,
+                action=request.action,
+                client_msg_id=request.client_msg_id,
+            )
+        except HistoryError as error:
+            self._failed_write(client, error, request.ref)
+            return
+        room.last_id = message_id
+        said = Said(
+            id=message_id,
+            room=room.name,
+            nick=client.nick or "",
+            text=request.text,
+            ts=ts,
+            action=request.action,
+        )
+        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
+        self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(said), room=room))
+
+    def _tell(self, client: Client, request: Tell) -> None:
+        recipient = self.hub.nicks.get(fold(request.to))
+        if recipient is None or recipient.nick is None or recipient.key is None:
+            client.send(error_frame(ErrorCode.NO_SUCH_NICK, f"{request.to!r} is not online", request.ref))
+            return
+        ts = self._ts()
+        try:
+            if self._duplicate(client, request.client_msg_id, request.ref):
+                return
+            message_id = self.store.add_direct_message(
+                sender=client.nick or "",
+                sender_key=client.key or "",
+                recipient=recipient.nick,
+                recipient_key=recipient.key,
+                text=request.text,
+                ts=ts,
+                action=request.action,
+                client_msg_id=request.client_msg_id,
+            )
+        except HistoryError as error:
+            self._failed_write(client, error, request.ref)
+            return
+        told = Told(
+            id=message_id,
+            nick=client.nick or "",
+            to=recipient.nick,
+            text=request.text,
+            ts=ts,
+            action=request.action,
+        )
+        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
+        self._pending.append(
+            _Stored(client, encode(ack), request.ref, relay=encode(told), recipient=recipient)
+        )
+
+    def _failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
+        # The whole open transaction is lost: every message held back in it is refused, not just this one.
+        pending, self._pending = self._pending, []
+        self._history_failed(error, [*pending, _Stored(client, b"", ref)])
+
+
+def fetch_history(
+    client: Client, request: FetchHistory, db: sqlite3.Connection, hub: Hub, config: ServerConfig
+) -> bytes:
+    """Answer a `FetchHistory` (reader thread): the encoded `history` or `error` frame."""
+    ref = request.ref
+    if (request.room is None) == (not request.direct):
+        return error_frame(ErrorCode.INVALID_FIELD, "give exactly one of 'room' and 'direct'", ref)
+    if request.room is not None and request.peer is not None:
+        return error_frame(ErrorCode.INVALID_FIELD, "'peer' goes with 'direct', not with 'room'", ref)
+    limit = min(config.backfill if request.limit is None else request.limit, config.max_backfill)
+    max_bytes = config.max_frame - _REPLY_MARGIN
+    try:
+        if request.room is not None:
+            key = fold(request.room)
+            with hub.lock:
+                room = client.rooms.get(key)
+            if room is None:
+                return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}", ref)
+            page = storage.room_page(
+                db, key, before=request.before, after=request.after, limit=limit, max_bytes=max_bytes
+            )
+            reply = History(
+                room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
+            )
+        else:
+            with hub.lock:
+                owner = client.key
+            peer = None if request.peer is None else fold(request.peer)
+            page = storage.direct_page(
+                db,
+                owner or "",
+                peer,
+                before=request.before,
+                after=request.after,
+                limit=limit,
+                max_bytes=max_bytes,
+            )
+            reply = History(
+                direct=True, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
+            )
+    except HistoryError as error:
+        log.warning("conn=%d event=history_failed error=%s", client.id, error)
+        return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref)
+    return encode(reply)

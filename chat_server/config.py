@@ -1,0 +1,202 @@
+"""Server configuration: every limit and timeout, with its named default, in one frozen dataclass.
+
+The same field names are used by the `server.toml` config file and (for the main limits) by the command line,
+so docs/server.md can describe each setting once. Nothing here opens a file except `load_toml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from shared.limits import (
+    DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_LIST,
+    DEFAULT_MAX_NICK,
+    DEFAULT_MAX_REASON,
+    DEFAULT_MAX_ROOM,
+    DEFAULT_MAX_TEXT,
+    DEFAULT_MAX_TOPIC,
+    Limits,
+)
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7878
+DEFAULT_SERVER_NAME = "mpchat"
+DEFAULT_ROOM = "lobby"
+HISTORY_FILE_NAME = "history.sqlite3"
+
+#: Connections allowed at once, in total and from one IP address (each costs two threads).
+DEFAULT_MAX_CLIENTS = 256
+DEFAULT_MAX_CLIENTS_PER_IP = 8
+#: Rooms one connection may be in at once.
+DEFAULT_MAX_ROOMS_PER_CLIENT = 64
+#: Seconds a new connection has to send a valid `hello`, counted from accept.
+DEFAULT_HELLO_TIMEOUT = 10.0
+#: Seconds a started frame has to arrive completely (slowloris guard).
+DEFAULT_FRAME_TIMEOUT = 10.0
+#: Seconds without any inbound data before the server sends a `ping`.
+DEFAULT_PING_INTERVAL = 60.0
+#: Seconds without any inbound data before the connection is declared dead (`ping_timeout`).
+DEFAULT_PING_TIMEOUT = 90.0
+#: Seconds one write to a client may block before the connection is closed.
+DEFAULT_WRITE_TIMEOUT = 10.0
+#: Outbound queue: above the soft limit for `sendq_soft_seconds`, or above the hard limit -> `sendq_exceeded`.
+DEFAULT_SENDQ_SOFT = 256 * 1024
+DEFAULT_SENDQ_SOFT_SECONDS = 10.0
+DEFAULT_SENDQ_HARD = 1024 * 1024
+#: Per-connection request rate: a token bucket of `rate_burst` requests, refilled at `rate_messages`/s.
+DEFAULT_RATE_MESSAGES = 2.0
+DEFAULT_RATE_BURST = 10
+#: Per-connection message text rate, in bytes of UTF-8: burst and refill per second.
+DEFAULT_RATE_BYTES = 8 * 1024.0
+DEFAULT_RATE_BYTES_BURST = 32 * 1024
+#: Refused (rate-limited) requests a client may keep sending (a bucket refilled at `rate_messages`) before
+#: it is disconnected with `excess_flood`.
+DEFAULT_FLOOD_REFUSALS = 50
+#: Messages replayed on a join without `backfill`, and the most any history reply carries.
+DEFAULT_BACKFILL = 50
+DEFAULT_MAX_BACKFILL = 500
+#: SQLite `synchronous` mode for the history: FULL survives power loss, NORMAL only process crashes.
+DEFAULT_HISTORY_SYNC = "FULL"
+#: Most requests the history thread applies in one transaction (group commit).
+DEFAULT_COMMIT_BATCH = 1024
+#: Requests waiting for the history thread before readers are held back (back-pressure).
+DEFAULT_SEQUENCER_QUEUE = 10_000
+#: Seconds a closing connection (or a stopping server) gives its writer to flush the last frames.
+DEFAULT_LINGER = 1.0
+
+_SYNC_MODES = ("FULL", "NORMAL")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Everything the server can be told; each field's default is the named constant above."""
+
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    #: Folder for the history file; None means the platform's user data folder for "mpchat".
+    data_dir: Path | None = None
+    #: History database file; None means `history.sqlite3` in `data_dir`.
+    db: Path | None = None
+    server_name: str = DEFAULT_SERVER_NAME
+    motd: str | None = None
+    default_room: str = DEFAULT_ROOM
+
+    max_frame: int = DEFAULT_MAX_FRAME
+    max_text: int = DEFAULT_MAX_TEXT
+    max_nick: int = DEFAULT_MAX_NICK
+    max_room: int = DEFAULT_MAX_ROOM
+    max_topic: int = DEFAULT_MAX_TOPIC
+    max_reason: int = DEFAULT_MAX_REASON
+    max_list: int = DEFAULT_MAX_LIST
+
+    max_clients: int = DEFAULT_MAX_CLIENTS
+    max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP
+    max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
+    hello_timeout: float = DEFAULT_HELLO_TIMEOUT
+    frame_timeout: float = DEFAULT_FRAME_TIMEOUT
+    ping_interval: float = DEFAULT_PING_INTERVAL
+    ping_timeout: float = DEFAULT_PING_TIMEOUT
+    write_timeout: float = DEFAULT_WRITE_TIMEOUT
+    sendq_soft: int = DEFAULT_SENDQ_SOFT
+    sendq_soft_seconds: float = DEFAULT_SENDQ_SOFT_SECONDS
+    sendq_hard: int = DEFAULT_SENDQ_HARD
+    rate_messages: float = DEFAULT_RATE_MESSAGES
+    rate_burst: int = DEFAULT_RATE_BURST
+    rate_bytes: float = DEFAULT_RATE_BYTES
+    rate_bytes_burst: int = DEFAULT_RATE_BYTES_BURST
+    flood_refusals: int = DEFAULT_FLOOD_REFUSALS
+    backfill: int = DEFAULT_BACKFILL
+    max_backfill: int = DEFAULT_MAX_BACKFILL
+    history_sync: str = DEFAULT_HISTORY_SYNC
+    commit_batch: int = DEFAULT_COMMIT_BATCH
+    sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
+    linger: float = DEFAULT_LINGER
+
+    def __post_init__(self) -> None:
+        # Accept str paths too (from TOML or a caller): store them as Path.
+        for name in ("data_dir", "db"):
+            value: object = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(str(value)))
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0-65535, not {self.port}")
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if field.type in ("int", "float") and (
+                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+            ):
+                raise ValueError(f"{field.name} must be a number, not {value!r}")
+        positive = [
+            f.name for f in dataclasses.fields(self) if f.type in ("int", "float") and f.name != "port"
+        ]
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.history_sync.upper() not in _SYNC_MODES:
+            raise ValueError(f"history_sync must be one of {_SYNC_MODES}, not {self.history_sync!r}")
+        if self.sendq_soft > self.sendq_hard:
+            raise ValueError("sendq_soft must not be larger than sendq_hard")
+        if self.ping_timeout <= self.ping_interval:
+            raise ValueError("ping_timeout must be longer than ping_interval")
+        if self.max_backfill > self.max_list or self.backfill > self.max_backfill:
+            raise ValueError("backfill <= max_backfill <= max_list is required")
+        self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
+
+    @property
+    def limits(self) -> Limits:
+        """The protocol limits this server enforces and announces in `welcome`."""
+        return Limits(
+            max_frame=self.max_frame,
+            max_text=self.max_text,
+            max_nick=self.max_nick,
+            max_room=self.max_room,
+            max_topic=self.max_topic,
+            max_reason=self.max_reason,
+            max_list=self.max_list,
+        )
+
+    @property
+    def history_path(self) -> Path:
+        """Where the history database lives."""
+        if self.db is not None:
+            return self.db
+        folder = self.data_dir if self.data_dir is not None else Path(platformdirs.user_data_dir("mpchat"))
+        return folder / HISTORY_FILE_NAME
+
+    def replace(self, **changes: Any) -> ServerConfig:
+        """Return a copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def field_names() -> tuple[str, ...]:
+    """The names accepted in a config file."""
+    return tuple(field.name for field in dataclasses.fields(ServerConfig))
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read a `server.toml` file and return its settings, checked against the known field names.
+
+    Raises `ValueError` with a clear message for an unknown key or unreadable file.
+    """
+    try:
+        with path.open("rb") as file:
+            data = tomllib.load(file)
+    except OSError as error:
+        raise ValueError(f"cannot read config file {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ValueError(f"config file {path} is not valid TOML: {error}") from None
+    unknown = sorted(set(data) - set(field_names()))
+    if unknown:
+        raise ValueError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
+    for key in ("data_dir", "db"):
+        if key in data:
+            data[key] = Path(data[key])
+    return data

@@ -1,0 +1,352 @@
+"""One accepted TCP connection: its reader thread, its writer thread, and the deadlines that guard it.
+
+The reader thread (``conn-N-reader``) owns the socket's receiving side and the `ProtocolConnection`:
+
+1. wait for bytes, at most until the next deadline (hello, frame completion, ping, dead peer);
+2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
+3. for each complete message: check the rate limit, then answer it at once (`ping`, `history`) or submit it
+   to the history thread, which owns all shared chat state;
+4. at the end, for whatever reason: submit a `Disconnect`, give the writer `linger` seconds to flush the last
+   frames, then close the socket.
+
+The writer thread (``conn-N-writer``) owns the sending side (a `dup` of the socket, so that its write deadline
+is its own): it takes everything in the outbox and writes it with one `sendall`. A write that does not finish
+within `write_timeout` closes the connection; nothing else ever waits for this client's socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+
+from shared.codec import encode
+from shared.connection import ConnectionClosed, ProtocolConnection, Role
+from shared.errors import ErrorCode, RemoteProtocolError
+from shared.messages import Error, FetchHistory, Hello, Ping, Pong, Quit, Say, Tell
+from shared.schema import Message
+
+from .chat import Disconnect, Login, error_frame, fetch_history
+from .config import ServerConfig
+from .hub import Client, Hub
+from .outbox import Outbox
+from .ratelimit import TokenBucket
+from .sequencer import Sequencer
+from .storage import HistoryError, HistoryStore
+
+log = logging.getLogger(__name__)
+#: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
+trace = logging.getLogger("chat_server.trace")
+
+RECV_SIZE = 64 * 1024
+#: Longest the reader sleeps in one `recv`, so a missed wake-up costs at most this much.
+MAX_WAIT = 1.0
+#: Requests that never count against the rate limit: they cost the server next to nothing.
+_FREE = (Hello, Ping, Pong, Quit)
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every connection shares: built once by `ChatServer`."""
+
+    config: ServerConfig
+    hub: Hub
+    sequencer: Sequencer
+    store: HistoryStore
+    clock: Callable[[], float] = time.monotonic
+
+
+def fatal_frame(code: ErrorCode, message: str, ref: int | None = None) -> bytes:
+    """An encoded error frame that announces the connection is closing."""
+    return encode(Error(code=code.value, message=message, fatal=True, ref=ref))
+
+
+class Connection:
+    """A client connection and its two threads."""
+
+    def __init__(
+        self,
+        services: Services,
+        sock: socket.socket,
+        peer: tuple[str, int],
+        conn_id: int,
+        on_finished: Callable[[Connection], None],
+    ) -> None:
+        config = services.config
+        self.services = services
+        self.config = config
+        self.id = conn_id
+        self.peer = peer
+        self._sock = sock
+        self._wsock = sock.dup()  # the writer's own socket object: its timeout is the write deadline
+        self._wsock.settimeout(config.write_timeout)
+        self._on_finished = on_finished
+        self._clock = services.clock
+        self.outbox = Outbox(
+            soft=config.sendq_soft,
+            hard=config.sendq_hard,
+            soft_seconds=config.sendq_soft_seconds,
+            clock=self._clock,
+        )
+        overflow = fatal_frame(ErrorCode.SENDQ_EXCEEDED, "you are not reading fast enough")
+        self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow)
+        self._protocol = ProtocolConnection(Role.SERVER, config.limits)
+        self._requests = TokenBucket(config.rate_messages, config.rate_burst, self._clock)
+        self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, self._clock)
+        self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, self._clock)
+        self._history_db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()  # guards _close_reason and _linger_until
+        self._close_reason: str | None = None
+        self._linger_until: float | None = None
+        self._announce = True
+        self._trace = trace.isEnabledFor(logging.DEBUG)
+        now = self._clock()
+        self._hello_deadline: float | None = now + config.hello_timeout
+        self._last_input = now
+        self._pinged = False
+        self._partial_since: float | None = None
+        self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
+        self.writer = threading.Thread(target=self._write_loop, name=f"conn-{conn_id}-writer", daemon=True)
+
+    def start(self) -> None:
+        """Start the reader and writer threads."""
+        log.info("conn=%d event=accepted peer=%s:%d", self.id, *self.peer)
+        self.writer.start()
+        self.reader.start()
+
+    # -- Closing (any thread) ------------------------------------------------------------------------------
+
+    def close(self, last: bytes | None, abort: bool, reason: str | None = None) -> None:
+        """End the connection: send `last` after what is queued (or instead of it, if `abort`), then close."""
+        with self._lock:
+            if self._close_reason is not None:
+                return
+            self._close_reason = reason or ("send queue exceeded" if abort else "closed by server")
+        if abort:
+            self.outbox.abort(last)
+        else:
+            self.outbox.close(last)
+        self._shutdown(socket.SHUT_RD)  # wakes the reader from recv at once
+
+    def shut_down_server(self, deadline: float) -> None:
+        """The server is stopping: say so after what is queued, and give up on flushing at `deadline`."""
+        with self._lock:
+            self._linger_until = deadline
+            self._announce = False  # no sign-off storm: everyone is leaving
+        self.close(
+            fatal_frame(ErrorCode.SERVER_SHUTDOWN, "the server is shutting down"), False, "server shutdown"
+        )
+
+    def _shutdown(self, how: int) -> None:
+        with contextlib.suppress(OSError):  # already disconnected: nothing left to shut down
+            self._sock.shutdown(how)
+
+    # -- Reader thread -------------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        reason, last = "connection lost", None
+        try:
+            reason, last = self._serve()
+        except Exception:
+            log.exception("conn=%d event=reader_crashed", self.id)
+            reason, last = "internal error", fatal_frame(ErrorCode.INTERNAL_ERROR, "internal server error")
+        finally:
+            self._finish(reason, last)
+
+    def _serve(self) -> tuple[str, bytes | None]:
+        """Read and handle requests until the connection ends; return (reason, last frame to send)."""
+        while True:
+            if (reason := self._closed_by_server()) is not None:
+                return reason, None
+            wait = self._next_deadline() - self._clock()
+            self._sock.settimeout(min(max(wait, 0.001), MAX_WAIT))
+            try:
+                data = self._sock.recv(RECV_SIZE)
+            except TimeoutError:
+                outcome = self._check_deadlines()
+                if outcome is not None:
+                    return outcome
+                continue
+            except OSError:
+                return "connection lost", None
+            if (reason := self._closed_by_server()) is not None:
+                return reason, None  # woken by close(): whatever arrived no longer matters
+            self._last_input = self._clock()
+            self._pinged = False
+            self._protocol.receive_data(data)
+            outcome = self._handle_received(bool(data))
+            if outcome is not None:
+                return outcome
+
+    def _closed_by_server(self) -> str | None:
+        with self._lock:
+            return self._close_reason
+
+    def _handle_received(self, got_data: bool) -> tuple[str, bytes | None] | None:
+        completed = False
+        while True:
+            try:
+                for message in self._protocol.events():
+                    completed = True
+                    outcome = self._dispatch(message)
+                    if outcome is not None:
+                        return outcome
+                break
+            except RemoteProtocolError as error:
+                completed = True
+                if error.fatal:
+                    log.info(
+                        "conn=%d event=protocol_error code=%s message=%r", self.id, error.code, error.message
+                    )
+                    return f"protocol error: {error.code}", fatal_frame(error.code, error.message, error.ref)
+                self.client.send(error_frame(error.code, error.message, error.ref))
+            except ConnectionClosed as closed:
+                return ("connection lost mid-frame" if closed.mid_frame else "connection closed"), None
+        # Bytes that completed no frame mean a frame is in progress: it must complete within frame_timeout.
+        if completed:
+            self._partial_since = None
+        elif got_data and self._partial_since is None:
+            self._partial_since = self._clock()
+        return None
+
+    def _next_deadline(self) -> float:
+        config = self.config
+        deadlines = [self._last_input + (config.ping_timeout if self._pinged else config.ping_interval)]
+        if self._hello_deadline is not None:
+            deadlines.append(self._hello_deadline)
+        if self._partial_since is not None:
+            deadlines.append(self._partial_since + config.frame_timeout)
+        if self.outbox.queued > config.sendq_soft:
+            deadlines.append(self._clock() + 0.1)  # watch the soft limit's clock
+        return min(deadlines)
+
+    def _check_deadlines(self) -> tuple[str, bytes | None] | None:
+        now, config = self._clock(), self.config
+        if self._hello_deadline is not None and now >= self._hello_deadline:
+            return "hello timeout", fatal_frame(ErrorCode.HELLO_TIMEOUT, "no hello received in time")
+        if self._partial_since is not None and now >= self._partial_since + config.frame_timeout:
+            return "frame timeout", fatal_frame(ErrorCode.BAD_FRAME, "a frame was not completed in time")
+        if now >= self._last_input + config.ping_timeout:
+            return "ping timeout", fatal_frame(ErrorCode.PING_TIMEOUT, "no data received in time")
+        if not self._pinged and now >= self._last_input + config.ping_interval:
+            self._pinged = True
+            self.client.send(encode(Ping(token=int(now * 1000))))
+        if self.outbox.overdue():
+            self.close(self.client.overflow, True)
+        return None
+
+    def _dispatch(self, message: Message) -> tuple[str, bytes | None] | None:
+        if self._trace:
+            trace.debug("conn=%d in %r", self.id, message)
+        if isinstance(message, Hello):
+            self._hello_deadline = None
+            self._submit(Login(message), None)
+        elif isinstance(message, Ping):
+            self.client.send(encode(Pong(token=message.token)))
+        elif isinstance(message, Pong):
+            pass  # any input counts as a sign of life; the pong has done its job
+        elif isinstance(message, Quit):
+            return message.reason or "quit", None
+        else:
+            wait = self._rate_wait(message)
+            if not wait:
+                self._request(message)
+                return None
+            ref = getattr(message, "ref", None)
+            if self._refusals.take():
+                log.info("conn=%d event=excess_flood", self.id)
+                return "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
+            retry = max(1, int(wait * 1000 + 0.999))
+            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry))
+        return None
+
+    def _rate_wait(self, message: Message) -> float:
+        """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
+        wait = self._requests.take()
+        if not wait and isinstance(message, Say | Tell):
+            wait = self._text_bytes.take(len(message.text.encode()))
+        return wait
+
+    def _request(self, message: Message) -> None:
+        if isinstance(message, FetchHistory):
+            self.client.send(self._fetch_history(message))
+        else:
+            self._submit(message, getattr(message, "ref", None))
+
+    def _fetch_history(self, request: FetchHistory) -> bytes:
+        services = self.services
+        try:
+            if self._history_db is None:
+                self._history_db = services.store.open_reader()
+        except HistoryError as error:
+            log.warning("conn=%d event=history_failed error=%s", self.id, error)
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref)
+        return fetch_history(self.client, request, self._history_db, services.hub, self.config)
+
+    def _submit(self, request: Message | Login, ref: int | None) -> None:
+        if not self.services.sequencer.submit(self.client, request):
+            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
+
+    def _finish(self, reason: str, last: bytes | None) -> None:
+        """End of the reader thread: sign off, let the writer flush, close everything."""
+        with self._lock:
+            if self._close_reason is None:
+                self._close_reason = reason
+            reason = self._close_reason
+            announce = self._announce
+            linger_until = self._linger_until
+        if not self.services.sequencer.submit(self.client, Disconnect(reason, last, announce)):
+            self.outbox.close(last)  # the history thread is gone: close the outbox ourselves
+        deadline = self._clock() + self.config.linger
+        if linger_until is not None:
+            deadline = min(deadline, linger_until)
+        self.writer.join(max(0.0, deadline - self._clock()))
+        self._shutdown(socket.SHUT_RDWR)  # unblocks a writer stuck on a client that does not read
+        self.outbox.abort()
+        self.writer.join()
+        if self._history_db is not None:
+            self._history_db.close()
+        self._wsock.close()
+        self._sock.close()
+        log.info("conn=%d event=closed nick=%r reason=%r", self.id, self.client.nick, reason)
+        self._on_finished(self)
+
+    # -- Writer thread -------------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        outbox, sock = self.outbox, self._wsock
+        try:
+            while True:
+                frames = outbox.take(MAX_WAIT)
+                if frames is None:
+                    return  # closed, and everything queued was written
+                if not frames:
+                    continue
+                data = frames[0] if len(frames) == 1 else b"".join(frames)
+                if self._trace:
+                    for frame in frames:
+                        trace.debug("conn=%d out %r", self.id, _decoded(frame))
+                sock.sendall(data)
+                outbox.written(len(data))
+        except TimeoutError:
+            log.info("conn=%d event=write_timeout", self.id)
+            self.close(None, True, "write timeout")
+        except OSError as error:
+            self.close(None, True, f"write failed: {error.strerror or error}")
+        finally:
+            self._shutdown(socket.SHUT_WR)  # the peer sees our end of stream after the last frame
+
+
+def _decoded(frame: bytes) -> Any:
+    try:
+        return msgpack.unpackb(frame[4:], raw=False)
+    except Exception:  # trace output only: show the raw bytes of anything that does not decode
+        return frame

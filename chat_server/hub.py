@@ -1,0 +1,180 @@
+"""The hub: who is online under which nick, which rooms exist, who is in each; and the fan-out seam.
+
+Ownership: only the history thread (`chat_server.sequencer`) *changes* hub state, always under `Hub.lock`.
+Other threads (a reader serving `FetchHistory`, `ChatServer.stats()`, tests) only *read* it, under the same
+lock. The lock is held for dictionary and set operations only: never for I/O, never while calling out.
+
+Fan-out goes through one method, `Hub.publish(room, data, skip)`: it takes the member snapshot under the
+lock, releases it, and appends the same encoded bytes to each member's outbox. A later pub/sub backplane that
+relays rooms between several server processes would wrap or replace this one method (publish locally and to
+the backplane; deliver what the backplane relays with the same local loop) without touching connection code.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from shared.text import fold
+
+from .outbox import Outbox
+
+
+class Client:
+    """One connection as the chat sees it: nick, rooms, away message, and the outbox its frames go to.
+
+    Chat fields (`nick`, `rooms`, `away`) are changed only by the history thread, under `Hub.lock`.
+    """
+
+    __slots__ = ("away", "close", "id", "key", "nick", "outbox", "overflow", "peer", "rooms")
+
+    def __init__(
+        self,
+        conn_id: int,
+        peer: str,
+        outbox: Outbox,
+        close: Callable[[bytes | None, bool], None],
+        overflow: bytes,
+    ) -> None:
+        self.id = conn_id
+        self.peer = peer
+        self.outbox = outbox
+        #: Called (from any thread) to end the connection: send `last` (after everything queued, or instead
+        #: of it when `abort` is true), then close.
+        self.close = close
+        #: The frame sent (instead of everything queued) to a client dropped for `sendq_exceeded`.
+        self.overflow = overflow
+        self.nick: str | None = None
+        self.key: str | None = None  # fold(nick): the identity
+        self.rooms: dict[str, Room] = {}
+        self.away: str | None = None
+
+    def send(self, data: bytes) -> None:
+        """Queue one encoded frame for this client; a client over its queue limit is dropped."""
+        if not self.outbox.put(data):
+            self.close(self.overflow, True)
+
+    def __repr__(self) -> str:
+        return f"<Client conn={self.id} nick={self.nick!r}>"
+
+
+@dataclass(eq=False)
+class Room:
+    """A room: its shown name, topic, members, and whether it outlives its last member."""
+
+    key: str
+    name: str
+    topic: str = ""
+    #: Newest stored message id (0: none). A room with history or a topic stays listed when empty.
+    last_id: int = 0
+    members: list[Client] = field(default_factory=list)
+
+    @property
+    def persistent(self) -> bool:
+        """True if the room stays listed with no members (it has a topic or stored messages)."""
+        return bool(self.topic) or self.last_id > 0
+
+
+class Hub:
+    """Rooms and nicks of this server process, and the one seam room fan-out goes through."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.rooms: dict[str, Room] = {}
+        self.nicks: dict[str, Client] = {}
+
+    # -- Queries (any thread) ------------------------------------------------------------------------------
+
+    def room(self, name: str) -> Room | None:
+        """The room called `name` (under case folding), if it exists."""
+        with self.lock:
+            return self.rooms.get(fold(name))
+
+    def client(self, nick: str) -> Client | None:
+        """The client logged in as `nick` (under case folding), if any."""
+        with self.lock:
+            return self.nicks.get(fold(nick))
+
+    def online(self) -> int:
+        """How many clients are logged in."""
+        with self.lock:
+            return len(self.nicks)
+
+    # -- Changes (history thread only) ---------------------------------------------------------------------
+
+    def add_room(self, key: str, name: str, topic: str = "", last_id: int = 0) -> Room:
+        """Create (or return the existing) room with this key."""
+        with self.lock:
+            room = self.rooms.get(key)
+            if room is None:
+                room = self.rooms[key] = Room(key=key, name=name, topic=topic, last_id=last_id)
+            return room
+
+    def enter(self, client: Client, room: Room) -> None:
+        """Make `client` a member of `room`."""
+        with self.lock:
+            room.members.append(client)
+            client.rooms[room.key] = room
+
+    def leave(self, client: Client, room: Room) -> None:
+        """Remove `client` from `room`; forget the room if it is empty and has nothing to keep."""
+        with self.lock:
+            room.members.remove(client)
+            del client.rooms[room.key]
+            if not room.members and not room.persistent:
+                self.rooms.pop(room.key, None)
+
+    def register(self, client: Client, nick: str) -> bool:
+        """Give `client` the nick `nick`, unless another client holds it (under case folding)."""
+        key = fold(nick)
+        with self.lock:
+            holder = self.nicks.get(key)
+            if holder is not None and holder is not client:
+                return False
+            if client.key is not None and client.key != key:
+                del self.nicks[client.key]
+            self.nicks[key] = client
+            client.nick, client.key = nick, key
+            return True
+
+    def unregister(self, client: Client) -> None:
+        """Forget `client`'s nick (it stays in no room: call `leave` for each first)."""
+        with self.lock:
+            if client.key is not None and self.nicks.get(client.key) is client:
+                del self.nicks[client.key]
+
+    # -- Fan-out: the seam ---------------------------------------------------------------------------------
+
+    def publish(self, room: Room, data: bytes, skip: Client | None = None) -> None:
+        """Deliver one encoded frame to every member of `room` except `skip`."""
+        with self.lock:
+            members = tuple(room.members)
+        for member in members:
+            if member is not skip:
+                member.send(data)
+
+    def neighbours(self, client: Client) -> list[Client]:
+        """`client` and everyone sharing at least one room with it, each once."""
+        with self.lock:
+            seen = {client.id: client}
+            for room in client.rooms.values():
+                for member in room.members:
+                    seen.setdefault(member.id, member)
+        return list(seen.values())
+
+    def summaries(self) -> list[tuple[str, str, int]]:
+        """(name, topic, member count) of every listed room, sorted by folded name."""
+        with self.lock:
+            rooms = [(room.key, room.name, room.topic, len(room.members)) for room in self.rooms.values()]
+        return [(name, topic, count) for _key, name, topic, count in sorted(rooms)]
+
+    def members(self, room: Room) -> list[tuple[str, str | None]]:
+        """(nick, away message) of each member of `room`, in joining order."""
+        with self.lock:
+            return [(member.nick or "", member.away) for member in room.members]
+
+    def send_all(self, clients: Iterable[Client], data: bytes) -> None:
+        """Deliver one encoded frame to each of `clients`."""
+        for client in clients:
+            client.send(data)

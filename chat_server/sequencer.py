@@ -1,0 +1,96 @@
+"""The history thread: applies every chat request in one order, and group-commits the history.
+
+Reader threads `submit()` requests; this one thread takes *everything* queued, applies it with `Chat.handle`
+(room messages go into one open transaction), then `Chat.flush()` commits once and releases the acks and
+fan-outs of the whole batch in id order. Under load a batch holds hundreds of messages, so one `fsync` covers
+hundreds of messages; at low load a batch is one message and nothing waits for a timer.
+
+The queue is bounded (`sequencer_queue`): when it is full, `submit` waits (bounded), which holds back the
+reader that submitted, and so, through TCP, the client that is flooding.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+
+from .chat import Chat, Request
+from .hub import Client
+
+log = logging.getLogger(__name__)
+
+#: How long a reader waits for room in a full queue before giving up on the request.
+SUBMIT_TIMEOUT = 5.0
+
+
+class Sequencer:
+    """The history thread and its request queue."""
+
+    def __init__(self, chat: Chat, *, max_queue: int, max_batch: int) -> None:
+        self.chat = chat
+        self.max_queue = max_queue
+        self.max_batch = max_batch
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._queue: deque[tuple[Client, Request]] = deque()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="history", daemon=True)
+
+    def start(self) -> None:
+        """Start the history thread."""
+        self._thread.start()
+
+    def submit(self, client: Client, request: Request) -> bool:
+        """Queue a request; False if the queue stayed full for `SUBMIT_TIMEOUT` or the server is stopping."""
+        with self._lock:
+            if len(self._queue) >= self.max_queue:
+                self._changed.wait_for(
+                    lambda: len(self._queue) < self.max_queue or self._stopping, SUBMIT_TIMEOUT
+                )
+            if self._stopping or len(self._queue) >= self.max_queue:
+                return False
+            self._queue.append((client, request))
+            if len(self._queue) == 1:
+                self._changed.notify_all()
+            return True
+
+    def stop(self, timeout: float) -> None:
+        """Apply what is queued, commit, and end the thread (waits at most `timeout`)."""
+        with self._lock:
+            self._stopping = True
+            self._changed.notify_all()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("event=history_thread_stuck (still running after %.1f s)", timeout)
+
+    @property
+    def alive(self) -> bool:
+        """True while the history thread runs."""
+        return self._thread.is_alive()
+
+    def _take(self) -> list[tuple[Client, Request]]:
+        with self._lock:
+            while not self._queue and not self._stopping:
+                self._changed.wait(1.0)
+            count = min(len(self._queue), self.max_batch)
+            batch = [self._queue.popleft() for _ in range(count)]
+            if count:
+                self._changed.notify_all()  # wake readers waiting for room
+            return batch
+
+    def _run(self) -> None:
+        try:
+            while True:
+                batch = self._take()
+                if not batch:
+                    return  # stopping, and everything queued was applied
+                for client, request in batch:
+                    try:
+                        self.chat.handle(client, request)
+                    except Exception:
+                        # A bug in one request's handling must not stop the chat for everyone.
+                        log.exception("conn=%d event=request_failed request=%r", client.id, request)
+                self.chat.flush()
+        finally:
+            self.chat.store.close()

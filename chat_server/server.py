@@ -1,0 +1,259 @@
+"""`ChatServer`: the listening socket, the acceptor thread, and the start/stop of everything else.
+
+Thread model (the one place it is written down; docs/architecture.md draws it)
+=============================================================================
+
+Threads
+-------
+``acceptor`` (1)
+    Owns the listening socket. Accepts, enforces `max_clients` and `max_clients_per_ip` (refusing with one
+    `error` frame), sets TCP_NODELAY and SO_KEEPALIVE, and starts a `Connection`. Nothing else.
+``conn-N-reader`` (1 per connection)
+    Owns the socket's receiving side, the connection's `ProtocolConnection` (sans-I/O decoder), its rate
+    limit buckets, its deadlines (hello, frame completion, ping, dead peer) and its SQLite *read* connection.
+    Answers `ping` and `history` requests itself; submits every other request to the history thread.
+``conn-N-writer`` (1 per connection)
+    Owns the socket's sending side (a `dup` with its own write deadline). Takes everything queued in the
+    connection's `Outbox` and writes it with one `sendall`. The only thread that writes to that socket.
+``history`` (1)
+    Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages) and the SQLite
+    *writer* connection. Applies requests strictly in order; stores messages with group commit; after each
+    commit, puts the acks and the encoded broadcasts into the recipients' outboxes.
+
+Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
+-------------------------------------------------------------------------------------------
+``Hub.lock``
+    Guards the hub's dictionaries and each room's member list. Written by the history thread only; read by
+    readers (membership check for `history`) and by `stats()`. Fan-out copies the member list under it,
+    releases it, then appends to each outbox.
+``Outbox._lock``
+    Guards one connection's queue of encoded frames and its byte count (many producers, one writer).
+``Sequencer._lock``
+    Guards the history thread's request queue.
+``ChatServer._lock``
+    Guards the table of live connections and the per-IP counts (acceptor, finishing readers, `stop()`).
+``Connection._lock``
+    Guards a connection's close reason (set once, by whichever thread closes first).
+
+Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
+---------------------------------------------------------
+1. Close the listening socket and join the acceptor: no new connections.
+2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
+   each reader stops reading, submits its `Disconnect`, and gives its writer until the shared deadline.
+3. Join the readers (each closes its socket after its writer is done or the deadline passed).
+4. Stop the history thread: it applies what is still queued, commits, and closes the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import socket
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from types import TracebackType
+
+from shared.errors import ErrorCode
+
+from .chat import Chat
+from .config import ServerConfig
+from .connection import Connection, Services, fatal_frame
+from .hub import Hub
+from .sequencer import Sequencer
+from .storage import HistoryStore
+
+log = logging.getLogger(__name__)
+
+#: Longest `stop()` takes, all threads included.
+STOP_TIMEOUT = 1.8
+#: How long the acceptor waits in `accept` before checking whether it should stop.
+ACCEPT_POLL = 0.5
+#: Seconds of TCP keepalive idle time before the kernel starts probing a silent peer (a backstop to pings).
+KEEPALIVE_IDLE = 60
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of the server's load, for tests, logs and operators."""
+
+    connections: int
+    logged_in: int
+    rooms: int
+    queued_bytes: int
+    max_queued_bytes: int
+    threads: int
+
+
+class ChatServer:
+    """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._lock = threading.Lock()
+        self._connections: dict[int, Connection] = {}
+        self._per_ip: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._listener: socket.socket | None = None
+        self._acceptor: threading.Thread | None = None
+        self._services: Services | None = None
+        self._stopping = threading.Event()
+        self._stopped = False
+
+    # -- Life cycle ----------------------------------------------------------------------------------------
+
+    def __enter__(self) -> ChatServer:
+        self.start()
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The bound (host, port); with port 0 in the config, the port the system chose."""
+        if self._listener is None:
+            raise RuntimeError("the server is not started")
+        host, port = self._listener.getsockname()[:2]
+        return host, port
+
+    def start(self) -> None:
+        """Open the history, bind, listen, and start the history and acceptor threads."""
+        if self._listener is not None:
+            raise RuntimeError("the server is already started")
+        config = self.config
+        store = HistoryStore(config.history_path, synchronous=config.history_sync.upper())
+        hub = Hub()
+        try:
+            chat = Chat(hub, store, config)
+            listener = socket.create_server((config.host, config.port), backlog=128, reuse_port=False)
+        except BaseException:
+            store.close()
+            raise
+        listener.settimeout(ACCEPT_POLL)
+        sequencer = Sequencer(chat, max_queue=config.sequencer_queue, max_batch=config.commit_batch)
+        self._services = Services(config=config, hub=hub, sequencer=sequencer, store=store)
+        self._listener = listener
+        sequencer.start()
+        self._acceptor = threading.Thread(target=self._accept_loop, name="acceptor", daemon=True)
+        self._acceptor.start()
+        host, port = self.address
+        log.info("event=listening host=%s port=%d history=%s", host, port, config.history_path)
+
+    def stop(self) -> None:
+        """Tell clients, stop accepting, flush the history, join every thread (within `STOP_TIMEOUT`)."""
+        if self._listener is None or self._stopped:
+            return
+        self._stopped = True
+        deadline = time.monotonic() + STOP_TIMEOUT
+        self._stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
+        if self._acceptor is not None:
+            self._acceptor.join(ACCEPT_POLL + 0.5)
+        self._listener.close()
+        with self._lock:
+            connections = list(self._connections.values())
+        # Leave the history thread time to commit after the connections are flushed.
+        flush_deadline = deadline - 0.3
+        for connection in connections:
+            connection.shut_down_server(flush_deadline)
+        for connection in connections:
+            connection.reader.join(max(0.0, deadline - 0.2 - time.monotonic()))
+        assert self._services is not None
+        self._services.sequencer.stop(max(0.05, deadline - time.monotonic()))
+        log.info("event=stopped")
+
+    # -- Accepting -----------------------------------------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None
+        while not self._stopping.is_set():
+            try:
+                sock, peer = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError as error:
+                if self._stopping.is_set():
+                    return
+                log.warning("event=accept_failed error=%s", error)
+                time.sleep(0.05)  # e.g. out of file descriptors: do not spin; the cause may clear
+                continue
+            try:
+                self._admit(sock, peer)
+            except Exception:
+                log.exception("event=admit_failed peer=%s", peer)
+                sock.close()
+
+    def _admit(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+        config = self.config
+        ip = peer[0]
+        with self._lock:
+            if len(self._connections) >= config.max_clients:
+                refusal: tuple[ErrorCode, str] | None = (ErrorCode.SERVER_FULL, "the server is full")
+            elif self._per_ip[ip] >= config.max_clients_per_ip:
+                refusal = (ErrorCode.TOO_MANY_CONNECTIONS, f"at most {config.max_clients_per_ip} per address")
+            else:
+                refusal = None
+                conn_id = next(self._ids)
+        if refusal is not None:
+            log.info("event=refused peer=%s:%d code=%s", ip, peer[1], refusal[0])
+            self._refuse(sock, *refusal)
+            return
+        _tune(sock)
+        assert self._services is not None
+        connection = Connection(self._services, sock, (ip, peer[1]), conn_id, self._forget)
+        with self._lock:
+            self._connections[conn_id] = connection
+            self._per_ip[ip] += 1
+        connection.start()
+
+    @staticmethod
+    def _refuse(sock: socket.socket, code: ErrorCode, message: str) -> None:
+        # A fresh socket's send buffer always takes one small frame, so this cannot block for long.
+        try:
+            sock.settimeout(0.5)
+            sock.sendall(fatal_frame(code, message))
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the peer is already gone; there is no one left to tell
+        finally:
+            sock.close()
+
+    def _forget(self, connection: Connection) -> None:
+        """Called by a connection's reader thread as its very last act."""
+        with self._lock:
+            self._connections.pop(connection.id, None)
+            ip = connection.peer[0]
+            self._per_ip[ip] -= 1
+            if self._per_ip[ip] <= 0:
+                del self._per_ip[ip]
+
+    # -- Observation ---------------------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """Current connection count, logged-in users, rooms, queued bytes (total and largest), threads."""
+        with self._lock:
+            connections = list(self._connections.values())
+        queued = [connection.outbox.queued for connection in connections]
+        hub = self._services.hub if self._services else None
+        return Stats(
+            connections=len(connections),
+            logged_in=hub.online() if hub else 0,
+            rooms=len(hub.rooms) if hub else 0,
+            queued_bytes=sum(queued),
+            max_queued_bytes=max(queued, default=0),
+            threads=threading.active_count(),
+        )
+
+
+def _tune(sock: socket.socket) -> None:
+    """TCP_NODELAY (a chat line should not wait for Nagle) and keepalive (a backstop against dead peers)."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    if hasattr(socket, "TCP_KEEPIDLE"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, KEEPALIVE_IDLE)

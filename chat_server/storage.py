@@ -1,0 +1,352 @@
+"""Durable history in SQLite: the schema, the writes the history thread makes, and the history queries.
+
+One file holds every room message and direct message with its server-assigned id, timestamp, sender and text,
+plus the room topics. The file is in WAL mode, so readers never block the writer and the writer never blocks
+readers.
+
+Connections and threads (SQLite connections must not be shared between threads):
+
+* `HistoryStore` owns the *writer* connection. Only the history thread (`chat_server.sequencer`) calls its
+  write methods; it groups whatever requests are queued into one transaction (group commit) and commits
+  before any of them is acknowledged. With `synchronous=FULL` (the default) a commit is on disk when
+  `commit()` returns: an acknowledged message survives `kill -9` and power loss. `NORMAL` keeps it through a
+  process crash only.
+* Each connection's reader thread opens its own *read* connection lazily (`open_reader()`) for the history
+  pages it serves (`FetchHistory`), and closes it when the connection ends.
+
+Ids come from `INTEGER PRIMARY KEY AUTOINCREMENT`: one global, strictly increasing sequence across rooms and
+direct messages that never reuses a number. A `client_msg_id` is stored with its message under a unique index
+per sender, so a resend is recognised even after a restart.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.messages import Said, Told
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts            INTEGER NOT NULL,            -- milliseconds since the Unix epoch
+    room_key      TEXT,                        -- fold(room) for a room message, NULL for a direct message
+    room          TEXT,                        -- the room's name as shown
+    sender        TEXT NOT NULL,               -- the sender's nick as shown
+    sender_key    TEXT NOT NULL,               -- fold(sender)
+    recipient     TEXT,                        -- direct messages: the recipient's nick as shown
+    recipient_key TEXT,                        -- fold(recipient)
+    text          TEXT NOT NULL,
+    action        INTEGER NOT NULL DEFAULT 0,
+    client_msg_id TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_key, id) WHERE room_key IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup
+    ON messages (sender_key, client_msg_id) WHERE client_msg_id IS NOT NULL;
+-- Direct messages are listed once for each of their two participants, so "my conversations" and
+-- "my conversation with P" are both one index range.
+CREATE TABLE IF NOT EXISTS direct_index (
+    owner_key TEXT NOT NULL,
+    peer_key  TEXT NOT NULL,
+    id        INTEGER NOT NULL REFERENCES messages (id),
+    PRIMARY KEY (owner_key, peer_key, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS direct_by_owner ON direct_index (owner_key, id);
+CREATE TABLE IF NOT EXISTS rooms (
+    room_key TEXT PRIMARY KEY,
+    name     TEXT NOT NULL,
+    topic    TEXT NOT NULL DEFAULT ''
+);
+"""
+
+_COLUMNS = "m.id, m.ts, m.room, m.sender, m.recipient, m.text, m.action"
+Row = tuple[int, int, str | None, str, str | None, str, int]
+
+
+class HistoryError(Exception):
+    """The history database failed (disk full, I/O error, corrupt file); the server keeps relaying."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRoom:
+    """A room known from the database: its name, topic and newest message id (0 if none)."""
+
+    key: str
+    name: str
+    topic: str
+    last_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One history reply: messages oldest first, whether older ones exist, how many newer were left out."""
+
+    messages: tuple[Said | Told, ...]
+    more: bool
+    skipped: int
+
+
+def connect(path: Path, *, synchronous: str = "FULL", handed_over: bool = False) -> sqlite3.Connection:
+    """Open `path` in WAL mode, in autocommit mode so transactions are explicit (`BEGIN` ... `COMMIT`).
+
+    `handed_over`: the connection is opened by one thread and then used only by another (the writer is
+    opened by `ChatServer.start` so that a bad path fails at once, then owned by the history thread).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=not handed_over, timeout=5.0)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        return db
+    except (OSError, sqlite3.Error) as error:
+        raise HistoryError(f"cannot open history database {path}: {error}") from error
+
+
+class HistoryStore:
+    """The writer side of the history: schema, message inserts, duplicates, topics (history thread only)."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._db = connect(path, synchronous=synchronous, handed_over=True)
+        try:
+            self._db.executescript(SCHEMA)
+        except sqlite3.Error as error:
+            self._db.close()
+            raise HistoryError(f"cannot create the history schema in {path}: {error}") from error
+        self._in_transaction = False
+
+    def close(self) -> None:
+        """Close the writer connection (a checkpoint folds the WAL back into the main file)."""
+        self._db.close()
+
+    def open_reader(self) -> sqlite3.Connection:
+        """Open a read connection for the calling thread."""
+        return connect(self.path, synchronous=self._synchronous)
+
+    # -- Transactions (group commit) -----------------------------------------------------------------------
+
+    def begin(self) -> None:
+        """Start the batch's transaction, unless one is open already."""
+        if not self._in_transaction:
+            self._run("BEGIN IMMEDIATE")
+            self._in_transaction = True
+
+    def commit(self) -> None:
+        """Commit the batch; when this returns, its messages are durable."""
+        if self._in_transaction:
+            self._in_transaction = False
+            self._run("COMMIT")
+
+    def rollback(self) -> None:
+        """Undo the batch after a failure (never raises)."""
+        self._in_transaction = False
+        # No transaction may be open, or the connection may be broken: either way nothing is left to undo.
+        with contextlib.suppress(sqlite3.Error):
+            self._db.execute("ROLLBACK")
+
+    def _run(self, sql: str, parameters: Iterable[object] = ()) -> sqlite3.Cursor:
+        try:
+            return self._db.execute(sql, tuple(parameters))
+        except sqlite3.Error as error:
+            raise HistoryError(f"history database error: {error}") from error
+
+    # -- Writes --------------------------------------------------------------------------------------------
+
+    def find_duplicate(self, sender_key: str, client_msg_id: str) -> tuple[int, int] | None:
+        """Return (id, ts) of the message this sender already sent with `client_msg_id`, if any."""
+        row = self._run(
+            "SELECT id, ts FROM messages WHERE sender_key = ? AND client_msg_id = ?",
+            (sender_key, client_msg_id),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
+    def add_room_message(
+        self,
+        *,
+        room_key: str,
+        room: str,
+        sender: str,
+        sender_key: str,
+        text: str,
+        ts: int,
+        action: bool,
+        client_msg_id: str | None,
+    ) -> int:
+        """Insert a room message in the open transaction and return its id."""
+        self.begin()
+        cursor = self._run(
+            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, action, client_msg_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, room_key, room, sender, sender_key, text, int(action), client_msg_id),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def add_direct_message(
+        self,
+        *,
+        sender: str,
+        sender_key: str,
+        recipient: str,
+        recipient_key: str,
+        text: str,
+        ts: int,
+        action: bool,
+        client_msg_id: str | None,
+    ) -> int:
+        """Insert a direct message (and its two index entries) in the open transaction; return its id."""
+        self.begin()
+        cursor = self._run(
+            "INSERT INTO messages (ts, sender, sender_key, recipient, recipient_key, text, action,"
+            " client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, sender, sender_key, recipient, recipient_key, text, int(action), client_msg_id),
+        )
+        message_id = int(cursor.lastrowid or 0)
+        self._run("INSERT INTO direct_index VALUES (?, ?, ?)", (sender_key, recipient_key, message_id))
+        if recipient_key != sender_key:
+            self._run("INSERT INTO direct_index VALUES (?, ?, ?)", (recipient_key, sender_key, message_id))
+        return message_id
+
+    def save_topic(self, room_key: str, name: str, topic: str) -> None:
+        """Store a room's topic in the open transaction."""
+        self.begin()
+        self._run(
+            "INSERT INTO rooms (room_key, name, topic) VALUES (?, ?, ?)"
+            " ON CONFLICT (room_key) DO UPDATE SET topic = excluded.topic",
+            (room_key, name, topic),
+        )
+
+    def load_rooms(self) -> list[StoredRoom]:
+        """Every room with a stored topic or message, for the hub to know at start."""
+        rooms: dict[str, StoredRoom] = {}
+        for key, name, last_id in self._run(
+            "SELECT room_key, room, MAX(id) FROM messages WHERE room_key IS NOT NULL GROUP BY room_key"
+        ):
+            rooms[key] = StoredRoom(key, name, "", int(last_id))
+        for key, name, topic in self._run("SELECT room_key, name, topic FROM rooms"):
+            known = rooms.get(key)
+            rooms[key] = StoredRoom(key, known.name if known else name, topic, known.last_id if known else 0)
+        return list(rooms.values())
+
+    def room_page(self, room_key: str, *, after: int | None = None, limit: int, max_bytes: int) -> Page:
+        """A history page of a room, read on the writer connection (used for join backfill)."""
+        return room_page(self._db, room_key, after=after, limit=limit, max_bytes=max_bytes)
+
+
+# -- Queries (any connection) ------------------------------------------------------------------------------
+
+
+def room_page(
+    db: sqlite3.Connection,
+    room_key: str,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int,
+    max_bytes: int | None = None,
+) -> Page:
+    """The messages of one room: the newest `limit` ones below `before` and above `after`, oldest first.
+
+    `skipped` counts the messages above `after` that were left out (only when `after` is given).
+    """
+    where, parameters = "m.room_key = ?", list[object]([room_key])
+    return _page(db, "messages AS m", where, parameters, before, after, limit, max_bytes)
+
+
+def direct_page(
+    db: sqlite3.Connection,
+    owner_key: str,
+    peer_key: str | None,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    limit: int,
+    max_bytes: int | None = None,
+) -> Page:
+    """The direct messages of `owner_key` (with `peer_key` only, if given), like `room_page`."""
+    table = "direct_index AS d JOIN messages AS m ON m.id = d.id"
+    where, parameters = "d.owner_key = ?", list[object]([owner_key])
+    if peer_key is not None:
+        where += " AND d.peer_key = ?"
+        parameters.append(peer_key)
+    return _page(db, table, where, parameters, before, after, limit, max_bytes, id_column="d.id")
+
+
+def _page(
+    db: sqlite3.Connection,
+    table: str,
+    where: str,
+    parameters: list[object],
+    before: int | None,
+    after: int | None,
+    limit: int,
+    max_bytes: int | None,
+    id_column: str = "m.id",
+) -> Page:
+    if before is not None:
+        where += f" AND {id_column} < ?"
+        parameters.append(before)
+    if after is not None:
+        where += f" AND {id_column} > ?"
+        parameters.append(after)
+    try:
+        fetched: list[Row] = db.execute(
+            f"SELECT {_COLUMNS} FROM {table} WHERE {where} ORDER BY {id_column} DESC LIMIT ?",
+            (*parameters, limit + 1),
+        ).fetchall()
+        kept = _fit(fetched[:limit], max_bytes)
+        skipped = 0
+        more = len(fetched) > len(kept)
+        if after is not None and more:
+            total = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", parameters).fetchone()[0]
+            skipped = int(total) - len(kept)
+        elif after is not None and kept:
+            # Everything above `after` was given; older messages may still exist at or below `after`.
+            more = _exists_before(db, table, where, parameters, id_column, kept[-1][0])
+    except sqlite3.Error as error:
+        raise HistoryError(f"history query failed: {error}") from error
+    messages = tuple(_message(row) for row in reversed(kept))
+    return Page(messages=messages, more=more, skipped=skipped)
+
+
+def _exists_before(
+    db: sqlite3.Connection,
+    table: str,
+    where: str,
+    parameters: list[object],
+    id_column: str,
+    oldest: int,
+) -> bool:
+    # Drop the "> after" condition (the last one added) and look for anything older than `oldest`.
+    base = where.rsplit(" AND ", 1)[0]
+    args = [*parameters[:-1], oldest]
+    row = db.execute(f"SELECT 1 FROM {table} WHERE {base} AND {id_column} < ? LIMIT 1", args).fetchone()
+    return row is not None
+
+
+# Wire overhead of one history entry besides its strings (keys, type, ids, timestamp), with a margin.
+_ENTRY_OVERHEAD = 96
+
+
+def _fit(rows: list[Row], max_bytes: int | None) -> list[Row]:
+    """Keep the newest rows whose encoded size fits in `max_bytes` (a history reply must fit one frame)."""
+    if max_bytes is None:
+        return rows
+    total = 0
+    for index, row in enumerate(rows):
+        total += _ENTRY_OVERHEAD + sum(
+            len(part.encode()) for part in (row[2], row[3], row[4], row[5]) if part
+        )
+        if total > max_bytes:
+            return rows[:index]
+    return rows
+
+
+def _message(row: Row) -> Said | Told:
+    message_id, ts, room, sender, recipient, text, action = row
+    if room is not None:
+        return Said(id=message_id, room=room, nick=sender, text=text, ts=ts, action=bool(action))
+    return Told(id=message_id, nick=sender, to=recipient or "", text=text, ts=ts, action=bool(action))

@@ -1,0 +1,166 @@
+"""A small synchronous test client: a real socket plus the shared `ProtocolConnection`.
+
+Every wait has a deadline: `recv_until(predicate)` reads until a received message matches, or fails the
+test with what did arrive. Messages that do not match are kept, in order, for later `recv_until` calls.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from shared import (
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    ConnectionClosed,
+    Error,
+    Hello,
+    History,
+    Message,
+    ProtocolConnection,
+    Role,
+    Welcome,
+)
+
+M = TypeVar("M", bound=Message)
+DEFAULT_TIMEOUT = 5.0
+
+
+class Closed(Exception):
+    """The server closed the connection while a test was waiting for a message."""
+
+
+def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, what: str = "") -> None:
+    """Poll `predicate` until it is true; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    delay = 0.001
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        time.sleep(delay)  # polling interval of a condition wait, not synchronisation by sleeping
+        delay = min(delay * 2, 0.02)
+
+
+class ChatTestClient:
+    """One client connection for tests."""
+
+    def __init__(self, address: tuple[str, int], *, source: str | None = None) -> None:
+        source_address = (source, 0) if source else None
+        self.sock = socket.create_connection(address, timeout=DEFAULT_TIMEOUT, source_address=source_address)
+        self.protocol = ProtocolConnection(Role.CLIENT)
+        self.pending: list[Message] = []
+        self.closed = False
+        self.nick: str | None = None
+
+    # -- Sending ---------------------------------------------------------------------------------------------
+
+    def send(self, message: Message) -> None:
+        """Encode and send one message."""
+        self.sock.sendall(self.protocol.send(message))
+
+    def send_raw(self, data: bytes) -> None:
+        """Send bytes as they are (for malformed input)."""
+        self.sock.sendall(data)
+
+    def hello(self, nick: str, rooms: Iterable[str] | None = None, ref: int | None = None) -> None:
+        """Send a hello without waiting for the answer."""
+        self.send(
+            Hello(
+                proto=PROTOCOL_NAME,
+                version=PROTOCOL_VERSION,
+                nick=nick,
+                rooms=None if rooms is None else tuple(rooms),
+                ref=ref,
+            )
+        )
+
+    def login(self, nick: str, rooms: Iterable[str] | None = None) -> Welcome:
+        """Log in and wait for the welcome and the backfill of every room joined at login."""
+        room_list = None if rooms is None else list(rooms)
+        self.hello(nick, room_list)
+        welcome = self.recv(Welcome)
+        expected = 1 if room_list is None else len(room_list)
+        for _ in range(expected):
+            self.recv(History)
+        self.nick = welcome.nick
+        return welcome
+
+    # -- Receiving -------------------------------------------------------------------------------------------
+
+    def _read_more(self, deadline: float) -> None:
+        if self.closed:
+            raise Closed("the connection is closed")
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError):
+            data = b""
+        self.protocol.receive_data(data)
+        try:
+            self.pending.extend(self.protocol.events())
+        except ConnectionClosed:
+            self.closed = True
+
+    def recv_until(self, predicate: Callable[[Message], bool], timeout: float = DEFAULT_TIMEOUT) -> Message:
+        """Return (and remove) the first received message matching `predicate`, reading as needed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for index, message in enumerate(self.pending):
+                if predicate(message):
+                    return self.pending.pop(index)
+            try:
+                self._read_more(deadline)
+            except TimeoutError:
+                raise AssertionError(f"nothing matched within {timeout} s; got {self.pending!r}") from None
+            except Closed:
+                raise AssertionError(f"connection closed; got {self.pending!r}") from None
+
+    def recv(self, kind: type[M], timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> M:
+        """Return the first received message of type `kind` whose fields equal `fields`."""
+
+        def matches(message: Message) -> bool:
+            return isinstance(message, kind) and all(getattr(message, k) == v for k, v in fields.items())
+
+        found = self.recv_until(matches, timeout)
+        assert isinstance(found, kind)
+        return found
+
+    def error(self, code: str, timeout: float = DEFAULT_TIMEOUT) -> Error:
+        """Wait for an error frame with `code`."""
+        return self.recv(Error, timeout, code=code)
+
+    def drain(self, quiet: float = 0.05) -> list[Message]:
+        """Read until nothing arrives for `quiet` seconds; return and clear everything received."""
+        while not self.closed:
+            try:
+                self._read_more(time.monotonic() + quiet)
+            except TimeoutError:
+                break
+        received, self.pending = self.pending, []
+        return received
+
+    def wait_closed(self, timeout: float = DEFAULT_TIMEOUT) -> list[Message]:
+        """Read until the server closes the connection; return everything received."""
+        deadline = time.monotonic() + timeout
+        while not self.closed:
+            try:
+                self._read_more(deadline)
+            except TimeoutError:
+                raise AssertionError(f"still open after {timeout} s; got {self.pending!r}") from None
+        received, self.pending = self.pending, []
+        return received
+
+    def close(self) -> None:
+        """Close the socket."""
+        self.sock.close()
+
+    def __enter__(self) -> ChatTestClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
