@@ -1,12 +1,126 @@
-"""`chat-client` command line (placeholder until the client lands)."""
+"""``chat-client``: the command line of the mpchat client.
 
+    chat-client                                   the connect screen (host, port and nick remembered)
+    chat-client --host H --port P --nick N        connect directly
+    chat-client --local [--nick N]                start a server in this process and connect to it
+    chat-client --plain --host H --nick N         line mode: stdin in, one line per event out
+
+The Textual TUI is imported only when it is used, so the line mode starts fast and runs without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
 import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from shared import nick_problem, room_problem
+from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
+
+from .settings import DEFAULT_HOST, data_dir, load_settings
+
+EPILOG = """\
+commands in the input line (TUI and --plain):
+  /join ROOM  /leave [ROOM]  /msg NICK [TEXT]  /me ACTION  /nick NEW  /topic [TEXT]
+  /away [MESSAGE]  /who [ROOM]  /rooms  /help [COMMAND]  /quit [REASON]
+
+files:
+  settings (last server, nick, recent servers, theme) in the platform config folder
+  (~/.config/mpchat/client.json on Linux; override with MPCHAT_CONFIG_DIR);
+  --local keeps the server's history in the platform data folder
+  (~/.local/share/mpchat on Linux; override with MPCHAT_DATA_DIR).
+
+exit status: 0 after /quit or the end of input, 2 when the login fails, 1 on other errors.
+"""
 
 
-def main() -> int:
-    """Run the client."""
-    print("chat-client: the client is still to come (issue 4).", file=sys.stderr)
-    return 1
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (also documents every option in --help)."""
+    parser = argparse.ArgumentParser(
+        prog="chat-client",
+        description="mpchat terminal chat client: a full-screen TUI, or a plain line mode with --plain.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--host", help="server host name or address (connects directly, with --nick)")
+    parser.add_argument("--port", type=int, help="server port (default: the last one used, else 7878)")
+    parser.add_argument("--nick", help="your nick (default: the last one used)")
+    parser.add_argument("--room", help="room to join on connect (default: the server's default room)")
+    parser.add_argument(
+        "--plain", action="store_true", help="line mode: read stdin, print one line per event"
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="start a chat server on 127.0.0.1 in this process (port --port, or any free one) and connect",
+    )
+    parser.add_argument("--theme", help="Textual theme for the TUI (e.g. nord, gruvbox, textual-light)")
+    parser.add_argument("--bell", action="store_true", help="ring the terminal bell when you are mentioned")
+    parser.add_argument("--log-file", type=Path, help="write a debug log to this file")
+    return parser
+
+
+def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.nick is not None and (problem := nick_problem(args.nick, DEFAULT_MAX_NICK)):
+        parser.error(f"--nick: {problem}")
+    if args.room is not None and (problem := room_problem(args.room.lstrip("#"), DEFAULT_MAX_ROOM)):
+        parser.error(f"--room: {problem}")
+    if args.port is not None and not 0 <= args.port <= 65535:
+        parser.error("--port must be between 0 and 65535")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the client; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_names(parser, args)
+    if args.log_file:
+        logging.basicConfig(
+            filename=args.log_file,
+            level=logging.DEBUG,
+            format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        )
+    else:
+        # Never let log records reach the terminal: they would tear the TUI or pollute --plain output.
+        logging.getLogger().addHandler(logging.NullHandler())
+        logging.lastResort = None
+    settings = load_settings()
+    room = args.room.lstrip("#") if args.room else None
+    with contextlib.ExitStack() as stack:
+        host, port = args.host, args.port
+        if args.local:
+            from .local import LocalServerError, local_server
+
+            try:
+                host, port = stack.enter_context(local_server(args.port or 0, data_dir()))
+            except LocalServerError as error:
+                print(f"chat-client: {error}", file=sys.stderr)
+                return 1
+        nick = args.nick or (settings.nick if (args.local or args.plain) else None)
+        if args.plain:
+            if not nick:
+                parser.error("--plain needs --nick (no nick was remembered from an earlier run)")
+            from .plain import run_plain
+
+            return asyncio.run(
+                run_plain(host or settings.host or DEFAULT_HOST, port or settings.port, nick, room=room)
+            )
+        from .app import ChatApp
+
+        app = ChatApp(
+            host=host,
+            port=port,
+            nick=nick,
+            room=room,
+            connect_now=bool(host and nick),
+            theme=args.theme,
+            bell=args.bell or None,
+        )
+        return app.run() or 0
 
 
 if __name__ == "__main__":

@@ -224,6 +224,8 @@ class ChatClient:
         self._outbox = Outbox(self.options.outbox_limit)
         self._ref_owner: dict[int, str] = {}  # ref of a say/tell -> its client_msg_id
         self._deliveries: dict[str, asyncio.Future[OutboxEntry]] = {}
+        self._outbox_empty = asyncio.Event()
+        self._outbox_empty.set()
         # Liveness.
         self._ping_tokens = itertools.count(1)
         self._pings_sent: dict[int, float] = {}
@@ -412,6 +414,7 @@ class ChatClient:
             self._fail_first_login(ConnectionLost(f"internal error: {bug!r}"))
         finally:
             self._state = ConnectionState.CLOSED
+            self._outbox_empty.set()  # wake wait_delivered(): nothing more will be delivered
             self._fail_waiters(ClientClosed("the client is closed"))
             self._emit(Closed(final_error))
 
@@ -618,10 +621,21 @@ class ChatClient:
             del self._ref_owner[ref]
 
     def _settle(self, entry: OutboxEntry) -> None:
+        if not self._outbox:
+            self._outbox_empty.set()
         self._emit(OutboxChanged(entry))
         future = self._deliveries.pop(entry.client_msg_id, None)
         if future is not None and not future.done():
             future.set_result(entry)
+
+    async def wait_delivered(self, timeout: float) -> bool:
+        """Wait until every queued message is acknowledged or refused; False if `timeout` passed first."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._outbox_empty.wait()
+        except TimeoutError:
+            return False
+        return not self._outbox
 
     # -- Requests ----------------------------------------------------------------------------------------
 
@@ -736,6 +750,7 @@ class ChatClient:
     def _outbox_add(self, **fields: str | bool) -> OutboxEntry:
         self._check_open()
         entry = self._outbox.add(**fields)  # type: ignore[arg-type]
+        self._outbox_empty.clear()
         self._emit(OutboxChanged(entry))
         return entry
 

@@ -73,6 +73,7 @@ async def test_login_puts_the_client_in_the_default_room(server: LiveServer) -> 
     async with ChatClient(server.host, server.port, "carol", options=FAST) as client:
         recorder = Recorder(client)
         await wait_until(lambda: client.rooms == ("lobby",), what="joined lobby")
+        await wait_until(lambda: recorder.of(Joined), what="joined event")
         assert client.connected
         assert client.nick == "carol"
         assert isinstance(recorder.events[0], Connected)

@@ -1,0 +1,207 @@
+"""The slash commands of the input line, shared by the TUI and the plain line mode.
+
+`parse(line)` turns what the user typed into one typed command object, or raises `CommandError` with a
+message fit to show. A line that does not start with ``/`` is a message to the current buffer; ``//``
+sends a message that starts with a slash. Nothing here talks to the network or the screen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CommandError(ValueError):
+    """What the user typed is not a valid command; the message says why and how to fix it."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendText:
+    """Text for the current room or conversation."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """`/me waves`: an action in the current room or conversation."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRoom:
+    """`/join room`: join a room (created if new) and switch to it."""
+
+    room: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaveRoom:
+    """`/leave [room] [reason]`: leave a room (the current one by default)."""
+
+    room: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeNick:
+    """`/nick new`: change your nick."""
+
+    nick: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectMessage:
+    """`/msg nick text`: send a direct message (and open its conversation)."""
+
+    nick: str
+    text: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """`/topic [text]`: show the current room's topic, or set it."""
+
+    topic: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Away:
+    """`/away [message]`: mark yourself away with a message, or back without one."""
+
+    message: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WhoIsHere:
+    """`/who [room]`: list a room's members."""
+
+    room: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ListRooms:
+    """`/rooms`: list the server's rooms."""
+
+
+@dataclass(frozen=True, slots=True)
+class ShowHelp:
+    """`/help [command]`: show the commands."""
+
+    command: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class QuitChat:
+    """`/quit [reason]`: leave the chat and exit."""
+
+    reason: str | None
+
+
+Command = (
+    SendText
+    | Action
+    | JoinRoom
+    | LeaveRoom
+    | ChangeNick
+    | DirectMessage
+    | Topic
+    | Away
+    | WhoIsHere
+    | ListRooms
+    | ShowHelp
+    | QuitChat
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandHelp:
+    """How one command is written and what it does."""
+
+    name: str
+    usage: str
+    summary: str
+
+
+COMMANDS: tuple[CommandHelp, ...] = (
+    CommandHelp("join", "/join ROOM", "join a room (created if new) and switch to it"),
+    CommandHelp("leave", "/leave [ROOM] [REASON]", "leave a room (the current one by default)"),
+    CommandHelp("msg", "/msg NICK [TEXT]", "send a direct message; without text, open the conversation"),
+    CommandHelp("me", "/me ACTION", "describe an action: * you waves"),
+    CommandHelp("nick", "/nick NEW", "change your nick"),
+    CommandHelp("topic", "/topic [TEXT]", "show the room's topic, or set it"),
+    CommandHelp("away", "/away [MESSAGE]", "mark yourself away with a message, or back without one"),
+    CommandHelp("who", "/who [ROOM]", "list the members of a room"),
+    CommandHelp("rooms", "/rooms", "list the rooms on the server"),
+    CommandHelp("help", "/help [COMMAND]", "show this help"),
+    CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
+)
+COMMAND_NAMES = tuple(command.name for command in COMMANDS)
+ALIASES = {"j": "join", "part": "leave", "query": "msg", "tell": "msg", "exit": "quit", "list": "rooms"}
+
+
+def help_text(command: str | None = None) -> list[str]:
+    """Lines of help: every command, or one command (raises `CommandError` if unknown)."""
+    if command is not None:
+        name = ALIASES.get(command.lstrip("/").lower(), command.lstrip("/").lower())
+        for entry in COMMANDS:
+            if entry.name == name:
+                return [f"{entry.usage}  {entry.summary}"]
+        raise CommandError(f"no command /{command.lstrip('/')}; /help lists them")
+    width = max(len(entry.usage) for entry in COMMANDS)
+    lines = [f"{entry.usage.ljust(width)}  {entry.summary}" for entry in COMMANDS]
+    lines.append("Lines not starting with / are messages; start one with // to send a leading slash.")
+    return lines
+
+
+def _split(rest: str, parts: int) -> list[str]:
+    """Split off up to `parts - 1` words; the last part keeps its inner spacing."""
+    return rest.split(None, parts - 1) if rest else []
+
+
+def parse(line: str) -> Command:
+    """Parse one input line."""
+    if not line.startswith("/"):
+        return SendText(line)
+    if line.startswith("//"):
+        return SendText(line[1:])
+    name, _, rest = line[1:].partition(" ")
+    name = ALIASES.get(name.lower(), name.lower())
+    rest = rest.strip()
+    match name:
+        case "me":
+            if not rest:
+                raise CommandError("usage: /me ACTION")
+            return Action(rest)
+        case "join":
+            words = _split(rest, 2)
+            if len(words) != 1:
+                raise CommandError("usage: /join ROOM")
+            return JoinRoom(words[0].lstrip("#"))
+        case "leave":
+            words = _split(rest, 2)
+            room = words[0].lstrip("#") if words else None
+            return LeaveRoom(room, words[1] if len(words) > 1 else None)
+        case "nick":
+            words = _split(rest, 2)
+            if len(words) != 1:
+                raise CommandError("usage: /nick NEW")
+            return ChangeNick(words[0])
+        case "msg":
+            words = _split(rest, 2)
+            if not words:
+                raise CommandError("usage: /msg NICK [TEXT]")
+            return DirectMessage(words[0], words[1] if len(words) > 1 else None)
+        case "topic":
+            return Topic(rest or None)
+        case "away":
+            return Away(rest or None)
+        case "who":
+            return WhoIsHere(rest.lstrip("#") or None)
+        case "rooms":
+            return ListRooms()
+        case "help":
+            return ShowHelp(rest or None)
+        case "quit":
+            return QuitChat(rest or None)
+    raise CommandError(f"unknown command /{name}; /help lists the commands")

@@ -1,0 +1,118 @@
+"""Carry out what the user typed: parse the line, make the request, and say what to show.
+
+Shared by the TUI and the plain line mode, so both understand exactly the same commands. Requests are
+sent without waiting for their answers: the answers (and refusals) come back as events through the
+model, so a slow server never freezes the input line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import commands as cmd
+from .client import ChatClient
+from .errors import ClientError, InvalidRequest, NotConnected
+from .model import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What running one line did: lines to show, and whether the user asked to quit."""
+
+    changes: Changes
+    quit: bool = False
+    quit_reason: str | None = None
+    switched: bool = False
+
+
+class Controller:
+    """Runs input lines against one client and one model."""
+
+    def __init__(self, client: ChatClient, model: ChatModel) -> None:
+        self.client = client
+        self.model = model
+
+    async def run(self, line: str) -> Outcome:
+        """Run one input line; errors become error lines, never exceptions."""
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            return Outcome(Changes())
+        try:
+            command = cmd.parse(line)
+            return await self._execute(command)
+        except cmd.CommandError as error:
+            return Outcome(self.model.notice(str(error), error=True))
+        except InvalidRequest as error:
+            return Outcome(self.model.notice(f"not sent: {error.message}", error=True))
+        except NotConnected:
+            return Outcome(self.model.notice("not connected: try again once reconnected", error=True))
+        except ClientError as error:
+            return Outcome(self.model.notice(f"not sent: {error}", error=True))
+
+    async def _execute(self, command: cmd.Command) -> Outcome:
+        model, client = self.model, self.client
+        match command:
+            case cmd.SendText(text=text) | cmd.Action(text=text):
+                await self._send_to_current(text, action=isinstance(command, cmd.Action))
+            case cmd.JoinRoom(room=room):
+                key = room_key(room)
+                if key in model.buffers and model.buffers[key].joined:
+                    model.switch(key)
+                    return Outcome(Changes(buffers=True), switched=True)
+                model.expect_join(room)
+                await client.join(room, wait=False)
+            case cmd.LeaveRoom(room=room, reason=reason):
+                target = room or self._current_room()
+                await client.leave(target, reason, wait=False)
+            case cmd.DirectMessage(nick=nick, text=text):
+                buffer = model.conversation(nick)
+                if text:
+                    await client.tell(nick, text)
+                model.switch(buffer.key)
+                return Outcome(Changes(buffers=True), switched=True)
+            case cmd.ChangeNick(nick=nick):
+                await client.change_nick(nick, wait=False)
+            case cmd.Topic(topic=None):
+                self._current_room()
+                buffer = model.current_buffer
+                text = (
+                    f"topic of {buffer.name}: {buffer.topic}"
+                    if buffer.topic
+                    else f"{buffer.name} has no topic"
+                )
+                return Outcome(model.notice(text))
+            case cmd.Topic(topic=topic):
+                await client.set_topic(self._current_room(), topic or "", wait=False)
+            case cmd.Away(message=message):
+                await client.set_away(message, wait=False)
+            case cmd.WhoIsHere(room=room):
+                target = room or self._current_room()
+                model.expect_member_list(target)
+                await client.who(target, wait=False)
+            case cmd.ListRooms():
+                await client.list_rooms(wait=False)
+            case cmd.ShowHelp(command=name):
+                changes = Changes()
+                for text in cmd.help_text(name):
+                    more = model.notice(text)
+                    for key, lines in more.lines.items():
+                        changes.lines.setdefault(key, []).extend(lines)
+                return Outcome(changes)
+            case cmd.QuitChat(reason=reason):
+                return Outcome(Changes(), quit=True, quit_reason=reason)
+        return Outcome(Changes())
+
+    def _current_room(self) -> str:
+        buffer = self.model.current_buffer
+        if buffer.kind is not BufferKind.ROOM:
+            raise cmd.CommandError("this is not a room: name one, or switch to a room first")
+        return buffer.name
+
+    async def _send_to_current(self, text: str, *, action: bool) -> None:
+        buffer = self.model.current_buffer
+        if buffer.key == SERVER_KEY:
+            raise cmd.CommandError("this is the server buffer: /join a room or /msg someone first")
+        if buffer.kind is BufferKind.DIRECT:
+            await self.client.tell(buffer.name, text, action=action)
+        else:
+            await self.client.say(buffer.name, text, action=action)

@@ -1,0 +1,142 @@
+"""The plain line mode: commands and messages from standard input, one line per event on standard output.
+
+For pipes, scripts, screen readers and very slow links. Each output line is
+``HH:MM:SS <where> <what>``, for example ``14:03:07 lobby <alice> hello``, ``14:03:09 @bob <bob> psst``
+or ``14:03:12 lobby -!- carol joined``. Every piece of text the server sent goes through
+`shared.text.visible`, so a line never holds an escape sequence, and a message's own newlines are shown
+as ``␤`` so one event stays one line.
+
+When standard input ends, the client waits (a bounded time) for its messages to be acknowledged, then
+logs out and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+import time
+from typing import TextIO
+
+from shared import visible
+
+from .client import ChatClient, ClientOptions
+from .controller import Controller
+from .errors import ConnectionLost, LoginRefused
+from .events import Closed
+from .model import SERVER_KEY, BufferKind, Changes, ChatModel, Line, LineKind
+
+#: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
+FLUSH_TIMEOUT = 10.0
+#: Exit status when the first login fails.
+EXIT_LOGIN_FAILED = 2
+
+
+def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
+    """One event as one line of plain text."""
+    stamp = time.strftime("%H:%M:%S", time.localtime(line.ts) if local_time else time.gmtime(line.ts))
+    text = visible(line.text, keep_newlines=False)
+    nick = visible(line.nick, keep_newlines=False) if line.nick else ""
+    if line.kind is LineKind.MESSAGE:
+        body = f"<{nick}> {text}"
+    elif line.kind is LineKind.ACTION:
+        body = f"* {nick} {text}"
+    elif line.kind is LineKind.ERROR:
+        body = f"-!- error: {text}"
+    else:
+        body = f"-!- {text}"
+    return f"{stamp} {visible(where, keep_newlines=False)} {body}"
+
+
+def buffer_label(model: ChatModel, key: str) -> str:
+    """How a buffer is named at the start of a plain line: ``lobby``, ``@bob`` or ``*``."""
+    buffer = model.buffers.get(key)
+    if buffer is None or key == SERVER_KEY:
+        return "*"
+    return "@" + buffer.name if buffer.kind is BufferKind.DIRECT else buffer.name
+
+
+class PlainUI:
+    """Prints what changed in the model to a text stream."""
+
+    def __init__(self, model: ChatModel, out: TextIO) -> None:
+        self.model = model
+        self.out = out
+
+    def show(self, changes: Changes) -> None:
+        """Print every new line, in order, and flush."""
+        for key, lines in changes.lines.items():
+            label = buffer_label(self.model, key)
+            for line in lines:
+                self.out.write(format_line(line, label) + "\n")
+        self.out.flush()
+
+
+def _start_stdin_reader(
+    source: TextIO, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[str | None]
+) -> None:
+    """Read lines in a daemon thread (blocking reads cannot be cancelled) and hand them to the loop."""
+
+    def pump() -> None:
+        try:
+            for line in source:
+                loop.call_soon_threadsafe(queue.put_nowait, line)
+        except (OSError, ValueError):
+            pass
+        finally:
+            # RuntimeError: the loop is already closed because the program is exiting.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+
+    threading.Thread(target=pump, name="stdin reader", daemon=True).start()
+
+
+async def run_plain(
+    host: str,
+    port: int,
+    nick: str,
+    *,
+    room: str | None = None,
+    options: ClientOptions | None = None,
+    source: TextIO | None = None,
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> int:
+    """Run the line mode until the input ends or /quit; return the exit status."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    client = ChatClient(host, port, nick, rooms=[room] if room else None, options=options)
+    model = ChatModel(nick)
+    ui = PlainUI(model, out)
+    if room:
+        model.expect_join(room)
+    try:
+        await client.connect()
+    except (LoginRefused, ConnectionLost) as error:
+        err.write(f"chat-client: cannot log in to {host}:{port} as {nick}: {error}\n")
+        return EXIT_LOGIN_FAILED
+    controller = Controller(client, model)
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    _start_stdin_reader(source or sys.stdin, asyncio.get_running_loop(), lines)
+    events = asyncio.create_task(_show_events(client, model, ui))
+    reason: str | None = None
+    try:
+        while (line := await lines.get()) is not None:
+            outcome = await controller.run(line)
+            ui.show(outcome.changes)
+            if outcome.quit:
+                reason = outcome.quit_reason
+                break
+        await client.wait_delivered(FLUSH_TIMEOUT)
+    finally:
+        await client.close(reason)
+        await asyncio.wait_for(events, FLUSH_TIMEOUT)
+    return 0
+
+
+async def _show_events(client: ChatClient, model: ChatModel, ui: PlainUI) -> None:
+    while batch := await client.next_events():
+        ui.show(model.apply_all(batch))
+        if any(isinstance(event, Closed) for event in batch):
+            return
