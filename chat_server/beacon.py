@@ -1,0 +1,449 @@
+"""The LAN beacon: one thread that announces this server over UDP and answers discovery queries.
+
+Seams (what the server wires in):
+
+* `BeaconConfig`: every setting, each defaulting to a named constant below; `add_beacon_arguments(parser)`
+  adds ``--beacon``, ``--beacon-address``, ``--beacon-port`` and ``--beacon-interval``, and
+  `beacon_config_from_args(args, base)` applies them on top of `base` (e.g. the config file's values).
+* `Beacon(config, snapshot)`: `snapshot` is a callable that returns a `shared.discovery.BeaconInfo`. It is
+  the beacon's only view of the server: it runs on the beacon thread, so it must be thread-safe (take the
+  server's lock, copy the counts, release). `start()` / `stop()`, or use the beacon as a context manager.
+* `load_or_create_server_id(path)`: the stable server id, kept in a small file in the server's data folder.
+
+Threads and ownership: `start()` opens one UDP socket and starts one daemon thread, "mpchat-beacon", which
+owns that socket, the rate limiter and the cached snapshot. The thread sleeps in `select()` until the next
+beacon is due or a datagram arrives: it then sends the beacon to every configured address, or answers a
+valid, large enough, not rate-limited query with a reply sent straight back to its source. `stats` counters
+are written by that thread only (other threads may read them). No lock is needed: nothing else is shared.
+`stop()` sets the stop event, wakes the thread through a socket pair, joins it (bounded), then closes the
+sockets: the thread never sees a closed socket.
+
+Safety: with ``MPCHAT_DISCOVERY_LOOPBACK_ONLY=1`` in the environment, `start()` raises `DestinationRefused`
+for any non-loopback target, and no reply ever leaves for a non-loopback source (see `shared.discovery`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import logging
+import os
+import random
+import select
+import socket
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.discovery import (
+    DEFAULT_DISCOVERY_PORT,
+    MAX_DATAGRAM,
+    BeaconInfo,
+    DestinationRefused,
+    Query,
+    check_destination,
+    decode_datagram,
+    encode_beacon,
+    encode_reply,
+    new_server_id,
+)
+from shared.errors import RemoteProtocolError
+from shared.schema import MAX_TOKEN
+
+log = logging.getLogger(__name__)
+
+#: Where beacons go by default: the limited broadcast address (every host on the local link).
+DEFAULT_BEACON_ADDRESS = "255.255.255.255"
+#: The administratively scoped (RFC 2365) multicast group to use instead of, or as well as, broadcast.
+MULTICAST_GROUP = "239.255.78.79"
+#: Multicast datagrams stay on the local link: no router forwards a datagram whose TTL is 1.
+MULTICAST_TTL = 1
+DEFAULT_BEACON_PORT = DEFAULT_DISCOVERY_PORT
+#: Seconds between beacons, and the random spread around it (0.2 = ±20 %) so servers do not beat together.
+DEFAULT_BEACON_INTERVAL = 5.0
+DEFAULT_BEACON_JITTER = 0.2
+#: The local address the beacon socket binds to (all interfaces: queries may come in on any of them).
+DEFAULT_BIND_ADDRESS = "0.0.0.0"
+#: Replies to one source address: a burst, then this many per second.
+DEFAULT_QUERY_RATE = 1.0
+DEFAULT_QUERY_BURST = 4
+#: Replies to everyone together: bounds what the beacon sends whatever the number of sources.
+DEFAULT_REPLY_RATE = 20.0
+DEFAULT_REPLY_BURST = 40
+#: Source addresses whose rate is tracked at once (the least recently seen is forgotten first).
+DEFAULT_MAX_QUERY_SOURCES = 256
+#: Seconds a snapshot is reused for replies, so a query flood cannot hammer the server's lock.
+SNAPSHOT_MAX_AGE = 1.0
+#: Datagrams handled per wake-up before the thread checks its schedule again.
+DRAIN_BATCH = 64
+#: Seconds `stop()` waits for the thread.
+STOP_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BeaconConfig:
+    """The beacon's settings; the defaults are the named constants of this module.
+
+    `addresses` are IPv4 literals: a broadcast address (255.255.255.255, or a subnet's directed broadcast
+    such as 192.168.1.255 to pick one interface), a multicast group (sent with TTL 1), or a unicast address.
+    `port` is where beacons go; the beacon listens for queries on `query_port` (None: the same port; 0: an
+    ephemeral port, for tests). `interface` is the local IPv4 address multicast is sent from and the group
+    joined on (None: the system's choice).
+    """
+
+    enabled: bool = False
+    addresses: tuple[str, ...] = (DEFAULT_BEACON_ADDRESS,)
+    port: int = DEFAULT_BEACON_PORT
+    query_port: int | None = None
+    interval: float = DEFAULT_BEACON_INTERVAL
+    jitter: float = DEFAULT_BEACON_JITTER
+    bind_address: str = DEFAULT_BIND_ADDRESS
+    interface: str | None = None
+    answer_queries: bool = True
+    query_rate: float = DEFAULT_QUERY_RATE
+    query_burst: int = DEFAULT_QUERY_BURST
+    reply_rate: float = DEFAULT_REPLY_RATE
+    reply_burst: int = DEFAULT_REPLY_BURST
+    max_query_sources: int = DEFAULT_MAX_QUERY_SOURCES
+
+    def __post_init__(self) -> None:
+        if not self.addresses:
+            raise ValueError("the beacon needs at least one address")
+        for address in (*self.addresses, self.bind_address, *filter(None, [self.interface])):
+            try:
+                ipaddress.IPv4Address(address)
+            except ValueError:
+                raise ValueError(f"beacon address {address!r} is not an IPv4 address") from None
+        for name in ("port", "query_port"):
+            port = getattr(self, name)
+            if port is not None and not 0 <= port <= 65535:
+                raise ValueError(f"{name} {port} is not a UDP port")
+        if not self.interval > 0:
+            raise ValueError(f"interval must be positive, not {self.interval!r}")
+        if not 0 <= self.jitter < 1:
+            raise ValueError(f"jitter must be from 0 to below 1, not {self.jitter!r}")
+        for name in ("query_rate", "query_burst", "reply_rate", "reply_burst", "max_query_sources"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+
+
+@dataclass(slots=True)
+class BeaconStats:
+    """What the beacon has done, counted by its thread."""
+
+    beacons_sent: int = 0
+    replies_sent: int = 0
+    malformed: int = 0
+    ignored: int = 0
+    undersized: int = 0
+    rate_limited: int = 0
+    send_errors: int = 0
+
+
+class TokenBucket:
+    """Holds up to `burst` tokens, gains `rate` per second; `take()` spends one if it can."""
+
+    def __init__(self, rate: float, burst: float, now: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._tokens = float(burst)
+        self._stamp = now
+
+    def take(self, now: float) -> bool:
+        """Spend one token and return True, or return False when the bucket is empty."""
+        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class QueryLimiter:
+    """Rate limits for replies: one bucket per source address, and one for all sources together.
+
+    The per-source table is bounded (`max_sources`, least recently seen forgotten first), so a flood of
+    spoofed source addresses costs memory once, not per datagram.
+    """
+
+    def __init__(self, config: BeaconConfig, clock: Callable[[], float] = time.monotonic) -> None:
+        self._config = config
+        self._clock = clock
+        self._overall = TokenBucket(config.reply_rate, config.reply_burst, clock())
+        self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
+
+    def allow(self, source: str) -> bool:
+        """True if a reply to `source` may go out now (spending its tokens)."""
+        now = self._clock()
+        bucket = self._sources.get(source)
+        if bucket is None:
+            bucket = TokenBucket(self._config.query_rate, self._config.query_burst, now)
+            self._sources[source] = bucket
+            if len(self._sources) > self._config.max_query_sources:
+                self._sources.popitem(last=False)
+        else:
+            self._sources.move_to_end(source)
+        return bucket.take(now) and self._overall.take(now)
+
+
+class Beacon:
+    """Announces the server on the LAN and answers queries, from one thread (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: BeaconConfig,
+        snapshot: Callable[[], BeaconInfo],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.config = config
+        self.stats = BeaconStats()
+        self._snapshot = snapshot
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._rng = rng or random.Random()
+        self._limiter = QueryLimiter(config, clock)
+        self._info: BeaconInfo | None = None
+        self._info_time = 0.0
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+
+    # -- Lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Check the targets, open the socket and start the thread; raises `DestinationRefused`/`OSError`."""
+        if self._thread is not None:
+            raise RuntimeError("the beacon is already started")
+        for address in self.config.addresses:
+            check_destination(address)
+        self._sock = self._open_socket()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._thread = threading.Thread(target=self._run, name="mpchat-beacon", daemon=True)
+        self._thread.start()
+        log.info("beacon on %s:%d, announcing to %s", *self.query_address, ", ".join(self.config.addresses))
+
+    def stop(self) -> None:
+        """Stop the thread (bounded wait) and close the sockets; safe to call twice."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stopping.set()
+        assert self._wake_w is not None
+        self._wake_w.send(b"\0")
+        thread.join(STOP_TIMEOUT)
+        if thread.is_alive():
+            log.error("the beacon thread did not stop within %.1f s", STOP_TIMEOUT)
+            return
+        for sock in (self._sock, self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
+
+    def __enter__(self) -> Beacon:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def query_address(self) -> tuple[str, int]:
+        """The (address, port) the beacon socket is bound to: where queries reach it."""
+        if self._sock is None:
+            raise RuntimeError("the beacon is not started")
+        host, port = self._sock.getsockname()[:2]
+        return (str(host), int(port))
+
+    def _open_socket(self) -> socket.socket:
+        config = self.config
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            # Several programs on one host (a server and a listening client) may share the discovery port;
+            # each gets its own copy of every broadcast and multicast datagram.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
+            interface = socket.inet_aton(config.interface or "0.0.0.0")
+            if config.interface is not None:
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, interface)
+            port = config.port if config.query_port is None else config.query_port
+            sock.bind((config.bind_address, port))
+            for address in config.addresses:
+                if ipaddress.IPv4Address(address).is_multicast and config.answer_queries:
+                    membership = socket.inet_aton(address) + interface
+                    sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    # -- The thread --------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        assert self._sock is not None
+        assert self._wake_r is not None
+        next_beacon = self._clock()
+        while not self._stopping.is_set():
+            now = self._clock()
+            if now >= next_beacon:
+                self._announce()
+                spread = self.config.interval * self.config.jitter
+                next_beacon = now + self.config.interval + self._rng.uniform(-spread, spread)
+            wait = max(0.0, next_beacon - self._clock())
+            readable, _, _ = select.select([self._sock, self._wake_r], [], [], wait)
+            if self._sock in readable:
+                self._drain()
+
+    def _announce(self) -> None:
+        info = self._fresh_info(max_age=0.0)
+        if info is None:
+            return
+        datagram = encode_beacon(info)
+        for address in self.config.addresses:
+            if self._send(datagram, (address, self.config.port)):
+                self.stats.beacons_sent += 1
+
+    def _drain(self) -> None:
+        assert self._sock is not None
+        for _ in range(DRAIN_BATCH):
+            try:
+                # One byte more than the largest datagram, so an oversized one is seen as oversized.
+                data, source = self._sock.recvfrom(MAX_DATAGRAM + 1)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:  # e.g. an ICMP error reported on a later read
+                log.debug("beacon recvfrom: %s", error)
+                return
+            self._handle(data, (str(source[0]), int(source[1])))
+
+    def _handle(self, data: bytes, source: tuple[str, int]) -> None:
+        """Answer `data` if it is a valid query that is large enough and within the rate limits."""
+        try:
+            datagram = decode_datagram(data)
+        except RemoteProtocolError:
+            self.stats.malformed += 1
+            return
+        if not isinstance(datagram, Query) or not self.config.answer_queries:
+            self.stats.ignored += 1  # other servers' beacons and replies, our own beacons
+            return
+        info = self._fresh_info(max_age=SNAPSHOT_MAX_AGE)
+        if info is None:
+            return
+        reply = encode_reply(info, datagram.nonce, int(self._wall_clock() * 1000))
+        if len(reply) > len(data):
+            self.stats.undersized += 1  # answering would amplify: the reply is larger than the query
+            return
+        if not self._limiter.allow(source[0]):
+            self.stats.rate_limited += 1
+            return
+        if self._send(reply, source):
+            self.stats.replies_sent += 1
+
+    def _fresh_info(self, max_age: float) -> BeaconInfo | None:
+        now = self._clock()
+        if self._info is None or now - self._info_time > max_age:
+            try:
+                self._info = self._snapshot()
+                self._info_time = now
+            except Exception:
+                # The server's bug must not kill the beacon; the next beacon tries again.
+                log.exception("the beacon snapshot failed")
+                return None
+        return self._info
+
+    def _send(self, datagram: bytes, destination: tuple[str, int]) -> bool:
+        assert self._sock is not None
+        try:
+            check_destination(destination[0])
+            self._sock.sendto(datagram, destination)
+        except OSError as error:
+            # Typically "network unreachable" while an interface is down; the next beacon tries again.
+            self.stats.send_errors += 1
+            log.log(
+                logging.WARNING if self.stats.send_errors == 1 else logging.DEBUG,
+                "beacon could not send to %s:%d: %s",
+                *destination,
+                error,
+            )
+            return False
+        except DestinationRefused as error:
+            self.stats.send_errors += 1
+            log.warning("%s", error)
+            return False
+        return True
+
+
+# -- Command line, config file and server id -------------------------------------------------------------
+
+
+def add_beacon_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--beacon``, ``--beacon-address``, ``--beacon-port`` and ``--beacon-interval`` to `parser`."""
+    group = parser.add_argument_group("LAN beacon (announces the server name, port, users and public rooms)")
+    group.add_argument(
+        "--beacon",
+        action="store_true",
+        default=None,
+        help="announce this server on the LAN by UDP; room names become visible to everyone on the LAN",
+    )
+    group.add_argument(
+        "--beacon-address",
+        action="append",
+        metavar="IP",
+        help=f"where beacons go (repeatable): broadcast, or a multicast group such as {MULTICAST_GROUP} "
+        f"(default {DEFAULT_BEACON_ADDRESS})",
+    )
+    group.add_argument(
+        "--beacon-port", type=int, metavar="PORT", help=f"UDP port (default {DEFAULT_BEACON_PORT})"
+    )
+    group.add_argument(
+        "--beacon-interval",
+        type=float,
+        metavar="SECONDS",
+        help=f"seconds between beacons, ±{DEFAULT_BEACON_JITTER:.0%} (default {DEFAULT_BEACON_INTERVAL:g})",
+    )
+
+
+def beacon_config_from_args(args: argparse.Namespace, base: BeaconConfig | None = None) -> BeaconConfig:
+    """Return `base` (default: the defaults) with the options given on the command line applied.
+
+    Raises ValueError for a bad value (the caller reports it as a usage error).
+    """
+    changes: dict[str, Any] = {}
+    if getattr(args, "beacon", None):
+        changes["enabled"] = True
+    if getattr(args, "beacon_address", None):
+        changes["addresses"] = tuple(args.beacon_address)
+    if getattr(args, "beacon_port", None) is not None:
+        changes["port"] = args.beacon_port
+    if getattr(args, "beacon_interval", None) is not None:
+        changes["interval"] = args.beacon_interval
+    return dataclasses.replace(base or BeaconConfig(), **changes)
+
+
+def load_or_create_server_id(path: Path) -> str:
+    """Return the server id stored in `path`, creating the file with a new random id if needed."""
+    try:
+        stored = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        stored = ""
+    except (OSError, UnicodeDecodeError) as error:
+        log.warning("cannot read the server id from %s (%s); using a new one", path, error)
+        stored = ""
+    if 0 < len(stored) <= MAX_TOKEN and stored.isascii() and stored.isprintable():
+        return stored
+    server_id = new_server_id()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(server_id + "\n", encoding="ascii")
+    os.replace(temporary, path)
+    return server_id
