@@ -51,6 +51,9 @@ DEFAULT_WRITE_TIMEOUT = 10.0
 DEFAULT_SENDQ_SOFT = 256 * 1024
 DEFAULT_SENDQ_SOFT_SECONDS = 10.0
 DEFAULT_SENDQ_HARD = 1024 * 1024
+#: Kernel send buffer per client socket in bytes (SO_SNDBUF); 0 keeps the system's default (auto-tuned,
+#: up to several MiB on Linux). A small value bounds the kernel memory one stalled client can hold too.
+DEFAULT_SEND_BUFFER = 0
 #: Per-connection request rate: a token bucket of `rate_burst` requests, refilled at `rate_messages`/s.
 DEFAULT_RATE_MESSAGES = 2.0
 DEFAULT_RATE_BURST = 10
@@ -108,6 +111,7 @@ class ServerConfig:
     sendq_soft: int = DEFAULT_SENDQ_SOFT
     sendq_soft_seconds: float = DEFAULT_SENDQ_SOFT_SECONDS
     sendq_hard: int = DEFAULT_SENDQ_HARD
+    send_buffer: int = DEFAULT_SEND_BUFFER
     rate_messages: float = DEFAULT_RATE_MESSAGES
     rate_burst: int = DEFAULT_RATE_BURST
     rate_bytes: float = DEFAULT_RATE_BYTES
@@ -126,6 +130,8 @@ class ServerConfig:
             value: object = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(str(value)))
+        if self.send_buffer < 0:
+            raise ValueError("send_buffer must be 0 (system default) or a size in bytes")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
         for field in dataclasses.fields(self):

@@ -85,6 +85,8 @@ class Stats:
     queued_bytes: int
     max_queued_bytes: int
     threads: int
+    #: Bytes queued for each logged-in nick.
+    queues: dict[str, int]
 
 
 class ChatServer:
@@ -204,7 +206,7 @@ class ChatServer:
             log.info("event=refused peer=%s:%d code=%s", ip, peer[1], refusal[0])
             self._refuse(sock, *refusal)
             return
-        _tune(sock)
+        _tune(sock, config.send_buffer)
         assert self._services is not None
         connection = Connection(self._services, sock, (ip, peer[1]), conn_id, self._forget)
         with self._lock:
@@ -248,11 +250,14 @@ class ChatServer:
             queued_bytes=sum(queued),
             max_queued_bytes=max(queued, default=0),
             threads=threading.active_count(),
+            queues={c.client.nick: c.outbox.queued for c in connections if c.client.nick is not None},
         )
 
 
-def _tune(sock: socket.socket) -> None:
-    """TCP_NODELAY (a chat line should not wait for Nagle) and keepalive (a backstop against dead peers)."""
+def _tune(sock: socket.socket, send_buffer: int) -> None:
+    """TCP_NODELAY (a chat line should not wait for Nagle), keepalive (a backstop against dead peers)."""
+    if send_buffer:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     if hasattr(socket, "TCP_KEEPIDLE"):

@@ -93,9 +93,9 @@ class ChatTestClient:
         if self.closed:
             raise Closed("the connection is closed")
         remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        if remaining < 0:
             raise TimeoutError
-        self.sock.settimeout(remaining)
+        self.sock.settimeout(max(remaining, 0.001))  # a zero deadline still reads what has arrived
         try:
             data = self.sock.recv(65536)
         except (ConnectionResetError, BrokenPipeError):
@@ -116,9 +116,9 @@ class ChatTestClient:
             try:
                 self._read_more(deadline)
             except TimeoutError:
-                raise AssertionError(f"nothing matched within {timeout} s; got {self.pending!r}") from None
+                raise AssertionError(f"nothing matched within {timeout} s; got {self.summary()}") from None
             except Closed:
-                raise AssertionError(f"connection closed; got {self.pending!r}") from None
+                raise AssertionError(f"connection closed; got {self.summary()}") from None
 
     def recv(self, kind: type[M], timeout: float = DEFAULT_TIMEOUT, **fields: Any) -> M:
         """Return the first received message of type `kind` whose fields equal `fields`."""
@@ -134,12 +134,19 @@ class ChatTestClient:
         """Wait for an error frame with `code`."""
         return self.recv(Error, timeout, code=code)
 
+    def summary(self, count: int = 8) -> str:
+        """A short description of the unconsumed messages (for failure messages)."""
+        shown = [repr(m)[:160] for m in self.pending[-count:]]
+        return f"{len(self.pending)} pending, last: {shown}"
+
     def drain(self, quiet: float = 0.05) -> list[Message]:
         """Read until nothing arrives for `quiet` seconds; return and clear everything received."""
         while not self.closed:
             try:
-                self._read_more(time.monotonic() + quiet)
+                self._read_more(time.monotonic() + max(quiet, 0.002))
             except TimeoutError:
+                break
+            except Closed:
                 break
         received, self.pending = self.pending, []
         return received
@@ -151,7 +158,7 @@ class ChatTestClient:
             try:
                 self._read_more(deadline)
             except TimeoutError:
-                raise AssertionError(f"still open after {timeout} s; got {self.pending!r}") from None
+                raise AssertionError(f"still open after {timeout} s; got {self.summary()}") from None
         received, self.pending = self.pending, []
         return received
 

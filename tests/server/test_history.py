@@ -1,0 +1,161 @@
+"""Backfill on join, paging back, resume after an id, direct message history, and the bounds on each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chat_server.server import ChatServer
+from shared import Ack, FetchHistory, History, Join, Said, Say, Tell, Told, encode
+
+from .client import ChatTestClient
+
+Login = Callable[..., ChatTestClient]
+
+
+def say_many(client: ChatTestClient, room: str, count: int, prefix: str = "m") -> list[int]:
+    """Send `count` messages and return their acked ids."""
+    for number in range(count):
+        client.send(Say(room=room, text=f"{prefix}{number}", ref=number))
+    return [client.recv(Ack, ref=number).id for number in range(count)]
+
+
+def texts(history: History) -> list[str]:
+    """The texts of a history reply, in order."""
+    return [m.text for m in history.messages]
+
+
+def test_join_backfills_last_50_by_default(login: Login) -> None:
+    """A join replays the newest 50 messages oldest first, and says older ones exist."""
+    alice = login("alice")
+    say_many(alice, "lobby", 60)
+    bob = login("bob", rooms=[])
+    bob.send(Join(room="lobby", ref=1))
+    history = bob.recv(History, ref=1)
+    assert texts(history) == [f"m{n}" for n in range(10, 60)]
+    assert (history.more, history.skipped) == (True, 0)
+
+
+def test_join_backfill_count_and_bound(make_server: Callable[..., ChatServer]) -> None:
+    """`backfill` chooses how many; it is capped by max_backfill; 0 gives none."""
+    server = make_server(max_backfill=20, backfill=5)
+    with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
+        alice.login("alice")
+        say_many(alice, "lobby", 30)
+        bob.login("bob", rooms=[])
+        for ref, (backfill, expected) in enumerate([(None, 5), (3, 3), (20, 20), (21, 20), (0, 0)]):
+            bob.send(Join(room="lobby", backfill=backfill, ref=ref))
+            history = bob.recv(History, ref=ref)
+            assert texts(history) == [f"m{n}" for n in range(30 - expected, 30)]
+            assert history.more is True
+
+
+def test_resume_after_id_fills_the_gap(login: Login) -> None:
+    """A rejoin with `after` gets exactly the messages after that id, in order."""
+    alice = login("alice")
+    ids = say_many(alice, "lobby", 10)
+    bob = login("bob", rooms=[])
+    bob.send(Join(room="lobby", after=ids[3], ref=1))
+    history = bob.recv(History, ref=1)
+    assert [m.id for m in history.messages] == ids[4:]
+    assert (history.skipped, history.more) == (0, True)
+
+
+def test_resume_larger_than_bound_says_how_many_were_skipped(make_server: Callable[..., ChatServer]) -> None:
+    """When the gap is larger than max_backfill, the newest ones come with `skipped` = the rest."""
+    server = make_server(max_backfill=10, backfill=10)
+    with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
+        alice.login("alice")
+        ids = say_many(alice, "lobby", 25)
+        bob.login("bob", rooms=[])
+        bob.send(Join(room="lobby", after=ids[4], ref=1))
+        history = bob.recv(History, ref=1)
+        assert [m.id for m in history.messages] == ids[15:]
+        assert (history.skipped, history.more) == (10, True)
+        # Exactly the gap can be paged back.
+        bob.send(FetchHistory(room="lobby", before=ids[15], after=ids[4], limit=10, ref=2))
+        assert [m.id for m in bob.recv(History, ref=2).messages] == ids[5:15]
+
+
+def test_page_back_with_before(login: Login) -> None:
+    """FetchHistory(before=X, limit=L) gives the L messages before X, oldest first, and `more`."""
+    alice = login("alice")
+    ids = say_many(alice, "lobby", 12)
+    alice.send(FetchHistory(room="lobby", before=ids[6], limit=4, ref=1))
+    page = alice.recv(History, ref=1)
+    assert [m.id for m in page.messages] == ids[2:6]
+    assert page.more is True
+    alice.send(FetchHistory(room="lobby", before=ids[2], limit=4, ref=2))
+    page = alice.recv(History, ref=2)
+    assert [m.id for m in page.messages] == ids[:2]
+    assert page.more is False
+
+
+def test_history_needs_membership(login: Login) -> None:
+    """Room history is only for members."""
+    alice = login("alice", rooms=["secret"])
+    say_many(alice, "secret", 1)
+    bob = login("bob")
+    bob.send(FetchHistory(room="secret", ref=1))
+    assert bob.error("not_in_room").ref == 1
+
+
+def test_history_request_must_name_room_or_direct(login: Login) -> None:
+    """Neither or both of room and direct is an invalid_field, not fatal."""
+    alice = login("alice")
+    alice.send(FetchHistory(ref=1))
+    assert alice.error("invalid_field").fatal is False
+    alice.send(FetchHistory(room="lobby", direct=True, ref=2))
+    assert alice.error("invalid_field").ref == 2
+
+
+def test_direct_history_is_private(login: Login) -> None:
+    """Each user sees only their own direct messages; `peer` narrows to one conversation."""
+    alice, bob, carol = login("alice"), login("bob"), login("carol")
+    alice.send(Tell(to="bob", text="a->b", ref=1))
+    alice.recv(Ack, ref=1)
+    bob.send(Tell(to="alice", text="b->a", ref=2))
+    bob.recv(Ack, ref=2)
+    carol.send(Tell(to="alice", text="c->a", ref=3))
+    carol.recv(Ack, ref=3)
+    alice.send(FetchHistory(direct=True, ref=4))
+    assert texts(alice.recv(History, ref=4)) == ["a->b", "b->a", "c->a"]
+    alice.send(FetchHistory(direct=True, peer="Bob", ref=5))
+    page = alice.recv(History, ref=5)
+    assert page.direct is True
+    assert all(isinstance(m, Told) for m in page.messages)
+    assert texts(page) == ["a->b", "b->a"]
+    bob.send(FetchHistory(direct=True, ref=6))
+    assert texts(bob.recv(History, ref=6)) == ["a->b", "b->a"]
+
+
+def test_history_reply_fits_one_frame(make_server: Callable[..., ChatServer]) -> None:
+    """A page of long messages is cut to fit max_frame; the client is told older ones exist."""
+    server = make_server(max_frame=16 * 1024, max_text=4000)
+    with ChatTestClient(server.address) as alice:
+        alice.login("alice")
+        for number in range(10):
+            alice.send(Say(room="lobby", text=f"{number}" + "x" * 3900, ref=number))
+            alice.recv(Ack, ref=number)
+        alice.send(FetchHistory(room="lobby", limit=10, ref=99))
+        page = alice.recv(History, ref=99)
+        assert 0 < len(page.messages) < 10
+        assert len(encode(page)) - 4 <= 16 * 1024
+        assert page.more is True
+        assert page.messages[-1].text.startswith("9")
+
+
+def test_history_survives_restart(make_server: Callable[..., ChatServer]) -> None:
+    """Messages are in the history after the server restarts, with the same ids."""
+    server = make_server()
+    with ChatTestClient(server.address) as alice:
+        alice.login("alice")
+        ids = say_many(alice, "lobby", 3)
+    server.stop()
+    again = make_server()
+    with ChatTestClient(again.address) as bob:
+        bob.login("bob", rooms=[])
+        bob.send(Join(room="lobby", ref=1))
+        history = bob.recv(History, ref=1)
+        assert [(m.id, m.text, m.nick) for m in history.messages if isinstance(m, Said)] == [
+            (ids[n], f"m{n}", "alice") for n in range(3)
+        ]
