@@ -76,6 +76,8 @@ DEFAULT_SEQUENCER_QUEUE = 10_000
 DEFAULT_LINGER = 1.0
 
 _SYNC_MODES = ("FULL", "NORMAL")
+#: Settings where 0 means something (any free port; the system's default buffer size).
+_ZERO_ALLOWED = ("port", "send_buffer")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,22 +132,17 @@ class ServerConfig:
             value: object = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(str(value)))
-        if self.send_buffer < 0:
-            raise ValueError("send_buffer must be 0 (system default) or a size in bytes")
+        numbers = [f.name for f in dataclasses.fields(self) if f.type in ("int", "float")]
+        for name in numbers:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise ValueError(f"{name} must be a number, not {value!r}")
+            if value <= 0 and name not in _ZERO_ALLOWED:
+                raise ValueError(f"{name} must be positive, not {value!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port must be 0-65535, not {self.port}")
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if field.type in ("int", "float") and (
-                isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
-            ):
-                raise ValueError(f"{field.name} must be a number, not {value!r}")
-        positive = [
-            f.name for f in dataclasses.fields(self) if f.type in ("int", "float") and f.name != "port"
-        ]
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+        if self.send_buffer < 0:
+            raise ValueError("send_buffer must be 0 (system default) or a size in bytes")
         if self.history_sync.upper() not in _SYNC_MODES:
             raise ValueError(f"history_sync must be one of {_SYNC_MODES}, not {self.history_sync!r}")
         if self.sendq_soft > self.sendq_hard:
