@@ -1,0 +1,141 @@
+"""Run the standard workloads against our server and the tutorial baseline, side by side, and record them.
+
+    python -m benchmarks.run [W1 W2 W3 W4] [--servers mpchat tutorial] [--duration 10] [--repeat 1] [--quick]
+
+For every load point (a workload at one rate), each server is started fresh (ours with history on, in a new
+temporary data folder, with the benchmark's server.toml raising only the rate and per-address limits), driven
+by the Python load generator, and stopped; the servers alternate point by point so that both see the same
+machine conditions. On a machine with two or more CPUs the server runs on CPU 0 and the load generator on
+CPU 1. Results go to benchmarks/results/<timestamp>.json (with the machine description) and a table per
+workload is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from .loadgen import LoadError, LoadSpec, run_load, table
+from .servers import BENCH_SETTINGS, SERVERS, ServerError, started
+from .workloads import DEFAULT_DURATION, WORKLOADS, Workload
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SERVER_CPU, LOADGEN_CPU = 0, 1
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def pinning() -> tuple[int | None, bool]:
+    """(the server's CPU, whether the load generator is pinned): pin only on two or more usable CPUs."""
+    usable = os.sched_getaffinity(0)
+    if SERVER_CPU in usable and LOADGEN_CPU in usable:
+        os.sched_setaffinity(0, {LOADGEN_CPU})  # inherited by the load generator's worker processes
+        return SERVER_CPU, True
+    return None, False
+
+
+def run_point(
+    server_name: str, workload: Workload, rate: float, args: argparse.Namespace, server_cpu: int | None
+) -> dict[str, Any]:
+    """Start `server_name`, run one load point against it, stop it; return the result (or the failure)."""
+    label = f"{workload.name} {server_name} {rate:g}/s"
+    try:
+        with started(server_name, cpu=server_cpu) as server:
+            spec = LoadSpec(
+                host=server.host,
+                port=server.port,
+                clients=workload.clients,
+                rooms=workload.rooms,
+                senders=workload.senders,
+                rate=rate,
+                duration=args.duration,
+                workers=min(args.workers, workload.clients),
+                drain_timeout=args.drain_timeout,
+                label=label,
+            )
+            result = run_load(spec, server.pid)
+    except (LoadError, ServerError) as error:
+        return {"label": label, "failed": str(error), "errors": {"run": 1}}
+    result.update(workload=workload.name, server=result.get("server"), server_name=server_name)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the chosen workloads; exit status 1 if any point failed to run at all."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("workloads", nargs="*", default=list(WORKLOADS), help="W1 W2 W3 W4 (default: all)")
+    parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
+    parser.add_argument(
+        "--duration", type=float, help=f"seconds of sending per point (default {DEFAULT_DURATION:g})"
+    )
+    parser.add_argument("--rates", type=float, nargs="+", help="override the workloads' rates")
+    parser.add_argument("--repeat", type=int, default=1, help="run every point this many times")
+    parser.add_argument("--workers", type=int, default=2, help="load generator processes")
+    parser.add_argument("--drain-timeout", type=float, default=5.0)
+    parser.add_argument("--quick", action="store_true", help="a few seconds in all: tiny workloads, 1 s each")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
+    parser.add_argument("--output", type=Path, help="results file (default benchmarks/results/<time>.json)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.workloads if name not in WORKLOADS]
+    if unknown:
+        parser.error(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
+    if args.duration is None:
+        args.duration = 1.0 if args.quick else DEFAULT_DURATION
+    if args.quick:
+        args.drain_timeout = min(args.drain_timeout, 3.0)
+    server_cpu, pinned = (None, False) if args.no_pin else pinning()
+    record: dict[str, Any] = {
+        "started": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "pinned": {"server_cpu": server_cpu, "loadgen_cpu": LOADGEN_CPU if pinned else None},
+        "bench_settings": BENCH_SETTINGS,
+        "instrument": "python benchmarks.loadgen",
+        "results": [],
+    }
+    for name in args.workloads:
+        workload = WORKLOADS[name].quick() if args.quick else WORKLOADS[name]
+        rates = tuple(args.rates) if args.rates else workload.rates
+        rows = []
+        for rate in rates:
+            for _ in range(args.repeat):
+                for server_name in args.servers:
+                    result = run_point(server_name, workload, rate, args, server_cpu)
+                    record["results"].append(result)
+                    rows.append(result)
+        print(
+            f"\n{workload.name} {workload.title}: {workload.clients} clients, {workload.rooms} room(s), "
+            f"{workload.senders} sender(s), {args.duration:g} s per point"
+        )
+        print(table(rows))
+    output = args.output or RESULTS / f"{record['started'].replace(':', '')}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"\nresults written to {output}")
+    return 1 if any("failed" in result for result in record["results"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
