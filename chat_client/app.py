@@ -1,0 +1,127 @@
+"""The Textual app: the connect screen, the connection worker, and the chat screen.
+
+Threads: none of our own. The connection runs as one async worker on the app (`connection`), in the UI's
+event loop; it owns the `ChatClient` and passes each batch of events to the chat screen as a `NetEvents`
+message, so widgets are only ever touched by their own message handlers. Leaving (Ctrl+Q or /quit) logs
+out politely (bounded by the client's close timeout), then exits; Textual cancels the worker last.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from chat_client.client import ChatClient, ClientOptions
+from chat_client.errors import ConnectionLost, LoginRefused
+from chat_client.messages import NetEvents
+from chat_client.model import ChatModel
+from chat_client.palette import ChatCommands
+from chat_client.screens.chat import ChatScreen
+from chat_client.screens.connect import ConnectScreen
+from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
+
+
+class ChatApp(App[int]):
+    """mpchat in the terminal."""
+
+    # Absolute, so subclasses defined elsewhere (tests, embedding apps) find it too.
+    CSS_PATH = Path(__file__).parent / "chat.tcss"
+    TITLE = "mpchat"
+    COMMANDS = App.COMMANDS | {ChatCommands}
+    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        port: int | None = None,
+        nick: str | None = None,
+        room: str | None = None,
+        connect_now: bool = False,
+        theme: str | None = None,
+        bell: bool | None = None,
+        config_dir: Path | None = None,
+        options: ClientOptions | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__()
+        self.config_dir = config_dir
+        self.settings: Settings = load_settings(config_dir)
+        self._host = host or self.settings.host or DEFAULT_HOST
+        self._port = port or self.settings.port or DEFAULT_PORT
+        self._nick = nick or self.settings.nick
+        self._room = room
+        self._connect_now = connect_now
+        self._theme_choice = theme
+        self.bell_on_mention = self.settings.bell if bell is None else bell
+        self.options = options
+        self.clock = clock
+        self.client: ChatClient | None = None
+        self.chat_screen: ChatScreen | None = None
+
+    def on_mount(self) -> None:
+        """Apply the theme, show the connect screen, and connect at once if told where."""
+        theme = self._theme_choice or self.settings.theme
+        if theme in self.available_themes:
+            self.theme = theme
+        connecting = self._connect_now and bool(self._nick)
+        self.push_screen(
+            ConnectScreen(
+                host=self._host,
+                port=self._port,
+                nick=self._nick,
+                recent=self.settings.recent,
+                connecting=connecting,
+            )
+        )
+        if connecting:
+            self.start_chat(self._host, self._port, self._nick)
+
+    def watch_theme(self, theme: str) -> None:
+        """Remember the theme picked in the palette."""
+        if theme != self.settings.theme:
+            self.settings.theme = theme
+            save_settings(self.settings, self.config_dir)
+
+    def start_chat(self, host: str, port: int, nick: str) -> None:
+        """Connect (in the background) and switch to the chat screen once logged in."""
+        self.connection(host, port, nick)
+
+    @work(exclusive=True, group="net", exit_on_error=False)
+    async def connection(self, host: str, port: int, nick: str) -> None:
+        """Log in, then pass events to the chat screen until the client closes."""
+        room = self._room
+        client = ChatClient(host, port, nick, rooms=[room] if room else None, options=self.options)
+        model = ChatModel(nick, clock=self.clock)
+        if room:
+            model.expect_join(room)
+        try:
+            await client.connect()
+        except (LoginRefused, ConnectionLost) as error:
+            if isinstance(self.screen, ConnectScreen):
+                self.screen.show_error(f"cannot connect to {host}:{port} as {nick}: {error}")
+            return
+        self.client = client
+        self.settings.remember(host, port, nick)
+        save_settings(self.settings, self.config_dir)
+        chat = ChatScreen(model, client, address=f"{host}:{port}", bell=self.bell_on_mention)
+        self.chat_screen = chat
+        await self.switch_screen(chat)
+        try:
+            while batch := await client.next_events():
+                chat.post_message(NetEvents(batch))
+        finally:
+            self.client = None
+            await client.close()
+
+    async def action_quit(self) -> None:
+        """Log out politely, then exit."""
+        client = self.client
+        if client is not None:
+            await client.close()
+        self.exit(0)

@@ -1,0 +1,260 @@
+"""The chat screen: room list, topic, log, pending messages, input, member list and status line."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.events import Resize
+from textual.screen import Screen
+from textual.widgets import Footer, Input, OptionList, Static
+
+from chat_client.client import ChatClient
+from chat_client.controller import Controller, Outcome
+from chat_client.messages import NetEvents
+from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus
+from chat_client.render import safe
+from chat_client.widgets.chat_input import ChatInput
+from chat_client.widgets.chat_log import ChatLog
+from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
+
+#: How many older messages one scroll past the top asks for.
+HISTORY_PAGE = 100
+#: Below this width the member list is hidden to leave room for the log.
+NARROW_WIDTH = 90
+
+
+class ChatScreen(Screen[None]):
+    """Shows a `ChatModel` and sends what is typed through a `Controller` (offline when client is None)."""
+
+    AUTO_FOCUS = "#input"
+    BINDINGS = [
+        Binding("ctrl+n", "next_buffer", "Next room"),
+        Binding("alt+down", "next_buffer", "Next room", show=False),
+        Binding("alt+up", "previous_buffer", "Prev room", show=False),
+        Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
+        Binding("f1", "show_help", "Help"),
+        Binding("f2", "toggle_members", "Members"),
+    ]
+
+    def __init__(
+        self, model: ChatModel, client: ChatClient | None, *, address: str, bell: bool = False
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.client = client
+        self.address = address
+        self.bell = bell
+        self.controller = Controller(client, model) if client is not None else None
+        self._shown_key = ""
+
+    def compose(self) -> ComposeResult:
+        """Lay out the screen (styles in chat.tcss)."""
+        with Horizontal(id="main"):
+            yield RoomList(id="rooms")
+            with Vertical(id="center"):
+                yield TopicBar(id="topic")
+                yield ChatLog(id="log", max_lines=self.model.max_lines)
+                yield Static(id="new-below")
+                yield PendingStrip(id="pending")
+                max_length = self.client.limits.max_text if self.client is not None else 0
+                yield ChatInput(
+                    id="input", nicks=self.model.nicks, rooms=self.model.room_names, max_length=max_length
+                )
+            with VerticalScroll(id="members-panel"):
+                yield MemberList(id="members")
+        yield StatusLine(id="status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """Draw everything once, then keep the reconnect countdown ticking."""
+        self.query_one("#new-below").display = False
+        self._show_current()
+        self.set_interval(0.5, self._tick)
+
+    # -- Rendering ---------------------------------------------------------------------------------------
+
+    def render_changes(self, changes: Changes) -> None:
+        """Update the widgets that `changes` touched."""
+        model = self.model
+        if model.current != self._shown_key:
+            self._show_current()
+        else:
+            key = model.current
+            log = self.query_one(ChatLog)
+            if key in changes.redraw:
+                log.show_keeping_place(model.current_buffer)
+            elif key in changes.lines:
+                log.add(changes.lines[key])
+            if key in changes.members:
+                self._refresh_members()
+            if key in changes.topic:
+                self.query_one(TopicBar).refresh_from(model.current_buffer)
+            if key in changes.pending or changes.status:
+                self._refresh_pending()
+        if changes.buffers or changes.lines.keys() - {model.current}:
+            self.query_one(RoomList).refresh_from(model)
+        if changes.status:
+            self._refresh_status()
+        self._announce(changes)
+
+    def _show_current(self) -> None:
+        model = self.model
+        self._shown_key = model.current
+        buffer = model.current_buffer
+        self.query_one(ChatLog).show(buffer)
+        self.query_one(TopicBar).refresh_from(buffer)
+        self.query_one(RoomList).refresh_from(model)
+        self._refresh_members()
+        self._refresh_pending()
+        self._refresh_status()
+
+    def _refresh_members(self) -> None:
+        buffer = self.model.current_buffer
+        self.query_one("#members-panel").set_class(buffer.kind is not BufferKind.ROOM, "-empty")
+        self.query_one(MemberList).refresh_from(buffer, self.model.nick)
+
+    def _refresh_pending(self) -> None:
+        connected = self.model.status is ConnectionStatus.CONNECTED
+        self.query_one(PendingStrip).refresh_from(
+            self.model.current_buffer, self.model.nick, connected=connected
+        )
+
+    def _refresh_status(self) -> None:
+        self.query_one(StatusLine).refresh_from(self.model, self.address)
+
+    def _tick(self) -> None:
+        if self.model.status is ConnectionStatus.RECONNECTING:
+            self._refresh_status()
+
+    def _announce(self, changes: Changes) -> None:
+        for key, line in changes.mentions:
+            buffer = self.model.buffers.get(key)
+            if buffer is None or (key == self.model.current and self.app.app_focus):
+                continue
+            where = safe(buffer.name)
+            title = f"Message from {where}" if buffer.kind is BufferKind.DIRECT else f"Mention in {where}"
+            body = f"{safe(line.nick or '')}: {safe(line.text)}"
+            self.notify(body[:300], title=title, markup=False, timeout=6)
+            if self.bell:
+                self.app.bell()
+        for alert in changes.alerts:
+            self.notify(safe(alert)[:300], severity="error", markup=False, timeout=6)
+
+    # -- Events ------------------------------------------------------------------------------------------
+
+    def on_net_events(self, message: NetEvents) -> None:
+        """Fold a batch of network events into the model and redraw what changed."""
+        self.render_changes(self.model.apply_all(message.events))
+
+    @on(Input.Submitted, "#input")
+    async def send_line(self, event: Input.Submitted) -> None:
+        """Run the typed line (a message or a command)."""
+        line = event.value
+        chat_input = self.query_one(ChatInput)
+        chat_input.remember(line)
+        if self.controller is None:
+            self.render_changes(self.model.notice("not connected", error=True))
+            return
+        outcome: Outcome = await self.controller.run(line)
+        self.render_changes(outcome.changes)
+        if outcome.quit:
+            await self.app.run_action("quit")
+
+    @on(OptionList.OptionSelected, "#rooms")
+    def pick_buffer(self, event: OptionList.OptionSelected) -> None:
+        """Show the buffer picked in the room list."""
+        if event.option.id is not None:
+            self.switch_to(event.option.id)
+
+    def switch_to(self, key: str) -> None:
+        """Show buffer `key` and put the focus back on the input."""
+        if self.model.switch(key):
+            self._show_current()
+        self.query_one(ChatInput).focus()
+
+    def prefill(self, text: str) -> None:
+        """Put `text` in the input line (the palette uses it for commands that take arguments)."""
+        chat_input = self.query_one(ChatInput)
+        chat_input.value = text
+        chat_input.cursor_position = len(text)
+        chat_input.focus()
+
+    @on(ChatLog.NewBelow)
+    def show_new_below(self, event: ChatLog.NewBelow) -> None:
+        """Show (or hide) how many new lines are below the view."""
+        marker = self.query_one("#new-below", Static)
+        marker.display = event.count > 0
+        if event.count:
+            plural = "s" if event.count != 1 else ""
+            marker.update(Text(f"↓ {event.count} new message{plural} below (PageDown)", end=""))
+
+    @on(ChatLog.ReachedTop)
+    async def load_older(self) -> None:
+        """Ask the server for the messages before the oldest one shown."""
+        buffer = self.model.current_buffer
+        oldest = buffer.oldest_id
+        if (
+            self.client is None
+            or buffer.kind is not BufferKind.ROOM
+            or not buffer.more_before
+            or buffer.fetching
+            or oldest is None
+            or not self.client.connected
+        ):
+            return
+        buffer.fetching = True
+        await self.client.fetch_history(buffer.name, before=oldest, limit=HISTORY_PAGE, wait=False)
+
+    def on_resize(self, event: Resize) -> None:
+        """Hide the member list on narrow terminals."""
+        self.set_class(event.size.width < NARROW_WIDTH, "-narrow")
+
+    # -- Actions -----------------------------------------------------------------------------------------
+
+    def _step(self, delta: int) -> None:
+        keys = [b.key for b in self.model.ordered()]
+        index = keys.index(self.model.current) if self.model.current in keys else 0
+        self.switch_to(keys[(index + delta) % len(keys)])
+
+    def action_next_buffer(self) -> None:
+        """Show the next room or conversation."""
+        self._step(1)
+
+    def action_previous_buffer(self) -> None:
+        """Show the previous room or conversation."""
+        self._step(-1)
+
+    def action_scroll_log(self, direction: int) -> None:
+        """Scroll the log a page up or down (the focus stays on the input)."""
+        log = self.query_one(ChatLog)
+        if direction < 0:
+            log.scroll_page_up(animate=False)
+            if log.scroll_y <= 0:
+                log.post_message(ChatLog.ReachedTop())
+        else:
+            log.scroll_page_down(animate=False)
+
+    def action_show_help(self) -> None:
+        """List the commands in the log."""
+        self.prefill("")
+        from chat_client.commands import help_text
+
+        changes = Changes()
+        for text in help_text():
+            more = self.model.notice(text)
+            for key, lines in more.lines.items():
+                changes.lines.setdefault(key, []).extend(lines)
+        self.render_changes(changes)
+
+    def action_toggle_bell(self) -> None:
+        """Turn the mention bell on or off."""
+        self.bell = not self.bell
+        self.notify("mention bell on" if self.bell else "mention bell off", markup=False)
+
+    def action_toggle_members(self) -> None:
+        """Show or hide the member list."""
+        self.toggle_class("-hide-members")

@@ -1,0 +1,112 @@
+"""The connect screen: host, port and nick (remembered from last time), and the recent servers."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Input, Label, OptionList, Static
+from textual.widgets.option_list import Option
+
+from chat_client.render import safe
+from chat_client.settings import Recent
+from shared import nick_problem
+from shared.limits import DEFAULT_MAX_NICK
+
+
+class ConnectScreen(Screen[None]):
+    """Asks where to connect and as whom; the app does the connecting and reports back."""
+
+    AUTO_FOCUS = "#nick"
+    BINDINGS = [Binding("escape", "app.quit", "Quit", show=False)]
+
+    def __init__(
+        self, *, host: str, port: int, nick: str, recent: list[Recent], connecting: bool = False
+    ) -> None:
+        super().__init__()
+        self._connecting = connecting
+        self._host = host
+        self._port = port
+        self._nick = nick
+        self._recent = recent
+
+    def compose(self) -> ComposeResult:
+        """The form, the error line and the recent servers."""
+        with Vertical(id="connect-form"):
+            yield Label("mpchat", id="connect-title")
+            with Horizontal(classes="field"):
+                yield Label("Host", classes="field-label")
+                yield Input(value=self._host, id="host", placeholder="127.0.0.1")
+            with Horizontal(classes="field"):
+                yield Label("Port", classes="field-label")
+                yield Input(value=str(self._port), id="port", type="integer", max_length=5)
+            with Horizontal(classes="field"):
+                yield Label("Nick", classes="field-label")
+                yield Input(value=self._nick, id="nick", placeholder="your nick", max_length=DEFAULT_MAX_NICK)
+            yield Button("Connect", id="connect", variant="primary")
+            yield Static(id="connect-status")
+            yield Label("Recent servers", classes="section")
+            options = [Option(self._recent_label(r), id=str(i)) for i, r in enumerate(self._recent)]
+            recent = OptionList(*options, id="recent")
+            recent.display = bool(options)
+            yield recent
+            if not options:
+                yield Static(Text("none yet", style="dim"), id="no-recent")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        """When the app connects straight away (--host/--nick), say so."""
+        if self._connecting:
+            self.show_status(f"connecting to {self._host}:{self._port} as {self._nick}…")
+            self.query_one("#connect", Button).disabled = True
+
+    @staticmethod
+    def _recent_label(recent: Recent) -> Text:
+        return Text(f"{safe(recent.nick)} @ {safe(recent.host)}:{recent.port}", end="")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#connect")
+    def submit(self) -> None:
+        """Check the form, then ask the app to connect."""
+        host = self.query_one("#host", Input).value.strip()
+        port_text = self.query_one("#port", Input).value.strip()
+        nick = self.query_one("#nick", Input).value.strip()
+        if not host:
+            self.show_error("enter the server's host name or address")
+            return
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            self.show_error("the port is a number from 1 to 65535")
+            return
+        problem = nick_problem(nick, DEFAULT_MAX_NICK)
+        if problem is not None:
+            self.show_error(problem)
+            self.query_one("#nick", Input).focus()
+            return
+        self.show_status(f"connecting to {host}:{port_text} as {nick}…")
+        self.query_one("#connect", Button).disabled = True
+        from chat_client.app import ChatApp
+
+        app = self.app
+        assert isinstance(app, ChatApp)
+        app.start_chat(host, int(port_text), nick)
+
+    @on(OptionList.OptionSelected, "#recent")
+    def use_recent(self, event: OptionList.OptionSelected) -> None:
+        """Fill the form from a recent server."""
+        recent = self._recent[int(event.option.id or 0)]
+        self.query_one("#host", Input).value = recent.host
+        self.query_one("#port", Input).value = str(recent.port)
+        self.query_one("#nick", Input).value = recent.nick
+        self.query_one("#connect", Button).focus()
+
+    def show_error(self, reason: str) -> None:
+        """Show why connecting failed, and let the user try again."""
+        self.query_one("#connect-status", Static).update(Text(safe(reason), style="bold red", end=""))
+        self.query_one("#connect", Button).disabled = False
+
+    def show_status(self, text: str) -> None:
+        """Show progress."""
+        self.query_one("#connect-status", Static).update(Text(safe(text), style="italic", end=""))

@@ -1,0 +1,85 @@
+"""Snapshots of the main screens at a fixed size, with fixed timestamps and the UTC time zone.
+
+Create or refresh them with `pytest tests/client/test_snapshots.py --snapshot-update`, then look at the
+SVGs in __snapshots__/ before committing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from textual.pilot import Pilot
+
+from chat_client.app import ChatApp
+from chat_client.settings import Settings, save_settings
+from shared import Said
+
+from .offline import TS, offline_screen, scripted_model
+
+SIZE = (110, 30)
+SnapCompare = Callable[..., bool]
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Render times in UTC, whatever the machine's zone; no animations (they depend on the clock)."""
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.setenv("TEXTUAL_ANIMATIONS", "none")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_connect_screen(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """The connect screen with remembered settings and recent servers."""
+    settings = Settings(host="chat.lan", port=7878, nick="alice")
+    settings.remember("10.0.0.5", 7000, "al")
+    settings.remember("chat.lan", 7878, "alice")
+    save_settings(settings, private_dirs)
+    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=SIZE)
+
+
+def test_chat_screen(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """The chat screen: rooms with unread counts, topic, log with an own and a pending message, members."""
+
+    async def show(pilot: Pilot[int]) -> None:
+        await pilot.app.switch_screen(offline_screen())
+        await pilot.pause()
+
+    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=SIZE, run_before=show)
+
+
+def test_hostile_text_is_shown_literally(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """Markup, escape sequences, bidi overrides, emoji and CJK as a hostile server could send them."""
+    model = scripted_model()
+    payloads = [
+        "[bold]not bold[/bold] [link=https://evil.example]link[/link] [@click=app.quit]quit[/]",
+        "[ @click=app.quit]spaced[/] oops [/] [B]upper[/B] [$accent]var[/]",
+        "title \x1b]2;PWNED\x07 blink \x1b[5m csi \x9b31m bell \x07 end",
+        "bidi \u202egnp.exe\u202c and zero\u200bwidth",
+        "emoji 👋🏽🎉 and CJK 你好，世界 and ｆｕｌｌｗｉｄｔｈ",
+    ]
+    for n, text in enumerate(payloads):
+        model.apply(Said(id=100 + n, room="lobby", nick="mallory", text=text, ts=TS + 300_000))
+
+    async def show(pilot: Pilot[int]) -> None:
+        await pilot.app.switch_screen(offline_screen(model))
+        await pilot.pause()
+
+    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=SIZE, run_before=show)
+
+
+def test_help_in_narrow_terminal(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """F1 lists the commands; at 80 columns the member list gives way to the log."""
+
+    async def show(pilot: Pilot[int]) -> None:
+        await pilot.app.switch_screen(offline_screen())
+        await pilot.pause()
+        await pilot.press("f1")
+        await pilot.pause()
+
+    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=(80, 30), run_before=show)

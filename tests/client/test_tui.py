@@ -1,0 +1,118 @@
+"""The TUI through Pilot against a real server: chatting, rooms, direct messages, completion, unread."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chat_client import ChatClient
+from chat_client.app import ChatApp
+from chat_client.widgets.chat_input import ChatInput
+from shared import Said, Told
+
+from .helpers import LiveServer, wait_until
+from .test_library import FAST, Recorder
+from .tui_helpers import log_text, room_list_text, type_line, wait_for_chat, wait_for_text
+
+SIZE = (120, 36)
+
+
+def make_app(server: LiveServer, nick: str, config_dir: Path, **kwargs: object) -> ChatApp:
+    return ChatApp(
+        host=server.host,
+        port=server.port,
+        nick=nick,
+        connect_now=True,
+        config_dir=config_dir,
+        options=FAST,
+        **kwargs,
+    )
+
+
+async def test_two_users_chat(server: LiveServer, private_dirs: Path) -> None:
+    """Alice types in the TUI, Bob (a library client) answers; both see the conversation."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        bob_events = Recorder(bob)
+        app = make_app(server, "alice", private_dirs)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await wait_until(lambda: screen.model.current == "#lobby", what="lobby shown")
+            await type_line(pilot, "hello bob")
+            await wait_until(lambda: any(e.text == "hello bob" for e in bob_events.of(Said)))
+            await wait_for_text(app, pilot, "<alice> hello bob ✓")
+            await bob.say("lobby", "hi alice")
+            await wait_for_text(app, pilot, "<bob> hi alice")
+            assert app.screen.query_one(ChatInput).value == ""
+            assert log_text(app).count("hello bob") == 1
+
+
+async def test_join_and_leave_rooms(server: LiveServer, private_dirs: Path) -> None:
+    """/join opens and shows a room listed in the room list; /leave closes it."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        app = make_app(server, "alice", private_dirs)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await type_line(pilot, "/join dev")
+            await wait_until(lambda: screen.model.current == "#dev", what="dev shown")
+            await pilot.pause()
+            assert "dev" in room_list_text(app)
+            await bob.join("dev")
+            await wait_for_text(app, pilot, "bob joined")
+            await bob.leave("dev")
+            await wait_for_text(app, pilot, "bob left")
+            await type_line(pilot, "/leave")
+            await wait_until(lambda: "#dev" not in screen.model.buffers, what="dev closed")
+            await pilot.pause()
+            assert "dev" not in room_list_text(app)
+
+
+async def test_direct_messages_have_their_own_buffer(server: LiveServer, private_dirs: Path) -> None:
+    """A DM from Bob opens an @bob buffer; /msg answers him there."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        bob_events = Recorder(bob)
+        app = make_app(server, "alice", private_dirs)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await bob.tell("alice", "psst")
+            await wait_until(lambda: "@bob" in screen.model.buffers, what="DM buffer")
+            await pilot.pause()
+            assert "bob" in room_list_text(app)
+            await type_line(pilot, "/msg bob secret reply")
+            assert screen.model.current == "@bob"
+            await wait_for_text(app, pilot, "<bob> psst")
+            await wait_for_text(app, pilot, "<alice> secret reply")
+            await wait_until(lambda: any(e.text == "secret reply" for e in bob_events.of(Told)))
+
+
+async def test_tab_completes_a_nick(server: LiveServer, private_dirs: Path) -> None:
+    """Typing the start of a member's nick and Tab completes it."""
+    async with ChatClient(server.host, server.port, "bobby", options=FAST):
+        app = make_app(server, "alice", private_dirs)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await wait_until(lambda: "bobby" in screen.model.nicks(), what="bobby known")
+            await pilot.press("b", "o", "tab")
+            assert app.screen.query_one(ChatInput).value == "bobby: "
+            await pilot.press(*"hi", "ctrl+a")
+            await pilot.press("ctrl+k")
+            await pilot.press(*"/jo", "tab")
+            assert app.screen.query_one(ChatInput).value == "/join "
+
+
+async def test_unread_counts_change(server: LiveServer, private_dirs: Path) -> None:
+    """Messages in a room not on screen raise its unread count; showing the room clears it."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        app = make_app(server, "alice", private_dirs)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await type_line(pilot, "/join dev")
+            await wait_until(lambda: screen.model.current == "#dev")
+            await bob.say("lobby", "one")
+            await bob.say("lobby", "two alice")
+            await wait_until(lambda: screen.model.buffers["#lobby"].unread == 2, what="two unread")
+            await pilot.pause()
+            assert "lobby ! (2)" in room_list_text(app)
+            screen.switch_to("#lobby")
+            await pilot.pause()
+            assert screen.model.buffers["#lobby"].unread == 0
+            assert "(2)" not in room_list_text(app)
+            await wait_for_text(app, pilot, "<bob> two alice")

@@ -1,0 +1,50 @@
+"""Helpers for driving the TUI with Pilot."""
+
+from __future__ import annotations
+
+from textual.pilot import Pilot
+
+from chat_client.app import ChatApp
+from chat_client.screens.chat import ChatScreen
+from chat_client.widgets.chat_log import ChatLog
+from chat_client.widgets.panels import RoomList
+
+from .helpers import DEADLINE, wait_until
+
+
+def log_text(app: ChatApp) -> str:
+    """Everything the chat log shows (as rendered lines), joined by newlines."""
+    if not isinstance(app.screen, ChatScreen):
+        return ""
+    return "\n".join(strip.text for strip in app.screen.query_one(ChatLog).lines)
+
+
+def room_list_text(app: ChatApp) -> str:
+    """The room list rows, joined by newlines."""
+    rooms = app.screen.query_one(RoomList)
+    return "\n".join(str(rooms.get_option_at_index(i).prompt) for i in range(rooms.option_count))
+
+
+async def wait_for_text(app: ChatApp, pilot: Pilot[int], text: str, timeout: float = DEADLINE) -> None:
+    """Wait until `text` appears in the chat log."""
+
+    async def settle() -> None:
+        await pilot.pause()
+
+    await wait_until(lambda: text in log_text(app), timeout, what=f"{text!r} in the log")
+    await settle()
+
+
+async def wait_for_chat(app: ChatApp, pilot: Pilot[int]) -> ChatScreen:
+    """Wait until the app is logged in and shows the chat screen."""
+    await wait_until(lambda: isinstance(app.screen, ChatScreen), what="the chat screen")
+    await pilot.pause()
+    screen = app.screen
+    assert isinstance(screen, ChatScreen)
+    return screen
+
+
+async def type_line(pilot: Pilot[int], line: str) -> None:
+    """Type a line into the input and press Enter."""
+    await pilot.press(*line, "enter")
+    await pilot.pause()
