@@ -36,7 +36,7 @@ from .codec import decode_body
 from .errors import ErrorCode, RemoteProtocolError
 from .limits import Limits
 from .schema import Message, record, to_wire, wire
-from .text import fold, room_problem
+from .text import fold
 
 __all__ = [
     "DEFAULT_DISCOVERY_PORT",
@@ -83,6 +83,8 @@ LOOPBACK_ONLY_ENV = "MPCHAT_DISCOVERY_LOOPBACK_ONLY"
 DISCOVERY_LIMITS = Limits(max_frame=MAX_DATAGRAM, max_list=MAX_ROOMS)
 
 _PACK: dict[str, Any] = {"use_bin_type": True}
+#: The magic and version every datagram starts with (required: a datagram without them is not ours).
+_HEADER: dict[str, Any] = {"proto": DISCOVERY_PROTO, "version": DISCOVERY_VERSION}
 _SHA256_HEX = frozenset("0123456789abcdef")
 
 
@@ -182,8 +184,8 @@ class Announcement(Message):
     """A server's periodic announcement: who it is, where to connect, and its public rooms."""
 
     TYPE = "beacon"
-    proto: str = wire(_proto, default=DISCOVERY_PROTO)
-    version: int = wire(_version, default=DISCOVERY_VERSION)
+    proto: str = wire(_proto)
+    version: int = wire(_version)
     id: str = wire(check.token)
     name: str = wire(_server_name)
     port: int = wire(_tcp_port)
@@ -199,8 +201,8 @@ class Reply(Message):
     """A server's answer to one query: a beacon's fields, the query's `nonce` and the server's clock."""
 
     TYPE = "reply"
-    proto: str = wire(_proto, default=DISCOVERY_PROTO)
-    version: int = wire(_version, default=DISCOVERY_VERSION)
+    proto: str = wire(_proto)
+    version: int = wire(_version)
     id: str = wire(check.token)
     name: str = wire(_server_name)
     port: int = wire(_tcp_port)
@@ -219,8 +221,8 @@ class Query(Message):
     """A client's "which servers are there?", padded to `QUERY_SIZE` bytes."""
 
     TYPE = "query"
-    proto: str = wire(_proto, default=DISCOVERY_PROTO)
-    version: int = wire(_version, default=DISCOVERY_VERSION)
+    proto: str = wire(_proto)
+    version: int = wire(_version)
     nonce: int = wire(check.uint)
     pad: bytes = wire(_padding, default=b"")
 
@@ -266,9 +268,7 @@ class BeaconInfo:
             if self.fingerprint is not None:
                 _fingerprint(self.fingerprint, DISCOVERY_LIMITS)
             for room_name, members in self.rooms:
-                problem = room_problem(room_name, DISCOVERY_LIMITS.max_room)
-                if problem is not None:
-                    raise ValueError(problem)
+                check.room(room_name, DISCOVERY_LIMITS)
                 check.uint(members, DISCOVERY_LIMITS)
         except RemoteProtocolError as error:
             raise ValueError(f"invalid beacon info: {error.message}") from None
@@ -300,16 +300,17 @@ def encode_reply(info: BeaconInfo, nonce: int, clock_ms: int) -> bytes:
 def encode_query(nonce: int) -> bytes:
     """Return a query datagram padded to exactly `QUERY_SIZE` bytes."""
     # An empty pad is a 2-byte bin8; a pad longer than 255 bytes needs a 3-byte bin16 header.
-    size = QUERY_SIZE - len(_pack(Query(nonce=nonce, pad=b"")))
+    size = QUERY_SIZE - len(_pack(Query(**_HEADER, nonce=nonce, pad=b"")))
     if size > 255:
         size -= 1
-    data = _pack(Query(nonce=nonce, pad=bytes(size)))
+    data = _pack(Query(**_HEADER, nonce=nonce, pad=bytes(size)))
     assert len(data) == QUERY_SIZE
     return data
 
 
 def _announced(info: BeaconInfo, rooms: Sequence[tuple[str, int]], truncated: bool) -> dict[str, Any]:
     return {
+        **_HEADER,
         "id": info.server_id,
         "name": info.name,
         "port": info.port,
