@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from chat_server.ratelimit import TokenBucket
 from shared.discovery import (
     DEFAULT_DISCOVERY_PORT,
     MAX_DATAGRAM,
@@ -145,25 +146,6 @@ class BeaconStats:
     send_errors: int = 0
 
 
-class TokenBucket:
-    """Holds up to `burst` tokens, gains `rate` per second; `take()` spends one if it can."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token and return True, or return False when the bucket is empty."""
-        self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
-
-
 class QueryLimiter:
     """Rate limits for replies: one bucket per source address, and one for all sources together.
 
@@ -174,21 +156,21 @@ class QueryLimiter:
     def __init__(self, config: BeaconConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self._config = config
         self._clock = clock
-        self._overall = TokenBucket(config.reply_rate, config.reply_burst, clock())
+        self._overall = TokenBucket(config.reply_rate, config.reply_burst, clock)
         self._sources: OrderedDict[str, TokenBucket] = OrderedDict()
 
     def allow(self, source: str) -> bool:
         """True if a reply to `source` may go out now (spending its tokens)."""
-        now = self._clock()
         bucket = self._sources.get(source)
         if bucket is None:
-            bucket = TokenBucket(self._config.query_rate, self._config.query_burst, now)
+            bucket = TokenBucket(self._config.query_rate, self._config.query_burst, self._clock)
             self._sources[source] = bucket
             if len(self._sources) > self._config.max_query_sources:
                 self._sources.popitem(last=False)
         else:
             self._sources.move_to_end(source)
-        return bucket.take(now) and self._overall.take(now)
+        # take() returns the seconds to wait, 0.0 when the token was spent.
+        return bucket.take() == 0.0 and self._overall.take() == 0.0
 
 
 class Beacon:
@@ -228,6 +210,7 @@ class Beacon:
             check_destination(address)
         self._sock = self._open_socket()
         self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="mpchat-beacon", daemon=True)
         self._thread.start()
         log.info("beacon on %s:%d, announcing to %s", *self.query_address, ", ".join(self.config.addresses))
@@ -290,6 +273,14 @@ class Beacon:
     # -- The thread --------------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception:
+            # A bug, not a network condition (those are handled where they happen). Retrying could spin,
+            # so the beacon stops and says so; the chat server itself carries on.
+            log.exception("the beacon stopped after an unexpected error")
+
+    def _loop(self) -> None:
         assert self._sock is not None
         assert self._wake_r is not None
         next_beacon = self._clock()

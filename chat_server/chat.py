@@ -58,7 +58,7 @@ from shared.schema import Message
 from shared.text import fold
 
 from . import storage
-from .config import ServerConfig
+from .config import SERVER_TEXT_MAX, ServerConfig
 from .hub import Client, Hub, Room
 from .storage import HistoryError, HistoryStore
 
@@ -90,13 +90,29 @@ class Disconnect:
 Request = Message | Login | Disconnect
 
 
+def clip(text: str, max_bytes: int = SERVER_TEXT_MAX) -> str:
+    """`text` cut to at most `max_bytes` of UTF-8, on a character boundary."""
+    data = text.encode()
+    return text if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", "ignore")
+
+
 def error_frame(
-    code: ErrorCode, message: str, ref: int | None = None, *, retry_after_ms: int | None = None
+    code: ErrorCode,
+    message: str,
+    ref: int | None = None,
+    *,
+    retry_after_ms: int | None = None,
+    fatal: bool | None = None,
 ) -> bytes:
-    """The encoded `error` frame for `code` (fatal exactly when the code is)."""
-    return encode(
-        Error(code=code.value, message=message, fatal=code.fatal, ref=ref, retry_after_ms=retry_after_ms)
+    """The encoded `error` frame for `code` (fatal when the code is, unless `fatal` says otherwise)."""
+    error = Error(
+        code=code.value,
+        message=clip(message),
+        fatal=code.fatal if fatal is None else fatal,
+        ref=ref,
+        retry_after_ms=retry_after_ms,
     )
+    return encode(error)
 
 
 def now_ms() -> int:
@@ -204,9 +220,8 @@ class Chat:
         self.flush()
         if not self.hub.register(client, hello.nick):
             # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
-            message = f"nick {hello.nick!r} is in use"
-            taken = Error(code=ErrorCode.NICK_TAKEN.value, message=message, fatal=True, ref=hello.ref)
-            client.close(encode(taken), False)
+            taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
+            client.close(taken, False)
             return
         log.info("conn=%d event=login nick=%r", client.id, hello.nick)
         client.send(
@@ -231,7 +246,8 @@ class Chat:
         self.flush()
         if client.key is not None and request.announce:
             others = [peer for peer in self.hub.neighbours(client) if peer is not client]
-            signed_off = encode(SignedOff(nick=client.nick or "", ts=self._ts(), reason=request.reason))
+            reason = clip(request.reason, self.config.max_reason)
+            signed_off = encode(SignedOff(nick=client.nick or "", ts=self._ts(), reason=reason))
             self.hub.send_all(others, signed_off)
         if client.key is not None:
             for room in list(client.rooms.values()):

@@ -76,6 +76,9 @@ DEFAULT_SEQUENCER_QUEUE = 10_000
 DEFAULT_LINGER = 1.0
 
 _SYNC_MODES = ("FULL", "NORMAL")
+#: The longest text the server itself writes into a reason field (error messages, sign-off reasons), in
+#: bytes of UTF-8; `max_reason` may not be lower, or clients would refuse the server's own frames.
+SERVER_TEXT_MAX = 128
 #: Settings where 0 means something (any free port; the system's default buffer size).
 _ZERO_ALLOWED = ("port", "send_buffer")
 
@@ -149,6 +152,12 @@ class ServerConfig:
             raise ValueError("sendq_soft must not be larger than sendq_hard")
         if self.ping_timeout <= self.ping_interval:
             raise ValueError("ping_timeout must be longer than ping_interval")
+        if self.max_reason < SERVER_TEXT_MAX:
+            raise ValueError(f"max_reason must be at least {SERVER_TEXT_MAX} (the server's own messages)")
+        for name in ("server_name", "motd"):
+            text = getattr(self, name)
+            if text is not None and len(text.encode()) > self.max_reason:
+                raise ValueError(f"{name} is longer than max_reason ({self.max_reason} bytes)")
         if self.max_backfill > self.max_list or self.backfill > self.max_backfill:
             raise ValueError("backfill <= max_backfill <= max_list is required")
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection

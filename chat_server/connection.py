@@ -31,7 +31,7 @@ import msgpack
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
 from shared.errors import ErrorCode, RemoteProtocolError
-from shared.messages import Error, FetchHistory, Hello, Ping, Pong, Quit, Say, Tell
+from shared.messages import FetchHistory, Hello, Ping, Pong, Quit, Say, Tell
 from shared.schema import Message
 
 from .chat import Disconnect, Login, error_frame, fetch_history
@@ -66,7 +66,7 @@ class Services:
 
 def fatal_frame(code: ErrorCode, message: str, ref: int | None = None) -> bytes:
     """An encoded error frame that announces the connection is closing."""
-    return encode(Error(code=code.value, message=message, fatal=True, ref=ref))
+    return error_frame(code, message, ref, fatal=True)
 
 
 class Connection:

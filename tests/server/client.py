@@ -22,6 +22,7 @@ from shared import (
     ProtocolConnection,
     Role,
     Welcome,
+    encode,
 )
 
 M = TypeVar("M", bound=Message)
@@ -59,6 +60,10 @@ class ChatTestClient:
     def send(self, message: Message) -> None:
         """Encode and send one message."""
         self.sock.sendall(self.protocol.send(message))
+
+    def send_unchecked(self, message: Message) -> None:
+        """Send a message without the client-side checks (to test the server's own)."""
+        self.sock.sendall(encode(message))
 
     def send_raw(self, data: bytes) -> None:
         """Send bytes as they are (for malformed input)."""

@@ -1,0 +1,54 @@
+"""Run `chat-server` as a real subprocess (for kill -9, signals and the command line)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+LISTENING = "mpchat server listening on "
+
+
+class ServerProcess:
+    """`python -m chat_server ...` with its stdout parsed for the listening address."""
+
+    def __init__(self, *arguments: str, cwd: Path | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chat_server", *arguments],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=cwd or Path(__file__).resolve().parents[2],
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.process.stdout is not None
+        self.first_line = self.process.stdout.readline()  # bounded: the process prints it or exits
+        self.address: tuple[str, int] | None = None
+        if self.first_line.startswith(LISTENING):
+            host, port = self.first_line[len(LISTENING) :].strip().rsplit(":", 1)
+            self.address = (host, int(port))
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or say goodbye."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 10) -> int:
+        """Send `sig` and return the exit code."""
+        self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+    def close(self) -> tuple[str, str]:
+        """Make sure the process is gone; return the rest of its stdout and its stderr."""
+        if self.process.poll() is None:
+            self.process.kill()
+        out, err = self.process.communicate(timeout=10)
+        return out, err
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,280 @@
+"""Every limit and timeout, at its bound (accepted) and just past it (refused with its error code)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+
+from chat_server.server import ChatServer
+from shared import (
+    Ack,
+    ChangeNick,
+    Error,
+    Hello,
+    Join,
+    ListRooms,
+    NickChanged,
+    Ping,
+    Pong,
+    Quit,
+    RoomList,
+    RoomState,
+    Say,
+    SetTopic,
+    SignedOff,
+    TopicChanged,
+    Welcome,
+    encode_body,
+    frame,
+)
+
+from .client import ChatTestClient
+
+MakeServer = Callable[..., ChatServer]
+
+
+def logged_in(server: ChatServer, nick: str, rooms: list[str] | None = None) -> ChatTestClient:
+    """A new client, logged in."""
+    client = ChatTestClient(server.address)
+    client.login(nick, rooms)
+    return client
+
+
+def say_of_body_size(size: int) -> bytes:
+    """A `say` frame whose body is exactly `size` bytes."""
+    for length in range(size, 0, -1):
+        body = encode_body(Say(room="lobby", text="x" * length, ref=1))
+        if len(body) == size:
+            return frame(body)
+    raise AssertionError(f"no say body of {size} bytes")
+
+
+def test_max_frame(make_server: MakeServer) -> None:
+    """A frame body of max_frame bytes is accepted; one byte more is frame_too_large, then closed."""
+    server = make_server(max_frame=2048)
+    with logged_in(server, "alice") as alice:
+        alice.send_raw(say_of_body_size(2048))
+        assert alice.recv(Ack, ref=1)
+        alice.send_raw(say_of_body_size(2049))
+        errors = [m for m in alice.wait_closed() if isinstance(m, Error)]
+        assert [(e.code, e.fatal) for e in errors] == [("frame_too_large", True)]
+
+
+def test_max_text(make_server: MakeServer) -> None:
+    """Text of max_text bytes (UTF-8) is accepted; one more byte is too_long, not fatal."""
+    server = make_server(max_text=100)
+    with logged_in(server, "alice") as alice:
+        alice.send(Say(room="lobby", text="é" * 50, ref=1))
+        alice.recv(Ack, ref=1)
+        alice.send_unchecked(Say(room="lobby", text="é" * 50 + "x", ref=2))
+        error = alice.error("too_long")
+        assert (error.ref, error.fatal) == (2, False)
+        alice.send(Say(room="lobby", text="still fine", ref=3))
+        alice.recv(Ack, ref=3)
+
+
+def test_max_nick(make_server: MakeServer) -> None:
+    """A nick of max_nick characters logs in; one more is invalid_nick (fatal at login, not after)."""
+    server = make_server(max_nick=8)
+    with logged_in(server, "n" * 8) as alice:
+        alice.send_unchecked(ChangeNick(nick="m" * 9, ref=1))
+        assert alice.error("invalid_nick").fatal is False
+        alice.send(ChangeNick(nick="m" * 8))
+        assert alice.recv(NickChanged).new == "m" * 8
+    with ChatTestClient(server.address) as bob:
+        bob.send_unchecked(Hello(proto="mpchat", version=1, nick="b" * 9))
+        errors = [m for m in bob.wait_closed() if isinstance(m, Error)]
+        assert [(e.code, e.fatal) for e in errors] == [("invalid_nick", True)]
+
+
+def test_max_room(make_server: MakeServer) -> None:
+    """A room name of max_room characters can be joined; one more is invalid_room, not fatal."""
+    server = make_server(max_room=10)
+    with logged_in(server, "alice", rooms=[]) as alice:
+        alice.send(Join(room="r" * 10, ref=1))
+        assert alice.recv(RoomState, ref=1).room == "r" * 10
+        alice.send_unchecked(Join(room="r" * 11, ref=2))
+        assert alice.error("invalid_room").fatal is False
+
+
+def test_max_topic(make_server: MakeServer) -> None:
+    """A topic of max_topic bytes is set; one more byte is too_long."""
+    server = make_server(max_topic=20)
+    with logged_in(server, "alice") as alice:
+        alice.send(SetTopic(room="lobby", topic="t" * 20))
+        assert alice.recv(TopicChanged).topic == "t" * 20
+        alice.send_unchecked(SetTopic(room="lobby", topic="t" * 21, ref=2))
+        assert alice.error("too_long").ref == 2
+
+
+def test_max_reason(make_server: MakeServer) -> None:
+    """A reason of max_reason bytes is accepted; one more byte is too_long and the connection stays open."""
+    server = make_server(max_reason=128)
+    with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
+        alice.send_unchecked(Quit(reason="r" * 129))
+        alice.error("too_long")
+        alice.send(Ping(token=1))
+        alice.recv(Pong)
+        alice.send(Quit(reason="r" * 128))
+        alice.wait_closed()
+        assert bob.recv(SignedOff).reason == "r" * 128
+
+
+def test_max_list(make_server: MakeServer) -> None:
+    """A room list holds at most max_list rooms."""
+    server = make_server(max_list=2, max_backfill=2, backfill=2)
+    with logged_in(server, "alice", rooms=["a", "b"]) as alice:
+        alice.send(Join(room="c", ref=0))
+        alice.recv(RoomState, ref=0)
+        alice.send(ListRooms(ref=1))
+        assert [r.name for r in alice.recv(RoomList, ref=1).rooms] == ["a", "b"]
+
+
+def test_max_rooms_per_client(make_server: MakeServer) -> None:
+    """A client can be in max_rooms_per_client rooms; joining one more is too_many_rooms."""
+    server = make_server(max_rooms_per_client=2)
+    with logged_in(server, "alice", rooms=["a", "b"]) as alice:
+        alice.send(Join(room="c", ref=1))
+        assert alice.error("too_many_rooms").ref == 1
+        alice.send(Join(room="b", ref=2))  # a rejoin is not one more
+        alice.recv(RoomState, ref=2)
+
+
+def test_rate_limit_burst_then_refusal(make_server: MakeServer) -> None:
+    """rate_burst requests pass at once; the next is rate_limited with a retry delay; nothing is dropped."""
+    server = make_server(rate_burst=3, rate_messages=1.0)
+    with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
+        for ref in range(3):
+            alice.send(Say(room="lobby", text=f"m{ref}", ref=ref))
+        alice.send(Say(room="lobby", text="too fast", ref=3))
+        error = alice.error("rate_limited")
+        assert error.ref == 3
+        assert error.fatal is False
+        assert error.retry_after_ms is not None
+        assert 0 < error.retry_after_ms <= 1000
+        for ref in range(3):
+            alice.recv(Ack, ref=ref)
+        texts = [m.text for m in bob.drain(0.2) if hasattr(m, "text")]
+        assert texts == ["m0", "m1", "m2"]
+
+
+def test_rate_limit_on_text_bytes(make_server: MakeServer) -> None:
+    """The text byte bucket: rate_bytes_burst bytes pass, then one more byte is rate_limited."""
+    server = make_server(rate_bytes_burst=1000, rate_bytes=10.0)
+    with logged_in(server, "alice") as alice:
+        alice.send(Say(room="lobby", text="x" * 1000, ref=1))
+        alice.recv(Ack, ref=1)
+        alice.send(Say(room="lobby", text="y", ref=2))
+        assert alice.error("rate_limited").ref == 2
+
+
+def test_excess_flood_disconnects(make_server: MakeServer) -> None:
+    """After flood_refusals refused requests, the next one disconnects with excess_flood."""
+    server = make_server(rate_burst=1, rate_messages=0.01, flood_refusals=5)
+    with logged_in(server, "alice") as alice:
+        for ref in range(7):
+            alice.send(Say(room="lobby", text="spam", ref=ref))
+        messages = alice.wait_closed()
+        codes = [m.code for m in messages if isinstance(m, Error)]
+        assert codes == ["rate_limited"] * 5 + ["excess_flood"]
+
+
+def test_max_clients(make_server: MakeServer) -> None:
+    """max_clients connections are served; one more gets server_full and is closed."""
+    server = make_server(max_clients=2)
+    with logged_in(server, "a") as first, logged_in(server, "b") as second:
+        with ChatTestClient(server.address) as third:
+            errors = [m for m in third.wait_closed() if isinstance(m, Error)]
+            assert [(e.code, e.fatal) for e in errors] == [("server_full", True)]
+        first.send(Ping(token=1))
+        first.recv(Pong)
+        second.send(Ping(token=2))
+        second.recv(Pong)
+
+
+def test_max_clients_per_ip(make_server: MakeServer) -> None:
+    """max_clients_per_ip connections per address; one more from it is refused, others are not."""
+    server = make_server(max_clients_per_ip=2)
+    with logged_in(server, "a"), logged_in(server, "b"):
+        with ChatTestClient(server.address) as third:
+            errors = [m for m in third.wait_closed() if isinstance(m, Error)]
+            assert [e.code for e in errors] == ["too_many_connections"]
+        with ChatTestClient(server.address, source="127.0.0.2") as other_host:
+            assert other_host.login("c").nick == "c"
+
+
+def test_per_ip_slot_is_released_on_close(make_server: MakeServer) -> None:
+    """A closed connection frees its per-IP slot."""
+    server = make_server(max_clients_per_ip=1)
+    with logged_in(server, "a") as first:
+        first.send(Quit())
+        first.wait_closed()
+    with logged_in(server, "b") as again:
+        assert again.nick == "b"
+
+
+def test_hello_timeout(make_server: MakeServer) -> None:
+    """A connection that sends no hello within hello_timeout gets hello_timeout and is closed."""
+    server = make_server(hello_timeout=0.3)
+    with ChatTestClient(server.address) as silent:
+        errors = [m for m in silent.wait_closed() if isinstance(m, Error)]
+        assert [(e.code, e.fatal) for e in errors] == [("hello_timeout", True)]
+
+
+def test_hello_in_time_is_welcomed(make_server: MakeServer) -> None:
+    """A hello before hello_timeout is welcomed, and the timer stops for good."""
+    server = make_server(hello_timeout=0.3)
+    with ChatTestClient(server.address) as client:
+        client.hello("alice")
+        client.recv(Welcome)
+        client.send(Ping(token=1))
+        client.recv(Pong)
+        assert not [m for m in client.drain(0.5) if isinstance(m, Error)]
+
+
+def test_frame_timeout(make_server: MakeServer) -> None:
+    """A frame started but not finished within frame_timeout closes the connection (slowloris)."""
+    server = make_server(frame_timeout=0.3)
+    with logged_in(server, "alice") as alice:
+        data = say_of_body_size(100)
+        alice.send_raw(data[:50])
+        errors = [m for m in alice.wait_closed() if isinstance(m, Error)]
+        assert [(e.code, e.fatal) for e in errors] == [("bad_frame", True)]
+
+
+def test_frame_completed_in_parts_is_fine(make_server: MakeServer) -> None:
+    """A frame that arrives in pieces within frame_timeout is accepted."""
+    server = make_server(frame_timeout=2.0)
+    with logged_in(server, "alice") as alice:
+        data = say_of_body_size(100)
+        for index in range(0, len(data), 7):
+            alice.send_raw(data[index : index + 7])
+        alice.recv(Ack, ref=1)
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_ping_and_dead_peer(make_server: MakeServer, answer: bool) -> None:
+    """An idle client is pinged after ping_interval; if it never answers it is dropped at ping_timeout."""
+    server = make_server(ping_interval=0.2, ping_timeout=0.6)
+    with logged_in(server, "watcher") as watcher, logged_in(server, "idle") as idle:
+        for _ in range(3):
+            ping = idle.recv(Ping, timeout=2)
+            if not answer:
+                break
+            idle.send(Pong(token=ping.token))
+            watcher.send(Ping(token=0))  # the watcher stays alive too
+            watcher.recv(Pong)
+        if answer:
+            assert not idle.closed
+            return
+        heard: list[SignedOff] = []
+        deadline = time.monotonic() + 3
+        while not heard:  # the watcher keeps itself alive (any input counts) until it hears of the idle one
+            assert time.monotonic() < deadline, "the idle client was never dropped"
+            watcher.send(Ping(token=0))
+            heard = [m for m in watcher.drain(0.05) if isinstance(m, SignedOff)]
+        assert (heard[0].nick, heard[0].reason) == ("idle", "ping timeout")
+        errors = [m for m in idle.wait_closed(3) if isinstance(m, Error)]
+        assert [(e.code, e.fatal) for e in errors] == [("ping_timeout", True)]
