@@ -42,6 +42,7 @@ from typing import Any
 from shared.discovery import (
     DEFAULT_DISCOVERY_PORT,
     Announcement,
+    DestinationRefused,
     Reply,
     check_destination,
     decode_datagram,
@@ -224,7 +225,10 @@ class DiscoveryListener:
         self.query_spacing = query_spacing
         self.stats = DiscoveryStats()
         self._table = ServerTable(expiry)
-        self._on_update = on_update
+        #: Called with the new list whenever it changes; may be set after construction.
+        self.on_update = on_update
+        #: Set once the sockets are bound (a TUI test can then read `listen_address`).
+        self.ready = asyncio.Event()
         self._clock = clock
         self._wall_clock = wall_clock
         #: nonce -> (monotonic time sent, wall clock time sent)
@@ -238,6 +242,8 @@ class DiscoveryListener:
 
     async def start(self) -> None:
         """Bind the sockets and start querying; raises `DestinationRefused` or `OSError`."""
+        if self._transports:
+            raise RuntimeError("the listener is already started")
         loop = asyncio.get_running_loop()
         if self.query_target is not None:
             self._query_ip = await _resolve(self.query_target[0])
@@ -255,6 +261,7 @@ class DiscoveryListener:
             self.close()
             raise
         self._task = asyncio.create_task(self._background(), name="mpchat-discovery")
+        self.ready.set()
 
     def close(self) -> None:
         """Stop the background task and close the sockets; safe to call twice."""
@@ -265,6 +272,7 @@ class DiscoveryListener:
             transport.close()
         self._transports.clear()
         self._query_transport = None
+        self.ready.clear()
 
     async def __aenter__(self) -> DiscoveryListener:
         await self.start()
@@ -330,10 +338,10 @@ class DiscoveryListener:
             self._notify()
 
     def _notify(self) -> None:
-        if self._on_update is None:
+        if self.on_update is None:
             return
         try:
-            self._on_update(self._table.servers())
+            self.on_update(self._table.servers())
         except Exception:
             log.exception("discovery update callback failed")
 
@@ -344,7 +352,7 @@ class DiscoveryListener:
                 await asyncio.sleep(self.query_spacing)
             try:
                 self.query()
-            except OSError as error:
+            except (OSError, DestinationRefused) as error:
                 log.warning("discovery query failed: %s", error)
         tick = min(1.0, self._table.expiry / 4)
         while True:

@@ -110,6 +110,15 @@ def test_stop_is_prompt_even_with_a_long_interval() -> None:
     assert not any(thread.name == "mpchat-beacon" for thread in threading.enumerate())
 
 
+def test_a_stopped_beacon_can_start_again(listener: socket.socket) -> None:
+    """start() after stop() announces again (a server that turns its beacon off and on)."""
+    beacon = Beacon(loopback_config(listener.getsockname()[1], interval=3600.0), lambda: INFO)
+    with beacon:
+        assert isinstance(receive(listener), Announcement)
+    with beacon:
+        assert isinstance(receive(listener), Announcement)
+
+
 def test_stop_twice_and_restart_refused() -> None:
     """stop() is idempotent; starting a started beacon is a programming error."""
     beacon = Beacon(loopback_config(9, interval=3600.0), lambda: INFO)
@@ -234,6 +243,14 @@ def test_default_config_refuses_to_start_under_the_test_guard() -> None:
     with pytest.raises(RuntimeError, match="not started"):
         _ = beacon.query_address  # nothing was bound
     beacon.stop()
+
+
+def test_no_reply_leaves_for_a_non_loopback_source_under_the_guard() -> None:
+    """Even a reply (to a query's source address) is checked against the guard before it is sent."""
+    with quiet_beacon() as beacon:
+        # 0.0.0.0 is not loopback for the guard, yet stays on this host should the guard ever fail.
+        assert not beacon._send(b"reply", ("0.0.0.0", 9))
+        assert beacon.stats.send_errors == 1
 
 
 def test_multicast_target_refused_under_the_test_guard() -> None:

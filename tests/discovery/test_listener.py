@@ -95,7 +95,7 @@ async def test_server_expires_after_the_configured_silence() -> None:
 async def test_update_callback_fires_on_change_not_on_every_beacon(listener: DiscoveryListener) -> None:
     """Repeated identical beacons refresh the entry without flooding the callback."""
     updates: list[list[DiscoveredServer]] = []
-    listener._on_update = updates.append
+    listener.on_update = updates.append
     with udp_socket() as sender:
         for _ in range(5):
             sender.sendto(encode_beacon(INFO), listener.listen_address)
@@ -188,7 +188,7 @@ async def test_run_closes_its_sockets_when_cancelled() -> None:
     """run() (the Textual worker shape) releases the port when its task is cancelled."""
     listener = DiscoveryListener(listen=("127.0.0.1", 0), query=None)
     task = asyncio.create_task(listener.run())
-    await wait_until(lambda: bool(listener._transports))
+    await asyncio.wait_for(listener.ready.wait(), timeout=10)
     port = listener.listen_address[1]
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
