@@ -17,12 +17,13 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from .loadgen import LoadError, LoadSpec, run_load, table
-from .servers import BENCH_SETTINGS, SERVERS, ServerError, started
+from .servers import BENCH_SETTINGS, CHECKOUT, SERVERS, ServerError, started
 from .workloads import DEFAULT_DURATION, WORKLOADS, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,6 +49,26 @@ def machine() -> dict[str, Any]:
     }
 
 
+def git_head() -> str | None:
+    """The checkout's commit, and whether chat_server/ or shared/ differ from it (then "+dirty")."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", str(CHECKOUT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(CHECKOUT), "status", "--porcelain", "--", "chat_server", "shared"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head + ("+dirty" if dirty else "") if head else None
+
+
 def pinning() -> tuple[int | None, bool]:
     """(the server's CPU, whether the load generator is pinned): pin only on two or more usable CPUs."""
     usable = os.sched_getaffinity(0)
@@ -63,7 +84,7 @@ def run_point(
     """Start `server_name`, run one load point against it, stop it; return the result (or the failure)."""
     label = f"{workload.name} {server_name} {rate:g}/s"
     try:
-        with started(server_name, cpu=server_cpu) as server:
+        with started(server_name, cpu=server_cpu, source=args.mpchat_source) as server:
             spec = LoadSpec(
                 host=server.host,
                 port=server.port,
@@ -97,6 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drain-timeout", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="a few seconds in all: tiny workloads, 1 s each")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
+    parser.add_argument(
+        "--mpchat-source", type=Path, help="import our server from this folder (e.g. a `git archive` export)"
+    )
     parser.add_argument("--output", type=Path, help="results file (default benchmarks/results/<time>.json)")
     args = parser.parse_args(argv)
     unknown = [name for name in args.workloads if name not in WORKLOADS]
@@ -113,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         "pinned": {"server_cpu": server_cpu, "loadgen_cpu": LOADGEN_CPU if pinned else None},
         "bench_settings": BENCH_SETTINGS,
         "instrument": "python benchmarks.loadgen",
+        "mpchat_source": str(args.mpchat_source or CHECKOUT),
+        "git_head": git_head(),
         "results": [],
     }
     for name in args.workloads:

@@ -40,6 +40,8 @@ STOP_TIMEOUT = 20.0
 #: Open files the server may use (one per client, and two threads' worth of nothing else).
 FD_LIMIT = 20_000
 
+#: The checkout this module belongs to (`python -m` imports the servers from the working directory).
+CHECKOUT = Path(__file__).resolve().parent.parent
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
@@ -112,9 +114,13 @@ def _pinned_to(cpu: int | None) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def started(name: str, cpu: int | None = None, root: Path | None = None) -> Iterator[RunningServer]:
-    """Start server `name` (pinned to `cpu` if given) in a fresh temporary folder; stop it on exit."""
-    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-", dir=root) as folder:
+def started(name: str, cpu: int | None = None, source: Path | None = None) -> Iterator[RunningServer]:
+    """Start server `name` (pinned to `cpu` if given) in a fresh temporary folder; stop it on exit.
+
+    `source` is the folder the server's packages are imported from (default: this checkout); point it at
+    an exported commit (`git archive`) to measure that version while the checkout is being edited.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
         workdir = Path(folder)
         log = workdir / "server.log"
         with log.open("wb") as errors:
@@ -124,7 +130,7 @@ def started(name: str, cpu: int | None = None, root: Path | None = None) -> Iter
                 stderr=errors,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_pinned_to(cpu),
-                cwd=Path(__file__).resolve().parent.parent,
+                cwd=source if source is not None and name == "mpchat" else CHECKOUT,
             )
         try:
             host, port = _wait_listening(process, log)

@@ -176,6 +176,10 @@ def _server_figures(
         "cpu_us_per_delivery": round(cpu_msg / delivered * 1e6, 3) if delivered else None,
         # Share of one core the server used during the message phase (drain included).
         "cpu_msg_pct": round(100 * cpu_msg / message_wall_s, 1),
+        # Thread wake-ups per delivered message: what a thread-per-connection writer costs at low rates.
+        "switches_per_delivery": round((at_end.switches - at_ready.switches) / delivered, 3)
+        if delivered
+        else None,
         "rss_kb_start": before.rss_kb,
         "rss_kb_ready": at_ready.rss_kb,
         "rss_kb_end": at_end.rss_kb,

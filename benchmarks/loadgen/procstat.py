@@ -16,6 +16,8 @@ class Sample:
 
     cpu_s: float
     rss_kb: int
+    #: Context switches of all its live threads (voluntary + involuntary): mostly thread wake-ups.
+    switches: int
 
 
 def sample(pid: int) -> Sample:
@@ -30,7 +32,21 @@ def sample(pid: int) -> Sample:
         if line.startswith("VmRSS:"):
             rss = int(line.split()[1])
             break
-    return Sample(cpu_s=cpu, rss_kb=rss)
+    return Sample(cpu_s=cpu, rss_kb=rss, switches=context_switches(pid))
+
+
+def context_switches(pid: int) -> int:
+    """The context switches of `pid`'s threads that are alive now (threads that ended are not counted)."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        except OSError:
+            continue  # the thread ended while we looked
+        for line in text.splitlines():
+            if "ctxt_switches:" in line:
+                total += int(line.split()[1])
+    return total
 
 
 def threads(pid: int) -> int:

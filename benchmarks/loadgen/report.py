@@ -20,6 +20,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("login_s", "login s"),
     ("server.cpu_us_per_delivery", "srv µs/deliv"),
     ("server.cpu_msg_pct", "srv cpu%"),
+    ("server.switches_per_delivery", "srv cs/deliv"),
     ("server.rss_kb_per_connection", "KiB/conn"),
     ("loadgen_cpu_us_per_delivery", "lg µs/deliv"),
     ("send_lag_max_ms", "lag ms"),
