@@ -116,3 +116,50 @@ async def test_unread_counts_change(server: LiveServer, private_dirs: Path) -> N
             assert screen.model.buffers["#lobby"].unread == 0
             assert "(2)" not in room_list_text(app)
             await wait_for_text(app, pilot, "<bob> two alice")
+
+
+async def test_server_restart_reconnects_and_shows_missed_messages_once(
+    server: LiveServer, private_dirs: Path
+) -> None:
+    """The server is stopped and restarted; the TUI reconnects and shows what it missed, exactly once."""
+    from .helpers import Proxy
+
+    proxy = Proxy(lambda: (server.host, server.port))
+    await proxy.start()
+    try:
+        app = ChatApp(
+            host="127.0.0.1",
+            port=proxy.port,
+            nick="alice",
+            connect_now=True,
+            config_dir=private_dirs,
+            options=FAST,
+        )
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+                await bob.say("lobby", "before the restart", wait=True)
+                await wait_for_text(app, pilot, "<bob> before the restart")
+                # Alice stays cut off after the restart until bob has said what she must catch up on.
+                proxy.refuse = True
+                await server.astop()
+                await wait_until(lambda: "reconnecting" in str(screen.query_one("#status").render()))
+                await server.astart()
+                await wait_until(lambda: bob.connected and "lobby" in bob.rooms, what="bob back")
+                await bob.say("lobby", "missed one", wait=True)
+                await bob.say("lobby", "missed two", wait=True)
+                proxy.refuse = False
+                await wait_for_text(app, pilot, "<bob> missed two")
+                await wait_until(lambda: "● connected" in str(screen.query_one("#status").render()))
+                await bob.say("lobby", "live again", wait=True)
+                await wait_for_text(app, pilot, "<bob> live again")
+                shown = log_text(app)
+                assert shown.count("before the restart") == 1
+                assert shown.count("missed one") == 1
+                assert shown.count("missed two") == 1
+                order = [
+                    shown.index(t) for t in ("before the restart", "missed one", "missed two", "live again")
+                ]
+                assert order == sorted(order)
+    finally:
+        await proxy.close()

@@ -1,0 +1,103 @@
+"""The plain line mode driven through pipes: a real `chat-client --plain` process and a real server."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from chat_client import ChatClient
+from shared import Said
+
+from .helpers import LiveServer, wait_until
+from .test_library import FAST, Recorder
+
+ROOT = Path(__file__).resolve().parents[2]
+LINE = re.compile(r"^\d\d:\d\d:\d\d \S+ .+$")
+
+
+def plain_client(server: LiveServer, nick: str, *extra: str) -> subprocess.Popen[str]:
+    """Start `chat-client --plain` with piped stdin and stdout."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "chat_client",
+            "--plain",
+            "--host",
+            server.host,
+            "--port",
+            str(server.port),
+            "--nick",
+            nick,
+            *extra,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        cwd=ROOT,
+    )
+
+
+async def test_plain_mode_through_pipes(server: LiveServer) -> None:
+    """Lines on stdin are sent; events come out one per line, without escape codes; EOF logs out."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        events = Recorder(bob)
+        await bob.join("dev")
+        process = plain_client(server, "alice", "--room", "dev")
+        try:
+            assert process.stdin is not None
+            process.stdin.write("hello from a pipe\n")
+            process.stdin.write("/me waves\n")
+            process.stdin.write("/msg bob a secret\n")
+            process.stdin.flush()
+            await wait_until(lambda: any(e.text == "hello from a pipe" for e in events.of(Said)))
+            await bob.say("dev", "hostile \x1b]2;x [bold]text[/]".replace("\x1b", ""), wait=True)
+            await bob.tell("alice", "line one\nline two", wait=True)
+            await wait_until(lambda: any(e.text == "waves" and e.action for e in events.of(Said)))
+            process.stdin.write("/quit done\n")
+            process.stdin.flush()
+            out, err = process.communicate(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, err
+        lines = out.splitlines()
+        assert all(LINE.match(line) for line in lines), lines
+        assert "\x1b" not in out
+        assert any(
+            line.endswith("dev <alice> hello from a pipe ✓") or line.endswith("dev <alice> hello from a pipe")
+            for line in lines
+        ), lines
+        assert any(line.endswith("dev * alice waves") for line in lines), lines
+        assert any(line.endswith("@bob <alice> a secret") for line in lines), lines
+        assert any(line.endswith("dev <bob> hostile ]2;x [bold]text[/]") for line in lines), lines
+        assert any(line.endswith("@bob <bob> line one␤line two") for line in lines), lines
+
+
+async def test_plain_mode_reports_a_refused_login(server: LiveServer) -> None:
+    """A nick in use ends the line mode with status 2 and a clear message on stderr."""
+    async with ChatClient(server.host, server.port, "alice", options=FAST):
+        process = plain_client(server, "alice")
+        out, err = process.communicate("", timeout=15)
+    assert process.returncode == 2
+    assert "nick_taken" in err
+    assert out == ""
+
+
+async def test_plain_mode_end_of_input_delivers_then_exits(server: LiveServer) -> None:
+    """Piping a message in and closing stdin delivers it before exiting."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        events = Recorder(bob)
+        process = plain_client(server, "alice")
+        out, err = process.communicate("one-shot message\n", timeout=15)
+        assert process.returncode == 0, err
+        await wait_until(lambda: any(e.text == "one-shot message" for e in events.of(Said)))
+        assert "lobby <alice> one-shot message" in out
