@@ -2,7 +2,8 @@
 
 Seams (what the server wires in):
 
-* `BeaconConfig`: every setting, each defaulting to a named constant below; `add_beacon_arguments(parser)`
+* `BeaconConfig`: every setting, each defaulting to a named constant below (`beacon_config_from_table`
+  builds one from a config-file table); `add_beacon_arguments(parser)`
   adds ``--beacon``, ``--beacon-address``, ``--beacon-port`` and ``--beacon-interval``, and
   `beacon_config_from_args(args, base)` applies them on top of `base` (e.g. the config file's values).
 * `Beacon(config, snapshot)`: `snapshot` is a callable that returns a `shared.discovery.BeaconInfo`. It is
@@ -35,7 +36,7 @@ import socket
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,24 @@ DRAIN_BATCH = 64
 STOP_TIMEOUT = 5.0
 
 
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "enabled": (bool,),
+    "answer_queries": (bool,),
+    "addresses": (tuple,),
+    "port": (int,),
+    "query_port": (int, type(None)),
+    "interval": (int, float),
+    "jitter": (int, float),
+    "bind_address": (str,),
+    "interface": (str, type(None)),
+    "query_rate": (int, float),
+    "query_burst": (int,),
+    "reply_rate": (int, float),
+    "reply_burst": (int,),
+    "max_query_sources": (int,),
+}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BeaconConfig:
     """The beacon's settings; the defaults are the named constants of this module.
@@ -113,6 +132,13 @@ class BeaconConfig:
     max_query_sources: int = DEFAULT_MAX_QUERY_SOURCES
 
     def __post_init__(self) -> None:
+        for name, kinds in _FIELD_TYPES.items():
+            value = getattr(self, name)
+            # bool is an int subclass: a flag is never a number, and a number never a flag.
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                raise ValueError(f"beacon setting {name} has the wrong type: {value!r}")
+        if not all(isinstance(address, str) for address in self.addresses):
+            raise ValueError(f"beacon addresses must be strings: {self.addresses!r}")
         if not self.addresses:
             raise ValueError("the beacon needs at least one address")
         for address in (*self.addresses, self.bind_address, *filter(None, [self.interface])):
@@ -131,6 +157,27 @@ class BeaconConfig:
         for name in ("query_rate", "query_burst", "reply_rate", "reply_burst", "max_query_sources"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be positive, not {getattr(self, name)!r}")
+
+
+def jittered_interval(config: BeaconConfig, rng: random.Random) -> float:
+    """Seconds until the next beacon: `interval`, moved at random by up to ±`jitter` of itself."""
+    spread = config.interval * config.jitter
+    return config.interval + rng.uniform(-spread, spread)
+
+
+def beacon_config_from_table(table: Mapping[str, Any]) -> BeaconConfig:
+    """Build a `BeaconConfig` from a config-file table (e.g. ``[beacon]`` in server.toml).
+
+    Keys are the field names; lists become tuples. An unknown key or a bad value raises ValueError.
+    """
+    known = {field.name for field in dataclasses.fields(BeaconConfig)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ValueError(f"unknown beacon setting(s): {', '.join(unknown)}")
+    values: dict[str, Any] = {
+        key: tuple(value) if isinstance(value, list) else value for key, value in table.items()
+    }
+    return BeaconConfig(**values)
 
 
 @dataclass(slots=True)
@@ -288,8 +335,7 @@ class Beacon:
             now = self._clock()
             if now >= next_beacon:
                 self._announce()
-                spread = self.config.interval * self.config.jitter
-                next_beacon = now + self.config.interval + self._rng.uniform(-spread, spread)
+                next_beacon = now + jittered_interval(self.config, self._rng)
             wait = max(0.0, next_beacon - self._clock())
             readable, _, _ = select.select([self._sock, self._wake_r], [], [], wait)
             if self._sock in readable:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import random
 import socket
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from chat_server import beacon as beacon_module
 from chat_server.beacon import (
     DEFAULT_BEACON_ADDRESS,
     DEFAULT_BEACON_INTERVAL,
@@ -21,6 +24,8 @@ from chat_server.beacon import (
     QueryLimiter,
     add_beacon_arguments,
     beacon_config_from_args,
+    beacon_config_from_table,
+    jittered_interval,
     load_or_create_server_id,
 )
 from shared.discovery import (
@@ -288,6 +293,44 @@ def test_bad_config_is_refused(changes: dict[str, object]) -> None:
     """Each invalid setting raises ValueError with the setting's name or value."""
     with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
         BeaconConfig(**changes)  # type: ignore[arg-type]
+
+
+def test_beacon_interval_is_jittered_within_bounds() -> None:
+    """Intervals spread over interval ± jitter, so servers started together drift apart."""
+    config = BeaconConfig(interval=5.0, jitter=0.2)
+    delays = [jittered_interval(config, random.Random(seed)) for seed in range(200)]
+    assert all(4.0 <= delay <= 6.0 for delay in delays)
+    assert max(delays) - min(delays) > 1.0
+    assert {jittered_interval(BeaconConfig(interval=5.0, jitter=0.0), random.Random())} == {5.0}
+
+
+def test_every_setting_has_its_type_checked() -> None:
+    """The type table covers exactly the fields of BeaconConfig (a new field cannot skip the check)."""
+    assert set(beacon_module._FIELD_TYPES) == {field.name for field in dataclasses.fields(BeaconConfig)}
+
+
+def test_config_file_table_builds_a_config() -> None:
+    """A ``[beacon]`` table with field names (lists for addresses) builds the same config."""
+    table = {"enabled": True, "addresses": ["239.255.78.79"], "interval": 2.0, "interface": "192.168.1.5"}
+    assert beacon_config_from_table(table) == BeaconConfig(
+        enabled=True, addresses=("239.255.78.79",), interval=2.0, interface="192.168.1.5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"intervall": 2.0}, "unknown beacon setting"),
+        ({"interval": "2"}, "wrong type"),
+        ({"enabled": "yes"}, "wrong type"),
+        ({"port": True}, "wrong type"),
+        ({"port": -1}, "port"),
+    ],
+)
+def test_bad_config_file_table_is_refused(table: dict[str, object], message: str) -> None:
+    """Misspelled keys and wrong types are errors, never silently ignored."""
+    with pytest.raises(ValueError, match=message):
+        beacon_config_from_table(table)
 
 
 def parse(*argv: str) -> argparse.Namespace:
