@@ -1,0 +1,151 @@
+"""Unit tests of the parts with their own rules: token buckets, the outbox, the configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
+from chat_server.outbox import Outbox
+from chat_server.ratelimit import TokenBucket
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bucket_burst_then_refill() -> None:
+    """A full bucket allows `burst` at once, then one per 1/rate seconds, and says how long to wait."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate=2.0, burst=3, clock=clock)
+    assert [bucket.take() for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert bucket.take() == 0.0
+    assert bucket.take() == pytest.approx(0.5)
+
+
+def test_bucket_never_exceeds_burst() -> None:
+    """A long idle period refills only up to the burst."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate=1.0, burst=2, clock=clock)
+    clock.now += 3600
+    assert [bucket.take() == 0.0 for _ in range(3)] == [True, True, False]
+
+
+def test_bucket_cost_larger_than_burst_passes_when_full() -> None:
+    """A request costing more than the whole burst is capped at the burst (it can pass when full)."""
+    clock = FakeClock()
+    bucket = TokenBucket(rate=10.0, burst=100, clock=clock)
+    assert bucket.take(500) == 0.0
+    assert bucket.take(1) == pytest.approx(0.1)
+
+
+def outbox(clock: FakeClock) -> Outbox:
+    """An outbox with a 100-byte soft limit (held 5 s) and a 300-byte hard limit."""
+    return Outbox(soft=100, hard=300, soft_seconds=5.0, clock=clock)
+
+
+def test_outbox_hard_limit_at_and_past() -> None:
+    """Exactly the hard limit is accepted; one byte past it is over the limit."""
+    clock = FakeClock()
+    box = outbox(clock)
+    assert box.put(b"x" * 300)
+    box2 = outbox(clock)
+    assert not box2.put(b"x" * 301)
+
+
+def test_outbox_soft_limit_held_too_long() -> None:
+    """Over the soft limit is fine for `soft_seconds`, not longer; `overdue` notices without a put."""
+    clock = FakeClock()
+    box = outbox(clock)
+    assert box.put(b"x" * 101)
+    clock.now += 5.0
+    assert not box.overdue()
+    clock.now += 0.01
+    assert box.overdue()
+
+
+def test_outbox_soft_timer_resets_when_drained() -> None:
+    """Writing the queue down below the soft limit resets the soft-limit clock."""
+    clock = FakeClock()
+    box = outbox(clock)
+    box.put(b"x" * 150)
+    clock.now += 4
+    taken = box.take(0)
+    assert taken == [b"x" * 150]
+    box.written(150)
+    box.put(b"y" * 150)
+    clock.now += 4
+    assert box.put(b"z")  # 4 s over the soft limit this time, not 8
+
+
+def test_outbox_counts_bytes_until_written_and_batches() -> None:
+    """The writer takes everything at once; the bytes count until it reports them written."""
+    box = outbox(FakeClock())
+    for part in (b"a", b"bb", b"ccc"):
+        box.put(part)
+    assert box.take(0) == [b"a", b"bb", b"ccc"]
+    assert box.queued == 6
+    box.written(6)
+    assert box.queued == 0
+    assert box.take(0) == []
+
+
+def test_outbox_close_drains_then_ends_and_abort_drops() -> None:
+    """close() keeps what is queued and adds the last frame; abort() keeps only the last frame."""
+    box = outbox(FakeClock())
+    box.put(b"one")
+    box.close(b"bye")
+    assert box.put(b"ignored")
+    assert box.take(0) == [b"one", b"bye"]
+    assert box.take(0) is None
+    other = outbox(FakeClock())
+    other.put(b"one")
+    other.abort(b"dropped")
+    assert other.take(0) == [b"dropped"]
+    assert other.take(0) is None
+
+
+def test_config_defaults_and_validation(tmp_path: Path) -> None:
+    """Defaults are the named constants; nonsense values are refused with the setting's name."""
+    config = ServerConfig()
+    assert config.max_clients == DEFAULT_MAX_CLIENTS
+    assert config.history_path.name == "history.sqlite3"
+    assert ServerConfig(data_dir=tmp_path).history_path == tmp_path / "history.sqlite3"
+    assert ServerConfig(db=tmp_path / "x.db").history_path == tmp_path / "x.db"
+    for bad in ({"max_clients": 0}, {"ping_interval": -1.0}, {"rate_burst": True}, {"port": 70000}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            ServerConfig(**bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="ping_timeout"):
+        ServerConfig(ping_interval=10, ping_timeout=5)
+    with pytest.raises(ValueError, match="sendq_soft"):
+        ServerConfig(sendq_soft=10, sendq_hard=5)
+    with pytest.raises(ValueError, match="history_sync"):
+        ServerConfig(history_sync="OFF")
+    with pytest.raises(ValueError, match="max_reason"):
+        ServerConfig(max_reason=64)
+
+
+def test_config_file(tmp_path: Path) -> None:
+    """server.toml uses the same names; unknown names and bad TOML are clear errors."""
+    path = tmp_path / "server.toml"
+    path.write_text('port = 9999\nrate_burst = 20\ndata_dir = "/srv/chat"\n')
+    settings = load_toml(path)
+    config = ServerConfig(**settings)
+    assert (config.port, config.rate_burst, config.data_dir) == (9999, 20, Path("/srv/chat"))
+    path.write_text("prot = 1\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_toml(path)
+    path.write_text("port = \n")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_toml(path)
+    with pytest.raises(ValueError, match="cannot read"):
+        load_toml(tmp_path / "missing.toml")
