@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -19,7 +20,7 @@ from chat_client import (
 from chat_client.backoff import Backoff
 from shared import Told
 
-from .helpers import LiveServer, Proxy, wait_until
+from .helpers import LiveServer, Proxy, fast_server_config, wait_until
 from .test_library import FAST, Recorder
 
 
@@ -146,15 +147,20 @@ async def test_silent_server_is_detected_and_the_client_reconnects(server: LiveS
         await wait_until(lambda: connected_count(events) == 2, what="reconnected")
 
 
-async def test_client_answers_server_pings(server: LiveServer) -> None:
+async def test_client_answers_server_pings(tmp_path: Path) -> None:
     """With the client never pinging by itself, the server's pings keep the connection open."""
-    options = ClientOptions(ping_every=60, ping_grace=60)
-    async with ChatClient(server.host, server.port, "alice", options=options) as alice:
-        events = Recorder(alice)
-        # The test server pings after 1 s of silence and drops the client after 3 s without an answer.
-        await wait_until(lambda: alice.pings_answered >= 3, what="three server pings answered")
-        assert alice.connected
-        assert not events.of(Disconnected)
+    # This server pings after 0.2 s of silence and drops a client after 0.6 s without an answer.
+    quick = LiveServer(fast_server_config(tmp_path / "pings", ping_interval=0.2, ping_timeout=0.6))
+    await quick.astart()
+    try:
+        options = ClientOptions(ping_every=60, ping_grace=60)
+        async with ChatClient(quick.host, quick.port, "alice", options=options) as alice:
+            events = Recorder(alice)
+            await wait_until(lambda: alice.pings_answered >= 4, what="four server pings answered")
+            assert alice.connected
+            assert not events.of(Disconnected)
+    finally:
+        await quick.astop()
 
 
 async def test_lag_is_measured(server: LiveServer) -> None:
