@@ -25,7 +25,7 @@ from .client import ChatClient, ClientOptions
 from .controller import Controller
 from .errors import ConnectionLost, LoginRefused
 from .events import Closed
-from .model import SERVER_KEY, BufferKind, Changes, ChatModel, Line, LineKind
+from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 
 #: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
 FLUSH_TIMEOUT = 10.0
@@ -63,6 +63,7 @@ class PlainUI:
     def __init__(self, model: ChatModel, out: TextIO) -> None:
         self.model = model
         self.out = out
+        self._announced: set[str] = set()
 
     def show(self, changes: Changes) -> None:
         """Print every new line, in order, and flush."""
@@ -70,7 +71,23 @@ class PlainUI:
             label = buffer_label(self.model, key)
             for line in lines:
                 self.out.write(format_line(line, label) + "\n")
+        self._show_queued(changes)
         self.out.flush()
+
+    def _show_queued(self, changes: Changes) -> None:
+        """Say once when a message is held for later because the client is offline.
+
+        Connected, the acknowledged message itself is the confirmation, printed as an ordinary line.
+        """
+        if self.model.status is ConnectionStatus.CONNECTED:
+            return
+        for key in changes.pending:
+            buffer = self.model.buffers.get(key)
+            for entry in buffer.pending if buffer is not None else []:
+                if entry.client_msg_id not in self._announced:
+                    self._announced.add(entry.client_msg_id)
+                    line = Line(entry.created, LineKind.NOTICE, f"queued until reconnected: {entry.text}")
+                    self.out.write(format_line(line, buffer_label(self.model, key)) + "\n")
 
 
 def _start_stdin_reader(

@@ -235,6 +235,9 @@ class ChatScreen(Screen[None]):
             log.scroll_page_up(animate=False)
             if log.scroll_y <= 0:
                 log.post_message(ChatLog.ReachedTop())
+        elif log.scroll_y + log.scrollable_content_region.height >= log.max_scroll_y:
+            # The last page: follow new lines again. (Scrolling at the bottom would release the anchor.)
+            log.anchor()
         else:
             log.scroll_page_down(animate=False)
 

@@ -1,0 +1,83 @@
+"""Scrollback in the TUI: the view stays put when scrolled up, new lines are announced, and scrolling
+past the oldest loaded message fetches older history from the server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Static
+
+from chat_client import ChatClient
+from chat_client.app import ChatApp
+from chat_client.widgets.chat_log import ChatLog
+
+from .helpers import LiveServer, wait_until
+from .test_library import FAST
+from .tui_helpers import log_text, wait_for_chat, wait_for_text
+
+
+def make_app(server: LiveServer, config_dir: Path) -> ChatApp:
+    return ChatApp(
+        host=server.host,
+        port=server.port,
+        nick="alice",
+        connect_now=True,
+        config_dir=config_dir,
+        options=FAST,
+    )
+
+
+async def test_scrolled_up_view_stays_put_and_counts_new_lines(
+    server: LiveServer, private_dirs: Path
+) -> None:
+    """New messages do not move a reader who scrolled up; a marker counts them; the bottom clears it."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        app = make_app(server, private_dirs)
+        async with app.run_test(size=(100, 24)) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await wait_until(lambda: screen.model.current == "#lobby")
+            for n in range(40):
+                await bob.say("lobby", f"filler {n}")
+            await wait_for_text(app, pilot, "filler 39")
+            log = screen.query_one(ChatLog)
+            await pilot.press("pageup")
+            await pilot.pause()
+            position = log.scroll_y
+            assert position < log.max_scroll_y
+            for n in range(5):
+                await bob.say("lobby", f"while away {n}")
+            await wait_for_text(app, pilot, "while away 4")
+            assert log.scroll_y == position
+            marker = screen.query_one("#new-below", Static)
+            await wait_until(lambda: marker.display, what="new-messages marker")
+            assert "5 new messages below" in str(marker.render())
+            await pilot.press("pagedown", "pagedown", "pagedown")
+            await pilot.pause()
+            await wait_until(lambda: not marker.display, what="marker cleared at the bottom")
+            await bob.say("lobby", "following again")
+            await wait_for_text(app, pilot, "following again")
+            await wait_until(
+                lambda: log.scroll_y == log.max_scroll_y, what="the view follows new lines again"
+            )
+
+
+async def test_scrolling_past_the_top_loads_older_history(server: LiveServer, private_dirs: Path) -> None:
+    """The join shows the newest messages; paging up past the oldest fetches the ones before it."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        for n in range(80):
+            await bob.say("lobby", f"old {n}")
+        await bob.say("lobby", "newest", wait=True)
+        app = make_app(server, private_dirs)
+        async with app.run_test(size=(100, 24)) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await wait_for_text(app, pilot, "newest")
+            assert "old 0" not in log_text(app)  # only the backfill is loaded
+            assert screen.model.current_buffer.more_before
+            for _ in range(20):
+                await pilot.press("pageup")
+                await pilot.pause()
+                if "<bob> old 0" in log_text(app):
+                    break
+            await wait_for_text(app, pilot, "<bob> old 0")
+            texts = [line.text for line in screen.model.current_buffer.lines if line.nick == "bob"]
+            assert texts == [f"old {n}" for n in range(80)] + ["newest"]
