@@ -25,6 +25,7 @@ from shared.limits import (
     DEFAULT_MAX_TOPIC,
     Limits,
 )
+from shared.text import room_problem
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
@@ -158,6 +159,9 @@ class ServerConfig:
             text = getattr(self, name)
             if text is not None and len(text.encode()) > self.max_reason:
                 raise ValueError(f"{name} is longer than max_reason ({self.max_reason} bytes)")
+        problem = room_problem(self.default_room, self.max_room)
+        if problem is not None:
+            raise ValueError(f"default_room: {problem}")
         if self.max_backfill > self.max_list or self.backfill > self.max_backfill:
             raise ValueError("backfill <= max_backfill <= max_list is required")
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
