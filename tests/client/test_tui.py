@@ -11,7 +11,7 @@ from shared import Said, Told
 
 from .helpers import LiveServer, wait_until
 from .test_library import FAST, Recorder
-from .tui_helpers import log_text, room_list_text, type_line, wait_for_chat, wait_for_text
+from .tui_helpers import log_text, room_list_text, submit, type_line, wait_for_chat, wait_for_text
 
 SIZE = (120, 36)
 
@@ -51,7 +51,7 @@ async def test_join_and_leave_rooms(server: LiveServer, private_dirs: Path) -> N
         app = make_app(server, "alice", private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
-            await type_line(pilot, "/join dev")
+            await submit(pilot, "/join dev")
             await wait_until(lambda: screen.model.current == "#dev", what="dev shown")
             await pilot.pause()
             assert "dev" in room_list_text(app)
@@ -59,7 +59,7 @@ async def test_join_and_leave_rooms(server: LiveServer, private_dirs: Path) -> N
             await wait_for_text(app, pilot, "bob joined")
             await bob.leave("dev")
             await wait_for_text(app, pilot, "bob left")
-            await type_line(pilot, "/leave")
+            await submit(pilot, "/leave")
             await wait_until(lambda: "#dev" not in screen.model.buffers, what="dev closed")
             await pilot.pause()
             assert "dev" not in room_list_text(app)
@@ -76,7 +76,7 @@ async def test_direct_messages_have_their_own_buffer(server: LiveServer, private
             await wait_until(lambda: "@bob" in screen.model.buffers, what="DM buffer")
             await pilot.pause()
             assert "bob" in room_list_text(app)
-            await type_line(pilot, "/msg bob secret reply")
+            await submit(pilot, "/msg bob secret reply")
             assert screen.model.current == "@bob"
             await wait_for_text(app, pilot, "<bob> psst")
             await wait_for_text(app, pilot, "<alice> secret reply")
@@ -104,7 +104,7 @@ async def test_unread_counts_change(server: LiveServer, private_dirs: Path) -> N
         app = make_app(server, "alice", private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
-            await type_line(pilot, "/join dev")
+            await submit(pilot, "/join dev")
             await wait_until(lambda: screen.model.current == "#dev")
             await bob.say("lobby", "one")
             await bob.say("lobby", "two alice")

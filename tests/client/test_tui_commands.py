@@ -1,0 +1,118 @@
+"""Every slash command through the TUI against a real server, plus the palette, mentions and settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chat_client import ChatClient
+from chat_client.app import ChatApp
+from chat_client.screens.connect import ConnectScreen
+from chat_client.settings import load_settings
+from chat_client.widgets.chat_input import ChatInput
+from chat_client.widgets.panels import StatusLine, TopicBar
+from shared import Said
+
+from .helpers import LiveServer, wait_until
+from .test_library import FAST, Recorder
+from .tui_helpers import log_text, submit, wait_for_chat, wait_for_text
+
+SIZE = (120, 40)
+
+
+def make_app(server: LiveServer, config_dir: Path, nick: str = "alice") -> ChatApp:
+    return ChatApp(
+        host=server.host, port=server.port, nick=nick, connect_now=True, config_dir=config_dir, options=FAST
+    )
+
+
+async def test_commands(server: LiveServer, private_dirs: Path) -> None:
+    """/me /topic /away /who /rooms /nick /help and an unknown command each do what they say."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        bob_events = Recorder(bob)
+        app = make_app(server, private_dirs)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await wait_until(lambda: screen.model.current == "#lobby")
+            await submit(pilot, "/me waves")
+            await wait_for_text(app, pilot, "* alice waves ✓")
+            await wait_until(lambda: any(e.action and e.text == "waves" for e in bob_events.of(Said)))
+            await submit(pilot, "/topic release [v2] today")
+            await wait_until(lambda: "release [v2] today" in str(screen.query_one(TopicBar).render()))
+            await submit(pilot, "/away lunch")
+            await wait_for_text(app, pilot, "you are away: lunch")
+            await submit(pilot, "/who")
+            await wait_for_text(app, pilot, "in lobby: ")
+            members = log_text(app).split("in lobby: ")[1].splitlines()[0]
+            assert sorted(members.split(", ")) == ["alice (away)", "bob"]
+            await submit(pilot, "/rooms")
+            await wait_for_text(app, pilot, "lobby (2): release [v2] today")
+            await submit(pilot, "/nick alicia")
+            await wait_until(lambda: "as alicia" in str(screen.query_one(StatusLine).render()))
+            await submit(pilot, "/help")
+            await wait_for_text(app, pilot, "/msg NICK [TEXT]")
+            await submit(pilot, "/frobnicate")
+            await wait_for_text(app, pilot, "unknown command /frobnicate")
+            await submit(pilot, "//not a command")
+            await wait_for_text(app, pilot, "<alicia> /not a command")
+            await pilot.press("up", "up")
+            assert screen.query_one(ChatInput).value == "/frobnicate"
+
+
+async def test_mention_in_another_room_notifies(server: LiveServer, private_dirs: Path) -> None:
+    """A mention in a room not on screen raises a notification with the text shown literally."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        await bob.join("dev")
+        app = make_app(server, private_dirs)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await submit(pilot, "/join dev")
+            await wait_until(lambda: screen.model.current == "#dev")
+            await bob.say("lobby", "ping Alice [b]now[/b]")
+            await wait_until(lambda: app._notifications, what="a notification")
+            notification = next(iter(app._notifications))
+            assert notification.title == "Mention in lobby"
+            assert notification.message == "bob: ping Alice [b]now[/b]"
+
+
+async def test_palette_switches_rooms(server: LiveServer, private_dirs: Path) -> None:
+    """Ctrl+P offers the rooms: picking one shows it."""
+    app = make_app(server, private_dirs)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await wait_for_chat(app, pilot)
+        await submit(pilot, "/join dev")
+        await wait_until(lambda: screen.model.current == "#dev")
+        await pilot.press("ctrl+p", *"go to #lobby")
+        await pilot.pause(0.3)
+        await pilot.press("enter")
+        await wait_until(lambda: screen.model.current == "#lobby", what="lobby shown via the palette")
+
+
+async def test_connect_screen_remembers_the_last_server(server: LiveServer, private_dirs: Path) -> None:
+    """After a login the settings hold host, port and nick, and the connect screen starts from them."""
+    app = make_app(server, private_dirs, nick="zoe")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_chat(app, pilot)
+    settings = load_settings(private_dirs)
+    assert (settings.host, settings.port, settings.nick) == (server.host, server.port, "zoe")
+    fresh = ChatApp(config_dir=private_dirs)
+    async with fresh.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert isinstance(fresh.screen, ConnectScreen)
+        assert fresh.screen.query_one("#nick").value == "zoe"  # type: ignore[attr-defined]
+        assert fresh.screen.query_one("#port").value == str(server.port)  # type: ignore[attr-defined]
+
+
+async def test_connect_screen_shows_a_refused_login(server: LiveServer, private_dirs: Path) -> None:
+    """Typing a nick in use shows the server's reason on the connect screen; another nick gets in."""
+    async with ChatClient(server.host, server.port, "taken", options=FAST):
+        app = ChatApp(host=server.host, port=server.port, config_dir=private_dirs, options=FAST)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, ConnectScreen)
+            await pilot.press(*"taken", "enter")
+            await wait_until(lambda: "nick_taken" in str(screen.query_one("#connect-status").render()))
+            screen.query_one("#nick").value = ""  # type: ignore[attr-defined]
+            await pilot.click("#nick")
+            await pilot.press(*"free", "enter")
+            await wait_for_chat(app, pilot)
