@@ -368,8 +368,11 @@ class Chat:
         if not self.hub.register(client, request.nick):
             client.send(error_frame(ErrorCode.NICK_TAKEN, f"nick {request.nick!r} is in use", request.ref))
             return
-        log.info("conn=%d event=nick old=%r new=%r", client.id, old, request.nick)
         changed = encode(NickChanged(old=old, new=request.nick, ts=self._ts()))
+        if request.nick == old:
+            client.send(changed)  # nothing changed: confirm to the user, announce nothing
+            return
+        log.info("conn=%d event=nick old=%r new=%r", client.id, old, request.nick)
         self.hub.send_all(self.hub.neighbours(client), changed)
 
     def _set_away(self, client: Client, request: SetAway) -> None:

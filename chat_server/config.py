@@ -187,10 +187,6 @@ class ServerConfig:
         folder = self.data_dir if self.data_dir is not None else Path(platformdirs.user_data_dir("mpchat"))
         return folder / HISTORY_FILE_NAME
 
-    def replace(self, **changes: Any) -> ServerConfig:
-        """Return a copy with some fields changed (validated again)."""
-        return dataclasses.replace(self, **changes)
-
 
 def field_names() -> tuple[str, ...]:
     """The names accepted in a config file."""

@@ -167,7 +167,9 @@ class Connection:
             if (reason := self._closed_by_server()) is not None:
                 return reason, None
             wait = self._next_deadline() - self._clock()
-            self._sock.settimeout(min(max(wait, 0.001), MAX_WAIT))
+            timeout = MAX_WAIT if wait >= MAX_WAIT else max(wait, 0.001)
+            if timeout != self._sock.gettimeout():
+                self._sock.settimeout(timeout)  # a system call: skipped while the deadlines are far away
             try:
                 data = self._sock.recv(RECV_SIZE)
             except TimeoutError:
@@ -311,7 +313,9 @@ class Connection:
         self.writer.join(max(0.0, deadline - self._clock()))
         self._shutdown(socket.SHUT_RDWR)  # unblocks a writer stuck on a client that does not read
         self.outbox.abort()
-        self.writer.join()
+        self.writer.join(self.config.write_timeout)
+        if self.writer.is_alive():
+            log.error("conn=%d event=writer_stuck", self.id)
         if self._history_db is not None:
             self._history_db.close()
         self._wsock.close()

@@ -1,8 +1,9 @@
 """The hub: who is online under which nick, which rooms exist, who is in each; and the fan-out seam.
 
-Ownership: only the history thread (`chat_server.sequencer`) *changes* hub state, always under `Hub.lock`.
-Other threads (a reader serving `FetchHistory`, `ChatServer.stats()`, tests) only *read* it, under the same
-lock. The lock is held for dictionary and set operations only: never for I/O, never while calling out.
+Ownership: only the history thread (`chat_server.sequencer`) *changes* hub state, always under `Hub.lock`;
+being the only writer, it may also read without the lock. Other threads (a reader serving `FetchHistory`,
+`ChatServer.stats()`, tests) only *read* it, under the lock. The lock is held for dictionary and list
+operations only: never for I/O, never while calling out.
 
 Fan-out goes through one method, `Hub.publish(room, data, skip)`: it takes the member snapshot under the
 lock, releases it, and appends the same encoded bytes to each member's outbox. A later pub/sub backplane that
@@ -85,16 +86,6 @@ class Hub:
         self.nicks: dict[str, Client] = {}
 
     # -- Queries (any thread) ------------------------------------------------------------------------------
-
-    def room(self, name: str) -> Room | None:
-        """The room called `name` (under case folding), if it exists."""
-        with self.lock:
-            return self.rooms.get(fold(name))
-
-    def client(self, nick: str) -> Client | None:
-        """The client logged in as `nick` (under case folding), if any."""
-        with self.lock:
-            return self.nicks.get(fold(nick))
 
     def online(self) -> int:
         """How many clients are logged in."""

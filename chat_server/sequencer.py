@@ -64,11 +64,6 @@ class Sequencer:
         if self._thread.is_alive():
             log.error("event=history_thread_stuck (still running after %.1f s)", timeout)
 
-    @property
-    def alive(self) -> bool:
-        """True while the history thread runs."""
-        return self._thread.is_alive()
-
     def _take(self) -> list[tuple[Client, Request]]:
         with self._lock:
             while not self._queue and not self._stopping:
