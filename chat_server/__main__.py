@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:
+        """Ask the main loop to stop (the signal handler does nothing else)."""
         stop.set()
 
     signal.signal(signal.SIGINT, on_signal)

@@ -69,6 +69,9 @@ DEFAULT_BACKFILL = 50
 DEFAULT_MAX_BACKFILL = 500
 #: SQLite `synchronous` mode for the history: FULL survives power loss, NORMAL only process crashes.
 DEFAULT_HISTORY_SYNC = "FULL"
+#: Seconds a history write waits for a lock held by another process (a backup, a sqlite3 shell) before the
+#: messages of that batch are refused with `history_unavailable`.
+DEFAULT_HISTORY_BUSY_TIMEOUT = 5.0
 #: Most requests the history thread applies in one transaction (group commit).
 DEFAULT_COMMIT_BATCH = 1024
 #: Requests waiting for the history thread before readers are held back (back-pressure).
@@ -126,6 +129,7 @@ class ServerConfig:
     backfill: int = DEFAULT_BACKFILL
     max_backfill: int = DEFAULT_MAX_BACKFILL
     history_sync: str = DEFAULT_HISTORY_SYNC
+    history_busy_timeout: float = DEFAULT_HISTORY_BUSY_TIMEOUT
     commit_batch: int = DEFAULT_COMMIT_BATCH
     sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
     linger: float = DEFAULT_LINGER

@@ -128,7 +128,11 @@ class ChatServer:
         if self._listener is not None:
             raise RuntimeError("the server is already started")
         config = self.config
-        store = HistoryStore(config.history_path, synchronous=config.history_sync.upper())
+        store = HistoryStore(
+            config.history_path,
+            synchronous=config.history_sync.upper(),
+            busy_timeout=config.history_busy_timeout,
+        )
         hub = Hub()
         try:
             chat = Chat(hub, store, config)

@@ -89,15 +89,20 @@ class Page:
     skipped: int
 
 
-def connect(path: Path, *, synchronous: str = "FULL", handed_over: bool = False) -> sqlite3.Connection:
+def connect(
+    path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0, handed_over: bool = False
+) -> sqlite3.Connection:
     """Open `path` in WAL mode, in autocommit mode so transactions are explicit (`BEGIN` ... `COMMIT`).
 
+    `busy_timeout`: how long a statement waits for a lock another process holds (e.g. a backup).
     `handed_over`: the connection is opened by one thread and then used only by another (the writer is
     opened by `ChatServer.start` so that a bad path fails at once, then owned by the history thread).
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=not handed_over, timeout=5.0)
+        db = sqlite3.connect(
+            path, isolation_level=None, check_same_thread=not handed_over, timeout=busy_timeout
+        )
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         return db
@@ -108,10 +113,11 @@ def connect(path: Path, *, synchronous: str = "FULL", handed_over: bool = False)
 class HistoryStore:
     """The writer side of the history: schema, message inserts, duplicates, topics (history thread only)."""
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout: float = 5.0) -> None:
         self.path = path
         self._synchronous = synchronous
-        self._db = connect(path, synchronous=synchronous, handed_over=True)
+        self._busy_timeout = busy_timeout
+        self._db = connect(path, synchronous=synchronous, busy_timeout=busy_timeout, handed_over=True)
         try:
             self._db.executescript(SCHEMA)
         except sqlite3.Error as error:
@@ -125,7 +131,7 @@ class HistoryStore:
 
     def open_reader(self) -> sqlite3.Connection:
         """Open a read connection for the calling thread."""
-        return connect(self.path, synchronous=self._synchronous)
+        return connect(self.path, synchronous=self._synchronous, busy_timeout=self._busy_timeout)
 
     # -- Transactions (group commit) -----------------------------------------------------------------------
 

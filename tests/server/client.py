@@ -129,6 +129,7 @@ class ChatTestClient:
         """Return the first received message of type `kind` whose fields equal `fields`."""
 
         def matches(message: Message) -> bool:
+            """True for a message of the wanted type and field values."""
             return isinstance(message, kind) and all(getattr(message, k) == v for k, v in fields.items())
 
         found = self.recv_until(matches, timeout)

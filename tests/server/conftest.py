@@ -51,6 +51,7 @@ def make_config(tmp_path: Path) -> Callable[..., ServerConfig]:
     """Build a test config; keyword arguments override `TEST_SETTINGS`."""
 
     def make(**overrides: Any) -> ServerConfig:
+        """Build a test config."""
         return ServerConfig(**{**TEST_SETTINGS, "data_dir": tmp_path, **overrides})
 
     return make
@@ -62,6 +63,7 @@ def make_server(make_config: Callable[..., ServerConfig]) -> Iterator[Callable[.
     servers: list[ChatServer] = []
 
     def make(**overrides: Any) -> ChatServer:
+        """Start a server with these overrides."""
         server = ChatServer(make_config(**overrides))
         server.start()
         servers.append(server)
@@ -84,6 +86,7 @@ def connect(server: ChatServer) -> Iterator[Callable[..., ChatTestClient]]:
     clients: list[ChatTestClient] = []
 
     def open_client(**kwargs: Any) -> ChatTestClient:
+        """Open one client connection."""
         client = ChatTestClient(server.address, **kwargs)
         clients.append(client)
         return client
@@ -98,6 +101,7 @@ def login(connect: Callable[..., ChatTestClient]) -> Callable[..., ChatTestClien
     """Open a client and log it in: `login("alice")`, `login("bob", rooms=["a", "b"])`."""
 
     def log_in(nick: str, rooms: list[str] | None = None) -> ChatTestClient:
+        """Open a client and log it in."""
         client = connect()
         client.login(nick, rooms)
         return client

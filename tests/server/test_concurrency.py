@@ -42,6 +42,7 @@ class Chatter(threading.Thread):
         self.failure: BaseException | None = None
 
     def run(self) -> None:
+        """Send, then read until every expected message and ack arrived."""
         try:
             self.start_gate.wait(10)
             client = self.client

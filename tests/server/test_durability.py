@@ -34,6 +34,7 @@ class Sender(threading.Thread):
         self.unacked: str | None = None
 
     def run(self) -> None:
+        """Send messages one at a time until the server goes away."""
         number = 0
         try:
             while True:

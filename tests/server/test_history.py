@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 
 from chat_server.server import ChatServer
-from shared import Ack, FetchHistory, History, Join, Said, Say, Tell, Told, encode
+from shared import Ack, FetchHistory, History, Join, RoomState, Said, Say, Tell, Told, Who, encode
 
 from .client import ChatTestClient
 
@@ -159,3 +160,28 @@ def test_history_survives_restart(make_server: Callable[..., ChatServer]) -> Non
         assert [(m.id, m.text, m.nick) for m in history.messages if isinstance(m, Said)] == [
             (ids[n], f"m{n}", "alice") for n in range(3)
         ]
+
+
+def test_history_failure_refuses_messages_and_the_rest_goes_on(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    """While the database cannot be written, messages get history_unavailable (not relayed unstored);
+    everything else keeps working, and messages flow again once the database is back."""
+    server = make_server(history_busy_timeout=0.2)
+    with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
+        alice.login("alice")
+        bob.login("bob")
+        blocker = sqlite3.connect(server.config.history_path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock (a stuck backup)
+            alice.send(Say(room="lobby", text="lost?", ref=1))
+            error = alice.error("history_unavailable")
+            assert (error.ref, error.fatal) == (1, False)
+            alice.send(Who(room="lobby", ref=2))
+            assert len(alice.recv(RoomState, ref=2).members) == 2
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        alice.send(Say(room="lobby", text="back", ref=3))
+        alice.recv(Ack, ref=3)
+        assert [m.text for m in bob.drain(0.2) if isinstance(m, Said)] == ["back"]

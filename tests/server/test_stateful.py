@@ -51,20 +51,24 @@ class ChatMachine(RuleBasedStateMachine):
         self.ref = 0
 
     def teardown(self) -> None:
+        """Close the clients, stop the server, remove its folder."""
         for client in self.clients.values():
             client.close()
         self.server.stop()
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def next_ref(self) -> int:
+        """A fresh request reference."""
         self.ref += 1
         return self.ref
 
     def nick_in_use(self, nick: str, other_than: int | None = None) -> bool:
+        """True if a connected slot other than `other_than` holds `nick` (folded)."""
         return any(fold(n) == fold(nick) for slot, n in self.nicks.items() if slot != other_than)
 
     @rule(slot=SLOTS, nick=NICKS)
     def connect(self, slot: int, nick: str) -> None:
+        """Connect a free slot; a nick in use is refused (fatal), else welcomed."""
         if slot in self.clients:
             return
         client = ChatTestClient(self.server.address)
@@ -80,6 +84,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     @rule(slot=SLOTS, room=ROOMS)
     def join(self, slot: int, room: str) -> None:
+        """Join a room (a rejoin is fine)."""
         if slot not in self.clients:
             return
         ref = self.next_ref()
@@ -89,6 +94,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     @rule(slot=SLOTS, room=ROOMS)
     def leave(self, slot: int, room: str) -> None:
+        """Leave a room: Left if a member, not_in_room otherwise."""
         if slot not in self.clients:
             return
         ref = self.next_ref()
@@ -104,6 +110,7 @@ class ChatMachine(RuleBasedStateMachine):
         slot=SLOTS, room=ROOMS, text=st.text(st.characters(codec="utf-8", categories=["L", "N"]), min_size=1)
     )
     def say(self, slot: int, room: str, text: str) -> None:
+        """Say something: acked if a member, refused otherwise."""
         if slot not in self.clients:
             return
         ref = self.next_ref()
@@ -114,6 +121,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     @rule(slot=SLOTS, nick=NICKS)
     def change_nick(self, slot: int, nick: str) -> None:
+        """Change nick: nick_taken if another slot holds it, else NickChanged."""
         if slot not in self.clients:
             return
         ref = self.next_ref()
@@ -130,6 +138,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     @rule(slot=SLOTS)
     def disconnect(self, slot: int) -> None:
+        """Drop a connection and wait until the server has noticed."""
         client = self.clients.pop(slot, None)
         if client is None:
             return
@@ -139,6 +148,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     @invariant()
     def membership_matches_model(self) -> None:
+        """Every room's members, as the server reports them, equal the model's."""
         if not self.clients:
             return
         asker_slot = min(self.clients)
