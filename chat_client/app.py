@@ -26,6 +26,11 @@ from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
 
 
+#: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
+#: typed during a flood wait for at most one batch (see benchmarks/client_throughput.py).
+NET_BATCH = 200
+
+
 class ChatApp(App[int]):
     """mpchat in the terminal."""
 
@@ -113,7 +118,7 @@ class ChatApp(App[int]):
         self.chat_screen = chat
         await self.switch_screen(chat)
         try:
-            while batch := await client.next_events():
+            while batch := await client.next_events(NET_BATCH):
                 chat.post_message(NetEvents(batch))
         finally:
             self.client = None
