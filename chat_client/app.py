@@ -17,14 +17,15 @@ from textual.app import App
 from textual.binding import Binding
 
 from chat_client.client import ChatClient, ClientOptions
+from chat_client.discovery import DiscoveredServer, DiscoveryListener
 from chat_client.errors import ConnectionLost, LoginRefused
-from chat_client.messages import NetEvents
+from chat_client.messages import NetEvents, ServersHeard
 from chat_client.model import ChatModel
 from chat_client.palette import ChatCommands
 from chat_client.screens.chat import ChatScreen
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
-
+from shared.discovery import DestinationRefused
 
 #: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
 #: typed during a flood wait for at most one batch (see benchmarks/client_throughput.py).
@@ -53,6 +54,7 @@ class ChatApp(App[int]):
         config_dir: Path | None = None,
         options: ClientOptions | None = None,
         clock: Callable[[], float] = time.time,
+        discovery: Callable[[], DiscoveryListener] | None = DiscoveryListener,
     ) -> None:
         super().__init__()
         self.config_dir = config_dir
@@ -68,6 +70,10 @@ class ChatApp(App[int]):
         self.clock = clock
         self.client: ChatClient | None = None
         self.chat_screen: ChatScreen | None = None
+        self._discovery = discovery
+        #: The servers last heard on the LAN, and why discovery is off (if it is).
+        self.lan_servers: list[DiscoveredServer] = []
+        self.lan_problem: str | None = None if discovery is not None else "LAN discovery is off"
 
     def on_mount(self) -> None:
         """Apply the theme, show the connect screen, and connect at once if told where."""
@@ -84,6 +90,8 @@ class ChatApp(App[int]):
                 connecting=connecting,
             )
         )
+        if self._discovery is not None:
+            self.listen_for_servers(self._discovery)
         if connecting:
             self.start_chat(self._host, self._port, self._nick)
 
@@ -92,6 +100,28 @@ class ChatApp(App[int]):
         if theme != self.settings.theme:
             self.settings.theme = theme
             save_settings(self.settings, self.config_dir)
+
+    @work(exclusive=True, group="discovery", exit_on_error=False)
+    async def listen_for_servers(self, factory: Callable[[], DiscoveryListener]) -> None:
+        """Listen for server beacons while the connect screen is up (cancelled once logged in)."""
+        listener = factory()
+
+        def heard(servers: list[DiscoveredServer]) -> None:
+            self.post_message(ServersHeard(servers))
+
+        listener.on_update = heard
+        try:
+            await listener.run()
+        except OSError as error:
+            self.post_message(ServersHeard([], f"LAN discovery unavailable: {error.strerror or error}"))
+        except DestinationRefused as error:
+            self.post_message(ServersHeard([], f"LAN discovery unavailable: {error}"))
+
+    def on_servers_heard(self, message: ServersHeard) -> None:
+        """Keep the list, and show it if the connect screen is up."""
+        self.lan_servers, self.lan_problem = message.servers, message.problem
+        if isinstance(self.screen, ConnectScreen):
+            self.screen.show_lan(self.lan_servers, self.lan_problem)
 
     def start_chat(self, host: str, port: int, nick: str) -> None:
         """Connect (in the background) and switch to the chat screen once logged in."""
@@ -112,6 +142,7 @@ class ChatApp(App[int]):
                 self.screen.show_error(f"cannot connect to {host}:{port} as {nick}: {error}")
             return
         self.client = client
+        self.workers.cancel_group(self, "discovery")
         self.settings.remember(host, port, nick)
         save_settings(self.settings, self.config_dir)
         chat = ChatScreen(model, client, address=f"{host}:{port}", bell=self.bell_on_mention)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
+from chat_client.discovery import DiscoveredServer
 from chat_client.events import Event
 
 
@@ -21,3 +22,12 @@ class LoginFailed(Message):
     def __init__(self, reason: str) -> None:
         super().__init__()
         self.reason = reason
+
+
+class ServersHeard(Message):
+    """The servers heard on the LAN changed (`problem` says why discovery is off, if it is)."""
+
+    def __init__(self, servers: list[DiscoveredServer], problem: str | None = None) -> None:
+        super().__init__()
+        self.servers = servers
+        self.problem = problem

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Button, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
+from chat_client.discovery import DiscoveredServer
 from chat_client.render import safe
 from chat_client.settings import Recent
 from shared import nick_problem
@@ -48,6 +49,9 @@ class ConnectScreen(Screen[None]):
                 yield Input(value=self._nick, id="nick", placeholder="your nick", max_length=DEFAULT_MAX_NICK)
             yield Button("Connect", id="connect", variant="primary")
             yield Static(id="connect-status")
+            yield Label("Servers on the LAN", classes="section")
+            yield OptionList(id="lan")
+            yield Static(Text("listening…", style="dim"), id="lan-status")
             yield Label("Recent servers", classes="section")
             options = [Option(self._recent_label(r), id=str(i)) for i, r in enumerate(self._recent)]
             recent = OptionList(*options, id="recent")
@@ -58,7 +62,13 @@ class ConnectScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """When the app connects straight away (--host/--nick), say so."""
+        """Show what the app has heard so far; when it connects straight away (--host/--nick), say so."""
+        from chat_client.app import ChatApp
+
+        self._lan: list[DiscoveredServer] = []
+        self.query_one("#lan", OptionList).display = False
+        if isinstance(self.app, ChatApp):
+            self.show_lan(self.app.lan_servers, self.app.lan_problem)
         if self._connecting:
             self.show_status(f"connecting to {self._host}:{self._port} as {self._nick}…")
             self.query_one("#connect", Button).disabled = True
@@ -92,6 +102,36 @@ class ConnectScreen(Screen[None]):
         app = self.app
         assert isinstance(app, ChatApp)
         app.start_chat(host, int(port_text), nick)
+
+    def show_lan(self, servers: list[DiscoveredServer], problem: str | None) -> None:
+        """List the servers heard on the LAN (all their text is untrusted: made visible, never markup)."""
+        self._lan = list(servers)
+        lan = self.query_one("#lan", OptionList)
+        lan.clear_options()
+        lan.add_options([Option(self._lan_label(server), id=str(i)) for i, server in enumerate(self._lan)])
+        lan.display = bool(self._lan)
+        status = self.query_one("#lan-status", Static)
+        status.display = not self._lan
+        status.update(Text(safe(problem) if problem else "none heard yet", style="dim", end=""))
+
+    @staticmethod
+    def _lan_label(server: DiscoveredServer) -> Text:
+        users = f"{server.users} user{'s' if server.users != 1 else ''}"
+        text = Text(end="", no_wrap=True, overflow="ellipsis")
+        text.append(safe(server.name), style="bold")
+        text.append(f"  {safe(server.host)}:{server.port}  {users}", style="dim")
+        if server.rooms:
+            text.append("  " + ", ".join(safe(name) for name, _ in server.rooms[:5]), style="dim")
+        return text
+
+    @on(OptionList.OptionSelected, "#lan")
+    def use_lan(self, event: OptionList.OptionSelected) -> None:
+        """Fill the form from a server heard on the LAN."""
+        server = self._lan[int(event.option.id or 0)]
+        self.query_one("#host", Input).value = server.host
+        self.query_one("#port", Input).value = str(server.port)
+        nick = self.query_one("#nick", Input)
+        (nick if not nick.value else self.query_one("#connect", Button)).focus()
 
     @on(OptionList.OptionSelected, "#recent")
     def use_recent(self, event: OptionList.OptionSelected) -> None:

@@ -40,7 +40,7 @@ def test_connect_screen(snap_compare: SnapCompare, private_dirs: Path) -> None:
     settings.remember("10.0.0.5", 7000, "al")
     settings.remember("chat.lan", 7878, "alice")
     save_settings(settings, private_dirs)
-    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=SIZE)
+    assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE)
 
 
 def test_chat_screen(snap_compare: SnapCompare, private_dirs: Path) -> None:
@@ -50,7 +50,7 @@ def test_chat_screen(snap_compare: SnapCompare, private_dirs: Path) -> None:
         await pilot.app.switch_screen(offline_screen())
         await pilot.pause()
 
-    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=SIZE, run_before=show)
+    assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)
 
 
 def test_hostile_text_is_shown_literally(snap_compare: SnapCompare, private_dirs: Path) -> None:
@@ -70,7 +70,7 @@ def test_hostile_text_is_shown_literally(snap_compare: SnapCompare, private_dirs
         await pilot.app.switch_screen(offline_screen(model))
         await pilot.pause()
 
-    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=SIZE, run_before=show)
+    assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)
 
 
 def test_help_in_narrow_terminal(snap_compare: SnapCompare, private_dirs: Path) -> None:
@@ -82,4 +82,6 @@ def test_help_in_narrow_terminal(snap_compare: SnapCompare, private_dirs: Path) 
         await pilot.press("f1")
         await pilot.pause()
 
-    assert snap_compare(ChatApp(config_dir=private_dirs), terminal_size=(80, 30), run_before=show)
+    assert snap_compare(
+        ChatApp(config_dir=private_dirs, discovery=None), terminal_size=(80, 30), run_before=show
+    )

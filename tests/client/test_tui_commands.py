@@ -116,3 +116,37 @@ async def test_connect_screen_shows_a_refused_login(server: LiveServer, private_
             await pilot.click("#nick")
             await pilot.press(*"free", "enter")
             await wait_for_chat(app, pilot)
+
+
+async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer, private_dirs: Path) -> None:
+    """A real beacon (on loopback) shows up on the connect screen; picking it fills host and port."""
+    from chat_client.discovery import DiscoveryListener
+    from chat_server.beacon import Beacon, BeaconConfig
+    from shared.discovery import BeaconInfo, new_server_id
+
+    listeners: list[DiscoveryListener] = []
+
+    def loopback_listener() -> DiscoveryListener:
+        listener = DiscoveryListener(listen=("127.0.0.1", 0), query=None)
+        listeners.append(listener)
+        return listener
+
+    app = ChatApp(config_dir=private_dirs, options=FAST, discovery=loopback_listener)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(lambda: listeners and listeners[0].ready.is_set(), what="listener bound")
+        port = listeners[0].listen_address[1]
+        info = BeaconInfo(
+            server_id=new_server_id(), name="lanbox [b]x[/b]", port=server.port, users=2, rooms=[("lobby", 2)]
+        )
+        config = BeaconConfig(enabled=True, addresses=("127.0.0.1",), port=port, query_port=0, interval=0.2)
+        with Beacon(config, lambda: info):
+            screen = app.screen
+            assert isinstance(screen, ConnectScreen)
+            lan = screen.query_one("#lan")
+            await wait_until(lambda: lan.option_count == 1, what="the server listed")  # type: ignore[attr-defined]
+            assert "lanbox [b]x[/b]" in str(lan.get_option_at_index(0).prompt)  # type: ignore[attr-defined]
+            lan.highlighted = 0  # type: ignore[attr-defined]
+            lan.action_select()  # type: ignore[attr-defined]
+            await pilot.pause()
+            assert screen.query_one("#port").value == str(server.port)  # type: ignore[attr-defined]
+            assert screen.query_one("#host").value == "127.0.0.1"  # type: ignore[attr-defined]
