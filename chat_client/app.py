@@ -157,7 +157,11 @@ class ChatApp(App[int]):
 
     async def action_quit(self) -> None:
         """Log out politely, then exit."""
+        await self.quit_chat(None)
+
+    async def quit_chat(self, reason: str | None) -> None:
+        """Log out with `reason` (bounded by the client's close timeout), then exit with status 0."""
         client = self.client
         if client is not None:
-            await client.close()
+            await client.close(reason)
         self.exit(0)

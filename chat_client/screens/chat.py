@@ -162,7 +162,10 @@ class ChatScreen(Screen[None]):
         outcome: Outcome = await self.controller.run(line)
         self.render_changes(outcome.changes)
         if outcome.quit:
-            await self.app.run_action("quit")
+            from chat_client.app import ChatApp
+
+            if isinstance(self.app, ChatApp):
+                await self.app.quit_chat(outcome.quit_reason)
 
     @on(OptionList.OptionSelected, "#rooms")
     def pick_buffer(self, event: OptionList.OptionSelected) -> None:
