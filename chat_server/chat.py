@@ -194,14 +194,24 @@ class Chat:
         except HistoryError as error:
             self._history_failed(error, pending)
             return
+        run: list[tuple[Client, bytes, bytes]] = []  # consecutive messages of one room
+        run_room: Room | None = None
         for stored in pending:
-            stored.sender.send(stored.ack)
-            if stored.relay is None:
+            if stored.room is not None and stored.relay is not None:
+                if stored.room is not run_room and run_room is not None:
+                    self.hub.publish_messages(run_room, run)
+                    run = []
+                run_room = stored.room
+                run.append((stored.sender, stored.ack, stored.relay))
                 continue
-            if stored.room is not None:
-                self.hub.publish(stored.room, stored.relay, skip=stored.sender)
-            elif stored.recipient is not None:
+            if run_room is not None:
+                self.hub.publish_messages(run_room, run)
+                run, run_room = [], None
+            stored.sender.send(stored.ack)
+            if stored.recipient is not None and stored.relay is not None:
                 stored.recipient.send(stored.relay)
+        if run_room is not None:
+            self.hub.publish_messages(run_room, run)
 
     def _history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
         self.store.rollback()

@@ -5,10 +5,12 @@ being the only writer, it may also read without the lock. Other threads (a reade
 `ChatServer.stats()`, tests) only *read* it, under the lock. The lock is held for dictionary and list
 operations only: never for I/O, never while calling out.
 
-Fan-out goes through one method, `Hub.publish(room, data, skip)`: it takes the member snapshot under the
-lock, releases it, and appends the same encoded bytes to each member's outbox. A later pub/sub backplane that
-relays rooms between several server processes would wrap or replace this one method (publish locally and to
-the backplane; deliver what the backplane relays with the same local loop) without touching connection code.
+Fan-out goes through the `publish` methods: `Hub.publish(room, data, skip)` for one frame (joined, left,
+topic...) and `Hub.publish_messages(room, run)` for a run of stored messages. Each takes the member snapshot
+under the lock, releases it, and appends the same encoded bytes to each member's outbox. A later pub/sub
+backplane that relays rooms between several server processes would wrap these methods (publish locally and
+to the backplane; deliver what the backplane relays with the same local loop) without touching connection
+code.
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ class Client:
     def send(self, data: bytes) -> None:
         """Queue one encoded frame for this client; a client over its queue limit is dropped."""
         if not self.outbox.put(data):
+            self.close(self.overflow, True)
+
+    def send_many(self, frames: list[bytes]) -> None:
+        """Queue several encoded frames, in order, with one append."""
+        if not self.outbox.put_many(frames):
             self.close(self.overflow, True)
 
     def __repr__(self) -> str:
@@ -144,6 +151,23 @@ class Hub:
         for member in members:
             if member is not skip:
                 member.send(data)
+
+    def publish_messages(self, room: Room, run: list[tuple[Client, bytes, bytes]]) -> None:
+        """Deliver consecutive stored messages of one room: `run` holds (sender, ack, relay) in id order.
+
+        Each member gets every message's relay frame, except that a sender gets its ack in the place of its
+        own message. One append per member for the whole run: under load a member's writer then wakes once
+        and writes the run with one system call.
+        """
+        with self.lock:
+            members = tuple(room.members)
+        if len(run) == 1:
+            sender, ack, relay = run[0]
+            for member in members:
+                member.send(ack if member is sender else relay)
+            return
+        for member in members:
+            member.send_many([ack if sender is member else relay for sender, ack, relay in run])
 
     def neighbours(self, client: Client) -> list[Client]:
         """`client` and everyone sharing at least one room with it, each once."""

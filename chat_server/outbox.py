@@ -63,6 +63,20 @@ class Outbox:
                 return self._check_over_soft()
             return True
 
+    def put_many(self, frames: list[bytes]) -> bool:
+        """Queue several frames at once (one lock, at most one wake-up); False if now over the limit."""
+        with self._lock:
+            if self._closed:
+                return True
+            was_empty = not self._frames
+            self._frames += frames
+            self._queued += sum(map(len, frames))
+            if was_empty:
+                self._ready.notify()
+            if self._queued > self.soft:
+                return self._check_over_soft()
+            return True
+
     def overdue(self) -> bool:
         """True if the queue has been over its soft limit for too long (checked by the reader's timer)."""
         with self._lock:

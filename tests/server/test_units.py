@@ -149,3 +149,12 @@ def test_config_file(tmp_path: Path) -> None:
         load_toml(path)
     with pytest.raises(ValueError, match="cannot read"):
         load_toml(tmp_path / "missing.toml")
+
+
+def test_outbox_put_many_counts_and_limits() -> None:
+    """put_many queues frames in order, counts their bytes, and reports crossing the hard limit."""
+    box = outbox(FakeClock())
+    assert box.put_many([b"a", b"bb"])
+    assert box.queued == 3
+    assert not box.put_many([b"x" * 150, b"y" * 150])
+    assert box.take(0) == [b"a", b"bb", b"x" * 150, b"y" * 150]
