@@ -16,7 +16,7 @@ The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widge
 """
 
 from .backoff import Backoff
-from .client import ChatClient, ClientOptions, ConnectionState
+from .client import ChatClient
 from .errors import (
     ClientClosed,
     ClientError,
@@ -29,6 +29,7 @@ from .errors import (
     ServerError,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
+from .options import ClientOptions, ConnectionState
 from .outbox import DeliveryState, OutboxEntry
 
 __all__ = [

@@ -16,11 +16,12 @@ from textual import work
 from textual.app import App
 from textual.binding import Binding
 
-from chat_client.client import ChatClient, ClientOptions
+from chat_client.client import ChatClient
 from chat_client.discovery import DiscoveredServer, DiscoveryListener
 from chat_client.errors import ConnectionLost, LoginRefused
 from chat_client.messages import NetEvents, ServersHeard
 from chat_client.model import ChatModel
+from chat_client.options import ClientOptions
 from chat_client.palette import ChatCommands
 from chat_client.screens.chat import ChatScreen
 from chat_client.screens.connect import ConnectScreen

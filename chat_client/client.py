@@ -27,13 +27,12 @@ task, whose `finally` closes the socket, fails the waiting requests and emits th
 from __future__ import annotations
 
 import asyncio
-import enum
 import itertools
 import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
 
@@ -74,7 +73,6 @@ from shared import (
 from shared import Error as ErrorFrame
 from shared.limits import DEFAULT_LIMITS, Limits
 
-from .backoff import Backoff
 from .errors import (
     ClientClosed,
     ClientError,
@@ -86,28 +84,13 @@ from .errors import (
     ServerError,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
-from .outbox import DEFAULT_OUTBOX_LIMIT, DeliveryState, Outbox, OutboxEntry
+from .options import ClientOptions, ConnectionState
+from .outbox import DeliveryState, Outbox, OutboxEntry
+from .resume import DM_KEY, ResumeState, room_key
 from .session import Endpoint, Session
 
 log = logging.getLogger(__name__)
 
-CLIENT_NAME = "mpchat-client/0.1"
-#: Seconds allowed to connect and receive the welcome.
-DEFAULT_CONNECT_TIMEOUT = 10.0
-#: Seconds a request that waits for its answer (join, who, history...) waits at most.
-DEFAULT_REQUEST_TIMEOUT = 10.0
-#: The client pings at least this often (seconds), to measure the lag and notice a dead server.
-DEFAULT_PING_EVERY = 15.0
-#: A server that sends nothing for one ping period plus this many seconds is considered dead.
-DEFAULT_PING_GRACE = 10.0
-#: Events kept for a consumer that does not read them; beyond this the oldest are dropped (and logged).
-DEFAULT_EVENT_QUEUE_LIMIT = 20_000
-#: How many recent direct messages are fetched at the first login (0: none).
-DEFAULT_DM_BACKFILL = 50
-#: How many message ids per room are remembered to drop duplicates.
-SEEN_IDS_PER_ROOM = 2048
-#: Seconds `close()` waits for the server to close the connection after `quit`.
-DEFAULT_CLOSE_TIMEOUT = 2.0
 #: Seconds to wait before resending a message refused with `rate_limited` and no `retry_after_ms`.
 RATE_LIMIT_RETRY = 1.0
 
@@ -126,56 +109,6 @@ _RETRYABLE_LOGIN_CODES = frozenset(
 )
 # Fatal session errors after which reconnecting would only repeat the failure.
 _FINAL_SESSION_CODES = frozenset({ErrorCode.BAD_HELLO, ErrorCode.UNSUPPORTED_VERSION})
-_DM_KEY = "@"
-
-
-class ConnectionState(enum.StrEnum):
-    """Where the client is in its life."""
-
-    IDLE = "idle"
-    CONNECTING = "connecting"
-    CONNECTED = "connected"
-    RECONNECTING = "reconnecting"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ClientOptions:
-    """Timeouts and limits of a `ChatClient`; the defaults suit people, tests pass short ones."""
-
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
-    reconnect: bool = True
-    backoff: Backoff = field(default_factory=Backoff)
-    ping_every: float = DEFAULT_PING_EVERY
-    ping_grace: float = DEFAULT_PING_GRACE
-    outbox_limit: int = DEFAULT_OUTBOX_LIMIT
-    event_queue_limit: int = DEFAULT_EVENT_QUEUE_LIMIT
-    dm_backfill: int = DEFAULT_DM_BACKFILL
-    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
-    client_name: str = CLIENT_NAME
-
-
-class _RecentIds:
-    """The last `size` ids seen in one room: a set for lookups, a deque for the eviction order."""
-
-    def __init__(self, size: int = SEEN_IDS_PER_ROOM) -> None:
-        self._order: deque[int] = deque()
-        self._ids: set[int] = set()
-        self._size = size
-
-    def __contains__(self, item: int) -> bool:
-        return item in self._ids
-
-    def add(self, item: int) -> bool:
-        """Remember `item`; return False if it was already known."""
-        if item in self._ids:
-            return False
-        self._ids.add(item)
-        self._order.append(item)
-        if len(self._order) > self._size:
-            self._ids.discard(self._order.popleft())
-        return True
 
 
 @dataclass(slots=True)
@@ -212,12 +145,7 @@ class ChatClient:
         self._event_ready = asyncio.Event()
         self._dropped_events = 0
         self._closed_seen = False
-        # Resume state.
-        self._rooms: dict[str, str] = {}  # fold(room) -> room name, for every joined room
-        self._last_id: dict[str, int] = {}  # fold(room) or _DM_KEY -> newest message id seen
-        self._seen: dict[str, _RecentIds] = {}
-        self._join_refs: dict[str, int] = {}  # fold(room) -> ref of the join whose history is awaited
-        self._resume_refs: set[int] = set()
+        self._resume = ResumeState()
         # Requests.
         self._refs = itertools.count(1)
         self._waiters: list[_Waiter] = []
@@ -250,7 +178,7 @@ class ChatClient:
     @property
     def rooms(self) -> tuple[str, ...]:
         """The rooms this client is in (and rejoins after a reconnect)."""
-        return tuple(self._rooms.values())
+        return self._resume.rooms
 
     @property
     def limits(self) -> Limits:
@@ -451,7 +379,12 @@ class ChatClient:
         self._emit(Connected(session.welcome, resumed))
         if self._first_login is not None and not self._first_login.done():
             self._first_login.set_result(None)
-        self._resume(session, resumed)
+        for request in self._resume.after_login(
+            lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
+        ):
+            session.send(request)
+        for entry in self._outbox:
+            self._transmit(session, entry)
         every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))
         pinger = asyncio.create_task(self._pinger(session, every), name="mpchat pinger")
         try:
@@ -464,25 +397,8 @@ class ChatClient:
             pinger.cancel()
             self._session = None
             session.close()
-            self._join_refs.clear()
+            self._resume.session_ended()
             self._fail_waiters(ConnectionLost("the connection was lost before the answer came"))
-
-    def _resume(self, session: Session, resumed: bool) -> None:
-        """After login: rejoin rooms where we left off, catch up on direct messages, resend the outbox."""
-        if resumed:
-            for key, room in self._rooms.items():
-                ref = next(self._refs)
-                self._join_refs[key] = ref
-                self._resume_refs.add(ref)
-                session.send(Join(room=room, after=self._last_id.get(key), ref=ref))
-        last_dm = self._last_id.get(_DM_KEY)
-        if last_dm is not None or self.options.dm_backfill > 0:
-            ref = next(self._refs)
-            self._resume_refs.add(ref)
-            limit = None if last_dm is not None else self.options.dm_backfill
-            session.send(FetchHistory(direct=True, after=last_dm, limit=limit, ref=ref))
-        for entry in self._outbox:
-            self._transmit(session, entry)
 
     async def _pinger(self, session: Session, every: float) -> None:
         while True:
@@ -511,20 +427,20 @@ class ChatClient:
                 if not self._on_refused_send(message):
                     self._emit(message)
             case Said():
-                if self._note_id(fold(message.room), message.id):
+                if self._resume.note(room_key(message.room), message.id):
                     self._emit(message)
             case Told():
-                if self._note_id(_DM_KEY, message.id):
+                if self._resume.note(DM_KEY, message.id):
                     self._emit(message)
             case History():
-                self._emit(self._filter_history(message))
+                self._emit(self._resume.filter_history(message, self._is_pending_echo))
             case Joined(room=room, nick=nick):
-                if fold(nick) == fold(self.nick):
-                    self._rooms[fold(room)] = room
+                if self._is_mine(nick):
+                    self._resume.joined(room)
                 self._emit(message)
             case Left(room=room, nick=nick):
-                if fold(nick) == fold(self.nick):
-                    self._forget_room(fold(room))
+                if self._is_mine(nick):
+                    self._resume.forget(room)
                 self._emit(message)
             case NickChanged(old=old, new=new):
                 if fold(old) == fold(self.nick):
@@ -532,34 +448,6 @@ class ChatClient:
                 self._emit(message)
             case _:
                 self._emit(message)
-
-    def _note_id(self, key: str, message_id: int) -> bool:
-        """Record a message id; False if it was already delivered (a duplicate to drop)."""
-        if not self._seen.setdefault(key, _RecentIds()).add(message_id):
-            return False
-        if message_id > self._last_id.get(key, -1):
-            self._last_id[key] = message_id
-        return True
-
-    def _filter_history(self, history: History) -> History:
-        """Drop from a join's or resume's history what was already delivered, or is still in our outbox."""
-        key = _DM_KEY if history.direct else fold(history.room or "")
-        join_ref = self._join_refs.get(key)
-        is_join_reply = history.room is not None and join_ref is not None and history.ref in (join_ref, None)
-        if is_join_reply:
-            del self._join_refs[key]
-        if not (is_join_reply or history.ref in self._resume_refs):
-            # A page asked for with fetch_history(): hand it over as it is, but learn its ids.
-            for item in history.messages:
-                self._note_id(key, item.id)
-            return history
-        self._resume_refs.discard(history.ref or -1)
-        kept = tuple(
-            item
-            for item in history.messages
-            if not self._is_pending_echo(item) and self._note_id(key, item.id)
-        )
-        return history if len(kept) == len(history.messages) else replace(history, messages=kept)
 
     def _is_pending_echo(self, item: Said | Told) -> bool:
         """True if a replayed message is our own, still unacknowledged, first attempt.
@@ -576,12 +464,6 @@ class ChatClient:
                 return True
         return False
 
-    def _forget_room(self, key: str) -> None:
-        self._rooms.pop(key, None)
-        self._last_id.pop(key, None)
-        self._seen.pop(key, None)
-        self._join_refs.pop(key, None)
-
     def _on_ack(self, ack: Ack) -> None:
         client_msg_id = ack.client_msg_id or (self._ref_owner.get(ack.ref) if ack.ref is not None else None)
         if client_msg_id is None:
@@ -591,9 +473,7 @@ class ChatClient:
             return  # the ack of an earlier attempt of an entry already acknowledged
         self._forget_refs(client_msg_id)
         # Remember our own id, so a later replay of the room does not deliver it a second time.
-        self._seen.setdefault(fold(entry.room) if entry.room is not None else _DM_KEY, _RecentIds()).add(
-            ack.id
-        )
+        self._resume.note_own(room_key(entry.room) if entry.room is not None else DM_KEY, ack.id)
         self._settle(entry)
 
     def _on_refused_send(self, error: ErrorFrame) -> bool:
@@ -714,9 +594,9 @@ class ChatClient:
         request = Join(room=room, ref=ref)
         self._check(request)
         if self._session is None:
-            self._rooms.setdefault(fold(room), room)
+            self._resume.joined(room)
             return None
-        self._join_refs[fold(room)] = ref
+        self._resume.expect_join_reply(room, ref)
         reply = await self._request(request, _answer(RoomState, ref, room), wait)
         return reply if isinstance(reply, RoomState) else None
 
@@ -726,7 +606,7 @@ class ChatClient:
         request = Leave(room=room, reason=reason, ref=next(self._refs))
         self._check(request)
         if self._session is None:
-            self._forget_room(fold(room))
+            self._resume.forget(room)
             return
         key = fold(room)
         await self._request(

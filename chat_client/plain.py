@@ -21,11 +21,12 @@ from typing import TextIO
 
 from shared import visible
 
-from .client import ChatClient, ClientOptions
+from .client import ChatClient
 from .controller import Controller
 from .errors import ConnectionLost, LoginRefused
 from .events import Closed
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
+from .options import ClientOptions
 
 #: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
 FLUSH_TIMEOUT = 10.0

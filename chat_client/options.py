@@ -1,0 +1,52 @@
+"""`ClientOptions`: every timeout and limit of the client library, each with its named default."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .backoff import Backoff
+from .outbox import DEFAULT_OUTBOX_LIMIT
+
+CLIENT_NAME = "mpchat-client/0.1"
+#: Seconds allowed to connect and receive the welcome.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds a request that waits for its answer (join, who, history...) waits at most.
+DEFAULT_REQUEST_TIMEOUT = 10.0
+#: The client pings at least this often (seconds), to measure the lag and notice a dead server.
+DEFAULT_PING_EVERY = 15.0
+#: A server that sends nothing for one ping period plus this many seconds is considered dead.
+DEFAULT_PING_GRACE = 10.0
+#: Events kept for a consumer that does not read them; beyond this the oldest are dropped (and logged).
+DEFAULT_EVENT_QUEUE_LIMIT = 20_000
+#: How many recent direct messages are fetched at the first login (0: none).
+DEFAULT_DM_BACKFILL = 50
+#: Seconds `close()` waits for the server to close the connection after `quit`.
+DEFAULT_CLOSE_TIMEOUT = 2.0
+
+
+class ConnectionState(enum.StrEnum):
+    """Where the client is in its life."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientOptions:
+    """Timeouts and limits of a `ChatClient`; the defaults suit people, tests pass short ones."""
+
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT
+    reconnect: bool = True
+    backoff: Backoff = field(default_factory=Backoff)
+    ping_every: float = DEFAULT_PING_EVERY
+    ping_grace: float = DEFAULT_PING_GRACE
+    outbox_limit: int = DEFAULT_OUTBOX_LIMIT
+    event_queue_limit: int = DEFAULT_EVENT_QUEUE_LIMIT
+    dm_backfill: int = DEFAULT_DM_BACKFILL
+    close_timeout: float = DEFAULT_CLOSE_TIMEOUT
+    client_name: str = CLIENT_NAME

@@ -1,0 +1,135 @@
+"""What a client remembers across reconnects so that nothing is missed and nothing is shown twice.
+
+* The rooms it is in: rejoined after every login.
+* Per room (and for direct messages), the newest message id seen: the rejoin asks the server for what came
+  after it (`Join(after=...)`, `FetchHistory(direct=True, after=...)`).
+* Per room, the ids recently delivered (bounded): a message that arrives twice, say live and again in the
+  replay, is delivered once. The client's own acknowledged messages are recorded too, so a replay does not
+  hand them back.
+
+Pure bookkeeping: no I/O. `ChatClient` asks it what to send after a login and what to drop from a replay.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+
+from shared import FetchHistory, History, Join, Message, Said, Told, fold
+
+#: How many message ids per room are remembered to drop duplicates.
+SEEN_IDS_PER_ROOM = 2048
+#: The key of the direct messages (no room name folds to it: "@" is not allowed in names).
+DM_KEY = "@"
+
+
+class RecentIds:
+    """The last `size` ids seen in one room: a set for lookups, a deque for the eviction order."""
+
+    def __init__(self, size: int = SEEN_IDS_PER_ROOM) -> None:
+        self._order: deque[int] = deque()
+        self._ids: set[int] = set()
+        self._size = size
+
+    def __contains__(self, item: int) -> bool:
+        return item in self._ids
+
+    def add(self, item: int) -> bool:
+        """Remember `item`; return False if it was already known."""
+        if item in self._ids:
+            return False
+        self._ids.add(item)
+        self._order.append(item)
+        if len(self._order) > self._size:
+            self._ids.discard(self._order.popleft())
+        return True
+
+
+class ResumeState:
+    """Joined rooms, last ids and recently seen ids (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, str] = {}  # fold(room) -> room name, for every joined room
+        self._last_id: dict[str, int] = {}  # fold(room) or DM_KEY -> newest message id seen
+        self._seen: dict[str, RecentIds] = {}
+        self._join_refs: dict[str, int] = {}  # fold(room) -> ref of the join whose history is awaited
+        self._resume_refs: set[int] = set()
+
+    @property
+    def rooms(self) -> tuple[str, ...]:
+        """The rooms joined (and to rejoin)."""
+        return tuple(self._rooms.values())
+
+    def joined(self, room: str) -> None:
+        """We are in `room` (the server said so, or we will join it at the next login)."""
+        self._rooms.setdefault(fold(room), room)
+        self._rooms[fold(room)] = room
+
+    def forget(self, room: str) -> None:
+        """We left `room`: stop rejoining it and drop what we knew about it."""
+        key = fold(room)
+        for table in (self._rooms, self._last_id, self._seen, self._join_refs):
+            table.pop(key, None)
+
+    def expect_join_reply(self, room: str, ref: int) -> None:
+        """A join of `room` with request `ref` was sent: its history is a join reply."""
+        self._join_refs[fold(room)] = ref
+
+    def session_ended(self) -> None:
+        """Answers to the old connection's joins will never come."""
+        self._join_refs.clear()
+
+    def after_login(
+        self, next_ref: Callable[[], int], *, resumed: bool, dm_backfill: int
+    ) -> Iterator[Message]:
+        """The requests that catch up after a login: rejoin each room after its last id, fetch new DMs."""
+        if resumed:
+            for key, room in self._rooms.items():
+                ref = next_ref()
+                self._join_refs[key] = ref
+                self._resume_refs.add(ref)
+                yield Join(room=room, after=self._last_id.get(key), ref=ref)
+        last_dm = self._last_id.get(DM_KEY)
+        if last_dm is not None or dm_backfill > 0:
+            ref = next_ref()
+            self._resume_refs.add(ref)
+            limit = None if last_dm is not None else dm_backfill
+            yield FetchHistory(direct=True, after=last_dm, limit=limit, ref=ref)
+
+    def note(self, key: str, message_id: int) -> bool:
+        """Record a delivered message id; False if it was delivered before (a duplicate to drop)."""
+        if not self._seen.setdefault(key, RecentIds()).add(message_id):
+            return False
+        if message_id > self._last_id.get(key, -1):
+            self._last_id[key] = message_id
+        return True
+
+    def note_own(self, key: str, message_id: int) -> None:
+        """Record the id of our own acknowledged message, so no replay delivers it back to us."""
+        self._seen.setdefault(key, RecentIds()).add(message_id)
+
+    def filter_history(self, history: History, is_pending_echo: Callable[[Said | Told], bool]) -> History:
+        """Drop from a join's or resume's history what was already delivered or is our own pending message.
+
+        A page asked for explicitly (`fetch_history`) is handed over whole: its ids are only learnt.
+        """
+        key = DM_KEY if history.direct else fold(history.room or "")
+        join_ref = self._join_refs.get(key)
+        is_join_reply = history.room is not None and join_ref is not None and history.ref in (join_ref, None)
+        if is_join_reply:
+            del self._join_refs[key]
+        if not (is_join_reply or history.ref in self._resume_refs):
+            for item in history.messages:
+                self.note(key, item.id)
+            return history
+        self._resume_refs.discard(history.ref or -1)
+        kept = tuple(
+            item for item in history.messages if not is_pending_echo(item) and self.note(key, item.id)
+        )
+        return history if len(kept) == len(history.messages) else replace(history, messages=kept)
+
+
+def room_key(room: str) -> str:
+    """The key of a room in the resume state."""
+    return fold(room)
