@@ -16,7 +16,17 @@ from shared import Ack, Say, Tell
 
 PACKAGE = Path(chat_client.__file__).parent
 #: The modules a bot imports: none of them may pull in Textual.
-LIBRARY_MODULES = ["__init__", "backoff", "client", "errors", "events", "options", "outbox", "resume", "session"]
+LIBRARY_MODULES = [
+    "__init__",
+    "backoff",
+    "client",
+    "errors",
+    "events",
+    "options",
+    "outbox",
+    "resume",
+    "session",
+]
 
 
 def imported_modules(path: Path) -> set[str]:
