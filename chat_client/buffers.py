@@ -1,0 +1,175 @@
+"""The pieces of the chat model: buffers of lines, and the record of what one event changed.
+
+A `Buffer` is a room, a direct conversation or the server's own messages. It keeps at most `max_lines`
+lines in a deque (the oldest go first) and the ids of the messages it shows, so a message that arrives
+twice is shown once. No UI here: `chat_client.model.ChatModel` fills these, the renderers read them.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from shared import Member, fold
+
+from .outbox import OutboxEntry
+
+#: Lines kept per buffer (the scrollback); the oldest go first.
+DEFAULT_MAX_LINES = 2000
+#: The key of the server buffer (notices, errors, room lists); no room or nick key can look like it.
+SERVER_KEY = "*server*"
+
+
+class BufferKind(enum.StrEnum):
+    """What a buffer shows."""
+
+    SERVER = "server"
+    ROOM = "room"
+    DIRECT = "direct"
+
+
+class LineKind(enum.StrEnum):
+    """How a line is shown."""
+
+    MESSAGE = "message"
+    ACTION = "action"
+    NOTICE = "notice"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One line of a buffer. `ts` is seconds since the epoch; `id` the server's message id, if any."""
+
+    ts: float
+    kind: LineKind
+    text: str
+    nick: str | None = None
+    id: int | None = None
+    mention: bool = False
+    own: bool = False
+
+
+class ConnectionStatus(enum.StrEnum):
+    """What the status line says about the connection."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    OFFLINE = "offline"
+
+
+@dataclass(slots=True)
+class Buffer:
+    """A room, a direct conversation, or the server's own messages."""
+
+    key: str
+    name: str
+    kind: BufferKind
+    max_lines: int = DEFAULT_MAX_LINES
+    lines: deque[Line] = field(init=False)
+    unread: int = 0
+    mentioned: bool = False
+    topic: str = ""
+    members: dict[str, Member] = field(default_factory=dict)
+    joined: bool = False
+    #: True when the server has messages older than the oldest line here.
+    more_before: bool = False
+    #: A request for older messages is on its way.
+    fetching: bool = False
+    #: My messages to this buffer still waiting for the server's ack, oldest first.
+    pending: list[OutboxEntry] = field(default_factory=list)
+    _ids: set[int] = field(default_factory=set)
+
+    def __post_init__(self) -> None:
+        self.lines = deque(maxlen=self.max_lines)
+
+    @property
+    def oldest_id(self) -> int | None:
+        """The smallest message id shown here."""
+        return min(self._ids) if self._ids else None
+
+    def has(self, message_id: int) -> bool:
+        """True if the message with this id is already shown."""
+        return message_id in self._ids
+
+    def append(self, line: Line) -> bool:
+        """Add a line at the end; False (and nothing added) if its message is already here."""
+        if line.id is not None:
+            if line.id in self._ids:
+                return False
+            self._ids.add(line.id)
+        if len(self.lines) == self.lines.maxlen:
+            dropped = self.lines.popleft()
+            if dropped.id is not None:
+                self._ids.discard(dropped.id)
+        self.lines.append(line)
+        return True
+
+    def prepend(self, older: Iterable[Line]) -> int:
+        """Add older lines at the start, as many as fit; return how many were added."""
+        fresh = [line for line in older if line.id is None or line.id not in self._ids]
+        room = self.max_lines - len(self.lines)
+        if room <= 0:
+            return 0
+        kept = fresh[-room:]
+        for line in reversed(kept):
+            if line.id is not None:
+                self._ids.add(line.id)
+            self.lines.appendleft(line)
+        return len(kept)
+
+    @property
+    def full(self) -> bool:
+        """True when no older line can be added."""
+        return len(self.lines) >= self.max_lines
+
+
+@dataclass(slots=True)
+class Changes:
+    """What one `apply()` changed, for the renderer."""
+
+    #: Lines appended per buffer key, in order.
+    lines: dict[str, list[Line]] = field(default_factory=dict)
+    #: Buffers whose lines must be redrawn from scratch (older history was inserted).
+    redraw: set[str] = field(default_factory=set)
+    #: The list of buffers, their unread counts or the current buffer changed.
+    buffers: bool = False
+    members: set[str] = field(default_factory=set)
+    topic: set[str] = field(default_factory=set)
+    pending: set[str] = field(default_factory=set)
+    status: bool = False
+    #: New lines that mention me (or direct messages to me), for notifications.
+    mentions: list[tuple[str, Line]] = field(default_factory=list)
+    #: Errors to show to the user right away.
+    alerts: list[str] = field(default_factory=list)
+
+    def add(self, key: str, line: Line) -> None:
+        """Record an appended line."""
+        self.lines.setdefault(key, []).append(line)
+
+
+def room_key(room: str) -> str:
+    """The buffer key of a room."""
+    return "#" + fold(room)
+
+
+def peer_key(nick: str) -> str:
+    """The buffer key of a direct conversation."""
+    return "@" + fold(nick)
+
+
+def merge(total: Changes, more: Changes) -> None:
+    """Add `more` into `total`."""
+    for key, lines in more.lines.items():
+        total.lines.setdefault(key, []).extend(lines)
+    total.redraw |= more.redraw
+    total.buffers = total.buffers or more.buffers
+    total.members |= more.members
+    total.topic |= more.topic
+    total.pending |= more.pending
+    total.status = total.status or more.status
+    total.mentions.extend(more.mentions)
+    total.alerts.extend(more.alerts)
