@@ -30,7 +30,7 @@ from shared import (
     frame,
 )
 
-from .client import ChatTestClient
+from .client import ChatTestClient, wait_until
 
 MakeServer = Callable[..., ChatServer]
 
@@ -38,7 +38,11 @@ MakeServer = Callable[..., ChatServer]
 def logged_in(server: ChatServer, nick: str, rooms: list[str] | None = None) -> ChatTestClient:
     """A new client, logged in."""
     client = ChatTestClient(server.address)
-    client.login(nick, rooms)
+    try:
+        client.login(nick, rooms)
+    except BaseException:
+        client.close()
+        raise
     return client
 
 
@@ -211,6 +215,8 @@ def test_per_ip_slot_is_released_on_close(make_server: MakeServer) -> None:
     with logged_in(server, "a") as first:
         first.send(Quit())
         first.wait_closed()
+    # The client sees the end of the stream a moment before the server's threads have finished.
+    wait_until(lambda: server.stats().connections == 0, 5, "the connection to be gone")
     with logged_in(server, "b") as again:
         assert again.nick == "b"
 
