@@ -81,3 +81,21 @@ async def test_scrolling_past_the_top_loads_older_history(server: LiveServer, pr
             await wait_for_text(app, pilot, "<bob> old 0")
             texts = [line.text for line in screen.model.current_buffer.lines if line.nick == "bob"]
             assert texts == [f"old {n}" for n in range(80)] + ["newest"]
+
+
+async def test_resize_rewraps_the_log(server: LiveServer, private_dirs: Path) -> None:
+    """After the terminal narrows, the log is re-wrapped to the new width (RichLog alone never re-wraps)."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        app = make_app(server, private_dirs)
+        async with app.run_test(size=(120, 24)) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await wait_until(lambda: screen.model.current == "#lobby")
+            await bob.say("lobby", "word " * 30 + "end")
+            await wait_for_text(app, pilot, "end")
+            log = screen.query_one(ChatLog)
+            await pilot.resize_terminal(60, 24)
+            width = log.scrollable_content_region.width
+            await wait_until(
+                lambda: max(len(strip.text.rstrip()) for strip in log.lines) <= width, what="re-wrapped lines"
+            )
+            assert "end" in log_text(app)
