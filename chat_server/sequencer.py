@@ -86,6 +86,9 @@ class Sequencer:
                     except Exception:
                         # A bug in one request's handling must not stop the chat for everyone.
                         log.exception("conn=%d event=request_failed request=%r", client.id, request)
-                self.chat.flush()
+                try:
+                    self.chat.flush()
+                except Exception:
+                    log.exception("event=flush_failed")
         finally:
             self.chat.store.close()

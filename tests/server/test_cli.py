@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import Said, Say
+from shared import Ack, Said, Say
 
 from .client import ChatTestClient
 from .process import ServerProcess
@@ -82,3 +82,16 @@ def test_trace_logs_every_frame_decoded(tmp_path: Path) -> None:
         _, err = server.close()
     assert "in Say(room='lobby', text='traced text'" in err
     assert "out {'type': 'said'" in err
+
+
+def test_db_option_names_the_history_file(tmp_path: Path) -> None:
+    """--db puts the history exactly there."""
+    target = tmp_path / "elsewhere" / "chat.db"
+    with ServerProcess("--port", "0", "--db", str(target)) as server:
+        assert server.address is not None, server.first_line
+        with ChatTestClient(server.address) as client:
+            client.login("alice")
+            client.send(Say(room="lobby", text="stored", ref=1))
+            client.recv(Ack, ref=1)
+        assert server.stop() == 0
+    assert target.exists()
