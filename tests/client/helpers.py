@@ -107,8 +107,7 @@ class Proxy:
         self.refuse = False
         #: Bytes from the server are thrown away while set (the client never sees the answers).
         self.drop_to_client = False
-        self._flowing = asyncio.Event()
-        self._flowing.set()
+        self._gates: list[asyncio.Event] = []  # one per connection: set while its bytes flow
         self.port = 0
 
     async def start(self) -> int:
@@ -118,12 +117,17 @@ class Proxy:
         return self.port
 
     def freeze(self) -> None:
-        """Stop moving bytes in both directions, keeping the connections open (a silent network)."""
-        self._flowing.clear()
+        """Stop moving bytes on the current connections, keeping them open (a silent network).
+
+        New connections flow normally, so a client that gives up on a frozen one can connect again.
+        """
+        for gate in self._gates:
+            gate.clear()
 
     def thaw(self) -> None:
-        """Move bytes again."""
-        self._flowing.set()
+        """Move bytes again on every connection."""
+        for gate in self._gates:
+            gate.set()
 
     async def cut(self) -> None:
         """Close every current connection on both sides."""
@@ -154,8 +158,11 @@ class Proxy:
             writer.close()
             return
         self._pairs.append((writer, up_writer))
-        self._spawn(self._pump(reader, up_writer, to_client=False))
-        self._spawn(self._pump(up_reader, writer, to_client=True))
+        gate = asyncio.Event()
+        gate.set()
+        self._gates.append(gate)
+        self._spawn(self._pump(reader, up_writer, gate, to_client=False))
+        self._spawn(self._pump(up_reader, writer, gate, to_client=True))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
@@ -163,11 +170,16 @@ class Proxy:
         task.add_done_callback(self._tasks.discard)
 
     async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, to_client: bool
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        gate: asyncio.Event,
+        *,
+        to_client: bool,
     ) -> None:
         try:
             while data := await reader.read(65536):
-                await self._flowing.wait()
+                await gate.wait()
                 if to_client and self.drop_to_client:
                     continue
                 writer.write(data)

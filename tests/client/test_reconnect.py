@@ -142,8 +142,7 @@ async def test_silent_server_is_detected_and_the_client_reconnects(server: LiveS
         proxy.freeze()
         await wait_until(lambda: events.of(Disconnected), timeout=5, what="dead server noticed")
         assert "sent nothing" in events.of(Disconnected)[0].reason
-        await proxy.cut()
-        proxy.thaw()
+        await proxy.cut()  # let the server see the old connection go, so the nick is free again
         await wait_until(lambda: connected_count(events) == 2, what="reconnected")
 
 
@@ -197,3 +196,20 @@ async def test_close_while_reconnecting_stops_quickly(server: LiveServer) -> Non
     await wait_until(lambda: events.of(Reconnecting))
     await asyncio.wait_for(client.close(), 2)
     await events.stop()
+
+
+async def test_nick_held_by_our_own_ghost_is_retried_until_released(server: LiveServer, proxy: Proxy) -> None:
+    """After a silent drop the server still holds our nick; the client retries, says why, and gets it back."""
+    options = ClientOptions(ping_every=0.2, ping_grace=0.3, backoff=Backoff(initial=0.1, maximum=0.3))
+    async with ChatClient("127.0.0.1", proxy.port, "alice", options=options) as alice:
+        events = Recorder(alice)
+        proxy.freeze()  # the old connection stays open on the server's side, silent: a ghost
+        await wait_until(lambda: events.of(Disconnected), timeout=5, what="dead connection noticed")
+        await wait_until(
+            lambda: any("nick is still held" in e.reason for e in events.of(Reconnecting)),
+            what="ghost reported",
+        )
+        # The test server drops the ghost after 3 s without an answer to its pings.
+        await wait_until(lambda: connected_count(events) == 2, what="logged in again")
+        assert alice.nick == "alice"
+        assert alice.rooms == ("lobby",)
