@@ -150,3 +150,16 @@ async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer,
             await pilot.pause()
             assert screen.query_one("#port").value == str(server.port)  # type: ignore[attr-defined]
             assert screen.query_one("#host").value == "127.0.0.1"  # type: ignore[attr-defined]
+
+
+async def test_theme_choice_is_remembered(private_dirs: Path) -> None:
+    """A theme picked in the app is saved and used at the next start."""
+    app = ChatApp(config_dir=private_dirs, discovery=None)
+    async with app.run_test(size=SIZE) as pilot:
+        app.theme = "nord"
+        await pilot.pause()
+    assert load_settings(private_dirs).theme == "nord"
+    again = ChatApp(config_dir=private_dirs, discovery=None)
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert again.theme == "nord"
