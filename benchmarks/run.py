@@ -82,7 +82,9 @@ def run_point(
     server_name: str, workload: Workload, rate: float, args: argparse.Namespace, server_cpu: int | None
 ) -> dict[str, Any]:
     """Start `server_name`, run one load point against it, stop it; return the result (or the failure)."""
-    label = f"{workload.name} {server_name} {rate:g}/s"
+    label = f"{workload.name} {server_name} {rate:g}/s" + (
+        f" +{args.stalled} stalled" if args.stalled else ""
+    )
     try:
         with started(server_name, cpu=server_cpu, source=args.mpchat_source) as server:
             spec = LoadSpec(
@@ -95,6 +97,7 @@ def run_point(
                 duration=args.duration,
                 workers=min(args.workers, workload.clients),
                 drain_timeout=args.drain_timeout,
+                stalled=args.stalled,
                 label=label,
             )
             result = run_load(spec, server.pid)
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="run every point this many times")
     parser.add_argument("--workers", type=int, default=2, help="load generator processes")
     parser.add_argument("--drain-timeout", type=float, default=5.0)
+    parser.add_argument("--stalled", type=int, default=0, help="add clients that never read (fairness)")
     parser.add_argument("--quick", action="store_true", help="a few seconds in all: tiny workloads, 1 s each")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and load generator to CPUs")
     parser.add_argument(

@@ -37,6 +37,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
     parser.add_argument("--idle-timeout", type=float, default=DEFAULT_IDLE_TIMEOUT)
     parser.add_argument("--nick-prefix", default="u")
+    parser.add_argument("--stalled", type=int, default=0, help="extra clients in room 0 that never read")
     parser.add_argument("--server-pid", type=int, help="measure this process's CPU time and memory")
     parser.add_argument("--label", default="")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             drain_timeout=args.drain_timeout,
             idle_timeout=args.idle_timeout,
             nick_prefix=args.nick_prefix,
+            stalled=args.stalled,
             label=args.label,
         )
         result = run_load(spec, args.server_pid)

@@ -128,6 +128,7 @@ def _merge(
         "clients": spec.clients,
         "rooms": spec.rooms,
         "senders": spec.senders,
+        "stalled": spec.stalled,
         "workers": spec.workers,
         "rate_offered": spec.rate,
         "duration_s": spec.duration,

@@ -47,6 +47,9 @@ class LoadSpec:
     room_prefix: str = DEFAULT_ROOM
     #: Nicks are `nick_prefix` + the 6-digit client index; change it to run twice against one server.
     nick_prefix: str = "u"
+    #: Extra clients in the first room that log in and then never read (the fairness test): they count in no
+    #: expected delivery; what they do to everyone else's latency is the point.
+    stalled: int = 0
     label: str = ""
 
     def __post_init__(self) -> None:
@@ -62,6 +65,8 @@ class LoadSpec:
             raise ValueError(f"text_bytes must be at least {MARKER_LEN + 1} (the marker and a space)")
         if not 1 <= self.workers <= self.clients:
             raise ValueError("need 1 <= workers <= clients")
+        if self.stalled < 0:
+            raise ValueError("stalled must not be negative")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
 
@@ -86,11 +91,15 @@ class LoadSpec:
         """How many messages the senders send in all."""
         return max(1, round(self.rate * self.duration))
 
+    def room_index(self, client: int) -> int:
+        """The number of the room client `client` joins (stalled clients all join room 0)."""
+        return client % self.rooms if client < self.clients else 0
+
     def room_of(self, client: int) -> str:
         """The room client `client` joins at login."""
         if self.rooms == 1:
             return self.room_prefix
-        return f"{self.room_prefix}-{client % self.rooms:04d}"
+        return f"{self.room_prefix}-{self.room_index(client):04d}"
 
     def nick_of(self, client: int) -> str:
         """Client `client`'s nick."""
@@ -107,6 +116,8 @@ class LoadSpec:
 
     def expected_for(self, client: int) -> int:
         """How many messages client `client` must receive: all from the other senders in its room."""
+        if client >= self.clients:
+            return 0  # a stalled client: whatever reaches it is not counted
         room = client % self.rooms
         return sum(
             self.messages_from(sender) for sender in range(room, self.senders, self.rooms) if sender != client
@@ -119,6 +130,9 @@ class LoadSpec:
             for sender in range(self.senders)
         )
 
-    def clients_of(self, worker: int) -> range:
-        """The clients worker process `worker` owns."""
-        return range(worker, self.clients, self.workers)
+    def clients_of(self, worker: int) -> list[int]:
+        """The clients worker process `worker` owns (the stalled ones all belong to worker 0)."""
+        owned = list(range(worker, self.clients, self.workers))
+        if worker == 0:
+            owned += range(self.clients, self.clients + self.stalled)
+        return owned

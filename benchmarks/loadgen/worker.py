@@ -57,6 +57,7 @@ class Client:
         "room",
         "room_index",
         "sock",
+        "stalled",
         "started_ns",
         "state",
         "welcomed",
@@ -66,8 +67,10 @@ class Client:
     def __init__(self, index: int, spec: LoadSpec) -> None:
         self.index = index
         self.room = spec.room_of(index)
-        self.room_index = index % spec.rooms
+        self.room_index = spec.room_index(index)
         self.expected = spec.expected_for(index)
+        #: Logs in, then never reads again (see `LoadSpec.stalled`).
+        self.stalled = index >= spec.clients
         self.sock: socket.socket | None = None
         self.state = CONNECTING
         self.buf = bytearray()
@@ -283,7 +286,7 @@ class Worker:
     def flush(self, client: Client) -> None:
         """Write what the socket takes of `client`'s pending output; watch for writability if not all."""
         sock = client.sock
-        if sock is None or client.state == CLOSED:
+        if sock is None or client.state == CLOSED or (client.stalled and client.state == READY):
             return
         if client.out:
             try:
@@ -378,6 +381,8 @@ class Worker:
             client.state = READY
             client.login_ms = (time.monotonic_ns() - client.started_ns) / 1e6
             self.logins_pending -= 1
+            if client.stalled and client.sock is not None:
+                self.selector.unregister(client.sock)  # from now on it never reads: the server's queue grows
         elif kind == "error":
             self.count(f"error:{frame.get('code')}")
             if frame.get("fatal"):

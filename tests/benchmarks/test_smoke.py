@@ -65,6 +65,16 @@ def test_our_server_delivers_every_message_once(tmp_path: Path) -> None:
     assert result["expected_deliveries"] == 60 * 3  # rooms of 4: each message reaches 3 others
 
 
+def test_stalled_client_is_logged_in_and_not_counted(tmp_path: Path) -> None:
+    """A client that stops reading after login adds a member to the room but no expected delivery."""
+    config = ServerConfig(host="127.0.0.1", port=0, data_dir=tmp_path, **BENCH_SETTINGS)  # type: ignore[arg-type]
+    with ChatServer(config) as server:
+        result = small_run(server.address[1], stalled=1)
+    assert (result["stalled"], result["logged_in"]) == (1, 13)
+    assert result["expected_deliveries"] == 60 * 11
+    assert result["delivered"] == result["expected_deliveries"]
+
+
 def test_baseline_delivers_every_message_once() -> None:
     """Against the tutorial baseline, one room of 12: each message reaches the 11 others exactly once."""
     with TutorialServer() as server:
