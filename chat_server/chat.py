@@ -120,6 +120,11 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _members_size(members: list[Member]) -> int:
+    """An upper bound of the encoded size of a member list (strings plus per-entry map overhead)."""
+    return sum(40 + len(m.nick.encode()) + (len(m.away.encode()) if m.away else 0) for m in members)
+
+
 @dataclass(slots=True)
 class _Stored:
     """A durable request's deliveries, held back until its transaction commits."""
@@ -301,17 +306,19 @@ class Chat:
         )
 
     def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
-        members = self.hub.members(room)[: self.config.max_list]
-        client.send(
-            encode(
-                RoomState(
-                    room=room.name,
-                    topic=room.topic,
-                    members=tuple(Member(nick=nick, away=away) for nick, away in members),
-                    ref=ref,
-                )
-            )
-        )
+        listed = self.hub.members(room)[: self.config.max_list]
+        members = [Member(nick=nick, away=away) for nick, away in listed]
+        if _members_size(members) > self._reply_bytes:
+            # A crowded room of long away messages would not fit one frame: shorten the away messages
+            # first; if it still does not fit, list as many members as fit (`room_list` has the count).
+            members = [Member(nick=m.nick, away=m.away and clip(m.away, 32)) for m in members]
+            size = 0
+            for count, member in enumerate(members):
+                size += _members_size([member])
+                if size > self._reply_bytes:
+                    members = members[:count]
+                    break
+        client.send(encode(RoomState(room=room.name, topic=room.topic, members=tuple(members), ref=ref)))
 
     def _member_room(self, client: Client, name: str, ref: int | None) -> Room | None:
         room = client.rooms.get(fold(name))

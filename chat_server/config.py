@@ -83,6 +83,8 @@ _SYNC_MODES = ("FULL", "NORMAL")
 #: The longest text the server itself writes into a reason field (error messages, sign-off reasons), in
 #: bytes of UTF-8; `max_reason` may not be lower, or clients would refuse the server's own frames.
 SERVER_TEXT_MAX = 128
+#: Room a frame needs besides its longest text (room name, nick, ids, keys), so any valid message fits.
+FRAME_OVERHEAD = 1024
 #: Settings where 0 means something (any free port; the system's default buffer size).
 _ZERO_ALLOWED = ("port", "send_buffer")
 
@@ -163,6 +165,10 @@ class ServerConfig:
             text = getattr(self, name)
             if text is not None and len(text.encode()) > self.max_reason:
                 raise ValueError(f"{name} is longer than max_reason ({self.max_reason} bytes)")
+        largest_text = max(self.max_text, self.max_topic, self.max_reason)
+        if self.max_frame < largest_text + FRAME_OVERHEAD:
+            # A `said` carries the text plus the room, the nick and a few numbers: it must fit one frame.
+            raise ValueError(f"max_frame must be at least {FRAME_OVERHEAD} bytes more than max_text")
         problem = room_problem(self.default_room, self.max_room)
         if problem is not None:
             raise ValueError(f"default_room: {problem}")

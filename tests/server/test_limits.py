@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+import msgpack
 import pytest
 
 from chat_server.server import ChatServer
 from shared import (
     Ack,
+    AwayChanged,
     ChangeNick,
     Error,
     Hello,
@@ -22,11 +24,12 @@ from shared import (
     RoomList,
     RoomState,
     Say,
+    SetAway,
     SetTopic,
     SignedOff,
     TopicChanged,
     Welcome,
-    encode_body,
+    Who,
     frame,
 )
 
@@ -47,9 +50,11 @@ def logged_in(server: ChatServer, nick: str, rooms: list[str] | None = None) -> 
 
 
 def say_of_body_size(size: int) -> bytes:
-    """A `say` frame whose body is exactly `size` bytes."""
+    """A valid `say` frame whose body is exactly `size` bytes (padded with a field receivers ignore)."""
     for length in range(size, 0, -1):
-        body = encode_body(Say(room="lobby", text="x" * length, ref=1))
+        body = msgpack.packb(
+            {"type": "say", "room": "lobby", "text": "padded", "ref": 1, "pad": "x" * length}
+        )
         if len(body) == size:
             return frame(body)
     raise AssertionError(f"no say body of {size} bytes")
@@ -57,7 +62,7 @@ def say_of_body_size(size: int) -> bytes:
 
 def test_max_frame(make_server: MakeServer) -> None:
     """A frame body of max_frame bytes is accepted; one byte more is frame_too_large, then closed."""
-    server = make_server(max_frame=2048)
+    server = make_server(max_frame=2048, max_text=1024, max_topic=1024, max_reason=1024)
     with logged_in(server, "alice") as alice:
         alice.send_raw(say_of_body_size(2048))
         assert alice.recv(Ack, ref=1)
@@ -68,7 +73,7 @@ def test_max_frame(make_server: MakeServer) -> None:
 
 def test_max_text(make_server: MakeServer) -> None:
     """Text of max_text bytes (UTF-8) is accepted; one more byte is too_long, not fatal."""
-    server = make_server(max_text=100)
+    server = make_server(max_text=100)  # max_frame stays 64 KiB: the text limit is what refuses
     with logged_in(server, "alice") as alice:
         alice.send(Say(room="lobby", text="é" * 50, ref=1))
         alice.recv(Ack, ref=1)
@@ -284,3 +289,24 @@ def test_ping_and_dead_peer(make_server: MakeServer, answer: bool) -> None:
         assert (heard[0].nick, heard[0].reason) == ("idle", "ping timeout")
         errors = [m for m in idle.wait_closed(3) if isinstance(m, Error)]
         assert [(e.code, e.fatal) for e in errors] == [("ping_timeout", True)]
+
+
+def test_room_state_of_a_crowded_room_fits_one_frame(make_server: MakeServer) -> None:
+    """Many long away messages: RoomState shortens them so the reply still fits max_frame."""
+    server = make_server(max_frame=2048, max_text=1024, max_clients_per_ip=16)
+    clients = []
+    try:
+        for number in range(10):
+            client = logged_in(server, f"user{number}")
+            clients.append(client)
+            client.send(SetAway(message=f"{number} " + "z" * 400))
+        asker = clients[0]
+        for number in range(10):  # the asker shares the lobby with everyone: it hears each change
+            asker.recv(AwayChanged, nick=f"user{number}")
+        asker.send(Who(room="lobby", ref=1))
+        state = asker.recv(RoomState, ref=1)
+        assert len(state.members) == 10
+        assert all(m.away is not None and len(m.away.encode()) <= 32 for m in state.members)
+    finally:
+        for client in clients:
+            client.close()
