@@ -184,7 +184,9 @@ class Connection:
             self._last_input = self._clock()
             self._pinged = False
             self._protocol.receive_data(data)
-            outcome = self._handle_received(bool(data))
+            # Deadlines are checked after input too: a peer that trickles a byte now and then never lets
+            # recv() time out, and must not escape the hello and frame deadlines that way.
+            outcome = self._handle_received(bool(data)) or self._check_deadlines()
             if outcome is not None:
                 return outcome
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 
@@ -310,3 +311,51 @@ def test_room_state_of_a_crowded_room_fits_one_frame(make_server: MakeServer) ->
     finally:
         for client in clients:
             client.close()
+
+
+def trickle(client: ChatTestClient, data: bytes, interval: float) -> list[Error]:
+    """Send `data` one byte every `interval` seconds until the server closes; return its error frames."""
+    received = []
+    for byte in data:
+        try:
+            client.send_raw(bytes([byte]))
+        except OSError:
+            break
+        received += client.drain(interval)  # the pause between bytes, spent listening for an answer
+        if client.closed:
+            break
+    if not client.closed:
+        received += client.wait_closed(3)
+    return [m for m in received if isinstance(m, Error)]
+
+
+def test_trickled_frame_hits_frame_timeout(make_server: MakeServer) -> None:
+    """A frame sent one byte at a time, too slowly, is cut off at frame_timeout (recv never times out)."""
+    server = make_server(frame_timeout=0.5)
+    with logged_in(server, "alice") as alice:
+        errors = trickle(alice, say_of_body_size(200), 0.05)
+        assert [(e.code, e.fatal) for e in errors] == [("bad_frame", True)]
+
+
+def test_byte_stream_without_pause_still_hits_frame_timeout(make_server: MakeServer) -> None:
+    """Bytes arriving back to back (so recv never times out) do not extend the frame deadline."""
+    server = make_server(frame_timeout=0.1)
+    with logged_in(server, "alice") as alice:
+        data = say_of_body_size(60_000)
+        alice.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no coalescing into bursts
+        try:
+            for index in range(len(data)):  # one system call per byte: slow, but never idle
+                alice.send_raw(data[index : index + 1])
+        except OSError:
+            pass  # the server hung up, as it should
+        errors = [m for m in alice.wait_closed() if isinstance(m, Error)]
+        assert [(e.code, e.fatal) for e in errors] == [("bad_frame", True)]
+
+
+def test_trickled_hello_hits_hello_timeout(make_server: MakeServer) -> None:
+    """A hello dribbled in byte by byte still has to be complete within hello_timeout."""
+    server = make_server(hello_timeout=0.5, frame_timeout=30.0)
+    with ChatTestClient(server.address) as slow:
+        hello = frame(msgpack.packb({"type": "hello", "proto": "mpchat", "version": 1, "nick": "x" * 30}))
+        errors = trickle(slow, hello, 0.05)
+        assert [(e.code, e.fatal) for e in errors] == [("hello_timeout", True)]
