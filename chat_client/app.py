@@ -30,7 +30,7 @@ from shared.discovery import DestinationRefused
 
 #: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
 #: typed during a flood wait for at most one batch (see benchmarks/client_throughput.py).
-NET_BATCH = 200
+NET_BATCH = 50
 
 
 class ChatApp(App[int]):
