@@ -25,6 +25,8 @@ CLI_LIMITS: dict[str, type] = {
     "max_clients_per_ip": int,
     "rate_messages": float,
     "rate_burst": int,
+    "rate_bytes": float,
+    "rate_bytes_burst": int,
     "hello_timeout": float,
     "ping_interval": float,
     "ping_timeout": float,

@@ -238,7 +238,7 @@ class Chat:
             taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
             client.close(taken, False)
             return
-        log.info("conn=%d event=login nick=%r", client.id, hello.nick)
+        log.info("conn=%d event=login nick=%r client=%r", client.id, hello.nick, hello.client)
         client.send(
             encode(
                 Welcome(

@@ -18,7 +18,8 @@ def server_arguments(data_dir: Path) -> list[str]:
     """A durable server (synchronous=FULL) with rate limits out of the way."""
     return [
         "--port", "0", "--data-dir", str(data_dir), "--history-sync", "FULL",
-        "--rate-messages", "100000", "--rate-burst", "100000", "--log-level", "WARNING",
+        "--rate-messages", "100000", "--rate-burst", "100000", "--rate-bytes", "1e9",
+        "--rate-bytes-burst", "1000000000", "--log-level", "WARNING",
     ]  # fmt: skip
 
 
