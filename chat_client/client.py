@@ -154,6 +154,10 @@ class ChatClient:
         self._deliveries: dict[str, asyncio.Future[OutboxEntry]] = {}
         self._outbox_empty = asyncio.Event()
         self._outbox_empty.set()
+        # Messages held back after a `rate_limited` refusal, until `_held_until` (monotonic time).
+        self._held: set[str] = set()
+        self._held_until = 0.0
+        self._release_handle: asyncio.TimerHandle | None = None
         # Liveness.
         self._ping_tokens = itertools.count(1)
         self._pings_sent: dict[int, float] = {}
@@ -343,6 +347,8 @@ class ChatClient:
         finally:
             self._state = ConnectionState.CLOSED
             self._outbox_empty.set()  # wake wait_delivered(): nothing more will be delivered
+            if self._release_handle is not None:
+                self._release_handle.cancel()
             self._fail_waiters(ClientClosed("the client is closed"))
             self._emit(Closed(final_error))
 
@@ -383,6 +389,8 @@ class ChatClient:
             lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
         ):
             session.send(request)
+        self._held.clear()  # a new session: every waiting message is sent now, in order
+        self._held_until = 0.0
         for entry in self._outbox:
             self._transmit(session, entry)
         every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))
@@ -482,8 +490,7 @@ class ChatClient:
         if client_msg_id is None:
             return False
         if error.code == ErrorCode.RATE_LIMITED:
-            delay = (error.retry_after_ms or 0) / 1000 or RATE_LIMIT_RETRY
-            asyncio.get_running_loop().call_later(delay, self._retransmit, client_msg_id)
+            self._hold(client_msg_id, (error.retry_after_ms or 0) / 1000 or RATE_LIMIT_RETRY)
             return True
         entry = self._outbox.fail(client_msg_id, error.code, error.message)
         if entry is not None:
@@ -491,10 +498,30 @@ class ChatClient:
             self._settle(entry)
         return True
 
-    def _retransmit(self, client_msg_id: str) -> None:
-        entry = self._outbox.get(client_msg_id)
-        if entry is not None and self._session is not None:
-            self._transmit(self._session, entry)
+    def _hold(self, client_msg_id: str, delay: float) -> None:
+        """The server asked us to slow down: hold this message and every later one, then send them in order.
+
+        Sending the later ones meanwhile would only get them refused too, and could reorder the messages.
+        """
+        self._held.add(client_msg_id)
+        self._held_until = max(self._held_until, time.monotonic() + delay)
+        if self._release_handle is None:
+            self._release_handle = asyncio.get_running_loop().call_later(delay, self._release_held)
+
+    def _release_held(self) -> None:
+        self._release_handle = None
+        wait = self._held_until - time.monotonic()
+        if wait > 0:  # another refusal extended the hold
+            self._release_handle = asyncio.get_running_loop().call_later(wait, self._release_held)
+            return
+        held, self._held = self._held, set()
+        if self._session is not None:
+            for entry in self._outbox:
+                if entry.client_msg_id in held:
+                    self._transmit(self._session, entry)
+
+    def _holding(self) -> bool:
+        return time.monotonic() < self._held_until
 
     def _forget_refs(self, client_msg_id: str) -> None:
         for ref in [ref for ref, owner in self._ref_owner.items() if owner == client_msg_id]:
@@ -639,7 +666,9 @@ class ChatClient:
         if wait:
             future = asyncio.get_running_loop().create_future()
             self._deliveries[entry.client_msg_id] = future
-        if self._session is not None:
+        if self._holding():
+            self._held.add(entry.client_msg_id)  # sent, in order, when the hold ends
+        elif self._session is not None:
             self._transmit(self._session, entry)
         if future is None:
             return entry

@@ -213,3 +213,31 @@ async def test_nick_held_by_our_own_ghost_is_retried_until_released(server: Live
         await wait_until(lambda: connected_count(events) == 2, what="logged in again")
         assert alice.nick == "alice"
         assert alice.rooms == ("lobby",)
+
+
+async def test_rate_limited_messages_are_resent_in_order(tmp_path: Path) -> None:
+    """A burst over the server's rate limit is held and resent: all delivered, once, in the order typed."""
+    strict = LiveServer(fast_server_config(tmp_path / "strict", rate_burst=3, rate_messages=20.0))
+    await strict.astart()
+    try:
+        async with (
+            ChatClient(strict.host, strict.port, "alice", options=FAST) as alice,
+            ChatClient(strict.host, strict.port, "bob", options=FAST) as bob,
+        ):
+            bob_events = Recorder(bob)
+            alice_events = Recorder(alice)
+            texts = [f"line {n}" for n in range(12)]
+            for text in texts:
+                await alice.say("lobby", text)
+            assert await alice.wait_delivered(10)
+            await wait_until(lambda: "line 11" in bob_events.texts("lobby"))
+            assert [t for t in bob_events.texts("lobby") if t.startswith("line")] == texts
+            assert alice.connected
+            await wait_until(lambda: len(alice_events.of(OutboxChanged)) == 24)
+            acked = [
+                e.entry for e in alice_events.of(OutboxChanged) if e.entry.state is DeliveryState.ACKNOWLEDGED
+            ]
+            assert len(acked) == 12
+            assert max(entry.attempts for entry in acked) >= 2  # the limit was really hit
+    finally:
+        await strict.astop()
