@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             connect_now=bool(host and nick),
             theme=args.theme,
             bell=args.bell or None,
+            remember_server=not args.local,
         )
         return app.run() or 0
 

@@ -56,6 +56,7 @@ class ChatApp(App[int]):
         options: ClientOptions | None = None,
         clock: Callable[[], float] = time.time,
         discovery: Callable[[], DiscoveryListener] | None = DiscoveryListener,
+        remember_server: bool = True,
     ) -> None:
         super().__init__()
         self.config_dir = config_dir
@@ -72,6 +73,8 @@ class ChatApp(App[int]):
         self.client: ChatClient | None = None
         self.chat_screen: ChatScreen | None = None
         self._discovery = discovery
+        # False for --local: its port changes every run, so only the nick is worth remembering.
+        self._remember_server = remember_server
         #: The servers last heard on the LAN, and why discovery is off (if it is).
         self.lan_servers: list[DiscoveredServer] = []
         self.lan_problem: str | None = None if discovery is not None else "LAN discovery is off"
@@ -144,7 +147,10 @@ class ChatApp(App[int]):
             return
         self.client = client
         self.workers.cancel_group(self, "discovery")
-        self.settings.remember(host, port, nick)
+        if self._remember_server:
+            self.settings.remember(host, port, nick)
+        else:
+            self.settings.nick = nick
         save_settings(self.settings, self.config_dir)
         chat = ChatScreen(model, client, address=f"{host}:{port}", bell=self.bell_on_mention)
         self.chat_screen = chat
