@@ -18,7 +18,7 @@ from textual.binding import Binding
 
 from chat_client.client import ChatClient
 from chat_client.discovery import DiscoveredServer, DiscoveryListener
-from chat_client.errors import ConnectionLost, LoginRefused
+from chat_client.errors import ConnectionLost, InvalidRequest, LoginRefused
 from chat_client.messages import NetEvents, ServersHeard
 from chat_client.model import ChatModel
 from chat_client.options import ClientOptions
@@ -141,7 +141,7 @@ class ChatApp(App[int]):
             model.expect_join(room)
         try:
             await client.connect()
-        except (LoginRefused, ConnectionLost) as error:
+        except (LoginRefused, ConnectionLost, InvalidRequest) as error:
             if isinstance(self.screen, ConnectScreen):
                 self.screen.show_error(f"cannot connect to {host}:{port} as {nick}: {error}")
             return

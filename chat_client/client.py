@@ -1,6 +1,6 @@
 """`ChatClient`: an asyncio chat client that logs in, reconnects, resumes and delivers, for UIs and bots.
 
-    async with ChatClient("127.0.0.1", 7777, "echo") as client:
+    async with ChatClient("127.0.0.1", 7878, "echo") as client:
         await client.join("lobby")
         await client.say("lobby", "hello")
         async for event in client.events():
@@ -166,6 +166,8 @@ class ChatClient:
         #: How many of the server's pings this client answered (a liveness statistic).
         self.pings_answered = 0
         self._first_login: asyncio.Future[None] | None = None
+        # The limits of the last session, kept for checking messages typed while offline.
+        self._last_limits = DEFAULT_LIMITS
 
     # -- Properties --------------------------------------------------------------------------------------
 
@@ -187,7 +189,7 @@ class ChatClient:
     @property
     def limits(self) -> Limits:
         """The server's limits (the protocol defaults before the first login)."""
-        return self._session.limits if self._session is not None else DEFAULT_LIMITS
+        return self._session.limits if self._session is not None else self._last_limits
 
     @property
     def server_name(self) -> str | None:
@@ -218,6 +220,7 @@ class ChatClient:
         """
         if self._task is not None:
             raise ClientError("connect() was already called")
+        self._check(self._hello())  # a bad nick or room name is the caller's mistake: say so now
         self._first_login = asyncio.get_running_loop().create_future()
         self._state = ConnectionState.CONNECTING
         self._task = asyncio.create_task(self._run(), name=f"mpchat client {self.nick}@{self.endpoint}")
@@ -378,6 +381,7 @@ class ChatClient:
     async def _serve(self, session: Session) -> ClientError:
         """Run one logged-in session until it ends; return why it ended."""
         self._session = session
+        self._last_limits = session.limits
         self._state = ConnectionState.CONNECTED
         self.nick = session.welcome.nick
         resumed = self._logged_in_once

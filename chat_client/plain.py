@@ -23,7 +23,7 @@ from shared import visible
 
 from .client import ChatClient
 from .controller import Controller
-from .errors import ConnectionLost, LoginRefused
+from .errors import ConnectionLost, InvalidRequest, LoginRefused
 from .events import Closed
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 from .options import ClientOptions

@@ -228,3 +228,11 @@ async def test_events_end_with_closed(server: LiveServer) -> None:
     assert isinstance(events[0], Connected)
     assert isinstance(events[-1], Closed)
     assert [event async for event in client.events()] == []
+
+
+async def test_invalid_nick_is_refused_before_connecting(server: LiveServer) -> None:
+    """A nick that breaks the rules raises InvalidRequest from connect(), with the protocol's code."""
+    client = ChatClient(server.host, server.port, "no spaces", options=FAST)
+    with pytest.raises(InvalidRequest) as refused:
+        await client.connect()
+    assert refused.value.code == "invalid_nick"
