@@ -131,7 +131,7 @@ async def run_plain(
         model.expect_join(room)
     try:
         await client.connect()
-    except (LoginRefused, ConnectionLost) as error:
+    except (LoginRefused, ConnectionLost, InvalidRequest) as error:
         err.write(f"chat-client: cannot log in to {host}:{port} as {nick}: {error}\n")
         return EXIT_LOGIN_FAILED
     controller = Controller(client, model)
