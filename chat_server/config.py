@@ -76,6 +76,8 @@ DEFAULT_HISTORY_BUSY_TIMEOUT = 5.0
 DEFAULT_COMMIT_BATCH = 1024
 #: Requests waiting for the history thread before readers are held back (back-pressure).
 DEFAULT_SEQUENCER_QUEUE = 10_000
+#: Seconds a reader waits for room in that queue before the request is refused ("server busy").
+DEFAULT_SEQUENCER_WAIT = 5.0
 #: Seconds a closing connection (or a stopping server) gives its writer to flush the last frames.
 DEFAULT_LINGER = 1.0
 
@@ -134,6 +136,7 @@ class ServerConfig:
     history_busy_timeout: float = DEFAULT_HISTORY_BUSY_TIMEOUT
     commit_batch: int = DEFAULT_COMMIT_BATCH
     sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
+    sequencer_wait: float = DEFAULT_SEQUENCER_WAIT
     linger: float = DEFAULT_LINGER
 
     def __post_init__(self) -> None:

@@ -20,16 +20,14 @@ from .hub import Client
 
 log = logging.getLogger(__name__)
 
-#: How long a reader waits for room in a full queue before giving up on the request.
-SUBMIT_TIMEOUT = 5.0
-
 
 class Sequencer:
     """The history thread and its request queue."""
 
-    def __init__(self, chat: Chat, *, max_queue: int, max_batch: int) -> None:
+    def __init__(self, chat: Chat, *, max_queue: int, max_batch: int, max_wait: float) -> None:
         self.chat = chat
         self.max_queue = max_queue
+        self.max_wait = max_wait  # how long a reader waits for room in a full queue
         self.max_batch = max_batch
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -42,11 +40,11 @@ class Sequencer:
         self._thread.start()
 
     def submit(self, client: Client, request: Request) -> bool:
-        """Queue a request; False if the queue stayed full for `SUBMIT_TIMEOUT` or the server is stopping."""
+        """Queue a request; False if the queue stayed full for `max_wait` s or the server is stopping."""
         with self._lock:
             if len(self._queue) >= self.max_queue:
                 self._changed.wait_for(
-                    lambda: len(self._queue) < self.max_queue or self._stopping, SUBMIT_TIMEOUT
+                    lambda: len(self._queue) < self.max_queue or self._stopping, self.max_wait
                 )
             if self._stopping or len(self._queue) >= self.max_queue:
                 return False

@@ -141,7 +141,12 @@ class ChatServer:
             store.close()
             raise
         listener.settimeout(ACCEPT_POLL)
-        sequencer = Sequencer(chat, max_queue=config.sequencer_queue, max_batch=config.commit_batch)
+        sequencer = Sequencer(
+            chat,
+            max_queue=config.sequencer_queue,
+            max_batch=config.commit_batch,
+            max_wait=config.sequencer_wait,
+        )
         self._services = Services(config=config, hub=hub, sequencer=sequencer, store=store)
         self._listener = listener
         sequencer.start()

@@ -6,7 +6,7 @@ import sqlite3
 from collections.abc import Callable
 
 from chat_server.server import ChatServer
-from shared import Ack, FetchHistory, History, Join, RoomState, Said, Say, Tell, Told, Who, encode
+from shared import Ack, Error, FetchHistory, History, Join, RoomState, Said, Say, Tell, Told, Who, encode
 
 from .client import ChatTestClient
 
@@ -185,3 +185,30 @@ def test_history_failure_refuses_messages_and_the_rest_goes_on(
         alice.send(Say(room="lobby", text="back", ref=3))
         alice.recv(Ack, ref=3)
         assert [m.text for m in bob.drain(0.2) if isinstance(m, Said)] == ["back"]
+
+
+def test_full_request_queue_refuses_with_server_busy(make_server: Callable[..., ChatServer]) -> None:
+    """With the history thread stuck, requests beyond sequencer_queue wait sequencer_wait, then are refused
+    ("server busy", rate_limited); every request gets exactly one answer once the thread moves again."""
+    server = make_server(sequencer_queue=2, sequencer_wait=0.2, history_busy_timeout=5.0)
+    with ChatTestClient(server.address) as alice:
+        alice.login("alice")
+        blocker = sqlite3.connect(server.config.history_path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # the history thread will wait for this lock
+            for ref in range(6):
+                alice.send(Say(room="lobby", text=f"m{ref}", ref=ref))
+            first_refusal = alice.error("rate_limited", timeout=5)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        answers = {first_refusal.ref: first_refusal}
+        for ref in set(range(6)) - set(answers):
+            answers[ref] = alice.recv_until(lambda m, r=ref: isinstance(m, Ack | Error) and m.ref == r)
+        refused = [a for a in answers.values() if isinstance(a, Error)]
+        acked = [a for a in answers.values() if isinstance(a, Ack)]
+        assert all(
+            (e.code, e.message, e.retry_after_ms) == ("rate_limited", "server busy", 1000) for e in refused
+        )
+        assert len(acked) >= 3  # the one being stored and the two queued
+        assert len(refused) + len(acked) == 6
