@@ -413,11 +413,12 @@ class ChatClient:
             self._fail_waiters(ConnectionLost("the connection was lost before the answer came"))
 
     async def _pinger(self, session: Session, every: float) -> None:
+        # The first ping goes out at once, so the lag is known right after login.
         while True:
-            await asyncio.sleep(every)
             token = next(self._ping_tokens)
             self._pings_sent = {token: time.monotonic()}  # only the newest ping is timed
             session.send(Ping(token=token))
+            await asyncio.sleep(every)
 
     # -- Incoming messages -------------------------------------------------------------------------------
 
