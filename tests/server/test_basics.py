@@ -296,3 +296,11 @@ def test_server_stop_tells_clients(make_server: Callable[..., ChatServer]) -> No
         errors = [m for m in client.wait_closed() if isinstance(m, Error)]
         assert [(e.code, e.fatal) for e in errors] == [("server_shutdown", True)]
         client.close()
+
+
+def test_default_room_setting(make_server: Callable[..., ChatServer]) -> None:
+    """A hello without rooms joins the configured default room."""
+    server = make_server(default_room="general")
+    with ChatTestClient(server.address) as alice:
+        alice.hello("alice")
+        assert alice.recv(History).room == "general"

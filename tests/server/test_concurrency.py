@@ -7,6 +7,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
+import pytest
+
 from chat_server.server import ChatServer
 from shared import Ack, Join, RoomState, Said, Say
 
@@ -62,9 +64,13 @@ class Chatter(threading.Thread):
             self.failure = error
 
 
-def test_concurrent_rooms_exactly_once_in_order(make_server: Callable[..., ChatServer]) -> None:
-    """Every member of a room gets every other member's messages once, in id order; non-members none."""
-    server = make_server(max_clients_per_ip=CLIENTS)
+@pytest.mark.parametrize("commit_batch", [1, 1024])
+def test_concurrent_rooms_exactly_once_in_order(
+    make_server: Callable[..., ChatServer], commit_batch: int
+) -> None:
+    """Every member of a room gets every other member's messages once, in id order; non-members none
+    (whether the history thread commits one request at a time or a thousand)."""
+    server = make_server(max_clients_per_ip=CLIENTS, commit_batch=commit_batch)
     chatters = [Chatter(server.address, number) for number in range(CLIENTS)]
     members = {room: [c for c in chatters if room in c.rooms] for room in ROOMS}
     for chatter in chatters:

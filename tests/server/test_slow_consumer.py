@@ -122,3 +122,22 @@ def test_blocked_write_past_deadline_closes(make_server: Callable[..., ChatServe
             assert (off.nick, off.reason) == ("slow", "write timeout")
         finally:
             stalled.close()
+
+
+def test_stop_with_a_stalled_client_is_still_quick(make_server: Callable[..., ChatServer]) -> None:
+    """A client that reads nothing cannot hold up stop(): its writer gets `linger`, then the socket closes."""
+    server = make_server(send_buffer=16 * 1024, write_timeout=60.0, linger=0.3)
+    with ChatTestClient(server.address) as alice:
+        alice.login("alice")
+        stalled = stalled_client(server, "slow")
+        try:
+            sent = 0
+            while server.stats().queues.get("slow", 0) <= 64 * 1024:
+                alice.send(Say(room="lobby", text=TEXT, ref=sent))
+                alice.recv(Ack, ref=sent)
+                sent += 1
+            started = time.monotonic()
+            server.stop()
+            assert time.monotonic() - started < 2.0
+        finally:
+            stalled.close()
