@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,10 @@ def test_outbox_put_many_counts_and_limits() -> None:
     assert box.queued == 3
     assert not box.put_many([b"x" * 150, b"y" * 150])
     assert box.take(0) == [b"a", b"bb", b"x" * 150, b"y" * 150]
+
+
+def test_every_setting_is_documented() -> None:
+    """docs/server.md has a row for every ServerConfig field (operators read that table, not the code)."""
+    table = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
+    missing = [f.name for f in dataclasses.fields(ServerConfig) if f"| `{f.name}` |" not in table]
+    assert missing == []
