@@ -30,6 +30,8 @@ from .options import ClientOptions
 
 #: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
 FLUSH_TIMEOUT = 10.0
+#: Seconds to wait after login for the first room to be joined before reading the input anyway.
+JOIN_TIMEOUT = 5.0
 #: Exit status when the first login fails.
 EXIT_LOGIN_FAILED = 2
 
@@ -137,9 +139,14 @@ async def run_plain(
     controller = Controller(client, model)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     _start_stdin_reader(source or sys.stdin, asyncio.get_running_loop(), lines)
-    events = asyncio.create_task(_show_events(client, model, ui))
+    in_a_room = asyncio.Event()
+    events = asyncio.create_task(_show_events(client, model, ui, in_a_room))
     reason: str | None = None
     try:
+        # Lines typed (or piped) before the first room is joined would have nowhere to go: wait for it.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(JOIN_TIMEOUT):
+                await in_a_room.wait()
         while (line := await lines.get()) is not None:
             outcome = await controller.run(line)
             ui.show(outcome.changes)
@@ -153,8 +160,10 @@ async def run_plain(
     return 0
 
 
-async def _show_events(client: ChatClient, model: ChatModel, ui: PlainUI) -> None:
+async def _show_events(client: ChatClient, model: ChatModel, ui: PlainUI, in_a_room: asyncio.Event) -> None:
     while batch := await client.next_events():
         ui.show(model.apply_all(batch))
+        if model.current != SERVER_KEY:
+            in_a_room.set()
         if any(isinstance(event, Closed) for event in batch):
             return

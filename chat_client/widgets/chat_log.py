@@ -76,7 +76,8 @@ class ChatLog(RichLog):
         if not batch:
             return
         self._lines.extend(batch)
-        del self._lines[: -self.max_lines if self.max_lines else None]
+        if self.max_lines and len(self._lines) > self.max_lines:
+            del self._lines[: -self.max_lines]
         at_bottom = self.is_vertical_scroll_end or self.max_scroll_y == 0
         self.write(Text("\n", end="").join(render_line(line) for line in batch))
         if not at_bottom:

@@ -96,8 +96,9 @@ async def test_plain_mode_end_of_input_delivers_then_exits(server: LiveServer) -
     """Piping a message in and closing stdin delivers it before exiting."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         events = Recorder(bob)
-        process = plain_client(server, "alice")
-        out, err = process.communicate("one-shot message\n", timeout=15)
+        await bob.join("builds")
+        process = plain_client(server, "ci", "--room", "builds")
+        out, err = process.communicate("one-shot message\n", timeout=15)  # stdin is complete at once
         assert process.returncode == 0, err
         await wait_until(lambda: any(e.text == "one-shot message" for e in events.of(Said)))
-        assert "lobby <alice> one-shot message" in out
+        assert "builds <ci> one-shot message" in out
