@@ -107,6 +107,8 @@ class Proxy:
         self.refuse = False
         #: Bytes from the server are thrown away while set (the client never sees the answers).
         self.drop_to_client = False
+        #: Bytes from the server are passed on one at a time, with a pause after each (frames split anywhere).
+        self.trickle_to_client = False
         self._gates: list[asyncio.Event] = []  # one per connection: set while its bytes flow
         self.port = 0
 
@@ -181,6 +183,12 @@ class Proxy:
             while data := await reader.read(65536):
                 await gate.wait()
                 if to_client and self.drop_to_client:
+                    continue
+                if to_client and self.trickle_to_client:
+                    for byte in data:
+                        writer.write(bytes([byte]))
+                        await writer.drain()
+                        await asyncio.sleep(0.0005)
                     continue
                 writer.write(data)
                 await writer.drain()

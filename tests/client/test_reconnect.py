@@ -241,3 +241,20 @@ async def test_rate_limited_messages_are_resent_in_order(tmp_path: Path) -> None
             assert max(entry.attempts for entry in acked) >= 2  # the limit was really hit
     finally:
         await strict.astop()
+
+
+async def test_frames_split_into_single_bytes_are_reassembled(server: LiveServer, proxy: Proxy) -> None:
+    """Server bytes arriving one at a time still make whole messages: login, join, chat (TCP is a stream)."""
+    proxy.trickle_to_client = True
+    async with (
+        ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
+        ChatClient(server.host, server.port, "bob", options=FAST) as bob,
+    ):
+        events = Recorder(alice)
+        state = await alice.join("dev")
+        assert state is not None
+        await bob.join("dev")
+        await bob.say("dev", "split into pieces", wait=True)
+        await wait_until(lambda: "split into pieces" in events.texts("dev"))
+        entry = await alice.say("dev", "and back", wait=True)
+        assert entry.state is DeliveryState.ACKNOWLEDGED
