@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -67,15 +68,27 @@ class PlainUI:
         self.model = model
         self.out = out
         self._announced: set[str] = set()
+        #: Set when standard output was closed by its reader.
+        self.reader_gone = asyncio.Event()
 
     def show(self, changes: Changes) -> None:
-        """Print every new line, in order, and flush."""
-        for key, lines in changes.lines.items():
-            label = buffer_label(self.model, key)
-            for line in lines:
-                self.out.write(format_line(line, label) + "\n")
-        self._show_queued(changes)
-        self.out.flush()
+        """Print every new line, in order, and flush; note when the reader has gone (a closed pipe)."""
+        if self.reader_gone.is_set():
+            return
+        try:
+            for key, lines in changes.lines.items():
+                label = buffer_label(self.model, key)
+                for line in lines:
+                    self.out.write(format_line(line, label) + "\n")
+            self._show_queued(changes)
+            self.out.flush()
+        except BrokenPipeError:
+            # `chat-client --plain | head -3`: the reader stopped. Log out quietly; point stdout at
+            # /dev/null so the interpreter's final flush does not complain either.
+            self.reader_gone.set()
+            with contextlib.suppress(OSError, ValueError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.out.fileno())
 
     def _show_queued(self, changes: Changes) -> None:
         """Say once when a message is held for later because the client is offline.
@@ -147,7 +160,7 @@ async def run_plain(
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(JOIN_TIMEOUT):
                 await in_a_room.wait()
-        while (line := await lines.get()) is not None:
+        while (line := await _next_line(lines, ui.reader_gone)) is not None:
             outcome = await controller.run(line)
             ui.show(outcome.changes)
             if outcome.quit:
@@ -158,6 +171,20 @@ async def run_plain(
         await client.close(reason)
         await asyncio.wait_for(events, FLUSH_TIMEOUT)
     return 0
+
+
+async def _next_line(lines: asyncio.Queue[str | None], reader_gone: asyncio.Event) -> str | None:
+    """The next input line, or None at the end of the input or once nobody reads our output."""
+    if reader_gone.is_set():
+        return None
+    getting = asyncio.ensure_future(lines.get())
+    gone = asyncio.ensure_future(reader_gone.wait())
+    await asyncio.wait({getting, gone}, return_when=asyncio.FIRST_COMPLETED)
+    gone.cancel()
+    if getting.done():
+        return getting.result()
+    getting.cancel()
+    return None
 
 
 async def _show_events(client: ChatClient, model: ChatModel, ui: PlainUI, in_a_room: asyncio.Event) -> None:

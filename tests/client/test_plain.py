@@ -102,3 +102,27 @@ async def test_plain_mode_end_of_input_delivers_then_exits(server: LiveServer) -
         assert process.returncode == 0, err
         await wait_until(lambda: any(e.text == "one-shot message" for e in events.of(Said)))
         assert "builds <ci> one-shot message" in out
+
+
+async def test_plain_mode_exits_quietly_when_its_reader_goes_away(server: LiveServer) -> None:
+    """`chat-client --plain | head -1`: once stdout is closed the client exits 0, with no traceback."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        process = plain_client(server, "alice")
+        assert process.stdout is not None
+        assert process.stdin is not None
+        first = process.stdout.readline()
+        assert "connected to" in first
+        process.stdout.close()
+        for n in range(20):  # output to a closed pipe: the client must notice and leave
+            await bob.say("lobby", f"anyone there? {n}", wait=True)
+        # Its standard input is still open: only the closed output can make it leave.
+        await wait_until(lambda: process.poll() is not None, what="the client exits")
+        try:
+            _, err = process.communicate(timeout=15)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+        assert process.returncode == 0, err
+        assert "Traceback" not in err
+        assert "BrokenPipe" not in err
