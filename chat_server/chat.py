@@ -11,14 +11,14 @@ order the requests were queued. That single thread is what makes the ordering gu
   reads its backfill after the flush, so the joiner gets each message exactly once: in the backfill if it
   was stored before the join, as a `said` if after.
 
-`fetch_history` is the exception: it runs on the asking connection's reader thread with that thread's own
-read connection, so long history pages never delay the history thread.
+History pages asked for with `fetch_history` are the exception: `chat_server.pages` serves them on the
+asking connection's reader thread, with that thread's own read connection, so long pages never delay the
+history thread.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -29,8 +29,6 @@ from shared.messages import (
     Ack,
     AwayChanged,
     ChangeNick,
-    Error,
-    FetchHistory,
     Hello,
     History,
     Join,
@@ -57,15 +55,13 @@ from shared.messages import (
 from shared.schema import Message
 from shared.text import fold
 
-from . import storage
-from .config import SERVER_TEXT_MAX, ServerConfig
+from .config import ServerConfig
 from .hub import Client, Hub, Room
+from .replies import REPLY_MARGIN, clip, error_frame, now_ms
 from .storage import HistoryError, HistoryStore
 
 log = logging.getLogger(__name__)
 
-# Room for the outer map of a history or list reply besides its entries, so the reply fits one frame.
-_REPLY_MARGIN = 512
 # Log a failing history database at most this often (seconds), not once per message.
 _HISTORY_LOG_INTERVAL = 60.0
 
@@ -88,36 +84,6 @@ class Disconnect:
 
 
 Request = Message | Login | Disconnect
-
-
-def clip(text: str, max_bytes: int = SERVER_TEXT_MAX) -> str:
-    """`text` cut to at most `max_bytes` of UTF-8, on a character boundary."""
-    data = text.encode()
-    return text if len(data) <= max_bytes else data[:max_bytes].decode("utf-8", "ignore")
-
-
-def error_frame(
-    code: ErrorCode,
-    message: str,
-    ref: int | None = None,
-    *,
-    retry_after_ms: int | None = None,
-    fatal: bool | None = None,
-) -> bytes:
-    """The encoded `error` frame for `code` (fatal when the code is, unless `fatal` says otherwise)."""
-    error = Error(
-        code=code.value,
-        message=clip(message),
-        fatal=code.fatal if fatal is None else fatal,
-        ref=ref,
-        retry_after_ms=retry_after_ms,
-    )
-    return encode(error)
-
-
-def now_ms() -> int:
-    """Milliseconds since the Unix epoch."""
-    return time.time_ns() // 1_000_000
 
 
 def _members_size(members: list[Member]) -> int:
@@ -147,7 +113,7 @@ class Chat:
         self._pending: list[_Stored] = []
         self._last_ts = 0
         self._history_logged_at = -_HISTORY_LOG_INTERVAL
-        self._reply_bytes = config.max_frame - _REPLY_MARGIN
+        self._reply_bytes = config.max_frame - REPLY_MARGIN
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
 
@@ -485,49 +451,3 @@ class Chat:
         # The whole open transaction is lost: every message held back in it is refused, not just this one.
         pending, self._pending = self._pending, []
         self._history_failed(error, [*pending, _Stored(client, b"", ref)])
-
-
-def fetch_history(
-    client: Client, request: FetchHistory, db: sqlite3.Connection, hub: Hub, config: ServerConfig
-) -> bytes:
-    """Answer a `FetchHistory` (reader thread): the encoded `history` or `error` frame."""
-    ref = request.ref
-    if (request.room is None) == (not request.direct):
-        return error_frame(ErrorCode.INVALID_FIELD, "give exactly one of 'room' and 'direct'", ref)
-    if request.room is not None and request.peer is not None:
-        return error_frame(ErrorCode.INVALID_FIELD, "'peer' goes with 'direct', not with 'room'", ref)
-    limit = min(config.backfill if request.limit is None else request.limit, config.max_backfill)
-    max_bytes = config.max_frame - _REPLY_MARGIN
-    try:
-        if request.room is not None:
-            key = fold(request.room)
-            with hub.lock:
-                room = client.rooms.get(key)
-            if room is None:
-                return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}", ref)
-            page = storage.room_page(
-                db, key, before=request.before, after=request.after, limit=limit, max_bytes=max_bytes
-            )
-            reply = History(
-                room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
-            )
-        else:
-            with hub.lock:
-                owner = client.key
-            peer = None if request.peer is None else fold(request.peer)
-            page = storage.direct_page(
-                db,
-                owner or "",
-                peer,
-                before=request.before,
-                after=request.after,
-                limit=limit,
-                max_bytes=max_bytes,
-            )
-            reply = History(
-                direct=True, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
-            )
-    except HistoryError as error:
-        log.warning("conn=%d event=history_failed error=%s", client.id, error)
-        return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref)
-    return encode(reply)

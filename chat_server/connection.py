@@ -34,11 +34,13 @@ from shared.errors import ErrorCode, RemoteProtocolError
 from shared.messages import FetchHistory, Hello, Ping, Pong, Quit, Say, Tell
 from shared.schema import Message
 
-from .chat import Disconnect, Login, error_frame, fetch_history
+from .chat import Disconnect, Login
 from .config import ServerConfig
 from .hub import Client, Hub
 from .outbox import Outbox
+from .pages import fetch_history
 from .ratelimit import TokenBucket
+from .replies import error_frame, fatal_frame
 from .sequencer import Sequencer
 from .storage import HistoryError, HistoryStore
 
@@ -62,11 +64,6 @@ class Services:
     sequencer: Sequencer
     store: HistoryStore
     clock: Callable[[], float] = time.monotonic
-
-
-def fatal_frame(code: ErrorCode, message: str, ref: int | None = None) -> bytes:
-    """An encoded error frame that announces the connection is closing."""
-    return error_frame(code, message, ref, fatal=True)
 
 
 class Connection:

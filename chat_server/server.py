@@ -60,8 +60,9 @@ from shared.errors import ErrorCode
 
 from .chat import Chat
 from .config import ServerConfig
-from .connection import Connection, Services, fatal_frame
+from .connection import Connection, Services
 from .hub import Hub
+from .replies import fatal_frame
 from .sequencer import Sequencer
 from .storage import HistoryStore
 
