@@ -73,6 +73,7 @@ from shared import (
 from shared import Error as ErrorFrame
 from shared.limits import DEFAULT_LIMITS, Limits
 
+from .delivery import Delivery
 from .errors import (
     ClientClosed,
     ClientError,
@@ -83,16 +84,13 @@ from .errors import (
     RequestTimeout,
     ServerError,
 )
-from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
+from .events import Closed, Connected, Disconnected, Event, LagMeasured, Reconnecting
 from .options import ClientOptions, ConnectionState
-from .outbox import DeliveryState, Outbox, OutboxEntry
+from .outbox import OutboxEntry
 from .resume import DM_KEY, ResumeState, room_key
 from .session import Endpoint, Session
 
 log = logging.getLogger(__name__)
-
-#: Seconds to wait before resending a message refused with `rate_limited` and no `retry_after_ms`.
-RATE_LIMIT_RETRY = 1.0
 
 # Login refusals worth retrying: the condition may clear by itself. `nick_taken` is here because after a
 # network drop the server may still hold our previous connection (a ghost) until its ping timeout.
@@ -149,15 +147,7 @@ class ChatClient:
         # Requests.
         self._refs = itertools.count(1)
         self._waiters: list[_Waiter] = []
-        self._outbox = Outbox(self.options.outbox_limit)
-        self._ref_owner: dict[int, str] = {}  # ref of a say/tell -> its client_msg_id
-        self._deliveries: dict[str, asyncio.Future[OutboxEntry]] = {}
-        self._outbox_empty = asyncio.Event()
-        self._outbox_empty.set()
-        # Messages held back after a `rate_limited` refusal, until `_held_until` (monotonic time).
-        self._held: set[str] = set()
-        self._held_until = 0.0
-        self._release_handle: asyncio.TimerHandle | None = None
+        self._delivery = Delivery(self.options.outbox_limit, lambda: next(self._refs), self._emit)
         # Liveness.
         self._ping_tokens = itertools.count(1)
         self._pings_sent: dict[int, float] = {}
@@ -199,7 +189,7 @@ class ChatClient:
     @property
     def outbox(self) -> tuple[OutboxEntry, ...]:
         """The messages still waiting for the server's acknowledgement, oldest first."""
-        return tuple(self._outbox)
+        return tuple(self._delivery.outbox)
 
     # -- Life cycle --------------------------------------------------------------------------------------
 
@@ -241,7 +231,9 @@ class ChatClient:
             try:
                 session.send(Quit(reason=reason))
             except InvalidRequest:
-                session.send(Quit())
+                session.send(Quit())  # the reason broke a rule (too long): quit without one
+            except ConnectionLost:
+                pass  # already gone: nothing to wait for
             try:
                 async with asyncio.timeout(self.options.close_timeout):
                     await asyncio.shield(self._task)
@@ -349,9 +341,7 @@ class ChatClient:
             self._fail_first_login(ConnectionLost(f"internal error: {bug!r}"))
         finally:
             self._state = ConnectionState.CLOSED
-            self._outbox_empty.set()  # wake wait_delivered(): nothing more will be delivered
-            if self._release_handle is not None:
-                self._release_handle.cancel()
+            self._delivery.close()
             self._fail_waiters(ClientClosed("the client is closed"))
             self._emit(Closed(final_error))
 
@@ -389,17 +379,14 @@ class ChatClient:
         self._emit(Connected(session.welcome, resumed))
         if self._first_login is not None and not self._first_login.done():
             self._first_login.set_result(None)
-        for request in self._resume.after_login(
-            lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
-        ):
-            session.send(request)
-        self._held.clear()  # a new session: every waiting message is sent now, in order
-        self._held_until = 0.0
-        for entry in self._outbox:
-            self._transmit(session, entry)
         every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))
         pinger = asyncio.create_task(self._pinger(session, every), name="mpchat pinger")
         try:
+            for request in self._resume.after_login(
+                lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
+            ):
+                session.send(request)
+            self._delivery.attach(session.send)
             while True:
                 for message in await session.receive(every + self.options.ping_grace):
                     self._handle(message)
@@ -408,6 +395,7 @@ class ChatClient:
         finally:
             pinger.cancel()
             self._session = None
+            self._delivery.detach()
             session.close()
             self._resume.session_ended()
             self._fail_waiters(ConnectionLost("the connection was lost before the answer came"))
@@ -417,7 +405,10 @@ class ChatClient:
         while True:
             token = next(self._ping_tokens)
             self._pings_sent = {token: time.monotonic()}  # only the newest ping is timed
-            session.send(Ping(token=token))
+            try:
+                session.send(Ping(token=token))
+            except ConnectionLost:
+                return  # the run task is about to notice the end of the session
             await asyncio.sleep(every)
 
     # -- Incoming messages -------------------------------------------------------------------------------
@@ -435,9 +426,14 @@ class ChatClient:
                     self.lag = time.monotonic() - sent
                     self._emit(LagMeasured(self.lag))
             case Ack():
-                self._on_ack(message)
+                entry = self._delivery.on_ack(message)
+                if entry is not None:
+                    # Our own message's id: a later replay of the room must not deliver it back to us.
+                    self._resume.note_own(
+                        room_key(entry.room) if entry.room is not None else DM_KEY, message.id
+                    )
             case ErrorFrame():
-                if not self._on_refused_send(message):
+                if not self._delivery.on_error(message):
                     self._emit(message)
             case Said():
                 if self._resume.note(room_key(message.room), message.id):
@@ -469,7 +465,7 @@ class ChatClient:
         """
         if fold(item.nick) != fold(self.nick):
             return False
-        for entry in self._outbox:
+        for entry in self._delivery.outbox:
             same_target = (
                 entry.room is not None and isinstance(item, Said) and fold(entry.room) == fold(item.room)
             ) or (entry.peer is not None and isinstance(item, Told) and fold(entry.peer) == fold(item.to))
@@ -477,77 +473,9 @@ class ChatClient:
                 return True
         return False
 
-    def _on_ack(self, ack: Ack) -> None:
-        client_msg_id = ack.client_msg_id or (self._ref_owner.get(ack.ref) if ack.ref is not None else None)
-        if client_msg_id is None:
-            return
-        entry = self._outbox.acknowledge(client_msg_id, ack)
-        if entry is None:
-            return  # the ack of an earlier attempt of an entry already acknowledged
-        self._forget_refs(client_msg_id)
-        # Remember our own id, so a later replay of the room does not deliver it a second time.
-        self._resume.note_own(room_key(entry.room) if entry.room is not None else DM_KEY, ack.id)
-        self._settle(entry)
-
-    def _on_refused_send(self, error: ErrorFrame) -> bool:
-        """Apply an error to the outbox entry it answers; True if it answered one."""
-        client_msg_id = self._ref_owner.get(error.ref) if error.ref is not None else None
-        if client_msg_id is None:
-            return False
-        if error.code == ErrorCode.RATE_LIMITED:
-            self._hold(client_msg_id, (error.retry_after_ms or 0) / 1000 or RATE_LIMIT_RETRY)
-            return True
-        entry = self._outbox.fail(client_msg_id, error.code, error.message)
-        if entry is not None:
-            self._forget_refs(client_msg_id)
-            self._settle(entry)
-        return True
-
-    def _hold(self, client_msg_id: str, delay: float) -> None:
-        """The server asked us to slow down: hold this message and every later one, then send them in order.
-
-        Sending the later ones meanwhile would only get them refused too, and could reorder the messages.
-        """
-        self._held.add(client_msg_id)
-        self._held_until = max(self._held_until, time.monotonic() + delay)
-        if self._release_handle is None:
-            self._release_handle = asyncio.get_running_loop().call_later(delay, self._release_held)
-
-    def _release_held(self) -> None:
-        self._release_handle = None
-        wait = self._held_until - time.monotonic()
-        if wait > 0:  # another refusal extended the hold
-            self._release_handle = asyncio.get_running_loop().call_later(wait, self._release_held)
-            return
-        held, self._held = self._held, set()
-        if self._session is not None:
-            for entry in self._outbox:
-                if entry.client_msg_id in held:
-                    self._transmit(self._session, entry)
-
-    def _holding(self) -> bool:
-        return time.monotonic() < self._held_until
-
-    def _forget_refs(self, client_msg_id: str) -> None:
-        for ref in [ref for ref, owner in self._ref_owner.items() if owner == client_msg_id]:
-            del self._ref_owner[ref]
-
-    def _settle(self, entry: OutboxEntry) -> None:
-        if not self._outbox:
-            self._outbox_empty.set()
-        self._emit(OutboxChanged(entry))
-        future = self._deliveries.pop(entry.client_msg_id, None)
-        if future is not None and not future.done():
-            future.set_result(entry)
-
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until every queued message is acknowledged or refused; False if `timeout` passed first."""
-        try:
-            async with asyncio.timeout(timeout):
-                await self._outbox_empty.wait()
-        except TimeoutError:
-            return False
-        return not self._outbox
+        return await self._delivery.wait_delivered(timeout)
 
     # -- Requests ----------------------------------------------------------------------------------------
 
@@ -609,9 +537,6 @@ class ChatClient:
             if not waiter.future.done():
                 waiter.future.set_exception(error)
         self._waiters.clear()
-        for future in self._deliveries.values():
-            if not future.done() and isinstance(error, ClientClosed):
-                future.set_exception(error)
 
     def _is_mine(self, nick: str) -> bool:
         return fold(nick) == fold(self.nick)
@@ -652,43 +577,14 @@ class ChatClient:
         stored it (the entry is then `ACKNOWLEDGED`), or raise `ServerError` if it refused it.
         """
         self._check(Say(room=room, text=text, action=action, client_msg_id="x"))
-        return await self._send_entry(self._outbox_add(text=text, action=action, room=room), wait)
+        self._check_open()
+        return await self._delivery.submit(self._delivery.add(text=text, action=action, room=room), wait=wait)
 
     async def tell(self, nick: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
         """Send a direct message to `nick` through the outbox (see `say`)."""
         self._check(Tell(to=nick, text=text, action=action, client_msg_id="x"))
-        return await self._send_entry(self._outbox_add(text=text, action=action, peer=nick), wait)
-
-    def _outbox_add(self, **fields: str | bool) -> OutboxEntry:
         self._check_open()
-        entry = self._outbox.add(**fields)  # type: ignore[arg-type]
-        self._outbox_empty.clear()
-        self._emit(OutboxChanged(entry))
-        return entry
-
-    async def _send_entry(self, entry: OutboxEntry, wait: bool) -> OutboxEntry:
-        future: asyncio.Future[OutboxEntry] | None = None
-        if wait:
-            future = asyncio.get_running_loop().create_future()
-            self._deliveries[entry.client_msg_id] = future
-        if self._holding():
-            self._held.add(entry.client_msg_id)  # sent, in order, when the hold ends
-        elif self._session is not None:
-            self._transmit(self._session, entry)
-        if future is None:
-            return entry
-        settled = await future
-        if settled.state is DeliveryState.FAILED:
-            raise ServerError(
-                ErrorFrame(code=settled.error_code or "", message=settled.error_message or "", fatal=False)
-            )
-        return settled
-
-    def _transmit(self, session: Session, entry: OutboxEntry) -> None:
-        ref = next(self._refs)
-        self._ref_owner[ref] = entry.client_msg_id
-        self._outbox.mark_sent(entry.client_msg_id)
-        session.send(entry.request(ref))
+        return await self._delivery.submit(self._delivery.add(text=text, action=action, peer=nick), wait=wait)
 
     async def change_nick(self, nick: str, *, wait: bool = True) -> None:
         """Change our nick (kept for later reconnects)."""

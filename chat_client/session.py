@@ -23,6 +23,7 @@ from shared import (
     ProtocolConnection,
     RemoteProtocolError,
     Role,
+    State,
     Welcome,
 )
 from shared.limits import Limits
@@ -132,7 +133,13 @@ class Session:
                 raise
 
     def send(self, message: Message) -> None:
-        """Queue `message` for the server; raises `InvalidRequest` if it breaks a protocol rule."""
+        """Queue `message` for the server.
+
+        Raises `InvalidRequest` if it breaks a protocol rule, `ConnectionLost` if the connection has ended
+        (the server closed it or sent a fatal error, and the run task has not noticed yet).
+        """
+        if self._protocol.state is State.CLOSED or self._writer.is_closing():
+            raise ConnectionLost("the connection is closed")
         try:
             data = self._protocol.send(message)
         except LocalProtocolError as error:

@@ -17,6 +17,7 @@ from shared import Ack, Say, Tell
 PACKAGE = Path(chat_client.__file__).parent
 #: The modules a bot imports: none of them may pull in Textual.
 LIBRARY_MODULES = [
+    "delivery",
     "__init__",
     "backoff",
     "client",
