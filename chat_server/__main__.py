@@ -15,6 +15,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from .beacon import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .server import ChatServer
 from .storage import HistoryError
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trace", action="store_true", help="log every frame in and out, decoded")
     for name, kind in CLI_LIMITS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.upper())
+    add_beacon_arguments(parser)
     return parser
 
 
@@ -64,6 +66,7 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         value = getattr(arguments, name)
         if value is not None:
             settings[name] = value
+    settings["beacon"] = beacon_config_from_args(arguments, settings.get("beacon"))
     return ServerConfig(**settings)
 
 

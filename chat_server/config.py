@@ -27,6 +27,8 @@ from shared.limits import (
 )
 from shared.text import room_problem
 
+from .beacon import BeaconConfig, beacon_config_from_table
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
 DEFAULT_SERVER_NAME = "mpchat"
@@ -138,6 +140,8 @@ class ServerConfig:
     sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
     sequencer_wait: float = DEFAULT_SEQUENCER_WAIT
     linger: float = DEFAULT_LINGER
+    #: The LAN beacon (off by default; the ``[beacon]`` table of server.toml, see docs/discovery.md).
+    beacon: BeaconConfig = dataclasses.field(default_factory=BeaconConfig)
 
     def __post_init__(self) -> None:
         # Accept str paths too (from TOML or a caller): store them as Path.
@@ -177,6 +181,8 @@ class ServerConfig:
             raise ValueError(f"default_room: {problem}")
         if self.max_backfill > self.max_list or self.backfill > self.max_backfill:
             raise ValueError("backfill <= max_backfill <= max_list is required")
+        if not isinstance(self.beacon, BeaconConfig):
+            raise ValueError("beacon must be a BeaconConfig (the [beacon] table of the config file)")
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
 
     @property
@@ -224,4 +230,8 @@ def load_toml(path: Path) -> dict[str, Any]:
     for key in ("data_dir", "db"):
         if key in data:
             data[key] = Path(data[key])
+    if "beacon" in data:
+        if not isinstance(data["beacon"], dict):
+            raise ValueError(f"config file {path}: beacon must be a table ([beacon])")
+        data["beacon"] = beacon_config_from_table(data["beacon"])
     return data

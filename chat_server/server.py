@@ -19,6 +19,9 @@ Threads
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages) and the SQLite
     *writer* connection. Applies requests strictly in order; stores messages with group commit; after each
     commit, puts the acks and the encoded broadcasts into the recipients' outboxes.
+``mpchat-beacon`` (0 or 1, only with the LAN beacon on)
+    Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
+    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock`` (see chat_server/beacon.py).
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
@@ -37,6 +40,7 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 
 Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
+0. Stop the beacon (if any): the server is no longer announced.
 1. Close the listening socket and join the acceptor: no new connections.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
    each reader stops reading, submits its `Disconnect`, and gives its writer until the shared deadline.
@@ -56,8 +60,10 @@ from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
 
+from shared.discovery import BeaconInfo
 from shared.errors import ErrorCode
 
+from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
 from .config import ServerConfig
 from .connection import Connection, Services
@@ -72,6 +78,8 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 1.8
 #: How long the acceptor waits in `accept` before checking whether it should stop.
 ACCEPT_POLL = 0.5
+#: File in the data folder holding the server's stable id, announced by the LAN beacon.
+SERVER_ID_FILE = "server-id"
 #: Seconds of TCP keepalive idle time before the kernel starts probing a silent peer (a backstop to pings).
 KEEPALIVE_IDLE = 60
 
@@ -104,6 +112,7 @@ class ChatServer:
         self._services: Services | None = None
         self._stopping = threading.Event()
         self._stopped = False
+        self._beacon: Beacon | None = None
 
     # -- Life cycle ----------------------------------------------------------------------------------------
 
@@ -155,6 +164,12 @@ class ChatServer:
         self._acceptor.start()
         host, port = self.address
         log.info("event=listening host=%s port=%d history=%s", host, port, config.history_path)
+        if config.beacon.enabled:
+            try:
+                self._start_beacon()
+            except BaseException:
+                self.stop()  # a server that cannot announce as configured does not run half-started
+                raise
 
     def stop(self) -> None:
         """Tell clients, stop accepting, flush the history, join every thread (within `STOP_TIMEOUT`)."""
@@ -163,6 +178,8 @@ class ChatServer:
         self._stopped = True
         deadline = time.monotonic() + STOP_TIMEOUT
         self._stopping.set()
+        if self._beacon is not None:
+            self._beacon.stop()  # stop announcing a server that is going away
         with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
         if self._acceptor is not None:
@@ -179,6 +196,30 @@ class ChatServer:
         assert self._services is not None
         self._services.sequencer.stop(max(0.05, deadline - time.monotonic()))
         log.info("event=stopped")
+
+    # -- LAN beacon ----------------------------------------------------------------------------------------
+
+    def _start_beacon(self) -> None:
+        """Start announcing this server on the LAN (see chat_server.beacon and docs/discovery.md)."""
+        server_id = load_or_create_server_id(self.config.history_path.parent / SERVER_ID_FILE)
+        port = self.address[1]
+
+        def snapshot() -> BeaconInfo:
+            # Runs on the beacon thread: the hub's own queries take its lock and copy what they return.
+            assert self._services is not None
+            hub = self._services.hub
+            rooms = sorted(((name, count) for name, _topic, count in hub.summaries()), key=lambda r: -r[1])
+            return BeaconInfo(
+                server_id=server_id, name=self.config.server_name, port=port, users=hub.online(), rooms=rooms
+            )
+
+        self._beacon = Beacon(self.config.beacon, snapshot)
+        self._beacon.start()
+        log.info(
+            "event=beacon addresses=%s port=%d",
+            ",".join(self.config.beacon.addresses),
+            self.config.beacon.port,
+        )
 
     # -- Accepting -----------------------------------------------------------------------------------------
 
