@@ -179,6 +179,7 @@ class ChatModel:
         own: bool = False,
         count: bool = True,
         direct: bool = False,
+        notify: bool = True,
     ) -> None:
         buffer = self.buffers[key]
         mention = not own and nick is not None and (direct or self.mentions_me(text))
@@ -186,7 +187,7 @@ class ChatModel:
         if not buffer.append(line):
             return
         changes.add(key, line)
-        if mention:
+        if mention and notify:
             changes.mentions.append((key, line))
         if count and key != self.current and not own:
             buffer.unread += 1
@@ -323,9 +324,13 @@ class ChatModel:
 
     def _on_history(self, event: History, changes: Changes) -> None:
         if event.direct:
+            # Group by conversation first, so each buffer judges once whether this is its first backfill.
+            by_peer: dict[str, list[Said | Told]] = {}
             for item in event.messages:
                 if isinstance(item, Told):
-                    self._history_lines(self._told_key(item), [item], more=None, changes=changes)
+                    by_peer.setdefault(self._told_key(item), []).append(item)
+            for key, items in by_peer.items():
+                self._history_lines(key, items, more=None, changes=changes)
             changes.buffers = True
             return
         if event.room is None:
@@ -351,7 +356,7 @@ class ChatModel:
             return
         if more is not None and oldest is None:
             buffer.more_before = more
-        fresh_buffer = not buffer.lines
+        fresh_buffer = buffer.oldest_id is None  # no message yet (notices do not count)
         for item in items:
             own = fold(item.nick) == fold(self.nick)
             kind = LineKind.ACTION if item.action else LineKind.MESSAGE
@@ -367,6 +372,7 @@ class ChatModel:
                 own=own,
                 count=not fresh_buffer,
                 direct=direct and not fresh_buffer,
+                notify=not fresh_buffer,  # the first backfill is old news: highlight, do not notify
             )
 
     def _history_line(self, item: Said | Told) -> Line:

@@ -160,3 +160,23 @@ def test_connection_status_follows_events() -> None:
     model.apply(Reconnecting(delay=4.0, attempt=1, reason="down"))
     assert model.reconnect_at == 1004.0
     assert any("disconnected" in line.text for line in model.buffers[SERVER_KEY].lines)
+
+
+def test_backfill_on_first_join_highlights_but_does_not_notify() -> None:
+    """Old mentions in a fresh room's backfill are highlighted; only new ones raise notifications."""
+    model = joined_model("lobby")
+    changes = model.apply(History(room="lobby", messages=(said(1, "alice: old news"),)))
+    assert changes.mentions == []
+    assert model.buffers["#lobby"].lines[-1].mention
+    later = model.apply(History(room="lobby", messages=(said(2, "alice: missed while away"),)))
+    assert [line.text for _, line in later.mentions] == ["alice: missed while away"]
+
+
+def test_direct_message_backfill_at_login_is_quiet() -> None:
+    """The direct messages fetched at login open their conversations without unread counts or alerts."""
+    model = joined_model("lobby")
+    old = tuple(Told(id=n, nick="bob", to="alice", text=f"old {n}", ts=TS) for n in range(1, 4))
+    changes = model.apply(History(direct=True, messages=old))
+    assert changes.mentions == []
+    assert model.buffers["@bob"].unread == 0
+    assert [line.text for line in model.buffers["@bob"].lines] == ["old 1", "old 2", "old 3"]
