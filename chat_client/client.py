@@ -8,7 +8,8 @@
 
 Everything runs on the caller's event loop, in one task (`_run`) plus one pinger task per connection;
 there are no threads and no locks. The run task owns the current `Session` and is the only reader of it;
-requests made by the caller write to the session directly (a write never waits).
+requests made by the caller write to the session directly (a write never waits). Sent messages go through
+`Delivery` (the outbox's trip to the server), what survives a reconnect lives in `ResumeState`.
 
 What survives a reconnect, and how it is used (the "resume"):
 
