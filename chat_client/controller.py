@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared import nick_problem
+
 from . import commands as cmd
 from .client import ChatClient
 from .errors import ClientError, InvalidRequest, NotConnected
@@ -65,9 +67,12 @@ class Controller:
                 target = room or self._current_room()
                 await client.leave(target, reason, wait=False)
             case cmd.DirectMessage(nick=nick, text=text):
-                buffer = model.conversation(nick)
+                problem = nick_problem(nick, client.limits.max_nick)
+                if problem is not None:
+                    raise cmd.CommandError(problem)
                 if text:
                     await client.tell(nick, text)
+                buffer = model.conversation(nick)
                 model.switch(buffer.key)
                 return Outcome(Changes(buffers=True), switched=True)
             case cmd.ChangeNick(nick=nick):

@@ -52,10 +52,13 @@ async def test_commands(server: LiveServer, private_dirs: Path) -> None:
             await wait_for_text(app, pilot, "/msg NICK [TEXT]")
             await submit(pilot, "/frobnicate")
             await wait_for_text(app, pilot, "unknown command /frobnicate")
+            await submit(pilot, "/msg no!pe hi")
+            await wait_for_text(app, pilot, "nick may hold only")
+            assert not [key for key in screen.model.buffers if key.startswith("@")]
             await submit(pilot, "//not a command")
             await wait_for_text(app, pilot, "<alicia> /not a command")
             await pilot.press("up", "up")
-            assert screen.query_one(ChatInput).value == "/frobnicate"
+            assert screen.query_one(ChatInput).value == "/msg no!pe hi"
 
 
 async def test_mention_in_another_room_notifies(server: LiveServer, private_dirs: Path) -> None:
