@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .loadgen import LoadError, LoadSpec, run_load, table
-from .servers import BENCH_SETTINGS, CHECKOUT, SERVERS, ServerError, started
+from .servers import BENCH_SETTINGS, CHECKOUT, SERVERS, ServerError, started, tail
 from .workloads import DEFAULT_DURATION, WORKLOADS, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -101,6 +101,9 @@ def run_point(
                 label=label,
             )
             result = run_load(spec, server.pid)
+            if result["errors"] or result["delivery_ratio"] < 1.0:
+                # Keep the server's last words with the result: its temporary folder is about to go.
+                result["server_log_tail"] = tail(server.log, 30)
     except (LoadError, ServerError) as error:
         return {"label": label, "failed": str(error), "errors": {"run": 1}}
     result.update(workload=workload.name, server=result.get("server"), server_name=server_name)

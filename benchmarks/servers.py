@@ -137,7 +137,7 @@ def started(name: str, cpu: int | None = None, source: Path | None = None) -> It
             yield RunningServer(name=name, pid=process.pid, host=host, port=port, log=log)
             if process.poll() is not None:
                 raise ServerError(
-                    f"{name} server exited with {process.returncode} during the run: {_tail(log)}"
+                    f"{name} server exited with {process.returncode} during the run: {tail(log)}"
                 )
         finally:
             _stop(process)
@@ -158,7 +158,7 @@ def _wait_listening(process: subprocess.Popen[bytes], log: Path) -> tuple[str, i
             return match.group(1), int(match.group(2))
         if readable and not chunk:
             process.wait(STOP_TIMEOUT)
-            raise ServerError(f"server exited with {process.returncode} before listening: {_tail(log)}")
+            raise ServerError(f"server exited with {process.returncode} before listening: {tail(log)}")
     raise ServerError(f"server did not print its address within {START_TIMEOUT} s")
 
 
@@ -174,7 +174,8 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.stdout.close()
 
 
-def _tail(log: Path, lines: int = 5) -> str:
+def tail(log: Path, lines: int = 5) -> str:
+    """The last `lines` lines of a server log, joined with " | " (for error messages and results)."""
     try:
         return " | ".join(log.read_text(errors="replace").splitlines()[-lines:])
     except OSError:

@@ -112,7 +112,7 @@ def _merge(
 ) -> dict[str, Any]:
     """Add the workers' counts together and compute the run's figures."""
     errors: dict[str, int] = {}
-    for report in (*ready, *done):
+    for report in done:  # each worker's error counts are cumulative: its "done" report includes the login's
         for key, value in report["errors"].items():
             errors[key] = errors.get(key, 0) + value
     login_ms = sorted(ms for report in ready for ms in report["login_ms"])
