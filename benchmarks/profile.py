@@ -4,9 +4,9 @@
     python -m benchmarks.profile [--workload W1] [--rate 1000] [--duration 8] [--gil] [--top 25]
 
 It starts the server exactly as `benchmarks.run` does (pinned to CPU 0, benchmark server.toml), attaches
-`py-spy record` (raw "collapsed stack" output) for the message phase of one load point, then prints the
-functions with the highest share of samples: "self" is time spent in the function's own code, "total" time
-spent in it or anything it called. Idle threads (blocked in a wait) are not sampled, so the shares are of the
+`py-spy record` (raw "collapsed stack" output) once every client is logged in, for the message phase of one
+load point, then prints the functions with the highest share of samples: "self" is time spent in the
+function's own code, "total" time spent in it or anything it called. Idle threads (blocked in a wait) are not sampled, so the shares are of the
 server's busy time. With `--gil` only the thread holding the GIL is sampled: the serial part of the work.
 """
 
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--rate",
                 str(args.sampling_rate),
                 "--duration",
-                f"{args.duration + 3:.0f}",
+                f"{args.duration:.0f}",
                 "--nonblocking",
             ]
             command += ["--gil"] if args.gil else []
@@ -100,9 +100,16 @@ def main(argv: list[str] | None = None) -> int:
                 duration=args.duration,
                 label=f"{workload.name} mpchat {args.rate:g}/s (profiled)",
             )
-            # py-spy attaches while the clients log in, and samples through the message phase.
-            recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            result = run_load(spec, server.pid)
+            recorders: list[subprocess.Popen[str]] = []
+
+            def attach() -> None:
+                # Once every client is logged in: py-spy samples the message phase, not logins or teardown.
+                recorders.append(
+                    subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                )
+
+            result = run_load(spec, server.pid, on_ready=attach)
+            recorder = recorders[0]
             try:
                 _, errors = recorder.communicate(timeout=args.duration + 30)
             except subprocess.TimeoutExpired:

@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import resource
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -38,8 +39,14 @@ def raise_fd_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def run_load(spec: LoadSpec, server_pid: int | None = None) -> dict[str, Any]:
-    """Run `spec` against the server at `spec.host:spec.port`; return the merged result (JSON-able)."""
+def run_load(
+    spec: LoadSpec, server_pid: int | None = None, on_ready: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Run `spec` against the server at `spec.host:spec.port`; return the merged result (JSON-able).
+
+    `on_ready` is called once every client is logged in, just before the messages start (a profiler
+    attaches there, so that it samples the message phase only).
+    """
     raise_fd_limit(spec.clients // spec.workers + 256)
     context = multiprocessing.get_context("spawn")
     pipes: list[Connection] = []
@@ -57,6 +64,8 @@ def run_load(spec: LoadSpec, server_pid: int | None = None) -> dict[str, Any]:
         for pipe in pipes:
             pipe.send(("login",))
         ready = _collect(pipes, "ready", spec.login_timeout + GRACE_S)
+        if on_ready is not None:
+            on_ready()
         at_ready = procstat.sample(server_pid) if server_pid else None
         ready_at = time.monotonic()
         t0_ns = time.monotonic_ns() + int(START_DELAY_S * 1e9)
