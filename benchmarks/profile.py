@@ -6,8 +6,9 @@
 It starts the server exactly as `benchmarks.run` does (pinned to CPU 0, benchmark server.toml), attaches
 `py-spy record` (raw "collapsed stack" output) once every client is logged in, for the message phase of one
 load point, then prints the functions with the highest share of samples: "self" is time spent in the
-function's own code, "total" time spent in it or anything it called. Idle threads (blocked in a wait) are not sampled, so the shares are of the
-server's busy time. With `--gil` only the thread holding the GIL is sampled: the serial part of the work.
+function's own code, "total" time spent in it or anything it called. Idle threads (blocked in a wait) are
+not sampled, so the shares are of the server's busy time. With `--gil` only the thread holding the GIL is
+sampled: the serial part of the work.
 """
 
 from __future__ import annotations

@@ -23,8 +23,8 @@ Why it saturates, and what the numbers in docs/performance.md show:
    grows to seconds.
 
 Threads: the accept thread, and one thread per connection that reads, handles and (under `lock`) writes.
-`lock` guards `clients` and every socket write. Stop order: close the listener, close every client socket
-(their threads then end), join the threads.
+`lock` guards `clients` and every socket write. Stop order: close the listener, shut every client socket
+down (their threads then end and close them), join the threads.
 
 Run it: python -m benchmarks.baselines.tutorial_server --port 7879
 """
@@ -32,6 +32,7 @@ Run it: python -m benchmarks.baselines.tutorial_server --port 7879
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import logging
 import signal
@@ -123,10 +124,11 @@ class TutorialServer:
         """Stop accepting, disconnect everyone, join the threads."""
         self._stopping.set()
         self._listener.close()
-        with self.lock:
-            clients = list(self.clients)
-        for client in clients:
-            client.sock.close()
+        # Not under `lock`: a thread stuck in `sendall` to a client that stopped reading holds it. Copying the
+        # list is one atomic step under the GIL; shutting the sockets down wakes any blocked send or recv.
+        for client in list(self.clients):
+            with contextlib.suppress(OSError):
+                client.sock.shutdown(socket.SHUT_RDWR)
         for thread in self._threads:
             thread.join(JOIN_TIMEOUT)
 
