@@ -130,6 +130,8 @@ def started(name: str, cpu: int | None = None, source: Path | None = None) -> It
                 stderr=errors,
                 stdin=subprocess.DEVNULL,
                 preexec_fn=_pinned_to(cpu),
+                # The LAN beacon is off by default; should a config turn it on, it stays on loopback.
+                env={**os.environ, "MPCHAT_DISCOVERY_LOOPBACK_ONLY": "1"},
                 cwd=source if source is not None and name == "mpchat" else CHECKOUT,
             )
         try:
