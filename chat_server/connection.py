@@ -1,4 +1,4 @@
-"""One accepted TCP connection: its reader thread, its writer thread, and the deadlines that guard it.
+"""One accepted TCP connection: its reader thread, its sending side, and the deadlines that guard it.
 
 The reader thread (``conn-N-reader``) owns the socket's receiving side and the `ProtocolConnection`:
 
@@ -6,12 +6,13 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
 3. for each complete message: check the rate limit, then answer it at once (`ping`, `history`) or submit it
    to the history thread, which owns all shared chat state;
-4. at the end, for whatever reason: submit a `Disconnect`, give the writer `linger` seconds to flush the last
+4. at the end, for whatever reason: submit a `Disconnect`, give the sender `linger` seconds to flush the last
    frames, then close the socket.
 
-The writer thread (``conn-N-writer``) owns the sending side (a `dup` of the socket, so that its write deadline
-is its own): it takes everything in the outbox and writes it with one `sendall`. A write that does not finish
-within `write_timeout` closes the connection; nothing else ever waits for this client's socket.
+The sending side is a `Channel` of the one sender thread (`chat_server.sender`): a non-blocking `dup` of the
+socket and the connection's outbox. The sender writes everything queued with one `send`, keeps what the kernel
+did not take, and closes the connection when it makes no progress for `write_timeout`; nothing else ever waits
+for this client's socket.
 """
 
 from __future__ import annotations
@@ -24,9 +25,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
-
-import msgpack
 
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
@@ -41,6 +39,7 @@ from .outbox import Outbox
 from .pages import fetch_history
 from .ratelimit import TokenBucket
 from .replies import error_frame, fatal_frame
+from .sender import Sender
 from .sequencer import Sequencer
 from .storage import HistoryError, HistoryStore
 
@@ -49,8 +48,11 @@ log = logging.getLogger(__name__)
 trace = logging.getLogger("chat_server.trace")
 
 RECV_SIZE = 64 * 1024
-#: Longest the reader sleeps in one `recv`, so a missed wake-up costs at most this much.
-MAX_WAIT = 1.0
+#: The reader's `recv` timeout is reset only when it is this much shorter than the next deadline: `settimeout`
+#: costs system calls, and waking a little early is harmless (the loop recomputes and sleeps again).
+TIMEOUT_SLACK = 1.0
+#: How long a closing reader waits for the sender to let go of its socket (it never blocks: a moment).
+RELEASE_WAIT = 1.0
 #: Requests that never count against the rate limit: they cost the server next to nothing.
 _FREE = (Hello, Ping, Pong, Quit)
 
@@ -63,11 +65,12 @@ class Services:
     hub: Hub
     sequencer: Sequencer
     store: HistoryStore
+    sender: Sender
     clock: Callable[[], float] = time.monotonic
 
 
 class Connection:
-    """A client connection and its two threads."""
+    """A client connection: its reader thread and its channel on the sender thread."""
 
     def __init__(
         self,
@@ -83,8 +86,8 @@ class Connection:
         self.id = conn_id
         self.peer = peer
         self._sock = sock
-        self._wsock = sock.dup()  # the writer's own socket object: its timeout is the write deadline
-        self._wsock.settimeout(config.write_timeout)
+        # The sender's own socket object: non-blocking, while the reader's has the reader's timeouts.
+        self._wsock = sock.dup()
         self._on_finished = on_finished
         self._clock = services.clock
         self.outbox = Outbox(
@@ -95,6 +98,7 @@ class Connection:
         )
         overflow = fatal_frame(ErrorCode.SENDQ_EXCEEDED, "you are not reading fast enough")
         self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow)
+        self.channel = services.sender.attach(conn_id, self.outbox, self._wsock, self.close, overflow)
         self._protocol = ProtocolConnection(Role.SERVER, config.limits)
         self._requests = TokenBucket(config.rate_messages, config.rate_burst, self._clock)
         self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, self._clock)
@@ -111,12 +115,10 @@ class Connection:
         self._pinged = False
         self._partial_since: float | None = None
         self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
-        self.writer = threading.Thread(target=self._write_loop, name=f"conn-{conn_id}-writer", daemon=True)
 
     def start(self) -> None:
-        """Start the reader and writer threads."""
+        """Start the reader thread."""
         log.info("conn=%d event=accepted peer=%s:%d", self.id, *self.peer)
-        self.writer.start()
         self.reader.start()
 
     # -- Closing (any thread) ------------------------------------------------------------------------------
@@ -163,10 +165,13 @@ class Connection:
         while True:
             if (reason := self._closed_by_server()) is not None:
                 return reason, None
-            wait = self._next_deadline() - self._clock()
-            timeout = MAX_WAIT if wait >= MAX_WAIT else max(wait, 0.001)
-            if timeout != self._sock.gettimeout():
-                self._sock.settimeout(timeout)  # a system call: skipped while the deadlines are far away
+            # Sleep until the next deadline, not a fixed poll: an idle connection costs no wake-ups
+            # (close() wakes a blocked recv with shutdown). A timeout set earlier is kept while it still
+            # ends before the deadline and not much before it.
+            wait = max(self._next_deadline() - self._clock(), 0.001)
+            current = self._sock.gettimeout()  # None at first: the socket must never block without a timeout
+            if current is None or not wait - TIMEOUT_SLACK <= current <= wait:
+                self._sock.settimeout(wait)
             try:
                 data = self._sock.recv(RECV_SIZE)
             except TimeoutError:
@@ -225,8 +230,6 @@ class Connection:
             deadlines.append(self._hello_deadline)
         if self._partial_since is not None:
             deadlines.append(self._partial_since + config.frame_timeout)
-        if self.outbox.queued > config.sendq_soft:
-            deadlines.append(self._clock() + 0.1)  # watch the soft limit's clock
         return min(deadlines)
 
     def _check_deadlines(self) -> tuple[str, bytes | None] | None:
@@ -297,7 +300,7 @@ class Connection:
             self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
 
     def _finish(self, reason: str, last: bytes | None) -> None:
-        """End of the reader thread: sign off, let the writer flush, close everything."""
+        """End of the reader thread: sign off, let the sender flush, close everything."""
         with self._lock:
             if self._close_reason is None:
                 self._close_reason = reason
@@ -309,47 +312,17 @@ class Connection:
         deadline = self._clock() + self.config.linger
         if linger_until is not None:
             deadline = min(deadline, linger_until)
-        self.writer.join(max(0.0, deadline - self._clock()))
-        self._shutdown(socket.SHUT_RDWR)  # unblocks a writer stuck on a client that does not read
-        self.outbox.abort()
-        self.writer.join(self.config.write_timeout)
-        if self.writer.is_alive():
-            log.error("conn=%d event=writer_stuck", self.id)
+        channel = self.channel
+        channel.done.wait(max(0.0, deadline - self._clock()))  # set once the last frame is written
+        if not channel.done.is_set():
+            self._shutdown(socket.SHUT_RDWR)
+            self.outbox.abort()
+            self.services.sender.release(channel)
+            if not channel.done.wait(RELEASE_WAIT):
+                log.error("conn=%d event=sender_stuck", self.id)
         if self._history_db is not None:
             self._history_db.close()
         self._wsock.close()
         self._sock.close()
         log.info("conn=%d event=closed nick=%r reason=%r", self.id, self.client.nick, reason)
         self._on_finished(self)
-
-    # -- Writer thread -------------------------------------------------------------------------------------
-
-    def _write_loop(self) -> None:
-        outbox, sock = self.outbox, self._wsock
-        try:
-            while True:
-                frames = outbox.take(MAX_WAIT)
-                if frames is None:
-                    return  # closed, and everything queued was written
-                if not frames:
-                    continue
-                data = frames[0] if len(frames) == 1 else b"".join(frames)
-                if self._trace:
-                    for frame in frames:
-                        trace.debug("conn=%d out %r", self.id, _decoded(frame))
-                sock.sendall(data)
-                outbox.written(len(data))
-        except TimeoutError:
-            log.info("conn=%d event=write_timeout", self.id)
-            self.close(None, True, "write timeout")
-        except OSError as error:
-            self.close(None, True, f"write failed: {error.strerror or error}")
-        finally:
-            self._shutdown(socket.SHUT_WR)  # the peer sees our end of stream after the last frame
-
-
-def _decoded(frame: bytes) -> Any:
-    try:
-        return msgpack.unpackb(frame[4:], raw=False)
-    except Exception:  # trace output only: show the raw bytes of anything that does not decode
-        return frame

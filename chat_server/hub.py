@@ -156,8 +156,8 @@ class Hub:
         """Deliver consecutive stored messages of one room: `run` holds (sender, ack, relay) in id order.
 
         Each member gets every message's relay frame, except that a sender gets its ack in the place of its
-        own message. One append per member for the whole run: under load a member's writer then wakes once
-        and writes the run with one system call.
+        own message. One append per member for the whole run: the sender then writes the run to each member
+        with one system call.
         """
         with self.lock:
             members = tuple(room.members)
@@ -166,8 +166,15 @@ class Hub:
             for member in members:
                 member.send(ack if member is sender else relay)
             return
+        # Members who sent nothing in the run (nearly all of them) share one list of relay frames: put_many
+        # copies the references, so the loop allocates nothing per recipient.
+        relays = [relay for _sender, _ack, relay in run]
+        senders = {sender for sender, _ack, _relay in run}
         for member in members:
-            member.send_many([ack if sender is member else relay for sender, ack, relay in run])
+            if member in senders:
+                member.send_many([ack if sender is member else relay for sender, ack, relay in run])
+            else:
+                member.send_many(relays)
 
     def neighbours(self, client: Client) -> list[Client]:
         """`client` and everyone sharing at least one room with it, each once."""

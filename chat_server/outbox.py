@@ -1,9 +1,12 @@
-"""A connection's outbound queue: frames waiting for that connection's writer thread, counted in bytes.
+"""A connection's outbound queue: frames waiting for the sender thread, counted in bytes.
 
 Many threads put frames in (the history thread fans out room messages, the reader thread answers pings and
-refusals); exactly one thread, the connection's writer, takes them out. The writer takes *everything* that is
-pending at once and writes it with a single `sendall`, so a busy connection costs one system call per batch
-rather than one per message.
+refusals); one thread, the sender (`chat_server.sender`), takes them out. It takes *everything* pending at
+once and writes it with a single `send`, so a busy connection costs one system call per batch rather than one
+per message.
+
+When the queue goes from empty to non-empty (and when it is closed) the outbox calls `on_ready`, which puts
+the connection on the sender's ready queue. Later frames only append: nobody is woken per frame.
 
 The queue is bounded in bytes, not in frames, because memory is what a slow reader costs us:
 
@@ -11,8 +14,8 @@ The queue is bounded in bytes, not in frames, because memory is what a slow read
 * above `soft` bytes for longer than `soft_seconds` it is over its limit too.
 
 `put` reports "over the limit" by returning False; the caller then disconnects that client with
-`sendq_exceeded`. Bytes handed to the writer still count until the writer reports them written, so the
-memory held for one client never exceeds `hard` plus one frame.
+`sendq_exceeded`. Bytes the sender has taken still count until it reports them written, so the memory held
+for one client never exceeds `hard` plus one batch.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from collections.abc import Callable
 
 
 class Outbox:
-    """A bounded, byte-counted queue of frames with one consumer (the writer thread)."""
+    """A bounded, byte-counted queue of frames with one consumer (the sender thread)."""
 
     def __init__(
         self, *, soft: int, hard: int, soft_seconds: float, clock: Callable[[], float] = time.monotonic
@@ -31,18 +34,19 @@ class Outbox:
         self.soft = soft
         self.hard = hard
         self.soft_seconds = soft_seconds
+        #: Called (outside the lock) on empty -> non-empty and on close; set by `Sender.attach`.
+        self.on_ready: Callable[[], None] | None = None
         self._clock = clock
-        self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
+        self._lock = threading.Lock()  # a plain lock: the consumer never waits on it, it is woken by on_ready
         self._frames: list[bytes] = []
         self._queued = 0  # bytes in _frames plus bytes taken but not yet reported written
         self._over_soft_since: float | None = None
-        self._closed = False  # no more frames accepted; the writer stops once _frames is empty
+        self._closed = False  # no more frames accepted; the sender finishes once everything is written
         self._overflowed = False
 
     @property
     def queued(self) -> int:
-        """Bytes waiting to be written, including the batch the writer is writing now."""
+        """Bytes waiting to be written, including the batch the sender is writing now."""
         return self._queued
 
     @property
@@ -57,30 +61,36 @@ class Outbox:
                 return True  # the connection is going away; nothing to deliver, nothing to report
             self._frames.append(data)
             self._queued += len(data)
-            if len(self._frames) == 1:
-                self._ready.notify()  # wake the writer only on empty -> non-empty
-            if self._queued > self.soft:
-                return self._check_over_soft()
-            return True
+            first = len(self._frames) == 1
+            within = self._queued <= self.soft or self._check_over_soft()
+        if first and self.on_ready is not None:
+            self.on_ready()
+        return within
 
     def put_many(self, frames: list[bytes]) -> bool:
-        """Queue several frames at once (one lock, at most one wake-up); False if now over the limit."""
+        """Queue several frames at once (one lock, at most one `on_ready`); False if now over the limit."""
         with self._lock:
             if self._closed:
                 return True
-            was_empty = not self._frames
+            first = not self._frames
             self._frames += frames
             self._queued += sum(map(len, frames))
-            if was_empty:
-                self._ready.notify()
-            if self._queued > self.soft:
-                return self._check_over_soft()
-            return True
+            within = self._queued <= self.soft or self._check_over_soft()
+        if first and self.on_ready is not None:
+            self.on_ready()
+        return within
 
     def overdue(self) -> bool:
-        """True if the queue has been over its soft limit for too long (checked by the reader's timer)."""
+        """True if the queue has been over its soft limit for too long (checked by the sender's timer)."""
         with self._lock:
             return self._queued > self.soft and not self._check_over_soft()
+
+    def soft_deadline(self) -> float | None:
+        """When `overdue()` turns true if nothing is written meanwhile; None if not over the soft limit."""
+        since = self._over_soft_since
+        if since is None or self._closed or self._queued <= self.soft:
+            return None
+        return since + self.soft_seconds
 
     def _check_over_soft(self) -> bool:
         now = self._clock()
@@ -92,25 +102,23 @@ class Outbox:
             self._overflowed = True
         return not self._overflowed
 
-    def take(self, timeout: float) -> list[bytes] | None:
-        """Wait up to `timeout` for frames and return them all: [] on timeout, None once closed and empty."""
+    def take(self) -> list[bytes] | None:
+        """Everything queued (never waits): [] if nothing is, None once closed and empty."""
         with self._lock:
-            if not self._frames and not self._closed:
-                self._ready.wait(timeout)
             if self._frames:
                 frames, self._frames = self._frames, []
                 return frames
             return None if self._closed else []
 
     def written(self, count: int) -> None:
-        """The writer reports that `count` bytes it took have been written."""
+        """The sender reports that `count` bytes it took have been written."""
         with self._lock:
             self._queued -= count
             if self._queued <= self.soft:
                 self._over_soft_since = None
 
     def close(self, last: bytes | None = None) -> None:
-        """Accept no more frames after `last`; the writer drains what is queued, then stops."""
+        """Accept no more frames after `last`; the sender writes what is queued, then finishes."""
         with self._lock:
             if self._closed:
                 return
@@ -118,7 +126,8 @@ class Outbox:
                 self._frames.append(last)
                 self._queued += len(last)
             self._closed = True
-            self._ready.notify()
+        if self.on_ready is not None:
+            self.on_ready()
 
     def abort(self, last: bytes | None = None) -> None:
         """Drop everything not yet taken, queue only `last`, and close (used when a client is dropped)."""
@@ -128,4 +137,5 @@ class Outbox:
             self._frames = [] if last is None else [last]
             self._queued += 0 if last is None else len(last)
             self._closed = True
-            self._ready.notify()
+        if self.on_ready is not None:
+            self.on_ready()

@@ -2,8 +2,9 @@
 
 Reader threads `submit()` requests; this one thread takes *everything* queued, applies it with `Chat.handle`
 (room messages go into one open transaction), then `Chat.flush()` commits once and releases the acks and
-fan-outs of the whole batch in id order. Under load a batch holds hundreds of messages, so one `fsync` covers
-hundreds of messages; at low load a batch is one message and nothing waits for a timer.
+fan-outs of the whole batch in id order, and wakes the sender thread once for all of them. Under load a
+batch holds hundreds of messages, so one `fsync` covers hundreds of messages; at low load a batch is one
+message and nothing waits for a timer.
 
 The queue is bounded (`sequencer_queue`): when it is full, `submit` waits (bounded), which holds back the
 reader that submitted, and so, through TCP, the client that is flooding.
@@ -17,6 +18,7 @@ from collections import deque
 
 from .chat import Chat, Request
 from .hub import Client
+from .sender import Sender
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,11 @@ log = logging.getLogger(__name__)
 class Sequencer:
     """The history thread and its request queue."""
 
-    def __init__(self, chat: Chat, *, max_queue: int, max_batch: int, max_wait: float) -> None:
+    def __init__(
+        self, chat: Chat, sender: Sender, *, max_queue: int, max_batch: int, max_wait: float
+    ) -> None:
         self.chat = chat
+        self.sender = sender
         self.max_queue = max_queue
         self.max_wait = max_wait  # how long a reader waits for room in a full queue
         self.max_batch = max_batch
@@ -73,6 +78,8 @@ class Sequencer:
             return batch
 
     def _run(self) -> None:
+        # Frames this thread queues do not wake the sender one by one: it is woken once per batch, below.
+        self.sender.batch_on_this_thread()
         try:
             while True:
                 batch = self._take()
@@ -88,5 +95,6 @@ class Sequencer:
                     self.chat.flush()
                 except Exception:
                     log.exception("event=flush_failed")
+                self.sender.wake()
         finally:
             self.chat.store.close()

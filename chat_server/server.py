@@ -9,16 +9,20 @@ Threads
     Owns the listening socket. Accepts, enforces `max_clients` and `max_clients_per_ip` (refusing with one
     `error` frame), sets TCP_NODELAY and SO_KEEPALIVE, and starts a `Connection`. Nothing else.
 ``conn-N-reader`` (1 per connection)
-    Owns the socket's receiving side, the connection's `ProtocolConnection` (sans-I/O decoder), its rate
-    limit buckets, its deadlines (hello, frame completion, ping, dead peer) and its SQLite *read* connection.
-    Answers `ping` and `history` requests itself; submits every other request to the history thread.
-``conn-N-writer`` (1 per connection)
-    Owns the socket's sending side (a `dup` with its own write deadline). Takes everything queued in the
-    connection's `Outbox` and writes it with one `sendall`. The only thread that writes to that socket.
+    Owns the socket's receiving side (blocking `recv`, its timeout = the next deadline), the connection's
+    `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (hello, frame completion,
+    ping, dead peer) and its SQLite *read* connection. Answers `ping` and `history` requests itself; submits
+    every other request to the history thread. Closes the socket once the sender has let go of it.
+``sender`` (1)
+    Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
+    (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one
+    `send`; keeps what the kernel did not take and waits for writability; enforces the write deadline and the
+    soft-limit timer. The only thread that writes to client sockets, and it never waits for one of them.
 ``history`` (1)
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages) and the SQLite
     *writer* connection. Applies requests strictly in order; stores messages with group commit; after each
-    commit, puts the acks and the encoded broadcasts into the recipients' outboxes.
+    commit, puts the acks and the encoded broadcasts into the recipients' outboxes, then wakes the sender
+    once for the whole batch.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock`` (see chat_server/beacon.py).
@@ -30,7 +34,9 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     readers (membership check for `history`) and by `stats()`. Fan-out copies the member list under it,
     releases it, then appends to each outbox.
 ``Outbox._lock``
-    Guards one connection's queue of encoded frames and its byte count (many producers, one writer).
+    Guards one connection's queue of encoded frames and its byte count (many producers; the sender swaps the
+    list out under it and writes after releasing it). The sender's ready queue is a `deque` (appends and pops
+    are atomic) plus a wake-up socket pair; its other state belongs to the sender thread alone.
 ``Sequencer._lock``
     Guards the history thread's request queue.
 ``ChatServer._lock``
@@ -43,9 +49,12 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 0. Stop the beacon (if any): the server is no longer announced.
 1. Close the listening socket and join the acceptor: no new connections.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
-   each reader stops reading, submits its `Disconnect`, and gives its writer until the shared deadline.
-3. Join the readers (each closes its socket after its writer is done or the deadline passed).
-4. Stop the history thread: it applies what is still queued, commits, and closes the database.
+   each reader stops reading, submits its `Disconnect`, and gives the sender until the shared deadline to
+   write its last frames.
+3. Join the readers (each releases its channel from the sender and closes its socket once the sender is done
+   with it or the deadline passed).
+4. Stop the sender thread (no channel is left), then the history thread: it applies what is still queued,
+   commits, and closes the database.
 """
 
 from __future__ import annotations
@@ -69,6 +78,7 @@ from .config import ServerConfig
 from .connection import Connection, Services
 from .hub import Hub
 from .replies import fatal_frame
+from .sender import Sender
 from .sequencer import Sequencer
 from .storage import HistoryStore
 
@@ -151,14 +161,17 @@ class ChatServer:
             store.close()
             raise
         listener.settimeout(ACCEPT_POLL)
+        sender = Sender(config.write_timeout)
         sequencer = Sequencer(
             chat,
+            sender,
             max_queue=config.sequencer_queue,
             max_batch=config.commit_batch,
             max_wait=config.sequencer_wait,
         )
-        self._services = Services(config=config, hub=hub, sequencer=sequencer, store=store)
+        self._services = Services(config=config, hub=hub, sequencer=sequencer, store=store, sender=sender)
         self._listener = listener
+        sender.start()
         sequencer.start()
         self._acceptor = threading.Thread(target=self._accept_loop, name="acceptor", daemon=True)
         self._acceptor.start()
@@ -194,6 +207,7 @@ class ChatServer:
         for connection in connections:
             connection.reader.join(max(0.0, deadline - 0.2 - time.monotonic()))
         assert self._services is not None
+        self._services.sender.stop(0.1)  # every reader has released its channel by now
         self._services.sequencer.stop(max(0.05, deadline - time.monotonic()))
         log.info("event=stopped")
 

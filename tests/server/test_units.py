@@ -80,7 +80,7 @@ def test_outbox_soft_timer_resets_when_drained() -> None:
     box = outbox(clock)
     box.put(b"x" * 150)
     clock.now += 4
-    taken = box.take(0)
+    taken = box.take()
     assert taken == [b"x" * 150]
     box.written(150)
     box.put(b"y" * 150)
@@ -93,11 +93,11 @@ def test_outbox_counts_bytes_until_written_and_batches() -> None:
     box = outbox(FakeClock())
     for part in (b"a", b"bb", b"ccc"):
         box.put(part)
-    assert box.take(0) == [b"a", b"bb", b"ccc"]
+    assert box.take() == [b"a", b"bb", b"ccc"]
     assert box.queued == 6
     box.written(6)
     assert box.queued == 0
-    assert box.take(0) == []
+    assert box.take() == []
 
 
 def test_outbox_close_drains_then_ends_and_abort_drops() -> None:
@@ -106,13 +106,13 @@ def test_outbox_close_drains_then_ends_and_abort_drops() -> None:
     box.put(b"one")
     box.close(b"bye")
     assert box.put(b"ignored")
-    assert box.take(0) == [b"one", b"bye"]
-    assert box.take(0) is None
+    assert box.take() == [b"one", b"bye"]
+    assert box.take() is None
     other = outbox(FakeClock())
     other.put(b"one")
     other.abort(b"dropped")
-    assert other.take(0) == [b"dropped"]
-    assert other.take(0) is None
+    assert other.take() == [b"dropped"]
+    assert other.take() is None
 
 
 def test_config_defaults_and_validation(tmp_path: Path) -> None:
@@ -158,7 +158,7 @@ def test_outbox_put_many_counts_and_limits() -> None:
     assert box.put_many([b"a", b"bb"])
     assert box.queued == 3
     assert not box.put_many([b"x" * 150, b"y" * 150])
-    assert box.take(0) == [b"a", b"bb", b"x" * 150, b"y" * 150]
+    assert box.take() == [b"a", b"bb", b"x" * 150, b"y" * 150]
 
 
 def test_every_setting_is_documented() -> None:
