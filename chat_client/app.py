@@ -8,6 +8,7 @@ out politely (bounded by the client's close timeout), then exits; Textual cancel
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import Worker, WorkerState
 
 from chat_client.client import ChatClient
 from chat_client.discovery import DiscoveredServer, DiscoveryListener
@@ -27,6 +29,8 @@ from chat_client.screens.chat import ChatScreen
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
 from shared.discovery import DestinationRefused
+
+log = logging.getLogger(__name__)
 
 #: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
 #: typed during a flood wait for at most one batch (see benchmarks/client_throughput.py).
@@ -161,6 +165,13 @@ class ChatApp(App[int]):
         finally:
             self.client = None
             await client.close()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A worker that failed is a bug: say so (the app keeps running) and log the details."""
+        if event.state is WorkerState.ERROR:
+            error = event.worker.error
+            log.error("worker %s failed", event.worker.name, exc_info=error)
+            self.notify(f"internal error in {event.worker.name}: {error!r}", severity="error", markup=False)
 
     async def action_quit(self) -> None:
         """Log out politely, then exit."""

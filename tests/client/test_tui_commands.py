@@ -166,3 +166,21 @@ async def test_theme_choice_is_remembered(private_dirs: Path) -> None:
     async with again.run_test(size=SIZE) as pilot:
         await pilot.pause()
         assert again.theme == "nord"
+
+
+async def test_a_failing_worker_is_reported_not_fatal(private_dirs: Path) -> None:
+    """A bug in a background worker becomes an error notification; the app keeps running."""
+
+    def broken_listener() -> DiscoveryListener:
+        raise RuntimeError("boom [b]x[/b]")
+
+    from chat_client.discovery import DiscoveryListener
+
+    app = ChatApp(config_dir=private_dirs, discovery=broken_listener)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await wait_until(lambda: app._notifications, what="an error notification")
+        await pilot.pause()
+        notification = next(iter(app._notifications))
+        assert notification.severity == "error"
+        assert "boom [b]x[/b]" in notification.message
+        assert isinstance(app.screen, ConnectScreen)
