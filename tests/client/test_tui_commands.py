@@ -170,11 +170,10 @@ async def test_theme_choice_is_remembered(private_dirs: Path) -> None:
 
 async def test_a_failing_worker_is_reported_not_fatal(private_dirs: Path) -> None:
     """A bug in a background worker becomes an error notification; the app keeps running."""
+    from chat_client.discovery import DiscoveryListener
 
     def broken_listener() -> DiscoveryListener:
         raise RuntimeError("boom [b]x[/b]")
-
-    from chat_client.discovery import DiscoveryListener
 
     app = ChatApp(config_dir=private_dirs, discovery=broken_listener)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
