@@ -258,3 +258,21 @@ async def test_frames_split_into_single_bytes_are_reassembled(server: LiveServer
         await wait_until(lambda: "split into pieces" in events.texts("dev"))
         entry = await alice.say("dev", "and back", wait=True)
         assert entry.state is DeliveryState.ACKNOWLEDGED
+
+
+async def test_without_reconnect_a_drop_closes_the_client(server: LiveServer) -> None:
+    """With reconnect=False the client reports the drop as final and ends with Closed(error)."""
+    from chat_client import Closed
+
+    client = ChatClient(server.host, server.port, "alice", options=ClientOptions(reconnect=False))
+    await client.connect()
+    events = Recorder(client)
+    await server.astop()
+    await events.stop()
+    disconnected = events.of(Disconnected)
+    assert [(d.code, d.will_retry) for d in disconnected] == [("server_shutdown", False)]
+    closed = events.events[-1]
+    assert isinstance(closed, Closed)
+    assert closed.error is not None
+    assert not events.of(Reconnecting)
+    await client.close()
