@@ -94,7 +94,7 @@ def test_slow_reader_over_soft_limit_too_long_is_dropped(make_server: Callable[.
                 sent += 1
                 bob.drain(0.0)
                 assert sent < 10_000
-            # No more messages: the reader's own timer must notice the queue stayed over the soft limit.
+            # No more messages: the sender's timer must notice the queue stayed over the soft limit.
             off = bob.recv(SignedOff, timeout=5)
             assert (off.nick, off.reason) == ("slow", "send queue exceeded")
         finally:
@@ -125,7 +125,7 @@ def test_blocked_write_past_deadline_closes(make_server: Callable[..., ChatServe
 
 
 def test_stop_with_a_stalled_client_is_still_quick(make_server: Callable[..., ChatServer]) -> None:
-    """A client that reads nothing cannot hold up stop(): its writer gets `linger`, then the socket closes."""
+    """A client that reads nothing cannot hold up stop(): the sender gets `linger` for it, then it closes."""
     server = make_server(send_buffer=16 * 1024, write_timeout=60.0, linger=0.3)
     with ChatTestClient(server.address) as alice:
         alice.login("alice")
