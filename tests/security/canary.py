@@ -13,7 +13,7 @@ import threading
 import time
 from statistics import median
 
-from shared import Ack, Error, Said, Say
+from shared import Ack, Error, Message, Said, Say, SignedOff
 from tests.server.client import ChatTestClient, wait_until
 
 #: Longest the canary waits for one of its messages: a deadline for "eventually", not a speed requirement.
@@ -45,6 +45,8 @@ class Canary:
         self.latencies: list[float] = []
         #: Messages in the canary room from anyone else (an offender who joined it), in arrival order.
         self.foreign: list[Said] = []
+        #: Everything else `canary-a` heard (joins, sign-offs of offenders sharing the room...), in order.
+        self.notices: list[Message] = []
         self.failure: BaseException | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="canary", daemon=True)
@@ -83,15 +85,21 @@ class Canary:
             self.failure = error
 
     def _sweep(self, client: ChatTestClient) -> None:
-        """Set aside what the canary does not wait for; fail on an error frame or a repeated message."""
-        peer = self.clients[1] if client is self.clients[0] else self.clients[0]
+        """Set aside what the canary does not wait for; fail on an error frame or a repeated message.
+
+        What the room hears from others is recorded once, as `canary-a` heard it.
+        """
+        first = client is self.clients[0]
+        peer = self.clients[1] if first else self.clients[0]
         for message in client.pending:
             if isinstance(message, Error):
                 raise AssertionError(f"the canary {client.nick} got an error: {message!r}")
-            if isinstance(message, Said) and message.room == self.room:
-                if message.nick == peer.nick:
-                    raise AssertionError(f"the canary got a message twice or unasked: {message!r}")
+            if isinstance(message, Said) and message.room == self.room and message.nick == peer.nick:
+                raise AssertionError(f"the canary got a message twice or unasked: {message!r}")
+            if first and isinstance(message, Said):
                 self.foreign.append(message)
+            elif first:
+                self.notices.append(message)
         client.pending.clear()
 
     def wait_rounds(self, count: int, timeout: float = 2 * DELIVERY_DEADLINE) -> None:
@@ -101,6 +109,19 @@ class Canary:
             lambda: self.rounds >= target or self.failure is not None, timeout, f"{count} canary rounds"
         )
         self.check()
+
+    def heard_sign_off(self, nick: str, timeout: float = 2 * DELIVERY_DEADLINE) -> SignedOff:
+        """Wait until `canary-a` has heard `nick` sign off from the room; return that notification."""
+        found: list[SignedOff] = []
+
+        def heard() -> bool:
+            """True once the sign-off (or a canary failure) is in."""
+            found[:] = [m for m in list(self.notices) if isinstance(m, SignedOff) and m.nick == nick]
+            return bool(found) or self.failure is not None
+
+        wait_until(heard, timeout, f"the canary to hear {nick} sign off")
+        self.check()
+        return found[0]
 
     def check(self) -> None:
         """Raise the canary's failure, if it had one."""
