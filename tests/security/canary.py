@@ -29,12 +29,16 @@ class Canary:
         *,
         room: str = "canary-room",
         interval: float = 0.0,
-        source: str | None = None,
+        sources: tuple[str | None, str | None] = (None, None),
     ) -> None:
         #: Pause between rounds, so a canary stays under a test's rate limit (pacing, not synchronisation).
         self.interval = interval
         self.room = room
-        self.clients = (ChatTestClient(address, source=source), ChatTestClient(address, source=source))
+        #: `sources`: local addresses for the two clients (None: any), to stay clear of per-address limits.
+        self.clients = (
+            ChatTestClient(address, source=sources[0]),
+            ChatTestClient(address, source=sources[1]),
+        )
         try:
             for name, client in zip(("canary-a", "canary-b"), self.clients, strict=True):
                 client.login(name, rooms=[room])
