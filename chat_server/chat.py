@@ -58,7 +58,7 @@ from shared.text import fold
 from .config import ServerConfig
 from .hub import Client, Hub, Room
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
-from .storage import HistoryError, HistoryStore
+from .storage import HistoryError, HistoryStore, Page
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +256,11 @@ class Chat:
         self._send_room_state(client, room, ref)
         bound = self.config.max_backfill
         try:
-            if after is not None:
+            if room.last_id == 0:
+                # Nothing was ever stored in this room (last_id is loaded at start and set on every insert):
+                # skip the query. A login wave into new rooms then costs no SQLite work per login.
+                page = Page(messages=(), more=False, skipped=0)
+            elif after is not None:
                 page = self.store.room_page(key, after=after, limit=bound, max_bytes=self._reply_bytes)
             else:
                 count = self.config.backfill if backfill is None else min(backfill, bound)

@@ -80,7 +80,7 @@ DEFAULT_COMMIT_BATCH = 1024
 DEFAULT_SEQUENCER_QUEUE = 10_000
 #: Seconds a reader waits for room in that queue before the request is refused ("server busy").
 DEFAULT_SEQUENCER_WAIT = 5.0
-#: Seconds a closing connection (or a stopping server) gives its writer to flush the last frames.
+#: Seconds a closing connection (or a stopping server) gives the sender to write its last frames.
 DEFAULT_LINGER = 1.0
 
 _SYNC_MODES = ("FULL", "NORMAL")
