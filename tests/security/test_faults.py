@@ -105,7 +105,9 @@ def test_frozen_client_is_dropped_by_ping_timeout(
     """A client frozen with SIGSTOP (half-open: its socket is alive, nobody answers) is pinged, then dropped
     with ping_timeout; the room hears "ping timeout"; the canary in the same room chats on throughout."""
     server = make_server(ping_interval=0.3, ping_timeout=1.0)
-    canary = start_canary(server)
+    # Paced, so what the room sends the frozen member meanwhile (a few KiB) fits the kernel's buffers, and the
+    # final error frame reaches it; unpaced, the send queue rule below could be what drops it.
+    canary = start_canary(server, interval=0.05)
     frozen = start_frozen(server.address, "frozen", canary.room)
     frozen.freeze()
     canary.wait_rounds(5)  # chatting while the frozen client is still a member
