@@ -4,6 +4,7 @@
     chat-client --host H --port P --nick N        connect directly
     chat-client --local [--nick N]                start a server in this process and connect to it
     chat-client --plain --host H --nick N         line mode: stdin in, one line per event out
+    chat-client --discover                        list the chat servers announcing themselves on the LAN
 
 The Textual TUI is imported only when it is used, so the line mode starts fast and runs without it.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 from shared import nick_problem, room_problem
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
 
+from .discover_cli import add_discover_arguments, run_discover
 from .settings import DEFAULT_HOST, data_dir, load_settings
 
 EPILOG = """\
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", help="Textual theme for the TUI (e.g. nord, gruvbox, textual-light)")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when you are mentioned")
     parser.add_argument("--log-file", type=Path, help="write a debug log to this file")
+    add_discover_arguments(parser)
     return parser
 
 
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _check_names(parser, args)
+    if args.discover:
+        return run_discover(args)
     if args.log_file:
         logging.basicConfig(
             filename=args.log_file,

@@ -179,3 +179,67 @@ def test_nothing_heard_exits_with_status_1(lan: Lan) -> None:
     result = discover(lan, "--discover-seconds", "0.3")
     assert result.returncode == 1
     assert "No chat servers" in result.stdout
+
+
+def test_real_server_and_client_find_each_other_and_chat(lan: Lan, tmp_path: Path) -> None:
+    """`chat-server --beacon` on one host; `chat-client --discover` on another lists it; then they chat."""
+    server_command = ["ip", "netns", "exec", lan.server_ns, sys.executable, "-m", "chat_server"]
+    options = [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--data-dir",
+        str(tmp_path),
+        "--beacon",
+        "--beacon-interval",
+        "0.2",
+    ]
+    server = subprocess.Popen(
+        [*server_command, *options],
+        cwd=REPO,
+        env=unguarded_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], DEADLINE)
+        assert ready, "the server did not start in time"
+        port = server.stdout.readline().strip().rsplit(":", 1)[-1]
+        assert port.isdigit(), server.stderr.read() if server.stderr else ""
+
+        client_command = ["ip", "netns", "exec", lan.client_ns, sys.executable, "-m", "chat_client"]
+        found = subprocess.run(
+            [*client_command, "--discover", "--discover-seconds", "1.5"],
+            cwd=REPO,
+            env=unguarded_env(),
+            capture_output=True,
+            text=True,
+            timeout=4 * DEADLINE,
+            check=False,
+        )
+        assert found.returncode == 0, found.stderr
+        assert f"{SERVER_IP}:{port}" in found.stdout
+
+        # Connect to the address the table gave, as the user would, and say something.
+        chat = subprocess.run(
+            [*client_command, "--plain", "--host", SERVER_IP, "--port", port, "--nick", "bob"],
+            input="hello across the link\n/quit\n",
+            cwd=REPO,
+            env={**unguarded_env(), "MPCHAT_CONFIG_DIR": str(tmp_path / "cfg")},
+            capture_output=True,
+            text=True,
+            timeout=4 * DEADLINE,
+            check=False,
+        )
+        assert chat.returncode == 0, chat.stderr
+        assert "hello across the link" in chat.stdout
+    finally:
+        server.terminate()  # by its own pid: `ip netns exec` replaces itself with the server
+        try:
+            server.wait(timeout=DEADLINE)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait(timeout=DEADLINE)
