@@ -126,12 +126,15 @@ class ConnectScreen(Screen[None]):
 
     @on(OptionList.OptionSelected, "#lan")
     def use_lan(self, event: OptionList.OptionSelected) -> None:
-        """Fill the form from a server heard on the LAN."""
+        """Connect to a server heard on the LAN: one key press when the nick is known, else ask for it."""
         server = self._lan[int(event.option.id or 0)]
         self.query_one("#host", Input).value = server.host
         self.query_one("#port", Input).value = str(server.port)
         nick = self.query_one("#nick", Input)
-        (nick if not nick.value else self.query_one("#connect", Button)).focus()
+        if nick.value.strip():
+            self.submit()
+        else:
+            nick.focus()
 
     @on(OptionList.OptionSelected, "#recent")
     def use_recent(self, event: OptionList.OptionSelected) -> None:

@@ -122,7 +122,7 @@ async def test_connect_screen_shows_a_refused_login(server: LiveServer, private_
 
 
 async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer, private_dirs: Path) -> None:
-    """A real beacon (on loopback) shows up on the connect screen; picking it fills host and port."""
+    """A real beacon (on loopback) shows up on the connect screen; picking it connects to that server."""
     from chat_client.discovery import DiscoveryListener
     from chat_server.beacon import Beacon, BeaconConfig
     from shared.discovery import BeaconInfo, new_server_id
@@ -148,11 +148,12 @@ async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer,
             lan = screen.query_one("#lan")
             await wait_until(lambda: lan.option_count == 1, what="the server listed")  # type: ignore[attr-defined]
             assert "lanbox [b]x[/b]" in str(lan.get_option_at_index(0).prompt)  # type: ignore[attr-defined]
+            screen.query_one("#nick").value = "carol"  # type: ignore[attr-defined]
             lan.highlighted = 0  # type: ignore[attr-defined]
             lan.action_select()  # type: ignore[attr-defined]
-            await pilot.pause()
-            assert screen.query_one("#port").value == str(server.port)  # type: ignore[attr-defined]
-            assert screen.query_one("#host").value == "127.0.0.1"  # type: ignore[attr-defined]
+            chat = await wait_for_chat(app, pilot)
+            await wait_until(lambda: chat.model.current == "#lobby", what="logged in to the beacon's server")
+            assert chat.model.nick == "carol"
 
 
 async def test_theme_choice_is_remembered(private_dirs: Path) -> None:
