@@ -32,6 +32,10 @@ MakeServer = Callable[..., ChatServer]
 StartCanary = Callable[..., Canary]
 ROOT = Path(__file__).resolve().parents[2]
 
+#: The pusher's pace in the send-queue test: 2,000 bytes every this many seconds (200 KB/s), so a live member
+#: would have to stop reading for over two seconds to reach the 512 KiB limit; the frozen one reaches it.
+PUSH_INTERVAL = 0.01
+PUSH_LIMIT = 3000
 #: The slowloris pace: one byte every this many seconds (the behaviour under test, not synchronisation).
 TRICKLE_INTERVAL = 0.1
 
@@ -125,7 +129,7 @@ def test_frozen_client_is_dropped_by_send_queue_limit(
 ) -> None:
     """A frozen client in a busy room (pings far away) fills its send queue and is dropped at sendq_hard with
     "send queue exceeded"; the canary and a sender pushing large messages into that room are unaffected."""
-    server = make_server(sendq_soft=16 * 1024, sendq_hard=64 * 1024, send_buffer=4096, write_timeout=30.0)
+    server = make_server(sendq_soft=256 * 1024, sendq_hard=512 * 1024, send_buffer=4096, write_timeout=60.0)
     canary = start_canary(server)
     frozen = start_frozen(server.address, "frozen", canary.room)
     frozen.freeze()
@@ -133,12 +137,15 @@ def test_frozen_client_is_dropped_by_send_queue_limit(
         pusher.login("pusher", rooms=[canary.room])
         text = "p" * 2000
         pushed = 0
-        # Bounded: 64 KiB of queue plus a few hundred KiB of kernel buffers is well under 2,000 messages.
+        next_push = time.monotonic()
         while not any(isinstance(m, SignedOff) and m.nick == "frozen" for m in list(canary.notices)):
-            assert pushed < 2000, "the frozen client was never dropped"
+            # Bounded: 512 KiB of queue plus the kernel's buffers is far less than PUSH_LIMIT messages.
+            assert pushed < PUSH_LIMIT, "the frozen client was never dropped"
+            pusher.drain(max(0.0, next_push - time.monotonic()))  # the pause, spent reading the room
             pusher.send(Say(room=canary.room, text=text, ref=pushed))
             pusher.recv(Ack, ref=pushed)  # every message is stored and acknowledged, frozen member or not
             pushed += 1
+            next_push += PUSH_INTERVAL
         assert canary.heard_sign_off("frozen").reason == "send queue exceeded"
         wait_until(lambda: server.stats().connections == 3, 10, "the frozen connection to be gone")
         canary.wait_rounds(5)
