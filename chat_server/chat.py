@@ -220,8 +220,16 @@ class Chat:
             )
         )
         rooms = (self.config.default_room,) if hello.rooms is None else hello.rooms
+        limit = self.config.max_rooms_per_client
+        refused = 0
         for name in rooms:
+            if len(client.rooms) >= limit and fold(name) not in client.rooms:
+                refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
+                continue
             self._join(client, name, None, None, None)
+        if refused:
+            message = f"you are in {limit} rooms already; {refused} more not joined"
+            client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
 
     def _disconnect(self, client: Client, request: Disconnect) -> None:
         self.flush()
