@@ -161,7 +161,7 @@ class Sender:
             while not self._stopping:
                 for key, _events in self._selector.select(self._timeout()):
                     if key.data is not None:
-                        self._send(key.data)  # writable again
+                        self._serve(key.data)  # writable again
                 # Drain the wake-up bytes, then clear the flag, then take the queue. In this order a mark
                 # that saw the flag set was queued before it was cleared, so it is taken below, and a mark
                 # after the clear sends a byte that the next select() sees.
@@ -173,7 +173,7 @@ class Sender:
                 while ready:
                     channel = ready.popleft()
                     if not channel.watched or channel.released:
-                        self._send(channel)  # a watched channel waits for writability instead
+                        self._serve(channel)  # a watched channel waits for writability instead
                 if self._watched:
                     self._check_deadlines()
         except Exception:
@@ -198,6 +198,15 @@ class Sender:
                 self._drop(channel)
             elif channel.outbox.overdue():
                 channel.close(channel.overflow, True, None)
+
+    def _serve(self, channel: Channel) -> None:
+        try:
+            self._send(channel)
+        except Exception:
+            # A bug while serving one connection must not stop the output of all the others.
+            log.exception("conn=%d event=sender_failed", channel.conn_id)
+            channel.close(None, True, "internal error")
+            self._drop(channel)
 
     def _send(self, channel: Channel) -> None:
         """Write what `channel` has pending with one `send`; watch the socket if the kernel takes less."""
