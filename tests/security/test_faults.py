@@ -13,6 +13,8 @@ import json
 import os
 import select
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import time
@@ -244,6 +246,32 @@ def test_200_connections_that_never_log_in(make_server: MakeServer, start_canary
     canary.wait_rounds(5)
     with ChatTestClient(server.address, source=IDLE_HOSTS[0]) as back:
         assert back.login("back").nick == "back"
+    canary.stop()
+
+
+# -- Connection churn ---------------------------------------------------------------------------------------
+
+
+def test_connection_churn_leaves_nothing_behind(make_server: MakeServer, start_canary: StartCanary) -> None:
+    """300 connections from one address, each closed at once (half of them with a reset, half with a
+    half-finished hello): every one frees its per-address slot (a limit of 8 still admits a login from that
+    address afterwards), the server is back to the canary alone, and the canary chats on throughout."""
+    server = make_server(max_clients_per_ip=8)
+    canary = start_canary(server)
+    hello = frame(encode_body(Hello(proto="mpchat", version=1, nick="churn")))
+    for n in range(300):
+        client = ChatTestClient(server.address, source="127.0.0.7")
+        if n % 2:
+            client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # RST
+        else:
+            with contextlib.suppress(OSError):  # refused at the limit: the server may have closed already
+                client.send_raw(hello[: n % len(hello)])
+        client.close()
+    canary.wait_rounds(5)
+    wait_until(lambda: server.stats().connections == 2, 15, "only the canary left")
+    with ChatTestClient(server.address, source="127.0.0.7") as again:
+        assert again.login("after-churn").nick == "after-churn"
+    canary.wait_rounds(5)
     canary.stop()
 
 
