@@ -121,7 +121,7 @@ def test_partial_writes_to_many_slow_readers_stay_in_order(make_server: Callable
 
 def test_idle_connections_cost_no_wakeups(make_server: Callable[..., ChatServer]) -> None:
     """An idle connection's reader sleeps until its next deadline (here the 30 s ping), not once a second:
-    its CPU time does not grow while nothing happens."""
+    it is not woken while nothing happens."""
     server = make_server()
     with ChatTestClient(server.address) as idle:
         idle.login("idle")
@@ -129,11 +129,16 @@ def test_idle_connections_cost_no_wakeups(make_server: Callable[..., ChatServer]
         assert reader.native_id is not None
         wait_until(lambda: _wakeups(reader.native_id) is not None, what="the reader's task")
         start = _wakeups(reader.native_id)
+        assert start is not None
         started = time.monotonic()
-        # Not a sleep for synchronisation: 2.5 s of idleness is what is being measured.
-        idle.drain(2.5)
-        assert time.monotonic() - started >= 2.5
-        assert _wakeups(reader.native_id) == start
+        # Not a sleep for synchronisation: 3.5 s of idleness is what is being measured.
+        idle.drain(3.5)
+        assert time.monotonic() - started >= 3.5
+        # At most one switch: the reader may still have been on its way back into recv when counting began.
+        # Polling once a second (the old design) would show at least three.
+        after = _wakeups(reader.native_id)
+        assert after is not None
+        assert after - start <= 1
 
 
 def _wakeups(native_id: int | None) -> int | None:
