@@ -63,7 +63,7 @@ from tests.server.client import ChatTestClient, wait_until
 from .canary import Canary
 
 #: Cases per fuzz test (there are three): bounded so the file stays well under a minute on 2 loaded cores.
-CASES = 200
+CASES = 500
 #: Longest the server may take to close a connection after the client's end of stream (a hang fails).
 CLOSE_DEADLINE = 10.0
 
