@@ -36,10 +36,8 @@ from shared.messages import (
     Leave,
     Left,
     ListRooms,
-    Member,
     NickChanged,
     RoomList,
-    RoomState,
     RoomSummary,
     Said,
     Say,
@@ -58,6 +56,7 @@ from shared.text import fold
 from .config import ServerConfig
 from .hub import Client, Hub, Room
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
+from .roomstate import RoomStates
 from .storage import HistoryError, HistoryStore, Page
 
 log = logging.getLogger(__name__)
@@ -86,11 +85,6 @@ class Disconnect:
 Request = Message | Login | Disconnect
 
 
-def _members_size(members: list[Member]) -> int:
-    """An upper bound of the encoded size of a member list (strings plus per-entry map overhead)."""
-    return sum(40 + len(m.nick.encode()) + (len(m.away.encode()) if m.away else 0) for m in members)
-
-
 @dataclass(slots=True)
 class _Stored:
     """A durable request's deliveries, held back until its transaction commits."""
@@ -114,6 +108,7 @@ class Chat:
         self._last_ts = 0
         self._history_logged_at = -_HISTORY_LOG_INTERVAL
         self._reply_bytes = config.max_frame - REPLY_MARGIN
+        self._room_states = RoomStates(config.max_list, self._reply_bytes)
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
 
@@ -243,6 +238,7 @@ class Chat:
                 self.hub.leave(client, room)
             self.hub.unregister(client)
             log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
+        self._room_states.forget(client)
         client.outbox.close(request.last)
 
     # -- Rooms ---------------------------------------------------------------------------------------------
@@ -284,19 +280,7 @@ class Chat:
         )
 
     def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
-        listed = self.hub.members(room)[: self.config.max_list]
-        members = [Member(nick=nick, away=away) for nick, away in listed]
-        if _members_size(members) > self._reply_bytes:
-            # A crowded room of long away messages would not fit one frame: shorten the away messages
-            # first; if it still does not fit, list as many members as fit (`room_list` has the count).
-            members = [Member(nick=m.nick, away=m.away and clip(m.away, 32)) for m in members]
-            size = 0
-            for count, member in enumerate(members):
-                size += _members_size([member])
-                if size > self._reply_bytes:
-                    members = members[:count]
-                    break
-        client.send(encode(RoomState(room=room.name, topic=room.topic, members=tuple(members), ref=ref)))
+        client.send(self._room_states.frame(room, ref))
 
     def _member_room(self, client: Client, name: str, ref: int | None) -> Room | None:
         room = client.rooms.get(fold(name))

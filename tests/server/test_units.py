@@ -8,8 +8,12 @@ from pathlib import Path
 import pytest
 
 from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
+from chat_server.hub import Client, Room
 from chat_server.outbox import Outbox
 from chat_server.ratelimit import TokenBucket
+from chat_server.roomstate import RoomStates
+from shared.codec import encode
+from shared.messages import Member, RoomState
 
 
 class FakeClock:
@@ -166,3 +170,33 @@ def test_every_setting_is_documented() -> None:
     table = (Path(__file__).resolve().parents[2] / "docs" / "server.md").read_text()
     missing = [f.name for f in dataclasses.fields(ServerConfig) if f"| `{f.name}` |" not in table]
     assert missing == []
+
+
+def test_room_state_frames_match_the_codec_and_follow_changes() -> None:
+    """The cached room_state frame is byte for byte what shared.codec.encode makes, also after a member
+    changes nick or away message; a crowded room still falls back to shortened away messages."""
+
+    def client(number: int, nick: str, away: str | None = None) -> Client:
+        member = Client(number, "127.0.0.1", Outbox(soft=10, hard=20, soft_seconds=1.0), lambda *a: None, b"")
+        member.nick, member.away = nick, away
+        return member
+
+    members = [client(1, "ann"), client(2, "bob", "lunch"), client(3, "Çé")]
+    room = Room(key="lobby", name="Lobby", topic="hi", members=members)
+    states = RoomStates(max_list=1000, max_bytes=60_000)
+
+    def expected(ref: int | None) -> bytes:
+        listed = tuple(Member(nick=m.nick or "", away=m.away) for m in room.members)
+        return encode(RoomState(room="Lobby", topic="hi", members=listed, ref=ref))
+
+    assert states.frame(room, 7) == expected(7)
+    members[0].nick, members[1].away = "anne", None
+    assert states.frame(room, None) == expected(None)
+    states.forget(members[2])
+    assert states.frame(room, 1) == expected(1)
+    # 44 + 243 + 44 estimated bytes do not fit 120: away messages are cut to 32 bytes (44 + 75 + 44), and
+    # only the members that fit (the first two) are listed.
+    crowded = RoomStates(max_list=1000, max_bytes=120)
+    members[1].away = "x" * 200
+    fitting = (Member(nick="anne", away=None), Member(nick="bob", away="x" * 32))
+    assert crowded.frame(room, None) == encode(RoomState(room="Lobby", topic="hi", members=fitting))
