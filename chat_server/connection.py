@@ -133,6 +133,7 @@ class Connection:
             self.outbox.abort(last)
         else:
             self.outbox.close(last)
+        self.client.login_settled.set()  # a reader waiting for its login result stops waiting
         self._shutdown(socket.SHUT_RD)  # wakes the reader from recv at once
 
     def shut_down_server(self, deadline: float) -> None:
@@ -213,7 +214,15 @@ class Connection:
                         "conn=%d event=protocol_error code=%s message=%r", self.id, error.code, error.message
                     )
                     return f"protocol error: {error.code}", fatal_frame(error.code, error.message, error.ref)
-                self.client.send(error_frame(error.code, error.message, error.ref))
+                # A refused request costs a request token like any other: otherwise a flood of invalid
+                # frames would be answered one for one and never reach `excess_flood`.
+                wait = self._requests.take()
+                if wait:
+                    outcome = self._rate_limited(wait, error.ref)
+                    if outcome is not None:
+                        return outcome
+                else:
+                    self.client.send(error_frame(error.code, error.message, error.ref))
             except ConnectionClosed as closed:
                 return ("connection lost mid-frame" if closed.mid_frame else "connection closed"), None
         # Bytes that completed no frame mean a frame is in progress: it must complete within frame_timeout.
@@ -252,7 +261,7 @@ class Connection:
             trace.debug("conn=%d in %r", self.id, message)
         if isinstance(message, Hello):
             self._hello_deadline = None
-            self._submit(Login(message), None)
+            return self._log_in(message)
         elif isinstance(message, Ping):
             self.client.send(encode(Pong(token=message.token)))
         elif isinstance(message, Pong):
@@ -264,12 +273,33 @@ class Connection:
             if not wait:
                 self._request(message)
                 return None
-            ref = getattr(message, "ref", None)
-            if self._refusals.take():
-                log.info("conn=%d event=excess_flood", self.id)
-                return "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
-            retry = max(1, int(wait * 1000 + 0.999))
-            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry))
+            return self._rate_limited(wait, getattr(message, "ref", None))
+        return None
+
+    def _rate_limited(self, wait: float, ref: int | None) -> tuple[str, bytes | None] | None:
+        """Refuse a request over the rate limit; too many refusals in a row end the connection."""
+        if self._refusals.take():
+            log.info("conn=%d event=excess_flood", self.id)
+            return "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
+        retry = max(1, int(wait * 1000 + 0.999))
+        self.client.send(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry))
+        return None
+
+    def _log_in(self, hello: Hello) -> tuple[str, bytes | None] | None:
+        """Hand the login to the history thread and wait for its decision before reading on.
+
+        A client may pipeline requests behind its hello; answering any of them here (a `pong`, an error)
+        before the history thread has queued the `welcome` would put them first on the wire, and after a
+        refused hello they must not be answered at all (docs/protocol.md, "Connection life").
+        """
+        if not self.services.sequencer.submit(self.client, Login(hello)):
+            return "server busy", fatal_frame(
+                ErrorCode.SERVER_FULL, "server busy, try again later", hello.ref
+            )
+        if not self.client.login_settled.wait(self.config.sequencer_wait + self.config.hello_timeout):
+            return "server busy", fatal_frame(ErrorCode.SERVER_FULL, "login not handled in time", hello.ref)
+        if (reason := self._closed_by_server()) is not None:
+            return reason, None  # refused (e.g. nick_taken): the history thread queued the error and closed
         return None
 
     def _rate_wait(self, message: Message) -> float:
@@ -295,7 +325,7 @@ class Connection:
             return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref)
         return fetch_history(self.client, request, self._history_db, services.hub, self.config)
 
-    def _submit(self, request: Message | Login, ref: int | None) -> None:
+    def _submit(self, request: Message, ref: int | None) -> None:
         if not self.services.sequencer.submit(self.client, request):
             self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
 
@@ -313,12 +343,12 @@ class Connection:
         if linger_until is not None:
             deadline = min(deadline, linger_until)
         channel = self.channel
-        channel.done.wait(max(0.0, deadline - self._clock()))  # set once the last frame is written
-        if not channel.done.is_set():
+        # Finished once the last frame is written (or the sender gave up on this client).
+        if not channel.wait_finished(deadline - self._clock()):
             self._shutdown(socket.SHUT_RDWR)
             self.outbox.abort()
             self.services.sender.release(channel)
-            if not channel.done.wait(RELEASE_WAIT):
+            if not channel.wait_finished(RELEASE_WAIT):
                 log.error("conn=%d event=sender_stuck", self.id)
         if self._history_db is not None:
             self._history_db.close()
