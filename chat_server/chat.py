@@ -193,6 +193,12 @@ class Chat:
     # -- Login and logout ----------------------------------------------------------------------------------
 
     def _login(self, client: Client, hello: Hello) -> None:
+        try:
+            self._log_in(client, hello)
+        finally:
+            client.login_settled.set()  # the welcome or the refusal is queued: the reader may go on
+
+    def _log_in(self, client: Client, hello: Hello) -> None:
         self.flush()
         if not self.hub.register(client, hello.nick):
             # Fatal here although nick_taken is not fatal after login: without a nick there is no session.

@@ -30,7 +30,7 @@ class Client:
     Chat fields (`nick`, `rooms`, `away`) are changed only by the history thread, under `Hub.lock`.
     """
 
-    __slots__ = ("away", "close", "id", "key", "nick", "outbox", "overflow", "peer", "rooms")
+    __slots__ = ("away", "close", "id", "key", "login_settled", "nick", "outbox", "overflow", "peer", "rooms")
 
     def __init__(
         self,
@@ -52,6 +52,9 @@ class Client:
         self.key: str | None = None  # fold(nick): the identity
         self.rooms: dict[str, Room] = {}
         self.away: str | None = None
+        #: Set once the login is decided (welcome or refusal queued) or the connection is closing. The
+        #: reader waits for it after `hello`, so nothing pipelined behind the hello is answered before it.
+        self.login_settled = threading.Event()
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame for this client; a client over its queue limit is dropped."""
