@@ -344,11 +344,11 @@ class Connection:
             deadline = min(deadline, linger_until)
         channel = self.channel
         # Finished once the last frame is written (or the sender gave up on this client).
-        if not channel.wait_finished(deadline - self._clock()):
+        if not channel.done.wait(deadline - self._clock()):
             self._shutdown(socket.SHUT_RDWR)
             self.outbox.abort()
             self.services.sender.release(channel)
-            if not channel.wait_finished(RELEASE_WAIT):
+            if not channel.done.wait(RELEASE_WAIT):
                 log.error("conn=%d event=sender_stuck", self.id)
         if self._history_db is not None:
             self._history_db.close()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from shared.text import fold
 
+from .latch import Latch
 from .outbox import Outbox
 
 
@@ -54,7 +55,7 @@ class Client:
         self.away: str | None = None
         #: Set once the login is decided (welcome or refusal queued) or the connection is closing. The
         #: reader waits for it after `hello`, so nothing pipelined behind the hello is answered before it.
-        self.login_settled = threading.Event()
+        self.login_settled = Latch()
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame for this client; a client over its queue limit is dropped."""

@@ -17,8 +17,8 @@ the soft and hard limits), and the sender enforces the write deadline: no progre
 while bytes are pending closes the connection, as does an outbox over its soft limit for too long.
 
 The sender never holds a lock while it writes (it takes the outbox's lock only to swap the frame list), and it
-is the only thread that touches a channel's socket until it marks the channel finished; the reader closes the
-socket only after that.
+is the only thread that touches a channel's socket until it sets `Channel.done`; the reader closes the socket
+only after that.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Any
 
 import msgpack
 
+from .latch import Latch
 from .outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -52,10 +53,9 @@ class Channel:
     """The sending side of one connection. Its fields after `outbox` belong to the sender thread."""
 
     __slots__ = (
-        "_done",
         "close",
         "conn_id",
-        "finished",
+        "done",
         "outbox",
         "overflow",
         "released",
@@ -74,29 +74,12 @@ class Channel:
         self.close = close
         self.overflow = overflow
         #: Set by the sender once it will never touch `sock` again (all written, failed, or released).
-        self.finished = False
-        # Held until finished: a bare lock is the lightest thing a reader can wait on with a timeout (an
-        # Event is a Condition, a lock and a deque: about 1 KiB per connection).
-        self._done = threading.Lock()
-        self._done.acquire()
+        self.done = Latch()
         #: Set by the reader (via `Sender.release`): stop writing, whatever is left.
         self.released = False
         self.unsent: bytes | memoryview = b""
         self.watched = False  # registered for writability: the kernel buffer was full
         self.since = 0.0  # last progress while bytes were pending (the write deadline counts from here)
-
-    def wait_finished(self, timeout: float) -> bool:
-        """Wait (at most `timeout`) until the sender has let go of the socket; True if it has."""
-        if self._done.acquire(timeout=max(timeout, 0.0)):
-            self._done.release()  # stays "finished" for any later wait
-            return True
-        return False
-
-    def mark_finished(self) -> None:
-        """Sender thread: from now on the socket is the reader's alone."""
-        if not self.finished:
-            self.finished = True
-            self._done.release()
 
 
 class Sender:
@@ -149,7 +132,7 @@ class Sender:
             self._signal()
 
     def release(self, channel: Channel) -> None:
-        """The reader is closing: stop writing. It waits for `wait_finished` before closing the socket."""
+        """The reader is closing: stop writing. It waits for `channel.done` before closing the socket."""
         channel.released = True
         self._ready.append(channel)
         self._signal()
@@ -228,7 +211,7 @@ class Sender:
 
     def _send(self, channel: Channel) -> None:
         """Write what `channel` has pending with one `send`; watch the socket if the kernel takes less."""
-        if channel.finished:
+        if channel.done.is_set():
             return
         if channel.released:
             self._drop(channel)
@@ -288,7 +271,7 @@ class Sender:
         channel.unsent = b""
         with contextlib.suppress(OSError):  # already disconnected
             channel.sock.shutdown(socket.SHUT_WR)
-        channel.mark_finished()
+        channel.done.set()
 
 
 def _decoded(frame: bytes) -> Any:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 from pathlib import Path
 
 import pytest
 
 from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
 from chat_server.hub import Client, Room
+from chat_server.latch import Latch
 from chat_server.outbox import Outbox
 from chat_server.ratelimit import TokenBucket
 from chat_server.roomstate import RoomStates
@@ -200,3 +202,31 @@ def test_room_state_frames_match_the_codec_and_follow_changes() -> None:
     members[1].away = "x" * 200
     fitting = (Member(nick="anne", away=None), Member(nick="bob", away="x" * 32))
     assert crowded.frame(room, None) == encode(RoomState(room="Lobby", topic="hi", members=fitting))
+
+
+def test_latch_is_set_once_and_seen_by_every_wait() -> None:
+    """Unset: a wait times out False. Set (twice, concurrently): every later wait is True at once."""
+    latch = Latch()
+    assert not latch.is_set()
+    assert latch.wait(0.0) is False
+    assert latch.wait(0.02) is False
+    setters = [threading.Thread(target=latch.set) for _ in range(4)]
+    for setter in setters:
+        setter.start()
+    for setter in setters:
+        setter.join(5)
+    assert latch.is_set()
+    assert [latch.wait(0.0) for _ in range(3)] == [True, True, True]
+    latch.set()  # setting again is harmless
+    assert latch.wait(1.0)
+
+
+def test_latch_releases_a_waiting_thread() -> None:
+    """A thread blocked in wait() returns True as soon as another thread sets the latch."""
+    latch = Latch()
+    results: list[bool] = []
+    waiter = threading.Thread(target=lambda: results.append(latch.wait(10.0)))
+    waiter.start()
+    latch.set()
+    waiter.join(5)
+    assert results == [True]
