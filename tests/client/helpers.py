@@ -188,7 +188,7 @@ class Proxy:
                     for byte in data:
                         writer.write(bytes([byte]))
                         await writer.drain()
-                        await asyncio.sleep(0.0005)
+                        await asyncio.sleep(0.0005)  # the trickle is the fault under test, not a wait
                     continue
                 writer.write(data)
                 await writer.drain()
