@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -13,27 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from chat_server.config import ServerConfig
-
-#: The longest any single wait in these tests lasts before the test fails.
-DEADLINE = 10.0
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
-
-
-def wait_until_sync(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
-    """The same, for code outside an event loop."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def fast_server_config(data_dir: Path, **changes: Any) -> ServerConfig:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from chat_client import ChatClient
 from shared import Joined, Said, Told
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, wait_until
+from .helpers import LiveServer
 from .test_library import FAST, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,8 +19,9 @@ from chat_client import (
 )
 from chat_client.backoff import Backoff
 from shared import History, Joined, Said, Told
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, wait_until
+from .helpers import LiveServer
 
 FAST = ClientOptions(connect_timeout=5, request_timeout=5, backoff=Backoff(initial=0.05, maximum=0.2))
 

@@ -19,8 +19,9 @@ from chat_client import (
 )
 from chat_client.backoff import Backoff
 from shared import Told
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, fast_server_config, wait_until
+from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST, Recorder
 
 

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 
 from shared import Hello, Say, encode
-
-from .helpers import wait_until_sync
+from tests.waiting import wait_until_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable

@@ -8,8 +8,9 @@ from chat_client import ChatClient
 from chat_client.app import ChatApp
 from chat_client.widgets.chat_input import ChatInput
 from shared import Said, Told
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, wait_until
+from .helpers import LiveServer
 from .test_library import FAST, Recorder
 from .tui_helpers import log_text, room_list_text, submit, type_line, wait_for_chat, wait_for_text
 

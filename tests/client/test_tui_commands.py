@@ -11,8 +11,9 @@ from chat_client.settings import load_settings
 from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.panels import StatusLine, TopicBar
 from shared import Said
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, wait_until
+from .helpers import LiveServer
 from .test_library import FAST, Recorder
 from .tui_helpers import log_text, submit, wait_for_chat, wait_for_text
 

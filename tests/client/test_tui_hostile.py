@@ -11,8 +11,9 @@ from chat_client.messages import NetEvents
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import TopicBar
 from shared import Said, TopicChanged
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, wait_until
+from .helpers import LiveServer
 from .test_library import FAST
 from .tui_helpers import log_text, wait_for_chat, wait_for_text
 

@@ -10,8 +10,9 @@ from textual.widgets import Static
 from chat_client import ChatClient
 from chat_client.app import ChatApp
 from chat_client.widgets.chat_log import ChatLog
+from tests.waiting import wait_until
 
-from .helpers import LiveServer, wait_until
+from .helpers import LiveServer
 from .test_library import FAST
 from .tui_helpers import log_text, wait_for_chat, wait_for_text
 

@@ -8,8 +8,7 @@ from chat_client.app import ChatApp
 from chat_client.screens.chat import ChatScreen
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import RoomList
-
-from .helpers import DEADLINE, wait_until
+from tests.waiting import DEADLINE, wait_until
 
 
 def log_text(app: ChatApp) -> str:

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import socket
-import time
-from collections.abc import Callable
 from typing import Any
 
 from chat_server.beacon import BeaconConfig
 from shared.discovery import BeaconInfo
+from tests.waiting import DEADLINE
 
-#: The longest any single wait in these tests lasts before the test fails.
-DEADLINE = 10.0
 #: Beacon interval in tests: short, so nothing waits for a default of seconds.
 FAST_INTERVAL = 0.05
 
@@ -29,24 +25,6 @@ INFO = BeaconInfo(
 def info(**changes: Any) -> BeaconInfo:
     """`INFO` with some fields changed."""
     return dataclasses.replace(INFO, **changes)
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail the test after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(0.01)
-
-
-def wait_until_sync(predicate: Callable[[], Any], timeout: float = DEADLINE, what: str = "") -> None:
-    """The same, for code outside an event loop."""
-    end = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 def loopback_config(port: int, **changes: Any) -> BeaconConfig:

@@ -39,8 +39,9 @@ from shared.discovery import (
     encode_query,
 )
 from shared.schema import to_wire
+from tests.waiting import wait_until_sync
 
-from .helpers import INFO, info, loopback_config, udp_socket, wait_until_sync
+from .helpers import INFO, info, loopback_config, udp_socket
 from .hostile import HOSTILE
 
 

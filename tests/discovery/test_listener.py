@@ -23,8 +23,9 @@ from shared.discovery import (
     encode_beacon,
     encode_reply,
 )
+from tests.waiting import wait_until
 
-from .helpers import INFO, info, loopback_config, udp_socket, wait_until
+from .helpers import INFO, info, loopback_config, udp_socket
 from .hostile import HOSTILE
 
 

@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from shared.discovery import LOOPBACK_ONLY_ENV
-
-from .helpers import DEADLINE
+from tests.waiting import DEADLINE
 
 StartServer = Callable[..., None]
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,9 @@ from chat_server.server import SERVER_ID_FILE, ChatServer
 from shared.discovery import Announcement, decode_datagram
 from tests.server.client import ChatTestClient
 from tests.server.process import ServerProcess
+from tests.waiting import DEADLINE
 
-from .helpers import DEADLINE, loopback_config, udp_socket
+from .helpers import loopback_config, udp_socket
 
 
 def next_announcement(sock: socket.socket) -> Announcement:
