@@ -100,16 +100,18 @@ def build(cls: type[Message], data: dict[Any, Any], limits: Limits) -> Message:
     Unknown keys are ignored (forward compatibility); a missing required field is `invalid_field`.
     """
     values: dict[str, Any] = {}
+    # Records nested in a frame (a room list entry, a member) have no wire type: name them by class.
+    what = getattr(cls, "TYPE", cls.__name__)
     for name, check, required in cls.CHECKS:
         raw = data.get(name)
         if raw is None:
             if required:
-                raise invalid(ErrorCode.INVALID_FIELD, f"{cls.TYPE}: missing field {name!r}")
+                raise invalid(ErrorCode.INVALID_FIELD, f"{what}: missing field {name!r}")
             continue
         try:
             values[name] = check(raw, limits)
         except RemoteProtocolError as error:
-            raise invalid(error.code, f"{cls.TYPE}.{name}: {error.message}") from None
+            raise invalid(error.code, f"{what}.{name}: {error.message}") from None
     return cls(**values)
 
 

@@ -184,3 +184,10 @@ def test_check_outgoing_reports_what_the_peer_would_refuse() -> None:
     with pytest.raises(LocalProtocolError) as caught:
         check_outgoing(Say(room="lobby", text="x" * 5000), DEFAULT_LIMITS)
     assert caught.value.code is ErrorCode.TOO_LONG
+
+
+def test_a_nested_record_missing_a_field_is_a_protocol_error() -> None:
+    """A room-list entry without its name is invalid_field (records have no wire type to name them by)."""
+    error = refused({"type": "room_list", "rooms": [{}]}, accepted=SENT_BY_SERVER)
+    assert error.code is ErrorCode.INVALID_FIELD
+    assert "RoomSummary" in error.message
