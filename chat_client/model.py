@@ -306,6 +306,9 @@ class ChatModel:
     def _on_told(self, event: Told, changes: Changes) -> None:
         existed = peer_key(event.nick) in self.buffers
         key = self._told_key(event)
+        if not existed:
+            # A conversation may have history from earlier sessions: scrolling past its top asks.
+            self.buffers[key].more_before = True
         kind = LineKind.ACTION if event.action else LineKind.MESSAGE
         own = fold(event.nick) == fold(self.nick)
         self._line(
@@ -323,6 +326,14 @@ class ChatModel:
             changes.buffers = True
 
     def _on_history(self, event: History, changes: Changes) -> None:
+        if event.direct and event.peer is not None:
+            # A page of one conversation (scrolled past its top): it says itself whether more is left.
+            buffer = self.conversation(event.peer)
+            buffer.fetching = False
+            page: list[Said | Told] = [item for item in event.messages if isinstance(item, Told)]
+            self._history_lines(buffer.key, page, more=event.more, changes=changes)
+            changes.buffers = True
+            return
         if event.direct:
             # Group by conversation first, so each buffer judges once whether this is its first backfill.
             by_peer: dict[str, list[Said | Told]] = {}
@@ -330,7 +341,9 @@ class ChatModel:
                 if isinstance(item, Told):
                     by_peer.setdefault(self._told_key(item), []).append(item)
             for key, items in by_peer.items():
-                self._history_lines(key, items, more=None, changes=changes)
+                # Whether this conversation has older messages is unknown here (the page mixes them):
+                # assume so, and let its first page back say.
+                self._history_lines(key, items, more=True, changes=changes)
             changes.buffers = True
             return
         if event.room is None:

@@ -61,7 +61,12 @@ def fetch_history(
                 max_bytes=max_bytes,
             )
             reply = History(
-                direct=True, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
+                direct=True,
+                peer=request.peer,
+                messages=page.messages,
+                more=page.more,
+                skipped=page.skipped,
+                ref=ref,
             )
     except HistoryError as error:
         log.warning("conn=%d event=history_failed error=%s", client.id, error)

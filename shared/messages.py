@@ -362,6 +362,7 @@ class RoomState(Message):
 class History(Message):
     """Stored messages, oldest first: the backfill after a join, a resume, or the answer to `FetchHistory`.
 
+    `peer`: with `direct`, the conversation the page belongs to, when the request named one.
     `more`: older messages exist before the first one given (page back with `FetchHistory(before=...)`).
     `skipped`: on a resume, how many messages after the client's `after` id were left out because the gap
     was larger than the server's bound; the messages given are the newest ones.
@@ -369,6 +370,7 @@ class History(Message):
 
     room: str | None = wire(check.room, default=None)
     direct: bool = wire(check.boolean, default=False)
+    peer: str | None = wire(check.nick, default=None)
     messages: tuple[Said | Told, ...] = wire(check.list_of(check.one_of(Said, Told)), default=())
     more: bool = wire(check.boolean, default=False)
     skipped: int = wire(check.uint, default=0)

@@ -202,7 +202,7 @@ class ChatScreen(Screen[None]):
         oldest = buffer.oldest_id
         if (
             self.client is None
-            or buffer.kind is not BufferKind.ROOM
+            or buffer.kind is BufferKind.SERVER
             or not buffer.more_before
             or buffer.fetching
             or oldest is None
@@ -210,7 +210,10 @@ class ChatScreen(Screen[None]):
         ):
             return
         buffer.fetching = True
-        await self.client.fetch_history(buffer.name, before=oldest, limit=HISTORY_PAGE, wait=False)
+        if buffer.kind is BufferKind.DIRECT:
+            await self.client.fetch_history(peer=buffer.name, before=oldest, limit=HISTORY_PAGE, wait=False)
+        else:
+            await self.client.fetch_history(buffer.name, before=oldest, limit=HISTORY_PAGE, wait=False)
 
     def on_resize(self, event: Resize) -> None:
         """Hide the member list on narrow terminals."""

@@ -9,6 +9,7 @@ from textual.widgets import Static
 
 from chat_client import ChatClient
 from chat_client.app import ChatApp
+from chat_client.buffers import peer_key
 from chat_client.widgets.chat_log import ChatLog
 from tests.waiting import wait_until
 
@@ -103,3 +104,32 @@ async def test_resize_rewraps_the_log(server: LiveServer, private_dirs: Path) ->
 
             await wait_until(rewrapped, what="lines re-wrapped to the narrowed log")
             assert "end" in log_text(app)
+
+
+async def test_scrolling_past_the_top_of_a_conversation_loads_older_messages(
+    server: LiveServer, private_dirs: Path
+) -> None:
+    """A direct conversation pages back too: past its top, the messages of earlier sessions are fetched."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        async with ChatClient(server.host, server.port, "alice", options=FAST):
+            for n in range(60):
+                await bob.tell("alice", f"dm {n}")
+            await bob.tell("alice", "dm 60", wait=True)
+        app = make_app(server, private_dirs)
+        async with app.run_test(size=(100, 24)) as pilot:
+            screen = await wait_for_chat(app, pilot)
+            await bob.tell("alice", "newest dm", wait=True)
+            key = peer_key("bob")
+            await wait_until(lambda: key in screen.model.buffers, what="the conversation with bob")
+            screen.switch_to(key)
+            await wait_for_text(app, pilot, "newest dm")
+            assert "dm 0" not in log_text(app)  # only this session's message so far
+            for _ in range(20):
+                await pilot.press("pageup")
+                await pilot.pause()
+                if "<bob> dm 0" in log_text(app):
+                    break
+            await wait_for_text(app, pilot, "<bob> dm 0")
+            texts = [line.text for line in screen.model.buffers[key].lines if line.nick == "bob"]
+            assert texts == [f"dm {n}" for n in range(61)] + ["newest dm"]
+            await wait_until(lambda: not screen.model.buffers[key].more_before, what="the start was reached")
