@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from shared.discovery import LOOPBACK_ONLY_ENV
+
 ROOT = Path(__file__).resolve().parents[1]
 #: Seconds one run may take before it is counted as a failure.
 RUN_TIMEOUT = 30.0
@@ -37,6 +39,7 @@ def first_paint(config_dir: str) -> float:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
     env = {
         **os.environ,
+        LOOPBACK_ONLY_ENV: "1",  # the connect screen listens for LAN servers: never broadcast from here
         "TERM": "xterm-256color",
         "MPCHAT_CONFIG_DIR": config_dir,
         "TEXTUAL_ANIMATIONS": "none",

@@ -27,6 +27,10 @@ from typing import Any
 from textual import events
 
 from chat_client.model import Buffer
+from shared.discovery import LOOPBACK_ONLY_ENV
+
+# Benchmarks send nothing beyond loopback: any LAN discovery the app might start stays on 127.0.0.0/8.
+os.environ.setdefault(LOOPBACK_ONLY_ENV, "1")
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_TOML = """\

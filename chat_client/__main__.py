@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_plain(host or settings.host or DEFAULT_HOST, port or settings.port, nick, room=room)
             )
         from .app import ChatApp
+        from .discovery import DiscoveryListener
 
         app = ChatApp(
             host=host,
@@ -125,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             theme=args.theme,
             bell=args.bell or None,
             remember_server=not args.local,
+            # A local server is the one to use: nothing to discover, and nothing to announce on the LAN.
+            discovery=None if args.local else DiscoveryListener,
         )
         return app.run() or 0
 

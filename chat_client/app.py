@@ -98,7 +98,9 @@ class ChatApp(App[int]):
                 connecting=connecting,
             )
         )
-        if self._discovery is not None:
+        # Listening (and querying) for servers on the LAN only helps someone choosing a server: a client
+        # told where to connect sends nothing to the LAN.
+        if self._discovery is not None and not connecting:
             self.listen_for_servers(self._discovery)
         if connecting:
             self.start_chat(self._host, self._port, self._nick)

@@ -185,3 +185,31 @@ async def test_a_failing_worker_is_reported_not_fatal(private_dirs: Path) -> Non
         assert notification.severity == "error"
         assert "boom [b]x[/b]" in notification.message
         assert isinstance(app.screen, ConnectScreen)
+
+
+async def test_a_client_told_where_to_connect_sends_nothing_to_the_lan(
+    server: LiveServer, private_dirs: Path
+) -> None:
+    """With host and nick given, the app connects at once and starts no LAN discovery (no query leaves)."""
+    from chat_client.discovery import DiscoveryListener
+
+    made: list[DiscoveryListener] = []
+
+    def recorded_listener() -> DiscoveryListener:
+        listener = DiscoveryListener(listen=("127.0.0.1", 0), query=None)
+        made.append(listener)
+        return listener
+
+    app = ChatApp(
+        host=server.host,
+        port=server.port,
+        nick="dora",
+        connect_now=True,
+        config_dir=private_dirs,
+        options=FAST,
+        discovery=recorded_listener,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        chat = await wait_for_chat(app, pilot)
+        await wait_until(lambda: chat.model.current == "#lobby", what="logged in")
+    assert made == []
