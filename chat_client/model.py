@@ -353,7 +353,9 @@ class ChatModel:
         if event.skipped:
             text = f"{event.skipped} older messages were skipped while you were away"
             self._line(changes, buffer.key, LineKind.NOTICE, text, count=False)
-        self._history_lines(buffer.key, list(event.messages), more=event.more, changes=changes)
+        # File offers are shown once file transfer lands in the client (issue 8).
+        chat = [item for item in event.messages if isinstance(item, Said | Told)]
+        self._history_lines(buffer.key, chat, more=event.more, changes=changes)
 
     def _history_lines(
         self, key: str, items: list[Said | Told], *, more: bool | None, changes: Changes

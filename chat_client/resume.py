@@ -125,7 +125,9 @@ class ResumeState:
             return history
         self._resume_refs.discard(history.ref or -1)
         kept = tuple(
-            item for item in history.messages if not is_pending_echo(item) and self.note(key, item.id)
+            item
+            for item in history.messages
+            if not (isinstance(item, Said | Told) and is_pending_echo(item)) and self.note(key, item.id)
         )
         return history if len(kept) == len(history.messages) else replace(history, messages=kept)
 

@@ -51,6 +51,13 @@ class ErrorCode(StrEnum):
     HISTORY_UNAVAILABLE = "history_unavailable"
     FORBIDDEN = "forbidden"
     INTERNAL_ERROR = "internal_error"
+    # File transfer (not fatal): see docs/protocol.md, "File transfer".
+    FILE_TOO_LARGE = "file_too_large"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    CHECKSUM_MISMATCH = "checksum_mismatch"
+    NO_SUCH_FILE = "no_such_file"
+    BAD_OFFSET = "bad_offset"
+    TOO_MANY_TRANSFERS = "too_many_transfers"
 
     @property
     def fatal(self) -> bool:

@@ -22,6 +22,13 @@ DEFAULT_MAX_TOPIC = 512
 DEFAULT_MAX_REASON = 512
 #: Most entries in one list field (history page, member list, room list).
 DEFAULT_MAX_LIST = 1000
+#: Bytes of file data in one `file_chunk` or `file_data` frame: well inside `DEFAULT_MAX_FRAME` with the
+#: frame's other fields, so a chunk never needs a larger frame limit.
+DEFAULT_FILE_CHUNK = 48 * 1024
+#: Chunks a client may have in flight per transfer: `file_chunk` frames not yet confirmed by `file_progress`,
+#: or `file_get` requests not yet answered. Enough to keep a LAN link busy; small enough that a chat frame
+#: never waits behind more than a few chunks in any queue.
+DEFAULT_FILE_WINDOW = 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -15,7 +15,7 @@ docs/protocol.md is the normative description of every field; the field checks l
 from __future__ import annotations
 
 from . import schema as check
-from .limits import Limits
+from .limits import DEFAULT_FILE_CHUNK, DEFAULT_FILE_WINDOW, Limits
 from .schema import Message, Sender, message, record, wire
 
 __all__ = [
@@ -23,9 +23,17 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Ack",
     "AwayChanged",
+    "CancelFile",
     "ChangeNick",
     "Error",
     "FetchHistory",
+    "FileChunk",
+    "FileData",
+    "FileDone",
+    "FileOffered",
+    "FilePolicy",
+    "FileProgress",
+    "GetFile",
     "Hello",
     "History",
     "Join",
@@ -35,6 +43,7 @@ __all__ = [
     "ListRooms",
     "Member",
     "NickChanged",
+    "OfferFile",
     "Ping",
     "Pong",
     "Quit",
@@ -177,6 +186,51 @@ class FetchHistory(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
+@message("file_offer", CLIENT)
+class OfferFile(Message):
+    """Offer a file to a room or to one nick (exactly one of `room` and `to`), then upload it.
+
+    Answered by `file_progress` naming the `upload` and the offset to send from (0, or where an interrupted
+    upload of the same file by the same nick stopped), or by `file_done` with `duplicate` when this
+    `client_msg_id` was already stored, or by an `error`.
+    """
+
+    name: str = wire(check.file_name)
+    size: int = wire(check.uint)
+    sha256: str = wire(check.sha256_hex)
+    room: str | None = wire(check.room, default=None)
+    to: str | None = wire(check.nick, default=None)
+    client_msg_id: str | None = wire(check.token, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("file_chunk", CLIENT)
+class FileChunk(Message):
+    """Bytes `offset` to `offset + len(data)` of an upload. Errors about it echo `ref` (use the offer's)."""
+
+    upload: int = wire(check.uint)
+    offset: int = wire(check.uint)
+    data: bytes = wire(check.blob)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("file_get", CLIENT)
+class GetFile(Message):
+    """Ask for one chunk of the file offered as message `id`, from `offset` (answered by `file_data`)."""
+
+    id: int = wire(check.uint)
+    offset: int = wire(check.uint, default=0)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("file_cancel", CLIENT)
+class CancelFile(Message):
+    """Abandon an upload: the server deletes what it received. Not answered (except by an `error`)."""
+
+    upload: int = wire(check.uint)
+    ref: int | None = wire(check.uint, default=None)
+
+
 @message("quit", CLIENT)
 class Quit(Message):
     """Log out; the server announces `reason` and closes the connection."""
@@ -221,6 +275,15 @@ class RoomSummary(Message):
     members: int = wire(check.uint, default=0)
 
 
+@record
+class FilePolicy(Message):
+    """What a server accepts for file transfer, announced in `Welcome.files`."""
+
+    chunk: int = wire(check.uint, default=DEFAULT_FILE_CHUNK)
+    window: int = wire(check.uint, default=DEFAULT_FILE_WINDOW)
+    max_size: int = wire(check.uint)
+
+
 # -- Notifications: server to client -----------------------------------------------------------------------
 
 
@@ -235,6 +298,7 @@ class Welcome(Message):
     limits: Limits = wire(check.limits_map, default=Limits())
     ping_interval: int = wire(check.uint, default=60)
     motd: str | None = wire(check.reason, default=None)
+    files: FilePolicy | None = wire(check.nested(FilePolicy), default=None)
     ref: int | None = wire(check.uint, default=None)
 
 
@@ -358,6 +422,58 @@ class RoomState(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
+@message("file_offered", SERVER)
+class FileOffered(Message):
+    """`nick` offered a file in `room`, or to `to` directly: a stored message, kept in history like `said`.
+
+    Download it with `file_get {id}`; check the bytes against `sha256`. `name` is display data only.
+    """
+
+    id: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    name: str = wire(check.file_name)
+    size: int = wire(check.uint)
+    sha256: str = wire(check.sha256_hex)
+    ts: int = wire(check.uint)
+    room: str | None = wire(check.room, default=None)
+    to: str | None = wire(check.nick, default=None)
+
+
+@message("file_progress", SERVER)
+class FileProgress(Message):
+    """The server holds bytes 0 to `offset` of `upload` on disk: send from there (answers `file_offer`
+    with its `ref`, then follows every `file_chunk`)."""
+
+    upload: int = wire(check.uint)
+    offset: int = wire(check.uint)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("file_done", SERVER)
+class FileDone(Message):
+    """An upload was complete, its SHA-256 checked, and its offer stored as message `id` (the uploader's
+    `ack`: everyone else gets `file_offered`). `duplicate`: this `client_msg_id` was stored before."""
+
+    upload: int | None = wire(check.uint, default=None)
+    id: int = wire(check.uint)
+    ts: int = wire(check.uint)
+    client_msg_id: str | None = wire(check.token, default=None)
+    duplicate: bool = wire(check.boolean, default=False)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("file_data", SERVER)
+class FileData(Message):
+    """The answer to `file_get`: `data` starts at `offset` of the file offered as message `id`, whose whole
+    length is `size`. `data` is shorter than a chunk only at the end (empty when `offset` equals `size`)."""
+
+    id: int = wire(check.uint)
+    offset: int = wire(check.uint)
+    size: int = wire(check.uint)
+    data: bytes = wire(check.blob)
+    ref: int | None = wire(check.uint, default=None)
+
+
 @message("history", SERVER)
 class History(Message):
     """Stored messages, oldest first: the backfill after a join, a resume, or the answer to `FetchHistory`.
@@ -371,7 +487,9 @@ class History(Message):
     room: str | None = wire(check.room, default=None)
     direct: bool = wire(check.boolean, default=False)
     peer: str | None = wire(check.nick, default=None)
-    messages: tuple[Said | Told, ...] = wire(check.list_of(check.one_of(Said, Told)), default=())
+    messages: tuple[Said | Told | FileOffered, ...] = wire(
+        check.list_of(check.one_of(Said, Told, FileOffered)), default=()
+    )
     more: bool = wire(check.boolean, default=False)
     skipped: int = wire(check.uint, default=0)
     ref: int | None = wire(check.uint, default=None)

@@ -24,6 +24,8 @@ Check = Callable[[Any, Limits], Any]
 
 MAX_UINT = 2**63 - 1
 MAX_TOKEN = 64
+#: Longest file name in a `file_offer`, in bytes of UTF-8 (the common file-system limit; display data only).
+MAX_FILE_NAME = 255
 
 
 class Sender(Flag):
@@ -223,6 +225,32 @@ def token(value: Any, limits: Limits) -> str:
     if not 0 < len(word) <= MAX_TOKEN or not (word.isascii() and word.isprintable()):
         raise invalid(ErrorCode.INVALID_FIELD, "expected 1 to 64 printable ASCII characters")
     return word
+
+
+def file_name(value: Any, limits: Limits) -> str:
+    """A file's name as offered: 1 to 255 bytes, one line, no control characters. Display data only: no
+    receiver ever uses it as a path (the server stores by content hash, the client sanitises it)."""
+    name = _string(value)
+    problem = text_problem(name, MAX_FILE_NAME, multiline=False)
+    if problem is not None:
+        reason, too_long = problem
+        raise invalid(ErrorCode.TOO_LONG if too_long else ErrorCode.INVALID_FIELD, f"file name: {reason}")
+    return name
+
+
+def sha256_hex(value: Any, limits: Limits) -> str:
+    """A SHA-256 digest as 64 lowercase hexadecimal digits."""
+    digest = _string(value)
+    if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        raise invalid(ErrorCode.INVALID_FIELD, "a SHA-256 is 64 lowercase hex digits")
+    return digest
+
+
+def blob(value: Any, limits: Limits) -> bytes:
+    """Raw bytes (msgpack bin): a file chunk. Its size is bounded by the frame it travels in."""
+    if type(value) is not bytes:
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected binary, got {_kind(value)}")
+    return value
 
 
 def list_of(check: Check) -> Check:

@@ -8,9 +8,16 @@ from __future__ import annotations
 from shared import (
     Ack,
     AwayChanged,
+    CancelFile,
     ChangeNick,
     Error,
     FetchHistory,
+    FileChunk,
+    FileData,
+    FileDone,
+    FileOffered,
+    FileProgress,
+    GetFile,
     Hello,
     History,
     Join,
@@ -22,6 +29,7 @@ from shared import (
     Member,
     Message,
     NickChanged,
+    OfferFile,
     Ping,
     Pong,
     Quit,
@@ -42,6 +50,9 @@ from shared import (
 )
 
 TS = 1_763_750_000_000  # 2025-11-21T18:33:20Z in milliseconds
+#: The file of the file-transfer examples: 12 bytes, and their SHA-256.
+FILE_BYTES = b"hello, file\n"
+FILE_SHA256 = "b33f4304b9a6bd81704e55c473a4133a4922f034c1c489cb05428cc1140b042c"
 
 CLIENT_EXAMPLES: list[Message] = [
     Hello(proto="mpchat", version=1, nick="alice", client="mpchat-tui/0.1", ref=1),
@@ -58,6 +69,10 @@ CLIENT_EXAMPLES: list[Message] = [
     Quit(reason="bye"),
     Ping(token=9),
     Pong(token=9),
+    OfferFile(name="notes.txt", size=12, sha256=FILE_SHA256, room="lobby", client_msg_id="c-8", ref=11),
+    FileChunk(upload=1, offset=0, data=FILE_BYTES, ref=11),
+    GetFile(id=44, offset=0, ref=12),
+    CancelFile(upload=1),
 ]
 
 SERVER_EXAMPLES: list[Message] = [
@@ -86,6 +101,10 @@ SERVER_EXAMPLES: list[Message] = [
     ),
     Ping(token=10),
     Pong(token=10),
+    FileProgress(upload=1, offset=0, ref=11),
+    FileDone(upload=1, id=44, ts=TS, client_msg_id="c-8"),
+    FileOffered(id=44, nick="alice", name="notes.txt", size=12, sha256=FILE_SHA256, ts=TS, room="lobby"),
+    FileData(id=44, offset=0, size=12, data=FILE_BYTES, ref=12),
 ]
 
 
