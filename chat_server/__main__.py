@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -34,7 +35,13 @@ CLI_LIMITS: dict[str, type] = {
     "sendq_soft": int,
     "sendq_hard": int,
     "history_sync": str,
+    "password_failures": int,
+    "password_failure_seconds": float,
 }
+#: Environment variable that may hold the server password (a password on the command line shows in `ps`).
+PASSWORD_ENV = "MPCHAT_SERVER_PASSWORD"
+
+log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"
 
@@ -55,8 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trace", action="store_true", help="log every frame in and out, decoded")
     for name, kind in CLI_LIMITS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.upper())
+    parser.add_argument(
+        "--password-file",
+        type=Path,
+        metavar="PATH",
+        help=f"require the server password in this file (first line); or set {PASSWORD_ENV}",
+    )
     add_beacon_arguments(parser)
     return parser
+
+
+def read_password_file(path: Path) -> str:
+    """The password in `path`: its first line, without the line break. Raises `ValueError` with a reason."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot read password file {path}: {error}") from None
+    password = text.splitlines()[0] if text else ""
+    if not password:
+        raise ValueError(f"password file {path} is empty")
+    if path.stat().st_mode & 0o077:
+        log.warning("event=password_file_readable_by_others path=%s (chmod 600 it)", path)
+    return password
 
 
 def config_from(arguments: argparse.Namespace) -> ServerConfig:
@@ -67,6 +94,10 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         if value is not None:
             settings[name] = value
     settings["beacon"] = beacon_config_from_args(arguments, settings.get("beacon"))
+    if arguments.password_file is not None:
+        settings["password"] = read_password_file(arguments.password_file)
+    elif os.environ.get(PASSWORD_ENV):
+        settings["password"] = os.environ[PASSWORD_ENV]
     return ServerConfig(**settings)
 
 

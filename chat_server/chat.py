@@ -53,6 +53,7 @@ from shared.messages import (
 from shared.schema import Message
 from shared.text import fold
 
+from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
 from .hub import Client, Hub, Room
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
@@ -67,9 +68,10 @@ _HISTORY_LOG_INTERVAL = 60.0
 
 @dataclass(frozen=True, slots=True)
 class Login:
-    """Internal request: a connection sent its `hello`."""
+    """Internal request: a connection sent its `hello`; `proof` if it gave a nick password."""
 
     hello: Hello
+    proof: Proof | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,7 @@ class Disconnect:
     announce: bool = True
 
 
-Request = Message | Login | Disconnect
+Request = Message | Login | Disconnect | Rename | Enroll | Unenroll
 
 
 @dataclass(slots=True)
@@ -109,6 +111,7 @@ class Chat:
         self._history_logged_at = -_HISTORY_LOG_INTERVAL
         self._reply_bytes = config.max_frame - REPLY_MARGIN
         self._room_states = RoomStates(config.max_list, self._reply_bytes)
+        self.accounts = Accounts(hub, store)
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
 
@@ -124,7 +127,7 @@ class Chat:
         if isinstance(request, Disconnect):
             self._disconnect(client, request)
         elif isinstance(request, Login):
-            self._login(client, request.hello)
+            self._login(client, request)
         elif client.key is None:
             return  # the login was refused; the connection is closing
         elif isinstance(request, Say):
@@ -135,8 +138,16 @@ class Chat:
             self._join(client, request.room, request.after, request.backfill, request.ref)
         elif isinstance(request, Leave):
             self._leave(client, request)
+        elif isinstance(request, Rename):
+            self._change_nick(client, request.request, request.proof)
         elif isinstance(request, ChangeNick):
-            self._change_nick(client, request)
+            self._change_nick(client, request, None)
+        elif isinstance(request, Enroll):
+            self.flush()
+            client.send(self.accounts.enroll(client, request))
+        elif isinstance(request, Unenroll):
+            self.flush()
+            client.send(self.accounts.unenroll(client, request))
         elif isinstance(request, SetTopic):
             self._set_topic(client, request)
         elif isinstance(request, SetAway):
@@ -192,19 +203,24 @@ class Chat:
 
     # -- Login and logout ----------------------------------------------------------------------------------
 
-    def _login(self, client: Client, hello: Hello) -> None:
+    def _login(self, client: Client, login: Login) -> None:
         try:
-            self._log_in(client, hello)
+            self._log_in(client, login.hello, login.proof)
         finally:
             client.login_settled.set()  # the welcome or the refusal is queued: the reader may go on
 
-    def _log_in(self, client: Client, hello: Hello) -> None:
+    def _log_in(self, client: Client, hello: Hello, proof: Proof | None) -> None:
         self.flush()
+        claim = self._claim(client, hello.nick, proof, hello.ref)
+        if isinstance(claim, bytes):
+            client.close(claim, False)  # fatal: without a nick there is no session
+            return
         if not self.hub.register(client, hello.nick):
             # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
             taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
             client.close(taken, False)
             return
+        self.accounts.settle(client, claim)
         log.info("conn=%d event=login nick=%r client=%r", client.id, hello.nick, hello.client)
         client.send(
             encode(
@@ -347,12 +363,34 @@ class Chat:
 
     # -- People --------------------------------------------------------------------------------------------
 
-    def _change_nick(self, client: Client, request: ChangeNick) -> None:
+    def _claim(self, client: Client, nick: str, proof: Proof | None, ref: int | None) -> Standing | bytes:
+        """How `client` stands with `nick` (free, or its own registered nick), or the error refusing it."""
+        fatal = client.key is None  # during login every refusal ends the connection
+        try:
+            standing = self.accounts.standing(client, fold(nick), proof)
+        except HistoryError as error:
+            log.warning("conn=%d event=accounts_unavailable error=%s", client.id, error)
+            message = "registered nicks are unavailable"
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, message, ref, fatal=fatal)
+        if standing is Standing.REFUSED:
+            # The proof was checked against an older registration (changed since): the password is stale.
+            what = "give its password" if proof is None else "its registration changed meanwhile; try again"
+            return error_frame(
+                ErrorCode.NICK_REGISTERED, f"nick {nick!r} is registered: {what}", ref, fatal=fatal
+            )
+        return standing
+
+    def _change_nick(self, client: Client, request: ChangeNick, proof: Proof | None) -> None:
         self.flush()
         old = client.nick or ""
+        claim = self._claim(client, request.nick, proof, request.ref)
+        if isinstance(claim, bytes):
+            client.send(claim)
+            return
         if not self.hub.register(client, request.nick):
             client.send(error_frame(ErrorCode.NICK_TAKEN, f"nick {request.nick!r} is in use", request.ref))
             return
+        self.accounts.settle(client, claim)
         changed = encode(NickChanged(old=old, new=request.nick, ts=self._ts()))
         if request.nick == old:
             client.send(changed)  # nothing changed: confirm to the user, announce nothing

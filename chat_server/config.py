@@ -28,6 +28,7 @@ from shared.limits import (
 from shared.text import room_problem
 
 from .beacon import BeaconConfig, beacon_config_from_table
+from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
@@ -82,6 +83,14 @@ DEFAULT_SEQUENCER_QUEUE = 10_000
 DEFAULT_SEQUENCER_WAIT = 5.0
 #: Seconds a closing connection (or a stopping server) gives the sender to write its last frames.
 DEFAULT_LINGER = 1.0
+#: Wrong passwords (server password or a registered nick's) one address may try at once; after that it gets
+#: one more try every `password_failure_seconds`, and is refused with `too_many_attempts` meanwhile.
+DEFAULT_PASSWORD_FAILURES = 5
+DEFAULT_PASSWORD_FAILURE_SECONDS = 60.0
+#: Password hashes (scrypt, 16 MiB and tens of ms each) computed at once; more wait their turn.
+DEFAULT_MAX_CONCURRENT_HASHES = 2
+#: Source addresses whose per-address buckets (failed passwords, new connections) are remembered at once.
+DEFAULT_MAX_TRACKED_ADDRESSES = 4096
 
 _SYNC_MODES = ("FULL", "NORMAL")
 #: The longest text the server itself writes into a reason field (error messages, sign-off reasons), in
@@ -140,6 +149,16 @@ class ServerConfig:
     sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
     sequencer_wait: float = DEFAULT_SEQUENCER_WAIT
     linger: float = DEFAULT_LINGER
+    #: The server password a `hello` must carry; None lets anyone in. Never shown in a repr or a log.
+    password: str | None = dataclasses.field(default=None, repr=False)
+    password_failures: int = DEFAULT_PASSWORD_FAILURES
+    password_failure_seconds: float = DEFAULT_PASSWORD_FAILURE_SECONDS
+    max_concurrent_hashes: int = DEFAULT_MAX_CONCURRENT_HASHES
+    max_tracked_addresses: int = DEFAULT_MAX_TRACKED_ADDRESSES
+    #: scrypt cost for newly registered nick passwords (stored with each hash, so it can be raised later).
+    scrypt_n: int = DEFAULT_SCRYPT_N
+    scrypt_r: int = DEFAULT_SCRYPT_R
+    scrypt_p: int = DEFAULT_SCRYPT_P
     #: The LAN beacon (off by default; the ``[beacon]`` table of server.toml, see docs/discovery.md).
     beacon: BeaconConfig = dataclasses.field(default_factory=BeaconConfig)
 
@@ -183,7 +202,17 @@ class ServerConfig:
             raise ValueError("backfill <= max_backfill <= max_list is required")
         if not isinstance(self.beacon, BeaconConfig):
             raise ValueError("beacon must be a BeaconConfig (the [beacon] table of the config file)")
+        if self.password is not None and (not isinstance(self.password, str) or not self.password):
+            raise ValueError("password must be a non-empty string (or unset)")
+        if self.password is not None and len(self.password.encode()) > self.max_reason:
+            raise ValueError(f"password is longer than max_reason ({self.max_reason} bytes)")
+        self.scrypt_cost  # noqa: B018 -- validates the scrypt parameters now
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
+
+    @property
+    def scrypt_cost(self) -> ScryptCost:
+        """The scrypt cost new nick passwords are hashed with."""
+        return ScryptCost(n=self.scrypt_n, r=self.scrypt_r, p=self.scrypt_p)
 
     @property
     def limits(self) -> Limits:

@@ -29,11 +29,13 @@ from dataclasses import dataclass
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
 from shared.errors import ErrorCode, RemoteProtocolError
-from shared.messages import FetchHistory, Hello, Ping, Pong, Quit, Say, Tell
+from shared.messages import ChangeNick, FetchHistory, Hello, Ping, Pong, Quit, Register, Say, Tell, Unregister
 from shared.schema import Message
 
+from .accounts import Enroll, Rename, Unenroll
 from .chat import Disconnect, Login
 from .config import ServerConfig
+from .gate import Gate, Refused
 from .hub import Client, Hub
 from .outbox import Outbox
 from .pages import fetch_history
@@ -66,6 +68,8 @@ class Services:
     sequencer: Sequencer
     store: HistoryStore
     sender: Sender
+    #: Password checks and hashing (reader threads), and the per-address limit on wrong passwords.
+    gate: Gate
     clock: Callable[[], float] = time.monotonic
 
 
@@ -292,7 +296,15 @@ class Connection:
         before the history thread has queued the `welcome` would put them first on the wire, and after a
         refused hello they must not be answered at all (docs/protocol.md, "Connection life").
         """
-        if not self.services.sequencer.submit(self.client, Login(hello)):
+        try:
+            # scrypt runs here, on this connection's reader thread: never on the history thread.
+            proof = self.services.gate.admit(self.peer[0], hello, self._reader_db)
+        except Refused as refused:
+            log.info("conn=%d event=login_refused code=%s", self.id, refused.code)
+            return f"login refused: {refused.code}", error_frame(
+                refused.code, refused.message, hello.ref, retry_after_ms=refused.retry_after_ms, fatal=True
+            )
+        if not self.services.sequencer.submit(self.client, Login(hello, proof)):
             return "server busy", fatal_frame(
                 ErrorCode.SERVER_FULL, "server busy, try again later", hello.ref
             )
@@ -312,20 +324,54 @@ class Connection:
     def _request(self, message: Message) -> None:
         if isinstance(message, FetchHistory):
             self.client.send(self._fetch_history(message))
+        elif isinstance(message, ChangeNick | Register | Unregister):
+            self._account_request(message)
         else:
             self._submit(message, getattr(message, "ref", None))
+
+    def _reader_db(self) -> sqlite3.Connection:
+        """This reader's own SQLite read connection, opened when first needed (raises `HistoryError`)."""
+        if self._history_db is None:
+            self._history_db = self.services.store.open_reader()
+        return self._history_db
 
     def _fetch_history(self, request: FetchHistory) -> bytes:
         services = self.services
         try:
-            if self._history_db is None:
-                self._history_db = services.store.open_reader()
+            db = self._reader_db()
         except HistoryError as error:
             log.warning("conn=%d event=history_failed error=%s", self.id, error)
             return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref)
-        return fetch_history(self.client, request, self._history_db, services.hub, self.config)
+        return fetch_history(self.client, request, db, services.hub, self.config)
 
-    def _submit(self, request: Message, ref: int | None) -> None:
+    def _account_request(self, message: ChangeNick | Register | Unregister) -> None:
+        """Check passwords (and hash a new one) here, on the reader thread; hand only the result over.
+
+        scrypt costs tens of milliseconds by design: on the history thread it would hold up all chat.
+        """
+        gate, address = self.services.gate, self.peer[0]
+        with self.services.hub.lock:
+            key = self.client.key or ""
+        request: Rename | Enroll | Unenroll
+        try:
+            if isinstance(message, ChangeNick):
+                proof = None
+                if message.password is not None:
+                    proof = gate.prove(address, message.nick, message.password, self._reader_db)
+                request = Rename(message, proof)
+            elif isinstance(message, Register):
+                request = gate.enroll(address, key, message, self._reader_db)
+            else:
+                request = gate.unenroll(address, key, message, self._reader_db)
+        except Refused as refused:
+            frame = error_frame(
+                refused.code, refused.message, message.ref, retry_after_ms=refused.retry_after_ms
+            )
+            self.client.send(frame)
+            return
+        self._submit(request, message.ref)
+
+    def _submit(self, request: Message | Rename | Enroll | Unenroll, ref: int | None) -> None:
         if not self.services.sequencer.submit(self.client, request):
             self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
 

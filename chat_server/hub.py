@@ -31,7 +31,19 @@ class Client:
     Chat fields (`nick`, `rooms`, `away`) are changed only by the history thread, under `Hub.lock`.
     """
 
-    __slots__ = ("away", "close", "id", "key", "login_settled", "nick", "outbox", "overflow", "peer", "rooms")
+    __slots__ = (
+        "account",
+        "away",
+        "close",
+        "id",
+        "key",
+        "login_settled",
+        "nick",
+        "outbox",
+        "overflow",
+        "peer",
+        "rooms",
+    )
 
     def __init__(
         self,
@@ -51,6 +63,8 @@ class Client:
         self.overflow = overflow
         self.nick: str | None = None
         self.key: str | None = None  # fold(nick): the identity
+        # the registered nick's key (shared.text.fold) once its password was verified; None otherwise
+        self.account: str | None = None
         self.rooms: dict[str, Room] = {}
         self.away: str | None = None
         #: Set once the login is decided (welcome or refusal queued) or the connection is closing. The

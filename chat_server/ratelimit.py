@@ -1,8 +1,10 @@
-"""Token buckets: the per-connection rate limits, with an injectable clock so tests need not wait."""
+"""Token buckets: the per-connection and per-address rate limits, with an injectable clock for tests."""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 
@@ -36,3 +38,59 @@ class TokenBucket:
             self._tokens -= cost
             return 0.0
         return (cost - self._tokens) / self.rate
+
+
+class AddressBuckets:
+    """One token bucket per source address, in a table of bounded size; safe to share between threads.
+
+    Used for limits that must outlive a connection: new connections per address (the acceptor) and failed
+    passwords per address (the readers). A bucket that has refilled completely is the same as no bucket,
+    so the table forgets such addresses when it is full; if every address in it is still busy, the least
+    recently used one is forgotten (its owner gets a full bucket back: the price of bounded memory).
+    """
+
+    def __init__(
+        self, rate: float, burst: float, max_addresses: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.max_addresses = max_addresses
+        self._clock = clock
+        self._lock = threading.Lock()  # guards _buckets; held for dictionary work only
+        #: address -> (tokens, time of that count), least recently used first.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, stamp = self._buckets.get(address, (self.burst, now))
+        return min(self.burst, tokens + (now - stamp) * self.rate)
+
+    def wait(self, address: str) -> float:
+        """0.0 if `address` has a token left, else the seconds until it has one (nothing is spent)."""
+        now = self._clock()
+        with self._lock:
+            tokens = self._tokens(address, now)
+        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
+
+    def take(self, address: str) -> float:
+        """Spend one of `address`'s tokens and return 0.0, or spend nothing and return the seconds to wait."""
+        now = self._clock()
+        with self._lock:
+            tokens = self._tokens(address, now)
+            if tokens < 1:
+                return (1 - tokens) / self.rate
+            self._buckets[address] = (tokens - 1, now)
+            self._buckets.move_to_end(address)
+            if len(self._buckets) > self.max_addresses:
+                self._evict(now)
+        return 0.0
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._buckets)
+
+    def _evict(self, now: float) -> None:
+        full = [address for address in self._buckets if self._tokens(address, now) >= self.burst]
+        for address in full:
+            del self._buckets[address]
+        while len(self._buckets) > self.max_addresses:
+            self._buckets.popitem(last=False)

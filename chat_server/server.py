@@ -12,15 +12,21 @@ Threads
     Owns the socket's receiving side (blocking `recv`, its timeout = the next deadline), the connection's
     `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (hello, frame completion,
     ping, dead peer) and its SQLite *read* connection. Answers `ping` and `history` requests itself; submits
-    every other request to the history thread. Closes the socket once the sender has let go of it.
+    every other request to the history thread. Checks passwords itself (`chat_server.gate`): the server
+    password, and a registered nick's password with scrypt, which it also runs to hash a new one, reading the
+    stored hash with its own read connection. Only the result (a proof, or the finished hash) goes to the
+    history thread: scrypt costs tens of milliseconds by design, and on the history thread it would hold up
+    all chat. Closes the socket once the sender has let go of it.
 ``sender`` (1)
     Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
     (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one
     `send`; keeps what the kernel did not take and waits for writability; enforces the write deadline and the
     soft-limit timer. The only thread that writes to client sockets, and it never waits for one of them.
 ``history`` (1)
-    Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages) and the SQLite
-    *writer* connection. Applies requests strictly in order; stores messages with group commit; after each
+    Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, and each client's
+    `account`) and the SQLite *writer* connection, registered nicks included (`chat_server.accounts`): it
+    has the final say on them, checking a reader's proof against the row as it is then, never hashing.
+    Applies requests strictly in order; stores messages with group commit; after each
     commit, puts the acks and the encoded broadcasts into the recipients' outboxes, then wakes the sender
     once for the whole batch.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on)
@@ -43,6 +49,11 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     Guards the table of live connections and the per-IP counts (acceptor, finishing readers, `stop()`).
 ``Connection._lock``
     Guards a connection's close reason (set once, by whichever thread closes first).
+``AddressBuckets._lock`` (in `Gate`)
+    Guards the per-address table of wrong-password buckets (any reader thread).
+``Gate._hashing`` (a semaphore, not a lock)
+    Lets at most `max_concurrent_hashes` readers run scrypt at once (16 MiB each); a reader waits for a slot
+    at most `HASH_WAIT` seconds, holding no lock meanwhile.
 
 Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
@@ -76,6 +87,7 @@ from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
 from .config import ServerConfig
 from .connection import Connection, Services
+from .gate import Gate
 from .hub import Hub
 from .replies import fatal_frame
 from .sender import Sender
@@ -169,7 +181,9 @@ class ChatServer:
             max_batch=config.commit_batch,
             max_wait=config.sequencer_wait,
         )
-        self._services = Services(config=config, hub=hub, sequencer=sequencer, store=store, sender=sender)
+        self._services = Services(
+            config=config, hub=hub, sequencer=sequencer, store=store, sender=sender, gate=Gate(config)
+        )
         self._listener = listener
         sender.start()
         sequencer.start()

@@ -129,6 +129,12 @@ class HistoryStore:
         """Close the writer connection (a checkpoint folds the WAL back into the main file)."""
         self._db.close()
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The writer connection, for other tables of the same database (history thread only, between
+        batches: `chat_server.accounts`)."""
+        return self._db
+
     def open_reader(self) -> sqlite3.Connection:
         """Open a read connection for the calling thread."""
         return connect(self.path, synchronous=self._synchronous, busy_timeout=self._busy_timeout)

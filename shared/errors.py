@@ -33,6 +33,7 @@ class ErrorCode(StrEnum):
     SERVER_FULL = "server_full"
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SERVER_SHUTDOWN = "server_shutdown"
+    BAD_PASSWORD = "bad_password"
     # Not fatal: the request is refused, the connection stays open.
     INVALID_FIELD = "invalid_field"
     UNKNOWN_TYPE = "unknown_type"
@@ -50,6 +51,9 @@ class ErrorCode(StrEnum):
     RATE_LIMITED = "rate_limited"
     HISTORY_UNAVAILABLE = "history_unavailable"
     FORBIDDEN = "forbidden"
+    NICK_REGISTERED = "nick_registered"
+    NOT_REGISTERED = "not_registered"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
     INTERNAL_ERROR = "internal_error"
     # File transfer (not fatal): see docs/protocol.md, "File transfer".
     FILE_TOO_LARGE = "file_too_large"
@@ -78,6 +82,7 @@ _FATAL_CODES = frozenset(
         ErrorCode.SERVER_FULL,
         ErrorCode.TOO_MANY_CONNECTIONS,
         ErrorCode.SERVER_SHUTDOWN,
+        ErrorCode.BAD_PASSWORD,
     }
 )
 

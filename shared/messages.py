@@ -47,6 +47,8 @@ __all__ = [
     "Ping",
     "Pong",
     "Quit",
+    "Register",
+    "Registration",
     "RoomList",
     "RoomState",
     "RoomSummary",
@@ -58,6 +60,7 @@ __all__ = [
     "Tell",
     "Told",
     "TopicChanged",
+    "Unregister",
     "Welcome",
     "Who",
 ]
@@ -83,7 +86,8 @@ class Hello(Message):
     nick: str = wire(check.nick)
     client: str | None = wire(check.reason, default=None)
     rooms: tuple[str, ...] | None = wire(check.list_of(check.room), default=None)
-    password: str | None = wire(check.reason, default=None)
+    password: str | None = wire(check.reason, default=None, secret=True)
+    nick_password: str | None = wire(check.reason, default=None, secret=True)
     ref: int | None = wire(check.uint, default=None)
 
 
@@ -131,9 +135,27 @@ class Tell(Message):
 
 @message("nick", CLIENT)
 class ChangeNick(Message):
-    """Change this connection's nick."""
+    """Change this connection's nick; `password` is needed when the new nick is registered."""
 
     nick: str = wire(check.nick)
+    password: str | None = wire(check.reason, default=None, secret=True)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("register", CLIENT)
+class Register(Message):
+    """Register this connection's nick with `password`, or change the password (`old_password` then)."""
+
+    password: str = wire(check.reason, secret=True)
+    old_password: str | None = wire(check.reason, default=None, secret=True)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("unregister", CLIENT)
+class Unregister(Message):
+    """Drop the registration of this connection's nick (its `password` proves ownership)."""
+
+    password: str = wire(check.reason, secret=True)
     ref: int | None = wire(check.uint, default=None)
 
 
@@ -402,6 +424,15 @@ class AwayChanged(Message):
     nick: str = wire(check.nick)
     ts: int = wire(check.uint)
     message: str | None = wire(check.reason, default=None)
+
+
+@message("registration", SERVER)
+class Registration(Message):
+    """The answer to `Register` and `Unregister`: whether `nick` is now registered to this connection."""
+
+    nick: str = wire(check.nick)
+    registered: bool = wire(check.boolean)
+    ref: int | None = wire(check.uint, default=None)
 
 
 @message("room_list", SERVER)

@@ -54,9 +54,12 @@ SENT_BY_SERVER: dict[str, type[Message]] = {}
 M = TypeVar("M", bound=type[Message])
 
 
-def wire(check: Check, *, default: Any = dataclasses.MISSING) -> Any:
-    """Declare a wire field validated by `check`; without `default` the field is required."""
-    return dataclasses.field(default=default, metadata={"check": check})
+def wire(check: Check, *, default: Any = dataclasses.MISSING, secret: bool = False) -> Any:
+    """Declare a wire field validated by `check`; without `default` the field is required.
+
+    A `secret` field (a password) is left out of the message's repr, so logs and tracebacks never show it.
+    """
+    return dataclasses.field(default=default, metadata={"check": check}, repr=not secret)
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(wire,))
