@@ -1,7 +1,9 @@
 """`chat-server`: run the chat server from the command line until SIGINT or SIGTERM.
 
-After binding it prints exactly one line to stdout, ``mpchat server listening on HOST:PORT``, so scripts and
-tests can read the real port (with ``--port 0``). Logs go to stderr.
+After binding it prints one line to stdout, ``mpchat server listening on HOST:PORT``, so scripts and tests
+can read the real port (with ``--port 0``). With TLS a second line follows,
+``mpchat server tls on HOST:PORT fingerprint HEX``: the TLS port (the same one with ``--tls`` alone) and the
+SHA-256 of the server's public key, which clients show and pin on first use. Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .beacon import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .server import ChatServer
 from .storage import HistoryError
+from .tls import TlsSetupError, add_tls_arguments, tls_config_from_args
 
 #: Limits that can be overridden on the command line (all of them can be set in the config file).
 CLI_LIMITS: dict[str, type] = {
@@ -69,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"require the server password in this file (first line); or set {PASSWORD_ENV}",
     )
     add_beacon_arguments(parser)
+    add_tls_arguments(parser)
     return parser
 
 
@@ -98,6 +102,7 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         settings["password"] = read_password_file(arguments.password_file)
     elif os.environ.get(PASSWORD_ENV):
         settings["password"] = os.environ[PASSWORD_ENV]
+    settings["tls"] = tls_config_from_args(arguments, settings.get("tls"))
     return ServerConfig(**settings)
 
 
@@ -139,12 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     server = ChatServer(config)
     try:
         server.start()
-    except (OSError, HistoryError) as error:
+    except (OSError, HistoryError, TlsSetupError) as error:
         print(f"chat-server: cannot start: {error}", file=sys.stderr)
         return 1
     try:
         host, port = server.address
         print(f"mpchat server listening on {host}:{port}", flush=True)
+        if server.tls_address is not None:
+            tls_host, tls_port = server.tls_address
+            print(f"mpchat server tls on {tls_host}:{tls_port} fingerprint {server.fingerprint}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:

@@ -29,6 +29,7 @@ from shared.text import room_problem
 
 from .beacon import BeaconConfig, beacon_config_from_table
 from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
+from .tls import TlsConfig, tls_config_from_table
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
@@ -161,6 +162,8 @@ class ServerConfig:
     scrypt_p: int = DEFAULT_SCRYPT_P
     #: The LAN beacon (off by default; the ``[beacon]`` table of server.toml, see docs/discovery.md).
     beacon: BeaconConfig = dataclasses.field(default_factory=BeaconConfig)
+    #: TLS (off by default; the ``[tls]`` table of server.toml, ``--tls`` and friends; see chat_server.tls).
+    tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
 
     def __post_init__(self) -> None:
         # Accept str paths too (from TOML or a caller): store them as Path.
@@ -207,6 +210,12 @@ class ServerConfig:
         if self.password is not None and len(self.password.encode()) > self.max_reason:
             raise ValueError(f"password is longer than max_reason ({self.max_reason} bytes)")
         self.scrypt_cost  # noqa: B018 -- validates the scrypt parameters now
+        if not isinstance(self.tls, TlsConfig):
+            raise ValueError("tls must be a TlsConfig (the [tls] table of the config file)")
+        if self.tls.port and self.tls.port == self.port:
+            raise ValueError(
+                "the tls port must differ from the plaintext port (or leave it out: --tls alone)"
+            )
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
 
     @property
@@ -263,4 +272,11 @@ def load_toml(path: Path) -> dict[str, Any]:
         if not isinstance(data["beacon"], dict):
             raise ValueError(f"config file {path}: beacon must be a table ([beacon])")
         data["beacon"] = beacon_config_from_table(data["beacon"])
+    if "tls" in data:
+        if not isinstance(data["tls"], dict):
+            raise ValueError(f"config file {path}: tls must be a table ([tls])")
+        try:
+            data["tls"] = tls_config_from_table(data["tls"])
+        except TypeError as error:
+            raise ValueError(f"config file {path}: [tls]: {error}") from None
     return data

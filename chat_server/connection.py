@@ -9,6 +9,9 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 4. at the end, for whatever reason: submit a `Disconnect`, give the sender `linger` seconds to flush the last
    frames, then close the socket.
 
+On a TLS port the reader first completes the TLS handshake (bounded by `tls.handshake_timeout`) before the
+connection gets its channel on the sender, then decrypts what each `recv` returns (chat_server.tls).
+
 The sending side is a `Channel` of the one sender thread (`chat_server.sender`): a non-blocking `dup` of the
 socket and the connection's outbox. The sender writes everything queued with one `send`, keeps what the kernel
 did not take, and closes the connection when it makes no progress for `write_timeout`; nothing else ever waits
@@ -41,9 +44,10 @@ from .outbox import Outbox
 from .pages import fetch_history
 from .ratelimit import TokenBucket
 from .replies import error_frame, fatal_frame
-from .sender import Sender
+from .sender import Channel, Sender
 from .sequencer import Sequencer
 from .storage import HistoryError, HistoryStore
+from .tls import TlsFailure, TlsPump
 
 log = logging.getLogger(__name__)
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
@@ -83,6 +87,7 @@ class Connection:
         peer: tuple[str, int],
         conn_id: int,
         on_finished: Callable[[Connection], None],
+        tls: TlsPump | None = None,
     ) -> None:
         config = services.config
         self.services = services
@@ -102,7 +107,12 @@ class Connection:
         )
         overflow = fatal_frame(ErrorCode.SENDQ_EXCEEDED, "you are not reading fast enough")
         self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow)
-        self.channel = services.sender.attach(conn_id, self.outbox, self._wsock, self.close, overflow)
+        self._tls = tls
+        # A TLS connection gets its channel once the handshake is done: until then nothing may be written
+        # (the reader is the one writing the handshake), and frames queued meanwhile are never sent.
+        self.channel: Channel | None = None
+        if tls is None:
+            self.channel = services.sender.attach(conn_id, self.outbox, self._wsock, self.close, overflow)
         self._protocol = ProtocolConnection(Role.SERVER, config.limits)
         self._requests = TokenBucket(config.rate_messages, config.rate_burst, self._clock)
         self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, self._clock)
@@ -114,6 +124,7 @@ class Connection:
         self._announce = True
         self._trace = trace.isEnabledFor(logging.DEBUG)
         now = self._clock()
+        self._accepted = now
         self._hello_deadline: float | None = now + config.hello_timeout
         self._last_input = now
         self._pinged = False
@@ -167,6 +178,17 @@ class Connection:
 
     def _serve(self) -> tuple[str, bytes | None]:
         """Read and handle requests until the connection ends; return (reason, last frame to send)."""
+        tls = self._tls
+        if tls is not None:
+            try:
+                tls.handshake(self._sock, self._accepted + self.config.tls.handshake_timeout, self._clock)
+            except TlsFailure as failure:
+                log.info("conn=%d event=tls_failed reason=%r", self.id, str(failure))
+                return f"tls: {failure}", None
+            log.info("conn=%d event=tls version=%s", self.id, tls.version)
+            self.channel = self.services.sender.attach(
+                self.id, self.outbox, self._wsock, self.close, self.client.overflow, tls
+            )
         while True:
             if (reason := self._closed_by_server()) is not None:
                 return reason, None
@@ -190,12 +212,34 @@ class Connection:
                 return reason, None  # woken by close(): whatever arrived no longer matters
             self._last_input = self._clock()
             self._pinged = False
-            self._protocol.receive_data(data)
+            got_data = bool(data)
+            if tls is None or not data:
+                self._protocol.receive_data(data)
+            else:
+                try:
+                    got_data = self._decrypt(tls, data)
+                except TlsFailure as failure:
+                    return f"tls: {failure}", None
             # Deadlines are checked after input too: a peer that trickles a byte now and then never lets
             # recv() time out, and must not escape the hello and frame deadlines that way.
-            outcome = self._handle_received(bool(data)) or self._check_deadlines()
+            outcome = self._handle_received(got_data) or self._check_deadlines()
             if outcome is not None:
                 return outcome
+
+    def _decrypt(self, tls: TlsPump, data: bytes) -> bool:
+        """Hand the plaintext in `data` (ciphertext) to the decoder, and the end of stream at close_notify.
+
+        Returns whether bytes arrived that may start or continue a frame: plaintext, or part of a TLS
+        record (so a trickled record meets the frame deadline like a trickled plaintext frame does).
+        """
+        plaintext, closed, waiting = tls.decrypt(data)
+        if waiting and self.channel is not None:
+            self.services.sender.mark(self.channel)  # TLS has bytes to send: the sender writes them
+        if plaintext:
+            self._protocol.receive_data(plaintext)
+        if closed:
+            self._protocol.receive_data(b"")
+        return bool(plaintext) or tls.partial
 
     def _closed_by_server(self) -> str | None:
         with self._lock:
@@ -389,8 +433,9 @@ class Connection:
         if linger_until is not None:
             deadline = min(deadline, linger_until)
         channel = self.channel
-        # Finished once the last frame is written (or the sender gave up on this client).
-        if not channel.done.wait(deadline - self._clock()):
+        # Finished once the last frame is written (or the sender gave up on this client). Without a channel
+        # (a TLS handshake that never completed) nothing was ever written.
+        if channel is not None and not channel.done.wait(deadline - self._clock()):
             self._shutdown(socket.SHUT_RDWR)
             self.outbox.abort()
             self.services.sender.release(channel)

@@ -16,6 +16,12 @@ So a slow client never blocks anyone: its socket is non-blocking, its backlog is
 the soft and hard limits), and the sender enforces the write deadline: no progress for `write_timeout` seconds
 while bytes are pending closes the connection, as does an outbox over its soft limit for too long.
 
+A TLS channel differs in one step: the sender encrypts what it took (`TlsPump.encrypt`, under that
+connection's TLS lock, a memory-to-memory copy) and writes the ciphertext the same way, keeping the unsent
+rest. The outbox is credited with the plaintext bytes in proportion to the ciphertext written, so the send
+queue limits count what the client has not received yet, encrypted or not. At the end a TLS channel writes
+its close_notify after the last frame.
+
 The sender never holds a lock while it writes (it takes the outbox's lock only to swap the frame list), and it
 is the only thread that touches a channel's socket until it sets `Channel.done`; the reader closes the socket
 only after that.
@@ -37,6 +43,7 @@ import msgpack
 
 from .latch import Latch
 from .outbox import Outbox
+from .tls import TlsPump
 
 log = logging.getLogger(__name__)
 #: Frames written are traced on the same logger as frames read (`--trace`).
@@ -55,18 +62,27 @@ class Channel:
     __slots__ = (
         "close",
         "conn_id",
+        "credit",
         "done",
+        "encrypted",
         "outbox",
         "overflow",
         "released",
         "since",
         "sock",
+        "tls",
         "unsent",
         "watched",
     )
 
     def __init__(
-        self, conn_id: int, outbox: Outbox, sock: socket.socket, close: CloseCallback, overflow: bytes
+        self,
+        conn_id: int,
+        outbox: Outbox,
+        sock: socket.socket,
+        close: CloseCallback,
+        overflow: bytes,
+        tls: TlsPump | None = None,
     ):
         self.conn_id = conn_id
         self.outbox = outbox
@@ -80,6 +96,11 @@ class Channel:
         self.unsent: bytes | memoryview = b""
         self.watched = False  # registered for writability: the kernel buffer was full
         self.since = 0.0  # last progress while bytes were pending (the write deadline counts from here)
+        #: The connection's TLS, until its close_notify is queued (then None); `encrypted` stays True.
+        self.tls = tls
+        self.encrypted = tls is not None
+        #: Plaintext bytes whose ciphertext is in `unsent` (TLS only): credited to the outbox as it goes.
+        self.credit = 0
 
 
 class Sender:
@@ -108,12 +129,23 @@ class Sender:
         self._thread.start()
 
     def attach(
-        self, conn_id: int, outbox: Outbox, sock: socket.socket, close: CloseCallback, overflow: bytes
+        self,
+        conn_id: int,
+        outbox: Outbox,
+        sock: socket.socket,
+        close: CloseCallback,
+        overflow: bytes,
+        tls: TlsPump | None = None,
     ) -> Channel:
-        """Serve `outbox` on `sock` (which the sender makes non-blocking) from now on."""
+        """Serve `outbox` on `sock` (which the sender makes non-blocking) from now on, through `tls` if given.
+
+        Frames queued before the attach are picked up: the channel is marked ready if there are any.
+        """
         sock.setblocking(False)
-        channel = Channel(conn_id, outbox, sock, close, overflow)
+        channel = Channel(conn_id, outbox, sock, close, overflow, tls)
         outbox.on_ready = lambda: self.mark(channel)
+        if outbox.queued or outbox.closed:
+            self.mark(channel)
         return channel
 
     def mark(self, channel: Channel) -> None:
@@ -220,13 +252,20 @@ class Sender:
         while True:
             frames = outbox.take()
             if frames is None and not channel.unsent:
+                if channel.tls is not None:
+                    # The TLS end of stream goes after the last frame, written like any other bytes.
+                    channel.unsent, channel.tls = channel.tls.goodbye(), None
+                    if channel.unsent:
+                        continue
                 self._drop(channel)  # closed and fully written: the peer sees our end of stream next
                 return
             if frames and self._trace:
                 for frame in frames:
                     trace.debug("conn=%d out %r", channel.conn_id, _decoded(frame))
             # One system call for everything pending: this is where deliveries get cheap under load.
-            if not frames:
+            if channel.tls is not None:
+                data = self._encrypt(channel, channel.tls, frames)
+            elif not frames:
                 data = channel.unsent
             elif not channel.unsent and len(frames) == 1:
                 data = frames[0]
@@ -243,7 +282,10 @@ class Sender:
                 self._drop(channel)
                 return
             if sent:
-                outbox.written(sent)
+                if channel.encrypted:
+                    self._credit(channel, sent, len(data))
+                else:
+                    outbox.written(sent)
             if sent < len(data):
                 channel.unsent = memoryview(data)[sent:]
                 if sent or not channel.watched:
@@ -258,6 +300,24 @@ class Sender:
             if not outbox.closed:
                 return
             # Closed: go round once more to send the frames queued meanwhile, or to finish.
+
+    @staticmethod
+    def _encrypt(channel: Channel, tls: TlsPump, frames: list[bytes] | None) -> bytes | memoryview:
+        """What is left of earlier ciphertext plus the ciphertext of `frames` (and of TLS's own records)."""
+        plaintext = b"".join(frames) if frames else b""
+        ciphertext = tls.encrypt(plaintext)
+        channel.credit += len(plaintext)
+        if not ciphertext:
+            return channel.unsent
+        return b"".join([channel.unsent, ciphertext]) if channel.unsent else ciphertext
+
+    @staticmethod
+    def _credit(channel: Channel, sent: int, pending: int) -> None:
+        """Report plaintext written in proportion to the ciphertext written (all of it once all is sent)."""
+        credit = channel.credit if sent >= pending else channel.credit * sent // pending
+        channel.credit -= credit
+        if credit:
+            channel.outbox.written(credit)
 
     def _unwatch(self, channel: Channel) -> None:
         if channel.watched:

@@ -5,23 +5,28 @@ Thread model (the one place it is written down; docs/architecture.md draws it)
 
 Threads
 -------
-``acceptor`` (1)
-    Owns the listening socket. Accepts, enforces `max_clients` and `max_clients_per_ip` (refusing with one
-    `error` frame), sets TCP_NODELAY and SO_KEEPALIVE, and starts a `Connection`. Nothing else.
+``acceptor`` (1, plus ``acceptor-tls`` when TLS has its own port)
+    Owns one listening socket. Accepts, enforces `max_clients` and `max_clients_per_ip` (refusing with one
+    `error` frame; on a TLS port, by closing: no handshake is done on the acceptor), sets TCP_NODELAY and
+    SO_KEEPALIVE, and starts a `Connection`. Nothing else.
 ``conn-N-reader`` (1 per connection)
     Owns the socket's receiving side (blocking `recv`, its timeout = the next deadline), the connection's
-    `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (hello, frame completion,
-    ping, dead peer) and its SQLite *read* connection. Answers `ping` and `history` requests itself; submits
-    every other request to the history thread. Checks passwords itself (`chat_server.gate`): the server
-    password, and a registered nick's password with scrypt, which it also runs to hash a new one, reading the
-    stored hash with its own read connection. Only the result (a proof, or the finished hash) goes to the
-    history thread: scrypt costs tens of milliseconds by design, and on the history thread it would hold up
-    all chat. Closes the socket once the sender has let go of it.
+    `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (TLS handshake, hello,
+    frame completion, ping, dead peer) and its SQLite *read* connection. On a TLS port it first does the
+    handshake itself (its own bounded `recv`/`sendall`, before the connection has a channel on the sender),
+    then decrypts each `recv` through the connection's `TlsPump` (chat_server.tls). Answers `ping` and
+    `history` requests itself; submits every other request to the history thread. Checks passwords itself
+    (`chat_server.gate`): the server password, and a registered nick's password with scrypt, which it also
+    runs to hash a new one, reading the stored hash with its own read connection. Only the result (a proof,
+    or the finished hash) goes to the history thread: scrypt costs tens of milliseconds by design, and on the
+    history thread it would hold up all chat. Closes the socket once the sender has let go of it.
 ``sender`` (1)
     Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
     (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one
     `send`; keeps what the kernel did not take and waits for writability; enforces the write deadline and the
-    soft-limit timer. The only thread that writes to client sockets, and it never waits for one of them.
+    soft-limit timer. The only thread that writes to client sockets after their TLS handshake, and it never
+    waits for one of them. For a TLS channel it encrypts what it takes (under ``TlsPump._lock``) and writes
+    the ciphertext exactly as it writes plaintext.
 ``history`` (1)
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, and each client's
     `account`) and the SQLite *writer* connection, registered nicks included (`chat_server.accounts`): it
@@ -54,11 +59,16 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 ``Gate._hashing`` (a semaphore, not a lock)
     Lets at most `max_concurrent_hashes` readers run scrypt at once (16 MiB each); a reader waits for a slot
     at most `HASH_WAIT` seconds, holding no lock meanwhile.
+``TlsPump._lock`` (TLS connections only)
+    Guards one connection's `ssl.SSLObject` and its two memory BIOs: the reader feeds ciphertext and reads
+    plaintext under it, the sender writes plaintext and takes ciphertext under it; socket I/O happens after
+    releasing it. Bytes TLS wants to send on the reader's behalf (tickets, alerts) wait in the outgoing BIO
+    and the reader marks the channel ready, so the sender stays the only writer.
 
 Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
 0. Stop the beacon (if any): the server is no longer announced.
-1. Close the listening socket and join the acceptor: no new connections.
+1. Close the listening sockets and join the acceptors: no new connections.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
    each reader stops reading, submits its `Disconnect`, and gives the sender until the shared deadline to
    write its last frames.
@@ -93,6 +103,7 @@ from .replies import fatal_frame
 from .sender import Sender
 from .sequencer import Sequencer
 from .storage import HistoryStore
+from .tls import ServerTls, server_tls
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +141,10 @@ class ChatServer:
         self._per_ip: Counter[str] = Counter()
         self._ids = itertools.count(1)
         self._listener: socket.socket | None = None
-        self._acceptor: threading.Thread | None = None
+        #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
+        self._listeners: list[tuple[socket.socket, ServerTls | None]] = []
+        self._acceptors: list[threading.Thread] = []
+        self._tls: ServerTls | None = None
         self._services: Services | None = None
         self._stopping = threading.Event()
         self._stopped = False
@@ -155,6 +169,20 @@ class ChatServer:
         host, port = self._listener.getsockname()[:2]
         return host, port
 
+    @property
+    def tls_address(self) -> tuple[str, int] | None:
+        """The bound (host, port) that speaks TLS (the main one with ``--tls`` alone); None without TLS."""
+        for listener, tls in self._listeners:
+            if tls is not None:
+                host, port = listener.getsockname()[:2]
+                return host, port
+        return None
+
+    @property
+    def fingerprint(self) -> str | None:
+        """SHA-256 of the TLS certificate's public key (64 hex digits); None without TLS."""
+        return self._tls.fingerprint if self._tls is not None else None
+
     def start(self) -> None:
         """Open the history, bind, listen, and start the history and acceptor threads."""
         if self._listener is not None:
@@ -166,13 +194,20 @@ class ChatServer:
             busy_timeout=config.history_busy_timeout,
         )
         hub = Hub()
+        listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
             chat = Chat(hub, store, config)
-            listener = socket.create_server((config.host, config.port), backlog=128, reuse_port=False)
+            tls = server_tls(config.tls, config.history_path.parent) if config.tls.enabled else None
+            listeners.append((_listen(config.host, config.port), None if config.tls.separate_port else tls))
+            if config.tls.separate_port:
+                assert config.tls.port is not None
+                listeners.append((_listen(config.host, config.tls.port), tls))
         except BaseException:
+            for listener, _tls in listeners:
+                listener.close()
             store.close()
             raise
-        listener.settimeout(ACCEPT_POLL)
+        self._tls = tls
         sender = Sender(config.write_timeout)
         sequencer = Sequencer(
             chat,
@@ -184,13 +219,21 @@ class ChatServer:
         self._services = Services(
             config=config, hub=hub, sequencer=sequencer, store=store, sender=sender, gate=Gate(config)
         )
-        self._listener = listener
+        self._listener = listeners[0][0]
+        self._listeners = listeners
         sender.start()
         sequencer.start()
-        self._acceptor = threading.Thread(target=self._accept_loop, name="acceptor", daemon=True)
-        self._acceptor.start()
+        for listener, listener_tls in listeners:
+            name = "acceptor" if listener is self._listener else "acceptor-tls"
+            acceptor = threading.Thread(
+                target=self._accept_loop, args=(listener, listener_tls), name=name, daemon=True
+            )
+            self._acceptors.append(acceptor)
+            acceptor.start()
         host, port = self.address
         log.info("event=listening host=%s port=%d history=%s", host, port, config.history_path)
+        if self.tls_address is not None:
+            log.info("event=tls port=%d fingerprint=%s", self.tls_address[1], self.fingerprint)
         if config.beacon.enabled:
             try:
                 self._start_beacon()
@@ -207,11 +250,13 @@ class ChatServer:
         self._stopping.set()
         if self._beacon is not None:
             self._beacon.stop()  # stop announcing a server that is going away
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
-        if self._acceptor is not None:
-            self._acceptor.join(ACCEPT_POLL + 0.5)
-        self._listener.close()
+        for listener, _tls in self._listeners:
+            with contextlib.suppress(OSError):
+                listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
+        for acceptor in self._acceptors:
+            acceptor.join(ACCEPT_POLL + 0.5)
+        for listener, _tls in self._listeners:
+            listener.close()
         with self._lock:
             connections = list(self._connections.values())
         # Leave the history thread time to commit after the connections are flushed.
@@ -230,7 +275,10 @@ class ChatServer:
     def _start_beacon(self) -> None:
         """Start announcing this server on the LAN (see chat_server.beacon and docs/discovery.md)."""
         server_id = load_or_create_server_id(self.config.history_path.parent / SERVER_ID_FILE)
-        port = self.address[1]
+        # With TLS the beacon points at the TLS port: whoever finds the server on the LAN gets encryption.
+        tls_address = self.tls_address
+        port = tls_address[1] if tls_address is not None else self.address[1]
+        fingerprint = self.fingerprint
 
         def snapshot() -> BeaconInfo:
             # Runs on the beacon thread: the hub's own queries take its lock and copy what they return.
@@ -238,7 +286,13 @@ class ChatServer:
             hub = self._services.hub
             rooms = sorted(((name, count) for name, _topic, count in hub.summaries()), key=lambda r: -r[1])
             return BeaconInfo(
-                server_id=server_id, name=self.config.server_name, port=port, users=hub.online(), rooms=rooms
+                server_id=server_id,
+                name=self.config.server_name,
+                port=port,
+                users=hub.online(),
+                rooms=rooms,
+                tls=fingerprint is not None,
+                fingerprint=fingerprint,
             )
 
         self._beacon = Beacon(self.config.beacon, snapshot)
@@ -251,11 +305,10 @@ class ChatServer:
 
     # -- Accepting -----------------------------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
-        assert self._listener is not None
+    def _accept_loop(self, listener: socket.socket, tls: ServerTls | None) -> None:
         while not self._stopping.is_set():
             try:
-                sock, peer = self._listener.accept()
+                sock, peer = listener.accept()
             except TimeoutError:
                 continue
             except OSError as error:
@@ -265,12 +318,12 @@ class ChatServer:
                 time.sleep(0.05)  # e.g. out of file descriptors: do not spin; the cause may clear
                 continue
             try:
-                self._admit(sock, peer)
+                self._admit(sock, peer, tls)
             except Exception:
                 log.exception("event=admit_failed peer=%s", peer)
                 sock.close()
 
-    def _admit(self, sock: socket.socket, peer: tuple[str, int]) -> None:
+    def _admit(self, sock: socket.socket, peer: tuple[str, int], tls: ServerTls | None) -> None:
         config = self.config
         ip = peer[0]
         with self._lock:
@@ -283,11 +336,15 @@ class ChatServer:
                 conn_id = next(self._ids)
         if refusal is not None:
             log.info("event=refused peer=%s:%d code=%s", ip, peer[1], refusal[0])
-            self._refuse(sock, *refusal)
+            if tls is None:
+                self._refuse(sock, *refusal)
+            else:
+                sock.close()  # an error frame needs a handshake first, and the acceptor never waits for one
             return
         _tune(sock, config.send_buffer)
         assert self._services is not None
-        connection = Connection(self._services, sock, (ip, peer[1]), conn_id, self._forget)
+        pump = tls.pump() if tls is not None else None
+        connection = Connection(self._services, sock, (ip, peer[1]), conn_id, self._forget, pump)
         with self._lock:
             self._connections[conn_id] = connection
             self._per_ip[ip] += 1
@@ -331,6 +388,13 @@ class ChatServer:
             threads=threading.active_count(),
             queues={c.client.nick: c.outbox.queued for c in connections if c.client.nick is not None},
         )
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket whose `accept` wakes every `ACCEPT_POLL` seconds to check for `stop()`."""
+    listener = socket.create_server((host, port), backlog=128, reuse_port=False)
+    listener.settimeout(ACCEPT_POLL)
+    return listener
 
 
 def _tune(sock: socket.socket, send_buffer: int) -> None:

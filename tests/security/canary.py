@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from statistics import median
 
 from shared import Ack, Error, Message, Said, Say, SignedOff
@@ -30,14 +31,16 @@ class Canary:
         room: str = "canary-room",
         interval: float = 0.0,
         sources: tuple[str | None, str | None] = (None, None),
+        client_class: Callable[..., ChatTestClient] = ChatTestClient,
     ) -> None:
         #: Pause between rounds, so a canary stays under a test's rate limit (pacing, not synchronisation).
         self.interval = interval
         self.room = room
         #: `sources`: local addresses for the two clients (None: any), to stay clear of per-address limits.
+        #: `client_class`: how to connect (e.g. the TLS test client for a TLS port).
         self.clients = (
-            ChatTestClient(address, source=sources[0]),
-            ChatTestClient(address, source=sources[1]),
+            client_class(address, source=sources[0]),
+            client_class(address, source=sources[1]),
         )
         try:
             for name, client in zip(("canary-a", "canary-b"), self.clients, strict=True):
