@@ -110,3 +110,20 @@ def test_config_file_beacon_table(tmp_path: Path) -> None:
     with ServerProcess("--port", "0", "--data-dir", str(tmp_path), "--config", str(config)) as server:
         assert server.process.wait(DEADLINE) == 2
         assert "loudness" in server.close()[1]
+
+
+def test_tls_server_announces_its_tls_port_and_fingerprint(tmp_path: Path) -> None:
+    """With a TLS port next to the plaintext one, the beacon announces the TLS port and the fingerprint."""
+    from chat_server.tls import TlsConfig
+
+    with udp_socket() as listener:
+        beacon = loopback_config(listener.getsockname()[1])
+        config = ServerConfig(
+            host="127.0.0.1", port=0, data_dir=tmp_path, beacon=beacon, tls=TlsConfig(port=0)
+        )
+        with ChatServer(config) as server:
+            announcement = next_announcement(listener)
+            assert server.tls_address is not None
+            assert announcement.port == server.tls_address[1] != server.address[1]
+            assert announcement.tls is True
+            assert announcement.fingerprint == server.fingerprint
