@@ -74,6 +74,10 @@ class Buffer:
     mentioned: bool = False
     topic: str = ""
     members: dict[str, Member] = field(default_factory=dict)
+    #: The room's modes in force: "topic_lock", "invite_only", "keyed".
+    modes: set[str] = field(default_factory=set)
+    #: The room's key, when the server showed it to us (we are an operator).
+    key_secret: str | None = None
     joined: bool = False
     #: True when the server has messages older than the oldest line here.
     more_before: bool = False

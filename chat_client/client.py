@@ -33,7 +33,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Self
 
@@ -42,6 +42,7 @@ from shared import (
     PROTOCOL_VERSION,
     Ack,
     AwayChanged,
+    BanList,
     ChangeNick,
     ErrorCode,
     FetchHistory,
@@ -51,9 +52,12 @@ from shared import (
     Joined,
     Leave,
     Left,
+    ListBans,
     ListRooms,
     LocalProtocolError,
     Message,
+    Moderated,
+    ModerationRequest,
     NickChanged,
     Ping,
     Pong,
@@ -63,6 +67,7 @@ from shared import (
     Said,
     Say,
     SetAway,
+    SetMode,
     SetTopic,
     Tell,
     Told,
@@ -442,6 +447,11 @@ class ChatClient:
             case Told():
                 if self._resume.note(DM_KEY, message.id):
                     self._emit(message)
+            case Moderated():
+                # Stored like a message: counted for resume, delivered once. An invitation to a room we
+                # are not in is not part of that room's stream.
+                if message.action == "invite" or self._resume.note(room_key(message.room), message.id):
+                    self._emit(message)
             case History():
                 self._emit(self._resume.filter_history(message, self._is_pending_echo))
             case Joined(room=room, nick=nick):
@@ -542,14 +552,15 @@ class ChatClient:
     def _is_mine(self, nick: str) -> bool:
         return fold(nick) == fold(self.nick)
 
-    async def join(self, room: str, *, wait: bool = True) -> RoomState | None:
+    async def join(self, room: str, *, key: str | None = None, wait: bool = True) -> RoomState | None:
         """Join `room` (created if new) and, if `wait`, return its state (topic and members).
 
-        While disconnected the room is only remembered, and joined at the next login.
+        `key`: the room's key, if an operator set one. While disconnected the room is only remembered, and
+        joined at the next login (without a key: give it again then).
         """
         self._check_open()
         ref = next(self._refs)
-        request = Join(room=room, ref=ref)
+        request = Join(room=room, key=key, ref=ref)
         self._check(request)
         if self._session is None:
             self._resume.joined(room)
@@ -617,6 +628,23 @@ class ChatClient:
         ref = next(self._refs)
         reply = await self._request(ListRooms(ref=ref), _answer(RoomList, ref, None), wait)
         return reply if isinstance(reply, RoomList) else None
+
+    async def moderate(self, request: ModerationRequest, *, wait: bool = True) -> Message | None:
+        """Send a moderation request (`Kick`, `Ban`, `Unban`, `ListBans`, `Mute`, `Unmute`, `Op`, `Deop`,
+        `SetMode`, `Invite`; its `ref` is set here) and, if `wait`, return the answer: the `Ack` of the stored
+        action, the `BanList` for `ListBans`, the `RoomState` for `SetMode`. A refusal (e.g. `not_operator`)
+        raises `ServerError`.
+        """
+        ref = next(self._refs)
+        request = replace(request, ref=ref)
+        self._check(request)
+        if isinstance(request, ListBans):
+            answer = _answer(BanList, ref, request.room)
+        elif isinstance(request, SetMode):
+            answer = _answer(RoomState, ref, request.room)
+        else:
+            answer = _answer(Ack, ref, None)
+        return await self._request(request, answer, wait)
 
     async def fetch_history(
         self,

@@ -20,6 +20,7 @@ from shared import (
     Joined,
     Left,
     Member,
+    Moderated,
     NickChanged,
     RoomList,
     RoomState,
@@ -44,6 +45,7 @@ from .buffers import (
     room_key,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
+from .moderation import REMOVALS, describe
 from .outbox import DeliveryState, OutboxEntry
 
 # The buffer types are part of the model's interface: importers take them from here.
@@ -86,6 +88,8 @@ class ChatModel:
         # Rooms whose next RoomState answers a /who, and is listed in the buffer.
         self._listing_members: set[str] = set()
         self._mention = self._mention_pattern(nick)
+        # (room key, nick key) of members a kick or ban just put out: their `left` adds no line of its own.
+        self._removed: set[tuple[str, str]] = set()
 
     # -- Buffers -----------------------------------------------------------------------------------------
 
@@ -330,13 +334,13 @@ class ChatModel:
             # A page of one conversation (scrolled past its top): it says itself whether more is left.
             buffer = self.conversation(event.peer)
             buffer.fetching = False
-            page: list[Said | Told] = [item for item in event.messages if isinstance(item, Told)]
+            page: list[Said | Told | Moderated] = [item for item in event.messages if isinstance(item, Told)]
             self._history_lines(buffer.key, page, more=event.more, changes=changes)
             changes.buffers = True
             return
         if event.direct:
             # Group by conversation first, so each buffer judges once whether this is its first backfill.
-            by_peer: dict[str, list[Said | Told]] = {}
+            by_peer: dict[str, list[Said | Told | Moderated]] = {}
             for item in event.messages:
                 if isinstance(item, Told):
                     by_peer.setdefault(self._told_key(item), []).append(item)
@@ -358,7 +362,7 @@ class ChatModel:
         self._history_lines(buffer.key, chat, more=event.more, changes=changes)
 
     def _history_lines(
-        self, key: str, items: list[Said | Told], *, more: bool | None, changes: Changes
+        self, key: str, items: list[Said | Told | Moderated], *, more: bool | None, changes: Changes
     ) -> None:
         buffer = self.buffers[key]
         oldest = buffer.oldest_id
@@ -373,6 +377,10 @@ class ChatModel:
             buffer.more_before = more
         fresh_buffer = buffer.oldest_id is None  # no message yet (notices do not count)
         for item in items:
+            if isinstance(item, Moderated):
+                line = self._history_line(item)
+                self._line(changes, key, line.kind, line.text, ts=line.ts, message_id=item.id, count=False)
+                continue
             own = fold(item.nick) == fold(self.nick)
             kind = LineKind.ACTION if item.action else LineKind.MESSAGE
             direct = isinstance(item, Told)
@@ -390,7 +398,9 @@ class ChatModel:
                 notify=not fresh_buffer,  # the first backfill is old news: highlight, do not notify
             )
 
-    def _history_line(self, item: Said | Told) -> Line:
+    def _history_line(self, item: Said | Told | Moderated) -> Line:
+        if isinstance(item, Moderated):
+            return Line(item.ts / 1000, LineKind.NOTICE, describe(item), None, item.id)
         kind = LineKind.ACTION if item.action else LineKind.MESSAGE
         own = fold(item.nick) == fold(self.nick)
         return Line(item.ts / 1000, kind, item.text, item.nick, item.id, False, own)
@@ -400,7 +410,7 @@ class ChatModel:
 
     def _on_joined(self, event: Joined, changes: Changes) -> None:
         buffer = self.room(event.room)
-        buffer.members[fold(event.nick)] = Member(nick=event.nick)
+        buffer.members[fold(event.nick)] = Member(nick=event.nick, op=event.op)
         changes.members.add(buffer.key)
         if self._is_me(event.nick):
             was_joined, buffer.joined = buffer.joined, True
@@ -420,14 +430,17 @@ class ChatModel:
         buffer = self.buffers.get(key)
         if buffer is None:
             return
+        reason = f" ({event.reason})" if event.reason else ""
         if self._is_me(event.nick):
             self.close_buffer(key)
             changes.buffers = True
-            self._line(changes, SERVER_KEY, LineKind.NOTICE, f"you left {event.room}", count=False)
+            self._line(changes, SERVER_KEY, LineKind.NOTICE, f"you left {event.room}{reason}", count=False)
             return
         buffer.members.pop(fold(event.nick), None)
         changes.members.add(key)
-        reason = f" ({event.reason})" if event.reason else ""
+        if (key, fold(event.nick)) in self._removed:
+            self._removed.discard((key, fold(event.nick)))
+            return  # the kick or ban said it already
         self._line(
             changes, key, LineKind.NOTICE, f"{event.nick} left{reason}", ts=event.ts / 1000, count=False
         )
@@ -449,7 +462,7 @@ class ChatModel:
         for buffer in list(self.buffers.values()):
             member = buffer.members.pop(fold(event.old), None)
             if member is not None:
-                buffer.members[fold(event.new)] = Member(nick=event.new, away=member.away)
+                buffer.members[fold(event.new)] = Member(nick=event.new, away=member.away, op=member.op)
                 changes.members.add(buffer.key)
                 self._line(changes, buffer.key, LineKind.NOTICE, text, ts=event.ts / 1000, count=False)
         old_key = peer_key(event.old)
@@ -475,7 +488,8 @@ class ChatModel:
         for buffer in self.buffers.values():
             key = fold(event.nick)
             if key in buffer.members:
-                buffer.members[key] = Member(nick=buffer.members[key].nick, away=event.message)
+                member = buffer.members[key]
+                buffer.members[key] = Member(nick=member.nick, away=event.message, op=member.op)
                 changes.members.add(buffer.key)
         if self._is_me(event.nick):
             text = f"you are away: {event.message}" if event.message else "you are back"
@@ -485,12 +499,57 @@ class ChatModel:
         buffer = self.room(event.room)
         buffer.topic = event.topic
         buffer.members = {fold(m.nick): m for m in event.members}
+        modes = {"topic_lock": event.topic_lock, "invite_only": event.invite_only, "keyed": event.keyed}
+        buffer.modes = {name for name, on in modes.items() if on}
+        buffer.key_secret = event.key
         changes.members.add(buffer.key)
         changes.topic.add(buffer.key)
         if buffer.key in self._listing_members:
             self._listing_members.discard(buffer.key)
-            names = ", ".join(m.nick + (" (away)" if m.away else "") for m in event.members)
+            names = ", ".join(
+                ("@" if m.op else "") + m.nick + (" (away)" if m.away else "") for m in event.members
+            )
             self._line(changes, self.current, LineKind.NOTICE, f"in {event.room}: {names}", count=False)
+
+    def _on_moderated(self, event: Moderated, changes: Changes) -> None:
+        key = room_key(event.room)
+        buffer = self.buffers.get(key)
+        target = fold(event.target or "")
+        if (
+            event.action == "invite"
+            and self._is_me(event.target or "")
+            and (buffer is None or not buffer.joined)
+        ):
+            text = f"{event.nick} invited you to {event.room}: /join {event.room}"
+            self._line(
+                changes, self.current, LineKind.NOTICE, text, nick=event.nick, ts=event.ts / 1000, direct=True
+            )
+            return
+        if buffer is None:
+            return
+        member = buffer.members.get(target)
+        if event.action in ("op", "deop") and member is not None:
+            buffer.members[target] = Member(nick=member.nick, away=member.away, op=event.action == "op")
+            changes.members.add(key)
+        if event.action in REMOVALS and member is not None:
+            self._removed.add((key, target))
+        mode = _MODE_ACTIONS.get(event.action)
+        if mode is not None:
+            name, on = mode
+            if on:
+                buffer.modes.add(name)
+            else:
+                buffer.modes.discard(name)
+            changes.topic.add(key)
+        self._line(
+            changes,
+            key,
+            LineKind.NOTICE,
+            describe(event),
+            ts=event.ts / 1000,
+            message_id=event.id,
+            count=False,
+        )
 
     def _on_room_list(self, event: RoomList, changes: Changes) -> None:
         if not event.rooms:
@@ -505,6 +564,16 @@ class ChatModel:
         self._line(changes, self.current, LineKind.ERROR, text, count=False)
         changes.alerts.append(text)
 
+
+#: Moderation actions that change a room's modes: action -> (mode, on).
+_MODE_ACTIONS = {
+    "lock_topic": ("topic_lock", True),
+    "unlock_topic": ("topic_lock", False),
+    "invite_only": ("invite_only", True),
+    "open": ("invite_only", False),
+    "set_key": ("keyed", True),
+    "clear_key": ("keyed", False),
+}
 
 _HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
     Connected: ChatModel._on_connected,  # type: ignore[dict-item]
@@ -524,5 +593,6 @@ _HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
     AwayChanged: ChatModel._on_away,  # type: ignore[dict-item]
     RoomState: ChatModel._on_room_state,  # type: ignore[dict-item]
     RoomList: ChatModel._on_room_list,  # type: ignore[dict-item]
+    Moderated: ChatModel._on_moderated,  # type: ignore[dict-item]
     Error: ChatModel._on_error,  # type: ignore[dict-item]
 }

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"require the server password in this file (first line); or set {PASSWORD_ENV}",
     )
+    parser.add_argument(
+        "--admin",
+        action="append",
+        metavar="NICK",
+        help="a server admin: operator in every room once NICK is registered and verified (repeatable)",
+    )
     add_beacon_arguments(parser)
     add_tls_arguments(parser)
     return parser
@@ -97,6 +103,8 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         value = getattr(arguments, name)
         if value is not None:
             settings[name] = value
+    if arguments.admin:
+        settings["admins"] = tuple(arguments.admin)
     settings["beacon"] = beacon_config_from_args(arguments, settings.get("beacon"))
     if arguments.password_file is not None:
         settings["password"] = read_password_file(arguments.password_file)

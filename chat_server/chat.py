@@ -6,7 +6,7 @@ order the requests were queued. That single thread is what makes the ordering gu
 * Room messages and direct messages are *durable* requests. Each is inserted into the open transaction and
   its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `_pending` until
   `flush()` commits the batch. So nobody hears of a message that is not on disk, and acks go out in id order.
-* Every other request (join, leave, nick, topic, away, login, disconnect) is a *barrier*: it calls `flush()`
+* Every other request (join, leave, nick, topic, away, moderation, login, disconnect) is a *barrier*: it calls `flush()`
   first, so the membership a message is fanned out to is the membership at the moment it was stored. A join
   reads its backfill after the flush, so the joiner gets each message exactly once: in the backfill if it
   was stored before the join, as a `said` if after.
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import (
+    MODERATION_REQUESTS,
     PROTOCOL_VERSION,
     Ack,
     AwayChanged,
@@ -56,6 +57,7 @@ from shared.text import fold
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
 from .hub import Client, Hub, Room
+from .moderation import Moderation
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
 from .roomstate import RoomStates
 from .storage import HistoryError, HistoryStore, Page
@@ -114,6 +116,7 @@ class Chat:
         self.accounts = Accounts(hub, store)
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
+        self.moderation = Moderation(hub, store, config, self._ts, self._send_room_state)
 
     def _ts(self) -> int:
         # Timestamps never go backwards, so id order and time order agree even if the clock is stepped back.
@@ -135,7 +138,7 @@ class Chat:
         elif isinstance(request, Tell):
             self._tell(client, request)
         elif isinstance(request, Join):
-            self._join(client, request.room, request.after, request.backfill, request.ref)
+            self._join(client, request.room, request.after, request.backfill, request.ref, request.key)
         elif isinstance(request, Leave):
             self._leave(client, request)
         elif isinstance(request, Rename):
@@ -156,6 +159,9 @@ class Chat:
             self._list_rooms(client, request)
         elif isinstance(request, Who):
             self._who(client, request)
+        elif isinstance(request, MODERATION_REQUESTS):
+            self.flush()
+            self.moderation.handle(client, request)
         else:
             client.send(error_frame(ErrorCode.UNKNOWN_TYPE, f"{type(request).__name__} is not handled here"))
 
@@ -261,12 +267,19 @@ class Chat:
             self.hub.unregister(client)
             log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
         self._room_states.forget(client)
+        self.moderation.forget(client)
         client.outbox.close(request.last)
 
     # -- Rooms ---------------------------------------------------------------------------------------------
 
     def _join(
-        self, client: Client, name: str, after: int | None, backfill: int | None, ref: int | None
+        self,
+        client: Client,
+        name: str,
+        after: int | None,
+        backfill: int | None,
+        ref: int | None,
+        room_key: str | None = None,
     ) -> None:
         self.flush()
         key = fold(name)
@@ -276,9 +289,18 @@ class Chat:
                 limit = self.config.max_rooms_per_client
                 client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, f"you are in {limit} rooms already", ref))
                 return
+            refusal = self.moderation.admission(client, key, room.name if room else name, room_key)
+            if refusal is not None:
+                client.send(error_frame(*refusal, ref))
+                return
             room = self.hub.add_room(key, name)
+            was_empty = not room.members
             self.hub.enter(client, room)
-            self.hub.publish(room, encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts())))
+            self.moderation.entered(client, room, was_empty)
+            op = self.moderation.is_operator(client, key)
+            self.hub.publish(
+                room, encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts(), op=op))
+            )
         self._send_room_state(client, room, ref)
         bound = self.config.max_backfill
         try:
@@ -302,7 +324,16 @@ class Chat:
         )
 
     def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
-        client.send(self._room_states.frame(room, ref))
+        moderation = self.moderation
+        client.send(
+            self._room_states.frame(
+                room,
+                ref,
+                is_op=lambda member: moderation.is_operator(member, room.key),
+                rules=moderation.rules(room.key),
+                show_key=moderation.is_operator(client, room.key),
+            )
+        )
 
     def _member_room(self, client: Client, name: str, ref: int | None) -> Room | None:
         room = client.rooms.get(fold(name))
@@ -324,6 +355,10 @@ class Chat:
         room = self._member_room(client, request.room, request.ref)
         if room is None:
             return
+        if self.moderation.topic_locked(client, room):
+            message = f"the topic of {room.name} is locked: only its operators set it"
+            client.send(error_frame(ErrorCode.NOT_OPERATOR, message, request.ref))
+            return
         try:
             self.store.save_topic(room.key, room.name, request.topic)
             self.store.commit()
@@ -342,6 +377,10 @@ class Chat:
         room = self.hub.rooms.get(fold(request.room))
         if room is None:
             client.send(error_frame(ErrorCode.NO_SUCH_ROOM, f"no room {request.room!r}", request.ref))
+            return
+        if room.key not in client.rooms and self.moderation.closed(client, room):
+            message = f"{room.name} is closed (key or invite-only): join it to see who is there"
+            client.send(error_frame(ErrorCode.FORBIDDEN, message, request.ref))
             return
         self._send_room_state(client, room, request.ref)
 
@@ -422,6 +461,9 @@ class Chat:
     def _say(self, client: Client, request: Say) -> None:
         room = self._member_room(client, request.room, request.ref)
         if room is None:
+            return
+        if (muted := self.moderation.silenced(client, room)) is not None:
+            client.send(error_frame(ErrorCode.MUTED, muted, request.ref))
             return
         ts = self._ts()
         try:

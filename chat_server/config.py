@@ -25,7 +25,7 @@ from shared.limits import (
     DEFAULT_MAX_TOPIC,
     Limits,
 )
-from shared.text import room_problem
+from shared.text import nick_problem, room_problem
 
 from .beacon import BeaconConfig, beacon_config_from_table
 from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
@@ -92,6 +92,8 @@ DEFAULT_PASSWORD_FAILURE_SECONDS = 60.0
 DEFAULT_MAX_CONCURRENT_HASHES = 2
 #: Source addresses whose per-address buckets (failed passwords, new connections) are remembered at once.
 DEFAULT_MAX_TRACKED_ADDRESSES = 4096
+#: Most entries a room keeps in each of its moderation lists (bans, mutes, stored operators, invitations).
+DEFAULT_MAX_MODERATION_ENTRIES = 500
 
 _SYNC_MODES = ("FULL", "NORMAL")
 #: The longest text the server itself writes into a reason field (error messages, sign-off reasons), in
@@ -160,6 +162,9 @@ class ServerConfig:
     scrypt_n: int = DEFAULT_SCRYPT_N
     scrypt_r: int = DEFAULT_SCRYPT_R
     scrypt_p: int = DEFAULT_SCRYPT_P
+    #: Nicks with operator rights in every room, once registered and verified (docs/security.md).
+    admins: tuple[str, ...] = ()
+    max_moderation_entries: int = DEFAULT_MAX_MODERATION_ENTRIES
     #: The LAN beacon (off by default; the ``[beacon]`` table of server.toml, see docs/discovery.md).
     beacon: BeaconConfig = dataclasses.field(default_factory=BeaconConfig)
     #: TLS (off by default; the ``[tls]`` table of server.toml, ``--tls`` and friends; see chat_server.tls).
@@ -203,6 +208,13 @@ class ServerConfig:
             raise ValueError(f"default_room: {problem}")
         if self.max_backfill > self.max_list or self.backfill > self.max_backfill:
             raise ValueError("backfill <= max_backfill <= max_list is required")
+        admins: object = self.admins  # from TOML or a caller: check before trusting the annotation
+        if isinstance(admins, str) or not all(isinstance(nick, str) for nick in self.admins):
+            raise ValueError("admins must be a list of nicks")
+        object.__setattr__(self, "admins", tuple(self.admins))
+        for nick in self.admins:
+            if (problem := nick_problem(nick, self.max_nick)) is not None:
+                raise ValueError(f"admins: {nick!r}: {problem}")
         if not isinstance(self.beacon, BeaconConfig):
             raise ValueError("beacon must be a BeaconConfig (the [beacon] table of the config file)")
         if self.password is not None and (not isinstance(self.password, str) or not self.password):

@@ -1,7 +1,9 @@
 """Durable history in SQLite: the schema, the writes the history thread makes, and the history queries.
 
 One file holds every room message and direct message with its server-assigned id, timestamp, sender and text,
-plus the room topics. The file is in WAL mode, so readers never block the writer and the writer never blocks
+every moderation action (a row of `messages` with `event` set: it pages with the chat, in id order), plus the
+room topics. The moderation state itself (bans, mutes, operators, modes) has tables of its own
+(`chat_server.rules`). The file is in WAL mode, so readers never block the writer and the writer never blocks
 readers.
 
 Connections and threads (SQLite connections must not be shared between threads):
@@ -27,7 +29,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.messages import Said, Told
+from shared.messages import Moderated, Said, Told
+from shared.text import fold
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -41,7 +44,10 @@ CREATE TABLE IF NOT EXISTS messages (
     recipient_key TEXT,                        -- fold(recipient)
     text          TEXT NOT NULL,
     action        INTEGER NOT NULL DEFAULT 0,
-    client_msg_id TEXT
+    client_msg_id TEXT,
+    event         TEXT,                        -- moderation entries: the action (sender = the operator)
+    target        TEXT,                        -- moderation entries: the nick acted on
+    until         INTEGER                      -- moderation entries: when a timed ban or mute lapses (ms)
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_key, id) WHERE room_key IS NOT NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup
@@ -62,8 +68,10 @@ CREATE TABLE IF NOT EXISTS rooms (
 );
 """
 
-_COLUMNS = "m.id, m.ts, m.room, m.sender, m.recipient, m.text, m.action"
-Row = tuple[int, int, str | None, str, str | None, str, int]
+_COLUMNS = "m.id, m.ts, m.room, m.sender, m.recipient, m.text, m.action, m.event, m.target, m.until"
+Row = tuple[int, int, str | None, str, str | None, str, int, str | None, str | None, int | None]
+#: Columns added after the first release: a database made before them gains them at start.
+_ADDED_COLUMNS = (("event", "TEXT"), ("target", "TEXT"), ("until", "INTEGER"))
 
 
 class HistoryError(Exception):
@@ -84,7 +92,7 @@ class StoredRoom:
 class Page:
     """One history reply: messages oldest first, whether older ones exist, how many newer were left out."""
 
-    messages: tuple[Said | Told, ...]
+    messages: tuple[Said | Told | Moderated, ...]
     more: bool
     skipped: int
 
@@ -120,10 +128,19 @@ class HistoryStore:
         self._db = connect(path, synchronous=synchronous, busy_timeout=busy_timeout, handed_over=True)
         try:
             self._db.executescript(SCHEMA)
+            _add_missing_columns(self._db)
         except sqlite3.Error as error:
             self._db.close()
             raise HistoryError(f"cannot create the history schema in {path}: {error}") from error
         self._in_transaction = False
+
+    def add_schema(self, sql: str) -> None:
+        """Create further tables (`CREATE ... IF NOT EXISTS` statements), outside any batch."""
+        self.commit()
+        try:
+            self._db.executescript(sql)
+        except sqlite3.Error as error:
+            raise HistoryError(f"cannot create tables in {self.path}: {error}") from error
 
     def close(self) -> None:
         """Close the writer connection (a checkpoint folds the WAL back into the main file)."""
@@ -159,6 +176,10 @@ class HistoryStore:
         # No transaction may be open, or the connection may be broken: either way nothing is left to undo.
         with contextlib.suppress(sqlite3.Error):
             self._db.execute("ROLLBACK")
+
+    def run(self, sql: str, parameters: Iterable[object] = ()) -> sqlite3.Cursor:
+        """Execute one statement on the writer connection (for `chat_server.rules`' own tables)."""
+        return self._run(sql, parameters)
 
     def _run(self, sql: str, parameters: Iterable[object] = ()) -> sqlite3.Cursor:
         try:
@@ -221,6 +242,27 @@ class HistoryStore:
         if recipient_key != sender_key:
             self._run("INSERT INTO direct_index VALUES (?, ?, ?)", (recipient_key, sender_key, message_id))
         return message_id
+
+    def add_moderation(
+        self,
+        *,
+        room_key: str,
+        room: str,
+        actor: str,
+        action: str,
+        target: str | None,
+        reason: str | None,
+        until: int | None,
+        ts: int,
+    ) -> int:
+        """Insert a moderation entry of a room in the open transaction and return its id."""
+        self.begin()
+        cursor = self._run(
+            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, event, target, until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, room_key, room, actor, fold(actor), reason or "", action, target, until),
+        )
+        return int(cursor.lastrowid or 0)
 
     def save_topic(self, room_key: str, name: str, topic: str) -> None:
         """Store a room's topic in the open transaction."""
@@ -350,15 +392,34 @@ def _fit(rows: list[Row], max_bytes: int | None) -> list[Row]:
     total = 0
     for index, row in enumerate(rows):
         total += _ENTRY_OVERHEAD + sum(
-            len(part.encode()) for part in (row[2], row[3], row[4], row[5]) if part
+            len(part.encode()) for part in (row[2], row[3], row[4], row[5], row[7], row[8]) if part
         )
         if total > max_bytes:
             return rows[:index]
     return rows
 
 
-def _message(row: Row) -> Said | Told:
-    message_id, ts, room, sender, recipient, text, action = row
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Give a database made by an older version the columns added since (SQLite adds them in place)."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in present:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
+
+
+def _message(row: Row) -> Said | Told | Moderated:
+    message_id, ts, room, sender, recipient, text, action, event, target, until = row
+    if event is not None and room is not None:
+        return Moderated(
+            id=message_id,
+            room=room,
+            nick=sender,
+            action=event,
+            ts=ts,
+            target=target,
+            reason=text or None,
+            until=until,
+        )
     if room is not None:
         return Said(id=message_id, room=room, nick=sender, text=text, ts=ts, action=bool(action))
     return Told(id=message_id, nick=sender, to=recipient or "", text=text, ts=ts, action=bool(action))

@@ -54,6 +54,11 @@ class ErrorCode(StrEnum):
     NICK_REGISTERED = "nick_registered"
     NOT_REGISTERED = "not_registered"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
+    NOT_OPERATOR = "not_operator"
+    BANNED = "banned"
+    BAD_KEY = "bad_key"
+    INVITE_ONLY = "invite_only"
+    MUTED = "muted"
     INTERNAL_ERROR = "internal_error"
     # File transfer (not fatal): see docs/protocol.md, "File transfer".
     FILE_TOO_LARGE = "file_too_large"

@@ -19,12 +19,18 @@ from .limits import DEFAULT_FILE_CHUNK, DEFAULT_FILE_WINDOW, Limits
 from .schema import Message, Sender, message, record, wire
 
 __all__ = [
+    "MODERATION_ACTIONS",
+    "MODERATION_REQUESTS",
     "PROTOCOL_NAME",
     "PROTOCOL_VERSION",
     "Ack",
     "AwayChanged",
     "CancelFile",
+    "Ban",
+    "BanEntry",
+    "BanList",
     "ChangeNick",
+    "Deop",
     "Error",
     "FetchHistory",
     "FileChunk",
@@ -36,14 +42,21 @@ __all__ = [
     "GetFile",
     "Hello",
     "History",
+    "Invite",
     "Join",
     "Joined",
+    "Kick",
     "Leave",
     "Left",
+    "ListBans",
     "ListRooms",
     "Member",
+    "Moderated",
+    "ModerationRequest",
+    "Mute",
     "NickChanged",
     "OfferFile",
+    "Op",
     "Ping",
     "Pong",
     "Quit",
@@ -55,12 +68,15 @@ __all__ = [
     "Said",
     "Say",
     "SetAway",
+    "SetMode",
     "SetTopic",
     "SignedOff",
     "Tell",
     "Told",
     "TopicChanged",
     "Unregister",
+    "Unban",
+    "Unmute",
     "Welcome",
     "Who",
 ]
@@ -69,6 +85,25 @@ __all__ = [
 PROTOCOL_NAME = "mpchat"
 #: The protocol version this package speaks.
 PROTOCOL_VERSION = 1
+#: The values of `Moderated.action`.
+MODERATION_ACTIONS = (
+    "kick",
+    "ban",
+    "ban_address",
+    "unban",
+    "unban_address",
+    "mute",
+    "unmute",
+    "op",
+    "deop",
+    "invite",
+    "lock_topic",
+    "unlock_topic",
+    "invite_only",
+    "open",
+    "set_key",
+    "clear_key",
+)
 
 CLIENT = Sender.CLIENT
 SERVER = Sender.SERVER
@@ -260,6 +295,115 @@ class Quit(Message):
     reason: str | None = wire(check.reason, default=None)
 
 
+# -- Moderation requests: client to server (room operators and server admins only) -----------------------
+
+
+@message("kick", CLIENT)
+class Kick(Message):
+    """Put `nick` out of `room` (they may join again)."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    reason: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("ban", CLIENT)
+class Ban(Message):
+    """Ban `nick` from `room` (or, with `by_address`, the address `nick` is connected from), and kick them.
+
+    `duration`: seconds until the ban lapses by itself; absent means until `unban`.
+    """
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    by_address: bool = wire(check.boolean, default=False)
+    duration: int | None = wire(check.uint, default=None)
+    reason: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("unban", CLIENT)
+class Unban(Message):
+    """Lift the ban of `nick`, or of `address` (as `ban_list` shows it): exactly one of the two."""
+
+    room: str = wire(check.room)
+    nick: str | None = wire(check.nick, default=None)
+    address: str | None = wire(check.token, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("list_bans", CLIENT)
+class ListBans(Message):
+    """Ask for a room's bans (answered by `BanList`)."""
+
+    room: str = wire(check.room)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("mute", CLIENT)
+class Mute(Message):
+    """Stop `nick` from speaking in `room`, for `duration` seconds or until `unmute`."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    duration: int | None = wire(check.uint, default=None)
+    reason: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("unmute", CLIENT)
+class Unmute(Message):
+    """Let `nick` speak in `room` again."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("op", CLIENT)
+class Op(Message):
+    """Make `nick` an operator of `room`."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("deop", CLIENT)
+class Deop(Message):
+    """Take `nick`'s operator rights in `room` away."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("mode", CLIENT)
+class SetMode(Message):
+    """Change a room's modes; an absent field is left as it is. `key` "" removes the key."""
+
+    room: str = wire(check.room)
+    topic_lock: bool | None = wire(check.boolean, default=None)
+    invite_only: bool | None = wire(check.boolean, default=None)
+    key: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("invite", CLIENT)
+class Invite(Message):
+    """Let `nick` (who is online) into `room` past invite-only and the key; a ban still keeps them out."""
+
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    ref: int | None = wire(check.uint, default=None)
+
+
+#: Every moderation request (for dispatch and for the client library's `moderate`).
+ModerationRequest = Kick | Ban | Unban | ListBans | Mute | Unmute | Op | Deop | SetMode | Invite
+MODERATION_REQUESTS = (Kick, Ban, Unban, ListBans, Mute, Unmute, Op, Deop, SetMode, Invite)
+
+
 # -- Both directions ---------------------------------------------------------------------------------------
 
 
@@ -282,10 +426,11 @@ class Pong(Message):
 
 @record
 class Member(Message):
-    """One member of a room, as listed in `RoomState`."""
+    """One member of a room, as listed in `RoomState`; `op` marks a room operator."""
 
     nick: str = wire(check.nick)
     away: str | None = wire(check.reason, default=None)
+    op: bool = wire(check.boolean, default=False)
 
 
 @record
@@ -304,6 +449,18 @@ class FilePolicy(Message):
     chunk: int = wire(check.uint, default=DEFAULT_FILE_CHUNK)
     window: int = wire(check.uint, default=DEFAULT_FILE_WINDOW)
     max_size: int = wire(check.uint)
+
+
+@record
+class BanEntry(Message):
+    """One ban, as listed in `BanList`: of a nick, or (with `address`) of the address taken from `nick`."""
+
+    nick: str = wire(check.nick)
+    by: str = wire(check.nick)
+    ts: int = wire(check.uint)
+    address: str | None = wire(check.token, default=None)
+    until: int | None = wire(check.uint, default=None)
+    reason: str | None = wire(check.reason, default=None)
 
 
 # -- Notifications: server to client -----------------------------------------------------------------------
@@ -372,11 +529,12 @@ class Told(Message):
 
 @message("joined", SERVER)
 class Joined(Message):
-    """`nick` joined `room` (sent to every member, the joiner included)."""
+    """`nick` joined `room` (sent to every member, the joiner included); `op` if they joined as operator."""
 
     room: str = wire(check.room)
     nick: str = wire(check.nick)
     ts: int = wire(check.uint)
+    op: bool = wire(check.boolean, default=False)
 
 
 @message("left", SERVER)
@@ -445,11 +603,45 @@ class RoomList(Message):
 
 @message("room_state", SERVER)
 class RoomState(Message):
-    """A room's topic and members: sent after `Joined` to the joiner, and as the answer to `Who`."""
+    """A room's topic, members and modes: sent after `Joined` to the joiner, and as the answer to `Who`.
+
+    `keyed`: joining needs a key; `key` is the key itself, sent to the room's operators only.
+    """
 
     room: str = wire(check.room)
     topic: str = wire(check.topic, default="")
     members: tuple[Member, ...] = wire(check.list_of(check.nested(Member)), default=())
+    topic_lock: bool = wire(check.boolean, default=False)
+    invite_only: bool = wire(check.boolean, default=False)
+    keyed: bool = wire(check.boolean, default=False)
+    key: str | None = wire(check.reason, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("moderated", SERVER)
+class Moderated(Message):
+    """Operator `nick` did `action` in `room` (to `target`): announced to the room and stored in history.
+
+    `action` is one of `MODERATION_ACTIONS`. `until`: when a timed ban or mute lapses (ms since the epoch).
+    """
+
+    id: int = wire(check.uint)
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    action: str = wire(check.token)
+    ts: int = wire(check.uint)
+    target: str | None = wire(check.nick, default=None)
+    reason: str | None = wire(check.reason, default=None)
+    until: int | None = wire(check.uint, default=None)
+
+
+@message("ban_list", SERVER)
+class BanList(Message):
+    """The answer to `ListBans`: the room's bans in force, oldest first (`more`: not all fit one frame)."""
+
+    room: str = wire(check.room)
+    bans: tuple[BanEntry, ...] = wire(check.list_of(check.nested(BanEntry)), default=())
+    more: bool = wire(check.boolean, default=False)
     ref: int | None = wire(check.uint, default=None)
 
 
@@ -518,8 +710,8 @@ class History(Message):
     room: str | None = wire(check.room, default=None)
     direct: bool = wire(check.boolean, default=False)
     peer: str | None = wire(check.nick, default=None)
-    messages: tuple[Said | Told | FileOffered, ...] = wire(
-        check.list_of(check.one_of(Said, Told, FileOffered)), default=()
+    messages: tuple[Said | Told | FileOffered | Moderated, ...] = wire(
+        check.list_of(check.one_of(Said, Told, FileOffered, Moderated)), default=()
     )
     more: bool = wire(check.boolean, default=False)
     skipped: int = wire(check.uint, default=0)

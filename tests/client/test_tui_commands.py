@@ -44,7 +44,7 @@ async def test_commands(server: LiveServer, private_dirs: Path) -> None:
             await submit(pilot, "/who")
             await wait_for_text(app, pilot, "in lobby: ")
             members = log_text(app).split("in lobby: ")[1].splitlines()[0]
-            assert sorted(members.split(", ")) == ["alice (away)", "bob"]
+            assert sorted(members.split(", ")) == ["@bob", "alice (away)"]  # bob created lobby: its operator
             await submit(pilot, "/rooms")
             await wait_for_text(app, pilot, "lobby (2): release [v2] today")
             await submit(pilot, "/nick alicia")

@@ -14,6 +14,7 @@ from chat_server.latch import Latch
 from chat_server.outbox import Outbox
 from chat_server.ratelimit import TokenBucket
 from chat_server.roomstate import RoomStates
+from chat_server.rules import RoomRules
 from shared.codec import encode
 from shared.messages import Member, RoomState
 
@@ -196,12 +197,24 @@ def test_room_state_frames_match_the_codec_and_follow_changes() -> None:
     assert states.frame(room, None) == expected(None)
     states.forget(members[2])
     assert states.frame(room, 1) == expected(1)
-    # 44 + 243 + 44 estimated bytes do not fit 120: away messages are cut to 32 bytes (44 + 75 + 44), and
+    # 52 + 251 + 52 estimated bytes do not fit 140: away messages are cut to 32 bytes (52 + 83 + 52), and
     # only the members that fit (the first two) are listed.
-    crowded = RoomStates(max_list=1000, max_bytes=120)
+    crowded = RoomStates(max_list=1000, max_bytes=140)
     members[1].away = "x" * 200
     fitting = (Member(nick="anne", away=None), Member(nick="bob", away="x" * 32))
     assert crowded.frame(room, None) == encode(RoomState(room="Lobby", topic="hi", members=fitting))
+    # Operators are marked, and a member's cached entry follows their operator flag; the modes come along and
+    # the key only when asked for (the frame for an operator).
+    rules = RoomRules("lobby", topic_lock=True, join_key="k")
+    marked = states.frame(room, 2, is_op=lambda member: member.id == 2, rules=rules, show_key=True)
+    listed = (Member(nick="anne"), Member(nick="bob", away="x" * 200, op=True), Member(nick="Çé"))
+    state = RoomState(room="Lobby", topic="hi", members=listed, topic_lock=True, keyed=True, key="k", ref=2)
+    assert marked == encode(state)
+    assert states.frame(room, 3) == encode(
+        RoomState(
+            room="Lobby", topic="hi", members=tuple(Member(nick=m.nick, away=m.away) for m in listed), ref=3
+        )
+    )
 
 
 def test_latch_is_set_once_and_seen_by_every_wait() -> None:
