@@ -6,10 +6,11 @@ order the requests were queued. That single thread is what makes the ordering gu
 * Room messages and direct messages are *durable* requests. Each is inserted into the open transaction and
   its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `_pending` until
   `flush()` commits the batch. So nobody hears of a message that is not on disk, and acks go out in id order.
-* Every other request (join, leave, nick, topic, away, moderation, login, disconnect) is a *barrier*: it calls `flush()`
-  first, so the membership a message is fanned out to is the membership at the moment it was stored. A join
-  reads its backfill after the flush, so the joiner gets each message exactly once: in the backfill if it
-  was stored before the join, as a `said` if after.
+* Every other request (join, leave, nick, topic, away, moderation, login, disconnect) is a *barrier*: it
+  calls `flush()` first, so the membership a message is fanned out to is the membership at the moment it
+  was stored. A join reads its backfill after the flush, so the joiner gets each message exactly once: in
+  the backfill if it was stored before the join, as a `said` if after. A moderation action commits its rule
+  change and its `moderated` history entry itself, then announces it (`chat_server.moderation`).
 
 History pages asked for with `fetch_history` are the exception: `chat_server.pages` serves them on the
 asking connection's reader thread, with that thread's own read connection, so long pages never delay the
