@@ -358,7 +358,7 @@ class ChatModel:
             text = f"{event.skipped} older messages were skipped while you were away"
             self._line(changes, buffer.key, LineKind.NOTICE, text, count=False)
         # File offers are shown once file transfer lands in the client (issue 8).
-        chat = [item for item in event.messages if isinstance(item, Said | Told)]
+        chat = [item for item in event.messages if isinstance(item, Said | Told | Moderated)]
         self._history_lines(buffer.key, chat, more=event.more, changes=changes)
 
     def _history_lines(
