@@ -20,6 +20,7 @@ from typing import Any
 
 from .beacon import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
+from .filesconfig import add_files_arguments, files_config_from_args
 from .server import ChatServer
 from .storage import HistoryError
 from .tls import TlsSetupError, add_tls_arguments, tls_config_from_args
@@ -79,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_beacon_arguments(parser)
     add_tls_arguments(parser)
+    add_files_arguments(parser)
     return parser
 
 
@@ -111,6 +113,7 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
     elif os.environ.get(PASSWORD_ENV):
         settings["password"] = os.environ[PASSWORD_ENV]
     settings["tls"] = tls_config_from_args(arguments, settings.get("tls"))
+    settings["files"] = files_config_from_args(arguments, settings.get("files"))
     return ServerConfig(**settings)
 
 

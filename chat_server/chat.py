@@ -57,6 +57,7 @@ from shared.text import fold
 
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
+from .fileoffers import StoreFile, store_file_offer
 from .hub import Client, Hub, Room
 from .moderation import Moderation
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
@@ -87,7 +88,7 @@ class Disconnect:
     announce: bool = True
 
 
-Request = Message | Login | Disconnect | Rename | Enroll | Unenroll
+Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile
 
 
 @dataclass(slots=True)
@@ -132,6 +133,9 @@ class Chat:
             self._disconnect(client, request)
         elif isinstance(request, Login):
             self._login(client, request)
+        elif isinstance(request, StoreFile):
+            self.flush()  # a barrier: the offer's id follows every message stored before it
+            store_file_offer(self.hub, self.store, client, request, self._ts())
         elif client.key is None:
             return  # the login was refused; the connection is closing
         elif isinstance(request, Say):
@@ -239,6 +243,7 @@ class Chat:
                     limits=self.config.limits,
                     ping_interval=max(1, round(self.config.ping_interval)),
                     motd=self.config.motd,
+                    files=self.config.files.policy(),
                     ref=hello.ref,
                 )
             )

@@ -28,6 +28,7 @@ from shared.limits import (
 from shared.text import nick_problem, room_problem
 
 from .beacon import BeaconConfig, beacon_config_from_table
+from .filesconfig import FilesConfig, files_config_from_table
 from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
 from .tls import TlsConfig, tls_config_from_table
 
@@ -169,6 +170,8 @@ class ServerConfig:
     beacon: BeaconConfig = dataclasses.field(default_factory=BeaconConfig)
     #: TLS (off by default; the ``[tls]`` table of server.toml, ``--tls`` and friends; see chat_server.tls).
     tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
+    #: File sharing (the ``[files]`` table of server.toml, see docs/server.md).
+    files: FilesConfig = dataclasses.field(default_factory=FilesConfig)
 
     def __post_init__(self) -> None:
         # Accept str paths too (from TOML or a caller): store them as Path.
@@ -228,6 +231,9 @@ class ServerConfig:
             raise ValueError(
                 "the tls port must differ from the plaintext port (or leave it out: --tls alone)"
             )
+        if not isinstance(self.files, FilesConfig):
+            raise ValueError("files must be a FilesConfig (the [files] table of the config file)")
+        self.files.check_frame(self.max_frame)
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
 
     @property
@@ -247,6 +253,11 @@ class ServerConfig:
             max_reason=self.max_reason,
             max_list=self.max_list,
         )
+
+    @property
+    def files_folder(self) -> Path:
+        """Where stored and partial files live (``files`` next to the history unless configured)."""
+        return self.files.folder if self.files.folder is not None else self.history_path.parent / "files"
 
     @property
     def history_path(self) -> Path:
@@ -291,4 +302,8 @@ def load_toml(path: Path) -> dict[str, Any]:
             data["tls"] = tls_config_from_table(data["tls"])
         except TypeError as error:
             raise ValueError(f"config file {path}: [tls]: {error}") from None
+    if "files" in data:
+        if not isinstance(data["files"], dict):
+            raise ValueError(f"config file {path}: files must be a table ([files])")
+        data["files"] = files_config_from_table(data["files"])
     return data

@@ -4,8 +4,9 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 
 1. wait for bytes, at most until the next deadline (hello, frame completion, ping, dead peer);
 2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
-3. for each complete message: check the rate limit, then answer it at once (`ping`, `history`) or submit it
-   to the history thread, which owns all shared chat state;
+3. for each complete message: check the rate limit, then answer it at once (`ping`, `history`, file
+   chunks and downloads: `chat_server.uploads`) or submit it to the history thread, which owns all shared
+   chat state;
 4. at the end, for whatever reason: submit a `Disconnect`, give the sender `linger` seconds to flush the last
    frames, then close the socket.
 
@@ -32,12 +33,29 @@ from dataclasses import dataclass
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
 from shared.errors import ErrorCode, RemoteProtocolError
-from shared.messages import ChangeNick, FetchHistory, Hello, Ping, Pong, Quit, Register, Say, Tell, Unregister
+from shared.messages import (
+    CancelFile,
+    ChangeNick,
+    FetchHistory,
+    FileChunk,
+    GetFile,
+    Hello,
+    OfferFile,
+    Ping,
+    Pong,
+    Quit,
+    Register,
+    Say,
+    Tell,
+    Unregister,
+)
 from shared.schema import Message
 
 from .accounts import Enroll, Rename, Unenroll
 from .chat import Disconnect, Login
 from .config import ServerConfig
+from .files import FileStore
+from .filesconfig import CHUNK_FRAME_OVERHEAD
 from .gate import Gate, Refused
 from .hub import Client, Hub
 from .outbox import Outbox
@@ -48,6 +66,7 @@ from .sender import Channel, Sender
 from .sequencer import Sequencer
 from .storage import HistoryError, HistoryStore
 from .tls import TlsFailure, TlsPump
+from .uploads import Transfers
 
 log = logging.getLogger(__name__)
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
@@ -61,6 +80,9 @@ TIMEOUT_SLACK = 1.0
 RELEASE_WAIT = 1.0
 #: Requests that never count against the rate limit: they cost the server next to nothing.
 _FREE = (Hello, Ping, Pong, Quit)
+#: File requests bounded by the transfer window and the quotas instead of the request rate (a 50 MB file is
+#: a thousand chunks); a `file_offer` counts like a message. Their refusals count against `flood_refusals`.
+_TRANSFER = (FileChunk, GetFile, CancelFile)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +97,8 @@ class Services:
     #: Password checks and hashing (reader threads), and the per-address limit on wrong passwords.
     gate: Gate
     clock: Callable[[], float] = time.monotonic
+    #: The files folder; None when file sharing is off.
+    files: FileStore | None = None
 
 
 class Connection:
@@ -104,6 +128,8 @@ class Connection:
             hard=config.sendq_hard,
             soft_seconds=config.sendq_soft_seconds,
             clock=self._clock,
+            bulk_limit=config.files.window,
+            bulk_frame=config.files.chunk + CHUNK_FRAME_OVERHEAD,
         )
         overflow = fatal_frame(ErrorCode.SENDQ_EXCEEDED, "you are not reading fast enough")
         self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow)
@@ -129,6 +155,11 @@ class Connection:
         self._last_input = now
         self._pinged = False
         self._partial_since: float | None = None
+        self._transfers: Transfers | None = None
+        if services.files is not None:
+            self._transfers = Transfers(
+                self.client, self.outbox, services.files, services.hub, services.sequencer, self._reader_db
+            )
         self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
 
     def start(self) -> None:
@@ -316,11 +347,12 @@ class Connection:
             pass  # any input counts as a sign of life; the pong has done its job
         elif isinstance(message, Quit):
             return message.reason or "quit", None
+        elif isinstance(message, _TRANSFER):
+            return self._transfer(message)
         else:
             wait = self._rate_wait(message)
             if not wait:
-                self._request(message)
-                return None
+                return self._request(message)
             return self._rate_limited(wait, getattr(message, "ref", None))
         return None
 
@@ -365,13 +397,35 @@ class Connection:
             wait = self._text_bytes.take(len(message.text.encode()))
         return wait
 
-    def _request(self, message: Message) -> None:
+    def _transfer(
+        self, message: FileChunk | GetFile | CancelFile | OfferFile
+    ) -> tuple[str, bytes | None] | None:
+        """A file request (`chat_server.uploads`); its refusals count against `flood_refusals`."""
+        refusal: bytes | None
+        if self._transfers is None:
+            refusal = error_frame(ErrorCode.FORBIDDEN, "file sharing is off on this server", message.ref)
+        else:
+            refusal = self._transfers.handle(message)
+        if refusal is None:
+            return None
+        if self._refusals.take():
+            log.info("conn=%d event=excess_flood", self.id)
+            return "excess flood", fatal_frame(
+                ErrorCode.EXCESS_FLOOD, "too many refused requests", message.ref
+            )
+        self.client.send(refusal)
+        return None
+
+    def _request(self, message: Message) -> tuple[str, bytes | None] | None:
         if isinstance(message, FetchHistory):
             self.client.send(self._fetch_history(message))
         elif isinstance(message, ChangeNick | Register | Unregister):
             self._account_request(message)
+        elif isinstance(message, OfferFile):
+            return self._transfer(message)
         else:
             self._submit(message, getattr(message, "ref", None))
+        return None
 
     def _reader_db(self) -> sqlite3.Connection:
         """This reader's own SQLite read connection, opened when first needed (raises `HistoryError`)."""
@@ -380,13 +434,12 @@ class Connection:
         return self._history_db
 
     def _fetch_history(self, request: FetchHistory) -> bytes:
-        services = self.services
         try:
             db = self._reader_db()
         except HistoryError as error:
             log.warning("conn=%d event=history_failed error=%s", self.id, error)
             return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref)
-        return fetch_history(self.client, request, db, services.hub, self.config)
+        return fetch_history(self.client, request, db, self.services.hub, self.config)
 
     def _account_request(self, message: ChangeNick | Register | Unregister) -> None:
         """Check passwords (and hash a new one) here, on the reader thread; hand only the result over.
@@ -427,6 +480,9 @@ class Connection:
             reason = self._close_reason
             announce = self._announce
             linger_until = self._linger_until
+        if self._transfers is not None:
+            # Before the Disconnect: once the nick is free, a new connection may resume these uploads.
+            self._transfers.close()
         if not self.services.sequencer.submit(self.client, Disconnect(reason, last, announce)):
             self.outbox.close(last)  # the history thread is gone: close the outbox ourselves
         deadline = self._clock() + self.config.linger

@@ -11,6 +11,7 @@ reader), a non-blocking socket, and what the kernel has not taken yet (`unsent`)
 3. For each ready channel the sender takes *everything* queued, joins it to what was left over, and makes one
    `send`. What the kernel does not take stays in `unsent`, and the socket is watched for writability
    (`selectors`, epoll on Linux) until it drains; meanwhile new frames just wait in the outbox.
+   File chunks (the outbox's bulk lane) go one per `send`, after the chat frames queued before it.
 
 So a slow client never blocks anyone: its socket is non-blocking, its backlog is its own outbox (bounded by
 the soft and hard limits), and the sender enforces the write deadline: no progress for `write_timeout` seconds
@@ -118,6 +119,7 @@ class Sender:
         self._awake = False  # a wake-up byte is pending or the sender is about to look at the ready queue
         self._quiet: int | None = None  # the thread that wakes the sender once per batch, not per frame
         self._watched: set[Channel] = set()
+        self._again: list[Channel] = []  # channels with more bulk frames: served again next round
         self._stopping = False
         self._trace = trace.isEnabledFor(logging.DEBUG)
         self._thread = threading.Thread(target=self._run, name="sender", daemon=True)
@@ -207,6 +209,9 @@ class Sender:
                     channel = ready.popleft()
                     if not channel.watched or channel.released:
                         self._serve(channel)  # a watched channel waits for writability instead
+                if self._again:
+                    ready.extend(self._again)  # served in the next round (select() does not wait then)
+                    self._again.clear()
                 if self._watched:
                     self._check_deadlines()
         except Exception:
@@ -216,6 +221,8 @@ class Sender:
                 self._drop(channel)
 
     def _timeout(self) -> float:
+        if self._ready:
+            return 0.0  # channels with file chunks left are waiting for their next turn
         if not self._watched:
             return IDLE_WAIT
         deadlines = [channel.since + self.write_timeout for channel in self._watched]
@@ -298,6 +305,10 @@ class Sender:
             channel.unsent = b""
             self._unwatch(channel)
             if not outbox.closed:
+                if outbox.has_bulk:
+                    # More file chunks: this channel's next turn comes after every other ready channel's
+                    # (and after a look at the selector), so one download cannot monopolise the sender.
+                    self._again.append(channel)
                 return
             # Closed: go round once more to send the frames queued meanwhile, or to finish.
 

@@ -20,6 +20,10 @@ Threads
     runs to hash a new one, reading the stored hash with its own read connection. Only the result (a proof,
     or the finished hash) goes to the history thread: scrypt costs tens of milliseconds by design, and on the
     history thread it would hold up all chat. Closes the socket once the sender has let go of it.
+    Also owns the connection's file transfers (`chat_server.uploads`): writes and hashes upload chunks in
+    the partial file and answers `file_progress`; answers `file_get` (access check on its read connection,
+    `os.pread` of one chunk, `file_data` into the outbox's bulk lane). Only the final "store this offer" goes
+    to the history thread (`StoreFile`).
 ``sender`` (1)
     Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
     (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one
@@ -33,7 +37,10 @@ Threads
     has the final say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order; stores messages with group commit; after each
     commit, puts the acks and the encoded broadcasts into the recipients' outboxes, then wakes the sender
-    once for the whole batch.
+    once for the whole batch. Stores file offers (`chat_server.fileoffers`); never touches the files folder.
+``files-sweeper`` (0 or 1, only with file sharing on)
+    Owns its own SQLite read connection. Every `files.sweep_interval` seconds deletes expired stored files
+    and abandoned partial uploads (`chat_server.files`).
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock`` (see chat_server/beacon.py).
@@ -64,10 +71,15 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     plaintext under it, the sender writes plaintext and takes ciphertext under it; socket I/O happens after
     releasing it. Bytes TLS wants to send on the reader's behalf (tickets, alerts) wait in the outgoing BIO
     and the reader marks the channel ready, so the sender stays the only writer.
+``FileStore._lock``
+    Guards the in-memory bookkeeping of the files folder: partial files claimed by live uploads, stored files
+    pinned until their offer is committed, names the sweeper is deleting, bytes reserved against the quotas.
+    Taken by readers, the history thread (`Reservation.finish`) and the sweeper; no file I/O under it (a
+    reader that wants a name being deleted waits on its condition, bounded by `SWEEP_WAIT`).
 
 Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
-0. Stop the beacon (if any): the server is no longer announced.
+0. Stop the beacon (if any): the server is no longer announced. Stop the files sweeper (if any).
 1. Close the listening sockets and join the acceptors: no new connections.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
    each reader stops reading, submits its `Disconnect`, and gives the sender until the shared deadline to
@@ -97,6 +109,7 @@ from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
 from .config import ServerConfig
 from .connection import Connection, Services
+from .files import FileStore, FileSweeper
 from .gate import Gate
 from .hub import Hub
 from .replies import fatal_frame
@@ -149,6 +162,9 @@ class ChatServer:
         self._stopping = threading.Event()
         self._stopped = False
         self._beacon: Beacon | None = None
+        self._sweeper: FileSweeper | None = None
+        #: The files folder (None when file sharing is off or before `start`).
+        self.files: FileStore | None = None
 
     # -- Life cycle ----------------------------------------------------------------------------------------
 
@@ -196,6 +212,8 @@ class ChatServer:
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
+            if config.files.enabled:
+                self.files = FileStore(config.files, config.files_folder)
             chat = Chat(hub, store, config)
             tls = server_tls(config.tls, config.history_path.parent) if config.tls.enabled else None
             listeners.append((_listen(config.host, config.port), None if config.tls.separate_port else tls))
@@ -217,12 +235,21 @@ class ChatServer:
             max_wait=config.sequencer_wait,
         )
         self._services = Services(
-            config=config, hub=hub, sequencer=sequencer, store=store, sender=sender, gate=Gate(config)
+            config=config,
+            hub=hub,
+            sequencer=sequencer,
+            store=store,
+            sender=sender,
+            gate=Gate(config),
+            files=self.files,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
         sender.start()
         sequencer.start()
+        if self.files is not None:
+            self._sweeper = FileSweeper(self.files, store.open_reader)
+            self._sweeper.start()
         for listener, listener_tls in listeners:
             name = "acceptor" if listener is self._listener else "acceptor-tls"
             acceptor = threading.Thread(
@@ -250,6 +277,8 @@ class ChatServer:
         self._stopping.set()
         if self._beacon is not None:
             self._beacon.stop()  # stop announcing a server that is going away
+        if self._sweeper is not None:
+            self._sweeper.stop(0.2)  # an unfinished sweep goes on at the next start
         for listener, _tls in self._listeners:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)

@@ -29,7 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.messages import Moderated, Said, Told
+from shared.messages import FileOffered, Moderated, Said, Told
 from shared.text import fold
 
 SCHEMA = """
@@ -66,12 +66,42 @@ CREATE TABLE IF NOT EXISTS rooms (
     name     TEXT NOT NULL,
     topic    TEXT NOT NULL DEFAULT ''
 );
+-- File offers (chat_server.files): the message row holds the file's name as its text; this row says it
+-- is a file. `files` holds each stored file once, under its SHA-256, whoever offered it how often.
+CREATE TABLE IF NOT EXISTS file_offers (
+    id     INTEGER PRIMARY KEY REFERENCES messages (id),
+    size   INTEGER NOT NULL,
+    sha256 TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    sha256       TEXT PRIMARY KEY,
+    size         INTEGER NOT NULL,
+    stored_at    INTEGER NOT NULL,             -- ms: its latest upload (retention counts from here)
+    uploader_key TEXT NOT NULL                 -- fold(nick) of its latest uploader: whose quota it uses
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS files_by_uploader ON files (uploader_key, stored_at);
 """
 
 _COLUMNS = "m.id, m.ts, m.room, m.sender, m.recipient, m.text, m.action, m.event, m.target, m.until"
-Row = tuple[int, int, str | None, str, str | None, str, int, str | None, str | None, int | None]
+_COLUMNS += ", f.size, f.sha256"  # a file offer's (see _FILE_JOIN); NULL for every other message
+Row = tuple[
+    int,
+    int,
+    str | None,
+    str,
+    str | None,
+    str,
+    int,
+    str | None,
+    str | None,
+    int | None,
+    int | None,
+    str | None,
+]
 #: Columns added after the first release: a database made before them gains them at start.
 _ADDED_COLUMNS = (("event", "TEXT"), ("target", "TEXT"), ("until", "INTEGER"))
+#: Joined to every page query: a message with a row here is a file offer.
+_FILE_JOIN = " LEFT JOIN file_offers AS f ON f.id = m.id"
 
 
 class HistoryError(Exception):
@@ -92,7 +122,7 @@ class StoredRoom:
 class Page:
     """One history reply: messages oldest first, whether older ones exist, how many newer were left out."""
 
-    messages: tuple[Said | Told | Moderated, ...]
+    messages: tuple[Said | Told | Moderated | FileOffered, ...]
     more: bool
     skipped: int
 
@@ -264,6 +294,20 @@ class HistoryStore:
         )
         return int(cursor.lastrowid or 0)
 
+    def add_file_offer(self, message_id: int, size: int, sha256: str) -> None:
+        """Mark message `message_id` (stored in the open transaction) as the offer of a file."""
+        self._run("INSERT INTO file_offers (id, size, sha256) VALUES (?, ?, ?)", (message_id, size, sha256))
+
+    def save_file(self, sha256: str, size: int, stored_at: int, uploader_key: str) -> None:
+        """Record a stored file in the open transaction (a new upload of the same bytes renews it)."""
+        self.begin()
+        self._run(
+            "INSERT INTO files (sha256, size, stored_at, uploader_key) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (sha256) DO UPDATE SET stored_at = excluded.stored_at,"
+            " uploader_key = excluded.uploader_key",
+            (sha256, size, stored_at, uploader_key),
+        )
+
     def save_topic(self, room_key: str, name: str, topic: str) -> None:
         """Store a room's topic in the open transaction."""
         self.begin()
@@ -348,7 +392,7 @@ def _page(
         parameters.append(after)
     try:
         fetched: list[Row] = db.execute(
-            f"SELECT {_COLUMNS} FROM {table} WHERE {where} ORDER BY {id_column} DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM {table}{_FILE_JOIN} WHERE {where} ORDER BY {id_column} DESC LIMIT ?",
             (*parameters, limit + 1),
         ).fetchall()
         kept = _fit(fetched[:limit], max_bytes)
@@ -392,7 +436,7 @@ def _fit(rows: list[Row], max_bytes: int | None) -> list[Row]:
     total = 0
     for index, row in enumerate(rows):
         total += _ENTRY_OVERHEAD + sum(
-            len(part.encode()) for part in (row[2], row[3], row[4], row[5], row[7], row[8]) if part
+            len(part.encode()) for part in (row[2], row[3], row[4], row[5], row[7], row[8], row[11]) if part
         )
         if total > max_bytes:
             return rows[:index]
@@ -407,8 +451,19 @@ def _add_missing_columns(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
 
 
-def _message(row: Row) -> Said | Told | Moderated:
-    message_id, ts, room, sender, recipient, text, action, event, target, until = row
+def _message(row: Row) -> Said | Told | Moderated | FileOffered:
+    message_id, ts, room, sender, recipient, text, action, event, target, until, size, sha256 = row
+    if sha256 is not None:
+        return FileOffered(
+            id=message_id,
+            nick=sender,
+            name=text,
+            size=size or 0,
+            sha256=sha256,
+            ts=ts,
+            room=room,
+            to=None if room is not None else recipient,
+        )
     if event is not None and room is not None:
         return Moderated(
             id=message_id,

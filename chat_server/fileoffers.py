@@ -1,0 +1,125 @@
+"""Storing a completed upload's offer: the one step of a file transfer done on the history thread.
+
+The reader thread has written the file, checked its SHA-256 and moved it into place (`chat_server.uploads`);
+it submits a `StoreFile`. The history thread, which owns all chat state and the SQLite writer, then stores
+the offer as an ordinary message (same id sequence as `said` and `told`, so it appears in backfill, resume
+and paging) plus its `file_offers` row, renews the file's `files` row, commits, and only then answers the
+uploader `file_done` and sends `file_offered` (encoded once) to the room's other members or the recipient.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from shared.codec import encode
+from shared.errors import ErrorCode
+from shared.messages import FileDone, FileOffered
+
+from .files import Reservation
+from .hub import Client, Hub
+from .replies import error_frame
+from .storage import HistoryError, HistoryStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreFile:
+    """Internal request: an upload is complete and its file in place; store its offer."""
+
+    upload: int
+    name: str
+    size: int
+    sha256: str
+    room_key: str | None
+    #: A direct offer's recipient, (nick as shown, key), as found when the offer was made.
+    recipient: tuple[str, str] | None
+    client_msg_id: str | None
+    ref: int | None
+    reservation: Reservation
+
+
+def store_file_offer(hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int) -> None:
+    """Store the offer, commit, then tell the uploader and the audience (history thread; after a flush)."""
+    try:
+        _store(hub, store, client, request, ts)
+    finally:
+        request.reservation.finish()  # recorded (or failed): the sweeper may judge the file by its row now
+
+
+def _store(hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int) -> None:
+    key, nick = client.key, client.nick
+    if key is None or nick is None:
+        return  # the connection ended meanwhile; the file stays until the sweep (the re-offer is free)
+    room, recipient = None, None
+    try:
+        if request.client_msg_id is not None:
+            found = store.find_duplicate(key, request.client_msg_id)
+            if found is not None:
+                done = FileDone(
+                    upload=request.upload,
+                    id=found[0],
+                    ts=found[1],
+                    client_msg_id=request.client_msg_id,
+                    duplicate=True,
+                )
+                client.send(encode(done))
+                return
+        if request.room_key is not None:
+            room = client.rooms.get(request.room_key)
+            if room is None:
+                client.send(error_frame(ErrorCode.NOT_IN_ROOM, "you left the room", request.ref))
+                return
+            message_id = store.add_room_message(
+                room_key=room.key,
+                room=room.name,
+                sender=nick,
+                sender_key=key,
+                text=request.name,
+                ts=ts,
+                action=False,
+                client_msg_id=request.client_msg_id,
+            )
+        else:
+            assert request.recipient is not None
+            to_nick, to_key = request.recipient
+            recipient = hub.nicks.get(to_key)
+            message_id = store.add_direct_message(
+                sender=nick,
+                sender_key=key,
+                recipient=to_nick,
+                recipient_key=to_key,
+                text=request.name,
+                ts=ts,
+                action=False,
+                client_msg_id=request.client_msg_id,
+            )
+        store.add_file_offer(message_id, request.size, request.sha256)
+        store.save_file(request.sha256, request.size, ts, key)
+        store.commit()
+    except HistoryError as error:
+        store.rollback()
+        log.error("conn=%d event=file_offer_failed error=%s", client.id, error)
+        client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the offer could not be stored", request.ref))
+        return
+    log.info("conn=%d event=file_stored id=%d size=%d", client.id, message_id, request.size)
+    client.send(
+        encode(FileDone(upload=request.upload, id=message_id, ts=ts, client_msg_id=request.client_msg_id))
+    )
+    offered = FileOffered(
+        id=message_id,
+        nick=nick,
+        name=request.name,
+        size=request.size,
+        sha256=request.sha256,
+        ts=ts,
+        room=room.name if room is not None else None,
+        to=request.recipient[0] if request.recipient is not None else None,
+    )
+    frame = encode(offered)
+    if room is not None:
+        room.last_id = message_id
+        hub.publish(room, frame, skip=client)
+    elif recipient is not None and recipient is not client:
+        recipient.send(frame)

@@ -1,0 +1,336 @@
+"""One connection's file transfers, handled on its reader thread: uploads in, chunks out.
+
+The reader thread owns everything here (no lock): the uploads in progress (each an open partial file, its
+confirmed offset and a running SHA-256), and the file open for the last download it served.
+
+* ``file_offer``: check the target, the size and the quotas (`FileStore.reserve`), open the partial file
+  (resuming: re-hash what is on disk), answer ``file_progress``.
+* ``file_chunk``: write the bytes at the confirmed offset (`os.pwrite`), hash them, then confirm with
+  ``file_progress``: a confirmed byte is in the file (the page cache; the final hash check catches what a
+  power loss takes). At the end: check the hash, move the file into place (`FileStore.place`), and hand the
+  offer to the history thread (`StoreFile`), which stores it and answers ``file_done``.
+* ``file_get``: check access, read one chunk (`os.pread`) and queue ``file_data`` on the connection's bulk
+  lane (`Outbox.put_bulk`), which the sender writes only after the chat frames queued before it.
+* ``file_cancel``: delete the partial file.
+
+Each handler returns None or an encoded error frame: the connection sends it and counts the refusal against
+`flood_refusals`, so a client cannot make the server answer errors without end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import os
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.codec import encode
+from shared.errors import ErrorCode
+from shared.messages import CancelFile, FileChunk, FileData, FileDone, FileProgress, GetFile, OfferFile
+from shared.text import fold
+
+from .fileoffers import StoreFile
+from .files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
+from .hub import Client, Hub
+from .outbox import Outbox
+from .replies import error_frame
+from .sequencer import Sequencer
+from .storage import HistoryError
+
+log = logging.getLogger(__name__)
+
+#: Bytes read at a time when re-hashing a partial file on a resume.
+REHASH_BLOCK = 1024 * 1024
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+@dataclass(eq=False)
+class _Upload:
+    """An upload in progress on this connection."""
+
+    number: int
+    offer: OfferFile
+    reservation: Reservation
+    fd: int
+    offset: int
+    hasher: hashlib._Hash
+    room_key: str | None
+    recipient: tuple[str, str] | None  # (nick as shown, key)
+
+
+class Transfers:
+    """The uploads and downloads of one connection (its reader thread only)."""
+
+    def __init__(
+        self,
+        client: Client,
+        outbox: Outbox,
+        files: FileStore,
+        hub: Hub,
+        sequencer: Sequencer,
+        database: Callable[[], sqlite3.Connection],
+    ) -> None:
+        self.client = client
+        self.outbox = outbox
+        self.files = files
+        self.config = files.config
+        self.hub = hub
+        self.sequencer = sequencer
+        self._database = database  # the reader's own SQLite read connection, opened when first needed
+        self._uploads: dict[int, _Upload] = {}
+        self._numbers = itertools.count(1)
+        self._download: tuple[str, int] | None = None  # (sha256, fd) of the file read last
+
+    # -- Dispatch ------------------------------------------------------------------------------------------
+
+    def handle(self, message: OfferFile | FileChunk | GetFile | CancelFile) -> bytes | None:
+        """Handle one file request; return an error frame to send, or None."""
+        ref = message.ref
+        try:
+            if isinstance(message, OfferFile):
+                return self._offer(message)
+            if isinstance(message, FileChunk):
+                return self._chunk(message)
+            if isinstance(message, GetFile):
+                return self._get(message)
+            return self._cancel(message)
+        except FileRefused as refused:
+            return error_frame(refused.code, refused.message, ref)
+        except HistoryError as error:
+            log.warning("conn=%d event=files_history_failed error=%s", self.client.id, error)
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref)
+
+    def close(self) -> None:
+        """The connection ended: close every file, release every reservation, keep partial files."""
+        for upload in self._uploads.values():
+            _close(upload.fd)
+            upload.reservation.finish()
+        self._uploads.clear()
+        if self._download is not None:
+            _close(self._download[1])
+            self._download = None
+
+    # -- Uploads -------------------------------------------------------------------------------------------
+
+    def _offer(self, offer: OfferFile) -> bytes | None:
+        client, ref = self.client, offer.ref
+        if (offer.room is None) == (offer.to is None):
+            return error_frame(ErrorCode.INVALID_FIELD, "give exactly one of 'room' and 'to'", ref)
+        key = client.key
+        if key is None:
+            return None  # the login was refused; the connection is closing
+        room_key, recipient = None, None
+        with self.hub.lock:
+            if offer.room is not None:
+                room_key = fold(offer.room)
+                if room_key not in client.rooms:
+                    return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {offer.room!r}", ref)
+            else:
+                found = self.hub.nicks.get(fold(offer.to or ""))
+                if found is None or found.nick is None or found.key is None:
+                    return error_frame(ErrorCode.NO_SUCH_NICK, f"{offer.to!r} is not online", ref)
+                recipient = (found.nick, found.key)
+        db = self._database()
+        if offer.client_msg_id is not None and (done := self._stored_before(db, key, offer)) is not None:
+            client.send(done)
+            return None
+        if len(self._uploads) >= self.config.max_uploads:
+            limit = self.config.max_uploads
+            return error_frame(ErrorCode.TOO_MANY_TRANSFERS, f"at most {limit} uploads at once", ref)
+        if offer.size == 0 and offer.sha256 != EMPTY_SHA256:
+            return error_frame(ErrorCode.CHECKSUM_MISMATCH, "an empty file has another SHA-256", ref)
+        reservation = self.files.reserve(db, key, offer.size, offer.sha256)
+        try:
+            fd, offset, hasher = self._open_partial(reservation)
+        except OSError as error:
+            reservation.finish()
+            log.error("conn=%d event=partial_open_failed error=%s", client.id, error)
+            return error_frame(ErrorCode.QUOTA_EXCEEDED, "the server cannot store files now", ref)
+        number = next(self._numbers)
+        upload = _Upload(number, offer, reservation, fd, offset, hasher, room_key, recipient)
+        self._uploads[number] = upload
+        log.info(
+            "conn=%d event=upload_started upload=%d size=%d offset=%d", client.id, number, offer.size, offset
+        )
+        client.send(encode(FileProgress(upload=number, offset=offset, ref=ref)))
+        if offset == offer.size:
+            return self._complete(upload, ref)
+        return None
+
+    def _stored_before(self, db: sqlite3.Connection, key: str, offer: OfferFile) -> bytes | None:
+        """The `file_done {duplicate}` for an offer whose client_msg_id was stored already, else None."""
+        try:
+            row = db.execute(
+                "SELECT id, ts FROM messages WHERE sender_key = ? AND client_msg_id = ?",
+                (key, offer.client_msg_id),
+            ).fetchone()
+        except sqlite3.Error as error:
+            raise HistoryError(f"duplicate check failed: {error}") from error
+        if row is None:
+            return None
+        done = FileDone(
+            id=int(row[0]), ts=int(row[1]), client_msg_id=offer.client_msg_id, duplicate=True, ref=offer.ref
+        )
+        return encode(done)
+
+    def _open_partial(self, reservation: Reservation) -> tuple[int, int, hashlib._Hash]:
+        """Open (or create) the partial file and hash what it holds: the offset to resume from."""
+        fd = os.open(self.files.partial_path(reservation.partial), _OPEN_FLAGS, FILE_MODE)
+        try:
+            hasher = hashlib.sha256()
+            held = os.fstat(fd).st_size
+            if held > reservation.size:
+                os.ftruncate(fd, 0)  # not ours to resume (cannot happen unless the file was tampered with)
+                held = 0
+            offset = 0
+            while offset < held:
+                block = os.pread(fd, min(REHASH_BLOCK, held - offset), offset)
+                if not block:
+                    break
+                hasher.update(block)
+                offset += len(block)
+            return fd, offset, hasher
+        except OSError:
+            _close(fd)
+            raise
+
+    def _chunk(self, chunk: FileChunk) -> bytes | None:
+        ref = chunk.ref
+        upload = self._uploads.get(chunk.upload)
+        if upload is None:
+            return error_frame(ErrorCode.NO_SUCH_FILE, f"no upload {chunk.upload} on this connection", ref)
+        data = chunk.data
+        if len(data) > self.config.chunk:
+            return error_frame(
+                ErrorCode.INVALID_FIELD, f"a chunk holds at most {self.config.chunk} bytes", ref
+            )
+        if chunk.offset != upload.offset:
+            return error_frame(ErrorCode.BAD_OFFSET, f"expected offset {upload.offset}", ref)
+        if upload.offset + len(data) > upload.offer.size:
+            return error_frame(ErrorCode.BAD_OFFSET, "the chunk goes past the announced size", ref)
+        try:
+            _write_all(upload.fd, data, upload.offset)
+        except OSError as error:
+            log.error("conn=%d event=chunk_write_failed error=%s", self.client.id, error)
+            self._drop(upload, delete=False)
+            return error_frame(ErrorCode.QUOTA_EXCEEDED, "the server cannot store the file now", ref)
+        upload.hasher.update(data)
+        upload.offset += len(data)
+        self.client.send(encode(FileProgress(upload=upload.number, offset=upload.offset)))
+        if upload.offset == upload.offer.size:
+            return self._complete(upload, ref)
+        return None
+
+    def _complete(self, upload: _Upload, ref: int | None) -> bytes | None:
+        """All bytes are here: check the hash, store the file, hand the offer to the history thread."""
+        del self._uploads[upload.number]
+        if upload.hasher.hexdigest() != upload.offer.sha256:
+            log.info("conn=%d event=checksum_mismatch upload=%d", self.client.id, upload.number)
+            self._drop(upload, delete=True)
+            return error_frame(ErrorCode.CHECKSUM_MISMATCH, "the bytes do not match the SHA-256", ref)
+        try:
+            self.files.place(upload.reservation, upload.fd)
+        except OSError as error:
+            log.error("conn=%d event=file_place_failed error=%s", self.client.id, error)
+            self._drop(upload, delete=False)
+            return error_frame(ErrorCode.QUOTA_EXCEEDED, "the server cannot store the file now", ref)
+        except FileRefused:
+            self._drop(upload, delete=False)
+            raise
+        _close(upload.fd)
+        offer = upload.offer
+        request = StoreFile(
+            upload=upload.number,
+            name=offer.name,
+            size=offer.size,
+            sha256=offer.sha256,
+            room_key=upload.room_key,
+            recipient=upload.recipient,
+            client_msg_id=offer.client_msg_id,
+            ref=ref,
+            reservation=upload.reservation,
+        )
+        if not self.sequencer.submit(self.client, request):
+            upload.reservation.finish()
+            return error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000)
+        return None
+
+    def _drop(self, upload: _Upload, *, delete: bool) -> None:
+        """Forget an upload; with `delete`, its partial file too."""
+        self._uploads.pop(upload.number, None)
+        _close(upload.fd)
+        if delete:
+            self.files.partial_path(upload.reservation.partial).unlink(missing_ok=True)
+        upload.reservation.finish()
+
+    def _cancel(self, cancel: CancelFile) -> bytes | None:
+        upload = self._uploads.get(cancel.upload)
+        if upload is None:
+            return error_frame(
+                ErrorCode.NO_SUCH_FILE, f"no upload {cancel.upload} on this connection", cancel.ref
+            )
+        log.info("conn=%d event=upload_cancelled upload=%d", self.client.id, upload.number)
+        self._drop(upload, delete=True)
+        return None
+
+    # -- Downloads -----------------------------------------------------------------------------------------
+
+    def _get(self, get: GetFile) -> bytes | None:
+        ref = get.ref
+        if self.outbox.bulk_full():
+            window = self.config.window
+            return error_frame(ErrorCode.TOO_MANY_TRANSFERS, f"at most {window} chunks outstanding", ref)
+        stored = self.files.lookup(self._database(), get.id)
+        if stored is None or not stored.available or not self._may_see(stored):
+            return error_frame(ErrorCode.NO_SUCH_FILE, f"no file {get.id}", ref)
+        if get.offset > stored.size:
+            return error_frame(ErrorCode.BAD_OFFSET, f"the file has {stored.size} bytes", ref)
+        try:
+            fd = self._open_object(stored.sha256)
+            data = os.pread(fd, min(self.config.chunk, stored.size - get.offset), get.offset)
+        except FileNotFoundError:
+            return error_frame(ErrorCode.NO_SUCH_FILE, f"no file {get.id}", ref)
+        except OSError as error:
+            log.error("conn=%d event=file_read_failed id=%d error=%s", self.client.id, get.id, error)
+            return error_frame(ErrorCode.NO_SUCH_FILE, f"file {get.id} cannot be read", ref)
+        frame = FileData(id=get.id, offset=get.offset, size=stored.size, data=data, ref=ref)
+        self.outbox.put_bulk(encode(frame))
+        return None
+
+    def _may_see(self, stored: StoredFile) -> bool:
+        """A room's file: its current members; a direct one: its sender and recipient."""
+        with self.hub.lock:
+            key, rooms = self.client.key, self.client.rooms
+            if stored.room_key is not None:
+                return stored.room_key in rooms
+        return key is not None and key in (stored.sender_key, stored.recipient_key)
+
+    def _open_object(self, sha256: str) -> int:
+        """The stored file's descriptor (the last one read stays open: a download reads it chunk by chunk)."""
+        if self._download is not None:
+            if self._download[0] == sha256:
+                return self._download[1]
+            _close(self._download[1])
+            self._download = None
+        fd = os.open(self.files.object_path(sha256), _READ_FLAGS)
+        self._download = (sha256, fd)
+        return fd
+
+
+def _write_all(fd: int, data: bytes, offset: int) -> None:
+    """Write all of `data` at `offset` (a regular file takes it in one call unless the disk is full)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view, offset = view[written:], offset + written
+
+
+def _close(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        log.warning("event=file_close_failed fd=%d", fd)
