@@ -233,7 +233,8 @@ class ServerConfig:
             )
         if not isinstance(self.files, FilesConfig):
             raise ValueError("files must be a FilesConfig (the [files] table of the config file)")
-        self.files.check_frame(self.max_frame)
+        # A smaller max_frame lowers the chunk size (announced in welcome.files) so a chunk frame fits.
+        object.__setattr__(self, "files", self.files.fitted(self.max_frame))
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
 
     @property

@@ -86,10 +86,10 @@ class FilesConfig:
             return None
         return FilePolicy(chunk=self.chunk, window=self.window, max_size=self.max_size)
 
-    def check_frame(self, max_frame: int) -> None:
-        """Raise ValueError unless a chunk frame fits `max_frame`."""
-        if self.chunk + CHUNK_FRAME_OVERHEAD > max_frame:
-            raise ValueError(f"files.chunk must be at least {CHUNK_FRAME_OVERHEAD} bytes below max_frame")
+    def fitted(self, max_frame: int) -> FilesConfig:
+        """These settings with `chunk` lowered if a chunk frame would not fit `max_frame`."""
+        largest = max_frame - CHUNK_FRAME_OVERHEAD
+        return self if self.chunk <= largest else dataclasses.replace(self, chunk=largest)
 
 
 def files_config_from_table(table: Mapping[str, Any]) -> FilesConfig:
