@@ -31,6 +31,11 @@ BENCH_SETTINGS: dict[str, int | float] = {
     "rate_burst": 1_000_000,
     "rate_bytes": 1_000_000_000.0,
     "rate_bytes_burst": 1_000_000_000,
+    "rate_joins": 1_000_000.0,
+    "rate_joins_burst": 1_000_000,
+    "rate_nicks": 1_000_000.0,
+    "rate_nicks_burst": 1_000_000,
+    "max_connections_per_minute": 1_000_000,
 }
 #: Which servers the suite knows.
 SERVERS = ("mpchat", "tutorial")

@@ -69,6 +69,16 @@ DEFAULT_RATE_BYTES_BURST = 32 * 1024
 #: Refused (rate-limited) requests a client may keep sending (a bucket refilled at `rate_messages`) before
 #: it is disconnected with `excess_flood`.
 DEFAULT_FLOOD_REFUSALS = 50
+#: Joins per connection: a bucket of `rate_joins_burst`, refilled at `rate_joins` per second (join/leave
+#: cycling makes every member of a room see a `joined` and a `left`).
+DEFAULT_RATE_JOINS = 0.2
+DEFAULT_RATE_JOINS_BURST = 10
+#: Nick changes, registrations and unregistrations per connection: each is announced to every neighbour or
+#: costs a password hash. A bucket of `rate_nicks_burst`, refilled at `rate_nicks` per second.
+DEFAULT_RATE_NICKS = 0.05
+DEFAULT_RATE_NICKS_BURST = 5
+#: New connections admitted from one address per minute (a bucket of that many, refilled over a minute).
+DEFAULT_MAX_CONNECTIONS_PER_MINUTE = 30
 #: Messages replayed on a join without `backfill`, and the most any history reply carries.
 DEFAULT_BACKFILL = 50
 DEFAULT_MAX_BACKFILL = 500
@@ -130,6 +140,7 @@ class ServerConfig:
 
     max_clients: int = DEFAULT_MAX_CLIENTS
     max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP
+    max_connections_per_minute: int = DEFAULT_MAX_CONNECTIONS_PER_MINUTE
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
     hello_timeout: float = DEFAULT_HELLO_TIMEOUT
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
@@ -145,6 +156,10 @@ class ServerConfig:
     rate_bytes: float = DEFAULT_RATE_BYTES
     rate_bytes_burst: int = DEFAULT_RATE_BYTES_BURST
     flood_refusals: int = DEFAULT_FLOOD_REFUSALS
+    rate_joins: float = DEFAULT_RATE_JOINS
+    rate_joins_burst: int = DEFAULT_RATE_JOINS_BURST
+    rate_nicks: float = DEFAULT_RATE_NICKS
+    rate_nicks_burst: int = DEFAULT_RATE_NICKS_BURST
     backfill: int = DEFAULT_BACKFILL
     max_backfill: int = DEFAULT_MAX_BACKFILL
     history_sync: str = DEFAULT_HISTORY_SYNC

@@ -40,6 +40,7 @@ from shared.messages import (
     FileChunk,
     GetFile,
     Hello,
+    Join,
     OfferFile,
     Ping,
     Pong,
@@ -143,6 +144,8 @@ class Connection:
         self._requests = TokenBucket(config.rate_messages, config.rate_burst, self._clock)
         self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, self._clock)
         self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, self._clock)
+        self._joins = TokenBucket(config.rate_joins, config.rate_joins_burst, self._clock)
+        self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, self._clock)
         self._history_db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # guards _close_reason and _linger_until
         self._close_reason: str | None = None
@@ -393,9 +396,15 @@ class Connection:
     def _rate_wait(self, message: Message) -> float:
         """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
         wait = self._requests.take()
-        if not wait and isinstance(message, Say | Tell):
-            wait = self._text_bytes.take(len(message.text.encode()))
-        return wait
+        if wait:
+            return wait
+        if isinstance(message, Say | Tell):
+            return self._text_bytes.take(len(message.text.encode()))
+        if isinstance(message, Join):
+            return self._joins.take()
+        if isinstance(message, ChangeNick | Register | Unregister):
+            return self._renames.take()
+        return 0.0
 
     def _transfer(
         self, message: FileChunk | GetFile | CancelFile | OfferFile

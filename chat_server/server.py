@@ -6,9 +6,9 @@ Thread model (the one place it is written down; docs/architecture.md draws it)
 Threads
 -------
 ``acceptor`` (1, plus ``acceptor-tls`` when TLS has its own port)
-    Owns one listening socket. Accepts, enforces `max_clients` and `max_clients_per_ip` (refusing with one
-    `error` frame; on a TLS port, by closing: no handshake is done on the acceptor), sets TCP_NODELAY and
-    SO_KEEPALIVE, and starts a `Connection`. Nothing else.
+    Owns one listening socket. Accepts, enforces `max_connections_per_minute`, `max_clients` and
+    `max_clients_per_ip` (refusing with one `error` frame; on a TLS port, by closing: no handshake is done on
+    the acceptor), sets TCP_NODELAY and SO_KEEPALIVE, and starts a `Connection`. Nothing else.
 ``conn-N-reader`` (1 per connection)
     Owns the socket's receiving side (blocking `recv`, its timeout = the next deadline), the connection's
     `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (TLS handshake, hello,
@@ -61,8 +61,9 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     Guards the table of live connections and the per-IP counts (acceptor, finishing readers, `stop()`).
 ``Connection._lock``
     Guards a connection's close reason (set once, by whichever thread closes first).
-``AddressBuckets._lock`` (in `Gate`)
-    Guards the per-address table of wrong-password buckets (any reader thread).
+``AddressBuckets._lock``
+    Guards one per-address table of buckets: wrong passwords (in `Gate`, any reader thread) or new
+    connections (`ChatServer._arrivals`, the acceptors).
 ``Gate._hashing`` (a semaphore, not a lock)
     Lets at most `max_concurrent_hashes` readers run scrypt at once (16 MiB each); a reader waits for a slot
     at most `HASH_WAIT` seconds, holding no lock meanwhile.
@@ -112,7 +113,8 @@ from .connection import Connection, Services
 from .files import FileStore, FileSweeper
 from .gate import Gate
 from .hub import Hub
-from .replies import fatal_frame
+from .ratelimit import AddressBuckets
+from .replies import error_frame
 from .sender import Sender
 from .sequencer import Sequencer
 from .storage import HistoryStore
@@ -165,6 +167,12 @@ class ChatServer:
         self._sweeper: FileSweeper | None = None
         #: The files folder (None when file sharing is off or before `start`).
         self.files: FileStore | None = None
+        # New connections per address per minute (the acceptors' own; it has its own lock, never nested).
+        self._arrivals = AddressBuckets(
+            config.max_connections_per_minute / 60.0,
+            config.max_connections_per_minute,
+            config.max_tracked_addresses,
+        )
 
     # -- Life cycle ----------------------------------------------------------------------------------------
 
@@ -355,18 +363,32 @@ class ChatServer:
     def _admit(self, sock: socket.socket, peer: tuple[str, int], tls: ServerTls | None) -> None:
         config = self.config
         ip = peer[0]
-        with self._lock:
-            if len(self._connections) >= config.max_clients:
-                refusal: tuple[ErrorCode, str] | None = (ErrorCode.SERVER_FULL, "the server is full")
-            elif self._per_ip[ip] >= config.max_clients_per_ip:
-                refusal = (ErrorCode.TOO_MANY_CONNECTIONS, f"at most {config.max_clients_per_ip} per address")
-            else:
-                refusal = None
-                conn_id = next(self._ids)
+        retry_ms: int | None = None
+        # The connection rate comes first, outside `_lock` (its table has its own lock; locks never nest).
+        # Every connection it lets through spends a token, even one the caps below then refuse.
+        if wait := self._arrivals.take(ip):
+            per_minute = config.max_connections_per_minute
+            refusal: tuple[ErrorCode, str] | None = (
+                ErrorCode.TOO_MANY_CONNECTIONS,
+                f"at most {per_minute} new connections a minute",
+            )
+            retry_ms = max(1, int(wait * 1000 + 0.999))
+        else:
+            with self._lock:
+                if len(self._connections) >= config.max_clients:
+                    refusal = (ErrorCode.SERVER_FULL, "the server is full")
+                elif self._per_ip[ip] >= config.max_clients_per_ip:
+                    refusal = (
+                        ErrorCode.TOO_MANY_CONNECTIONS,
+                        f"at most {config.max_clients_per_ip} per address",
+                    )
+                else:
+                    refusal = None
+                    conn_id = next(self._ids)
         if refusal is not None:
             log.info("event=refused peer=%s:%d code=%s", ip, peer[1], refusal[0])
             if tls is None:
-                self._refuse(sock, *refusal)
+                self._refuse(sock, *refusal, retry_ms)
             else:
                 sock.close()  # an error frame needs a handshake first, and the acceptor never waits for one
             return
@@ -380,11 +402,11 @@ class ChatServer:
         connection.start()
 
     @staticmethod
-    def _refuse(sock: socket.socket, code: ErrorCode, message: str) -> None:
+    def _refuse(sock: socket.socket, code: ErrorCode, message: str, retry_after_ms: int | None) -> None:
         # A fresh socket's send buffer always takes one small frame, so this cannot block for long.
         try:
             sock.settimeout(0.5)
-            sock.sendall(fatal_frame(code, message))
+            sock.sendall(error_frame(code, message, retry_after_ms=retry_after_ms, fatal=True))
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass  # the peer is already gone; there is no one left to tell

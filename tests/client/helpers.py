@@ -26,6 +26,11 @@ def fast_server_config(data_dir: Path, **changes: Any) -> ServerConfig:
         "ping_timeout": 3.0,
         "rate_messages": 500.0,
         "rate_burst": 500,
+        "rate_joins": 500.0,
+        "rate_joins_burst": 500,
+        "rate_nicks": 500.0,
+        "rate_nicks_burst": 500,
+        "max_connections_per_minute": 100_000,
         "linger": 0.2,
         "history_sync": "NORMAL",
     }
