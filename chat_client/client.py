@@ -6,10 +6,12 @@
         async for event in client.events():
             ...
 
-Everything runs on the caller's event loop, in one task (`_run`) plus one pinger task per connection;
-there are no threads and no locks. The run task owns the current `Session` and is the only reader of it;
-requests made by the caller write to the session directly (a write never waits). Sent messages go through
-`Delivery` (the outbox's trip to the server), what survives a reconnect lives in `ResumeState`.
+Everything runs on the caller's event loop, in one task (`_run`) plus one pinger task per connection and
+one task per file transfer; there are no locks, and no threads except the short `asyncio.to_thread` calls
+that hash, read and write files for transfers. The run task owns the current `Session` and is the only
+reader of it; requests made by the caller write to the session directly (a write never waits; only an
+upload waits for its chunk to leave the buffer). Sent messages go through `Delivery` (the outbox's trip to
+the server), file transfers through `Transfers`, what survives a reconnect lives in `ResumeState`.
 
 What survives a reconnect, and how it is used (the "resume"):
 
@@ -19,7 +21,9 @@ What survives a reconnect, and how it is used (the "resume"):
 * the outbox of unacknowledged messages: each is sent again with its `client_msg_id`, and the server
   stores it at most once;
 * the ids recently seen per room, so a message that arrives twice (a replay overlapping a live message)
-  is delivered once.
+  is delivered once;
+* unfinished file transfers: an upload offers its file again (same `client_msg_id`) and continues from
+  the offset the server holds, a download continues from the length of its partial file.
 
 Stop order: `close()` sends `quit`, waits a bounded time for the server to close, then cancels the run
 task, whose `finally` closes the socket, fails the waiting requests and emits the final `Closed` event.
@@ -34,6 +38,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import TracebackType
 from typing import Self
 
@@ -46,6 +51,10 @@ from shared import (
     ChangeNick,
     ErrorCode,
     FetchHistory,
+    FileData,
+    FileDone,
+    FileOffered,
+    FileProgress,
     Hello,
     History,
     Join,
@@ -84,17 +93,23 @@ from .errors import (
     ClientClosed,
     ClientError,
     ConnectionLost,
+    FilesUnsupported,
     InvalidRequest,
     LoginRefused,
     NotConnected,
     RequestTimeout,
     ServerError,
+    TransferError,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, Reconnecting
 from .options import ClientOptions, ConnectionState
 from .outbox import OutboxEntry
+from .progress import TransferInfo
 from .resume import DM_KEY, ResumeState, room_key
+from .savename import safe_name
 from .session import Endpoint, Session
+from .settings import downloads_dir
+from .transfers import Transfer, Transfers, check_offer
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +179,15 @@ class ChatClient:
         self._first_login: asyncio.Future[None] | None = None
         # The limits of the last session, kept for checking messages typed while offline.
         self._last_limits = DEFAULT_LIMITS
+        self._transfers = Transfers(
+            emit=self._emit,  # type: ignore[arg-type]
+            stored=self._on_file_stored,
+            next_ref=lambda: next(self._refs),
+            nick=lambda: self.nick,
+            downloads=lambda: self.options.downloads_dir or downloads_dir(),
+            max_uploads=self.options.max_uploads,
+            progress_interval=self.options.progress_interval,
+        )
 
     # -- Properties --------------------------------------------------------------------------------------
 
@@ -348,6 +372,7 @@ class ChatClient:
         finally:
             self._state = ConnectionState.CLOSED
             self._delivery.close()
+            self._transfers.close()
             self._fail_waiters(ClientClosed("the client is closed"))
             self._emit(Closed(final_error))
 
@@ -393,6 +418,7 @@ class ChatClient:
             ):
                 session.send(request)
             self._delivery.attach(session.send)
+            self._transfers.attach(session)
             while True:
                 for message in await session.receive(every + self.options.ping_grace):
                     self._handle(message)
@@ -402,6 +428,7 @@ class ChatClient:
             pinger.cancel()
             self._session = None
             self._delivery.detach()
+            self._transfers.detach()
             session.close()
             self._resume.session_ended()
             self._fail_waiters(ConnectionLost("the connection was lost before the answer came"))
@@ -439,7 +466,14 @@ class ChatClient:
                         room_key(entry.room) if entry.room is not None else DM_KEY, message.id
                     )
             case ErrorFrame():
-                if not self._delivery.on_error(message):
+                if not (self._delivery.on_error(message) or self._transfers.route(message)):
+                    self._emit(message)
+            case FileProgress() | FileDone() | FileData():
+                if not self._transfers.route(message):
+                    log.debug("dropped a %s for no transfer of ours", message.TYPE)
+            case FileOffered():
+                self._transfers.learn(message)
+                if self._resume.note(_offer_key(message), message.id):
                     self._emit(message)
             case Said():
                 if self._resume.note(room_key(message.room), message.id):
@@ -453,6 +487,9 @@ class ChatClient:
                 if message.action == "invite" or self._resume.note(room_key(message.room), message.id):
                     self._emit(message)
             case History():
+                for item in message.messages:
+                    if isinstance(item, FileOffered):
+                        self._transfers.learn(item)
                 self._emit(self._resume.filter_history(message, self._is_pending_echo))
             case Joined(room=room, nick=nick):
                 if self._is_mine(nick):
@@ -483,6 +520,11 @@ class ChatClient:
             if same_target and entry.text == item.text and entry.action == item.action:
                 return True
         return False
+
+    def _on_file_stored(self, offer: FileOffered) -> None:
+        """Our upload was stored: report it like a received offer, and never deliver its replay."""
+        self._resume.note_own(_offer_key(offer), offer.id)
+        self._emit(offer)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until every queued message is acknowledged or refused; False if `timeout` passed first."""
@@ -664,6 +706,78 @@ class ChatClient:
         self._check(request)
         reply = await self._request(request, _answer(History, ref, room), wait)
         return reply if isinstance(reply, History) else None
+
+    # -- Files -------------------------------------------------------------------------------------------
+
+    @property
+    def transfers(self) -> tuple[TransferInfo, ...]:
+        """Every file transfer of this run (running and ended), oldest first."""
+        return self._transfers.infos()
+
+    @property
+    def files_supported(self) -> bool | None:
+        """Whether the server takes files (None while no session has said)."""
+        if self._session is None:
+            return None
+        return self._session.welcome.files is not None
+
+    def file_offer(self, offer_id: int) -> FileOffered | None:
+        """The file offer with this message id, if the client has seen it (live, in history, or ours)."""
+        return self._transfers.offer(offer_id)
+
+    def transfer(self, number: int) -> Transfer | None:
+        """The transfer with this number (as shown in `TransferInfo.number`)."""
+        return self._transfers.get(number)
+
+    async def send_file(
+        self, path: str | Path, *, room: str | None = None, to: str | None = None
+    ) -> Transfer:
+        """Offer the file at `path` to `room` or to nick `to`, and upload it in the background.
+
+        Returns at once with the `Transfer` (its `wait()` returns when the offer is stored); progress comes
+        as `TransferUpdate` events. While offline, the upload waits for the connection. Raises
+        `TransferError` (``unreadable``) if `path` is not a readable file, `FilesUnsupported` if the server
+        takes no files, `InvalidRequest` for a bad room or nick.
+        """
+        self._check_open()
+        if (room is None) == (to is None):
+            raise ClientError("send_file needs exactly one of room and to")
+        source = Path(path).expanduser()
+        try:
+            status = await asyncio.to_thread(source.stat)
+        except OSError as error:
+            raise TransferError("unreadable", f"{source}: {error.strerror}") from None
+        if not source.is_file():
+            raise TransferError("unreadable", f"{source} is not a file")
+        name = safe_name(source.name, "file")
+        check_offer(name, status.st_size, room=room, to=to, limits=self.limits)
+        if self.files_supported is False:
+            raise FilesUnsupported("this server takes no files")
+        return self._transfers.start_upload(source, status.st_size, name, room=room, to=to)
+
+    def get_file(self, offer_id: int, folder: str | Path | None = None) -> Transfer:
+        """Download the file offered as message `offer_id` into `folder` (default: the downloads folder).
+
+        Returns at once with the `Transfer`; its `wait()` returns the final `TransferInfo` (whose `path` is
+        the saved file) once the SHA-256 matched, or raises `ChecksumMismatch` (nothing is kept) or another
+        `TransferError`. Raises `UnknownFile` for an offer the client has not seen.
+        """
+        self._check_open()
+        if self.files_supported is False:
+            raise FilesUnsupported("this server takes no files")
+        return self._transfers.start_download(offer_id, Path(folder).expanduser() if folder else None)
+
+    def cancel_transfer(self, number: int) -> bool:
+        """Cancel a transfer (an upload's partial copy on the server and a download's partial file go too).
+
+        False if there is no running transfer with this number.
+        """
+        return self._transfers.cancel(number)
+
+
+def _offer_key(offer: FileOffered) -> str:
+    """The resume key of a file offer: its room's, or the direct messages'."""
+    return room_key(offer.room) if offer.room is not None else DM_KEY
 
 
 def _answer(kind: type[Message], ref: int, room: str | None) -> Callable[[Message], bool]:

@@ -62,3 +62,35 @@ class OutboxFull(ClientError):
 
 class ClientClosed(ClientError):
     """The client was closed: no more requests can be made."""
+
+
+class TransferError(ClientError):
+    """A file transfer failed. `code` is the server's error code (``quota_exceeded``, ``no_such_file``...)
+    or one of the client's own (``checksum_mismatch``, ``cancelled``, ``unreadable``, ``unwritable``...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
+        self.message = message
+
+
+class ChecksumMismatch(TransferError):
+    """The downloaded bytes do not hash to the offer's SHA-256: the file was not kept."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("checksum_mismatch", message)
+
+
+class TransferCancelled(TransferError):
+    """The transfer was cancelled by the user."""
+
+    def __init__(self) -> None:
+        super().__init__("cancelled", "cancelled")
+
+
+class FilesUnsupported(ClientError):
+    """The server takes no files (its welcome announced no file policy)."""
+
+
+class UnknownFile(ClientError):
+    """No file offer with this id is known to the client (it arrives with a room's history or live)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .backoff import Backoff
 from .outbox import DEFAULT_OUTBOX_LIMIT
@@ -23,6 +24,10 @@ DEFAULT_EVENT_QUEUE_LIMIT = 20_000
 DEFAULT_DM_BACKFILL = 50
 #: Seconds `close()` waits for the server to close the connection after `quit`.
 DEFAULT_CLOSE_TIMEOUT = 2.0
+#: Uploads that run at once; more wait their turn (the server limits transfers per connection too).
+DEFAULT_MAX_UPLOADS = 2
+#: Seconds between two progress events of one transfer (state changes are reported at once).
+DEFAULT_PROGRESS_INTERVAL = 0.25
 
 
 class ConnectionState(enum.StrEnum):
@@ -50,3 +55,7 @@ class ClientOptions:
     dm_backfill: int = DEFAULT_DM_BACKFILL
     close_timeout: float = DEFAULT_CLOSE_TIMEOUT
     client_name: str = CLIENT_NAME
+    #: Where downloads are saved; None: `chat_client.settings.downloads_dir()`.
+    downloads_dir: Path | None = None
+    max_uploads: int = DEFAULT_MAX_UPLOADS
+    progress_interval: float = DEFAULT_PROGRESS_INTERVAL

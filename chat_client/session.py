@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 
 #: How many bytes one read asks for.
 READ_SIZE = 64 * 1024
+#: Bytes queued in the transport above which `Session.drain()` waits: about one file chunk, so a chat
+#: frame written during an upload waits behind at most about one chunk.
+WRITE_HIGH_WATER = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +117,7 @@ class Session:
         """
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
             try:
                 protocol = ProtocolConnection(Role.CLIENT)
                 writer.write(protocol.send(hello))
@@ -145,6 +149,17 @@ class Session:
         except LocalProtocolError as error:
             raise InvalidRequest(error.code, error.message) from None
         self._writer.write(data)
+
+    async def drain(self) -> None:
+        """Wait until the bytes queued for the server are below the write buffer's low-water mark.
+
+        Only bulk senders (file uploads) wait here; chat requests are written without waiting.
+        Raises `ConnectionLost` if the connection ends first.
+        """
+        try:
+            await self._writer.drain()
+        except (ConnectionError, OSError) as error:
+            raise ConnectionLost(f"connection lost: {error}") from None
 
     async def receive(self, timeout: float) -> list[Message]:
         """Wait for the next messages (at least one).

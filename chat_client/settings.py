@@ -2,7 +2,8 @@
 
 The folders follow each platform's convention (`platformdirs`): on Linux ``~/.config/mpchat`` and
 ``~/.local/share/mpchat``. The environment variables ``MPCHAT_CONFIG_DIR`` and ``MPCHAT_DATA_DIR`` override
-them, which is how the tests keep away from the real home folder. A missing or damaged settings file is
+them (and ``MPCHAT_DOWNLOADS_DIR`` the downloads folder), which is how the tests keep away from the real
+home folder. A missing or damaged settings file is
 never an error: the defaults are used, and the next save replaces it.
 """
 
@@ -32,6 +33,13 @@ def config_dir() -> Path:
     """The folder for the settings file."""
     override = os.environ.get("MPCHAT_CONFIG_DIR")
     return Path(override) if override else Path(platformdirs.user_config_dir(APP_NAME))
+
+
+def downloads_dir() -> Path:
+    """The folder files are downloaded into: ``MPCHAT_DOWNLOADS_DIR``, else the platform's downloads folder
+    plus ``mpchat`` (``~/Downloads/mpchat`` on most systems)."""
+    override = os.environ.get("MPCHAT_DOWNLOADS_DIR")
+    return Path(override) if override else Path(platformdirs.user_downloads_dir()) / APP_NAME
 
 
 def data_dir() -> Path:
