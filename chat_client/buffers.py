@@ -37,6 +37,7 @@ class LineKind(enum.StrEnum):
     ACTION = "action"
     NOTICE = "notice"
     ERROR = "error"
+    FILE = "file"  # a file offer: `text` names the file and its size, `id` is what /get takes
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +150,8 @@ class Changes:
     mentions: list[tuple[str, Line]] = field(default_factory=list)
     #: Errors to show to the user right away.
     alerts: list[str] = field(default_factory=list)
+    #: File transfers (by number) whose progress or state changed.
+    transfers: set[int] = field(default_factory=set)
 
     def add(self, key: str, line: Line) -> None:
         """Record an appended line."""
@@ -177,3 +180,4 @@ def merge(total: Changes, more: Changes) -> None:
     total.status = total.status or more.status
     total.mentions.extend(more.mentions)
     total.alerts.extend(more.alerts)
+    total.transfers |= more.transfers

@@ -767,6 +767,10 @@ class ChatClient:
             raise FilesUnsupported("this server takes no files")
         return self._transfers.start_download(offer_id, Path(folder).expanduser() if folder else None)
 
+    async def wait_transfers(self, idle_timeout: float) -> bool:
+        """Wait until every transfer has ended; False if none made progress for `idle_timeout` seconds."""
+        return await self._transfers.wait_all(idle_timeout)
+
     def cancel_transfer(self, number: int) -> bool:
         """Cancel a transfer (an upload's partial copy on the server and a download's partial file go too).
 

@@ -85,6 +85,27 @@ class ListRooms:
 
 
 @dataclass(frozen=True, slots=True)
+class SendFile:
+    """`/send PATH`: offer a file to the current room or conversation."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadFile:
+    """`/get ID`: download the file offered as message ID."""
+
+    offer_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelTransfer:
+    """`/cancel N`: cancel file transfer number N."""
+
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """`/help [command]`: show the commands."""
 
@@ -109,6 +130,9 @@ Command = (
     | Away
     | WhoIsHere
     | ListRooms
+    | SendFile
+    | DownloadFile
+    | CancelTransfer
     | ShowHelp
     | QuitChat
 )
@@ -133,6 +157,9 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("away", "/away [MESSAGE]", "mark yourself away with a message, or back without one"),
     CommandHelp("who", "/who [ROOM]", "list the members of a room"),
     CommandHelp("rooms", "/rooms", "list the rooms on the server"),
+    CommandHelp("send", "/send PATH", "offer a file to this room or conversation (Tab completes the path)"),
+    CommandHelp("get", "/get ID", "download the file offered as ID into your downloads folder"),
+    CommandHelp("cancel", "/cancel N", "cancel file transfer N (shown when it starts)"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
 )
@@ -200,6 +227,17 @@ def parse(line: str) -> Command:
             return WhoIsHere(rest.lstrip("#") or None)
         case "rooms":
             return ListRooms()
+        case "send":
+            if not rest:
+                raise CommandError("usage: /send PATH")
+            if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "'\"":
+                rest = rest[1:-1]  # a quoted path, as a shell would take it
+            return SendFile(rest)
+        case "get" | "cancel":
+            number = rest.lstrip("#")
+            if not (number.isascii() and number.isdigit()):
+                raise CommandError(f"usage: /{name} {'ID' if name == 'get' else 'N'} (a number)")
+            return DownloadFile(int(number)) if name == "get" else CancelTransfer(int(number))
         case "help":
             return ShowHelp(rest or None)
         case "quit":

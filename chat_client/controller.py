@@ -13,7 +13,7 @@ from shared import nick_problem
 
 from . import commands as cmd
 from .client import ChatClient
-from .errors import ClientError, InvalidRequest, NotConnected
+from .errors import ClientError, FilesUnsupported, InvalidRequest, NotConnected, TransferError, UnknownFile
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
 
 
@@ -96,6 +96,16 @@ class Controller:
                 await client.who(target, wait=False)
             case cmd.ListRooms():
                 await client.list_rooms(wait=False)
+            case cmd.SendFile(path=path):
+                await self._send_file(path)
+            case cmd.DownloadFile(offer_id=offer_id):
+                try:
+                    client.get_file(offer_id)
+                except (UnknownFile, FilesUnsupported) as error:
+                    raise cmd.CommandError(str(error)) from None
+            case cmd.CancelTransfer(number=number):
+                if not client.cancel_transfer(number):
+                    raise cmd.CommandError(f"no running transfer {number}")
             case cmd.ShowHelp(command=name):
                 changes = Changes()
                 for text in cmd.help_text(name):
@@ -112,6 +122,18 @@ class Controller:
         if buffer.kind is not BufferKind.ROOM:
             raise cmd.CommandError("this is not a room: name one, or switch to a room first")
         return buffer.name
+
+    async def _send_file(self, path: str) -> None:
+        buffer = self.model.current_buffer
+        if buffer.kind is BufferKind.SERVER:
+            raise cmd.CommandError("this is the server buffer: /join a room or /msg someone first")
+        direct = buffer.kind is BufferKind.DIRECT
+        try:
+            await self.client.send_file(
+                path, room=None if direct else buffer.name, to=buffer.name if direct else None
+            )
+        except (TransferError, FilesUnsupported) as error:
+            raise cmd.CommandError(f"cannot send: {error}") from None
 
     async def _send_to_current(self, text: str, *, action: bool) -> None:
         buffer = self.model.current_buffer

@@ -2,12 +2,14 @@
 
 `complete()` completes the word before the cursor: a command name after a leading ``/``, a room name
 after ``/join``, ``/leave`` or ``/who``, and a nick anywhere else (with ``": "`` added at the start of
-the line, the chat convention for addressing someone). Pressing Tab again cycles through the other
-candidates. Matching ignores case, the completed word takes the candidate's own spelling.
+the line, the chat convention for addressing someone), and a file or folder after ``/send`` (a folder
+gets its ``/``, so Tab again goes inside it). Pressing Tab again cycles through the other candidates.
+Matching ignores case for names, the completed word takes the candidate's own spelling.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +21,9 @@ from .commands import ALIASES, COMMAND_NAMES
 DEFAULT_HISTORY_SIZE = 500
 _ROOM_COMMANDS = frozenset({"join", "leave", "who", "j", "part"})
 _NICK_COMMANDS = frozenset({"msg", "query", "tell"})
+_PATH_PREFIX = "/send "
+#: Folder entries looked at when completing a path (a huge folder must not stall the input line).
+MAX_PATH_ENTRIES = 5000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +48,8 @@ def complete(
     previous: Completion | None = None,
 ) -> Completion | None:
     """Complete the word before `cursor`, or cycle to the next candidate; None if nothing matches."""
+    if value.startswith(_PATH_PREFIX) and cursor >= len(_PATH_PREFIX):
+        return _complete_path(value, cursor, previous)
     if previous is not None and previous.value == value and previous.cursor == cursor:
         index = (previous.index + 1) % len(previous.candidates)
         return _apply(previous.original, previous.original_cursor, previous.candidates, index)
@@ -92,6 +99,47 @@ def _apply(value: str, cursor: int, candidates: tuple[str, ...], index: int) -> 
         suffix = ""
     new_value = value[:start] + choice + suffix + rest
     return Completion(new_value, start + len(choice) + len(suffix), value, cursor, candidates, index)
+
+
+def _complete_path(value: str, cursor: int, previous: Completion | None) -> Completion | None:
+    """Complete the path after ``/send`` (the whole rest of the line up to the cursor is the path)."""
+    if previous is not None and previous.value == value and previous.cursor == cursor:
+        index = (previous.index + 1) % len(previous.candidates)
+        value, cursor, candidates = previous.original, previous.original_cursor, previous.candidates
+    else:
+        candidates = tuple(path_candidates(value[len(_PATH_PREFIX) : cursor]))
+        index = 0
+        if not candidates:
+            return None
+    choice = candidates[index]
+    new_value = _PATH_PREFIX + choice + value[cursor:]
+    return Completion(new_value, len(_PATH_PREFIX) + len(choice), value, cursor, candidates, index)
+
+
+def path_candidates(typed: str) -> list[str]:
+    """Files and folders whose path starts with `typed` (``~`` allowed), folders ending in ``/``.
+
+    Hidden entries are offered only when the typed name starts with a dot.
+    """
+    head, _, prefix = typed.rpartition("/")
+    folder = os.path.expanduser(head + "/" if head or typed.startswith("/") else ".")
+    found: list[str] = []
+    try:
+        with os.scandir(folder) as entries:
+            for count, entry in enumerate(entries):
+                if count >= MAX_PATH_ENTRIES:
+                    break
+                if not entry.name.startswith(prefix) or (entry.name.startswith(".") and prefix[:1] != "."):
+                    continue
+                try:
+                    is_folder = entry.is_dir()
+                except OSError:
+                    is_folder = False
+                base = head + "/" if head or typed.startswith("/") else ""
+                found.append(base + entry.name + ("/" if is_folder else ""))
+    except OSError:
+        return []
+    return sorted(found)
 
 
 class InputHistory:

@@ -2,7 +2,8 @@
 
 Server notifications arrive as the `shared` message classes (`Said`, `Joined`, `History`, `Error`...).
 The client adds events for what only it knows: the connection came up or went down, a reconnect is
-scheduled, a sent message changed state, the round-trip time was measured, the client closed for good.
+scheduled, a sent message changed state, a file transfer progressed (`TransferUpdate`, defined with the
+transfer snapshot in `chat_client.progress`), the round-trip time was measured, the client closed for good.
 `Ping`, `Pong`, `Welcome` and `Ack` are consumed by the client and turned into these events.
 """
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from shared import Message, Welcome
 
 from .outbox import OutboxEntry
+from .progress import TransferUpdate
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +65,6 @@ class Closed:
     error: Exception | None
 
 
-ClientEvent = Connected | Disconnected | Reconnecting | OutboxChanged | LagMeasured | Closed
+ClientEvent = Connected | Disconnected | Reconnecting | OutboxChanged | LagMeasured | Closed | TransferUpdate
 #: Anything `ChatClient.events()` yields.
 Event = Message | ClientEvent

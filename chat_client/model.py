@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from shared import (
     AwayChanged,
     Error,
+    FileOffered,
     History,
     Joined,
     Left,
@@ -47,6 +48,18 @@ from .buffers import (
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
 from .moderation import REMOVALS, describe
 from .outbox import DeliveryState, OutboxEntry
+from .progress import (
+    MAX_FINISHED_TRANSFERS,
+    TransferInfo,
+    TransferState,
+    TransferUpdate,
+    ended_line,
+    offer_text,
+    started_line,
+)
+
+#: A stored message a buffer shows: said in a room, told directly, a file offered in either, a moderation.
+Item = Said | Told | FileOffered | Moderated
 
 # The buffer types are part of the model's interface: importers take them from here.
 __all__ = [
@@ -87,6 +100,8 @@ class ChatModel:
         self._switch_on_join: set[str] = set()
         # Rooms whose next RoomState answers a /who, and is listed in the buffer.
         self._listing_members: set[str] = set()
+        #: File transfers by number: the running ones and the last few that ended.
+        self.transfers: dict[int, TransferInfo] = {}
         self._mention = self._mention_pattern(nick)
         # (room key, nick key) of members a kick or ban just put out: their `left` adds no line of its own.
         self._removed: set[tuple[str, str]] = set()
@@ -303,9 +318,9 @@ class ChatModel:
             changes, key, kind, event.text, nick=event.nick, ts=event.ts / 1000, message_id=event.id, own=own
         )
 
-    def _told_key(self, event: Told) -> str:
+    def _told_key(self, event: Told | FileOffered) -> str:
         mine = fold(event.nick) == fold(self.nick)
-        return self.conversation(event.to if mine else event.nick).key
+        return self.conversation(event.to if mine and event.to is not None else event.nick).key
 
     def _on_told(self, event: Told, changes: Changes) -> None:
         existed = peer_key(event.nick) in self.buffers
@@ -334,15 +349,15 @@ class ChatModel:
             # A page of one conversation (scrolled past its top): it says itself whether more is left.
             buffer = self.conversation(event.peer)
             buffer.fetching = False
-            page: list[Said | Told | Moderated] = [item for item in event.messages if isinstance(item, Told)]
+            page: list[Item] = [item for item in event.messages if isinstance(item, Told | FileOffered)]
             self._history_lines(buffer.key, page, more=event.more, changes=changes)
             changes.buffers = True
             return
         if event.direct:
             # Group by conversation first, so each buffer judges once whether this is its first backfill.
-            by_peer: dict[str, list[Said | Told | Moderated]] = {}
+            by_peer: dict[str, list[Item]] = {}
             for item in event.messages:
-                if isinstance(item, Told):
+                if isinstance(item, Told | FileOffered):
                     by_peer.setdefault(self._told_key(item), []).append(item)
             for key, items in by_peer.items():
                 # Whether this conversation has older messages is unknown here (the page mixes them):
@@ -357,13 +372,9 @@ class ChatModel:
         if event.skipped:
             text = f"{event.skipped} older messages were skipped while you were away"
             self._line(changes, buffer.key, LineKind.NOTICE, text, count=False)
-        # File offers are shown once file transfer lands in the client (issue 8).
-        chat = [item for item in event.messages if isinstance(item, Said | Told | Moderated)]
-        self._history_lines(buffer.key, chat, more=event.more, changes=changes)
+        self._history_lines(buffer.key, list(event.messages), more=event.more, changes=changes)
 
-    def _history_lines(
-        self, key: str, items: list[Said | Told | Moderated], *, more: bool | None, changes: Changes
-    ) -> None:
+    def _history_lines(self, key: str, items: list[Item], *, more: bool | None, changes: Changes) -> None:
         buffer = self.buffers[key]
         oldest = buffer.oldest_id
         if oldest is not None and items and all(item.id < oldest for item in items):
@@ -382,13 +393,13 @@ class ChatModel:
                 self._line(changes, key, line.kind, line.text, ts=line.ts, message_id=item.id, count=False)
                 continue
             own = fold(item.nick) == fold(self.nick)
-            kind = LineKind.ACTION if item.action else LineKind.MESSAGE
-            direct = isinstance(item, Told)
+            kind, text = _kind_and_text(item)
+            direct = isinstance(item, Told) or (isinstance(item, FileOffered) and item.room is None)
             self._line(
                 changes,
                 key,
                 kind,
-                item.text,
+                text,
                 nick=item.nick,
                 ts=item.ts / 1000,
                 message_id=item.id,
@@ -398,12 +409,12 @@ class ChatModel:
                 notify=not fresh_buffer,  # the first backfill is old news: highlight, do not notify
             )
 
-    def _history_line(self, item: Said | Told | Moderated) -> Line:
+    def _history_line(self, item: Item) -> Line:
         if isinstance(item, Moderated):
             return Line(item.ts / 1000, LineKind.NOTICE, describe(item), None, item.id)
-        kind = LineKind.ACTION if item.action else LineKind.MESSAGE
+        kind, text = _kind_and_text(item)
         own = fold(item.nick) == fold(self.nick)
-        return Line(item.ts / 1000, kind, item.text, item.nick, item.id, False, own)
+        return Line(item.ts / 1000, kind, text, item.nick, item.id, False, own)
 
     def _is_me(self, nick: str) -> bool:
         return fold(nick) == fold(self.nick)
@@ -559,6 +570,52 @@ class ChatModel:
             text = f"{summary.name} ({summary.members}){topic}"
             self._line(changes, self.current, LineKind.NOTICE, text, count=False)
 
+    def _on_file_offered(self, event: FileOffered, changes: Changes) -> None:
+        existed = event.room is not None or peer_key(event.nick) in self.buffers
+        key = self.room(event.room).key if event.room is not None else self._told_key(event)
+        own = fold(event.nick) == fold(self.nick)
+        text = offer_text(event)
+        ts = event.ts / 1000
+        direct = event.room is None
+        self._line(
+            changes,
+            key,
+            LineKind.FILE,
+            text,
+            nick=event.nick,
+            ts=ts,
+            message_id=event.id,
+            own=own,
+            direct=direct,
+        )
+        if not existed:
+            changes.buffers = True
+
+    def _transfer_key(self, info: TransferInfo) -> str:
+        if info.room is not None:
+            return self.room(info.room).key
+        if info.peer is not None:
+            return self.conversation(info.peer).key
+        return self.current
+
+    def _on_transfer(self, event: TransferUpdate, changes: Changes) -> None:
+        info = event.info
+        first = info.number not in self.transfers
+        self.transfers[info.number] = info
+        changes.transfers.add(info.number)
+        key = self._transfer_key(info)
+        if first:
+            self._line(changes, key, LineKind.NOTICE, started_line(info), count=False)
+        if info.finished:
+            failed = info.state is TransferState.FAILED
+            kind = LineKind.ERROR if failed else LineKind.NOTICE
+            self._line(changes, key, kind, ended_line(info), count=False)
+            if failed:
+                changes.alerts.append(ended_line(info))
+            finished = [n for n, t in self.transfers.items() if t.finished]
+            for number in finished[: max(0, len(finished) - MAX_FINISHED_TRANSFERS)]:
+                del self.transfers[number]
+
     def _on_error(self, event: Error, changes: Changes) -> None:
         text = f"{event.code}: {event.message}" if event.message else event.code
         self._line(changes, self.current, LineKind.ERROR, text, count=False)
@@ -595,4 +652,13 @@ _HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
     RoomList: ChatModel._on_room_list,  # type: ignore[dict-item]
     Moderated: ChatModel._on_moderated,  # type: ignore[dict-item]
     Error: ChatModel._on_error,  # type: ignore[dict-item]
+    FileOffered: ChatModel._on_file_offered,  # type: ignore[dict-item]
+    TransferUpdate: ChatModel._on_transfer,  # type: ignore[dict-item]
 }
+
+
+def _kind_and_text(item: Said | Told | FileOffered) -> tuple[LineKind, str]:
+    """How a stored message is shown: a file offer, an action, or a message."""
+    if isinstance(item, FileOffered):
+        return LineKind.FILE, offer_text(item)
+    return (LineKind.ACTION if item.action else LineKind.MESSAGE), item.text

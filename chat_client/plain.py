@@ -6,8 +6,8 @@ or ``14:03:12 lobby -!- carol joined``. Every piece of text the server sent goes
 `shared.text.visible`, so a line never holds an escape sequence, and a message's own newlines are shown
 as ``␤`` so one event stays one line.
 
-When standard input ends, the client waits (a bounded time) for its messages to be acknowledged, then
-logs out and exits.
+When standard input ends, the client waits (a bounded time) for its messages to be acknowledged and for
+its file transfers to end (as long as they make progress), then logs out and exits.
 """
 
 from __future__ import annotations
@@ -28,13 +28,20 @@ from .errors import ConnectionLost, InvalidRequest, LoginRefused
 from .events import Closed
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 from .options import ClientOptions
+from .progress import Direction, TransferState, describe
 
 #: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
 FLUSH_TIMEOUT = 10.0
+#: Once the input has ended, running file transfers are waited for as long as one of them makes progress
+#: at least this often (seconds).
+TRANSFER_IDLE_TIMEOUT = 60.0
 #: Seconds to wait after login for the first room to be joined before reading the input anyway.
 JOIN_TIMEOUT = 5.0
 #: Exit status when the first login fails.
 EXIT_LOGIN_FAILED = 2
+#: A running transfer's progress is printed when it crosses this fraction, or after this many seconds.
+PROGRESS_STEP = 0.10
+PROGRESS_EVERY = 2.0
 
 
 def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
@@ -46,6 +53,8 @@ def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
         body = f"<{nick}> {text}"
     elif line.kind is LineKind.ACTION:
         body = f"* {nick} {text}"
+    elif line.kind is LineKind.FILE:
+        body = f"-!- {nick} offers file #{line.id}: {text} (/get {line.id})"
     elif line.kind is LineKind.ERROR:
         body = f"-!- error: {text}"
     else:
@@ -68,6 +77,8 @@ class PlainUI:
         self.model = model
         self.out = out
         self._announced: set[str] = set()
+        # Per transfer number: the progress step and the time of the last progress line printed.
+        self._progress_shown: dict[int, tuple[int, float]] = {}
         #: Set when standard output was closed by its reader.
         self.reader_gone = asyncio.Event()
 
@@ -81,6 +92,7 @@ class PlainUI:
                 for line in lines:
                     self.out.write(format_line(line, label) + "\n")
             self._show_queued(changes)
+            self._show_progress(changes)
             self.out.flush()
         except BrokenPipeError:
             # `chat-client --plain | head -3`: the reader stopped. Log out quietly; point stdout at
@@ -89,6 +101,25 @@ class PlainUI:
             with contextlib.suppress(OSError, ValueError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self.out.fileno())
+
+    def _show_progress(self, changes: Changes) -> None:
+        """A progress line for a running transfer every `PROGRESS_STEP` of its size or `PROGRESS_EVERY` s.
+
+        Its start and its end are ordinary lines of the model.
+        """
+        now = time.monotonic()
+        for number in sorted(changes.transfers):
+            info = self.model.transfers.get(number)
+            if info is None or info.state is not TransferState.RUNNING or info.size == 0:
+                continue
+            step = int(info.fraction / PROGRESS_STEP)
+            last_step, last_time = self._progress_shown.get(number, (0, now))
+            if number in self._progress_shown and step == last_step and now - last_time < PROGRESS_EVERY:
+                continue
+            self._progress_shown[number] = (step, now)
+            verb = "sending" if info.direction is Direction.UPLOAD else "getting"
+            text = f"transfer {number}: {verb} {info.name}: {describe(info)}"
+            self.out.write(format_line(Line(time.time(), LineKind.NOTICE, text), "*") + "\n")
 
     def _show_queued(self, changes: Changes) -> None:
         """Say once when a message is held for later because the client is offline.
@@ -155,6 +186,7 @@ async def run_plain(
     in_a_room = asyncio.Event()
     events = asyncio.create_task(_show_events(client, model, ui, in_a_room))
     reason: str | None = None
+    quitting = False
     try:
         # Lines typed (or piped) before the first room is joined would have nowhere to go: wait for it.
         with contextlib.suppress(TimeoutError):
@@ -164,9 +196,11 @@ async def run_plain(
             outcome = await controller.run(line)
             ui.show(outcome.changes)
             if outcome.quit:
-                reason = outcome.quit_reason
+                reason, quitting = outcome.quit_reason, True
                 break
         await client.wait_delivered(FLUSH_TIMEOUT)
+        if not quitting and not ui.reader_gone.is_set():
+            await client.wait_transfers(TRANSFER_IDLE_TIMEOUT)
     finally:
         await client.close(reason)
         await asyncio.wait_for(events, FLUSH_TIMEOUT)

@@ -12,8 +12,12 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared import FileOffered
+
 #: Seconds of samples the rate is measured over.
 RATE_WINDOW = 3.0
+#: Ended transfers a UI keeps showing (the running ones are always shown).
+MAX_FINISHED_TRANSFERS = 3
 
 
 class Direction(enum.StrEnum):
@@ -45,6 +49,7 @@ class TransferInfo:
     `number` names it for `/cancel` (a local counter); `offer_id` is the offer's message id (the id that
     `/get` takes), known for downloads from the start and for uploads once stored. `path` is the file sent,
     or the file saved once a download is done. `name` comes from the network for downloads: untrusted.
+    `resumed_from` is the offset the latest attempt started from (non-zero after a resume).
     """
 
     number: int
@@ -147,3 +152,28 @@ def describe(info: TransferInfo) -> str:
     elif not info.finished and info.state is not TransferState.RUNNING:
         parts.append(str(info.state))
     return ", ".join(parts)
+
+
+def offer_text(offer: FileOffered) -> str:
+    """How a file offer reads in a buffer (untrusted: the renderer makes it visible)."""
+    return f"{offer.name} ({human_size(offer.size)})"
+
+
+def started_line(info: TransferInfo) -> str:
+    """The line that announces a transfer."""
+    if info.direction is Direction.UPLOAD:
+        return f"sending {info.name} ({human_size(info.size)}); /cancel {info.number} to stop"
+    return f"downloading {info.name} ({human_size(info.size)}); /cancel {info.number} to stop"
+
+
+def ended_line(info: TransferInfo) -> str:
+    """The line that says how a transfer ended."""
+    verb = "upload" if info.direction is Direction.UPLOAD else "download"
+    if info.state is TransferState.DONE:
+        if info.direction is Direction.UPLOAD:
+            return f"sent {info.name} ({human_size(info.size)}), offered as #{info.offer_id}"
+        return f"saved {info.name} as {info.path} ({human_size(info.size)}, SHA-256 verified)"
+    if info.state is TransferState.CANCELLED:
+        return f"{verb} of {info.name} cancelled"
+    reason = f"{info.error_code}: {info.error}" if info.error else str(info.error_code)
+    return f"{verb} of {info.name} failed ({reason})"

@@ -65,6 +65,13 @@ def render_line(line: Line) -> Text:
         out.append("* ", style="dim")
         out.append(nick, style=f"bold {nick_colour(line.nick)}" if line.nick else "")
         out.append(" " + text, style=f"italic {body_style}")
+    elif line.kind is LineKind.FILE:
+        out.append("▤ ", style="bold")
+        out.append(nick, style=f"bold {nick_colour(line.nick)}" if line.nick else "")
+        out.append(" offers ", style="dim")
+        out.append(safe(line.text), style="bold underline")
+        if line.id is not None:
+            out.append(f"  /get {line.id}", style="italic cyan")
     elif line.kind is LineKind.ERROR:
         out.append("-!- " + text, style="bold red")
     else:

@@ -170,6 +170,7 @@ class Transfers:
         self._by_upload: dict[int, Transfer] = {}
         self._upload_turns = asyncio.Semaphore(max_uploads)
         self._download_turn = asyncio.Lock()
+        self._changed = asyncio.Event()  # set whenever any transfer's snapshot changes
         self._closed = False
 
     # -- Offers ------------------------------------------------------------------------------------------
@@ -194,6 +195,17 @@ class Transfers:
     def get(self, number: int) -> Transfer | None:
         """The transfer with this number."""
         return self._all.get(number)
+
+    async def wait_all(self, idle_timeout: float) -> bool:
+        """Wait until no transfer is running; False if none changed for `idle_timeout` seconds first."""
+        while any(not t.finished for t in self._all.values()):
+            self._changed.clear()
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    await self._changed.wait()
+            except TimeoutError:
+                return False
+        return True
 
     # -- Sessions ----------------------------------------------------------------------------------------
 
@@ -322,6 +334,7 @@ class Transfers:
             error_code=error.code if error is not None else None,
             error=error.message if error is not None else None,
         )
+        self._changed.set()
         self._report(transfer, force=True)
         if not transfer.result.done():
             if error is None:
@@ -343,6 +356,7 @@ class Transfers:
 
     def _set(self, transfer: Transfer, *, force: bool = False, **changes: object) -> None:
         transfer.info = replace(transfer.info, **changes)  # type: ignore[arg-type]
+        self._changed.set()
         self._report(transfer, force=force)
 
     def _progress(self, transfer: Transfer, done: int) -> None:

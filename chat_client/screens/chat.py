@@ -19,6 +19,7 @@ from chat_client.render import safe
 from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
+from chat_client.widgets.transfers import TransfersPanel
 
 #: How many older messages one scroll past the top asks for.
 HISTORY_PAGE = 100
@@ -60,6 +61,7 @@ class ChatScreen(Screen[None]):
                 yield ChatLog(id="log", max_lines=self.model.max_lines)
                 yield Static(id="new-below")
                 yield PendingStrip(id="pending")
+                yield TransfersPanel(id="transfers")
                 max_length = self.client.limits.max_text if self.client is not None else 0
                 yield ChatInput(
                     id="input", nicks=self.model.nicks, rooms=self.model.room_names, max_length=max_length
@@ -99,6 +101,8 @@ class ChatScreen(Screen[None]):
             self.query_one(RoomList).refresh_from(model)
         if changes.status:
             self._refresh_status()
+        if changes.transfers:
+            self.query_one(TransfersPanel).refresh_from(model.transfers)
         self._announce(changes)
 
     def _show_current(self) -> None:
@@ -129,6 +133,9 @@ class ChatScreen(Screen[None]):
     def _tick(self) -> None:
         if self.model.status is ConnectionStatus.RECONNECTING:
             self._refresh_status()
+        panel = self.query_one(TransfersPanel)
+        if panel.lingering:
+            panel.prune()
 
     def _announce(self, changes: Changes) -> None:
         for key, line in changes.mentions:
