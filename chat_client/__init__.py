@@ -10,6 +10,8 @@ so bots and scripts can use it without a terminal UI:
         await client.say("lobby", "hello")
         async for event in client.events():
             ...
+        transfer = await client.send_file("notes.txt", room="lobby")   # files: see chat_client.transfers
+        await transfer.wait()
 
 The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widgets`; the line mode in
 `chat_client.plain`; the command line in `chat_client.__main__`.
@@ -18,23 +20,31 @@ The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widge
 from .backoff import Backoff
 from .client import ChatClient
 from .errors import (
+    ChecksumMismatch,
     ClientClosed,
     ClientError,
     ConnectionLost,
+    FilesUnsupported,
     InvalidRequest,
     LoginRefused,
     NotConnected,
     OutboxFull,
     RequestTimeout,
     ServerError,
+    TransferCancelled,
+    TransferError,
+    UnknownFile,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
 from .options import ClientOptions, ConnectionState
 from .outbox import DeliveryState, OutboxEntry
+from .progress import Direction, TransferInfo, TransferState, TransferUpdate
+from .transfers import Transfer
 
 __all__ = [
     "Backoff",
     "ChatClient",
+    "ChecksumMismatch",
     "ClientClosed",
     "ClientError",
     "ClientOptions",
@@ -43,8 +53,10 @@ __all__ = [
     "ConnectionLost",
     "ConnectionState",
     "DeliveryState",
+    "Direction",
     "Disconnected",
     "Event",
+    "FilesUnsupported",
     "InvalidRequest",
     "LagMeasured",
     "LoginRefused",
@@ -55,4 +67,11 @@ __all__ = [
     "Reconnecting",
     "RequestTimeout",
     "ServerError",
+    "Transfer",
+    "TransferCancelled",
+    "TransferError",
+    "TransferInfo",
+    "TransferState",
+    "TransferUpdate",
+    "UnknownFile",
 ]

@@ -88,9 +88,9 @@ class TransfersPanel(Vertical):
         self._clock = clock
         self._rows: dict[int, TransferRow] = {}
 
-    def on_mount(self) -> None:
-        """Nothing to show yet."""
-        self.display = False
+    DEFAULT_CSS = """
+    TransfersPanel { display: none; }
+    """
 
     def refresh_from(self, transfers: Mapping[int, TransferInfo]) -> None:
         """Add, update and retire rows to match `transfers`."""

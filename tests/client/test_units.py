@@ -27,6 +27,10 @@ LIBRARY_MODULES = [
     "outbox",
     "resume",
     "session",
+    "progress",
+    "savename",
+    "settings",
+    "transfers",
 ]
 
 
