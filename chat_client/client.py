@@ -54,6 +54,7 @@ from shared import (
     FileData,
     FileDone,
     FileOffered,
+    FilePolicy,
     FileProgress,
     Hello,
     History,
@@ -713,6 +714,11 @@ class ChatClient:
     def transfers(self) -> tuple[TransferInfo, ...]:
         """Every file transfer of this run (running and ended), oldest first."""
         return self._transfers.infos()
+
+    @property
+    def file_policy(self) -> FilePolicy | None:
+        """What the server takes (chunk size, window, largest file); None offline or if it takes no files."""
+        return self._session.welcome.files if self._session is not None else None
 
     @property
     def files_supported(self) -> bool | None:

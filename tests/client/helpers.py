@@ -92,6 +92,8 @@ class Proxy:
         self.drop_to_client = False
         #: Bytes from the server are passed on one at a time, with a pause after each (frames split anywhere).
         self.trickle_to_client = False
+        #: Applied to each block of bytes from the server before it is passed on (a corrupting link).
+        self.mangle_to_client: Callable[[bytes], bytes] | None = None
         self._gates: list[asyncio.Event] = []  # one per connection: set while its bytes flow
         self.port = 0
 
@@ -167,6 +169,8 @@ class Proxy:
                 await gate.wait()
                 if to_client and self.drop_to_client:
                     continue
+                if to_client and self.mangle_to_client is not None:
+                    data = self.mangle_to_client(data)
                 if to_client and self.trickle_to_client:
                     for byte in data:
                         writer.write(bytes([byte]))
