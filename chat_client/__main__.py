@@ -23,18 +23,21 @@ from shared import nick_problem, room_problem
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
 
 from .discover_cli import add_discover_arguments, run_discover
-from .settings import DEFAULT_HOST, data_dir, load_settings
+from .options import ClientOptions
+from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 
 EPILOG = """\
 commands in the input line (TUI and --plain):
   /join ROOM  /leave [ROOM]  /msg NICK [TEXT]  /me ACTION  /nick NEW  /topic [TEXT]
-  /away [MESSAGE]  /who [ROOM]  /rooms  /help [COMMAND]  /quit [REASON]
+  /away [MESSAGE]  /who [ROOM]  /rooms  /send PATH  /get ID  /cancel N  /help [COMMAND]  /quit [REASON]
 
 files:
   settings (last server, nick, recent servers, theme) in the platform config folder
   (~/.config/mpchat/client.json on Linux; override with MPCHAT_CONFIG_DIR);
   --local keeps the server's history in the platform data folder
-  (~/.local/share/mpchat on Linux; override with MPCHAT_DATA_DIR).
+  (~/.local/share/mpchat on Linux; override with MPCHAT_DATA_DIR);
+  downloads (/get) go to --downloads, else the "downloads" setting, else ~/Downloads/mpchat
+  (override with MPCHAT_DOWNLOADS_DIR).
 
 exit status: 0 after /quit or the end of input, 2 when the login fails, 1 on other errors.
 """
@@ -62,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--theme", help="Textual theme for the TUI (e.g. nord, gruvbox, textual-light)")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when you are mentioned")
+    parser.add_argument(
+        "--downloads",
+        type=Path,
+        metavar="DIR",
+        help="save downloaded files (/get) in this folder (remembered; default ~/Downloads/mpchat)",
+    )
     parser.add_argument("--log-file", type=Path, help="write a debug log to this file")
     add_discover_arguments(parser)
     return parser
@@ -94,6 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
         logging.lastResort = None
     settings = load_settings()
+    if args.downloads is not None:
+        settings.downloads = str(args.downloads.expanduser().resolve())
+        save_settings(settings)
+    options = ClientOptions(downloads_dir=Path(settings.downloads) if settings.downloads else None)
     room = args.room.lstrip("#") if args.room else None
     with contextlib.ExitStack() as stack:
         host, port = args.host, args.port
@@ -112,7 +125,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .plain import run_plain
 
             return asyncio.run(
-                run_plain(host or settings.host or DEFAULT_HOST, port or settings.port, nick, room=room)
+                run_plain(
+                    host or settings.host or DEFAULT_HOST,
+                    port or settings.port,
+                    nick,
+                    room=room,
+                    options=options,
+                )
             )
         from .app import ChatApp
         from .discovery import DiscoveryListener
@@ -126,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             theme=args.theme,
             bell=args.bell or None,
             remember_server=not args.local,
+            options=options,
             # A local server is the one to use: nothing to discover, and nothing to announce on the LAN.
             discovery=None if args.local else DiscoveryListener,
         )

@@ -66,6 +66,8 @@ class Settings:
     nick: str = ""
     theme: str = "textual-dark"
     bell: bool = False
+    #: Where downloads go ("" for the default folder, `downloads_dir()`).
+    downloads: str = ""
     recent: list[Recent] = field(default_factory=list)
 
     def remember(self, host: str, port: int, nick: str) -> None:
@@ -114,6 +116,8 @@ def _from_json(data: Any) -> Settings:
         settings.theme = data["theme"]
     if isinstance(data.get("bell"), bool):
         settings.bell = data["bell"]
+    if isinstance(data.get("downloads"), str):
+        settings.downloads = data["downloads"]
     for item in data.get("recent", []) if isinstance(data.get("recent"), list) else []:
         if isinstance(item, dict) and isinstance(item.get("port"), int):
             settings.recent.append(Recent(str(item.get("host", "")), item["port"], str(item.get("nick", ""))))
