@@ -20,7 +20,7 @@ import threading
 import time
 from typing import TextIO
 
-from shared import visible
+from shared import History, visible
 
 from .client import ChatClient
 from .controller import Controller
@@ -188,7 +188,8 @@ async def run_plain(
     reason: str | None = None
     quitting = False
     try:
-        # Lines typed (or piped) before the first room is joined would have nowhere to go: wait for it.
+        # Lines typed (or piped) before the first room is joined would have nowhere to go: wait for it
+        # (and for its history, which holds the file offers a piped /get may name).
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(JOIN_TIMEOUT):
                 await in_a_room.wait()
@@ -224,7 +225,8 @@ async def _next_line(lines: asyncio.Queue[str | None], reader_gone: asyncio.Even
 async def _show_events(client: ChatClient, model: ChatModel, ui: PlainUI, in_a_room: asyncio.Event) -> None:
     while batch := await client.next_events():
         ui.show(model.apply_all(batch))
-        if model.current != SERVER_KEY:
+        # In a room, with its backfill: piped commands can now name what it holds (`/get ID` of an offer).
+        if model.current != SERVER_KEY and any(isinstance(event, History) for event in batch):
             in_a_room.set()
         if any(isinstance(event, Closed) for event in batch):
             return

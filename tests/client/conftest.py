@@ -1,5 +1,5 @@
 """Fixtures for the client tests: a real server on 127.0.0.1 port 0 with its history in a temp folder, and
-config/data folders redirected to temp folders so no test ever reads or writes the user's real settings."""
+config/data/downloads folders redirected to temp folders so no test ever touches the user's real files."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point the client's config and data folders at a temp folder (inherited by subprocesses too)."""
     monkeypatch.setenv("MPCHAT_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("MPCHAT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MPCHAT_DOWNLOADS_DIR", str(tmp_path / "downloads"))
     return tmp_path / "config"
 
 

@@ -21,8 +21,18 @@ from chat_client import (
     TransferUpdate,
 )
 from chat_client.transfers import PARTIAL_PREFIX
-from shared import PROTOCOL_NAME, PROTOCOL_VERSION, FileChunk, FileDone, FileProgress, Hello, OfferFile
-from shared import ProtocolConnection, Role, Welcome
+from shared import (
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    FileChunk,
+    FileDone,
+    FileProgress,
+    Hello,
+    OfferFile,
+    ProtocolConnection,
+    Role,
+    Welcome,
+)
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, Proxy
@@ -104,7 +114,12 @@ async def test_upload_and_download_round_trip(file_server: LiveServer, tmp_path:
         offer_id = await share(alice, bob, source)
         offer = bob.file_offer(offer_id)
         assert offer is not None
-        assert (offer.nick, offer.name, offer.size, offer.sha256) == ("alice", source.name, length, digest(source))
+        assert (offer.nick, offer.name, offer.size, offer.sha256) == (
+            "alice",
+            source.name,
+            length,
+            digest(source),
+        )
         info = await bob.get_file(offer_id).wait()
         assert info.path == tmp_path / "b" / source.name
         assert info.path.read_bytes() == source.read_bytes()
@@ -174,7 +189,9 @@ async def test_a_download_resumes_from_the_partial_file_after_a_restart(
 ) -> None:
     """A client that stopped mid-download continues from its partial file the next time it gets the file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
-    async with ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice:
+    async with ChatClient(
+        file_server.host, file_server.port, "alice", options=options(tmp_path / "a")
+    ) as alice:
         async with ChatClient(
             file_server.host, file_server.port, "bob", options=options(tmp_path / "b")
         ) as bob:

@@ -1,0 +1,117 @@
+"""File sharing in the TUI (Pilot) and in the plain line mode (pipes), against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import re
+from dataclasses import replace
+from pathlib import Path
+
+from textual.widgets import ProgressBar
+
+from chat_client import TransferState, TransferUpdate
+from chat_client.app import ChatApp
+from chat_client.messages import NetEvents
+from chat_client.model import LineKind
+from chat_client.widgets.transfers import TransferRow, TransfersPanel
+from tests.waiting import wait_until
+
+from .helpers import LiveServer
+from .test_files_library import random_file
+from .test_library import FAST
+from .test_plain import LINE, plain_client
+from .tui_helpers import submit, wait_for_chat, wait_for_text
+
+SIZE = (120, 36)
+
+
+def make_app(server: LiveServer, nick: str, config_dir: Path, downloads: Path) -> ChatApp:
+    options = replace(FAST, downloads_dir=downloads, progress_interval=0.05)
+    return ChatApp(
+        host=server.host,
+        port=server.port,
+        nick=nick,
+        connect_now=True,
+        config_dir=config_dir,
+        options=options,
+        discovery=None,
+    )
+
+
+async def test_send_and_get_in_the_tui(file_server: LiveServer, tmp_path: Path) -> None:
+    """/send in one TUI; the other shows the entry; /get shows a bar that advances and completes."""
+    source = random_file(tmp_path / "src", "holiday photos.tar", 20 * 1024 * 1024)
+    sender = make_app(file_server, "alice", tmp_path / "alice-config", tmp_path / "alice-downloads")
+    receiver = make_app(file_server, "bob", tmp_path / "bob-config", tmp_path / "bob-downloads")
+    progress_seen: list[int] = []
+
+    def record(message: object) -> None:
+        if isinstance(message, NetEvents):
+            for event in message.events:
+                if isinstance(event, TransferUpdate) and event.info.state is TransferState.RUNNING:
+                    progress_seen.append(event.info.done)
+
+    async with (
+        sender.run_test(size=SIZE) as alice,
+        receiver.run_test(size=SIZE, message_hook=record) as bob,
+    ):
+        alice_screen = await wait_for_chat(sender, alice)
+        bob_screen = await wait_for_chat(receiver, bob)
+        await wait_until(lambda: alice_screen.model.current == "#lobby" == bob_screen.model.current)
+        await submit(alice, f"/send {source}")
+        await wait_for_text(sender, alice, "sending holiday photos.tar (20.0 MiB)")
+        await wait_for_text(sender, alice, "alice offers holiday photos.tar (20.0 MiB)", timeout=60)
+        await wait_for_text(receiver, bob, "alice offers holiday photos.tar (20.0 MiB)", timeout=30)
+        (entry,) = [line for line in bob_screen.model.buffers["#lobby"].lines if line.kind is LineKind.FILE]
+        assert entry.id is not None
+        await submit(bob, f"/get {entry.id}")
+        panel = bob_screen.query_one(TransfersPanel)
+        await wait_until(lambda: panel.display and panel.query(TransferRow), what="a transfer row")
+        row = panel.query_one(TransferRow)
+        bar = row.query_one(ProgressBar)
+        assert bar.total == source.stat().st_size
+        await wait_until(lambda: bar.progress == bar.total, timeout=60, what="the bar to complete")
+        await wait_for_text(receiver, bob, "SHA-256 verified", timeout=30)
+        assert any(0 < done < source.stat().st_size for done in progress_seen), progress_seen
+    saved = tmp_path / "bob-downloads" / "holiday photos.tar"
+    assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
+
+
+async def test_send_and_get_in_plain_mode(file_server: LiveServer, tmp_path: Path) -> None:
+    """`--plain`: /send uploads; /get prints the offer's id, progress and the saved path, verified."""
+    source = random_file(tmp_path / "src", "report.pdf", 3 * 1024 * 1024)
+    downloads = Path(os.environ["MPCHAT_DOWNLOADS_DIR"])
+    sender = plain_client(file_server, "alice")
+    try:
+        assert sender.stdin is not None
+        sender.stdin.write(f"/send {source}\n")
+        sender.stdin.close()
+        out, err = await asyncio.to_thread(sender.communicate, timeout=60)
+    finally:
+        if sender.poll() is None:
+            sender.kill()
+            sender.communicate()
+    assert sender.returncode == 0, err
+    assert all(LINE.match(line) for line in out.splitlines()), out
+    sent = re.search(r"lobby -!- sent report\.pdf \(3\.0 MiB\), offered as #(\d+)", out)
+    assert sent is not None, out
+    offer_id = int(sent.group(1))
+
+    getter = plain_client(file_server, "bob", "--downloads", str(downloads))
+    try:
+        assert getter.stdin is not None
+        getter.stdin.write(f"/get {offer_id}\n")
+        getter.stdin.close()
+        out, err = await asyncio.to_thread(getter.communicate, timeout=60)
+    finally:
+        if getter.poll() is None:
+            getter.kill()
+            getter.communicate()
+    assert getter.returncode == 0, err
+    assert "\x1b" not in out
+    assert f"alice offers file #{offer_id}: report.pdf (3.0 MiB) (/get {offer_id})" in out, out
+    assert re.search(r"transfer 1: getting report\.pdf: \d+% of 3\.0 MiB", out), out
+    assert f"saved report.pdf as {downloads / 'report.pdf'} (3.0 MiB, SHA-256 verified)" in out, out
+    assert (downloads / "report.pdf").read_bytes() == source.read_bytes()
