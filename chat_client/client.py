@@ -188,6 +188,7 @@ class ChatClient:
             downloads=lambda: self.options.downloads_dir or downloads_dir(),
             max_uploads=self.options.max_uploads,
             progress_interval=self.options.progress_interval,
+            join_wait=self.options.request_timeout,
         )
 
     # -- Properties --------------------------------------------------------------------------------------
@@ -495,10 +496,12 @@ class ChatClient:
             case Joined(room=room, nick=nick):
                 if self._is_mine(nick):
                     self._resume.joined(room)
+                    self._transfers.joined(room)
                 self._emit(message)
             case Left(room=room, nick=nick):
                 if self._is_mine(nick):
                     self._resume.forget(room)
+                    self._transfers.left(room)
                 self._emit(message)
             case NickChanged(old=old, new=new):
                 if fold(old) == fold(self.nick):

@@ -50,6 +50,7 @@ from shared import (
     Message,
     OfferFile,
     check_outgoing,
+    fold,
 )
 from shared import Error as ErrorFrame
 from shared.limits import Limits
@@ -153,6 +154,7 @@ class Transfers:
         downloads: Callable[[], Path],
         max_uploads: int,
         progress_interval: float,
+        join_wait: float,
     ) -> None:
         self._emit = emit
         self._stored = stored
@@ -171,6 +173,11 @@ class Transfers:
         self._upload_turns = asyncio.Semaphore(max_uploads)
         self._download_turn = asyncio.Lock()
         self._changed = asyncio.Event()  # set whenever any transfer's snapshot changes
+        # Rooms this session has joined (fold keys): an upload to a room is (re)offered only once the
+        # session's join of that room is confirmed, since the server checks membership at the offer.
+        self._rooms: set[str] = set()
+        self._rooms_changed = asyncio.Event()
+        self._join_wait = join_wait
         self._closed = False
 
     # -- Offers ------------------------------------------------------------------------------------------
@@ -215,11 +222,22 @@ class Transfers:
         self._session_over = asyncio.Event()
         self._ready.set()
 
+    def joined(self, room: str) -> None:
+        """This session is now in `room` (the server confirmed our join)."""
+        self._rooms.add(fold(room))
+        self._rooms_changed.set()
+
+    def left(self, room: str) -> None:
+        """This session left `room`."""
+        self._rooms.discard(fold(room))
+
     def detach(self) -> None:
         """The session ended: running transfers pause until the next `attach`."""
+        self._rooms.clear()
         self._session = None
         self._ready.clear()
         self._session_over.set()
+        self._rooms_changed.set()  # wakes an upload waiting for a join: it sees the session is over
         self._by_ref.clear()
         self._by_upload.clear()
         for transfer in self._all.values():
@@ -411,6 +429,25 @@ class Transfers:
         if over.is_set() or drained.cancelled() or drained.exception() is not None:
             raise _Lost()
 
+    async def _in_room(self, room: str) -> None:
+        """Wait (at most `join_wait` s) until this session's rejoin of `room` is confirmed.
+
+        After a reconnect the client rejoins its rooms first; an offer sent before the server has carried
+        out the join would be refused with `not_in_room`. If the wait runs out, the offer goes anyway
+        and the server's answer decides.
+        """
+        key = fold(room)
+        over = self._session_over
+        try:
+            async with asyncio.timeout(self._join_wait):
+                while key not in self._rooms:
+                    self._rooms_changed.clear()
+                    await self._rooms_changed.wait()
+                    if over.is_set():
+                        raise _Lost()
+        except TimeoutError:
+            log.info("no confirmation of the join of %s; offering the file anyway", room)
+
     # -- Uploads -----------------------------------------------------------------------------------------
 
     async def _upload(self, transfer: Transfer) -> None:
@@ -441,6 +478,8 @@ class Transfers:
             raise TransferError("files_unsupported", "this server takes no files")
         if info.size > policy.max_size:
             raise TransferError("file_too_large", f"the server takes files up to {policy.max_size} bytes")
+        if info.room is not None:
+            await self._in_room(info.room)
         ref = self._next_ref()
         transfer.offer_ref = ref
         self._by_ref[ref] = transfer

@@ -79,9 +79,9 @@ class Updates:
 
 
 @pytest.fixture
-async def proxy(file_server: LiveServer) -> AsyncIterator[Proxy]:
+async def proxy(server: LiveServer) -> AsyncIterator[Proxy]:
     """A fault-injecting proxy in front of the server."""
-    front = Proxy(lambda: (file_server.host, file_server.port))
+    front = Proxy(lambda: (server.host, server.port))
     await front.start()
     try:
         yield front
@@ -101,11 +101,11 @@ async def share(sender: ChatClient, receiver: ChatClient, path: Path) -> int:
 
 
 @pytest.mark.parametrize("size", ["0", "1", "chunk", "chunk+1"])
-async def test_upload_and_download_round_trip(file_server: LiveServer, tmp_path: Path, size: str) -> None:
+async def test_upload_and_download_round_trip(server: LiveServer, tmp_path: Path, size: str) -> None:
     """0 bytes, 1 byte, exactly one chunk and one chunk + 1 arrive with the same bytes and hash."""
     async with (
-        ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice,
-        ChatClient(file_server.host, file_server.port, "bob", options=options(tmp_path / "b")) as bob,
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         policy = alice.file_policy
         assert policy is not None
@@ -126,12 +126,12 @@ async def test_upload_and_download_round_trip(file_server: LiveServer, tmp_path:
         assert sorted(os.listdir(tmp_path / "b")) == [source.name]  # no partial file left behind
 
 
-async def test_fifty_megabytes_round_trip(file_server: LiveServer, tmp_path: Path) -> None:
+async def test_fifty_megabytes_round_trip(server: LiveServer, tmp_path: Path) -> None:
     """A 50 MB file goes up and comes down intact."""
     source = random_file(tmp_path / "src", "big.bin", 50 * 1024 * 1024)
     async with (
-        ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice,
-        ChatClient(file_server.host, file_server.port, "bob", options=options(tmp_path / "b")) as bob,
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         offer_id = await share(alice, bob, source)
         info = await bob.get_file(offer_id).wait()
@@ -141,13 +141,13 @@ async def test_fifty_megabytes_round_trip(file_server: LiveServer, tmp_path: Pat
 
 
 async def test_upload_resumes_after_the_connection_is_cut(
-    file_server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: Proxy, tmp_path: Path
 ) -> None:
     """Cut mid-upload, the client reconnects, offers again and continues from the server's offset."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with (
         ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice,
-        ChatClient(file_server.host, file_server.port, "bob", options=options(tmp_path / "b")) as bob,
+        ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
@@ -164,12 +164,12 @@ async def test_upload_resumes_after_the_connection_is_cut(
 
 
 async def test_download_resumes_after_the_connection_is_cut(
-    file_server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: Proxy, tmp_path: Path
 ) -> None:
     """Cut mid-download, the client reconnects and asks from the length of its partial file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with (
-        ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
         ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         updates = Updates(bob)
@@ -185,23 +185,17 @@ async def test_download_resumes_after_the_connection_is_cut(
 
 
 async def test_a_download_resumes_from_the_partial_file_after_a_restart(
-    file_server: LiveServer, tmp_path: Path
+    server: LiveServer, tmp_path: Path
 ) -> None:
     """A client that stopped mid-download continues from its partial file the next time it gets the file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
-    async with ChatClient(
-        file_server.host, file_server.port, "alice", options=options(tmp_path / "a")
-    ) as alice:
-        async with ChatClient(
-            file_server.host, file_server.port, "bob", options=options(tmp_path / "b")
-        ) as bob:
+    async with ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice:
+        async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
             offer_id = await share(alice, bob, source)
             first = bob.get_file(offer_id)
             await wait_until(lambda: first.info.done > 0, what="some bytes written")
         # bob closed mid-download; a new bob process (here: client) gets the same offer again.
-        async with ChatClient(
-            file_server.host, file_server.port, "bob", options=options(tmp_path / "b")
-        ) as bob:
+        async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
             await wait_until(lambda: bob.file_offer(offer_id) is not None, what="the offer in history")
             info = await bob.get_file(offer_id).wait()
         assert info.resumed_from > 0
@@ -229,12 +223,12 @@ def flip_a_data_byte() -> object:
 
 
 async def test_a_corrupted_download_is_refused_and_not_kept(
-    file_server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: Proxy, tmp_path: Path
 ) -> None:
     """One flipped bit on the way down: a checksum error, and neither the file nor its partial stays."""
     source = random_file(tmp_path / "src", "data.bin", 300_000)
     async with (
-        ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
         ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         offer_id = await share(alice, bob, source)
@@ -276,26 +270,28 @@ async def raw_upload(server: LiveServer, nick: str, name: str, data: bytes) -> i
     ],
 )
 async def test_hostile_names_are_saved_inside_the_downloads_folder(
-    file_server: LiveServer, tmp_path: Path, offered: str, saved: str | None
+    server: LiveServer, tmp_path: Path, offered: str, saved: str | None
 ) -> None:
     """Path components, dots, bidi and zero-width characters never escape or disguise the saved file."""
-    async with ChatClient(file_server.host, file_server.port, "bob", options=options(tmp_path / "b")) as bob:
-        offer_id = await raw_upload(file_server, "mallory", offered, b"payload")
+    async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
+        offer_id = await raw_upload(server, "mallory", offered, b"payload")
         await wait_until(lambda: bob.file_offer(offer_id) is not None)
         info = await bob.get_file(offer_id).wait()
     assert info.path is not None
     assert info.path.parent == tmp_path / "b"
     assert info.path.name == (saved or f"file-{offer_id}")
     assert info.path.read_bytes() == b"payload"
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == [info.path.name]
+    # Nothing was written anywhere else (the server's own data folder aside).
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.relative_to(tmp_path).parts[0] != "server"]
+    assert written == [info.path]
 
 
-async def test_a_second_download_does_not_clobber_the_first(file_server: LiveServer, tmp_path: Path) -> None:
+async def test_a_second_download_does_not_clobber_the_first(server: LiveServer, tmp_path: Path) -> None:
     """Getting the same offer twice keeps both copies: `notes.txt` and `notes (1).txt`."""
     source = random_file(tmp_path / "src", "notes.txt", 1000)
     async with (
-        ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice,
-        ChatClient(file_server.host, file_server.port, "bob", options=options(tmp_path / "b")) as bob,
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         offer_id = await share(alice, bob, source)
         first = await bob.get_file(offer_id).wait()
@@ -308,12 +304,12 @@ async def test_a_second_download_does_not_clobber_the_first(file_server: LiveSer
 
 
 async def test_cancel_a_download_removes_its_partial_file(
-    file_server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: Proxy, tmp_path: Path
 ) -> None:
     """A cancelled download ends as cancelled and leaves nothing in the downloads folder."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with (
-        ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
         ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         offer_id = await share(alice, bob, source)
@@ -329,12 +325,12 @@ async def test_cancel_a_download_removes_its_partial_file(
         proxy.thaw()
 
 
-async def test_cancel_an_upload(file_server: LiveServer, proxy: Proxy, tmp_path: Path) -> None:
+async def test_cancel_an_upload(server: LiveServer, proxy: Proxy, tmp_path: Path) -> None:
     """A cancelled upload ends as cancelled; nobody is offered the file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with (
         ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice,
-        ChatClient(file_server.host, file_server.port, "bob", options=options(tmp_path / "b")) as bob,
+        ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.state is TransferState.RUNNING)
@@ -348,9 +344,9 @@ async def test_cancel_an_upload(file_server: LiveServer, proxy: Proxy, tmp_path:
         assert transfer.info.offer_id is None
 
 
-async def test_sending_a_missing_file_is_a_clear_error(file_server: LiveServer, tmp_path: Path) -> None:
+async def test_sending_a_missing_file_is_a_clear_error(server: LiveServer, tmp_path: Path) -> None:
     """A path that is not a readable file is refused before anything is sent."""
-    async with ChatClient(file_server.host, file_server.port, "alice", options=options(tmp_path)) as alice:
+    async with ChatClient(server.host, server.port, "alice", options=options(tmp_path)) as alice:
         with pytest.raises(TransferError) as raised:
             await alice.send_file(tmp_path / "missing.txt", room="lobby")
         assert raised.value.code == "unreadable"

@@ -40,11 +40,11 @@ def make_app(server: LiveServer, nick: str, config_dir: Path, downloads: Path) -
     )
 
 
-async def test_send_and_get_in_the_tui(file_server: LiveServer, tmp_path: Path) -> None:
+async def test_send_and_get_in_the_tui(server: LiveServer, tmp_path: Path) -> None:
     """/send in one TUI; the other shows the entry; /get shows a bar that advances and completes."""
     source = random_file(tmp_path / "src", "holiday photos.tar", 20 * 1024 * 1024)
-    sender = make_app(file_server, "alice", tmp_path / "alice-config", tmp_path / "alice-downloads")
-    receiver = make_app(file_server, "bob", tmp_path / "bob-config", tmp_path / "bob-downloads")
+    sender = make_app(server, "alice", tmp_path / "alice-config", tmp_path / "alice-downloads")
+    receiver = make_app(server, "bob", tmp_path / "bob-config", tmp_path / "bob-downloads")
     progress_seen: list[int] = []
 
     def record(message: object) -> None:
@@ -79,16 +79,13 @@ async def test_send_and_get_in_the_tui(file_server: LiveServer, tmp_path: Path) 
     assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(source.read_bytes()).digest()
 
 
-async def test_send_and_get_in_plain_mode(file_server: LiveServer, tmp_path: Path) -> None:
+async def test_send_and_get_in_plain_mode(server: LiveServer, tmp_path: Path) -> None:
     """`--plain`: /send uploads; /get prints the offer's id, progress and the saved path, verified."""
     source = random_file(tmp_path / "src", "report.pdf", 3 * 1024 * 1024)
     downloads = Path(os.environ["MPCHAT_DOWNLOADS_DIR"])
-    sender = plain_client(file_server, "alice")
+    sender = plain_client(server, "alice")
     try:
-        assert sender.stdin is not None
-        sender.stdin.write(f"/send {source}\n")
-        sender.stdin.close()
-        out, err = await asyncio.to_thread(sender.communicate, timeout=60)
+        out, err = await asyncio.to_thread(sender.communicate, f"/send {source}\n", timeout=60)
     finally:
         if sender.poll() is None:
             sender.kill()
@@ -99,12 +96,9 @@ async def test_send_and_get_in_plain_mode(file_server: LiveServer, tmp_path: Pat
     assert sent is not None, out
     offer_id = int(sent.group(1))
 
-    getter = plain_client(file_server, "bob", "--downloads", str(downloads))
+    getter = plain_client(server, "bob", "--downloads", str(downloads))
     try:
-        assert getter.stdin is not None
-        getter.stdin.write(f"/get {offer_id}\n")
-        getter.stdin.close()
-        out, err = await asyncio.to_thread(getter.communicate, timeout=60)
+        out, err = await asyncio.to_thread(getter.communicate, f"/get {offer_id}\n", timeout=60)
     finally:
         if getter.poll() is None:
             getter.kill()
