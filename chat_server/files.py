@@ -114,7 +114,8 @@ class FileStore:
         self.folder = folder
         self.objects = folder / "objects"
         self.partials = folder / "partial"
-        self._clock = clock
+        #: Wall-clock time in seconds (tests move it forward to age files).
+        self.clock = clock
         for path in (folder, self.objects, self.partials):
             path.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -141,7 +142,7 @@ class FileStore:
 
     def cutoff_ms(self) -> int:
         """Files last uploaded before this time (ms) are expired."""
-        return int((self._clock() - self.config.retention_seconds) * 1000)
+        return int((self.clock() - self.config.retention_seconds) * 1000)
 
     # -- Uploads (reader threads) --------------------------------------------------------------------------
 
@@ -244,7 +245,7 @@ class FileStore:
                             result.objects += 1
                     finally:
                         self._unmark(sha256)
-        partial_cutoff = self._clock() - self.config.partial_seconds
+        partial_cutoff = self.clock() - self.config.partial_seconds
         for path in sorted(self.partials.iterdir()):
             name = path.name
             with contextlib.suppress(FileNotFoundError):

@@ -110,7 +110,7 @@ from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
 from .config import ServerConfig
 from .connection import Connection, Services
-from .files import FileStore, FileSweeper
+from .files import FileStore, FileSweeper, SweepResult
 from .gate import Gate
 from .hub import Hub
 from .ratelimit import AddressBuckets
@@ -421,6 +421,17 @@ class ChatServer:
             self._per_ip[ip] -= 1
             if self._per_ip[ip] <= 0:
                 del self._per_ip[ip]
+
+    def sweep_files(self) -> SweepResult:
+        """Delete expired files and abandoned uploads now, on the calling thread (the sweeper does this every
+        `files.sweep_interval` seconds)."""
+        if self.files is None or self._services is None:
+            return SweepResult()
+        db = self._services.store.open_reader()
+        try:
+            return self.files.sweep(db)
+        finally:
+            db.close()
 
     # -- Observation ---------------------------------------------------------------------------------------
 

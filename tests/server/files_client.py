@@ -83,13 +83,14 @@ def send_chunks(
     chunk: int = DEFAULT_FILE_CHUNK,
     window: int = DEFAULT_FILE_WINDOW,
     stop_after: int | None = None,
+    end: int | None = None,
 ) -> int:
-    """Send `data[start:]` keeping `window` chunks unconfirmed; return the last confirmed offset.
+    """Send `data[start:end]` keeping `window` chunks unconfirmed; return the last confirmed offset.
 
     With `stop_after`, stop sending once that many bytes are confirmed (to interrupt an upload).
     """
     sent = confirmed = start
-    end = len(data)
+    end = len(data) if end is None else min(end, len(data))
     while confirmed < end:
         while sent < end and sent - confirmed < window * chunk:
             if stop_after is not None and sent >= stop_after:
