@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chat_server.__main__ import build_parser, config_from
 from chat_server.config import ServerConfig, load_toml
 from chat_server.filesconfig import FilesConfig
 from chat_server.server import ChatServer
@@ -211,3 +212,16 @@ def test_files_table_in_the_config_file(tmp_path: Path) -> None:
         FilesConfig(user_quota=10, total_quota=5)
     with pytest.raises(ValueError, match="window"):
         FilesConfig(window=0)
+
+
+def test_files_command_line_options() -> None:
+    """--no-files and the --*-file-* options reach FilesConfig, over the config file's [files] table."""
+    parser = build_parser()
+    options = "--max-file-size 1000 --file-user-quota 2000 --file-total-quota 3000"
+    options += " --file-retention-days 1.5 --files-folder /srv/f"
+    config = config_from(parser.parse_args(options.split()))
+    assert config.files == FilesConfig(
+        max_size=1000, user_quota=2000, total_quota=3000, retention_days=1.5, folder=Path("/srv/f")
+    )
+    assert not config_from(parser.parse_args(["--no-files"])).files.enabled
+    assert config_from(parser.parse_args([])).files == FilesConfig()

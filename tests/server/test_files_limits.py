@@ -9,8 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chat_server.filesconfig import FilesConfig
+from chat_server.outbox import Outbox
 from chat_server.server import ChatServer
 from shared import (
+    Ack,
     Error,
     FileChunk,
     FileData,
@@ -20,11 +22,12 @@ from shared import (
     GetFile,
     ProtocolConnection,
     Role,
+    Said,
     Say,
 )
 from shared.limits import DEFAULT_FILE_CHUNK
 
-from .client import ChatTestClient
+from .client import ChatTestClient, wait_until
 from .files_client import download, offer, send_chunks, sha256, upload
 
 CHUNK = DEFAULT_FILE_CHUNK
@@ -242,3 +245,47 @@ def test_files_off(make_server: Callable[..., ChatServer]) -> None:
         answer = offer(alice, b"data")
         assert isinstance(answer, Error)
         assert answer.code == "forbidden"
+
+
+def test_a_downloader_is_not_dropped_for_its_bulk_frames(make_server: Callable[..., ChatServer]) -> None:
+    """File chunks waiting for a stalled downloader do not count against its chat queue: with more chunk
+    bytes queued than sendq_hard, a chat line still queues, and everything arrives once it reads again."""
+    server = make_server(sendq_soft=60_000, sendq_hard=100_000, send_buffer=4096)
+    data = os.urandom(8 * CHUNK)
+    with client(server, "alice") as alice, stalled_client(server.address) as bob:
+        bob.login("bob")
+        done = upload(alice, data).done
+        assert done is not None
+        for number in range(4):
+            bob.send(GetFile(id=done.id, offset=number * CHUNK, ref=10 + number))
+        wait_until(lambda: server.stats().queues.get("bob", 0) > 100_000, 10.0, "bob's chunks queued")
+        alice.send(Say(room="lobby", text="still here?", ref=20))
+        alice.recv(Ack, ref=20)
+        for number in range(4):
+            chunk = bob.recv(FileData, timeout=30, ref=10 + number)
+            assert chunk.data == data[number * CHUNK : (number + 1) * CHUNK]
+        assert bob.recv(Said, timeout=30).text == "still here?"
+        assert not any(isinstance(m, Error) for m in bob.drain())
+
+
+def test_outbox_bulk_lane_gives_chat_frames_first() -> None:
+    """take() returns every chat frame, then at most one bulk frame; the lane refuses past bulk_limit; the
+    limits grow by the lane's bound only while bulk bytes are in flight; close drops waiting chunks."""
+    box = Outbox(soft=100, hard=200, soft_seconds=1.0, bulk_limit=2, bulk_frame=1000)
+    assert box.put_bulk(b"B1" * 400)
+    assert box.put_bulk(b"B2" * 400)
+    assert not box.put_bulk(b"B3")
+    assert box.bulk_full()
+    assert box.put(b"c1")  # 1,602 bytes queued: within soft + the lane's room
+    assert box.put(b"c2")
+    assert box.take() == [b"c1", b"c2", b"B1" * 400]
+    assert box.take() == [b"B2" * 400]
+    assert box.take() == []
+    box.written(1604)
+    assert box.queued == 0
+    assert not box.put(b"x" * 201)  # no bulk in flight: the plain hard limit again
+    other = Outbox(soft=100, hard=200, soft_seconds=1.0, bulk_limit=2, bulk_frame=1000)
+    other.put_bulk(b"chunk")
+    other.close(b"bye")
+    assert other.take() == [b"bye"]
+    assert other.take() is None
