@@ -157,14 +157,16 @@ class FileStore:
         user_bytes = 0 if held_by == user_key else size
         partial = self.partial_name(user_key, size, sha256)
         with self._changed:
+            # First let the sweeper finish deleting this partial file, if it is (waiting releases the lock:
+            # everything below is checked after it).
+            if not self._changed.wait_for(lambda: partial not in self._deleting, SWEEP_WAIT):
+                raise FileRefused(ErrorCode.TOO_MANY_TRANSFERS, "the server is busy, try again")
             if partial in self._uploading:
                 raise FileRefused(ErrorCode.TOO_MANY_TRANSFERS, "this file is being uploaded already")
             if used_user + self._reserved[user_key] + user_bytes > config.user_quota:
                 raise FileRefused(ErrorCode.QUOTA_EXCEEDED, f"you may store {config.user_quota} bytes")
             if used_total + self._reserved_total + total_bytes > config.total_quota:
                 raise FileRefused(ErrorCode.QUOTA_EXCEEDED, "the server's file storage is full")
-            if not self._changed.wait_for(lambda: partial not in self._deleting, SWEEP_WAIT):
-                raise FileRefused(ErrorCode.TOO_MANY_TRANSFERS, "the server is busy, try again")
             self._uploading.add(partial)
             self._reserved[user_key] += user_bytes
             self._reserved_total += total_bytes
@@ -237,7 +239,7 @@ class FileStore:
         for folder in sorted(self.objects.iterdir()):
             for path in sorted(folder.iterdir()) if folder.is_dir() else ():
                 sha256 = path.name
-                if self._mark(sha256, pinned_ok=False):
+                if self._mark(sha256):
                     try:
                         # Re-read after marking: an upload recorded meanwhile has renewed the row.
                         if not self._live(db, sha256):
@@ -251,7 +253,7 @@ class FileStore:
             with contextlib.suppress(FileNotFoundError):
                 if path.stat().st_mtime >= partial_cutoff:
                     continue
-                if self._mark(name, pinned_ok=True):
+                if self._mark(name):
                     try:
                         result.bytes += _unlink(path)
                         result.partials += 1
@@ -270,9 +272,10 @@ class FileStore:
         row = db.execute("SELECT stored_at FROM files WHERE sha256 = ?", (sha256,)).fetchone()
         return row is not None and int(row[0]) >= self.cutoff_ms()
 
-    def _mark(self, name: str, *, pinned_ok: bool) -> bool:
+    def _mark(self, name: str) -> bool:
+        """Claim `name` (a hash or a partial file's name) for deletion, unless an upload holds it."""
         with self._changed:
-            if name in self._uploading or (not pinned_ok and self._pins[name] > 0):
+            if name in self._uploading or self._pins[name] > 0:
                 return False
             self._deleting.add(name)
             return True

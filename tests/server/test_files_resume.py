@@ -156,3 +156,26 @@ def test_retention_sweep_deletes_old_files_and_abandoned_uploads(
     assert download(bob, renewed.id) == kept
     assert download(bob, offered.id) == kept  # the bytes are back: the old offer finds them again
     alice.close()
+
+
+def test_two_nicks_upload_the_same_bytes_at_once(
+    server: ChatServer, login: Callable[..., ChatTestClient]
+) -> None:
+    """Two uploads of identical content, interleaved: each is a separate offer, the bytes are stored once,
+    and both offers download correctly."""
+    alice, bob, carol = login("alice"), login("bob"), login("carol")
+    data = os.urandom(6 * CHUNK)
+    first = offer(alice, data, ref=1)
+    second = offer(bob, data, ref=2)
+    assert isinstance(first, FileProgress)
+    assert isinstance(second, FileProgress)
+    send_chunks(alice, first.upload, data, 0, ref=1, end=3 * CHUNK)
+    send_chunks(bob, second.upload, data, 0, ref=2)
+    send_chunks(alice, first.upload, data, 3 * CHUNK, ref=1)
+    ids = {alice.recv(FileDone, upload=first.upload).id, bob.recv(FileDone, upload=second.upload).id}
+    assert len(ids) == 2
+    assert {carol.recv(FileOffered).id, carol.recv(FileOffered).id} == ids
+    for message_id in ids:
+        assert download(carol, message_id) == data
+    assert server.files is not None
+    assert [p.name for p in server.files.objects.rglob("*") if p.is_file()] == [sha256(data)]
