@@ -6,6 +6,9 @@
     chat-client --plain --host H --nick N         line mode: stdin in, one line per event out
     chat-client --discover                        list the chat servers announcing themselves on the LAN
 
+Passwords never go on the command line (it shows in `ps`): `--password-file`/`--nick-password-file` read
+the first line of a file, or set MPCHAT_PASSWORD / MPCHAT_NICK_PASSWORD. They are never saved.
+
 The Textual TUI is imported only when it is used, so the line mode starts fast and runs without it.
 """
 
@@ -15,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,10 +30,20 @@ from .discover_cli import add_discover_arguments, run_discover
 from .options import ClientOptions
 from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 
+#: Environment variables that may hold the server's password and the registered nick's password.
+PASSWORD_ENV = "MPCHAT_PASSWORD"
+NICK_PASSWORD_ENV = "MPCHAT_NICK_PASSWORD"
+
 EPILOG = """\
 commands in the input line (TUI and --plain):
-  /join ROOM  /leave [ROOM]  /msg NICK [TEXT]  /me ACTION  /nick NEW  /topic [TEXT]
-  /away [MESSAGE]  /who [ROOM]  /rooms  /send PATH  /get ID  /cancel N  /help [COMMAND]  /quit [REASON]
+  /join ROOM  /leave [ROOM]  /msg NICK [TEXT]  /me ACTION  /nick NEW [PASSWORD]  /topic [TEXT]
+  /away [MESSAGE]  /who [ROOM]  /rooms  /send PATH  /get ID  /cancel N  /register PASSWORD [OLD]
+  /unregister PASSWORD  /help [COMMAND]  /quit [REASON]
+
+passwords:
+  the server's password: --password-file FILE or MPCHAT_PASSWORD; a registered nick's password:
+  --nick-password-file FILE or MPCHAT_NICK_PASSWORD (the first line of FILE). Never saved; the TUI asks
+  for them when the server wants them, and so does --plain when its input is a terminal.
 
 files:
   settings (last server, nick, recent servers, theme) in the platform config folder
@@ -72,8 +86,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="save downloaded files (/get) in this folder (remembered; default ~/Downloads/mpchat)",
     )
     parser.add_argument("--log-file", type=Path, help="write a debug log to this file")
+    parser.add_argument(
+        "--password-file", type=Path, metavar="FILE", help=f"the server's password (or set {PASSWORD_ENV})"
+    )
+    parser.add_argument(
+        "--nick-password-file",
+        type=Path,
+        metavar="FILE",
+        help=f"your registered nick's password (or set {NICK_PASSWORD_ENV})",
+    )
     add_discover_arguments(parser)
     return parser
+
+
+def _secret(parser: argparse.ArgumentParser, path: Path | None, variable: str) -> str | None:
+    """A password from the first line of `path`, else from the environment variable, else None."""
+    if path is None:
+        return os.environ.get(variable) or None
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        parser.error(f"cannot read {path}: {error}")
+    if not lines or not lines[0]:
+        parser.error(f"{path} is empty")
+    return lines[0]
 
 
 def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -108,6 +144,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         save_settings(settings)
     options = ClientOptions(downloads_dir=Path(settings.downloads) if settings.downloads else None)
     room = args.room.lstrip("#") if args.room else None
+    password = _secret(parser, args.password_file, PASSWORD_ENV)
+    nick_password = _secret(parser, args.nick_password_file, NICK_PASSWORD_ENV)
     with contextlib.ExitStack() as stack:
         host, port = args.host, args.port
         if args.local:
@@ -122,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plain:
             if not nick:
                 parser.error("--plain needs --nick (no nick was remembered from an earlier run)")
-            from .plain import run_plain
+            from .plain import ask_on_terminal, run_plain
 
             return asyncio.run(
                 run_plain(
@@ -131,6 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     nick,
                     room=room,
                     options=options,
+                    password=password,
+                    nick_password=nick_password,
+                    ask=ask_on_terminal if sys.stdin.isatty() else None,
                 )
             )
         from .app import ChatApp
@@ -148,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             options=options,
             # A local server is the one to use: nothing to discover, and nothing to announce on the LAN.
             discovery=None if args.local else DiscoveryListener,
+            password=password,
+            nick_password=nick_password,
         )
         return app.run() or 0
 

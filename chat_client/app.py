@@ -28,9 +28,13 @@ from chat_client.palette import ChatCommands
 from chat_client.screens.chat import ChatScreen
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
+from shared import ErrorCode
 from shared.discovery import DestinationRefused
 
 log = logging.getLogger(__name__)
+
+#: Login refusals answered by asking for a password: the server's, or the registered nick's.
+_PASSWORD_CODES = frozenset({ErrorCode.BAD_PASSWORD, ErrorCode.NICK_REGISTERED})
 
 #: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
 #: typed during a flood wait for at most one batch (see benchmarks/client_throughput.py).
@@ -61,8 +65,14 @@ class ChatApp(App[int]):
         clock: Callable[[], float] = time.time,
         discovery: Callable[[], DiscoveryListener] | None = DiscoveryListener,
         remember_server: bool = True,
+        password: str | None = None,
+        nick_password: str | None = None,
     ) -> None:
+        """`password` and `nick_password` (from the command line or the environment) fill the connect
+        screen's masked fields; they are never saved."""
         super().__init__()
+        self._password = password
+        self._nick_password = nick_password
         self.config_dir = config_dir
         self.settings: Settings = load_settings(config_dir)
         self._host = host or self.settings.host or DEFAULT_HOST
@@ -96,6 +106,8 @@ class ChatApp(App[int]):
                 nick=self._nick,
                 recent=self.settings.recent,
                 connecting=connecting,
+                password=self._password,
+                nick_password=self._nick_password,
             )
         )
         # Listening (and querying) for servers on the LAN only helps someone choosing a server: a client
@@ -103,7 +115,9 @@ class ChatApp(App[int]):
         if self._discovery is not None and not connecting:
             self.listen_for_servers(self._discovery)
         if connecting:
-            self.start_chat(self._host, self._port, self._nick)
+            self.start_chat(
+                self._host, self._port, self._nick, password=self._password, nick_password=self._nick_password
+            )
 
     def watch_theme(self, theme: str) -> None:
         """Remember the theme picked in the palette."""
@@ -133,15 +147,33 @@ class ChatApp(App[int]):
         if isinstance(self.screen, ConnectScreen):
             self.screen.show_lan(self.lan_servers, self.lan_problem)
 
-    def start_chat(self, host: str, port: int, nick: str) -> None:
+    def start_chat(
+        self,
+        host: str,
+        port: int,
+        nick: str,
+        *,
+        password: str | None = None,
+        nick_password: str | None = None,
+    ) -> None:
         """Connect (in the background) and switch to the chat screen once logged in."""
-        self.connection(host, port, nick)
+        self.connection(host, port, nick, password, nick_password)
 
     @work(exclusive=True, group="net", exit_on_error=False)
-    async def connection(self, host: str, port: int, nick: str) -> None:
+    async def connection(
+        self, host: str, port: int, nick: str, password: str | None, nick_password: str | None
+    ) -> None:
         """Log in, then pass events to the chat screen until the client closes."""
         room = self._room
-        client = ChatClient(host, port, nick, rooms=[room] if room else None, options=self.options)
+        client = ChatClient(
+            host,
+            port,
+            nick,
+            rooms=[room] if room else None,
+            options=self.options,
+            password=password,
+            nick_password=nick_password,
+        )
         model = ChatModel(nick, clock=self.clock)
         if room:
             model.expect_join(room)
@@ -149,7 +181,12 @@ class ChatApp(App[int]):
             await client.connect()
         except (LoginRefused, ConnectionLost, InvalidRequest) as error:
             if isinstance(self.screen, ConnectScreen):
-                self.screen.show_error(f"cannot connect to {host}:{port} as {nick}: {error}")
+                code = error.code if isinstance(error, LoginRefused) else None
+                reason = f"cannot connect to {host}:{port} as {nick}: {error}"
+                if code in _PASSWORD_CODES:
+                    self.screen.ask_password(reason, nick=code == ErrorCode.NICK_REGISTERED)
+                else:
+                    self.screen.show_error(reason)
             return
         self.client = client
         self.workers.cancel_group(self, "discovery")

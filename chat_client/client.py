@@ -72,6 +72,8 @@ from shared import (
     Ping,
     Pong,
     Quit,
+    Register,
+    Registration,
     RoomList,
     RoomState,
     Said,
@@ -82,6 +84,7 @@ from shared import (
     Tell,
     Told,
     TopicChanged,
+    Unregister,
     Who,
     check_outgoing,
     fold,
@@ -150,12 +153,24 @@ class ChatClient:
         *,
         rooms: Iterable[str] | None = None,
         options: ClientOptions | None = None,
+        password: str | None = None,
+        nick_password: str | None = None,
     ) -> None:
+        """`password`: the server's password, if it has one; `nick_password`: the nick's, if registered.
+
+        Both are kept in memory only, to log in again after a reconnect.
+        """
         self.endpoint = Endpoint(host, port)
         #: Our nick as the server knows it (updated by the welcome and by nick changes).
         self.nick = nick
         self.options = options or ClientOptions()
         self._first_rooms = tuple(rooms) if rooms is not None else None
+        self._password = password
+        self._nick_password = nick_password
+        # Passwords of requests waiting for their answer: a nick change (by folded nick) and a registration
+        # (by ref). Once the server agrees, the password is the one to log in with after a reconnect.
+        self._nick_passwords: dict[str, str | None] = {}
+        self._registering: dict[int, str | None] = {}
         self._state = ConnectionState.IDLE
         self._session: Session | None = None
         self._task: asyncio.Task[None] | None = None
@@ -399,6 +414,8 @@ class ChatClient:
             nick=self.nick,
             client=self.options.client_name,
             rooms=rooms,
+            password=self._password,
+            nick_password=self._nick_password,
         )
 
     async def _serve(self, session: Session) -> ClientError:
@@ -468,6 +485,8 @@ class ChatClient:
                         room_key(entry.room) if entry.room is not None else DM_KEY, message.id
                     )
             case ErrorFrame():
+                if message.ref is not None:
+                    self._registering.pop(message.ref, None)
                 if not (self._delivery.on_error(message) or self._transfers.route(message)):
                     self._emit(message)
             case FileProgress() | FileDone() | FileData():
@@ -506,6 +525,12 @@ class ChatClient:
             case NickChanged(old=old, new=new):
                 if fold(old) == fold(self.nick):
                     self.nick = new
+                    if fold(new) != fold(old):
+                        self._nick_password = self._nick_passwords.pop(fold(new), None)
+                self._emit(message)
+            case Registration(registered=registered, ref=ref):
+                password = self._registering.pop(ref, None) if ref is not None else None
+                self._nick_password = password if registered else None
                 self._emit(message)
             case _:
                 self._emit(message)
@@ -644,11 +669,39 @@ class ChatClient:
         self._check_open()
         return await self._delivery.submit(self._delivery.add(text=text, action=action, peer=nick), wait=wait)
 
-    async def change_nick(self, nick: str, *, wait: bool = True) -> None:
-        """Change our nick (kept for later reconnects)."""
-        request = ChangeNick(nick=nick, ref=next(self._refs))
+    async def change_nick(self, nick: str, *, password: str | None = None, wait: bool = True) -> None:
+        """Change our nick (kept for later reconnects); `password` if the new nick is registered.
+
+        A refusal (`nick_taken`, `nick_registered` for a missing or wrong password) raises `ServerError`.
+        """
+        request = ChangeNick(nick=nick, password=password, ref=next(self._refs))
         self._check(request)
+        self._nick_passwords[fold(nick)] = password
         await self._request(request, lambda m: isinstance(m, NickChanged) and fold(m.new) == fold(nick), wait)
+
+    async def register(
+        self, password: str, *, old_password: str | None = None, wait: bool = True
+    ) -> Registration | None:
+        """Register our nick with `password` (or change it: `old_password` is then the current one).
+
+        From then on this client logs in again with that password after a reconnect. A refusal (e.g.
+        `nick_registered` for a wrong old password) raises `ServerError`.
+        """
+        ref = next(self._refs)
+        request = Register(password=password, old_password=old_password, ref=ref)
+        self._check(request)
+        self._registering[ref] = password
+        reply = await self._request(request, _answer(Registration, ref, None), wait)
+        return reply if isinstance(reply, Registration) else None
+
+    async def unregister(self, password: str, *, wait: bool = True) -> Registration | None:
+        """Drop the registration of our nick (`password` is its current password)."""
+        ref = next(self._refs)
+        request = Unregister(password=password, ref=ref)
+        self._check(request)
+        self._registering[ref] = None
+        reply = await self._request(request, _answer(Registration, ref, None), wait)
+        return reply if isinstance(reply, Registration) else None
 
     async def set_topic(self, room: str, topic: str, *, wait: bool = True) -> None:
         """Set `room`'s topic ("" clears it)."""

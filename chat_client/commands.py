@@ -45,9 +45,25 @@ class LeaveRoom:
 
 @dataclass(frozen=True, slots=True)
 class ChangeNick:
-    """`/nick new`: change your nick."""
+    """`/nick new [password]`: change your nick (the password of the new nick if it is registered)."""
 
     nick: str
+    password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterNick:
+    """`/register password [old_password]`: protect your nick with a password (or change the password)."""
+
+    password: str
+    old_password: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnregisterNick:
+    """`/unregister password`: drop your nick's registration."""
+
+    password: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +141,8 @@ Command = (
     | JoinRoom
     | LeaveRoom
     | ChangeNick
+    | RegisterNick
+    | UnregisterNick
     | DirectMessage
     | Topic
     | Away
@@ -152,7 +170,13 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("leave", "/leave [ROOM] [REASON]", "leave a room (the current one by default)"),
     CommandHelp("msg", "/msg NICK [TEXT]", "send a direct message; without text, open the conversation"),
     CommandHelp("me", "/me ACTION", "describe an action: * you waves"),
-    CommandHelp("nick", "/nick NEW", "change your nick"),
+    CommandHelp("nick", "/nick NEW [PASSWORD]", "change your nick (the password if NEW is registered)"),
+    CommandHelp(
+        "register",
+        "/register PASSWORD [OLD]",
+        "protect your nick with a password (OLD: change it); no spaces, never shown or kept in history",
+    ),
+    CommandHelp("unregister", "/unregister PASSWORD", "drop your nick's registration: anyone may use it"),
     CommandHelp("topic", "/topic [TEXT]", "show the room's topic, or set it"),
     CommandHelp("away", "/away [MESSAGE]", "mark yourself away with a message, or back without one"),
     CommandHelp("who", "/who [ROOM]", "list the members of a room"),
@@ -210,10 +234,20 @@ def parse(line: str) -> Command:
             room = words[0].lstrip("#") if words else None
             return LeaveRoom(room, words[1] if len(words) > 1 else None)
         case "nick":
-            words = _split(rest, 2)
+            words = rest.split()
+            if not 1 <= len(words) <= 2:
+                raise CommandError("usage: /nick NEW [PASSWORD]")
+            return ChangeNick(words[0], words[1] if len(words) == 2 else None)
+        case "register":
+            words = rest.split()
+            if not 1 <= len(words) <= 2:
+                raise CommandError("usage: /register PASSWORD [OLD_PASSWORD] (a password has no spaces)")
+            return RegisterNick(words[0], words[1] if len(words) == 2 else None)
+        case "unregister":
+            words = rest.split()
             if len(words) != 1:
-                raise CommandError("usage: /nick NEW")
-            return ChangeNick(words[0])
+                raise CommandError("usage: /unregister PASSWORD")
+            return UnregisterNick(words[0])
         case "msg":
             words = _split(rest, 2)
             if not words:
@@ -243,3 +277,21 @@ def parse(line: str) -> Command:
         case "quit":
             return QuitChat(rest or None)
     raise CommandError(f"unknown command /{name}; /help lists the commands")
+
+
+def holds_password(line: str) -> bool:
+    """True if `line` is (or is being typed as) a command carrying a password.
+
+    Such a line is masked while typed and never kept in the input history.
+    """
+    if not line.startswith("/") or line.startswith("//"):
+        return False
+    name, space, rest = line[1:].partition(" ")
+    name = ALIASES.get(name.lower(), name.lower())
+    if name in ("register", "unregister"):
+        return bool(space)
+    if name == "nick":
+        # "/nick bob" is harmless; from the space after the new nick on, a password may follow.
+        words = rest.split()
+        return len(words) >= 2 or (len(words) == 1 and rest.endswith(" "))
+    return False

@@ -75,8 +75,12 @@ class Controller:
                 buffer = model.conversation(nick)
                 model.switch(buffer.key)
                 return Outcome(Changes(buffers=True), switched=True)
-            case cmd.ChangeNick(nick=nick):
-                await client.change_nick(nick, wait=False)
+            case cmd.ChangeNick(nick=nick, password=password):
+                await client.change_nick(nick, password=password, wait=False)
+            case cmd.RegisterNick(password=password, old_password=old):
+                await client.register(password, old_password=old, wait=False)
+            case cmd.UnregisterNick(password=password):
+                await client.unregister(password, wait=False)
             case cmd.Topic(topic=None):
                 self._current_room()
                 buffer = model.current_buffer

@@ -23,6 +23,7 @@ from shared import (
     Member,
     Moderated,
     NickChanged,
+    Registration,
     RoomList,
     RoomState,
     Said,
@@ -616,6 +617,13 @@ class ChatModel:
             for number in finished[: max(0, len(finished) - MAX_FINISHED_TRANSFERS)]:
                 del self.transfers[number]
 
+    def _on_registration(self, event: Registration, changes: Changes) -> None:
+        if event.registered:
+            text = f"{event.nick} is registered: nobody can use it without your password"
+        else:
+            text = f"{event.nick} is no longer registered: anyone may use it when you are away"
+        self._line(changes, self.current, LineKind.NOTICE, text, count=False)
+
     def _on_error(self, event: Error, changes: Changes) -> None:
         text = f"{event.code}: {event.message}" if event.message else event.code
         self._line(changes, self.current, LineKind.ERROR, text, count=False)
@@ -654,6 +662,7 @@ _HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
     Error: ChatModel._on_error,  # type: ignore[dict-item]
     FileOffered: ChatModel._on_file_offered,  # type: ignore[dict-item]
     TransferUpdate: ChatModel._on_transfer,  # type: ignore[dict-item]
+    Registration: ChatModel._on_registration,  # type: ignore[dict-item]
 }
 
 

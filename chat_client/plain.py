@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TextIO
 
-from shared import History, visible
+from shared import ErrorCode, History, visible
 
 from .client import ChatClient
 from .controller import Controller
@@ -42,6 +44,19 @@ EXIT_LOGIN_FAILED = 2
 #: A running transfer's progress is printed when it crosses this fraction, or after this many seconds.
 PROGRESS_STEP = 0.10
 PROGRESS_EVERY = 2.0
+#: Times the user is asked for a password the server refused, before giving up.
+PASSWORD_TRIES = 3
+
+#: Asks the user for a password without echoing it: called with the prompt, returns None to give up.
+AskPassword = Callable[[str], str | None]
+
+
+def ask_on_terminal(prompt: str) -> str | None:
+    """Read a password from the terminal without echoing it (None at end of input or Ctrl-C)."""
+    try:
+        return getpass.getpass(prompt) or None
+    except (EOFError, KeyboardInterrupt):
+        return None
 
 
 def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
@@ -166,20 +181,49 @@ async def run_plain(
     source: TextIO | None = None,
     out: TextIO | None = None,
     err: TextIO | None = None,
+    password: str | None = None,
+    nick_password: str | None = None,
+    ask: AskPassword | None = None,
 ) -> int:
-    """Run the line mode until the input ends or /quit; return the exit status."""
+    """Run the line mode until the input ends or /quit; return the exit status.
+
+    `ask`, if given, is used to ask for the server's or the nick's password when the server refuses the
+    login for want of it (up to `PASSWORD_TRIES` times).
+    """
     out = out or sys.stdout
     err = err or sys.stderr
-    client = ChatClient(host, port, nick, rooms=[room] if room else None, options=options)
     model = ChatModel(nick)
     ui = PlainUI(model, out)
     if room:
         model.expect_join(room)
-    try:
-        await client.connect()
-    except (LoginRefused, ConnectionLost, InvalidRequest) as error:
-        err.write(f"chat-client: cannot log in to {host}:{port} as {nick}: {error}\n")
-        return EXIT_LOGIN_FAILED
+    for attempt in range(PASSWORD_TRIES + 1):
+        client = ChatClient(
+            host,
+            port,
+            nick,
+            rooms=[room] if room else None,
+            options=options,
+            password=password,
+            nick_password=nick_password,
+        )
+        try:
+            await client.connect()
+            break
+        except (LoginRefused, ConnectionLost, InvalidRequest) as error:
+            err.write(f"chat-client: cannot log in to {host}:{port} as {nick}: {error}\n")
+            code = error.code if isinstance(error, LoginRefused) else None
+            if ask is None or attempt == PASSWORD_TRIES or code not in _PASSWORD_CODES:
+                return EXIT_LOGIN_FAILED
+            prompt = (
+                f"password of the nick {nick}: " if code == ErrorCode.NICK_REGISTERED else "server password: "
+            )
+            given = ask(prompt)
+            if given is None:
+                return EXIT_LOGIN_FAILED
+            if code == ErrorCode.NICK_REGISTERED:
+                nick_password = given
+            else:
+                password = given
     controller = Controller(client, model)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
     _start_stdin_reader(source or sys.stdin, asyncio.get_running_loop(), lines)
@@ -206,6 +250,10 @@ async def run_plain(
         await client.close(reason)
         await asyncio.wait_for(events, FLUSH_TIMEOUT)
     return 0
+
+
+#: Login refusals that asking for a password can fix.
+_PASSWORD_CODES = frozenset({ErrorCode.BAD_PASSWORD, ErrorCode.NICK_REGISTERED})
 
 
 async def _next_line(lines: asyncio.Queue[str | None], reader_gone: asyncio.Event) -> str | None:

@@ -1,4 +1,8 @@
-"""The connect screen: host, port and nick (remembered from last time), and the recent servers."""
+"""The connect screen: host, port and nick (remembered from last time), and the recent servers.
+
+It also asks for the server's password (if it has one) and, once the server says the nick is registered, the
+nick's password. Both fields are masked and never saved.
+"""
 
 from __future__ import annotations
 
@@ -25,9 +29,19 @@ class ConnectScreen(Screen[None]):
     BINDINGS = [Binding("escape", "app.quit", "Quit", show=False)]
 
     def __init__(
-        self, *, host: str, port: int, nick: str, recent: list[Recent], connecting: bool = False
+        self,
+        *,
+        host: str,
+        port: int,
+        nick: str,
+        recent: list[Recent],
+        connecting: bool = False,
+        password: str | None = None,
+        nick_password: str | None = None,
     ) -> None:
         super().__init__()
+        self._password = password or ""
+        self._nick_password = nick_password or ""
         self._connecting = connecting
         self._host = host
         self._port = port
@@ -47,6 +61,19 @@ class ConnectScreen(Screen[None]):
             with Horizontal(classes="field"):
                 yield Label("Nick", classes="field-label")
                 yield Input(value=self._nick, id="nick", placeholder="your nick", max_length=DEFAULT_MAX_NICK)
+            with Horizontal(classes="field"):
+                yield Label("Password", classes="field-label")
+                yield Input(
+                    value=self._password, id="password", placeholder="if the server has one", password=True
+                )
+            with Horizontal(classes="field", id="nick-password-field"):
+                yield Label("Nick pass", classes="field-label")
+                yield Input(
+                    value=self._nick_password,
+                    id="nick-password",
+                    placeholder="your registered nick's password",
+                    password=True,
+                )
             yield Button("Connect", id="connect", variant="primary")
             yield Static(id="connect-status")
             yield Label("Servers on the LAN", classes="section")
@@ -67,6 +94,8 @@ class ConnectScreen(Screen[None]):
 
         self._lan: list[DiscoveredServer] = []
         self.query_one("#lan", OptionList).display = False
+        # Asked for only when needed (the server says the nick is registered), or when one was given.
+        self.query_one("#nick-password-field").display = bool(self._nick_password)
         if isinstance(self.app, ChatApp):
             self.show_lan(self.app.lan_servers, self.app.lan_problem)
         if self._connecting:
@@ -101,7 +130,9 @@ class ConnectScreen(Screen[None]):
 
         app = self.app
         assert isinstance(app, ChatApp)
-        app.start_chat(host, int(port_text), nick)
+        password = self.query_one("#password", Input).value or None
+        nick_password = self.query_one("#nick-password", Input).value or None
+        app.start_chat(host, int(port_text), nick, password=password, nick_password=nick_password)
 
     def show_lan(self, servers: list[DiscoveredServer], problem: str | None) -> None:
         """List the servers heard on the LAN (all their text is untrusted: made visible, never markup)."""
@@ -144,6 +175,15 @@ class ConnectScreen(Screen[None]):
         self.query_one("#port", Input).value = str(recent.port)
         self.query_one("#nick", Input).value = recent.nick
         self.query_one("#connect", Button).focus()
+
+    def ask_password(self, reason: str, *, nick: bool) -> None:
+        """The server wants a (different) password: say why, show the field and put the cursor in it."""
+        self.show_error(reason)
+        if nick:
+            self.query_one("#nick-password-field").display = True
+        field = self.query_one("#nick-password" if nick else "#password", Input)
+        field.value = ""
+        field.focus()
 
     def show_error(self, reason: str) -> None:
         """Show why connecting failed, and let the user try again."""

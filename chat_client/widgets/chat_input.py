@@ -1,4 +1,8 @@
-"""The input line: Tab completes commands, nicks and rooms; Up and Down browse what was sent."""
+"""The input line: Tab completes commands, nicks and rooms; Up and Down browse what was sent.
+
+A line that carries a password (`/register`, `/unregister`, `/nick NEW PASSWORD`) is masked while it is typed
+and never kept in the history.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Callable, Sequence
 from textual.binding import Binding
 from textual.widgets import Input
 
+from chat_client.commands import holds_password
 from chat_client.editing import Completion, InputHistory, complete
 
 
@@ -32,6 +37,12 @@ class ChatInput(Input):
         self._nicks = nicks
         self._rooms = rooms
         self._completion: Completion | None = None
+
+    def _watch_value(self, value: str) -> None:
+        super()._watch_value(value)
+        secret = holds_password(value)
+        if secret != self.password:
+            self.password = secret
 
     def action_complete(self) -> None:
         """Complete the word before the cursor, or cycle to the next candidate."""
@@ -67,7 +78,8 @@ class ChatInput(Input):
         self._completion = None
 
     def remember(self, line: str) -> None:
-        """Record a sent line and clear the input."""
-        self.history.add(line)
+        """Record a sent line (unless it holds a password) and clear the input."""
+        if not holds_password(line):
+            self.history.add(line)
         self.value = ""
         self._completion = None
