@@ -145,6 +145,7 @@ def test_changing_to_a_registered_nick_needs_its_password(make_server: MakeServe
         assert bob.recv(NickChanged).new == "ALICE"
         bob.send(Unregister(password="s3cret", ref=5))
         assert bob.recv(Registration, ref=5).registered is False
+    wait_until(lambda: server.stats().logged_in == 0, 5, "bob to be logged out")
     with log_in(server, "alice"):
         pass  # free for anyone again
 
