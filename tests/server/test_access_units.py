@@ -7,13 +7,16 @@ from pathlib import Path
 
 import pytest
 
+from chat_server import gate as gate_module
 from chat_server.accounts import Accounts, Enroll, Proof, Standing, Unenroll, load
+from chat_server.config import ServerConfig
+from chat_server.gate import Gate, Refused
 from chat_server.hub import Client, Hub
 from chat_server.outbox import Outbox
 from chat_server.passwords import ScryptCost, hash_password, same_secret, verify_password
 from chat_server.ratelimit import AddressBuckets
 from chat_server.storage import HistoryStore
-from shared import Registration, decode_body
+from shared import Register, Registration, decode_body
 from shared.limits import DEFAULT_LIMITS
 from shared.schema import SENT_BY_SERVER
 
@@ -147,3 +150,42 @@ def test_history_thread_refuses_stale_proofs(tmp_path: Path) -> None:
         assert load(store.connection, "alice") is None
     finally:
         store.close()
+
+
+def test_hashing_slots_at_and_past_the_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `max_concurrent_hashes` 1, a registration hashes while the slot is free; while another hash
+    holds it, the next one waits (at most HASH_WAIT) and is then refused as "server busy", unhashed."""
+    monkeypatch.setattr(gate_module, "HASH_WAIT", 0.05)
+    config = ServerConfig(data_dir=tmp_path, max_concurrent_hashes=1, scrypt_n=16, scrypt_r=1, scrypt_p=1)
+    store = HistoryStore(tmp_path / "h.sqlite3", synchronous="NORMAL")
+    try:
+        Accounts(Hub(), store)  # creates the table
+        reader = store.open_reader()
+        gate = Gate(config)
+        enrolled = gate.enroll("127.0.0.2", "alice", Register(password="pw"), lambda: reader)
+        assert enrolled.key == "alice"
+        assert enrolled.expected is None
+        assert gate._hashing.acquire(timeout=1)  # another reader is hashing
+        try:
+            with pytest.raises(Refused) as busy:
+                gate.enroll("127.0.0.2", "bob", Register(password="pw"), lambda: reader)
+            assert busy.value.code == "rate_limited"
+            assert busy.value.retry_after_ms == 1000
+        finally:
+            gate._hashing.release()
+        reader.close()
+    finally:
+        store.close()
+
+
+def test_access_settings_are_checked() -> None:
+    """An empty or overlong server password and a bad scrypt cost are refused when configured; the server
+    password never shows in the config's repr."""
+    with pytest.raises(ValueError, match="non-empty"):
+        ServerConfig(password="")
+    with pytest.raises(ValueError, match="longer than max_reason"):
+        ServerConfig(password="x" * 513)
+    with pytest.raises(ValueError, match="power of two"):
+        ServerConfig(scrypt_n=1000)
+    assert "hush" not in repr(ServerConfig(password="hush"))
+    assert ServerConfig().scrypt_cost == ScryptCost()
