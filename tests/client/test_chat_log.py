@@ -1,0 +1,78 @@
+"""The log's fast path for one-line messages draws exactly what `RichLog.write` would have drawn."""
+
+from __future__ import annotations
+
+from rich.style import Style
+from rich.text import Text
+from textual.app import App, ComposeResult
+from textual.widgets import RichLog
+
+from chat_client.model import Line, LineKind
+from chat_client.render import render_line
+from chat_client.widgets.chat_log import ChatLog
+
+TS = 1_763_750_000.0
+
+#: Lines of every shape: short, wide characters, exactly the width and one past it, long (wrapped),
+#: several lines, hostile, an action, a notice, a mention, our own.
+SAMPLES = [
+    Line(TS, LineKind.MESSAGE, "hello", "alice", 1, False, False),
+    Line(TS, LineKind.MESSAGE, "漢字とかな、絵文字 🎉🎉 mixed widths", "bob", 2, False, True),
+    Line(TS, LineKind.MESSAGE, "x" * 41, "carol", 3, False, False),  # 6 + 8 + 41 = 55 cells: just fits
+    Line(TS, LineKind.MESSAGE, "x" * 42, "carol", 4, False, False),  # one cell past the width: wraps
+    Line(TS, LineKind.MESSAGE, "word " * 40, "dave", 5, True, False),
+    Line(TS, LineKind.MESSAGE, "first line\nsecond line\n\nfourth", "erin", 6, False, False),
+    Line(TS, LineKind.MESSAGE, "\x1b]2;pwn\x07 [@click=app.quit]x[/] \u202eevil", "[b]eve", 7, False, False),
+    Line(TS, LineKind.ACTION, "waves", "frank", 8, False, False),
+    Line(TS, LineKind.NOTICE, "bob joined #lobby", None, None, False, False),
+    Line(TS, LineKind.ERROR, "not in room", None, None, False, False),
+]
+WIDTH = 55
+
+
+def drawn(log: RichLog) -> list[list[tuple[str, Style]]]:
+    """Each strip of a log as (text, style) pairs, as drawn: no style and the null style draw the same, and
+    an empty segment draws nothing."""
+    return [
+        [(segment.text, segment.style or Style()) for segment in strip if segment.text] for strip in log.lines
+    ]
+
+
+class TwoLogs(App[None]):
+    """A ChatLog next to a plain RichLog of the same width."""
+
+    CSS = "RichLog { width: 55; height: 30; scrollbar-size: 0 0; }"
+
+    def compose(self) -> ComposeResult:
+        yield ChatLog(id="fast")
+        yield RichLog(wrap=True, min_width=1, markup=False, id="rich")
+
+
+async def test_fast_lines_match_rich() -> None:
+    """Strip for strip, the fast path equals RichLog.write of the same rendered lines."""
+    app = TwoLogs()
+    async with app.run_test(size=(120, 70)) as pilot:
+        await pilot.pause()
+        fast = app.query_one("#fast", ChatLog)
+        rich = app.query_one("#rich", RichLog)
+        assert fast.scrollable_content_region.width == WIDTH
+        fast.add(SAMPLES)
+        for line in SAMPLES:
+            rich.write(render_line(line))
+        await pilot.pause()
+        assert len(fast.lines) > len(SAMPLES)  # the long and multi-line samples wrapped
+        assert drawn(fast) == drawn(rich)
+        assert fast.virtual_size == rich.virtual_size
+
+
+async def test_fast_path_keeps_the_line_cap() -> None:
+    """Past `max_lines` the oldest strips go, as with `RichLog.write`."""
+    app = TwoLogs()
+    async with app.run_test(size=(120, 70)) as pilot:
+        await pilot.pause()
+        fast = app.query_one("#fast", ChatLog)
+        fast.max_lines = 50
+        fast.append_texts([Text(f"line {n}") for n in range(120)])
+        await pilot.pause()
+        assert [strip.text for strip in fast.lines] == [f"line {n}" for n in range(70, 120)]
+        assert fast.virtual_size.height == 50
