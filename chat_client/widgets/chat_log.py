@@ -1,40 +1,68 @@
-"""The message log: a `RichLog` that keeps the reader's place and asks for older history at the top.
+"""The message log: the current buffer's lines, drawn lazily, keeping the reader's place.
 
 One log shows the current buffer. Switching buffers (or inserting older history, or a resize that
-needs re-wrapping) redraws it from the buffer's bounded deque in one batched write; new lines are
-appended as they come. The log is anchored to the bottom while the reader is there; once they scroll
-up, new lines no longer move the view and `NewBelow` says how many arrived.
+changes the wrapping) rebuilds it from the buffer's bounded deque; new lines are appended as they come.
+The log is anchored to the bottom while the reader is there; once they scroll up, new lines no longer
+move the view and `NewBelow` says how many arrived.
 
-Speed in a busy room: `RichLog.write` wraps whatever it is given through Rich's full layout (measure,
-render, split into lines, build strips): about 0.2-0.35 ms per chat line, which caps a busy room at a few
-thousand lines a second with nothing left for the keyboard. `add` builds the strips itself: a line that fits the width
-becomes a `Strip` straight from the `Text`'s own segments, and a longer one is cut by Rich's own word wrap
-(`Text.wrap`), each row then rendered the same way, skipping the render-everything-then-split-it-again
-round trip (about 4x cheaper per line: see docs/client.md). The result is the same strips `RichLog` would
-have made; tests/client/test_chat_log.py checks it strip for strip.
+Why not `RichLog`: it renders every line it is given into strips at once (Rich's measure, wrap, render,
+split into lines), about 0.1-0.3 ms a line on the development machine. In a busy room that is most of the
+client's time, spent on lines nobody will see, and keys wait behind it. This log keeps, for each line, its
+`Text` and its height at the current width (1 for a line that fits, the row count of Rich's own word wrap
+otherwise), and builds strips only for the rows that are drawn, caching them per line. Appending a line
+costs its `Text` and a width check; what is drawn is exactly what `RichLog` would draw
+(tests/client/test_chat_log.py compares them strip for strip).
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
+from dataclasses import dataclass
 
+from rich.console import Console
 from rich.text import Text
 from textual.events import Resize
 from textual.geometry import Size
 from textual.message import Message
+from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
-from textual.widgets import RichLog
 
 from chat_client.model import DEFAULT_MAX_LINES, Buffer, Line
 from chat_client.render import render_line
 
 #: Seconds a resize must settle before the log is re-wrapped.
 REFLOW_DELAY = 0.2
+#: Lines allowed past `max_lines` before the oldest are dropped, so that dropping (which renumbers every
+#: line's first row) happens once per this many appends rather than on every one.
+PRUNE_SLACK = 200
 
 
-class ChatLog(RichLog):
+@dataclass(slots=True)
+class _Entry:
+    """One log line: its text, its wrapped rows (None when it fits on one), and its strips once drawn."""
+
+    text: Text
+    rows: list[Text] | None
+    strips: list[Strip] | None = None
+
+    @property
+    def height(self) -> int:
+        return 1 if self.rows is None else len(self.rows)
+
+
+class ChatLog(ScrollView, can_focus=False):
     """The log of the current buffer."""
+
+    DEFAULT_CSS = """
+    ChatLog {
+        background: $surface;
+        color: $foreground;
+        overflow-y: scroll;
+        overflow-x: hidden;
+    }
+    """
 
     class ReachedTop(Message):
         """The reader scrolled to the oldest loaded line."""
@@ -47,31 +75,36 @@ class ChatLog(RichLog):
             self.count = count
 
     def __init__(self, *, max_lines: int = DEFAULT_MAX_LINES, id: str | None = None) -> None:
-        super().__init__(wrap=True, min_width=1, max_lines=max_lines, auto_scroll=False, id=id, markup=False)
-        self._lines: list[Line] = []
+        super().__init__(id=id)
+        self.max_lines = max_lines
+        self._lines: list[Line] = []  # the model lines shown, to rebuild from on a reflow
+        self._entries: list[_Entry] = []
+        self._starts: list[int] = []  # the first row of each entry, for finding a row's entry by bisection
+        self._rows = 0
+        self._wrap_width = 0  # the width the heights were measured at; 0 until the first layout
+        self._widest = 0
         self._unseen = 0
         self._reflow: Timer | None = None
-        self._width = 0
-        self.can_focus = False
 
     def on_mount(self) -> None:
         """Follow new lines while the reader is at the bottom."""
         self.anchor()
 
+    # -- What the chat screen calls ---------------------------------------------------------------------
+
     def show(self, buffer: Buffer) -> None:
         """Redraw the log with all of `buffer`'s lines, scrolled to the bottom."""
         self._lines = list(buffer.lines)
-        self._redraw()
+        self._rebuild()
         self._set_unseen(0)
         self.scroll_end(animate=False, immediate=True)
         self.anchor()
 
     def show_keeping_place(self, buffer: Buffer) -> None:
         """Redraw after older lines were inserted at the top, keeping the same lines in view."""
-        height_before = self.virtual_size.height
-        offset_from_bottom = height_before - self.scroll_y
+        offset_from_bottom = self.virtual_size.height - self.scroll_y
         self._lines = list(buffer.lines)
-        self._redraw()
+        self._rebuild()
 
         def restore() -> None:
             self.scroll_to(
@@ -81,46 +114,100 @@ class ChatLog(RichLog):
         self.call_after_refresh(restore)
 
     def add(self, lines: Iterable[Line]) -> None:
-        """Append new lines (one batched write), counting them if the reader is scrolled up."""
+        """Append new lines, counting them if the reader is scrolled up."""
         batch = list(lines)
         if not batch:
             return
-        self._lines.extend(batch)
-        if self.max_lines and len(self._lines) > self.max_lines:
-            del self._lines[: -self.max_lines]
         at_bottom = self.is_vertical_scroll_end or self.max_scroll_y == 0
+        self._lines.extend(batch)
         self.append_texts([render_line(line) for line in batch])
         if not at_bottom:
             self._set_unseen(self._unseen + len(batch))
 
-    def append_texts(self, texts: list[Text]) -> None:
-        """Append rendered lines at the bottom: the same result as one `write` of them all, but faster."""
-        width = self.scrollable_content_region.width
-        if not self._size_known or width < 1:
-            # Before the first layout RichLog defers writes until it knows its size: let it.
-            self.write(Text("\n", end="").join(texts))
-            return
+    def append_texts(self, texts: Iterable[Text]) -> None:
+        """Append already rendered lines at the bottom."""
         console = self.app.console
-        strips: list[Strip] = []
+        width = self._wrap_width
         for text in texts:
-            if text.cell_len <= width and "\n" not in text.plain:
-                strips.append(Strip(text.render(console), text.cell_len))
-            else:
-                # Rich's own word wrap, without rendering the whole and splitting it into lines again.
-                strips.extend(Strip(row.render(console), row.cell_len) for row in text.wrap(console, width))
-        # From here on, what `RichLog.write` does after rendering (textual 8.2, pinned in pyproject.toml).
-        self.lines.extend(strips)
-        if self.max_lines is not None and len(self.lines) > self.max_lines:
-            self._start_line += len(self.lines) - self.max_lines
-            self.lines = self.lines[-self.max_lines :]
-        self._widest_line_width = max(self._widest_line_width, *(strip.cell_length for strip in strips))
-        self.virtual_size = Size(self._widest_line_width, len(self.lines))
+            entry = _measure(console, text, width)
+            self._starts.append(self._rows)
+            self._entries.append(entry)
+            self._rows += entry.height
+            self._widest = max(self._widest, min(text.cell_len, width) if width else text.cell_len)
+        if len(self._entries) > self.max_lines + PRUNE_SLACK:
+            self._prune()
+        self._resize_virtual()
+
+    def rows(self) -> list[Strip]:
+        """Every row of the log as a strip, drawing what was not drawn yet (for tests and copying)."""
+        return [strip for entry in self._entries for strip in self._strips(entry)]
+
+    # -- Drawing (Textual's line API) -------------------------------------------------------------------
+
+    def render_line(self, y: int) -> Strip:
+        """Draw row `y` of the view: find its line, build that line's strips if needed, crop to the view."""
+        scroll_x, scroll_y = self.scroll_offset
+        width = self.scrollable_content_region.width
+        row = scroll_y + y
+        style = self.rich_style
+        if row >= self._rows:
+            return Strip.blank(width, style)
+        index = bisect_right(self._starts, row) - 1
+        strip = self._strips(self._entries[index])[row - self._starts[index]]
+        return strip.crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
+
+    def _strips(self, entry: _Entry) -> list[Strip]:
+        if entry.strips is None:
+            console = self.app.console
+            rows = [entry.text] if entry.rows is None else entry.rows
+            entry.strips = [Strip(row.render(console), row.cell_len) for row in rows]
+        return entry.strips
+
+    # -- Layout -----------------------------------------------------------------------------------------
+
+    def on_resize(self, event: Resize) -> None:
+        """Re-wrap for a new width: at once the first time, then once the resize settles."""
+        width = self.scrollable_content_region.width
+        if width == self._wrap_width or width < 1:
+            return
+        if self._wrap_width == 0:
+            self._reflow_now()
+            return
+        if self._reflow is not None:
+            self._reflow.stop()
+        self._reflow = self.set_timer(REFLOW_DELAY, self._reflow_now)
+
+    def _reflow_now(self) -> None:
+        at_bottom = self.is_vertical_scroll_end
+        self._rebuild()
+        if at_bottom:
+            self.scroll_end(animate=False, immediate=True)
+            self.anchor()
+
+    def _rebuild(self) -> None:
+        """Measure every line again at the current width (after a switch, an insertion or a resize)."""
+        self._wrap_width = max(0, self.scrollable_content_region.width)
+        del self._lines[: -self.max_lines]
+        self._entries.clear()
+        self._starts.clear()
+        self._rows = 0
+        self._widest = 0
+        self.append_texts([render_line(line) for line in self._lines])
         self.refresh()
 
-    def _redraw(self) -> None:
-        self.clear()
-        if self._lines:
-            self.append_texts([render_line(line) for line in self._lines])
+    def _prune(self) -> None:
+        drop = len(self._entries) - self.max_lines
+        dropped_rows = self._starts[drop]
+        del self._entries[:drop], self._starts[:drop], self._lines[: -self.max_lines]
+        self._starts = [start - dropped_rows for start in self._starts]
+        self._rows -= dropped_rows
+        self.refresh()
+
+    def _resize_virtual(self) -> None:
+        self.virtual_size = Size(self._widest, self._rows)
+        self.refresh()
+
+    # -- Scrolling --------------------------------------------------------------------------------------
 
     def _set_unseen(self, count: int) -> None:
         if count != self._unseen:
@@ -135,18 +222,9 @@ class ChatLog(RichLog):
         elif new <= 0 < old:
             self.post_message(self.ReachedTop())
 
-    def on_resize(self, event: Resize) -> None:
-        """Re-wrap the lines for the new width, once the resize settles (RichLog never re-wraps)."""
-        if event.size.width == self._width:
-            return
-        self._width = event.size.width
-        if self._reflow is not None:
-            self._reflow.stop()
-        self._reflow = self.set_timer(REFLOW_DELAY, self._reflow_now)
 
-    def _reflow_now(self) -> None:
-        at_bottom = self.is_vertical_scroll_end
-        self._redraw()
-        if at_bottom:
-            self.scroll_end(animate=False, immediate=True)
-            self.anchor()
+def _measure(console: Console, text: Text, width: int) -> _Entry:
+    """An entry for `text` at `width`: word-wrapped (by Rich, as RichLog wraps) only if it does not fit."""
+    if width < 1 or (text.cell_len <= width and "\n" not in text.plain):
+        return _Entry(text, None)
+    return _Entry(text, list(text.wrap(console, width)))

@@ -1,15 +1,16 @@
-"""The log's fast path for one-line messages draws exactly what `RichLog.write` would have drawn."""
+"""The lazy chat log draws exactly what `RichLog.write` would have drawn, and keeps its line cap."""
 
 from __future__ import annotations
 
 from rich.style import Style
 from rich.text import Text
 from textual.app import App, ComposeResult
+from textual.strip import Strip
 from textual.widgets import RichLog
 
 from chat_client.model import Line, LineKind
 from chat_client.render import render_line
-from chat_client.widgets.chat_log import ChatLog
+from chat_client.widgets.chat_log import PRUNE_SLACK, ChatLog
 
 TS = 1_763_750_000.0
 
@@ -30,22 +31,24 @@ SAMPLES = [
 WIDTH = 55
 
 
-def drawn(log: RichLog) -> list[list[tuple[str, Style]]]:
-    """Each strip of a log as (text, style) pairs, as drawn: no style and the null style draw the same, and
-    an empty segment draws nothing."""
+def drawn(strips: list[Strip]) -> list[list[tuple[str, Style]]]:
+    """Each strip as (text, style) pairs, as drawn: no style and the null style draw the same, and an empty
+    segment draws nothing."""
     return [
-        [(segment.text, segment.style or Style()) for segment in strip if segment.text] for strip in log.lines
+        [(segment.text, segment.style or Style()) for segment in strip if segment.text] for strip in strips
     ]
 
 
 class TwoLogs(App[None]):
     """A ChatLog next to a plain RichLog of the same width."""
 
-    CSS = "RichLog { width: 55; height: 30; scrollbar-size: 0 0; }"
+    CSS = "ChatLog, RichLog { width: 55; height: 30; scrollbar-size: 0 0; }"
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="fast")
-        yield RichLog(wrap=True, min_width=1, markup=False, id="rich")
+        reference = RichLog(wrap=True, min_width=1, markup=False, id="rich")
+        reference.can_focus = False  # as the chat log: no focus tint on the reference either
+        yield reference
 
 
 async def test_fast_lines_match_rich() -> None:
@@ -60,19 +63,30 @@ async def test_fast_lines_match_rich() -> None:
         for line in SAMPLES:
             rich.write(render_line(line))
         await pilot.pause()
-        assert len(fast.lines) > len(SAMPLES)  # the long and multi-line samples wrapped
-        assert drawn(fast) == drawn(rich)
+        assert len(fast.rows()) > len(SAMPLES)  # the long and multi-line samples wrapped
+        assert drawn(fast.rows()) == drawn(rich.lines)
         assert fast.virtual_size == rich.virtual_size
+        # And on screen: every visible row of the log, as the compositor asks for it.
+        assert drawn([fast.render_line(y) for y in range(10)]) == drawn(
+            [rich.render_line(y) for y in range(10)]
+        )
 
 
 async def test_fast_path_keeps_the_line_cap() -> None:
-    """Past `max_lines` the oldest strips go, as with `RichLog.write`."""
+    """Past `max_lines` (and the pruning slack) the oldest lines go."""
     app = TwoLogs()
     async with app.run_test(size=(120, 70)) as pilot:
         await pilot.pause()
         fast = app.query_one("#fast", ChatLog)
         fast.max_lines = 50
-        fast.append_texts([Text(f"line {n}") for n in range(120)])
+        fast.append_texts([Text(f"line {n}") for n in range(50 + PRUNE_SLACK)])
+        assert len(fast.rows()) == 50 + PRUNE_SLACK
+        fast.append_texts([Text("one more")])
         await pilot.pause()
-        assert [strip.text for strip in fast.lines] == [f"line {n}" for n in range(70, 120)]
+        assert [strip.text for strip in fast.rows()] == [f"line {n}" for n in range(PRUNE_SLACK + 1, 250)] + [
+            "one more"
+        ]
         assert fast.virtual_size.height == 50
+        fast.scroll_home(animate=False, immediate=True)
+        await pilot.pause()
+        assert fast.render_line(0).text.rstrip() == f"line {PRUNE_SLACK + 1}"

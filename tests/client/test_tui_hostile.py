@@ -47,7 +47,7 @@ class TrapApp(ChatApp):
 def active_segments(app: ChatApp) -> list[str]:
     """Texts of rendered log segments that carry a link or a click action (there must be none)."""
     found = []
-    for strip in app.screen.query_one(ChatLog).lines:
+    for strip in app.screen.query_one(ChatLog).rows():
         for segment in strip:
             style = segment.style
             if style is not None and (style.link or style.meta.get("@click")):
@@ -62,7 +62,7 @@ async def click_markup(pilot, app: ChatApp) -> int:  # type: ignore[no-untyped-d
     targets = [(x, topic.region.y) for x in range(topic.region.x, topic.region.x + 40, 3)]
     area = log.scrollable_content_region
     top = int(log.scroll_y)
-    for index, strip in enumerate(log.lines[top : top + area.height]):
+    for index, strip in enumerate(log.rows()[top : top + area.height]):
         text = strip.text
         if "@click" in text or "link=" in text:
             starts = [

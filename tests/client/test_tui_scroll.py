@@ -100,7 +100,7 @@ async def test_resize_rewraps_the_log(server: LiveServer, private_dirs: Path) ->
             def rewrapped() -> bool:
                 # Read the width each time: under load the new layout may land after the resize call returns.
                 width = log.scrollable_content_region.width
-                return 0 < width < 60 and max(len(strip.text.rstrip()) for strip in log.lines) <= width
+                return 0 < width < 60 and max(len(strip.text.rstrip()) for strip in log.rows()) <= width
 
             await wait_until(rewrapped, what="lines re-wrapped to the narrowed log")
             assert "end" in log_text(app)

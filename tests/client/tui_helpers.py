@@ -15,7 +15,7 @@ def log_text(app: ChatApp) -> str:
     """Everything the chat log shows (as rendered lines), joined by newlines."""
     if not isinstance(app.screen, ChatScreen):
         return ""
-    return "\n".join(strip.text for strip in app.screen.query_one(ChatLog).lines)
+    return "\n".join(strip.text for strip in app.screen.query_one(ChatLog).rows())
 
 
 def room_list_text(app: ChatApp) -> str:
