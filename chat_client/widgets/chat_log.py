@@ -9,8 +9,9 @@ Why not `RichLog`: it renders every line it is given into strips at once (Rich's
 split into lines), about 0.1-0.3 ms a line on the development machine. In a busy room that is most of the
 client's time, spent on lines nobody will see, and keys wait behind it. This log keeps, for each line, its
 `Text` and its height at the current width (1 for a line that fits, the row count of Rich's own word wrap
-otherwise), and builds strips only for the rows that are drawn, caching them per line. Appending a line
-costs its `Text` and a width check; what is drawn is exactly what `RichLog` would draw
+otherwise), and wraps and renders a line only when one of its rows is drawn, caching the strips. Appending a
+line costs its `Text` and a width check (and counting the wrap of a long one); what is drawn is exactly
+what `RichLog` would draw
 (tests/client/test_chat_log.py compares them strip for strip).
 """
 
@@ -20,7 +21,7 @@ from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rich.console import Console
+from rich._wrap import divide_line  # the word wrap of Text.wrap (rich has no public name for it)
 from rich.text import Text
 from textual.events import Resize
 from textual.geometry import Size
@@ -41,15 +42,11 @@ PRUNE_SLACK = 200
 
 @dataclass(slots=True)
 class _Entry:
-    """One log line: its text, its wrapped rows (None when it fits on one), and its strips once drawn."""
+    """One log line: its text, how many rows it wraps to, and its strips once drawn."""
 
     text: Text
-    rows: list[Text] | None
+    height: int
     strips: list[Strip] | None = None
-
-    @property
-    def height(self) -> int:
-        return 1 if self.rows is None else len(self.rows)
 
 
 class ChatLog(ScrollView, can_focus=False):
@@ -126,10 +123,9 @@ class ChatLog(ScrollView, can_focus=False):
 
     def append_texts(self, texts: Iterable[Text]) -> None:
         """Append already rendered lines at the bottom."""
-        console = self.app.console
         width = self._wrap_width
         for text in texts:
-            entry = _measure(console, text, width)
+            entry = _Entry(text, _height(text, width))
             self._starts.append(self._rows)
             self._entries.append(entry)
             self._rows += entry.height
@@ -159,7 +155,11 @@ class ChatLog(ScrollView, can_focus=False):
     def _strips(self, entry: _Entry) -> list[Strip]:
         if entry.strips is None:
             console = self.app.console
-            rows = [entry.text] if entry.rows is None else entry.rows
+            rows = (
+                [entry.text]
+                if entry.height == 1
+                else entry.text.wrap(console, self._wrap_width)[: entry.height]
+            )
             entry.strips = [Strip(row.render(console), row.cell_len) for row in rows]
         return entry.strips
 
@@ -223,8 +223,15 @@ class ChatLog(ScrollView, can_focus=False):
             self.post_message(self.ReachedTop())
 
 
-def _measure(console: Console, text: Text, width: int) -> _Entry:
-    """An entry for `text` at `width`: word-wrapped (by Rich, as RichLog wraps) only if it does not fit."""
-    if width < 1 or (text.cell_len <= width and "\n" not in text.plain):
-        return _Entry(text, None)
-    return _Entry(text, list(text.wrap(console, width)))
+def _height(text: Text, width: int) -> int:
+    """How many rows `text` takes at `width`: 1 if it fits, else as many as Rich's word wrap makes.
+
+    `Text.wrap` cuts each paragraph at the offsets `divide_line` finds; counting them costs a fraction of
+    cutting the text and its styles into rows, which waits until the line is drawn.
+    """
+    plain = text.plain
+    if width < 1 or (text.cell_len <= width and "\n" not in plain):
+        return 1
+    if plain.endswith("\n"):
+        plain = plain[:-1]  # a final newline makes no row of its own (as in RichLog)
+    return sum(len(divide_line(paragraph, width, fold=True)) + 1 for paragraph in plain.split("\n"))
