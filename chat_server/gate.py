@@ -9,7 +9,8 @@ history thread never has to (see chat_server/accounts.py for the history thread'
 * limits wrong passwords per source address: `password_failures` at once, then one more per
   `password_failure_seconds`. While an address has none left, its attempts are refused with
   `too_many_attempts` *without* checking the password, so guessing costs the attacker time, not the server
-  CPU.
+  CPU. Each check takes its token *before* comparing and gives it back if the password was right, so
+  several connections from one address guessing at the same moment cannot overshoot the limit.
 
 Every method either returns what the reader hands to the history thread, or raises `Refused`.
 """
@@ -74,10 +75,11 @@ class Gate:
         if self._password is not None:
             if hello.password is None:
                 raise Refused(ErrorCode.BAD_PASSWORD, "this server needs a password")
-            self._not_blocked(address)
+            self._attempt(address)
             if not same_secret(hello.password, self._password):
-                self._failed(address, "server password")
+                log.info("event=wrong_password peer=%s for=server", address)
                 raise Refused(ErrorCode.BAD_PASSWORD, "wrong server password")
+            self._failures.give_back(address)
         if hello.nick_password is None:
             return None  # the history thread refuses the nick if it is registered
         return self.prove(address, hello.nick, hello.nick_password, db)
@@ -129,23 +131,25 @@ class Gate:
             log.warning("event=accounts_unavailable error=%s", error)
             raise Refused(ErrorCode.HISTORY_UNAVAILABLE, "registered nicks are unavailable") from None
 
-    def _not_blocked(self, address: str) -> None:
-        wait = self._failures.wait(address)
+    def _attempt(self, address: str) -> None:
+        """Take the token a password check costs, or refuse unchecked when the address has none left."""
+        wait = self._failures.take(address)
         if wait:
             retry = max(1, int(wait * 1000 + 0.999))
             raise Refused(ErrorCode.TOO_MANY_ATTEMPTS, "too many wrong passwords; wait and retry", retry)
 
-    def _failed(self, address: str, what: str) -> None:
-        log.info("event=wrong_password peer=%s for=%s", address, what)
-        self._failures.take(address)
-
     def _verify(self, address: str, stored: PasswordHash, password: str, what: str) -> None:
-        self._not_blocked(address)
-        with self._turn():
-            right = verify_password(password, stored)
+        self._attempt(address)
+        try:
+            with self._turn():
+                right = verify_password(password, stored)
+        except Refused:
+            self._failures.give_back(address)  # never checked (server busy): not a wrong guess
+            raise
         if not right:
-            self._failed(address, what)
+            log.info("event=wrong_password peer=%s for=%s", address, what)
             raise Refused(ErrorCode.NICK_REGISTERED, f"wrong password for {what}")
+        self._failures.give_back(address)
 
     def _hash(self, password: str) -> PasswordHash:
         with self._turn():

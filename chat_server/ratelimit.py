@@ -64,13 +64,6 @@ class AddressBuckets:
         tokens, stamp = self._buckets.get(address, (self.burst, now))
         return min(self.burst, tokens + (now - stamp) * self.rate)
 
-    def wait(self, address: str) -> float:
-        """0.0 if `address` has a token left, else the seconds until it has one (nothing is spent)."""
-        now = self._clock()
-        with self._lock:
-            tokens = self._tokens(address, now)
-        return 0.0 if tokens >= 1 else (1 - tokens) / self.rate
-
     def take(self, address: str) -> float:
         """Spend one of `address`'s tokens and return 0.0, or spend nothing and return the seconds to wait."""
         now = self._clock()
@@ -83,6 +76,13 @@ class AddressBuckets:
             if len(self._buckets) > self.max_addresses:
                 self._evict(now)
         return 0.0
+
+    def give_back(self, address: str) -> None:
+        """Return one token taken by `take` (the attempt it paid for turned out not to count)."""
+        now = self._clock()
+        with self._lock:
+            if address in self._buckets:
+                self._buckets[address] = (min(self.burst, self._tokens(address, now) + 1), now)
 
     def __len__(self) -> int:
         with self._lock:

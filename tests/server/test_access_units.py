@@ -66,11 +66,10 @@ def test_address_buckets_at_and_past_the_burst() -> None:
     clock = Clock()
     buckets = AddressBuckets(rate=0.5, burst=3, max_addresses=10, clock=clock)
     assert [buckets.take("a") for _ in range(3)] == [0.0, 0.0, 0.0]
-    assert buckets.wait("a") == pytest.approx(2.0)
     assert buckets.take("a") == pytest.approx(2.0)
+    assert buckets.take("a") == pytest.approx(2.0)  # a refused take spends nothing
     assert buckets.take("b") == 0.0
     clock.now += 2.0
-    assert buckets.wait("a") == 0.0
     assert buckets.take("a") == 0.0
     assert buckets.take("a") > 0
 
@@ -87,7 +86,6 @@ def test_address_buckets_memory_is_bounded() -> None:
     clock.now += 1.5  # everyone else refilled (one token spent, 1 s to refill); "busy" has 1.5 of 2
     buckets.take("new")
     assert len(buckets) == 2  # the refilled ones were dropped, the busy one kept
-    assert buckets.wait("busy") == 0.0
     assert buckets.take("busy") == 0.0
     assert buckets.take("busy") > 0
 
@@ -189,3 +187,20 @@ def test_access_settings_are_checked() -> None:
         ServerConfig(scrypt_n=1000)
     assert "hush" not in repr(ServerConfig(password="hush"))
     assert ServerConfig().scrypt_cost == ScryptCost()
+
+
+def test_address_buckets_give_back() -> None:
+    """A token given back is there again (never above the burst); an unknown address is unaffected."""
+    clock = Clock()
+    buckets = AddressBuckets(rate=0.001, burst=2, max_addresses=10, clock=clock)
+    assert buckets.take("a") == 0.0
+    assert buckets.take("a") == 0.0
+    assert buckets.take("a") > 0
+    buckets.give_back("a")
+    assert buckets.take("a") == 0.0
+    buckets.give_back("a")
+    buckets.give_back("a")
+    buckets.give_back("a")
+    assert [buckets.take("a") == 0.0 for _ in range(3)] == [True, True, False]
+    buckets.give_back("never-seen")
+    assert len(buckets) == 1
