@@ -95,3 +95,20 @@ def test_password_file_and_environment_on_the_command_line(tmp_path: Path) -> No
     with ServerProcess("--port", "0", "--password-file", str(tmp_path / "nope")) as process:
         assert process.process.wait(10) == 2
         assert "nope" in process.close()[1]
+
+
+def test_concurrent_guesses_cannot_overshoot_the_limit(make_server: MakeServer) -> None:
+    """Six connections from one address guess at the same moment with password_failures 3: exactly three
+    are checked (bad_password), the other three are refused unchecked (too_many_attempts)."""
+    server = make_server(password="pw", password_failures=3, password_failure_seconds=600.0)
+    clients = [ChatTestClient(server.address, source="127.0.0.2") for _ in range(6)]
+    try:
+        for client in clients:
+            send_hello(client, "guesser", password="nope")
+        outcomes = sorted(
+            error.code for client in clients for error in client.wait_closed() if isinstance(error, Error)
+        )
+    finally:
+        for client in clients:
+            client.close()
+    assert outcomes == ["bad_password"] * 3 + ["too_many_attempts"] * 3
