@@ -6,9 +6,10 @@ confirmed offset and a running SHA-256), and the file open for the last download
 * ``file_offer``: check the target, the size and the quotas (`FileStore.reserve`), open the partial file
   (resuming: re-hash what is on disk), answer ``file_progress``.
 * ``file_chunk``: write the bytes at the confirmed offset (`os.pwrite`), hash them, then confirm with
-  ``file_progress``: a confirmed byte is in the file (the page cache; the final hash check catches what a
-  power loss takes). At the end: check the hash, move the file into place (`FileStore.place`), and hand the
-  offer to the history thread (`StoreFile`), which stores it and answers ``file_done``.
+  ``file_progress``: a confirmed byte is in the file (the page cache, flushed to disk every `SYNC_EVERY`
+  bytes; the final hash check catches what a power loss takes). At the end: check the hash, move the file
+  into place (`FileStore.place`), and hand the offer to the history thread (`StoreFile`), which stores it and
+  answers ``file_done``.
 * ``file_get``: check access, read one chunk (`os.pread`) and queue ``file_data`` on the connection's bulk
   lane (`Outbox.put_bulk`), which the sender writes only after the chat frames queued before it.
 * ``file_cancel``: delete the partial file.
@@ -44,6 +45,13 @@ log = logging.getLogger(__name__)
 
 #: Bytes read at a time when re-hashing a partial file on a resume.
 REHASH_BLOCK = 1024 * 1024
+#: An upload's bytes are flushed to disk (`fdatasync`) each time this many more are written. Without it, a
+#: large upload leaves up to its whole size dirty in the page cache, and the final `fsync` (or the kernel's
+#: own write-back) then stalls the history's commits on the same disk: every chat message waits. It also
+#: bounds what a power loss can take from a confirmed upload.
+SYNC_EVERY = 16 * 1024 * 1024
+#: `fdatasync` where the system has it (Linux), else `fsync` (macOS).
+_flush = getattr(os, "fdatasync", os.fsync)
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
@@ -214,6 +222,8 @@ class Transfers:
             return error_frame(ErrorCode.BAD_OFFSET, "the chunk goes past the announced size", ref)
         try:
             _write_all(upload.fd, data, upload.offset)
+            if (upload.offset + len(data)) // SYNC_EVERY != upload.offset // SYNC_EVERY:
+                _flush(upload.fd)
         except OSError as error:
             log.error("conn=%d event=chunk_write_failed error=%s", self.client.id, error)
             self._drop(upload, delete=False)
