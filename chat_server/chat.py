@@ -135,7 +135,7 @@ class Chat:
             self._login(client, request)
         elif isinstance(request, StoreFile):
             self.flush()  # a barrier: the offer's id follows every message stored before it
-            store_file_offer(self.hub, self.store, client, request, self._ts())
+            store_file_offer(self.hub, self.store, client, request, self._ts(), self.moderation.silenced)
         elif client.key is None:
             return  # the login was refused; the connection is closing
         elif isinstance(request, Say):

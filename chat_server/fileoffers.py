@@ -10,6 +10,7 @@ uploader `file_done` and sends `file_offered` (encoded once) to the room's other
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared.codec import encode
@@ -17,7 +18,7 @@ from shared.errors import ErrorCode
 from shared.messages import FileDone, FileOffered
 
 from .files import Reservation
-from .hub import Client, Hub
+from .hub import Client, Hub, Room
 from .replies import error_frame
 from .storage import HistoryError, HistoryStore
 
@@ -40,15 +41,27 @@ class StoreFile:
     reservation: Reservation
 
 
-def store_file_offer(hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int) -> None:
-    """Store the offer, commit, then tell the uploader and the audience (history thread; after a flush)."""
+#: Why a client may not speak in a room (a mute in force), or None: `Moderation.silenced`.
+Silenced = Callable[[Client, Room], str | None]
+
+
+def store_file_offer(
+    hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int, silenced: Silenced
+) -> None:
+    """Store the offer, commit, then tell the uploader and the audience (history thread; after a flush).
+
+    A room's offer is a message in the room: refused like `say` if the uploader is no longer a member
+    (`not_in_room`) or is muted there (`muted`); the file then stays only until the next sweep.
+    """
     try:
-        _store(hub, store, client, request, ts)
+        _store(hub, store, client, request, ts, silenced)
     finally:
         request.reservation.finish()  # recorded (or failed): the sweeper may judge the file by its row now
 
 
-def _store(hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int) -> None:
+def _store(
+    hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int, silenced: Silenced
+) -> None:
     key, nick = client.key, client.nick
     if key is None or nick is None:
         return  # the connection ended meanwhile; the file stays until the sweep (the re-offer is free)
@@ -70,6 +83,9 @@ def _store(hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts
             room = client.rooms.get(request.room_key)
             if room is None:
                 client.send(error_frame(ErrorCode.NOT_IN_ROOM, "you left the room", request.ref))
+                return
+            if (muted := silenced(client, room)) is not None:
+                client.send(error_frame(ErrorCode.MUTED, muted, request.ref))
                 return
             message_id = store.add_room_message(
                 room_key=room.key,

@@ -25,6 +25,8 @@ from shared import (
     History,
     Leave,
     Left,
+    Moderated,
+    Mute,
     Say,
     Welcome,
 )
@@ -225,3 +227,19 @@ def test_files_command_line_options() -> None:
     )
     assert not config_from(parser.parse_args(["--no-files"])).files.enabled
     assert config_from(parser.parse_args([])).files == FilesConfig()
+
+
+def test_a_muted_member_cannot_offer_files_in_the_room(login: Callable[..., ChatTestClient]) -> None:
+    """A file offer is a message in the room: a member muted there is refused with `muted` (after the
+    upload, when the offer would be stored), and nobody hears of it; a direct offer is not a room's."""
+    alice = login("alice", ["den"])  # the room's first member: its operator
+    bob = login("bob", ["den"])
+    alice.send(Mute(room="den", nick="bob", ref=1))
+    alice.recv(Ack, ref=1)
+    bob.recv(Moderated)
+    result = upload(bob, b"loud file", room="den", ref=2)
+    assert result.error is not None
+    assert (result.error.code, result.error.ref) == ("muted", 2)
+    assert not any(isinstance(m, FileOffered) for m in alice.drain())
+    assert upload(bob, b"quiet file", to="alice", ref=3).done is not None
+    assert alice.recv(FileOffered).to == "alice"
