@@ -39,7 +39,7 @@ class Transfer(threading.Thread):
 
 def chat_while(transfer: Transfer, carol: ChatTestClient, dave: ChatTestClient, tag: str) -> None:
     """Once the transfer is under way, carol says three lines; dave gets each before the transfer ends."""
-    wait_until(lambda: transfer.progress >= 4 * 1024 * 1024 or transfer.finished.is_set(), 60.0, "progress")
+    wait_until(lambda: transfer.progress >= 1024 * 1024 or transfer.finished.is_set(), 60.0, "progress")
     for number in range(3):
         text = f"{tag} {number}"
         carol.send(Say(room="lobby", text=text, ref=number))
