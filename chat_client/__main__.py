@@ -5,6 +5,8 @@
     chat-client --local [--nick N]                start a server in this process and connect to it
     chat-client --plain --host H --nick N         line mode: stdin in, one line per event out
     chat-client --discover                        list the chat servers announcing themselves on the LAN
+    chat-client --tls --host H --port P           TLS; the server's key is pinned on first use
+    chat-client --forget-pin H:P                  remove a pinned server key (after a deliberate key change)
 
 Passwords never go on the command line (it shows in `ps`): `--password-file`/`--nick-password-file` read
 the first line of a file, or set MPCHAT_PASSWORD / MPCHAT_NICK_PASSWORD. They are never saved.
@@ -24,10 +26,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from shared import nick_problem, room_problem
+from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
 
 from .discover_cli import add_discover_arguments, run_discover
 from .options import ClientOptions
+from .pins import PinStore, PinStoreError, parse_pin_key
 from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 
 #: Environment variables that may hold the server's password and the registered nick's password.
@@ -52,6 +56,7 @@ files:
   (~/.local/share/mpchat on Linux; override with MPCHAT_DATA_DIR);
   downloads (/get) go to --downloads, else the "downloads" setting, else ~/Downloads/mpchat
   (override with MPCHAT_DOWNLOADS_DIR).
+  pinned TLS server keys are in known_servers.json in that folder.
 
 exit status: 0 after /quit or the end of input, 2 when the login fails, 1 on other errors.
 """
@@ -95,6 +100,22 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help=f"your registered nick's password (or set {NICK_PASSWORD_ENV})",
     )
+    tls = parser.add_argument_group("TLS (trust on first use, like SSH)")
+    tls.add_argument(
+        "--tls",
+        action="store_true",
+        help="connect with TLS; the first connection pins the server's key, later ones refuse another key",
+    )
+    tls.add_argument(
+        "--fingerprint",
+        metavar="HEX",
+        help="the server key's SHA-256 fingerprint (from its operator): refuse any other, even the first "
+        "time (implies --tls)",
+    )
+    tls.add_argument(
+        "--forget-pin", metavar="HOST:PORT", help="remove the pinned key of that server, and exit"
+    )
+    tls.add_argument("--pins", action="store_true", help="list the pinned server keys, and exit")
     add_discover_arguments(parser)
     return parser
 
@@ -119,6 +140,40 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--room: {problem}")
     if args.port is not None and not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    if args.local and (args.tls or args.fingerprint):
+        parser.error(
+            "--tls and --fingerprint are for remote servers; --local runs a plaintext one on 127.0.0.1"
+        )
+    if args.fingerprint is not None:
+        try:
+            args.fingerprint = parse_fingerprint(args.fingerprint)
+        except BadFingerprint as error:
+            parser.error(f"--fingerprint: {error}")
+
+
+def run_pins(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """``--forget-pin HOST:PORT`` and ``--pins``: manage the pinned server keys."""
+    pins = PinStore()
+    try:
+        if args.forget_pin is not None:
+            try:
+                key = parse_pin_key(args.forget_pin)
+            except ValueError as error:
+                parser.error(f"--forget-pin: {error}")
+            if not pins.forget(key):
+                print(f"chat-client: no key is pinned for {key} (in {pins.path})", file=sys.stderr)
+                return 1
+            print(f"removed the pinned key of {key}; the next TLS connection pins the key it presents")
+            return 0
+        known = pins.load()
+    except PinStoreError as error:
+        print(f"chat-client: {error}", file=sys.stderr)
+        return 1
+    for key, fingerprint in sorted(known.items()):
+        print(f"{key}  {grouped(fingerprint)}")
+    if not known:
+        print(f"no pinned server keys (in {pins.path})")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -128,6 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _check_names(parser, args)
     if args.discover:
         return run_discover(args)
+    if args.forget_pin is not None or args.pins:
+        return run_pins(args, parser)
     if args.log_file:
         logging.basicConfig(
             filename=args.log_file,
@@ -161,17 +218,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not nick:
                 parser.error("--plain needs --nick (no nick was remembered from an earlier run)")
             from .plain import ask_on_terminal, run_plain
+            from .trust import tls_for
 
+            host = host or settings.host or DEFAULT_HOST
+            port = port or settings.port
+            wants_tls = args.tls or (settings.tls and args.host is None and not args.local)
+            trust = tls_for(host, port, tls=wants_tls, fingerprint=args.fingerprint, pins=PinStore())
             return asyncio.run(
                 run_plain(
-                    host or settings.host or DEFAULT_HOST,
-                    port or settings.port,
+                    host,
+                    port,
                     nick,
                     room=room,
                     options=options,
                     password=password,
                     nick_password=nick_password,
                     ask=ask_on_terminal if sys.stdin.isatty() else None,
+                    tls=trust,
                 )
             )
         from .app import ChatApp
@@ -187,6 +250,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bell=args.bell or None,
             remember_server=not args.local,
             options=options,
+            tls=True if args.tls or args.fingerprint else None,
+            fingerprint=args.fingerprint,
             # A local server is the one to use: nothing to discover, and nothing to announce on the LAN.
             discovery=None if args.local else DiscoveryListener,
             password=password,

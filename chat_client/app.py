@@ -20,14 +20,16 @@ from textual.worker import Worker, WorkerState
 
 from chat_client.client import ChatClient
 from chat_client.discovery import DiscoveredServer, DiscoveryListener
-from chat_client.errors import ConnectionLost, InvalidRequest, LoginRefused
+from chat_client.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
 from chat_client.messages import NetEvents, ServersHeard
 from chat_client.model import ChatModel
 from chat_client.options import ClientOptions
 from chat_client.palette import ChatCommands
+from chat_client.pins import PinStore, PinStoreError
 from chat_client.screens.chat import ChatScreen
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
+from chat_client.trust import tls_for
 from shared import ErrorCode
 from shared.discovery import DestinationRefused
 
@@ -67,6 +69,9 @@ class ChatApp(App[int]):
         remember_server: bool = True,
         password: str | None = None,
         nick_password: str | None = None,
+        tls: bool | None = None,
+        fingerprint: str | None = None,
+        pins: PinStore | None = None,
     ) -> None:
         """`password` and `nick_password` (from the command line or the environment) fill the connect
         screen's masked fields; they are never saved."""
@@ -78,6 +83,11 @@ class ChatApp(App[int]):
         self._host = host or self.settings.host or DEFAULT_HOST
         self._port = port or self.settings.port or DEFAULT_PORT
         self._nick = nick or self.settings.nick
+        # TLS as asked, else as last time (for the remembered server only).
+        self._tls = tls if tls is not None else (self.settings.tls and host is None)
+        #: A fingerprint given in advance (--fingerprint): checked for the first server connected to.
+        self._fingerprint = fingerprint
+        self.pins = pins or PinStore()
         self._room = room
         self._connect_now = connect_now
         self._theme_choice = theme
@@ -108,6 +118,7 @@ class ChatApp(App[int]):
                 connecting=connecting,
                 password=self._password,
                 nick_password=self._nick_password,
+                tls=self._tls,
             )
         )
         # Listening (and querying) for servers on the LAN only helps someone choosing a server: a client
@@ -116,7 +127,12 @@ class ChatApp(App[int]):
             self.listen_for_servers(self._discovery)
         if connecting:
             self.start_chat(
-                self._host, self._port, self._nick, password=self._password, nick_password=self._nick_password
+                self._host,
+                self._port,
+                self._nick,
+                self._tls,
+                password=self._password,
+                nick_password=self._nick_password,
             )
 
     def watch_theme(self, theme: str) -> None:
@@ -152,19 +168,22 @@ class ChatApp(App[int]):
         host: str,
         port: int,
         nick: str,
+        tls: bool = False,
         *,
         password: str | None = None,
         nick_password: str | None = None,
     ) -> None:
         """Connect (in the background) and switch to the chat screen once logged in."""
-        self.connection(host, port, nick, password, nick_password)
+        self.connection(host, port, nick, tls, password, nick_password)
 
     @work(exclusive=True, group="net", exit_on_error=False)
     async def connection(
-        self, host: str, port: int, nick: str, password: str | None, nick_password: str | None
+        self, host: str, port: int, nick: str, tls: bool, password: str | None, nick_password: str | None
     ) -> None:
         """Log in, then pass events to the chat screen until the client closes."""
         room = self._room
+        fingerprint, self._fingerprint = self._fingerprint, None  # it was given for the first server only
+        trust = tls_for(host, port, tls=tls, fingerprint=fingerprint, pins=self.pins)
         client = ChatClient(
             host,
             port,
@@ -173,13 +192,14 @@ class ChatApp(App[int]):
             options=self.options,
             password=password,
             nick_password=nick_password,
+            tls=trust,
         )
         model = ChatModel(nick, clock=self.clock)
         if room:
             model.expect_join(room)
         try:
             await client.connect()
-        except (LoginRefused, ConnectionLost, InvalidRequest) as error:
+        except (LoginRefused, ConnectionLost, InvalidRequest, UntrustedServer, PinStoreError) as error:
             if isinstance(self.screen, ConnectScreen):
                 code = error.code if isinstance(error, LoginRefused) else None
                 reason = f"cannot connect to {host}:{port} as {nick}: {error}"
@@ -191,7 +211,7 @@ class ChatApp(App[int]):
         self.client = client
         self.workers.cancel_group(self, "discovery")
         if self._remember_server:
-            self.settings.remember(host, port, nick)
+            self.settings.remember(host, port, nick, trust is not None)
         else:
             self.settings.nick = nick
         save_settings(self.settings, self.config_dir)

@@ -104,16 +104,19 @@ from .errors import (
     RequestTimeout,
     ServerError,
     TransferError,
+    UntrustedServer,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, Reconnecting
 from .options import ClientOptions, ConnectionState
 from .outbox import OutboxEntry
+from .pins import PinStoreError
 from .progress import TransferInfo
 from .resume import DM_KEY, ResumeState, room_key
 from .savename import safe_name
 from .session import Endpoint, Session
 from .settings import downloads_dir
 from .transfers import Transfer, Transfers, check_offer
+from .trust import ServerIdentity, TlsOptions
 
 log = logging.getLogger(__name__)
 
@@ -155,12 +158,17 @@ class ChatClient:
         options: ClientOptions | None = None,
         password: str | None = None,
         nick_password: str | None = None,
+        tls: TlsOptions | None = None,
     ) -> None:
         """`password`: the server's password, if it has one; `nick_password`: the nick's, if registered.
 
         Both are kept in memory only, to log in again after a reconnect.
         """
         self.endpoint = Endpoint(host, port)
+        #: TLS with the server's key checked (pinned on first use); None: plaintext.
+        self.tls = tls
+        #: The verified key of the current (or last) TLS session.
+        self.identity: ServerIdentity | None = None
         #: Our nick as the server knows it (updated by the welcome and by nick changes).
         self.nick = nick
         self.options = options or ClientOptions()
@@ -344,8 +352,14 @@ class ChatClient:
                 retry_after = 0.0
                 try:
                     session = await Session.open(
-                        self.endpoint, self._hello(), timeout=self.options.connect_timeout
+                        self.endpoint, self._hello(), timeout=self.options.connect_timeout, tls=self.tls
                     )
+                except (UntrustedServer, PinStoreError) as untrusted:
+                    # Never retried: the key will not change back by itself, and nothing may be sent.
+                    final_error = untrusted
+                    self._fail_first_login(untrusted)
+                    self._emit(Disconnected(str(untrusted), untrusted.code, will_retry=False))
+                    return
                 except LoginRefused as refused:
                     if self._fail_first_login(refused) or refused.code not in _RETRYABLE_LOGIN_CODES:
                         final_error = refused
@@ -426,7 +440,8 @@ class ChatClient:
         self.nick = session.welcome.nick
         resumed = self._logged_in_once
         self._logged_in_once = True
-        self._emit(Connected(session.welcome, resumed))
+        self.identity = session.identity
+        self._emit(Connected(session.welcome, resumed, session.identity))
         if self._first_login is not None and not self._first_login.done():
             self._first_login.set_result(None)
         every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TextIO
 
 from shared.discovery import DEFAULT_DISCOVERY_PORT, DestinationRefused
+from shared.fingerprint import grouped
 from shared.text import visible
 
 from .discovery import DEFAULT_LISTEN_ADDRESS, DEFAULT_QUERY_ADDRESS, DiscoveredServer, discover
@@ -88,7 +89,7 @@ def run_discover(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def format_table(servers: Sequence[DiscoveredServer]) -> str:
     """The servers as an aligned text table: name, address:port, users, rooms, RTT and clock offset."""
-    header = ("NAME", "ADDRESS", "USERS", "ROOMS", "RTT", "CLOCK")
+    header = ("NAME", "ADDRESS", "USERS", "ROOMS", "RTT", "CLOCK", "TLS")
     rows = [header] + [
         (
             _cut(visible(server.name, keep_newlines=False), NAME_WIDTH),
@@ -97,6 +98,7 @@ def format_table(servers: Sequence[DiscoveredServer]) -> str:
             _cut(_rooms(server), ROOMS_WIDTH),
             "-" if server.rtt is None else f"{server.rtt * 1000:.1f} ms",
             "-" if server.clock_offset is None else f"{server.clock_offset:+.1f} s",
+            _tls(server),
         )
         for server in servers
     ]
@@ -107,6 +109,13 @@ def format_table(servers: Sequence[DiscoveredServer]) -> str:
 def _row_line(row: Sequence[str], widths: Sequence[int]) -> str:
     cells = (cell + " " * (width - _width(cell)) for cell, width in zip(row, widths, strict=True))
     return "  ".join(cells).rstrip()
+
+
+def _tls(server: DiscoveredServer) -> str:
+    """A dash, or "key" and the start of the announced fingerprint (shown, never trusted over a pin)."""
+    if not server.tls:
+        return "-"
+    return f"key {grouped(server.fingerprint)[:19]}…" if server.fingerprint else "yes"
 
 
 def _rooms(server: DiscoveredServer) -> str:

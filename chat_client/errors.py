@@ -7,6 +7,7 @@ values such as ``nick_taken``), so callers branch on the code, never on the word
 from __future__ import annotations
 
 from shared import Error
+from shared.fingerprint import grouped
 
 
 class ClientError(Exception):
@@ -94,3 +95,52 @@ class FilesUnsupported(ClientError):
 
 class UnknownFile(ClientError):
     """No file offer with this id is known to the client (it arrives with a room's history or live)."""
+
+
+class UntrustedServer(ClientError):
+    """The server's TLS key is not the one expected: nothing was sent, and the client does not retry.
+
+    `server` is the pin's name (``host:port``); `expected` and `presented` are 64-hex-digit fingerprints.
+    """
+
+    code = "untrusted_server"
+
+    def __init__(self, message: str, server: str, expected: str, presented: str) -> None:
+        super().__init__(message)
+        self.server = server
+        self.expected = expected
+        self.presented = presented
+
+
+class ServerKeyChanged(UntrustedServer):
+    """The server presented a different key than the one pinned on the first connection."""
+
+    def __init__(self, server: str, pinned: str, presented: str) -> None:
+        super().__init__(
+            f"the server at {server} presented a DIFFERENT KEY than the one pinned on first connection\n"
+            f"  pinned:    {grouped(pinned)}\n"
+            f"  presented: {grouped(presented)}\n"
+            "Someone may be intercepting the connection, or the server's key was replaced. Ask the server's\n"
+            "operator for its fingerprint; only if it is the presented one, remove the old pin with\n"
+            f"  chat-client --forget-pin {server}\n"
+            "and connect again.",
+            server,
+            pinned,
+            presented,
+        )
+
+
+class FingerprintMismatch(UntrustedServer):
+    """The server's key does not match the fingerprint given in advance (``--fingerprint``)."""
+
+    def __init__(self, server: str, expected: str, presented: str) -> None:
+        shown = grouped(presented) if presented else "(no certificate)"
+        super().__init__(
+            f"the server at {server} presented a key that does not match the fingerprint you gave\n"
+            f"  expected:  {grouped(expected)}\n"
+            f"  presented: {shown}\n"
+            "Nothing was sent. Check the fingerprint with the server's operator.",
+            server,
+            expected,
+            presented,
+        )

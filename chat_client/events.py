@@ -15,14 +15,17 @@ from shared import Message, Welcome
 
 from .outbox import OutboxEntry
 from .progress import TransferUpdate
+from .trust import ServerIdentity
 
 
 @dataclass(frozen=True, slots=True)
 class Connected:
-    """Logged in. `resumed` is False for the first login and True after a reconnect."""
+    """Logged in. `resumed` is False for the first login and True after a reconnect. `identity` is the
+    server's verified TLS key (None for a plaintext connection)."""
 
     welcome: Welcome
     resumed: bool
+    identity: ServerIdentity | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ from .progress import (
     offer_text,
     started_line,
 )
+from .trust import ServerIdentity
 
 #: A stored message a buffer shows: said in a room, told directly, a file offered in either, a moderation.
 Item = Said | Told | FileOffered | Moderated
@@ -97,6 +98,8 @@ class ChatModel:
         #: When the next reconnect attempt starts (on `clock`), while reconnecting.
         self.reconnect_at: float | None = None
         self.status_reason = ""
+        #: The server's verified TLS key while connected with TLS (the status line says "encrypted").
+        self.identity: ServerIdentity | None = None
         # Rooms the user asked to join: the first Joined for one of them switches to it.
         self._switch_on_join: set[str] = set()
         # Rooms whose next RoomState answers a /who, and is listed in the buffer.
@@ -250,21 +253,26 @@ class ChatModel:
         self.server_name = welcome.server
         self.reconnect_at = None
         self.status_reason = ""
+        self.identity = event.identity
         changes.status = True
         verb = "reconnected to" if event.resumed else "connected to"
         self._line(
             changes, SERVER_KEY, LineKind.NOTICE, f"{verb} {welcome.server} as {welcome.nick}", count=False
         )
+        if event.identity is not None and (not event.resumed or event.identity.pinned_now):
+            self._line(changes, SERVER_KEY, LineKind.NOTICE, event.identity.describe(), count=False)
         if welcome.motd and not event.resumed:
             self._line(changes, SERVER_KEY, LineKind.NOTICE, welcome.motd, count=False)
 
     def _on_disconnected(self, event: Disconnected, changes: Changes) -> None:
         self.status = ConnectionStatus.RECONNECTING if event.will_retry else ConnectionStatus.OFFLINE
-        self.status_reason = event.reason
+        first, *more = event.reason.splitlines() or [""]
+        self.status_reason = first
         changes.status = True
-        text = f"disconnected: {event.reason}"
+        # A long explanation (a changed server key) is several lines, each shown as one.
         for key in {SERVER_KEY, self.current}:
-            self._line(changes, key, LineKind.ERROR, text, count=False)
+            for text in [f"disconnected: {first}", *more]:
+                self._line(changes, key, LineKind.ERROR, text, count=False)
         for buffer in self.buffers.values():
             buffer.fetching = False
 

@@ -26,11 +26,13 @@ from shared import ErrorCode, History, visible
 
 from .client import ChatClient
 from .controller import Controller
-from .errors import ConnectionLost, InvalidRequest, LoginRefused
+from .errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
 from .events import Closed
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 from .options import ClientOptions
+from .pins import PinStoreError
 from .progress import Direction, TransferState, describe
+from .trust import TlsOptions
 
 #: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
 FLUSH_TIMEOUT = 10.0
@@ -184,6 +186,7 @@ async def run_plain(
     password: str | None = None,
     nick_password: str | None = None,
     ask: AskPassword | None = None,
+    tls: TlsOptions | None = None,
 ) -> int:
     """Run the line mode until the input ends or /quit; return the exit status.
 
@@ -205,11 +208,12 @@ async def run_plain(
             options=options,
             password=password,
             nick_password=nick_password,
+            tls=tls,
         )
         try:
             await client.connect()
             break
-        except (LoginRefused, ConnectionLost, InvalidRequest) as error:
+        except (LoginRefused, ConnectionLost, InvalidRequest, UntrustedServer, PinStoreError) as error:
             err.write(f"chat-client: cannot log in to {host}:{port} as {nick}: {error}\n")
             code = error.code if isinstance(error, LoginRefused) else None
             if ask is None or attempt == PASSWORD_TRIES or code not in _PASSWORD_CODES:

@@ -5,6 +5,10 @@ reads whatever the socket gives (part of a frame, or many frames at once), feeds
 and takes out the complete messages. Writing never waits: `StreamWriter.write` queues the frame in the
 transport, and the outbox limit bounds how much the user can queue.
 
+With TLS (`TlsOptions`), the handshake completes inside `asyncio.open_connection`, and the server's key is
+checked (`chat_client.trust.verify`) before the first write: an unverified server never receives a byte of
+the chat protocol, not even `hello`.
+
 A `Session` does not reconnect; `ChatClient` opens a new one after each failure.
 """
 
@@ -12,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
 
 from shared import (
@@ -29,6 +34,7 @@ from shared import (
 from shared.limits import Limits
 
 from .errors import ConnectionLost, InvalidRequest, LoginRefused, ServerError
+from .trust import ServerIdentity, TlsOptions, client_context, verify
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +99,11 @@ class Session:
         protocol: ProtocolConnection,
         welcome: Welcome,
         early: list[Message],
+        identity: ServerIdentity | None = None,
     ) -> None:
         self.welcome = welcome
+        #: The server's verified TLS key; None for a plaintext connection.
+        self.identity = identity
         self._reader = reader
         self._writer = writer
         self._protocol = protocol
@@ -109,16 +118,37 @@ class Session:
         return self._protocol.limits
 
     @classmethod
-    async def open(cls, endpoint: Endpoint, hello: Hello, *, timeout: float) -> Session:
-        """Connect and log in within `timeout` seconds.
+    async def open(
+        cls, endpoint: Endpoint, hello: Hello, *, timeout: float, tls: TlsOptions | None = None
+    ) -> Session:
+        """Connect (with TLS and the key check if `tls` is given) and log in within `timeout` seconds.
 
         Raises `LoginRefused` when the server answers the hello with an error, `ConnectionLost` when the
-        connection fails or ends first, and `TimeoutError` when the deadline passes.
+        connection fails or ends first (a failed TLS handshake included), `UntrustedServer` when the
+        server's key is not the expected one, and `TimeoutError` when the deadline passes.
         """
         async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            if tls is None:
+                reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+            else:
+                try:
+                    reader, writer = await asyncio.open_connection(
+                        endpoint.host, endpoint.port, ssl=client_context(), server_hostname=endpoint.host
+                    )
+                except ssl.SSLError as error:
+                    raise ConnectionLost(f"TLS handshake failed: {error.reason or error}") from None
+            identity = None
             writer.transport.set_write_buffer_limits(high=WRITE_HIGH_WATER)
             try:
+                if tls is not None:
+                    ssl_object = writer.get_extra_info("ssl_object")
+                    identity = verify(
+                        endpoint.host,
+                        endpoint.port,
+                        ssl_object.getpeercert(binary_form=True),
+                        ssl_object.version() or "TLS",
+                        tls,
+                    )
                 protocol = ProtocolConnection(Role.CLIENT)
                 writer.write(protocol.send(hello))
                 while True:
@@ -129,7 +159,7 @@ class Session:
                         if isinstance(first, Error):
                             raise LoginRefused(first)
                         assert isinstance(first, Welcome)  # the protocol object admits nothing else first
-                        return cls(reader, writer, protocol, first, rest)
+                        return cls(reader, writer, protocol, first, rest, identity)
                     if ended is not None:
                         raise end_reason(ended)
             except BaseException:

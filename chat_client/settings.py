@@ -55,6 +55,7 @@ class Recent:
     host: str
     port: int
     nick: str
+    tls: bool = False
 
 
 @dataclass(slots=True)
@@ -68,12 +69,14 @@ class Settings:
     bell: bool = False
     #: Where downloads go ("" for the default folder, `downloads_dir()`).
     downloads: str = ""
+    #: Whether the last server was reached with TLS.
+    tls: bool = False
     recent: list[Recent] = field(default_factory=list)
 
-    def remember(self, host: str, port: int, nick: str) -> None:
+    def remember(self, host: str, port: int, nick: str, tls: bool = False) -> None:
         """Make this server the default and the first of the recent ones."""
-        self.host, self.port, self.nick = host, port, nick
-        entry = Recent(host, port, nick)
+        self.host, self.port, self.nick, self.tls = host, port, nick, tls
+        entry = Recent(host, port, nick, tls)
         self.recent = [entry, *(r for r in self.recent if (r.host, r.port) != (host, port))][:MAX_RECENT]
 
 
@@ -118,8 +121,13 @@ def _from_json(data: Any) -> Settings:
         settings.bell = data["bell"]
     if isinstance(data.get("downloads"), str):
         settings.downloads = data["downloads"]
+    if isinstance(data.get("tls"), bool):
+        settings.tls = data["tls"]
     for item in data.get("recent", []) if isinstance(data.get("recent"), list) else []:
         if isinstance(item, dict) and isinstance(item.get("port"), int):
-            settings.recent.append(Recent(str(item.get("host", "")), item["port"], str(item.get("nick", ""))))
+            tls = item.get("tls") is True
+            settings.recent.append(
+                Recent(str(item.get("host", "")), item["port"], str(item.get("nick", "")), tls)
+            )
     settings.recent = settings.recent[:MAX_RECENT]
     return settings

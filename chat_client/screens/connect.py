@@ -12,13 +12,14 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Button, Footer, Input, Label, OptionList, Static
+from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from chat_client.discovery import DiscoveredServer
 from chat_client.render import safe
 from chat_client.settings import Recent
 from shared import nick_problem
+from shared.fingerprint import grouped
 from shared.limits import DEFAULT_MAX_NICK
 
 
@@ -38,10 +39,12 @@ class ConnectScreen(Screen[None]):
         connecting: bool = False,
         password: str | None = None,
         nick_password: str | None = None,
+        tls: bool = False,
     ) -> None:
         super().__init__()
         self._password = password or ""
         self._nick_password = nick_password or ""
+        self._tls = tls
         self._connecting = connecting
         self._host = host
         self._port = port
@@ -74,6 +77,7 @@ class ConnectScreen(Screen[None]):
                     placeholder="your registered nick's password",
                     password=True,
                 )
+            yield Checkbox("TLS (pin the server's key on first use)", self._tls, id="tls")
             yield Button("Connect", id="connect", variant="primary")
             yield Static(id="connect-status")
             yield Label("Servers on the LAN", classes="section")
@@ -104,7 +108,8 @@ class ConnectScreen(Screen[None]):
 
     @staticmethod
     def _recent_label(recent: Recent) -> Text:
-        return Text(f"{safe(recent.nick)} @ {safe(recent.host)}:{recent.port}", end="")
+        tls = "  TLS" if recent.tls else ""
+        return Text(f"{safe(recent.nick)} @ {safe(recent.host)}:{recent.port}{tls}", end="")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#connect")
@@ -124,7 +129,9 @@ class ConnectScreen(Screen[None]):
             self.show_error(problem)
             self.query_one("#nick", Input).focus()
             return
-        self.show_status(f"connecting to {host}:{port_text} as {nick}…")
+        tls = self.query_one("#tls", Checkbox).value
+        how = " with TLS" if tls else ""
+        self.show_status(f"connecting to {host}:{port_text}{how} as {nick}…")
         self.query_one("#connect", Button).disabled = True
         from chat_client.app import ChatApp
 
@@ -132,7 +139,7 @@ class ConnectScreen(Screen[None]):
         assert isinstance(app, ChatApp)
         password = self.query_one("#password", Input).value or None
         nick_password = self.query_one("#nick-password", Input).value or None
-        app.start_chat(host, int(port_text), nick, password=password, nick_password=nick_password)
+        app.start_chat(host, int(port_text), nick, tls, password=password, nick_password=nick_password)
 
     def show_lan(self, servers: list[DiscoveredServer], problem: str | None) -> None:
         """List the servers heard on the LAN (all their text is untrusted: made visible, never markup)."""
@@ -153,6 +160,10 @@ class ConnectScreen(Screen[None]):
         text.append(f"  {safe(server.host)}:{server.port}  {users}", style="dim")
         if server.rooms:
             text.append("  " + ", ".join(safe(name) for name, _ in server.rooms[:5]), style="dim")
+        if server.tls:
+            # Shown for comparing by eye; a beacon is never trusted over a pin (docs/security.md).
+            key = f" key {grouped(server.fingerprint)[:19]}…" if server.fingerprint else ""
+            text.append(f"  TLS{key}", style="green")
         return text
 
     @on(OptionList.OptionSelected, "#lan")
@@ -161,6 +172,7 @@ class ConnectScreen(Screen[None]):
         server = self._lan[int(event.option.id or 0)]
         self.query_one("#host", Input).value = server.host
         self.query_one("#port", Input).value = str(server.port)
+        self.query_one("#tls", Checkbox).value = server.tls
         nick = self.query_one("#nick", Input)
         if nick.value.strip():
             self.submit()
@@ -174,6 +186,7 @@ class ConnectScreen(Screen[None]):
         self.query_one("#host", Input).value = recent.host
         self.query_one("#port", Input).value = str(recent.port)
         self.query_one("#nick", Input).value = recent.nick
+        self.query_one("#tls", Checkbox).value = recent.tls
         self.query_one("#connect", Button).focus()
 
     def ask_password(self, reason: str, *, nick: bool) -> None:

@@ -78,6 +78,8 @@ class StatusLine(Static):
             text.append(f" ({safe(address)})", style="dim")
         text.append("  as ")
         text.append(safe(model.nick), style=f"bold {nick_colour(model.nick)}")
+        if model.identity is not None and status is ConnectionStatus.CONNECTED:
+            text.append(f"  encrypted ({model.identity.version})", style="green")
         if model.lag is not None and status is ConnectionStatus.CONNECTED:
             text.append(f"  lag {model.lag * 1000:.0f} ms", style="dim")
         if status is not ConnectionStatus.CONNECTED and model.status_reason:

@@ -57,7 +57,7 @@ def test_query_answered_on_loopback_prints_the_table() -> None:
         )
     assert status == EXIT_FOUND
     header, row = output.splitlines()
-    assert header.split() == ["NAME", "ADDRESS", "USERS", "ROOMS", "RTT", "CLOCK"]
+    assert header.split() == ["NAME", "ADDRESS", "USERS", "ROOMS", "RTT", "CLOCK", "TLS"]
     cells = row.split()
     assert cells[:6] == ["Lab", "server", "127.0.0.1:7878", "3", "lobby(2)", "dev(1)"]
     assert cells[7] == "ms"
@@ -131,7 +131,7 @@ def test_table_marks_truncated_room_lists_and_cuts_long_cells() -> None:
     ]
     assert "n" * 31 + "…" in row
     assert "n" * 32 not in row
-    assert row.split()[-6:] == ["lobby(1)", "…", "1.2", "ms", "-0.5", "s"]
+    assert row.split()[-7:] == ["lobby(1)", "…", "1.2", "ms", "-0.5", "s", "-"]
 
 
 def test_table_columns_line_up_with_wide_characters() -> None:
