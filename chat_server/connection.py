@@ -331,7 +331,13 @@ class Connection:
             return "frame timeout", fatal_frame(ErrorCode.BAD_FRAME, "a frame was not completed in time")
         if now >= self._last_input + config.ping_timeout:
             return "ping timeout", fatal_frame(ErrorCode.PING_TIMEOUT, "no data received in time")
-        if not self._pinged and now >= self._last_input + config.ping_interval:
+        # No ping before the hello: a client's first frame from us must be its welcome (or a refusal), and a
+        # slow start (a TLS handshake on a loaded machine) must not earn it a ping it cannot accept yet.
+        if (
+            not self._pinged
+            and self._hello_deadline is None
+            and now >= self._last_input + config.ping_interval
+        ):
             self._pinged = True
             self.client.send(encode(Ping(token=int(now * 1000))))
         if self.outbox.overdue():

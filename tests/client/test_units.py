@@ -25,6 +25,8 @@ LIBRARY_MODULES = [
     "events",
     "options",
     "outbox",
+    "pins",
+    "trust",
     "resume",
     "session",
     "progress",

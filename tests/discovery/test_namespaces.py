@@ -148,7 +148,7 @@ def test_broadcast_beacon_crosses_the_link(lan: Lan, start_server: StartServer) 
     assert result.returncode == 0, result.stderr
     cells = row_of(result.stdout, "Beacon-A")
     assert cells[:3] == [f"{SERVER_IP}:7878", "2", "lobby(2)"]
-    assert cells[-2:] == ["-", "-"]  # heard, not asked: no RTT, no clock offset
+    assert cells[-3:] == ["-", "-", "-"]  # heard, not asked: no RTT, no clock offset; no TLS
 
 
 def test_broadcast_query_is_answered_across_the_link(lan: Lan, start_server: StartServer) -> None:
@@ -158,8 +158,9 @@ def test_broadcast_query_is_answered_across_the_link(lan: Lan, start_server: Sta
     assert result.returncode == 0, result.stderr
     cells = row_of(result.stdout, "Query-B")
     assert cells[0] == f"{SERVER_IP}:7878"
-    assert cells[-3] == "ms"  # "0.2 ms": an answered query
-    assert cells[-1] == "s"  # "+0.0 s": the clock offset
+    assert cells[-4] == "ms"  # "0.2 ms": an answered query
+    assert cells[-2] == "s"  # "+0.0 s": the clock offset
+    assert cells[-1] == "-"  # no TLS
 
 
 def test_multicast_beacon_and_query_cross_the_link(lan: Lan, start_server: StartServer) -> None:
@@ -170,7 +171,7 @@ def test_multicast_beacon_and_query_cross_the_link(lan: Lan, start_server: Start
     assert result.returncode == 0, result.stderr
     cells = row_of(result.stdout, "Multicast-C")
     assert cells[0] == f"{SERVER_IP}:7878"
-    assert cells[-3] == "ms"
+    assert cells[-4] == "ms"
 
 
 def test_nothing_heard_exits_with_status_1(lan: Lan) -> None:

@@ -68,10 +68,10 @@ def test_silent_and_stalled_handshakes_are_closed_at_the_deadline(
     `tls.handshake_timeout`, not before; the canary keeps chatting throughout."""
     server = tls_server(make_server)
     canary = tls_canary(server)
+    started = time.monotonic()  # before connecting: the server's deadline counts from its accept, later
     silent = socket.create_connection(server.address, timeout=10)
     stalled = socket.create_connection(server.address, timeout=10)
     try:
-        started = time.monotonic()
         # The first bytes of a real ClientHello, from an in-memory client handshake.
         outgoing = ssl.MemoryBIO()
         client = client_context().wrap_bio(ssl.MemoryBIO(), outgoing)

@@ -293,3 +293,15 @@ def test_command_line_prints_the_tls_port_and_fingerprint(tmp_path: Path) -> Non
             plain.login("bob")
         assert server.stop() == 0
     assert stat.S_IMODE((tmp_path / KEY_FILE).stat().st_mode) == 0o600
+
+
+def test_no_ping_before_the_welcome(make_server: Callable[..., ChatServer]) -> None:
+    """A client slow to say hello (a TLS handshake on a loaded machine) is not pinged before its welcome:
+    the first frame it gets is the welcome, which is the only frame a client accepts first."""
+    server = make_server(tls=TLS_ON, ping_interval=0.2, ping_timeout=5.0)
+    with TlsTestClient(server.address) as client:
+        connected = time.monotonic()
+        # Let several ping intervals pass before the hello (waiting for time itself, on purpose).
+        wait_until(lambda: time.monotonic() - connected > 1.0, 5.0, "a few ping intervals")
+        welcome = client.login("slow")  # the client's protocol object refuses anything else first
+        assert welcome.nick == "slow"
