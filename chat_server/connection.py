@@ -316,9 +316,13 @@ class Connection:
 
     def _next_deadline(self) -> float:
         config = self.config
-        deadlines = [self._last_input + (config.ping_timeout if self._pinged else config.ping_interval)]
+        # Before the hello only the hello deadline counts: pings and the ping timeout are for a session (a
+        # client's first frame from us must be its welcome, and a slow start, such as a TLS handshake on a
+        # loaded machine, is what `hello_timeout` is for).
         if self._hello_deadline is not None:
-            deadlines.append(self._hello_deadline)
+            deadlines = [self._hello_deadline]
+        else:
+            deadlines = [self._last_input + (config.ping_timeout if self._pinged else config.ping_interval)]
         if self._partial_since is not None:
             deadlines.append(self._partial_since + config.frame_timeout)
         return min(deadlines)
@@ -329,17 +333,12 @@ class Connection:
             return "hello timeout", fatal_frame(ErrorCode.HELLO_TIMEOUT, "no hello received in time")
         if self._partial_since is not None and now >= self._partial_since + config.frame_timeout:
             return "frame timeout", fatal_frame(ErrorCode.BAD_FRAME, "a frame was not completed in time")
-        if now >= self._last_input + config.ping_timeout:
-            return "ping timeout", fatal_frame(ErrorCode.PING_TIMEOUT, "no data received in time")
-        # No ping before the hello: a client's first frame from us must be its welcome (or a refusal), and a
-        # slow start (a TLS handshake on a loaded machine) must not earn it a ping it cannot accept yet.
-        if (
-            not self._pinged
-            and self._hello_deadline is None
-            and now >= self._last_input + config.ping_interval
-        ):
-            self._pinged = True
-            self.client.send(encode(Ping(token=int(now * 1000))))
+        if self._hello_deadline is None:
+            if now >= self._last_input + config.ping_timeout:
+                return "ping timeout", fatal_frame(ErrorCode.PING_TIMEOUT, "no data received in time")
+            if not self._pinged and now >= self._last_input + config.ping_interval:
+                self._pinged = True
+                self.client.send(encode(Ping(token=int(now * 1000))))
         if self.outbox.overdue():
             self.close(self.client.overflow, True)
         return None
