@@ -223,6 +223,15 @@ class Connection:
             self.channel = self.services.sender.attach(
                 self.id, self.outbox, self._wsock, self.close, self.client.overflow, tls
             )
+            # The handshake's last read may have brought the first records too (a hello sent right behind
+            # the client's Finished): they wait in the TLS buffer and must be handled before the next recv.
+            try:
+                got_data = self._decrypt(tls, b"")
+            except TlsFailure as failure:
+                return f"tls: {failure}", None
+            outcome = self._handle_received(got_data)
+            if outcome is not None:
+                return outcome
         while True:
             if (reason := self._closed_by_server()) is not None:
                 return reason, None

@@ -28,7 +28,19 @@ from chat_server.tls import (
     TlsSetupError,
     load_or_create_identity,
 )
-from shared import Ack, Error, Said, Say, SignedOff
+from shared import (
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    Ack,
+    Error,
+    Hello,
+    ProtocolConnection,
+    Role,
+    Said,
+    Say,
+    SignedOff,
+    Welcome,
+)
 from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 
 from .client import ChatTestClient, wait_until
@@ -306,3 +318,33 @@ def test_no_ping_before_the_welcome(make_server: Callable[..., ChatServer]) -> N
         wait_until(lambda: time.monotonic() - connected > 1.0, 5.0, "a few ping intervals")
         welcome = client.login("slow")  # the client's protocol object refuses anything else first
         assert welcome.nick == "slow"
+
+
+def test_hello_in_the_same_segment_as_the_handshake_finish_is_answered(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    """A client that sends its TLS Finished and its hello in one write (both in the server's first read
+    after the handshake) is welcomed: the hello is not left waiting in the TLS buffer."""
+    server = make_server(tls=TLS_ON)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = client_context().wrap_bio(incoming, outgoing)
+    with socket.create_connection(server.address, timeout=5) as sock:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        protocol = ProtocolConnection(Role.CLIENT)
+        tls.write(protocol.send(Hello(proto=PROTOCOL_NAME, version=PROTOCOL_VERSION, nick="eager")))
+        sock.sendall(outgoing.read())  # the client's Finished and the hello, in one segment
+        received: list[object] = []
+        while not any(isinstance(message, Welcome) for message in received):
+            incoming.write(sock.recv(65536))  # the socket's timeout fails the test if nothing comes
+            try:
+                protocol.receive_data(tls.read(65536))
+            except ssl.SSLWantReadError:
+                continue
+            received += protocol.events()
