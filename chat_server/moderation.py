@@ -357,11 +357,15 @@ class Moderation:
         return target
 
     def _protect(self, client: Client, target_key: str, action: str) -> None:
-        """Server admins are out of reach of room operators (another admin may still act on them)."""
+        """A verified server admin is out of reach of room operators (another admin may still act on them).
+
+        Someone merely using an admin's nick is not protected; a ban of that nick never holds the verified
+        admin (admins pass every ban), so it needs no refusal either.
+        """
         target = self.hub.nicks.get(target_key)
         if self.is_admin(client):
             return
-        if target_key in self.admins or (target is not None and self.is_admin(target)):
+        if target is not None and self.is_admin(target):
             raise Refused(ErrorCode.FORBIDDEN, f"a room operator cannot {action} a server admin")
 
     def _until(self, duration: int | None) -> int | None:
