@@ -532,6 +532,9 @@ class ChatClient:
                     self._resume.joined(room)
                     self._transfers.joined(room)
                 self._emit(message)
+            case RoomState(room=room, key=key) if key is not None:
+                self._resume.remember_key(room, key)  # we are its operator: rejoin with it if need be
+                self._emit(message)
             case Left(room=room, nick=nick):
                 if self._is_mine(nick):
                     self._resume.forget(room)
@@ -648,6 +651,7 @@ class ChatClient:
         ref = next(self._refs)
         request = Join(room=room, key=key, ref=ref)
         self._check(request)
+        self._resume.remember_key(room, key)
         if self._session is None:
             self._resume.joined(room)
             return None

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .commands_base import CommandError, CommandHelp
+from .modcommands import MODERATION_COMMANDS, MODERATION_NAMES, Moderate, ShowKey, parse_moderation
 
-class CommandError(ValueError):
-    """What the user typed is not a valid command; the message says why and how to fix it."""
+__all__ = ["CommandError", "CommandHelp", "Moderate", "ShowKey"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,9 +31,10 @@ class Action:
 
 @dataclass(frozen=True, slots=True)
 class JoinRoom:
-    """`/join room`: join a room (created if new) and switch to it."""
+    """`/join room [key]`: join a room (created if new) and switch to it; `key` for a room that has one."""
 
     room: str
+    key: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,20 +155,15 @@ Command = (
     | CancelTransfer
     | ShowHelp
     | QuitChat
+    | Moderate
+    | ShowKey
 )
 
 
-@dataclass(frozen=True, slots=True)
-class CommandHelp:
-    """How one command is written and what it does."""
-
-    name: str
-    usage: str
-    summary: str
-
-
 COMMANDS: tuple[CommandHelp, ...] = (
-    CommandHelp("join", "/join ROOM", "join a room (created if new) and switch to it"),
+    CommandHelp(
+        "join", "/join ROOM [KEY]", "join a room (created if new) and switch to it; KEY if it has one"
+    ),
     CommandHelp("leave", "/leave [ROOM] [REASON]", "leave a room (the current one by default)"),
     CommandHelp("msg", "/msg NICK [TEXT]", "send a direct message; without text, open the conversation"),
     CommandHelp("me", "/me ACTION", "describe an action: * you waves"),
@@ -186,6 +183,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("cancel", "/cancel N", "cancel file transfer N (shown when it starts)"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
+    *MODERATION_COMMANDS,
 )
 COMMAND_NAMES = tuple(command.name for command in COMMANDS)
 ALIASES = {"j": "join", "part": "leave", "query": "msg", "tell": "msg", "exit": "quit", "list": "rooms"}
@@ -225,10 +223,10 @@ def parse(line: str) -> Command:
                 raise CommandError("usage: /me ACTION")
             return Action(rest)
         case "join":
-            words = _split(rest, 2)
-            if len(words) != 1:
-                raise CommandError("usage: /join ROOM")
-            return JoinRoom(words[0].lstrip("#"))
+            words = rest.split()
+            if len(words) not in (1, 2):
+                raise CommandError("usage: /join ROOM [KEY]")
+            return JoinRoom(words[0].lstrip("#"), words[1] if len(words) == 2 else None)
         case "leave":
             words = _split(rest, 2)
             room = words[0].lstrip("#") if words else None
@@ -276,6 +274,8 @@ def parse(line: str) -> Command:
             return ShowHelp(rest or None)
         case "quit":
             return QuitChat(rest or None)
+        case _ if name in MODERATION_NAMES:
+            return parse_moderation(name, rest)
     raise CommandError(f"unknown command /{name}; /help lists the commands")
 
 

@@ -15,6 +15,7 @@ from . import commands as cmd
 from .client import ChatClient
 from .errors import ClientError, FilesUnsupported, InvalidRequest, NotConnected, TransferError, UnknownFile
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
+from .moderation import key_notice
 
 
 @dataclass(slots=True)
@@ -56,13 +57,13 @@ class Controller:
         match command:
             case cmd.SendText(text=text) | cmd.Action(text=text):
                 await self._send_to_current(text, action=isinstance(command, cmd.Action))
-            case cmd.JoinRoom(room=room):
+            case cmd.JoinRoom(room=room, key=room_secret):
                 key = room_key(room)
                 if key in model.buffers and model.buffers[key].joined:
                     model.switch(key)
                     return Outcome(Changes(buffers=True), switched=True)
                 model.expect_join(room)
-                await client.join(room, wait=False)
+                await client.join(room, key=room_secret, wait=False)
             case cmd.LeaveRoom(room=room, reason=reason):
                 target = room or self._current_room()
                 await client.leave(target, reason, wait=False)
@@ -117,6 +118,11 @@ class Controller:
                     for key, lines in more.lines.items():
                         changes.lines.setdefault(key, []).extend(lines)
                 return Outcome(changes)
+            case cmd.Moderate():
+                await client.moderate(command.request(self._current_room()), wait=False)
+            case cmd.ShowKey():
+                buffer = model.buffers[room_key(self._current_room())]
+                return Outcome(model.notice(key_notice(buffer)))
             case cmd.QuitChat(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from shared import fold
 
 from .commands import ALIASES, COMMAND_NAMES
+from .modcommands import NICK_FIRST
 
 #: Lines of input history kept.
 DEFAULT_HISTORY_SIZE = 500
 _ROOM_COMMANDS = frozenset({"join", "leave", "who", "j", "part"})
-_NICK_COMMANDS = frozenset({"msg", "query", "tell"})
+_NICK_COMMANDS = frozenset({"msg", "query", "tell"}) | NICK_FIRST
 _PATH_PREFIX = "/send "
 #: Folder entries looked at when completing a path (a huge folder must not stall the input line).
 MAX_PATH_ENTRIES = 5000

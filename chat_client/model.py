@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from shared import (
     AwayChanged,
+    BanList,
     Error,
     FileOffered,
     History,
@@ -47,7 +48,7 @@ from .buffers import (
     room_key,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
-from .moderation import REMOVALS, describe
+from .moderation import REMOVALS, describe, describe_ban
 from .outbox import DeliveryState, OutboxEntry
 from .progress import (
     MAX_FINISHED_TRANSFERS,
@@ -454,7 +455,14 @@ class ChatModel:
         if self._is_me(event.nick):
             self.close_buffer(key)
             changes.buffers = True
-            self._line(changes, SERVER_KEY, LineKind.NOTICE, f"you left {event.room}{reason}", count=False)
+            text = f"you left {event.room}{reason}"
+            if (key, fold(event.nick)) in self._removed:
+                # Put out by an operator: say so where the user is looking, not only in the server buffer.
+                self._removed.discard((key, fold(event.nick)))
+                self._line(changes, self.current, LineKind.ERROR, text, count=False)
+                changes.alerts.append(text)
+                return
+            self._line(changes, SERVER_KEY, LineKind.NOTICE, text, count=False)
             return
         buffer.members.pop(fold(event.nick), None)
         changes.members.add(key)
@@ -571,6 +579,14 @@ class ChatModel:
             count=False,
         )
 
+    def _on_ban_list(self, event: BanList, changes: Changes) -> None:
+        lines = [f"bans in {event.room}:" if event.bans else f"no bans in {event.room}"]
+        lines += ["  " + describe_ban(ban) for ban in event.bans]
+        if event.more:
+            lines.append("  (more than fit in one reply)")
+        for text in lines:
+            self._line(changes, self.current, LineKind.NOTICE, text, count=False)
+
     def _on_room_list(self, event: RoomList, changes: Changes) -> None:
         if not event.rooms:
             self._line(changes, self.current, LineKind.NOTICE, "no rooms on this server", count=False)
@@ -667,6 +683,7 @@ _HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
     RoomState: ChatModel._on_room_state,  # type: ignore[dict-item]
     RoomList: ChatModel._on_room_list,  # type: ignore[dict-item]
     Moderated: ChatModel._on_moderated,  # type: ignore[dict-item]
+    BanList: ChatModel._on_ban_list,  # type: ignore[dict-item]
     Error: ChatModel._on_error,  # type: ignore[dict-item]
     FileOffered: ChatModel._on_file_offered,  # type: ignore[dict-item]
     TransferUpdate: ChatModel._on_transfer,  # type: ignore[dict-item]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 
-from shared import Moderated
+from shared import BanEntry, Moderated
+
+from .buffers import Buffer
 
 #: How each action reads: {by} is the operator, {target} the nick acted on.
 _SENTENCES = {
@@ -33,6 +35,15 @@ _SENTENCES = {
 REMOVALS = frozenset({"kick", "ban"})
 
 
+#: How each room mode is shown next to the room's name.
+_MODE_NAMES = {"topic_lock": "topic locked", "invite_only": "invite-only", "keyed": "key"}
+
+
+def mode_flags(modes: set[str]) -> str:
+    """The room's modes for the topic bar, e.g. "invite-only, key" ("" for none)."""
+    return ", ".join(label for name, label in _MODE_NAMES.items() if name in modes)
+
+
 def describe(entry: Moderated) -> str:
     """One line for a moderation entry, e.g. "alice banned bob until 14:05 (spam)"."""
     sentence = _SENTENCES.get(entry.action)
@@ -42,4 +53,24 @@ def describe(entry: Moderated) -> str:
         text += " until " + time.strftime("%H:%M:%S", time.localtime(entry.until / 1000))
     if entry.reason:
         text += f" ({entry.reason})"
+    return text
+
+
+def key_notice(buffer: Buffer) -> str:
+    """What `/key` alone says about the room `buffer`."""
+    if buffer.key_secret is not None:
+        return f"the key of {buffer.name} is: {buffer.key_secret}"
+    if "keyed" in buffer.modes:
+        return f"{buffer.name} has a key (only its operators see it)"
+    return f"{buffer.name} has no key"
+
+
+def describe_ban(ban: BanEntry) -> str:
+    """One line of `/bans`."""
+    text = f"{ban.nick}'s address {ban.address}" if ban.address else ban.nick
+    text += f", by {ban.by} at {time.strftime('%Y-%m-%d %H:%M', time.localtime(ban.ts / 1000))}"
+    if ban.until is not None:
+        text += ", until " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ban.until / 1000))
+    if ban.reason:
+        text += f" ({ban.reason})"
     return text

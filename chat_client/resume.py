@@ -55,6 +55,7 @@ class ResumeState:
         self._seen: dict[str, RecentIds] = {}
         self._join_refs: dict[str, int] = {}  # fold(room) -> ref of the join whose history is awaited
         self._resume_refs: set[int] = set()
+        self._keys: dict[str, str] = {}  # fold(room) -> the room's key, to rejoin a keyed room
 
     @property
     def rooms(self) -> tuple[str, ...]:
@@ -66,10 +67,17 @@ class ResumeState:
         self._rooms.setdefault(fold(room), room)
         self._rooms[fold(room)] = room
 
+    def remember_key(self, room: str, key: str | None) -> None:
+        """`room`'s key (given to join it, or shown to us as its operator), for rejoining; None forgets it."""
+        if key:
+            self._keys[fold(room)] = key
+        else:
+            self._keys.pop(fold(room), None)
+
     def forget(self, room: str) -> None:
         """We left `room`: stop rejoining it and drop what we knew about it."""
         key = fold(room)
-        for table in (self._rooms, self._last_id, self._seen, self._join_refs):
+        for table in (self._rooms, self._last_id, self._seen, self._join_refs, self._keys):
             table.pop(key, None)
 
     def expect_join_reply(self, room: str, ref: int) -> None:
@@ -89,7 +97,7 @@ class ResumeState:
                 ref = next_ref()
                 self._join_refs[key] = ref
                 self._resume_refs.add(ref)
-                yield Join(room=room, after=self._last_id.get(key), ref=ref)
+                yield Join(room=room, after=self._last_id.get(key), key=self._keys.get(key), ref=ref)
         last_dm = self._last_id.get(DM_KEY)
         if last_dm is not None or dm_backfill > 0:
             ref = next_ref()

@@ -7,6 +7,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from chat_client.model import Buffer, ChatModel, ConnectionStatus
+from chat_client.moderation import mode_flags
 from chat_client.render import buffer_label, nick_colour, render_pending, safe
 from shared import fold
 
@@ -25,15 +26,16 @@ class RoomList(OptionList):
 
 
 class MemberList(Static):
-    """The members of the current room, away members dimmed."""
+    """The members of the current room, operators first and marked `@`, away members dimmed."""
 
     def refresh_from(self, buffer: Buffer, my_nick: str) -> None:
         """Show `buffer`'s members."""
         text = Text(end="")
-        members = sorted(buffer.members.values(), key=lambda m: fold(m.nick))
+        members = sorted(buffer.members.values(), key=lambda m: (not m.op, fold(m.nick)))
         for index, member in enumerate(members):
             if index:
                 text.append("\n")
+            text.append("@" if member.op else " ", style="bold yellow")
             style = f"bold {nick_colour(member.nick)}" if member.away is None else "dim"
             text.append(safe(member.nick), style=style)
             if fold(member.nick) == fold(my_nick):
@@ -50,6 +52,9 @@ class TopicBar(Static):
         """Show `buffer`'s name and topic."""
         text = Text(end="", no_wrap=True, overflow="ellipsis")
         text.append(safe(buffer.name), style="bold")
+        modes = mode_flags(buffer.modes)
+        if modes:
+            text.append(f" [{modes}]", style="dim")
         if buffer.topic:
             text.append("  " + safe(buffer.topic))
         self.update(text)

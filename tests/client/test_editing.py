@@ -39,7 +39,7 @@ def test_parse(line: str, expected: cmd.Command) -> None:
     assert cmd.parse(line) == expected
 
 
-@pytest.mark.parametrize("line", ["/frobnicate", "/join", "/join a b", "/me", "/msg", "/nick"])
+@pytest.mark.parametrize("line", ["/frobnicate", "/join", "/join a b c", "/me", "/msg", "/nick"])
 def test_parse_errors_say_what_to_do(line: str) -> None:
     """Unknown commands and missing arguments raise CommandError with a usage hint."""
     with pytest.raises(cmd.CommandError, match=r"usage|unknown"):
