@@ -170,8 +170,8 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("nick", "/nick NEW [PASSWORD]", "change your nick (the password if NEW is registered)"),
     CommandHelp(
         "register",
-        "/register PASSWORD [OLD]",
-        "protect your nick with a password (OLD: change it); no spaces, never shown or kept in history",
+        "/register [PASSWORD [OLD]]",
+        "protect your nick with a password (OLD: change it); alone, the TUI asks twice, masked",
     ),
     CommandHelp("unregister", "/unregister PASSWORD", "drop your nick's registration: anyone may use it"),
     CommandHelp("topic", "/topic [TEXT]", "show the room's topic, or set it"),
@@ -239,7 +239,9 @@ def parse(line: str) -> Command:
         case "register":
             words = rest.split()
             if not 1 <= len(words) <= 2:
-                raise CommandError("usage: /register PASSWORD [OLD_PASSWORD] (a password has no spaces)")
+                raise CommandError(
+                    "usage: /register PASSWORD [OLD_PASSWORD] (no spaces; in the TUI, /register alone asks)"
+                )
             return RegisterNick(words[0], words[1] if len(words) == 2 else None)
         case "unregister":
             words = rest.split()

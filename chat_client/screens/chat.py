@@ -13,9 +13,11 @@ from textual.widgets import Footer, Input, OptionList, Static
 
 from chat_client.client import ChatClient
 from chat_client.controller import Controller, Outcome
+from chat_client.errors import ClientError
 from chat_client.messages import NetEvents
 from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus
 from chat_client.render import safe
+from chat_client.screens.register import NewPassword, RegisterDialog
 from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
@@ -166,6 +168,10 @@ class ChatScreen(Screen[None]):
         if self.controller is None:
             self.render_changes(self.model.notice("not connected", error=True))
             return
+        if line.strip().lower() == "/register":
+            # Alone, it asks for the password in a dialog: twice, masked (see chat_client.screens.register).
+            self.app.push_screen(RegisterDialog(self.model.nick), self._register)
+            return
         outcome: Outcome = await self.controller.run(line)
         self.render_changes(outcome.changes)
         if outcome.quit:
@@ -173,6 +179,15 @@ class ChatScreen(Screen[None]):
 
             if isinstance(self.app, ChatApp):
                 await self.app.quit_chat(outcome.quit_reason)
+
+    async def _register(self, answer: NewPassword | None) -> None:
+        """Send the registration the dialog asked for (its answer, or refusal, arrives as an event)."""
+        if answer is None or self.client is None:
+            return
+        try:
+            await self.client.register(answer.password, old_password=answer.old_password, wait=False)
+        except ClientError as error:
+            self.render_changes(self.model.notice(f"not sent: {error}", error=True))
 
     @on(OptionList.OptionSelected, "#rooms")
     def pick_buffer(self, event: OptionList.OptionSelected) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input
 
 from chat_client import ChatClient, Connected
 from chat_client import commands as cmd
@@ -16,6 +17,7 @@ from chat_client.app import ChatApp
 from chat_client.errors import LoginRefused, ServerError
 from chat_client.plain import run_plain
 from chat_client.screens.connect import ConnectScreen
+from chat_client.screens.register import RegisterDialog
 from chat_client.widgets.chat_input import ChatInput
 from tests.waiting import wait_until
 
@@ -298,3 +300,34 @@ def test_cli_password_file_and_environment(
     usage = run_client("--help").stdout
     for word in ("--password-file", "--nick-password-file", "MPCHAT_PASSWORD", "MPCHAT_NICK_PASSWORD"):
         assert word in usage
+
+
+async def test_tui_register_dialog_asks_twice(cheap: LiveServer, private_dirs: Path) -> None:
+    """`/register` alone opens a dialog with masked fields: Escape cancels; two different passwords are
+    refused with a clear message; the same twice registers the nick (the server's answer is shown)."""
+    app = ChatApp(
+        host=cheap.host, port=cheap.port, nick="gwen", connect_now=True, config_dir=private_dirs, options=FAST
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for_chat(app, pilot)
+        await submit(pilot, "/register")
+        await wait_until(lambda: isinstance(app.screen, RegisterDialog), what="the dialog")
+        await pilot.press("escape")
+        await wait_until(lambda: not isinstance(app.screen, RegisterDialog), what="the dialog to close")
+        await submit(pilot, "/register")
+        await wait_until(lambda: isinstance(app.screen, RegisterDialog), what="the dialog again")
+        dialog = app.screen
+        fields = [dialog.query_one(f"#{name}-password", Input) for name in ("new", "again", "old")]
+        assert all(field.password for field in fields)
+        await pilot.press(*"gwens-pw", "tab", *"gwens-pq", "enter")
+        await wait_until(lambda: "differ" in str(dialog.query_one("#register-status").render()))
+        assert fields[1].has_focus
+        await pilot.press(*"gwens-pw", "enter")
+        await wait_until(lambda: not isinstance(app.screen, RegisterDialog), what="the dialog to close")
+        await wait_for_text(app, pilot, "gwen is registered")
+        await app.quit_chat(None)
+    with pytest.raises(LoginRefused) as refused:
+        await ChatClient(cheap.host, cheap.port, "gwen", options=FAST, nick_password="gwens-pq").connect()
+    assert refused.value.code == "nick_registered"
+    async with ChatClient(cheap.host, cheap.port, "gwen", options=FAST, nick_password="gwens-pw") as gwen:
+        assert gwen.nick == "gwen"
