@@ -14,6 +14,7 @@ from textual.widgets import Input
 from chat_client import ChatClient, Connected
 from chat_client import commands as cmd
 from chat_client.app import ChatApp
+from chat_client.editing import complete
 from chat_client.errors import LoginRefused, ServerError
 from chat_client.plain import run_plain
 from chat_client.screens.connect import ConnectScreen
@@ -331,3 +332,11 @@ async def test_tui_register_dialog_asks_twice(cheap: LiveServer, private_dirs: P
     assert refused.value.code == "nick_registered"
     async with ChatClient(cheap.host, cheap.port, "gwen", options=FAST, nick_password="gwens-pw") as gwen:
         assert gwen.nick == "gwen"
+
+
+def test_tab_completes_the_password_commands() -> None:
+    """Tab completes /reg to /register and /unr to /unregister."""
+    for typed, expected in (("/reg", "/register "), ("/unr", "/unregister ")):
+        result = complete(typed, len(typed), nicks=["regina"], rooms=[])
+        assert result is not None
+        assert result.value == expected
