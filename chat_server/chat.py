@@ -335,7 +335,7 @@ class Chat:
             self._room_states.frame(
                 room,
                 ref,
-                is_op=lambda member: moderation.is_operator(member, room.key),
+                is_op=moderation.operator_test(room.key),
                 rules=moderation.rules(room.key),
                 show_key=moderation.is_operator(client, room.key),
             )

@@ -101,6 +101,20 @@ class Moderation:
             return False
         return client.id in rules.session_ops or (client.account is not None and client.account in rules.ops)
 
+    def operator_test(self, room_key: str) -> Callable[[Client], bool]:
+        """A fast `is_operator` for the members of one room (a `room_state` asks it for every member)."""
+        rules = self.book.rooms.get(room_key)
+        admins = self.admins
+        if rules is None or not (rules.ops or rules.session_ops):
+            if not admins:
+                return _never
+            return lambda client: client.account is not None and client.account in admins
+        ops, session_ops = rules.ops, rules.session_ops
+        return lambda client: (
+            client.id in session_ops
+            or (client.account is not None and (client.account in ops or client.account in admins))
+        )
+
     def rules(self, room_key: str) -> RoomRules | None:
         """The rules of a room, if it has any."""
         return self.book.rooms.get(room_key)
@@ -462,6 +476,10 @@ class Moderation:
         return client.id in rules.session_invited or (
             client.account is not None and client.account in rules.invited
         )
+
+
+def _never(_client: Client) -> bool:
+    return False
 
 
 def _nothing() -> None:

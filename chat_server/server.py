@@ -38,6 +38,8 @@ Threads
     Applies requests strictly in order; stores messages with group commit; after each
     commit, puts the acks and the encoded broadcasts into the recipients' outboxes, then wakes the sender
     once for the whole batch. Stores file offers (`chat_server.fileoffers`); never touches the files folder.
+    Owns each room's moderation rules (`chat_server.rules`: operators, bans, mutes, modes), read and
+    changed by no other thread, so they need no lock.
 ``files-sweeper`` (0 or 1, only with file sharing on)
     Owns its own SQLite read connection. Every `files.sweep_interval` seconds deletes expired stored files
     and abandoned partial uploads (`chat_server.files`).
