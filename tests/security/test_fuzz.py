@@ -17,6 +17,7 @@ still log in. The number of cases is bounded (`CASES`) so the file runs in well 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import logging
 import os
@@ -37,14 +38,18 @@ from chat_server.server import ChatServer
 from shared import (
     DEFAULT_LIMITS,
     SENT_BY_CLIENT,
+    CancelFile,
     ChangeNick,
     Error,
     FetchHistory,
+    FileChunk,
+    GetFile,
     Hello,
     Join,
     Leave,
     ListRooms,
     Message,
+    OfferFile,
     Ping,
     Pong,
     ProtocolError,
@@ -75,12 +80,14 @@ StartCanary = Callable[..., Canary]
 CLIENT_TYPES = [
     "hello", "join", "leave", "say", "tell", "nick", "topic", "away",
     "list_rooms", "who", "fetch_history", "quit", "ping", "pong",
+    "file_offer", "file_chunk", "file_get", "file_cancel",
 ]  # fmt: skip
 SERVER_TYPES = ["welcome", "error", "ack", "said", "told", "joined", "history", "room_state", "signed_off"]
 FIELDS = [
     "proto", "version", "nick", "client", "rooms", "password", "ref", "room", "after", "backfill", "key",
     "reason", "text", "action", "client_msg_id", "to", "topic", "message", "direct", "peer", "before",
     "limit", "token", "id", "ts", "code", "fatal", "limits", "members", "messages",
+    "name", "size", "sha256", "upload", "offset", "data",
 ]  # fmt: skip
 NAMES = st.sampled_from(["lobby", "Lobby", "LOBBY", "canary-room", "r1", "fuzz", "canary-a", "Zoë", "x" * 65])
 HOSTILE_TEXT = st.sampled_from(
@@ -199,6 +206,8 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
 ROOMS = st.one_of(NAMES, HOSTILE_TEXT)
 TEXTS = st.one_of(NAMES, HOSTILE_TEXT, st.text(max_size=30))
 UINTS = st.one_of(st.none(), st.integers(0, 2**63 - 1))
+#: SHA-256 values: of no bytes, of b"x", and hex that is not lowercase.
+SHA256S = st.sampled_from([hashlib.sha256(b"").hexdigest(), hashlib.sha256(b"x").hexdigest(), "AB" * 32])
 REQUESTS: st.SearchStrategy[Message] = st.one_of(
     st.builds(Hello, proto=st.sampled_from(["mpchat", "irc"]), version=st.integers(0, 3), nick=TEXTS),
     st.builds(Join, room=ROOMS, after=UINTS, backfill=UINTS, ref=UINTS),
@@ -219,6 +228,25 @@ REQUESTS: st.SearchStrategy[Message] = st.one_of(
         after=UINTS,
         limit=UINTS,
     ),
+    st.builds(
+        OfferFile,
+        name=TEXTS,
+        size=st.one_of(st.integers(0, 3 * 49_152), st.integers(0, 2**63 - 1)),
+        sha256=st.one_of(SHA256S, TEXTS),
+        room=st.one_of(st.none(), ROOMS),
+        to=st.one_of(st.none(), TEXTS),
+        client_msg_id=st.one_of(st.none(), TEXTS),
+        ref=UINTS,
+    ),
+    st.builds(
+        FileChunk,
+        upload=st.integers(0, 3),
+        offset=st.one_of(st.integers(0, 3 * 49_152), st.integers(0, 2**63 - 1)),
+        data=st.binary(max_size=300),
+        ref=UINTS,
+    ),
+    st.builds(GetFile, id=st.integers(0, 50), offset=st.integers(0, 2**63 - 1), ref=UINTS),
+    st.builds(CancelFile, upload=st.integers(0, 3), ref=UINTS),
     st.builds(Quit, reason=st.one_of(st.none(), TEXTS)),
     st.builds(Ping, token=UINTS),
     st.builds(Pong, token=UINTS),
