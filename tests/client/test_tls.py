@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from textual.widgets import OptionList
 
 from chat_client import ChatClient
 from chat_client.__main__ import main
@@ -308,3 +309,39 @@ def test_a_pinned_server_is_never_reached_without_tls(tmp_path: Path) -> None:
     assert chosen is not None
     assert chosen.pins is pins
     assert tls_for("chat.lan", 7878, tls=False, fingerprint=None, pins=pins) is None
+
+
+async def test_a_lan_server_announcing_tls_is_joined_with_tls(
+    tls_server: LiveServer, private_dirs: Path
+) -> None:
+    """Pilot: a server heard on the LAN with tls true shows its announced key, and choosing it connects with
+    TLS (and pins the key the server presents, whatever the beacon said)."""
+    from chat_client.discovery import DiscoveredServer
+    from chat_client.messages import ServersHeard
+
+    announced = "ab" * 32  # a beacon's claim: shown, never pinned
+    heard = DiscoveredServer(
+        server_id="lab",
+        name="Lab",
+        host=tls_server.host,
+        port=tls_server.port,
+        tls=True,
+        fingerprint=announced,
+        users=0,
+        rooms=(),
+        truncated=False,
+        addresses=(tls_server.host,),
+        last_seen=0.0,
+    )
+    app = ChatApp(nick="alice", config_dir=private_dirs, options=FAST, discovery=None)
+    async with app.run_test(size=(160, 40)) as pilot:
+        app.post_message(ServersHeard([heard], None))
+        await wait_until(
+            lambda: "TLS key abab" in str(app.screen.query_one("#lan", OptionList).render_line(0).text)
+        )
+        lan = app.screen.query_one("#lan", OptionList)
+        lan.focus()
+        lan.highlighted = 0
+        await pilot.press("enter")
+        await wait_for_chat(app, pilot)
+    assert PinStore().get(pin_key(tls_server.host, tls_server.port)) == server_fingerprint(tls_server)
