@@ -269,8 +269,18 @@ def test_connection_churn_leaves_nothing_behind(make_server: MakeServer, start_c
         client.close()
     canary.wait_rounds(5)
     wait_until(lambda: server.stats().connections == 2, 15, "only the canary left")
-    with ChatTestClient(server.address, source="127.0.0.7") as again:
-        assert again.login("after-churn").nick == "after-churn"
+
+    def logs_in_again() -> bool:
+        """One login from the churned address; False if refused (see below)."""
+        with ChatTestClient(server.address, source="127.0.0.7") as again:
+            try:
+                return again.login("after-churn").nick == "after-churn"
+            except AssertionError:
+                return False
+
+    # On a loaded machine the acceptor may still be taking the last churned connections out of the listen
+    # backlog (each holds a slot for a moment): the slots must come free, so a login succeeds within the wait.
+    wait_until(logs_in_again, 15, "a login from the churned address")
     canary.wait_rounds(5)
     canary.stop()
 
