@@ -103,6 +103,11 @@ async def test_message_typed_while_disconnected_is_sent_after_reconnect(
         assert alice.outbox == (entry,)
         proxy.refuse = False
         await wait_until(lambda: alice.outbox == (), what="outbox drained")
+        # As below: the recorder task may not have taken the acknowledgement event yet.
+        await wait_until(
+            lambda: events.of(OutboxChanged)[-1].entry.state is DeliveryState.ACKNOWLEDGED,
+            what="the acknowledgement event",
+        )
         final = events.of(OutboxChanged)[-1].entry
         assert final.state is DeliveryState.ACKNOWLEDGED
         assert final.client_msg_id == entry.client_msg_id
