@@ -270,6 +270,7 @@ class Chat:
         if client.key is not None:
             for room in list(client.rooms.values()):
                 self.hub.leave(client, room)
+                self.moderation.left(room)
             self.hub.unregister(client)
             log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
         self._room_states.forget(client)
@@ -355,6 +356,7 @@ class Chat:
         left = Left(room=room.name, nick=client.nick or "", ts=self._ts(), reason=request.reason)
         self.hub.publish(room, encode(left))
         self.hub.leave(client, room)
+        self.moderation.left(room)
 
     def _set_topic(self, client: Client, request: SetTopic) -> None:
         self.flush()

@@ -179,6 +179,15 @@ class Moderation:
         closed = rules is not None and (rules.invite_only or rules.join_key is not None)
         return closed and not self.is_operator(client, room.key)
 
+    def left(self, room: Room) -> None:
+        """Someone left `room`: if the hub forgot it (empty, nothing stored), its session rights end too.
+
+        So a room that comes back is created anew (its next joiner is its operator), and rooms created and
+        left in a loop leave nothing behind.
+        """
+        if room.key not in self.hub.rooms:
+            self.book.room_gone(room.key)
+
     def forget(self, client: Client) -> None:
         """`client` disconnected: its session rights end."""
         self.book.forget_session(client.id)
@@ -452,6 +461,7 @@ class Moderation:
             left = Left(room=room.name, nick=member.nick or "", ts=self.clock(), reason=clip(reason))
             self.hub.publish(room, encode(left))
             self.hub.leave(member, room)
+        self.left(room)
 
     def _ban_list(self, room: Room, rules: RoomRules, ref: int | None) -> bytes:
         entries: list[BanEntry] = []

@@ -221,6 +221,21 @@ class RulesBook:
             )
         return removed
 
+    def room_gone(self, room_key: str) -> None:
+        """The hub forgot the room: end its session rights, and forget its rules if none is stored."""
+        rules = self.rooms.get(room_key)
+        if rules is None:
+            return
+        for conn_id in rules.session_ops | rules.session_invited:
+            sessions = self._sessions.get(conn_id)
+            if sessions is not None:
+                sessions.discard(room_key)
+        rules.session_ops.clear()
+        rules.session_invited.clear()
+        stored = (rules.ops, rules.invited, rules.bans, rules.address_bans, rules.mutes)
+        if not any(stored) and not (rules.topic_lock or rules.invite_only or rules.join_key is not None):
+            del self.rooms[room_key]
+
     def forget_session(self, conn_id: int) -> None:
         """A connection ended: its session rights end with it."""
         for key in self._sessions.pop(conn_id, ()):

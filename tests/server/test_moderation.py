@@ -23,6 +23,7 @@ from shared import (
     Join,
     Joined,
     Kick,
+    Leave,
     Left,
     ListBans,
     Message,
@@ -406,3 +407,20 @@ def test_rules_and_their_history_survive_a_restart(make_server: MakeServer) -> N
         refused(dave, SetTopic(room=ROOM, topic="mine"), "not_operator")
         history = [m for m in backfill(dave) if isinstance(m, Moderated)]
         assert [m.action for m in history] == ["ban", "mute", "lock_topic", "set_key"]
+
+
+def test_a_room_that_vanishes_takes_its_session_rights_along(server: ChatServer, login: Login) -> None:
+    """alice creates and leaves rooms in a loop: nothing accumulates in the rules; a room that vanished and
+    comes back goes to its new first joiner, and its creator is no longer its operator."""
+    alice, bob = login("alice", rooms=[]), login("bob", rooms=[])
+    assert server._services is not None
+    book = server._services.sequencer.chat.moderation.book
+    for n in range(30):
+        join(alice, f"tmp{n}")
+        alice.send(Leave(room=f"tmp{n}", ref=900 + n))
+        alice.recv(Left, room=f"tmp{n}")
+    join(bob, "tmp0")
+    assert members(bob, "tmp0") == {"bob": True}
+    state = join(alice, "tmp0")
+    assert [(m.nick, m.op) for m in state.members] == [("bob", True), ("alice", False)]
+    assert sorted(book.rooms) == ["tmp0"]
