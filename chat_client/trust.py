@@ -88,7 +88,9 @@ def tls_for(host: str, port: int, *, tls: bool, fingerprint: str | None, pins: P
     TLS when asked for, when a fingerprint is given, and also when this ``host:port`` has a pin: a server
     once reached with TLS is never silently reached without it (no downgrade by forgetting ``--tls``).
     """
-    if not (tls or fingerprint):
+    if fingerprint is not None:
+        tls = True
+    elif not tls:
         try:
             tls = pins.get(pin_key(host, port)) is not None
         except PinStoreError:

@@ -309,6 +309,10 @@ def test_a_pinned_server_is_never_reached_without_tls(tmp_path: Path) -> None:
     assert chosen is not None
     assert chosen.pins is pins
     assert tls_for("chat.lan", 7878, tls=False, fingerprint=None, pins=pins) is None
+    # A fingerprint given in advance means TLS, with or without --tls.
+    given = tls_for("chat.lan", 7878, tls=False, fingerprint="ef" * 32, pins=pins)
+    assert given is not None
+    assert given.fingerprint == "ef" * 32
 
 
 async def test_a_lan_server_announcing_tls_is_joined_with_tls(
@@ -345,3 +349,16 @@ async def test_a_lan_server_announcing_tls_is_joined_with_tls(
         await pilot.press("enter")
         await wait_for_chat(app, pilot)
     assert PinStore().get(pin_key(tls_server.host, tls_server.port)) == server_fingerprint(tls_server)
+
+
+def test_command_line_fingerprint_alone_means_tls(
+    tls_server: LiveServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`chat-client --plain --fingerprint WRONG` (no --tls): TLS is used, the wrong key refused, exit 2."""
+    wrong = "0" * 64
+    argv = ["--plain", "--host", tls_server.host, "--port", str(tls_server.port), "--nick", "eve"]
+    status = main([*argv, "--fingerprint", wrong])
+    assert status == EXIT_LOGIN_FAILED
+    error = capsys.readouterr().err
+    assert "does not match the fingerprint you gave" in error
+    assert grouped(server_fingerprint(tls_server)) in error
