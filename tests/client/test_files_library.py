@@ -19,6 +19,7 @@ from chat_client import (
     TransferInfo,
     TransferState,
     TransferUpdate,
+    UnknownFile,
 )
 from chat_client.transfers import PARTIAL_PREFIX
 from shared import (
@@ -35,7 +36,7 @@ from shared import (
 )
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy
+from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST
 
 #: A bigger file takes long enough on loopback that a connection can be cut in the middle of it.
@@ -151,6 +152,7 @@ async def test_upload_resumes_after_the_connection_is_cut(
     ):
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
+        proxy.freeze()  # the upload is surely unfinished when the connection goes
         await proxy.cut()
         info = await transfer.wait()
         assert info.state is TransferState.DONE
@@ -176,6 +178,7 @@ async def test_download_resumes_after_the_connection_is_cut(
         offer_id = await share(alice, bob, source)
         transfer = bob.get_file(offer_id)
         await wait_until(lambda: transfer.info.done > 0, what="some bytes written")
+        proxy.freeze()  # the download is surely unfinished when the connection goes
         await proxy.cut()
         info = await transfer.wait()
         assert info.resumed_from > 0
@@ -185,15 +188,17 @@ async def test_download_resumes_after_the_connection_is_cut(
 
 
 async def test_a_download_resumes_from_the_partial_file_after_a_restart(
-    server: LiveServer, tmp_path: Path
+    server: LiveServer, proxy: Proxy, tmp_path: Path
 ) -> None:
     """A client that stopped mid-download continues from its partial file the next time it gets the file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice:
-        async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
+        async with ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob:
             offer_id = await share(alice, bob, source)
             first = bob.get_file(offer_id)
             await wait_until(lambda: first.info.done > 0, what="some bytes written")
+            proxy.freeze()  # stop it mid-file
+            await proxy.cut()
         # bob closed mid-download; a new bob process (here: client) gets the same offer again.
         async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
             await wait_until(lambda: bob.file_offer(offer_id) is not None, what="the offer in history")
@@ -220,6 +225,82 @@ def flip_a_data_byte() -> object:
         return data
 
     return mangle
+
+
+async def test_upload_resumes_after_a_server_restart(
+    server: LiveServer, proxy: Proxy, tmp_path: Path
+) -> None:
+    """The server stops mid-upload and comes back: the upload continues from what it had stored."""
+    source = random_file(tmp_path / "src", "big.bin", BIG)
+    async with ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice:
+        transfer = await alice.send_file(source, room="lobby")
+        await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
+        proxy.freeze()  # nothing more reaches the server: it stops with the upload unfinished
+        await server.astop()
+        proxy.thaw()  # the client now sees the shutdown
+        await wait_until(lambda: transfer.info.state is TransferState.WAITING, what="the upload to pause")
+        await server.astart()
+        info = await transfer.wait()
+        assert info.resumed_from > 0
+        assert info.offer_id is not None
+        offer_id = info.offer_id
+    async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
+        await wait_until(lambda: bob.file_offer(offer_id) is not None, what="the offer in history")
+        got = await bob.get_file(offer_id).wait()
+    assert got.path is not None
+    assert digest(got.path) == digest(source)
+
+
+async def test_a_file_offered_to_one_nick(server: LiveServer, tmp_path: Path) -> None:
+    """An offer to a nick reaches that nick only, as a direct offer it can download."""
+    source = random_file(tmp_path / "src", "private.txt", 5000)
+    async with (
+        ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice,
+        ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
+        ChatClient(server.host, server.port, "carol", options=options(tmp_path / "c")) as carol,
+    ):
+        info = await (await alice.send_file(source, to="bob")).wait()
+        offer_id = info.offer_id
+        assert offer_id is not None
+        await wait_until(lambda: bob.file_offer(offer_id) is not None, what="bob to get the offer")
+        offer = bob.file_offer(offer_id)
+        assert offer is not None
+        assert (offer.to, offer.room) == ("bob", None)
+        got = await bob.get_file(offer_id).wait()
+        assert got.path is not None
+        assert got.path.read_bytes() == source.read_bytes()
+        await carol.say("lobby", "sync", wait=True)  # anything sent to carol before this has arrived
+        assert carol.file_offer(offer_id) is None
+        with pytest.raises(UnknownFile):
+            carol.get_file(offer_id)
+
+
+async def test_refusals_are_typed_errors(tmp_path: Path) -> None:
+    """Over the largest size: refused before sending; over the quota: the server's `quota_exceeded`."""
+    from chat_server.filesconfig import FilesConfig
+
+    files = FilesConfig(max_size=10_000, user_quota=10_000, total_quota=100_000)
+    live = LiveServer(fast_server_config(tmp_path / "server", files=files))
+    live.start()
+    try:
+        async with ChatClient(live.host, live.port, "alice", options=options(tmp_path / "a")) as alice:
+            big = random_file(tmp_path / "src", "big.bin", 10_001)
+            with pytest.raises(TransferError) as raised:
+                await (await alice.send_file(big, room="lobby")).wait()
+            assert raised.value.code == "file_too_large"
+            fits = random_file(tmp_path / "src", "fits.bin", 6_000)
+            await (await alice.send_file(fits, room="lobby")).wait()
+            again = random_file(tmp_path / "src", "again.bin", 6_000)
+            with pytest.raises(TransferError) as raised:
+                await (await alice.send_file(again, room="lobby")).wait()
+            assert raised.value.code == "quota_exceeded"
+            assert [info.state for info in alice.transfers] == [
+                TransferState.FAILED,
+                TransferState.DONE,
+                TransferState.FAILED,
+            ]
+    finally:
+        await live.astop()
 
 
 async def test_a_corrupted_download_is_refused_and_not_kept(
