@@ -1,4 +1,4 @@
-"""The chat screen: room list, topic, log, pending messages, input, member list and status line."""
+"""The chat screen: room list, topic, log, pending messages, transfers, input, member list and status line."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from chat_client.client import ChatClient
 from chat_client.controller import Controller, Outcome
 from chat_client.errors import ClientError
 from chat_client.messages import NetEvents
-from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus
+from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
 from chat_client.render import safe
 from chat_client.screens.register import NewPassword, RegisterDialog
 from chat_client.widgets.chat_input import ChatInput
@@ -41,6 +41,7 @@ class ChatScreen(Screen[None]):
         Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
         Binding("f1", "show_help", "Help"),
         Binding("f2", "toggle_members", "Members"),
+        Binding("f3", "get_latest_file", "Get file", show=False),
     ]
 
     def __init__(
@@ -285,6 +286,14 @@ class ChatScreen(Screen[None]):
         """Turn the mention bell on or off."""
         self.bell = not self.bell
         self.notify("mention bell on" if self.bell else "mention bell off", markup=False)
+
+    def action_get_latest_file(self) -> None:
+        """Put `/get ID` of the newest file offered in this buffer in the input (Enter downloads it)."""
+        offers = [line.id for line in self.model.current_buffer.lines if line.kind is LineKind.FILE]
+        if not offers or offers[-1] is None:
+            self.notify("no file has been offered here", markup=False)
+            return
+        self.prefill(f"/get {offers[-1]}")
 
     def action_toggle_members(self) -> None:
         """Show or hide the member list."""

@@ -15,6 +15,7 @@ from chat_client import TransferState, TransferUpdate
 from chat_client.app import ChatApp
 from chat_client.messages import NetEvents
 from chat_client.model import LineKind
+from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.transfers import TransferRow, TransfersPanel
 from tests.waiting import wait_until
 
@@ -65,8 +66,9 @@ async def test_send_and_get_in_the_tui(server: LiveServer, tmp_path: Path) -> No
         await wait_for_text(sender, alice, "alice offers holiday photos.tar (20.0 MiB)", timeout=60)
         await wait_for_text(receiver, bob, "alice offers holiday photos.tar (20.0 MiB)", timeout=30)
         (entry,) = [line for line in bob_screen.model.buffers["#lobby"].lines if line.kind is LineKind.FILE]
-        assert entry.id is not None
-        await submit(bob, f"/get {entry.id}")
+        await bob.press("f3")  # puts "/get ID" of the newest offer in the input
+        assert bob_screen.query_one(ChatInput).value == f"/get {entry.id}"
+        await bob.press("enter")
         panel = bob_screen.query_one(TransfersPanel)
         await wait_until(lambda: panel.display and panel.query(TransferRow), what="a transfer row")
         row = panel.query_one(TransferRow)
