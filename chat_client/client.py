@@ -107,6 +107,7 @@ from .errors import (
     UntrustedServer,
 )
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, Reconnecting
+from .filework import check_offer
 from .options import ClientOptions, ConnectionState
 from .outbox import OutboxEntry
 from .pins import PinStoreError
@@ -115,7 +116,7 @@ from .resume import DM_KEY, ResumeState, room_key
 from .savename import safe_name
 from .session import Endpoint, Session
 from .settings import downloads_dir
-from .transfers import Transfer, Transfers, check_offer
+from .transfers import Transfer, Transfers
 from .trust import ServerIdentity, TlsOptions
 
 log = logging.getLogger(__name__)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import itertools
 import logging
 import os
@@ -46,37 +45,29 @@ from shared import (
     FileOffered,
     FileProgress,
     GetFile,
-    LocalProtocolError,
     Message,
     OfferFile,
-    check_outgoing,
     fold,
 )
 from shared import Error as ErrorFrame
-from shared.limits import Limits
 
 from .errors import (
     ChecksumMismatch,
     ClientClosed,
     ConnectionLost,
-    InvalidRequest,
     TransferCancelled,
     TransferError,
     UnknownFile,
 )
+from .filework import check_data, open_partial, partial_path, place, sha256_of
 from .progress import Direction, RateMeter, TransferInfo, TransferState, TransferUpdate
-from .savename import create_unique, safe_name
+from .savename import safe_name
 from .session import Session
 
 log = logging.getLogger(__name__)
 
 #: File offers remembered by id (from live offers, history and our own uploads); the oldest go first.
 MAX_KNOWN_OFFERS = 10_000
-#: Bytes hashed per read.
-HASH_BLOCK = 1024 * 1024
-#: Prefix and suffix of a partial download in the downloads folder.
-PARTIAL_PREFIX = ".mpchat-"
-PARTIAL_SUFFIX = ".part"
 
 
 class _Lost(Exception):
@@ -84,28 +75,6 @@ class _Lost(Exception):
 
 
 _LOST = object()  # put in an inbox when the session ends
-
-
-def sha256_of(path: Path) -> str:
-    """The SHA-256 of a file, read in blocks (blocking: call it through `asyncio.to_thread`)."""
-    digest = hashlib.sha256()
-    with path.open("rb") as source:
-        while block := source.read(HASH_BLOCK):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def partial_path(folder: Path, sha256: str) -> Path:
-    """Where a download of the content with this SHA-256 is kept until it is complete and checked."""
-    return folder / f"{PARTIAL_PREFIX}{sha256}{PARTIAL_SUFFIX}"
-
-
-def place(partial: Path, folder: Path, name: str) -> Path:
-    """Give a checked download its final, safe, non-clobbering name (blocking)."""
-    final = create_unique(folder, name)
-    # We own `final` (created with O_EXCL just now), so replacing it cannot clobber anyone's file.
-    os.replace(partial, final)
-    return final
 
 
 class Transfer:
@@ -560,7 +529,7 @@ class Transfers:
             raise TransferError("busy", "this file is already being downloaded")
         async with self._download_turn:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
-            descriptor = await asyncio.to_thread(_open_partial, partial, offer.size)
+            descriptor = await asyncio.to_thread(open_partial, partial, offer.size)
             try:
                 while True:
                     session = await self._session_for(transfer)
@@ -610,38 +579,10 @@ class Transfers:
             assert answer.ref is not None
             self._by_ref.pop(answer.ref, None)
             asked = outstanding.pop(answer.ref, None)
-            _check_data(answer, asked, offer.size, policy.chunk)
+            check_data(answer, asked, offer.size, policy.chunk)
             arrived[answer.offset] = answer.data
             while written in arrived:
                 data = arrived.pop(written)
                 await asyncio.to_thread(os.pwrite, descriptor, data, written)
                 written += len(data)
             self._progress(transfer, written)
-
-
-def _open_partial(partial: Path, size: int) -> int:
-    """Open (or create) the partial file; one longer than the offer is corrupt and starts again."""
-    descriptor = os.open(partial, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
-    if os.fstat(descriptor).st_size > size:
-        os.ftruncate(descriptor, 0)
-    return descriptor
-
-
-def _check_data(answer: FileData, asked: int | None, size: int, chunk: int) -> None:
-    """A `file_data` must answer a request of ours, at its offset, for this file, with a full chunk."""
-    expected = min(chunk, size - answer.offset) if answer.offset <= size else -1
-    if asked != answer.offset or answer.size != size or len(answer.data) != expected or expected <= 0:
-        raise TransferError(
-            "bad_data",
-            f"the server sent {len(answer.data)} bytes at offset {answer.offset} of a {answer.size}-byte"
-            f" file; expected {expected} bytes at {asked} of {size}",
-        )
-
-
-def check_offer(name: str, size: int, *, room: str | None, to: str | None, limits: Limits) -> None:
-    """Check an offer's fields before hashing anything (raises `InvalidRequest`)."""
-    probe = OfferFile(name=name, size=size, sha256="0" * 64, room=room, to=to, client_msg_id="x")
-    try:
-        check_outgoing(probe, limits)
-    except LocalProtocolError as error:
-        raise InvalidRequest(error.code, error.message) from None

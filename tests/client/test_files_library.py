@@ -21,7 +21,7 @@ from chat_client import (
     TransferUpdate,
     UnknownFile,
 )
-from chat_client.transfers import PARTIAL_PREFIX
+from chat_client.filework import PARTIAL_PREFIX
 from shared import (
     PROTOCOL_NAME,
     PROTOCOL_VERSION,

@@ -33,6 +33,7 @@ LIBRARY_MODULES = [
     "savename",
     "settings",
     "transfers",
+    "filework",
 ]
 
 
