@@ -53,7 +53,6 @@ from shared import Error as ErrorFrame
 
 from .errors import (
     ChecksumMismatch,
-    ClientClosed,
     ConnectionLost,
     TransferCancelled,
     TransferError,
@@ -66,6 +65,8 @@ from .session import Session
 
 log = logging.getLogger(__name__)
 
+#: The error code of a transfer stopped because the client closed (its partial file stays for a resume).
+CLOSED = "closed"
 #: File offers remembered by id (from live offers, history and our own uploads); the oldest go first.
 MAX_KNOWN_OFFERS = 10_000
 
@@ -219,10 +220,10 @@ class Transfers:
         for transfer in self._all.values():
             if transfer.task is not None and not transfer.task.done():
                 transfer.task.cancel()
-        for transfer in self._all.values():
-            if not transfer.result.done():
-                transfer.result.set_exception(ClientClosed("the client is closed"))
-                transfer.result.exception()  # retrieved here, so an unawaited transfer logs nothing
+            if not transfer.finished:
+                again = "send" if transfer.info.direction is Direction.UPLOAD else "get"
+                stopped = TransferError(CLOSED, f"the client closed; {again} the file again to resume")
+                self._end(transfer, TransferState.FAILED, stopped)
 
     # -- Routing -----------------------------------------------------------------------------------------
 
@@ -308,6 +309,9 @@ class Transfers:
             self._end(transfer, TransferState.FAILED, error)
         except OSError as error:
             self._end(transfer, TransferState.FAILED, TransferError("io_error", error.strerror or str(error)))
+        except Exception as bug:  # a bug here must end the transfer visibly, never leave it hanging
+            log.exception("file transfer %d stopped on an unexpected error", transfer.number)
+            self._end(transfer, TransferState.FAILED, TransferError("internal_error", repr(bug)))
         else:
             self._end(transfer, TransferState.DONE, None)
 
@@ -527,6 +531,14 @@ class Transfers:
             for other in self._all.values()
         ):
             raise TransferError("busy", "this file is already being downloaded")
+        try:
+            await self._fetch(transfer, offer, folder, partial)
+        except TransferError:
+            # A refusal (no_such_file...) or bad data: the partial file is of no further use.
+            await asyncio.to_thread(partial.unlink, missing_ok=True)
+            raise
+
+    async def _fetch(self, transfer: Transfer, offer: FileOffered, folder: Path, partial: Path) -> None:
         async with self._download_turn:
             await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
             descriptor = await asyncio.to_thread(open_partial, partial, offer.size)
