@@ -92,8 +92,9 @@ class Proxy:
         self.drop_to_client = False
         #: Bytes from the server are passed on one at a time, with a pause after each (frames split anywhere).
         self.trickle_to_client = False
-        #: Applied to each block of bytes from the server before it is passed on (a corrupting link).
+        #: Applied to each block of bytes from (or to) the server before it is passed on: a corrupting link.
         self.mangle_to_client: Callable[[bytes], bytes] | None = None
+        self.mangle_to_server: Callable[[bytes], bytes] | None = None
         self._gates: list[asyncio.Event] = []  # one per connection: set while its bytes flow
         self.port = 0
 
@@ -115,6 +116,20 @@ class Proxy:
         """Move bytes again on every connection."""
         for gate in self._gates:
             gate.set()
+
+    def freeze_after(self, count: int) -> Callable[[bytes], bytes]:
+        """A filter (for `mangle_to_client` / `mangle_to_server`) that freezes every connection once `count`
+        bytes have passed: a transfer is then surely stopped part-way, however fast the machine."""
+        passed = 0
+
+        def watch(data: bytes) -> bytes:
+            nonlocal passed
+            passed += len(data)
+            if passed >= count:
+                self.freeze()
+            return data
+
+        return watch
 
     async def cut(self) -> None:
         """Close every current connection on both sides."""
@@ -169,8 +184,9 @@ class Proxy:
                 await gate.wait()
                 if to_client and self.drop_to_client:
                     continue
-                if to_client and self.mangle_to_client is not None:
-                    data = self.mangle_to_client(data)
+                mangle = self.mangle_to_client if to_client else self.mangle_to_server
+                if mangle is not None:
+                    data = mangle(data)
                 if to_client and self.trickle_to_client:
                     for byte in data:
                         writer.write(bytes([byte]))

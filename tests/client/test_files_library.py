@@ -39,8 +39,10 @@ from tests.waiting import wait_until
 from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST
 
-#: A bigger file takes long enough on loopback that a connection can be cut in the middle of it.
+#: A file several times larger than what passes before a test stops the link (`PART`).
 BIG = 12 * 1024 * 1024
+#: Bytes let through a proxy before it freezes: a few chunks, so some are confirmed and many are not.
+PART = 600_000
 
 
 def options(folder: Path) -> ClientOptions:
@@ -150,10 +152,11 @@ async def test_upload_resumes_after_the_connection_is_cut(
         ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice,
         ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
+        proxy.mangle_to_server = proxy.freeze_after(PART)  # the upload surely stops part-way
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
-        proxy.freeze()  # the upload is surely unfinished when the connection goes
         await proxy.cut()
+        proxy.mangle_to_server = None
         info = await transfer.wait()
         assert info.state is TransferState.DONE
         assert info.resumed_from > 0
@@ -176,10 +179,11 @@ async def test_download_resumes_after_the_connection_is_cut(
     ):
         updates = Updates(bob)
         offer_id = await share(alice, bob, source)
+        proxy.mangle_to_client = proxy.freeze_after(PART)  # the download surely stops part-way
         transfer = bob.get_file(offer_id)
         await wait_until(lambda: transfer.info.done > 0, what="some bytes written")
-        proxy.freeze()  # the download is surely unfinished when the connection goes
         await proxy.cut()
+        proxy.mangle_to_client = None
         info = await transfer.wait()
         assert info.resumed_from > 0
         assert any(update.state is TransferState.WAITING for update in updates.of(transfer.number))
@@ -195,9 +199,9 @@ async def test_a_download_resumes_from_the_partial_file_after_a_restart(
     async with ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice:
         async with ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob:
             offer_id = await share(alice, bob, source)
+            proxy.mangle_to_client = proxy.freeze_after(PART)  # stop it part-way
             first = bob.get_file(offer_id)
             await wait_until(lambda: first.info.done > 0, what="some bytes written")
-            proxy.freeze()  # stop it mid-file
             await proxy.cut()
         # bob closed mid-download; a new bob process (here: client) gets the same offer again.
         async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
@@ -233,10 +237,11 @@ async def test_upload_resumes_after_a_server_restart(
     """The server stops mid-upload and comes back: the upload continues from what it had stored."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice:
+        proxy.mangle_to_server = proxy.freeze_after(PART)  # the server stops with the upload unfinished
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
-        proxy.freeze()  # nothing more reaches the server: it stops with the upload unfinished
         await server.astop()
+        proxy.mangle_to_server = None
         proxy.thaw()  # the client now sees the shutdown
         await wait_until(lambda: transfer.info.state is TransferState.WAITING, what="the upload to pause")
         await server.astart()
