@@ -57,7 +57,7 @@ from shared.text import fold
 
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
-from .fileoffers import StoreFile, store_file_offer
+from .fileoffers import Settle, StoreFile, store_file_offer
 from .hub import Client, Hub, Room
 from .moderation import Moderation
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
@@ -88,7 +88,7 @@ class Disconnect:
     announce: bool = True
 
 
-Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile
+Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile | Settle
 
 
 @dataclass(slots=True)
@@ -136,6 +136,8 @@ class Chat:
         elif isinstance(request, StoreFile):
             self.flush()  # a barrier: the offer's id follows every message stored before it
             store_file_offer(self.hub, self.store, client, request, self._ts(), self.moderation.silenced)
+        elif isinstance(request, Settle):
+            request.done.set()  # everything this connection sent before is applied
         elif client.key is None:
             return  # the login was refused; the connection is closing
         elif isinstance(request, Say):

@@ -55,10 +55,12 @@ from shared.schema import Message
 from .accounts import Enroll, Rename, Unenroll
 from .chat import Disconnect, Login
 from .config import ServerConfig
+from .fileoffers import Settle
 from .files import FileStore
 from .filesconfig import CHUNK_FRAME_OVERHEAD
 from .gate import Gate, Refused
 from .hub import Client, Hub
+from .latch import Latch
 from .outbox import Outbox
 from .pages import fetch_history
 from .ratelimit import TokenBucket
@@ -161,7 +163,13 @@ class Connection:
         self._transfers: Transfers | None = None
         if services.files is not None:
             self._transfers = Transfers(
-                self.client, self.outbox, services.files, services.hub, services.sequencer, self._reader_db
+                self.client,
+                self.outbox,
+                services.files,
+                services.hub,
+                services.sequencer,
+                self._reader_db,
+                self._settle,
             )
         self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
 
@@ -449,6 +457,12 @@ class Connection:
         else:
             self._submit(message, getattr(message, "ref", None))
         return None
+
+    def _settle(self) -> None:
+        """Wait (bounded) until the history thread has applied every request this connection sent before."""
+        done = Latch()
+        if self.services.sequencer.submit(self.client, Settle(done)):
+            done.wait(self.config.sequencer_wait)
 
     def _reader_db(self) -> sqlite3.Connection:
         """This reader's own SQLite read connection, opened when first needed (raises `HistoryError`)."""

@@ -19,6 +19,7 @@ from shared.messages import FileDone, FileOffered
 
 from .files import Reservation
 from .hub import Client, Hub, Room
+from .latch import Latch
 from .replies import error_frame
 from .storage import HistoryError, HistoryStore
 
@@ -39,6 +40,17 @@ class StoreFile:
     client_msg_id: str | None
     ref: int | None
     reservation: Reservation
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """Internal request: set `done` once it is applied, i.e. after every request the connection sent before.
+
+    A reader thread answers file requests itself, so a `join` it submitted just before a `file_get` may not be
+    applied yet; before refusing for want of membership it settles (`Connection._settle`) and checks again.
+    """
+
+    done: Latch
 
 
 #: Why a client may not speak in a room (a mute in force), or None: `Moderation.silenced`.

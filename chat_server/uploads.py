@@ -81,6 +81,7 @@ class Transfers:
         hub: Hub,
         sequencer: Sequencer,
         database: Callable[[], sqlite3.Connection],
+        settle: Callable[[], None],
     ) -> None:
         self.client = client
         self.outbox = outbox
@@ -89,6 +90,8 @@ class Transfers:
         self.hub = hub
         self.sequencer = sequencer
         self._database = database  # the reader's own SQLite read connection, opened when first needed
+        #: Waits until the history thread has applied this connection's earlier requests (a `join`...).
+        self._settle = settle
         self._uploads: dict[int, _Upload] = {}
         self._numbers = itertools.count(1)
         self._download: tuple[str, int] | None = None  # (sha256, fd) of the file read last
@@ -132,16 +135,17 @@ class Transfers:
         if key is None:
             return None  # the login was refused; the connection is closing
         room_key, recipient = None, None
-        with self.hub.lock:
-            if offer.room is not None:
-                room_key = fold(offer.room)
-                if room_key not in client.rooms:
-                    return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {offer.room!r}", ref)
-            else:
+        if offer.room is not None:
+            room_key = fold(offer.room)
+            if not self._member(room_key):
+                return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {offer.room!r}", ref)
+        else:
+            with self.hub.lock:
                 found = self.hub.nicks.get(fold(offer.to or ""))
-                if found is None or found.nick is None or found.key is None:
-                    return error_frame(ErrorCode.NO_SUCH_NICK, f"{offer.to!r} is not online", ref)
-                recipient = (found.nick, found.key)
+                if found is not None and found.nick is not None and found.key is not None:
+                    recipient = (found.nick, found.key)
+            if recipient is None:
+                return error_frame(ErrorCode.NO_SUCH_NICK, f"{offer.to!r} is not online", ref)
         db = self._database()
         if offer.client_msg_id is not None and (done := self._stored_before(db, key, offer)) is not None:
             client.send(done)
@@ -313,11 +317,19 @@ class Transfers:
 
     def _may_see(self, stored: StoredFile) -> bool:
         """A room's file: its current members; a direct one: its sender and recipient."""
-        with self.hub.lock:
-            key, rooms = self.client.key, self.client.rooms
-            if stored.room_key is not None:
-                return stored.room_key in rooms
+        if stored.room_key is not None:
+            return self._member(stored.room_key)
+        key = self.client.key
         return key is not None and key in (stored.sender_key, stored.recipient_key)
+
+    def _member(self, room_key: str) -> bool:
+        """True if this client is in the room, counting a `join` it sent before but not yet applied."""
+        with self.hub.lock:
+            if room_key in self.client.rooms:
+                return True
+        self._settle()  # only when refusing: a member's download never waits for the history thread
+        with self.hub.lock:
+            return room_key in self.client.rooms
 
     def _open_object(self, sha256: str) -> int:
         """The stored file's descriptor (the last one read stays open: a download reads it chunk by chunk)."""

@@ -18,17 +18,21 @@ from shared import (
     CancelFile,
     Error,
     FetchHistory,
+    FileData,
     FileDone,
     FileOffered,
     FileProgress,
     GetFile,
     History,
+    Join,
     Leave,
     Left,
     Moderated,
     Mute,
+    OfferFile,
     Say,
     Welcome,
+    encode,
 )
 from shared.limits import DEFAULT_FILE_CHUNK, DEFAULT_FILE_WINDOW
 
@@ -243,3 +247,22 @@ def test_a_muted_member_cannot_offer_files_in_the_room(login: Callable[..., Chat
     assert not any(isinstance(m, FileOffered) for m in alice.drain())
     assert upload(bob, b"quiet file", to="alice", ref=3).done is not None
     assert alice.recv(FileOffered).to == "alice"
+
+
+def test_a_join_pipelined_before_a_file_request_counts(login: Callable[..., ChatTestClient]) -> None:
+    """Requests of one connection apply in order: a `join` sent just before a `file_get` or a `file_offer`
+    for that room (without waiting for its answer) makes the file request succeed."""
+    alice = login("alice", ["den"])
+    data = b"for the den"
+    done = upload(alice, data, room="den").done
+    assert done is not None
+    for attempt in range(5):  # the join may or may not be applied before the reader sees the file_get
+        bob = login(f"bob{attempt}", ["lobby"])
+        bob.send_raw(
+            encode(Join(room="den", ref=1))
+            + encode(GetFile(id=done.id, ref=2))
+            + encode(OfferFile(name="n", size=1, sha256=sha256(b"n"), room="den", ref=3))
+        )
+        assert bob.recv(FileData, ref=2).data == data
+        assert bob.recv(FileProgress, ref=3).offset == 0
+        bob.close()
