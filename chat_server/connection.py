@@ -63,7 +63,7 @@ from .hub import Client, Hub
 from .latch import Latch
 from .outbox import Outbox
 from .pages import fetch_history
-from .ratelimit import TokenBucket
+from .ratelimit import MessageOrder, TokenBucket
 from .replies import error_frame, fatal_frame
 from .sender import Channel, Sender
 from .sequencer import Sequencer
@@ -148,6 +148,7 @@ class Connection:
         self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, self._clock)
         self._joins = TokenBucket(config.rate_joins, config.rate_joins_burst, self._clock)
         self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, self._clock)
+        self._order = MessageOrder(self._clock)
         self._history_db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # guards _close_reason and _linger_until
         self._close_reason: str | None = None
@@ -417,11 +418,18 @@ class Connection:
 
     def _rate_wait(self, message: Message) -> float:
         """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
+        if isinstance(message, Say | Tell):
+            wait = (
+                self._order.wait(message.client_msg_id)
+                or self._requests.take()
+                or self._text_bytes.take(len(message.text.encode()))
+            )
+            if wait:
+                self._order.refused(message.client_msg_id, wait)
+            return wait
         wait = self._requests.take()
         if wait:
             return wait
-        if isinstance(message, Say | Tell):
-            return self._text_bytes.take(len(message.text.encode()))
         if isinstance(message, Join):
             return self._joins.take()
         if isinstance(message, ChangeNick | Register | Unregister):

@@ -1,4 +1,5 @@
-"""Token buckets: the per-connection and per-address rate limits, with an injectable clock for tests."""
+"""Token buckets: the per-connection and per-address rate limits, with an injectable clock for tests; and
+`MessageOrder`, which keeps a client's messages in order across rate-limit refusals."""
 
 from __future__ import annotations
 
@@ -38,6 +39,48 @@ class TokenBucket:
             self._tokens -= cost
             return 0.0
         return (cost - self._tokens) / self.rate
+
+
+#: How long past its retry time a refused message keeps later messages waiting for it, in seconds. A client
+#: that never sends it again (it gave up on it) is not held back for longer than this.
+ORDER_HOLD_SECONDS = 30.0
+#: The shortest retry delay a held-back message is told to wait, in seconds.
+MIN_RETRY = 0.001
+
+
+class MessageOrder:
+    """Keeps one client's chat messages in the order it sent them, across `rate_limited` refusals.
+
+    A client pipelines its messages: by the time the refusal of message k reaches it, k+1, k+2... are
+    already on their way, and a token refilled meanwhile would let k+1 in before k is sent again: delivered
+    out of order. So after refusing a message (identified by its `client_msg_id`) every later message is
+    refused too, until that one comes back (the client resends in order) or `ORDER_HOLD_SECONDS` after its
+    retry time. Messages without a `client_msg_id` cannot be recognised when they come back, so they never
+    start a hold. Not thread-safe: it belongs to one connection's reader thread.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._waiting_for: str | None = None  # the client_msg_id of the refused message
+        self._retry_at = 0.0
+        self._expires = 0.0
+
+    def wait(self, client_msg_id: str | None) -> float:
+        """0.0 if this message may go on to the rate limit, else the seconds the client should wait."""
+        if self._waiting_for is None:
+            return 0.0
+        now = self._clock()
+        if client_msg_id == self._waiting_for or now >= self._expires:
+            self._waiting_for = None
+            return 0.0
+        return max(self._retry_at - now, MIN_RETRY)
+
+    def refused(self, client_msg_id: str | None, retry: float) -> None:
+        """A message was refused: hold later ones back until it returns (if no hold is on already)."""
+        if self._waiting_for is None and client_msg_id is not None:
+            self._waiting_for = client_msg_id
+            self._retry_at = self._clock() + retry
+            self._expires = self._retry_at + ORDER_HOLD_SECONDS
 
 
 class AddressBuckets:

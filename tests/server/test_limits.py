@@ -170,6 +170,30 @@ def test_rate_limit_burst_then_refusal(make_server: MakeServer) -> None:
         assert texts == ["m0", "m1", "m2"]
 
 
+def test_a_refused_message_keeps_its_place(make_server: MakeServer) -> None:
+    """After a rate_limited refusal, a later message is refused too, even with tokens to spare, until the
+    refused one is sent again: pipelined messages resent in order are delivered in order."""
+    server = make_server(rate_burst=2, rate_messages=1000.0)
+    with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
+        for n in (1, 2, 3):  # m1 and m2 take the burst; m3 finds the bucket empty
+            alice.send(Say(room="lobby", text=f"m{n}", client_msg_id=f"c{n}", ref=n))
+        refused = alice.error("rate_limited")
+        assert refused.ref == 3
+        assert refused.retry_after_ms is not None
+        refill = time.monotonic() + 2 * refused.retry_after_ms / 1000 + 0.01
+        wait_until(lambda: time.monotonic() >= refill)  # the bucket has tokens again
+        alice.send(Say(room="lobby", text="m4", client_msg_id="c4", ref=4))
+        assert alice.error("rate_limited").ref == 4  # held back: m3 has not come back yet
+        wait_until(lambda: time.monotonic() >= refill + 0.01)
+        alice.send(Say(room="lobby", text="m3", client_msg_id="c3", ref=5))
+        alice.recv(Ack, ref=5)
+        wait_until(lambda: time.monotonic() >= refill + 0.02)
+        alice.send(Say(room="lobby", text="m4", client_msg_id="c4", ref=6))
+        alice.recv(Ack, ref=6)
+        texts = [m.text for m in bob.drain(0.2) if hasattr(m, "text")]
+        assert texts == ["m1", "m2", "m3", "m4"]
+
+
 def test_rate_limit_on_text_bytes(make_server: MakeServer) -> None:
     """The text byte bucket: rate_bytes_burst bytes pass, then one more byte is rate_limited."""
     server = make_server(rate_bytes_burst=1000, rate_bytes=10.0)

@@ -12,7 +12,7 @@ from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
 from chat_server.hub import Client, Room
 from chat_server.latch import Latch
 from chat_server.outbox import Outbox
-from chat_server.ratelimit import TokenBucket
+from chat_server.ratelimit import ORDER_HOLD_SECONDS, MessageOrder, TokenBucket
 from chat_server.roomstate import RoomStates
 from chat_server.rules import RoomRules
 from shared.codec import encode
@@ -54,6 +54,34 @@ def test_bucket_cost_larger_than_burst_passes_when_full() -> None:
     bucket = TokenBucket(rate=10.0, burst=100, clock=clock)
     assert bucket.take(500) == 0.0
     assert bucket.take(1) == pytest.approx(0.1)
+
+
+def test_message_order_holds_later_messages_until_the_refused_one_returns() -> None:
+    """After a refusal, later messages wait (with the refusal's retry time) until the refused one is back."""
+    clock = FakeClock()
+    order = MessageOrder(clock)
+    assert order.wait("m1") == 0.0
+    order.refused("m2", 0.5)
+    assert order.wait("m3") == pytest.approx(0.5)
+    order.refused("m3", 0.5)  # a later refusal does not move the hold to m3
+    clock.now += 1.0  # the retry time passed, and still m3 waits for m2
+    assert order.wait("m3") > 0.0
+    assert order.wait("m2") == 0.0  # m2 is back: the hold ends
+    assert order.wait("m3") == 0.0
+
+
+def test_message_order_hold_expires_and_needs_an_id() -> None:
+    """A refused message never sent again holds the others only ORDER_HOLD_SECONDS past its retry time;
+    a message without a client_msg_id starts no hold."""
+    clock = FakeClock()
+    order = MessageOrder(clock)
+    order.refused(None, 0.5)
+    assert order.wait("m1") == 0.0
+    order.refused("m2", 0.5)
+    clock.now += 0.5 + ORDER_HOLD_SECONDS - 0.01
+    assert order.wait("m3") > 0.0
+    clock.now += 0.01
+    assert order.wait("m3") == 0.0
 
 
 def outbox(clock: FakeClock) -> Outbox:
