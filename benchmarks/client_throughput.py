@@ -1,13 +1,14 @@
 """How many incoming messages per second the TUI absorbs while its input line stays responsive.
 
-    python -m benchmarks.client_throughput [--rates 200 500 1000 2000 4000] [--seconds 3] [--json]
+    python -m benchmarks.client_throughput [--rates 200 500 1000 2000 4000] [--seconds 3] [--default-gc]
 
 For each rate: a fresh `chat-server` process (rate limits lifted), the real `ChatApp` in this process
 (headless, 120x40, through `App.run_test`), and a flooding library client in a third process sending to
 the room at the given rate. While the flood runs, a key is pressed in the input line every 100 ms and the
 time until the input shows it is recorded. Reported per rate: messages absorbed per second (first to last
 message shown in the model), and the p50/p99/max key latency. A headless app does all the work of a real
-one except writing the frames to a terminal, so the figures are an upper bound for a fast terminal.
+one except writing the frames to a terminal, so the figures are an upper bound for a fast terminal. The
+GC is tuned as `chat-client` tunes it (chat_client/gctune.py) unless `--default-gc` is given.
 """
 
 from __future__ import annotations
@@ -109,13 +110,18 @@ def shown_count(buffer: Buffer) -> int:
     return 0
 
 
-async def measure(port: int, rate: float, seconds: float, folder: Path) -> dict[str, Any]:
+async def measure(
+    port: int, rate: float, seconds: float, folder: Path, tuned_gc: bool = True
+) -> dict[str, Any]:
     """Run the TUI while a flood process sends at `rate`; return the figures."""
     from chat_client.app import ChatApp
+    from chat_client.gctune import tune_gc
     from chat_client.screens.chat import ChatScreen
     from chat_client.widgets.chat_input import ChatInput
 
     app = ChatApp(host="127.0.0.1", port=port, nick="reader", connect_now=True, config_dir=folder)
+    if tuned_gc:
+        tune_gc()  # as `chat-client` does before its first frame
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         while not isinstance(app.screen, ChatScreen) or app.screen.model.current != "#lobby":
@@ -192,6 +198,11 @@ def main() -> None:
     parser.add_argument("--rates", type=float, nargs="+", default=[200, 500, 1000, 2000, 4000])
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--default-gc",
+        action="store_true",
+        help="keep the interpreter's GC settings (chat-client tunes them)",
+    )
     parser.add_argument("--flood", nargs=3, metavar=("PORT", "RATE", "SECONDS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.flood:
@@ -204,7 +215,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             server, port = start_server(Path(folder))
             try:
-                rows.append(asyncio.run(measure(port, rate, args.seconds, Path(folder))))
+                rows.append(asyncio.run(measure(port, rate, args.seconds, Path(folder), not args.default_gc)))
             finally:
                 server.terminate()
                 server.wait(timeout=10)

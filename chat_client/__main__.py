@@ -239,6 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         from .app import ChatApp
         from .discovery import DiscoveryListener
+        from .gctune import tune_gc
 
         app = ChatApp(
             host=host,
@@ -257,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             password=password,
             nick_password=nick_password,
         )
+        tune_gc()  # after the imports and before the first frame: see chat_client/gctune.py
         return app.run() or 0
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 import chat_client
 from chat_client.backoff import Backoff
 from chat_client.errors import OutboxFull
+from chat_client.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD
 from chat_client.outbox import DeliveryState, Outbox
 from shared import Ack, Say, Tell
 
@@ -125,3 +128,18 @@ def test_outbox_limit_at_and_past_the_bound() -> None:
     with pytest.raises(OutboxFull):
         outbox.add(text="over", action=False, room="r")
     assert len(outbox) == 3
+
+
+def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds() -> None:
+    """The TUI's GC tuning (run in a child process: it changes the interpreter's global settings)."""
+    script = (
+        "import gc; from chat_client.gctune import tune_gc; import chat_client.app; "
+        "before = gc.get_freeze_count(); tune_gc(); print(before, gc.get_freeze_count(), *gc.get_threshold())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    before, frozen, *thresholds = (int(word) for word in done.stdout.split())
+    assert before == 0
+    assert frozen > 10_000  # Textual, Rich and our modules are out of the collector's sight
+    assert thresholds == [GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD]
