@@ -3,12 +3,12 @@ config/data/downloads folders redirected to temp folders so no test ever touches
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
-from .helpers import LiveServer, fast_server_config
+from .helpers import LiveServer, Proxy, fast_server_config
 
 
 @pytest.fixture(autouse=True)
@@ -29,3 +29,14 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
         yield live
     finally:
         live.stop()
+
+
+@pytest.fixture
+async def proxy(server: LiveServer) -> AsyncIterator[Proxy]:
+    """A fault-injecting TCP proxy in front of the server."""
+    front = Proxy(lambda: (server.host, server.port))
+    await front.start()
+    try:
+        yield front
+    finally:
+        await front.close()

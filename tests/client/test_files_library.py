@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -79,17 +78,6 @@ class Updates:
 
     def of(self, number: int) -> list[TransferInfo]:
         return [info for info in self.infos if info.number == number]
-
-
-@pytest.fixture
-async def proxy(server: LiveServer) -> AsyncIterator[Proxy]:
-    """A fault-injecting proxy in front of the server."""
-    front = Proxy(lambda: (server.host, server.port))
-    await front.start()
-    try:
-        yield front
-    finally:
-        await front.close()
 
 
 async def share(sender: ChatClient, receiver: ChatClient, path: Path) -> int:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from chat_client import (
     ChatClient,
@@ -23,17 +20,6 @@ from tests.waiting import wait_until
 
 from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST, Recorder
-
-
-@pytest.fixture
-async def proxy(server: LiveServer) -> AsyncIterator[Proxy]:
-    """A proxy in front of the server."""
-    front = Proxy(lambda: (server.host, server.port))
-    await front.start()
-    try:
-        yield front
-    finally:
-        await front.close()
 
 
 def connected_count(recorder: Recorder) -> int:
