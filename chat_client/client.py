@@ -6,214 +6,69 @@
         async for event in client.events():
             ...
 
-Everything runs on the caller's event loop, in one task (`_run`) plus one pinger task per connection and
-one task per file transfer; there are no locks, and no threads except the short `asyncio.to_thread` calls
-that hash, read and write files for transfers. The run task owns the current `Session` and is the only
-reader of it; requests made by the caller write to the session directly (a write never waits; only an
-upload waits for its chunk to leave the buffer). Sent messages go through `Delivery` (the outbox's trip to
-the server), file transfers through `Transfers`, what survives a reconnect lives in `ResumeState`.
-
-What survives a reconnect, and how it is used (the "resume"):
-
-* the joined rooms and, per room, the id of the last message seen: the client rejoins each room with
-  `after=<that id>` and the server replays what was missed, oldest first;
-* the id of the last direct message seen: the client fetches the direct messages after it;
-* the outbox of unacknowledged messages: each is sent again with its `client_msg_id`, and the server
-  stores it at most once;
-* the ids recently seen per room, so a message that arrives twice (a replay overlapping a live message)
-  is delivered once;
-* unfinished file transfers: an upload offers its file again (same `client_msg_id`) and continues from
-  the offset the server holds, a download continues from the length of its partial file.
-
-Stop order: `close()` sends `quit`, waits a bounded time for the server to close, then cancels the run
-task, whose `finally` closes the socket, fails the waiting requests and emits the final `Closed` event.
+This module is what a caller can ask: the properties, the events, the requests (join, say, moderate...) and
+the file transfers. What the client does on its own is in the layers below: `ClientRunner`
+(chat_client.runner: the run task, the thread model, the resume and the stop order) and `ClientCore`
+(chat_client.core: the parts and the routing of incoming messages).
 """
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import logging
-import time
-from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
 from shared import (
-    PROTOCOL_NAME,
-    PROTOCOL_VERSION,
     Ack,
     AwayChanged,
     BanList,
     ChangeNick,
-    ErrorCode,
     FetchHistory,
-    FileData,
-    FileDone,
     FileOffered,
     FilePolicy,
-    FileProgress,
-    Hello,
     History,
     Join,
-    Joined,
     Leave,
     Left,
     ListBans,
     ListRooms,
-    LocalProtocolError,
     Message,
-    Moderated,
     ModerationRequest,
     NickChanged,
-    Ping,
-    Pong,
-    Quit,
     Register,
     Registration,
     RoomList,
     RoomState,
-    Said,
     Say,
     SetAway,
     SetMode,
     SetTopic,
     Tell,
-    Told,
     TopicChanged,
     Unregister,
     Who,
-    check_outgoing,
     fold,
 )
-from shared import Error as ErrorFrame
-from shared.limits import DEFAULT_LIMITS, Limits
 
-from .delivery import Delivery
-from .errors import (
-    ClientClosed,
-    ClientError,
-    ConnectionLost,
-    FilesUnsupported,
-    InvalidRequest,
-    LoginRefused,
-    NotConnected,
-    RequestTimeout,
-    ServerError,
-    TransferError,
-    UntrustedServer,
-)
-from .events import Closed, Connected, Disconnected, Event, LagMeasured, Reconnecting
-from .filework import check_offer
-from .options import ClientOptions, ConnectionState
+from .errors import ClientClosed, ClientError, FilesUnsupported, NotConnected
+from .events import Event
+from .filework import check_offer, upload_size
+from .options import ConnectionState
 from .outbox import OutboxEntry
-from .pins import PinStoreError
 from .progress import TransferInfo
-from .resume import DM_KEY, ResumeState, room_key
+from .runner import ClientRunner
 from .savename import safe_name
-from .session import Endpoint, Session
-from .settings import downloads_dir
-from .transfers import Transfer, Transfers
-from .trust import ServerIdentity, TlsOptions
-
-log = logging.getLogger(__name__)
-
-# Login refusals worth retrying: the condition may clear by itself. `nick_taken` is here because after a
-# network drop the server may still hold our previous connection (a ghost) until its ping timeout.
-_RETRYABLE_LOGIN_CODES = frozenset(
-    {
-        ErrorCode.NICK_TAKEN,
-        ErrorCode.SERVER_FULL,
-        ErrorCode.TOO_MANY_CONNECTIONS,
-        ErrorCode.SERVER_SHUTDOWN,
-        ErrorCode.RATE_LIMITED,
-        ErrorCode.HELLO_TIMEOUT,
-        ErrorCode.INTERNAL_ERROR,
-    }
-)
-# Fatal session errors after which reconnecting would only repeat the failure.
-_FINAL_SESSION_CODES = frozenset({ErrorCode.BAD_HELLO, ErrorCode.UNSUPPORTED_VERSION})
+from .transfers import Transfer
+from .waiters import answer_to
 
 
-@dataclass(slots=True)
-class _Waiter:
-    """A request waiting for its answer: `match` returns True for the answer (an `Error` means refusal)."""
+class ChatClient(ClientRunner):
+    """A chat connection that keeps itself alive: see the module docstring for what it does.
 
-    match: Callable[[Message], bool]
-    future: asyncio.Future[Message]
-
-
-class ChatClient:
-    """A chat connection that keeps itself alive: see the module docstring for what it does."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        nick: str,
-        *,
-        rooms: Iterable[str] | None = None,
-        options: ClientOptions | None = None,
-        password: str | None = None,
-        nick_password: str | None = None,
-        tls: TlsOptions | None = None,
-    ) -> None:
-        """`password`: the server's password, if it has one; `nick_password`: the nick's, if registered.
-
-        Both are kept in memory only, to log in again after a reconnect.
-        """
-        self.endpoint = Endpoint(host, port)
-        #: TLS with the server's key checked (pinned on first use); None: plaintext.
-        self.tls = tls
-        #: The verified key of the current (or last) TLS session.
-        self.identity: ServerIdentity | None = None
-        #: Our nick as the server knows it (updated by the welcome and by nick changes).
-        self.nick = nick
-        self.options = options or ClientOptions()
-        self._first_rooms = tuple(rooms) if rooms is not None else None
-        self._password = password
-        self._nick_password = nick_password
-        # Passwords of requests waiting for their answer: a nick change (by folded nick) and a registration
-        # (by ref). Once the server agrees, the password is the one to log in with after a reconnect.
-        self._nick_passwords: dict[str, str | None] = {}
-        self._registering: dict[int, str | None] = {}
-        self._state = ConnectionState.IDLE
-        self._session: Session | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
-        self._logged_in_once = False
-        self._events: deque[Event] = deque()
-        self._event_ready = asyncio.Event()
-        self._dropped_events = 0
-        self._closed_seen = False
-        self._resume = ResumeState()
-        # Requests.
-        self._refs = itertools.count(1)
-        self._waiters: list[_Waiter] = []
-        self._delivery = Delivery(self.options.outbox_limit, lambda: next(self._refs), self._emit)
-        # Liveness.
-        self._ping_tokens = itertools.count(1)
-        self._pings_sent: dict[int, float] = {}
-        #: The round-trip time of the last ping, in seconds (None until measured).
-        self.lag: float | None = None
-        #: How many of the server's pings this client answered (a liveness statistic).
-        self.pings_answered = 0
-        self._first_login: asyncio.Future[None] | None = None
-        # The limits of the last session, kept for checking messages typed while offline.
-        self._last_limits = DEFAULT_LIMITS
-        self._transfers = Transfers(
-            emit=self._emit,  # type: ignore[arg-type]
-            stored=self._on_file_stored,
-            next_ref=lambda: next(self._refs),
-            nick=lambda: self.nick,
-            downloads=lambda: self.options.downloads_dir or downloads_dir(),
-            max_uploads=self.options.max_uploads,
-            progress_interval=self.options.progress_interval,
-            join_wait=self.options.request_timeout,
-        )
+    Built with `ClientCore`'s arguments: host, port, nick, and optionally the first rooms, the options,
+    the server's and the nick's passwords, and TLS.
+    """
 
     # -- Properties --------------------------------------------------------------------------------------
 
@@ -233,11 +88,6 @@ class ChatClient:
         return self._resume.rooms
 
     @property
-    def limits(self) -> Limits:
-        """The server's limits (the protocol defaults before the first login)."""
-        return self._session.limits if self._session is not None else self._last_limits
-
-    @property
     def server_name(self) -> str | None:
         """The name the server gave in its welcome, once logged in."""
         return self._session.welcome.server if self._session is not None else None
@@ -247,73 +97,21 @@ class ChatClient:
         """The messages still waiting for the server's acknowledgement, oldest first."""
         return tuple(self._delivery.outbox)
 
-    # -- Life cycle --------------------------------------------------------------------------------------
+    @property
+    def lag(self) -> float | None:
+        """The round-trip time of the last ping, in seconds (None until measured)."""
+        return self._liveness.lag
 
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def connect(self) -> None:
-        """Connect and log in; after that the client reconnects by itself.
-
-        Raises `LoginRefused` (with the server's code, e.g. ``nick_taken``) or `ConnectionLost` if the
-        first login fails: a wrong address or nick is reported at once, never retried forever.
-        """
-        if self._task is not None:
-            raise ClientError("connect() was already called")
-        self._check(self._hello())  # a bad nick or room name is the caller's mistake: say so now
-        self._first_login = asyncio.get_running_loop().create_future()
-        self._state = ConnectionState.CONNECTING
-        self._task = asyncio.create_task(self._run(), name=f"mpchat client {self.nick}@{self.endpoint}")
-        try:
-            await self._first_login
-        except BaseException:
-            await self._stop_task()
-            raise
-
-    async def close(self, reason: str | None = None) -> None:
-        """Log out (sending `quit` with `reason`) and stop reconnecting. Safe to call twice."""
-        if self._task is None or self._task.done():
-            self._state = ConnectionState.CLOSED
-            return
-        self._closing = True
-        session = self._session
-        if session is not None:
-            try:
-                session.send(Quit(reason=reason))
-            except InvalidRequest:
-                session.send(Quit())  # the reason broke a rule (too long): quit without one
-            except ConnectionLost:
-                pass  # already gone: nothing to wait for
-            try:
-                async with asyncio.timeout(self.options.close_timeout):
-                    await asyncio.shield(self._task)
-            except TimeoutError:
-                log.info("the server did not close the connection after quit; closing it ourselves")
-        await self._stop_task()
-
-    async def _stop_task(self) -> None:
-        task = self._task
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                # Our own cancellation of the run task; if the caller itself is being cancelled, pass it on.
-                current = asyncio.current_task()
-                if current is not None and current.cancelling():
-                    raise
+    @property
+    def pings_answered(self) -> int:
+        """How many of the server's pings this client answered (a liveness statistic)."""
+        return self._liveness.pings_answered
 
     # -- Events ------------------------------------------------------------------------------------------
 
     async def events(self) -> AsyncIterator[Event]:
         """Yield every event until (and including) the final `Closed`."""
-        while not self._closed_seen:
+        while not self._events.closed_seen:
             for event in await self.next_events():
                 yield event
 
@@ -322,257 +120,7 @@ class ChatClient:
 
         Taking a batch lets a UI render a burst in one go instead of one refresh per message.
         """
-        while not self._events:
-            if self._closed_seen:
-                return []
-            self._event_ready.clear()
-            await self._event_ready.wait()
-        batch = [self._events.popleft() for _ in range(min(limit, len(self._events)))]
-        if any(isinstance(event, Closed) for event in batch):
-            self._closed_seen = True
-        return batch
-
-    def _emit(self, event: Event) -> None:
-        if len(self._events) >= self.options.event_queue_limit:
-            # Never stop reading the socket for a consumer that does not read its events: that would
-            # stall pings and get us disconnected. Drop the oldest instead, and say so.
-            self._events.popleft()
-            self._dropped_events += 1
-            if self._dropped_events == 1 or self._dropped_events % 1000 == 0:
-                log.warning("events are not being read: %d dropped so far", self._dropped_events)
-        self._events.append(event)
-        self._event_ready.set()
-
-    # -- The run task ------------------------------------------------------------------------------------
-
-    async def _run(self) -> None:
-        final_error: Exception | None = None
-        attempt = 0
-        try:
-            while not self._closing:
-                retry_after = 0.0
-                try:
-                    session = await Session.open(
-                        self.endpoint, self._hello(), timeout=self.options.connect_timeout, tls=self.tls
-                    )
-                except (UntrustedServer, PinStoreError) as untrusted:
-                    # Never retried: the key will not change back by itself, and nothing may be sent.
-                    final_error = untrusted
-                    self._fail_first_login(untrusted)
-                    self._emit(Disconnected(str(untrusted), untrusted.code, will_retry=False))
-                    return
-                except LoginRefused as refused:
-                    if self._fail_first_login(refused) or refused.code not in _RETRYABLE_LOGIN_CODES:
-                        final_error = refused
-                        self._emit(
-                            Disconnected(refused.message or refused.code, refused.code, will_retry=False)
-                        )
-                        return
-                    reason = _refusal_reason(refused)
-                    retry_after = (refused.retry_after_ms or 0) / 1000
-                except (OSError, TimeoutError, ConnectionLost) as failure:
-                    lost = failure if isinstance(failure, ConnectionLost) else _lost(failure)
-                    if self._fail_first_login(lost):
-                        final_error = lost
-                        return
-                    reason = lost.reason
-                else:
-                    attempt = 0
-                    ended = await self._serve(session)
-                    if self._stopping():
-                        return
-                    reason = str(ended)
-                    if isinstance(ended, ServerError):
-                        retry_after = (ended.retry_after_ms or 0) / 1000
-                    will_retry = self.options.reconnect and not (
-                        isinstance(ended, ServerError) and ended.code in _FINAL_SESSION_CODES
-                    )
-                    code = ended.code if isinstance(ended, ServerError | ConnectionLost) else None
-                    self._emit(Disconnected(reason, code, will_retry=will_retry))
-                    if not will_retry:
-                        final_error = ended
-                        return
-                attempt += 1
-                delay = max(self.options.backoff.delay(attempt - 1), retry_after)
-                self._state = ConnectionState.RECONNECTING
-                self._emit(Reconnecting(delay, attempt, reason))
-                await asyncio.sleep(delay)
-        except Exception as bug:  # a bug in this module: report it as the reason the client stopped
-            log.exception("the chat client stopped on an unexpected error")
-            final_error = bug
-            self._fail_first_login(ConnectionLost(f"internal error: {bug!r}"))
-        finally:
-            self._state = ConnectionState.CLOSED
-            self._delivery.close()
-            self._transfers.close()
-            self._fail_waiters(ClientClosed("the client is closed"))
-            self._emit(Closed(final_error))
-
-    def _stopping(self) -> bool:
-        # A method, not the attribute: the attribute changes while _run awaits (close() sets it).
-        return self._closing
-
-    def _fail_first_login(self, error: Exception) -> bool:
-        """Report a failure of the first login to `connect()`; True if it was the first login."""
-        if self._first_login is not None and not self._first_login.done():
-            self._first_login.set_exception(error)
-            return True
-        return False
-
-    def _hello(self) -> Hello:
-        # After the first login, rooms are rejoined one by one with `after=` (see _resume), so the
-        # hello asks for none.
-        rooms = self._first_rooms if not self._logged_in_once else ()
-        return Hello(
-            proto=PROTOCOL_NAME,
-            version=PROTOCOL_VERSION,
-            nick=self.nick,
-            client=self.options.client_name,
-            rooms=rooms,
-            password=self._password,
-            nick_password=self._nick_password,
-        )
-
-    async def _serve(self, session: Session) -> ClientError:
-        """Run one logged-in session until it ends; return why it ended."""
-        self._session = session
-        self._last_limits = session.limits
-        self._state = ConnectionState.CONNECTED
-        self.nick = session.welcome.nick
-        resumed = self._logged_in_once
-        self._logged_in_once = True
-        self.identity = session.identity
-        self._emit(Connected(session.welcome, resumed, session.identity))
-        if self._first_login is not None and not self._first_login.done():
-            self._first_login.set_result(None)
-        every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))
-        pinger = asyncio.create_task(self._pinger(session, every), name="mpchat pinger")
-        try:
-            for request in self._resume.after_login(
-                lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
-            ):
-                session.send(request)
-            self._delivery.attach(session.send)
-            self._transfers.attach(session)
-            while True:
-                for message in await session.receive(every + self.options.ping_grace):
-                    self._handle(message)
-        except (ConnectionLost, ServerError) as ended:
-            return ended
-        finally:
-            pinger.cancel()
-            self._session = None
-            self._delivery.detach()
-            self._transfers.detach()
-            session.close()
-            self._resume.session_ended()
-            self._fail_waiters(ConnectionLost("the connection was lost before the answer came"))
-
-    async def _pinger(self, session: Session, every: float) -> None:
-        # The first ping goes out at once, so the lag is known right after login.
-        while True:
-            token = next(self._ping_tokens)
-            self._pings_sent = {token: time.monotonic()}  # only the newest ping is timed
-            try:
-                session.send(Ping(token=token))
-            except ConnectionLost:
-                return  # the run task is about to notice the end of the session
-            await asyncio.sleep(every)
-
-    # -- Incoming messages -------------------------------------------------------------------------------
-
-    def _handle(self, message: Message) -> None:
-        self._answer_waiters(message)
-        match message:
-            case Ping(token=token):
-                if self._session is not None:
-                    self._session.send(Pong(token=token))
-                    self.pings_answered += 1
-            case Pong(token=token):
-                sent = self._pings_sent.pop(token, None) if token is not None else None
-                if sent is not None:
-                    self.lag = time.monotonic() - sent
-                    self._emit(LagMeasured(self.lag))
-            case Ack():
-                entry = self._delivery.on_ack(message)
-                if entry is not None:
-                    # Our own message's id: a later replay of the room must not deliver it back to us.
-                    self._resume.note_own(
-                        room_key(entry.room) if entry.room is not None else DM_KEY, message.id
-                    )
-            case ErrorFrame():
-                if message.ref is not None:
-                    self._registering.pop(message.ref, None)
-                if not (self._delivery.on_error(message) or self._transfers.route(message)):
-                    self._emit(message)
-            case FileProgress() | FileDone() | FileData():
-                if not self._transfers.route(message):
-                    log.debug("dropped a %s for no transfer of ours", message.TYPE)
-            case FileOffered():
-                self._transfers.learn(message)
-                if self._resume.note(_offer_key(message), message.id):
-                    self._emit(message)
-            case Said():
-                if self._resume.note(room_key(message.room), message.id):
-                    self._emit(message)
-            case Told():
-                if self._resume.note(DM_KEY, message.id):
-                    self._emit(message)
-            case Moderated():
-                # Stored like a message: counted for resume, delivered once. An invitation to a room we
-                # are not in is not part of that room's stream.
-                if message.action == "invite" or self._resume.note(room_key(message.room), message.id):
-                    self._emit(message)
-            case History():
-                for item in message.messages:
-                    if isinstance(item, FileOffered):
-                        self._transfers.learn(item)
-                self._emit(self._resume.filter_history(message, self._is_pending_echo))
-            case Joined(room=room, nick=nick):
-                if self._is_mine(nick):
-                    self._resume.joined(room)
-                    self._transfers.joined(room)
-                self._emit(message)
-            case RoomState(room=room, key=key) if key is not None:
-                self._resume.remember_key(room, key)  # we are its operator: rejoin with it if need be
-                self._emit(message)
-            case Left(room=room, nick=nick):
-                if self._is_mine(nick):
-                    self._resume.forget(room)
-                    self._transfers.left(room)
-                self._emit(message)
-            case NickChanged(old=old, new=new):
-                if fold(old) == fold(self.nick):
-                    self.nick = new
-                    if fold(new) != fold(old):
-                        self._nick_password = self._nick_passwords.pop(fold(new), None)
-                self._emit(message)
-            case Registration(registered=registered, ref=ref):
-                password = self._registering.pop(ref, None) if ref is not None else None
-                self._nick_password = password if registered else None
-                self._emit(message)
-            case _:
-                self._emit(message)
-
-    def _is_pending_echo(self, item: Said | Told) -> bool:
-        """True if a replayed message is our own, still unacknowledged, first attempt.
-
-        Its ack (marked duplicate) follows the resend, so the message is reported once, through the outbox.
-        """
-        if fold(item.nick) != fold(self.nick):
-            return False
-        for entry in self._delivery.outbox:
-            same_target = (
-                entry.room is not None and isinstance(item, Said) and fold(entry.room) == fold(item.room)
-            ) or (entry.peer is not None and isinstance(item, Told) and fold(entry.peer) == fold(item.to))
-            if same_target and entry.text == item.text and entry.action == item.action:
-                return True
-        return False
-
-    def _on_file_stored(self, offer: FileOffered) -> None:
-        """Our upload was stored: report it like a received offer, and never deliver its replay."""
-        self._resume.note_own(_offer_key(offer), offer.id)
-        self._emit(offer)
+        return await self._events.next_batch(limit)
 
     async def wait_delivered(self, timeout: float) -> bool:
         """Wait until every queued message is acknowledged or refused; False if `timeout` passed first."""
@@ -584,12 +132,6 @@ class ChatClient:
         if self._closing or self._state is ConnectionState.CLOSED:
             raise ClientClosed("the client is closed")
 
-    def _check(self, message: Message) -> None:
-        try:
-            check_outgoing(message, self.limits)
-        except LocalProtocolError as error:
-            raise InvalidRequest(error.code, error.message) from None
-
     async def _request(
         self, message: Message, match: Callable[[Message], bool], wait: bool
     ) -> Message | None:
@@ -598,49 +140,9 @@ class ChatClient:
         session = self._session
         if session is None:
             raise NotConnected("not connected to the server")
-        ref = getattr(message, "ref", None)
-        waiter: _Waiter | None = None
-        if wait:
-
-            def answers(reply: Message) -> bool:
-                return (isinstance(reply, ErrorFrame) and reply.ref == ref and ref is not None) or match(
-                    reply
-                )
-
-            waiter = _Waiter(answers, asyncio.get_running_loop().create_future())
-            self._waiters.append(waiter)
-        try:
-            session.send(message)
-            if waiter is None:
-                return None
-            try:
-                async with asyncio.timeout(self.options.request_timeout):
-                    reply = await waiter.future
-            except TimeoutError:
-                raise RequestTimeout(
-                    f"no answer to {message.TYPE} in {self.options.request_timeout:g} s"
-                ) from None
-        finally:
-            if waiter is not None and waiter in self._waiters:
-                self._waiters.remove(waiter)
-        if isinstance(reply, ErrorFrame):
-            raise ServerError(reply)
-        return reply
-
-    def _answer_waiters(self, message: Message) -> None:
-        for waiter in list(self._waiters):
-            if not waiter.future.done() and waiter.match(message):
-                waiter.future.set_result(message)
-                self._waiters.remove(waiter)
-
-    def _fail_waiters(self, error: Exception) -> None:
-        for waiter in self._waiters:
-            if not waiter.future.done():
-                waiter.future.set_exception(error)
-        self._waiters.clear()
-
-    def _is_mine(self, nick: str) -> bool:
-        return fold(nick) == fold(self.nick)
+        return await self._waiters.request(
+            session, message, match, wait=wait, timeout=self.options.request_timeout
+        )
 
     async def join(self, room: str, *, key: str | None = None, wait: bool = True) -> RoomState | None:
         """Join `room` (created if new) and, if `wait`, return its state (topic and members).
@@ -657,7 +159,7 @@ class ChatClient:
             self._resume.joined(room)
             return None
         self._resume.expect_join_reply(room, ref)
-        reply = await self._request(request, _answer(RoomState, ref, room), wait)
+        reply = await self._request(request, answer_to(RoomState, ref, room), wait)
         return reply if isinstance(reply, RoomState) else None
 
     async def leave(self, room: str, reason: str | None = None, *, wait: bool = True) -> None:
@@ -696,7 +198,7 @@ class ChatClient:
         """
         request = ChangeNick(nick=nick, password=password, ref=next(self._refs))
         self._check(request)
-        self._nick_passwords[fold(nick)] = password
+        self._credentials.changing_nick(nick, password)
         await self._request(request, lambda m: isinstance(m, NickChanged) and fold(m.new) == fold(nick), wait)
 
     async def register(
@@ -710,8 +212,8 @@ class ChatClient:
         ref = next(self._refs)
         request = Register(password=password, old_password=old_password, ref=ref)
         self._check(request)
-        self._registering[ref] = password
-        reply = await self._request(request, _answer(Registration, ref, None), wait)
+        self._credentials.registering(ref, password)
+        reply = await self._request(request, answer_to(Registration, ref, None), wait)
         return reply if isinstance(reply, Registration) else None
 
     async def unregister(self, password: str, *, wait: bool = True) -> Registration | None:
@@ -719,8 +221,8 @@ class ChatClient:
         ref = next(self._refs)
         request = Unregister(password=password, ref=ref)
         self._check(request)
-        self._registering[ref] = None
-        reply = await self._request(request, _answer(Registration, ref, None), wait)
+        self._credentials.registering(ref, None)
+        reply = await self._request(request, answer_to(Registration, ref, None), wait)
         return reply if isinstance(reply, Registration) else None
 
     async def set_topic(self, room: str, topic: str, *, wait: bool = True) -> None:
@@ -739,13 +241,13 @@ class ChatClient:
     async def who(self, room: str, *, wait: bool = True) -> RoomState | None:
         """Ask for `room`'s topic and members."""
         ref = next(self._refs)
-        reply = await self._request(Who(room=room, ref=ref), _answer(RoomState, ref, room), wait)
+        reply = await self._request(Who(room=room, ref=ref), answer_to(RoomState, ref, room), wait)
         return reply if isinstance(reply, RoomState) else None
 
     async def list_rooms(self, *, wait: bool = True) -> RoomList | None:
         """Ask for the list of rooms."""
         ref = next(self._refs)
-        reply = await self._request(ListRooms(ref=ref), _answer(RoomList, ref, None), wait)
+        reply = await self._request(ListRooms(ref=ref), answer_to(RoomList, ref, None), wait)
         return reply if isinstance(reply, RoomList) else None
 
     async def moderate(self, request: ModerationRequest, *, wait: bool = True) -> Message | None:
@@ -758,11 +260,11 @@ class ChatClient:
         request = replace(request, ref=ref)
         self._check(request)
         if isinstance(request, ListBans):
-            answer = _answer(BanList, ref, request.room)
+            answer = answer_to(BanList, ref, request.room)
         elif isinstance(request, SetMode):
-            answer = _answer(RoomState, ref, request.room)
+            answer = answer_to(RoomState, ref, request.room)
         else:
-            answer = _answer(Ack, ref, None)
+            answer = answer_to(Ack, ref, None)
         return await self._request(request, answer, wait)
 
     async def fetch_history(
@@ -781,7 +283,7 @@ class ChatClient:
             room=room, direct=room is None, peer=peer, before=before, after=after, limit=limit, ref=ref
         )
         self._check(request)
-        reply = await self._request(request, _answer(History, ref, room), wait)
+        reply = await self._request(request, answer_to(History, ref, room), wait)
         return reply if isinstance(reply, History) else None
 
     # -- Files -------------------------------------------------------------------------------------------
@@ -825,17 +327,12 @@ class ChatClient:
         if (room is None) == (to is None):
             raise ClientError("send_file needs exactly one of room and to")
         source = Path(path).expanduser()
-        try:
-            status = await asyncio.to_thread(source.stat)
-        except OSError as error:
-            raise TransferError("unreadable", f"{source}: {error.strerror}") from None
-        if not source.is_file():
-            raise TransferError("unreadable", f"{source} is not a file")
+        size = await asyncio.to_thread(upload_size, source)
         name = safe_name(source.name, "file")
-        check_offer(name, status.st_size, room=room, to=to, limits=self.limits)
+        check_offer(name, size, room=room, to=to, limits=self.limits)
         if self.files_supported is False:
             raise FilesUnsupported("this server takes no files")
-        return self._transfers.start_upload(source, status.st_size, name, room=room, to=to)
+        return self._transfers.start_upload(source, size, name, room=room, to=to)
 
     def get_file(self, offer_id: int, folder: str | Path | None = None) -> Transfer:
         """Download the file offered as message `offer_id` into `folder` (default: the downloads folder).
@@ -859,36 +356,3 @@ class ChatClient:
         False if there is no running transfer with this number.
         """
         return self._transfers.cancel(number)
-
-
-def _offer_key(offer: FileOffered) -> str:
-    """The resume key of a file offer: its room's, or the direct messages'."""
-    return room_key(offer.room) if offer.room is not None else DM_KEY
-
-
-def _answer(kind: type[Message], ref: int, room: str | None) -> Callable[[Message], bool]:
-    """Match the answer of type `kind` to request `ref` (or, from a server that omits refs, for `room`)."""
-    key = fold(room) if room is not None else None
-
-    def match(reply: Message) -> bool:
-        if not isinstance(reply, kind):
-            return False
-        reply_ref = getattr(reply, "ref", None)
-        if reply_ref is not None:
-            return bool(reply_ref == ref)
-        reply_room = getattr(reply, "room", None)
-        return key is None or (reply_room is not None and fold(reply_room) == key)
-
-    return match
-
-
-def _lost(error: OSError | TimeoutError) -> ConnectionLost:
-    if isinstance(error, TimeoutError):
-        return ConnectionLost("the server did not answer in time")
-    return ConnectionLost(f"cannot connect: {error.strerror or error}")
-
-
-def _refusal_reason(refused: LoginRefused) -> str:
-    if refused.code == ErrorCode.NICK_TAKEN:
-        return "the nick is still held, probably by our previous connection; retrying"
-    return refused.message or refused.code

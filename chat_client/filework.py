@@ -1,7 +1,7 @@
 """The disk and wire checks of file transfers: hashing, partial downloads, final names, chunk checks.
 
-Every function here blocks on the disk (or is pure): `chat_client.transfers` calls the blocking ones through
-`asyncio.to_thread`, never on the event loop.
+Every function here blocks on the disk (or is pure): `chat_client.transfers` and `ChatClient.send_file` call
+the blocking ones through `asyncio.to_thread`, never on the event loop.
 """
 
 from __future__ import annotations
@@ -30,6 +30,17 @@ def sha256_of(path: Path) -> str:
         while block := source.read(HASH_BLOCK):
             digest.update(block)
     return digest.hexdigest()
+
+
+def upload_size(source: Path) -> int:
+    """The size of the file to upload (blocking); `TransferError` (``unreadable``) if it is not a file."""
+    try:
+        status = source.stat()
+    except OSError as error:
+        raise TransferError("unreadable", f"{source}: {error.strerror}") from None
+    if not source.is_file():
+        raise TransferError("unreadable", f"{source} is not a file")
+    return status.st_size
 
 
 def partial_path(folder: Path, sha256: str) -> Path:

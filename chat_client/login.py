@@ -1,0 +1,92 @@
+"""Logging in, first and after every reconnect: the `hello`, the passwords it carries, and the retry policy.
+
+`Credentials` keeps the server's password and our nick's password in memory only, to log in again after a
+reconnect. A nick change or a registration changes which nick password is right only once the server
+agrees, so each such request's password waits here (by folded nick, or by `ref`) until its answer comes.
+
+Which failures are worth another attempt is decided here too: a refusal that may clear by itself (the nick
+still held by our previous connection, a full server) is retried with backoff; a refusal at the first login,
+or one that would only repeat (a bad hello, an unsupported version), ends the client.
+"""
+
+from __future__ import annotations
+
+from shared import PROTOCOL_NAME, PROTOCOL_VERSION, ErrorCode, Hello, fold
+
+from .errors import ConnectionLost, LoginRefused
+
+# Login refusals worth retrying: the condition may clear by itself. `nick_taken` is here because after a
+# network drop the server may still hold our previous connection (a ghost) until its ping timeout.
+RETRYABLE_LOGIN_CODES = frozenset(
+    {
+        ErrorCode.NICK_TAKEN,
+        ErrorCode.SERVER_FULL,
+        ErrorCode.TOO_MANY_CONNECTIONS,
+        ErrorCode.SERVER_SHUTDOWN,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.HELLO_TIMEOUT,
+        ErrorCode.INTERNAL_ERROR,
+    }
+)
+# Fatal session errors after which reconnecting would only repeat the failure.
+FINAL_SESSION_CODES = frozenset({ErrorCode.BAD_HELLO, ErrorCode.UNSUPPORTED_VERSION})
+
+
+class Credentials:
+    """The passwords to log in with, and those of requests awaiting the server's answer."""
+
+    def __init__(self, password: str | None, nick_password: str | None) -> None:
+        self._password = password
+        self._nick_password = nick_password
+        # Passwords of requests waiting for their answer: a nick change (by folded nick) and a registration
+        # (by ref). Once the server agrees, the password is the one to log in with after a reconnect.
+        self._nick_passwords: dict[str, str | None] = {}
+        self._registering: dict[int, str | None] = {}
+
+    def hello(self, nick: str, *, client: str, rooms: tuple[str, ...] | None) -> Hello:
+        """The login frame for `nick`, asking to be put in `rooms`."""
+        return Hello(
+            proto=PROTOCOL_NAME,
+            version=PROTOCOL_VERSION,
+            nick=nick,
+            client=client,
+            rooms=rooms,
+            password=self._password,
+            nick_password=self._nick_password,
+        )
+
+    def changing_nick(self, nick: str, password: str | None) -> None:
+        """A change to `nick` (registered with `password`, if any) was asked for."""
+        self._nick_passwords[fold(nick)] = password
+
+    def nick_changed(self, old: str, new: str) -> None:
+        """Our nick changed from `old` to `new`: log in with the new nick's password from now on."""
+        if fold(new) != fold(old):
+            self._nick_password = self._nick_passwords.pop(fold(new), None)
+
+    def registering(self, ref: int, password: str | None) -> None:
+        """Request `ref` registers our nick with `password` (None: drops its registration)."""
+        self._registering[ref] = password
+
+    def registration_answered(self, ref: int | None, registered: bool) -> None:
+        """The server answered a registration: log in with its password, or with none."""
+        password = self._registering.pop(ref, None) if ref is not None else None
+        self._nick_password = password if registered else None
+
+    def refused(self, ref: int) -> None:
+        """Request `ref` was refused: if it was a registration, nothing changes."""
+        self._registering.pop(ref, None)
+
+
+def connection_failure(error: OSError | TimeoutError) -> ConnectionLost:
+    """Why a connection attempt failed, as the client reports it."""
+    if isinstance(error, TimeoutError):
+        return ConnectionLost("the server did not answer in time")
+    return ConnectionLost(f"cannot connect: {error.strerror or error}")
+
+
+def refusal_reason(refused: LoginRefused) -> str:
+    """Why a login was refused, as shown while retrying."""
+    if refused.code == ErrorCode.NICK_TAKEN:
+        return "the nick is still held, probably by our previous connection; retrying"
+    return refused.message or refused.code
