@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .commands_base import CommandError, CommandHelp
+from .commands_base import CommandError, CommandHelp, one_or_two_words, split_first
 from .modcommands import MODERATION_COMMANDS, MODERATION_NAMES, Moderate, ShowKey, parse_moderation
 
 __all__ = ["CommandError", "CommandHelp", "Moderate", "ShowKey"]
@@ -203,11 +203,6 @@ def help_text(command: str | None = None) -> list[str]:
     return lines
 
 
-def _split(rest: str, parts: int) -> list[str]:
-    """Split off up to `parts - 1` words; the last part keeps its inner spacing."""
-    return rest.split(None, parts - 1) if rest else []
-
-
 def parse(line: str) -> Command:
     """Parse one input line."""
     if not line.startswith("/"):
@@ -223,36 +218,26 @@ def parse(line: str) -> Command:
                 raise CommandError("usage: /me ACTION")
             return Action(rest)
         case "join":
-            words = rest.split()
-            if len(words) not in (1, 2):
-                raise CommandError("usage: /join ROOM [KEY]")
-            return JoinRoom(words[0].lstrip("#"), words[1] if len(words) == 2 else None)
+            room, key = one_or_two_words(rest, "/join ROOM [KEY]")
+            return JoinRoom(room.lstrip("#"), key)
         case "leave":
-            words = _split(rest, 2)
-            room = words[0].lstrip("#") if words else None
-            return LeaveRoom(room, words[1] if len(words) > 1 else None)
+            room, reason = split_first(rest)
+            return LeaveRoom(room.lstrip("#") if room else None, reason or None)
         case "nick":
-            words = rest.split()
-            if not 1 <= len(words) <= 2:
-                raise CommandError("usage: /nick NEW [PASSWORD]")
-            return ChangeNick(words[0], words[1] if len(words) == 2 else None)
+            return ChangeNick(*one_or_two_words(rest, "/nick NEW [PASSWORD]"))
         case "register":
-            words = rest.split()
-            if not 1 <= len(words) <= 2:
-                raise CommandError(
-                    "usage: /register PASSWORD [OLD_PASSWORD] (no spaces; in the TUI, /register alone asks)"
-                )
-            return RegisterNick(words[0], words[1] if len(words) == 2 else None)
+            usage = "/register PASSWORD [OLD_PASSWORD] (no spaces; in the TUI, /register alone asks)"
+            return RegisterNick(*one_or_two_words(rest, usage))
         case "unregister":
             words = rest.split()
             if len(words) != 1:
                 raise CommandError("usage: /unregister PASSWORD")
             return UnregisterNick(words[0])
         case "msg":
-            words = _split(rest, 2)
-            if not words:
+            nick, text = split_first(rest)
+            if not nick:
                 raise CommandError("usage: /msg NICK [TEXT]")
-            return DirectMessage(words[0], words[1] if len(words) > 1 else None)
+            return DirectMessage(nick, text or None)
         case "topic":
             return Topic(rest or None)
         case "away":

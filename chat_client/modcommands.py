@@ -14,7 +14,7 @@ from typing import Any
 
 from shared import Ban, Deop, Invite, Kick, ListBans, ModerationRequest, Mute, Op, SetMode, Unban, Unmute
 
-from .commands_base import CommandError, CommandHelp
+from .commands_base import CommandError, CommandHelp, split_first
 
 #: The moderation commands, as /help lists them.
 MODERATION_COMMANDS: tuple[CommandHelp, ...] = (
@@ -72,8 +72,7 @@ def duration(word: str) -> int | None:
 def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
     """Parse a moderation command (`name` without the slash, `rest` the stripped arguments)."""
     usage = next(command.usage for command in MODERATION_COMMANDS if command.name == name)
-    words = rest.split(None, 1)
-    first, tail = (words[0], words[1] if len(words) > 1 else "") if words else ("", "")
+    first, tail = split_first(rest)
     match name:
         case "bans":
             return Moderate(ListBans)
@@ -82,8 +81,7 @@ def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
         case "ban" | "mute" if first:
             by_address = name == "ban" and first == "-a"
             if by_address:
-                first, _, tail = tail.partition(" ")
-                tail = tail.strip()
+                first, tail = split_first(tail)
             if first:
                 return _timed(Ban if name == "ban" else Mute, first, tail, by_address)
         case "unban" if first == "-a" and tail:
@@ -109,9 +107,10 @@ def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
 
 
 def _timed(kind: type[Ban] | type[Mute], nick: str, tail: str, by_address: bool) -> Moderate:
-    words = tail.split(None, 1)
-    seconds = duration(words[0]) if words else None
-    reason = (words[1] if len(words) > 1 else None) if seconds is not None else (tail or None)
+    """`NICK [DURATION] [REASON]`, the nick already parsed: `tail` is an optional duration, then a reason."""
+    word, after = split_first(tail)
+    seconds = duration(word)
+    reason = (after if seconds is not None else tail) or None
     if seconds == 0:
         raise CommandError("a duration is at least 1 second; leave it out for no end")
     fields: list[tuple[str, Any]] = [("nick", nick), ("duration", seconds), ("reason", reason)]

@@ -1,14 +1,17 @@
-"""Test helpers: a condition wait with a deadline, a real server that can be stopped and restarted, and a
-TCP proxy that can cut, refuse or freeze a client's connection (a fault injector, not a fake server)."""
+"""Test helpers: a real server that can be stopped and restarted, a TCP proxy that can cut, refuse or freeze
+a client's connection (a fault injector, not a fake server), and an in-process run of the line mode."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from chat_client.plain import run_plain
 
 if TYPE_CHECKING:
     from chat_server.config import ServerConfig
@@ -199,3 +202,24 @@ class Proxy:
             pass
         finally:
             writer.close()
+
+
+@dataclass(frozen=True, slots=True)
+class PlainRun:
+    """How a run of the line mode ended: its exit status, and what it wrote to stdout and stderr."""
+
+    status: int
+    out: str
+    err: str
+
+
+async def run_plain_captured(server: LiveServer, nick: str, *, lines: str = "", **options: Any) -> PlainRun:
+    """Run the line mode in this process as `nick` against `server`, reading `lines` as its input.
+
+    `options` go to `run_plain` as they are (`options=`, `tls=`, `ask=`...).
+    """
+    out, err = io.StringIO(), io.StringIO()
+    status = await run_plain(
+        server.host, server.port, nick, source=io.StringIO(lines), out=out, err=err, **options
+    )
+    return PlainRun(status, out.getvalue(), err.getvalue())

@@ -4,7 +4,6 @@ password, and the TUI (the connect screen's password fields and /register) throu
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,13 +15,12 @@ from chat_client import commands as cmd
 from chat_client.app import ChatApp
 from chat_client.editing import complete
 from chat_client.errors import LoginRefused, ServerError
-from chat_client.plain import run_plain
 from chat_client.screens.connect import ConnectScreen
 from chat_client.screens.register import RegisterDialog
 from chat_client.widgets.chat_input import ChatInput
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, fast_server_config
+from .helpers import LiveServer, fast_server_config, run_plain_captured
 from .test_cli import run_client
 from .test_library import FAST, Recorder
 from .tui_helpers import submit, wait_for_chat, wait_for_text
@@ -168,33 +166,20 @@ async def test_plain_mode_asks_for_refused_passwords(locked: LiveServer) -> None
         asked.append(prompt)
         return next(answers)
 
-    out, err = io.StringIO(), io.StringIO()
-    status = await run_plain(
-        locked.host,
-        locked.port,
-        "carol",
-        options=FAST,
-        source=io.StringIO("/quit\n"),
-        out=out,
-        err=err,
-        ask=ask,
-    )
-    assert status == 0, err.getvalue()
+    run = await run_plain_captured(locked, "carol", lines="/quit\n", options=FAST, ask=ask)
+    assert run.status == 0, run.err
     assert asked == ["server password: ", "password of the nick carol: "]
-    assert "bad_password" in err.getvalue()
-    assert "nick_registered" in err.getvalue()
-    assert "carols" not in out.getvalue() + err.getvalue()
-    assert "sesame" not in out.getvalue() + err.getvalue()
+    assert "bad_password" in run.err
+    assert "nick_registered" in run.err
+    assert "carols" not in run.out + run.err
+    assert "sesame" not in run.out + run.err
 
 
 async def test_plain_mode_without_a_terminal_fails_at_once(locked: LiveServer) -> None:
     """Without `ask` (input is not a terminal) a refused password ends with the login-failed status."""
-    err = io.StringIO()
-    status = await run_plain(
-        locked.host, locked.port, "dan", options=FAST, source=io.StringIO(""), out=io.StringIO(), err=err
-    )
-    assert status == 2
-    assert "bad_password" in err.getvalue()
+    run = await run_plain_captured(locked, "dan", options=FAST)
+    assert run.status == 2
+    assert "bad_password" in run.err
 
 
 # -- TUI ---------------------------------------------------------------------------------------------------

@@ -3,7 +3,6 @@ raw TLS server that records every byte of plaintext it receives (to prove an unt
 
 from __future__ import annotations
 
-import io
 import json
 import socket
 import ssl
@@ -21,7 +20,7 @@ from chat_client.buffers import SERVER_KEY
 from chat_client.errors import FingerprintMismatch, ServerKeyChanged
 from chat_client.events import Closed, Connected, Disconnected
 from chat_client.pins import PINS_FILE, PinStore, PinStoreError, parse_pin_key, pin_key
-from chat_client.plain import EXIT_LOGIN_FAILED, run_plain
+from chat_client.plain import EXIT_LOGIN_FAILED
 from chat_client.settings import data_dir, load_settings
 from chat_client.trust import TlsOptions, tls_for
 from chat_client.widgets.panels import StatusLine
@@ -29,7 +28,7 @@ from chat_server.tls import CERT_FILE, KEY_FILE, TlsConfig, load_or_create_ident
 from shared.fingerprint import certificate_fingerprint, grouped
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, fast_server_config
+from .helpers import LiveServer, fast_server_config, run_plain_captured
 from .test_library import FAST, Recorder
 from .tui_helpers import wait_for_chat, wait_for_text
 
@@ -183,36 +182,16 @@ async def test_fingerprint_given_in_advance(tls_server: LiveServer) -> None:
 async def test_plain_mode_shows_the_fingerprint_and_refuses_a_changed_key(tls_server: LiveServer) -> None:
     """--plain: the first connection prints the key and that it was pinned; a changed key is exit 2 with
     both fingerprints on stderr."""
-    out, err = io.StringIO(), io.StringIO()
-    status = await run_plain(
-        tls_server.host,
-        tls_server.port,
-        "alice",
-        options=FAST,
-        source=io.StringIO(""),
-        out=out,
-        err=err,
-        tls=tls(),
-    )
-    assert status == 0, err.getvalue()
+    first = await run_plain_captured(tls_server, "alice", options=FAST, tls=tls())
+    assert first.status == 0, first.err
     fingerprint = server_fingerprint(tls_server)
-    assert f"encrypted (TLSv1.3); server key SHA-256 {grouped(fingerprint)}, pinned now" in out.getvalue()
+    assert f"encrypted (TLSv1.3); server key SHA-256 {grouped(fingerprint)}, pinned now" in first.out
     await replace_key(tls_server)
-    out, err = io.StringIO(), io.StringIO()
-    status = await run_plain(
-        tls_server.host,
-        tls_server.port,
-        "alice",
-        options=FAST,
-        source=io.StringIO(""),
-        out=out,
-        err=err,
-        tls=tls(),
-    )
-    assert status == EXIT_LOGIN_FAILED
-    assert grouped(fingerprint) in err.getvalue()
-    assert grouped(server_fingerprint(tls_server)) in err.getvalue()
-    assert "--forget-pin" in err.getvalue()
+    changed = await run_plain_captured(tls_server, "alice", options=FAST, tls=tls())
+    assert changed.status == EXIT_LOGIN_FAILED
+    assert grouped(fingerprint) in changed.err
+    assert grouped(server_fingerprint(tls_server)) in changed.err
+    assert "--forget-pin" in changed.err
 
 
 async def test_tui_shows_the_pinned_key_and_that_the_connection_is_encrypted(
