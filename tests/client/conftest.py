@@ -23,12 +23,8 @@ def private_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[LiveServer]:
     """A running chat server with fast timeouts, stopped after the test."""
-    live = LiveServer(fast_server_config(tmp_path / "server"))
-    live.start()
-    try:
+    with LiveServer(fast_server_config(tmp_path / "server")) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture

@@ -61,6 +61,13 @@ class LiveServer:
         # A restart must come back on the same port, so the clients find it again.
         self.config = replace(self.config, port=self.port)
 
+    def __enter__(self) -> LiveServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         """Stop the server (clients get `server_shutdown`); safe to call twice."""
         server, self._server = self._server, None

@@ -23,22 +23,14 @@ from .helpers import LiveServer
 from .test_files_library import random_file
 from .test_library import FAST
 from .test_plain import LINE, plain_client
-from .tui_helpers import submit, wait_for_chat, wait_for_text
+from .tui_helpers import connected_app, submit, wait_for_chat, wait_for_text
 
 SIZE = (120, 36)
 
 
 def make_app(server: LiveServer, nick: str, config_dir: Path, downloads: Path) -> ChatApp:
     options = replace(FAST, downloads_dir=downloads, progress_interval=0.05)
-    return ChatApp(
-        host=server.host,
-        port=server.port,
-        nick=nick,
-        connect_now=True,
-        config_dir=config_dir,
-        options=options,
-        discovery=None,
-    )
+    return connected_app(server, config_dir, nick, options=options, discovery=None)
 
 
 async def test_send_and_get_in_the_tui(server: LiveServer, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from tests.waiting import wait_until
 from .helpers import LiveServer, fast_server_config, run_plain_captured
 from .test_cli import run_client
 from .test_library import FAST, Recorder
-from .tui_helpers import submit, wait_for_chat, wait_for_text
+from .tui_helpers import connected_app, submit, wait_for_chat, wait_for_text
 
 #: A scrypt cost that takes microseconds, so registering is fast in tests.
 CHEAP = {"scrypt_n": 16, "scrypt_r": 1, "scrypt_p": 1}
@@ -33,23 +33,15 @@ SIZE = (120, 36)
 @pytest.fixture
 def locked(tmp_path: Path) -> Iterator[LiveServer]:
     """A server with the password "sesame" (and cheap nick hashing), stopped after the test."""
-    live = LiveServer(fast_server_config(tmp_path / "locked", password="sesame", **CHEAP))
-    live.start()
-    try:
+    with LiveServer(fast_server_config(tmp_path / "locked", password="sesame", **CHEAP)) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture
 def cheap(tmp_path: Path) -> Iterator[LiveServer]:
     """A server without a password, with cheap nick hashing, stopped after the test."""
-    live = LiveServer(fast_server_config(tmp_path / "cheap", **CHEAP))
-    live.start()
-    try:
+    with LiveServer(fast_server_config(tmp_path / "cheap", **CHEAP)) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def history_lines(chat_input: ChatInput) -> list[str]:
@@ -246,14 +238,7 @@ async def test_tui_nick_command_with_password(cheap: LiveServer, private_dirs: P
     """`/nick NEW PASSWORD` takes a registered nick in the TUI."""
     async with ChatClient(cheap.host, cheap.port, "frank", options=FAST) as frank:
         await frank.register("franks")
-    app = ChatApp(
-        host=cheap.host,
-        port=cheap.port,
-        nick="guest",
-        connect_now=True,
-        config_dir=private_dirs,
-        options=FAST,
-    )
+    app = connected_app(cheap, private_dirs, "guest")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_chat(app, pilot)
         await submit(pilot, "/nick frank wrong")
@@ -291,9 +276,7 @@ def test_cli_password_file_and_environment(
 async def test_tui_register_dialog_asks_twice(cheap: LiveServer, private_dirs: Path) -> None:
     """`/register` alone opens a dialog with masked fields: Escape cancels; two different passwords are
     refused with a clear message; the same twice registers the nick (the server's answer is shown)."""
-    app = ChatApp(
-        host=cheap.host, port=cheap.port, nick="gwen", connect_now=True, config_dir=private_dirs, options=FAST
-    )
+    app = connected_app(cheap, private_dirs, "gwen")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_chat(app, pilot)
         await submit(pilot, "/register")

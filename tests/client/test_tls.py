@@ -30,18 +30,14 @@ from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config, run_plain_captured
 from .test_library import FAST, Recorder
-from .tui_helpers import wait_for_chat, wait_for_text
+from .tui_helpers import connected_app, wait_for_chat, wait_for_text
 
 
 @pytest.fixture
 def tls_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A running TLS-only chat server (its generated certificate in its data folder)."""
-    live = LiveServer(fast_server_config(tmp_path / "server", tls=TlsConfig(enabled=True)))
-    live.start()
-    try:
+    with LiveServer(fast_server_config(tmp_path / "server", tls=TlsConfig(enabled=True))) as live:
         yield live
-    finally:
-        live.stop()
 
 
 def server_fingerprint(server: LiveServer) -> str:
@@ -199,16 +195,7 @@ async def test_tui_shows_the_pinned_key_and_that_the_connection_is_encrypted(
 ) -> None:
     """Pilot: the server buffer shows the fingerprint pinned on first use; the status line says encrypted;
     the TLS choice is remembered with the server."""
-    app = ChatApp(
-        host=tls_server.host,
-        port=tls_server.port,
-        nick="alice",
-        connect_now=True,
-        config_dir=private_dirs,
-        options=FAST,
-        tls=True,
-        discovery=None,
-    )
+    app = connected_app(tls_server, private_dirs, tls=True, discovery=None)
     async with app.run_test(size=(160, 36)) as pilot:
         screen = await wait_for_chat(app, pilot)
         screen.switch_to(SERVER_KEY)

@@ -12,28 +12,24 @@ from tests.waiting import wait_until
 
 from .helpers import LiveServer
 from .test_library import FAST, Recorder
-from .tui_helpers import log_text, room_list_text, submit, type_line, wait_for_chat, wait_for_text
+from .tui_helpers import (
+    connected_app,
+    log_text,
+    room_list_text,
+    submit,
+    type_line,
+    wait_for_chat,
+    wait_for_text,
+)
 
 SIZE = (120, 36)
-
-
-def make_app(server: LiveServer, nick: str, config_dir: Path, **kwargs: object) -> ChatApp:
-    return ChatApp(
-        host=server.host,
-        port=server.port,
-        nick=nick,
-        connect_now=True,
-        config_dir=config_dir,
-        options=FAST,
-        **kwargs,
-    )
 
 
 async def test_two_users_chat(server: LiveServer, private_dirs: Path) -> None:
     """Alice types in the TUI, Bob (a library client) answers; both see the conversation."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         bob_events = Recorder(bob)
-        app = make_app(server, "alice", private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_until(lambda: screen.model.current == "#lobby", what="lobby shown")
@@ -49,7 +45,7 @@ async def test_two_users_chat(server: LiveServer, private_dirs: Path) -> None:
 async def test_join_and_leave_rooms(server: LiveServer, private_dirs: Path) -> None:
     """/join opens and shows a room listed in the room list; /leave closes it."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
-        app = make_app(server, "alice", private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
             await submit(pilot, "/join dev")
@@ -70,7 +66,7 @@ async def test_direct_messages_have_their_own_buffer(server: LiveServer, private
     """A DM from Bob opens an @bob buffer; /msg answers him there."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         bob_events = Recorder(bob)
-        app = make_app(server, "alice", private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
             await bob.tell("alice", "psst")
@@ -87,7 +83,7 @@ async def test_direct_messages_have_their_own_buffer(server: LiveServer, private
 async def test_tab_completes_a_nick(server: LiveServer, private_dirs: Path) -> None:
     """Typing the start of a member's nick and Tab completes it."""
     async with ChatClient(server.host, server.port, "bobby", options=FAST):
-        app = make_app(server, "alice", private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_until(lambda: "bobby" in screen.model.nicks(), what="bobby known")
@@ -102,7 +98,7 @@ async def test_tab_completes_a_nick(server: LiveServer, private_dirs: Path) -> N
 async def test_unread_counts_change(server: LiveServer, private_dirs: Path) -> None:
     """Messages in a room not on screen raise its unread count; showing the room clears it."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
-        app = make_app(server, "alice", private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
             await submit(pilot, "/join dev")

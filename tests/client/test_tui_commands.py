@@ -15,22 +15,16 @@ from tests.waiting import wait_until
 
 from .helpers import LiveServer
 from .test_library import FAST, Recorder
-from .tui_helpers import log_text, submit, wait_for_chat, wait_for_text
+from .tui_helpers import connected_app, log_text, submit, wait_for_chat, wait_for_text
 
 SIZE = (120, 40)
-
-
-def make_app(server: LiveServer, config_dir: Path, nick: str = "alice") -> ChatApp:
-    return ChatApp(
-        host=server.host, port=server.port, nick=nick, connect_now=True, config_dir=config_dir, options=FAST
-    )
 
 
 async def test_commands(server: LiveServer, private_dirs: Path) -> None:
     """/me /topic /away /who /rooms /nick /help and an unknown command each do what they say."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         bob_events = Recorder(bob)
-        app = make_app(server, private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_until(lambda: screen.model.current == "#lobby")
@@ -66,7 +60,7 @@ async def test_mention_in_another_room_notifies(server: LiveServer, private_dirs
     """A mention in a room not on screen raises a notification with the text shown literally."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         await bob.join("dev")
-        app = make_app(server, private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=SIZE, notifications=True) as pilot:
             screen = await wait_for_chat(app, pilot)
             await submit(pilot, "/join dev")
@@ -80,7 +74,7 @@ async def test_mention_in_another_room_notifies(server: LiveServer, private_dirs
 
 async def test_palette_switches_rooms(server: LiveServer, private_dirs: Path) -> None:
     """Ctrl+P offers the rooms: picking one shows it."""
-    app = make_app(server, private_dirs)
+    app = connected_app(server, private_dirs)
     async with app.run_test(size=SIZE) as pilot:
         screen = await wait_for_chat(app, pilot)
         await submit(pilot, "/join dev")
@@ -93,7 +87,7 @@ async def test_palette_switches_rooms(server: LiveServer, private_dirs: Path) ->
 
 async def test_connect_screen_remembers_the_last_server(server: LiveServer, private_dirs: Path) -> None:
     """After a login the settings hold host, port and nick, and the connect screen starts from them."""
-    app = make_app(server, private_dirs, nick="zoe")
+    app = connected_app(server, private_dirs, nick="zoe")
     async with app.run_test(size=SIZE) as pilot:
         await wait_for_chat(app, pilot)
     settings = load_settings(private_dirs)
@@ -200,15 +194,7 @@ async def test_a_client_told_where_to_connect_sends_nothing_to_the_lan(
         made.append(listener)
         return listener
 
-    app = ChatApp(
-        host=server.host,
-        port=server.port,
-        nick="dora",
-        connect_now=True,
-        config_dir=private_dirs,
-        options=FAST,
-        discovery=recorded_listener,
-    )
+    app = connected_app(server, private_dirs, "dora", discovery=recorded_listener)
     async with app.run_test(size=SIZE) as pilot:
         chat = await wait_for_chat(app, pilot)
         await wait_until(lambda: chat.model.current == "#lobby", what="logged in")

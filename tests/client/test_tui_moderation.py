@@ -10,8 +10,8 @@ from chat_client.widgets.panels import MemberList, TopicBar
 from tests.waiting import wait_until
 
 from .helpers import LiveServer
-from .test_tui_commands import SIZE, make_app
-from .tui_helpers import log_text, submit, wait_for_chat, wait_for_text
+from .test_tui_commands import SIZE
+from .tui_helpers import connected_app, log_text, submit, wait_for_chat, wait_for_text
 
 
 def members(screen: ChatScreen) -> str:
@@ -22,8 +22,8 @@ def members(screen: ChatScreen) -> str:
 async def test_kick_shows_in_both_buffers_and_the_operator_is_marked(
     server: LiveServer, private_dirs: Path
 ) -> None:
-    alice_app = make_app(server, private_dirs / "alice", "alice")
-    bob_app = make_app(server, private_dirs / "bob", "bob")
+    alice_app = connected_app(server, private_dirs / "alice", "alice")
+    bob_app = connected_app(server, private_dirs / "bob", "bob")
     async with alice_app.run_test(size=SIZE) as alice, bob_app.run_test(size=SIZE) as bob:
         alice_screen = await wait_for_chat(alice_app, alice)
         bob_screen = await wait_for_chat(bob_app, bob)

@@ -8,25 +8,13 @@ from pathlib import Path
 from textual.widgets import Static
 
 from chat_client import ChatClient
-from chat_client.app import ChatApp
 from chat_client.buffers import peer_key
 from chat_client.widgets.chat_log import ChatLog
 from tests.waiting import wait_until
 
 from .helpers import LiveServer
 from .test_library import FAST
-from .tui_helpers import log_text, wait_for_chat, wait_for_text
-
-
-def make_app(server: LiveServer, config_dir: Path) -> ChatApp:
-    return ChatApp(
-        host=server.host,
-        port=server.port,
-        nick="alice",
-        connect_now=True,
-        config_dir=config_dir,
-        options=FAST,
-    )
+from .tui_helpers import connected_app, log_text, wait_for_chat, wait_for_text
 
 
 async def test_scrolled_up_view_stays_put_and_counts_new_lines(
@@ -34,7 +22,7 @@ async def test_scrolled_up_view_stays_put_and_counts_new_lines(
 ) -> None:
     """New messages do not move a reader who scrolled up; a marker counts them; the bottom clears it."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
-        app = make_app(server, private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=(100, 24)) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_until(lambda: screen.model.current == "#lobby")
@@ -69,7 +57,7 @@ async def test_scrolling_past_the_top_loads_older_history(server: LiveServer, pr
         for n in range(80):
             await bob.say("lobby", f"old {n}")
         await bob.say("lobby", "newest", wait=True)
-        app = make_app(server, private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=(100, 24)) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_for_text(app, pilot, "newest")
@@ -88,7 +76,7 @@ async def test_scrolling_past_the_top_loads_older_history(server: LiveServer, pr
 async def test_resize_rewraps_the_log(server: LiveServer, private_dirs: Path) -> None:
     """After the terminal narrows, the log is re-wrapped to the new width (RichLog alone never re-wraps)."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
-        app = make_app(server, private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=(120, 24)) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_until(lambda: screen.model.current == "#lobby")
@@ -115,7 +103,7 @@ async def test_scrolling_past_the_top_of_a_conversation_loads_older_messages(
             for n in range(60):
                 await bob.tell("alice", f"dm {n}")
             await bob.tell("alice", "dm 60", wait=True)
-        app = make_app(server, private_dirs)
+        app = connected_app(server, private_dirs)
         async with app.run_test(size=(100, 24)) as pilot:
             screen = await wait_for_chat(app, pilot)
             await bob.tell("alice", "newest dm", wait=True)

@@ -1,6 +1,9 @@
-"""Helpers for driving the TUI with Pilot."""
+"""Helpers for driving the TUI with Pilot: an app connected to a live server, and waits on what it shows."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 from textual.pilot import Pilot
 
@@ -9,6 +12,20 @@ from chat_client.screens.chat import ChatScreen
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import RoomList
 from tests.waiting import DEADLINE, wait_until
+
+from .helpers import LiveServer
+from .test_library import FAST
+
+
+def connected_app(server: LiveServer, config_dir: Path, nick: str = "alice", **settings: Any) -> ChatApp:
+    """The TUI, connecting to `server` as `nick` at once, with the tests' short timeouts (`options=FAST`).
+
+    `settings` go to `ChatApp` as they are, and may replace `options`.
+    """
+    settings.setdefault("options", FAST)
+    return ChatApp(
+        host=server.host, port=server.port, nick=nick, connect_now=True, config_dir=config_dir, **settings
+    )
 
 
 def log_text(app: ChatApp) -> str:
