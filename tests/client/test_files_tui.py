@@ -22,7 +22,7 @@ from tests.waiting import wait_until
 from .helpers import LiveServer
 from .test_files_library import random_file
 from .test_library import FAST
-from .test_plain import LINE, plain_client
+from .test_plain import LINE, killed_on_exit, plain_client
 from .tui_helpers import connected_app, submit, wait_for_chat, wait_for_text
 
 SIZE = (120, 36)
@@ -77,26 +77,16 @@ async def test_send_and_get_in_plain_mode(server: LiveServer, tmp_path: Path) ->
     """`--plain`: /send uploads; /get prints the offer's id, progress and the saved path, verified."""
     source = random_file(tmp_path / "src", "report.pdf", 3 * 1024 * 1024)
     downloads = Path(os.environ["MPCHAT_DOWNLOADS_DIR"])
-    sender = plain_client(server, "alice")
-    try:
+    with killed_on_exit(plain_client(server, "alice")) as sender:
         out, err = await asyncio.to_thread(sender.communicate, f"/send {source}\n", timeout=60)
-    finally:
-        if sender.poll() is None:
-            sender.kill()
-            sender.communicate()
     assert sender.returncode == 0, err
     assert all(LINE.match(line) for line in out.splitlines()), out
     sent = re.search(r"lobby -!- sent report\.pdf \(3\.0 MiB\), offered as #(\d+)", out)
     assert sent is not None, out
     offer_id = int(sent.group(1))
 
-    getter = plain_client(server, "bob", "--downloads", str(downloads))
-    try:
+    with killed_on_exit(plain_client(server, "bob", "--downloads", str(downloads))) as getter:
         out, err = await asyncio.to_thread(getter.communicate, f"/get {offer_id}\n", timeout=60)
-    finally:
-        if getter.poll() is None:
-            getter.kill()
-            getter.communicate()
     assert getter.returncode == 0, err
     assert "\x1b" not in out
     assert f"alice offers file #{offer_id}: report.pdf (3.0 MiB) (/get {offer_id})" in out, out

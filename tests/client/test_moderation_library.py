@@ -17,7 +17,7 @@ from tests.waiting import POLL_INTERVAL, wait_until
 
 from .helpers import LiveServer
 from .test_library import FAST, Recorder
-from .test_plain import plain_client
+from .test_plain import killed_on_exit, plain_client
 
 
 async def test_library_moderates_and_rejoins_a_keyed_room(server: LiveServer) -> None:
@@ -79,8 +79,7 @@ async def test_plain_mode_runs_the_moderation_commands(server: LiveServer) -> No
     """alice in the plain mode creates `mod`, mutes and kicks bob; her output shows each action once."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         events = Recorder(bob)
-        process = plain_client(server, "alice", "--room", "mod")
-        try:
+        with killed_on_exit(plain_client(server, "alice", "--room", "mod")) as process:
             assert process.stdin is not None
 
             await wait_for_operator(bob, "mod", "alice")
@@ -89,10 +88,6 @@ async def test_plain_mode_runs_the_moderation_commands(server: LiveServer) -> No
             process.stdin.flush()
             await wait_until(lambda: any(e.nick == "bob" for e in events.of(Left)), 15, "bob kicked")
             out, err = process.communicate(timeout=15)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
         assert process.returncode == 0, err
         actions = [e.action for e in events.of(Moderated)]
         assert actions == ["mute", "kick"]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from chat_client import ChatClient
@@ -46,13 +48,23 @@ def plain_client(server: LiveServer, nick: str, *extra: str) -> subprocess.Popen
     )
 
 
+@contextlib.contextmanager
+def killed_on_exit(process: subprocess.Popen[str]) -> Iterator[subprocess.Popen[str]]:
+    """Kill `process` at the end of the block if it still runs: a failed test must not leave it behind."""
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
 async def test_plain_mode_through_pipes(server: LiveServer) -> None:
     """Lines on stdin are sent; events come out one per line, without escape codes; EOF logs out."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         events = Recorder(bob)
         await bob.join("dev")
-        process = plain_client(server, "alice", "--room", "dev")
-        try:
+        with killed_on_exit(plain_client(server, "alice", "--room", "dev")) as process:
             assert process.stdin is not None
             process.stdin.write("hello from a pipe\n")
             process.stdin.write("/me waves\n")
@@ -65,10 +77,6 @@ async def test_plain_mode_through_pipes(server: LiveServer) -> None:
             process.stdin.write("/quit done\n")
             process.stdin.flush()
             out, err = process.communicate(timeout=15)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
         assert process.returncode == 0, err
         lines = out.splitlines()
         assert all(LINE.match(line) for line in lines), lines
@@ -108,22 +116,17 @@ async def test_plain_mode_end_of_input_delivers_then_exits(server: LiveServer) -
 async def test_plain_mode_exits_quietly_when_its_reader_goes_away(server: LiveServer) -> None:
     """`chat-client --plain | head -1`: once stdout is closed the client exits 0, with no traceback."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
-        process = plain_client(server, "alice")
-        assert process.stdout is not None
-        assert process.stdin is not None
-        first = process.stdout.readline()
-        assert "connected to" in first
-        process.stdout.close()
-        for n in range(20):  # output to a closed pipe: the client must notice and leave
-            await bob.say("lobby", f"anyone there? {n}", wait=True)
-        # Its standard input is still open: only the closed output can make it leave.
-        await wait_until(lambda: process.poll() is not None, what="the client exits")
-        try:
+        with killed_on_exit(plain_client(server, "alice")) as process:
+            assert process.stdout is not None
+            assert process.stdin is not None
+            first = process.stdout.readline()
+            assert "connected to" in first
+            process.stdout.close()
+            for n in range(20):  # output to a closed pipe: the client must notice and leave
+                await bob.say("lobby", f"anyone there? {n}", wait=True)
+            # Its standard input is still open: only the closed output can make it leave.
+            await wait_until(lambda: process.poll() is not None, what="the client exits")
             _, err = process.communicate(timeout=15)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.communicate()
         assert process.returncode == 0, err
         assert "Traceback" not in err
         assert "BrokenPipe" not in err

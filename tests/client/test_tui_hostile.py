@@ -39,6 +39,18 @@ class TrapApp(ChatApp):
 
     pwned = False
 
+    @classmethod
+    def connected(cls, server: LiveServer, config_dir: Path) -> TrapApp:
+        """The trap app, connecting to `server` as alice at once."""
+        return cls(
+            host=server.host,
+            port=server.port,
+            nick="alice",
+            connect_now=True,
+            config_dir=config_dir,
+            options=FAST,
+        )
+
     def action_pwn(self) -> None:
         """Set the flag: markup must never get here."""
         self.pwned = True
@@ -79,14 +91,7 @@ async def test_hostile_strings_render_literally_and_do_nothing(
 ) -> None:
     """Markup from other users shows as typed; clicking it runs nothing; 4 KiB of text does not crash."""
     async with ChatClient(server.host, server.port, "mallory", options=FAST) as mallory:
-        app = TrapApp(
-            host=server.host,
-            port=server.port,
-            nick="alice",
-            connect_now=True,
-            config_dir=private_dirs,
-            options=FAST,
-        )
+        app = TrapApp.connected(server, private_dirs)
         async with app.run_test(size=(120, 50), notifications=True) as pilot:
             screen = await wait_for_chat(app, pilot)
             await wait_until(lambda: screen.model.current == "#lobby")
@@ -116,14 +121,7 @@ async def test_escape_sequences_from_a_hostile_server_are_made_visible(
     server: LiveServer, private_dirs: Path
 ) -> None:
     """ESC, C1 and BEL in what a server sends are shown as symbols, never passed to the terminal."""
-    app = TrapApp(
-        host=server.host,
-        port=server.port,
-        nick="alice",
-        connect_now=True,
-        config_dir=private_dirs,
-        options=FAST,
-    )
+    app = TrapApp.connected(server, private_dirs)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await wait_for_chat(app, pilot)
         await wait_until(lambda: screen.model.current == "#lobby")
