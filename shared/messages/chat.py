@@ -1,0 +1,106 @@
+"""The frames that carry conversation: messages to a room or to one nick, and the stored history.
+
+`Say` and `Tell` are stored by the server (answered by `Ack`) and delivered as `Said` and `Told`; `History`
+hands stored messages back: the backfill after a join, a resume, or the answer to `FetchHistory`.
+"""
+
+from __future__ import annotations
+
+from shared import schema as check
+from shared.schema import Message, Sender, message, wire
+
+from .files import FileOffered
+from .moderation import Moderated
+
+CLIENT = Sender.CLIENT
+SERVER = Sender.SERVER
+
+
+# -- Requests: client to server ----------------------------------------------------------------------------
+
+
+@message("say", CLIENT)
+class Say(Message):
+    """Send `text` to a room. `action` marks a /me action; `client_msg_id` makes a resend idempotent."""
+
+    room: str = wire(check.room)
+    text: str = wire(check.text)
+    action: bool = wire(check.boolean, default=False)
+    client_msg_id: str | None = wire(check.token, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("tell", CLIENT)
+class Tell(Message):
+    """Send a direct message to one nick."""
+
+    to: str = wire(check.nick)
+    text: str = wire(check.text)
+    action: bool = wire(check.boolean, default=False)
+    client_msg_id: str | None = wire(check.token, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("fetch_history", CLIENT)
+class FetchHistory(Message):
+    """Ask for stored messages of a room, or of direct messages (all, or with one `peer`).
+
+    Exactly one of `room` and `direct` is given. `before`: messages older than this id, newest first
+    when paging back; `after`: messages newer than this id (resume). At most `limit` come back.
+    """
+
+    room: str | None = wire(check.room, default=None)
+    direct: bool = wire(check.boolean, default=False)
+    peer: str | None = wire(check.nick, default=None)
+    before: int | None = wire(check.uint, default=None)
+    after: int | None = wire(check.uint, default=None)
+    limit: int | None = wire(check.uint, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+# -- Notifications: server to client -----------------------------------------------------------------------
+
+
+@message("said", SERVER)
+class Said(Message):
+    """A message in a room. `id` and `ts` are the server's; `nick` is the sender as the server knows it."""
+
+    id: int = wire(check.uint)
+    room: str = wire(check.room)
+    nick: str = wire(check.nick)
+    text: str = wire(check.text)
+    ts: int = wire(check.uint)
+    action: bool = wire(check.boolean, default=False)
+
+
+@message("told", SERVER)
+class Told(Message):
+    """A direct message from `nick` to `to` (the sender gets an `Ack`, as for `Say`)."""
+
+    id: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    to: str = wire(check.nick)
+    text: str = wire(check.text)
+    ts: int = wire(check.uint)
+    action: bool = wire(check.boolean, default=False)
+
+
+@message("history", SERVER)
+class History(Message):
+    """Stored messages, oldest first: the backfill after a join, a resume, or the answer to `FetchHistory`.
+
+    `peer`: with `direct`, the conversation the page belongs to, when the request named one.
+    `more`: older messages exist before the first one given (page back with `FetchHistory(before=...)`).
+    `skipped`: on a resume, how many messages after the client's `after` id were left out because the gap
+    was larger than the server's bound; the messages given are the newest ones.
+    """
+
+    room: str | None = wire(check.room, default=None)
+    direct: bool = wire(check.boolean, default=False)
+    peer: str | None = wire(check.nick, default=None)
+    messages: tuple[Said | Told | FileOffered | Moderated, ...] = wire(
+        check.list_of(check.one_of(Said, Told, FileOffered, Moderated)), default=()
+    )
+    more: bool = wire(check.boolean, default=False)
+    skipped: int = wire(check.uint, default=0)
+    ref: int | None = wire(check.uint, default=None)

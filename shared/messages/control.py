@@ -1,0 +1,104 @@
+"""The frames of the connection itself: log in, answers that acknowledge or refuse, liveness, log out.
+
+`Hello` opens every connection and `Welcome` (or a fatal `Error`) answers it; `Error` and `Ack` answer any
+request by its `ref`; `Ping` and `Pong` go both ways; `Quit` ends the session.
+"""
+
+from __future__ import annotations
+
+from shared import schema as check
+from shared.limits import Limits
+from shared.schema import Message, Sender, message, wire
+
+from .files import FilePolicy
+
+CLIENT = Sender.CLIENT
+SERVER = Sender.SERVER
+BOTH = Sender.BOTH
+
+
+#: The value of `Hello.proto`: it tells a chat server from a stray HTTP, TLS or other client at once.
+PROTOCOL_NAME = "mpchat"
+#: The protocol version this package speaks.
+PROTOCOL_VERSION = 1
+
+
+# -- Requests: client to server ----------------------------------------------------------------------------
+
+
+@message("hello", CLIENT)
+class Hello(Message):
+    """Log in: the first frame of every connection. `rooms` None means "put me in the default room"."""
+
+    proto: str = wire(check.token)
+    version: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    client: str | None = wire(check.reason, default=None)
+    rooms: tuple[str, ...] | None = wire(check.list_of(check.room), default=None)
+    password: str | None = wire(check.reason, default=None, secret=True)
+    nick_password: str | None = wire(check.reason, default=None, secret=True)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("quit", CLIENT)
+class Quit(Message):
+    """Log out; the server announces `reason` and closes the connection."""
+
+    reason: str | None = wire(check.reason, default=None)
+
+
+# -- Both directions ---------------------------------------------------------------------------------------
+
+
+@message("ping", BOTH)
+class Ping(Message):
+    """Are you there? The peer answers with a `Pong` carrying the same `token`."""
+
+    token: int | None = wire(check.uint, default=None)
+
+
+@message("pong", BOTH)
+class Pong(Message):
+    """The answer to a `Ping`."""
+
+    token: int | None = wire(check.uint, default=None)
+
+
+# -- Notifications: server to client -----------------------------------------------------------------------
+
+
+@message("welcome", SERVER)
+class Welcome(Message):
+    """Login accepted. `nick` is the nick as recorded; `limits` are the server's limits in force."""
+
+    version: int = wire(check.uint)
+    nick: str = wire(check.nick)
+    server: str = wire(check.reason)
+    ts: int = wire(check.uint)
+    limits: Limits = wire(check.limits_map, default=Limits())
+    ping_interval: int = wire(check.uint, default=60)
+    motd: str | None = wire(check.reason, default=None)
+    files: FilePolicy | None = wire(check.nested(FilePolicy), default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("error", SERVER)
+class Error(Message):
+    """A request was refused (`fatal` false) or the connection is about to close (`fatal` true)."""
+
+    code: str = wire(check.token)
+    message: str = wire(check.reason, default="")
+    fatal: bool = wire(check.boolean, default=False)
+    retry_after_ms: int | None = wire(check.uint, default=None)
+    ref: int | None = wire(check.uint, default=None)
+
+
+@message("ack", SERVER)
+class Ack(Message):
+    """A `Say` or `Tell` was stored durably as message `id`; `duplicate` if its `client_msg_id` was seen."""
+
+    id: int = wire(check.uint)
+    ts: int = wire(check.uint)
+    client_msg_id: str | None = wire(check.token, default=None)
+    duplicate: bool = wire(check.boolean, default=False)
+    ref: int | None = wire(check.uint, default=None)
