@@ -75,7 +75,11 @@ log = logging.getLogger(__name__)
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
 trace = logging.getLogger("chat_server.trace")
 
-RECV_SIZE = 64 * 1024
+#: The sizes a reader asks `recv` for. CPython allocates the whole buffer before it blocks, so each of
+#: thousands of idle readers would hold (and touch the first and last pages of) a full-size buffer while it
+#: waits: an idle connection asks for `RECV_MIN`, and a busy one grows towards `RECV_MAX` (`next_recv_size`).
+RECV_MIN = 4 * 1024
+RECV_MAX = 64 * 1024
 #: The reader's `recv` timeout is reset only when it is this much shorter than the next deadline: `settimeout`
 #: costs system calls, and waking a little early is harmless (the loop recomputes and sleeps again).
 TIMEOUT_SLACK = 1.0
@@ -86,6 +90,19 @@ _FREE = (Hello, Ping, Pong, Quit)
 #: File requests bounded by the transfer window and the quotas instead of the request rate (a 50 MB file is
 #: a thousand chunks); a `file_offer` counts like a message. Their refusals count against `flood_refusals`.
 _TRANSFER = (FileChunk, GetFile, CancelFile)
+
+
+def next_recv_size(size: int, received: int) -> int:
+    """The size of the next `recv` after one of `size` bytes brought `received` bytes.
+
+    A full buffer means more is waiting: double it. A read that used less than a quarter: halve it. The
+    adaptive receive buffer of Netty and of most event loops, here to keep idle connections small.
+    """
+    if received == size:
+        return min(size * 2, RECV_MAX)
+    if received < size // 4:
+        return max(size // 2, RECV_MIN)
+    return size
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +123,43 @@ class Services:
 
 class Connection:
     """A client connection: its reader thread and its channel on the sender thread."""
+
+    # Slots, not a __dict__: thousands of connections, ~35 attributes each (docs/performance.md, W3 memory).
+    __slots__ = (
+        "_accepted",
+        "_announce",
+        "_clock",
+        "_close_reason",
+        "_hello_deadline",
+        "_history_db",
+        "_joins",
+        "_last_input",
+        "_linger_until",
+        "_lock",
+        "_on_finished",
+        "_order",
+        "_partial_since",
+        "_pinged",
+        "_protocol",
+        "_recv_size",
+        "_refusals",
+        "_renames",
+        "_requests",
+        "_sock",
+        "_text_bytes",
+        "_tls",
+        "_trace",
+        "_transfers",
+        "_wsock",
+        "channel",
+        "client",
+        "config",
+        "id",
+        "outbox",
+        "peer",
+        "reader",
+        "services",
+    )
 
     def __init__(
         self,
@@ -161,17 +215,9 @@ class Connection:
         self._last_input = now
         self._pinged = False
         self._partial_since: float | None = None
+        self._recv_size = RECV_MIN
+        # Created by the first file request: most connections never send one.
         self._transfers: Transfers | None = None
-        if services.files is not None:
-            self._transfers = Transfers(
-                self.client,
-                self.outbox,
-                services.files,
-                services.hub,
-                services.sequencer,
-                self._reader_db,
-                self._settle,
-            )
         self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
 
     def start(self) -> None:
@@ -252,7 +298,7 @@ class Connection:
             if current is None or not wait - TIMEOUT_SLACK <= current <= wait:
                 self._sock.settimeout(wait)
             try:
-                data = self._sock.recv(RECV_SIZE)
+                data = self._sock.recv(self._recv_size)
             except TimeoutError:
                 outcome = self._check_deadlines()
                 if outcome is not None:
@@ -264,6 +310,7 @@ class Connection:
                 return reason, None  # woken by close(): whatever arrived no longer matters
             self._last_input = self._clock()
             self._pinged = False
+            self._recv_size = next_recv_size(self._recv_size, len(data))
             got_data = bool(data)
             if tls is None or not data:
                 self._protocol.receive_data(data)
@@ -441,9 +488,21 @@ class Connection:
     ) -> tuple[str, bytes | None] | None:
         """A file request (`chat_server.uploads`); its refusals count against `flood_refusals`."""
         refusal: bytes | None
-        if self._transfers is None:
+        files = self.services.files
+        if files is None:
             refusal = error_frame(ErrorCode.FORBIDDEN, "file sharing is off on this server", message.ref)
         else:
+            if self._transfers is None:
+                services = self.services
+                self._transfers = Transfers(
+                    self.client,
+                    self.outbox,
+                    files,
+                    services.hub,
+                    services.sequencer,
+                    self._reader_db,
+                    self._settle,
+                )
             refusal = self._transfers.handle(message)
         if refusal is None:
             return None

@@ -36,6 +36,26 @@ from collections.abc import Callable
 class Outbox:
     """A bounded, byte-counted queue of frames with one consumer (the sender thread)."""
 
+    # One per connection: slots keep it small (docs/performance.md, W3 memory).
+    __slots__ = (
+        "_bulk",
+        "_clock",
+        "_closed",
+        "_frames",
+        "_hard_limit",
+        "_lock",
+        "_over_soft_since",
+        "_overflowed",
+        "_queued",
+        "_soft_limit",
+        "bulk_limit",
+        "bulk_room",
+        "hard",
+        "on_ready",
+        "soft",
+        "soft_seconds",
+    )
+
     def __init__(
         self,
         *,

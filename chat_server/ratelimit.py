@@ -15,6 +15,8 @@ class TokenBucket:
     Not thread-safe: each bucket belongs to one connection's reader thread.
     """
 
+    __slots__ = ("_clock", "_stamp", "_tokens", "burst", "rate")
+
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
         self.burst = burst
@@ -58,6 +60,8 @@ class MessageOrder:
     retry time. Messages without a `client_msg_id` cannot be recognised when they come back, so they never
     start a hold. Not thread-safe: it belongs to one connection's reader thread.
     """
+
+    __slots__ = ("_clock", "_expires", "_retry_at", "_waiting_for")
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock

@@ -68,6 +68,8 @@ class ConnectionClosed(Exception):
 class ProtocolConnection:
     """One end of one connection: turns received bytes into messages and messages into bytes to send."""
 
+    __slots__ = ("_eof", "_frames", "_hello_sent", "_receiving", "_sending_side", "limits", "role", "state")
+
     def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS) -> None:
         self.role = role
         self.limits = limits

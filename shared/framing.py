@@ -33,6 +33,8 @@ class FrameReassembler:
     bodies with `frames()`. It raises `RemoteProtocolError` (fatal) for a zero-length or oversized frame.
     """
 
+    __slots__ = ("_buffer", "_start", "max_frame")
+
     def __init__(self, max_frame: int) -> None:
         self.max_frame = max_frame
         self._buffer = bytearray()

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
+from chat_server.connection import RECV_MAX, RECV_MIN, next_recv_size
 from chat_server.hub import Client, Room
 from chat_server.latch import Latch
 from chat_server.outbox import Outbox
@@ -27,6 +28,22 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+def test_recv_size_grows_while_reads_fill_it_and_shrinks_when_idle() -> None:
+    """Full reads double the receive size up to RECV_MAX; small ones halve it back down to RECV_MIN."""
+    size = RECV_MIN
+    sizes = []
+    while size < RECV_MAX:
+        size = next_recv_size(size, size)
+        sizes.append(size)
+    assert sizes[-1] == RECV_MAX and len(sizes) >= 2
+    assert next_recv_size(RECV_MAX, RECV_MAX) == RECV_MAX
+    assert next_recv_size(RECV_MAX, RECV_MAX // 2) == RECV_MAX  # half full: keep it
+    while size > RECV_MIN:
+        size = next_recv_size(size, 100)
+    assert size == RECV_MIN
+    assert next_recv_size(RECV_MIN, 0) == RECV_MIN  # end of stream, or an idle peer
 
 
 def test_bucket_burst_then_refill() -> None:
