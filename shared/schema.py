@@ -20,6 +20,9 @@ from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .limits import Limits
 from .text import nick_problem, room_problem, text_problem
 
+#: The fields of `Limits`, which `welcome.limits` carries as a plain map.
+LIMIT_FIELDS = dataclasses.fields(Limits)
+
 Check = Callable[[Any, Limits], Any]
 
 MAX_UINT = 2**63 - 1
@@ -149,7 +152,8 @@ def _plain(item: Any) -> Any:
     if isinstance(item, Message):
         return to_wire(item)
     if isinstance(item, Limits):
-        return dataclasses.asdict(item)
+        # Its fields are plain integers: no need for `dataclasses.asdict`, which deep-copies each one.
+        return {spec.name: getattr(item, spec.name) for spec in LIMIT_FIELDS}
     if isinstance(item, tuple | list):
         return [_plain(x) for x in item]
     return item
