@@ -12,6 +12,7 @@ types, and a field that wants an integer never accepts a boolean, a float or a n
 from __future__ import annotations
 
 import dataclasses
+import operator
 from collections.abc import Callable
 from enum import Flag, auto
 from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
@@ -48,6 +49,11 @@ class Message:
     FIELDS: ClassVar[tuple[dataclasses.Field[Any], ...]]
     #: (name, check, required) per field, precomputed because `build` runs for every received frame.
     CHECKS: ClassVar[tuple[tuple[str, Check, bool], ...]]
+    #: The field names, a getter of all their values at once, and the fields that may hold a record, a list
+    #: or `Limits` (the others hold plain values): precomputed because `to_wire` runs for every sent frame.
+    NAMES: ClassVar[tuple[str, ...]]
+    VALUES: ClassVar[Callable[[Any], tuple[Any, ...]]]
+    NESTED: ClassVar[frozenset[str]]
 
 
 #: Wire type -> class, one table per receiving side.
@@ -92,11 +98,28 @@ def record(cls: M) -> M:
     return cast(M, built)
 
 
+#: Field annotations whose values msgpack packs as they are (`from __future__ import annotations` keeps them
+#: as strings). Any other annotation is walked by `_plain`.
+PLAIN_TYPES = frozenset(
+    f"{kind}{optional}" for kind in ("str", "int", "bool", "float", "bytes") for optional in ("", " | None")
+)
+
+
 def _describe(cls: Any) -> None:
     cls.FIELDS = dataclasses.fields(cls)
     cls.CHECKS = tuple(
         (spec.name, spec.metadata["check"], spec.default is dataclasses.MISSING) for spec in cls.FIELDS
     )
+    cls.NAMES = tuple(spec.name for spec in cls.FIELDS)
+    # attrgetter of one name returns the value itself, not a 1-tuple: wrap it so both cases are tuples.
+    getter = operator.attrgetter(*cls.NAMES) if cls.NAMES else None
+    if getter is None:
+        cls.VALUES = staticmethod(lambda _value: ())
+    elif len(cls.NAMES) == 1:
+        cls.VALUES = staticmethod(lambda value: (getter(value),))
+    else:
+        cls.VALUES = staticmethod(getter)
+    cls.NESTED = frozenset(spec.name for spec in cls.FIELDS if str(spec.type) not in PLAIN_TYPES)
 
 
 # -- Building values from wire maps ------------------------------------------------------------------------
@@ -140,11 +163,11 @@ def to_wire(value: Message) -> dict[str, Any]:
     type_name = getattr(value, "TYPE", None)
     if type_name is not None:
         out["type"] = type_name
-    for spec in value.FIELDS:
-        item = getattr(value, spec.name)
+    nested = value.NESTED
+    for name, item in zip(value.NAMES, type(value).VALUES(value), strict=True):
         if item is None:
             continue
-        out[spec.name] = _plain(item)
+        out[name] = _plain(item) if name in nested else item
     return out
 
 
