@@ -37,7 +37,8 @@ def test_recv_size_grows_while_reads_fill_it_and_shrinks_when_idle() -> None:
     while size < RECV_MAX:
         size = next_recv_size(size, size)
         sizes.append(size)
-    assert sizes[-1] == RECV_MAX and len(sizes) >= 2
+    assert sizes[-1] == RECV_MAX
+    assert len(sizes) >= 2
     assert next_recv_size(RECV_MAX, RECV_MAX) == RECV_MAX
     assert next_recv_size(RECV_MAX, RECV_MAX // 2) == RECV_MAX  # half full: keep it
     while size > RECV_MIN:
