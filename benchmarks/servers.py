@@ -65,18 +65,22 @@ class RunningServer:
     log: Path
 
 
-def toml_text(settings: dict[str, int | float]) -> str:
+def toml_text(settings: dict[str, int | float | str]) -> str:
     """The server.toml lines for `settings`."""
     return "".join(f"{key} = {value!r}\n" for key, value in settings.items())
 
 
-def command(name: str, workdir: Path) -> list[str]:
-    """The command line that starts server `name` on a free port, its files in `workdir`."""
+def command(name: str, workdir: Path, settings: dict[str, int | float | str] | None = None) -> list[str]:
+    """The command line that starts server `name` on a free port, its files in `workdir`.
+
+    `settings` are written to our server's server.toml after `BENCH_SETTINGS` (e.g. a `history_sync` to
+    compare); the tutorial server has no settings.
+    """
     if name == "mpchat":
         config = workdir / "server.toml"
         config.write_text(
             "# written by benchmarks/servers.py: limits raised for the benchmark\n"
-            + toml_text(BENCH_SETTINGS)
+            + toml_text({**BENCH_SETTINGS, **(settings or {})})
         )
         return [
             sys.executable,
@@ -119,18 +123,24 @@ def _pinned_to(cpu: int | None) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def started(name: str, cpu: int | None = None, source: Path | None = None) -> Iterator[RunningServer]:
+def started(
+    name: str,
+    cpu: int | None = None,
+    source: Path | None = None,
+    settings: dict[str, int | float | str] | None = None,
+) -> Iterator[RunningServer]:
     """Start server `name` (pinned to `cpu` if given) in a fresh temporary folder; stop it on exit.
 
     `source` is the folder the server's packages are imported from (default: this checkout); point it at
     an exported commit (`git archive`) to measure that version while the checkout is being edited.
+    `settings` go to our server's server.toml on top of `BENCH_SETTINGS`.
     """
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
         workdir = Path(folder)
         log = workdir / "server.log"
         with log.open("wb") as errors:
             process = subprocess.Popen(
-                command(name, workdir),
+                command(name, workdir, settings),
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 stdin=subprocess.DEVNULL,

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks import run as bench_run
 from benchmarks.baselines.tutorial_server import TutorialServer
+from benchmarks.cloadgen import own_rooms_config, parse_setting, stalled_clients
 from benchmarks.frames.mkframes import config_text
 from benchmarks.loadgen import LoadSpec, run_load, table
 from benchmarks.servers import BENCH_SETTINGS
@@ -132,3 +133,36 @@ def test_frames_config_is_valid_protocol() -> None:
     assert wait in encode(History(room="bench"))
     welcome = Welcome(version=1, nick="a", server="s", ts=1)
     assert wait not in encode(RoomState(room="bench")) + encode(welcome)
+
+
+def test_own_rooms_config_puts_each_client_in_its_room() -> None:
+    """`cloadgen --own-rooms`: the hello, index filled in, names a room of that client's own."""
+    config = own_rooms_config(64)
+    lines = dict(line.split(" = ", 1) for line in config.splitlines() if " = " in line)
+    server = ProtocolConnection(Role.SERVER)
+    server.receive_data(frame(bytes.fromhex(lines["send"]).replace(b"%CONN%", b"000042")))
+    (hello,) = list(server.events())
+    assert hello == Hello(proto="mpchat", version=1, nick="u000042", rooms=("r000042",))
+    assert (
+        lines["msg"]
+        == dict(line.split(" = ", 1) for line in config_text(64, "bench").splitlines() if " = " in line)[
+            "msg"
+        ]
+    )
+
+
+def test_stalled_clients_log_in_and_stay(tmp_path: Path) -> None:
+    """`cloadgen --stalled`: the clients are logged in to the room when the context is entered."""
+    config = ServerConfig(host="127.0.0.1", port=0, data_dir=tmp_path, **BENCH_SETTINGS)  # type: ignore[arg-type]
+    with ChatServer(config) as server, stalled_clients(server.address[1], 2, "bench") as sockets:
+        assert len(sockets) == 2
+        assert sorted(server.stats().queues) == ["stalled0", "stalled1"]
+
+
+def test_setting_values_are_typed() -> None:
+    """`cloadgen --setting KEY=VALUE`: integers, floats and strings; a missing '=' is refused."""
+    assert parse_setting("history_sync=NORMAL") == ("history_sync", "NORMAL")
+    assert parse_setting("sendq_hard=2048") == ("sendq_hard", 2048)
+    assert parse_setting("ping_interval=0.5") == ("ping_interval", 0.5)
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_setting("history_sync")
