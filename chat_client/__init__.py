@@ -17,29 +17,35 @@ The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widge
 `chat_client.plain`; the command line in `chat_client.__main__`.
 """
 
-from .backoff import Backoff
-from .client import ChatClient
-from .errors import (
-    ChecksumMismatch,
-    ClientClosed,
-    ClientError,
-    ConnectionLost,
-    FilesUnsupported,
-    InvalidRequest,
-    LoginRefused,
-    NotConnected,
-    OutboxFull,
-    RequestTimeout,
-    ServerError,
-    TransferCancelled,
-    TransferError,
-    UnknownFile,
-)
-from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
-from .options import ClientOptions, ConnectionState
-from .outbox import DeliveryState, OutboxEntry
-from .progress import Direction, TransferInfo, TransferState, TransferUpdate
-from .transfers import Transfer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__ below
+    from .backoff import Backoff
+    from .client import ChatClient
+    from .errors import (
+        ChecksumMismatch,
+        ClientClosed,
+        ClientError,
+        ConnectionLost,
+        FilesUnsupported,
+        InvalidRequest,
+        LoginRefused,
+        NotConnected,
+        OutboxFull,
+        RequestTimeout,
+        ServerError,
+        TransferCancelled,
+        TransferError,
+        UnknownFile,
+    )
+    from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
+    from .options import ClientOptions, ConnectionState
+    from .outbox import DeliveryState, OutboxEntry
+    from .progress import Direction, TransferInfo, TransferState, TransferUpdate
+    from .transfers import Transfer
 
 __all__ = [
     "Backoff",
@@ -75,3 +81,54 @@ __all__ = [
     "TransferUpdate",
     "UnknownFile",
 ]
+
+#: Where each public name lives: imported on first use (PEP 562), so that `import chat_client` (which
+#: every submodule import runs first, the TUI's included) costs nothing until the library is used.
+_HOMES = {
+    "Backoff": "backoff",
+    "ChatClient": "client",
+    **dict.fromkeys(
+        (
+            "ChecksumMismatch",
+            "ClientClosed",
+            "ClientError",
+            "ConnectionLost",
+            "FilesUnsupported",
+            "InvalidRequest",
+            "LoginRefused",
+            "NotConnected",
+            "OutboxFull",
+            "RequestTimeout",
+            "ServerError",
+            "TransferCancelled",
+            "TransferError",
+            "UnknownFile",
+        ),
+        "errors",
+    ),
+    **dict.fromkeys(
+        ("Closed", "Connected", "Disconnected", "Event", "LagMeasured", "OutboxChanged", "Reconnecting"),
+        "events",
+    ),
+    "ClientOptions": "options",
+    "ConnectionState": "options",
+    "DeliveryState": "outbox",
+    "OutboxEntry": "outbox",
+    **dict.fromkeys(("Direction", "TransferInfo", "TransferState", "TransferUpdate"), "progress"),
+    "Transfer": "transfers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module the first time the name is used, then keep the name here."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily imported public ones included."""
+    return sorted({*globals(), *__all__})

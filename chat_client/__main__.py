@@ -11,7 +11,8 @@
 Passwords never go on the command line (it shows in `ps`): `--password-file`/`--nick-password-file` read
 the first line of a file, or set MPCHAT_PASSWORD / MPCHAT_NICK_PASSWORD. They are never saved.
 
-The Textual TUI is imported only when it is used, so the line mode starts fast and runs without it.
+The Textual TUI is imported only when it is used, so the line mode starts fast and runs without it; the TUI
+itself imports the network and chat modules only after the connect screen is drawn (chat_client/app.py).
 """
 
 from __future__ import annotations
@@ -237,8 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tls=trust,
                 )
             )
-        from .app import ChatApp
-        from .discovery import DiscoveryListener
+        from .app import ChatApp, lan_listener
         from .gctune import tune_gc
 
         app = ChatApp(
@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls=True if args.tls or args.fingerprint else None,
             fingerprint=args.fingerprint,
             # A local server is the one to use: nothing to discover, and nothing to announce on the LAN.
-            discovery=None if args.local else DiscoveryListener,
+            discovery=None if args.local else lan_listener,
             password=password,
             nick_password=nick_password,
         )

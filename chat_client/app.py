@@ -8,30 +8,31 @@ out politely (bounded by the client's close timeout), then exits; Textual cancel
 
 from __future__ import annotations
 
+import asyncio
+import importlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.command import Provider
 from textual.worker import Worker, WorkerState
 
-from chat_client.client import ChatClient
-from chat_client.discovery import DiscoveredServer, DiscoveryListener
-from chat_client.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
 from chat_client.messages import NetEvents, ServersHeard
-from chat_client.model import ChatModel
-from chat_client.options import ClientOptions
-from chat_client.palette import ChatCommands
 from chat_client.pins import PinStore, PinStoreError
-from chat_client.screens.chat import ChatScreen
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
-from chat_client.trust import tls_for
-from shared import ErrorCode
-from shared.discovery import DestinationRefused
+from shared.errors import ErrorCode
+
+if TYPE_CHECKING:
+    from chat_client.client import ChatClient
+    from chat_client.discovery import DiscoveredServer, DiscoveryListener
+    from chat_client.options import ClientOptions
+    from chat_client.screens.chat import ChatScreen
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,43 @@ _PASSWORD_CODES = frozenset({ErrorCode.BAD_PASSWORD, ErrorCode.NICK_REGISTERED})
 NET_BATCH = 50
 
 
+def lan_listener() -> DiscoveryListener:
+    """A LAN discovery listener with the default settings (the app's default `discovery` factory)."""
+    from chat_client.discovery import DiscoveryListener
+
+    return DiscoveryListener()
+
+
+def _chat_commands() -> type[Provider]:
+    """The chat screen's palette entries, imported when the palette first opens."""
+    from chat_client.palette import ChatCommands
+
+    return ChatCommands
+
+
+#: What connecting and the chat screen import, heaviest leaves first: imported one at a time after the
+#: connect screen is drawn (see `ChatApp.preload`), so neither the first paint nor Connect waits for them.
+PRELOAD = (
+    "ssl",
+    "msgpack",
+    "shared.messages",
+    "shared.connection",
+    "chat_client.client",
+    "chat_client.model",
+    "chat_client.trust",
+    "chat_client.commands",
+    "chat_client.screens.chat",
+    "chat_client.palette",
+)
+
+
 class ChatApp(App[int]):
     """mpchat in the terminal."""
 
     # Absolute, so subclasses defined elsewhere (tests, embedding apps) find it too.
     CSS_PATH = Path(__file__).parent / "chat.tcss"
     TITLE = "mpchat"
-    COMMANDS = App.COMMANDS | {ChatCommands}
+    COMMANDS = App.COMMANDS | {_chat_commands}
     BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
 
     def __init__(
@@ -65,7 +96,7 @@ class ChatApp(App[int]):
         config_dir: Path | None = None,
         options: ClientOptions | None = None,
         clock: Callable[[], float] = time.time,
-        discovery: Callable[[], DiscoveryListener] | None = DiscoveryListener,
+        discovery: Callable[[], DiscoveryListener] | None = lan_listener,
         remember_server: bool = True,
         password: str | None = None,
         nick_password: str | None = None,
@@ -121,11 +152,20 @@ class ChatApp(App[int]):
                 tls=self._tls,
             )
         )
-        # Listening (and querying) for servers on the LAN only helps someone choosing a server: a client
-        # told where to connect sends nothing to the LAN.
-        if self._discovery is not None and not connecting:
-            self.listen_for_servers(self._discovery)
-        if connecting:
+
+    def on_ready(self) -> None:
+        """The connect screen is drawn: now connect, or listen for LAN servers and import the chat modules.
+
+        Nothing here runs before the first frame: the connect screen imports no network or chat module, so
+        it is drawn as soon as Textual can (docs/client.md, "Start-up").
+        """
+        if not (self._connect_now and self._nick):
+            # Listening (and querying) for servers on the LAN only helps someone choosing a server: a client
+            # told where to connect sends nothing to the LAN.
+            if self._discovery is not None:
+                self.listen_for_servers(self._discovery)
+            self.preload()
+        else:
             self.start_chat(
                 self._host,
                 self._port,
@@ -141,9 +181,18 @@ class ChatApp(App[int]):
             self.settings.theme = theme
             save_settings(self.settings, self.config_dir)
 
+    @work(exclusive=True, group="preload", exit_on_error=False)
+    async def preload(self) -> None:
+        """Import the `PRELOAD` modules one at a time, letting the UI handle its events in between."""
+        for name in PRELOAD:
+            importlib.import_module(name)
+            await asyncio.sleep(0)
+
     @work(exclusive=True, group="discovery", exit_on_error=False)
     async def listen_for_servers(self, factory: Callable[[], DiscoveryListener]) -> None:
         """Listen for server beacons while the connect screen is up (cancelled once logged in)."""
+        from shared.discovery import DestinationRefused
+
         listener = factory()
 
         def heard(servers: list[DiscoveredServer]) -> None:
@@ -181,6 +230,13 @@ class ChatApp(App[int]):
         self, host: str, port: int, nick: str, tls: bool, password: str | None, nick_password: str | None
     ) -> None:
         """Log in, then pass events to the chat screen until the client closes."""
+        # Imported here, not at the top: the connect screen is drawn before any of them is loaded.
+        from chat_client.client import ChatClient
+        from chat_client.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
+        from chat_client.model import ChatModel
+        from chat_client.screens.chat import ChatScreen
+        from chat_client.trust import tls_for
+
         room = self._room
         fingerprint, self._fingerprint = self._fingerprint, None  # it was given for the first server only
         trust = tls_for(host, port, tls=tls, fingerprint=fingerprint, pins=self.pins)

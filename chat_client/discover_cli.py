@@ -15,14 +15,20 @@ import asyncio
 import sys
 import unicodedata
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from shared.discovery import DEFAULT_DISCOVERY_PORT, DestinationRefused
 from shared.fingerprint import grouped
 from shared.text import visible
 
-from .discovery import DEFAULT_LISTEN_ADDRESS, DEFAULT_QUERY_ADDRESS, DiscoveredServer, discover
+if TYPE_CHECKING:
+    from .discovery import DiscoveredServer
 
+#: The defaults of ``--discover-address`` and ``--discover-port``: the same values as
+#: `chat_client.discovery.DEFAULT_QUERY_ADDRESS` and `shared.discovery.DEFAULT_DISCOVERY_PORT` (tested),
+#: repeated because every `chat-client` builds this parser, and the TUI must not import the discovery modules
+#: before its first frame.
+DEFAULT_QUERY_ADDRESS = "255.255.255.255"
+DEFAULT_DISCOVERY_PORT = 7879
 #: Seconds `--discover` listens by default: a query round trip plus most of one beacon interval.
 DEFAULT_DISCOVER_SECONDS = 3.0
 #: Widest the name and rooms columns get before they are cut with an ellipsis.
@@ -72,6 +78,10 @@ def run_discover(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not args.discover_seconds > 0:
         print("chat-client: --discover-seconds must be positive", file=sys.stderr)
         return EXIT_FAILED
+    from shared.discovery import DestinationRefused
+
+    from .discovery import DEFAULT_LISTEN_ADDRESS, discover
+
     query = (args.discover_address, args.discover_port) if args.discover_address else None
     try:
         servers = asyncio.run(

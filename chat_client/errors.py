@@ -6,8 +6,12 @@ values such as ``nick_taken``), so callers branch on the code, never on the word
 
 from __future__ import annotations
 
-from shared import Error
+from typing import TYPE_CHECKING
+
 from shared.fingerprint import grouped
+
+if TYPE_CHECKING:
+    from shared import Error
 
 
 class ClientError(Exception):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.message import Message
 
-from chat_client.discovery import DiscoveredServer
-from chat_client.events import Event
+if TYPE_CHECKING:  # only annotations: the connect screen must not pay for the network modules
+    from chat_client.discovery import DiscoveredServer
+    from chat_client.events import Event
 
 
 class NetEvents(Message):

@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .backoff import Backoff
-from .outbox import DEFAULT_OUTBOX_LIMIT
 
 CLIENT_NAME = "mpchat-client/0.1"
 #: Seconds allowed to connect and receive the welcome.
@@ -28,6 +27,8 @@ DEFAULT_CLOSE_TIMEOUT = 2.0
 DEFAULT_MAX_UPLOADS = 2
 #: Seconds between two progress events of one transfer (state changes are reported at once).
 DEFAULT_PROGRESS_INTERVAL = 0.25
+#: The most messages that may wait for delivery at once (the outbox; see chat_client/outbox.py).
+DEFAULT_OUTBOX_LIMIT = 500
 
 
 class ConnectionState(enum.StrEnum):

@@ -21,9 +21,7 @@ from dataclasses import dataclass, replace
 from shared import Ack, Say, Tell
 
 from .errors import OutboxFull
-
-#: The most messages that may wait for delivery at once.
-DEFAULT_OUTBOX_LIMIT = 500
+from .options import DEFAULT_OUTBOX_LIMIT
 
 
 class DeliveryState(enum.StrEnum):

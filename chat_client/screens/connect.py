@@ -6,6 +6,8 @@ nick's password. Both fields are masked and never saved.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -15,12 +17,18 @@ from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
-from chat_client.discovery import DiscoveredServer
-from chat_client.render import safe
 from chat_client.settings import Recent
-from shared import nick_problem
 from shared.fingerprint import grouped
 from shared.limits import DEFAULT_MAX_NICK
+from shared.text import nick_problem, visible
+
+if TYPE_CHECKING:  # the connect screen is the first paint: it imports no network or chat module
+    from chat_client.discovery import DiscoveredServer
+
+
+def _safe(text: str) -> str:
+    """Untrusted text made visible, on one line (as `chat_client.render.safe`, without its imports)."""
+    return visible(text, keep_newlines=False)
 
 
 class ConnectScreen(Screen[None]):
@@ -109,7 +117,7 @@ class ConnectScreen(Screen[None]):
     @staticmethod
     def _recent_label(recent: Recent) -> Text:
         tls = "  TLS" if recent.tls else ""
-        return Text(f"{safe(recent.nick)} @ {safe(recent.host)}:{recent.port}{tls}", end="")
+        return Text(f"{_safe(recent.nick)} @ {_safe(recent.host)}:{recent.port}{tls}", end="")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#connect")
@@ -150,16 +158,16 @@ class ConnectScreen(Screen[None]):
         lan.display = bool(self._lan)
         status = self.query_one("#lan-status", Static)
         status.display = not self._lan
-        status.update(Text(safe(problem) if problem else "none heard yet", style="dim", end=""))
+        status.update(Text(_safe(problem) if problem else "none heard yet", style="dim", end=""))
 
     @staticmethod
     def _lan_label(server: DiscoveredServer) -> Text:
         users = f"{server.users} user{'s' if server.users != 1 else ''}"
         text = Text(end="", no_wrap=True, overflow="ellipsis")
-        text.append(safe(server.name), style="bold")
-        text.append(f"  {safe(server.host)}:{server.port}  {users}", style="dim")
+        text.append(_safe(server.name), style="bold")
+        text.append(f"  {_safe(server.host)}:{server.port}  {users}", style="dim")
         if server.rooms:
-            text.append("  " + ", ".join(safe(name) for name, _ in server.rooms[:5]), style="dim")
+            text.append("  " + ", ".join(_safe(name) for name, _ in server.rooms[:5]), style="dim")
         if server.tls:
             # Shown for comparing by eye; a beacon is never trusted over a pin (docs/security.md).
             key = f" key {grouped(server.fingerprint)[:19]}…" if server.fingerprint else ""
@@ -200,9 +208,9 @@ class ConnectScreen(Screen[None]):
 
     def show_error(self, reason: str) -> None:
         """Show why connecting failed, and let the user try again."""
-        self.query_one("#connect-status", Static).update(Text(safe(reason), style="bold red", end=""))
+        self.query_one("#connect-status", Static).update(Text(_safe(reason), style="bold red", end=""))
         self.query_one("#connect", Button).disabled = False
 
     def show_status(self, text: str) -> None:
         """Show progress."""
-        self.query_one("#connect-status", Static).update(Text(safe(text), style="italic", end=""))
+        self.query_one("#connect-status", Static).update(Text(_safe(text), style="italic", end=""))
