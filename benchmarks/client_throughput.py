@@ -121,7 +121,7 @@ async def measure(
 
     app = ChatApp(host="127.0.0.1", port=port, nick="reader", connect_now=True, config_dir=folder)
     if tuned_gc:
-        tune_gc()  # as `chat-client` does before its first frame
+        tune_gc()  # as `chat-client` does once its modules are loaded (ChatApp after_start)
     latencies: list[float] = []
     async with app.run_test(size=(120, 40)) as pilot:
         while not isinstance(app.screen, ChatScreen) or app.screen.model.current != "#lobby":

@@ -42,13 +42,15 @@ NICK_PASSWORD_ENV = "MPCHAT_NICK_PASSWORD"
 EPILOG = """\
 commands in the input line (TUI and --plain):
   /join ROOM  /leave [ROOM]  /msg NICK [TEXT]  /me ACTION  /nick NEW [PASSWORD]  /topic [TEXT]
-  /away [MESSAGE]  /who [ROOM]  /rooms  /send PATH  /get ID  /cancel N  /register PASSWORD [OLD]
-  /unregister PASSWORD  /help [COMMAND]  /quit [REASON]
+  /away [MESSAGE]  /who [ROOM]  /rooms  /send PATH  /get ID  /cancel N  /register [PASSWORD [OLD]]
+  /unregister [PASSWORD]  /help [COMMAND]  /quit [REASON]
 
 passwords:
   the server's password: --password-file FILE or MPCHAT_PASSWORD; a registered nick's password:
   --nick-password-file FILE or MPCHAT_NICK_PASSWORD (the first line of FILE). Never saved; the TUI asks
   for them when the server wants them, and so does --plain when its input is a terminal.
+  /register and /unregister typed alone ask for the password (masked; prefer it to typing it inline);
+  with --plain and a pipe, the next input line is the password.
 
 files:
   settings (last server, nick, recent servers, theme) in the platform config folder
@@ -257,8 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             discovery=None if args.local else lan_listener,
             password=password,
             nick_password=nick_password,
+            # Once everything is loaded, but after the first frame: its gc.collect() takes 10-30 ms.
+            after_start=tune_gc,
         )
-        tune_gc()  # after the imports and before the first frame: see chat_client/gctune.py
         return app.run() or 0
 
 

@@ -103,10 +103,13 @@ class ChatApp(App[int]):
         tls: bool | None = None,
         fingerprint: str | None = None,
         pins: PinStore | None = None,
+        after_start: Callable[[], None] | None = None,
     ) -> None:
         """`password` and `nick_password` (from the command line or the environment) fill the connect
-        screen's masked fields; they are never saved."""
+        screen's masked fields; they are never saved. `after_start` is called once the first frame is
+        drawn and the chat modules are loaded (`chat-client` tunes the garbage collector then)."""
         super().__init__()
+        self._after_start = after_start
         self._password = password
         self._nick_password = nick_password
         self.config_dir = config_dir
@@ -154,17 +157,17 @@ class ChatApp(App[int]):
         )
 
     def on_ready(self) -> None:
-        """The connect screen is drawn: now connect, or listen for LAN servers and import the chat modules.
+        """The connect screen is drawn: import the chat modules, and connect or listen for LAN servers.
 
         Nothing here runs before the first frame: the connect screen imports no network or chat module, so
         it is drawn as soon as Textual can (docs/client.md, "Start-up").
         """
+        self.preload()
         if not (self._connect_now and self._nick):
             # Listening (and querying) for servers on the LAN only helps someone choosing a server: a client
             # told where to connect sends nothing to the LAN.
             if self._discovery is not None:
                 self.listen_for_servers(self._discovery)
-            self.preload()
         else:
             self.start_chat(
                 self._host,
@@ -183,10 +186,13 @@ class ChatApp(App[int]):
 
     @work(exclusive=True, group="preload", exit_on_error=False)
     async def preload(self) -> None:
-        """Import the `PRELOAD` modules one at a time, letting the UI handle its events in between."""
+        """Import the `PRELOAD` modules one at a time, letting the UI handle its events in between; then
+        call `after_start`."""
         for name in PRELOAD:
             importlib.import_module(name)
             await asyncio.sleep(0)
+        if self._after_start is not None:
+            self._after_start()
 
     @work(exclusive=True, group="discovery", exit_on_error=False)
     async def listen_for_servers(self, factory: Callable[[], DiscoveryListener]) -> None:
