@@ -167,13 +167,21 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("leave", "/leave [ROOM] [REASON]", "leave a room (the current one by default)"),
     CommandHelp("msg", "/msg NICK [TEXT]", "send a direct message; without text, open the conversation"),
     CommandHelp("me", "/me ACTION", "describe an action: * you waves"),
-    CommandHelp("nick", "/nick NEW [PASSWORD]", "change your nick (the password if NEW is registered)"),
+    CommandHelp(
+        "nick",
+        "/nick NEW [PASSWORD]",
+        "change your nick (the password if NEW is registered; --plain asks for it when refused)",
+    ),
     CommandHelp(
         "register",
         "/register [PASSWORD [OLD]]",
-        "protect your nick with a password (OLD: change it); alone, the TUI asks twice, masked",
+        "protect your nick with a password (OLD: change it); better alone: it asks, masked, twice",
     ),
-    CommandHelp("unregister", "/unregister PASSWORD", "drop your nick's registration: anyone may use it"),
+    CommandHelp(
+        "unregister",
+        "/unregister [PASSWORD]",
+        "drop your nick's registration (anyone may use it); better alone: it asks, masked",
+    ),
     CommandHelp("topic", "/topic [TEXT]", "show the room's topic, or set it"),
     CommandHelp("away", "/away [MESSAGE]", "mark yourself away with a message, or back without one"),
     CommandHelp("who", "/who [ROOM]", "list the members of a room"),
@@ -226,12 +234,12 @@ def parse(line: str) -> Command:
         case "nick":
             return ChangeNick(*one_or_two_words(rest, "/nick NEW [PASSWORD]"))
         case "register":
-            usage = "/register PASSWORD [OLD_PASSWORD] (no spaces; in the TUI, /register alone asks)"
+            usage = "/register [PASSWORD [OLD_PASSWORD]] (no spaces; alone, it asks)"
             return RegisterNick(*one_or_two_words(rest, usage))
         case "unregister":
             words = rest.split()
             if len(words) != 1:
-                raise CommandError("usage: /unregister PASSWORD")
+                raise CommandError("usage: /unregister [PASSWORD] (alone, it asks)")
             return UnregisterNick(words[0])
         case "msg":
             nick, text = split_first(rest)

@@ -42,6 +42,14 @@ class Controller:
             return Outcome(Changes())
         try:
             command = cmd.parse(line)
+        except cmd.CommandError as error:
+            return Outcome(self.model.notice(str(error), error=True))
+        return await self.execute(command)
+
+    async def execute(self, command: cmd.Command) -> Outcome:
+        """Carry out one parsed command (the plain mode's password prompts build theirs); errors become
+        error lines, never exceptions."""
+        try:
             return await self._execute(command)
         except cmd.CommandError as error:
             return Outcome(self.model.notice(str(error), error=True))

@@ -6,6 +6,8 @@ or ``14:03:12 lobby -!- carol joined``. Every piece of text the server sent goes
 `shared.text.visible`, so a line never holds an escape sequence, and a message's own newlines are shown
 as ``␤`` so one event stays one line.
 
+Passwords are asked for, never echoed: see chat_client/plainpass.py.
+
 When standard input ends, the client waits (a bounded time) for its messages to be acknowledged and for
 its file transfers to end (as long as they make progress), then logs out and exits.
 """
@@ -31,6 +33,7 @@ from .events import Closed
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 from .options import ClientOptions
 from .pins import PinStoreError
+from .plainpass import PasswordCommands, SecretReader
 from .progress import Direction, TransferState, describe
 from .trust import TlsOptions
 
@@ -230,7 +233,9 @@ async def run_plain(
                 password = given
     controller = Controller(client, model)
     lines: asyncio.Queue[str | None] = asyncio.Queue()
-    _start_stdin_reader(source or sys.stdin, asyncio.get_running_loop(), lines)
+    source = source or sys.stdin
+    _start_stdin_reader(source, asyncio.get_running_loop(), lines)
+    passwords = PasswordCommands(controller, SecretReader(lines, _terminal_of(source), err))
     in_a_room = asyncio.Event()
     events = asyncio.create_task(_show_events(client, model, ui, in_a_room))
     reason: str | None = None
@@ -242,7 +247,9 @@ async def run_plain(
             async with asyncio.timeout(JOIN_TIMEOUT):
                 await in_a_room.wait()
         while (line := await _next_line(lines, ui.reader_gone)) is not None:
-            outcome = await controller.run(line)
+            outcome = await passwords.run(line)
+            if outcome is None:  # not a password command that needed asking
+                outcome = await controller.run(line)
             ui.show(outcome.changes)
             if outcome.quit:
                 reason, quitting = outcome.quit_reason, True
@@ -254,6 +261,14 @@ async def run_plain(
         await client.close(reason)
         await asyncio.wait_for(events, FLUSH_TIMEOUT)
     return 0
+
+
+def _terminal_of(source: TextIO) -> int | None:
+    """The file descriptor of `source` if it is a terminal (its echo is turned off for passwords)."""
+    try:
+        return source.fileno() if source.isatty() else None
+    except (OSError, ValueError):  # a StringIO, or a closed stream
+        return None
 
 
 #: Login refusals that asking for a password can fix.

@@ -17,7 +17,7 @@ from chat_client.errors import ClientError
 from chat_client.messages import NetEvents
 from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
 from chat_client.render import safe
-from chat_client.screens.register import NewPassword, RegisterDialog
+from chat_client.screens.register import NewPassword, RegisterDialog, UnregisterDialog
 from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
@@ -173,6 +173,9 @@ class ChatScreen(Screen[None]):
             # Alone, it asks for the password in a dialog: twice, masked (see chat_client.screens.register).
             self.app.push_screen(RegisterDialog(self.model.nick), self._register)
             return
+        if line.strip().lower() == "/unregister":
+            self.app.push_screen(UnregisterDialog(self.model.nick), self._unregister)
+            return
         outcome: Outcome = await self.controller.run(line)
         self.render_changes(outcome.changes)
         if outcome.quit:
@@ -187,6 +190,15 @@ class ChatScreen(Screen[None]):
             return
         try:
             await self.client.register(answer.password, old_password=answer.old_password, wait=False)
+        except ClientError as error:
+            self.render_changes(self.model.notice(f"not sent: {error}", error=True))
+
+    async def _unregister(self, password: str | None) -> None:
+        """Send the unregistration the dialog asked for (its answer, or refusal, arrives as an event)."""
+        if password is None or self.client is None:
+            return
+        try:
+            await self.client.unregister(password, wait=False)
         except ClientError as error:
             self.render_changes(self.model.notice(f"not sent: {error}", error=True))
 

@@ -1,4 +1,5 @@
-"""The registration dialog: `/register` typed alone asks for the new password twice, masked.
+"""The registration dialogs: `/register` typed alone asks for the new password twice, masked; `/unregister`
+typed alone asks for the current one.
 
 A password typed once into a masked field can hold a typo nobody sees, and a registered nick whose password
 is unknown is lost to its owner: so the dialog asks twice and compares. It also takes the current password,
@@ -76,3 +77,44 @@ class RegisterDialog(ModalScreen[NewPassword | None]):
     def _problem(self, text: str, field: str) -> None:
         self.query_one("#register-status", Static).update(Text(text, style="bold red", end=""))
         self.query_one(field, Input).focus()
+
+
+class UnregisterDialog(ModalScreen[str | None]):
+    """Asks for the nick's current password (masked) to drop its registration; None when cancelled."""
+
+    AUTO_FOCUS = "#unregister-password"
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, nick: str) -> None:
+        super().__init__()
+        self._nick = nick
+
+    def compose(self) -> ComposeResult:
+        """One masked field, the error line and the buttons (styled as the registration dialog)."""
+        with Vertical(id="register-dialog"):
+            yield Label(Text(f"Drop the registration of {self._nick}", end=""), id="register-title")
+            with Horizontal(classes="field"):
+                yield Label("Password", classes="field-label")
+                yield Input(id="unregister-password", placeholder="the nick's password", password=True)
+            yield Static(id="register-status")
+            with Horizontal(id="register-buttons"):
+                yield Button("Unregister", id="unregister", variant="error")
+                yield Button("Cancel", id="cancel")
+
+    @on(Input.Submitted)
+    @on(Button.Pressed, "#unregister")
+    def submit(self) -> None:
+        """Close with the password, once one is typed."""
+        password = self.query_one("#unregister-password", Input).value
+        if not password:
+            self.query_one("#register-status", Static).update(
+                Text("type the nick's password", style="bold red", end="")
+            )
+            self.query_one("#unregister-password", Input).focus()
+        else:
+            self.dismiss(password)
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Close without unregistering."""
+        self.dismiss(None)

@@ -119,7 +119,7 @@ def test_password_commands_parse() -> None:
         with pytest.raises(cmd.CommandError):
             cmd.parse(bad)
     assert any("/register" in line for line in cmd.help_text())
-    assert cmd.help_text("unregister")[0].startswith("/unregister PASSWORD")
+    assert cmd.help_text("unregister")[0].startswith("/unregister [PASSWORD]")
 
 
 @pytest.mark.parametrize(
