@@ -14,7 +14,6 @@ import pytest
 from textual.widgets import Input
 
 from chat_client import ChatClient
-from chat_client.app import ChatApp
 from chat_client.errors import LoginRefused
 from chat_client.screens.register import UnregisterDialog
 from tests.waiting import wait_until
@@ -22,8 +21,8 @@ from tests.waiting import wait_until
 from .helpers import LiveServer, fast_server_config
 from .terminal import PtyProcess
 from .test_library import FAST
-from .test_plain import plain_client
-from .tui_helpers import submit, wait_for_chat, wait_for_text
+from .test_plain import killed_on_exit, plain_client
+from .tui_helpers import connected_app, submit, wait_for_chat, wait_for_text
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A scrypt cost that takes microseconds, so registering is fast in tests.
@@ -35,12 +34,8 @@ PROCESS_DEADLINE = 60.0
 @pytest.fixture
 def cheap(tmp_path: Path) -> Iterator[LiveServer]:
     """A server with cheap nick hashing, stopped after the test."""
-    live = LiveServer(fast_server_config(tmp_path / "cheap", **CHEAP))
-    live.start()
-    try:
+    with LiveServer(fast_server_config(tmp_path / "cheap", **CHEAP)) as live:
         yield live
-    finally:
-        live.stop()
 
 
 @pytest.fixture
@@ -154,13 +149,8 @@ async def test_nick_to_a_free_nick_asks_nothing(terminal_client: tuple[PtyProces
 
 def run_piped(server: LiveServer, nick: str, lines: str, *extra: str) -> str:
     """Run `chat-client --plain` with `lines` as its input; its output (it must exit with status 0)."""
-    process = plain_client(server, nick, "--room", "dev", *extra)
-    try:
+    with killed_on_exit(plain_client(server, nick, "--room", "dev", *extra)) as process:
         out, err = process.communicate(lines, timeout=PROCESS_DEADLINE)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(timeout=PROCESS_DEADLINE)
     assert process.returncode == 0, err
     assert "password" not in err  # nothing is prompted on a pipe
     return out + err
@@ -185,15 +175,7 @@ async def test_through_a_pipe_the_password_is_the_next_line(cheap: LiveServer, t
 async def test_tui_unregister_alone_asks_in_a_masked_dialog(cheap: LiveServer, private_dirs: Path) -> None:
     async with ChatClient(cheap.host, cheap.port, "hal", options=FAST) as hal:
         await hal.register("Hals-Secret")
-    app = ChatApp(
-        host=cheap.host,
-        port=cheap.port,
-        nick="hal",
-        connect_now=True,
-        config_dir=private_dirs,
-        options=FAST,
-        nick_password="Hals-Secret",
-    )
+    app = connected_app(cheap, private_dirs, "hal", nick_password="Hals-Secret")
     async with app.run_test(size=(120, 36)) as pilot:
         await wait_for_chat(app, pilot)
         await submit(pilot, "/unregister")
