@@ -4,11 +4,12 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 
 1. wait for bytes, at most until the next deadline (hello, frame completion, ping, dead peer);
 2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
-3. for each complete message: check the rate limit, then answer it at once (`ping`, `history`, file
-   chunks and downloads: `chat_server.uploads`) or submit it to the history thread, which owns all shared
-   chat state;
-4. at the end, for whatever reason: submit a `Disconnect`, give the sender `linger` seconds to flush the last
-   frames, then close the socket.
+3. for each complete message: answer the frames of the connection's own life here (`hello`: the login
+   hand-off; `ping`, `pong`, `quit`), and give every other request to the connection's `Dispatcher`
+   (chat_server.dispatch), which checks the rate limit, then answers it on this thread (`history`, file
+   requests) or submits it to the history thread, which owns all shared chat state;
+4. at the end, for whatever reason (`_finish`): submit a `Disconnect`, give the sender `linger` seconds to
+   flush the last frames, then close the socket.
 
 On a TLS port the reader first completes the TLS handshake (bounded by `tls.handshake_timeout`) before the
 connection gets its channel on the sender, then decrypts what each `recv` returns (chat_server.tls).
@@ -24,52 +25,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import sqlite3
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
 from shared.errors import ErrorCode, RemoteProtocolError
-from shared.messages import (
-    CancelFile,
-    ChangeNick,
-    FetchHistory,
-    FileChunk,
-    GetFile,
-    Hello,
-    Join,
-    OfferFile,
-    Ping,
-    Pong,
-    Quit,
-    Register,
-    Say,
-    Tell,
-    Unregister,
-)
+from shared.messages import Hello, Ping, Pong, Quit
 from shared.schema import Message
 
-from .accounts import Enroll, Rename, Unenroll
-from .chat import Disconnect, Login
-from .config import ServerConfig
-from .fileoffers import Settle
-from .files import FileStore
+from .chat import Disconnect
+from .dispatch import Dispatcher
 from .filesconfig import CHUNK_FRAME_OVERHEAD
-from .gate import Gate, Refused
-from .hub import Client, Hub
-from .latch import Latch
+from .hub import Client
 from .outbox import Outbox
-from .pages import fetch_history
-from .ratelimit import MessageOrder, TokenBucket
-from .replies import error_frame, fatal_frame
-from .sender import Channel, Sender
-from .sequencer import Sequencer
-from .storage import HistoryError, HistoryStore
+from .replies import fatal_frame
+from .sender import Channel
+from .services import Services
 from .tls import TlsFailure, TlsPump
-from .uploads import Transfers
 
 log = logging.getLogger(__name__)
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
@@ -85,11 +58,6 @@ RECV_MAX = 64 * 1024
 TIMEOUT_SLACK = 1.0
 #: How long a closing reader waits for the sender to let go of its socket (it never blocks: a moment).
 RELEASE_WAIT = 1.0
-#: Requests that never count against the rate limit: they cost the server next to nothing.
-_FREE = (Hello, Ping, Pong, Quit)
-#: File requests bounded by the transfer window and the quotas instead of the request rate (a 50 MB file is
-#: a thousand chunks); a `file_offer` counts like a message. Their refusals count against `flood_refusals`.
-_TRANSFER = (FileChunk, GetFile, CancelFile)
 
 
 def next_recv_size(size: int, received: int) -> int:
@@ -105,51 +73,29 @@ def next_recv_size(size: int, received: int) -> int:
     return size
 
 
-@dataclass(frozen=True, slots=True)
-class Services:
-    """What every connection shares: built once by `ChatServer`."""
-
-    config: ServerConfig
-    hub: Hub
-    sequencer: Sequencer
-    store: HistoryStore
-    sender: Sender
-    #: Password checks and hashing (reader threads), and the per-address limit on wrong passwords.
-    gate: Gate
-    clock: Callable[[], float] = time.monotonic
-    #: The files folder; None when file sharing is off.
-    files: FileStore | None = None
-
-
 class Connection:
     """A client connection: its reader thread and its channel on the sender thread."""
 
-    # Slots, not a __dict__: thousands of connections, ~35 attributes each (docs/performance.md, W3 memory).
+    # Slots, not a __dict__: thousands of connections, ~35 attributes each with the `Dispatcher`'s
+    # (docs/performance.md, W3 memory).
     __slots__ = (
         "_accepted",
         "_announce",
         "_clock",
         "_close_reason",
+        "_dispatcher",
         "_hello_deadline",
-        "_history_db",
-        "_joins",
         "_last_input",
         "_linger_until",
         "_lock",
         "_on_finished",
-        "_order",
         "_partial_since",
         "_pinged",
         "_protocol",
         "_recv_size",
-        "_refusals",
-        "_renames",
-        "_requests",
         "_sock",
-        "_text_bytes",
         "_tls",
         "_trace",
-        "_transfers",
         "_wsock",
         "channel",
         "client",
@@ -197,13 +143,8 @@ class Connection:
         if tls is None:
             self.channel = services.sender.attach(conn_id, self.outbox, self._wsock, self.close, overflow)
         self._protocol = ProtocolConnection(Role.SERVER, config.limits)
-        self._requests = TokenBucket(config.rate_messages, config.rate_burst, self._clock)
-        self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, self._clock)
-        self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, self._clock)
-        self._joins = TokenBucket(config.rate_joins, config.rate_joins_burst, self._clock)
-        self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, self._clock)
-        self._order = MessageOrder(self._clock)
-        self._history_db: sqlite3.Connection | None = None
+        # Rate limits, file transfers, password checks, history pages: what becomes of each request.
+        self._dispatcher = Dispatcher(services, self.client)
         self._lock = threading.Lock()  # guards _close_reason and _linger_until
         self._close_reason: str | None = None
         self._linger_until: float | None = None
@@ -216,42 +157,12 @@ class Connection:
         self._pinged = False
         self._partial_since: float | None = None
         self._recv_size = RECV_MIN
-        # Created by the first file request: most connections never send one.
-        self._transfers: Transfers | None = None
         self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
 
     def start(self) -> None:
         """Start the reader thread."""
         log.info("conn=%d event=accepted peer=%s:%d", self.id, *self.peer)
         self.reader.start()
-
-    # -- Closing (any thread) ------------------------------------------------------------------------------
-
-    def close(self, last: bytes | None, abort: bool, reason: str | None = None) -> None:
-        """End the connection: send `last` after what is queued (or instead of it, if `abort`), then close."""
-        with self._lock:
-            if self._close_reason is not None:
-                return
-            self._close_reason = reason or ("send queue exceeded" if abort else "closed by server")
-        if abort:
-            self.outbox.abort(last)
-        else:
-            self.outbox.close(last)
-        self.client.login_settled.set()  # a reader waiting for its login result stops waiting
-        self._shutdown(socket.SHUT_RD)  # wakes the reader from recv at once
-
-    def shut_down_server(self, deadline: float) -> None:
-        """The server is stopping: say so after what is queued, and give up on flushing at `deadline`."""
-        with self._lock:
-            self._linger_until = deadline
-            self._announce = False  # no sign-off storm: everyone is leaving
-        self.close(
-            fatal_frame(ErrorCode.SERVER_SHUTDOWN, "the server is shutting down"), False, "server shutdown"
-        )
-
-    def _shutdown(self, how: int) -> None:
-        with contextlib.suppress(OSError):  # already disconnected: nothing left to shut down
-            self._sock.shutdown(how)
 
     # -- Reader thread -------------------------------------------------------------------------------------
 
@@ -268,25 +179,8 @@ class Connection:
     def _serve(self) -> tuple[str, bytes | None]:
         """Read and handle requests until the connection ends; return (reason, last frame to send)."""
         tls = self._tls
-        if tls is not None:
-            try:
-                tls.handshake(self._sock, self._accepted + self.config.tls.handshake_timeout, self._clock)
-            except TlsFailure as failure:
-                log.info("conn=%d event=tls_failed reason=%r", self.id, str(failure))
-                return f"tls: {failure}", None
-            log.info("conn=%d event=tls version=%s", self.id, tls.version)
-            self.channel = self.services.sender.attach(
-                self.id, self.outbox, self._wsock, self.close, self.client.overflow, tls
-            )
-            # The handshake's last read may have brought the first records too (a hello sent right behind
-            # the client's Finished): they wait in the TLS buffer and must be handled before the next recv.
-            try:
-                got_data = self._decrypt(tls, b"")
-            except TlsFailure as failure:
-                return f"tls: {failure}", None
-            outcome = self._handle_received(got_data)
-            if outcome is not None:
-                return outcome
+        if tls is not None and (outcome := self._start_tls(tls)) is not None:
+            return outcome
         while True:
             if (reason := self._closed_by_server()) is not None:
                 return reason, None
@@ -325,25 +219,6 @@ class Connection:
             if outcome is not None:
                 return outcome
 
-    def _decrypt(self, tls: TlsPump, data: bytes) -> bool:
-        """Hand the plaintext in `data` (ciphertext) to the decoder, and the end of stream at close_notify.
-
-        Returns whether bytes arrived that may start or continue a frame: plaintext, or part of a TLS
-        record (so a trickled record meets the frame deadline like a trickled plaintext frame does).
-        """
-        plaintext, closed, waiting = tls.decrypt(data)
-        if waiting and self.channel is not None:
-            self.services.sender.mark(self.channel)  # TLS has bytes to send: the sender writes them
-        if plaintext:
-            self._protocol.receive_data(plaintext)
-        if closed:
-            self._protocol.receive_data(b"")
-        return bool(plaintext) or tls.partial
-
-    def _closed_by_server(self) -> str | None:
-        with self._lock:
-            return self._close_reason
-
     def _handle_received(self, got_data: bool) -> tuple[str, bytes | None] | None:
         completed = False
         while True:
@@ -361,15 +236,9 @@ class Connection:
                         "conn=%d event=protocol_error code=%s message=%r", self.id, error.code, error.message
                     )
                     return f"protocol error: {error.code}", fatal_frame(error.code, error.message, error.ref)
-                # A refused request costs a request token like any other: otherwise a flood of invalid
-                # frames would be answered one for one and never reach `excess_flood`.
-                wait = self._requests.take()
-                if wait:
-                    outcome = self._rate_limited(wait, error.ref)
-                    if outcome is not None:
-                        return outcome
-                else:
-                    self.client.send(error_frame(error.code, error.message, error.ref))
+                outcome = self._dispatcher.invalid(error)
+                if outcome is not None:
+                    return outcome
             except ConnectionClosed as closed:
                 return ("connection lost mid-frame" if closed.mid_frame else "connection closed"), None
         # Bytes that completed no frame mean a frame is in progress: it must complete within frame_timeout.
@@ -377,6 +246,27 @@ class Connection:
             self._partial_since = None
         elif got_data and self._partial_since is None:
             self._partial_since = self._clock()
+        return None
+
+    def _dispatch(self, message: Message) -> tuple[str, bytes | None] | None:
+        """The connection's own frames are answered here (free of the rate limit); the rest dispatched."""
+        if self._trace:
+            trace.debug("conn=%d in %r", self.id, message)
+        if isinstance(message, Hello):
+            self._hello_deadline = None
+            outcome = self._dispatcher.log_in(message)
+            if outcome is None and (reason := self._closed_by_server()) is not None:
+                # Refused (e.g. nick_taken): the history thread queued the error and closed.
+                return reason, None
+            return outcome
+        elif isinstance(message, Ping):
+            self.client.send(encode(Pong(token=message.token)))
+        elif isinstance(message, Pong):
+            pass  # any input counts as a sign of life; the pong has done its job
+        elif isinstance(message, Quit):
+            return message.reason or "quit", None
+        else:
+            return self._dispatcher.handle(message)
         return None
 
     def _next_deadline(self) -> float:
@@ -408,173 +298,75 @@ class Connection:
             self.close(self.client.overflow, True)
         return None
 
-    def _dispatch(self, message: Message) -> tuple[str, bytes | None] | None:
-        if self._trace:
-            trace.debug("conn=%d in %r", self.id, message)
-        if isinstance(message, Hello):
-            self._hello_deadline = None
-            return self._log_in(message)
-        elif isinstance(message, Ping):
-            self.client.send(encode(Pong(token=message.token)))
-        elif isinstance(message, Pong):
-            pass  # any input counts as a sign of life; the pong has done its job
-        elif isinstance(message, Quit):
-            return message.reason or "quit", None
-        elif isinstance(message, _TRANSFER):
-            return self._transfer(message)
-        else:
-            wait = self._rate_wait(message)
-            if not wait:
-                return self._request(message)
-            return self._rate_limited(wait, getattr(message, "ref", None))
-        return None
+    # -- TLS (reader thread) -------------------------------------------------------------------------------
 
-    def _rate_limited(self, wait: float, ref: int | None) -> tuple[str, bytes | None] | None:
-        """Refuse a request over the rate limit; too many refusals in a row end the connection."""
-        if self._refusals.take():
-            log.info("conn=%d event=excess_flood", self.id)
-            return "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
-        retry = max(1, int(wait * 1000 + 0.999))
-        self.client.send(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry))
-        return None
+    def _start_tls(self, tls: TlsPump) -> tuple[str, bytes | None] | None:
+        """Do the TLS handshake (bounded by `tls.handshake_timeout`), then give the connection its channel."""
+        try:
+            tls.handshake(self._sock, self._accepted + self.config.tls.handshake_timeout, self._clock)
+        except TlsFailure as failure:
+            log.info("conn=%d event=tls_failed reason=%r", self.id, str(failure))
+            return f"tls: {failure}", None
+        log.info("conn=%d event=tls version=%s", self.id, tls.version)
+        self.channel = self.services.sender.attach(
+            self.id, self.outbox, self._wsock, self.close, self.client.overflow, tls
+        )
+        # The handshake's last read may have brought the first records too (a hello sent right behind the
+        # client's Finished): they wait in the TLS buffer and must be handled before the next recv.
+        try:
+            got_data = self._decrypt(tls, b"")
+        except TlsFailure as failure:
+            return f"tls: {failure}", None
+        return self._handle_received(got_data)
 
-    def _log_in(self, hello: Hello) -> tuple[str, bytes | None] | None:
-        """Hand the login to the history thread and wait for its decision before reading on.
+    def _decrypt(self, tls: TlsPump, data: bytes) -> bool:
+        """Hand the plaintext in `data` (ciphertext) to the decoder, and the end of stream at close_notify.
 
-        A client may pipeline requests behind its hello; answering any of them here (a `pong`, an error)
-        before the history thread has queued the `welcome` would put them first on the wire, and after a
-        refused hello they must not be answered at all (docs/protocol.md, "Connection life").
+        Returns whether bytes arrived that may start or continue a frame: plaintext, or part of a TLS
+        record (so a trickled record meets the frame deadline like a trickled plaintext frame does).
         """
-        try:
-            # scrypt runs here, on this connection's reader thread: never on the history thread.
-            proof = self.services.gate.admit(self.peer[0], hello, self._reader_db)
-        except Refused as refused:
-            log.info("conn=%d event=login_refused code=%s", self.id, refused.code)
-            return f"login refused: {refused.code}", error_frame(
-                refused.code, refused.message, hello.ref, retry_after_ms=refused.retry_after_ms, fatal=True
-            )
-        if not self.services.sequencer.submit(self.client, Login(hello, proof)):
-            return "server busy", fatal_frame(
-                ErrorCode.SERVER_FULL, "server busy, try again later", hello.ref
-            )
-        if not self.client.login_settled.wait(self.config.sequencer_wait + self.config.hello_timeout):
-            return "server busy", fatal_frame(ErrorCode.SERVER_FULL, "login not handled in time", hello.ref)
-        if (reason := self._closed_by_server()) is not None:
-            return reason, None  # refused (e.g. nick_taken): the history thread queued the error and closed
-        return None
+        plaintext, closed, waiting = tls.decrypt(data)
+        if waiting and self.channel is not None:
+            self.services.sender.mark(self.channel)  # TLS has bytes to send: the sender writes them
+        if plaintext:
+            self._protocol.receive_data(plaintext)
+        if closed:
+            self._protocol.receive_data(b"")
+        return bool(plaintext) or tls.partial
 
-    def _rate_wait(self, message: Message) -> float:
-        """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
-        if isinstance(message, Say | Tell):
-            wait = (
-                self._order.wait(message.client_msg_id)
-                or self._requests.take()
-                or self._text_bytes.take(len(message.text.encode()))
-            )
-            if wait:
-                self._order.refused(message.client_msg_id, wait)
-            return wait
-        wait = self._requests.take()
-        if wait:
-            return wait
-        if isinstance(message, Join):
-            return self._joins.take()
-        if isinstance(message, ChangeNick | Register | Unregister):
-            return self._renames.take()
-        return 0.0
+    # -- Closing (any thread) ------------------------------------------------------------------------------
 
-    def _transfer(
-        self, message: FileChunk | GetFile | CancelFile | OfferFile
-    ) -> tuple[str, bytes | None] | None:
-        """A file request (`chat_server.uploads`); its refusals count against `flood_refusals`."""
-        refusal: bytes | None
-        files = self.services.files
-        if files is None:
-            refusal = error_frame(ErrorCode.FORBIDDEN, "file sharing is off on this server", message.ref)
+    def close(self, last: bytes | None, abort: bool, reason: str | None = None) -> None:
+        """End the connection: send `last` after what is queued (or instead of it, if `abort`), then close."""
+        with self._lock:
+            if self._close_reason is not None:
+                return
+            self._close_reason = reason or ("send queue exceeded" if abort else "closed by server")
+        if abort:
+            self.outbox.abort(last)
         else:
-            if self._transfers is None:
-                services = self.services
-                self._transfers = Transfers(
-                    self.client,
-                    self.outbox,
-                    files,
-                    services.hub,
-                    services.sequencer,
-                    self._reader_db,
-                    self._settle,
-                )
-            refusal = self._transfers.handle(message)
-        if refusal is None:
-            return None
-        if self._refusals.take():
-            log.info("conn=%d event=excess_flood", self.id)
-            return "excess flood", fatal_frame(
-                ErrorCode.EXCESS_FLOOD, "too many refused requests", message.ref
-            )
-        self.client.send(refusal)
-        return None
+            self.outbox.close(last)
+        self.client.login_settled.set()  # a reader waiting for its login result stops waiting
+        self._shutdown(socket.SHUT_RD)  # wakes the reader from recv at once
 
-    def _request(self, message: Message) -> tuple[str, bytes | None] | None:
-        if isinstance(message, FetchHistory):
-            self.client.send(self._fetch_history(message))
-        elif isinstance(message, ChangeNick | Register | Unregister):
-            self._account_request(message)
-        elif isinstance(message, OfferFile):
-            return self._transfer(message)
-        else:
-            self._submit(message, getattr(message, "ref", None))
-        return None
+    def shut_down_server(self, deadline: float) -> None:
+        """The server is stopping: say so after what is queued, and give up on flushing at `deadline`."""
+        with self._lock:
+            self._linger_until = deadline
+            self._announce = False  # no sign-off storm: everyone is leaving
+        self.close(
+            fatal_frame(ErrorCode.SERVER_SHUTDOWN, "the server is shutting down"), False, "server shutdown"
+        )
 
-    def _settle(self) -> None:
-        """Wait (bounded) until the history thread has applied every request this connection sent before."""
-        done = Latch()
-        if self.services.sequencer.submit(self.client, Settle(done)):
-            done.wait(self.config.sequencer_wait)
+    def _closed_by_server(self) -> str | None:
+        with self._lock:
+            return self._close_reason
 
-    def _reader_db(self) -> sqlite3.Connection:
-        """This reader's own SQLite read connection, opened when first needed (raises `HistoryError`)."""
-        if self._history_db is None:
-            self._history_db = self.services.store.open_reader()
-        return self._history_db
+    def _shutdown(self, how: int) -> None:
+        with contextlib.suppress(OSError):  # already disconnected: nothing left to shut down
+            self._sock.shutdown(how)
 
-    def _fetch_history(self, request: FetchHistory) -> bytes:
-        try:
-            db = self._reader_db()
-        except HistoryError as error:
-            log.warning("conn=%d event=history_failed error=%s", self.id, error)
-            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref)
-        return fetch_history(self.client, request, db, self.services.hub, self.config)
-
-    def _account_request(self, message: ChangeNick | Register | Unregister) -> None:
-        """Check passwords (and hash a new one) here, on the reader thread; hand only the result over.
-
-        scrypt costs tens of milliseconds by design: on the history thread it would hold up all chat.
-        """
-        gate, address = self.services.gate, self.peer[0]
-        with self.services.hub.lock:
-            key = self.client.key or ""
-        request: Rename | Enroll | Unenroll
-        try:
-            if isinstance(message, ChangeNick):
-                proof = None
-                if message.password is not None:
-                    proof = gate.prove(address, message.nick, message.password, self._reader_db)
-                request = Rename(message, proof)
-            elif isinstance(message, Register):
-                request = gate.enroll(address, key, message, self._reader_db)
-            else:
-                request = gate.unenroll(address, key, message, self._reader_db)
-        except Refused as refused:
-            frame = error_frame(
-                refused.code, refused.message, message.ref, retry_after_ms=refused.retry_after_ms
-            )
-            self.client.send(frame)
-            return
-        self._submit(request, message.ref)
-
-    def _submit(self, request: Message | Rename | Enroll | Unenroll, ref: int | None) -> None:
-        if not self.services.sequencer.submit(self.client, request):
-            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
+    # -- Closing (reader thread) ---------------------------------------------------------------------------
 
     def _finish(self, reason: str, last: bytes | None) -> None:
         """End of the reader thread: sign off, let the sender flush, close everything."""
@@ -584,9 +376,7 @@ class Connection:
             reason = self._close_reason
             announce = self._announce
             linger_until = self._linger_until
-        if self._transfers is not None:
-            # Before the Disconnect: once the nick is free, a new connection may resume these uploads.
-            self._transfers.close()
+        self._dispatcher.close()  # its uploads first: once the nick is free, they may resume elsewhere
         if not self.services.sequencer.submit(self.client, Disconnect(reason, last, announce)):
             self.outbox.close(last)  # the history thread is gone: close the outbox ourselves
         deadline = self._clock() + self.config.linger
@@ -601,8 +391,6 @@ class Connection:
             self.services.sender.release(channel)
             if not channel.done.wait(RELEASE_WAIT):
                 log.error("conn=%d event=sender_stuck", self.id)
-        if self._history_db is not None:
-            self._history_db.close()
         self._wsock.close()
         self._sock.close()
         log.info("conn=%d event=closed nick=%r reason=%r", self.id, self.client.nick, reason)

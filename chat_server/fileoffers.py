@@ -47,7 +47,7 @@ class Settle:
     """Internal request: set `done` once it is applied, i.e. after every request the connection sent before.
 
     A reader thread answers file requests itself, so a `join` it submitted just before a `file_get` may not be
-    applied yet; before refusing for want of membership it settles (`Connection._settle`) and checks again.
+    applied yet; before refusing for want of membership it settles (`Dispatcher._settle`) and checks again.
     """
 
     done: Latch

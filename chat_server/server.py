@@ -14,8 +14,9 @@ Threads
     `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (TLS handshake, hello,
     frame completion, ping, dead peer) and its SQLite *read* connection. On a TLS port it first does the
     handshake itself (its own bounded `recv`/`sendall`, before the connection has a channel on the sender),
-    then decrypts each `recv` through the connection's `TlsPump` (chat_server.tls). Answers `ping` and
-    `history` requests itself; submits every other request to the history thread. Checks passwords itself
+    then decrypts each `recv` through the connection's `TlsPump` (chat_server.tls). Answers `ping` itself,
+    and through the connection's `Dispatcher` (chat_server.dispatch) checks the rate limits, answers
+    `history` requests and submits every other request to the history thread. Checks passwords itself
     (`chat_server.gate`): the server password, and a registered nick's password with scrypt, which it also
     runs to hash a new one, reading the stored hash with its own read connection. Only the result (a proof,
     or the finished hash) goes to the history thread: scrypt costs tens of milliseconds by design, and on the
@@ -113,7 +114,7 @@ from shared.errors import ErrorCode
 from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
 from .config import ServerConfig
-from .connection import Connection, Services
+from .connection import Connection
 from .files import FileStore, FileSweeper, SweepResult
 from .gate import Gate
 from .hub import Hub
@@ -121,6 +122,7 @@ from .ratelimit import AddressBuckets
 from .replies import error_frame
 from .sender import Sender
 from .sequencer import Sequencer
+from .services import Services
 from .storage import HistoryStore
 from .tls import ServerTls, server_tls
 

@@ -1,0 +1,273 @@
+"""What a connection's reader thread does with each decoded request: answer it, or hand it on.
+
+`Connection` (chat_server.connection) reads and decodes; it handles the frames of the connection's own life
+(`hello`, `ping`, `pong`, `quit`) and gives every other request to its `Dispatcher`, which decides, still on
+the reader thread:
+
+1. file requests (`file_chunk`, `file_get`, `file_cancel`) go to the connection's `Transfers`
+   (chat_server.uploads): they are bounded by the transfer window and the quotas, not by the request rate;
+2. everything else must fit the rate limits first, or it is refused with `rate_limited` (and after
+   `flood_refusals` refusals the connection ends: `excess_flood`);
+3. `fetch_history` is answered here, from the reader's own SQLite read connection (chat_server.pages);
+   `file_offer` goes to `Transfers`;
+4. `nick`, `register` and `unregister` have their passwords checked here (scrypt, chat_server.gate): only
+   the result goes on;
+5. every other request is submitted, in order, to the history thread (chat_server.sequencer), which owns
+   the chat state and answers it.
+
+The login (`log_in`, for a `hello`) is handed to the history thread the same way, but the reader waits for
+its decision before reading on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+
+from shared.errors import ErrorCode, RemoteProtocolError
+from shared.messages import (
+    CancelFile,
+    ChangeNick,
+    FetchHistory,
+    FileChunk,
+    GetFile,
+    Hello,
+    Join,
+    OfferFile,
+    Register,
+    Say,
+    Tell,
+    Unregister,
+)
+from shared.schema import Message
+
+from .accounts import Enroll, Rename, Unenroll
+from .chat import Login
+from .fileoffers import Settle
+from .gate import Refused
+from .hub import Client
+from .latch import Latch
+from .pages import fetch_history
+from .ratelimit import MessageOrder, TokenBucket
+from .replies import error_frame, fatal_frame
+from .services import Services
+from .storage import HistoryError
+from .uploads import Transfers
+
+log = logging.getLogger(__name__)
+
+#: File requests bounded by the transfer window and the quotas instead of the request rate (a 50 MB file is
+#: a thousand chunks); a `file_offer` counts like a message. Their refusals count against `flood_refusals`.
+_TRANSFER = (FileChunk, GetFile, CancelFile)
+
+
+class Dispatcher:
+    """One connection's decoded requests: rate limits, answers here, hand-offs (its reader thread only)."""
+
+    # Slots, not a __dict__: one per connection, like `Connection`.
+    __slots__ = (
+        "_history_db",
+        "_joins",
+        "_order",
+        "_refusals",
+        "_renames",
+        "_requests",
+        "_text_bytes",
+        "_transfers",
+        "client",
+        "services",
+    )
+
+    def __init__(self, services: Services, client: Client) -> None:
+        config, clock = services.config, services.clock
+        self.services = services
+        self.client = client
+        self._requests = TokenBucket(config.rate_messages, config.rate_burst, clock)
+        self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, clock)
+        self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, clock)
+        self._joins = TokenBucket(config.rate_joins, config.rate_joins_burst, clock)
+        self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, clock)
+        self._order = MessageOrder(clock)
+        self._history_db: sqlite3.Connection | None = None
+        # Created by the first file request: most connections never send one.
+        self._transfers: Transfers | None = None
+
+    def handle(self, message: Message) -> tuple[str, bytes | None] | None:
+        """Handle one request; return (reason, last frame to send) if the connection must end."""
+        if isinstance(message, _TRANSFER):
+            return self._transfer(message)
+        wait = self._rate_wait(message)
+        if not wait:
+            return self._request(message)
+        return self._rate_limited(wait, getattr(message, "ref", None))
+
+    def invalid(self, error: RemoteProtocolError) -> tuple[str, bytes | None] | None:
+        """Answer a request the decoder refused (not fatally) with its error code."""
+        # A refused request costs a request token like any other: otherwise a flood of invalid frames would
+        # be answered one for one and never reach `excess_flood`.
+        wait = self._requests.take()
+        if wait:
+            return self._rate_limited(wait, error.ref)
+        self.client.send(error_frame(error.code, error.message, error.ref))
+        return None
+
+    def log_in(self, hello: Hello) -> tuple[str, bytes | None] | None:
+        """Hand the login to the history thread and wait for its decision before reading on.
+
+        A client may pipeline requests behind its hello; answering any of them here (a `pong`, an error)
+        before the history thread has queued the `welcome` would put them first on the wire, and after a
+        refused hello they must not be answered at all (docs/protocol.md, "Connection life"). A refusal by
+        the history thread (e.g. nick_taken) closes the connection, which the caller checks next.
+        """
+        services, client = self.services, self.client
+        try:
+            # scrypt runs here, on this connection's reader thread: never on the history thread.
+            proof = services.gate.admit(client.peer, hello, self._reader_db)
+        except Refused as refused:
+            log.info("conn=%d event=login_refused code=%s", client.id, refused.code)
+            return f"login refused: {refused.code}", error_frame(
+                refused.code, refused.message, hello.ref, retry_after_ms=refused.retry_after_ms, fatal=True
+            )
+        if not services.sequencer.submit(client, Login(hello, proof)):
+            return "server busy", fatal_frame(
+                ErrorCode.SERVER_FULL, "server busy, try again later", hello.ref
+            )
+        config = services.config
+        if not client.login_settled.wait(config.sequencer_wait + config.hello_timeout):
+            return "server busy", fatal_frame(ErrorCode.SERVER_FULL, "login not handled in time", hello.ref)
+        return None
+
+    def close(self) -> None:
+        """The connection is ending: close its files and its read connection (before its `Disconnect`)."""
+        if self._transfers is not None:
+            # Before the Disconnect: once the nick is free, a new connection may resume these uploads.
+            self._transfers.close()
+        if self._history_db is not None:
+            self._history_db.close()
+
+    # -- Rate limits ---------------------------------------------------------------------------------------
+
+    def _rate_wait(self, message: Message) -> float:
+        """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
+        if isinstance(message, Say | Tell):
+            wait = (
+                self._order.wait(message.client_msg_id)
+                or self._requests.take()
+                or self._text_bytes.take(len(message.text.encode()))
+            )
+            if wait:
+                self._order.refused(message.client_msg_id, wait)
+            return wait
+        wait = self._requests.take()
+        if wait:
+            return wait
+        if isinstance(message, Join):
+            return self._joins.take()
+        if isinstance(message, ChangeNick | Register | Unregister):
+            return self._renames.take()
+        return 0.0
+
+    def _rate_limited(self, wait: float, ref: int | None) -> tuple[str, bytes | None] | None:
+        """Refuse a request over the rate limit, saying when to try again."""
+        retry = max(1, int(wait * 1000 + 0.999))
+        return self._refuse(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry), ref)
+
+    def _refuse(self, refusal: bytes, ref: int | None) -> tuple[str, bytes | None] | None:
+        """Send `refusal`; too many refusals in a row end the connection instead."""
+        if self._refusals.take():
+            log.info("conn=%d event=excess_flood", self.client.id)
+            return "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
+        self.client.send(refusal)
+        return None
+
+    # -- Requests within the limits ------------------------------------------------------------------------
+
+    def _request(self, message: Message) -> tuple[str, bytes | None] | None:
+        if isinstance(message, FetchHistory):
+            self.client.send(self._fetch_history(message))
+        elif isinstance(message, ChangeNick | Register | Unregister):
+            self._account_request(message)
+        elif isinstance(message, OfferFile):
+            return self._transfer(message)
+        else:
+            self._submit(message, getattr(message, "ref", None))
+        return None
+
+    def _submit(self, request: Message | Rename | Enroll | Unenroll, ref: int | None) -> None:
+        if not self.services.sequencer.submit(self.client, request):
+            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
+
+    def _fetch_history(self, request: FetchHistory) -> bytes:
+        try:
+            db = self._reader_db()
+        except HistoryError as error:
+            log.warning("conn=%d event=history_failed error=%s", self.client.id, error)
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref)
+        services = self.services
+        return fetch_history(self.client, request, db, services.hub, services.config)
+
+    def _account_request(self, message: ChangeNick | Register | Unregister) -> None:
+        """Check passwords (and hash a new one) here, on the reader thread; hand only the result over.
+
+        scrypt costs tens of milliseconds by design: on the history thread it would hold up all chat.
+        """
+        gate, address = self.services.gate, self.client.peer
+        with self.services.hub.lock:
+            key = self.client.key or ""
+        request: Rename | Enroll | Unenroll
+        try:
+            if isinstance(message, ChangeNick):
+                proof = None
+                if message.password is not None:
+                    proof = gate.prove(address, message.nick, message.password, self._reader_db)
+                request = Rename(message, proof)
+            elif isinstance(message, Register):
+                request = gate.enroll(address, key, message, self._reader_db)
+            else:
+                request = gate.unenroll(address, key, message, self._reader_db)
+        except Refused as refused:
+            frame = error_frame(
+                refused.code, refused.message, message.ref, retry_after_ms=refused.retry_after_ms
+            )
+            self.client.send(frame)
+            return
+        self._submit(request, message.ref)
+
+    def _transfer(
+        self, message: FileChunk | GetFile | CancelFile | OfferFile
+    ) -> tuple[str, bytes | None] | None:
+        """A file request (`chat_server.uploads`); its refusals count against `flood_refusals`."""
+        refusal: bytes | None
+        files = self.services.files
+        if files is None:
+            refusal = error_frame(ErrorCode.FORBIDDEN, "file sharing is off on this server", message.ref)
+        else:
+            if self._transfers is None:
+                services = self.services
+                self._transfers = Transfers(
+                    self.client,
+                    self.client.outbox,
+                    files,
+                    services.hub,
+                    services.sequencer,
+                    self._reader_db,
+                    self._settle,
+                )
+            refusal = self._transfers.handle(message)
+        if refusal is None:
+            return None
+        return self._refuse(refusal, message.ref)
+
+    # -- Helpers for the requests answered here ------------------------------------------------------------
+
+    def _settle(self) -> None:
+        """Wait (bounded) until the history thread has applied every request this connection sent before."""
+        done = Latch()
+        if self.services.sequencer.submit(self.client, Settle(done)):
+            done.wait(self.services.config.sequencer_wait)
+
+    def _reader_db(self) -> sqlite3.Connection:
+        """This reader's own SQLite read connection, opened when first needed (raises `HistoryError`)."""
+        if self._history_db is None:
+            self._history_db = self.services.store.open_reader()
+        return self._history_db

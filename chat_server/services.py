@@ -1,0 +1,31 @@
+"""`Services`: what every connection shares (the config, the hub, the history thread, the sender...)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .config import ServerConfig
+from .files import FileStore
+from .gate import Gate
+from .hub import Hub
+from .sender import Sender
+from .sequencer import Sequencer
+from .storage import HistoryStore
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What every connection shares: built once by `ChatServer`."""
+
+    config: ServerConfig
+    hub: Hub
+    sequencer: Sequencer
+    store: HistoryStore
+    sender: Sender
+    #: Password checks and hashing (reader threads), and the per-address limit on wrong passwords.
+    gate: Gate
+    clock: Callable[[], float] = time.monotonic
+    #: The files folder; None when file sharing is off.
+    files: FileStore | None = None
