@@ -1,10 +1,14 @@
-"""The chat rules: what each request does to rooms, nicks and history, and who hears about it.
+"""The chat rules: which request goes where on the history thread; login, logout, nicks and away.
 
 `Chat.handle` runs on the history thread only (see `chat_server.sequencer`), one request at a time, in the
-order the requests were queued. That single thread is what makes the ordering guarantees simple:
+order the requests were queued, and hands each to the part that owns it: messages to `Messages`
+(chat_server.messaging), rooms to `Rooms` (chat_server.rooms), moderation to `Moderation`
+(chat_server.moderation), registered nicks to `Accounts` (chat_server.accounts); it applies the login, the
+logout, nick changes and away messages itself. That single thread is what makes the ordering guarantees
+simple:
 
 * Room messages and direct messages are *durable* requests. Each is inserted into the open transaction and
-  its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `_pending` until
+  its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `Messages` until
   `flush()` commits the batch. So nobody hears of a message that is not on disk, and acks go out in id order.
 * Every other request (join, leave, nick, topic, away, moderation, login, disconnect) is a *barrier*: it
   calls `flush()` first, so the membership a message is fanned out to is the membership at the moment it
@@ -20,7 +24,6 @@ history thread.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 
 from shared.codec import encode
@@ -28,27 +31,18 @@ from shared.errors import ErrorCode
 from shared.messages import (
     MODERATION_REQUESTS,
     PROTOCOL_VERSION,
-    Ack,
     AwayChanged,
     ChangeNick,
     Hello,
-    History,
     Join,
-    Joined,
     Leave,
-    Left,
     ListRooms,
     NickChanged,
-    RoomList,
-    RoomSummary,
-    Said,
     Say,
     SetAway,
     SetTopic,
     SignedOff,
     Tell,
-    Told,
-    TopicChanged,
     Welcome,
     Who,
 )
@@ -59,15 +53,13 @@ from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
 from .fileoffers import Settle, StoreFile, store_file_offer
 from .hub import Client, Hub, Room
+from .messaging import Messages
 from .moderation import Moderation
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
-from .roomstate import RoomStates
-from .storage import HistoryError, HistoryStore, Page
+from .rooms import Rooms
+from .storage import HistoryError, HistoryStore
 
 log = logging.getLogger(__name__)
-
-# Log a failing history database at most this often (seconds), not once per message.
-_HISTORY_LOG_INTERVAL = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,18 +83,6 @@ class Disconnect:
 Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile | Settle
 
 
-@dataclass(slots=True)
-class _Stored:
-    """A durable request's deliveries, held back until its transaction commits."""
-
-    sender: Client
-    ack: bytes
-    ref: int | None
-    relay: bytes | None = None
-    room: Room | None = None  # fan out `relay` to this room (minus the sender) ...
-    recipient: Client | None = None  # ... or send it to this one client
-
-
 class Chat:
     """Applies requests to the hub and the history, in order (history thread only)."""
 
@@ -110,20 +90,23 @@ class Chat:
         self.hub = hub
         self.store = store
         self.config = config
-        self._pending: list[_Stored] = []
         self._last_ts = 0
-        self._history_logged_at = -_HISTORY_LOG_INTERVAL
-        self._reply_bytes = config.max_frame - REPLY_MARGIN
-        self._room_states = RoomStates(config.max_list, self._reply_bytes)
         self.accounts = Accounts(hub, store)
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
+        # Moderation answers some requests with a `room_state`, which `Rooms` (built after it) sends.
         self.moderation = Moderation(hub, store, config, self._ts, self._send_room_state)
+        self.messages = Messages(hub, store, self._ts, self.moderation)
+        reply_bytes = config.max_frame - REPLY_MARGIN
+        self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
 
     def _ts(self) -> int:
         # Timestamps never go backwards, so id order and time order agree even if the clock is stepped back.
         self._last_ts = max(self._last_ts, now_ms())
         return self._last_ts
+
+    def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
+        self.rooms.send_room_state(client, room, ref)
 
     # -- Dispatch ------------------------------------------------------------------------------------------
 
@@ -141,13 +124,13 @@ class Chat:
         elif client.key is None:
             return  # the login was refused; the connection is closing
         elif isinstance(request, Say):
-            self._say(client, request)
+            self.messages.say(client, request)
         elif isinstance(request, Tell):
-            self._tell(client, request)
+            self.messages.tell(client, request)
         elif isinstance(request, Join):
-            self._join(client, request.room, request.after, request.backfill, request.ref, request.key)
+            self.rooms.join(client, request.room, request.after, request.backfill, request.ref, request.key)
         elif isinstance(request, Leave):
-            self._leave(client, request)
+            self.rooms.leave(client, request)
         elif isinstance(request, Rename):
             self._change_nick(client, request.request, request.proof)
         elif isinstance(request, ChangeNick):
@@ -159,60 +142,22 @@ class Chat:
             self.flush()
             client.send(self.accounts.unenroll(client, request))
         elif isinstance(request, SetTopic):
-            self._set_topic(client, request)
+            self.rooms.set_topic(client, request)
         elif isinstance(request, SetAway):
             self._set_away(client, request)
         elif isinstance(request, ListRooms):
-            self._list_rooms(client, request)
+            self.rooms.list_rooms(client, request)
         elif isinstance(request, Who):
-            self._who(client, request)
+            self.rooms.who(client, request)
         elif isinstance(request, MODERATION_REQUESTS):
             self.flush()
             self.moderation.handle(client, request)
         else:
             client.send(error_frame(ErrorCode.UNKNOWN_TYPE, f"{type(request).__name__} is not handled here"))
 
-    # -- Group commit --------------------------------------------------------------------------------------
-
     def flush(self) -> None:
-        """Commit the open transaction, then deliver every held-back ack and message in order."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
-        try:
-            self.store.commit()
-        except HistoryError as error:
-            self._history_failed(error, pending)
-            return
-        run: list[tuple[Client, bytes, bytes]] = []  # consecutive messages of one room
-        run_room: Room | None = None
-        for stored in pending:
-            if stored.room is not None and stored.relay is not None:
-                if stored.room is not run_room and run_room is not None:
-                    self.hub.publish_messages(run_room, run)
-                    run = []
-                run_room = stored.room
-                run.append((stored.sender, stored.ack, stored.relay))
-                continue
-            if run_room is not None:
-                self.hub.publish_messages(run_room, run)
-                run, run_room = [], None
-            stored.sender.send(stored.ack)
-            if stored.recipient is not None and stored.relay is not None:
-                stored.recipient.send(stored.relay)
-        if run_room is not None:
-            self.hub.publish_messages(run_room, run)
-
-    def _history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
-        self.store.rollback()
-        now = time.monotonic()
-        if now - self._history_logged_at >= _HISTORY_LOG_INTERVAL:
-            self._history_logged_at = now
-            log.error("event=history_failed error=%s (messages are refused until it recovers)", error)
-        for stored in pending:
-            stored.sender.send(
-                error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the message could not be stored", stored.ref)
-            )
+        """Commit the open transaction, then deliver every held-back ack and message (`Messages.flush`)."""
+        self.messages.flush()
 
     # -- Login and logout ----------------------------------------------------------------------------------
 
@@ -257,7 +202,7 @@ class Chat:
             if len(client.rooms) >= limit and fold(name) not in client.rooms:
                 refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
                 continue
-            self._join(client, name, None, None, None)
+            self.rooms.join(client, name, None, None, None)
         if refused:
             message = f"you are in {limit} rooms already; {refused} more not joined"
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
@@ -275,140 +220,9 @@ class Chat:
                 self.moderation.left(room)
             self.hub.unregister(client)
             log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
-        self._room_states.forget(client)
+        self.rooms.forget(client)
         self.moderation.forget(client)
         client.outbox.close(request.last)
-
-    # -- Rooms ---------------------------------------------------------------------------------------------
-
-    def _join(
-        self,
-        client: Client,
-        name: str,
-        after: int | None,
-        backfill: int | None,
-        ref: int | None,
-        room_key: str | None = None,
-    ) -> None:
-        self.flush()
-        key = fold(name)
-        room = self.hub.rooms.get(key)
-        if room is None or key not in client.rooms:
-            if len(client.rooms) >= self.config.max_rooms_per_client:
-                limit = self.config.max_rooms_per_client
-                client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, f"you are in {limit} rooms already", ref))
-                return
-            refusal = self.moderation.admission(client, key, room.name if room else name, room_key)
-            if refusal is not None:
-                client.send(error_frame(*refusal, ref))
-                return
-            room = self.hub.add_room(key, name)
-            was_empty = not room.members
-            self.hub.enter(client, room)
-            self.moderation.entered(client, room, was_empty)
-            op = self.moderation.is_operator(client, key)
-            self.hub.publish(
-                room, encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts(), op=op))
-            )
-        self._send_room_state(client, room, ref)
-        bound = self.config.max_backfill
-        try:
-            if room.last_id == 0:
-                # Nothing was ever stored in this room (last_id is loaded at start and set on every insert):
-                # skip the query. A login wave into new rooms then costs no SQLite work per login.
-                page = Page(messages=(), more=False, skipped=0)
-            elif after is not None:
-                page = self.store.room_page(key, after=after, limit=bound, max_bytes=self._reply_bytes)
-            else:
-                count = self.config.backfill if backfill is None else min(backfill, bound)
-                page = self.store.room_page(key, limit=count, max_bytes=self._reply_bytes)
-        except HistoryError as error:
-            log.warning("conn=%d event=backfill_failed room=%r error=%s", client.id, room.name, error)
-            client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref))
-            return
-        client.send(
-            encode(
-                History(room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref)
-            )
-        )
-
-    def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
-        moderation = self.moderation
-        client.send(
-            self._room_states.frame(
-                room,
-                ref,
-                is_op=moderation.operator_test(room.key),
-                rules=moderation.rules(room.key),
-                show_key=moderation.is_operator(client, room.key),
-            )
-        )
-
-    def _member_room(self, client: Client, name: str, ref: int | None) -> Room | None:
-        room = client.rooms.get(fold(name))
-        if room is None:
-            client.send(error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}", ref))
-        return room
-
-    def _leave(self, client: Client, request: Leave) -> None:
-        self.flush()
-        room = self._member_room(client, request.room, request.ref)
-        if room is None:
-            return
-        left = Left(room=room.name, nick=client.nick or "", ts=self._ts(), reason=request.reason)
-        self.hub.publish(room, encode(left))
-        self.hub.leave(client, room)
-        self.moderation.left(room)
-
-    def _set_topic(self, client: Client, request: SetTopic) -> None:
-        self.flush()
-        room = self._member_room(client, request.room, request.ref)
-        if room is None:
-            return
-        if self.moderation.topic_locked(client, room):
-            message = f"the topic of {room.name} is locked: only its operators set it"
-            client.send(error_frame(ErrorCode.NOT_OPERATOR, message, request.ref))
-            return
-        try:
-            self.store.save_topic(room.key, room.name, request.topic)
-            self.store.commit()
-        except HistoryError as error:
-            self._history_failed(error, [])
-            client.send(
-                error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the topic could not be stored", request.ref)
-            )
-            return
-        with self.hub.lock:
-            room.topic = request.topic
-        changed = TopicChanged(room=room.name, topic=request.topic, nick=client.nick or "", ts=self._ts())
-        self.hub.publish(room, encode(changed))
-
-    def _who(self, client: Client, request: Who) -> None:
-        room = self.hub.rooms.get(fold(request.room))
-        if room is None:
-            client.send(error_frame(ErrorCode.NO_SUCH_ROOM, f"no room {request.room!r}", request.ref))
-            return
-        if room.key not in client.rooms and self.moderation.closed(client, room):
-            message = f"{room.name} is closed (key or invite-only): join it to see who is there"
-            client.send(error_frame(ErrorCode.FORBIDDEN, message, request.ref))
-            return
-        self._send_room_state(client, room, request.ref)
-
-    def _list_rooms(self, client: Client, request: ListRooms) -> None:
-        summaries: list[RoomSummary] = []
-        size = 0
-        for name, topic, count in self.hub.summaries():
-            if not count and not topic and not self._has_history(name):
-                continue
-            size += 32 + len(name.encode()) + len(topic.encode())
-            if len(summaries) >= self.config.max_list or size > self._reply_bytes:
-                break
-            summaries.append(RoomSummary(name=name, topic=topic, members=count))
-        client.send(encode(RoomList(rooms=tuple(summaries), ref=request.ref)))
-
-    def _has_history(self, name: str) -> bool:
-        room = self.hub.rooms.get(fold(name))
-        return room is not None and room.last_id > 0
 
     # -- People --------------------------------------------------------------------------------------------
 
@@ -454,92 +268,3 @@ class Chat:
             client.away = message
         changed = encode(AwayChanged(nick=client.nick or "", ts=self._ts(), message=message))
         self.hub.send_all(self.hub.neighbours(client), changed)
-
-    # -- Messages (durable) --------------------------------------------------------------------------------
-
-    def _duplicate(self, client: Client, client_msg_id: str | None, ref: int | None) -> bool:
-        if client_msg_id is None or client.key is None:
-            return False
-        found = self.store.find_duplicate(client.key, client_msg_id)
-        if found is None:
-            return False
-        message_id, ts = found
-        ack = Ack(id=message_id, ts=ts, client_msg_id=client_msg_id, duplicate=True, ref=ref)
-        self._pending.append(_Stored(client, encode(ack), ref))
-        return True
-
-    def _say(self, client: Client, request: Say) -> None:
-        room = self._member_room(client, request.room, request.ref)
-        if room is None:
-            return
-        if (muted := self.moderation.silenced(client, room)) is not None:
-            client.send(error_frame(ErrorCode.MUTED, muted, request.ref))
-            return
-        ts = self._ts()
-        try:
-            if self._duplicate(client, request.client_msg_id, request.ref):
-                return
-            message_id = self.store.add_room_message(
-                room_key=room.key,
-                room=room.name,
-                sender=client.nick or "",
-                sender_key=client.key or "",
-                text=request.text,
-                ts=ts,
-                action=request.action,
-                client_msg_id=request.client_msg_id,
-            )
-        except HistoryError as error:
-            self._failed_write(client, error, request.ref)
-            return
-        room.last_id = message_id
-        said = Said(
-            id=message_id,
-            room=room.name,
-            nick=client.nick or "",
-            text=request.text,
-            ts=ts,
-            action=request.action,
-        )
-        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
-        self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(said), room=room))
-
-    def _tell(self, client: Client, request: Tell) -> None:
-        recipient = self.hub.nicks.get(fold(request.to))
-        if recipient is None or recipient.nick is None or recipient.key is None:
-            client.send(error_frame(ErrorCode.NO_SUCH_NICK, f"{request.to!r} is not online", request.ref))
-            return
-        ts = self._ts()
-        try:
-            if self._duplicate(client, request.client_msg_id, request.ref):
-                return
-            message_id = self.store.add_direct_message(
-                sender=client.nick or "",
-                sender_key=client.key or "",
-                recipient=recipient.nick,
-                recipient_key=recipient.key,
-                text=request.text,
-                ts=ts,
-                action=request.action,
-                client_msg_id=request.client_msg_id,
-            )
-        except HistoryError as error:
-            self._failed_write(client, error, request.ref)
-            return
-        told = Told(
-            id=message_id,
-            nick=client.nick or "",
-            to=recipient.nick,
-            text=request.text,
-            ts=ts,
-            action=request.action,
-        )
-        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
-        self._pending.append(
-            _Stored(client, encode(ack), request.ref, relay=encode(told), recipient=recipient)
-        )
-
-    def _failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
-        # The whole open transaction is lost: every message held back in it is refused, not just this one.
-        pending, self._pending = self._pending, []
-        self._history_failed(error, [*pending, _Stored(client, b"", ref)])

@@ -19,10 +19,12 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from shared.errors import ErrorCode
 from shared.text import fold
 
 from .latch import Latch
 from .outbox import Outbox
+from .replies import error_frame
 
 
 class Client:
@@ -100,6 +102,14 @@ class Room:
     def persistent(self) -> bool:
         """True if the room stays listed with no members (it has a topic or stored messages)."""
         return bool(self.topic) or self.last_id > 0
+
+
+def member_room(client: Client, name: str, ref: int | None) -> Room | None:
+    """The room `name` if `client` is in it; else None, after telling `client` so (history thread)."""
+    room = client.rooms.get(fold(name))
+    if room is None:
+        client.send(error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}", ref))
+    return room
 
 
 class Hub:

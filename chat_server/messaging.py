@@ -1,0 +1,190 @@
+"""Room and direct messages: the durable requests, held in the open transaction until the group commit.
+
+`Messages` runs on the history thread only (called by `chat_server.chat.Chat`). A `say` or `tell` is inserted
+into the open transaction and its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait
+in `_pending` until `flush()` commits the batch: nobody hears of a message that is not on disk, and acks go
+out in id order. Every other request is a *barrier* that calls `flush()` first (see chat_server.chat).
+
+If SQLite fails, the whole open transaction is lost: every message held back in it is refused with
+`history_unavailable` (never relayed unstored), and the failure is logged at most once a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from shared.codec import encode
+from shared.errors import ErrorCode
+from shared.messages import Ack, Said, Say, Tell, Told
+from shared.text import fold
+
+from .hub import Client, Hub, Room, member_room
+from .moderation import Moderation
+from .replies import error_frame
+from .storage import HistoryError, HistoryStore
+
+log = logging.getLogger(__name__)
+
+# Log a failing history database at most this often (seconds), not once per message.
+_HISTORY_LOG_INTERVAL = 60.0
+
+
+@dataclass(slots=True)
+class _Stored:
+    """A durable request's deliveries, held back until its transaction commits."""
+
+    sender: Client
+    ack: bytes
+    ref: int | None
+    relay: bytes | None = None
+    room: Room | None = None  # fan out `relay` to this room (minus the sender) ...
+    recipient: Client | None = None  # ... or send it to this one client
+
+
+class Messages:
+    """Stores messages in the open transaction and delivers them after the commit (history thread only)."""
+
+    def __init__(self, hub: Hub, store: HistoryStore, ts: Callable[[], int], moderation: Moderation) -> None:
+        self.hub = hub
+        self.store = store
+        self._ts = ts
+        self._moderation = moderation
+        self._pending: list[_Stored] = []
+        self._history_logged_at = -_HISTORY_LOG_INTERVAL
+
+    # -- Group commit --------------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Commit the open transaction, then deliver every held-back ack and message in order."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        try:
+            self.store.commit()
+        except HistoryError as error:
+            self.history_failed(error, pending)
+            return
+        run: list[tuple[Client, bytes, bytes]] = []  # consecutive messages of one room
+        run_room: Room | None = None
+        for stored in pending:
+            if stored.room is not None and stored.relay is not None:
+                if stored.room is not run_room and run_room is not None:
+                    self.hub.publish_messages(run_room, run)
+                    run = []
+                run_room = stored.room
+                run.append((stored.sender, stored.ack, stored.relay))
+                continue
+            if run_room is not None:
+                self.hub.publish_messages(run_room, run)
+                run, run_room = [], None
+            stored.sender.send(stored.ack)
+            if stored.recipient is not None and stored.relay is not None:
+                stored.recipient.send(stored.relay)
+        if run_room is not None:
+            self.hub.publish_messages(run_room, run)
+
+    def history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
+        """Roll back the open transaction and refuse each of `pending`; log it at most once a minute."""
+        self.store.rollback()
+        now = time.monotonic()
+        if now - self._history_logged_at >= _HISTORY_LOG_INTERVAL:
+            self._history_logged_at = now
+            log.error("event=history_failed error=%s (messages are refused until it recovers)", error)
+        for stored in pending:
+            stored.sender.send(
+                error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the message could not be stored", stored.ref)
+            )
+
+    # -- Messages (durable) --------------------------------------------------------------------------------
+
+    def _duplicate(self, client: Client, client_msg_id: str | None, ref: int | None) -> bool:
+        if client_msg_id is None or client.key is None:
+            return False
+        found = self.store.find_duplicate(client.key, client_msg_id)
+        if found is None:
+            return False
+        message_id, ts = found
+        ack = Ack(id=message_id, ts=ts, client_msg_id=client_msg_id, duplicate=True, ref=ref)
+        self._pending.append(_Stored(client, encode(ack), ref))
+        return True
+
+    def say(self, client: Client, request: Say) -> None:
+        """Store a room message; its ack and its `said` wait for the commit."""
+        room = member_room(client, request.room, request.ref)
+        if room is None:
+            return
+        if (muted := self._moderation.silenced(client, room)) is not None:
+            client.send(error_frame(ErrorCode.MUTED, muted, request.ref))
+            return
+        ts = self._ts()
+        try:
+            if self._duplicate(client, request.client_msg_id, request.ref):
+                return
+            message_id = self.store.add_room_message(
+                room_key=room.key,
+                room=room.name,
+                sender=client.nick or "",
+                sender_key=client.key or "",
+                text=request.text,
+                ts=ts,
+                action=request.action,
+                client_msg_id=request.client_msg_id,
+            )
+        except HistoryError as error:
+            self._failed_write(client, error, request.ref)
+            return
+        room.last_id = message_id
+        said = Said(
+            id=message_id,
+            room=room.name,
+            nick=client.nick or "",
+            text=request.text,
+            ts=ts,
+            action=request.action,
+        )
+        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
+        self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(said), room=room))
+
+    def tell(self, client: Client, request: Tell) -> None:
+        """Store a direct message; its ack and its `told` wait for the commit."""
+        recipient = self.hub.nicks.get(fold(request.to))
+        if recipient is None or recipient.nick is None or recipient.key is None:
+            client.send(error_frame(ErrorCode.NO_SUCH_NICK, f"{request.to!r} is not online", request.ref))
+            return
+        ts = self._ts()
+        try:
+            if self._duplicate(client, request.client_msg_id, request.ref):
+                return
+            message_id = self.store.add_direct_message(
+                sender=client.nick or "",
+                sender_key=client.key or "",
+                recipient=recipient.nick,
+                recipient_key=recipient.key,
+                text=request.text,
+                ts=ts,
+                action=request.action,
+                client_msg_id=request.client_msg_id,
+            )
+        except HistoryError as error:
+            self._failed_write(client, error, request.ref)
+            return
+        told = Told(
+            id=message_id,
+            nick=client.nick or "",
+            to=recipient.nick,
+            text=request.text,
+            ts=ts,
+            action=request.action,
+        )
+        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
+        self._pending.append(
+            _Stored(client, encode(ack), request.ref, relay=encode(told), recipient=recipient)
+        )
+
+    def _failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
+        # The whole open transaction is lost: every message held back in it is refused, not just this one.
+        pending, self._pending = self._pending, []
+        self.history_failed(error, [*pending, _Stored(client, b"", ref)])
