@@ -240,8 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     tls=trust,
                 )
             )
+        from .gctune import pause_gc, tune_gc
+
+        pause_gc()  # until the first frame is drawn and the chat modules are loaded: see gctune.py
         from .app import ChatApp, lan_listener
-        from .gctune import tune_gc
 
         app = ChatApp(
             host=host,

@@ -188,11 +188,14 @@ class ChatApp(App[int]):
     async def preload(self) -> None:
         """Import the `PRELOAD` modules one at a time, letting the UI handle its events in between; then
         call `after_start`."""
-        for name in PRELOAD:
-            importlib.import_module(name)
-            await asyncio.sleep(0)
-        if self._after_start is not None:
-            self._after_start()
+        try:
+            for name in PRELOAD:
+                importlib.import_module(name)
+                await asyncio.sleep(0)
+        finally:
+            # Even after a failed import: `chat-client`'s after_start turns the garbage collector back on.
+            if self._after_start is not None:
+                self._after_start()
 
     @work(exclusive=True, group="discovery", exit_on_error=False)
     async def listen_for_servers(self, factory: Callable[[], DiscoveryListener]) -> None:

@@ -19,6 +19,7 @@ from chat_client import app as tui
 from chat_client import discover_cli
 from chat_client.discovery import DEFAULT_QUERY_ADDRESS
 from shared.discovery import DEFAULT_DISCOVERY_PORT
+from tests.waiting import wait_until
 
 from .terminal import PtyProcess
 
@@ -119,6 +120,15 @@ def test_the_connect_screen_is_drawn_before_the_network_modules_are_imported(tmp
     loaded = set(json.loads(report.read_text()))
     assert {"textual.app", "chat_client.screens.connect"} <= loaded
     assert not set(NOT_BEFORE_FIRST_PAINT) & loaded
+
+
+async def test_after_start_is_called_once_the_chat_modules_are_loaded(private_dirs: Path) -> None:
+    """`chat-client` turns the garbage collector back on from `after_start`: it must always be called."""
+    calls: list[bool] = []
+    app = tui.ChatApp(config_dir=private_dirs, discovery=None, after_start=lambda: calls.append(True))
+    async with app.run_test():
+        await wait_until(lambda: calls, what="after_start")
+    assert calls == [True]
 
 
 def test_every_preloaded_module_exists() -> None:

@@ -137,15 +137,18 @@ def test_outbox_limit_at_and_past_the_bound() -> None:
 
 
 def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds() -> None:
-    """The TUI's GC tuning (run in a child process: it changes the interpreter's global settings)."""
+    """The TUI's GC tuning (run in a child process: it changes the interpreter's global settings): paused
+    for the start-up, then frozen, with larger thresholds, and automatic again."""
     script = (
-        "import gc; from chat_client.gctune import tune_gc; import chat_client.app; "
-        "before = gc.get_freeze_count(); tune_gc(); print(before, gc.get_freeze_count(), *gc.get_threshold())"
+        "import gc; from chat_client.gctune import pause_gc, tune_gc; pause_gc(); paused = gc.isenabled(); "
+        "import chat_client.app; before = gc.get_freeze_count(); tune_gc(); "
+        "print(int(paused), int(gc.isenabled()), before, gc.get_freeze_count(), *gc.get_threshold())"
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
-    before, frozen, *thresholds = (int(word) for word in done.stdout.split())
+    paused, enabled, before, frozen, *thresholds = (int(word) for word in done.stdout.split())
+    assert (paused, enabled) == (0, 1)
     assert before == 0
     assert frozen > 10_000  # Textual, Rich and our modules are out of the collector's sight
     assert thresholds == [GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD]
