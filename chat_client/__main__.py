@@ -18,7 +18,6 @@ itself imports the network and chat modules only after the connect screen is dra
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import logging
 import os
@@ -220,6 +219,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plain:
             if not nick:
                 parser.error("--plain needs --nick (no nick was remembered from an earlier run)")
+            import asyncio  # here: the TUI imports it after pausing the garbage collector (gctune.py)
+
             from .plain import ask_on_terminal, run_plain
             from .trust import tls_for
 

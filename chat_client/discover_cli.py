@@ -11,7 +11,6 @@ Every name in the table came from the network, so it goes through `shared.text.v
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import unicodedata
 from collections.abc import Sequence
@@ -78,6 +77,8 @@ def run_discover(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if not args.discover_seconds > 0:
         print("chat-client: --discover-seconds must be positive", file=sys.stderr)
         return EXIT_FAILED
+    import asyncio
+
     from shared.discovery import DestinationRefused
 
     from .discovery import DEFAULT_LISTEN_ADDRESS, discover
