@@ -73,7 +73,7 @@ __all__ = [
 class ChatModel(RoomEvents, MessageEvents):
     """All buffers and the connection status; see the module docstring."""
 
-    # -- Applying events -----------------------------------------------------------------------------------
+    # -- Applying events ---------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> Changes:
         """Fold one client event into the model."""
@@ -90,7 +90,7 @@ class ChatModel(RoomEvents, MessageEvents):
             merge(total, self.apply(event))
         return total
 
-    # -- The connection ------------------------------------------------------------------------------------
+    # -- The connection ----------------------------------------------------------------------------------
 
     def _on_connected(self, event: Connected, changes: Changes) -> None:
         welcome = event.welcome

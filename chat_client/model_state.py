@@ -59,7 +59,7 @@ class ModelState:
         # (room key, nick key) of members a kick or ban just put out: their `left` adds no line of its own.
         self._removed: set[tuple[str, str]] = set()
 
-    # -- Buffers -------------------------------------------------------------------------------------------
+    # -- Buffers -----------------------------------------------------------------------------------------
 
     def _buffer(self, key: str, name: str, kind: BufferKind) -> Buffer:
         buffer = self.buffers.get(key)
@@ -128,7 +128,7 @@ class ModelState:
         """The rooms with a buffer."""
         return [b.name for b in self.ordered() if b.kind is BufferKind.ROOM]
 
-    # -- Lines ---------------------------------------------------------------------------------------------
+    # -- Lines -------------------------------------------------------------------------------------------
 
     def notice(self, text: str, key: str | None = None, *, error: bool = False) -> Changes:
         """Add a line of our own (help, a local error) to buffer `key` (the current one by default)."""

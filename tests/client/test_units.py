@@ -42,6 +42,9 @@ LIBRARY_MODULES = [
     "savename",
     "settings",
     "transfers",
+    "transfer_core",
+    "uploads",
+    "downloads",
     "filework",
 ]
 

@@ -1,0 +1,321 @@
+"""`TransferCore`: what every file transfer shares: its state, the session it runs on, and how it ends.
+
+The first layer of `Transfers` (chat_client.transfers). It owns:
+
+* `Transfer`, one upload or download: its snapshot (`TransferInfo`), its inbox of file frames, its task;
+* the session the transfers run on (`attach`, `detach`), and the rooms it has joined (an upload to a room is
+  offered only once the session's join is confirmed);
+* routing: the client's run task hands every file frame to `route()`, which puts it in the inbox of the
+  transfer it concerns (found by the request's `ref`, or by the upload's number); the transfer's task reads
+  its inbox in order (`_next`). Nothing else touches a transfer;
+* the end of a session: each running transfer's inbox gets a "lost" marker (`SESSION_LOST`), and the
+  transfer waits for the next session (`_session_for`) and resumes;
+* the end of a transfer (`_finish`: done, failed, cancelled) and its progress reports (`TransferUpdate`
+  events, at most one per progress interval).
+
+The upload and download protocols themselves are the layers above: chat_client.uploads, chat_client.downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from shared import CancelFile, FileDone, FileOffered, FileProgress, Message, fold
+
+from .errors import ConnectionLost, TransferCancelled, TransferError
+from .progress import Direction, RateMeter, TransferInfo, TransferState, TransferUpdate
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+#: File offers remembered by id (from live offers, history and our own uploads); the oldest go first.
+MAX_KNOWN_OFFERS = 10_000
+
+
+class SessionLost(Exception):
+    """The session ended under a transfer: wait for the next one and resume."""
+
+
+SESSION_LOST = object()  # put in an inbox when the session ends
+
+
+class Transfer:
+    """One upload or download: its progress, and the means to wait for it or cancel it."""
+
+    def __init__(self, number: int, info: TransferInfo) -> None:
+        self.number = number
+        self.info = info
+        self.inbox: asyncio.Queue[object] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+        self.result: asyncio.Future[TransferInfo] = asyncio.get_running_loop().create_future()
+        self.cancel_requested = False
+        self.meter = RateMeter()
+        self.last_report = 0.0
+        # Upload: the file, its hash, the id that makes the offer idempotent, the server's upload number.
+        self.source: Path | None = None
+        self.sha256 = ""
+        self.client_msg_id = ""
+        self.upload: int | None = None
+        self.offer_ref: int | None = None
+        # Download: the offer and where it is saved.
+        self.offer: FileOffered | None = None
+        self.folder: Path | None = None
+        self.partial: Path | None = None
+
+    @property
+    def finished(self) -> bool:
+        """True once done, failed or cancelled."""
+        return self.info.finished
+
+    async def wait(self) -> TransferInfo:
+        """Wait for the end; return the final snapshot or raise `TransferError` (`ChecksumMismatch`...)."""
+        return await asyncio.shield(self.result)
+
+
+class TransferCore:
+    """The shared state and machinery of every transfer; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        emit: Callable[[object], None],
+        stored: Callable[[FileOffered], None],
+        next_ref: Callable[[], int],
+        nick: Callable[[], str],
+        downloads: Callable[[], Path],
+        max_uploads: int,
+        progress_interval: float,
+        join_wait: float,
+    ) -> None:
+        self._emit = emit
+        self._stored = stored
+        self._next_ref = next_ref
+        self._nick = nick
+        self._downloads = downloads
+        self._progress_interval = progress_interval
+        self._numbers = itertools.count(1)
+        self._all: dict[int, Transfer] = {}
+        self._offers: OrderedDict[int, FileOffered] = OrderedDict()
+        self._session: Session | None = None
+        self._ready = asyncio.Event()
+        self._session_over = asyncio.Event()
+        self._by_ref: dict[int, Transfer] = {}
+        self._by_upload: dict[int, Transfer] = {}
+        self._upload_turns = asyncio.Semaphore(max_uploads)
+        self._download_turn = asyncio.Lock()
+        self._changed = asyncio.Event()  # set whenever any transfer's snapshot changes
+        # Rooms this session has joined (fold keys): an upload to a room is (re)offered only once the
+        # session's join of that room is confirmed, since the server checks membership at the offer.
+        self._rooms: set[str] = set()
+        self._rooms_changed = asyncio.Event()
+        self._join_wait = join_wait
+        self._closed = False
+
+    # -- Offers ------------------------------------------------------------------------------------------
+
+    def learn(self, offer: FileOffered) -> None:
+        """Remember a file offer by its id."""
+        self._offers[offer.id] = offer
+        self._offers.move_to_end(offer.id)
+        while len(self._offers) > MAX_KNOWN_OFFERS:
+            self._offers.popitem(last=False)
+
+    def offer(self, offer_id: int) -> FileOffered | None:
+        """The known offer with this id."""
+        return self._offers.get(offer_id)
+
+    # -- Sessions ----------------------------------------------------------------------------------------
+
+    def attach(self, session: Session) -> None:
+        """A session is up: transfers waiting for one start (or resume)."""
+        self._session = session
+        self._session_over = asyncio.Event()
+        self._ready.set()
+
+    def joined(self, room: str) -> None:
+        """This session is now in `room` (the server confirmed our join)."""
+        self._rooms.add(fold(room))
+        self._rooms_changed.set()
+
+    def left(self, room: str) -> None:
+        """This session left `room`."""
+        self._rooms.discard(fold(room))
+
+    def detach(self) -> None:
+        """The session ended: running transfers pause until the next `attach`."""
+        self._rooms.clear()
+        self._session = None
+        self._ready.clear()
+        self._session_over.set()
+        self._rooms_changed.set()  # wakes an upload waiting for a join: it sees the session is over
+        self._by_ref.clear()
+        self._by_upload.clear()
+        for transfer in self._all.values():
+            if not transfer.finished:
+                transfer.inbox.put_nowait(SESSION_LOST)
+
+    # -- Routing -----------------------------------------------------------------------------------------
+
+    def route(self, message: Message) -> bool:
+        """Hand a file frame (or an error answering one) to its transfer; False if it is not ours."""
+        transfer: Transfer | None = None
+        ref = getattr(message, "ref", None)
+        if ref is not None:
+            transfer = self._by_ref.get(ref)
+        if transfer is None and isinstance(message, FileProgress | FileDone) and message.upload is not None:
+            transfer = self._by_upload.get(message.upload)
+        if transfer is None or transfer.finished:
+            return False
+        if isinstance(message, FileProgress) and message.ref == transfer.offer_ref:
+            transfer.upload = message.upload
+            self._by_upload[message.upload] = transfer
+        transfer.inbox.put_nowait(message)
+        return True
+
+    # -- The life of a transfer --------------------------------------------------------------------------
+
+    async def _finish(self, transfer: Transfer, body: Coroutine[Any, Any, None]) -> None:
+        """Run a transfer's body and turn its end into the final state, event and result."""
+        try:
+            await body
+        except asyncio.CancelledError:
+            if not transfer.cancel_requested:
+                raise  # the client is closing: `close()` sets the result
+            self._on_cancel(transfer)
+            self._end(transfer, TransferState.CANCELLED, TransferCancelled())
+        except TransferError as error:
+            self._end(transfer, TransferState.FAILED, error)
+        except OSError as error:
+            self._end(transfer, TransferState.FAILED, TransferError("io_error", error.strerror or str(error)))
+        except Exception as bug:  # a bug here must end the transfer visibly, never leave it hanging
+            log.exception("file transfer %d stopped on an unexpected error", transfer.number)
+            self._end(transfer, TransferState.FAILED, TransferError("internal_error", repr(bug)))
+        else:
+            self._end(transfer, TransferState.DONE, None)
+
+    def _end(self, transfer: Transfer, state: TransferState, error: TransferError | None) -> None:
+        info = transfer.info
+        transfer.info = replace(
+            info,
+            state=state,
+            rate=None,
+            eta=None,
+            error_code=error.code if error is not None else None,
+            error=error.message if error is not None else None,
+        )
+        self._changed.set()
+        self._report(transfer, force=True)
+        if not transfer.result.done():
+            if error is None:
+                transfer.result.set_result(transfer.info)
+            else:
+                transfer.result.set_exception(error)
+                transfer.result.exception()  # mark retrieved: the event already told the UI
+
+    def _on_cancel(self, transfer: Transfer) -> None:
+        session, upload = self._session, transfer.upload
+        if transfer.info.direction is Direction.UPLOAD and upload is not None and session is not None:
+            with contextlib.suppress(ConnectionLost):
+                session.send(CancelFile(upload=upload))
+        if transfer.info.direction is Direction.DOWNLOAD and transfer.partial is not None:
+            try:
+                transfer.partial.unlink(missing_ok=True)
+            except OSError as error:
+                log.warning("could not remove the partial download %s: %s", transfer.partial, error)
+
+    def _set(self, transfer: Transfer, *, force: bool = False, **changes: object) -> None:
+        transfer.info = replace(transfer.info, **changes)  # type: ignore[arg-type]
+        self._changed.set()
+        self._report(transfer, force=force)
+
+    def _progress(self, transfer: Transfer, done: int) -> None:
+        now = time.monotonic()
+        transfer.meter.add(now, done)
+        info = transfer.info
+        self._set(transfer, done=done, rate=transfer.meter.rate(), eta=transfer.meter.eta(info.size, done))
+
+    def _report(self, transfer: Transfer, *, force: bool) -> None:
+        """Emit the snapshot: always on a change of state, else at most once per progress interval."""
+        now = time.monotonic()
+        if force or now - transfer.last_report >= self._progress_interval:
+            transfer.last_report = now
+            self._emit(TransferUpdate(transfer.info))
+
+    # -- What a transfer's task uses to talk to the server -----------------------------------------------
+
+    async def _session_for(self, transfer: Transfer) -> Session:
+        """The current session, waiting (paused) for one if the client is offline."""
+        while self._session is None:
+            if transfer.info.state is not TransferState.QUEUED:
+                self._set(transfer, force=True, state=TransferState.WAITING, rate=None, eta=None)
+            await self._ready.wait()
+        transfer.meter.reset()
+        # Frames of an earlier session are stale: the new one starts from a clean inbox.
+        while not transfer.inbox.empty():
+            transfer.inbox.get_nowait()
+        return self._session
+
+    async def _resuming(self, transfer: Transfer, attempt: Callable[[Session], Awaitable[None]]) -> None:
+        """Run `attempt` on the current session and, each time that session is lost under it, on the next."""
+        while True:
+            session = await self._session_for(transfer)
+            try:
+                await attempt(session)
+                return
+            except SessionLost:
+                continue
+
+    async def _next(self, transfer: Transfer) -> Message:
+        item = await transfer.inbox.get()
+        if item is SESSION_LOST:
+            raise SessionLost()
+        assert isinstance(item, Message)
+        return item
+
+    def _send(self, session: Session, message: Message) -> None:
+        try:
+            session.send(message)
+        except ConnectionLost:
+            raise SessionLost() from None
+
+    async def _drain(self, session: Session) -> None:
+        """Wait until the chunk just written has left the write buffer, or the session ends."""
+        over = self._session_over
+        drained = asyncio.ensure_future(session.drain())
+        ended = asyncio.ensure_future(over.wait())
+        try:
+            await asyncio.wait({drained, ended}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+            if not drained.done():
+                drained.cancel()
+        if over.is_set() or drained.cancelled() or drained.exception() is not None:
+            raise SessionLost()
+
+    async def _in_room(self, room: str) -> None:
+        """Wait (at most `join_wait` s) until this session's rejoin of `room` is confirmed.
+
+        After a reconnect the client rejoins its rooms first; an offer sent before the server has carried
+        out the join would be refused with `not_in_room`. If the wait runs out, the offer goes anyway
+        and the server's answer decides.
+        """
+        key = fold(room)
+        over = self._session_over
+        try:
+            async with asyncio.timeout(self._join_wait):
+                while key not in self._rooms:
+                    self._rooms_changed.clear()
+                    await self._rooms_changed.wait()
+                    if over.is_set():
+                        raise SessionLost()
+        except TimeoutError:
+            log.info("no confirmation of the join of %s; offering the file anyway", room)
