@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,8 +33,9 @@ from shared import (
     ProtocolConnection,
     Role,
     Welcome,
+    fold,
 )
-from tests.waiting import wait_until
+from tests.waiting import DEADLINE, POLL_INTERVAL, wait_until
 
 from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST
@@ -191,13 +193,26 @@ async def test_a_download_resumes_from_the_partial_file_after_a_restart(
             first = bob.get_file(offer_id)
             await wait_until(lambda: first.info.done > 0, what="some bytes written")
             await proxy.cut()
-        # bob closed mid-download; a new bob process (here: client) gets the same offer again.
+        # bob closed mid-download; a new bob process (here: client) gets the same offer again, once the
+        # server has noticed the cut connection and let the nick go (it would be `nick_taken` before).
+        await wait_until_gone(alice, "bob")
         async with ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob:
             await wait_until(lambda: bob.file_offer(offer_id) is not None, what="the offer in history")
             info = await bob.get_file(offer_id).wait()
         assert info.resumed_from > 0
         assert info.path is not None
         assert digest(info.path) == digest(source)
+
+
+async def wait_until_gone(observer: ChatClient, nick: str) -> None:
+    """Wait until `nick` is no longer in the lobby, as `observer` (also in it) asks the server."""
+    end = time.monotonic() + DEADLINE
+    while True:
+        state = await observer.who("lobby")
+        if state is not None and all(fold(member.nick) != fold(nick) for member in state.members):
+            return
+        assert time.monotonic() < end, f"the server still holds {nick} after {DEADLINE} s"
+        await asyncio.sleep(POLL_INTERVAL)  # the poll interval of a wait with a deadline
 
 
 def flip_a_data_byte() -> object:
