@@ -2,8 +2,8 @@
 
 `Chat.handle` runs on the history thread only (see `chat_server.sequencer`), one request at a time, in the
 order the requests were queued, and hands each to the part that owns it: messages to `Messages`
-(chat_server.messaging), rooms to `Rooms` (chat_server.rooms), moderation to `Moderation`
-(chat_server.moderation), registered nicks to `Accounts` (chat_server.accounts); it applies the login, the
+(chat_server.messaging), rooms to `Rooms` (chat_server.rooms), the operators' requests to `Operators`
+(chat_server.operators), registered nicks to `Accounts` (chat_server.accounts); it applies the login, the
 logout, nick changes and away messages itself. That single thread is what makes the ordering guarantees
 simple:
 
@@ -14,7 +14,7 @@ simple:
   calls `flush()` first, so the membership a message is fanned out to is the membership at the moment it
   was stored. A join reads its backfill after the flush, so the joiner gets each message exactly once: in
   the backfill if it was stored before the join, as a `said` if after. A moderation action commits its rule
-  change and its `moderated` history entry itself, then announces it (`chat_server.moderation`).
+  change and its `moderated` history entry itself, then announces it (`chat_server.operators`).
 
 History pages asked for with `fetch_history` are the exception: `chat_server.pages` serves them on the
 asking connection's reader thread, with that thread's own read connection, so long pages never delay the
@@ -52,9 +52,10 @@ from shared.text import fold
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
 from .fileoffers import Settle, StoreFile, store_file_offer
-from .hub import Client, Hub, Room
+from .hub import Client, Hub
 from .messaging import Messages
 from .moderation import Moderation
+from .operators import Operators
 from .replies import REPLY_MARGIN, clip, error_frame, now_ms
 from .rooms import Rooms
 from .storage import HistoryError, HistoryStore
@@ -94,19 +95,16 @@ class Chat:
         self.accounts = Accounts(hub, store)
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
-        # Moderation answers some requests with a `room_state`, which `Rooms` (built after it) sends.
-        self.moderation = Moderation(hub, store, config, self._ts, self._send_room_state)
+        self.moderation = Moderation(hub, store, config, self._ts)
         self.messages = Messages(hub, store, self._ts, self.moderation)
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
+        self.operators = Operators(self.moderation, hub, store, config, self._ts, self.rooms.send_room_state)
 
     def _ts(self) -> int:
         # Timestamps never go backwards, so id order and time order agree even if the clock is stepped back.
         self._last_ts = max(self._last_ts, now_ms())
         return self._last_ts
-
-    def _send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
-        self.rooms.send_room_state(client, room, ref)
 
     # -- Dispatch ------------------------------------------------------------------------------------------
 
@@ -151,7 +149,7 @@ class Chat:
             self.rooms.who(client, request)
         elif isinstance(request, MODERATION_REQUESTS):
             self.flush()
-            self.moderation.handle(client, request)
+            self.operators.handle(client, request)
         else:
             client.send(error_frame(ErrorCode.UNKNOWN_TYPE, f"{type(request).__name__} is not handled here"))
 

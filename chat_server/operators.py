@@ -1,0 +1,371 @@
+"""The operators' requests: kick, ban, unban, mute, unmute, op, deop, invite, mode, and the ban list.
+
+`Operators` runs on the history thread only (called by `chat_server.chat.Chat`, after a flush). Whether the
+asker is an operator of the room is `Moderation`'s call (chat_server.moderation); each action changes the
+room's rules (chat_server.rules) and stores a `moderated` history entry in the same transaction, then is
+announced to the room; the operator's request is answered with an `ack` (or, for `mode`, a `room_state`).
+A refused request is answered with an `error` frame and changes nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from shared.codec import encode
+from shared.errors import ErrorCode
+from shared.messages import (
+    Ack,
+    Ban,
+    BanEntry,
+    BanList,
+    Deop,
+    Invite,
+    Kick,
+    Left,
+    ListBans,
+    Moderated,
+    ModerationRequest,
+    Mute,
+    Op,
+    SetMode,
+    Unban,
+    Unmute,
+)
+from shared.text import fold
+
+from .config import ServerConfig
+from .hub import Client, Hub, Room
+from .moderation import Moderation
+from .replies import REPLY_MARGIN, clip, error_frame
+from .rules import Restriction, RestrictionKind, RoomRules
+from .storage import HistoryError, HistoryStore
+
+log = logging.getLogger(__name__)
+
+#: The longest duration a ban or mute may be given, in seconds (ten years); longer ones are refused.
+MAX_DURATION = 10 * 366 * 24 * 3600
+
+#: One action to store and announce: (action, target nick, reason, until).
+_Event = tuple[str, str | None, str | None, int | None]
+_Listed = tuple[Restriction, str | None]
+
+
+class Refused(Exception):
+    """A moderation request is refused: `code` and `message` go back in an `error` frame."""
+
+    def __init__(self, code: ErrorCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Operators:
+    """Applies the operators' requests to the room rules, the history and the hub (history thread only)."""
+
+    def __init__(
+        self,
+        moderation: Moderation,
+        hub: Hub,
+        store: HistoryStore,
+        config: ServerConfig,
+        clock: Callable[[], int],
+        send_room_state: Callable[[Client, Room, int | None], None],
+    ) -> None:
+        self.moderation = moderation
+        self.book = moderation.book
+        self.hub = hub
+        self.store = store
+        self.config = config
+        self.clock = clock  # the chat's timestamps (ms), which never go backwards
+        self.send_room_state = send_room_state  # the answer to `mode`
+        self._reply_bytes = config.max_frame - REPLY_MARGIN
+
+    # -- Requests ------------------------------------------------------------------------------------------
+
+    def handle(self, client: Client, request: ModerationRequest) -> None:
+        """Apply one moderation request from `client` (refusals become `error` frames)."""
+        try:
+            room = client.rooms.get(fold(request.room))
+            if room is None:
+                raise Refused(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}")
+            if not self.moderation.is_operator(client, room.key):
+                raise Refused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
+            self._apply(client, room, request)
+        except Refused as refused:
+            client.send(error_frame(refused.code, refused.message, request.ref))
+
+    def _apply(self, client: Client, room: Room, request: ModerationRequest) -> None:
+        rules = self.book.get(room.key)
+        rules.prune(self.clock())
+        match request:
+            case ListBans():
+                client.send(self._ban_list(room, rules, request.ref))
+            case Kick():
+                self._kick(client, room, request)
+            case Ban():
+                self._ban(client, room, rules, request)
+            case Unban():
+                self._unban(client, room, rules, request)
+            case Mute():
+                self._mute(client, room, rules, request)
+            case Unmute():
+                self._unmute(client, room, rules, request)
+            case Op():
+                self._op(client, room, rules, request)
+            case Deop():
+                self._deop(client, room, rules, request)
+            case Invite():
+                self._invite(client, room, rules, request)
+            case SetMode():
+                self._set_mode(client, room, rules, request)
+
+    def _kick(self, client: Client, room: Room, request: Kick) -> None:
+        target = self._member(room, request.nick)
+        self._protect(client, target.key or "", "kick")
+        event: _Event = ("kick", target.nick, request.reason, None)
+        self._act(client, room, request.ref, [event], _nothing)
+        reason = f"kicked by {client.nick}" + (f": {request.reason}" if request.reason else "")
+        self._remove(room, [target], reason)
+
+    def _mute(self, client: Client, room: Room, rules: RoomRules, request: Mute) -> None:
+        key = fold(request.nick)
+        self._protect(client, key, "mute")
+        until = self._until(request.duration)
+        self._check_room_for(rules.mutes, key, "mutes")
+        mute = Restriction(request.nick, client.nick or "", self.clock(), until, request.reason)
+        event: _Event = ("mute", request.nick, request.reason, until)
+        self._act(client, room, request.ref, [event], lambda: self.book.restrict(rules, "mute", key, mute))
+
+    def _unmute(self, client: Client, room: Room, rules: RoomRules, request: Unmute) -> None:
+        key = fold(request.nick)
+        if key not in rules.mutes:
+            raise Refused(ErrorCode.NO_SUCH_NICK, f"{request.nick} is not muted in {room.name}")
+        event: _Event = ("unmute", request.nick, None, None)
+        self._act(client, room, request.ref, [event], lambda: self.book.lift(rules, "mute", key))
+
+    def _op(self, client: Client, room: Room, rules: RoomRules, request: Op) -> None:
+        target = self._online(request.nick)
+        if target.account is not None:
+            self._check_room_for(rules.ops, target.account, "stored operators")
+        event: _Event = ("op", target.nick, None, None)
+        self._act(
+            client,
+            room,
+            request.ref,
+            [event],
+            lambda: self.book.grant(rules, "op", target.id, target.account),
+        )
+
+    def _invite(self, client: Client, room: Room, rules: RoomRules, request: Invite) -> None:
+        target = self._online(request.nick)
+        if room.key in target.rooms:
+            raise Refused(ErrorCode.ALREADY_IN_ROOM, f"{target.nick} is in {room.name} already")
+        if target.account is not None:
+            self._check_room_for(rules.invited, target.account, "invitations")
+        event: _Event = ("invite", target.nick, None, None)
+
+        def grant() -> None:
+            self.book.grant(rules, "invite", target.id, target.account)
+
+        for frame in self._act(client, room, request.ref, [event], grant):
+            target.send(frame)  # the invited nick hears of it too
+
+    def _ban(self, client: Client, room: Room, rules: RoomRules, request: Ban) -> None:
+        key = fold(request.nick)
+        self._protect(client, key, "ban")
+        until = self._until(request.duration)
+        restriction = Restriction(request.nick, client.nick or "", self.clock(), until, request.reason)
+        kind: RestrictionKind
+        if request.by_address:
+            target = self._online(request.nick)
+            kind, subject, action = "ban_address", target.peer, "ban_address"
+            if target is client or subject == client.peer:
+                raise Refused(ErrorCode.FORBIDDEN, "that would ban your own address")
+        else:
+            kind, subject, action = "ban", key, "ban"
+        table = rules.table(kind)
+        self._check_room_for(table, subject, "bans")
+        event: _Event = (action, request.nick, request.reason, until)
+        self._act(
+            client, room, request.ref, [event], lambda: self.book.restrict(rules, kind, subject, restriction)
+        )
+        if kind == "ban":
+            banned = [m for m in room.members if m.key == key and m is not client]
+        else:
+            banned = [
+                m
+                for m in room.members
+                if m.peer == subject and m is not client and not self.moderation.is_operator(m, room.key)
+            ]
+        reason = f"banned by {client.nick}" + (f": {request.reason}" if request.reason else "")
+        self._remove(room, banned, reason)
+
+    def _unban(self, client: Client, room: Room, rules: RoomRules, request: Unban) -> None:
+        if (request.nick is None) == (request.address is None):
+            raise Refused(ErrorCode.INVALID_FIELD, "give exactly one of 'nick' and 'address'")
+        kind: RestrictionKind
+        if request.nick is not None:
+            kind, subject, action = "ban", fold(request.nick), "unban"
+        else:
+            kind, subject, action = "ban_address", request.address or "", "unban_address"
+        ban = rules.table(kind).get(subject)
+        if ban is None:
+            shown = request.nick if request.nick is not None else request.address
+            raise Refused(ErrorCode.NO_SUCH_NICK, f"no ban of {shown} in {room.name}")
+        event: _Event = (action, ban.nick, None, None)
+        self._act(client, room, request.ref, [event], lambda: self.book.lift(rules, kind, subject))
+
+    def _deop(self, client: Client, room: Room, rules: RoomRules, request: Deop) -> None:
+        key = fold(request.nick)
+        target = self.hub.nicks.get(key)
+        if target is not None and self.moderation.is_admin(target):
+            raise Refused(
+                ErrorCode.FORBIDDEN, f"{target.nick} is a server admin (set in the server's config)"
+            )
+        in_session = target is not None and target.id in rules.session_ops
+        account = target.account if target is not None and target.account is not None else key
+        if not in_session and account not in rules.ops:
+            raise Refused(ErrorCode.NO_SUCH_NICK, f"{request.nick} is not an operator of {room.name}")
+        shown = target.nick if target is not None and target.nick else request.nick
+        conn_id = target.id if target is not None else None
+        revoke = lambda: self.book.revoke(rules, "op", conn_id, account)  # noqa: E731
+        self._act(client, room, request.ref, [("deop", shown, None, None)], revoke)
+
+    def _set_mode(self, client: Client, room: Room, rules: RoomRules, request: SetMode) -> None:
+        events: list[_Event] = []
+        topic_lock, invite_only, join_key = rules.topic_lock, rules.invite_only, rules.join_key
+        if request.topic_lock is not None and request.topic_lock != topic_lock:
+            topic_lock = request.topic_lock
+            events.append(("lock_topic" if topic_lock else "unlock_topic", None, None, None))
+        if request.invite_only is not None and request.invite_only != invite_only:
+            invite_only = request.invite_only
+            events.append(("invite_only" if invite_only else "open", None, None, None))
+        if request.key is not None and (request.key or None) != join_key:
+            join_key = request.key or None
+            events.append(("set_key" if join_key else "clear_key", None, None, None))  # never the key itself
+
+        def change() -> None:
+            rules.topic_lock, rules.invite_only, rules.join_key = topic_lock, invite_only, join_key
+            self.book.save_modes(rules)
+
+        if events:
+            self._act(client, room, None, events, change)
+        self.send_room_state(client, room, request.ref)
+
+    # -- Helpers -------------------------------------------------------------------------------------------
+
+    def _member(self, room: Room, nick: str) -> Client:
+        key = fold(nick)
+        for member in room.members:
+            if member.key == key:
+                return member
+        raise Refused(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+
+    def _online(self, nick: str) -> Client:
+        target = self.hub.nicks.get(fold(nick))
+        if target is None or target.nick is None:
+            raise Refused(ErrorCode.NO_SUCH_NICK, f"{nick} is not online")
+        return target
+
+    def _protect(self, client: Client, target_key: str, action: str) -> None:
+        """A verified server admin is out of reach of room operators (another admin may still act on them).
+
+        Someone merely using an admin's nick is not protected; a ban of that nick never holds the verified
+        admin (admins pass every ban), so it needs no refusal either.
+        """
+        target = self.hub.nicks.get(target_key)
+        if self.moderation.is_admin(client):
+            return
+        if target is not None and self.moderation.is_admin(target):
+            raise Refused(ErrorCode.FORBIDDEN, f"a room operator cannot {action} a server admin")
+
+    def _until(self, duration: int | None) -> int | None:
+        if duration is None:
+            return None
+        if not 0 < duration <= MAX_DURATION:
+            raise Refused(ErrorCode.INVALID_FIELD, f"a duration is 1 to {MAX_DURATION} seconds")
+        return self.clock() + duration * 1000
+
+    def _check_room_for(self, table: dict[str, Restriction] | set[str], key: str, what: str) -> None:
+        limit = self.config.max_moderation_entries
+        if key not in table and len(table) >= limit:
+            raise Refused(ErrorCode.TOO_LONG, f"the room has {limit} {what} already (max_moderation_entries)")
+
+    def _act(
+        self, client: Client, room: Room, ref: int | None, events: list[_Event], change: Callable[[], object]
+    ) -> list[bytes]:
+        """Change the rules and store the events in one transaction; then announce them and ack the request.
+
+        Returns the announced frames. On a history failure nothing changes and the operator gets an error.
+        """
+        ts = self.clock()
+        try:
+            change()
+            ids = [
+                self.store.add_moderation(
+                    room_key=room.key,
+                    room=room.name,
+                    actor=client.nick or "",
+                    action=action,
+                    target=target,
+                    reason=reason,
+                    until=until,
+                    ts=ts,
+                )
+                for action, target, reason, until in events
+            ]
+            self.store.commit()
+        except HistoryError as error:
+            self.moderation.failed(error)
+            raise Refused(ErrorCode.HISTORY_UNAVAILABLE, "the action could not be stored") from None
+        room.last_id = ids[-1]
+        frames = []
+        for message_id, (action, target, reason, until) in zip(ids, events, strict=True):
+            moderated = Moderated(
+                id=message_id,
+                room=room.name,
+                nick=client.nick or "",
+                action=action,
+                ts=ts,
+                target=target,
+                reason=reason,
+                until=until,
+            )
+            frames.append(encode(moderated))
+            self.hub.publish(room, frames[-1])
+        log.info("conn=%d event=moderation room=%r actions=%s", client.id, room.name, [e[:2] for e in events])
+        if ref is not None:
+            client.send(encode(Ack(id=ids[-1], ts=ts, ref=ref)))
+        return frames
+
+    def _remove(self, room: Room, members: list[Client], reason: str) -> None:
+        """Put `members` out of `room`: each is announced as `left` (to them too) with `reason`."""
+        for member in members:
+            left = Left(room=room.name, nick=member.nick or "", ts=self.clock(), reason=clip(reason))
+            self.hub.publish(room, encode(left))
+            self.hub.leave(member, room)
+        self.moderation.left(room)
+
+    def _ban_list(self, room: Room, rules: RoomRules, ref: int | None) -> bytes:
+        entries: list[BanEntry] = []
+        size = 0
+        bans: list[_Listed] = [(ban, None) for ban in rules.bans.values()]
+        bans += [(ban, address) for address, ban in rules.address_bans.items()]
+        bans.sort(key=lambda pair: pair[0].ts)
+        more = False
+        for ban, address in bans:
+            size += 96 + sum(len(s.encode()) for s in (ban.nick, ban.by, ban.reason or "", address or ""))
+            if size > self._reply_bytes or len(entries) >= self.config.max_list:
+                more = True
+                break
+            entries.append(
+                BanEntry(
+                    nick=ban.nick, by=ban.by, ts=ban.ts, address=address, until=ban.until, reason=ban.reason
+                )
+            )
+        return encode(BanList(room=room.name, bans=tuple(entries), more=more, ref=ref))
+
+
+def _nothing() -> None:
+    """A change of no rule (a kick changes membership only)."""
