@@ -173,7 +173,9 @@ def test_rate_limit_burst_then_refusal(make_server: MakeServer) -> None:
 def test_a_refused_message_keeps_its_place(make_server: MakeServer) -> None:
     """After a rate_limited refusal, a later message is refused too, even with tokens to spare, until the
     refused one is sent again: pipelined messages resent in order are delivered in order."""
-    server = make_server(rate_burst=2, rate_messages=1000.0)
+    # One token per 50 ms: slow enough that m3 finds the bucket empty on a loaded machine too, fast enough
+    # that the test waits a tenth of a second for the refill.
+    server = make_server(rate_burst=2, rate_messages=20.0)
     with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
         for n in (1, 2, 3):  # m1 and m2 take the burst; m3 finds the bucket empty
             alice.send(Say(room="lobby", text=f"m{n}", client_msg_id=f"c{n}", ref=n))
