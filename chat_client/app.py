@@ -4,6 +4,10 @@ Threads: none of our own. The connection runs as one async worker on the app (`c
 event loop; it owns the `ChatClient` and passes each batch of events to the chat screen as a `NetEvents`
 message, so widgets are only ever touched by their own message handlers. Leaving (Ctrl+Q or /quit) logs
 out politely (bounded by the client's close timeout), then exits; Textual cancels the worker last.
+
+Start-up: this module and the connect screen import no network, chat or discovery module, so the first
+frame waits only for Textual; `on_ready` (the first frame is drawn) then imports `PRELOAD` one module per
+event loop turn, starts LAN discovery, or connects (docs/client.md, "Start-up").
 """
 
 from __future__ import annotations
