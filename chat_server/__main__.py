@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .beacon import add_beacon_arguments, beacon_config_from_args
+from .beaconconfig import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .filesconfig import add_files_arguments, files_config_from_args
 from .server import ChatServer

@@ -27,7 +27,7 @@ from shared.limits import (
 )
 from shared.text import nick_problem, room_problem
 
-from .beacon import BeaconConfig, beacon_config_from_table
+from .beaconconfig import BeaconConfig, beacon_config_from_table
 from .filesconfig import FilesConfig, files_config_from_table
 from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
 from .tls import TlsConfig, tls_config_from_table

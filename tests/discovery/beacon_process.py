@@ -11,7 +11,8 @@ import argparse
 import select
 import sys
 
-from chat_server.beacon import Beacon, BeaconConfig, add_beacon_arguments, beacon_config_from_args
+from chat_server.beacon import Beacon
+from chat_server.beaconconfig import BeaconConfig, add_beacon_arguments, beacon_config_from_args
 from shared.discovery import BeaconInfo
 
 

@@ -14,19 +14,16 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from chat_server import beacon as beacon_module
-from chat_server.beacon import (
+from chat_server import beaconconfig
+from chat_server.beacon import Beacon, QueryLimiter, jittered_interval, load_or_create_server_id
+from chat_server.beaconconfig import (
     DEFAULT_BEACON_ADDRESS,
     DEFAULT_BEACON_INTERVAL,
     DEFAULT_BEACON_PORT,
-    Beacon,
     BeaconConfig,
-    QueryLimiter,
     add_beacon_arguments,
     beacon_config_from_args,
     beacon_config_from_table,
-    jittered_interval,
-    load_or_create_server_id,
 )
 from shared.discovery import (
     DEFAULT_DISCOVERY_PORT,
@@ -307,7 +304,7 @@ def test_beacon_interval_is_jittered_within_bounds() -> None:
 
 def test_every_setting_has_its_type_checked() -> None:
     """The type table covers exactly the fields of BeaconConfig (a new field cannot skip the check)."""
-    assert set(beacon_module._FIELD_TYPES) == {field.name for field in dataclasses.fields(BeaconConfig)}
+    assert set(beaconconfig._FIELD_TYPES) == {field.name for field in dataclasses.fields(BeaconConfig)}
 
 
 def test_config_file_table_builds_a_config() -> None:
