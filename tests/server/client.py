@@ -47,9 +47,28 @@ def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_TIMEOUT
 class ChatTestClient:
     """One client connection for tests."""
 
-    def __init__(self, address: tuple[str, int], *, source: str | None = None) -> None:
+    def __init__(
+        self, address: tuple[str, int], *, source: str | None = None, receive_buffer: int | None = None
+    ) -> None:
+        """Connect to `address`, from the local address `source` if given.
+
+        `receive_buffer` (SO_RCVBUF) is set before connecting, where it still bounds the TCP window: a
+        client with a small one that stops reading stalls the server's sends quickly.
+        """
         source_address = (source, 0) if source else None
-        self.sock = socket.create_connection(address, timeout=DEFAULT_TIMEOUT, source_address=source_address)
+        if receive_buffer is None:
+            self.sock = socket.create_connection(address, DEFAULT_TIMEOUT, source_address)
+        else:
+            self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+                self.sock.settimeout(DEFAULT_TIMEOUT)
+                if source_address is not None:
+                    self.sock.bind(source_address)
+                self.sock.connect(address)
+            except BaseException:
+                self.sock.close()
+                raise
         self.protocol = ProtocolConnection(Role.CLIENT)
         self.pending: list[Message] = []
         self.closed = False

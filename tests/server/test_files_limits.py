@@ -4,7 +4,6 @@ the files folder (the whole temp dir is walked before and after)."""
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,8 +19,6 @@ from shared import (
     FileOffered,
     FileProgress,
     GetFile,
-    ProtocolConnection,
-    Role,
     Said,
     Say,
 )
@@ -201,7 +198,7 @@ def test_download_window_is_bounded(make_server: Callable[..., ChatServer]) -> N
     excess, and is not dropped; everything it was given is correct."""
     server = make_server(files=FilesConfig(window=2), send_buffer=4096)
     data = os.urandom(20 * CHUNK)
-    with client(server, "alice") as alice, stalled_client(server.address) as bob:
+    with client(server, "alice") as alice, ChatTestClient(server.address, receive_buffer=4096) as bob:
         bob.login("bob")
         done = upload(alice, data).done
         assert done is not None
@@ -223,19 +220,6 @@ def test_download_window_is_bounded(make_server: Callable[..., ChatServer]) -> N
         assert download(bob, done.id, window=2) == data
 
 
-def stalled_client(address: tuple[str, int]) -> ChatTestClient:
-    """A client with a tiny receive buffer (set before connecting): it stalls the server quickly."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(5)
-    sock.connect(address)
-    connection = ChatTestClient.__new__(ChatTestClient)
-    connection.sock = sock
-    connection.protocol = ProtocolConnection(Role.CLIENT)
-    connection.pending, connection.closed, connection.nick = [], False, None
-    return connection
-
-
 def test_files_off(make_server: Callable[..., ChatServer]) -> None:
     """With files off: no welcome.files, and a file request is refused with forbidden."""
     server = files_server(make_server, enabled=False)
@@ -252,7 +236,7 @@ def test_a_downloader_is_not_dropped_for_its_bulk_frames(make_server: Callable[.
     bytes queued than sendq_hard, a chat line still queues, and everything arrives once it reads again."""
     server = make_server(sendq_soft=60_000, sendq_hard=100_000, send_buffer=4096)
     data = os.urandom(8 * CHUNK)
-    with client(server, "alice") as alice, stalled_client(server.address) as bob:
+    with client(server, "alice") as alice, ChatTestClient(server.address, receive_buffer=4096) as bob:
         bob.login("bob")
         done = upload(alice, data).done
         assert done is not None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 
@@ -14,18 +13,21 @@ from .client import ChatTestClient
 TEXT = "x" * 4000
 
 
-def stalled_client(server: ChatServer, nick: str) -> socket.socket:
-    """Log in with a tiny receive buffer, then never read again."""
-    client = ChatTestClient.__new__(ChatTestClient)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(5)
-    sock.connect(server.address)
-    ChatTestClient.__init__(client, server.address)  # a normal client only to encode the hello
-    client.sock.close()
-    client.sock = sock
-    client.login(nick)
-    return sock
+def stalled_client(server: ChatServer, nick: str) -> ChatTestClient:
+    """Log in with a tiny receive buffer; the test never reads from it again."""
+    client = ChatTestClient(server.address, receive_buffer=4096)
+    try:
+        client.login(nick)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def say_big(alice: ChatTestClient, ref: int) -> None:
+    """Alice says one `TEXT` and waits for its ack: by then the server has queued it for every member."""
+    alice.send(Say(room="lobby", text=TEXT, ref=ref))
+    alice.recv(Ack, ref=ref)
 
 
 def test_stalled_reader_is_dropped_at_hard_limit(make_server: Callable[..., ChatServer]) -> None:
@@ -41,15 +43,13 @@ def test_stalled_reader_is_dropped_at_hard_limit(make_server: Callable[..., Chat
     with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
         alice.login("alice")
         bob.login("bob")
-        stalled = stalled_client(server, "slow")
-        try:
+        with stalled_client(server, "slow"):
             received: list[int] = []
             sent, largest = 0, 0
             deadline = time.monotonic() + 30
             off: list[SignedOff] = []
             while not off and time.monotonic() < deadline:
-                alice.send(Say(room="lobby", text=TEXT, ref=sent))
-                alice.recv(Ack, ref=sent)
+                say_big(alice, sent)
                 sent += 1
                 largest = max(largest, server.stats().max_queued_bytes)
                 for message in bob.drain(0.0):
@@ -68,8 +68,6 @@ def test_stalled_reader_is_dropped_at_hard_limit(make_server: Callable[..., Chat
             received += [m.id for m in bob.pending if isinstance(m, Said)]
             assert len(received) == sent
             assert last.id > max(received)
-        finally:
-            stalled.close()
 
 
 def test_slow_reader_over_soft_limit_too_long_is_dropped(make_server: Callable[..., ChatServer]) -> None:
@@ -84,21 +82,17 @@ def test_slow_reader_over_soft_limit_too_long_is_dropped(make_server: Callable[.
     with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
         alice.login("alice")
         bob.login("bob")
-        stalled = stalled_client(server, "slow")
-        try:
+        with stalled_client(server, "slow"):
             sent = 0
             # Twice the soft limit queued: the kernel's buffers are full, and the queue stays over the limit.
             while server.stats().queues.get("slow", 0) <= 32 * 1024:
-                alice.send(Say(room="lobby", text=TEXT, ref=sent))
-                alice.recv(Ack, ref=sent)
+                say_big(alice, sent)
                 sent += 1
                 bob.drain(0.0)
                 assert sent < 10_000
             # No more messages: the sender's timer must notice the queue stayed over the soft limit.
             off = bob.recv(SignedOff, timeout=5)
             assert (off.nick, off.reason) == ("slow", "send queue exceeded")
-        finally:
-            stalled.close()
 
 
 def test_blocked_write_past_deadline_closes(make_server: Callable[..., ChatServer]) -> None:
@@ -107,21 +101,17 @@ def test_blocked_write_past_deadline_closes(make_server: Callable[..., ChatServe
     with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
         alice.login("alice")
         bob.login("bob")
-        stalled = stalled_client(server, "slow")
-        try:
+        with stalled_client(server, "slow"):
             sent = 0
             deadline = time.monotonic() + 30
             while not [m for m in bob.pending if isinstance(m, SignedOff)]:
                 assert time.monotonic() < deadline, "never closed"
-                alice.send(Say(room="lobby", text=TEXT, ref=sent))
-                alice.recv(Ack, ref=sent)
+                say_big(alice, sent)
                 sent += 1
                 bob.pending = [m for m in bob.drain(0.0) if isinstance(m, SignedOff)]
             off = bob.pending[0]
             assert isinstance(off, SignedOff)
             assert (off.nick, off.reason) == ("slow", "write timeout")
-        finally:
-            stalled.close()
 
 
 def test_stop_with_a_stalled_client_is_still_quick(make_server: Callable[..., ChatServer]) -> None:
@@ -129,15 +119,11 @@ def test_stop_with_a_stalled_client_is_still_quick(make_server: Callable[..., Ch
     server = make_server(send_buffer=16 * 1024, write_timeout=60.0, linger=0.3)
     with ChatTestClient(server.address) as alice:
         alice.login("alice")
-        stalled = stalled_client(server, "slow")
-        try:
+        with stalled_client(server, "slow"):
             sent = 0
             while server.stats().queues.get("slow", 0) <= 64 * 1024:
-                alice.send(Say(room="lobby", text=TEXT, ref=sent))
-                alice.recv(Ack, ref=sent)
+                say_big(alice, sent)
                 sent += 1
             started = time.monotonic()
             server.stop()
             assert time.monotonic() - started < 2.0
-        finally:
-            stalled.close()
