@@ -37,6 +37,8 @@ from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 #: Environment variables that may hold the server's password and the registered nick's password.
 PASSWORD_ENV = "MPCHAT_PASSWORD"
 NICK_PASSWORD_ENV = "MPCHAT_NICK_PASSWORD"
+#: Exit status after Ctrl-C in the line mode (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 EPILOG = """\
 commands in the input line (TUI and --plain):
@@ -60,7 +62,8 @@ files:
   (override with MPCHAT_DOWNLOADS_DIR).
   pinned TLS server keys are in known_servers.json in that folder.
 
-exit status: 0 after /quit or the end of input, 2 when the login fails, 1 on other errors.
+exit status: 0 after /quit or the end of input, 2 when the login fails, 130 after Ctrl-C (--plain),
+1 on other errors.
 """
 
 
@@ -228,19 +231,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             port = port or settings.port
             wants_tls = args.tls or (settings.tls and args.host is None and not args.local)
             trust = tls_for(host, port, tls=wants_tls, fingerprint=args.fingerprint, pins=PinStore())
-            return asyncio.run(
-                run_plain(
-                    host,
-                    port,
-                    nick,
-                    room=room,
-                    options=options,
-                    password=password,
-                    nick_password=nick_password,
-                    ask=ask_on_terminal if sys.stdin.isatty() else None,
-                    tls=trust,
+            try:
+                return asyncio.run(
+                    run_plain(
+                        host,
+                        port,
+                        nick,
+                        room=room,
+                        options=options,
+                        password=password,
+                        nick_password=nick_password,
+                        ask=ask_on_terminal if sys.stdin.isatty() else None,
+                        tls=trust,
+                    )
                 )
-            )
+            except KeyboardInterrupt:
+                # Ctrl-C: asyncio.run has cancelled the session, which logged out on its way (and a password
+                # prompt turned the terminal's echo back on); exit quietly, as a shell expects.
+                return EXIT_INTERRUPTED
         from .gctune import pause_gc, tune_gc
 
         pause_gc()  # until the first frame is drawn and the chat modules are loaded: see gctune.py

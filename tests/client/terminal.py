@@ -17,6 +17,12 @@ from pathlib import Path
 from tests.waiting import DEADLINE
 
 
+def _take_terminal() -> None:
+    """In the child, between fork and exec: make the pty (its stdin) the session's controlling terminal, as a
+    shell does, so that Ctrl-C typed on it sends SIGINT."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 class PtyProcess:
     """`command` running with a pty as its stdin, stdout and stderr; everything it writes is kept."""
 
@@ -32,7 +38,14 @@ class PtyProcess:
         self._master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.process = subprocess.Popen(
-            list(command), stdin=slave, stdout=slave, stderr=slave, env=env, cwd=cwd, start_new_session=True
+            list(command),
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_take_terminal,
         )
         os.close(slave)
         self.output = b""
@@ -57,6 +70,10 @@ class PtyProcess:
             assert left > 0, f"{text!r} not written within {timeout} s; output: {self.output[-2000:]!r}"
             if not self._read(min(left, 0.5)) and text not in self.output:
                 raise AssertionError(f"terminal closed before {text!r}; output: {self.output[-2000:]!r}")
+
+    def echoes(self) -> bool:
+        """True if the terminal echoes what is typed (its ECHO flag, as the program left it)."""
+        return bool(termios.tcgetattr(self._master)[3] & termios.ECHO)
 
     def write(self, data: bytes) -> None:
         """Type `data`."""

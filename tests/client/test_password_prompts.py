@@ -14,6 +14,7 @@ import pytest
 from textual.widgets import Input
 
 from chat_client import ChatClient
+from chat_client.__main__ import EXIT_INTERRUPTED
 from chat_client.errors import LoginRefused
 from chat_client.screens.register import UnregisterDialog
 from tests.waiting import wait_until
@@ -88,6 +89,7 @@ async def test_register_alone_asks_twice_without_echo(
     terminal.read_until(b"current password (only to change it; Enter if none): ")
     terminal.write(b"\r")
     terminal.read_until(b"carol is registered", PROCESS_DEADLINE)
+    assert terminal.echoes()  # given back after the last answer
     quit_and_wait(terminal)
     assert b"Wobbly" not in terminal.output
     assert await logs_in(cheap, nick, "Wobbly-Teapot-42")
@@ -107,6 +109,19 @@ async def test_two_different_passwords_register_nothing(
     quit_and_wait(terminal)
     assert b"Wobbly" not in terminal.output
     assert await logs_in(cheap, nick, None)
+
+
+def test_ctrl_c_at_a_prompt_gives_the_echo_back_and_exits_quietly(
+    terminal_client: tuple[PtyProcess, str],
+) -> None:
+    terminal, _ = terminal_client
+    terminal.write(b"/register\r")
+    terminal.read_until(b"new password for carol: ")
+    assert not terminal.echoes()
+    terminal.write(b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground process group
+    assert terminal.wait(PROCESS_DEADLINE) == EXIT_INTERRUPTED
+    assert terminal.echoes()
+    assert b"Traceback" not in terminal.output
 
 
 async def test_unregister_alone_asks_without_echo(
