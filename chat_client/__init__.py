@@ -15,6 +15,9 @@ so bots and scripts can use it without a terminal UI:
 
 The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widgets`; the line mode in
 `chat_client.plain`; the command line in `chat_client.__main__`.
+
+The names above are imported when first used (`__getattr__` below), not with the package: every submodule
+import runs this file first, and the TUI draws its first frame before it needs the library.
 """
 
 from __future__ import annotations

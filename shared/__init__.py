@@ -2,6 +2,9 @@
 
 Nothing in this package opens a socket, starts a thread or waits: it turns bytes into typed messages and
 messages into bytes, so the threaded server, the asyncio client and the tests all drive the same code.
+
+The public names below are imported when first used (`__getattr__`), so a program that needs only a small
+part (the client's connect screen uses `shared.text` and `shared.limits`) does not build every message class.
 """
 
 from __future__ import annotations
