@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 #: The longest any single wait lasts before the test fails.
@@ -24,6 +24,17 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = DEADLINE, wh
     while not predicate():
         if time.monotonic() > end:
             raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
+        await asyncio.sleep(POLL_INTERVAL)
+
+
+async def wait_until_answered(
+    check: Callable[[], Awaitable[bool]], timeout: float = DEADLINE, what: str = ""
+) -> None:
+    """Await `check` (e.g. a question to the server) until it says true; fail after `timeout` seconds."""
+    end = time.monotonic() + timeout
+    while not await check():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what or check}")
         await asyncio.sleep(POLL_INTERVAL)
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from shared import (
     Welcome,
     fold,
 )
-from tests.waiting import DEADLINE, POLL_INTERVAL, wait_until
+from tests.waiting import wait_until, wait_until_answered
 
 from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST
@@ -206,13 +205,12 @@ async def test_a_download_resumes_from_the_partial_file_after_a_restart(
 
 async def wait_until_gone(observer: ChatClient, nick: str) -> None:
     """Wait until `nick` is no longer in the lobby, as `observer` (also in it) asks the server."""
-    end = time.monotonic() + DEADLINE
-    while True:
+
+    async def gone() -> bool:
         state = await observer.who("lobby")
-        if state is not None and all(fold(member.nick) != fold(nick) for member in state.members):
-            return
-        assert time.monotonic() < end, f"the server still holds {nick} after {DEADLINE} s"
-        await asyncio.sleep(POLL_INTERVAL)  # the poll interval of a wait with a deadline
+        return state is not None and all(fold(member.nick) != fold(nick) for member in state.members)
+
+    await wait_until_answered(gone, what=f"the server to let {nick} go")
 
 
 def flip_a_data_byte() -> object:

@@ -4,16 +4,13 @@ given again on a reconnect; the plain mode runs the same commands and prints the
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 import pytest
 
 from chat_client import ChatClient
 from chat_client.errors import ServerError
 from chat_client.events import Connected
 from shared import Ack, BanList, Kick, Left, ListBans, Moderated, Mute, RoomState, SetMode
-from tests.waiting import POLL_INTERVAL, wait_until
+from tests.waiting import wait_until, wait_until_answered
 
 from .helpers import LiveServer
 from .test_library import FAST, Recorder
@@ -63,16 +60,15 @@ async def test_library_moderates_and_rejoins_a_keyed_room(server: LiveServer) ->
 
 async def wait_for_operator(client: ChatClient, room: str, nick: str, timeout: float = 15.0) -> None:
     """Ask `who` until `nick` is listed as an operator of `room`; fail after `timeout` seconds."""
-    end = time.monotonic() + timeout
-    while True:
+
+    async def is_operator() -> bool:
         try:
             state = await client.who(room)
         except ServerError:
-            state = None  # the room does not exist yet
-        if state is not None and any(m.nick == nick and m.op for m in state.members):
-            return
-        assert time.monotonic() < end, f"{nick} never became an operator of {room}"
-        await asyncio.sleep(POLL_INTERVAL)  # the poll interval of a wait with a deadline
+            return False  # the room does not exist yet
+        return state is not None and any(m.nick == nick and m.op for m in state.members)
+
+    await wait_until_answered(is_operator, timeout, f"{nick} to become an operator of {room}")
 
 
 async def test_plain_mode_runs_the_moderation_commands(server: LiveServer) -> None:
