@@ -9,6 +9,7 @@ needed to change the password of a nick that is registered already. Nothing here
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -17,6 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
+from textual.widgets.button import ButtonVariant
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -27,94 +29,103 @@ class NewPassword:
     old_password: str | None
 
 
-class RegisterDialog(ModalScreen[NewPassword | None]):
-    """Asks for a nick's new password twice (and the current one, optionally); None when cancelled."""
+#: What a password dialog closes with.
+ResultT = TypeVar("ResultT")
 
-    AUTO_FOCUS = "#new-password"
+
+class PasswordDialog(ModalScreen[ResultT]):
+    """What both dialogs share: a title, masked fields, an error line, a confirm button and Cancel.
+
+    A subclass names its fields and its confirm button, and handles the confirm (`submit`); Escape or Cancel
+    closes it with None.
+    """
+
     BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    #: (id, label, placeholder) of each masked field, top to bottom (`AUTO_FOCUS` names the first).
+    FIELDS: ClassVar[tuple[tuple[str, str, str], ...]]
+    #: (label, id, variant) of the confirm button.
+    CONFIRM: ClassVar[tuple[str, str, ButtonVariant]]
 
     def __init__(self, nick: str) -> None:
         super().__init__()
         self._nick = nick
 
+    def heading(self, nick: str) -> str:
+        """The dialog's title line."""
+        raise NotImplementedError
+
     def compose(self) -> ComposeResult:
-        """Three masked fields, the error line and the buttons."""
+        """The title, the masked fields, the error line and the buttons."""
         with Vertical(id="register-dialog"):
-            yield Label(Text(f"Register the nick {self._nick}", end=""), id="register-title")
-            for field_id, label, hint in (
-                ("new-password", "Password", "the new password"),
-                ("again-password", "Again", "the same, to catch a typo"),
-                ("old-password", "Current", "only to change a registered nick's password"),
-            ):
+            yield Label(Text(self.heading(self._nick), end=""), id="register-title")
+            for field_id, label, hint in self.FIELDS:
                 with Horizontal(classes="field"):
                     yield Label(label, classes="field-label")
                     yield Input(id=field_id, placeholder=hint, password=True)
             yield Static(id="register-status")
             with Horizontal(id="register-buttons"):
-                yield Button("Register", id="register", variant="primary")
+                label, button_id, variant = self.CONFIRM
+                yield Button(label, id=button_id, variant=variant)
                 yield Button("Cancel", id="cancel")
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        """Close without doing anything."""
+        self.dismiss(None)
+
+    def _field(self, field_id: str) -> str:
+        return self.query_one(f"#{field_id}", Input).value
+
+    def _problem(self, text: str, field_id: str) -> None:
+        self.query_one("#register-status", Static).update(Text(text, style="bold red", end=""))
+        self.query_one(f"#{field_id}", Input).focus()
+
+
+class RegisterDialog(PasswordDialog[NewPassword | None]):
+    """Asks for a nick's new password twice (and the current one, optionally); None when cancelled."""
+
+    AUTO_FOCUS = "#new-password"
+    FIELDS = (
+        ("new-password", "Password", "the new password"),
+        ("again-password", "Again", "the same, to catch a typo"),
+        ("old-password", "Current", "only to change a registered nick's password"),
+    )
+    CONFIRM = ("Register", "register", "primary")
+
+    def heading(self, nick: str) -> str:
+        """The dialog's title line."""
+        return f"Register the nick {nick}"
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#register")
     def submit(self) -> None:
         """Check the two new passwords match, then close with them."""
-        password = self.query_one("#new-password", Input).value
-        again = self.query_one("#again-password", Input).value
-        old = self.query_one("#old-password", Input).value or None
+        password, again = self._field("new-password"), self._field("again-password")
         if not password:
-            self._problem("type the new password", "#new-password")
+            self._problem("type the new password", "new-password")
         elif password != again:
             self.query_one("#again-password", Input).value = ""
-            self._problem("the two passwords differ: type it again", "#again-password")
+            self._problem("the two passwords differ: type it again", "again-password")
         else:
-            self.dismiss(NewPassword(password, old))
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        """Close without registering."""
-        self.dismiss(None)
-
-    def _problem(self, text: str, field: str) -> None:
-        self.query_one("#register-status", Static).update(Text(text, style="bold red", end=""))
-        self.query_one(field, Input).focus()
+            self.dismiss(NewPassword(password, self._field("old-password") or None))
 
 
-class UnregisterDialog(ModalScreen[str | None]):
+class UnregisterDialog(PasswordDialog[str | None]):
     """Asks for the nick's current password (masked) to drop its registration; None when cancelled."""
 
     AUTO_FOCUS = "#unregister-password"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    FIELDS = (("unregister-password", "Password", "the nick's password"),)
+    CONFIRM = ("Unregister", "unregister", "error")
 
-    def __init__(self, nick: str) -> None:
-        super().__init__()
-        self._nick = nick
-
-    def compose(self) -> ComposeResult:
-        """One masked field, the error line and the buttons (styled as the registration dialog)."""
-        with Vertical(id="register-dialog"):
-            yield Label(Text(f"Drop the registration of {self._nick}", end=""), id="register-title")
-            with Horizontal(classes="field"):
-                yield Label("Password", classes="field-label")
-                yield Input(id="unregister-password", placeholder="the nick's password", password=True)
-            yield Static(id="register-status")
-            with Horizontal(id="register-buttons"):
-                yield Button("Unregister", id="unregister", variant="error")
-                yield Button("Cancel", id="cancel")
+    def heading(self, nick: str) -> str:
+        """The dialog's title line."""
+        return f"Drop the registration of {nick}"
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#unregister")
     def submit(self) -> None:
         """Close with the password, once one is typed."""
-        password = self.query_one("#unregister-password", Input).value
-        if not password:
-            self.query_one("#register-status", Static).update(
-                Text("type the nick's password", style="bold red", end="")
-            )
-            self.query_one("#unregister-password", Input).focus()
-        else:
+        if password := self._field("unregister-password"):
             self.dismiss(password)
-
-    @on(Button.Pressed, "#cancel")
-    def action_cancel(self) -> None:
-        """Close without unregistering."""
-        self.dismiss(None)
+        else:
+            self._problem("type the nick's password", "unregister-password")
