@@ -7,6 +7,7 @@ import fcntl
 import os
 import pty
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -19,8 +20,11 @@ from tests.waiting import DEADLINE
 
 def _take_terminal() -> None:
     """In the child, between fork and exec: make the pty (its stdin) the session's controlling terminal, as a
-    shell does, so that Ctrl-C typed on it sends SIGINT."""
+    shell does, so that Ctrl-C typed on it sends SIGINT, and give SIGINT its default action, as a shell
+    does for a foreground job. (An ignored SIGINT survives exec: a test run started in the background by a
+    non-interactive shell ignores it, and so would every program it starts, Ctrl-C included.)"""
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 class PtyProcess:
