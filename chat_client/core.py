@@ -51,7 +51,7 @@ from .events import Event
 from .liveness import Liveness
 from .login import Credentials
 from .options import ClientOptions, ConnectionState
-from .resume import DM_KEY, ResumeState, room_key
+from .resume import DM_KEY, Crowd, ResumeState, room_key
 from .session import Endpoint, Session
 from .settings import downloads_dir
 from .transfers import Transfers
@@ -95,12 +95,20 @@ class ClientCore:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
         self._logged_in_once = False
+        # The secret of the current session (from its welcome), sent in the hello of each reconnect.
+        self._resume_token: str | None = None
+        # Set by `reconnect_now()`: the next attempt starts at once. `_wake` ends the wait before it.
+        self._retry_now = False
+        self._wake: asyncio.Event | None = None
         self._events = EventQueue(self.options.event_queue_limit)
         self._resume = ResumeState()
         self._refs = itertools.count(1)
         self._waiters = Waiters()
         self._delivery = Delivery(self.options.outbox_limit, lambda: next(self._refs), self._emit)
-        self._liveness = Liveness(self._emit)
+        self._liveness = Liveness(
+            self._emit, multiple=self.options.ping_rtt_multiple, floor=self.options.ping_grace
+        )
+        self._crowd = Crowd()
         self._first_login: asyncio.Future[None] | None = None
         # The limits of the last session, kept for checking messages typed while offline.
         self._last_limits = DEFAULT_LIMITS
@@ -137,6 +145,7 @@ class ClientCore:
 
     def _handle(self, message: Message) -> None:
         self._waiters.answer(message)
+        self._crowd.update(message, self.nick)
         match message:
             case Ping(token=token):
                 self._liveness.on_ping(self._session, token)

@@ -1,9 +1,19 @@
-"""Is the server still there? Our pings (timed: the lag) and our answers to the server's pings.
+"""Is the server still there? Our pings (timed: the lag), our answers to the server's pings, and the verdict.
 
 One pinger task per session (`ping_every`) sends a `Ping` at once, so the lag is known right after login,
 and then every period; only the newest ping is timed. The run task hands over the server's `Ping` and
-`Pong` frames (`on_ping`, `on_pong`). A dead server is noticed by the session's read timeout (one ping
-period plus a grace), not here: this module only keeps the traffic flowing and measures it.
+`Pong` frames (`on_ping`, `on_pong`).
+
+A dead server is noticed here: after each ping the server has an *answer deadline* to send something (the
+pong, or anything else). The deadline is `multiple` times the slowest of the last few round-trip times (the
+time from connect to `welcome` is the first sample), but never less than `floor` seconds. A server that
+sends nothing by then is declared dead at once (`Session.abort`): a frozen server is noticed within one
+ping period plus that deadline, on a quiet link and on a busy one alike. "Anything received since the ping"
+is what counts, not the pong itself: a pong stuck behind a long backlog of messages still proves life.
+
+The check runs on the same event loop as the reader, after it: if the loop was busy (a long redraw) while
+the answer arrived, the reader handles the answer before the pinger looks, so a slow client never takes
+itself for a dead server.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable
 
 from shared import Ping, Pong
@@ -19,29 +30,55 @@ from .errors import ConnectionLost
 from .events import Event, LagMeasured
 from .session import Session
 
+#: How many recent round-trip times the answer deadline looks at (it uses the slowest of them).
+RTT_SAMPLES = 8
+#: The error code of a session ended by the answer deadline.
+NOT_ANSWERING = "not_answering"
+
 
 class Liveness:
-    """Pings, pongs and the lag of the current session (see the module docstring)."""
+    """Pings, pongs, the lag and the answer deadline of the current session (see the module docstring)."""
 
-    def __init__(self, emit: Callable[[Event], None]) -> None:
+    def __init__(self, emit: Callable[[Event], None], *, multiple: float, floor: float) -> None:
         self._emit = emit
+        self._multiple = multiple
+        self._floor = floor
         self._tokens = itertools.count(1)
         self._sent: dict[int, float] = {}
+        self._rtts: deque[float] = deque(maxlen=RTT_SAMPLES)
         #: The round-trip time of the last ping, in seconds (None until measured).
         self.lag: float | None = None
         #: How many of the server's pings this client answered (a liveness statistic).
         self.pings_answered = 0
 
+    def answer_deadline(self) -> float:
+        """Seconds the server has to send something after a ping: `multiple` x the slowest recent RTT."""
+        slowest = max(self._rtts, default=0.0)
+        return max(self._floor, self._multiple * slowest)
+
+    def started(self, session: Session) -> None:
+        """A new session: its login time (connect to `welcome`) is the first round-trip sample."""
+        self._rtts.clear()
+        self._rtts.append(session.login_time)
+
     async def ping_every(self, session: Session, every: float) -> None:
-        """Ping the server now and then every `every` seconds, until the session ends."""
+        """Ping the server now and then every `every` seconds; end the session if an answer is overdue."""
         while True:
             token = next(self._tokens)
-            self._sent = {token: time.monotonic()}  # only the newest ping is timed
+            sent = time.monotonic()
+            self._sent = {token: sent}  # only the newest ping is timed
             try:
                 session.send(Ping(token=token))
             except ConnectionLost:
                 return  # the run task is about to notice the end of the session
-            await asyncio.sleep(every)
+            deadline = self.answer_deadline()
+            await asyncio.sleep(deadline)
+            if session.last_received < sent:
+                session.abort(
+                    ConnectionLost(f"server not answering (nothing for {deadline:.1f} s)", NOT_ANSWERING)
+                )
+                return
+            await asyncio.sleep(max(every - deadline, 0.0))
 
     def on_ping(self, session: Session | None, token: int | None) -> None:
         """The server pinged us: answer."""
@@ -54,4 +91,5 @@ class Liveness:
         sent = self._sent.pop(token, None) if token is not None else None
         if sent is not None:
             self.lag = time.monotonic() - sent
+            self._rtts.append(self.lag)
             self._emit(LagMeasured(self.lag))

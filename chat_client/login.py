@@ -43,8 +43,10 @@ class Credentials:
         self._nick_passwords: dict[str, str | None] = {}
         self._registering: dict[int, str | None] = {}
 
-    def hello(self, nick: str, *, client: str, rooms: tuple[str, ...] | None) -> Hello:
-        """The login frame for `nick`, asking to be put in `rooms`."""
+    def hello(
+        self, nick: str, *, client: str, rooms: tuple[str, ...] | None, resume_token: str | None = None
+    ) -> Hello:
+        """The login frame for `nick`, asking to be put in `rooms`; `resume_token` to resume a session."""
         return Hello(
             proto=PROTOCOL_NAME,
             version=PROTOCOL_VERSION,
@@ -53,6 +55,7 @@ class Credentials:
             rooms=rooms,
             password=self._password,
             nick_password=self._nick_password,
+            resume_token=resume_token,
         )
 
     def changing_nick(self, nick: str, password: str | None) -> None:

@@ -14,9 +14,14 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 #: Seconds a request that waits for its answer (join, who, history...) waits at most.
 DEFAULT_REQUEST_TIMEOUT = 10.0
 #: The client pings at least this often (seconds), to measure the lag and notice a dead server.
-DEFAULT_PING_EVERY = 15.0
-#: A server that sends nothing for one ping period plus this many seconds is considered dead.
-DEFAULT_PING_GRACE = 10.0
+DEFAULT_PING_EVERY = 5.0
+#: A server that sends nothing within this many round-trip times after a ping is declared dead...
+DEFAULT_PING_RTT_MULTIPLE = 4.0
+#: ...but never within fewer than this many seconds (the floor of the answer deadline).
+DEFAULT_PING_GRACE = 2.0
+#: While waiting to reconnect after a connection failure, try a TCP connect this often (seconds) to learn
+#: at once that the server is back (chat_client.runner).
+DEFAULT_PROBE_INTERVAL = 0.25
 #: Events kept for a consumer that does not read them; beyond this the oldest are dropped (and logged).
 DEFAULT_EVENT_QUEUE_LIMIT = 20_000
 #: How many recent direct messages are fetched at the first login (0: none).
@@ -51,6 +56,8 @@ class ClientOptions:
     backoff: Backoff = field(default_factory=Backoff)
     ping_every: float = DEFAULT_PING_EVERY
     ping_grace: float = DEFAULT_PING_GRACE
+    ping_rtt_multiple: float = DEFAULT_PING_RTT_MULTIPLE
+    probe_interval: float = DEFAULT_PROBE_INTERVAL
     outbox_limit: int = DEFAULT_OUTBOX_LIMIT
     event_queue_limit: int = DEFAULT_EVENT_QUEUE_LIMIT
     dm_backfill: int = DEFAULT_DM_BACKFILL

@@ -16,7 +16,20 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 
-from shared import FetchHistory, History, Join, Message, Said, Told, fold
+from shared import (
+    FetchHistory,
+    History,
+    Join,
+    Joined,
+    Left,
+    Message,
+    NickChanged,
+    RoomState,
+    Said,
+    SignedOff,
+    Told,
+    fold,
+)
 
 #: How many message ids per room are remembered to drop duplicates.
 SEEN_IDS_PER_ROOM = 2048
@@ -143,3 +156,44 @@ class ResumeState:
 def room_key(room: str) -> str:
     """The key of a room in the resume state."""
     return fold(room)
+
+
+class Crowd:
+    """Who else is in our rooms, as far as we heard: the size of the crowd that reconnects with us.
+
+    The reconnect window grows with it (chat_client.backoff): after a server restart everyone in these rooms
+    comes back at the same time. Pure bookkeeping from `room_state`, `joined`, `left`, `signed_off` and
+    `nick` frames; it survives reconnects (the rooms are the same people until told otherwise).
+    """
+
+    def __init__(self) -> None:
+        self._rooms: dict[str, set[str]] = {}  # fold(room) -> folded nicks of its members
+
+    def peers(self, me: str) -> int:
+        """How many people other than `me` share at least one room with us."""
+        everyone: set[str] = set().union(*self._rooms.values()) if self._rooms else set()
+        everyone.discard(fold(me))
+        return len(everyone)
+
+    def update(self, message: Message, me: str) -> None:
+        """Learn from one frame from the server."""
+        match message:
+            case RoomState(room=room, members=members):
+                self._rooms[fold(room)] = {fold(member.nick) for member in members}
+            case Joined(room=room, nick=nick):
+                self._rooms.setdefault(fold(room), set()).add(fold(nick))
+            case Left(room=room, nick=nick):
+                if fold(nick) == fold(me):
+                    self._rooms.pop(fold(room), None)
+                else:
+                    self._rooms.get(fold(room), set()).discard(fold(nick))
+            case SignedOff(nick=nick):
+                for nicks in self._rooms.values():
+                    nicks.discard(fold(nick))
+            case NickChanged(old=old, new=new):
+                for nicks in self._rooms.values():
+                    if fold(old) in nicks:
+                        nicks.discard(fold(old))
+                        nicks.add(fold(new))
+            case _:
+                pass

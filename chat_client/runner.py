@@ -33,7 +33,7 @@ import logging
 from types import TracebackType
 from typing import Self
 
-from shared import Hello, Quit
+from shared import ErrorCode, Hello, Quit
 
 from .core import ClientCore
 from .errors import (
@@ -119,6 +119,16 @@ class ClientRunner(ClientCore):
                 if current is not None and current.cancelling():
                     raise
 
+    @property
+    def resume_token(self) -> str | None:
+        """The current session's resume token (a secret: never log or show it); None before the login."""
+        return self._resume_token
+
+    @property
+    def answer_deadline(self) -> float:
+        """Seconds the server has to answer a ping before it is declared dead (chat_client.liveness)."""
+        return self._liveness.answer_deadline()
+
     # -- The run task ------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -146,18 +156,23 @@ class ClientRunner(ClientCore):
                         return
                     reason = refusal_reason(refused)
                     retry_after = (refused.retry_after_ms or 0) / 1000
+                    probe = False  # the server is there and answering: the backoff alone decides
                 except (OSError, TimeoutError, ConnectionLost) as failure:
                     lost = failure if isinstance(failure, ConnectionLost) else connection_failure(failure)
                     if self._fail_first_login(lost):
                         final_error = lost
                         return
                     reason = lost.reason
+                    probe = True
                 else:
                     attempt = 0
                     ended = await self._serve(session)
                     if self._stopping():
                         return
                     reason = str(ended)
+                    probe = isinstance(ended, ConnectionLost) or (
+                        isinstance(ended, ServerError) and ended.code == ErrorCode.SERVER_SHUTDOWN
+                    )
                     if isinstance(ended, ServerError):
                         retry_after = (ended.retry_after_ms or 0) / 1000
                     will_retry = self.options.reconnect and not (
@@ -169,10 +184,15 @@ class ClientRunner(ClientCore):
                         final_error = ended
                         return
                 attempt += 1
-                delay = max(self.options.backoff.delay(attempt - 1), retry_after)
+                peers = self._crowd.peers(self.nick)
+                if self._retry_now:
+                    delay = retry_after  # the user asked (/reconnect): at once, unless the server said when
+                else:
+                    delay = max(self.options.backoff.delay(attempt - 1, peers), retry_after)
+                self._retry_now = False
                 self._state = ConnectionState.RECONNECTING
                 self._emit(Reconnecting(delay, attempt, reason))
-                await asyncio.sleep(delay)
+                await self._wait_to_retry(delay, probe=probe and retry_after == 0, peers=peers)
         except Exception as bug:  # a bug in this module: report it as the reason the client stopped
             log.exception("the chat client stopped on an unexpected error")
             final_error = bug
@@ -183,6 +203,62 @@ class ClientRunner(ClientCore):
             self._transfers.close()
             self._waiters.fail(ClientClosed("the client is closed"))
             self._emit(Closed(final_error))
+
+    def reconnect_now(self) -> None:
+        """Reconnect at once (`/reconnect`): end the wait before the next attempt, or drop the connection.
+
+        While connected, the current connection is dropped and a new one made at once (resuming the session
+        with its token). While waiting to reconnect, the wait ends now. Does nothing once closed.
+        """
+        if self._task is None or self._task.done() or self._closing:
+            return
+        self._retry_now = True
+        session = self._session
+        if session is not None:
+            session.abort(ConnectionLost("reconnecting, as asked"))
+        elif self._wake is not None:
+            self._wake.set()
+
+    async def _wait_to_retry(self, delay: float, *, probe: bool, peers: int) -> None:
+        """Wait `delay` seconds before the next attempt; less if the server is seen back, or if asked.
+
+        With `probe` (the last failure was the network's or a server going away, not a refusal), a TCP
+        connect is tried every `probe_interval` seconds (jittered): once one succeeds the server is back,
+        and the wait shrinks to the crowd's window (`Backoff.crowd_delay`: nothing for a client alone, a
+        random share of a few seconds for fifty), so a long backoff never outlives the outage, and a crowd
+        still comes back spread out. `reconnect_now()` ends the wait at once.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        wake = self._wake = asyncio.Event()
+        backoff = self.options.backoff
+        try:
+            while (left := end - loop.time()) > 0:
+                step = left
+                if probe:
+                    step = min(left, backoff.rng.uniform(0.5, 1.5) * self.options.probe_interval)
+                try:
+                    async with asyncio.timeout(step):
+                        await wake.wait()
+                    return  # asked to retry now
+                except TimeoutError:
+                    pass
+                if probe and loop.time() < end and await self._reachable():
+                    probe = False
+                    end = min(end, loop.time() + backoff.crowd_delay(peers))
+        finally:
+            self._wake = None
+
+    async def _reachable(self) -> bool:
+        """True if a TCP connection to the server can be made now (closed at once: nothing is sent)."""
+        timeout = max(self.options.probe_interval, 0.1)
+        try:
+            async with asyncio.timeout(timeout):
+                _reader, writer = await asyncio.open_connection(self.endpoint.host, self.endpoint.port)
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        return True
 
     def _stopping(self) -> bool:
         # A method, not the attribute: the attribute changes while _run awaits (close() sets it).
@@ -199,7 +275,12 @@ class ClientRunner(ClientCore):
         # After the first login, rooms are rejoined one by one with `after=` (see _resume), so the
         # hello asks for none.
         rooms = self._first_rooms if not self._logged_in_once else ()
-        return self._credentials.hello(self.nick, client=self.options.client_name, rooms=rooms)
+        # After the first login the hello carries the session's resume token: if the server still holds
+        # our previous connection (it has not noticed the drop yet), this login replaces it at once.
+        token = self._resume_token if self._logged_in_once else None
+        return self._credentials.hello(
+            self.nick, client=self.options.client_name, rooms=rooms, resume_token=token
+        )
 
     async def _serve(self, session: Session) -> ClientError:
         """Run one logged-in session until it ends; return why it ended."""
@@ -210,6 +291,8 @@ class ClientRunner(ClientCore):
         resumed = self._logged_in_once
         self._logged_in_once = True
         self.identity = session.identity
+        self._resume_token = session.welcome.resume_token
+        self._liveness.started(session)
         self._emit(Connected(session.welcome, resumed, session.identity))
         if self._first_login is not None and not self._first_login.done():
             self._first_login.set_result(None)
@@ -223,7 +306,8 @@ class ClientRunner(ClientCore):
             self._delivery.attach(session.send)
             self._transfers.attach(session)
             while True:
-                for message in await session.receive(every + self.options.ping_grace):
+                # The pinger notices a silent server (its answer deadline); this is only a backstop.
+                for message in await session.receive(2 * every + self._liveness.answer_deadline()):
                     self._handle(message)
         except (ConnectionLost, ServerError) as ended:
             return ended

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from dataclasses import dataclass
 
 from shared import (
@@ -111,6 +112,12 @@ class Session:
         self._early = early
         # What ended the stream, once known; raised after the messages that preceded it are handed out.
         self._ended: Exception | None = None
+        # Why `abort()` ended the session: raised by `receive()` in place of whatever the end looked like.
+        self._aborted: ConnectionLost | None = None
+        #: Seconds from the start of the connect to the `welcome` (the first round-trip sample).
+        self.login_time = 0.0
+        #: When bytes last arrived from the server (`time.monotonic()`).
+        self.last_received = time.monotonic()
 
     @property
     def limits(self) -> Limits:
@@ -127,6 +134,7 @@ class Session:
         connection fails or ends first (a failed TLS handshake included), `UntrustedServer` when the
         server's key is not the expected one, and `TimeoutError` when the deadline passes.
         """
+        started = time.monotonic()
         async with asyncio.timeout(timeout):
             if tls is None:
                 reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
@@ -159,7 +167,9 @@ class Session:
                         if isinstance(first, Error):
                             raise LoginRefused(first)
                         assert isinstance(first, Welcome)  # the protocol object admits nothing else first
-                        return cls(reader, writer, protocol, first, rest, identity)
+                        session = cls(reader, writer, protocol, first, rest, identity)
+                        session.login_time = session.last_received - started
+                        return session
                     if ended is not None:
                         raise end_reason(ended)
             except BaseException:
@@ -201,10 +211,21 @@ class Session:
         while True:
             if self._early:
                 messages, self._early = self._early, []
+            elif self._aborted is not None:
+                raise self._aborted
             elif self._ended is not None:
                 raise end_reason(self._ended)
             else:
-                self._protocol.receive_data(await self._read(timeout))
+                try:
+                    data = await self._read(timeout)
+                except ConnectionLost:
+                    if self._aborted is not None:
+                        raise self._aborted from None
+                    raise
+                if self._aborted is not None:
+                    raise self._aborted
+                self.last_received = time.monotonic()
+                self._protocol.receive_data(data)
                 messages, self._ended = drain(self._protocol)
             fatal = next((m for m in messages if isinstance(m, Error) and m.fatal), None)
             if fatal is not None:
@@ -221,6 +242,15 @@ class Session:
             raise ConnectionLost(f"the server sent nothing for {timeout:g} s") from None
         except OSError as error:
             raise ConnectionLost(f"connection lost: {error}") from None
+
+    def abort(self, reason: ConnectionLost) -> None:
+        """End the session now, for `reason` (the server stopped answering, or the user asked to reconnect).
+
+        The socket is dropped at once (no goodbye: the server may be frozen); `receive()` raises `reason`.
+        """
+        if self._aborted is None:
+            self._aborted = reason
+        self._writer.transport.abort()
 
     def close(self) -> None:
         """Close the socket (without waiting)."""

@@ -23,8 +23,10 @@ history thread.
 
 from __future__ import annotations
 
+import hmac
 import logging
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
 from shared.codec import encode
 from shared.errors import ErrorCode
@@ -53,14 +55,18 @@ from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
 from .config import ServerConfig
 from .fileoffers import Settle, StoreFile, store_file_offer
 from .hub import Client, Hub
+from .latch import Latch
 from .messaging import Messages
 from .moderation import Moderation
 from .operators import Operators
-from .replies import REPLY_MARGIN, clip, error_frame, now_ms
+from .replies import REPLY_MARGIN, clip, error_frame, fatal_frame, now_ms
 from .rooms import Rooms
 from .storage import HistoryError, HistoryStore
 
 log = logging.getLogger(__name__)
+
+#: Random bytes in a session's resume token (128 bits; sent as 32 hex digits).
+RESUME_TOKEN_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +85,8 @@ class Disconnect:
     last: bytes | None = None
     #: False when the server is stopping: nobody is told about each of the others leaving.
     announce: bool = True
+    #: Set by the history thread once applied (the nick is free): the reader closes the socket only then.
+    applied: Latch = field(default_factory=Latch, compare=False)
 
 
 Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile | Settle
@@ -171,18 +179,22 @@ class Chat:
         if isinstance(claim, bytes):
             client.close(claim, False)  # fatal: without a nick there is no session
             return
-        if not self.hub.register(client, hello.nick):
+        resumed = self._resume(client, hello)
+        if not resumed and not self.hub.register(client, hello.nick):
             # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
             taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
             client.close(taken, False)
             return
+        if client.resume_token is None:
+            client.resume_token = secrets.token_hex(RESUME_TOKEN_BYTES)
         self.accounts.settle(client, claim)
-        log.info("conn=%d event=login nick=%r client=%r", client.id, hello.nick, hello.client)
+        event = "resume" if resumed else "login"  # never the token: it is a secret (docs/security.md)
+        log.info("conn=%d event=%s nick=%r client=%r", client.id, event, client.nick, hello.client)
         client.send(
             encode(
                 Welcome(
                     version=PROTOCOL_VERSION,
-                    nick=hello.nick,
+                    nick=client.nick or hello.nick,
                     server=self.config.server_name,
                     ts=self._ts(),
                     limits=self.config.limits,
@@ -190,6 +202,7 @@ class Chat:
                     motd=self.config.motd,
                     files=self.config.files.policy(),
                     ref=hello.ref,
+                    resume_token=client.resume_token,
                 )
             )
         )
@@ -205,7 +218,34 @@ class Chat:
             message = f"you are in {limit} rooms already; {refused} more not joined"
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
 
+    def _resume(self, client: Client, hello: Hello) -> bool:
+        """If `hello` shows the resume token of the session holding its nick, `client` takes that session.
+
+        The stale connection is closed with `session_replaced`; `client` takes its place in each of its
+        rooms, so the others see no departure and no arrival. A wrong token (or none) changes nothing: the
+        login goes on as usual, and meets `nick_taken` if the nick is held.
+        """
+        old = self.hub.holder(hello.nick)
+        token = hello.resume_token
+        if old is None or old is client or token is None or old.resume_token is None:
+            return False
+        if not hmac.compare_digest(token.encode(), old.resume_token.encode()):
+            return False
+        self.hub.replace(old, client)
+        self.moderation.moved(old, client)
+        log.info("conn=%d event=session_replaced by=%d nick=%r", old.id, client.id, client.nick)
+        old.close(
+            fatal_frame(ErrorCode.SESSION_REPLACED, "this session was resumed by a new connection"), False
+        )
+        return True
+
     def _disconnect(self, client: Client, request: Disconnect) -> None:
+        try:
+            self._sign_off(client, request)
+        finally:
+            request.applied.set()
+
+    def _sign_off(self, client: Client, request: Disconnect) -> None:
         self.flush()
         if client.key is not None and request.announce:
             others = [peer for peer in self.hub.neighbours(client) if peer is not client]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import threading
 from collections.abc import Callable
@@ -254,6 +255,10 @@ class Connection:
             trace.debug("conn=%d in %r", self.id, message)
         if isinstance(message, Hello):
             self._hello_deadline = None
+            if self._peer_gone():
+                # An abandoned attempt (its client gave up waiting and closed): logging it in would only
+                # take the nick from the client's live attempt.
+                return "closed before login", None
             outcome = self._dispatcher.log_in(message)
             if outcome is None and (reason := self._closed_by_server()) is not None:
                 # Refused (e.g. nick_taken): the history thread queued the error and closed.
@@ -268,6 +273,17 @@ class Connection:
         else:
             return self._dispatcher.handle(message)
         return None
+
+    def _peer_gone(self) -> bool:
+        """True if the client has already closed its side (end of stream is waiting after what was read)."""
+        if self._tls is not None or self._protocol.buffered > 0:
+            return False  # TLS: what is waiting is a record, not the end; buffered bytes: a frame follows
+        try:
+            # A socket with a timeout waits for input before its recv: ask select first, without waiting.
+            readable, _, _ = select.select([self._sock], [], [], 0)
+            return bool(readable) and self._sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):  # a reset, or a socket closed meanwhile: the reader finds out next
+            return False
 
     def _next_deadline(self) -> float:
         config = self.config
@@ -377,8 +393,14 @@ class Connection:
             announce = self._announce
             linger_until = self._linger_until
         self._dispatcher.close()  # its uploads first: once the nick is free, they may resume elsewhere
-        if not self.services.sequencer.submit(self.client, Disconnect(reason, last, announce)):
+        disconnect = Disconnect(reason, last, announce)
+        if not self.services.sequencer.submit(self.client, disconnect):
             self.outbox.close(last)  # the history thread is gone: close the outbox ourselves
+        else:
+            # The socket closes only after the history thread has freed the nick (docs/protocol.md,
+            # "When a nick is free"): a client that saw our end of stream after its `quit` may log in again
+            # at once. Bounded like a login: the history thread may be stuck on a slow disk.
+            disconnect.applied.wait(self.config.sequencer_wait + self.config.hello_timeout)
         deadline = self._clock() + self.config.linger
         if linger_until is not None:
             deadline = min(deadline, linger_until)

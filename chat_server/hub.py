@@ -44,6 +44,7 @@ class Client:
         "outbox",
         "overflow",
         "peer",
+        "resume_token",
         "rooms",
     )
 
@@ -69,6 +70,8 @@ class Client:
         self.account: str | None = None
         self.rooms: dict[str, Room] = {}
         self.away: str | None = None
+        #: The secret given in this session's `welcome`: a login that shows it replaces this connection.
+        self.resume_token: str | None = None
         #: Set once the login is decided (welcome or refusal queued) or the connection is closing. The
         #: reader waits for it after `hello`, so nothing pipelined behind the hello is answered before it.
         self.login_settled = Latch()
@@ -163,6 +166,26 @@ class Hub:
             self.nicks[key] = client
             client.nick, client.key = nick, key
             return True
+
+    def holder(self, nick: str) -> Client | None:
+        """The client holding `nick` (under case folding), if any (history thread)."""
+        return self.nicks.get(fold(nick))
+
+    def replace(self, old: Client, new: Client) -> None:
+        """Give `new` everything `old` holds: its nick, its place in each of its rooms, its away message.
+
+        For the others nothing changes: `new` takes `old`'s place in each member list, so nobody sees a
+        departure or an arrival. `old` is left with no nick and no rooms (its later `Disconnect` is silent).
+        """
+        with self.lock:
+            for room in old.rooms.values():
+                room.members[room.members.index(old)] = new
+            new.rooms, old.rooms = old.rooms, {}
+            if old.key is not None:
+                self.nicks[old.key] = new
+            new.nick, new.key, new.away = old.nick, old.key, old.away
+            new.resume_token = old.resume_token
+            old.key, old.resume_token = None, None
 
     def unregister(self, client: Client) -> None:
         """Forget `client`'s nick (it stays in no room: call `leave` for each first)."""

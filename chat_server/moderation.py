@@ -151,6 +151,10 @@ class Moderation:
         """`client` disconnected: its session rights end."""
         self.book.forget_session(client.id)
 
+    def moved(self, old: Client, new: Client) -> None:
+        """`new` resumed `old`'s session (`resume_token`): the session rights move to it."""
+        self.book.move_session(old.id, new.id)
+
     def failed(self, error: HistoryError) -> None:
         """Storing a rule failed: roll back, and reload the rules as they are stored."""
         self.store.rollback()

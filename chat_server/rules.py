@@ -236,6 +236,20 @@ class RulesBook:
         if not any(stored) and not (rules.topic_lock or rules.invite_only or rules.join_key is not None):
             del self.rooms[room_key]
 
+    def move_session(self, old_id: int, new_id: int) -> None:
+        """A connection was replaced by a resumed login (`resume_token`): its session rights move with it."""
+        keys = self._sessions.pop(old_id, set())
+        for key in keys:
+            rules = self.rooms.get(key)
+            if rules is None:
+                continue
+            for granted in (rules.session_ops, rules.session_invited):
+                if old_id in granted:
+                    granted.discard(old_id)
+                    granted.add(new_id)
+        if keys:
+            self._sessions.setdefault(new_id, set()).update(keys)
+
     def forget_session(self, conn_id: int) -> None:
         """A connection ended: its session rights end with it."""
         for key in self._sessions.pop(conn_id, ()):

@@ -89,6 +89,11 @@ class ProtocolConnection:
         elif self.state is not State.CLOSED:
             self._frames.feed(data)
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received that do not complete a frame yet (a frame, or more, follows)."""
+        return self._frames.buffered
+
     def events(self) -> Iterator[Message]:
         """Yield each complete message received so far, in order.
 

@@ -34,6 +34,7 @@ class ErrorCode(StrEnum):
     TOO_MANY_CONNECTIONS = "too_many_connections"
     SERVER_SHUTDOWN = "server_shutdown"
     BAD_PASSWORD = "bad_password"
+    SESSION_REPLACED = "session_replaced"
     # Not fatal: the request is refused, the connection stays open.
     INVALID_FIELD = "invalid_field"
     UNKNOWN_TYPE = "unknown_type"
@@ -88,6 +89,7 @@ _FATAL_CODES = frozenset(
         ErrorCode.TOO_MANY_CONNECTIONS,
         ErrorCode.SERVER_SHUTDOWN,
         ErrorCode.BAD_PASSWORD,
+        ErrorCode.SESSION_REPLACED,
     }
 )
 

@@ -38,6 +38,8 @@ class Hello(Message):
     password: str | None = wire(check.reason, default=None, secret=True)
     nick_password: str | None = wire(check.reason, default=None, secret=True)
     ref: int | None = wire(check.uint, default=None)
+    #: The `resume_token` of the session this login continues: it replaces that session's connection.
+    resume_token: str | None = wire(check.token, default=None, secret=True)
 
 
 @message("quit", CLIENT)
@@ -80,6 +82,8 @@ class Welcome(Message):
     motd: str | None = wire(check.reason, default=None)
     files: FilePolicy | None = wire(check.nested(FilePolicy), default=None)
     ref: int | None = wire(check.uint, default=None)
+    #: A secret (128 random bits, hex) that lets a reconnect of this session replace its stale connection.
+    resume_token: str | None = wire(check.token, default=None, secret=True)
 
 
 @message("error", SERVER)
