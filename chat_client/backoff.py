@@ -24,8 +24,8 @@ DEFAULT_INITIAL_DELAY = 0.5
 DEFAULT_MAX_DELAY = 30.0
 #: How much the window grows after each failed attempt.
 DEFAULT_FACTOR = 2.0
-#: Seconds of window per other person seen in our rooms: 50 people share a window of about 10 s.
-DEFAULT_SPREAD_PER_PEER = 0.2
+#: Seconds of window per other person seen in our rooms: 50 people share a window of about 15 s.
+DEFAULT_SPREAD_PER_PEER = 0.3
 
 
 @dataclass(frozen=True, slots=True)

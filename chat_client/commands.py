@@ -131,6 +131,11 @@ class ShowHelp:
 
 
 @dataclass(frozen=True, slots=True)
+class Reconnect:
+    """`/reconnect`: connect again now (drop the connection, or end the wait before the next attempt)."""
+
+
+@dataclass(frozen=True, slots=True)
 class QuitChat:
     """`/quit [reason]`: leave the chat and exit."""
 
@@ -154,6 +159,7 @@ Command = (
     | DownloadFile
     | CancelTransfer
     | ShowHelp
+    | Reconnect
     | QuitChat
     | Moderate
     | ShowKey
@@ -190,6 +196,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("get", "/get ID", "download the file offered as ID into your downloads folder"),
     CommandHelp("cancel", "/cancel N", "cancel file transfer N (shown when it starts)"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
+    CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
     *MODERATION_COMMANDS,
 )
@@ -267,6 +274,8 @@ def parse(line: str) -> Command:
             return DownloadFile(int(number)) if name == "get" else CancelTransfer(int(number))
         case "help":
             return ShowHelp(rest or None)
+        case "reconnect":
+            return Reconnect()
         case "quit":
             return QuitChat(rest or None)
         case _ if name in MODERATION_NAMES:

@@ -131,6 +131,9 @@ class Controller:
             case cmd.ShowKey():
                 buffer = model.buffers[room_key(self._current_room())]
                 return Outcome(model.notice(key_notice(buffer)))
+            case cmd.Reconnect():
+                client.reconnect_now()
+                return Outcome(model.notice("reconnecting now"))
             case cmd.QuitChat(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())

@@ -62,23 +62,34 @@ class Liveness:
         self._rtts.append(session.login_time)
 
     async def ping_every(self, session: Session, every: float) -> None:
-        """Ping the server now and then every `every` seconds; end the session if an answer is overdue."""
+        """Ping the server now and then every `every` seconds; end the session if an answer is overdue.
+
+        Each ping gets its own check (`answer_deadline()` seconds after it), independent of the period: a
+        server frozen right after an answer is noticed within `every` plus the deadline, whichever is longer.
+        """
+        checks: deque[tuple[float, float]] = deque()  # (sent, due) of each ping not yet answered
+        next_ping = time.monotonic()
         while True:
-            token = next(self._tokens)
-            sent = time.monotonic()
-            self._sent = {token: sent}  # only the newest ping is timed
-            try:
-                session.send(Ping(token=token))
-            except ConnectionLost:
-                return  # the run task is about to notice the end of the session
-            deadline = self.answer_deadline()
-            await asyncio.sleep(deadline)
-            if session.last_received < sent:
+            now = time.monotonic()
+            if now >= next_ping:
+                token = next(self._tokens)
+                self._sent = {token: now}  # only the newest ping is timed
+                try:
+                    session.send(Ping(token=token))
+                except ConnectionLost:
+                    return  # the run task is about to notice the end of the session
+                checks.append((now, now + self.answer_deadline()))
+                next_ping = now + every
+            while checks and session.last_received >= checks[0][0]:
+                checks.popleft()  # something arrived after that ping: the server is alive
+            if checks and now >= checks[0][1]:
+                sent, due = checks[0]
                 session.abort(
-                    ConnectionLost(f"server not answering (nothing for {deadline:.1f} s)", NOT_ANSWERING)
+                    ConnectionLost(f"server not answering (nothing for {due - sent:.1f} s)", NOT_ANSWERING)
                 )
                 return
-            await asyncio.sleep(max(every - deadline, 0.0))
+            wake = min(next_ping, checks[0][1]) if checks else next_ping
+            await asyncio.sleep(max(wake - time.monotonic(), 0.0))
 
     def on_ping(self, session: Session | None, token: int | None) -> None:
         """The server pinged us: answer."""

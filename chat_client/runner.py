@@ -125,6 +125,11 @@ class ClientRunner(ClientCore):
         return self._resume_token
 
     @property
+    def peers(self) -> int:
+        """How many other people share a room with us (the crowd that reconnects with us)."""
+        return self._crowd.peers(self.nick)
+
+    @property
     def answer_deadline(self) -> float:
         """Seconds the server has to answer a ping before it is declared dead (chat_client.liveness)."""
         return self._liveness.answer_deadline()

@@ -347,6 +347,9 @@ class Sender:
 
 def _decoded(frame: bytes) -> Any:
     try:
-        return msgpack.unpackb(frame[4:], raw=False)
+        decoded = msgpack.unpackb(frame[4:], raw=False)
     except Exception:  # trace output only: show the raw bytes of anything that does not decode
         return frame
+    if isinstance(decoded, dict) and "resume_token" in decoded:
+        decoded["resume_token"] = "<secret>"  # a welcome's token is a secret: never in a log
+    return decoded

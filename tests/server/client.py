@@ -73,6 +73,7 @@ class ChatTestClient:
         self.pending: list[Message] = []
         self.closed = False
         self.nick: str | None = None
+        self.last_welcome: Welcome | None = None
 
     # -- Sending ---------------------------------------------------------------------------------------------
 
@@ -109,6 +110,7 @@ class ChatTestClient:
         for _ in range(expected):
             self.recv(History)
         self.nick = welcome.nick
+        self.last_welcome = welcome
         return welcome
 
     # -- Receiving -------------------------------------------------------------------------------------------
