@@ -67,3 +67,10 @@ class ClientOptions:
     downloads_dir: Path | None = None
     max_uploads: int = DEFAULT_MAX_UPLOADS
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+
+    def __post_init__(self) -> None:
+        for name in ("ping_every", "ping_grace", "probe_interval"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive")
+        if not self.ping_rtt_multiple >= 1:
+            raise ValueError("ping_rtt_multiple must be at least 1")

@@ -39,6 +39,7 @@ CLI_LIMITS: dict[str, type] = {
     "rate_nicks": float,
     "rate_nicks_burst": int,
     "hello_timeout": float,
+    "nick_release_wait": float,
     "ping_interval": float,
     "ping_timeout": float,
     "sendq_soft": int,

@@ -75,6 +75,8 @@ class Login:
 
     hello: Hello
     proof: Proof | None = None
+    #: False for the second try of a login that waited for its nick's leaving holder: no more waiting.
+    retry: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,11 +171,11 @@ class Chat:
 
     def _login(self, client: Client, login: Login) -> None:
         try:
-            self._log_in(client, login.hello, login.proof)
+            self._log_in(client, login.hello, login.proof, login.retry)
         finally:
             client.login_settled.set()  # the welcome or the refusal is queued: the reader may go on
 
-    def _log_in(self, client: Client, hello: Hello, proof: Proof | None) -> None:
+    def _log_in(self, client: Client, hello: Hello, proof: Proof | None, retry: bool) -> None:
         self.flush()
         claim = self._claim(client, hello.nick, proof, hello.ref)
         if isinstance(claim, bytes):
@@ -181,6 +183,15 @@ class Chat:
             return
         resumed = self._resume(client, hello)
         if not resumed and not self.hub.register(client, hello.nick):
+            holder = self.hub.holder(hello.nick)
+            if retry and holder is not None and (holder.ending or holder.input_waiting()):
+                # The holder is leaving (its reader stopped), or has input we have not read yet (perhaps
+                # its `quit`, or the end of its stream): the nick is probably about to be free. The reader
+                # waits (bounded) for the holder's logout and asks once more (docs/protocol.md).
+                if holder.logged_out is None:
+                    holder.logged_out = Latch()
+                client.nick_wait = holder.logged_out
+                return
             # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
             taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
             client.close(taken, False)
@@ -244,6 +255,8 @@ class Chat:
             self._sign_off(client, request)
         finally:
             request.applied.set()
+            if client.logged_out is not None:
+                client.logged_out.set()  # a login waiting for this nick asks again
 
     def _sign_off(self, client: Client, request: Disconnect) -> None:
         self.flush()

@@ -95,6 +95,9 @@ DEFAULT_SEQUENCER_QUEUE = 10_000
 DEFAULT_SEQUENCER_WAIT = 5.0
 #: Seconds a closing connection (or a stopping server) gives the sender to write its last frames.
 DEFAULT_LINGER = 1.0
+#: Seconds a login waits for a nick whose holder is leaving (its client quit or closed, and the server has
+#: not yet applied it) before it is refused with `nick_taken`.
+DEFAULT_NICK_RELEASE_WAIT = 2.0
 #: Wrong passwords (server password or a registered nick's) one address may try at once; after that it gets
 #: one more try every `password_failure_seconds`, and is refused with `too_many_attempts` meanwhile.
 DEFAULT_PASSWORD_FAILURES = 5
@@ -168,6 +171,7 @@ class ServerConfig:
     sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
     sequencer_wait: float = DEFAULT_SEQUENCER_WAIT
     linger: float = DEFAULT_LINGER
+    nick_release_wait: float = DEFAULT_NICK_RELEASE_WAIT
     #: The server password a `hello` must carry; None lets anyone in. Never shown in a repr or a log.
     password: str | None = dataclasses.field(default=None, repr=False)
     password_failures: int = DEFAULT_PASSWORD_FAILURES

@@ -136,7 +136,7 @@ class Connection:
             bulk_frame=config.files.chunk + CHUNK_FRAME_OVERHEAD,
         )
         overflow = fatal_frame(ErrorCode.SENDQ_EXCEEDED, "you are not reading fast enough")
-        self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow)
+        self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow, self._input_waiting)
         self._tls = tls
         # A TLS connection gets its channel once the handshake is done: until then nothing may be written
         # (the reader is the one writing the handshake), and frames queued meanwhile are never sent.
@@ -274,6 +274,15 @@ class Connection:
             return self._dispatcher.handle(message)
         return None
 
+    def _input_waiting(self) -> bool:
+        """True if input from the client waits unread, its end of stream included (any thread; no I/O but a
+        select that does not wait). The history thread asks it of a nick's holder when a login wants it."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):  # closed meanwhile: it is leaving
+            return True
+        return bool(readable)
+
     def _peer_gone(self) -> bool:
         """True if the client has already closed its side (end of stream is waiting after what was read)."""
         if self._tls is not None or self._protocol.buffered > 0:
@@ -362,6 +371,7 @@ class Connection:
             self.outbox.abort(last)
         else:
             self.outbox.close(last)
+        self.client.closed = True  # before login_settled: a reader that renews the latch checks this after
         self.client.login_settled.set()  # a reader waiting for its login result stops waiting
         self._shutdown(socket.SHUT_RD)  # wakes the reader from recv at once
 
@@ -386,6 +396,9 @@ class Connection:
 
     def _finish(self, reason: str, last: bytes | None) -> None:
         """End of the reader thread: sign off, let the sender flush, close everything."""
+        self.client.ending = (
+            True  # a login that wants our nick may wait for our Disconnect (chat_server.chat)
+        )
         with self._lock:
             if self._close_reason is None:
                 self._close_reason = reason

@@ -128,13 +128,25 @@ class Dispatcher:
             return f"login refused: {refused.code}", error_frame(
                 refused.code, refused.message, hello.ref, retry_after_ms=refused.retry_after_ms, fatal=True
             )
-        if not services.sequencer.submit(client, Login(hello, proof)):
-            return "server busy", fatal_frame(
-                ErrorCode.SERVER_FULL, "server busy, try again later", hello.ref
-            )
+        outcome = self._submit_login(Login(hello, proof))
+        wait = client.nick_wait
+        if outcome is None and wait is not None:
+            # The nick's holder is leaving (chat_server.chat): wait for its logout, then ask once more.
+            client.nick_wait = None
+            wait.wait(services.config.nick_release_wait)
+            client.login_settled = Latch()
+            if client.closed:
+                return None  # closed meanwhile (the caller sees why); the new latch was never needed
+            outcome = self._submit_login(Login(hello, proof, retry=False))
+        return outcome
+
+    def _submit_login(self, login: Login) -> tuple[str, bytes | None] | None:
+        services, client, ref = self.services, self.client, login.hello.ref
+        if not services.sequencer.submit(client, login):
+            return "server busy", fatal_frame(ErrorCode.SERVER_FULL, "server busy, try again later", ref)
         config = services.config
         if not client.login_settled.wait(config.sequencer_wait + config.hello_timeout):
-            return "server busy", fatal_frame(ErrorCode.SERVER_FULL, "login not handled in time", hello.ref)
+            return "server busy", fatal_frame(ErrorCode.SERVER_FULL, "login not handled in time", ref)
         return None
 
     def close(self) -> None:

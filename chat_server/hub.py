@@ -37,10 +37,15 @@ class Client:
         "account",
         "away",
         "close",
+        "closed",
+        "ending",
         "id",
+        "input_waiting",
         "key",
+        "logged_out",
         "login_settled",
         "nick",
+        "nick_wait",
         "outbox",
         "overflow",
         "peer",
@@ -55,6 +60,7 @@ class Client:
         outbox: Outbox,
         close: Callable[[bytes | None, bool], None],
         overflow: bytes,
+        input_waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         self.id = conn_id
         self.peer = peer
@@ -75,6 +81,18 @@ class Client:
         #: Set once the login is decided (welcome or refusal queued) or the connection is closing. The
         #: reader waits for it after `hello`, so nothing pipelined behind the hello is answered before it.
         self.login_settled = Latch()
+        #: True once the connection is closing (set before `login_settled` is set by a close).
+        self.closed = False
+        #: True once the reader has stopped reading (its client quit or closed): a `Disconnect` follows.
+        self.ending = False
+        #: Whether input from the client is waiting unread (any thread; the end of stream counts).
+        self.input_waiting = input_waiting
+        #: Set by the history thread once this client's `Disconnect` is applied (its nick is free); created
+        #: only when a login waits for that (history thread), so an idle connection does not pay for it.
+        self.logged_out: Latch | None = None
+        #: Set by the history thread when this client's login found its nick held by a client that may be
+        #: leaving: the reader waits for that one's `logged_out` and asks once more (`Login.retry`).
+        self.nick_wait: Latch | None = None
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame for this client; a client over its queue limit is dropped."""

@@ -24,7 +24,8 @@ Threads
     Also owns the connection's file transfers (`chat_server.uploads`): writes and hashes upload chunks in
     the partial file and answers `file_progress`; answers `file_get` (access check on its read connection,
     `os.pread` of one chunk, `file_data` into the outbox's bulk lane). Only the final "store this offer" goes
-    to the history thread (`StoreFile`). Before refusing a file request for want of membership it waits
+    to the history thread (`StoreFile`). At the end it submits the `Disconnect` and waits (bounded) until the
+    history thread has applied it, so its socket closes only once the nick is free. Before refusing a file request for want of membership it waits
     (bounded) for the history thread to apply the connection's earlier requests (`Settle`): a `join` sent
     just before counts.
 ``sender`` (1)
@@ -42,7 +43,11 @@ Threads
     commit, puts the acks and the encoded broadcasts into the recipients' outboxes, then wakes the sender
     once for the whole batch. Stores file offers (`chat_server.fileoffers`); never touches the files folder.
     Owns each room's moderation rules (`chat_server.rules`: operators, bans, mutes, modes), read and
-    changed by no other thread, so they need no lock.
+    changed by no other thread, so they need no lock. Resumes sessions (a `hello` with the holder's
+    `resume_token` takes its place in the hub, chat_server.chat). Its only look at a socket: when a login
+    wants a held nick, a zero-timeout `select` on the holder's socket (`Client.input_waiting`) tells whether
+    the holder may be leaving; then the login's reader waits (bounded, `nick_release_wait`) for the holder's
+    logout instead of being refused at once.
 ``files-sweeper`` (0 or 1, only with file sharing on)
     Owns its own SQLite read connection. Every `files.sweep_interval` seconds deletes expired stored files
     and abandoned partial uploads (`chat_server.files`).

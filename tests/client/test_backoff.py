@@ -69,3 +69,14 @@ def test_seeded_schedules_repeat() -> None:
 def test_nonsense_policies_are_refused(arguments: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="backoff needs"):
         Backoff(**arguments)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"ping_every": 0}, {"ping_grace": 0}, {"probe_interval": -1}, {"ping_rtt_multiple": 0.5}],
+)
+def test_nonsense_liveness_options_are_refused(arguments: dict[str, float]) -> None:
+    from chat_client import ClientOptions
+
+    with pytest.raises(ValueError, match="must be"):
+        ClientOptions(**arguments)

@@ -79,9 +79,8 @@ async def test_frozen_server_is_noticed_within_the_answer_deadline_and_left_prom
             frozen_server.process.send_signal(signal.SIGCONT)
         await wait_until(lambda: len(line.of(Connected)) == 2, timeout=15, what="back after the thaw")
         back = line.of(Connected)[1][0] - thawed
-        print(
-            f"\ndetected after {noticed - frozen:.2f} s (bound {bound:.2f} s); back {back:.2f} s after SIGCONT"
-        )
+        detected = noticed - frozen
+        print(f"\ndetected after {detected:.2f} s (bound {bound:.2f} s); back {back:.2f} s after SIGCONT")
         assert isinstance(event, Disconnected)
         assert "server not answering" in event.reason
         assert noticed - frozen <= bound + MARGIN

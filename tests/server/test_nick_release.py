@@ -75,6 +75,47 @@ def test_quit_then_immediate_relogin_never_meets_nick_taken(connect: Callable[..
     assert refused == 0
 
 
+@pytest.mark.parametrize("goodbye", ["quit", "close"])
+def test_relogin_right_after_quit_or_close_without_waiting_never_meets_nick_taken(
+    connect: Callable[..., ChatTestClient], goodbye: str
+) -> None:
+    """A client that quits (or just closes) and logs in again at once, without waiting for the server to
+    close: the server waits (bounded) for the leaving holder instead of refusing. 100 times, no refusal."""
+    refused = 0
+    for _ in range(100):
+        client = connect()
+        client.send(hello("alice", None))
+        assert isinstance(answer(client), Welcome)
+        if goodbye == "quit":
+            client.send(Quit())
+        client.close()
+        again = connect()
+        again.send(hello("alice", None))
+        if isinstance(answer(again), Error):
+            refused += 1
+            continue
+        again.send(Quit())
+        again.wait_closed()
+        again.close()
+    assert refused == 0
+
+
+def test_a_holder_that_stays_keeps_its_nick(login: Callable[..., ChatTestClient]) -> None:
+    """A holder that is not leaving keeps its nick: the newcomer gets `nick_taken` (at once when the holder
+    is idle; within `nick_release_wait` at most when it has input waiting)."""
+    holder = login("alice")
+    newcomer = ChatTestClient(holder.sock.getpeername())
+    try:
+        newcomer.send(hello("alice", None))
+        refusal = answer(newcomer)
+        assert isinstance(refusal, Error)
+        assert refusal.code == "nick_taken"
+        holder.send(Say(room="lobby", text="still here"))
+        holder.recv(Ack)
+    finally:
+        newcomer.close()
+
+
 def test_stale_connection_is_replaced_by_a_login_with_its_token(login: Callable[..., ChatTestClient]) -> None:
     """A half-open connection (its client gone silent) is replaced at once by a login showing its token.
 
