@@ -24,10 +24,10 @@ Threads
     Also owns the connection's file transfers (`chat_server.uploads`): writes and hashes upload chunks in
     the partial file and answers `file_progress`; answers `file_get` (access check on its read connection,
     `os.pread` of one chunk, `file_data` into the outbox's bulk lane). Only the final "store this offer" goes
-    to the history thread (`StoreFile`). At the end it submits the `Disconnect` and waits (bounded) until the
-    history thread has applied it, so its socket closes only once the nick is free. Before refusing a file request for want of membership it waits
+    to the history thread (`StoreFile`). Before refusing a file request for want of membership it waits
     (bounded) for the history thread to apply the connection's earlier requests (`Settle`): a `join` sent
-    just before counts.
+    just before counts. At the end it submits the `Disconnect` and waits (bounded) until the history thread
+    has applied it, so its socket closes only once the nick is free.
 ``sender`` (1)
     Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
     (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one

@@ -94,7 +94,8 @@ async def test_after_a_long_freeze_abandoned_attempts_do_not_keep_the_nick(
     """Attempts that timed out while the server was frozen wait in its backlog; once it runs again they
     must not take the nick from the live attempt: the client is back within 2 s, under its own nick."""
     host, port = frozen_server.address or ("", 0)
-    options = ClientOptions(ping_every=1.0, connect_timeout=1.0, backoff=Backoff(initial=0.2, maximum=1.0))
+    # The default backoff: after a few failed attempts its window is seconds long.
+    options = ClientOptions(ping_every=1.0, connect_timeout=1.0)
     async with ChatClient(host, port, "alice", options=options) as alice:
         line = Timeline(alice)
         await wait_until(lambda: alice.lag is not None, what="first round trip measured")
@@ -102,14 +103,14 @@ async def test_after_a_long_freeze_abandoned_attempts_do_not_keep_the_nick(
         try:
             # Several attempts connect (the kernel accepts for the stopped process), send their hello and
             # give up: each is left behind in the server's backlog.
-            await wait_until(lambda: len(line.of(Reconnecting)) >= 3, timeout=30, what="three attempts")
+            await wait_until(lambda: len(line.of(Reconnecting)) >= 4, timeout=30, what="four attempts")
         finally:
             thawed = time.monotonic()
             frozen_server.process.send_signal(signal.SIGCONT)
         await wait_until(lambda: len(line.of(Connected)) == 2, timeout=15, what="back after the thaw")
         back = line.of(Connected)[1][0] - thawed
         print(f"\nback {back:.2f} s after SIGCONT, after {len(line.of(Reconnecting))} attempts")
-        assert back <= 2.0 + MARGIN
+        assert back <= 2.0  # the requirement itself: typically 0.1-0.4 s, where a backoff alone took 2-8 s
         assert alice.nick == "alice"
         refusals = [e for _, e in line.of(Reconnecting) if isinstance(e, Reconnecting) and "held" in e.reason]
         assert not refusals
