@@ -150,7 +150,10 @@ def add_beacon_arguments(parser: argparse.ArgumentParser) -> None:
         "--beacon-interval",
         type=float,
         metavar="SECONDS",
-        help=f"seconds between beacons, ±{DEFAULT_BEACON_JITTER * 100:.0f}%% (default {DEFAULT_BEACON_INTERVAL:g})",
+        help=(
+            f"seconds between beacons, ±{DEFAULT_BEACON_JITTER * 100:.0f}%% "
+            f"(default {DEFAULT_BEACON_INTERVAL:g})"
+        ),
     )
 
 

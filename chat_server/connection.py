@@ -396,9 +396,8 @@ class Connection:
 
     def _finish(self, reason: str, last: bytes | None) -> None:
         """End of the reader thread: sign off, let the sender flush, close everything."""
-        self.client.ending = (
-            True  # a login that wants our nick may wait for our Disconnect (chat_server.chat)
-        )
+        # From here on, a login that wants our nick may wait for our Disconnect (chat_server.chat).
+        self.client.ending = True
         with self._lock:
             if self._close_reason is None:
                 self._close_reason = reason
