@@ -411,8 +411,12 @@ class Connection:
         else:
             # The socket closes only after the history thread has freed the nick (docs/protocol.md,
             # "When a nick is free"): a client that saw our end of stream after its `quit` may log in again
-            # at once. Bounded like a login: the history thread may be stuck on a slow disk.
-            disconnect.applied.wait(self.config.sequencer_wait + self.config.hello_timeout)
+            # at once. Bounded like a login (the history thread may be stuck on a slow disk), and by the
+            # server's stop deadline.
+            wait = self.config.sequencer_wait + self.config.hello_timeout
+            if linger_until is not None:
+                wait = min(wait, linger_until - self._clock())
+            disconnect.applied.wait(wait)
         deadline = self._clock() + self.config.linger
         if linger_until is not None:
             deadline = min(deadline, linger_until)
