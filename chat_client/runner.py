@@ -53,6 +53,9 @@ from .session import Session
 
 log = logging.getLogger(__name__)
 
+#: Failures of an attempt whose TCP connection was made: the reachability probe would prove nothing.
+_CUT_OFF = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
 
 class ClientRunner(ClientCore):
     """Starts, runs and stops the run task; see the module docstring. Use it through `ChatClient`."""
@@ -168,7 +171,10 @@ class ClientRunner(ClientCore):
                         final_error = lost
                         return
                     reason = lost.reason
-                    probe = True
+                    # Probe only when no connection could be made (refused, unreachable) or the attempt ran
+                    # out of time: a server that accepts and then closes or resets at once would answer
+                    # every probe, and the probe would turn the backoff into a tight loop.
+                    probe = not isinstance(failure, (ConnectionLost, *_CUT_OFF))
                 else:
                     attempt = 0
                     ended = await self._serve(session)
