@@ -3,7 +3,9 @@
 After binding it prints one line to stdout, ``mpchat server listening on HOST:PORT``, so scripts and tests
 can read the real port (with ``--port 0``). With TLS a second line follows,
 ``mpchat server tls on HOST:PORT fingerprint HEX``: the TLS port (the same one with ``--tls`` alone) and the
-SHA-256 of the server's public key, which clients show and pin on first use. Logs go to stderr.
+SHA-256 of the server's public key, which clients show and pin on first use. With ``--metrics`` a line
+``mpchat server metrics on http://HOST:PORT/metrics`` follows (the real port with ``--metrics HOST:0``).
+Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from .beaconconfig import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .filesconfig import add_files_arguments, files_config_from_args
+from .metrics import MetricsUnavailable
 from .server import ChatServer
 from .storage import HistoryError
 from .tls import TlsSetupError, add_tls_arguments, tls_config_from_args
@@ -84,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NICK",
         help="a server admin: operator in every room once NICK is registered and verified (repeatable)",
     )
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on 127.0.0.1; off by"
+        " default; needs the 'metrics' extra)",
+    )
     add_beacon_arguments(parser)
     add_tls_arguments(parser)
     add_files_arguments(parser)
@@ -113,6 +122,8 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
             settings[name] = value
     if arguments.admin:
         settings["admins"] = tuple(arguments.admin)
+    if arguments.metrics is not None:
+        settings["metrics"] = arguments.metrics
     settings["beacon"] = beacon_config_from_args(arguments, settings.get("beacon"))
     if arguments.password_file is not None:
         settings["password"] = read_password_file(arguments.password_file)
@@ -161,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     server = ChatServer(config)
     try:
         server.start()
-    except (OSError, HistoryError, TlsSetupError) as error:
+    except (OSError, HistoryError, TlsSetupError, MetricsUnavailable) as error:
         print(f"chat-server: cannot start: {error}", file=sys.stderr)
         return 1
     try:
@@ -170,11 +181,19 @@ def main(argv: list[str] | None = None) -> int:
         if server.tls_address is not None:
             tls_host, tls_port = server.tls_address
             print(f"mpchat server tls on {tls_host}:{tls_port} fingerprint {server.fingerprint}", flush=True)
+        if server.metrics_address is not None:
+            metrics_host, metrics_port = server.metrics_address
+            print(f"mpchat server metrics on {_url(metrics_host, metrics_port)}", flush=True)
         while not stop.wait(0.5):
             pass
     finally:
         server.stop()
     return 0
+
+
+def _url(host: str, port: int) -> str:
+    """The metrics URL (an IPv6 address in brackets)."""
+    return f"http://[{host}]:{port}/metrics" if ":" in host else f"http://{host}:{port}/metrics"
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ from .fileoffers import Settle, StoreFile, store_file_offer
 from .hub import Client, Hub
 from .latch import Latch
 from .messaging import Messages
+from .metrics import Tally
 from .moderation import Moderation
 from .operators import Operators
 from .replies import REPLY_MARGIN, clip, error_frame, fatal_frame, now_ms
@@ -97,16 +98,20 @@ Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile 
 class Chat:
     """Applies requests to the hub and the history, in order (history thread only)."""
 
-    def __init__(self, hub: Hub, store: HistoryStore, config: ServerConfig) -> None:
+    def __init__(
+        self, hub: Hub, store: HistoryStore, config: ServerConfig, tally: Tally | None = None
+    ) -> None:
         self.hub = hub
         self.store = store
         self.config = config
+        #: The server's counters (chat_server.metrics): logins and login refusals are counted here.
+        self.tally = tally if tally is not None else Tally()
         self._last_ts = 0
         self.accounts = Accounts(hub, store)
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
         self.moderation = Moderation(hub, store, config, self._ts)
-        self.messages = Messages(hub, store, self._ts, self.moderation)
+        self.messages = Messages(hub, store, self._ts, self.moderation, self.tally)
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
         self.operators = Operators(self.moderation, hub, store, config, self._ts, self.rooms.send_room_state)
@@ -192,6 +197,7 @@ class Chat:
                     holder.logged_out = Latch()
                 client.nick_wait = holder.logged_out
                 return
+            self.tally.count("refusals", ErrorCode.NICK_TAKEN.value)
             # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
             taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
             client.close(taken, False)
@@ -199,6 +205,7 @@ class Chat:
         if client.resume_token is None:
             client.resume_token = secrets.token_hex(RESUME_TOKEN_BYTES)
         self.accounts.settle(client, claim)
+        self.tally.count("logins", "")
         event = "resume" if resumed else "login"  # never the token: it is a secret (docs/security.md)
         log.info("conn=%d event=%s nick=%r client=%r", client.id, event, client.nick, hello.client)
         client.send(
@@ -284,11 +291,15 @@ class Chat:
             standing = self.accounts.standing(client, fold(nick), proof)
         except HistoryError as error:
             log.warning("conn=%d event=accounts_unavailable error=%s", client.id, error)
+            if fatal:
+                self.tally.count("refusals", ErrorCode.HISTORY_UNAVAILABLE.value)
             message = "registered nicks are unavailable"
             return error_frame(ErrorCode.HISTORY_UNAVAILABLE, message, ref, fatal=fatal)
         if standing is Standing.REFUSED:
             # The proof was checked against an older registration (changed since): the password is stale.
             what = "give its password" if proof is None else "its registration changed meanwhile; try again"
+            if fatal:
+                self.tally.count("refusals", ErrorCode.NICK_REGISTERED.value)
             return error_frame(
                 ErrorCode.NICK_REGISTERED, f"nick {nick!r} is registered: {what}", ref, fatal=fatal
             )

@@ -29,6 +29,7 @@ from shared.text import nick_problem, room_problem
 
 from .beaconconfig import BeaconConfig, beacon_config_from_table
 from .filesconfig import FilesConfig, files_config_from_table
+from .metrics import parse_metrics_address
 from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
 from .tls import TlsConfig, tls_config_from_table
 
@@ -191,6 +192,8 @@ class ServerConfig:
     tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
     #: File sharing (the ``[files]`` table of server.toml, see docs/server.md).
     files: FilesConfig = dataclasses.field(default_factory=FilesConfig)
+    #: Where to serve Prometheus metrics, "HOST:PORT" (or "PORT": loopback); None: no endpoint (the default).
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
         # Accept str paths too (from TOML or a caller): store them as Path.
@@ -252,6 +255,10 @@ class ServerConfig:
             )
         if not isinstance(self.files, FilesConfig):
             raise ValueError("files must be a FilesConfig (the [files] table of the config file)")
+        if self.metrics is not None:
+            if not isinstance(self.metrics, str):
+                raise ValueError(f"metrics must be a string HOST:PORT, not {self.metrics!r}")
+            parse_metrics_address(self.metrics)
         # A smaller max_frame lowers the chunk size (announced in welcome.files) so a chunk frame fits.
         object.__setattr__(self, "files", self.files.fitted(self.max_frame))
         self.limits  # noqa: B018 -- validates the protocol limits now, not at the first connection
@@ -273,6 +280,11 @@ class ServerConfig:
             max_reason=self.max_reason,
             max_list=self.max_list,
         )
+
+    @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """The (host, port) of the metrics endpoint; None when it is off."""
+        return None if self.metrics is None else parse_metrics_address(self.metrics)
 
     @property
     def files_folder(self) -> Path:

@@ -105,6 +105,7 @@ class Connection:
         "outbox",
         "peer",
         "reader",
+        "received",
         "services",
     )
 
@@ -158,7 +159,39 @@ class Connection:
         self._pinged = False
         self._partial_since: float | None = None
         self._recv_size = RECV_MIN
+        #: Bytes received from the client so far, as read from the socket (for /stats NICK; reader thread).
+        self.received = 0
         self.reader = threading.Thread(target=self._read_loop, name=f"conn-{conn_id}-reader", daemon=True)
+
+    # -- Observation (any thread) ---------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """ "tls_handshake", "greeting" (no nick yet) or "chatting": for the metrics (a racy read is fine)."""
+        if self._tls is not None and self.channel is None:
+            return "tls_handshake"
+        return "greeting" if self.client.key is None else "chatting"
+
+    @property
+    def encrypted(self) -> bool:
+        """True for a connection on a TLS port."""
+        return self._tls is not None
+
+    @property
+    def connected_since(self) -> float:
+        """When the connection was accepted (the services' clock)."""
+        return self._accepted
+
+    @property
+    def rate_limited(self) -> int:
+        """Requests of this connection refused for a rate limit so far."""
+        return self._dispatcher.rate_limited
+
+    @property
+    def close_reason(self) -> str | None:
+        """Why the connection ended (None while it is open)."""
+        with self._lock:
+            return self._close_reason
 
     def start(self) -> None:
         """Start the reader thread."""
@@ -205,6 +238,7 @@ class Connection:
                 return reason, None  # woken by close(): whatever arrived no longer matters
             self._last_input = self._clock()
             self._pinged = False
+            self.received += len(data)
             self._recv_size = next_recv_size(self._recv_size, len(data))
             got_data = bool(data)
             if tls is None or not data:

@@ -31,6 +31,7 @@ from shared.messages import (
     FetchHistory,
     FileChunk,
     GetFile,
+    GetStats,
     Hello,
     Join,
     OfferFile,
@@ -42,6 +43,7 @@ from shared.messages import (
 from shared.schema import Message
 
 from .accounts import Enroll, Rename, Unenroll
+from .adminstats import answer_stats
 from .chat import Login
 from .fileoffers import Settle
 from .gate import Refused
@@ -66,6 +68,7 @@ class Dispatcher:
 
     # Slots, not a __dict__: one per connection, like `Connection`.
     __slots__ = (
+        "_bucket",
         "_history_db",
         "_joins",
         "_order",
@@ -75,6 +78,7 @@ class Dispatcher:
         "_text_bytes",
         "_transfers",
         "client",
+        "rate_limited",
         "services",
     )
 
@@ -91,6 +95,9 @@ class Dispatcher:
         self._history_db: sqlite3.Connection | None = None
         # Created by the first file request: most connections never send one.
         self._transfers: Transfers | None = None
+        #: Requests of this connection refused for a rate limit (shown by /stats NICK).
+        self.rate_limited = 0
+        self._bucket = ""  # the bucket that refused the last request over a rate limit
 
     def handle(self, message: Message) -> tuple[str, bytes | None] | None:
         """Handle one request; return (reason, last frame to send) if the connection must end."""
@@ -99,6 +106,7 @@ class Dispatcher:
         wait = self._rate_wait(message)
         if not wait:
             return self._request(message)
+        self._count_refusal(self._bucket)
         return self._rate_limited(wait, getattr(message, "ref", None))
 
     def invalid(self, error: RemoteProtocolError) -> tuple[str, bytes | None] | None:
@@ -107,6 +115,7 @@ class Dispatcher:
         # be answered one for one and never reach `excess_flood`.
         wait = self._requests.take()
         if wait:
+            self._count_refusal("messages")
             return self._rate_limited(wait, error.ref)
         self.client.send(error_frame(error.code, error.message, error.ref))
         return None
@@ -125,6 +134,7 @@ class Dispatcher:
             proof = services.gate.admit(client.peer, hello, self._reader_db)
         except Refused as refused:
             log.info("conn=%d event=login_refused code=%s", client.id, refused.code)
+            services.tally.count("refusals", refused.code.value)
             return f"login refused: {refused.code}", error_frame(
                 refused.code, refused.message, hello.ref, retry_after_ms=refused.retry_after_ms, fatal=True
             )
@@ -162,22 +172,33 @@ class Dispatcher:
     def _rate_wait(self, message: Message) -> float:
         """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
         if isinstance(message, Say | Tell):
-            wait = (
-                self._order.wait(message.client_msg_id)
-                or self._requests.take()
-                or self._text_bytes.take(len(message.text.encode()))
-            )
+            self._bucket = "order"
+            wait = self._order.wait(message.client_msg_id)
+            if not wait:
+                self._bucket = "messages"
+                wait = self._requests.take()
+            if not wait:
+                self._bucket = "text_bytes"
+                wait = self._text_bytes.take(len(message.text.encode()))
             if wait:
                 self._order.refused(message.client_msg_id, wait)
             return wait
+        self._bucket = "messages"
         wait = self._requests.take()
         if wait:
             return wait
         if isinstance(message, Join):
+            self._bucket = "joins"
             return self._joins.take()
         if isinstance(message, ChangeNick | Register | Unregister):
+            self._bucket = "nicks"
             return self._renames.take()
         return 0.0
+
+    def _count_refusal(self, bucket: str) -> None:
+        """Count a rate-limit refusal under the bucket that refused it (for /stats and the metrics)."""
+        self.rate_limited += 1
+        self.services.tally.count("rate_limited", bucket)
 
     def _rate_limited(self, wait: float, ref: int | None) -> tuple[str, bytes | None] | None:
         """Refuse a request over the rate limit, saying when to try again."""
@@ -187,6 +208,7 @@ class Dispatcher:
     def _refuse(self, refusal: bytes, ref: int | None) -> tuple[str, bytes | None] | None:
         """Send `refusal`; too many refusals in a row end the connection instead."""
         if self._refusals.take():
+            self.services.tally.count("rate_limited", "flood")
             log.info("conn=%d event=excess_flood", self.client.id)
             return "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
         self.client.send(refusal)
@@ -197,6 +219,8 @@ class Dispatcher:
     def _request(self, message: Message) -> tuple[str, bytes | None] | None:
         if isinstance(message, FetchHistory):
             self.client.send(self._fetch_history(message))
+        elif isinstance(message, GetStats):
+            self.client.send(answer_stats(self.services, self.client, message))
         elif isinstance(message, ChangeNick | Register | Unregister):
             self._account_request(message)
         elif isinstance(message, OfferFile):
@@ -264,6 +288,7 @@ class Dispatcher:
                     services.sequencer,
                     self._reader_db,
                     self._settle,
+                    services.tally,
                 )
             refusal = self._transfers.handle(message)
         if refusal is None:

@@ -22,6 +22,7 @@ from shared.messages import Ack, Said, Say, Tell, Told
 from shared.text import fold
 
 from .hub import Client, Hub, Room, member_room
+from .metrics import Tally
 from .moderation import Moderation
 from .replies import error_frame
 from .storage import HistoryError, HistoryStore
@@ -47,8 +48,17 @@ class _Stored:
 class Messages:
     """Stores messages in the open transaction and delivers them after the commit (history thread only)."""
 
-    def __init__(self, hub: Hub, store: HistoryStore, ts: Callable[[], int], moderation: Moderation) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        store: HistoryStore,
+        ts: Callable[[], int],
+        moderation: Moderation,
+        tally: Tally | None = None,
+    ) -> None:
         self.hub = hub
+        #: Counted once per batch and once per room run, never per recipient (chat_server.metrics).
+        self.tally = tally if tally is not None else Tally()
         self.store = store
         self._ts = ts
         self._moderation = moderation
@@ -62,29 +72,41 @@ class Messages:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
+        tally = self.tally
+        started = time.monotonic()
         try:
             self.store.commit()
         except HistoryError as error:
             self.history_failed(error, pending)
             return
+        committed = time.monotonic()
+        tally.commit_seconds.observe(committed - started)
+        tally.fanout_from = committed  # the sender measures from here to the end of its next round
         run: list[tuple[Client, bytes, bytes]] = []  # consecutive messages of one room
         run_room: Room | None = None
+        messages = deliveries = 0
         for stored in pending:
+            if stored.relay is not None:
+                messages += 1
             if stored.room is not None and stored.relay is not None:
                 if stored.room is not run_room and run_room is not None:
-                    self.hub.publish_messages(run_room, run)
+                    deliveries += self.hub.publish_messages(run_room, run)
                     run = []
                 run_room = stored.room
                 run.append((stored.sender, stored.ack, stored.relay))
                 continue
             if run_room is not None:
-                self.hub.publish_messages(run_room, run)
+                deliveries += self.hub.publish_messages(run_room, run)
                 run, run_room = [], None
             stored.sender.send(stored.ack)
             if stored.recipient is not None and stored.relay is not None:
                 stored.recipient.send(stored.relay)
+                deliveries += 1
         if run_room is not None:
-            self.hub.publish_messages(run_room, run)
+            deliveries += self.hub.publish_messages(run_room, run)
+        tally.messages += messages
+        tally.deliveries += deliveries
+        tally.sample(committed)
 
     def history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
         """Roll back the open transaction and refuse each of `pending`; log it at most once a minute."""

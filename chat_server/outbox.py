@@ -52,6 +52,7 @@ class Outbox:
         "bulk_room",
         "hard",
         "on_ready",
+        "sent",
         "soft",
         "soft_seconds",
     )
@@ -85,6 +86,8 @@ class Outbox:
         self._over_soft_since: float | None = None
         self._closed = False  # no more frames accepted; the sender finishes once everything is written
         self._overflowed = False
+        #: Bytes written to the client so far (for /stats NICK; counted in `written`, once per send).
+        self.sent = 0
 
     @property
     def queued(self) -> int:
@@ -187,6 +190,7 @@ class Outbox:
         """The sender reports that `count` bytes it took have been written."""
         with self._lock:
             self._queued -= count
+            self.sent += count
             if self._queued <= self._soft_limit:
                 self._over_soft_since = None
                 if not self._queued and self._hard_limit != self.hard:

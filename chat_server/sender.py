@@ -43,6 +43,7 @@ from typing import Any
 import msgpack
 
 from .latch import Latch
+from .metrics import Tally
 from .outbox import Outbox
 from .tls import TlsPump
 
@@ -107,9 +108,13 @@ class Channel:
 class Sender:
     """The sender thread, its ready queue and its selector."""
 
-    def __init__(self, write_timeout: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, write_timeout: float, clock: Callable[[], float] = time.monotonic, tally: Tally | None = None
+    ) -> None:
         self.write_timeout = write_timeout
         self._clock = clock
+        #: The server's counters: the fan-out latency is observed once per round that follows a commit.
+        self._tally = tally if tally is not None else Tally()
         self._selector = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -204,11 +209,15 @@ class Sender:
                     while self._wake_r.recv(4096):
                         pass
                 self._awake = False
+                tally = self._tally
+                committed, tally.fanout_from = tally.fanout_from, 0.0  # a commit's frames are in this round
                 ready = self._ready
                 while ready:
                     channel = ready.popleft()
                     if not channel.watched or channel.released:
                         self._serve(channel)  # a watched channel waits for writability instead
+                if committed:
+                    tally.fanout_seconds.observe(time.monotonic() - committed)
                 if self._again:
                     ready.extend(self._again)  # served in the next round (select() does not wait then)
                     self._again.clear()

@@ -85,6 +85,7 @@ class Sequencer:
                 batch = self._take()
                 if not batch:
                     return  # stopping, and everything queued was applied
+                self.chat.tally.batch_size.observe(len(batch))
                 for client, request in batch:
                     try:
                         self.chat.handle(client, request)

@@ -51,6 +51,11 @@ Threads
 ``files-sweeper`` (0 or 1, only with file sharing on)
     Owns its own SQLite read connection. Every `files.sweep_interval` seconds deletes expired stored files
     and abandoned partial uploads (`chat_server.files`).
+``metrics-http`` (0 or 1, only with ``--metrics``)
+    Owns the metrics endpoint's listening socket (chat_server.metrics). Answers one HTTP request at a time,
+    each bounded by `HTTP_TIMEOUT`: reads the `Tally` (plain counters; its rare-event table under
+    ``Tally._lock``) and `observe()` (copies under ``ChatServer._lock``, then reads the hub under
+    ``Hub.lock``: one after the other, never nested), and /proc. Writes nothing any other thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock`` (see chat_server/beacon.py).
@@ -82,6 +87,11 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     plaintext under it, the sender writes plaintext and takes ciphertext under it; socket I/O happens after
     releasing it. Bytes TLS wants to send on the reader's behalf (tickets, alerts) wait in the outgoing BIO
     and the reader marks the channel ready, so the sender stays the only writer.
+``Tally._lock``
+    Guards the table of rare events in the server's counters (chat_server.metrics): logins, refusals,
+    disconnects, rate-limit refusals, file bytes. Taken by any thread for one dictionary update; the
+    frequent counters (messages, deliveries, the commit and fan-out histograms) are plain attributes, each
+    written by one thread only (history or sender) and read without a lock.
 ``FileStore._lock``
     Guards the in-memory bookkeeping of the files folder: partial files claimed by live uploads, stored files
     pinned until their offer is committed, names the sweeper is deleting, bytes reserved against the quotas.
@@ -90,7 +100,8 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 
 Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
-0. Stop the beacon (if any): the server is no longer announced. Stop the files sweeper (if any).
+0. Stop the beacon (if any): the server is no longer announced. Stop the files sweeper (if any) and the
+   metrics endpoint (if any).
 1. Close the listening sockets and join the acceptors: no new connections.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
    each reader stops reading, submits its `Disconnect`, and gives the sender until the shared deadline to
@@ -115,6 +126,7 @@ from types import TracebackType
 
 from shared.discovery import BeaconInfo
 from shared.errors import ErrorCode
+from shared.text import fold
 
 from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
@@ -123,6 +135,7 @@ from .connection import Connection
 from .files import FileStore, FileSweeper, SweepResult
 from .gate import Gate
 from .hub import Hub
+from .metrics import TOP_QUEUES, Gauges, MetricsEndpoint, Tally
 from .ratelimit import AddressBuckets
 from .replies import error_frame
 from .sender import Sender
@@ -176,6 +189,9 @@ class ChatServer:
         self._stopped = False
         self._beacon: Beacon | None = None
         self._sweeper: FileSweeper | None = None
+        self._metrics: MetricsEndpoint | None = None
+        #: The server's counters (chat_server.metrics): what the metrics endpoint and /stats report.
+        self.tally = Tally()
         #: The files folder (None when file sharing is off or before `start`).
         self.files: FileStore | None = None
         # New connections per address per minute (the acceptors' own; it has its own lock, never nested).
@@ -214,6 +230,11 @@ class ChatServer:
         return None
 
     @property
+    def metrics_address(self) -> tuple[str, int] | None:
+        """The bound (host, port) of the metrics endpoint; None when it is off."""
+        return self._metrics.address if self._metrics is not None else None
+
+    @property
     def fingerprint(self) -> str | None:
         """SHA-256 of the TLS certificate's public key (64 hex digits); None without TLS."""
         return self._tls.fingerprint if self._tls is not None else None
@@ -233,19 +254,22 @@ class ChatServer:
         try:
             if config.files.enabled:
                 self.files = FileStore(config.files, config.files_folder)
-            chat = Chat(hub, store, config)
+            chat = Chat(hub, store, config, self.tally)
             tls = server_tls(config.tls, config.history_path.parent) if config.tls.enabled else None
             listeners.append((_listen(config.host, config.port), None if config.tls.separate_port else tls))
             if config.tls.separate_port:
                 assert config.tls.port is not None
                 listeners.append((_listen(config.host, config.tls.port), tls))
+            metrics_address = config.metrics_address
+            if metrics_address is not None:
+                self._metrics = MetricsEndpoint(*metrics_address, self.tally, self.observe)
         except BaseException:
             for listener, _tls in listeners:
                 listener.close()
             store.close()
             raise
         self._tls = tls
-        sender = Sender(config.write_timeout)
+        sender = Sender(config.write_timeout, tally=self.tally)
         sequencer = Sequencer(
             chat,
             sender,
@@ -261,6 +285,8 @@ class ChatServer:
             sender=sender,
             gate=Gate(config),
             files=self.files,
+            tally=self.tally,
+            observer=self,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
@@ -276,6 +302,9 @@ class ChatServer:
             )
             self._acceptors.append(acceptor)
             acceptor.start()
+        if self._metrics is not None:
+            self._metrics.start()
+            log.info("event=metrics host=%s port=%d", *self._metrics.address)
         host, port = self.address
         log.info("event=listening host=%s port=%d history=%s", host, port, config.history_path)
         if self.tls_address is not None:
@@ -298,6 +327,8 @@ class ChatServer:
             self._beacon.stop()  # stop announcing a server that is going away
         if self._sweeper is not None:
             self._sweeper.stop(0.2)  # an unfinished sweep goes on at the next start
+        if self._metrics is not None:
+            self._metrics.stop(0.2)  # a scrape in progress is cut short: its thread is a daemon
         for listener, _tls in self._listeners:
             with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)  # wakes a blocked accept() at once (Linux)
@@ -398,6 +429,7 @@ class ChatServer:
                     conn_id = next(self._ids)
         if refusal is not None:
             log.info("event=refused peer=%s:%d code=%s", ip, peer[1], refusal[0])
+            self.tally.count("refusals", refusal[0].value)
             if tls is None:
                 self._refuse(sock, *refusal, retry_ms)
             else:
@@ -426,6 +458,7 @@ class ChatServer:
 
     def _forget(self, connection: Connection) -> None:
         """Called by a connection's reader thread as its very last act."""
+        self.tally.closed(connection.close_reason or "connection lost")
         with self._lock:
             self._connections.pop(connection.id, None)
             ip = connection.peer[0]
@@ -461,6 +494,56 @@ class ChatServer:
             threads=threading.active_count(),
             queues={c.client.nick: c.outbox.queued for c in connections if c.client.nick is not None},
         )
+
+    def observe(self) -> Gauges:
+        """The gauges of the metrics endpoint and /stats: connections by state, queues, rooms (any thread)."""
+        with self._lock:
+            connections = list(self._connections.values())
+        states: Counter[tuple[str, bool]] = Counter()
+        queues: list[tuple[int, str]] = []
+        total = 0
+        for connection in connections:
+            states[connection.state, connection.encrypted] += 1
+            queued = connection.outbox.queued
+            total += queued
+            if queued:
+                queues.append((queued, connection.client.nick or f"#conn-{connection.id}"))
+        queues.sort(reverse=True)
+        hub = self._services.hub if self._services else None
+        with hub.lock if hub is not None else contextlib.nullcontext():
+            logged_in = len(hub.nicks) if hub else 0
+            rooms = len(hub.rooms) if hub else 0
+        return Gauges(
+            connections=dict(states),
+            logged_in=logged_in,
+            rooms=rooms,
+            queued_bytes=total,
+            top_queues=[(nick, size) for size, nick in queues[:TOP_QUEUES]],
+        )
+
+    def connection_figures(self, nick: str) -> list[tuple[str, int | float]] | None:
+        """The queue and rates of the connection logged in as `nick` (for /stats NICK); None if none is."""
+        key = fold(nick)
+        with self._lock:
+            found = [c for c in self._connections.values() if c.client.key == key]
+        if not found:
+            return None
+        connection = found[0]
+        outbox, config = connection.outbox, self.config
+        alive = max(self._services.clock() - connection.connected_since, 0.001) if self._services else 0.001
+        return [
+            ("connected_s", round(alive, 1)),
+            ("tls", int(connection.encrypted)),
+            ("rooms", len(connection.client.rooms)),
+            ("queued_bytes", outbox.queued),
+            ("sendq_soft", config.sendq_soft),
+            ("sendq_hard", config.sendq_hard),
+            ("received_bytes", connection.received),
+            ("sent_bytes", outbox.sent),
+            ("received_bytes_per_s", round(connection.received / alive, 1)),
+            ("sent_bytes_per_s", round(outbox.sent / alive, 1)),
+            ("rate_limited", connection.rate_limited),
+        ]
 
 
 def _listen(host: str, port: int) -> socket.socket:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .config import ServerConfig
 from .files import FileStore
 from .gate import Gate
 from .hub import Hub
+from .metrics import Observer, Tally
 from .sender import Sender
 from .sequencer import Sequencer
 from .storage import HistoryStore
@@ -29,3 +30,7 @@ class Services:
     clock: Callable[[], float] = time.monotonic
     #: The files folder; None when file sharing is off.
     files: FileStore | None = None
+    #: The server's counters (chat_server.metrics), read by the metrics endpoint and the admin's /stats.
+    tally: Tally = field(default_factory=Tally)
+    #: The server as /stats sees it (`ChatServer.observe`, `ChatServer.connection_figures`).
+    observer: Observer | None = None

@@ -36,6 +36,7 @@ from shared.text import fold
 from .fileoffers import StoreFile
 from .files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
 from .hub import Client, Hub
+from .metrics import Tally
 from .outbox import Outbox
 from .replies import error_frame
 from .sequencer import Sequencer
@@ -82,8 +83,11 @@ class Transfers:
         sequencer: Sequencer,
         database: Callable[[], sqlite3.Connection],
         settle: Callable[[], None],
+        tally: Tally | None = None,
     ) -> None:
         self.client = client
+        #: The server's counters: file bytes in and out, counted once per chunk (chat_server.metrics).
+        self.tally = tally if tally is not None else Tally()
         self.outbox = outbox
         self.files = files
         self.config = files.config
@@ -234,6 +238,7 @@ class Transfers:
             return error_frame(ErrorCode.QUOTA_EXCEEDED, "the server cannot store the file now", ref)
         upload.hasher.update(data)
         upload.offset += len(data)
+        self.tally.count("file_bytes", "upload", len(data))
         self.client.send(encode(FileProgress(upload=upload.number, offset=upload.offset)))
         if upload.offset == upload.offer.size:
             return self._complete(upload, ref)
@@ -313,6 +318,7 @@ class Transfers:
             return error_frame(ErrorCode.NO_SUCH_FILE, f"file {get.id} cannot be read", ref)
         frame = FileData(id=get.id, offset=get.offset, size=stored.size, data=data, ref=ref)
         self.outbox.put_bulk(encode(frame))
+        self.tally.count("file_bytes", "download", len(data))
         return None
 
     def _may_see(self, stored: StoredFile) -> bool:

@@ -56,6 +56,7 @@ class ErrorCode(StrEnum):
     NOT_REGISTERED = "not_registered"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     NOT_OPERATOR = "not_operator"
+    NOT_ADMIN = "not_admin"
     BANNED = "banned"
     BAD_KEY = "bad_key"
     INVITE_ONLY = "invite_only"

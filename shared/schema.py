@@ -12,6 +12,7 @@ types, and a field that wants an integer never accepts a boolean, a float or a n
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from collections.abc import Callable
 from enum import Flag, auto
@@ -195,6 +196,13 @@ def uint(value: Any, limits: Limits) -> int:
     if type(value) is not int or not 0 <= value <= MAX_UINT:
         raise invalid(ErrorCode.INVALID_FIELD, f"expected an integer from 0 to 2**63-1, got {_kind(value)}")
     return value
+
+
+def number(value: Any, limits: Limits) -> int | float:
+    """A non-negative finite number: an integer as for `uint`, or a float (a rate, a latency)."""
+    if type(value) is float and math.isfinite(value) and value >= 0:
+        return value
+    return uint(value, limits)
 
 
 def boolean(value: Any, limits: Limits) -> bool:

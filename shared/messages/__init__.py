@@ -64,10 +64,12 @@ Every frame type, by area (module), with its wire type, its class and who sends 
                file_progress  FileProgress  server
                file_done      FileDone      server
                file_data      FileData      server
+    admin      stats          GetStats      client
+               stats_report   StatsReport   server
 
 Records used inside frames (no wire type of their own): `Member` and `RoomSummary` (rooms), `BanEntry`
-(moderation), `FilePolicy` (files). Each class registers its wire type with the decoder when its module is
-imported (`shared.schema.message`); importing this package imports them all.
+(moderation), `FilePolicy` (files), `Figure` (admin). Each class registers its wire type with the decoder
+when its module is imported (`shared.schema.message`); importing this package imports them all.
 
 docs/protocol.md is the normative description of every field; the field checks live in `shared.schema`.
 """
@@ -83,6 +85,7 @@ from .accounts import (
     SetAway,
     Unregister,
 )
+from .admin import Figure, GetStats, StatsReport
 from .chat import (
     FetchHistory,
     History,
@@ -162,6 +165,7 @@ __all__ = [
     "Deop",
     "Error",
     "FetchHistory",
+    "Figure",
     "FileChunk",
     "FileData",
     "FileDone",
@@ -169,6 +173,7 @@ __all__ = [
     "FilePolicy",
     "FileProgress",
     "GetFile",
+    "GetStats",
     "Hello",
     "History",
     "Invite",
@@ -200,6 +205,7 @@ __all__ = [
     "SetMode",
     "SetTopic",
     "SignedOff",
+    "StatsReport",
     "Tell",
     "Told",
     "TopicChanged",
