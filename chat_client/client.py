@@ -27,6 +27,7 @@ from shared import (
     FetchHistory,
     FileOffered,
     FilePolicy,
+    GetStats,
     History,
     Join,
     Leave,
@@ -44,6 +45,7 @@ from shared import (
     SetAway,
     SetMode,
     SetTopic,
+    StatsReport,
     Tell,
     TopicChanged,
     Unregister,
@@ -249,6 +251,12 @@ class ChatClient(ClientRunner):
         ref = next(self._refs)
         reply = await self._request(ListRooms(ref=ref), answer_to(RoomList, ref, None), wait)
         return reply if isinstance(reply, RoomList) else None
+
+    async def stats(self, nick: str | None = None, *, wait: bool = True) -> StatsReport | None:
+        """Ask for the server's figures, or for those of `nick`'s connection (server admins only)."""
+        ref = next(self._refs)
+        reply = await self._request(GetStats(nick=nick, ref=ref), answer_to(StatsReport, ref, None), wait)
+        return reply if isinstance(reply, StatsReport) else None
 
     async def moderate(self, request: ModerationRequest, *, wait: bool = True) -> Message | None:
         """Send a moderation request (`Kick`, `Ban`, `Unban`, `ListBans`, `Mute`, `Unmute`, `Op`, `Deop`,

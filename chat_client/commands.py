@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .admincommands import ADMIN_COMMANDS, ShowStats, parse_stats
 from .commands_base import CommandError, CommandHelp, one_or_two_words, split_first
 from .modcommands import MODERATION_COMMANDS, MODERATION_NAMES, Moderate, ShowKey, parse_moderation
 
-__all__ = ["CommandError", "CommandHelp", "Moderate", "ShowKey"]
+__all__ = ["CommandError", "CommandHelp", "Moderate", "ShowKey", "ShowStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +164,7 @@ Command = (
     | QuitChat
     | Moderate
     | ShowKey
+    | ShowStats
 )
 
 
@@ -199,6 +201,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
     *MODERATION_COMMANDS,
+    *ADMIN_COMMANDS,
 )
 COMMAND_NAMES = tuple(command.name for command in COMMANDS)
 ALIASES = {"j": "join", "part": "leave", "query": "msg", "tell": "msg", "exit": "quit", "list": "rooms"}
@@ -278,6 +281,8 @@ def parse(line: str) -> Command:
             return Reconnect()
         case "quit":
             return QuitChat(rest or None)
+        case "stats":
+            return parse_stats(rest)
         case _ if name in MODERATION_NAMES:
             return parse_moderation(name, rest)
     raise CommandError(f"unknown command /{name}; /help lists the commands")

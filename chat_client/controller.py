@@ -128,6 +128,8 @@ class Controller:
                 return Outcome(changes)
             case cmd.Moderate():
                 await client.moderate(command.request(self._current_room()), wait=False)
+            case cmd.ShowStats(nick=nick):
+                await client.stats(nick, wait=False)
             case cmd.ShowKey():
                 buffer = model.buffers[room_key(self._current_room())]
                 return Outcome(model.notice(key_notice(buffer)))

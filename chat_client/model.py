@@ -31,10 +31,12 @@ from shared import (
     RoomState,
     Said,
     SignedOff,
+    StatsReport,
     Told,
     TopicChanged,
 )
 
+from .admincommands import stats_lines
 from .buffers import (
     DEFAULT_MAX_LINES,
     SERVER_KEY,
@@ -140,6 +142,10 @@ class ChatModel(RoomEvents, MessageEvents):
             self._line(changes, SERVER_KEY, LineKind.ERROR, f"connection closed: {event.error}", count=False)
             changes.alerts.append(f"connection closed: {event.error}")
 
+    def _on_stats_report(self, event: StatsReport, changes: Changes) -> None:
+        for text in stats_lines(event):
+            self._line(changes, self.current, LineKind.NOTICE, text, count=False)
+
     def _on_error(self, event: Error, changes: Changes) -> None:
         text = f"{event.code}: {event.message}" if event.message else event.code
         self._line(changes, self.current, LineKind.ERROR, text, count=False)
@@ -170,4 +176,5 @@ _HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
     FileOffered: ChatModel._on_file_offered,  # type: ignore[dict-item]
     TransferUpdate: ChatModel._on_transfer,  # type: ignore[dict-item]
     Registration: ChatModel._on_registration,  # type: ignore[dict-item]
+    StatsReport: ChatModel._on_stats_report,  # type: ignore[dict-item]
 }

@@ -16,12 +16,14 @@ from shared import (
     Deop,
     Error,
     FetchHistory,
+    Figure,
     FileChunk,
     FileData,
     FileDone,
     FileOffered,
     FileProgress,
     GetFile,
+    GetStats,
     Hello,
     History,
     Invite,
@@ -54,6 +56,7 @@ from shared import (
     SetMode,
     SetTopic,
     SignedOff,
+    StatsReport,
     Tell,
     Told,
     TopicChanged,
@@ -106,6 +109,7 @@ CLIENT_EXAMPLES: list[Message] = [
     Deop(room="lobby", nick="bob", ref=18),
     SetMode(room="lobby", topic_lock=True, key="s3cret", ref=19),
     Invite(room="lobby", nick="carol", ref=20),
+    GetStats(nick="bob", ref=21),
 ]
 
 SERVER_EXAMPLES: list[Message] = [
@@ -159,6 +163,11 @@ SERVER_EXAMPLES: list[Message] = [
             ),
         ),
         ref=14,
+    ),
+    StatsReport(
+        figures=(Figure(name="queued_bytes", value=0), Figure(name="sent_bytes_per_s", value=2.5)),
+        nick="bob",
+        ref=21,
     ),
 ]
 
