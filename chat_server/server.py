@@ -255,7 +255,11 @@ class ChatServer:
             if config.files.enabled:
                 self.files = FileStore(config.files, config.files_folder)
             chat = Chat(hub, store, config, self.tally)
-            tls = server_tls(config.tls, config.history_path.parent) if config.tls.enabled else None
+            tls = (
+                server_tls(config.tls, config.history_path.parent, config.host)
+                if config.tls.enabled
+                else None
+            )
             listeners.append((_listen(config.host, config.port), None if config.tls.separate_port else tls))
             if config.tls.separate_port:
                 assert config.tls.port is not None

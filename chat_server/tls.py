@@ -24,20 +24,36 @@ Certificates
 ``--tls`` without ``--tls-cert/--tls-key`` uses ``tls-cert.pem`` and ``tls-key.pem`` in the data folder,
 generating them on the first start (ECDSA P-256, self-signed): the private key file is created with mode
 0600 from the start (``O_CREAT | O_EXCL``), never loosened. Clients pin the key, not a CA (docs/security.md).
+The certificate names the server in its subjectAltName: the names and addresses of ``--tls-name``
+(repeatable), by default the host name and the listening address. When they change, the certificate is
+issued again with the same key, so the fingerprint clients pinned stays the same.
+
+Policy (what scanners check)
+----------------------------
+TLS 1.2 and 1.3 only; in TLS 1.2 only ECDHE key exchange with AEAD ciphers (AES-GCM, ChaCha20-Poly1305:
+`TLS12_CIPHERS`), no CBC, no finite-field DHE; TLS 1.3's own suites are all AEAD and kept as OpenSSL has
+them. Key exchange groups: X25519, P-256, P-384 (`GROUPS`). Renegotiation is refused
+(`ssl.OP_NO_RENEGOTIATION`; the reader would have to write for it, and nothing needs it). Python 3.11's
+`ssl` can set only one curve (`set_ecdh_curve`), so `set_groups` calls OpenSSL's
+``SSL_CTX_set1_groups_list`` on the context through `ctypes`, after checking that it found the context's
+``SSL_CTX`` (its options read back equal); should that ever fail, the server logs it and keeps OpenSSL's
+default groups (all still safe: the cipher policy does not depend on it).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import datetime
+import ipaddress
 import logging
 import os
 import socket
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +70,16 @@ MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
 CERT_FILE = "tls-cert.pem"
 KEY_FILE = "tls-key.pem"
 #: The generated certificate's lifetime. Clients pin the public key, so expiry is not what protects them;
-#: a long one means a small server never breaks on a date.
+#: a long one means a small server never breaks on a date (docs/security.md says why that is safe here).
 CERT_DAYS = 3650
+#: TLS 1.2 cipher suites offered (OpenSSL syntax): ECDHE key exchange with an AEAD cipher, nothing else.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL:!PSK:!SHA1"
+#: Key exchange groups offered, most preferred first.
+GROUPS = ("X25519", "P-256", "P-384")
+#: OpenSSL's ``SSL_CTRL_SET_GROUPS_LIST`` (ssl.h): what the ``SSL_CTX_set1_groups_list`` macro passes.
+_SSL_CTRL_SET_GROUPS_LIST = 92
+#: Host addresses that mean "every address": not a name a client connects to, so not put in the certificate.
+_WILDCARDS = ("", "0.0.0.0", "::")
 #: Longest the reader spends telling a failed handshake's peer why (a TLS alert), in seconds.
 ALERT_TIMEOUT = 0.5
 #: Bytes asked of the SSL object per `read` (it returns at most one record's worth at a time anyway).
@@ -85,8 +109,17 @@ class TlsConfig:
     cert: Path | None = None
     key: Path | None = None
     handshake_timeout: float = DEFAULT_TLS_HANDSHAKE_TIMEOUT
+    #: Host names and IP addresses for the generated certificate's subjectAltName; empty: the host name
+    #: and the listening address (`default_names`). Not used with ``cert``/``key`` of your own.
+    names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        names: object = self.names
+        if isinstance(names, str) or not all(isinstance(name, str) for name in self.names):
+            raise ValueError("tls names must be a list of host names and addresses")
+        object.__setattr__(self, "names", tuple(self.names))
+        for name in self.names:
+            subject_alt_name(name)  # raises ValueError for something that is neither
         for name in ("cert", "key"):
             value: object = getattr(self, name)
             if value is not None and not isinstance(value, Path):
@@ -111,7 +144,7 @@ class TlsConfig:
 
 def tls_config_from_table(table: dict[str, Any]) -> TlsConfig:
     """Build a `TlsConfig` from the ``[tls]`` table of a config file (unknown keys are an error)."""
-    known = {"enabled", "port", "cert", "key", "handshake_timeout"}
+    known = {"enabled", "port", "cert", "key", "handshake_timeout", "names"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ValueError(f"[tls]: unknown setting(s) {', '.join(unknown)}")
@@ -136,6 +169,13 @@ def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--tls-cert", type=Path, metavar="PATH", help="certificate chain (PEM) to use")
     group.add_argument("--tls-key", type=Path, metavar="PATH", help="its private key (PEM)")
     group.add_argument(
+        "--tls-name",
+        action="append",
+        metavar="NAME",
+        help="a host name or address for the generated certificate (repeatable; default: this host's"
+        " name and the listening address)",
+    )
+    group.add_argument(
         "--tls-handshake-timeout",
         type=float,
         metavar="SECONDS",
@@ -158,14 +198,47 @@ def tls_config_from_args(args: argparse.Namespace, base: TlsConfig | None = None
         value = getattr(args, option, None)
         if value is not None:
             changes[name] = value
+    if getattr(args, "tls_name", None):
+        changes["names"] = tuple(args.tls_name)
     return dataclasses.replace(base or TlsConfig(), **changes)
+
+
+def subject_alt_name(name: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str:
+    """`name` as an IP address, or as a DNS name (checked); `ValueError` for anything else."""
+    try:
+        return ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    labels = name.rstrip(".").split(".")
+    if (
+        not name
+        or len(name) > 253
+        or not all(
+            0 < len(label) <= 63 and label.replace("-", "").replace("_", "").isalnum() and label.isascii()
+            for label in labels
+        )
+    ):
+        raise ValueError(f"tls name {name!r} is neither a host name nor an IP address")
+    return name.rstrip(".").lower()
+
+
+def default_names(host: str) -> tuple[str, ...]:
+    """The certificate's names without ``--tls-name``: this host's name, and `host` unless a wildcard."""
+    names = [socket.gethostname()]
+    if host not in _WILDCARDS:
+        names.append(host)
+    return tuple(dict.fromkeys(name for name in names if name))
 
 
 # -- Certificate and context --------------------------------------------------------------------------------
 
 
-def load_or_create_identity(folder: Path) -> tuple[Path, Path]:
-    """The generated certificate and key in `folder`, created on the first call; returns (cert, key)."""
+def load_or_create_identity(folder: Path, names: Sequence[str] = ()) -> tuple[Path, Path]:
+    """The generated certificate and key in `folder`, created on the first call; returns (cert, key).
+
+    The certificate's subjectAltName holds `names`; a certificate with other names is issued again with
+    the same key (so its fingerprint does not change).
+    """
     cert_path, key_path = folder / CERT_FILE, folder / KEY_FILE
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -175,8 +248,10 @@ def load_or_create_identity(folder: Path) -> tuple[Path, Path]:
         if key_path.exists():
             if cert_path.exists():
                 _warn_if_readable(key_path)
-                return cert_path, key_path
-            # A start interrupted between the two files: keep the key (and so the fingerprint clients pinned).
+                if not names or _names_of(cert_path) == _san_set(names):
+                    return cert_path, key_path
+                log.info("event=tls_certificate_renamed names=%s (same key)", ",".join(names))
+            # A start interrupted between the two files, or new names: keep the key (and the fingerprint).
             key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise TlsSetupError(f"{key_path} is not an ECDSA key; remove it to generate a new pair")
@@ -198,21 +273,47 @@ def load_or_create_identity(folder: Path) -> tuple[Path, Path]:
                 file.write(pem)
                 file.flush()
                 os.fsync(file.fileno())
-        _write_certificate(key, cert_path)
+        _write_certificate(key, cert_path, names)
     except OSError as error:
         raise TlsSetupError(f"cannot create the TLS certificate in {folder}: {error}") from error
     log.info("event=tls_certificate_created cert=%s key=%s", cert_path, key_path)
     return cert_path, key_path
 
 
-def _write_certificate(key: Any, cert_path: Path) -> None:
+def _san_set(names: Sequence[str]) -> set[str]:
+    """The subjectAltName entries for `names`, as comparable strings ("dns:host", "ip:192.0.2.1")."""
+    entries = set()
+    for name in names:
+        value = subject_alt_name(name)
+        entries.add(f"dns:{value}" if isinstance(value, str) else f"ip:{value}")
+    return entries
+
+
+def _names_of(cert_path: Path) -> set[str]:
+    """The subjectAltName entries of a certificate file (empty without the extension)."""
+    from cryptography import x509
+
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    except ValueError:
+        return set()  # unreadable: issued again (with the same key) by the caller
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set()
+    return {f"dns:{n.lower()}" for n in san.get_values_for_type(x509.DNSName)} | {
+        f"ip:{a}" for a in san.get_values_for_type(x509.IPAddress)
+    }
+
+
+def _write_certificate(key: Any, cert_path: Path, names: Sequence[str]) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.x509.oid import NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mpchat server")])
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
@@ -221,8 +322,14 @@ def _write_certificate(key: Any, cert_path: Path) -> None:
         .not_valid_before(now - datetime.timedelta(days=1))
         .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     )
+    entries: list[x509.GeneralName] = []
+    for entry in dict.fromkeys(subject_alt_name(n) for n in names):
+        entries.append(x509.DNSName(entry) if isinstance(entry, str) else x509.IPAddress(entry))
+    if entries:
+        builder = builder.add_extension(x509.SubjectAlternativeName(entries), critical=False)
+    certificate = builder.sign(key, hashes.SHA256())
     temporary = cert_path.with_name(cert_path.name + ".tmp")
     temporary.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     temporary.replace(cert_path)
@@ -247,21 +354,61 @@ class ServerTls:
         return TlsPump(self.context)
 
 
-def server_tls(config: TlsConfig, data_folder: Path) -> ServerTls:
-    """Load (or, without configured files, create) the certificate and key; build the context."""
+def server_tls(config: TlsConfig, data_folder: Path, host: str = "") -> ServerTls:
+    """Load (or, without configured files, create) the certificate and key; build the context.
+
+    `host` is the listening address: with the host name, the default names of a generated certificate.
+    """
     if config.cert is not None and config.key is not None:
         cert_path, key_path = config.cert, config.key
     else:
-        cert_path, key_path = load_or_create_identity(data_folder)
+        cert_path, key_path = load_or_create_identity(data_folder, config.names or default_names(host))
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = MINIMUM_VERSION
-    context.options |= ssl.OP_NO_RENEGOTIATION  # a renegotiation would need the reader to write
+    apply_policy(context)
     try:
         context.load_cert_chain(cert_path, key_path)
         fingerprint = certificate_fingerprint(ssl.PEM_cert_to_DER_cert(cert_path.read_text("ascii")))
     except (OSError, ValueError, ssl.SSLError) as error:
         raise TlsSetupError(f"cannot use the certificate {cert_path} and key {key_path}: {error}") from error
     return ServerTls(context, fingerprint, cert_path)
+
+
+def apply_policy(context: ssl.SSLContext) -> None:
+    """TLS 1.2+, ECDHE+AEAD suites in TLS 1.2, the groups in `GROUPS`, no renegotiation (module docstring)."""
+    context.minimum_version = MINIMUM_VERSION
+    context.options |= ssl.OP_NO_RENEGOTIATION  # a renegotiation would need the reader to write
+    context.options |= ssl.OP_CIPHER_SERVER_PREFERENCE
+    context.set_ciphers(TLS12_CIPHERS)
+    if not set_groups(context, GROUPS):
+        log.warning("event=tls_groups_unset groups=%s (OpenSSL's defaults are offered)", ":".join(GROUPS))
+
+
+def set_groups(context: ssl.SSLContext, groups: Sequence[str]) -> bool:
+    """Offer only `groups` for key exchange; False if this Python/OpenSSL does not let us (see above)."""
+    setter = getattr(context, "set_groups", None)  # Python's own, where it exists
+    if setter is not None:
+        try:
+            setter(":".join(groups))
+            return True
+        except (ssl.SSLError, ValueError):
+            return False
+    try:
+        import _ssl
+
+        library = ctypes.CDLL(_ssl.__file__)  # its symbols include libssl's, which it links
+        control, get_options = library.SSL_CTX_ctrl, library.SSL_CTX_get_options
+    except (OSError, AttributeError, ImportError):
+        return False
+    control.restype, control.argtypes = (
+        ctypes.c_long,
+        [ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_char_p],
+    )
+    get_options.restype, get_options.argtypes = ctypes.c_uint64, [ctypes.c_void_p]
+    # CPython's SSLContext object holds its SSL_CTX pointer right after the object header.
+    pointer = ctypes.c_void_p.from_address(id(context) + object.__basicsize__).value
+    if not pointer or get_options(pointer) != context.options:
+        return False  # not the SSL_CTX after all: touch nothing
+    return bool(control(pointer, _SSL_CTRL_SET_GROUPS_LIST, 0, ":".join(groups).encode("ascii")) == 1)
 
 
 # -- One connection -----------------------------------------------------------------------------------------
