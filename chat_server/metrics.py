@@ -259,8 +259,7 @@ class TallyCollector:
         for state in ("tls_handshake", "greeting", "chatting"):
             for tls in (False, True):
                 count = now.connections.get((state, tls), 0)
-                if count or state != "tls_handshake" or tls:
-                    connections.add_metric([state, "true" if tls else "false"], count)
+                connections.add_metric([state, "true" if tls else "false"], count)
         yield connections
         yield GaugeMetricFamily(
             "mpchat_logged_in", "Clients logged in (holding a nick).", value=now.logged_in
