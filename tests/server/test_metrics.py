@@ -19,6 +19,7 @@ from chat_server.server import ChatServer
 from shared import Ack, Said, Say, SignedOff
 
 from .client import ChatTestClient, wait_until
+from .files_client import download, upload
 
 ROOT = Path(__file__).parents[2]
 DASHBOARD = ROOT / "docs" / "grafana" / "mpchat.json"
@@ -84,6 +85,22 @@ def test_counters_move_with_a_real_chat(make_server: Callable[..., ChatServer]) 
     assert value(after, "mpchat_threads") >= 5  # acceptor, sender, history, metrics-http, 3 readers
     assert value(after, "mpchat_open_fds") > 3
     assert value(after, "mpchat_resident_memory_bytes") > 1_000_000
+
+
+def test_file_transfer_bytes_are_counted_both_ways(make_server: Callable[..., ChatServer]) -> None:
+    """A 100,000-byte upload, then two downloads of it: 100,000 bytes up, 200,000 down."""
+    server = make_server(metrics="127.0.0.1:0")
+    data = bytes(range(256)) * 390 + bytes(160)
+    with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
+        alice.login("alice")
+        bob.login("bob")
+        result = upload(alice, data, name="notes.bin", client_msg_id="f-1")
+        assert result.done is not None
+        assert download(bob, result.done.id) == data
+        assert download(alice, result.done.id) == data
+        samples = scrape(server)
+    assert value(samples, "mpchat_file_bytes_total", direction="upload") == len(data) == 100_000
+    assert value(samples, "mpchat_file_bytes_total", direction="download") == 2 * len(data)
 
 
 def test_refusals_disconnects_and_rate_limits_are_counted(make_server: Callable[..., ChatServer]) -> None:
