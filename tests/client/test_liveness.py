@@ -24,7 +24,7 @@ from chat_client.plain import PlainUI
 from tests.server.process import ServerProcess
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, fast_server_config
+from .helpers import LiveServer, Proxy, fast_server_config, run_plain_captured
 
 #: What a loaded 2-core machine may add to any bound measured here (scheduling, GIL, a busy event loop).
 MARGIN = 1.0
@@ -241,3 +241,53 @@ class _Text:
 
     def flush(self) -> None:
         pass
+
+
+async def test_tui_shows_server_not_answering_at_once_and_reconnects_on_command(
+    server: LiveServer, proxy: Proxy, private_dirs: Path
+) -> None:
+    """The TUI's status line and log say "server not answering" the moment the answer deadline passes;
+    `/reconnect` typed while connected drops the connection and resumes at once."""
+    from chat_client.app import ChatApp
+
+    from .tui_helpers import submit, wait_for_chat, wait_for_text
+
+    options = ClientOptions(
+        connect_timeout=5, ping_every=0.3, ping_grace=0.3, backoff=Backoff(initial=0.05, maximum=0.2)
+    )
+    app = ChatApp(
+        host="127.0.0.1",
+        port=proxy.port,
+        nick="alice",
+        connect_now=True,
+        config_dir=private_dirs,
+        options=options,
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await wait_for_chat(app, pilot)
+
+        def status() -> str:
+            return str(screen.query_one("#status").render())
+
+        proxy.freeze()
+        await wait_until(lambda: "server not answering" in status(), timeout=5, what="status")
+        await wait_for_text(app, pilot, "disconnected: server not answering")
+        await wait_until(lambda: "● connected" in status(), what="back")
+        await submit(pilot, "/reconnect")
+        await wait_for_text(app, pilot, "disconnected: reconnecting, as asked")
+        await wait_until(lambda: "● connected" in status(), what="back after /reconnect")
+
+
+async def test_plain_mode_reconnect_command(server: LiveServer) -> None:
+    """`/reconnect` in the line mode: the connection is dropped and resumed at once, and a line typed after
+    it is delivered on the new connection."""
+    async with ChatClient(server.host, server.port, "bob", options=ClientOptions()) as bob:
+        heard = Timeline(bob)
+        run = await run_plain_captured(server, "alice", lines="/reconnect\nafter the reconnect\n")
+        assert run.status == 0, run.err
+        assert "reconnecting now" in run.out
+        assert "reconnected to" in run.out
+        await wait_until(
+            lambda: any(getattr(e, "text", None) == "after the reconnect" for _, e in heard.events),
+            what="the line delivered",
+        )
