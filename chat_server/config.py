@@ -52,15 +52,24 @@ DEFAULT_FRAME_TIMEOUT = 10.0
 DEFAULT_PING_INTERVAL = 60.0
 #: Seconds without any inbound data before the connection is declared dead (`ping_timeout`).
 DEFAULT_PING_TIMEOUT = 90.0
-#: Seconds one write to a client may block before the connection is closed.
+#: Seconds a client with output pending may go without accepting a single byte before the connection is
+#: closed ("write timeout"). Progress, not writability: a client that reads slowly but steadily never meets
+#: it (the send queue limits deal with that one).
 DEFAULT_WRITE_TIMEOUT = 10.0
 #: Outbound queue: above the soft limit for `sendq_soft_seconds`, or above the hard limit -> `sendq_exceeded`.
 DEFAULT_SENDQ_SOFT = 256 * 1024
 DEFAULT_SENDQ_SOFT_SECONDS = 10.0
 DEFAULT_SENDQ_HARD = 1024 * 1024
-#: Kernel send buffer per client socket in bytes (SO_SNDBUF); 0 keeps the system's default (auto-tuned,
-#: up to several MiB on Linux). A small value bounds the kernel memory one stalled client can hold too.
-DEFAULT_SEND_BUFFER = 0
+#: Kernel send buffer per client socket in bytes (SO_SNDBUF). Linux reserves twice the value (half of it
+#: for its own bookkeeping), so a stalled client holds at most 128 KiB in the kernel besides its outbox
+#: (measured: ~96 KiB of data). 0 keeps the system's auto-tuned default, which grows to 4 MiB per client on
+#: Linux and hides a backlog from the send queue limits (docs/architecture.md; W1 figures in
+#: docs/performance.md).
+DEFAULT_SEND_BUFFER = 64 * 1024
+#: Seconds a client dropped for its send queue gets to receive the reason: everything queued for it is
+#: discarded, `sendq_exceeded` goes out right after the frame in progress, and the socket is closed once the
+#: client's kernel has acknowledged it, or when this deadline passes (docs/architecture.md).
+DEFAULT_DROP_LINGER = 5.0
 #: Per-connection request rate: a token bucket of `rate_burst` requests, refilled at `rate_messages`/s.
 DEFAULT_RATE_MESSAGES = 2.0
 DEFAULT_RATE_BURST = 10
@@ -155,6 +164,7 @@ class ServerConfig:
     sendq_soft_seconds: float = DEFAULT_SENDQ_SOFT_SECONDS
     sendq_hard: int = DEFAULT_SENDQ_HARD
     send_buffer: int = DEFAULT_SEND_BUFFER
+    drop_linger: float = DEFAULT_DROP_LINGER
     rate_messages: float = DEFAULT_RATE_MESSAGES
     rate_burst: int = DEFAULT_RATE_BURST
     rate_bytes: float = DEFAULT_RATE_BYTES

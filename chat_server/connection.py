@@ -23,10 +23,15 @@ for this client's socket.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import select
 import socket
+import struct
+import sys
+import termios
 import threading
+import time
 from collections.abc import Callable
 
 from shared.codec import encode
@@ -59,6 +64,22 @@ RECV_MAX = 64 * 1024
 TIMEOUT_SLACK = 1.0
 #: How long a closing reader waits for the sender to let go of its socket (it never blocks: a moment).
 RELEASE_WAIT = 1.0
+#: A closing reader polls the kernel's send queue (`unacknowledged`) every MIN, doubling up to MAX seconds.
+DELIVERY_POLL_MIN = 0.002
+DELIVERY_POLL_MAX = 0.05
+#: Most `recv` calls (of up to RECV_MAX bytes each) a closing reader makes to discard unread input.
+DISCARD_READS = 64
+
+
+def unacknowledged(sock: socket.socket) -> int:
+    """Bytes in `sock`'s kernel send queue not yet acknowledged by the peer (`SIOCOUTQ`; 0 where unknown)."""
+    if not sys.platform.startswith("linux"):
+        return 0
+    try:
+        answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # SIOCOUTQ == TIOCOUTQ
+    except OSError:
+        return 0
+    return int(struct.unpack("i", answer)[0])
 
 
 def next_recv_size(size: int, received: int) -> int:
@@ -85,6 +106,7 @@ class Connection:
         "_clock",
         "_close_reason",
         "_dispatcher",
+        "_dropped",
         "_hello_deadline",
         "_last_input",
         "_linger_until",
@@ -147,8 +169,9 @@ class Connection:
         self._protocol = ProtocolConnection(Role.SERVER, config.limits)
         # Rate limits, file transfers, password checks, history pages: what becomes of each request.
         self._dispatcher = Dispatcher(services, self.client)
-        self._lock = threading.Lock()  # guards _close_reason and _linger_until
+        self._lock = threading.Lock()  # guards _close_reason, _dropped and _linger_until
         self._close_reason: str | None = None
+        self._dropped = False
         self._linger_until: float | None = None
         self._announce = True
         self._trace = trace.isEnabledFor(logging.DEBUG)
@@ -401,6 +424,8 @@ class Connection:
             if self._close_reason is not None:
                 return
             self._close_reason = reason or ("send queue exceeded" if abort else "closed by server")
+            # Dropped with a reason to tell (sendq_exceeded): the reason gets `drop_linger` to arrive.
+            self._dropped = abort and last is not None
         if abort:
             self.outbox.abort(last)
         else:
@@ -438,6 +463,7 @@ class Connection:
             reason = self._close_reason
             announce = self._announce
             linger_until = self._linger_until
+            dropped = self._dropped
         self._dispatcher.close()  # its uploads first: once the nick is free, they may resume elsewhere
         disconnect = Disconnect(reason, last, announce)
         if not self.services.sequencer.submit(self.client, disconnect):
@@ -451,7 +477,7 @@ class Connection:
             if linger_until is not None:
                 wait = min(wait, linger_until - self._clock())
             disconnect.applied.wait(wait)
-        deadline = self._clock() + self.config.linger
+        deadline = self._clock() + (self.config.drop_linger if dropped else self.config.linger)
         if linger_until is not None:
             deadline = min(deadline, linger_until)
         channel = self.channel
@@ -463,7 +489,32 @@ class Connection:
             self.services.sender.release(channel)
             if not channel.done.wait(RELEASE_WAIT):
                 log.error("conn=%d event=sender_stuck", self.id)
+        elif channel is not None:
+            # Written and our end of stream sent (the sender shut our sending side): wait until the client's
+            # kernel has it all, so a frame the client sends meanwhile cannot turn the close into a reset
+            # that would destroy the last frames (its error) before the client reads them.
+            self._wait_delivered(deadline)
+        self._discard_input()  # unread input makes close() send a reset instead of closing cleanly
         self._wsock.close()
         self._sock.close()
         log.info("conn=%d event=closed nick=%r reason=%r", self.id, self.client.nick, reason)
         self._on_finished(self)
+
+    def _wait_delivered(self, deadline: float) -> None:
+        """Wait (at most until `deadline`) until the kernel holds nothing more for the client: everything
+        written, our end of stream included, has been acknowledged by the client's kernel."""
+        delay = DELIVERY_POLL_MIN
+        while (remaining := deadline - self._clock()) > 0 and unacknowledged(self._sock) > 0:
+            # No event says "send queue empty": poll it, briefly at first (a reading client empties it in
+            # a round trip), then every DELIVERY_POLL_MAX (a slow one), discarding what the client sends.
+            self._discard_input()
+            time.sleep(min(delay, remaining))
+            delay = min(delay * 2, DELIVERY_POLL_MAX)
+
+    def _discard_input(self) -> None:
+        """Read and drop what the client sent that nobody will handle now (a bounded amount)."""
+        with contextlib.suppress(OSError):
+            self._sock.setblocking(False)
+            for _ in range(DISCARD_READS):
+                if not self._sock.recv(RECV_MAX):
+                    return

@@ -13,6 +13,9 @@ The queue is bounded in bytes, not in frames, because memory is what a slow read
 * above `hard` bytes the connection is over its limit at once;
 * above `soft` bytes for longer than `soft_seconds` it is over its limit too.
 
+What the kernel holds besides (its send buffer) is bounded by the server's `send_buffer` setting, not counted
+here: docs/architecture.md gives the total a client may cost.
+
 `put` reports "over the limit" by returning False; the caller then disconnects that client with
 `sendq_exceeded`. Bytes the sender has taken still count until it reports them written, so the memory held
 for one client never exceeds `hard` plus one batch.
@@ -38,6 +41,7 @@ class Outbox:
 
     # One per connection: slots keep it small (docs/performance.md, W3 memory).
     __slots__ = (
+        "_aborted",
         "_bulk",
         "_clock",
         "_closed",
@@ -85,6 +89,7 @@ class Outbox:
         self._queued = 0  # bytes in _frames plus bytes taken but not yet reported written
         self._over_soft_since: float | None = None
         self._closed = False  # no more frames accepted; the sender finishes once everything is written
+        self._aborted = False  # closed by `abort`: frames the sender took but has not begun are dropped too
         self._overflowed = False
         #: Bytes written to the client so far (for /stats NICK; counted in `written`, once per send).
         self.sent = 0
@@ -98,6 +103,11 @@ class Outbox:
     def closed(self) -> bool:
         """True once `close` or `abort` was called."""
         return self._closed
+
+    @property
+    def aborted(self) -> bool:
+        """True once `abort` was called: the sender drops the whole frames it holds, and sends only `last`."""
+        return self._aborted
 
     def put(self, data: bytes) -> bool:
         """Queue one frame; return False if the queue is now over its limit (the caller disconnects)."""
@@ -220,5 +230,6 @@ class Outbox:
             self._frames = [] if last is None else [last]
             self._queued += 0 if last is None else len(last)
             self._closed = True
+            self._aborted = True
         if self.on_ready is not None:
             self.on_ready()

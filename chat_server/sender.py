@@ -36,8 +36,10 @@ import selectors
 import socket
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable
+from itertools import accumulate
 from typing import Any
 
 import msgpack
@@ -67,6 +69,7 @@ class Channel:
         "credit",
         "done",
         "encrypted",
+        "held",
         "outbox",
         "overflow",
         "released",
@@ -95,7 +98,11 @@ class Channel:
         self.done = Latch()
         #: Set by the reader (via `Sender.release`): stop writing, whatever is left.
         self.released = False
+        #: Plaintext: the rest of the one frame the kernel took only part of (never more than one frame, so a
+        #: dropped client's error frame follows at once). TLS: the ciphertext the kernel has not taken.
         self.unsent: bytes | memoryview = b""
+        #: Whole frames taken from the outbox that the kernel has not begun yet (plaintext only); sent next.
+        self.held: list[bytes] = []
         self.watched = False  # registered for writability: the kernel buffer was full
         self.since = 0.0  # last progress while bytes were pending (the write deadline counts from here)
         #: The connection's TLS, until its close_notify is queued (then None); `encrypted` stays True.
@@ -242,9 +249,15 @@ class Sender:
         now = self._clock()
         for channel in list(self._watched):
             if now >= channel.since + self.write_timeout:
-                log.info("conn=%d event=write_timeout", channel.conn_id)
-                channel.close(None, True, "write timeout")
-                self._drop(channel)
+                # The deadline measures progress, not writability: the kernel reports a socket writable only
+                # once a good part of its buffer is free, which a slow but steady reader may take longer to
+                # free than `write_timeout`. So try once more: any byte accepted is progress (and restarts
+                # the deadline); a stalled client accepts none.
+                self._serve(channel)
+                if channel.watched and now >= channel.since + self.write_timeout:
+                    log.info("conn=%d event=write_timeout", channel.conn_id)
+                    channel.close(None, True, "write timeout")
+                    self._drop(channel)
             elif channel.outbox.overdue():
                 channel.close(channel.overflow, True, None)
 
@@ -267,6 +280,11 @@ class Sender:
         outbox = channel.outbox
         while True:
             frames = outbox.take()
+            if frames and self._trace:
+                for frame in frames:
+                    trace.debug("conn=%d out %r", channel.conn_id, _decoded(frame))
+            if channel.held:
+                frames = self._with_held(channel, frames)
             if frames is None and not channel.unsent:
                 if channel.tls is not None:
                     # The TLS end of stream goes after the last frame, written like any other bytes.
@@ -275,9 +293,6 @@ class Sender:
                         continue
                 self._drop(channel)  # closed and fully written: the peer sees our end of stream next
                 return
-            if frames and self._trace:
-                for frame in frames:
-                    trace.debug("conn=%d out %r", channel.conn_id, _decoded(frame))
             # One system call for everything pending: this is where deliveries get cheap under load.
             if channel.tls is not None:
                 data = self._encrypt(channel, channel.tls, frames)
@@ -303,7 +318,10 @@ class Sender:
                 else:
                     outbox.written(sent)
             if sent < len(data):
-                channel.unsent = memoryview(data)[sent:]
+                if channel.encrypted or not frames:
+                    channel.unsent = memoryview(data)[sent:]
+                else:
+                    self._hold(channel, data, sent, frames)
                 if sent or not channel.watched:
                     channel.since = self._clock()
                 if not channel.watched:
@@ -320,6 +338,35 @@ class Sender:
                     self._again.append(channel)
                 return
             # Closed: go round once more to send the frames queued meanwhile, or to finish.
+
+    @staticmethod
+    def _hold(channel: Channel, data: bytes | memoryview, sent: int, frames: list[bytes]) -> None:
+        """The kernel took `sent` bytes of `data` (what was unsent, then `frames`): keep the rest of the frame
+        it stopped in as `unsent` and the frames it did not begin as `held` (slow path: a full kernel buffer).
+        """
+        start = len(data) - sum(map(len, frames))  # where the first of `frames` begins in `data`
+        if sent < start:
+            channel.unsent = memoryview(data)[sent:start]
+            channel.held = frames
+            return
+        ends = list(accumulate(map(len, frames), initial=start))  # ends[i] = where frames[i] begins
+        index = bisect_right(ends, sent) - 1  # the frame the kernel stopped in (or before)
+        if sent == ends[index]:
+            channel.unsent = b""
+            channel.held = frames[index:]
+        else:
+            channel.unsent = memoryview(frames[index])[sent - ends[index] :]
+            channel.held = frames[index + 1 :]
+
+    @staticmethod
+    def _with_held(channel: Channel, frames: list[bytes] | None) -> list[bytes] | None:
+        """The held frames followed by the newly taken ones, or, once the outbox is aborted (the client is
+        being dropped), the new ones only: the held frames are discarded, and credited as gone."""
+        held, channel.held = channel.held, []
+        if channel.outbox.aborted:
+            channel.outbox.written(sum(map(len, held)))
+            return frames
+        return held + frames if frames else held
 
     @staticmethod
     def _encrypt(channel: Channel, tls: TlsPump, frames: list[bytes] | None) -> bytes | memoryview:
@@ -349,6 +396,7 @@ class Sender:
         """Never touch this channel's socket again: shut its sending side and let the reader close it."""
         self._unwatch(channel)
         channel.unsent = b""
+        channel.held = []
         with contextlib.suppress(OSError):  # already disconnected
             channel.sock.shutdown(socket.SHUT_WR)
         channel.done.set()
