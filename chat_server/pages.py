@@ -42,7 +42,13 @@ def fetch_history(
             if room is None:
                 return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}", ref)
             page = storage.room_page(
-                db, key, before=request.before, after=request.after, limit=limit, max_bytes=max_bytes
+                db,
+                key,
+                before=request.before,
+                after=request.after,
+                limit=limit,
+                max_bytes=max_bytes,
+                forward=bool(request.forward),
             )
             reply = History(
                 room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
@@ -59,6 +65,7 @@ def fetch_history(
                 after=request.after,
                 limit=limit,
                 max_bytes=max_bytes,
+                forward=bool(request.forward),
             )
             reply = History(
                 direct=True,

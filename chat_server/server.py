@@ -20,7 +20,9 @@ Threads
     (`chat_server.gate`): the server password, and a registered nick's password with scrypt, which it also
     runs to hash a new one, reading the stored hash with its own read connection. Only the result (a proof,
     or the finished hash) goes to the history thread: scrypt costs tens of milliseconds by design, and on the
-    history thread it would hold up all chat. Closes the socket once the sender has let go of it.
+    history thread it would hold up all chat. Closes the socket once the sender has let go of it and the
+    client's kernel has acknowledged the last bytes (at most `linger`, or `drop_linger` after a
+    `sendq_exceeded` drop), discarding unread input first, so the close is never a reset.
     Also owns the connection's file transfers (`chat_server.uploads`): writes and hashes upload chunks in
     the partial file and answers `file_progress`; answers `file_get` (access check on its read connection,
     `os.pread` of one chunk, `file_data` into the outbox's bulk lane). Only the final "store this offer" goes

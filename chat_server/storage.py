@@ -120,7 +120,9 @@ class StoredRoom:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One history reply: messages oldest first, whether older ones exist, how many newer were left out."""
+    """One history reply: messages oldest first; `more`: the requested range holds more messages beyond this
+    page in the direction asked for; `skipped`: how many of the range a page back bounded by `after` left out.
+    """
 
     messages: tuple[Said | Told | Moderated | FileOffered, ...]
     more: bool
@@ -345,13 +347,17 @@ def room_page(
     after: int | None = None,
     limit: int,
     max_bytes: int | None = None,
+    forward: bool = False,
 ) -> Page:
-    """The messages of one room: the newest `limit` ones below `before` and above `after`, oldest first.
+    """The messages of one room with an id below `before` and above `after` (the range), oldest first:
+    the newest `limit` of the range, or with `forward` the oldest `limit` (each page also cut to `max_bytes`).
 
-    `skipped` counts the messages above `after` that were left out (only when `after` is given).
+    `more`: the range holds messages beyond the page in the direction asked for (older than the first one
+    given; with `forward`, newer than the last one given). `skipped`: on a page back bounded by `after` (a
+    resume), how many messages of the range were left out; 0 otherwise.
     """
     where, parameters = "m.room_key = ?", list[object]([room_key])
-    return _page(db, "messages AS m", where, parameters, before, after, limit, max_bytes)
+    return _page(db, "messages AS m", where, parameters, before, after, limit, max_bytes, forward=forward)
 
 
 def direct_page(
@@ -363,6 +369,7 @@ def direct_page(
     after: int | None = None,
     limit: int,
     max_bytes: int | None = None,
+    forward: bool = False,
 ) -> Page:
     """The direct messages of `owner_key` (with `peer_key` only, if given), like `room_page`."""
     table = "direct_index AS d JOIN messages AS m ON m.id = d.id"
@@ -370,7 +377,9 @@ def direct_page(
     if peer_key is not None:
         where += " AND d.peer_key = ?"
         parameters.append(peer_key)
-    return _page(db, table, where, parameters, before, after, limit, max_bytes, id_column="d.id")
+    return _page(
+        db, table, where, parameters, before, after, limit, max_bytes, id_column="d.id", forward=forward
+    )
 
 
 def _page(
@@ -383,6 +392,7 @@ def _page(
     limit: int,
     max_bytes: int | None,
     id_column: str = "m.id",
+    forward: bool = False,
 ) -> Page:
     if before is not None:
         where += f" AND {id_column} < ?"
@@ -390,39 +400,22 @@ def _page(
     if after is not None:
         where += f" AND {id_column} > ?"
         parameters.append(after)
+    order = "ASC" if forward else "DESC"  # the end of the range the page starts from
     try:
         fetched: list[Row] = db.execute(
-            f"SELECT {_COLUMNS} FROM {table}{_FILE_JOIN} WHERE {where} ORDER BY {id_column} DESC LIMIT ?",
+            f"SELECT {_COLUMNS} FROM {table}{_FILE_JOIN} WHERE {where} ORDER BY {id_column} {order} LIMIT ?",
             (*parameters, limit + 1),
         ).fetchall()
         kept = _fit(fetched[:limit], max_bytes)
+        more = len(fetched) > len(kept)  # one more row was asked for: the range goes on past the page
         skipped = 0
-        more = len(fetched) > len(kept)
-        if after is not None and more:
+        if after is not None and more and not forward:
             total = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", parameters).fetchone()[0]
             skipped = int(total) - len(kept)
-        elif after is not None and kept:
-            # Everything above `after` was given; older messages may still exist at or below `after`.
-            more = _exists_before(db, table, where, parameters, id_column, kept[-1][0])
     except sqlite3.Error as error:
         raise HistoryError(f"history query failed: {error}") from error
-    messages = tuple(_message(row) for row in reversed(kept))
+    messages = tuple(_message(row) for row in (kept if forward else reversed(kept)))
     return Page(messages=messages, more=more, skipped=skipped)
-
-
-def _exists_before(
-    db: sqlite3.Connection,
-    table: str,
-    where: str,
-    parameters: list[object],
-    id_column: str,
-    oldest: int,
-) -> bool:
-    # Drop the "> after" condition (the last one added) and look for anything older than `oldest`.
-    base = where.rsplit(" AND ", 1)[0]
-    args = [*parameters[:-1], oldest]
-    row = db.execute(f"SELECT 1 FROM {table} WHERE {base} AND {id_column} < ? LIMIT 1", args).fetchone()
-    return row is not None
 
 
 # Wire overhead of one history entry besides its strings (keys, type, ids, timestamp), with a margin.

@@ -45,8 +45,10 @@ class Tell(Message):
 class FetchHistory(Message):
     """Ask for stored messages of a room, or of direct messages (all, or with one `peer`).
 
-    Exactly one of `room` and `direct` is given. `before`: messages older than this id, newest first
-    when paging back; `after`: messages newer than this id (resume). At most `limit` come back.
+    Exactly one of `room` and `direct` is given. The range: ids below `before` and above `after` (either
+    bound may be left out). At most `limit` messages of it come back, always oldest first in the reply: the
+    newest of the range (paging back), or with `forward` the oldest of the range (paging forward through a
+    gap). `History.more` then says whether the range goes on beyond the page in that direction.
     """
 
     room: str | None = wire(check.room, default=None)
@@ -55,6 +57,7 @@ class FetchHistory(Message):
     before: int | None = wire(check.uint, default=None)
     after: int | None = wire(check.uint, default=None)
     limit: int | None = wire(check.uint, default=None)
+    forward: bool | None = wire(check.boolean, default=None)  # None (left out) means false
     ref: int | None = wire(check.uint, default=None)
 
 
@@ -90,9 +93,11 @@ class History(Message):
     """Stored messages, oldest first: the backfill after a join, a resume, or the answer to `FetchHistory`.
 
     `peer`: with `direct`, the conversation the page belongs to, when the request named one.
-    `more`: older messages exist before the first one given (page back with `FetchHistory(before=...)`).
-    `skipped`: on a resume, how many messages after the client's `after` id were left out because the gap
-    was larger than the server's bound; the messages given are the newest ones.
+    `more`: the requested range holds more messages beyond this page in the direction asked for: older
+    than the first one given (page back with `before` = its id), or, for a `forward` page, newer than the
+    last one given (page on with `after` = its id). A join's backfill is a page back with no lower bound.
+    `skipped`: on a resume (a page back bounded by `after`), how many messages of the gap were left out
+    because it was larger than the server's bound or one frame; the messages given are the newest ones.
     """
 
     room: str | None = wire(check.room, default=None)

@@ -58,7 +58,9 @@ def test_resume_after_id_fills_the_gap(login: Login) -> None:
     bob.send(Join(room="lobby", after=ids[3], ref=1))
     history = bob.recv(History, ref=1)
     assert [m.id for m in history.messages] == ids[4:]
-    assert (history.skipped, history.more) == (0, True)
+    # Nothing after ids[3] was left out: `more` is about the requested range (the messages before ids[3] are
+    # not part of a resume).
+    assert (history.skipped, history.more) == (0, False)
 
 
 def test_resume_larger_than_bound_says_how_many_were_skipped(make_server: Callable[..., ChatServer]) -> None:
@@ -212,3 +214,85 @@ def test_full_request_queue_refuses_with_server_busy(make_server: Callable[..., 
         )
         assert len(acked) >= 3  # the one being stored and the two queued
         assert len(refused) + len(acked) == 6
+
+
+def page_ids(client: ChatTestClient, ref: int, **request: object) -> tuple[list[int], bool]:
+    """Ask for one page of the lobby; return its ids and its `more`."""
+    client.send(FetchHistory(room="lobby", ref=ref, **request))  # type: ignore[arg-type]
+    page = client.recv(History, ref=ref)
+    return [m.id for m in page.messages], page.more
+
+
+def test_paging_forward_through_a_2000_message_gap_gives_each_message_once(
+    make_server: Callable[..., ChatServer],
+) -> None:
+    """After a resume cut to the newest 500, paging forward from the client's last id (limit 100) until
+    `more` is false gives every skipped message exactly once, oldest first, and nothing of the resume."""
+    server = make_server()
+    with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
+        alice.login("alice")
+        last_seen = say_many(alice, "lobby", 1)[0]
+        ids = say_many(alice, "lobby", 2500)
+        bob.login("bob", rooms=[])
+        bob.send(Join(room="lobby", after=last_seen, ref=1))
+        resume = bob.recv(History, ref=1)
+        first_given = resume.messages[0].id
+        assert [m.id for m in resume.messages] == ids[-len(resume.messages) :]
+        assert resume.more is True
+        assert resume.skipped == 2500 - len(resume.messages) >= 2000
+        fetched: list[int] = []
+        after, ref = last_seen, 2
+        while True:
+            page, more = page_ids(bob, ref, after=after, before=first_given, limit=100, forward=True)
+            assert 0 < len(page) <= 100
+            fetched += page
+            if not more:
+                break
+            after, ref = page[-1], ref + 1
+        assert fetched == ids[: resume.skipped]
+        assert ref - 1 == (resume.skipped + 99) // 100  # pages of 100, the last one says "no more"
+
+
+def test_more_means_more_in_the_direction_asked_for(login: Login) -> None:
+    """Every direction's `more`: true exactly when the range goes on beyond the page that way."""
+    alice = login("alice")
+    ids = say_many(alice, "lobby", 10)
+    before_all = ids[0] - 1
+    cases: list[tuple[dict[str, object], list[int], bool]] = [
+        # latest
+        ({"limit": 4}, ids[6:], True),
+        ({"limit": 10}, ids, False),
+        # before X
+        ({"before": ids[5], "limit": 3}, ids[2:5], True),
+        ({"before": ids[5], "limit": 5}, ids[:5], False),
+        # after X, oldest first
+        ({"after": ids[1], "limit": 3, "forward": True}, ids[2:5], True),
+        ({"after": ids[1], "limit": 8, "forward": True}, ids[2:], False),
+        ({"after": ids[9], "forward": True}, [], False),
+        ({"after": before_all, "limit": 1, "forward": True}, ids[:1], True),
+        # between X and Y, newest first and oldest first
+        ({"after": ids[1], "before": ids[8], "limit": 2}, ids[6:8], True),
+        ({"after": ids[1], "before": ids[8], "limit": 6}, ids[2:8], False),
+        ({"after": ids[1], "before": ids[8], "limit": 2, "forward": True}, ids[2:4], True),
+        ({"after": ids[1], "before": ids[8], "limit": 6, "forward": True}, ids[2:8], False),
+        # after X without a direction: a resume, the newest of the gap
+        ({"after": ids[1], "limit": 3}, ids[7:], True),
+        ({"after": ids[1], "limit": 8}, ids[2:], False),
+    ]
+    for ref, (request, expected, more) in enumerate(cases, 1):
+        assert page_ids(alice, ref, **request) == (expected, more), request
+
+
+def test_direct_history_pages_forward_too(login: Login) -> None:
+    """`forward` works for direct messages (all conversations, or one `peer`)."""
+    alice, bob = login("alice"), login("bob")
+    ids = []
+    for number in range(5):
+        alice.send(Tell(to="bob", text=f"t{number}", ref=number))
+        ids.append(alice.recv(Ack, ref=number).id)
+    bob.send(FetchHistory(direct=True, after=ids[0], limit=2, forward=True, ref=10))
+    page = bob.recv(History, ref=10)
+    assert ([m.id for m in page.messages], page.more) == (ids[1:3], True)
+    bob.send(FetchHistory(direct=True, peer="alice", after=ids[2], limit=2, forward=True, ref=11))
+    page = bob.recv(History, ref=11)
+    assert ([m.id for m in page.messages], page.more) == (ids[3:], False)
