@@ -284,15 +284,55 @@ class ChatClient(ClientRunner):
         after: int | None = None,
         limit: int | None = None,
         wait: bool = True,
+        forward: bool = False,
     ) -> History | None:
-        """Fetch stored messages of `room`, or the direct messages (with `peer`, or all when room is None)."""
+        """Fetch stored messages of `room`, or the direct messages (with `peer`, or all when room is None).
+
+        One page of the range between `after` and `before`: its newest messages, or with `forward` its
+        oldest (`History.more` says whether the range goes on past the page that way; `fetch_forward` pages
+        through it all).
+        """
         ref = next(self._refs)
         request = FetchHistory(
-            room=room, direct=room is None, peer=peer, before=before, after=after, limit=limit, ref=ref
+            room=room,
+            direct=room is None,
+            peer=peer,
+            before=before,
+            after=after,
+            limit=limit,
+            forward=forward or None,
+            ref=ref,
         )
         self._check(request)
         reply = await self._request(request, answer_to(History, ref, room), wait)
         return reply if isinstance(reply, History) else None
+
+    async def fetch_forward(
+        self,
+        room: str | None = None,
+        *,
+        after: int,
+        before: int | None = None,
+        peer: str | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[History]:
+        """Page forward, oldest first, through the stored messages after id `after` (and before `before`):
+        yields each page until the server says the range holds no more (`more` false).
+
+        This is how a gap is filled, e.g. the messages a resume reported as `History.skipped`: `after` = the
+        last id seen before it, `before` = the first id the resume gave. Each page is also delivered as a
+        `History` event, like any page. Raises like `fetch_history` (`NotConnected`, `ServerError`...).
+        """
+        while True:
+            page = await self.fetch_history(
+                room, peer=peer, after=after, before=before, limit=limit, forward=True
+            )
+            if page is None:  # not reachable with wait=True; keeps the type checker honest
+                return
+            yield page
+            if not page.more or not page.messages:
+                return
+            after = page.messages[-1].id
 
     # -- Files -------------------------------------------------------------------------------------------
 
