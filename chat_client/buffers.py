@@ -62,6 +62,16 @@ class ConnectionStatus(enum.StrEnum):
     OFFLINE = "offline"
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages a resume skipped (`History.skipped`): `count` of them between ids `after` and `before`,
+    fetched forward (oldest first) with `/more`."""
+
+    after: int
+    before: int
+    count: int
+
+
 @dataclass(slots=True)
 class Buffer:
     """A room, a direct conversation, or the server's own messages."""
@@ -84,6 +94,8 @@ class Buffer:
     more_before: bool = False
     #: A request for older messages is on its way.
     fetching: bool = False
+    #: Messages a resume skipped and not shown yet (`/more` fetches the next page of them).
+    gap: Gap | None = None
     #: My messages to this buffer still waiting for the server's ack, oldest first.
     pending: list[OutboxEntry] = field(default_factory=list)
     _ids: set[int] = field(default_factory=set)
@@ -125,6 +137,30 @@ class Buffer:
                 self._ids.add(line.id)
             self.lines.appendleft(line)
         return len(kept)
+
+    @property
+    def newest_id(self) -> int | None:
+        """The largest message id shown here."""
+        return max(self._ids) if self._ids else None
+
+    def insert(self, lines: list[Line]) -> int:
+        """Insert message lines (oldest first) where their ids belong: before the first line with a larger
+        id (a gap being filled). If the buffer overflows, its oldest lines go. Return how many were added."""
+        fresh = [line for line in lines if line.id is not None and line.id not in self._ids]
+        if not fresh:
+            return 0
+        last = fresh[-1].id or 0
+        current = list(self.lines)
+        at = next(
+            (i for i, line in enumerate(current) if line.id is not None and line.id > last), len(current)
+        )
+        current[at:at] = fresh
+        self._ids.update(line.id for line in fresh if line.id is not None)
+        for dropped in current[: max(0, len(current) - self.max_lines)]:
+            if dropped.id is not None:
+                self._ids.discard(dropped.id)
+        self.lines = deque(current, maxlen=self.max_lines)
+        return len(fresh)
 
     @property
     def full(self) -> bool:

@@ -125,6 +125,11 @@ class CancelTransfer:
 
 
 @dataclass(frozen=True, slots=True)
+class MoreHistory:
+    """`/more`: show the next page of the messages a reconnect skipped in the current room."""
+
+
+@dataclass(frozen=True, slots=True)
 class ShowHelp:
     """`/help [command]`: show the commands."""
 
@@ -159,6 +164,7 @@ Command = (
     | SendFile
     | DownloadFile
     | CancelTransfer
+    | MoreHistory
     | ShowHelp
     | Reconnect
     | QuitChat
@@ -197,6 +203,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("send", "/send PATH", "offer a file to this room or conversation (Tab completes the path)"),
     CommandHelp("get", "/get ID", "download the file offered as ID into your downloads folder"),
     CommandHelp("cancel", "/cancel N", "cancel file transfer N (shown when it starts)"),
+    CommandHelp("more", "/more", "show the next messages a reconnect skipped in this room"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
@@ -275,6 +282,8 @@ def parse(line: str) -> Command:
             if not (number.isascii() and number.isdigit()):
                 raise CommandError(f"usage: /{name} {'ID' if name == 'get' else 'N'} (a number)")
             return DownloadFile(int(number)) if name == "get" else CancelTransfer(int(number))
+        case "more":
+            return MoreHistory()
         case "help":
             return ShowHelp(rest or None)
         case "reconnect":

@@ -17,6 +17,9 @@ from .errors import ClientError, FilesUnsupported, InvalidRequest, NotConnected,
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
 from .moderation import key_notice
 
+#: Messages `/more` asks for at once.
+MORE_PAGE = 100
+
 
 @dataclass(slots=True)
 class Outcome:
@@ -119,6 +122,8 @@ class Controller:
             case cmd.CancelTransfer(number=number):
                 if not client.cancel_transfer(number):
                     raise cmd.CommandError(f"no running transfer {number}")
+            case cmd.MoreHistory():
+                await self._more_history()
             case cmd.ShowHelp(command=name):
                 changes = Changes()
                 for text in cmd.help_text(name):
@@ -139,6 +144,20 @@ class Controller:
             case cmd.QuitChat(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())
+
+    async def _more_history(self) -> None:
+        """Ask for the next page of the messages a reconnect skipped in the current room (oldest first);
+        the model inserts it where it belongs when it arrives."""
+        buffer = self.model.current_buffer
+        gap = buffer.gap
+        if buffer.kind is not BufferKind.ROOM or gap is None:
+            raise cmd.CommandError("no skipped messages to show here")
+        if buffer.fetching:
+            return
+        buffer.fetching = True
+        await self.client.fetch_history(
+            buffer.name, after=gap.after, before=gap.before, limit=MORE_PAGE, forward=True, wait=False
+        )
 
     def _current_room(self) -> str:
         buffer = self.model.current_buffer

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from shared import FileOffered, History, Moderated, Said, Told, fold
 
-from .buffers import Changes, Line, LineKind, peer_key
+from .buffers import Buffer, Changes, Gap, Line, LineKind, peer_key
 from .events import OutboxChanged
 from .model_state import ModelState
 from .moderation import describe
@@ -91,10 +91,34 @@ class MessageEvents(ModelState):
             return
         buffer = self.room(event.room)
         buffer.fetching = False
+        if self._fill_gap(buffer, event, changes):
+            return
         if event.skipped:
+            newest = buffer.newest_id
+            if newest is not None and event.messages:
+                buffer.gap = Gap(after=newest, before=event.messages[0].id, count=event.skipped)
             text = f"{event.skipped} older messages were skipped while you were away"
+            if buffer.gap is not None:
+                text += ": /more shows them"
             self._line(changes, buffer.key, LineKind.NOTICE, text, count=False)
         self._history_lines(buffer.key, list(event.messages), more=event.more, changes=changes)
+
+    def _fill_gap(self, buffer: Buffer, event: History, changes: Changes) -> bool:
+        """A page of the messages a resume skipped (`/more`): insert it where it belongs. False if the page
+        is not one."""
+        gap = buffer.gap
+        if gap is None or not event.messages:
+            return False
+        if not all(gap.after < item.id < gap.before for item in event.messages):
+            return False
+        if buffer.insert([self._history_line(item) for item in event.messages]):
+            changes.redraw.add(buffer.key)
+        left = max(gap.count - len(event.messages), 0)
+        buffer.gap = Gap(event.messages[-1].id, gap.before, left) if event.more else None
+        if buffer.gap is not None:
+            text = f"{left} more skipped messages: /more shows the next ones"
+            self._line(changes, buffer.key, LineKind.NOTICE, text, count=False)
+        return True
 
     def _history_lines(self, key: str, items: list[Item], *, more: bool | None, changes: Changes) -> None:
         buffer = self.buffers[key]

@@ -6,12 +6,14 @@ import asyncio
 from pathlib import Path
 
 from chat_client import ChatClient, Connected, Reconnecting
+from chat_client.app import ChatApp
 from shared import Ack, History, Say
 from tests.server.client import ChatTestClient
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST, Recorder
+from .tui_helpers import submit, wait_for_chat, wait_for_text
 
 GAP = 2000
 
@@ -62,5 +64,61 @@ async def test_fetch_forward_pages_through_the_gap_a_resume_skipped(tmp_path: Pa
                 assert fetched == missed[: resume.skipped]  # each once, oldest first
                 assert [page.more for page in pages] == [True] * (len(pages) - 1) + [False]
                 assert all(len(page.messages) <= 100 for page in pages)
+        finally:
+            await proxy.close()
+
+
+async def test_tui_more_shows_what_a_reconnect_skipped_in_place(tmp_path: Path, private_dirs: Path) -> None:
+    """The TUI says how many messages the resume skipped and that /more shows them; each /more inserts the
+    next page where it belongs, until every missed message is shown once, in order."""
+    config = fast_server_config(
+        tmp_path / "server", rate_messages=1e6, rate_burst=10**6, backfill=20, max_backfill=100
+    )
+    with LiveServer(config) as server:
+        proxy = Proxy(lambda: (server.host, server.port))
+        await proxy.start()
+        try:
+            app = ChatApp(
+                host="127.0.0.1",
+                port=proxy.port,
+                nick="alice",
+                connect_now=True,
+                config_dir=private_dirs,
+                options=FAST,
+            )
+            async with (
+                app.run_test(size=(140, 30)) as pilot,
+                ChatClient(server.host, server.port, "bob", options=FAST) as bob,
+            ):
+                screen = await wait_for_chat(app, pilot)
+                await bob.say("lobby", "before the cut", wait=True)
+                await wait_for_text(app, pilot, "<bob> before the cut")
+                proxy.refuse = True
+                await proxy.cut()
+                await wait_until(lambda: "reconnecting" in str(screen.query_one("#status").render()))
+                await asyncio.to_thread(say_pipelined, (server.host, server.port), 250)
+                proxy.refuse = False
+                buffer = screen.model.buffers["#lobby"]
+                notice = "150 older messages were skipped while you were away: /more shows them"
+                await wait_until(lambda: notice in [line.text for line in buffer.lines], what="the notice")
+                await wait_for_text(app, pilot, "/more shows them")
+                missed = [f"g{number}" for number in range(250)]
+
+                def shown() -> list[str]:
+                    return [line.text for line in buffer.lines if line.nick == "filler"]
+
+                assert shown() == missed[150:]  # the resume: the newest 100
+                await submit(pilot, "/more")
+                await wait_until(lambda: len(shown()) == 200, what="the first page of the gap")
+                assert shown() == missed[:100] + missed[150:]
+                await wait_for_text(app, pilot, "50 more skipped messages: /more shows the next ones")
+                await submit(pilot, "/more")
+                await wait_until(lambda: len(shown()) == 250, what="the rest of the gap")
+                assert shown() == missed
+                assert buffer.gap is None
+                texts = [line.text for line in buffer.lines]
+                assert texts.index("before the cut") < texts.index("g0")
+                await submit(pilot, "/more")
+                await wait_for_text(app, pilot, "no skipped messages to show here")
         finally:
             await proxy.close()
