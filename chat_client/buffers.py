@@ -176,6 +176,9 @@ class Changes:
     lines: dict[str, list[Line]] = field(default_factory=dict)
     #: Buffers whose lines must be redrawn from scratch (older history was inserted).
     redraw: set[str] = field(default_factory=set)
+    #: Lines inserted inside a buffer (a skipped gap being filled, `/more`), per key, in order: a renderer
+    #: that redraws ignores them; one that can only print lines (`--plain`) prints them.
+    inserted: dict[str, list[Line]] = field(default_factory=dict)
     #: The list of buffers, their unread counts or the current buffer changed.
     buffers: bool = False
     members: set[str] = field(default_factory=set)
@@ -209,6 +212,8 @@ def merge(total: Changes, more: Changes) -> None:
     for key, lines in more.lines.items():
         total.lines.setdefault(key, []).extend(lines)
     total.redraw |= more.redraw
+    for key, lines in more.inserted.items():
+        total.inserted.setdefault(key, []).extend(lines)
     total.buffers = total.buffers or more.buffers
     total.members |= more.members
     total.topic |= more.topic

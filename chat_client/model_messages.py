@@ -111,8 +111,10 @@ class MessageEvents(ModelState):
             return False
         if not all(gap.after < item.id < gap.before for item in event.messages):
             return False
-        if buffer.insert([self._history_line(item) for item in event.messages]):
+        lines = [self._history_line(item) for item in event.messages]
+        if buffer.insert(lines):
             changes.redraw.add(buffer.key)
+            changes.inserted.setdefault(buffer.key, []).extend(lines)
         left = max(gap.count - len(event.messages), 0)
         buffer.gap = Gap(event.messages[-1].id, gap.before, left) if event.more else None
         if buffer.gap is not None:

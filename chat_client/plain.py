@@ -107,7 +107,7 @@ class PlainUI:
         if self.reader_gone.is_set():
             return
         try:
-            for key, lines in changes.lines.items():
+            for key, lines in [*changes.inserted.items(), *changes.lines.items()]:
                 label = buffer_label(self.model, key)
                 for line in lines:
                     self.out.write(format_line(line, label) + "\n")

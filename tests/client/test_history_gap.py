@@ -1,18 +1,24 @@
-"""After a reconnect whose resume skipped thousands of messages, the library fetches the gap, page by page."""
+"""After a reconnect whose resume skipped thousands of messages, the gap is fetched page by page: by the
+library (`fetch_forward`), by the TUI and the line mode (`/more`, inserted where the messages belong)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 from pathlib import Path
 
 from chat_client import ChatClient, Connected, Reconnecting
 from chat_client.app import ChatApp
-from shared import Ack, History, Say
+from chat_client.buffers import Gap
+from chat_client.model import ChatModel
+from chat_client.plain import PlainUI
+from shared import Ack, History, Joined, Say, Welcome
 from tests.server.client import ChatTestClient
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, Proxy, fast_server_config
 from .test_library import FAST, Recorder
+from .test_model import TS, said
 from .tui_helpers import submit, wait_for_chat, wait_for_text
 
 GAP = 2000
@@ -122,3 +128,31 @@ async def test_tui_more_shows_what_a_reconnect_skipped_in_place(tmp_path: Path, 
                 await wait_for_text(app, pilot, "no skipped messages to show here")
         finally:
             await proxy.close()
+
+
+def test_a_filled_gap_is_inserted_in_place_and_printed_by_the_line_mode() -> None:
+    """The model keeps the skipped range; a page of it goes where its ids belong (the TUI redraws), and the
+    line mode, which cannot redraw, prints the inserted lines."""
+    model = ChatModel("alice", clock=lambda: 1000.0)
+    model.apply(Connected(Welcome(version=1, nick="alice", server="test", ts=TS), resumed=False))
+    model.apply(Joined(room="lobby", nick="alice", ts=TS))
+    model.apply(said(1, "seen"))
+    model.apply(History(room="lobby", messages=(said(8, "m8"), said(9, "m9")), more=True, skipped=6))
+    buffer = model.buffers["#lobby"]
+    assert buffer.gap == Gap(after=1, before=8, count=6)
+    out = io.StringIO()
+    plain = PlainUI(model, out)
+    changes = model.apply(History(room="lobby", messages=(said(2, "m2"), said(3, "m3")), more=True))
+    assert [line.text for line in buffer.lines if line.nick == "bob"] == ["seen", "m2", "m3", "m8", "m9"]
+    assert "#lobby" in changes.redraw
+    assert buffer.gap == Gap(after=3, before=8, count=4)
+    plain.show(changes)
+    printed = [line for line in out.getvalue().splitlines() if "<bob>" in line or "skipped" in line]
+    assert [line.split("> ")[-1] for line in printed[:2]] == ["m2", "m3"]
+    assert "4 more skipped messages: /more shows the next ones" in printed[2]
+    last = (said(4, "m4"), said(5, "m5"), said(6, "m6"), said(7, "m7"))
+    model.apply(History(room="lobby", messages=last, more=False))
+    assert buffer.gap is None
+    assert [line.id for line in buffer.lines if line.nick == "bob"] == list(range(1, 10))
+    # A page outside the gap is an ordinary page (a live join's backfill, scrollback): not inserted.
+    assert not model.apply(History(room="lobby", messages=(said(10, "m10"),))).inserted
