@@ -71,11 +71,19 @@ DELIVERY_POLL_MAX = 0.05
 DISCARD_READS = 64
 
 
+#: `tcp_info.tcpi_state` of a connection that is over (reset, or both sides done): nothing more will be sent.
+TCP_CLOSE = 7
+
+
 def unacknowledged(sock: socket.socket) -> int:
-    """Bytes in `sock`'s kernel send queue not yet acknowledged by the peer (`SIOCOUTQ`; 0 where unknown)."""
+    """Bytes in `sock`'s kernel send queue not yet acknowledged by the peer (`SIOCOUTQ`); 0 where unknown,
+    and once the connection is over (after a reset the count stays, but nothing will be acknowledged).
+    """
     if not sys.platform.startswith("linux"):
         return 0
     try:
+        if sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == TCP_CLOSE:
+            return 0
         answer = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")  # SIOCOUTQ == TIOCOUTQ
     except OSError:
         return 0

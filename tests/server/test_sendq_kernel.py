@@ -254,3 +254,24 @@ def test_a_dropped_client_that_never_reads_is_closed_after_drop_linger(
             dropped = time.monotonic()
             wait_until(lambda: server.stats().connections == 1, 10.0, "the server to close the socket")
             assert time.monotonic() - dropped < 5.0  # drop_linger (1 s) plus the load's slack, not 60 s
+
+
+def test_a_dropped_client_that_resets_is_let_go_at_once(make_server: Callable[..., ChatServer]) -> None:
+    """`drop_linger` waits for a client that may still read the reason, not for one that has reset: its
+    kernel send queue never empties, and the server must not wait for it."""
+    server = make_server(sendq_soft=32 * 1024, sendq_hard=64 * 1024, write_timeout=60.0, drop_linger=60.0)
+    with ChatTestClient(server.address) as alice:
+        alice.login("alice")
+        slow = ChatTestClient(server.address, receive_buffer=4096)
+        try:
+            slow.login("slow")
+            sent = 0
+            deadline = time.monotonic() + 30
+            while signed_off(alice, "slow") is None:
+                assert time.monotonic() < deadline, "the stalled client was never dropped"
+                alice.send(Say(room="lobby", text=TEXT, ref=sent))
+                alice.recv(Ack, ref=sent)
+                sent += 1
+        finally:
+            slow.close()  # with unread data: a reset
+        wait_until(lambda: server.stats().connections == 1, 10.0, "the server to let go of the reset client")
