@@ -60,12 +60,12 @@ DEFAULT_WRITE_TIMEOUT = 10.0
 DEFAULT_SENDQ_SOFT = 256 * 1024
 DEFAULT_SENDQ_SOFT_SECONDS = 10.0
 DEFAULT_SENDQ_HARD = 1024 * 1024
-#: Kernel send buffer per client socket in bytes (SO_SNDBUF). Linux reserves twice the value (half of it
-#: for its own bookkeeping), so a stalled client holds at most 128 KiB in the kernel besides its outbox
-#: (measured: ~96 KiB of data). 0 keeps the system's auto-tuned default, which grows to 4 MiB per client on
-#: Linux and hides a backlog from the send queue limits (docs/architecture.md; W1 figures in
-#: docs/performance.md).
-DEFAULT_SEND_BUFFER = 64 * 1024
+#: Kernel send buffer per client socket in bytes (SO_SNDBUF). Linux reserves twice the value (part of it
+#: for its own bookkeeping), so a stalled client holds at most 256 KiB in the kernel besides its outbox
+#: (measured: ~186 KiB of data). 0 keeps the system's auto-tuned default, which grows to 4 MiB per client on
+#: Linux and hides a backlog from the send queue limits (docs/architecture.md). 64 KiB bounded it more
+#: tightly but cost W1 throughput under load; the figures are in docs/performance.md.
+DEFAULT_SEND_BUFFER = 128 * 1024
 #: Seconds a client dropped for its send queue gets to receive the reason: everything queued for it is
 #: discarded, `sendq_exceeded` goes out right after the frame in progress, and the socket is closed once the
 #: client's kernel has acknowledged it, or when this deadline passes (docs/architecture.md).
