@@ -54,8 +54,8 @@ BATCH_BOUNDS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 #: Seconds over which /stats computes the message and delivery rates (the endpoint leaves that to rate()).
 RATE_WINDOW = 60.0
 
-#: Close reasons that mean "dropped as a slow consumer", and the label each is counted under.
-SLOW_CONSUMER_REASONS = {"send queue exceeded": "sendq_exceeded", "write timeout": "write_timeout"}
+#: How the close reasons of a slow consumer dropped begin, and the label each drop is counted under.
+SLOW_CONSUMER_REASONS = {"send queue": "sendq_exceeded", "write timeout": "write_timeout"}
 
 
 class MetricsUnavailable(Exception):
@@ -170,8 +170,9 @@ class Tally:
         label = reason.partition(":")[0]  # "tls: handshake failed: ..." -> "tls": a bounded set of labels
         with self._lock:
             self._events["disconnects", label] += 1
-            if label in SLOW_CONSUMER_REASONS:
-                self._events["slow_consumer_drops", SLOW_CONSUMER_REASONS[label]] += 1
+            for start, drop in SLOW_CONSUMER_REASONS.items():
+                if label.startswith(start):
+                    self._events["slow_consumer_drops", drop] += 1
 
 
 @dataclass(frozen=True, slots=True)
