@@ -30,6 +30,7 @@ from chat_client.messages import NetEvents, ServersHeard
 from chat_client.pins import PinStore, PinStoreError
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
+from shared.addresses import host_port
 from shared.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -271,7 +272,7 @@ class ChatApp(App[int]):
         except (LoginRefused, ConnectionLost, InvalidRequest, UntrustedServer, PinStoreError) as error:
             if isinstance(self.screen, ConnectScreen):
                 code = error.code if isinstance(error, LoginRefused) else None
-                reason = f"cannot connect to {host}:{port} as {nick}: {error}"
+                reason = f"cannot connect to {host_port(host, port)} as {nick}: {error}"
                 if code in _PASSWORD_CODES:
                     self.screen.ask_password(reason, nick=code == ErrorCode.NICK_REGISTERED)
                 else:
@@ -284,7 +285,7 @@ class ChatApp(App[int]):
         else:
             self.settings.nick = nick
         save_settings(self.settings, self.config_dir)
-        chat = ChatScreen(model, client, address=f"{host}:{port}", bell=self.bell_on_mention)
+        chat = ChatScreen(model, client, address=host_port(host, port), bell=self.bell_on_mention)
         self.chat_screen = chat
         await self.switch_screen(chat)
         try:

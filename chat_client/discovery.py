@@ -39,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from shared.addresses import host_port
 from shared.discovery import (
     DEFAULT_DISCOVERY_PORT,
     Announcement,
@@ -100,8 +101,8 @@ class DiscoveredServer:
 
     @property
     def address(self) -> str:
-        """``host:port`` to connect to."""
-        return f"{self.host}:{self.port}"
+        """``host:port`` to connect to (``[fe80::1%eth0]:7878`` for IPv6)."""
+        return host_port(self.host, self.port)
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from shared import ErrorCode, History, visible
+from shared.addresses import host_port
 
 from .client import ChatClient
 from .controller import Controller
@@ -217,7 +218,7 @@ async def run_plain(
             await client.connect()
             break
         except (LoginRefused, ConnectionLost, InvalidRequest, UntrustedServer, PinStoreError) as error:
-            err.write(f"chat-client: cannot log in to {host}:{port} as {nick}: {error}\n")
+            err.write(f"chat-client: cannot log in to {host_port(host, port)} as {nick}: {error}\n")
             code = error.code if isinstance(error, LoginRefused) else None
             if ask is None or attempt == PASSWORD_TRIES or code not in _PASSWORD_CODES:
                 return EXIT_LOGIN_FAILED

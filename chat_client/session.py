@@ -44,6 +44,10 @@ READ_SIZE = 64 * 1024
 #: Bytes queued in the transport above which `Session.drain()` waits: about one file chunk, so a chat
 #: frame written during an upload waits behind at most about one chunk.
 WRITE_HIGH_WATER = 64 * 1024
+#: Seconds a connection attempt to one of a name's addresses gets before the next address is tried in
+#: parallel (Happy Eyeballs, RFC 8305's recommended 250 ms): a name with an IPv6 and an IPv4 address connects
+#: over whichever answers, without waiting out a dead one's TCP timeout.
+HAPPY_EYEBALLS_DELAY = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,11 +141,17 @@ class Session:
         started = time.monotonic()
         async with asyncio.timeout(timeout):
             if tls is None:
-                reader, writer = await asyncio.open_connection(endpoint.host, endpoint.port)
+                reader, writer = await asyncio.open_connection(
+                    endpoint.host, endpoint.port, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY
+                )
             else:
                 try:
                     reader, writer = await asyncio.open_connection(
-                        endpoint.host, endpoint.port, ssl=client_context(), server_hostname=endpoint.host
+                        endpoint.host,
+                        endpoint.port,
+                        ssl=client_context(),
+                        server_hostname=endpoint.host,
+                        happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY,
                     )
                 except ssl.SSLError as error:
                     raise ConnectionLost(f"TLS handshake failed: {error.reason or error}") from None

@@ -1,11 +1,11 @@
 """`chat-server`: run the chat server from the command line until SIGINT or SIGTERM.
 
-After binding it prints one line to stdout, ``mpchat server listening on HOST:PORT``, so scripts and tests
-can read the real port (with ``--port 0``). With TLS a second line follows,
-``mpchat server tls on HOST:PORT fingerprint HEX``: the TLS port (the same one with ``--tls`` alone) and the
-SHA-256 of the server's public key, which clients show and pin on first use. With ``--metrics`` a line
-``mpchat server metrics on http://HOST:PORT/metrics`` follows (the real port with ``--metrics HOST:0``).
-Logs go to stderr.
+After binding it prints one line to stdout, ``mpchat server listening on HOST:PORT`` (an IPv6 host in
+brackets: ``[::1]:7878``), so scripts and tests can read the real port (with ``--port 0``). With TLS a
+second line follows, ``mpchat server tls on HOST:PORT fingerprint HEX``: the TLS port (the same one with
+``--tls`` alone) and the SHA-256 of the server's public key, which clients show and pin on first use. With
+``--metrics`` a line ``mpchat server metrics on http://HOST:PORT/metrics`` follows (the real port with
+``--metrics HOST:0``). Logs go to stderr.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+from shared.addresses import host_port
 
 from .beaconconfig import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
@@ -62,7 +64,11 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(threadName)s %(message)s"
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="chat-server", description="Run the mpchat chat server.")
-    parser.add_argument("--host", help=f"address to listen on (default {DEFAULT_HOST})")
+    parser.add_argument(
+        "--host",
+        help="address to listen on: IPv4, IPv6 (:: is dual-stack: IPv4 too) or a name "
+        f"(default {DEFAULT_HOST})",
+    )
     parser.add_argument("--port", type=int, help=f"TCP port, 0 for any free one (default {DEFAULT_PORT})")
     parser.add_argument(
         "--data-dir", type=Path, help="folder for the history (default: the user data folder)"
@@ -176,11 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat-server: cannot start: {error}", file=sys.stderr)
         return 1
     try:
-        host, port = server.address
-        print(f"mpchat server listening on {host}:{port}", flush=True)
+        print(f"mpchat server listening on {host_port(*server.address)}", flush=True)
         if server.tls_address is not None:
-            tls_host, tls_port = server.tls_address
-            print(f"mpchat server tls on {tls_host}:{tls_port} fingerprint {server.fingerprint}", flush=True)
+            tls_at = host_port(*server.tls_address)
+            print(f"mpchat server tls on {tls_at} fingerprint {server.fingerprint}", flush=True)
         if server.metrics_address is not None:
             metrics_host, metrics_port = server.metrics_address
             print(f"mpchat server metrics on {_url(metrics_host, metrics_port)}", flush=True)

@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from shared.addresses import host_port
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
 from shared.errors import ErrorCode, RemoteProtocolError
@@ -226,7 +227,7 @@ class Connection:
 
     def start(self) -> None:
         """Start the reader thread."""
-        log.info("conn=%d event=accepted peer=%s:%d", self.id, *self.peer)
+        log.info("conn=%d event=accepted peer=%s", self.id, host_port(*self.peer))
         self.reader.start()
 
     # -- Reader thread -------------------------------------------------------------------------------------

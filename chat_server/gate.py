@@ -6,11 +6,12 @@ history thread never has to (see chat_server/accounts.py for the history thread'
 * compares `hello.password` with the server password (constant time);
 * checks a registered nick's password with scrypt, and hashes new ones, at most `max_concurrent_hashes` at
   a time (each hash holds 16 MiB with the default cost: unbounded, a login wave could exhaust memory);
-* limits wrong passwords per source address: `password_failures` at once, then one more per
-  `password_failure_seconds`. While an address has none left, its attempts are refused with
-  `too_many_attempts` *without* checking the password, so guessing costs the attacker time, not the server
-  CPU. Each check takes its token *before* comparing and gives it back if the password was right, so
-  several connections from one address guessing at the same moment cannot overshoot the limit.
+* limits wrong passwords per source address (an IPv6 address by its /64 prefix, `shared.addresses`):
+  `password_failures` at once, then one more per `password_failure_seconds`. While an address has none
+  left, its attempts are refused with `too_many_attempts` *without* checking the password, so guessing
+  costs the attacker time, not the server CPU. Each check takes its token *before* comparing and gives it
+  back if the password was right, so several connections from one address guessing at the same moment
+  cannot overshoot the limit.
 
 Every method either returns what the reader hands to the history thread, or raises `Refused`.
 """
@@ -23,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from shared.addresses import address_key
 from shared.errors import ErrorCode
 from shared.messages import Hello, Register, Unregister
 from shared.text import fold
@@ -79,7 +81,7 @@ class Gate:
             if not same_secret(hello.password, self._password):
                 log.info("event=wrong_password peer=%s for=server", address)
                 raise Refused(ErrorCode.BAD_PASSWORD, "wrong server password")
-            self._failures.give_back(address)
+            self._failures.give_back(address_key(address))
         if hello.nick_password is None:
             return None  # the history thread refuses the nick if it is registered
         return self.prove(address, hello.nick, hello.nick_password, db)
@@ -133,7 +135,7 @@ class Gate:
 
     def _attempt(self, address: str) -> None:
         """Take the token a password check costs, or refuse unchecked when the address has none left."""
-        wait = self._failures.take(address)
+        wait = self._failures.take(address_key(address))
         if wait:
             retry = max(1, int(wait * 1000 + 0.999))
             raise Refused(ErrorCode.TOO_MANY_ATTEMPTS, "too many wrong passwords; wait and retry", retry)
@@ -144,12 +146,12 @@ class Gate:
             with self._turn():
                 right = verify_password(password, stored)
         except Refused:
-            self._failures.give_back(address)  # never checked (server busy): not a wrong guess
+            self._failures.give_back(address_key(address))  # never checked (server busy): not a wrong guess
             raise
         if not right:
             log.info("event=wrong_password peer=%s for=%s", address, what)
             raise Refused(ErrorCode.NICK_REGISTERED, f"wrong password for {what}")
-        self._failures.give_back(address)
+        self._failures.give_back(address_key(address))
 
     def _hash(self, password: str) -> PasswordHash:
         with self._turn():

@@ -75,7 +75,7 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 ``Sequencer._lock``
     Guards the history thread's request queue.
 ``ChatServer._lock``
-    Guards the table of live connections and the per-IP counts (acceptor, finishing readers, `stop()`).
+    Guards the table of live connections and the per-address counts (acceptor, finishing readers, `stop()`).
 ``Connection._lock``
     Guards a connection's close reason (set once, by whichever thread closes first).
 ``AddressBuckets._lock``
@@ -126,6 +126,7 @@ from collections import Counter
 from dataclasses import dataclass
 from types import TracebackType
 
+from shared.addresses import address_key, host_port, plain_address
 from shared.discovery import BeaconInfo
 from shared.errors import ErrorCode
 from shared.text import fold
@@ -410,11 +411,12 @@ class ChatServer:
 
     def _admit(self, sock: socket.socket, peer: tuple[str, int], tls: ServerTls | None) -> None:
         config = self.config
-        ip = peer[0]
+        ip = plain_address(peer[0])  # a dual-stack listener reports IPv4 clients as ::ffff:a.b.c.d
+        key = address_key(ip)  # what the per-address limits count: IPv6 by its /64
         retry_ms: int | None = None
         # The connection rate comes first, outside `_lock` (its table has its own lock; locks never nest).
         # Every connection it lets through spends a token, even one the caps below then refuse.
-        if wait := self._arrivals.take(ip):
+        if wait := self._arrivals.take(key):
             per_minute = config.max_connections_per_minute
             refusal: tuple[ErrorCode, str] | None = (
                 ErrorCode.TOO_MANY_CONNECTIONS,
@@ -425,7 +427,7 @@ class ChatServer:
             with self._lock:
                 if len(self._connections) >= config.max_clients:
                     refusal = (ErrorCode.SERVER_FULL, "the server is full")
-                elif self._per_ip[ip] >= config.max_clients_per_ip:
+                elif self._per_ip[key] >= config.max_clients_per_ip:
                     refusal = (
                         ErrorCode.TOO_MANY_CONNECTIONS,
                         f"at most {config.max_clients_per_ip} per address",
@@ -434,7 +436,7 @@ class ChatServer:
                     refusal = None
                     conn_id = next(self._ids)
         if refusal is not None:
-            log.info("event=refused peer=%s:%d code=%s", ip, peer[1], refusal[0])
+            log.info("event=refused peer=%s code=%s", host_port(ip, peer[1]), refusal[0])
             self.tally.count("refusals", refusal[0].value)
             if tls is None:
                 self._refuse(sock, *refusal, retry_ms)
@@ -447,7 +449,7 @@ class ChatServer:
         connection = Connection(self._services, sock, (ip, peer[1]), conn_id, self._forget, pump)
         with self._lock:
             self._connections[conn_id] = connection
-            self._per_ip[ip] += 1
+            self._per_ip[key] += 1
         connection.start()
 
     @staticmethod
@@ -467,10 +469,10 @@ class ChatServer:
         self.tally.closed(connection.close_reason or "connection lost")
         with self._lock:
             self._connections.pop(connection.id, None)
-            ip = connection.peer[0]
-            self._per_ip[ip] -= 1
-            if self._per_ip[ip] <= 0:
-                del self._per_ip[ip]
+            key = address_key(connection.peer[0])
+            self._per_ip[key] -= 1
+            if self._per_ip[key] <= 0:
+                del self._per_ip[key]
 
     def sweep_files(self) -> SweepResult:
         """Delete expired files and abandoned uploads now, on the calling thread (the sweeper does this every
@@ -553,8 +555,19 @@ class ChatServer:
 
 
 def _listen(host: str, port: int) -> socket.socket:
-    """A listening socket whose `accept` wakes every `ACCEPT_POLL` seconds to check for `stop()`."""
-    listener = socket.create_server((host, port), backlog=128, reuse_port=False)
+    """A listening socket whose `accept` wakes every `ACCEPT_POLL` seconds to check for `stop()`.
+
+    `host` is an IPv4 or IPv6 address or a name, which listens on the first address it resolves to (in the
+    system's order of preference). ``::`` (all IPv6 addresses) is dual-stack: IPV6_V6ONLY is off, so IPv4
+    clients connect too and are seen as IPv4-mapped addresses (``::ffff:192.0.2.7``).
+    """
+    family, _type, _proto, _name, address = socket.getaddrinfo(
+        host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+    )[0]
+    dual = family == socket.AF_INET6 and address[0] == "::" and socket.has_dualstack_ipv6()
+    listener = socket.create_server(
+        address, family=family, backlog=128, reuse_port=False, dualstack_ipv6=dual
+    )
     listener.settimeout(ACCEPT_POLL)
     return listener
 

@@ -18,6 +18,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, 
 from textual.widgets.option_list import Option
 
 from chat_client.settings import Recent
+from shared.addresses import host_port
 from shared.fingerprint import grouped
 from shared.limits import DEFAULT_MAX_NICK
 from shared.text import nick_problem, visible
@@ -111,19 +112,21 @@ class ConnectScreen(Screen[None]):
         if isinstance(self.app, ChatApp):
             self.show_lan(self.app.lan_servers, self.app.lan_problem)
         if self._connecting:
-            self.show_status(f"connecting to {self._host}:{self._port} as {self._nick}…")
+            self.show_status(f"connecting to {host_port(self._host, self._port)} as {self._nick}…")
             self.query_one("#connect", Button).disabled = True
 
     @staticmethod
     def _recent_label(recent: Recent) -> Text:
         tls = "  TLS" if recent.tls else ""
-        return Text(f"{_safe(recent.nick)} @ {_safe(recent.host)}:{recent.port}{tls}", end="")
+        return Text(f"{_safe(recent.nick)} @ {host_port(_safe(recent.host), recent.port)}{tls}", end="")
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#connect")
     def submit(self) -> None:
         """Check the form, then ask the app to connect."""
         host = self.query_one("#host", Input).value.strip()
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]  # an IPv6 address written as in a URL: [::1]
         port_text = self.query_one("#port", Input).value.strip()
         nick = self.query_one("#nick", Input).value.strip()
         if not host:
@@ -139,7 +142,7 @@ class ConnectScreen(Screen[None]):
             return
         tls = self.query_one("#tls", Checkbox).value
         how = " with TLS" if tls else ""
-        self.show_status(f"connecting to {host}:{port_text}{how} as {nick}…")
+        self.show_status(f"connecting to {host_port(host, int(port_text))}{how} as {nick}…")
         self.query_one("#connect", Button).disabled = True
         from chat_client.app import ChatApp
 
@@ -165,7 +168,7 @@ class ConnectScreen(Screen[None]):
         users = f"{server.users} user{'s' if server.users != 1 else ''}"
         text = Text(end="", no_wrap=True, overflow="ellipsis")
         text.append(_safe(server.name), style="bold")
-        text.append(f"  {_safe(server.host)}:{server.port}  {users}", style="dim")
+        text.append(f"  {host_port(_safe(server.host), server.port)}  {users}", style="dim")
         if server.rooms:
             text.append("  " + ", ".join(_safe(name) for name, _ in server.rooms[:5]), style="dim")
         if server.tls:

@@ -28,7 +28,7 @@ class ServerProcess:
         self.address: tuple[str, int] | None = None
         if self.first_line.startswith(LISTENING):
             host, port = self.first_line[len(LISTENING) :].strip().rsplit(":", 1)
-            self.address = (host, int(port))
+            self.address = (host.removeprefix("[").removesuffix("]"), int(port))  # [::1]:PORT for IPv6
 
     def kill(self) -> None:
         """SIGKILL: no chance to flush or say goodbye."""
