@@ -49,8 +49,8 @@ def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
         "--discover-address",
         default=DEFAULT_QUERY_ADDRESS,
         metavar="ADDRESS",
-        help=f"where queries go: broadcast, a multicast group or one host; '' sends none and only listens "
-        f"(default {DEFAULT_QUERY_ADDRESS})",
+        help="where queries go: broadcast, a multicast group (IPv6: ff02::7879%%IFACE, then IPv6 beacons "
+        f"are heard too) or one host; '' sends none and only listens (default {DEFAULT_QUERY_ADDRESS})",
     )
     group.add_argument(
         "--discover-port",

@@ -14,12 +14,15 @@ Beacon data is a hint: the list says where a server *claims* to be. Nothing here
 configured or pinned; a connection made from this list goes through the same checks as any other.
 
 How it works: two UDP sockets on the event loop. The *listen* socket is bound to the discovery port (with
-SO_REUSEADDR, so a server or other clients on the same host can bind it too) and hears beacons. The *query*
-socket is bound to an ephemeral port and sends queries, padded to `QUERY_SIZE` bytes, to the query address
-(broadcast by default); servers reply to that socket directly, echoing the query's nonce, which gives the
-round-trip time and, with the server's clock, the clock offset. A background task repeats the query a few
-times (UDP may lose datagrams) and expires servers not heard from for `expiry` seconds. Everything runs on
-one event loop thread, so nothing needs a lock.
+SO_REUSEADDR, so a server or other clients on the same host can bind it too) and hears beacons. With an IPv6
+query address (e.g. the link-local group ``ff02::7879%eth0``) the default listen address becomes ``::``,
+dual-stack: it joins the IPv6 group on the zone's interface and still hears IPv4 broadcast beacons. The
+*query* socket is bound to an ephemeral port and sends queries, padded to `QUERY_SIZE` bytes, to the query
+address (broadcast by default); servers reply to that socket directly, echoing the query's nonce, which gives
+the round-trip time and, with the server's clock, the clock offset. A background task repeats the query a few
+times (UDP may lose datagrams) and expires servers not heard from for `expiry` seconds. Everything runs on one
+event loop thread, so nothing needs a lock.
+
 
 With ``MPCHAT_DISCOVERY_LOOPBACK_ONLY=1`` the listener refuses to send a query to a non-loopback address:
 `start()` raises `DestinationRefused`.
@@ -33,13 +36,14 @@ import dataclasses
 import ipaddress
 import logging
 import socket
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from shared.addresses import host_port
+from shared.addresses import host_port, plain_address
 from shared.discovery import (
     DEFAULT_DISCOVERY_PORT,
     Announcement,
@@ -49,14 +53,17 @@ from shared.discovery import (
     decode_datagram,
     encode_query,
     new_nonce,
+    split_zone,
 )
 from shared.errors import RemoteProtocolError
 from shared.text import fold
 
 log = logging.getLogger(__name__)
 
-#: The local address the listen socket binds to (all interfaces).
+#: The local address the listen socket binds to (all interfaces); with an IPv6 query address, the IPv6 one
+#: (dual-stack: it hears IPv4 too).
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0"
+DEFAULT_LISTEN_ADDRESS_V6 = "::"
 #: Where queries go: the limited broadcast address, i.e. every host on the local link.
 DEFAULT_QUERY_ADDRESS = "255.255.255.255"
 #: Seconds without a beacon or reply after which a server leaves the list (several beacon intervals).
@@ -70,7 +77,7 @@ MAX_SERVERS = 64
 MAX_ADDRESSES = 4
 #: Queries whose nonce is remembered for matching replies.
 MAX_PENDING_QUERIES = 16
-#: Multicast queries stay on the local link.
+#: Multicast queries stay on the local link (the IPv4 TTL and the IPv6 hop limit).
 MULTICAST_TTL = 1
 
 Updated = Callable[[list["DiscoveredServer"]], None]
@@ -80,9 +87,10 @@ Updated = Callable[[list["DiscoveredServer"]], None]
 class DiscoveredServer:
     """One server as last heard. Every string came from the network: show it through `shared.text.visible`.
 
-    `host` is the address the server's datagrams came from and `port` its TCP port: connect to
-    ``(host, port)``. `rtt` (seconds) and `clock_offset` (server clock minus ours, seconds) are known once
-    the server has answered a query.
+    `host` is the address the server's datagrams came from and `port` its TCP port: connect to ``(host,
+    port)``. An IPv6 link-local address carries its zone, the interface it was heard on (``fe80::1%eth0``),
+    without which it cannot be reached. `rtt` (seconds) and `clock_offset` (server clock minus ours, seconds)
+    are known once the server has answered a query.
     """
 
     server_id: str
@@ -199,7 +207,7 @@ class _Endpoint(asyncio.DatagramProtocol):
         self._listener = listener
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
-        self._listener._received(data, str(addr[0]))
+        self._listener._received(data, _source(addr))
 
     def error_received(self, exc: Exception) -> None:
         log.debug("discovery socket error: %s", exc)
@@ -249,12 +257,16 @@ class DiscoveryListener:
         if self.query_target is not None:
             self._query_ip = await _resolve(self.query_target[0])
             check_destination(self._query_ip)
+        listen = self.listen
+        if self._query_ip is not None and ":" in self._query_ip and listen[0] == DEFAULT_LISTEN_ADDRESS:
+            listen = (DEFAULT_LISTEN_ADDRESS_V6, listen[1])
         try:
-            listen_sock = _listen_socket(self.listen, self._query_ip)
+            listen_sock = _listen_socket(listen, self._query_ip)
             transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self), sock=listen_sock)
             self._transports.append(transport)
             if self.query_target is not None:
-                query_sock = _query_socket(self.listen[0])
+                assert self._query_ip is not None
+                query_sock = _query_socket(listen[0], self._query_ip)
                 transport, _ = await loop.create_datagram_endpoint(lambda: _Endpoint(self), sock=query_sock)
                 self._transports.append(transport)
                 self._query_transport = transport
@@ -376,21 +388,55 @@ async def discover(
 
 
 async def _resolve(host: str) -> str:
-    """The IPv4 address of `host` (an IP literal is returned as is, without a lookup)."""
+    """The address of `host`: an IP literal (IPv6 with its zone) as is, without a lookup; else the first
+    address the name resolves to."""
     with contextlib.suppress(ValueError):
-        return str(ipaddress.IPv4Address(host))
-    infos = await asyncio.get_running_loop().getaddrinfo(host, None, family=socket.AF_INET)
+        ipaddress.ip_address(host)
+        return host
+    infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_DGRAM)
     return str(infos[0][4][0])
 
 
+def _source(addr: tuple[Any, ...]) -> str:
+    """A datagram's source address as shown and connected to: IPv4-mapped IPv6 as IPv4, and an IPv6
+    link-local address with its zone (the interface it came in on; ``recvfrom`` gives it as a number)."""
+    host = plain_address(str(addr[0]))
+    if len(addr) >= 4 and addr[3] and ipaddress.ip_address(host).is_link_local:
+        try:
+            return f"{host}%{socket.if_indextoname(addr[3])}"
+        except OSError:
+            return f"{host}%{addr[3]}"
+    return host
+
+
+def _interface_index(zone: str | None) -> int:
+    """The index of the interface an IPv6 zone names (a name or a number); 0 (the system's choice) if none."""
+    if zone is None:
+        return 0
+    return int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
+
+
 def _listen_socket(listen: tuple[str, int], group: str | None) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    """The socket that hears beacons; joined to `group` if that is a multicast group of its family. An IPv6
+    one is dual-stack (IPV6_V6ONLY off): IPv4 broadcasts reach it too."""
+    ipv6 = ":" in listen[0]
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if ipv6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind(listen)
-        if group is not None and ipaddress.IPv4Address(group).is_multicast:
-            membership = socket.inet_aton(group) + socket.inet_aton("0.0.0.0")
-            sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        if group is not None:
+            address, zone = split_zone(group)
+            multicast = ipaddress.ip_address(address).is_multicast
+            if multicast and ipv6 and ":" in address:
+                membership = socket.inet_pton(socket.AF_INET6, address) + struct.pack(
+                    "@I", _interface_index(zone)
+                )
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, membership)
+            elif multicast and not ipv6 and ":" not in address:
+                membership = socket.inet_aton(address) + socket.inet_aton("0.0.0.0")
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
         sock.setblocking(False)
     except BaseException:
         sock.close()
@@ -398,11 +444,19 @@ def _listen_socket(listen: tuple[str, int], group: str | None) -> socket.socket:
     return sock
 
 
-def _query_socket(local_host: str) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def _query_socket(local_host: str, target: str) -> socket.socket:
+    """The socket queries leave from and replies come back to: of the target's family, bound to the listen
+    address if that is of the same family (else to the family's wildcard), TTL or hop limit 1."""
+    ipv6 = ":" in target
+    if (":" in local_host) != ipv6:
+        local_host = DEFAULT_LISTEN_ADDRESS_V6 if ipv6 else DEFAULT_LISTEN_ADDRESS
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
+        if ipv6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MULTICAST_TTL)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, MULTICAST_TTL)
         sock.bind((local_host, 0))
         sock.setblocking(False)
     except BaseException:

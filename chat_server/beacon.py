@@ -8,10 +8,11 @@ Seams (what the server wires in):
   server's lock, copy the counts, release). `start()` / `stop()`, or use the beacon as a context manager.
 * `load_or_create_server_id(path)`: the stable server id, kept in a small file in the server's data folder.
 
-Threads and ownership: `start()` opens one UDP socket and starts one daemon thread, "mpchat-beacon", which
-owns that socket, the rate limiter and the cached snapshot. The thread sleeps in `select()` until the next
-beacon is due or a datagram arrives: it then sends the beacon to every configured address, or answers a
-valid, large enough, not rate-limited query with a reply sent straight back to its source. `stats` counters
+Threads and ownership: `start()` opens one UDP socket per address family its addresses use (IPv4, IPv6 or
+both) and starts one daemon thread, "mpchat-beacon", which owns those sockets, the rate limiter and the
+cached snapshot. The thread sleeps in `select()` until the next beacon is due or a datagram arrives: it then
+sends the beacon to every configured address, or answers a valid, large enough, not rate-limited query with
+a reply sent straight back to its source, from the socket it came in on. `stats` counters
 are written by that thread only (other threads may read them). No lock is needed: nothing else is shared.
 `stop()` sets the stop event, wakes the thread through a socket pair, joins it (bounded), then closes the
 sockets: the thread never sees a closed socket.
@@ -28,15 +29,18 @@ import os
 import random
 import select
 import socket
+import struct
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from chat_server.beaconconfig import BeaconConfig
 from chat_server.ratelimit import TokenBucket
+from shared.addresses import address_key, host_port
 from shared.discovery import (
     MAX_DATAGRAM,
     BeaconInfo,
@@ -47,13 +51,15 @@ from shared.discovery import (
     encode_beacon,
     encode_reply,
     new_server_id,
+    split_zone,
 )
 from shared.errors import RemoteProtocolError
 from shared.schema import MAX_TOKEN
 
 log = logging.getLogger(__name__)
 
-#: Multicast datagrams stay on the local link: no router forwards a datagram whose TTL is 1.
+#: Multicast datagrams stay on the local link: no router forwards a datagram whose TTL (IPv4) or hop limit
+#: (IPv6) is 1.
 MULTICAST_TTL = 1
 #: Seconds a snapshot is reused for replies, so a query flood cannot hammer the server's lock.
 SNAPSHOT_MAX_AGE = 1.0
@@ -85,8 +91,10 @@ class BeaconStats:
 class QueryLimiter:
     """Rate limits for replies: one bucket per source address, and one for all sources together.
 
-    The per-source table is bounded (`max_sources`, least recently seen forgotten first), so a flood of
-    spoofed source addresses costs memory once, not per datagram.
+    A source is keyed as the chat server's per-address limits key it (`shared.addresses.address_key`): an IPv6
+    source by its /64, which one host can fill with as many addresses as it likes. The per-source table is
+    bounded (`max_sources`, least recently seen forgotten first), so a flood of spoofed source addresses costs
+    memory once, not per datagram.
     """
 
     def __init__(self, config: BeaconConfig, clock: Callable[[], float] = time.monotonic) -> None:
@@ -97,6 +105,7 @@ class QueryLimiter:
 
     def allow(self, source: str) -> bool:
         """True if a reply to `source` may go out now (spending its tokens)."""
+        source = address_key(source)
         bucket = self._sources.get(source)
         if bucket is None:
             bucket = TokenBucket(self._config.query_rate, self._config.query_burst, self._clock)
@@ -132,7 +141,8 @@ class Beacon:
         self._info_time = 0.0
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sock: socket.socket | None = None
+        #: One socket per address family in use: the IPv4 one first.
+        self._socks: list[socket.socket] = []
         self._wake_r: socket.socket | None = None
         self._wake_w: socket.socket | None = None
 
@@ -144,12 +154,13 @@ class Beacon:
             raise RuntimeError("the beacon is already started")
         for address in self.config.addresses:
             check_destination(address)
-        self._sock = self._open_socket()
+        self._socks = self._open_sockets()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="mpchat-beacon", daemon=True)
         self._thread.start()
-        log.info("beacon on %s:%d, announcing to %s", *self.query_address, ", ".join(self.config.addresses))
+        bound = ", ".join(host_port(*sock.getsockname()[:2]) for sock in self._socks)
+        log.info("beacon on %s, announcing to %s", bound, ", ".join(self.config.addresses))
 
     def stop(self) -> None:
         """Stop the thread (bounded wait) and close the sockets; safe to call twice."""
@@ -163,9 +174,10 @@ class Beacon:
         if thread.is_alive():
             log.error("the beacon thread did not stop within %.1f s", STOP_TIMEOUT)
             return
-        for sock in (self._sock, self._wake_r, self._wake_w):
+        for sock in (*self._socks, self._wake_r, self._wake_w):
             if sock is not None:
                 sock.close()
+        self._socks = []
 
     def __enter__(self) -> Beacon:
         self.start()
@@ -176,11 +188,27 @@ class Beacon:
 
     @property
     def query_address(self) -> tuple[str, int]:
-        """The (address, port) the beacon socket is bound to: where queries reach it."""
-        if self._sock is None:
+        """The (address, port) the first beacon socket (IPv4 if there is one) is bound to: where queries
+        reach it."""
+        if not self._socks:
             raise RuntimeError("the beacon is not started")
-        host, port = self._sock.getsockname()[:2]
+        host, port = self._socks[0].getsockname()[:2]
         return (str(host), int(port))
+
+    def _open_sockets(self) -> list[socket.socket]:
+        """The IPv4 socket if an address is IPv4, the IPv6 one if an address is IPv6 (closed on failure)."""
+        families = {_family(address) for address in self.config.addresses}
+        socks: list[socket.socket] = []
+        try:
+            if socket.AF_INET in families:
+                socks.append(self._open_socket())
+            if socket.AF_INET6 in families:
+                socks.append(self._open_socket6())
+        except BaseException:
+            for sock in socks:
+                sock.close()
+            raise
+        return socks
 
     def _open_socket(self) -> socket.socket:
         config = self.config
@@ -197,9 +225,34 @@ class Beacon:
             port = config.port if config.query_port is None else config.query_port
             sock.bind((config.bind_address, port))
             for address in config.addresses:
-                if ipaddress.IPv4Address(address).is_multicast and config.answer_queries:
+                ipv4 = _family(address) == socket.AF_INET
+                if ipv4 and ipaddress.IPv4Address(address).is_multicast and config.answer_queries:
                     membership = socket.inet_aton(address) + interface
                     sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _open_socket6(self) -> socket.socket:
+        """The IPv6 socket: IPv6 only (IPv4 has its own socket), hop limit 1, joined to each IPv6 group on the
+        interface its zone names (``ff02::7879%eth0``; no zone: the system's choice)."""
+        config = self.config
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, MULTICAST_TTL)
+            port = config.port if config.query_port is None else config.query_port
+            sock.bind((config.bind_address_v6, port))
+            for address in config.addresses:
+                group, zone = split_zone(address)
+                ipv6 = _family(address) == socket.AF_INET6
+                if ipv6 and ipaddress.IPv6Address(group).is_multicast and config.answer_queries:
+                    index = struct.pack("@I", interface_index(zone))
+                    membership = socket.inet_pton(socket.AF_INET6, group) + index
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, membership)
             sock.setblocking(False)
         except BaseException:
             sock.close()
@@ -217,7 +270,7 @@ class Beacon:
             log.exception("the beacon stopped after an unexpected error")
 
     def _loop(self) -> None:
-        assert self._sock is not None
+        assert self._socks
         assert self._wake_r is not None
         next_beacon = self._clock()
         while not self._stopping.is_set():
@@ -226,9 +279,10 @@ class Beacon:
                 self._announce()
                 next_beacon = now + jittered_interval(self.config, self._rng)
             wait = max(0.0, next_beacon - self._clock())
-            readable, _, _ = select.select([self._sock, self._wake_r], [], [], wait)
-            if self._sock in readable:
-                self._drain()
+            readable, _, _ = select.select([*self._socks, self._wake_r], [], [], wait)
+            for sock in self._socks:
+                if sock in readable:
+                    self._drain(sock)
 
     def _announce(self) -> None:
         info = self._fresh_info(max_age=0.0)
@@ -239,20 +293,21 @@ class Beacon:
             if self._send(datagram, (address, self.config.port)):
                 self.stats.beacons_sent += 1
 
-    def _drain(self) -> None:
-        assert self._sock is not None
+    def _drain(self, sock: socket.socket) -> None:
         for _ in range(DRAIN_BATCH):
             try:
                 # One byte more than the largest datagram, so an oversized one is seen as oversized.
-                data, source = self._sock.recvfrom(MAX_DATAGRAM + 1)
+                data, source = sock.recvfrom(MAX_DATAGRAM + 1)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:  # e.g. an ICMP error reported on a later read
                 log.debug("beacon recvfrom: %s", error)
                 return
-            self._handle(data, (str(source[0]), int(source[1])))
+            # An IPv6 source is (host, port, flow info, scope id): all of it goes back to `sendto`, so a
+            # reply to a link-local address leaves through the interface the query came in on.
+            self._handle(data, tuple(source))
 
-    def _handle(self, data: bytes, source: tuple[str, int]) -> None:
+    def _handle(self, data: bytes, source: tuple[Any, ...]) -> None:
         """Answer `data` if it is a valid query that is large enough and within the rate limits."""
         try:
             datagram = decode_datagram(data)
@@ -269,7 +324,7 @@ class Beacon:
         if len(reply) > len(data):
             self.stats.undersized += 1  # answering would amplify: the reply is larger than the query
             return
-        if not self._limiter.allow(source[0]):
+        if not self._limiter.allow(str(source[0])):
             self.stats.rate_limited += 1
             return
         if self._send(reply, source):
@@ -287,18 +342,19 @@ class Beacon:
                 return None
         return self._info
 
-    def _send(self, datagram: bytes, destination: tuple[str, int]) -> bool:
-        assert self._sock is not None
+    def _send(self, datagram: bytes, destination: tuple[Any, ...]) -> bool:
+        family = _family(str(destination[0]))
+        sock = next(sock for sock in self._socks if sock.family == family)
         try:
-            check_destination(destination[0])
-            self._sock.sendto(datagram, destination)
+            check_destination(str(destination[0]))
+            sock.sendto(datagram, destination)
         except OSError as error:
             # Typically "network unreachable" while an interface is down; the next beacon tries again.
             self.stats.send_errors += 1
             log.log(
                 logging.WARNING if self.stats.send_errors == 1 else logging.DEBUG,
-                "beacon could not send to %s:%d: %s",
-                *destination,
+                "beacon could not send to %s: %s",
+                host_port(str(destination[0]), int(destination[1])),
                 error,
             )
             return False
@@ -307,6 +363,21 @@ class Beacon:
             log.warning("%s", error)
             return False
         return True
+
+
+def _family(address: str) -> socket.AddressFamily:
+    """The family of an IP literal (checked by `BeaconConfig`): IPv6 addresses contain a colon."""
+    return socket.AF_INET6 if ":" in address else socket.AF_INET
+
+
+def interface_index(zone: str | None) -> int:
+    """The index of the interface an IPv6 zone names (``eth0`` or a number); 0 (the system's choice) for none.
+
+    Raises OSError for an interface that does not exist.
+    """
+    if zone is None:
+        return 0
+    return int(zone) if zone.isdigit() else socket.if_nametoindex(zone)
 
 
 # -- Server id ---------------------------------------------------------------------------------------------

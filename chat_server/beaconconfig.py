@@ -24,12 +24,16 @@ from shared.discovery import DEFAULT_DISCOVERY_PORT
 DEFAULT_BEACON_ADDRESS = "255.255.255.255"
 #: The administratively scoped (RFC 2365) multicast group to use instead of, or as well as, broadcast.
 MULTICAST_GROUP = "239.255.78.79"
+#: The IPv6 group (IPv6 has no broadcast): link-local scope (ff02::), so it never leaves the link; give the
+#: interface as the address's zone, e.g. ``ff02::7879%eth0`` (7879: the discovery port, in hex digits).
+MULTICAST_GROUP_V6 = "ff02::7879"
 DEFAULT_BEACON_PORT = DEFAULT_DISCOVERY_PORT
 #: Seconds between beacons, and the random spread around it (0.2 = ±20 %) so servers do not beat together.
 DEFAULT_BEACON_INTERVAL = 5.0
 DEFAULT_BEACON_JITTER = 0.2
-#: The local address the beacon socket binds to (all interfaces: queries may come in on any of them).
+#: The local addresses the IPv4 and IPv6 beacon sockets bind to (all interfaces: queries may come in on any).
 DEFAULT_BIND_ADDRESS = "0.0.0.0"
+DEFAULT_BIND_ADDRESS_V6 = "::"
 #: Replies to one source address: a burst, then this many per second.
 DEFAULT_QUERY_RATE = 1.0
 DEFAULT_QUERY_BURST = 4
@@ -49,6 +53,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "interval": (int, float),
     "jitter": (int, float),
     "bind_address": (str,),
+    "bind_address_v6": (str,),
     "interface": (str, type(None)),
     "query_rate": (int, float),
     "query_burst": (int,),
@@ -62,11 +67,14 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 class BeaconConfig:
     """The beacon's settings; the defaults are the named constants of this module.
 
-    `addresses` are IPv4 literals: a broadcast address (255.255.255.255, or a subnet's directed broadcast
-    such as 192.168.1.255 to pick one interface), a multicast group (sent with TTL 1), or a unicast address.
-    `port` is where beacons go; the beacon listens for queries on `query_port` (None: the same port; 0: an
-    ephemeral port, for tests). `interface` is the local IPv4 address multicast is sent from and the group
-    joined on (None: the system's choice).
+    `addresses` are IP literals. IPv4: a broadcast address (255.255.255.255, or a subnet's directed
+    broadcast such as 192.168.1.255 to pick one interface), a multicast group (sent with TTL 1), or a unicast
+    address. IPv6: a multicast group (sent with hop limit 1), usually link-local with the interface as its
+    zone (``ff02::7879%eth0``; without a zone the system picks the interface), or a unicast address. The
+    beacon opens one UDP socket per family its addresses use: the IPv4 one bound to `bind_address`, the IPv6
+    one (IPv6 only) to `bind_address_v6`. `port` is where beacons go; the beacon listens for queries on
+    `query_port` (None: the same port; 0: an ephemeral port, for tests). `interface` is the local IPv4
+    address IPv4 multicast is sent from and the group joined on (None: the system's choice).
     """
 
     enabled: bool = False
@@ -76,6 +84,7 @@ class BeaconConfig:
     interval: float = DEFAULT_BEACON_INTERVAL
     jitter: float = DEFAULT_BEACON_JITTER
     bind_address: str = DEFAULT_BIND_ADDRESS
+    bind_address_v6: str = DEFAULT_BIND_ADDRESS_V6
     interface: str | None = None
     answer_queries: bool = True
     query_rate: float = DEFAULT_QUERY_RATE
@@ -94,11 +103,20 @@ class BeaconConfig:
             raise ValueError(f"beacon addresses must be strings: {self.addresses!r}")
         if not self.addresses:
             raise ValueError("the beacon needs at least one address")
-        for address in (*self.addresses, self.bind_address, *filter(None, [self.interface])):
+        for address in self.addresses:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"beacon address {address!r} is not an IP address") from None
+        for address in (self.bind_address, *filter(None, [self.interface])):
             try:
                 ipaddress.IPv4Address(address)
             except ValueError:
                 raise ValueError(f"beacon address {address!r} is not an IPv4 address") from None
+        try:
+            ipaddress.IPv6Address(self.bind_address_v6)
+        except ValueError:
+            raise ValueError(f"bind_address_v6 {self.bind_address_v6!r} is not an IPv6 address") from None
         for name in ("port", "query_port"):
             port = getattr(self, name)
             if port is not None and not 0 <= port <= 65535:
@@ -140,8 +158,8 @@ def add_beacon_arguments(parser: argparse.ArgumentParser) -> None:
         "--beacon-address",
         action="append",
         metavar="IP",
-        help=f"where beacons go (repeatable): broadcast, or a multicast group such as {MULTICAST_GROUP} "
-        f"(default {DEFAULT_BEACON_ADDRESS})",
+        help=f"where beacons go (repeatable): broadcast, a multicast group such as {MULTICAST_GROUP}, or "
+        f"the IPv6 group {MULTICAST_GROUP_V6}%%IFACE (default {DEFAULT_BEACON_ADDRESS})",
     )
     group.add_argument(
         "--beacon-port", type=int, metavar="PORT", help=f"UDP port (default {DEFAULT_BEACON_PORT})"

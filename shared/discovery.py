@@ -60,6 +60,7 @@ __all__ = [
     "loopback_only",
     "new_nonce",
     "new_server_id",
+    "split_zone",
 ]
 
 #: The value of every datagram's `proto`: tells our datagrams from anything else on the port.
@@ -117,6 +118,12 @@ def check_destination(address: str, environ: Mapping[str, str] = os.environ) -> 
             f"refusing to send a discovery datagram to {address!r}: "
             f"{LOOPBACK_ONLY_ENV}=1 allows loopback only"
         )
+
+
+def split_zone(address: str) -> tuple[str, str | None]:
+    """An IP literal and its IPv6 zone (the interface): ``fe80::1%eth0`` -> (``fe80::1``, ``eth0``)."""
+    host, percent, zone = address.partition("%")
+    return host, (zone if percent and zone else None)
 
 
 # -- Field checks ------------------------------------------------------------------------------------------

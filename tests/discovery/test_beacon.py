@@ -279,7 +279,8 @@ def test_defaults_are_the_documented_ones() -> None:
     [
         {"addresses": ()},
         {"addresses": ("lan.example",)},
-        {"addresses": ("::1",)},
+        {"addresses": ("::1::",)},
+        {"bind_address_v6": "127.0.0.1"},
         {"port": 65536},
         {"interval": 0.0},
         {"jitter": 1.0},
