@@ -70,14 +70,19 @@ DEFAULT_SEND_BUFFER = 128 * 1024
 #: discarded, `sendq_exceeded` goes out right after the frame in progress, and the socket is closed once the
 #: client's kernel has acknowledged it, or when this deadline passes (docs/architecture.md).
 DEFAULT_DROP_LINGER = 5.0
-#: Per-connection request rate: a token bucket of `rate_burst` requests, refilled at `rate_messages`/s.
+#: Per-connection request rate: a token bucket of `rate_burst` requests, refilled at `rate_messages`/s. A
+#: request without a token waits for it: the reader stops reading that connection meanwhile (fakelag).
 DEFAULT_RATE_MESSAGES = 2.0
 DEFAULT_RATE_BURST = 10
-#: Per-connection message text rate, in bytes of UTF-8: burst and refill per second.
+#: Per-connection message text rate, in bytes of UTF-8: burst and refill per second (waited for the same way).
 DEFAULT_RATE_BYTES = 8 * 1024.0
 DEFAULT_RATE_BYTES_BURST = 32 * 1024
-#: Refused (rate-limited) requests a client may keep sending (a bucket refilled at `rate_messages`) before
-#: it is disconnected with `excess_flood`.
+#: Seconds a connection's reader may stay behind its client, waiting for tokens without ever finding the
+#: socket empty, before the connection is closed with `excess_flood`. Long enough for the backlog of an
+#: honest client after an outage (90 s of one line a second drains in about 80 s at the default rate).
+DEFAULT_MAX_FAKELAG_SECONDS = 120.0
+#: Refused requests (over the join or nick bucket, or file requests refused) a client may keep sending (a
+#: bucket refilled at `rate_messages`) before it is disconnected with `excess_flood`.
 DEFAULT_FLOOD_REFUSALS = 50
 #: Joins per connection: a bucket of `rate_joins_burst`, refilled at `rate_joins` per second (join/leave
 #: cycling makes every member of a room see a `joined` and a `left`).
@@ -89,6 +94,11 @@ DEFAULT_RATE_NICKS = 0.05
 DEFAULT_RATE_NICKS_BURST = 5
 #: New connections admitted from one address per minute (a bucket of that many, refilled over a minute).
 DEFAULT_MAX_CONNECTIONS_PER_MINUTE = 30
+#: Seconds a connection refused at accept (`server_full`, `too_many_connections`) is kept half-closed after
+#: its error frame, its input read and thrown away, so that closing never resets the frame away.
+DEFAULT_REFUSAL_LINGER = 2.0
+#: Refused connections kept lingering at once; past it the oldest is closed at once (bounded descriptors).
+DEFAULT_MAX_LINGERING = 64
 #: Messages replayed on a join without `backfill`, and the most any history reply carries.
 DEFAULT_BACKFILL = 50
 DEFAULT_MAX_BACKFILL = 500
@@ -154,6 +164,8 @@ class ServerConfig:
     max_clients: int = DEFAULT_MAX_CLIENTS
     max_clients_per_ip: int = DEFAULT_MAX_CLIENTS_PER_IP
     max_connections_per_minute: int = DEFAULT_MAX_CONNECTIONS_PER_MINUTE
+    refusal_linger: float = DEFAULT_REFUSAL_LINGER
+    max_lingering: int = DEFAULT_MAX_LINGERING
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
     hello_timeout: float = DEFAULT_HELLO_TIMEOUT
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
@@ -169,6 +181,7 @@ class ServerConfig:
     rate_burst: int = DEFAULT_RATE_BURST
     rate_bytes: float = DEFAULT_RATE_BYTES
     rate_bytes_burst: int = DEFAULT_RATE_BYTES_BURST
+    max_fakelag_seconds: float = DEFAULT_MAX_FAKELAG_SECONDS
     flood_refusals: int = DEFAULT_FLOOD_REFUSALS
     rate_joins: float = DEFAULT_RATE_JOINS
     rate_joins_burst: int = DEFAULT_RATE_JOINS_BURST

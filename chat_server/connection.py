@@ -7,7 +7,11 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 3. for each complete message: answer the frames of the connection's own life here (`hello`: the login
    hand-off; `ping`, `pong`, `quit`), and give every other request to the connection's `Dispatcher`
    (chat_server.dispatch), which checks the rate limit, then answers it on this thread (`history`, file
-   requests) or submits it to the history thread, which owns all shared chat state;
+   requests) or submits it to the history thread, which owns all shared chat state. A request over the
+   rate waits for its token (fakelag, `_fakelag`): the reader sleeps, reading nothing, so the kernel's
+   receive buffer fills and TCP holds the client back; the client's requests stay in the order it sent
+   them, and it is refused nothing. A reader kept behind its client for `max_fakelag_seconds` (never
+   finding the socket empty) ends the connection with `excess_flood`;
 4. at the end, for whatever reason (`_finish`): submit a `Disconnect`, give the sender `linger` seconds to
    flush the last frames, then close the socket.
 
@@ -112,6 +116,7 @@ class Connection:
     __slots__ = (
         "_accepted",
         "_announce",
+        "_behind_since",
         "_clock",
         "_close_reason",
         "_dispatcher",
@@ -128,6 +133,7 @@ class Connection:
         "_sock",
         "_tls",
         "_trace",
+        "_wake",
         "_wsock",
         "channel",
         "client",
@@ -177,8 +183,12 @@ class Connection:
             self.channel = services.sender.attach(conn_id, self.outbox, self._wsock, self.close, overflow)
         self._protocol = ProtocolConnection(Role.SERVER, config.limits)
         # Rate limits, file transfers, password checks, history pages: what becomes of each request.
-        self._dispatcher = Dispatcher(services, self.client)
-        self._lock = threading.Lock()  # guards _close_reason, _dropped and _linger_until
+        self._dispatcher = Dispatcher(services, self.client, self._fakelag)
+        self._lock = threading.Lock()  # guards _close_reason, _dropped, _linger_until and _wake
+        # Set by close() to wake a reader held back by fakelag; made by the first wait (most never wait).
+        self._wake: threading.Event | None = None
+        # When the reader last fell behind its client (fakelag with input still waiting); None: caught up.
+        self._behind_since: float | None = None
         self._close_reason: str | None = None
         self._dropped = False
         self._linger_until: float | None = None
@@ -216,7 +226,7 @@ class Connection:
 
     @property
     def rate_limited(self) -> int:
-        """Requests of this connection refused for a rate limit so far."""
+        """Requests of this connection delayed or refused by a rate limit so far."""
         return self._dispatcher.rate_limited
 
     @property
@@ -285,6 +295,8 @@ class Connection:
             outcome = self._handle_received(got_data) or self._check_deadlines()
             if outcome is not None:
                 return outcome
+            if self._behind_since is not None and not self._input_waiting():
+                self._behind_since = None  # caught up: everything the client sent is handled
 
     def _handle_received(self, got_data: bool) -> tuple[str, bytes | None] | None:
         completed = False
@@ -389,6 +401,38 @@ class Connection:
             self.close(self.client.overflow, True)
         return None
 
+    # -- Fakelag (reader thread) ---------------------------------------------------------------------------
+
+    def _fakelag(self, wait: float) -> tuple[str, bytes | None] | None:
+        """Hold the reader `wait` seconds: a request over the rate waits for its token (the `Dispatcher`'s
+        `delay`). Reads nothing meanwhile, so TCP holds the client back. Returns why the connection ends
+        instead: `excess_flood` once the reader would have been behind its client for longer than
+        `max_fakelag_seconds`, or the close reason if the connection was closed meanwhile.
+
+        No lock is held while waiting; close() wakes the wait through `_wake`.
+        """
+        now = self._clock()
+        if self._behind_since is None:
+            self._behind_since = now
+        if now + wait - self._behind_since > self.config.max_fakelag_seconds:
+            self.services.tally.count("rate_limited", "flood")
+            log.info("conn=%d event=excess_flood behind=%.1f", self.id, now - self._behind_since)
+            return "excess flood", fatal_frame(
+                ErrorCode.EXCESS_FLOOD, f"over the rate limit for {self.config.max_fakelag_seconds:g} s"
+            )
+        with self._lock:
+            if self._close_reason is not None:
+                return self._close_reason, None
+            if self._wake is None:
+                self._wake = threading.Event()
+            wake = self._wake
+        if wake.wait(wait):
+            return self._closed_by_server() or "closed by server", None
+        # The client's requests are waiting for us: it is alive, whatever the ping timer says.
+        self._last_input = self._clock()
+        self._pinged = False
+        return None
+
     # -- TLS (reader thread) -------------------------------------------------------------------------------
 
     def _start_tls(self, tls: TlsPump) -> tuple[str, bytes | None] | None:
@@ -435,6 +479,9 @@ class Connection:
             self._close_reason = reason or ("send queue exceeded" if abort else "closed by server")
             # Dropped with a reason to tell (sendq_exceeded): the reason gets `drop_linger` to arrive.
             self._dropped = abort and last is not None
+            wake = self._wake
+        if wake is not None:
+            wake.set()  # a reader held back by fakelag stops waiting
         if abort:
             self.outbox.abort(last)
         else:

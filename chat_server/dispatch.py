@@ -6,8 +6,11 @@ the reader thread:
 
 1. file requests (`file_chunk`, `file_get`, `file_cancel`) go to the connection's `Transfers`
    (chat_server.uploads): they are bounded by the transfer window and the quotas, not by the request rate;
-2. everything else must fit the rate limits first, or it is refused with `rate_limited` (and after
-   `flood_refusals` refusals the connection ends: `excess_flood`);
+2. everything else spends a request token first (`say` and `tell` also their text's bytes). Without one the
+   request *waits* for it (fakelag): the connection's `delay` (`Connection._fakelag`) holds the reader,
+   which reads nothing meanwhile, so TCP holds the client back and its requests stay in order; a reader
+   kept behind its client for `max_fakelag_seconds` ends the connection (`excess_flood`). Only the slow
+   join and nick buckets refuse (`rate_limited`, and after `flood_refusals` refusals `excess_flood`);
 3. `fetch_history` is answered here, from the reader's own SQLite read connection (chat_server.pages);
    `file_offer` goes to `Transfers`;
 4. `nick`, `register` and `unregister` have their passwords checked here (scrypt, chat_server.gate): only
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Callable
 
 from shared.errors import ErrorCode, RemoteProtocolError
 from shared.messages import (
@@ -62,13 +66,20 @@ log = logging.getLogger(__name__)
 #: a thousand chunks); a `file_offer` counts like a message. Their refusals count against `flood_refusals`.
 _TRANSFER = (FileChunk, GetFile, CancelFile)
 
+#: The retry delay given with "server busy" (the history thread's queue stayed full `sequencer_wait`), s.
+BUSY_RETRY = 1.0
+#: What ends a connection: (reason, last frame to send); None goes on.
+Outcome = tuple[str, bytes | None] | None
+#: Holds the reader `seconds` (fakelag); an `Outcome` if the connection must end instead.
+Delay = Callable[[float], Outcome]
+
 
 class Dispatcher:
     """One connection's decoded requests: rate limits, answers here, hand-offs (its reader thread only)."""
 
     # Slots, not a __dict__: one per connection, like `Connection`.
     __slots__ = (
-        "_bucket",
+        "_delay",
         "_history_db",
         "_joins",
         "_order",
@@ -82,10 +93,11 @@ class Dispatcher:
         "services",
     )
 
-    def __init__(self, services: Services, client: Client) -> None:
+    def __init__(self, services: Services, client: Client, delay: Delay) -> None:
         config, clock = services.config, services.clock
         self.services = services
         self.client = client
+        self._delay = delay
         self._requests = TokenBucket(config.rate_messages, config.rate_burst, clock)
         self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, clock)
         self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, clock)
@@ -95,32 +107,46 @@ class Dispatcher:
         self._history_db: sqlite3.Connection | None = None
         # Created by the first file request: most connections never send one.
         self._transfers: Transfers | None = None
-        #: Requests of this connection refused for a rate limit (shown by /stats NICK).
+        #: Requests of this connection refused or delayed by a rate limit (shown by /stats NICK).
         self.rate_limited = 0
-        self._bucket = ""  # the bucket that refused the last request over a rate limit
 
-    def handle(self, message: Message) -> tuple[str, bytes | None] | None:
+    def handle(self, message: Message) -> Outcome:
         """Handle one request; return (reason, last frame to send) if the connection must end."""
         if isinstance(message, _TRANSFER):
             return self._transfer(message)
-        wait = self._rate_wait(message)
-        if not wait:
-            return self._request(message)
-        self._count_refusal(self._bucket)
-        return self._rate_limited(wait, getattr(message, "ref", None))
+        if (wait := self._requests.take()) and (
+            outcome := self._wait_for(self._requests, 1.0, wait, "messages")
+        ):
+            return outcome
+        if isinstance(message, Say | Tell):
+            if wait := self._order.wait(message.client_msg_id):
+                self._count_refusal("order")
+                return self._held_back(wait, message.ref)
+            size = len(message.text.encode())
+            wait = self._text_bytes.take(size)
+            if wait and (outcome := self._wait_for(self._text_bytes, size, wait, "text_bytes")):
+                return outcome
+        elif isinstance(message, Join):
+            if wait := self._joins.take():
+                self._count_refusal("joins")
+                return self._rate_limited(wait, message.ref)
+        elif isinstance(message, ChangeNick | Register | Unregister) and (wait := self._renames.take()):
+            self._count_refusal("nicks")
+            return self._rate_limited(wait, message.ref)
+        return self._request(message)
 
-    def invalid(self, error: RemoteProtocolError) -> tuple[str, bytes | None] | None:
+    def invalid(self, error: RemoteProtocolError) -> Outcome:
         """Answer a request the decoder refused (not fatally) with its error code."""
         # A refused request costs a request token like any other: otherwise a flood of invalid frames would
-        # be answered one for one and never reach `excess_flood`.
-        wait = self._requests.take()
-        if wait:
-            self._count_refusal("messages")
-            return self._rate_limited(wait, error.ref)
+        # be answered one for one, as fast as they come.
+        if (wait := self._requests.take()) and (
+            outcome := self._wait_for(self._requests, 1.0, wait, "messages")
+        ):
+            return outcome
         self.client.send(error_frame(error.code, error.message, error.ref))
         return None
 
-    def log_in(self, hello: Hello) -> tuple[str, bytes | None] | None:
+    def log_in(self, hello: Hello) -> Outcome:
         """Hand the login to the history thread and wait for its decision before reading on.
 
         A client may pipeline requests behind its hello; answering any of them here (a `pong`, an error)
@@ -169,43 +195,39 @@ class Dispatcher:
 
     # -- Rate limits ---------------------------------------------------------------------------------------
 
-    def _rate_wait(self, message: Message) -> float:
-        """0.0 if the request may go ahead, else the seconds until it could (nothing is spent then)."""
-        if isinstance(message, Say | Tell):
-            self._bucket = "order"
-            wait = self._order.wait(message.client_msg_id)
-            if not wait:
-                self._bucket = "messages"
-                wait = self._requests.take()
-            if not wait:
-                self._bucket = "text_bytes"
-                wait = self._text_bytes.take(len(message.text.encode()))
-            if wait:
-                self._order.refused(message.client_msg_id, wait)
-            return wait
-        self._bucket = "messages"
-        wait = self._requests.take()
-        if wait:
-            return wait
-        if isinstance(message, Join):
-            self._bucket = "joins"
-            return self._joins.take()
-        if isinstance(message, ChangeNick | Register | Unregister):
-            self._bucket = "nicks"
-            return self._renames.take()
-        return 0.0
+    def _wait_for(self, bucket: TokenBucket, cost: float, wait: float, name: str) -> Outcome:
+        """Fakelag: hold the reader until `bucket` has `cost` tokens (due in `wait` s), then spend them.
+
+        Counted once per delayed request under `name`, like a refusal (for /stats and the metrics).
+        """
+        self._count_refusal(name)
+        while wait:
+            if (outcome := self._delay(wait)) is not None:
+                return outcome
+            wait = bucket.take(cost)
+        return None
+
+    def _held_back(self, wait: float, ref: int | None) -> Outcome:
+        """Refuse a `say`/`tell` behind one refused as "server busy" (`MessageOrder`), until that one is back.
+
+        Not counted against `flood_refusals`: the client did nothing wrong, and it paid a request token.
+        """
+        retry = max(1, int(wait * 1000 + 0.999))
+        refusal = error_frame(ErrorCode.RATE_LIMITED, "held behind a refused one", ref, retry_after_ms=retry)
+        self.client.send(refusal)
+        return None
 
     def _count_refusal(self, bucket: str) -> None:
-        """Count a rate-limit refusal under the bucket that refused it (for /stats and the metrics)."""
+        """Count a request refused or delayed by a rate limit under its bucket (/stats, the metrics)."""
         self.rate_limited += 1
         self.services.tally.count("rate_limited", bucket)
 
-    def _rate_limited(self, wait: float, ref: int | None) -> tuple[str, bytes | None] | None:
-        """Refuse a request over the rate limit, saying when to try again."""
+    def _rate_limited(self, wait: float, ref: int | None) -> Outcome:
+        """Refuse a request over the join or nick bucket, saying when to try again."""
         retry = max(1, int(wait * 1000 + 0.999))
         return self._refuse(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry), ref)
 
-    def _refuse(self, refusal: bytes, ref: int | None) -> tuple[str, bytes | None] | None:
+    def _refuse(self, refusal: bytes, ref: int | None) -> Outcome:
         """Send `refusal`; too many refusals in a row end the connection instead."""
         if self._refusals.take():
             self.services.tally.count("rate_limited", "flood")
@@ -216,7 +238,7 @@ class Dispatcher:
 
     # -- Requests within the limits ------------------------------------------------------------------------
 
-    def _request(self, message: Message) -> tuple[str, bytes | None] | None:
+    def _request(self, message: Message) -> Outcome:
         if isinstance(message, FetchHistory):
             self.client.send(self._fetch_history(message))
         elif isinstance(message, GetStats):
@@ -231,7 +253,10 @@ class Dispatcher:
 
     def _submit(self, request: Message | Rename | Enroll | Unenroll, ref: int | None) -> None:
         if not self.services.sequencer.submit(self.client, request):
-            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000))
+            if isinstance(request, Say | Tell):
+                self._order.refused(request.client_msg_id, BUSY_RETRY)  # later ones wait for this one
+            retry_ms = int(BUSY_RETRY * 1000)
+            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=retry_ms))
 
     def _fetch_history(self, request: FetchHistory) -> bytes:
         try:
@@ -269,9 +294,7 @@ class Dispatcher:
             return
         self._submit(request, message.ref)
 
-    def _transfer(
-        self, message: FileChunk | GetFile | CancelFile | OfferFile
-    ) -> tuple[str, bytes | None] | None:
+    def _transfer(self, message: FileChunk | GetFile | CancelFile | OfferFile) -> Outcome:
         """A file request (`chat_server.uploads`); its refusals count against `flood_refusals`."""
         refusal: bytes | None
         files = self.services.files

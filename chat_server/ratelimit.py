@@ -1,5 +1,10 @@
 """Token buckets: the per-connection and per-address rate limits, with an injectable clock for tests; and
-`MessageOrder`, which keeps a client's messages in order across rate-limit refusals."""
+`MessageOrder`, which keeps a client's messages in order across "server busy" refusals.
+
+A connection over its request or text bucket is delayed, not refused (chat_server.dispatch waits for the
+token, chat_server.connection holds the reader meanwhile), so those never reorder anything; only a refusal
+can, and the one a `say` or `tell` can still meet is "server busy" (the history thread's queue stayed full).
+"""
 
 from __future__ import annotations
 
@@ -51,10 +56,10 @@ MIN_RETRY = 0.001
 
 
 class MessageOrder:
-    """Keeps one client's chat messages in the order it sent them, across `rate_limited` refusals.
+    """Keeps one client's chat messages in the order it sent them, across "server busy" refusals.
 
     A client pipelines its messages: by the time the refusal of message k reaches it, k+1, k+2... are
-    already on their way, and a token refilled meanwhile would let k+1 in before k is sent again: delivered
+    already on their way, and a queue drained meanwhile would let k+1 in before k is sent again: delivered
     out of order. So after refusing a message (identified by its `client_msg_id`) every later message is
     refused too, until that one comes back (the client resends in order) or `ORDER_HOLD_SECONDS` after its
     retry time. Messages without a `client_msg_id` cannot be recognised when they come back, so they never

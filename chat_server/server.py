@@ -7,8 +7,14 @@ Threads
 -------
 ``acceptor`` (1, plus ``acceptor-tls`` when TLS has its own port)
     Owns one listening socket. Accepts, enforces `max_connections_per_minute`, `max_clients` and
-    `max_clients_per_ip` (refusing with one `error` frame; on a TLS port, by closing: no handshake is done on
-    the acceptor), sets TCP_NODELAY and SO_KEEPALIVE, and starts a `Connection`. Nothing else.
+    `max_clients_per_ip` (refusing with one `error` frame, then `shutdown(SHUT_WR)` and a hand-over to the
+    refusal closer; on a TLS port, by closing: no handshake is done on the acceptor), sets TCP_NODELAY and
+    SO_KEEPALIVE, and starts a `Connection`. Nothing else: it never waits for a client.
+``refusal-closer`` (0 or 1: started by the first refusal)
+    Owns the sockets refused at accept once their error frame is written and their sending side shut
+    (`chat_server.closer`): reads and throws away what each client sends until it closes too, or for at most
+    `refusal_linger` seconds, then closes it; at most `max_lingering` at once (the oldest goes first). So a
+    close never finds unread input, and never sends the reset that would destroy the refusal. Never writes.
 ``conn-N-reader`` (1 per connection)
     Owns the socket's receiving side (blocking `recv`, its timeout = the next deadline), the connection's
     `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (TLS handshake, hello,
@@ -30,6 +36,10 @@ Threads
     (bounded) for the history thread to apply the connection's earlier requests (`Settle`): a `join` sent
     just before counts. At the end it submits the `Disconnect` and waits (bounded) until the history thread
     has applied it, so its socket closes only once the nick is free.
+    A request over the rate limit makes it wait for the token (fakelag: `Connection._fakelag`, on the
+    connection's own `_wake` event, holding no lock, woken by `close()`), reading nothing meanwhile, so TCP
+    holds that client back while every other connection goes on; kept behind its client for
+    `max_fakelag_seconds`, it ends the connection with `excess_flood`.
 ``sender`` (1)
     Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
     (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one
@@ -77,7 +87,11 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 ``ChatServer._lock``
     Guards the table of live connections and the per-address counts (acceptor, finishing readers, `stop()`).
 ``Connection._lock``
-    Guards a connection's close reason (set once, by whichever thread closes first).
+    Guards a connection's close reason (set once, by whichever thread closes first) and its fakelag wake-up
+    event (made by the reader's first wait, set by `close()` after releasing the lock).
+``Closer._lock``
+    Guards the refusal closer's hand-over queue, its thread and its count of lingering sockets (the acceptor
+    appends, the ``refusal-closer`` thread takes; `stats()` reads the count). No socket I/O under it.
 ``AddressBuckets._lock``
     Guards one per-address table of buckets: wrong passwords (in `Gate`, any reader thread) or new
     connections (`ChatServer._arrivals`, the acceptors).
@@ -104,7 +118,8 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
 0. Stop the beacon (if any): the server is no longer announced. Stop the files sweeper (if any) and the
    metrics endpoint (if any).
-1. Close the listening sockets and join the acceptors: no new connections.
+1. Close the listening sockets and join the acceptors: no new connections. Stop the refusal closer: the
+   refused sockets still lingering are closed.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
    each reader stops reading, submits its `Disconnect`, and gives the sender until the shared deadline to
    write its last frames.
@@ -133,6 +148,7 @@ from shared.text import fold
 
 from .beacon import Beacon, load_or_create_server_id
 from .chat import Chat
+from .closer import Closer
 from .config import ServerConfig
 from .connection import Connection
 from .files import FileStore, FileSweeper, SweepResult
@@ -171,6 +187,8 @@ class Stats:
     threads: int
     #: Bytes queued for each logged-in nick.
     queues: dict[str, int]
+    #: Connections refused at accept and not closed yet (see chat_server.closer).
+    lingering: int = 0
 
 
 class ChatServer:
@@ -197,6 +215,8 @@ class ChatServer:
         self.tally = Tally()
         #: The files folder (None when file sharing is off or before `start`).
         self.files: FileStore | None = None
+        # Refused connections, half-closed until their clients have read the refusal (own thread and lock).
+        self._closer = Closer(config.refusal_linger, config.max_lingering)
         # New connections per address per minute (the acceptors' own; it has its own lock, never nested).
         self._arrivals = AddressBuckets(
             config.max_connections_per_minute / 60.0,
@@ -343,6 +363,7 @@ class ChatServer:
             acceptor.join(ACCEPT_POLL + 0.5)
         for listener, _tls in self._listeners:
             listener.close()
+        self._closer.stop(0.2)
         with self._lock:
             connections = list(self._connections.values())
         # Leave the history thread time to commit after the connections are flushed.
@@ -452,17 +473,17 @@ class ChatServer:
             self._per_ip[key] += 1
         connection.start()
 
-    @staticmethod
-    def _refuse(sock: socket.socket, code: ErrorCode, message: str, retry_after_ms: int | None) -> None:
-        # A fresh socket's send buffer always takes one small frame, so this cannot block for long.
+    def _refuse(self, sock: socket.socket, code: ErrorCode, message: str, retry_after_ms: int | None) -> None:
+        """Send the refusal and half-close; the refusal closer closes once the client has read it."""
         try:
+            # A fresh socket's send buffer always takes one small frame, so this cannot block for long.
             sock.settimeout(0.5)
             sock.sendall(error_frame(code, message, retry_after_ms=retry_after_ms, fatal=True))
             sock.shutdown(socket.SHUT_WR)
         except OSError:
-            pass  # the peer is already gone; there is no one left to tell
-        finally:
-            sock.close()
+            sock.close()  # the peer is already gone; there is no one left to tell
+            return
+        self._closer.hand_over(sock)
 
     def _forget(self, connection: Connection) -> None:
         """Called by a connection's reader thread as its very last act."""
@@ -501,6 +522,7 @@ class ChatServer:
             max_queued_bytes=max(queued, default=0),
             threads=threading.active_count(),
             queues={c.client.nick: c.outbox.queued for c in connections if c.client.nick is not None},
+            lingering=self._closer.lingering,
         )
 
     def observe(self) -> Gauges:

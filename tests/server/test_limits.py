@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -18,12 +19,14 @@ from shared import (
     Hello,
     Join,
     ListRooms,
+    Message,
     NickChanged,
     Ping,
     Pong,
     Quit,
     RoomList,
     RoomState,
+    Said,
     Say,
     SetAway,
     SetTopic,
@@ -152,69 +155,109 @@ def test_max_rooms_per_client(make_server: MakeServer) -> None:
         alice.recv(RoomState, ref=2)
 
 
-def test_rate_limit_burst_then_refusal(make_server: MakeServer) -> None:
-    """rate_burst requests pass at once; the next is rate_limited with a retry delay; nothing is dropped."""
-    server = make_server(rate_burst=3, rate_messages=1.0)
+def acks_timed(client: ChatTestClient, count: int) -> list[tuple[int, float]]:
+    """(ref, arrival time) of the next `count` acks; fails on any error frame."""
+    timed: list[tuple[int, float]] = []
+    while len(timed) < count:
+        message = client.recv_until(lambda m: isinstance(m, Ack | Error), 10)
+        assert isinstance(message, Ack), f"refused: {message!r}"
+        assert message.ref is not None
+        timed.append((message.ref, time.monotonic()))
+    return timed
+
+
+def test_rate_limit_burst_then_delay(make_server: MakeServer) -> None:
+    """rate_burst requests pass at once; the next ones wait for their tokens (one per 1/rate_messages s) and
+    are then handled: nothing refused, nothing dropped, in order, and never faster than the rate."""
+    server = make_server(rate_burst=3, rate_messages=5.0)
     with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
-        for ref in range(3):
-            alice.send(Say(room="lobby", text=f"m{ref}", ref=ref))
-        alice.send(Say(room="lobby", text="too fast", ref=3))
-        error = alice.error("rate_limited")
-        assert error.ref == 3
-        assert error.fatal is False
-        assert error.retry_after_ms is not None
-        assert 0 < error.retry_after_ms <= 1000
-        for ref in range(3):
-            alice.recv(Ack, ref=ref)
+        started = time.monotonic()
+        alice.send_raw(
+            b"".join(alice.protocol.send(Say(room="lobby", text=f"m{ref}", ref=ref)) for ref in range(6))
+        )
+        timed = acks_timed(alice, 6)
+        assert [ref for ref, _ in timed] == list(range(6))
+        for ref, arrived in timed[3:]:  # the 4th is due 0.2 s after the burst, the 5th 0.4 s...
+            assert arrived - started >= (ref - 2) * 0.2 * 0.9, f"m{ref} after {arrived - started:.2f} s"
         texts = [m.text for m in bob.drain(0.2) if hasattr(m, "text")]
-        assert texts == ["m0", "m1", "m2"]
+        assert texts == [f"m{ref}" for ref in range(6)]
 
 
 def test_a_refused_message_keeps_its_place(make_server: MakeServer) -> None:
-    """After a rate_limited refusal, a later message is refused too, even with tokens to spare, until the
-    refused one is sent again: pipelined messages resent in order are delivered in order."""
-    # One token per 50 ms: slow enough that m3 finds the bucket empty on a loaded machine too, fast enough
-    # that the test waits a tenth of a second for the refill.
-    server = make_server(rate_burst=2, rate_messages=20.0)
+    """A message refused as "server busy" (the history thread's queue stayed full) holds back every later
+    `say` of the connection (`rate_limited`, "held behind a refused one") until it is sent again: pipelined
+    messages resent in order are delivered in order."""
+    server = make_server(sequencer_queue=1, sequencer_wait=0.2, history_busy_timeout=5.0)
     with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
-        for n in (1, 2, 3):  # m1 and m2 take the burst; m3 finds the bucket empty
-            alice.send(Say(room="lobby", text=f"m{n}", client_msg_id=f"c{n}", ref=n))
-        refused = alice.error("rate_limited")
-        assert refused.ref == 3
-        assert refused.retry_after_ms is not None
-        refill = time.monotonic() + 2 * refused.retry_after_ms / 1000 + 0.01
-        wait_until(lambda: time.monotonic() >= refill)  # the bucket has tokens again
-        alice.send(Say(room="lobby", text="m4", client_msg_id="c4", ref=4))
-        assert alice.error("rate_limited").ref == 4  # held back: m3 has not come back yet
-        wait_until(lambda: time.monotonic() >= refill + 0.01)
-        alice.send(Say(room="lobby", text="m3", client_msg_id="c3", ref=5))
-        alice.recv(Ack, ref=5)
-        wait_until(lambda: time.monotonic() >= refill + 0.02)
-        alice.send(Say(room="lobby", text="m4", client_msg_id="c4", ref=6))
-        alice.recv(Ack, ref=6)
-        texts = [m.text for m in bob.drain(0.2) if hasattr(m, "text")]
-        assert texts == ["m1", "m2", "m3", "m4"]
+        blocker = sqlite3.connect(server.config.history_path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # the history thread will wait for this lock
+            for n in range(1, 7):
+                alice.send(Say(room="lobby", text=f"m{n}", client_msg_id=f"c{n}", ref=n))
+            busy = alice.recv_until(lambda m: isinstance(m, Error), 10)
+            assert busy.ref is not None
+            answers: dict[int, Message] = {busy.ref: busy}
+            for n in range(busy.ref + 1, 7):  # refused at once, while the history thread is still stuck
+                answers[n] = alice.recv_until(lambda m, r=n: isinstance(m, Ack | Error) and m.ref == r, 10)
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        for n in set(range(1, 7)) - set(answers):
+            answers[n] = alice.recv_until(lambda m, r=n: isinstance(m, Ack | Error) and m.ref == r, 10)
+        refused = sorted(n for n, answer in answers.items() if isinstance(answer, Error))
+        assert refused, "the queue never filled"
+        assert refused == list(range(busy.ref, 7))  # nothing after the first refusal got through
+        assert isinstance(busy, Error)
+        assert (busy.code, busy.message, busy.retry_after_ms) == ("rate_limited", "server busy", 1000)
+        for n in refused[1:]:
+            held = answers[n]
+            assert isinstance(held, Error)
+            assert (held.code, held.message, held.fatal) == (
+                "rate_limited",
+                "held behind a refused one",
+                False,
+            )
+        # The history thread is free again, but a new message still waits for the refused one.
+        alice.send(Say(room="lobby", text="m7", client_msg_id="c7", ref=7))
+        assert alice.recv(Error, ref=7).message == "held behind a refused one"
+        for n in [*refused, 7]:  # resent in order, each once the one before is stored
+            alice.send(Say(room="lobby", text=f"m{n}", client_msg_id=f"c{n}", ref=10 + n))
+            alice.recv(Ack, ref=10 + n)
+        bob.recv(Said, text="m7")
+        texts = [m.text for m in bob.drain(0.05) if isinstance(m, Said)] + ["m7"]
+        assert texts == [f"m{n}" for n in range(1, 8)]
 
 
 def test_rate_limit_on_text_bytes(make_server: MakeServer) -> None:
-    """The text byte bucket: rate_bytes_burst bytes pass, then one more byte is rate_limited."""
-    server = make_server(rate_bytes_burst=1000, rate_bytes=10.0)
+    """The text byte bucket: rate_bytes_burst bytes pass at once; more text waits for its bytes to refill
+    (500 bytes at 1000 bytes/s: half a second), and is then stored, not refused."""
+    server = make_server(rate_bytes_burst=1000, rate_bytes=1000.0)
     with logged_in(server, "alice") as alice:
+        started = time.monotonic()
         alice.send(Say(room="lobby", text="x" * 1000, ref=1))
-        alice.recv(Ack, ref=1)
-        alice.send(Say(room="lobby", text="y", ref=2))
-        assert alice.error("rate_limited").ref == 2
+        alice.send(Say(room="lobby", text="y" * 500, ref=2))
+        timed = acks_timed(alice, 2)
+        assert [ref for ref, _ in timed] == [1, 2]
+        assert timed[1][1] - started >= 0.5 * 0.9
 
 
-def test_excess_flood_disconnects(make_server: MakeServer) -> None:
-    """After flood_refusals refused requests, the next one disconnects with excess_flood."""
-    server = make_server(rate_burst=1, rate_messages=0.01, flood_refusals=5)
-    with logged_in(server, "alice") as alice:
-        for ref in range(7):
-            alice.send(Say(room="lobby", text="spam", ref=ref))
+def test_a_reader_held_back_past_max_fakelag_seconds_ends_in_excess_flood(make_server: MakeServer) -> None:
+    """One token per 0.5 s and max_fakelag_seconds 1.2: of 8 messages sent at once the first ones are
+    stored in order; the one that would keep the reader behind its client past 1.2 s ends the connection
+    with excess_flood (fatal), and nothing is refused before that. The room gets exactly the stored ones."""
+    server = make_server(rate_burst=1, rate_messages=2.0, max_fakelag_seconds=1.2)
+    with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
+        for ref in range(8):
+            alice.send(Say(room="lobby", text=f"spam {ref}", ref=ref))
         messages = alice.wait_closed()
-        codes = [m.code for m in messages if isinstance(m, Error)]
-        assert codes == ["rate_limited"] * 5 + ["excess_flood"]
+        assert [(m.code, m.fatal) for m in messages if isinstance(m, Error)] == [("excess_flood", True)]
+        acked = [m.ref for m in messages if isinstance(m, Ack)]
+        assert 2 <= len(acked) < 8
+        assert acked == list(range(len(acked)))
+        heard = bob.recv(SignedOff, nick="alice")
+        assert heard.reason == "excess flood"
+        texts = [m.text for m in bob.drain(0.2) if hasattr(m, "text")]
+        assert texts == [f"spam {ref}" for ref in acked]
 
 
 def test_max_clients(make_server: MakeServer) -> None:

@@ -104,8 +104,8 @@ def test_file_transfer_bytes_are_counted_both_ways(make_server: Callable[..., Ch
 
 
 def test_refusals_disconnects_and_rate_limits_are_counted(make_server: Callable[..., ChatServer]) -> None:
-    """A taken nick, a rate-limited say and a closed connection each show under their label."""
-    server = make_server(metrics="127.0.0.1:0", rate_messages=0.01, rate_burst=2)
+    """A taken nick, a say delayed by the rate limit and a closed connection each show under their label."""
+    server = make_server(metrics="127.0.0.1:0", rate_messages=20.0, rate_burst=2)
     with ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
         alice.login("alice")
         bob.login("bob")
@@ -114,7 +114,7 @@ def test_refusals_disconnects_and_rate_limits_are_counted(make_server: Callable[
             again.error("nick_taken")
         for ref in range(3):
             alice.send(Say(room="lobby", text="hi", ref=ref))
-        alice.error("rate_limited")
+        alice.recv(Ack, ref=2)  # the third waited for its token (fakelag)
         bob.close()
         alice.recv(SignedOff, nick="bob")
         wait_until(lambda: disconnects(scrape(server)) >= 2, what="both ended connections counted")
