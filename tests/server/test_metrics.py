@@ -146,7 +146,12 @@ def test_a_slow_consumer_drop_is_counted_by_reason(make_server: Callable[..., Ch
             ref += 1
             dropped = any(isinstance(m, SignedOff) for m in alice.drain(0.0))
         assert dropped, "the stalled client was never dropped"
-        wait_until(lambda: value(scrape(server), "mpchat_slow_consumer_drops_total", reason="sendq_exceeded"))
+        # Counted when the connection ends: for a client that reads nothing, drop_linger (5 s) after the drop.
+        wait_until(
+            lambda: value(scrape(server), "mpchat_slow_consumer_drops_total", reason="sendq_exceeded"),
+            15,
+            "the drop counted",
+        )
         samples = scrape(server)
     assert value(samples, "mpchat_disconnects_total", reason="send queue exceeded") == 1
     assert value(samples, "mpchat_top_queue_bytes", nick="slow") == 0  # gone: no longer listed
