@@ -127,8 +127,15 @@ class ResumeState:
         return True
 
     def note_own(self, key: str, message_id: int) -> None:
-        """Record the id of our own acknowledged message, so no replay delivers it back to us."""
+        """Record the id of our own acknowledged message, so no replay delivers it back to us.
+
+        It counts as seen for the resume too: in a room where we spoke last, the rejoin must still ask for
+        what came after it (without an `after`, the server would send only its default backfill, and more
+        missed messages than that would be lost without a word).
+        """
         self._seen.setdefault(key, RecentIds()).add(message_id)
+        if message_id > self._last_id.get(key, -1):
+            self._last_id[key] = message_id
 
     def filter_history(self, history: History, is_pending_echo: Callable[[Said | Told], bool]) -> History:
         """Drop from a join's or resume's history what was already delivered or is our own pending message.

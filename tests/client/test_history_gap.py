@@ -156,3 +156,34 @@ def test_a_filled_gap_is_inserted_in_place_and_printed_by_the_line_mode() -> Non
     assert [line.id for line in buffer.lines if line.nick == "bob"] == list(range(1, 10))
     # A page outside the gap is an ordinary page (a live join's backfill, scrollback): not inserted.
     assert not model.apply(History(room="lobby", messages=(said(10, "m10"),))).inserted
+
+
+async def test_resume_after_our_own_last_message_misses_nothing(tmp_path: Path) -> None:
+    """A room where the last message we saw was our own: the rejoin still asks for what came after it
+    (our acknowledged ids count as seen), so 60 missed messages all come back, not the newest 50."""
+    config = fast_server_config(tmp_path / "server", rate_messages=1e6, rate_burst=10**6)
+    with LiveServer(config) as server:
+        proxy = Proxy(lambda: (server.host, server.port))
+        await proxy.start()
+        try:
+            async with (
+                ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
+                ChatClient(server.host, server.port, "bob", options=FAST) as bob,
+            ):
+                events = Recorder(alice)
+                await alice.join("quiet")
+                await alice.say("quiet", "mine", wait=True)
+                proxy.refuse = True
+                await proxy.cut()
+                await wait_until(lambda: events.of(Reconnecting), what="reconnecting")
+                await bob.join("quiet")
+                for number in range(60):
+                    await bob.say("quiet", f"missed {number}")
+                await bob.wait_delivered(10)
+                proxy.refuse = False
+                await wait_until(lambda: "missed 59" in events.texts("quiet"), what="the replay")
+                assert [t for t in events.texts("quiet") if t.startswith("missed")] == [
+                    f"missed {number}" for number in range(60)
+                ]
+        finally:
+            await proxy.close()
