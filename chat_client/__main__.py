@@ -30,7 +30,7 @@ from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
 
 from .discover_cli import add_discover_arguments, run_discover
-from .options import ClientOptions
+from .options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
 from .pins import PinStore, PinStoreError, parse_pin_key
 from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 
@@ -62,8 +62,9 @@ files:
   (override with MPCHAT_DOWNLOADS_DIR).
   pinned TLS server keys are in known_servers.json in that folder.
 
-exit status: 0 after /quit or the end of input, 2 when the login fails, 130 after Ctrl-C (--plain),
-1 on other errors.
+exit status: 0 after /quit or the end of input with every message delivered, 2 when the login fails
+(or the server cannot be reached), 3 (--plain) when some message lines were not delivered (the count is
+on stderr), 130 after Ctrl-C (--plain), 1 on other errors.
 """
 
 
@@ -95,7 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="save downloaded files (/get) in this folder (remembered; default ~/Downloads/mpchat)",
     )
-    parser.add_argument("--log-file", type=Path, help="write a debug log to this file")
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=DEFAULT_DRAIN_TIMEOUT,
+        help="--plain: at the end of input, wait for the server to acknowledge every message for as long as "
+        f"it acknowledges one at least every SECONDS (default {DEFAULT_DRAIN_TIMEOUT:g}); then exit 3 "
+        "naming how many were not delivered",
+    )
+    parser.add_argument(
+        "--lag-warning",
+        type=float,
+        metavar="SECONDS",
+        default=DEFAULT_LAG_WARNING,
+        help="--plain: print a line when the lag reaches SECONDS "
+        f"(default {DEFAULT_LAG_WARNING:g}; 0: never) and when it is back under",
+    )
+    parser.add_argument(
+        "--log-file",
+        type=Path,
+        metavar="FILE",
+        help="log connects, logins, disconnects, reconnects, resumes and errors (with debug detail) to FILE",
+    )
     parser.add_argument(
         "--password-file", type=Path, metavar="FILE", help=f"the server's password (or set {PASSWORD_ENV})"
     )
@@ -145,6 +168,10 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(f"--room: {problem}")
     if args.port is not None and not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    if not args.drain_timeout > 0:
+        parser.error("--drain-timeout must be a positive number of seconds")
+    if not args.lag_warning >= 0:
+        parser.error("--lag-warning must be 0 (off) or a positive number of seconds")
     if args.local and (args.tls or args.fingerprint):
         parser.error(
             "--tls and --fingerprint are for remote servers; --local runs a plaintext one on 127.0.0.1"
@@ -243,6 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         nick_password=nick_password,
                         ask=ask_on_terminal if sys.stdin.isatty() else None,
                         tls=trust,
+                        drain_timeout=args.drain_timeout,
+                        lag_warning=args.lag_warning,
                     )
                 )
             except KeyboardInterrupt:

@@ -128,6 +128,23 @@ class ChatClient(ClientRunner):
         """Wait until every queued message is acknowledged or refused; False if `timeout` passed first."""
         return await self._delivery.wait_delivered(timeout)
 
+    async def drain(self, idle_timeout: float) -> bool:
+        """Wait until every queued message is acknowledged or refused, for as long as the server keeps
+        acknowledging them (paced, a long outbox takes a while): False once none was settled for
+        `idle_timeout` seconds (the server is gone, or stopped answering)."""
+        return await self._delivery.drain(idle_timeout)
+
+    async def wait_outbox_room(self, idle_timeout: float | None = None) -> bool:
+        """Wait until the outbox has room for another message; False if none was settled for
+        `idle_timeout` seconds (None: wait as long as it takes)."""
+        return await self._delivery.wait_room(idle_timeout)
+
+    @property
+    def delivery_counts(self) -> tuple[int, int, int]:
+        """Messages sent through the outbox in this client's life: (queued, acknowledged, refused)."""
+        delivery = self._delivery
+        return delivery.added, delivery.acknowledged, delivery.failed
+
     # -- Requests ----------------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
@@ -180,18 +197,29 @@ class ChatClient(ClientRunner):
     async def say(self, room: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
         """Send `text` to `room` through the outbox, and return its entry.
 
-        The message is delivered once even across reconnects. With `wait`, return only once the server
-        stored it (the entry is then `ACKNOWLEDGED`), or raise `ServerError` if it refused it.
+        The message is delivered once even across reconnects, in order, paced to the rate limits the server
+        announced (so a loop of `say` calls is never refused for its rate). With `wait`, return only once
+        the server stored it (the entry is then `ACKNOWLEDGED`), or raise `ServerError` if it refused it.
+        When `outbox_limit` messages are already waiting: while connected, wait for room; offline, raise
+        `OutboxFull`.
         """
         self._check(Say(room=room, text=text, action=action, client_msg_id="x"))
-        self._check_open()
+        await self._outbox_room()
         return await self._delivery.submit(self._delivery.add(text=text, action=action, room=room), wait=wait)
 
     async def tell(self, nick: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
         """Send a direct message to `nick` through the outbox (see `say`)."""
         self._check(Tell(to=nick, text=text, action=action, client_msg_id="x"))
-        self._check_open()
+        await self._outbox_room()
         return await self._delivery.submit(self._delivery.add(text=text, action=action, peer=nick), wait=wait)
+
+    async def _outbox_room(self) -> None:
+        """While connected, wait for room in a full outbox (the pacing empties it at the server's rate);
+        offline, a full outbox raises `OutboxFull` at once (nothing will empty it before the reconnect)."""
+        self._check_open()
+        if self._delivery.full and self._session is not None:
+            await self._delivery.wait_room()
+            self._check_open()
 
     async def change_nick(self, nick: str, *, password: str | None = None, wait: bool = True) -> None:
         """Change our nick (kept for later reconnects); `password` if the new nick is registered.

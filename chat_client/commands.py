@@ -142,6 +142,11 @@ class Reconnect:
 
 
 @dataclass(frozen=True, slots=True)
+class ShowLag:
+    """`/lag`: show the measured round-trip time to the server."""
+
+
+@dataclass(frozen=True, slots=True)
 class QuitChat:
     """`/quit [reason]`: leave the chat and exit."""
 
@@ -167,6 +172,7 @@ Command = (
     | MoreHistory
     | ShowHelp
     | Reconnect
+    | ShowLag
     | QuitChat
     | Moderate
     | ShowKey
@@ -204,6 +210,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("get", "/get ID", "download the file offered as ID into your downloads folder"),
     CommandHelp("cancel", "/cancel N", "cancel file transfer N (shown when it starts)"),
     CommandHelp("more", "/more", "show the next messages a reconnect skipped in this room"),
+    CommandHelp("lag", "/lag", "show the measured round-trip time to the server"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
@@ -212,6 +219,13 @@ COMMANDS: tuple[CommandHelp, ...] = (
 )
 COMMAND_NAMES = tuple(command.name for command in COMMANDS)
 ALIASES = {"j": "join", "part": "leave", "query": "msg", "tell": "msg", "exit": "quit", "list": "rooms"}
+
+
+def describe_lag(seconds: float | None) -> str:
+    """A round-trip time for people: ``42 ms``, ``2.3 s``; "not measured yet" for None."""
+    if seconds is None:
+        return "not measured yet"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
 
 
 def help_text(command: str | None = None) -> list[str]:
@@ -288,6 +302,10 @@ def parse(line: str) -> Command:
             return ShowHelp(rest or None)
         case "reconnect":
             return Reconnect()
+        case "lag":
+            if rest:
+                raise CommandError("usage: /lag")
+            return ShowLag()
         case "quit":
             return QuitChat(rest or None)
         case "stats":

@@ -141,6 +141,8 @@ class Controller:
             case cmd.Reconnect():
                 client.reconnect_now()
                 return Outcome(model.notice("reconnecting now"))
+            case cmd.ShowLag():
+                return Outcome(model.notice(f"lag: {cmd.describe_lag(client.lag)}"))
             case cmd.QuitChat(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())

@@ -51,6 +51,7 @@ from .events import Event
 from .liveness import Liveness
 from .login import Credentials
 from .options import ClientOptions, ConnectionState
+from .pacing import Pacer
 from .resume import DM_KEY, Crowd, ResumeState, room_key
 from .session import Endpoint, Session
 from .settings import downloads_dir
@@ -104,7 +105,12 @@ class ClientCore:
         self._resume = ResumeState()
         self._refs = itertools.count(1)
         self._waiters = Waiters()
-        self._delivery = Delivery(self.options.outbox_limit, lambda: next(self._refs), self._emit)
+        self._delivery = Delivery(
+            self.options.outbox_limit,
+            lambda: next(self._refs),
+            self._emit,
+            pacer=Pacer(self.options.pacing_slack, enabled=self.options.pacing),
+        )
         self._liveness = Liveness(
             self._emit, multiple=self.options.ping_rtt_multiple, floor=self.options.ping_grace
         )

@@ -1,16 +1,21 @@
-"""Carrying the outbox to the server: send, resend after a reconnect or a rate limit, settle on ack or error.
+"""Carrying the outbox to the server: pace, send, resend after a reconnect or a refusal, settle the answers.
 
-`Delivery` owns the `Outbox` and everything about one message's trip: the `ref` of each attempt (so an
-`error` frame, which carries only the `ref`, finds its message), the futures of callers waiting for the
-outcome, and the hold after a `rate_limited` refusal (that message and every later one wait, then go in
-the order they were typed). It sends through whatever the current session is (`attach`), and reports each
-change of state as an `OutboxChanged` event. No I/O of its own; it runs on the client's event loop.
+`Delivery` owns the `Outbox` and everything about one message's trip: the queue of messages waiting to go
+(in the order they were typed), the `ref` of each attempt (so an `error` frame, which carries only the
+`ref`, finds its message), the futures of callers waiting for the outcome, and the `Pacer` that keeps the
+messages within the rate limits the server announced. Every path goes through one queue: a message typed
+now, the outbox resent after a reconnect, a message refused with `rate_limited` (the last should not
+happen once paced; if it does, that message and every later one wait, then go in order). It sends through
+whatever the current session is (`begin`/`attach`), and reports each change of state as an `OutboxChanged`
+event. No I/O of its own; it runs on the client's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import time
 from collections.abc import Callable
 
@@ -20,72 +25,106 @@ from shared import Error as ErrorFrame
 from .errors import ClientClosed, ConnectionLost, ServerError
 from .events import Event, OutboxChanged
 from .outbox import DeliveryState, Outbox, OutboxEntry
+from .pacing import Pacer
+from .session import Session
 
 #: Seconds to wait before resending a message refused with `rate_limited` and no `retry_after_ms`.
 RATE_LIMIT_RETRY = 1.0
 
 
 class Delivery:
-    """Sends outbox entries and settles them (see the module docstring)."""
+    """Paces, sends and settles outbox entries (see the module docstring)."""
 
-    def __init__(self, limit: int, next_ref: Callable[[], int], emit: Callable[[Event], None]) -> None:
+    def __init__(
+        self,
+        limit: int,
+        next_ref: Callable[[], int],
+        emit: Callable[[Event], None],
+        *,
+        pacer: Pacer | None = None,
+    ) -> None:
         self.outbox = Outbox(limit)
+        self.pacer = pacer or Pacer(0.0, enabled=False)
         self._next_ref = next_ref
         self._emit = emit
         self._send: Callable[[Message], None] | None = None  # the current session's send, while connected
         self._ref_owner: dict[int, str] = {}  # ref of a say/tell attempt -> its client_msg_id
+        self._refs_of: dict[str, list[int]] = {}  # client_msg_id -> the refs of its attempts
+        self._latest_ref: dict[str, int] = {}  # client_msg_id -> the ref of its newest attempt
         self._futures: dict[str, asyncio.Future[OutboxEntry]] = {}
+        # The order entries were typed in: the queue sends the oldest first.
+        self._order = itertools.count()
+        self._seq: dict[str, int] = {}
+        self._queue: list[tuple[int, str]] = []  # a heap of (seq, client_msg_id) waiting to be sent
+        self._queued: set[str] = set()
+        self._held_until = 0.0  # after a `rate_limited` refusal, nothing goes before this (monotonic)
+        self._timer: asyncio.TimerHandle | None = None
         self._empty = asyncio.Event()
         self._empty.set()
-        # Messages held back after a `rate_limited` refusal, until `_held_until` (monotonic time).
-        self._held: set[str] = set()
-        self._held_until = 0.0
-        self._release_handle: asyncio.TimerHandle | None = None
+        self._progress = asyncio.Event()  # set whenever an entry settles
+        #: Totals of this client's life: messages queued, acknowledged by the server, refused by it.
+        self.added = 0
+        self.acknowledged = 0
+        self.failed = 0
 
     # -- Sessions ----------------------------------------------------------------------------------------
 
+    def begin(self, session: Session) -> None:
+        """A session is logged in: meter everything it sends from now on, with the rates it announced."""
+        self.pacer.restart(session.welcome.rates)
+        session.on_send = self.pacer.note
+
     def attach(self, send: Callable[[Message], None]) -> None:
-        """A session is up: send every waiting message through it, in order."""
+        """The session has caught up: send every waiting message through it, in order, paced."""
         self._send = send
-        self._held.clear()
         self._held_until = 0.0
+        self._queue = []
+        self._queued = set()
         for entry in self.outbox:
-            self._transmit(entry)
+            self._enqueue(entry.client_msg_id)
+        self._pump()
 
     def detach(self) -> None:
         """The session ended: keep everything for the next one."""
         self._send = None
+        self._cancel_timer()
 
     def close(self) -> None:
         """The client is closed: nothing more will be delivered; wake everyone waiting."""
-        if self._release_handle is not None:
-            self._release_handle.cancel()
+        self._cancel_timer()
         self._empty.set()
+        self._progress.set()
         for future in self._futures.values():
             if not future.done():
                 future.set_exception(ClientClosed("the client is closed"))
 
     # -- Sending -----------------------------------------------------------------------------------------
 
+    @property
+    def full(self) -> bool:
+        """True when the outbox holds as many messages as it may."""
+        return len(self.outbox) >= self.outbox.limit
+
     def add(
         self, *, text: str, action: bool, room: str | None = None, peer: str | None = None
     ) -> OutboxEntry:
         """Queue a new message (raises `OutboxFull`) and report it as pending."""
         entry = self.outbox.add(text=text, action=action, room=room, peer=peer)
+        self._seq[entry.client_msg_id] = next(self._order)
+        self.added += 1
         self._empty.clear()
         self._emit(OutboxChanged(entry))
         return entry
 
     async def submit(self, entry: OutboxEntry, *, wait: bool) -> OutboxEntry:
-        """Send `entry` now if possible; with `wait`, return its final state (`ServerError` if refused)."""
+        """Send `entry` as soon as the pacing allows; with `wait`, return its final state (`ServerError` if
+        refused)."""
         future: asyncio.Future[OutboxEntry] | None = None
         if wait:
             future = asyncio.get_running_loop().create_future()
             self._futures[entry.client_msg_id] = future
-        if time.monotonic() < self._held_until:
-            self._held.add(entry.client_msg_id)  # sent, in order, when the hold ends
-        elif self._send is not None:
-            self._transmit(entry)
+        self._enqueue(entry.client_msg_id)
+        self._pump()
         if future is None:
             return entry
         settled = await future
@@ -95,10 +134,49 @@ class Delivery:
             )
         return settled
 
+    def _enqueue(self, client_msg_id: str) -> None:
+        if client_msg_id not in self._queued and client_msg_id in self._seq:
+            self._queued.add(client_msg_id)
+            heapq.heappush(self._queue, (self._seq[client_msg_id], client_msg_id))
+
+    def _pump(self) -> None:
+        """Send the queued messages, oldest first, as fast as the pacing allows; come back when it does."""
+        self._cancel_timer()
+        if self._send is None:
+            return
+        now = time.monotonic()
+        if now < self._held_until:
+            self._wake_in(self._held_until - now)
+            return
+        while self._queue and self._send is not None:
+            client_msg_id = self._queue[0][1]
+            entry = self.outbox.get(client_msg_id)
+            if entry is None:  # settled meanwhile (the ack of an earlier attempt)
+                heapq.heappop(self._queue)
+                self._queued.discard(client_msg_id)
+                continue
+            wait = self.pacer.message_wait(entry.text)
+            if wait > 0:
+                self._wake_in(wait)
+                return
+            heapq.heappop(self._queue)
+            self._queued.discard(client_msg_id)
+            self._transmit(entry)
+
+    def _wake_in(self, delay: float) -> None:
+        self._timer = asyncio.get_running_loop().call_later(delay, self._pump)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _transmit(self, entry: OutboxEntry) -> None:
         assert self._send is not None
         ref = self._next_ref()
         self._ref_owner[ref] = entry.client_msg_id
+        self._refs_of.setdefault(entry.client_msg_id, []).append(ref)
+        self._latest_ref[entry.client_msg_id] = ref
         self.outbox.mark_sent(entry.client_msg_id)
         # ConnectionLost: the session is ending; the entry stays pending and goes out after the reconnect.
         with contextlib.suppress(ConnectionLost):
@@ -113,6 +191,30 @@ class Delivery:
             return False
         return not self.outbox
 
+    async def drain(self, idle_timeout: float) -> bool:
+        """Wait until every queued message is acknowledged or refused, for as long as messages keep being
+        settled: False once none was for `idle_timeout` seconds (the server is gone, or stopped answering)."""
+        while self.outbox and not self._empty.is_set():
+            self._progress.clear()
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    await self._progress.wait()
+            except TimeoutError:
+                return False
+        return not self.outbox
+
+    async def wait_room(self, idle_timeout: float | None = None) -> bool:
+        """Wait until the outbox has room for one more message; False if none was settled for
+        `idle_timeout` seconds (None: wait as long as it takes)."""
+        while self.full and not self._empty.is_set():
+            self._progress.clear()
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    await self._progress.wait()
+            except TimeoutError:
+                return False
+        return not self.full
+
     # -- Answers -----------------------------------------------------------------------------------------
 
     def on_ack(self, ack: Ack) -> OutboxEntry | None:
@@ -122,6 +224,7 @@ class Delivery:
             return None
         entry = self.outbox.acknowledge(client_msg_id, ack)
         if entry is not None:  # (None: the ack of an earlier attempt of an entry already acknowledged)
+            self.acknowledged += 1
             self._settle(entry)
         return entry
 
@@ -130,44 +233,45 @@ class Delivery:
         client_msg_id = self._ref_owner.get(error.ref) if error.ref is not None else None
         if client_msg_id is None:
             return False
+        if self._latest_ref.get(client_msg_id) != error.ref:
+            return True  # the answer to an attempt already superseded: the newest attempt's answer decides
         if error.code == ErrorCode.RATE_LIMITED:
             self._hold(client_msg_id, (error.retry_after_ms or 0) / 1000 or RATE_LIMIT_RETRY)
             return True
         entry = self.outbox.fail(client_msg_id, error.code, error.message)
         if entry is not None:
+            self.failed += 1
             self._settle(entry)
         return True
 
     def _settle(self, entry: OutboxEntry) -> None:
-        for ref in [ref for ref, owner in self._ref_owner.items() if owner == entry.client_msg_id]:
-            del self._ref_owner[ref]
+        client_msg_id = entry.client_msg_id
+        for ref in self._refs_of.pop(client_msg_id, ()):
+            self._ref_owner.pop(ref, None)
+        self._latest_ref.pop(client_msg_id, None)
+        self._seq.pop(client_msg_id, None)
         if not self.outbox:
             self._empty.set()
+        self._progress.set()
         self._emit(OutboxChanged(entry))
-        future = self._futures.pop(entry.client_msg_id, None)
+        future = self._futures.pop(client_msg_id, None)
         if future is not None and not future.done():
             future.set_result(entry)
 
     # -- Rate limits -------------------------------------------------------------------------------------
 
     def _hold(self, client_msg_id: str, delay: float) -> None:
-        """The server asked us to slow down: hold this message and every later one, then send them in order.
+        """The server refused a message for its rate: hold it and every later one, then send them in order.
 
-        Sending the later ones meanwhile would only get them refused too, and could reorder the messages.
+        The server refuses every later message until this one comes back (docs/protocol.md,
+        `rate_limited`), so the later ones already on their way are queued again at once: sent before it,
+        they could only be refused, and a resend racing their refusals could reorder the messages.
         """
-        self._held.add(client_msg_id)
         self._held_until = max(self._held_until, time.monotonic() + delay)
-        if self._release_handle is None:
-            self._release_handle = asyncio.get_running_loop().call_later(delay, self._release_held)
-
-    def _release_held(self) -> None:
-        self._release_handle = None
-        wait = self._held_until - time.monotonic()
-        if wait > 0:  # another refusal extended the hold
-            self._release_handle = asyncio.get_running_loop().call_later(wait, self._release_held)
-            return
-        held, self._held = self._held, set()
-        if self._send is not None:
-            for entry in self.outbox:
-                if entry.client_msg_id in held:
-                    self._transmit(entry)
+        refused = self._seq.get(client_msg_id)
+        for entry in self.outbox:
+            seq = self._seq.get(entry.client_msg_id)
+            if refused is not None and seq is not None and seq >= refused:
+                self._latest_ref.pop(entry.client_msg_id, None)  # their pending answers are superseded
+                self._enqueue(entry.client_msg_id)
+        self._pump()

@@ -34,6 +34,15 @@ DEFAULT_MAX_UPLOADS = 2
 DEFAULT_PROGRESS_INTERVAL = 0.25
 #: The most messages that may wait for delivery at once (the outbox; see chat_client/outbox.py).
 DEFAULT_OUTBOX_LIMIT = 500
+#: Seconds of refill the pacing leaves in each of the server's rate-limit buckets, so that a message delayed
+#: on its way still finds its tokens (see chat_client/pacing.py).
+DEFAULT_PACING_SLACK = 1.0
+#: --plain: once the input has ended, the last messages are waited for as long as the server acknowledges
+#: one at least this often (seconds); the same bound applies while the outbox is full (`--drain-timeout`).
+DEFAULT_DRAIN_TIMEOUT = 30.0
+#: --plain: a lag (round-trip time, seconds) at or over this is announced, and its recovery too
+#: (`--lag-warning`; 0 turns it off).
+DEFAULT_LAG_WARNING = 2.0
 
 
 class ConnectionState(enum.StrEnum):
@@ -67,6 +76,9 @@ class ClientOptions:
     downloads_dir: Path | None = None
     max_uploads: int = DEFAULT_MAX_UPLOADS
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
+    #: Send messages no faster than the server's announced rate limits allow (False: as fast as typed).
+    pacing: bool = True
+    pacing_slack: float = DEFAULT_PACING_SLACK
 
     def __post_init__(self) -> None:
         for name in ("ping_every", "ping_grace", "probe_interval"):
@@ -74,3 +86,5 @@ class ClientOptions:
                 raise ValueError(f"{name} must be positive")
         if not self.ping_rtt_multiple >= 1:
             raise ValueError("ping_rtt_multiple must be at least 1")
+        if not self.pacing_slack >= 0:
+            raise ValueError("pacing_slack must be 0 or more seconds")

@@ -8,8 +8,15 @@ as ``␤`` so one event stays one line.
 
 Passwords are asked for, never echoed: see chat_client/plainpass.py.
 
-When standard input ends, the client waits (a bounded time) for its messages to be acknowledged and for
-its file transfers to end (as long as they make progress), then logs out and exits.
+Messages go out paced to the rate limits the server announced (chat_client.pacing), so a pipe of any
+length is delivered whole, in order, without a refusal. When standard input ends, the client waits for
+every message to be acknowledged (as long as the server keeps acknowledging them: `drain_timeout` seconds
+without one end the wait) and for its file transfers to end (as long as they make progress), then logs out
+and exits: 0 when every message line it read was delivered, `EXIT_UNDELIVERED` (with a count on standard
+error) when some were not.
+
+The measured lag is printed by `/lag`, and on its own when it crosses `lag_warning` seconds, and again
+when it is back under.
 """
 
 from __future__ import annotations
@@ -27,18 +34,19 @@ from typing import TextIO
 from shared import ErrorCode, History, visible
 from shared.addresses import host_port
 
+from . import commands as cmd
 from .client import ChatClient
 from .controller import Controller
 from .errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
-from .events import Closed
+from .events import Closed, LagMeasured
 from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
-from .options import ClientOptions
+from .options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
 from .pins import PinStoreError
 from .plainpass import PasswordCommands, SecretReader
 from .progress import Direction, TransferState, describe
 from .trust import TlsOptions
 
-#: Seconds to wait, once the input has ended, for the last messages to be acknowledged.
+#: Seconds the end of the session waits for the event printer to finish.
 FLUSH_TIMEOUT = 10.0
 #: Once the input has ended, running file transfers are waited for as long as one of them makes progress
 #: at least this often (seconds).
@@ -47,6 +55,9 @@ TRANSFER_IDLE_TIMEOUT = 60.0
 JOIN_TIMEOUT = 5.0
 #: Exit status when the first login fails.
 EXIT_LOGIN_FAILED = 2
+#: Exit status when some message lines read from the input were not delivered (refused, or never
+#: acknowledged before the drain timeout).
+EXIT_UNDELIVERED = 3
 #: A running transfer's progress is printed when it crosses this fraction, or after this many seconds.
 PROGRESS_STEP = 0.10
 PROGRESS_EVERY = 2.0
@@ -191,11 +202,14 @@ async def run_plain(
     nick_password: str | None = None,
     ask: AskPassword | None = None,
     tls: TlsOptions | None = None,
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT,
+    lag_warning: float = DEFAULT_LAG_WARNING,
 ) -> int:
     """Run the line mode until the input ends or /quit; return the exit status.
 
     `ask`, if given, is used to ask for the server's or the nick's password when the server refuses the
-    login for want of it (up to `PASSWORD_TRIES` times).
+    login for want of it (up to `PASSWORD_TRIES` times). `drain_timeout`: see `DEFAULT_DRAIN_TIMEOUT`;
+    `lag_warning`: see `DEFAULT_LAG_WARNING` (0: never announce the lag).
     """
     out = out or sys.stdout
     err = err or sys.stderr
@@ -238,9 +252,11 @@ async def run_plain(
     _start_stdin_reader(source, asyncio.get_running_loop(), lines)
     passwords = PasswordCommands(controller, SecretReader(lines, _terminal_of(source), err))
     in_a_room = asyncio.Event()
-    events = asyncio.create_task(_show_events(client, model, ui, in_a_room))
+    lag = LagWatch(model, ui, lag_warning)
+    events = asyncio.create_task(_show_events(client, model, ui, in_a_room, lag))
     reason: str | None = None
     quitting = False
+    message_lines = 0
     try:
         # Lines typed (or piped) before the first room is joined would have nowhere to go: wait for it
         # (and for its history, which holds the file offers a piped /get may name).
@@ -248,6 +264,12 @@ async def run_plain(
             async with asyncio.timeout(JOIN_TIMEOUT):
                 await in_a_room.wait()
         while (line := await _next_line(lines, ui.reader_gone)) is not None:
+            if _is_message(line):
+                message_lines += 1
+                # Paced, the outbox empties at the server's rate: wait for room rather than refuse the line.
+                if not await client.wait_outbox_room(drain_timeout):
+                    message_lines += _count_messages(lines)
+                    break
             outcome = await passwords.run(line)
             if outcome is None:  # not a password command that needed asking
                 outcome = await controller.run(line)
@@ -255,13 +277,68 @@ async def run_plain(
             if outcome.quit:
                 reason, quitting = outcome.quit_reason, True
                 break
-        await client.wait_delivered(FLUSH_TIMEOUT)
+        await client.drain(drain_timeout)
         if not quitting and not ui.reader_gone.is_set():
             await client.wait_transfers(TRANSFER_IDLE_TIMEOUT)
     finally:
         await client.close(reason)
         await asyncio.wait_for(events, FLUSH_TIMEOUT)
+    _, acknowledged, refused = client.delivery_counts
+    undelivered = message_lines - acknowledged
+    if undelivered > 0:
+        unanswered = len(client.outbox)
+        err.write(
+            f"chat-client: {undelivered} of {message_lines} message lines were not delivered "
+            f"({refused} refused by the server, {unanswered} not acknowledged, "
+            f"{undelivered - refused - unanswered} not sent)\n"
+        )
+        return EXIT_UNDELIVERED
     return 0
+
+
+def _is_message(line: str) -> bool:
+    """True if the input line is a message (text, `/me`, or `/msg` with text), as the controller reads it."""
+    line = line.rstrip("\r\n")
+    if not line.strip():
+        return False
+    try:
+        command = cmd.parse(line)
+    except cmd.CommandError:
+        return False
+    return isinstance(command, cmd.SendText | cmd.Action) or (
+        isinstance(command, cmd.DirectMessage) and bool(command.text)
+    )
+
+
+def _count_messages(lines: asyncio.Queue[str | None]) -> int:
+    """Take the lines already read but not run (the input is abandoned): how many were messages."""
+    count = 0
+    while not lines.empty():
+        line = lines.get_nowait()
+        if line is not None and _is_message(line):
+            count += 1
+    return count
+
+
+class LagWatch:
+    """Announces the lag when it reaches `threshold` seconds, and when it is back under (0: never)."""
+
+    def __init__(self, model: ChatModel, ui: PlainUI, threshold: float) -> None:
+        self.model = model
+        self.ui = ui
+        self.threshold = threshold
+        self.high = False
+
+    def measured(self, seconds: float) -> None:
+        """A new measurement: print a line if it crossed the threshold either way."""
+        if self.threshold <= 0 or (seconds >= self.threshold) == self.high:
+            return
+        self.high = not self.high
+        if self.high:
+            text = f"lag is {cmd.describe_lag(seconds)} (at or over {self.threshold:g} s): the link is slow"
+        else:
+            text = f"lag is back to {cmd.describe_lag(seconds)}"
+        self.ui.show(self.model.notice(text))
 
 
 def _terminal_of(source: TextIO) -> int | None:
@@ -290,9 +367,14 @@ async def _next_line(lines: asyncio.Queue[str | None], reader_gone: asyncio.Even
     return None
 
 
-async def _show_events(client: ChatClient, model: ChatModel, ui: PlainUI, in_a_room: asyncio.Event) -> None:
+async def _show_events(
+    client: ChatClient, model: ChatModel, ui: PlainUI, in_a_room: asyncio.Event, lag: LagWatch
+) -> None:
     while batch := await client.next_events():
         ui.show(model.apply_all(batch))
+        for event in batch:
+            if isinstance(event, LagMeasured):
+                lag.measured(event.seconds)
         # In a room, with its backfill: piped commands can now name what it holds (`/get ID` of an offer).
         if model.current != SERVER_KEY and any(isinstance(event, History) for event in batch):
             in_a_room.set()

@@ -310,6 +310,7 @@ class ClientRunner(ClientCore):
         every = min(self.options.ping_every, max(float(session.welcome.ping_interval), 1.0))
         pinger = asyncio.create_task(self._liveness.ping_every(session, every), name="mpchat pinger")
         try:
+            self._delivery.begin(session)  # pace by the rates it announced, counting the catch-up too
             for request in self._resume.after_login(
                 lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
             ):

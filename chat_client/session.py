@@ -18,6 +18,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from shared import (
@@ -122,6 +123,8 @@ class Session:
         self.login_time = 0.0
         #: When bytes last arrived from the server (`time.monotonic()`).
         self.last_received = time.monotonic()
+        #: Told of every frame sent (the pacing charges it to the server's rate limits: chat_client.pacing).
+        self.on_send: Callable[[Message], None] | None = None
 
     @property
     def limits(self) -> Limits:
@@ -199,6 +202,8 @@ class Session:
         except LocalProtocolError as error:
             raise InvalidRequest(error.code, error.message) from None
         self._writer.write(data)
+        if self.on_send is not None:
+            self.on_send(message)
 
     async def drain(self) -> None:
         """Wait until the bytes queued for the server are below the write buffer's low-water mark.

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 from dataclasses import dataclass, field
 
@@ -48,6 +49,7 @@ from shared.messages import (
     Welcome,
     Who,
 )
+from shared.messages.control import RateBucket, RateLimits
 from shared.schema import Message
 from shared.text import fold
 
@@ -115,6 +117,8 @@ class Chat:
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
         self.operators = Operators(self.moderation, hub, store, config, self._ts, self.rooms.send_room_state)
+        #: The rate limits announced in every `welcome` (built once: the config does not change).
+        self.rates = announced_rates(config)
 
     def _ts(self) -> int:
         # Timestamps never go backwards, so id order and time order agree even if the clock is stepped back.
@@ -217,6 +221,7 @@ class Chat:
                     ts=self._ts(),
                     limits=self.config.limits,
                     ping_interval=max(1, round(self.config.ping_interval)),
+                    rates=self.rates,
                     motd=self.config.motd,
                     files=self.config.files.policy(),
                     ref=hello.ref,
@@ -330,3 +335,25 @@ class Chat:
             client.away = message
         changed = encode(AwayChanged(nick=client.nick or "", ts=self._ts(), message=message))
         self.hub.send_all(self.hub.neighbours(client), changed)
+
+
+def announced_rates(config: ServerConfig) -> RateLimits:
+    """The per-connection rate limits of `config` as `welcome` announces them (docs/protocol.md).
+
+    The refill time is rounded up, so a client that paces itself by it never goes faster than the server
+    refills.
+    """
+
+    def bucket(rate: float, burst: int) -> RateBucket:
+        return RateBucket(burst=burst, refill_ms=min(math.ceil(burst / rate * 1000), MAX_UINT_ANNOUNCED))
+
+    return RateLimits(
+        requests=bucket(config.rate_messages, config.rate_burst),
+        text_bytes=bucket(config.rate_bytes, config.rate_bytes_burst),
+        joins=bucket(config.rate_joins, config.rate_joins_burst),
+        nicks=bucket(config.rate_nicks, config.rate_nicks_burst),
+    )
+
+
+#: The largest integer every client can represent exactly (JavaScript's 2^53 - 1).
+MAX_UINT_ANNOUNCED = 2**53 - 1

@@ -68,8 +68,9 @@ Every frame type, by area (module), with its wire type, its class and who sends 
                stats_report   StatsReport   server
 
 Records used inside frames (no wire type of their own): `Member` and `RoomSummary` (rooms), `BanEntry`
-(moderation), `FilePolicy` (files), `Figure` (admin). Each class registers its wire type with the decoder
-when its module is imported (`shared.schema.message`); importing this package imports them all.
+(moderation), `FilePolicy` (files), `Figure` (admin), `RateLimits` and its `RateBucket`s (control). Each
+class registers its wire type with the decoder when its module is imported (`shared.schema.message`);
+importing this package imports them all.
 
 docs/protocol.md is the normative description of every field; the field checks live in `shared.schema`.
 """

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from shared import schema as check
 from shared.limits import Limits
-from shared.schema import Message, Sender, message, wire
+from shared.schema import Message, Sender, message, record, wire
 
 from .files import FilePolicy
 
@@ -66,6 +66,52 @@ class Pong(Message):
     token: int | None = wire(check.uint, default=None)
 
 
+# -- Records used inside notifications ---------------------------------------------------------------------
+
+
+@record
+class RateBucket(Message):
+    """One rate limit, a token bucket: it holds up to `burst` tokens and refills completely, continuously,
+    in `refill_ms` milliseconds (`burst` * 1000 / `refill_ms` tokens per second). A request that finds too
+    few tokens is refused with `rate_limited` (or delayed, on a server that says so)."""
+
+    burst: int = wire(check.uint)
+    refill_ms: int = wire(check.uint)
+
+    @property
+    def per_second(self) -> float:
+        """The tokens gained per second."""
+        return self.burst * 1000 / self.refill_ms if self.refill_ms else float("inf")
+
+
+#: The documented defaults of the rate limits (docs/protocol.md, `welcome`; the server's DEFAULT_RATE_*):
+#: 10 requests, then 2 per second; 32 KiB of message text, then 8 KiB per second; 10 joins, then one every
+#: 5 s; 5 nick changes or (un)registrations, then one every 20 s.
+DEFAULT_REQUEST_BUCKET = RateBucket(burst=10, refill_ms=5_000)
+DEFAULT_TEXT_BYTES_BUCKET = RateBucket(burst=32 * 1024, refill_ms=4_000)
+DEFAULT_JOIN_BUCKET = RateBucket(burst=10, refill_ms=50_000)
+DEFAULT_NICK_BUCKET = RateBucket(burst=5, refill_ms=100_000)
+
+
+@record
+class RateLimits(Message):
+    """The rate limits a server enforces per connection, announced in `Welcome.rates` (each bucket absent
+    from the map takes its documented default)."""
+
+    #: Every request except `ping`, `pong`, `quit` and the file transfer frames costs one token.
+    requests: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_REQUEST_BUCKET)
+    #: `say` and `tell` also cost the bytes of UTF-8 of their text (at most the whole burst).
+    text_bytes: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_TEXT_BYTES_BUCKET)
+    #: `join` also costs one join token.
+    joins: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_JOIN_BUCKET)
+    #: `nick`, `register` and `unregister` also cost one nick token.
+    nicks: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_NICK_BUCKET)
+
+
+#: What a client assumes of a server whose `welcome` announces no `rates`.
+DEFAULT_RATE_LIMITS = RateLimits()
+
+
 # -- Notifications: server to client -----------------------------------------------------------------------
 
 
@@ -79,6 +125,7 @@ class Welcome(Message):
     ts: int = wire(check.uint)
     limits: Limits = wire(check.limits_map, default=Limits())
     ping_interval: int = wire(check.uint, default=60)
+    rates: RateLimits | None = wire(check.nested(RateLimits), default=None)
     motd: str | None = wire(check.reason, default=None)
     files: FilePolicy | None = wire(check.nested(FilePolicy), default=None)
     ref: int | None = wire(check.uint, default=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 from chat_client import (
@@ -268,13 +269,14 @@ async def test_rate_limited_messages_are_resent_in_order(tmp_path: Path) -> None
 
 
 async def test_a_burst_over_the_rate_is_delayed_not_refused(tmp_path: Path) -> None:
-    """12 lines typed at once against a burst of 3 at 20 per second: the server delays them (fakelag), so
-    every one is stored at its first attempt, in order, with no refusal to resend after."""
+    """12 lines typed at once against a burst of 3 at 20 per second, with the client's pacing off: the server
+    delays them (fakelag), so every one is stored at its first attempt, in order, with no refusal to resend
+    after."""
     strict = LiveServer(fast_server_config(tmp_path / "strict", rate_burst=3, rate_messages=20.0))
     await strict.astart()
     try:
         async with (
-            ChatClient(strict.host, strict.port, "alice", options=FAST) as alice,
+            ChatClient(strict.host, strict.port, "alice", options=replace(FAST, pacing=False)) as alice,
             ChatClient(strict.host, strict.port, "bob", options=FAST) as bob,
         ):
             bob_events = Recorder(bob)

@@ -21,6 +21,7 @@ PACKAGE = Path(chat_client.__file__).parent
 #: The modules a bot imports: none of them may pull in Textual.
 LIBRARY_MODULES = [
     "delivery",
+    "pacing",
     "__init__",
     "backoff",
     "client",
