@@ -7,7 +7,8 @@ temporary data folder, with the benchmark's server.toml raising only the rate an
 by the Python load generator, and stopped; the servers alternate point by point so that both see the same
 machine conditions. On a machine with two or more CPUs the server runs on CPU 0 and the load generator on
 CPU 1. Results go to benchmarks/results/<timestamp>.json (with the machine description) and a table per
-workload is printed.
+workload is printed (at most `TABLE_WIDTH` columns wide, its columns explained under it; the JSON holds
+every figure, the table the ones people compare).
 """
 
 from __future__ import annotations
@@ -22,12 +23,111 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .loadgen import LoadError, LoadSpec, run_load, table
+from .loadgen import LoadError, LoadSpec, run_load
 from .servers import BENCH_SETTINGS, CHECKOUT, SERVERS, ServerError, started, tail
 from .workloads import DEFAULT_DURATION, WORKLOADS, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SERVER_CPU, LOADGEN_CPU = 0, 1
+#: The printed table fits a terminal this wide.
+TABLE_WIDTH = 120
+
+#: The printed table: (result key, column title, what it means). Every other figure is in the JSON.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("rate_offered", "msg/s", "messages per second offered, all senders together"),
+    (
+        "delivery_ratio",
+        "ratio",
+        "deliveries made / deliveries expected (1.00: every message reached everyone)",
+    ),
+    ("deliveries_per_s", "deliv/s", "messages delivered to receivers per second"),
+    ("p50_ms", "p50", "latency from send to delivery, median (ms)"),
+    ("p99_ms", "p99", "latency, 99th percentile (ms)"),
+    ("max_ms", "max", "latency, worst (ms)"),
+    ("login_s", "login s", "seconds to log every client in"),
+    ("server.cpu_us_per_delivery", "µs/deliv", "server CPU time per delivery (µs)"),
+    ("server.cpu_msg_pct", "cpu%", "server CPU use while sending (% of one core)"),
+    ("server.rss_kb_per_connection", "KiB/conn", "server memory per connection (KiB)"),
+    ("send_lag_max_ms", "lag ms", "how far the load generator fell behind its schedule, worst (ms)"),
+)
+
+
+def _value(result: dict[str, Any], key: str) -> Any:
+    value: Any = result
+    for part in key.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if value < 1 else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def summary_table(workload: Workload, results: list[dict[str, Any]]) -> str:
+    """One row per load point: the server and its rate, then `COLUMNS` (failures and errors below it)."""
+    header = ["server"] + [title for _, title, _ in COLUMNS]
+    rows = [header]
+    for result in results:
+        label = str(result.get("label") or "run").removeprefix(f"{workload.name} ")
+        if "failed" in result:
+            rows.append([label, "failed"] + [""] * (len(COLUMNS) - 1))
+            continue
+        rows.append([label] + [_cell(_value(result, key)) for key, _, _ in COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [
+        "  ".join(
+            cell.ljust(width) if i == 0 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    for result in results:
+        problems = dict(result.get("errors") or {})
+        for key in ("duplicates", "misrouted"):
+            if result.get(key):
+                problems[key] = result[key]
+        if "failed" in result:
+            lines.append(f"{result.get('label')}: failed: {result['failed']}")
+        elif problems:
+            lines.append(f"{result.get('label')}: errors {problems}")
+    return "\n".join(lines)
+
+
+def legend() -> str:
+    """What each column of the tables means."""
+    width = max(len(title) for _, title, _ in COLUMNS)
+    lines = ["columns:", f"  {'server'.ljust(width)}  the server measured and the offered rate"]
+    lines += [f"  {title.ljust(width)}  {meaning}" for _, title, meaning in COLUMNS]
+    return "\n".join(lines)
+
+
+def workloads_help() -> str:
+    """The workloads, for --help."""
+    lines = ["workloads (clients connected, rooms, clients sending, offered rates in msg/s):"]
+    for workload in WORKLOADS.values():
+        rates = " / ".join(f"{rate:,.0f}" for rate in workload.rates)
+        lines.append(
+            f"  {workload.name} {workload.title}: {workload.clients:,} clients in {workload.rooms} room(s), "
+            f"{workload.senders} sending; {rates}"
+        )
+    lines += [
+        "  W1 shows fan-out throughput and latency in one busy room, W2 a large fan-out per message,",
+        "  W3 login time and memory per connection, W4 the per-message cost across many small rooms",
+        "  (benchmarks/workloads.py, docs/performance.md).",
+        "",
+        "Run from the repository root: .venv/bin/python -m benchmarks.run --quick (about 15 s) checks",
+        "the set-up.",
+        "",
+        legend(),
+    ]
+    return "\n".join(lines)
 
 
 def machine() -> dict[str, Any]:
@@ -112,7 +212,12 @@ def run_point(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the chosen workloads; exit status 1 if any point failed to run at all."""
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description=__doc__.splitlines()[0],
+        epilog=workloads_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("workloads", nargs="*", default=list(WORKLOADS), help="W1 W2 W3 W4 (default: all)")
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
     parser.add_argument(
@@ -162,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\n{workload.name} {workload.title}: {workload.clients} clients, {workload.rooms} room(s), "
             f"{workload.senders} sender(s), {args.duration:g} s per point"
         )
-        print(table(rows))
+        print(summary_table(workload, rows))
+    print("\n" + legend())
     output = args.output or RESULTS / f"{record['started'].replace(':', '')}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(record, indent=1) + "\n")

@@ -246,6 +246,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"chat-client: {error}", file=sys.stderr)
                 return 1
         nick = args.nick or (settings.nick if (args.local or args.plain) else None)
+        if args.local and not nick:
+            from .local import login_nick
+
+            nick = login_nick()  # zero configuration: `chat-client --local` alone connects at once
         if args.plain:
             if not nick:
                 parser.error("--plain needs --nick (no nick was remembered from an earlier run)")

@@ -15,6 +15,7 @@ the file transfers. What the client does on its own is in the layers below: `Cli
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -64,6 +65,8 @@ from .savename import safe_name
 from .transfers import Transfer
 from .waiters import answer_to
 
+log = logging.getLogger("chat_client.connection")
+
 
 class ChatClient(ClientRunner):
     """A chat connection that keeps itself alive: see the module docstring for what it does.
@@ -71,6 +74,15 @@ class ChatClient(ClientRunner):
     Built with `ClientCore`'s arguments: host, port, nick, and optionally the first rooms, the options,
     the server's and the nick's passwords, and TLS.
     """
+
+    async def connect(self) -> None:
+        """Connect and log in; after that the client reconnects by itself (see `ClientRunner.connect`)."""
+        log.info("connecting to %s as %s", self.endpoint, self.nick)
+        try:
+            await super().connect()
+        except Exception as error:
+            log.info("cannot log in to %s as %s: %s", self.endpoint, self.nick, error)
+            raise
 
     # -- Properties --------------------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shared.text import room_problem
+
 from .admincommands import ADMIN_COMMANDS, ShowStats, parse_stats
 from .commands_base import CommandError, CommandHelp, one_or_two_words, split_first
 from .modcommands import MODERATION_COMMANDS, MODERATION_NAMES, Moderate, ShowKey, parse_moderation
@@ -257,8 +259,7 @@ def parse(line: str) -> Command:
                 raise CommandError("usage: /me ACTION")
             return Action(rest)
         case "join":
-            room, key = one_or_two_words(rest, "/join ROOM [KEY]")
-            return JoinRoom(room.lstrip("#"), key)
+            return _join(rest)
         case "leave":
             room, reason = split_first(rest)
             return LeaveRoom(room.lstrip("#") if room else None, reason or None)
@@ -313,6 +314,31 @@ def parse(line: str) -> Command:
         case _ if name in MODERATION_NAMES:
             return parse_moderation(name, rest)
     raise CommandError(f"unknown command /{name}; /help lists the commands")
+
+
+def key_problem(key: str) -> str | None:
+    """What is wrong with a room key typed in a command, or None: a key typed here follows the characters
+    of a room name (letters, digits, ``+ - . _``), so that ``/join bad room!`` is not taken for room "bad"
+    with the key "room!"."""
+    if room_problem(key, len(key) or 1) is None:
+        return None
+    return "a key typed in a command holds only letters, digits and + - . _"
+
+
+def _join(rest: str) -> JoinRoom:
+    """`/join ROOM [KEY]`, both checked before anything is sent (the length against the server's limit later,
+    by the client)."""
+    room, key = one_or_two_words(rest, "/join ROOM [KEY]")
+    room = room.lstrip("#")
+    problem = room_problem(room, len(room) or 1)
+    if problem is not None:
+        raise CommandError(f"cannot join {room}: {problem}")
+    if key is not None and key_problem(key) is not None:
+        raise CommandError(
+            f"cannot join {rest}: a room name has no spaces or symbols, and a KEY holds only letters, "
+            "digits and + - . _"
+        )
+    return JoinRoom(room, key)
 
 
 def holds_password(line: str) -> bool:

@@ -46,6 +46,7 @@ from shared.limits import DEFAULT_LIMITS, Limits
 
 from .delivery import Delivery
 from .errors import InvalidRequest
+from .eventlog import log_event
 from .eventqueue import EventQueue
 from .events import Event
 from .liveness import Liveness
@@ -135,6 +136,7 @@ class ClientCore:
         return self._session.limits if self._session is not None else self._last_limits
 
     def _emit(self, event: Event) -> None:
+        log_event(event, rooms=len(self._resume.rooms), outbox=len(self._delivery.outbox))
         self._events.emit(event)
 
     def _is_mine(self, nick: str) -> bool:

@@ -11,6 +11,8 @@ or one that would only repeat (a bad hello, an unsupported version), ends the cl
 
 from __future__ import annotations
 
+import os
+
 from shared import PROTOCOL_NAME, PROTOCOL_VERSION, ErrorCode, Hello, fold
 
 from .errors import ConnectionLost, LoginRefused
@@ -85,7 +87,9 @@ def connection_failure(error: OSError | TimeoutError) -> ConnectionLost:
     """Why a connection attempt failed, as the client reports it."""
     if isinstance(error, TimeoutError):
         return ConnectionLost("the server did not answer in time")
-    return ConnectionLost(f"cannot connect: {error.strerror or error}")
+    # asyncio's own message ("Connect call failed ('10.0.0.1', 7878)") says less than the errno's text.
+    reason = os.strerror(error.errno) if error.errno else error.strerror or str(error)
+    return ConnectionLost(f"cannot connect: {reason}")
 
 
 def refusal_reason(refused: LoginRefused) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import Ban, Deop, Invite, Kick, ListBans, ModerationRequest, Mute, Op, SetMode, Unban, Unmute
+from shared.text import room_problem
 
 from .commands_base import CommandError, CommandHelp, split_first
 
@@ -102,6 +103,9 @@ def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
         case "key" if not rest:
             return ShowKey()
         case "key" if not tail:
+            if first != "-" and room_problem(first, len(first)) is not None:
+                # The same rule as /join's KEY, so a key set here can always be typed there.
+                raise CommandError("a key holds only letters, digits and + - . _")
             return Moderate(SetMode, (("key", "" if first == "-" else first),))
     raise CommandError(f"usage: {usage}")
 

@@ -136,10 +136,10 @@ class RoomEvents(ModelState):
         changes.topic.add(buffer.key)
         if buffer.key in self._listing_members:
             self._listing_members.discard(buffer.key)
-            names = ", ".join(
-                ("@" if m.op else "") + m.nick + (" (away)" if m.away else "") for m in event.members
-            )
-            self._line(changes, self.current, LineKind.NOTICE, f"in {event.room}: {names}", count=False)
+            members = sorted(event.members, key=lambda m: (fold(m.nick), m.nick))  # /who lists them sorted
+            names = ", ".join(("@" if m.op else "") + m.nick + (" (away)" if m.away else "") for m in members)
+            text = f"in {event.room} ({len(members)}): {names}"
+            self._line(changes, self.current, LineKind.NOTICE, text, count=False)
 
     def _on_moderated(self, event: Moderated, changes: Changes) -> None:
         key = room_key(event.room)
@@ -192,9 +192,12 @@ class RoomEvents(ModelState):
     def _on_room_list(self, event: RoomList, changes: Changes) -> None:
         if not event.rooms:
             self._line(changes, self.current, LineKind.NOTICE, "no rooms on this server", count=False)
+            return
+        header = f"rooms on this server ({len(event.rooms)}), as name (members): topic"
+        self._line(changes, self.current, LineKind.NOTICE, header, count=False)
         for summary in event.rooms:
             topic = f": {summary.topic}" if summary.topic else ""
-            text = f"{summary.name} ({summary.members}){topic}"
+            text = f"  {summary.name} ({summary.members}){topic}"
             self._line(changes, self.current, LineKind.NOTICE, text, count=False)
 
     def _on_registration(self, event: Registration, changes: Changes) -> None:

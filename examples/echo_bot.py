@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import sys
 
-from chat_client import ChatClient, InvalidRequest
+from chat_client import ChatClient, ConnectionLost, InvalidRequest, LoginRefused
 from shared import Said, Told, fold
 
 
@@ -55,4 +56,9 @@ if __name__ == "__main__":
     parser.add_argument("--nick", default="echobot")
     parser.add_argument("--room", default="lobby")
     args = parser.parse_args()
-    asyncio.run(main(args.host, args.port, args.nick, args.room))
+    try:
+        asyncio.run(main(args.host, args.port, args.nick, args.room))
+    except (ConnectionLost, LoginRefused, InvalidRequest) as error:
+        # The first login failed (no server there, nick taken...): one line, not a traceback.
+        print(f"echo_bot: cannot log in to {args.host}:{args.port} as {args.nick}: {error}", file=sys.stderr)
+        sys.exit(1)

@@ -36,10 +36,11 @@ async def test_commands(server: LiveServer, private_dirs: Path) -> None:
             await submit(pilot, "/away lunch")
             await wait_for_text(app, pilot, "you are away: lunch")
             await submit(pilot, "/who")
-            await wait_for_text(app, pilot, "in lobby: ")
-            members = log_text(app).split("in lobby: ")[1].splitlines()[0]
-            assert sorted(members.split(", ")) == ["@bob", "alice (away)"]  # bob created lobby: its operator
+            await wait_for_text(app, pilot, "in lobby (2): ")
+            members = log_text(app).split("in lobby (2): ")[1].splitlines()[0]
+            assert members == "alice (away), @bob"  # sorted by nick; bob created lobby: its operator
             await submit(pilot, "/rooms")
+            await wait_for_text(app, pilot, "rooms on this server (1), as name (members): topic")
             await wait_for_text(app, pilot, "lobby (2): release [v2] today")
             await submit(pilot, "/nick alicia")
             await wait_until(lambda: "as alicia" in str(screen.query_one(StatusLine).render()))

@@ -22,6 +22,7 @@ PACKAGE = Path(chat_client.__file__).parent
 LIBRARY_MODULES = [
     "delivery",
     "pacing",
+    "eventlog",
     "__init__",
     "backoff",
     "client",
