@@ -201,3 +201,35 @@ async def test_messages_queued_during_an_outage_are_paced_when_it_ends(tmp_path:
         await server.astop()
     assert meter.errors["rate_limited"] == 0, meter.errors
     assert stored_texts(server.config.history_path, "lobby", "alice") == texts
+
+
+async def test_the_tui_paces_lines_typed_faster_than_the_server_takes_them(
+    tmp_path: Path, private_dirs: Path
+) -> None:
+    """20 lines entered as fast as Pilot can, 3 at once then 5/s taken: all stored in order, none refused."""
+    from .tui_helpers import connected_app, submit, wait_for_chat
+
+    with LiveServer(fast_server_config(tmp_path / "strict", rate_burst=3, rate_messages=5.0)) as server:
+        meter = Meter(server.host, server.port)
+        await meter.start()
+
+        class Via:
+            host, port = "127.0.0.1", meter.port
+
+        texts = [f"tui line {n}" for n in range(20)]
+        history = server.config.history_path
+        try:
+            app = connected_app(Via(), private_dirs)  # type: ignore[arg-type]
+            async with app.run_test(size=(120, 36)) as pilot:
+                screen = await wait_for_chat(app, pilot)
+                await wait_until(lambda: screen.model.current == "#lobby", what="in the lobby")
+                for text in texts:
+                    await submit(pilot, text)
+                await wait_until(
+                    lambda: len(stored_texts(history, "lobby", "alice")) == 20, what="all stored"
+                )
+        finally:
+            await meter.close()
+        assert stored_texts(history, "lobby", "alice") == texts
+    assert meter.errors["rate_limited"] == 0, meter.errors
+    assert meter.connections == 1
