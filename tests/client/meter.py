@@ -12,6 +12,7 @@ import contextlib
 import sqlite3
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from shared import DEFAULT_LIMITS, SENT_BY_SERVER, Error, FrameReassembler, decode_body
 
@@ -120,3 +121,10 @@ def stored_texts(history: Path, room: str, nick: str) -> list[str]:
             (room, nick),
         ).fetchall()
     return [text for (text,) in rows]
+
+
+def rate_limited(server: Any) -> dict[str, int]:
+    """What the running in-process server (`LiveServer`) counted as delayed (fakelag) or refused by a rate
+    limit, by bucket: {} when a client kept within every limit."""
+    counts: dict[str, int] = server._server.tally.events("rate_limited")
+    return {bucket: count for bucket, count in counts.items() if count}

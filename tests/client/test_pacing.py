@@ -20,7 +20,7 @@ from shared.messages.control import DEFAULT_RATE_LIMITS, RateBucket, RateLimits
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config
-from .meter import Meter, stored_texts
+from .meter import Meter, rate_limited, stored_texts
 from .test_library import FAST, Recorder
 
 # -- The client's copy of the buckets, on a fake clock ---------------------------------------------------
@@ -137,7 +137,7 @@ async def acknowledged(events: Recorder, count: int) -> list[OutboxEntry]:
 
 
 def strict_server(tmp_path: Path) -> LiveServer:
-    """A server that refuses a fourth message in a row: 3 requests of burst, 20 per second."""
+    """A server that delays (fakelag) a fourth message in a row: 3 requests of burst, 20 per second."""
     return LiveServer(fast_server_config(tmp_path / "strict", rate_burst=3, rate_messages=20.0))
 
 
@@ -157,6 +157,7 @@ async def test_say_in_a_loop_is_paced_never_refused(tmp_path: Path) -> None:
                 acked = await acknowledged(events, len(texts))
                 assert [entry.text for entry in acked] == texts
                 assert {entry.attempts for entry in acked} == {1}
+                assert rate_limited(server) == {}  # never delayed (fakelag) nor refused by the server
         finally:
             await meter.close()
         assert meter.errors["rate_limited"] == 0, meter.errors
@@ -196,6 +197,7 @@ async def test_messages_queued_during_an_outage_are_paced_when_it_ends(tmp_path:
             assert await alice.drain(20)
             acked = await acknowledged(events, len(texts))
             assert [entry.text for entry in acked] == texts
+            assert rate_limited(server) == {}  # the restarted server never delayed nor refused one
     finally:
         await meter.close()
         await server.astop()
@@ -228,6 +230,7 @@ async def test_the_tui_paces_lines_typed_faster_than_the_server_takes_them(
                 await wait_until(
                     lambda: len(stored_texts(history, "lobby", "alice")) == 20, what="all stored"
                 )
+            assert rate_limited(server) == {}
         finally:
             await meter.close()
         assert stored_texts(history, "lobby", "alice") == texts

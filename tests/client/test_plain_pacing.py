@@ -15,7 +15,7 @@ from pathlib import Path
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config
-from .meter import Meter, stored_texts
+from .meter import Meter, rate_limited, stored_texts
 from .test_plain import killed_on_exit, plain_client
 
 #: Generous: a loaded 2-core machine runs the server, the client and the test.
@@ -63,6 +63,7 @@ async def test_ten_thousand_piped_lines_are_all_stored_in_order_once(tmp_path: P
             await meter.close()
         assert result.returncode == 0, result.stderr
         assert stored_texts(server.config.history_path, "builds", "ci") == lines
+        assert rate_limited(server) == {}
     assert meter.errors == {}, meter.errors
     assert meter.connections == 1
     print(f"10,000 lines piped in {seconds:.1f} s")  # for the record (pytest -s)
@@ -71,7 +72,7 @@ async def test_ten_thousand_piped_lines_are_all_stored_in_order_once(tmp_path: P
 async def test_three_hundred_lines_are_paced_to_the_servers_announced_rate(tmp_path: Path) -> None:
     """The issue's case, scaled: 300 lines against a server taking 10 at once then 100 per second (the
     default burst, 50 times the default rate). Before pacing, the server refused most of them and then
-    disconnected the client for `excess_flood`."""
+    disconnected the client for `excess_flood`; a server that delays instead (fakelag) would count delays."""
     config = fast_server_config(tmp_path / "server", rate_messages=100.0, rate_burst=10)
     lines = [f"ci line {n}" for n in range(1, 301)]
     with LiveServer(config) as server:
@@ -83,6 +84,7 @@ async def test_three_hundred_lines_are_paced_to_the_servers_announced_rate(tmp_p
             await meter.close()
         assert result.returncode == 0, result.stderr
         assert stored_texts(server.config.history_path, "builds", "ci") == lines
+        assert rate_limited(server) == {}  # never delayed (fakelag) nor refused: paced to the announced rate
     assert meter.errors["rate_limited"] == 0, meter.errors
     assert meter.errors["excess_flood"] == 0, meter.errors
     assert meter.connections == 1
