@@ -73,7 +73,7 @@ class Pong(Message):
 class RateBucket(Message):
     """One rate limit, a token bucket: it holds up to `burst` tokens and refills completely, continuously,
     in `refill_ms` milliseconds (`burst` * 1000 / `refill_ms` tokens per second). A request that finds too
-    few tokens is refused with `rate_limited` (or delayed, on a server that says so)."""
+    few tokens waits for them (requests, text bytes) or is refused with `rate_limited` (joins, nicks)."""
 
     burst: int = wire(check.uint)
     refill_ms: int = wire(check.uint)
