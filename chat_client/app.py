@@ -2,7 +2,8 @@
 
 Threads: none of our own. The connection runs as one async worker on the app (`connection`), in the UI's
 event loop; it owns the `ChatClient` and passes each batch of events to the chat screen as a `NetEvents`
-message, so widgets are only ever touched by their own message handlers. Leaving (Ctrl+Q or /quit) logs
+message, so widgets are only ever touched by their own message handlers. The chat screen runs the typed lines
+in a second async worker of its own (`ChatScreen.send_lines`). Leaving (Ctrl+Q or /quit) logs
 out politely (bounded by the client's close timeout), then exits; Textual cancels the worker last.
 
 Start-up: this module and the connect screen import no network, chat or discovery module, so the first
@@ -285,7 +286,13 @@ class ChatApp(App[int]):
         else:
             self.settings.nick = nick
         save_settings(self.settings, self.config_dir)
-        chat = ChatScreen(model, client, address=host_port(host, port), bell=self.bell_on_mention)
+        chat = ChatScreen(
+            model,
+            client,
+            address=host_port(host, port),
+            bell=self.bell_on_mention,
+            ask_lines=self.settings.paste_ask_lines,
+        )
         self.chat_screen = chat
         await self.switch_screen(chat)
         try:

@@ -1,10 +1,14 @@
-"""Input-line helpers with no UI: Tab completion and Up/Down history.
+"""Input-line helpers with no UI: Tab completion, Up/Down history, and what a line weighs.
 
 `complete()` completes the word before the cursor: a command name after a leading ``/``, a room name
 after ``/join``, ``/leave`` or ``/who``, and a nick anywhere else (with ``": "`` added at the start of
 the line, the chat convention for addressing someone), and a file or folder after ``/send`` (a folder
 gets its ``/``, so Tab again goes inside it). Pressing Tab again cycles through the other candidates.
 Matching ignores case for names, the completed word takes the candidate's own spelling.
+
+`sent_text()` says which text a line sends (the message itself, without a command), so the input can count
+its bytes as the server does: UTF-8 bytes, against the `max_text` the server announced in `welcome`.
+`split_block()` and `normalise_paste()` serve the input's multi-line message (docs/client.md, "Paste").
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from dataclasses import dataclass
 
 from shared import fold
 
-from .commands import ALIASES, COMMAND_NAMES
+from .commands import ALIASES, COMMAND_NAMES, Action, CommandError, DirectMessage, SendText, parse
 from .modcommands import NICK_FIRST
 
 #: Lines of input history kept.
@@ -25,6 +29,38 @@ _NICK_COMMANDS = frozenset({"msg", "query", "tell"}) | NICK_FIRST
 _PATH_PREFIX = "/send "
 #: Folder entries looked at when completing a path (a huge folder must not stall the input line).
 MAX_PATH_ENTRIES = 5000
+
+
+def normalise_paste(text: str) -> str:
+    """Pasted text as it will be sent: CR LF and lone CR become LF, trailing line breaks are dropped (a
+    paste never sends by itself)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n")
+
+
+def split_block(text: str) -> tuple[str, str]:
+    """Split a message into its complete lines (each ending in a newline) and its last line."""
+    head, newline, last = text.rpartition("\n")
+    return head + newline, last
+
+
+def sent_text(line: str) -> str | None:
+    """The message text `line` sends (a message, `/me` or `/msg` text), or None for other commands."""
+    if not line.startswith("/"):
+        return line
+    try:
+        command = parse(line)
+    except CommandError:
+        return None
+    match command:
+        case SendText(text=text) | Action(text=text) | DirectMessage(text=str() as text):
+            return text
+    return None
+
+
+def text_bytes(line: str) -> int:
+    """How many bytes of the server's `max_text` the line uses (0 for commands that send no text)."""
+    text = sent_text(line)
+    return 0 if text is None else len(text.encode("utf-8", "surrogatepass"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 7878
 #: Recent servers remembered for the connect screen.
 MAX_RECENT = 8
+#: A message of more lines than this asks, on Enter, whether to send it as one message or one per line
+#: (setting `paste_ask_lines`).
+DEFAULT_PASTE_ASK_LINES = 10
 
 
 def config_dir() -> Path:
@@ -72,6 +75,8 @@ class Settings:
     #: Whether the last server was reached with TLS.
     tls: bool = False
     recent: list[Recent] = field(default_factory=list)
+    #: A message of more lines than this asks, on Enter, whether to go as one message or one per line.
+    paste_ask_lines: int = DEFAULT_PASTE_ASK_LINES
 
     def remember(self, host: str, port: int, nick: str, tls: bool = False) -> None:
         """Make this server the default and the first of the recent ones."""
@@ -123,6 +128,8 @@ def _from_json(data: Any) -> Settings:
         settings.downloads = data["downloads"]
     if isinstance(data.get("tls"), bool):
         settings.tls = data["tls"]
+    if isinstance(data.get("paste_ask_lines"), int) and data["paste_ask_lines"] >= 1:
+        settings.paste_ask_lines = data["paste_ask_lines"]
     for item in data.get("recent", []) if isinstance(data.get("recent"), list) else []:
         if isinstance(item, dict) and isinstance(item.get("port"), int):
             tls = item.get("tls") is True

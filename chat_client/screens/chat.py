@@ -1,27 +1,43 @@
-"""The chat screen: room list, topic, log, pending messages, transfers, input, member list and status line."""
+"""The chat screen: room list, topic, log, pending messages, transfers, input, member list and status line.
+
+Lines typed are run one at a time, in the order they were typed, by one sender worker (`send_lines`) that
+reads them from a queue: Enter never waits for the network, and a slow request never reorders or blocks the
+lines typed after it (docs/client.md, "Typing").
+"""
 
 from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from pathlib import Path
 
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.dom import DOMNode
 from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 
 from chat_client.client import ChatClient
 from chat_client.controller import Controller, Outcome
+from chat_client.editing import sent_text
 from chat_client.errors import ClientError
 from chat_client.messages import NetEvents
 from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
 from chat_client.render import safe
+from chat_client.screens.choose import ChoiceDialog
+from chat_client.screens.help import HelpRow, HelpScreen, command_rows, key_rows
 from chat_client.screens.register import NewPassword, RegisterDialog, UnregisterDialog
+from chat_client.settings import DEFAULT_PASTE_ASK_LINES
 from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
 from chat_client.widgets.transfers import TransfersPanel
+from shared.limits import DEFAULT_MAX_TEXT
 
 #: How many older messages one scroll past the top asks for.
 HISTORY_PAGE = 100
@@ -45,15 +61,26 @@ class ChatScreen(Screen[None]):
     ]
 
     def __init__(
-        self, model: ChatModel, client: ChatClient | None, *, address: str, bell: bool = False
+        self,
+        model: ChatModel,
+        client: ChatClient | None,
+        *,
+        address: str,
+        bell: bool = False,
+        ask_lines: int = DEFAULT_PASTE_ASK_LINES,
     ) -> None:
         super().__init__()
         self.model = model
         self.client = client
         self.address = address
         self.bell = bell
+        self.ask_lines = ask_lines
         self.controller = Controller(client, model) if client is not None else None
         self._shown_key = ""
+        #: Lines typed and not yet run, in typing order (read by `send_lines`).
+        self._typed: asyncio.Queue[str] = asyncio.Queue()
+        #: Where texts too long for a message are written to be sent as files (made when first needed).
+        self._paste_dir: Path | None = None
 
     def compose(self) -> ComposeResult:
         """Lay out the screen (styles in chat.tcss)."""
@@ -65,9 +92,13 @@ class ChatScreen(Screen[None]):
                 yield Static(id="new-below")
                 yield PendingStrip(id="pending")
                 yield TransfersPanel(id="transfers")
-                max_length = self.client.limits.max_text if self.client is not None else 0
+                yield Static(id="block")
                 yield ChatInput(
-                    id="input", nicks=self.model.nicks, rooms=self.model.room_names, max_length=max_length
+                    id="input",
+                    nicks=self.model.nicks,
+                    rooms=self.model.room_names,
+                    max_text=self._max_text,
+                    ask_lines=self.ask_lines,
                 )
             with VerticalScroll(id="members-panel"):
                 yield MemberList(id="members")
@@ -75,10 +106,21 @@ class ChatScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        """Draw everything once, then keep the reconnect countdown ticking."""
+        """Draw everything once, keep the reconnect countdown ticking, and start the sender."""
         self.query_one("#new-below").display = False
+        self.query_one("#block").display = False
         self._show_current()
         self.set_interval(0.5, self._tick)
+        self.run_worker(self.send_lines(), name="send_lines", group="send_lines", exit_on_error=False)
+
+    def on_unmount(self) -> None:
+        """Remove the texts written out to be sent as files."""
+        if self._paste_dir is not None:
+            shutil.rmtree(self._paste_dir, ignore_errors=True)
+
+    def _max_text(self) -> int:
+        """The longest message the server takes, in bytes (as its `welcome` announced)."""
+        return self.client.limits.max_text if self.client is not None else DEFAULT_MAX_TEXT
 
     # -- Rendering ---------------------------------------------------------------------------------------
 
@@ -161,19 +203,31 @@ class ChatScreen(Screen[None]):
         self.render_changes(self.model.apply_all(message.events))
 
     @on(Input.Submitted, "#input")
-    async def send_line(self, event: Input.Submitted) -> None:
-        """Run the typed line (a message or a command)."""
-        line = event.value
-        chat_input = self.query_one(ChatInput)
-        chat_input.remember(line)
+    def line_typed(self, event: Input.Submitted) -> None:
+        """Queue the line Enter took (the input cleared itself already) for the sender."""
+        event.stop()
+        self._typed.put_nowait(event.value)
+
+    async def send_lines(self) -> None:
+        """Run the typed lines one at a time, in typing order (the sender worker)."""
+        while True:
+            line = await self._typed.get()
+            await self.run_line(line)
+
+    async def run_line(self, line: str) -> None:
+        """Run one typed line (a message or a command)."""
+        word = line.strip().lower()
+        if word.startswith("/help") and (word == "/help" or word.startswith("/help ")):
+            self.show_help(line.split(maxsplit=1)[1] if " " in line.strip() else "")
+            return
         if self.controller is None:
             self.render_changes(self.model.notice("not connected", error=True))
             return
-        if line.strip().lower() == "/register":
+        if word == "/register":
             # Alone, it asks for the password in a dialog: twice, masked (see chat_client.screens.register).
             self.app.push_screen(RegisterDialog(self.model.nick), self._register)
             return
-        if line.strip().lower() == "/unregister":
+        if word == "/unregister":
             self.app.push_screen(UnregisterDialog(self.model.nick), self._unregister)
             return
         outcome: Outcome = await self.controller.run(line)
@@ -183,6 +237,71 @@ class ChatScreen(Screen[None]):
 
             if isinstance(self.app, ChatApp):
                 await self.app.quit_chat(outcome.quit_reason)
+
+    @on(ChatInput.BlockChanged)
+    def show_block(self, event: ChatInput.BlockChanged) -> None:
+        """Show the lines of a multi-line message above the input (the input holds its last line)."""
+        block = event.input.block
+        widget = self.query_one("#block", Static)
+        widget.display = bool(block)
+        if block:
+            lines = block.split("\n")[:-1]
+            total = len(lines) + 1
+            preview = " ⏎ ".join(visible_line[:60] for visible_line in lines[-2:])
+            more = "… ⏎ " if len(lines) > 2 else ""
+            text = Text(f"{total} lines: ", style="bold", end="", no_wrap=True, overflow="ellipsis")
+            text.append(f"{more}{safe(preview)} ⏎", style="")
+            text.append("  (Backspace at the start of the line edits them, Escape drops them)", style="dim")
+            widget.update(text)
+
+    @on(ChatInput.TooLong)
+    def too_long(self, event: ChatInput.TooLong) -> None:
+        """Say why the message was not sent, and offer to send it as a file (or line by line if that fits)."""
+        answers = [("file", "Send as a file")]
+        lines = [line for line in event.text.split("\n") if line.strip()]
+        if len(lines) > 1 and all(len(line.encode()) <= event.limit for line in lines):
+            answers.append(("lines", f"Send as {len(lines)} messages"))
+        question = (
+            f"This message is {event.size:,} bytes; the server takes at most {event.limit:,} in one message. "
+            "Nothing was sent: it is still in the input."
+        )
+
+        def answered(answer: str | None) -> None:
+            if answer == "file":
+                self._send_as_file(event.input.take())
+            elif answer == "lines":
+                for line in event.input.take().split("\n"):
+                    if line.strip():
+                        self._typed.put_nowait(line)
+
+        self.app.push_screen(ChoiceDialog(question, answers), answered)
+
+    @on(ChatInput.ManyLines)
+    def many_lines(self, event: ChatInput.ManyLines) -> None:
+        """Ask whether a message of many lines goes as one message or one per line."""
+        count = event.text.count("\n") + 1
+        lines = [line for line in event.text.split("\n") if line.strip()]
+        question = f"Send these {count} lines as one message, or as {len(lines)} messages?"
+        answers = [("one", "As one message"), ("lines", f"As {len(lines)} messages")]
+
+        def answered(answer: str | None) -> None:
+            if answer == "one":
+                self._typed.put_nowait(event.input.take())
+            elif answer == "lines":
+                for line in event.input.take().split("\n"):
+                    if line.strip():
+                        self._typed.put_nowait(line)
+
+        self.app.push_screen(ChoiceDialog(question, answers), answered)
+
+    def _send_as_file(self, line: str) -> None:
+        """Write the message's text to a file and offer it here with /send."""
+        if self._paste_dir is None:
+            self._paste_dir = Path(tempfile.mkdtemp(prefix="mpchat-"))
+        number = sum(1 for _ in self._paste_dir.iterdir()) + 1
+        path = self._paste_dir / f"message-{number}.txt"
+        path.write_text(sent_text(line) or line, encoding="utf-8")
+        self._typed.put_nowait(f"/send {path}")
 
     async def _register(self, answer: NewPassword | None) -> None:
         """Send the registration the dialog asked for (its answer, or refusal, arrives as an event)."""
@@ -283,16 +402,20 @@ class ChatScreen(Screen[None]):
             log.scroll_page_down(animate=False)
 
     def action_show_help(self) -> None:
-        """List the commands in the log."""
-        self.prefill("")
-        from chat_client.commands import help_text
+        """Open the help screen."""
+        self.show_help("")
 
-        changes = Changes()
-        for text in help_text():
-            more = self.model.notice(text)
-            for key, lines in more.lines.items():
-                changes.lines.setdefault(key, []).extend(lines)
-        self.render_changes(changes)
+    def show_help(self, query: str) -> None:
+        """Open the help screen, searching for `query` (a command name after /help)."""
+        self.app.push_screen(HelpScreen(self.help_rows(), query.strip().lstrip("/")))
+
+    def help_rows(self) -> list[HelpRow]:
+        """Every key active while typing (the input line's, this screen's, the app's), then the commands."""
+        chat_input = self.query_one(ChatInput)
+        sections: list[tuple[str, DOMNode]] = [("Keys in the input line", chat_input)]
+        sections += [("Keys in the chat", node) for node in chat_input.ancestors if node is not self.app]
+        sections.append(("Keys everywhere", self.app))
+        return [*key_rows(sections), *command_rows()]
 
     def action_toggle_bell(self) -> None:
         """Turn the mention bell on or off."""

@@ -1,5 +1,9 @@
 """The connect screen: host, port and nick (remembered from last time), and the recent servers.
 
+The status line (progress, or why connecting failed) sits under the title, and on a terminal shorter than
+`SHORT_HEIGHT` rows the fields and buttons drop their borders, so that at 80x24 the whole form and its error
+are visible without resizing.
+
 It also asks for the server's password (if it has one) and, once the server says the nick is registered, the
 nick's password. Both fields are masked and never saved.
 """
@@ -13,6 +17,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
@@ -25,6 +30,10 @@ from shared.text import nick_problem, visible
 
 if TYPE_CHECKING:  # the connect screen is the first paint: it imports no network or chat module
     from chat_client.discovery import DiscoveredServer
+
+
+#: Below this height (rows) the form is compact: fields and buttons without borders.
+SHORT_HEIGHT = 36
 
 
 def _safe(text: str) -> str:
@@ -64,6 +73,7 @@ class ConnectScreen(Screen[None]):
         """The form, the error line and the recent servers."""
         with Vertical(id="connect-form"):
             yield Label("mpchat", id="connect-title")
+            yield Static(id="connect-status")
             with Horizontal(classes="field"):
                 yield Label("Host", classes="field-label")
                 yield Input(value=self._host, id="host", placeholder="127.0.0.1")
@@ -88,7 +98,6 @@ class ConnectScreen(Screen[None]):
                 )
             yield Checkbox("TLS (pin the server's key on first use)", self._tls, id="tls")
             yield Button("Connect", id="connect", variant="primary")
-            yield Static(id="connect-status")
             yield Label("Servers on the LAN", classes="section")
             yield OptionList(id="lan")
             yield Static(Text("listening…", style="dim"), id="lan-status")
@@ -107,6 +116,7 @@ class ConnectScreen(Screen[None]):
 
         self._lan: list[DiscoveredServer] = []
         self.query_one("#lan", OptionList).display = False
+        self.query_one("#connect-status").display = False  # until there is something to say
         # Asked for only when needed (the server says the nick is registered), or when one was given.
         self.query_one("#nick-password-field").display = bool(self._nick_password)
         if isinstance(self.app, ChatApp):
@@ -114,6 +124,14 @@ class ConnectScreen(Screen[None]):
         if self._connecting:
             self.show_status(f"connecting to {host_port(self._host, self._port)} as {self._nick}…")
             self.query_one("#connect", Button).disabled = True
+
+    def on_resize(self, event: Resize) -> None:
+        """Make the form compact on a short terminal, so it fits with its status line."""
+        short = event.size.height < SHORT_HEIGHT
+        self.set_class(short, "-short")
+        for widget in self.query("Input, Checkbox, Button"):
+            if isinstance(widget, Input | Checkbox | Button):
+                widget.compact = short
 
     @staticmethod
     def _recent_label(recent: Recent) -> Text:
@@ -211,9 +229,13 @@ class ConnectScreen(Screen[None]):
 
     def show_error(self, reason: str) -> None:
         """Show why connecting failed, and let the user try again."""
-        self.query_one("#connect-status", Static).update(Text(_safe(reason), style="bold red", end=""))
+        status = self.query_one("#connect-status", Static)
+        status.update(Text(_safe(reason), style="bold red", end=""))
+        status.display = True
         self.query_one("#connect", Button).disabled = False
 
     def show_status(self, text: str) -> None:
         """Show progress."""
-        self.query_one("#connect-status", Static).update(Text(_safe(text), style="italic", end=""))
+        status = self.query_one("#connect-status", Static)
+        status.update(Text(_safe(text), style="italic", end=""))
+        status.display = True

@@ -44,7 +44,7 @@ async def steady_cursor(pilot: Pilot[int]) -> None:
 
 
 def test_connect_screen(snap_compare: SnapCompare, private_dirs: Path) -> None:
-    """The connect screen with remembered settings and recent servers."""
+    """The connect screen with remembered settings and recent servers (30 rows: the compact form)."""
     settings = Settings(host="chat.lan", port=7878, nick="alice")
     settings.remember("10.0.0.5", 7000, "al")
     settings.remember("chat.lan", 7878, "alice")
@@ -85,7 +85,7 @@ def test_hostile_text_is_shown_literally(snap_compare: SnapCompare, private_dirs
 
 
 def test_help_in_narrow_terminal(snap_compare: SnapCompare, private_dirs: Path) -> None:
-    """F1 lists the commands; at 80 columns the member list gives way to the log."""
+    """F1 opens the help screen over the chat (keys first, then commands) at 80 columns."""
 
     async def show(pilot: Pilot[int]) -> None:
         await pilot.app.switch_screen(offline_screen())

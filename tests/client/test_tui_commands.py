@@ -7,6 +7,7 @@ from pathlib import Path
 from chat_client import ChatClient
 from chat_client.app import ChatApp
 from chat_client.screens.connect import ConnectScreen
+from chat_client.screens.help import HelpScreen
 from chat_client.settings import load_settings
 from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.panels import StatusLine, TopicBar
@@ -45,7 +46,11 @@ async def test_commands(server: LiveServer, private_dirs: Path) -> None:
             await submit(pilot, "/nick alicia")
             await wait_until(lambda: "as alicia" in str(screen.query_one(StatusLine).render()))
             await submit(pilot, "/help")
-            await wait_for_text(app, pilot, "/msg NICK [TEXT]")
+            await wait_until(lambda: isinstance(app.screen, HelpScreen), what="the help screen")
+            assert isinstance(app.screen, HelpScreen)
+            assert "/msg NICK [TEXT]" in app.screen.text()
+            await pilot.press("escape")
+            await wait_until(lambda: app.screen is screen, what="the chat screen again")
             await submit(pilot, "/frobnicate")
             await wait_for_text(app, pilot, "unknown command /frobnicate")
             await submit(pilot, "/msg no!pe hi")
