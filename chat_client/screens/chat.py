@@ -8,6 +8,7 @@ lines typed after it (docs/client.md, "Typing").
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,6 +39,8 @@ from chat_client.widgets.chat_log import ChatLog
 from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
 from chat_client.widgets.transfers import TransfersPanel
 from shared.limits import DEFAULT_MAX_TEXT
+
+log = logging.getLogger(__name__)
 
 #: How many older messages one scroll past the top asks for.
 HISTORY_PAGE = 100
@@ -212,7 +215,11 @@ class ChatScreen(Screen[None]):
         """Run the typed lines one at a time, in typing order (the sender worker)."""
         while True:
             line = await self._typed.get()
-            await self.run_line(line)
+            try:
+                await self.run_line(line)
+            except Exception:  # a bug: say so, and keep running the lines typed after it
+                log.exception("running a typed line failed")
+                self.render_changes(self.model.notice("internal error: see the log file", error=True))
 
     async def run_line(self, line: str) -> None:
         """Run one typed line (a message or a command)."""
