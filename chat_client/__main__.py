@@ -29,7 +29,7 @@ from shared import nick_problem, room_problem
 from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
 
-from .discover_cli import add_discover_arguments, run_discover
+from .discover_cli import add_discover_arguments, lan_listener_factory, run_discover
 from .options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
 from .pins import PinStore, PinStoreError, parse_pin_key
 from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
@@ -285,7 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .gctune import pause_gc, tune_gc
 
         pause_gc()  # until the first frame is drawn and the chat modules are loaded: see gctune.py
-        from .app import ChatApp, lan_listener
+        from .app import ChatApp
 
         app = ChatApp(
             host=host,
@@ -300,7 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tls=True if args.tls or args.fingerprint else None,
             fingerprint=args.fingerprint,
             # A local server is the one to use: nothing to discover, and nothing to announce on the LAN.
-            discovery=None if args.local else lan_listener,
+            discovery=None if args.local else lan_listener_factory(args.discover_address, args.discover_port),
             password=password,
             nick_password=nick_password,
             # Once everything is loaded, but after the first frame: its gc.collect() takes 10-30 ms.

@@ -1,9 +1,10 @@
 """The `--discover` command: listen and query for a few seconds, then print the servers found as a table.
 
 Seams: `add_discover_arguments(parser)` adds ``--discover``, ``--discover-address``, ``--discover-port`` and
-``--discover-seconds``; `run_discover(args)` runs the discovery and returns the exit status (0: servers
-found, 1: none found, 2: discovery could not run). ``python -m chat_client.discover_cli [options]`` runs it
-on its own (the tests use this path).
+``--discover-seconds``; `run_discover(args)` runs the discovery and returns the exit status (0: servers found,
+1: none found, 2: discovery could not run); `lan_listener_factory(address, port)` makes the TUI's connect
+screen listen and query as ``--discover-address`` and ``--discover-port`` say. ``python -m
+chat_client.discover_cli [options]`` runs it on its own (the tests use this path).
 
 Every name in the table came from the network, so it goes through `shared.text.visible` first.
 """
@@ -13,14 +14,14 @@ from __future__ import annotations
 import argparse
 import sys
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from shared.fingerprint import grouped
 from shared.text import visible
 
 if TYPE_CHECKING:
-    from .discovery import DiscoveredServer
+    from .discovery import DiscoveredServer, DiscoveryListener
 
 #: The defaults of ``--discover-address`` and ``--discover-port``: the same values as
 #: `chat_client.discovery.DEFAULT_QUERY_ADDRESS` and `shared.discovery.DEFAULT_DISCOVERY_PORT` (tested),
@@ -49,8 +50,9 @@ def add_discover_arguments(parser: argparse.ArgumentParser) -> None:
         "--discover-address",
         default=DEFAULT_QUERY_ADDRESS,
         metavar="ADDRESS",
-        help="where queries go: broadcast, a multicast group (IPv6: ff02::7879%%IFACE, then IPv6 beacons "
-        f"are heard too) or one host; '' sends none and only listens (default {DEFAULT_QUERY_ADDRESS})",
+        help="where queries go, with --discover and from the connect screen: broadcast, a multicast group "
+        "(IPv6: ff02::7879%%IFACE, then IPv6 beacons are heard too) or one host; '' sends none and only "
+        f"listens (default {DEFAULT_QUERY_ADDRESS})",
     )
     group.add_argument(
         "--discover-port",
@@ -96,6 +98,24 @@ def run_discover(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return EXIT_NONE_FOUND
     print(format_table(servers), file=out)
     return EXIT_FOUND
+
+
+def lan_listener_factory(address: str, port: int) -> Callable[[], DiscoveryListener]:
+    """The connect screen's discovery: queries to `address` (none if empty) and beacons heard on `port`.
+
+    With the defaults it is the plain `DiscoveryListener()`; with an IPv6 group (``ff02::7879%eth0``) the
+    screen hears IPv6 servers too. The discovery modules are imported only when the app starts discovery,
+    after its first frame.
+    """
+
+    def make() -> DiscoveryListener:
+        from .discovery import DEFAULT_LISTEN_ADDRESS, DiscoveryListener
+
+        return DiscoveryListener(
+            listen=(DEFAULT_LISTEN_ADDRESS, port), query=(address, port) if address else None
+        )
+
+    return make
 
 
 def format_table(servers: Sequence[DiscoveredServer]) -> str:

@@ -16,15 +16,23 @@ import sys
 from pathlib import Path
 
 import pytest
+from textual.widgets import Input, OptionList
 
 from chat_client import ChatClient, ClientOptions
+from chat_client.app import ChatApp
+from chat_client.discover_cli import lan_listener_factory
 from chat_client.pins import PINS_FILE, PinStore
+from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import data_dir
 from chat_client.trust import TlsOptions
+from chat_server.beacon import Beacon
+from chat_server.beaconconfig import BeaconConfig
 from chat_server.tls import TlsConfig
-from tests.waiting import DEADLINE
+from shared.discovery import BeaconInfo, new_server_id
+from tests.waiting import DEADLINE, wait_until
 
 from .helpers import LiveServer, fast_server_config
+from .tui_helpers import wait_for_chat
 
 ROOT = Path(__file__).resolve().parents[2]
 #: A name only the client subprocess can resolve (a reserved top-level domain, RFC 2606).
@@ -143,3 +151,34 @@ async def test_tls_over_ipv6_pins_the_key_under_the_bracketed_address(tmp_path: 
                 assert client.identity.pinned_now is first
         pins = json.loads((data_dir() / PINS_FILE).read_text())
         assert list(pins) == [f"[::1]:{server.port}"]
+
+
+async def test_connect_screen_hears_an_ipv6_server_and_connects_to_it(
+    tmp_path: Path, private_dirs: Path
+) -> None:
+    """With ``--discover-address`` an IPv6 address (here the beacon's, on ::1), the connect screen lists the
+    server as ``[::1]:PORT``; picking it connects over IPv6."""
+    with LiveServer(fast_server_config(tmp_path / "server", host="::1")) as server:
+        info = BeaconInfo(
+            server_id=new_server_id(), name="six", port=server.port, users=0, rooms=[("lobby", 0)]
+        )
+        config = BeaconConfig(
+            enabled=True, addresses=("::1",), bind_address_v6="::1", port=9, query_port=0, interval=3600.0
+        )
+        with Beacon(config, lambda: info) as beacon:
+            host, port = beacon.query_address
+            discovery = lan_listener_factory(host, port)
+            app = ChatApp(
+                config_dir=private_dirs, options=ClientOptions(connect_timeout=5), discovery=discovery
+            )
+            async with app.run_test(size=(120, 36)) as pilot:
+                screen = app.screen
+                assert isinstance(screen, ConnectScreen)
+                lan = screen.query_one("#lan", OptionList)
+                await wait_until(lambda: lan.option_count == 1, what="the IPv6 server listed")
+                assert f"[::1]:{server.port}" in str(lan.get_option_at_index(0).prompt)
+                screen.query_one("#nick", Input).value = "carol"
+                lan.highlighted = 0
+                lan.action_select()
+                chat = await wait_for_chat(app, pilot)
+                await wait_until(lambda: chat.model.current == "#lobby", what="logged in over IPv6")
