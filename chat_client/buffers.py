@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from shared import Member, fold
 
+from .model_colours import NickColours
 from .outbox import OutboxEntry
 
 #: Lines kept per buffer (the scrollback); the oldest go first.
@@ -38,6 +39,7 @@ class LineKind(enum.StrEnum):
     NOTICE = "notice"
     ERROR = "error"
     FILE = "file"  # a file offer: `text` names the file and its size, `id` is what /get takes
+    DIVIDER = "divider"  # a rule across the log with a label (where the history sent on joining ends)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +100,15 @@ class Buffer:
     gap: Gap | None = None
     #: My messages to this buffer still waiting for the server's ack, oldest first.
     pending: list[OutboxEntry] = field(default_factory=list)
+    #: The first line counted as unread (it arrived while another buffer was shown), until shown.
+    first_unread: Line | None = None
+    #: Where the reader left off: the first line that was unread when the buffer was last shown (the log
+    #: puts a "new messages" divider before it), or None.
+    marker: Line | None = None
+    #: The "you joined" line: the first backfill of the room goes before it (then this is None).
+    backfill_anchor: Line | None = None
+    #: The colours of the members' nicks (no two members share one while the palette has free ones).
+    colours: NickColours = field(default_factory=NickColours)
     _ids: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
@@ -119,11 +130,36 @@ class Buffer:
                 return False
             self._ids.add(line.id)
         if len(self.lines) == self.lines.maxlen:
-            dropped = self.lines.popleft()
-            if dropped.id is not None:
-                self._ids.discard(dropped.id)
+            self._forget(self.lines.popleft())
         self.lines.append(line)
         return True
+
+    def insert_before(self, anchor: Line, older: list[Line]) -> list[Line]:
+        """Insert lines just before `anchor` (at the end if it is gone); return those added.
+
+        The first backfill of a room goes before the "you joined" line this way, so the log runs in time
+        order. The oldest lines go first when the buffer is full.
+        """
+        fresh = [line for line in older if line.id is None or line.id not in self._ids]
+        position = next((i for i, line in enumerate(self.lines) if line is anchor), len(self.lines))
+        for line in fresh:
+            if line.id is not None:
+                self._ids.add(line.id)
+        merged = [*list(self.lines)[:position], *fresh, *list(self.lines)[position:]]
+        for line in merged[: -self.max_lines]:
+            self._forget(line)
+        self.lines = deque(merged[-self.max_lines :], maxlen=self.max_lines)
+        kept = {id(line) for line in self.lines}
+        return [line for line in fresh if id(line) in kept]
+
+    def _forget(self, line: Line) -> None:
+        if line.id is not None:
+            self._ids.discard(line.id)
+        # A dropped marker moves to the oldest line left (the lines after it are still unread).
+        if line is self.first_unread:
+            self.first_unread = self.lines[0] if self.lines else None
+        if line is self.marker:
+            self.marker = self.lines[0] if self.lines else None
 
     def prepend(self, older: Iterable[Line]) -> int:
         """Add older lines at the start, as many as fit; return how many were added."""

@@ -102,11 +102,15 @@ class ChatModel(RoomEvents, MessageEvents):
         self.reconnect_at = None
         self.status_reason = ""
         self.identity = event.identity
+        self.away = None  # a new connection starts not away
         changes.status = True
+        # Every buffer that was told "disconnected" is told "reconnected"; the server buffer always hears.
         verb = "reconnected to" if event.resumed else "connected to"
-        self._line(
-            changes, SERVER_KEY, LineKind.NOTICE, f"{verb} {welcome.server} as {welcome.nick}", count=False
-        )
+        told, self._told_disconnected = self._told_disconnected, set()
+        text = f"{verb} {welcome.server} as {welcome.nick}"
+        for key in [SERVER_KEY, *(k for k in told if k != SERVER_KEY and k in self.buffers)]:
+            self._line(changes, key, LineKind.NOTICE, text, count=False)
+        changes.members |= told
         if event.identity is not None and (not event.resumed or event.identity.pinned_now):
             self._line(changes, SERVER_KEY, LineKind.NOTICE, event.identity.describe(), count=False)
         if welcome.motd and not event.resumed:
@@ -117,10 +121,14 @@ class ChatModel(RoomEvents, MessageEvents):
         first, *more = event.reason.splitlines() or [""]
         self.status_reason = first
         changes.status = True
-        # A long explanation (a changed server key) is several lines, each shown as one.
-        for key in {SERVER_KEY, self.current}:
-            for text in [f"disconnected: {first}", *more]:
+        # Every room and conversation says so (and "reconnected" when it is back: `_on_connected`). A long
+        # explanation (a changed server key) is several lines, each shown as one, where the user looks.
+        for key in self.buffers:
+            where_looking = key in (SERVER_KEY, self.current)
+            for text in [f"disconnected: {first}", *(more if where_looking else [])]:
                 self._line(changes, key, LineKind.ERROR, text, count=False)
+            self._told_disconnected.add(key)
+        changes.members |= set(self.buffers)  # the member lists grey out while offline
         for buffer in self.buffers.values():
             buffer.fetching = False
 

@@ -25,6 +25,8 @@ from .progress import (
     started_line,
 )
 
+#: The label of the divider between the history sent on joining a room and the live lines after it.
+BACKFILL_DIVIDER = "history above · live below"
 #: A stored message a buffer shows: said in a room, told directly, a file offered in either, a moderation.
 Item = Said | Told | FileOffered | Moderated
 
@@ -135,6 +137,10 @@ class MessageEvents(ModelState):
         if more is not None and oldest is None:
             buffer.more_before = more
         fresh_buffer = buffer.oldest_id is None  # no message yet (notices do not count)
+        anchor, buffer.backfill_anchor = buffer.backfill_anchor, None
+        if fresh_buffer and anchor is not None:
+            self._backfill_before(key, anchor, items, changes)
+            return
         for item in items:
             if isinstance(item, Moderated):
                 line = self._history_line(item)
@@ -156,6 +162,25 @@ class MessageEvents(ModelState):
                 direct=direct and not fresh_buffer,
                 notify=not fresh_buffer,  # the first backfill is old news: highlight, do not notify
             )
+
+    def _backfill_before(self, key: str, anchor: Line, items: list[Item], changes: Changes) -> None:
+        """The history sent on joining a room: in time order before the "you joined" line, then a divider
+        between it and the live lines. Old news: highlighted where it names me, never counted or notified."""
+        if not items:
+            return
+        lines = [self._backfill_line(item) for item in items]
+        lines.append(Line(anchor.ts, LineKind.DIVIDER, BACKFILL_DIVIDER))
+        added = self.buffers[key].insert_before(anchor, lines)
+        for line in added:
+            changes.add(key, line)
+        changes.redraw.add(key)
+
+    def _backfill_line(self, item: Item) -> Line:
+        if isinstance(item, Moderated):
+            return self._history_line(item)
+        kind, text = _kind_and_text(item)
+        own = fold(item.nick) == fold(self.nick)
+        return self._new_line(kind, text, nick=item.nick, ts=item.ts / 1000, message_id=item.id, own=own)
 
     def _history_line(self, item: Item) -> Line:
         if isinstance(item, Moderated):
@@ -184,6 +209,10 @@ class MessageEvents(ModelState):
         if entry.state is DeliveryState.ACKNOWLEDGED:
             ts = entry.ts / 1000 if entry.ts is not None else None
             self._line(changes, key, kind, entry.text, nick=self.nick, ts=ts, message_id=entry.id, own=True)
+            if entry.peer is not None and entry.away is not None:
+                # The server said the recipient is away: say so where the message was sent.
+                text = f"{entry.peer} is away: {entry.away}" if entry.away else f"{entry.peer} is away"
+                self._line(changes, key, LineKind.NOTICE, text, count=False)
         else:
             reason = entry.error_message or entry.error_code or "refused"
             self._line(changes, key, LineKind.ERROR, f"not delivered ({reason}): {entry.text}", count=False)

@@ -34,6 +34,7 @@ class RoomEvents(ModelState):
     def _on_joined(self, event: Joined, changes: Changes) -> None:
         buffer = self.room(event.room)
         buffer.members[fold(event.nick)] = Member(nick=event.nick, op=event.op)
+        buffer.colours.add(event.nick)
         changes.members.add(buffer.key)
         if self._is_me(event.nick):
             was_joined, buffer.joined = buffer.joined, True
@@ -43,6 +44,9 @@ class RoomEvents(ModelState):
                 self.switch(buffer.key)
             if not was_joined:
                 self._line(changes, buffer.key, LineKind.NOTICE, f"you joined {event.room}", count=False)
+                if buffer.oldest_id is None and buffer.lines:
+                    # The history the server sends next belongs before this line (see _history_lines).
+                    buffer.backfill_anchor = buffer.lines[-1]
             return
         self._line(
             changes, buffer.key, LineKind.NOTICE, f"{event.nick} joined", ts=event.ts / 1000, count=False
@@ -67,6 +71,7 @@ class RoomEvents(ModelState):
             self._line(changes, SERVER_KEY, LineKind.NOTICE, text, count=False)
             return
         buffer.members.pop(fold(event.nick), None)
+        buffer.colours.remove(event.nick)
         changes.members.add(key)
         if (key, fold(event.nick)) in self._removed:
             self._removed.discard((key, fold(event.nick)))
@@ -79,6 +84,7 @@ class RoomEvents(ModelState):
         reason = f" ({event.reason})" if event.reason else ""
         for buffer in list(self.buffers.values()):
             if buffer.members.pop(fold(event.nick), None) is not None:
+                buffer.colours.remove(event.nick)
                 changes.members.add(buffer.key)
                 text = f"{event.nick} quit{reason}"
                 self._line(changes, buffer.key, LineKind.NOTICE, text, ts=event.ts / 1000, count=False)
@@ -93,6 +99,7 @@ class RoomEvents(ModelState):
             member = buffer.members.pop(fold(event.old), None)
             if member is not None:
                 buffer.members[fold(event.new)] = Member(nick=event.new, away=member.away, op=member.op)
+                buffer.colours.rename(event.old, event.new)
                 changes.members.add(buffer.key)
                 self._line(changes, buffer.key, LineKind.NOTICE, text, ts=event.ts / 1000, count=False)
         old_key = peer_key(event.old)
@@ -122,6 +129,8 @@ class RoomEvents(ModelState):
                 buffer.members[key] = Member(nick=member.nick, away=event.message, op=member.op)
                 changes.members.add(buffer.key)
         if self._is_me(event.nick):
+            self.away = event.message
+            changes.status = True
             text = f"you are away: {event.message}" if event.message else "you are back"
             self._line(changes, self.current, LineKind.NOTICE, text, count=False)
 
@@ -129,6 +138,7 @@ class RoomEvents(ModelState):
         buffer = self.room(event.room)
         buffer.topic = event.topic
         buffer.members = {fold(m.nick): m for m in event.members}
+        buffer.colours.reset([m.nick for m in event.members])
         modes = {"topic_lock": event.topic_lock, "invite_only": event.invite_only, "keyed": event.keyed}
         buffer.modes = {name for name, on in modes.items() if on}
         buffer.key_secret = event.key

@@ -47,6 +47,10 @@ class ModelState:
         #: When the next reconnect attempt starts (on `clock`), while reconnecting.
         self.reconnect_at: float | None = None
         self.status_reason = ""
+        #: My own away message while I am away (the status line shows it), None while I am not.
+        self.away: str | None = None
+        # The buffers that were told "disconnected": each is told "reconnected" when the connection is back.
+        self._told_disconnected: set[str] = set()
         #: The server's verified TLS key while connected with TLS (the status line says "encrypted").
         self.identity: ServerIdentity | None = None
         # Rooms the user asked to join: the first Joined for one of them switches to it.
@@ -87,11 +91,13 @@ class ModelState:
         return sorted(self.buffers.values(), key=lambda b: (rank[b.kind], fold(b.name)))
 
     def switch(self, key: str) -> bool:
-        """Show buffer `key` and mark it read; False if there is no such buffer."""
+        """Show buffer `key` and mark it read (its first unread line becomes the place where the reader
+        left off: `Buffer.marker`); False if there is no such buffer."""
         if key not in self.buffers:
             return False
         self.current = key
         buffer = self.buffers[key]
+        buffer.marker, buffer.first_unread = buffer.first_unread, None
         buffer.unread = 0
         buffer.mentioned = False
         return True
@@ -154,17 +160,34 @@ class ModelState:
         notify: bool = True,
     ) -> None:
         buffer = self.buffers[key]
-        mention = not own and nick is not None and (direct or self.mentions_me(text))
-        line = Line(ts if ts is not None else self.clock(), kind, text, nick, message_id, mention, own)
+        line = self._new_line(kind, text, nick=nick, ts=ts, message_id=message_id, own=own, direct=direct)
+        mention = line.mention
         if not buffer.append(line):
             return
         changes.add(key, line)
         if mention and notify:
             changes.mentions.append((key, line))
         if count and key != self.current and not own:
+            if not buffer.unread:
+                buffer.first_unread = line
             buffer.unread += 1
             buffer.mentioned = buffer.mentioned or mention
             changes.buffers = True
+
+    def _new_line(
+        self,
+        kind: LineKind,
+        text: str,
+        *,
+        nick: str | None = None,
+        ts: float | None = None,
+        message_id: int | None = None,
+        own: bool = False,
+        direct: bool = False,
+    ) -> Line:
+        """A line as `_line` would add it (a mention when it names me, or is a direct message to me)."""
+        mention = not own and nick is not None and (direct or self.mentions_me(text))
+        return Line(ts if ts is not None else self.clock(), kind, text, nick, message_id, mention, own)
 
     @staticmethod
     def _mention_pattern(nick: str) -> re.Pattern[str]:

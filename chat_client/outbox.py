@@ -57,6 +57,8 @@ class OutboxEntry:
     error_message: str | None = None
     #: How many times it was put on the wire.
     attempts: int = 0
+    #: For a direct message: the recipient's away message, when the server said they are away.
+    away: str | None = None
 
     def request(self, ref: int) -> Say | Tell:
         """The frame that sends this message."""
@@ -121,7 +123,14 @@ class Outbox:
         entry = self._pending.pop(client_msg_id, None)
         if entry is None:
             return None
-        return replace(entry, state=DeliveryState.ACKNOWLEDGED, id=ack.id, ts=ack.ts, duplicate=ack.duplicate)
+        return replace(
+            entry,
+            state=DeliveryState.ACKNOWLEDGED,
+            id=ack.id,
+            ts=ack.ts,
+            duplicate=ack.duplicate,
+            away=ack.away,
+        )
 
     def fail(self, client_msg_id: str, code: str, message: str) -> OutboxEntry | None:
         """The server refused the entry: remove it and return its final state (None if unknown)."""

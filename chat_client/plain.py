@@ -3,8 +3,9 @@
 For pipes, scripts, screen readers and very slow links. Each output line is
 ``HH:MM:SS <where> <what>``, for example ``14:03:07 lobby <alice> hello``, ``14:03:09 @bob <bob> psst``
 or ``14:03:12 lobby -!- carol joined``. Every piece of text the server sent goes through
-`shared.text.visible`, so a line never holds an escape sequence, and a message's own newlines are shown
-as ``␤`` so one event stays one line.
+`shared.text.visible`, so a line never holds an escape sequence. A message of several lines prints its
+further lines indented under its text behind ``┆`` (`format_line`): an output line that starts with a
+space continues the event above it, and no text can print a line that looks like another event.
 
 Passwords are asked for, never echoed: see chat_client/plainpass.py.
 
@@ -33,6 +34,7 @@ from typing import TextIO
 
 from shared import ErrorCode, History, visible
 from shared.addresses import host_port
+from shared.text import CONTINUATION
 
 from . import commands as cmd
 from .client import ChatClient
@@ -77,21 +79,27 @@ def ask_on_terminal(prompt: str) -> str | None:
 
 
 def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
-    """One event as one line of plain text."""
+    """One event as plain text: one line, and for each further line of a multi-line message one more line,
+    indented under the text and marked ``┆`` (it starts with a space, which no event line does)."""
     stamp = time.strftime("%H:%M:%S", time.localtime(line.ts) if local_time else time.gmtime(line.ts))
-    text = visible(line.text, keep_newlines=False)
+    text, *more = visible(line.text).split("\n")
     nick = visible(line.nick, keep_newlines=False) if line.nick else ""
     if line.kind is LineKind.MESSAGE:
         body = f"<{nick}> {text}"
     elif line.kind is LineKind.ACTION:
         body = f"* {nick} {text}"
     elif line.kind is LineKind.FILE:
-        body = f"-!- {nick} offers file #{line.id}: {text} (/get {line.id})"
+        name = visible(line.text, keep_newlines=False)
+        body = f"-!- {nick} offers file #{line.id}: {name} (/get {line.id})"
     elif line.kind is LineKind.ERROR:
         body = f"-!- error: {text}"
     else:
         body = f"-!- {text}"
-    return f"{stamp} {visible(where, keep_newlines=False)} {body}"
+    first = f"{stamp} {visible(where, keep_newlines=False)} {body}"
+    if not more or line.kind is LineKind.FILE:
+        return first
+    column = max(2, len(first) - len(text))  # where the text starts: its further lines go under it
+    return "\n".join([first, *(" " * (column - 2) + CONTINUATION + " " + part for part in more)])
 
 
 def buffer_label(model: ChatModel, key: str) -> str:

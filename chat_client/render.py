@@ -3,21 +3,34 @@
 Every untrusted string (nick, room, topic, message) goes through `shared.text.visible()` and into a
 `Text` object as plain text with a style: never into a markup string, so ``[bold]`` or ``[@click=...]``
 in a message is shown as typed and does nothing, and no control character reaches the terminal.
+
+A log line has two parts (`Rendered`): its *head* (time and nick, ``07:57 <bob> ``) and its *body* (the
+text). `wrap_rows` lays them out at a width: the head starts the first row, and every further row of the
+same line is indented under the body. A row that starts one of the message's own further lines (the
+sender typed a newline) carries the mark `shared.text.CONTINUATION` (┆) in that indent; a row the wrap
+made has only the indent. So no row but the first of a line starts at the left edge: a message cannot
+draw a row that looks like another message (``07:57 <alice> ...``), whatever newlines or spaces it holds.
 """
 
 from __future__ import annotations
 
 import time
-import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 
+from rich._wrap import divide_line  # the word wrap of Text.wrap (rich has no public name for it)
+from rich.cells import cell_len
 from rich.text import Text
 
-from shared import fold, visible
+from shared import visible
+from shared.text import CONTINUATION
 
 from .model import Buffer, BufferKind, Line, LineKind
+from .model_colours import PALETTE_SIZE, preferred_slot
 from .outbox import OutboxEntry
 
-# Readable on dark and light backgrounds alike; a nick keeps its colour for life (hash of its fold key).
+# Readable on dark and light backgrounds alike. Outside a room a nick's colour is a hash of its fold key;
+# in a room, `chat_client.model_colours.NickColours` gives each member one not taken by another member.
 NICK_COLOURS = (
     "#e06c75",
     "#98c379",
@@ -32,11 +45,25 @@ NICK_COLOURS = (
     "#f0a07a",
     "#82aaff",
 )
+assert len(NICK_COLOURS) == PALETTE_SIZE
+
+#: A continuation indent is never more than this fraction of the width (a long nick would leave no room).
+MAX_INDENT_FRACTION = 0.5
+#: The background of a line that mentions me.
+MENTION_STYLE = "on #4d3b00"
+
+#: Which palette entry a nick gets: `nick_slot` (the hash) unless a room assigns one.
+SlotOf = Callable[[str], int]
 
 
-def nick_colour(nick: str) -> str:
-    """The stable colour of a nick."""
-    return NICK_COLOURS[zlib.crc32(fold(nick).encode("utf-8")) % len(NICK_COLOURS)]
+def nick_slot(nick: str) -> int:
+    """The palette entry a nick has outside a room: a hash of its fold key, the same on every run."""
+    return preferred_slot(nick)
+
+
+def nick_colour(nick: str, slot_of: SlotOf = nick_slot) -> str:
+    """The colour of a nick (in a room, pass the room's `slot_of` so members' colours differ)."""
+    return NICK_COLOURS[slot_of(nick) % len(NICK_COLOURS)]
 
 
 def safe(text: str) -> str:
@@ -49,49 +76,167 @@ def stamp(ts: float) -> str:
     return time.strftime("%H:%M", time.localtime(ts))
 
 
-def render_line(line: Line) -> Text:
+def full_date(ts: float) -> str:
+    """The full local date and time of a line (its tooltip in the log)."""
+    return time.strftime("%A %-d %B %Y, %H:%M:%S", time.localtime(ts))
+
+
+def day_label(ts: float) -> str:
+    """The day-change line shown before the first line of a new day: ``— Monday 7 December —``."""
+    return time.strftime("— %A %-d %B —", time.localtime(ts))
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """One log line ready to lay out: head (time, nick) and body (the text, possibly several lines)."""
+
+    head: Text
+    body: Text
+    #: A style for every row of the line, indent included (the mention highlight), or "".
+    row_style: str = ""
+
+    @property
+    def plain(self) -> str:
+        """The text of the line, unwrapped."""
+        return self.head.plain + self.body.plain
+
+
+def render_parts(line: Line, slot_of: SlotOf = nick_slot) -> Rendered:
     """One log line: time, nick in its colour, text; mentions highlighted, own messages ticked."""
-    text = visible(line.text)
-    out = Text(no_wrap=False, end="")
-    out.append(stamp(line.ts) + " ", style="dim")
+    head = Text(end="")
+    if line.kind is LineKind.DIVIDER:  # a rule across the log, no time
+        return Rendered(head, Text(f"─── {visible(line.text)} ───", style="dim italic", end=""))
+    head.append(stamp(line.ts) + " ", style="dim")
+    body = Text(end="")
     nick = safe(line.nick) if line.nick else ""
+    nick_style = f"bold {nick_colour(line.nick, slot_of)}" if line.nick else ""
     body_style = "bold" if line.mention else ""
+    text = visible(line.text)
     if line.kind is LineKind.MESSAGE:
-        out.append("<", style="dim")
-        out.append(nick, style=f"bold {nick_colour(line.nick)}" if line.nick else "")
-        out.append("> ", style="dim")
-        out.append(text, style=body_style)
+        head.append("<", style="dim")
+        head.append(nick, style=nick_style)
+        head.append("> ", style="dim")
+        body.append(text, style=body_style)
     elif line.kind is LineKind.ACTION:
-        out.append("* ", style="dim")
-        out.append(nick, style=f"bold {nick_colour(line.nick)}" if line.nick else "")
-        out.append(" " + text, style=f"italic {body_style}")
+        head.append("* ", style="dim")
+        head.append(nick, style=nick_style)
+        head.append(" ")
+        body.append(text, style=f"italic {body_style}")
     elif line.kind is LineKind.FILE:
-        out.append("▤ ", style="bold")
-        out.append(nick, style=f"bold {nick_colour(line.nick)}" if line.nick else "")
-        out.append(" offers ", style="dim")
-        out.append(safe(line.text), style="bold underline")
+        head.append("▤ ", style="bold")
+        head.append(nick, style=nick_style)
+        head.append(" offers ", style="dim")
+        body.append(safe(line.text), style="bold underline")
         if line.id is not None:
-            out.append(f"  /get {line.id}", style="italic cyan")
+            body.append(f"  /get {line.id}", style="italic cyan")
     elif line.kind is LineKind.ERROR:
-        out.append("-!- " + text, style="bold red")
+        head.append("-!- ", style="bold red")
+        body.append(text, style="bold red")
     else:
-        out.append("-!- " + text, style="dim")
+        head.append("-!- ", style="dim")
+        body.append(text, style="dim")
     if line.own:
-        out.append(" ✓", style="dim green")
-    if line.mention:
-        out.stylize("on #4d3b00")
+        body.append(" ✓", style="dim green")
+    return Rendered(head, body, MENTION_STYLE if line.mention else "")
+
+
+def render_line(line: Line, slot_of: SlotOf = nick_slot) -> Text:
+    """One log line as a single `Text` (unwrapped: newlines stay newlines), for notifications and tests."""
+    parts = render_parts(line, slot_of)
+    out = Text(end="")
+    out.append_text(parts.head)
+    out.append_text(parts.body)
+    if parts.row_style:
+        out.stylize(parts.row_style)
     return out
 
 
+def render_banner(text: str, style: str = "dim") -> Rendered:
+    """A row of the log that is not a message (a day change, the "new messages" divider)."""
+    return Rendered(Text(end=""), Text(text, style=style, end=""))
+
+
+# -- Layout: the rows of one line at a width -----------------------------------------------------------
+
+
+def indent_of(head_cells: int, width: int) -> int:
+    """Where a line's further rows start: under its text, but at most `MAX_INDENT_FRACTION` of the width,
+    and at least 2 columns (room for the continuation mark and a space)."""
+    return max(2, min(head_cells, int(width * MAX_INDENT_FRACTION)))
+
+
+def _cuts(paragraph: str, first_width: int, width: int) -> list[int]:
+    """Where Rich's word wrap cuts `paragraph`: its first row `first_width` cells wide, the rest `width`.
+
+    A first row with less than two cells left (a head about as wide as the log: not even one wide
+    character would fit) holds nothing of the paragraph."""
+    if first_width < 2:
+        return [0, *divide_line(paragraph, width, fold=True)]
+    if first_width == width:
+        return divide_line(paragraph, width, fold=True)
+    first = divide_line(paragraph, first_width, fold=True)
+    if not first:
+        return []
+    cut = first[0]
+    return [cut, *(cut + offset for offset in divide_line(paragraph[cut:], width, fold=True))]
+
+
+def row_count(rendered: Rendered, width: int) -> int:
+    """How many rows `wrap_rows` makes, without cutting any `Text` (the log's cheap measure)."""
+    head = rendered.head.cell_len
+    plain = rendered.body.plain
+    if width < 1 or ("\n" not in plain and head + cell_len(plain) <= width):
+        return 1
+    indent = indent_of(head, width)
+    inner = max(1, width - indent)
+    total = 0
+    for index, paragraph in enumerate(plain.split("\n")):
+        first_width = width - head if index == 0 else inner
+        total += len(_cuts(paragraph, first_width, inner)) + 1
+    return total
+
+
+def wrap_rows(rendered: Rendered, width: int) -> list[Text]:
+    """The rows of one log line at `width` (see the module docstring); each at most `width` cells."""
+    head, body = rendered.head, rendered.body
+    if width < 1 or ("\n" not in body.plain and head.cell_len + body.cell_len <= width):
+        rows = [Text.assemble(head, body, end="")]
+    else:
+        indent = indent_of(head.cell_len, width)
+        inner = max(1, width - indent)
+        pad = " " * indent
+        mark = " " * (indent - 2) + CONTINUATION + " "
+        rows = []
+        for index, paragraph in enumerate(body.split("\n", allow_blank=True)):
+            first_width = width - head.cell_len if index == 0 else inner
+            pieces = paragraph.divide(_cuts(paragraph.plain, first_width, inner))
+            for number, piece in enumerate(pieces):
+                limit = first_width if number == 0 else inner
+                piece.rstrip_end(limit)
+                piece.truncate(limit, overflow="fold")
+                if index == 0 and number == 0:
+                    row = Text.assemble(head, piece, end="")
+                else:
+                    row = Text.assemble((mark if number == 0 else pad, "dim"), piece, end="")
+                rows.append(row)
+    if rendered.row_style:
+        for row in rows:
+            row.stylize(rendered.row_style)
+    return rows
+
+
 def render_pending(entry: OutboxEntry, nick: str, *, connected: bool) -> Text:
-    """A message not yet acknowledged, with its state."""
-    out = Text(end="")
+    """A message not yet acknowledged, with its state (a multi-line one shows its first line and a count)."""
+    out = Text(end="", no_wrap=True, overflow="ellipsis")
     out.append(stamp(entry.created) + " ", style="dim")
     if entry.action:
         out.append(f"* {safe(nick)} ", style="dim italic")
     else:
         out.append(f"<{safe(nick)}> ", style="dim")
-    out.append(visible(entry.text), style="dim")
+    first, *more = entry.text.split("\n")
+    out.append(visible(first), style="dim")
+    if more:
+        out.append(f" (+{len(more)} more line{'s' if len(more) > 1 else ''})", style="dim italic")
     out.append("  … sending" if connected else "  ⏸ queued until reconnected", style="italic yellow")
     return out
 

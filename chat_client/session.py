@@ -36,6 +36,7 @@ from shared import (
 from shared.limits import Limits
 
 from .errors import ConnectionLost, InvalidRequest, LoginRefused, ServerError
+from .reasons import describe_failure
 from .trust import ServerIdentity, TlsOptions, client_context, verify
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ def end_reason(error: Exception) -> ConnectionLost | ServerError:
         return ConnectionLost(f"the server broke the protocol ({error.code}: {error.message})", error.code)
     if isinstance(error, TimeoutError):
         return ConnectionLost("no answer from the server")
-    return ConnectionLost(f"connection failed: {error}")
+    return ConnectionLost(f"connection failed: {describe_failure(error)}")
 
 
 class Session:
@@ -214,7 +215,7 @@ class Session:
         try:
             await self._writer.drain()
         except (ConnectionError, OSError) as error:
-            raise ConnectionLost(f"connection lost: {error}") from None
+            raise ConnectionLost(f"connection lost: {describe_failure(error)}") from None
 
     async def receive(self, timeout: float) -> list[Message]:
         """Wait for the next messages (at least one).
@@ -256,7 +257,7 @@ class Session:
         except TimeoutError:
             raise ConnectionLost(f"the server sent nothing for {timeout:g} s") from None
         except OSError as error:
-            raise ConnectionLost(f"connection lost: {error}") from None
+            raise ConnectionLost(f"connection lost: {describe_failure(error)}") from None
 
     def abort(self, reason: ConnectionLost) -> None:
         """End the session now, for `reason` (the server stopped answering, or the user asked to reconnect).

@@ -201,7 +201,10 @@ class Messages:
             ts=ts,
             action=request.action,
         )
-        ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
+        # The recipient's away message goes back to the sender with the ack (`away` is history-thread state).
+        ack = Ack(
+            id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref, away=recipient.away
+        )
         self._pending.append(
             _Stored(client, encode(ack), request.ref, relay=encode(told), recipient=recipient)
         )

@@ -7,11 +7,14 @@
   (the "NFKC_Casefold" identity of Unicode identifiers), so ``Zoë``, ``ZOË`` and ``Zoe\u0308`` are one nick.
 * **Message text** is 1 to `max_text` bytes of UTF-8 with no C0 control characters except newline and tab,
   no DEL and no C1 controls. Bidi and zero-width characters are allowed in text (real scripts need them);
-  clients show them visibly with `visible()`.
+  clients show the dangerous ones visibly with `visible()`.
 * **Short text** (topic, reasons, away message) follows the text rules without newlines.
 
-Untrusted text is never trusted for display: `visible()` turns every control, bidi-override and zero-width
-character into a visible placeholder, so a string can never reach a terminal as an escape sequence.
+Untrusted text is never trusted for display: `visible()` turns every control, bidi control and invisible
+format character into a visible placeholder, so a string can never reach a terminal as an escape sequence
+and never reorders or hides what is around it. The two joiners are the exception: ZERO WIDTH JOINER (U+200D)
+builds emoji sequences (a family, a rainbow flag) and ZERO WIDTH NON-JOINER (U+200C) is part of Persian and
+Indic spelling; both are passed to the terminal, which draws them as it draws any other text.
 """
 
 from __future__ import annotations
@@ -32,11 +35,17 @@ _ASCII_NAME = {"nick": re.compile(r"[A-Za-z0-9_.\-]+"), "room name": re.compile(
 _TEXT_FORBIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _SHORT_TEXT_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
-# What `visible()` replaces: every control (except newline), the bidi embeddings, overrides and isolates,
-# and the zero-width and other invisible format characters that can hide or reorder text on screen.
+# What `visible()` replaces: every control (except newline), the bidi marks, embeddings, overrides and
+# isolates, and the zero-width and other invisible format characters that can hide or reorder text on screen.
+# Not the joiners U+200C and U+200D: emoji sequences and Persian or Indic words need them, and they can
+# neither move text nor start an escape sequence.
 _INVISIBLE = re.compile(
-    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]"
 )
+
+#: How clients mark the further lines of a multi-line message (indented under its text, behind this mark),
+#: so that no line of a message can pass for another message.
+CONTINUATION = "\u2506"  # ┆
 
 
 def fold(name: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from rich.text import Text
 from textual import on
+from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -58,6 +59,9 @@ class ChatScreen(Screen[None]):
         Binding("alt+up", "previous_buffer", "Prev room", show=False),
         Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
+        # End jumps to the newest line only while the input is empty (else it moves the cursor there).
+        Binding("end", "jump_to_newest", "Newest line", show=False, priority=True),
+        Binding("ctrl+end", "jump_to_newest(True)", "Newest line", show=False, priority=True),
         Binding("f1", "show_help", "Help"),
         Binding("f2", "toggle_members", "Members"),
         Binding("f3", "get_latest_file", "Get file", show=False),
@@ -167,7 +171,8 @@ class ChatScreen(Screen[None]):
     def _refresh_members(self) -> None:
         buffer = self.model.current_buffer
         self.query_one("#members-panel").set_class(buffer.kind is not BufferKind.ROOM, "-empty")
-        self.query_one(MemberList).refresh_from(buffer, self.model.nick)
+        online = self.model.status is ConnectionStatus.CONNECTED
+        self.query_one(MemberList).refresh_from(buffer, self.model.nick, online=online)
 
     def _refresh_pending(self) -> None:
         connected = self.model.status is ConnectionStatus.CONNECTED
@@ -354,7 +359,7 @@ class ChatScreen(Screen[None]):
         marker.display = event.count > 0
         if event.count:
             plural = "s" if event.count != 1 else ""
-            marker.update(Text(f"↓ {event.count} new message{plural} below (PageDown)", end=""))
+            marker.update(Text(f"↓ {event.count} new message{plural} below (PageDown, End)", end=""))
 
     @on(ChatLog.ReachedTop)
     async def load_older(self) -> None:
@@ -407,6 +412,12 @@ class ChatScreen(Screen[None]):
             log.anchor()
         else:
             log.scroll_page_down(animate=False)
+
+    def action_jump_to_newest(self, always: bool = False) -> None:
+        """Show the newest line of the log (End does so only while the input is empty)."""
+        if not always and self.query_one(ChatInput).value:
+            raise SkipAction  # End then moves the input's cursor, as usual
+        self.query_one(ChatLog).jump_to_end()
 
     def action_show_help(self) -> None:
         """Open the help screen."""

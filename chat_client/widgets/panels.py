@@ -26,17 +26,21 @@ class RoomList(OptionList):
 
 
 class MemberList(Static):
-    """The members of the current room, operators first and marked `@`, away members dimmed."""
+    """The members of the current room, operators first and marked `@`, away members dimmed; the whole
+    list greyed out (and titled "offline") while the connection is down, since it may be out of date."""
 
-    def refresh_from(self, buffer: Buffer, my_nick: str) -> None:
+    def refresh_from(self, buffer: Buffer, my_nick: str, *, online: bool = True) -> None:
         """Show `buffer`'s members."""
         text = Text(end="")
+        if not online and buffer.members:
+            text.append("(offline)\n", style="dim italic")
         members = sorted(buffer.members.values(), key=lambda m: (not m.op, fold(m.nick)))
         for index, member in enumerate(members):
             if index:
                 text.append("\n")
-            text.append("@" if member.op else " ", style="bold yellow")
-            style = f"bold {nick_colour(member.nick)}" if member.away is None else "dim"
+            text.append("@" if member.op else " ", style="bold yellow" if online else "dim")
+            colour = nick_colour(member.nick, buffer.colours.slot)
+            style = f"bold {colour}" if member.away is None and online else "dim"
             text.append(safe(member.nick), style=style)
             if fold(member.nick) == fold(my_nick):
                 text.append(" (you)", style="dim")
@@ -82,7 +86,12 @@ class StatusLine(Static):
         if model.server_name:
             text.append(f" ({safe(address)})", style="dim")
         text.append("  as ")
-        text.append(safe(model.nick), style=f"bold {nick_colour(model.nick)}")
+        colour = nick_colour(model.nick, model.current_buffer.colours.slot)
+        text.append(safe(model.nick), style=f"bold {colour}")
+        if model.away is not None:
+            text.append("  away", style="bold magenta")
+            if model.away:
+                text.append(f": {safe(model.away)}", style="magenta")
         if model.identity is not None and status is ConnectionStatus.CONNECTED:
             text.append(f"  encrypted ({model.identity.version})", style="green")
         if model.lag is not None and status is ConnectionStatus.CONNECTED:

@@ -146,10 +146,14 @@ class Error(Message):
 
 @message("ack", SERVER)
 class Ack(Message):
-    """A `Say` or `Tell` was stored durably as message `id`; `duplicate` if its `client_msg_id` was seen."""
+    """A `Say` or `Tell` was stored durably as message `id`; `duplicate` if its `client_msg_id` was seen.
+
+    `away`: for a `Tell`, the recipient's away message when they are away (None when they are not).
+    """
 
     id: int = wire(check.uint)
     ts: int = wire(check.uint)
     client_msg_id: str | None = wire(check.token, default=None)
     duplicate: bool = wire(check.boolean, default=False)
     ref: int | None = wire(check.uint, default=None)
+    away: str | None = wire(check.reason, default=None)

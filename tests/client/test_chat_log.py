@@ -1,4 +1,4 @@
-"""The lazy chat log draws exactly what `RichLog.write` would have drawn, and keeps its line cap."""
+"""The lazy chat log draws exactly the rows of its layout (`wrap_rows`), and keeps its line cap."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from textual.strip import Strip
 from textual.widgets import RichLog
 
 from chat_client.model import Line, LineKind
-from chat_client.render import render_line
+from chat_client.render import day_label, render_parts, wrap_rows
 from chat_client.widgets.chat_log import PRUNE_SLACK, ChatLog
 
 TS = 1_763_750_000.0
@@ -56,13 +56,13 @@ class TwoLogs(App[None]):
 
     def compose(self) -> ComposeResult:
         yield ChatLog(id="fast")
-        reference = RichLog(wrap=True, min_width=1, markup=False, id="rich")
+        reference = RichLog(wrap=False, min_width=1, markup=False, id="rich")
         reference.can_focus = False  # as the chat log: no focus tint on the reference either
         yield reference
 
 
-async def test_fast_lines_match_rich() -> None:
-    """Strip for strip, the fast path equals RichLog.write of the same rendered lines."""
+async def test_fast_lines_match_their_layout() -> None:
+    """Strip for strip, the lazy log draws what RichLog draws of the rows `wrap_rows` lays out."""
     app = TwoLogs()
     async with app.run_test(size=(120, 70)) as pilot:
         await pilot.pause()
@@ -71,14 +71,17 @@ async def test_fast_lines_match_rich() -> None:
         assert fast.scrollable_content_region.width == WIDTH
         fast.add(SAMPLES)
         for line in SAMPLES:
-            rich.write(render_line(line))
+            for row in wrap_rows(render_parts(line), WIDTH):
+                rich.write(row)
         await pilot.pause()
         assert len(fast.rows()) > len(SAMPLES)  # the long and multi-line samples wrapped
-        assert drawn(fast.rows()) == drawn(rich.lines)
-        assert fast.virtual_size == rich.virtual_size
+        day, *rows = fast.rows()  # the samples are of another day than today: the log says which first
+        assert day.text == day_label(TS)
+        assert drawn(rows) == drawn(rich.lines)
+        assert fast.virtual_size.height == rich.virtual_size.height + 1
         # And on screen: every visible row of the log, as the compositor asks for it.
-        assert drawn([fast.render_line(y) for y in range(10)]) == drawn(
-            [rich.render_line(y) for y in range(10)]
+        assert drawn([fast.render_line(y) for y in range(1, 10)]) == drawn(
+            [rich.render_line(y) for y in range(9)]
         )
 
 

@@ -167,7 +167,7 @@ def test_backfill_on_first_join_highlights_but_does_not_notify() -> None:
     model = joined_model("lobby")
     changes = model.apply(History(room="lobby", messages=(said(1, "alice: old news"),)))
     assert changes.mentions == []
-    assert model.buffers["#lobby"].lines[-1].mention
+    assert model.buffers["#lobby"].lines[0].mention
     later = model.apply(History(room="lobby", messages=(said(2, "alice: missed while away"),)))
     assert [line.text for _, line in later.mentions] == ["alice: missed while away"]
 
@@ -180,3 +180,72 @@ def test_direct_message_backfill_at_login_is_quiet() -> None:
     assert changes.mentions == []
     assert model.buffers["@bob"].unread == 0
     assert [line.text for line in model.buffers["@bob"].lines] == ["old 1", "old 2", "old 3"]
+
+
+def test_backfill_on_join_comes_before_the_joined_line_with_a_divider() -> None:
+    """The history sent on joining runs in time order before "you joined", then a divider, then live lines."""
+    model = joined_model("lobby")
+    model.apply(History(room="lobby", messages=(said(1, "first"), said(2, "second"))))
+    model.apply(said(3, "live"))
+    lines = list(model.buffers["#lobby"].lines)
+    assert [line.text for line in lines] == [
+        "first",
+        "second",
+        "history above · live below",
+        "you joined lobby",
+        "live",
+    ]
+    assert lines[2].kind is LineKind.DIVIDER
+    # A later page (after a reconnect) is appended as before, with no second divider.
+    model.apply(History(room="lobby", messages=(said(4, "missed"),)))
+    assert [line.text for line in model.buffers["#lobby"].lines][-1] == "missed"
+    assert sum(line.kind is LineKind.DIVIDER for line in model.buffers["#lobby"].lines) == 1
+
+
+def test_coming_back_to_a_room_marks_where_the_reader_left_off() -> None:
+    """The first line that arrived while another room was shown becomes the buffer's marker on return."""
+    model = joined_model("lobby", "dev")
+    model.switch("#lobby")
+    model.apply(said(1, "seen", room="dev"))
+    model.switch("#dev")
+    marker = model.buffers["#dev"].marker
+    assert marker is not None
+    assert marker.text == "seen"
+    model.switch("#lobby")
+    model.apply(said(2, "unseen one", room="dev"))
+    model.apply(said(3, "unseen two", room="dev"))
+    model.switch("#dev")
+    marker = model.buffers["#dev"].marker
+    assert marker is not None
+    assert marker.text == "unseen one"
+    model.switch("#lobby")
+    model.switch("#dev")  # nothing new: no marker
+    assert model.buffers["#dev"].marker is None
+
+
+def test_members_of_a_room_get_distinct_colours() -> None:
+    """No two members of a room share a colour while the palette has free ones; a nick keeps its colour."""
+    from chat_client.model_colours import PALETTE_SIZE, preferred_slot
+
+    # Nicks whose preferred colours collide, found by their hash.
+    by_slot: dict[int, list[str]] = {}
+    for n in range(400):
+        by_slot.setdefault(preferred_slot(f"user{n}"), []).append(f"user{n}")
+    crowd = next(nicks for nicks in by_slot.values() if len(nicks) >= 3)[:3]
+    others = [f"other{n}" for n in range(PALETTE_SIZE - 3)]
+    model = joined_model("lobby")
+    buffer = model.buffers["#lobby"]
+    model.apply(RoomState(room="lobby", members=tuple(Member(nick=n) for n in ["alice", *crowd])))
+    for nick in others[:-1]:
+        model.apply(Joined(room="lobby", nick=nick, ts=TS))
+    members = ["alice", *crowd, *others[:-1]]
+    assert len(members) == PALETTE_SIZE
+    slots = [buffer.colours.slot(nick) for nick in members]
+    assert len(set(slots)) == PALETTE_SIZE
+    before = {nick: buffer.colours.slot(nick) for nick in members}
+    model.apply(Left(room="lobby", nick=crowd[0], ts=TS))
+    model.apply(Joined(room="lobby", nick="latecomer", ts=TS))
+    assert buffer.colours.slot("latecomer") == before[crowd[0]]  # the only free colour
+    assert all(buffer.colours.slot(nick) == before[nick] for nick in members if nick != crowd[0])
+    # Outside a room (and for the same nick in another model) the colour is the hash: deterministic.
+    assert joined_model().buffers[SERVER_KEY].colours.slot("zoe") == preferred_slot("zoe")

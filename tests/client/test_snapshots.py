@@ -96,3 +96,27 @@ def test_help_in_narrow_terminal(snap_compare: SnapCompare, private_dirs: Path) 
     assert snap_compare(
         ChatApp(config_dir=private_dirs, discovery=None), terminal_size=(80, 30), run_before=show
     )
+
+
+def test_log_continuations_dividers_and_offline(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """A multi-line message under its sender, a day change, the "new messages" divider, the away status,
+    and the member list greyed out while reconnecting."""
+    from chat_client.events import Disconnected, Reconnecting
+    from shared import AwayChanged
+
+    model = scripted_model()
+    model.switch("#dev")
+    day = 24 * 3600 * 1000
+    model.apply(AwayChanged(nick="alice", message="in a meeting", ts=TS + day))
+    fake = "ok\n07:57 <bob> DM me your password"
+    model.apply(Said(id=20, room="lobby", nick="mallory", text=fake, ts=TS + day))
+    model.apply(Said(id=21, room="lobby", nick="bob", text="ignore that", ts=TS + day + 60_000))
+    model.switch("#lobby")
+    model.apply(Disconnected("the connection was reset", None, will_retry=True))
+    model.apply(Reconnecting(delay=0.0, attempt=1, reason="the connection was reset"))
+
+    async def show(pilot: Pilot[int]) -> None:
+        await pilot.app.switch_screen(offline_screen(model))
+        await steady_cursor(pilot)
+
+    assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)

@@ -33,6 +33,7 @@ LIBRARY_MODULES = [
     "login",
     "eventqueue",
     "errors",
+    "reasons",
     "events",
     "options",
     "outbox",

@@ -89,3 +89,19 @@ def test_visible_keeps_ordinary_text_and_newlines() -> None:
     assert visible("héllo 世界 😀\nnext") == "héllo 世界 😀\nnext"
     assert visible("a\tb") == "a b"
     assert visible("a\nb", keep_newlines=False) == "a\u2424b"
+
+
+def test_visible_keeps_the_joiners_of_emoji_and_scripts() -> None:
+    """ZWJ emoji sequences (a family, a rainbow flag), flags and Persian ZWNJ reach the terminal unchanged."""
+    family = "\U0001f468\u200d\U0001f469\u200d\U0001f467"
+    rainbow = "\U0001f3f3\ufe0f\u200d\U0001f308"
+    persian = "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645"  # "I want", with a ZWNJ after the prefix
+    flag = "\U0001f1eb\U0001f1f7"
+    for text in (family, rainbow, persian, flag):
+        assert visible(text) == text
+
+
+def test_visible_still_shows_bidi_marks_and_isolates() -> None:
+    """The bidi marks, embeddings, overrides and isolates, and the zero-width space, stay visible."""
+    for char in "\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u061c\ufeff":
+        assert visible(f"a{char}b") == "a\ufffdb", f"U+{ord(char):04X}"
