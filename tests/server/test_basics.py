@@ -180,6 +180,20 @@ def test_direct_message(login: Login) -> None:
     assert not [m for m in carol.drain() if isinstance(m, Told | Said)]
 
 
+def test_tell_to_an_away_user_returns_their_away_message_in_the_ack(login: Login) -> None:
+    """The ack of a tell carries the recipient's away message while they are away, and none otherwise."""
+    alice, bob = login("alice"), login("bob")
+    alice.send(Tell(to="bob", text="there?", ref=1))
+    assert alice.recv(Ack, ref=1).away is None
+    bob.send(SetAway(message="at lunch until 2"))
+    alice.recv(AwayChanged)
+    alice.send(Tell(to="bob", text="there now?", ref=2))
+    assert alice.recv(Ack, ref=2).away == "at lunch until 2"
+    assert bob.recv(Told, text="there now?").text == "there now?"
+    alice.send(Say(room="lobby", text="room message", ref=3))
+    assert alice.recv(Ack, ref=3).away is None  # only a tell says it
+
+
 def test_direct_message_to_offline_nick_is_refused(login: Login) -> None:
     """A tell to a nick nobody is using is refused with no_such_nick."""
     alice = login("alice")
