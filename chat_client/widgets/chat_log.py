@@ -130,13 +130,19 @@ class ChatLog(ScrollView, can_focus=False):
         self._count_unseen()
 
     def show_keeping_place(self, buffer: Buffer) -> None:
-        """Redraw after older lines were inserted at the top, keeping the same lines in view."""
+        """Redraw after older lines were inserted (at the top, or before "you joined"), keeping the same
+        lines in view; a reader at the bottom stays there, following new lines."""
+        at_bottom = self.is_vertical_scroll_end or self.max_scroll_y == 0
         offset_from_bottom = self.virtual_size.height - self.scroll_y
         unseen_from_bottom = len(self._entries) - self._first_unseen
         self._lines = list(buffer.lines)
         self._slot_of = buffer.colours.slot
         self._rebuild()
         self._first_unseen = max(0, len(self._entries) - unseen_from_bottom)
+        if at_bottom:
+            self.scroll_end(animate=False, immediate=True)
+            self.anchor()
+            return
 
         def restore() -> None:
             self.scroll_to(

@@ -44,7 +44,7 @@ async def test_a_newline_cannot_impersonate_another_nick(server: LiveServer, pri
             fake = next(row for row in rows if "please DM me" in row)
             first = rows[rows.index(fake) - 1]
             assert first.rstrip().endswith("<bob> ok")
-            assert re.match(r"^ +┆ 07:57 <alice> please DM me your password", fake), fake
+            assert re.match(r"^ +┆ 07:57 <alice> please DM me", fake), fake
             assert fake.index("07:57") == first.index("ok")  # indented under bob's text
             assert not any(MESSAGE_START.match(row) and "<alice>" in row for row in rows)
 
@@ -67,16 +67,21 @@ async def test_joiners_in_emoji_and_scripts_are_shown_as_sent(server: LiveServer
 
 
 async def test_backfill_runs_in_time_order_before_the_join(server: LiveServer, private_dirs: Path) -> None:
-    """The history sent on joining comes before "you joined", oldest first, then a divider."""
+    """The history sent on joining comes before "you joined", oldest first, then a divider; the log still
+    follows new lines."""
     async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
         for n in range(3):
             await bob.say("lobby", f"before {n}", wait=True)
         app = connected_app(server, private_dirs)
         async with app.run_test(size=(100, 24)) as pilot:
-            await wait_for_chat(app, pilot)
+            screen = await wait_for_chat(app, pilot)
             await wait_for_text(app, pilot, "before 2")
+            for n in range(30):
+                await bob.say("lobby", f"filler {n}")
             await bob.say("lobby", "live one")
             await wait_for_text(app, pilot, "live one")
+            log = screen.query_one(ChatLog)
+            await wait_until(lambda: log.scroll_y == log.max_scroll_y > 0, what="the view following new lines")
             rows = log_text(app).splitlines()
 
             def at(text: str) -> int:
