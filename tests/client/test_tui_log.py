@@ -81,7 +81,7 @@ async def test_backfill_runs_in_time_order_before_the_join(server: LiveServer, p
             await bob.say("lobby", "live one")
             await wait_for_text(app, pilot, "live one")
             log = screen.query_one(ChatLog)
-            await wait_until(lambda: log.scroll_y == log.max_scroll_y > 0, what="the view following new lines")
+            await wait_until(lambda: log.scroll_y == log.max_scroll_y > 0, what="following new lines")
             rows = log_text(app).splitlines()
 
             def at(text: str) -> int:
