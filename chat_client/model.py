@@ -50,10 +50,12 @@ from .buffers import (
     peer_key,
     room_key,
 )
+from .errors import ClientError
 from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
 from .model_messages import MessageEvents
 from .model_rooms import RoomEvents
 from .progress import TransferUpdate
+from .reasons import describe_failure
 
 # The buffer types are part of the model's interface: importers take them from here.
 __all__ = [
@@ -131,6 +133,7 @@ class ChatModel(RoomEvents, MessageEvents):
         changes.members |= set(self.buffers)  # the member lists grey out while offline
         for buffer in self.buffers.values():
             buffer.fetching = False
+            buffer.backfill_anchor = None  # a later history page is news, not the join's backfill
 
     def _on_reconnecting(self, event: Reconnecting, changes: Changes) -> None:
         self.status = ConnectionStatus.RECONNECTING
@@ -146,9 +149,14 @@ class ChatModel(RoomEvents, MessageEvents):
         self.status = ConnectionStatus.OFFLINE
         self.reconnect_at = None
         changes.status = True
+        changes.members |= set(self.buffers)  # greyed out: nothing will update them now
         if event.error is not None:
-            self._line(changes, SERVER_KEY, LineKind.ERROR, f"connection closed: {event.error}", count=False)
-            changes.alerts.append(f"connection closed: {event.error}")
+            # The library's own errors are sentences; anything else (a bug) is not shown as Python's text.
+            error = event.error
+            why = str(error) if isinstance(error, ClientError) else describe_failure(error)
+            self.status_reason = why
+            self._line(changes, SERVER_KEY, LineKind.ERROR, f"connection closed: {why}", count=False)
+            changes.alerts.append(f"connection closed: {why}")
 
     def _on_stats_report(self, event: StatsReport, changes: Changes) -> None:
         for text in stats_lines(event):

@@ -249,3 +249,17 @@ def test_members_of_a_room_get_distinct_colours() -> None:
     assert all(buffer.colours.slot(nick) == before[nick] for nick in members if nick != crowd[0])
     # Outside a room (and for the same nick in another model) the colour is the hash: deterministic.
     assert joined_model().buffers[SERVER_KEY].colours.slot("zoe") == preferred_slot("zoe")
+
+
+def test_a_client_stopped_by_a_bug_says_so_without_python_text() -> None:
+    """A `Closed` caused by an unexpected exception shows a sentence, never the exception's own text."""
+    from chat_client.errors import ConnectionLost
+    from chat_client.events import Closed
+
+    model = joined_model("lobby")
+    model.apply(Closed(KeyError("internal detail")))
+    assert model.status is ConnectionStatus.OFFLINE
+    assert model.status_reason == "an unexpected error"
+    assert "internal detail" not in " ".join(line.text for line in model.buffers[SERVER_KEY].lines)
+    model.apply(Closed(ConnectionLost("cannot connect: the network is unreachable")))
+    assert model.status_reason == "cannot connect: the network is unreachable"
