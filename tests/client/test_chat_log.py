@@ -103,3 +103,25 @@ async def test_fast_path_keeps_the_line_cap() -> None:
         fast.scroll_home(animate=False, immediate=True)
         await pilot.pause()
         assert fast.render_line(0).text.rstrip() == f"line {PRUNE_SLACK + 1}"
+
+
+async def test_a_new_day_gets_a_line_of_its_own() -> None:
+    """Between the last line of one day and the first of the next, the log says which day it is now."""
+    day = 24 * 3600.0
+    app = TwoLogs()
+    async with app.run_test(size=(120, 70)) as pilot:
+        await pilot.pause()
+        fast = app.query_one("#fast", ChatLog)
+        fast.add(
+            [
+                Line(TS, LineKind.MESSAGE, "late", "alice", 1),
+                Line(TS + 60, LineKind.MESSAGE, "later", "bob", 2),
+            ]
+        )
+        fast.add([Line(TS + day, LineKind.MESSAGE, "next morning", "alice", 3)])
+        fast.add([Line(TS + day - 5, LineKind.NOTICE, "a notice with a lagging clock")])
+        texts = [strip.text.rstrip() for strip in fast.rows()]
+        assert [text for text in texts if text.startswith("—")] == [day_label(TS), day_label(TS + day)]
+        assert (
+            texts.index(day_label(TS + day)) == texts.index(next(t for t in texts if "next morning" in t)) - 1
+        )
