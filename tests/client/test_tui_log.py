@@ -14,6 +14,7 @@ from chat_client import ChatClient
 from chat_client.buffers import peer_key
 from chat_client.model_colours import PALETTE_SIZE, preferred_slot
 from chat_client.render import NICK_COLOURS
+from chat_client.widgets.chat_input import ChatInput
 from chat_client.widgets.chat_log import NEW_MESSAGES, ChatLog
 from chat_client.widgets.panels import MemberList, StatusLine
 from tests.waiting import wait_until
@@ -203,6 +204,18 @@ async def test_end_jumps_to_the_newest_line_and_the_count_goes_down(
             await pilot.press("pageup")
             await pilot.press("ctrl+end")
             await wait_until(lambda: log.scroll_y == log.max_scroll_y, what="the newest line again")
+            # With text in the input, End is the input's: it moves the cursor, the log stays where it is.
+            chat_input = screen.query_one(ChatInput)
+            chat_input.value = "half typed"
+            chat_input.cursor_position = 0
+            await pilot.press("pageup")
+            await pilot.pause()
+            scrolled = log.scroll_y
+            await pilot.press("end")
+            await wait_until(
+                lambda: chat_input.cursor_position == len("half typed"), what="the cursor at the end"
+            )
+            assert log.scroll_y == scrolled < log.max_scroll_y
 
 
 async def test_coming_back_to_a_room_shows_where_you_left_off(server: LiveServer, private_dirs: Path) -> None:
