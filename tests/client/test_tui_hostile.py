@@ -73,6 +73,10 @@ async def click_markup(pilot, app: ChatApp) -> int:  # type: ignore[no-untyped-d
     topic = app.screen.query_one(TopicBar)
     targets = [(x, topic.region.y) for x in range(topic.region.x, topic.region.x + 40, 3)]
     area = log.scrollable_content_region
+    # Bring the first row holding markup to the top of the view (long lines after it may fill the screen).
+    first = next(n for n, strip in enumerate(log.rows()) if "@click" in strip.text or "link=" in strip.text)
+    log.scroll_to(y=first, animate=False, immediate=True)
+    await pilot.pause()
     top = int(log.scroll_y)
     for index, strip in enumerate(log.rows()[top : top + area.height]):
         text = strip.text
