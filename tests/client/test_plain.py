@@ -14,7 +14,7 @@ from chat_client import ChatClient
 from shared import Said
 from tests.waiting import wait_until
 
-from .helpers import LiveServer
+from .helpers import LiveServer, run_plain_captured
 from .test_library import FAST, Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -133,3 +133,25 @@ async def test_plain_mode_exits_quietly_when_its_reader_goes_away(server: LiveSe
         assert process.returncode == 0, err
         assert "Traceback" not in err
         assert "BrokenPipe" not in err
+
+
+async def test_plain_mode_marks_where_the_join_history_ends(server: LiveServer) -> None:
+    """Joining prints "you joined", the room's history in time order, then the history/live divider."""
+    async with ChatClient(server.host, server.port, "bob", options=FAST) as bob:
+        await bob.say("lobby", "old one", wait=True)
+        await bob.say("lobby", "old two\nwith a second line", wait=True)
+        run = await run_plain_captured(server, "alice", lines="live\n", room="lobby", options=FAST)
+    assert run.status == 0, run.err
+    lines = run.out.splitlines()
+
+    def at(text: str) -> int:
+        return next(n for n, line in enumerate(lines) if line.endswith(text))
+
+    assert (
+        at("-!- you joined lobby")
+        < at("<bob> old one")
+        < at("<bob> old two")
+        < at("-!- history above · live below")
+    )
+    assert lines[at("<bob> old two") + 1].endswith("┆ with a second line")
+    assert at("-!- history above · live below") < at("<alice> live")
