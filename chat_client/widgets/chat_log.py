@@ -197,6 +197,8 @@ class ChatLog(ScrollView, can_focus=False):
             console = self.app.console
             rows = wrap_rows(entry.rendered, self._wrap_width)[: entry.height]
             entry.strips = [Strip(row.render(console), row.cell_len) for row in rows]
+            # The measure and the layout agree (a property test checks it); never index past the strips.
+            entry.strips += [Strip.blank(0)] * (entry.height - len(entry.strips))
         return entry.strips
 
     # -- Building the entries ---------------------------------------------------------------------------
