@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import json
 import os
@@ -311,22 +312,27 @@ async def soak(
 
 
 def lost_messages(totals: Totals) -> tuple[int, int]:
-    """(deliveries that had to happen, deliveries that did not): see the module docstring for "had to"."""
+    """(deliveries that had to happen, deliveries that did not): see the module docstring for "had to".
+
+    The acknowledged messages are sorted by send time once; each session then looks only at the ones sent
+    while it was logged in (a bisection), so an hour's run (360,000 messages, 2,500 sessions) takes seconds.
+    """
+    acked = sorted(
+        (message.sent_at, message.acked_at, message.nick, message.number)
+        for message in totals.sent.values()
+        if message.acked_at is not None
+    )
+    times = [sent_at for sent_at, _acked, _nick, _number in acked]
     required = missing = 0
-    by_nick: dict[str, list[Session]] = {}
     for session in totals.sessions:
-        by_nick.setdefault(session.nick, []).append(session)
-    for message in totals.sent.values():
-        if message.acked_at is None:
-            continue
-        for nick, sessions in by_nick.items():
-            if nick == message.nick:
-                continue  # the server does not echo a line to its sender
-            for session in sessions:
-                if session.start < message.sent_at and session.end > message.acked_at + GRACE:
-                    required += 1
-                    if (message.nick, message.number) not in session.received:
-                        missing += 1
+        first = bisect.bisect_right(times, session.start)
+        last = bisect.bisect_left(times, session.end - GRACE)
+        for _sent_at, acked_at, nick, number in acked[first:last]:
+            if nick == session.nick or not acked_at + GRACE < session.end:
+                continue  # the server does not echo a line to its sender; or acked too late to count
+            required += 1
+            if (nick, number) not in session.received:
+                missing += 1
     return required, missing
 
 
