@@ -288,7 +288,7 @@ def new_server_id() -> str:
 
 def new_nonce() -> int:
     """Return a random query nonce: unguessable, so a reply cannot be forged without seeing the query."""
-    return secrets.randbits(63)
+    return secrets.randbits(53)
 
 
 def encode_beacon(info: BeaconInfo) -> bytes:

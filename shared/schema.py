@@ -27,7 +27,9 @@ LIMIT_FIELDS = dataclasses.fields(Limits)
 
 Check = Callable[[Any, Limits], Any]
 
-MAX_UINT = 2**63 - 1
+#: The largest integer the protocol carries: 2^53 - 1, JavaScript's largest safe integer (a msgpack decoder in
+#: JavaScript gives a float past it), so every id, token, size and offset means the same in every language.
+MAX_UINT = 2**53 - 1
 MAX_TOKEN = 64
 #: Longest file name in a `file_offer`, in bytes of UTF-8 (the common file-system limit; display data only).
 MAX_FILE_NAME = 255
@@ -194,7 +196,7 @@ def invalid(code: ErrorCode, message: str) -> RemoteProtocolError:
 def uint(value: Any, limits: Limits) -> int:
     """An unsigned integer that fits in 63 bits (so every language's signed 64-bit int holds it)."""
     if type(value) is not int or not 0 <= value <= MAX_UINT:
-        raise invalid(ErrorCode.INVALID_FIELD, f"expected an integer from 0 to 2**63-1, got {_kind(value)}")
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected an integer from 0 to 2**53-1, got {_kind(value)}")
     return value
 
 

@@ -11,7 +11,7 @@ EXAMPLE_INFO = BeaconInfo(
     users=5,
     rooms=(("lobby", 4), ("homework", 2)),
 )
-EXAMPLE_NONCE = 0x1F2E3D4C5B6A7988
+EXAMPLE_NONCE = 0x1F2E3D4C5B6A79
 EXAMPLE_CLOCK_MS = 1_763_750_000_123
 
 BEACON = encode_beacon(EXAMPLE_INFO)

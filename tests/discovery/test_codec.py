@@ -24,6 +24,7 @@ from shared.discovery import (
     new_server_id,
 )
 from shared.errors import RemoteProtocolError
+from shared.schema import MAX_UINT
 
 from .helpers import INFO, info
 from .hostile import HOSTILE
@@ -39,8 +40,8 @@ INFOS = st.builds(
         st.characters(codec="utf-8", categories=("L", "N", "P", "S", "Zs")), min_size=1, max_size=16
     ),
     port=st.integers(1, 65535),
-    users=st.integers(0, 2**63 - 1),
-    rooms=st.lists(st.tuples(ROOM_NAMES, st.integers(0, 2**63 - 1)), max_size=100),
+    users=st.integers(0, MAX_UINT),
+    rooms=st.lists(st.tuples(ROOM_NAMES, st.integers(0, MAX_UINT)), max_size=100),
     tls=st.booleans(),
     fingerprint=st.none() | st.just(FINGERPRINT),
 )
@@ -65,12 +66,12 @@ def test_beacon_round_trip() -> None:
 
 def test_reply_round_trip() -> None:
     """A reply carries the beacon fields plus the query's nonce and the server's clock."""
-    datagram = decode_datagram(encode_reply(INFO, nonce=2**63 - 1, clock_ms=1_763_750_000_000))
+    datagram = decode_datagram(encode_reply(INFO, nonce=MAX_UINT, clock_ms=1_763_750_000_000))
     assert isinstance(datagram, Reply)
-    assert (datagram.nonce, datagram.clock, datagram.name) == (2**63 - 1, 1_763_750_000_000, "Lab server")
+    assert (datagram.nonce, datagram.clock, datagram.name) == (MAX_UINT, 1_763_750_000_000, "Lab server")
 
 
-@pytest.mark.parametrize("nonce", [0, 1, 255, 65536, 2**32, 2**63 - 1])
+@pytest.mark.parametrize("nonce", [0, 1, 255, 65536, 2**32, MAX_UINT])
 def test_query_is_padded_to_exactly_query_size(nonce: int) -> None:
     """Every query is exactly QUERY_SIZE bytes, whatever the size of its nonce."""
     data = encode_query(nonce)
@@ -82,13 +83,13 @@ def test_query_is_padded_to_exactly_query_size(nonce: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(INFOS, st.integers(0, 2**63 - 1))
+@given(INFOS, st.integers(0, MAX_UINT))
 def test_no_datagram_exceeds_the_limit_and_no_reply_exceeds_a_query(
     announced: BeaconInfo, nonce: int
 ) -> None:
     """Beacons and replies fit in MAX_DATAGRAM, and no reply is larger than a query (no amplification)."""
     beacon = encode_beacon(announced)
-    reply = encode_reply(announced, nonce, 2**63 - 1)
+    reply = encode_reply(announced, nonce, MAX_UINT)
     assert len(beacon) <= MAX_DATAGRAM
     assert len(reply) <= len(encode_query(nonce))
     decoded = decode_datagram(beacon)

@@ -93,6 +93,10 @@ def test_missing_required_field() -> None:
         ({"type": "join", "room": "lobby", "after": True}, ErrorCode.INVALID_FIELD),  # bool is not an int
         ({"type": "join", "room": "lobby", "after": -1}, ErrorCode.INVALID_FIELD),
         ({"type": "join", "room": "lobby", "after": 2**63}, ErrorCode.INVALID_FIELD),
+        (
+            {"type": "join", "room": "lobby", "after": 2**53},
+            ErrorCode.INVALID_FIELD,
+        ),  # past JavaScript's safe range
         ({"type": "join", "room": "lobby", "after": 1.5}, ErrorCode.INVALID_FIELD),
         ({"type": "join", "room": "lobby", "after": "7"}, ErrorCode.INVALID_FIELD),
         ({"type": "say", "room": "lobby", "text": b"bytes"}, ErrorCode.INVALID_FIELD),

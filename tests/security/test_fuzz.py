@@ -63,6 +63,7 @@ from shared import (
     encode,
     frame,
 )
+from shared.schema import MAX_UINT
 from tests.server.client import ChatTestClient, wait_until
 
 from .canary import Canary
@@ -107,7 +108,7 @@ HOSTILE_TEXT = st.sampled_from(
         "\x7f",
     ]
 )
-BIG_INTS = st.sampled_from([-(2**63), -1, 0, 1, 2**31, 2**32, 2**63 - 1, 2**63, 2**64 - 1])
+BIG_INTS = st.sampled_from([-(2**63), -1, 0, 1, 2**31, 2**32, 2**53 - 1, 2**53, 2**63 - 1, 2**63, 2**64 - 1])
 #: Strings of any length up to past the frame limit, built cheaply from a length (and a character).
 LONG_TEXT = st.builds(lambda n, c: c * n, st.integers(0, 70_000), st.sampled_from(["x", "é", "\U0001f600"]))
 TIMESTAMPS = st.builds(msgpack.Timestamp, st.integers(-(2**33), 2**34 - 1), st.integers(0, 999_999_999))
@@ -205,7 +206,7 @@ def raw_bodies(draw: st.DrawFn) -> bytes:
 
 ROOMS = st.one_of(NAMES, HOSTILE_TEXT)
 TEXTS = st.one_of(NAMES, HOSTILE_TEXT, st.text(max_size=30))
-UINTS = st.one_of(st.none(), st.integers(0, 2**63 - 1))
+UINTS = st.one_of(st.none(), st.integers(0, MAX_UINT))
 #: SHA-256 values: of no bytes, of b"x", and hex that is not lowercase.
 SHA256S = st.sampled_from([hashlib.sha256(b"").hexdigest(), hashlib.sha256(b"x").hexdigest(), "AB" * 32])
 REQUESTS: st.SearchStrategy[Message] = st.one_of(
@@ -231,7 +232,7 @@ REQUESTS: st.SearchStrategy[Message] = st.one_of(
     st.builds(
         OfferFile,
         name=TEXTS,
-        size=st.one_of(st.integers(0, 3 * 49_152), st.integers(0, 2**63 - 1)),
+        size=st.one_of(st.integers(0, 3 * 49_152), st.integers(0, MAX_UINT)),
         sha256=st.one_of(SHA256S, TEXTS),
         room=st.one_of(st.none(), ROOMS),
         to=st.one_of(st.none(), TEXTS),
@@ -241,11 +242,11 @@ REQUESTS: st.SearchStrategy[Message] = st.one_of(
     st.builds(
         FileChunk,
         upload=st.integers(0, 3),
-        offset=st.one_of(st.integers(0, 3 * 49_152), st.integers(0, 2**63 - 1)),
+        offset=st.one_of(st.integers(0, 3 * 49_152), st.integers(0, MAX_UINT)),
         data=st.binary(max_size=300),
         ref=UINTS,
     ),
-    st.builds(GetFile, id=st.integers(0, 50), offset=st.integers(0, 2**63 - 1), ref=UINTS),
+    st.builds(GetFile, id=st.integers(0, 50), offset=st.integers(0, MAX_UINT), ref=UINTS),
     st.builds(CancelFile, upload=st.integers(0, 3), ref=UINTS),
     st.builds(Quit, reason=st.one_of(st.none(), TEXTS)),
     st.builds(Ping, token=UINTS),
