@@ -205,9 +205,9 @@ class Messages:
         ack = Ack(
             id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref, away=recipient.away
         )
-        self._pending.append(
-            _Stored(client, encode(ack), request.ref, relay=encode(told), recipient=recipient)
-        )
+        # A note to self: the ack stands in the told's place, as it does for every message one sends.
+        to = None if recipient is client else recipient
+        self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(told), recipient=to))
 
     def _failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
         # The whole open transaction is lost: every message held back in it is refused, not just this one.

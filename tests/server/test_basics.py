@@ -12,10 +12,12 @@ from shared import (
     AwayChanged,
     ChangeNick,
     Error,
+    FetchHistory,
     History,
     Join,
     Joined,
     Leave,
+    Message,
     Left,
     ListRooms,
     NickChanged,
@@ -192,6 +194,22 @@ def test_tell_to_an_away_user_returns_their_away_message_in_the_ack(login: Login
     assert bob.recv(Told, text="there now?").text == "there now?"
     alice.send(Say(room="lobby", text="room message", ref=3))
     assert alice.recv(Ack, ref=3).away is None  # only a tell says it
+
+
+def test_a_note_to_self_is_acked_and_not_echoed(login: Login) -> None:
+    """A tell to oneself is stored and acked like any tell, and not sent back as a told (the ack stands in
+    its place, as for every message one sends); it is in the direct-message history."""
+    alice = login("alice")
+    alice.send(Tell(to="ALICE", text="buy milk", ref=1))
+    ack = alice.recv(Ack, ref=1)
+    # A told would have been queued right after the ack, before the pong of a ping sent only now.
+    alice.send(Ping(token=5))
+    before_pong: list[Message] = []
+    alice.recv_until(lambda m: before_pong.append(m) is None and isinstance(m, Pong))
+    assert not [m for m in before_pong if isinstance(m, Told)]
+    alice.send(FetchHistory(direct=True, ref=2))
+    page = alice.recv(History, ref=2)
+    assert [(m.id, m.nick, m.to, m.text) for m in page.messages] == [(ack.id, "alice", "alice", "buy milk")]
 
 
 def test_direct_message_to_offline_nick_is_refused(login: Login) -> None:
