@@ -129,7 +129,7 @@ def split_zone(address: str) -> tuple[str, str | None]:
 # -- Field checks ------------------------------------------------------------------------------------------
 
 
-_one_line = check.short_text(lambda limits: MAX_SERVER_NAME)
+_one_line = check.short_text(lambda limits: MAX_SERVER_NAME, "MAX_SERVER_NAME")
 
 
 def _server_name(value: Any, limits: Limits) -> str:

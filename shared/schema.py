@@ -31,6 +31,9 @@ Check = Callable[[Any, Limits], Any]
 #: JavaScript gives a float past it), so every id, token, size and offset means the same in every language.
 MAX_UINT = 2**53 - 1
 MAX_TOKEN = 64
+#: What each composed check (a list, a record, a choice of records, a short text) was built from, for the
+#: schema generator (`shared.jsonschema`). Filled as the message modules are imported; never read per frame.
+COMPOSED: dict[Check, tuple[str, Any]] = {}
 #: Longest file name in a `file_offer`, in bytes of UTF-8 (the common file-system limit; display data only).
 MAX_FILE_NAME = 255
 
@@ -194,7 +197,7 @@ def invalid(code: ErrorCode, message: str) -> RemoteProtocolError:
 
 
 def uint(value: Any, limits: Limits) -> int:
-    """An unsigned integer that fits in 63 bits (so every language's signed 64-bit int holds it)."""
+    """An unsigned integer up to `MAX_UINT` (2^53 - 1: every language, JavaScript included, holds it)."""
     if type(value) is not int or not 0 <= value <= MAX_UINT:
         raise invalid(ErrorCode.INVALID_FIELD, f"expected an integer from 0 to 2**53-1, got {_kind(value)}")
     return value
@@ -239,8 +242,10 @@ def text(value: Any, limits: Limits) -> str:
     return str(value)
 
 
-def short_text(limit: Callable[[Limits], int]) -> Check:
-    """One line of text (a topic, a reason, an away message) of at most `limit(limits)` bytes, maybe empty."""
+def short_text(limit: Callable[[Limits], int], limit_name: str) -> Check:
+    """One line of text (a topic, a reason, an away message) of at most `limit(limits)` bytes, maybe empty.
+
+    `limit_name` names the limit for the schema (a `Limits` field, or a constant's name)."""
 
     def check(value: Any, limits: Limits) -> str:
         line = _string(value)
@@ -252,11 +257,12 @@ def short_text(limit: Callable[[Limits], int]) -> Check:
             raise invalid(ErrorCode.TOO_LONG if too_long else ErrorCode.INVALID_TEXT, reason)
         return line
 
+    COMPOSED[check] = ("short_text", limit_name)
     return check
 
 
-topic = short_text(lambda limits: limits.max_topic)
-reason = short_text(lambda limits: limits.max_reason)
+topic = short_text(lambda limits: limits.max_topic, "max_topic")
+reason = short_text(lambda limits: limits.max_reason, "max_reason")
 
 
 def token(value: Any, limits: Limits) -> str:
@@ -303,6 +309,7 @@ def list_of(check: Check) -> Check:
             raise invalid(ErrorCode.TOO_LONG, f"array longer than {limits.max_list} items")
         return tuple(check(item, limits) for item in value)
 
+    COMPOSED[check_list] = ("array", check)
     return check_list
 
 
@@ -312,6 +319,7 @@ def nested(cls: type[Message]) -> Check:
     def check_nested(value: Any, limits: Limits) -> Message:
         return build(cls, map_of_strings(value), limits)
 
+    COMPOSED[check_nested] = ("record", cls)
     return check_nested
 
 
@@ -326,6 +334,7 @@ def one_of(*classes: type[Message]) -> Check:
             raise invalid(ErrorCode.INVALID_FIELD, f"expected one of {sorted(by_type)}")
         return build(cls, data, limits)
 
+    COMPOSED[check_one_of] = ("one_of", classes)
     return check_one_of
 
 
