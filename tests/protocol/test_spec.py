@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
+from typing import Any
 
+import msgpack
 import pytest
 
 from shared import (
@@ -21,6 +24,8 @@ from .examples import CLIENT_EXAMPLES, SERVER_EXAMPLES
 
 SPEC = (Path(__file__).parents[2] / "docs" / "protocol.md").read_text(encoding="utf-8")
 HEX_BLOCKS = re.findall(r"```hex\n(.*?)```", SPEC, re.S)
+#: Each hex block with the "decodes to `...`" text that follows it.
+DECODED_AS = re.findall(r"```hex\n(.*?)```\s*\ndecodes to `(.*?)`", SPEC, re.S)
 
 
 def frame_bytes(block: str) -> bytes:
@@ -41,6 +46,20 @@ def decode_example(data: bytes) -> Message:
         except RemoteProtocolError:
             continue
     raise AssertionError("the example decodes on neither side")
+
+
+def as_json(text: str) -> Any:
+    """A "decodes to" text as a value: JSON, where ``<bin: 68 65>`` stands for binary (msgpack bin)."""
+    marked = re.sub(r"<bin: ([0-9a-f ]*)>", lambda m: json.dumps({"$bin": m.group(1)}), text)
+    return json.loads(marked, object_hook=lambda d: bytes.fromhex(d["$bin"]) if set(d) == {"$bin"} else d)
+
+
+def test_every_decodes_to_text_is_what_the_bytes_decode_to() -> None:
+    """The text after each hex example is exactly the map its bytes hold (a reader can trust either)."""
+    assert len(DECODED_AS) == len(HEX_BLOCKS)
+    for block, text in DECODED_AS:
+        body = msgpack.unpackb(frame_bytes(block)[4:], raw=False)
+        assert as_json(text) == body, text
 
 
 def section(type_name: str) -> str:
