@@ -21,7 +21,7 @@ from .files import Reservation
 from .hub import Client, Hub, Room
 from .latch import Latch
 from .replies import error_frame
-from .storage import HistoryError, HistoryStore
+from .storage import HistoryError, HistoryStore, conversation_key
 
 log = logging.getLogger(__name__)
 
@@ -80,12 +80,21 @@ def _store(
     room, recipient = None, None
     try:
         if request.client_msg_id is not None:
-            found = store.find_duplicate(key, request.client_msg_id)
+            conversation = conversation_key(request.room_key, request.recipient and request.recipient[1])
+            found = store.find_previous(key, request.client_msg_id, conversation)
+            if found is not None and (found.text, found.sha256, found.size) != (
+                request.name,
+                request.sha256,
+                request.size,
+            ):
+                reused = f"client_msg_id {request.client_msg_id!r} was used for another message here"
+                client.send(error_frame(ErrorCode.CLIENT_MSG_ID_REUSED, reused, request.ref))
+                return
             if found is not None:
                 done = FileDone(
                     upload=request.upload,
-                    id=found[0],
-                    ts=found[1],
+                    id=found.id,
+                    ts=found.ts,
                     client_msg_id=request.client_msg_id,
                     duplicate=True,
                 )

@@ -25,7 +25,7 @@ from .hub import Client, Hub, Room, member_room
 from .metrics import Tally
 from .moderation import Moderation
 from .replies import error_frame
-from .storage import HistoryError, HistoryStore
+from .storage import HistoryError, HistoryStore, conversation_key
 
 log = logging.getLogger(__name__)
 
@@ -122,15 +122,22 @@ class Messages:
 
     # -- Messages (durable) --------------------------------------------------------------------------------
 
-    def _duplicate(self, client: Client, client_msg_id: str | None, ref: int | None) -> bool:
-        if client_msg_id is None or client.key is None:
+    def _answered_before(self, client: Client, request: Say | Tell, conversation: str) -> bool:
+        """True if `request` reuses a `client_msg_id` of this sender in this conversation: a resend of the
+        same message is acked with the original id (`duplicate`), a different message is refused."""
+        if request.client_msg_id is None or client.key is None:
             return False
-        found = self.store.find_duplicate(client.key, client_msg_id)
+        found = self.store.find_previous(client.key, request.client_msg_id, conversation)
         if found is None:
             return False
-        message_id, ts = found
-        ack = Ack(id=message_id, ts=ts, client_msg_id=client_msg_id, duplicate=True, ref=ref)
-        self._pending.append(_Stored(client, encode(ack), ref))
+        if (found.text, found.action, found.sha256) != (request.text, request.action, None):
+            reused = f"client_msg_id {request.client_msg_id!r} was used for another message here"
+            client.send(error_frame(ErrorCode.CLIENT_MSG_ID_REUSED, reused, request.ref))
+            return True
+        ack = Ack(
+            id=found.id, ts=found.ts, client_msg_id=request.client_msg_id, duplicate=True, ref=request.ref
+        )
+        self._pending.append(_Stored(client, encode(ack), request.ref))
         return True
 
     def say(self, client: Client, request: Say) -> None:
@@ -143,7 +150,7 @@ class Messages:
             return
         ts = self._ts()
         try:
-            if self._duplicate(client, request.client_msg_id, request.ref):
+            if self._answered_before(client, request, room.key):
                 return
             message_id = self.store.add_room_message(
                 room_key=room.key,
@@ -178,7 +185,7 @@ class Messages:
             return
         ts = self._ts()
         try:
-            if self._duplicate(client, request.client_msg_id, request.ref):
+            if self._answered_before(client, request, conversation_key(None, recipient.key)):
                 return
             message_id = self.store.add_direct_message(
                 sender=client.nick or "",

@@ -50,8 +50,12 @@ CREATE TABLE IF NOT EXISTS messages (
     until         INTEGER                      -- moderation entries: when a timed ban or mute lapses (ms)
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_key, id) WHERE room_key IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup
-    ON messages (sender_key, client_msg_id) WHERE client_msg_id IS NOT NULL;
+-- A client_msg_id is unique per sender and conversation (a room, or the other end of a direct message).
+-- Before, it was unique per sender only: that index goes, so one id may serve a room and a DM.
+DROP INDEX IF EXISTS messages_dedup;
+CREATE UNIQUE INDEX IF NOT EXISTS messages_dedup_by_conversation
+    ON messages (sender_key, COALESCE(room_key, '@' || recipient_key), client_msg_id)
+    WHERE client_msg_id IS NOT NULL;
 -- Direct messages are listed once for each of their two participants, so "my conversations" and
 -- "my conversation with P" are both one index range.
 CREATE TABLE IF NOT EXISTS direct_index (
@@ -116,6 +120,44 @@ class StoredRoom:
     name: str
     topic: str
     last_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Previous:
+    """What a sender already stored under a `client_msg_id` in one conversation (see `find_previous`)."""
+
+    id: int
+    ts: int
+    text: str  # a file offer's: the file name
+    action: bool
+    sha256: str | None  # a file offer's, else None
+    size: int | None
+
+
+def conversation_key(room_key: str | None, recipient_key: str | None) -> str:
+    """The conversation a message belongs to: its room, or ``@`` and the other end of a direct message (as
+    the dedup index computes it)."""
+    return room_key if room_key is not None else f"@{recipient_key}"
+
+
+def find_previous(
+    db: sqlite3.Connection, sender_key: str, client_msg_id: str, conversation: str
+) -> Previous | None:
+    """What this sender already stored with `client_msg_id` in `conversation`, on any connection `db` (the
+    history thread's, or a reader's when it checks a file offer)."""
+    try:
+        row = db.execute(
+            "SELECT m.id, m.ts, m.text, m.action, f.sha256, f.size FROM messages AS m"
+            + _FILE_JOIN
+            + " WHERE m.sender_key = ? AND m.client_msg_id = ?"
+            " AND COALESCE(m.room_key, '@' || m.recipient_key) = ?",
+            (sender_key, client_msg_id, conversation),
+        ).fetchone()
+    except sqlite3.Error as error:
+        raise HistoryError(f"duplicate check failed: {error}") from error
+    if row is None:
+        return None
+    return Previous(int(row[0]), int(row[1]), str(row[2]), bool(row[3]), row[4], row[5])
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +263,9 @@ class HistoryStore:
 
     # -- Writes --------------------------------------------------------------------------------------------
 
-    def find_duplicate(self, sender_key: str, client_msg_id: str) -> tuple[int, int] | None:
-        """Return (id, ts) of the message this sender already sent with `client_msg_id`, if any."""
-        row = self._run(
-            "SELECT id, ts FROM messages WHERE sender_key = ? AND client_msg_id = ?",
-            (sender_key, client_msg_id),
-        ).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
+    def find_previous(self, sender_key: str, client_msg_id: str, conversation: str) -> Previous | None:
+        """What this sender already stored with `client_msg_id` in `conversation` (`conversation_key`)."""
+        return find_previous(self._db, sender_key, client_msg_id, conversation)
 
     def add_room_message(
         self,

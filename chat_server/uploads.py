@@ -40,7 +40,7 @@ from .metrics import Tally
 from .outbox import Outbox
 from .replies import error_frame
 from .sequencer import Sequencer
-from .storage import HistoryError
+from .storage import HistoryError, conversation_key, find_previous
 
 log = logging.getLogger(__name__)
 
@@ -151,9 +151,11 @@ class Transfers:
             if recipient is None:
                 return error_frame(ErrorCode.NO_SUCH_NICK, f"{offer.to!r} is not online", ref)
         db = self._database()
-        if offer.client_msg_id is not None and (done := self._stored_before(db, key, offer)) is not None:
-            client.send(done)
-            return None
+        if offer.client_msg_id is not None:
+            conversation = conversation_key(room_key, recipient and recipient[1])
+            if (answer := self._stored_before(db, key, offer, conversation)) is not None:
+                client.send(answer)
+                return None
         if len(self._uploads) >= self.config.max_uploads:
             limit = self.config.max_uploads
             return error_frame(ErrorCode.TOO_MANY_TRANSFERS, f"at most {limit} uploads at once", ref)
@@ -177,19 +179,20 @@ class Transfers:
             return self._complete(upload, ref)
         return None
 
-    def _stored_before(self, db: sqlite3.Connection, key: str, offer: OfferFile) -> bytes | None:
-        """The `file_done {duplicate}` for an offer whose client_msg_id was stored already, else None."""
-        try:
-            row = db.execute(
-                "SELECT id, ts FROM messages WHERE sender_key = ? AND client_msg_id = ?",
-                (key, offer.client_msg_id),
-            ).fetchone()
-        except sqlite3.Error as error:
-            raise HistoryError(f"duplicate check failed: {error}") from error
-        if row is None:
+    def _stored_before(
+        self, db: sqlite3.Connection, key: str, offer: OfferFile, conversation: str
+    ) -> bytes | None:
+        """For an offer whose client_msg_id this nick used in this conversation already: `file_done
+        {duplicate}` if it is the same file, `client_msg_id_reused` if not. None for a new id."""
+        assert offer.client_msg_id is not None
+        found = find_previous(db, key, offer.client_msg_id, conversation)
+        if found is None:
             return None
+        if (found.text, found.sha256, found.size) != (offer.name, offer.sha256, offer.size):
+            reused = f"client_msg_id {offer.client_msg_id!r} was used for another message here"
+            return error_frame(ErrorCode.CLIENT_MSG_ID_REUSED, reused, offer.ref)
         done = FileDone(
-            id=int(row[0]), ts=int(row[1]), client_msg_id=offer.client_msg_id, duplicate=True, ref=offer.ref
+            id=found.id, ts=found.ts, client_msg_id=offer.client_msg_id, duplicate=True, ref=offer.ref
         )
         return encode(done)
 

@@ -62,6 +62,7 @@ class ErrorCode(StrEnum):
     INVITE_ONLY = "invite_only"
     MUTED = "muted"
     INTERNAL_ERROR = "internal_error"
+    CLIENT_MSG_ID_REUSED = "client_msg_id_reused"
     # File transfer (not fatal): see docs/protocol.md, "File transfer".
     FILE_TOO_LARGE = "file_too_large"
     QUOTA_EXCEEDED = "quota_exceeded"
