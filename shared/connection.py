@@ -134,7 +134,13 @@ class ProtocolConnection:
             if error.fatal:
                 self.state = State.CLOSED
             raise error
-        self._after_receive(message)
+        try:
+            self._after_receive(message)
+        except RemoteProtocolError as error:
+            # Refused for where it came in the conversation (a second hello, a first frame that is not
+            # one): the answer still carries the request's ref, like every other refusal.
+            error.ref = getattr(message, "ref", None)
+            raise
         return message
 
     def _after_receive(self, message: Message) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import msgpack
 import pytest
 
@@ -99,8 +101,8 @@ def test_second_hello_is_refused_but_not_fatal() -> None:
     """A repeated hello gets already_logged_in and the connection stays open."""
     _, server = logged_in_pair()
     with pytest.raises(RemoteProtocolError) as caught:
-        deliver(encode(HELLO), server)
-    assert caught.value.code is ErrorCode.ALREADY_LOGGED_IN
+        deliver(encode(replace(HELLO, ref=9)), server)
+    assert (caught.value.code, caught.value.ref) == (ErrorCode.ALREADY_LOGGED_IN, 9)
     assert server.state is State.OPEN
 
 
