@@ -343,7 +343,7 @@ class Connection:
                 return reason, None
             return outcome
         elif isinstance(message, Ping):
-            self.client.send(encode(Pong(token=message.token)))
+            self.client.send(encode(Pong(token=message.token, ref=message.ref)))
         elif isinstance(message, Pong):
             pass  # any input counts as a sign of life; the pong has done its job
         elif isinstance(message, Quit):

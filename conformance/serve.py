@@ -10,6 +10,7 @@ with `pong` at any point. Each case prints a line saying what the client should 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import socket
 import time
@@ -120,7 +121,9 @@ class ServedCase:
         self.peer: Peer | None = None
 
     def run(self) -> Result:
-        """Play the steps; the first one that fails ends the case."""
+        """Play the steps; the first one that fails ends the case. After the last one, the client is given
+        `timeout` seconds to hang up by itself (its pings answered), so it never sees its server vanish
+        in the middle of what it was doing."""
         started = time.monotonic()
         try:
             for step in expand(self.case.steps):
@@ -128,10 +131,14 @@ class ServedCase:
                     self._step(step)
                 except Mismatch as error:
                     return Result(self.case, False, f"{error} [{step['_where']}]", time.monotonic() - started)
+            passed = Result(self.case, True, "", time.monotonic() - started)
+            if self.peer is not None and not self.peer.closed:
+                with contextlib.suppress(Mismatch):
+                    self._receive({"type": "(the client hangs up)"})  # answers pings meanwhile
+            return passed
         finally:
             if self.peer is not None:
                 self.peer.close()
-        return Result(self.case, True, "", time.monotonic() - started)
 
     def _client(self) -> Peer:
         if self.peer is None:
@@ -162,7 +169,8 @@ class ServedCase:
         while True:
             frame = client.expect({}, self.variables, max(0.0, deadline - time.monotonic()))
             if frame.get("type") == "ping" and pattern.get("type") != "ping":
-                client.send_frames([{"type": "pong", "token": frame.get("token", 0)}])
+                pong = {"type": "pong", "token": frame.get("token"), "ref": frame.get("ref")}
+                client.send_frames([{key: value for key, value in pong.items() if value is not None}])
                 continue
             try:
                 match(pattern, frame, self.variables)

@@ -6,9 +6,10 @@ The wire map exists only inside the codec: callers build and dispatch on these c
 from here (`from shared.messages import Join`) or from `shared`.
 
 Every request may carry `ref`, an integer the client chooses; the server copies it into the `ack`, `error`
-or reply frame (`welcome`, `room_state`, `room_list`, `history`, `stats_report`) that answers that request,
-so a client can match answers to questions. Broadcast notifications (`joined`, `said`, ...) never carry a
-`ref`: the server encodes each of them once, and the same bytes go to every recipient.
+or reply frame (`welcome`, `pong`, `room_state`, `room_list`, `history`, `registration`, `ban_list`,
+`file_progress`, `file_data`, `file_done`, `stats_report`) that answers that request, so a client can match
+answers to questions. Broadcast notifications (`joined`, `said`, ...) never carry a `ref`: the server encodes
+each of them once, and the same bytes go to every recipient.
 
 Every frame type, by area (module), with its wire type, its class and who sends it:
 

@@ -54,9 +54,10 @@ class Quit(Message):
 
 @message("ping", BOTH)
 class Ping(Message):
-    """Are you there? The peer answers with a `Pong` carrying the same `token`."""
+    """Are you there? The peer answers with a `Pong` carrying the same `token` (and `ref`)."""
 
     token: int | None = wire(check.uint, default=None)
+    ref: int | None = wire(check.uint, default=None)
 
 
 @message("pong", BOTH)
@@ -64,6 +65,7 @@ class Pong(Message):
     """The answer to a `Ping`."""
 
     token: int | None = wire(check.uint, default=None)
+    ref: int | None = wire(check.uint, default=None)
 
 
 # -- Records used inside notifications ---------------------------------------------------------------------

@@ -135,8 +135,9 @@ async def test_serve_checks_a_real_client() -> None:
     try:
         await asyncio.wait_for(client.connect(), DEADLINE)
         await wait_until(lambda: "plaza" in client.rooms, what="the client is in the served room")
+        assert client.server_name == "mpchat conformance"
     finally:
-        await client.close()
-    code, output = await asyncio.to_thread(served.finish)
+        await client.close()  # the served case waits for the client to hang up
+        code, output = await asyncio.to_thread(served.finish)
     assert code == 0, output
     assert "PASS  hello/rooms" in output

@@ -311,8 +311,9 @@ def test_dropped_connection_signs_off(login: Login) -> None:
 def test_ping_is_answered(login: Login) -> None:
     """The server answers a client's ping with a pong carrying the same token."""
     alice = login("alice")
-    alice.send(Ping(token=77))
-    assert alice.recv(Pong).token == 77
+    alice.send(Ping(token=77, ref=3))
+    pong = alice.recv(Pong)
+    assert (pong.token, pong.ref) == (77, 3)
 
 
 def test_server_stop_tells_clients(make_server: Callable[..., ChatServer]) -> None:
