@@ -37,6 +37,7 @@ def _plain_checks() -> dict[Any, dict[str, Any]]:
     """The schema of each check that is a plain function of `shared.schema`."""
     return {
         check.uint: {"type": "integer", "minimum": 0, "maximum": MAX_UINT},
+        check.number: {"type": "number", "minimum": 0, "x-integer-maximum": MAX_UINT},
         check.boolean: {"type": "boolean"},
         check.nick: {"type": "string", "minLength": 1, "x-max-chars": "max_nick", "x-rule": "nick"},
         check.room: {"type": "string", "minLength": 1, "x-max-chars": "max_room", "x-rule": "room"},
