@@ -33,7 +33,10 @@ def body_of(block: str) -> dict[str, Any]:
 def test_the_checked_in_schema_is_the_generated_one() -> None:
     """The file in docs/ is what the generator makes from the catalogue (regenerate it with
     `python -m shared.wireschema --write docs/protocol.schema.json`)."""
-    assert SCHEMA_FILE.read_text(encoding="utf-8") == render(), "docs/protocol.schema.json is stale"
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == render(), (
+        "docs/protocol.schema.json is stale: regenerate it with "
+        "`python -m shared.wireschema --write docs/protocol.schema.json`"
+    )
 
 
 def test_the_schema_is_a_valid_json_schema() -> None:
