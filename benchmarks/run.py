@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .loadgen import LoadError, LoadSpec, run_load
+from .loadgen.report import cell, field_value
 from .servers import BENCH_SETTINGS, CHECKOUT, SERVERS, ServerError, started, tail
 from .workloads import DEFAULT_DURATION, WORKLOADS, Workload
 
@@ -52,23 +53,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _value(result: dict[str, Any], key: str) -> Any:
-    value: Any = result
-    for part in key.split("."):
-        value = value.get(part) if isinstance(value, dict) else None
-    return value
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if value < 1 else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
-
-
 def summary_table(workload: Workload, results: list[dict[str, Any]]) -> str:
     """One row per load point: the server and its rate, then `COLUMNS` (failures and errors below it)."""
     header = ["server"] + [title for _, title, _ in COLUMNS]
@@ -78,7 +62,7 @@ def summary_table(workload: Workload, results: list[dict[str, Any]]) -> str:
         if "failed" in result:
             rows.append([label, "failed"] + [""] * (len(COLUMNS) - 1))
             continue
-        rows.append([label] + [_cell(_value(result, key)) for key, _, _ in COLUMNS])
+        rows.append([label] + [cell(field_value(result, key), small_digits=3) for key, _, _ in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(

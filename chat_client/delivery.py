@@ -194,26 +194,24 @@ class Delivery:
     async def drain(self, idle_timeout: float) -> bool:
         """Wait until every queued message is acknowledged or refused, for as long as messages keep being
         settled: False once none was for `idle_timeout` seconds (the server is gone, or stopped answering)."""
-        while self.outbox and not self._empty.is_set():
-            self._progress.clear()
-            try:
-                async with asyncio.timeout(idle_timeout):
-                    await self._progress.wait()
-            except TimeoutError:
-                return False
-        return not self.outbox
+        return await self._while_settling(lambda: bool(self.outbox), idle_timeout)
 
     async def wait_room(self, idle_timeout: float | None = None) -> bool:
         """Wait until the outbox has room for one more message; False if none was settled for
         `idle_timeout` seconds (None: wait as long as it takes)."""
-        while self.full and not self._empty.is_set():
+        return await self._while_settling(lambda: self.full, idle_timeout)
+
+    async def _while_settling(self, waiting: Callable[[], bool], idle_timeout: float | None) -> bool:
+        """Wait while `waiting()` holds and messages keep being settled (acked or refused); True once it no
+        longer holds, False if no message was settled for `idle_timeout` seconds."""
+        while waiting() and not self._empty.is_set():
             self._progress.clear()
             try:
                 async with asyncio.timeout(idle_timeout):
                     await self._progress.wait()
             except TimeoutError:
                 return False
-        return not self.full
+        return not waiting()
 
     # -- Answers -----------------------------------------------------------------------------------------
 

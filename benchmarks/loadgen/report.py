@@ -27,18 +27,22 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _value(result: dict[str, Any], key: str) -> Any:
+def field_value(result: dict[str, Any], key: str) -> Any:
+    """The value at a dotted `key` (``server.cpu_msg_pct``) of a result, or None where it is missing."""
     value: Any = result
     for part in key.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     return value
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any, small_digits: int = 4) -> str:
+    """A table cell: thousands separated, `small_digits` decimals below 1, two below 100, none above."""
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:,.4f}" if value < 1 else f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
+        if value < 1:
+            return f"{value:,.{small_digits}f}"
+        return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
@@ -47,7 +51,7 @@ def _cell(value: Any) -> str:
 def table(results: Sequence[dict[str, Any]]) -> str:
     """A plain-text table with one row per result, and a line for any errors."""
     rows = [[title for _, title in COLUMNS]]
-    rows += [[_cell(_value(result, key)) for key, _ in COLUMNS] for result in results]
+    rows += [[cell(field_value(result, key)) for key, _ in COLUMNS] for result in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "  ".join("-" * width for width in widths))
