@@ -3,182 +3,45 @@
 Nothing in this package opens a socket, starts a thread or waits: it turns bytes into typed messages and
 messages into bytes, so the threaded server, the asyncio client and the tests all drive the same code.
 
-The public names below are imported when first used (`__getattr__`), so a program that needs only a small
-part (the client's connect screen uses `shared.text` and `shared.limits`) does not build every message class.
+Every message class (`shared.messages`) can be imported from here too: `from shared import Say`. The public
+names are imported when first used (`shared.lazy`), so a program that needs only a small part (the client's
+connect screen uses `shared.text` and `shared.limits`) does not build every message class.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__ below
-    from .codec import decode_body, encode, encode_body
-    from .connection import ConnectionClosed, ProtocolConnection, Role, State
-    from .errors import ErrorCode, LocalProtocolError, ProtocolError, RemoteProtocolError
-    from .framing import FrameReassembler, frame
-    from .limits import DEFAULT_LIMITS, Limits
-    from .messages import (
-        MODERATION_ACTIONS,
-        MODERATION_REQUESTS,
-        PROTOCOL_NAME,
-        PROTOCOL_VERSION,
-        Ack,
-        AwayChanged,
-        Ban,
-        BanEntry,
-        BanList,
-        CancelFile,
-        ChangeNick,
-        Deop,
-        Error,
-        FetchHistory,
-        Figure,
-        FileChunk,
-        FileData,
-        FileDone,
-        FileOffered,
-        FilePolicy,
-        FileProgress,
-        GetFile,
-        GetStats,
-        Hello,
-        History,
-        Invite,
-        Join,
-        Joined,
-        Kick,
-        Leave,
-        Left,
-        ListBans,
-        ListRooms,
-        Member,
-        Moderated,
-        ModerationRequest,
-        Mute,
-        NickChanged,
-        OfferFile,
-        Op,
-        Ping,
-        Pong,
-        Quit,
-        Register,
-        Registration,
-        RoomList,
-        RoomState,
-        RoomSummary,
-        Said,
-        Say,
-        SetAway,
-        SetMode,
-        SetTopic,
-        SignedOff,
-        StatsReport,
-        Tell,
-        Told,
-        TopicChanged,
-        Unban,
-        Unmute,
-        Unregister,
-        Welcome,
-        Who,
-    )
-    from .schema import SENT_BY_CLIENT, SENT_BY_SERVER, Message, check_outgoing
-    from .text import fold, nick_problem, room_problem, text_problem, visible
+from .lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "MODERATION_ACTIONS",
-    "MODERATION_REQUESTS",
-    "PROTOCOL_NAME",
-    "PROTOCOL_VERSION",
-    "SENT_BY_CLIENT",
-    "SENT_BY_SERVER",
-    "Ack",
-    "AwayChanged",
-    "Ban",
-    "BanEntry",
-    "BanList",
-    "CancelFile",
-    "ChangeNick",
-    "ConnectionClosed",
-    "Deop",
-    "Error",
-    "ErrorCode",
-    "FetchHistory",
-    "Figure",
-    "FileChunk",
-    "FileData",
-    "FileDone",
-    "FileOffered",
-    "FilePolicy",
-    "FileProgress",
-    "FrameReassembler",
-    "GetFile",
-    "GetStats",
-    "Hello",
-    "History",
-    "Invite",
-    "Join",
-    "Joined",
-    "Kick",
-    "Leave",
-    "Left",
-    "Limits",
-    "ListBans",
-    "ListRooms",
-    "LocalProtocolError",
-    "Member",
-    "Message",
-    "Moderated",
-    "ModerationRequest",
-    "Mute",
-    "NickChanged",
-    "OfferFile",
-    "Op",
-    "Ping",
-    "Pong",
-    "ProtocolConnection",
-    "ProtocolError",
-    "Quit",
-    "Register",
-    "Registration",
-    "RemoteProtocolError",
-    "Role",
-    "RoomList",
-    "RoomState",
-    "RoomSummary",
-    "Said",
-    "Say",
-    "SetAway",
-    "SetMode",
-    "SetTopic",
-    "SignedOff",
-    "State",
-    "StatsReport",
-    "Tell",
-    "Told",
-    "TopicChanged",
-    "Unban",
-    "Unmute",
-    "Unregister",
-    "Welcome",
-    "Who",
-    "check_outgoing",
-    "decode_body",
-    "encode",
-    "encode_body",
-    "fold",
-    "frame",
-    "nick_problem",
-    "room_problem",
-    "text_problem",
-    "visible",
-]
+if TYPE_CHECKING:  # the real imports, for type checkers and readers; at run time see `shared.lazy`
+    from .codec import decode_body as decode_body
+    from .codec import encode as encode
+    from .codec import encode_body as encode_body
+    from .connection import ConnectionClosed as ConnectionClosed
+    from .connection import ProtocolConnection as ProtocolConnection
+    from .connection import Role as Role
+    from .connection import State as State
+    from .errors import ErrorCode as ErrorCode
+    from .errors import LocalProtocolError as LocalProtocolError
+    from .errors import ProtocolError as ProtocolError
+    from .errors import RemoteProtocolError as RemoteProtocolError
+    from .framing import FrameReassembler as FrameReassembler
+    from .framing import frame as frame
+    from .limits import DEFAULT_LIMITS as DEFAULT_LIMITS
+    from .limits import Limits as Limits
+    from .messages import *  # noqa: F403  (every message class: the list is `shared.messages.__all__`)
+    from .schema import SENT_BY_CLIENT as SENT_BY_CLIENT
+    from .schema import SENT_BY_SERVER as SENT_BY_SERVER
+    from .schema import Message as Message
+    from .schema import check_outgoing as check_outgoing
+    from .text import fold as fold
+    from .text import nick_problem as nick_problem
+    from .text import room_problem as room_problem
+    from .text import text_problem as text_problem
+    from .text import visible as visible
 
-#: The module of each public name that is not a message type (those are all in `shared.messages`).
-#: Imported on first use (PEP 562): a program that needs only `shared.text` or `shared.limits` (the
-#: client's connect screen) does not pay for building every message class.
+#: The module of each public name that is not a message (the messages are all in `shared.messages`).
 _HOMES = {
     **dict.fromkeys(("decode_body", "encode", "encode_body"), "codec"),
     **dict.fromkeys(("ConnectionClosed", "ProtocolConnection", "Role", "State"), "connection"),
@@ -189,17 +52,5 @@ _HOMES = {
     **dict.fromkeys(("fold", "nick_problem", "room_problem", "text_problem", "visible"), "text"),
 }
 
-
-def __getattr__(name: str) -> Any:
-    """Import a public name's module the first time the name is used, then keep the name here."""
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{_HOMES.get(name, 'messages')}")
-    value = getattr(module, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazily imported public ones included."""
-    return sorted({*globals(), *__all__})
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error, not `Any`
+    __getattr__, __dir__ = lazy_exports(__name__, _HOMES, fallback="messages")

@@ -65,6 +65,8 @@ class Message:
 #: Wire type -> class, one table per receiving side.
 SENT_BY_CLIENT: dict[str, type[Message]] = {}
 SENT_BY_SERVER: dict[str, type[Message]] = {}
+#: Every record class (a value inside frames, with no wire type of its own).
+RECORDS: list[type[Message]] = []
 
 M = TypeVar("M", bound=type[Message])
 
@@ -85,7 +87,7 @@ def message(type_name: str, sender: Sender) -> Callable[[M], M]:
         built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
         built.TYPE = type_name
         built.SENDER = sender
-        _describe(built)
+        _precompute_field_tables(built)
         for side, table in ((Sender.CLIENT, SENT_BY_CLIENT), (Sender.SERVER, SENT_BY_SERVER)):
             if sender & side:
                 if type_name in table:
@@ -100,7 +102,8 @@ def message(type_name: str, sender: Sender) -> Callable[[M], M]:
 def record(cls: M) -> M:
     """Make `cls` a frozen dataclass used *inside* a message (a list entry), with wire fields."""
     built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
-    _describe(built)
+    _precompute_field_tables(built)
+    RECORDS.append(built)
     return cast(M, built)
 
 
@@ -111,7 +114,16 @@ PLAIN_TYPES = frozenset(
 )
 
 
-def _describe(cls: Any) -> None:
+def _precompute_field_tables(cls: Any) -> None:
+    """Work out once per class what `build` and `to_wire` would otherwise work out for every frame.
+
+    A tuning, not part of the protocol: `build` could loop over `dataclasses.fields(cls)` and read each
+    field's metadata, and `to_wire` could `getattr` each field, with the same result. They run for every frame
+    received and every broadcast encoded, so the server's reader and history threads use these tables instead
+    (docs/performance.md, "Follow one message: where the time goes"): `CHECKS` (name, check, required),
+    `NAMES` and `VALUES` (one `attrgetter` for every field) and `NESTED` (the fields that may hold a
+    record, a list or `Limits`, which alone need walking).
+    """
     cls.FIELDS = dataclasses.fields(cls)
     cls.CHECKS = tuple(
         (spec.name, spec.metadata["check"], spec.default is dataclasses.MISSING) for spec in cls.FIELDS

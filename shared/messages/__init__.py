@@ -1,4 +1,4 @@
-"""Every frame of the protocol as a typed, frozen message class, in one module per area; this is the list.
+"""Every frame of the protocol as a typed, frozen message class, in one module per area.
 
 Requests (sent by clients) are named as imperatives: `Join`, `Say`. Notifications (sent by the server) are
 named in the past tense or as nouns: `Joined`, `Said`, `RoomList`. `Ping` and `Pong` go both ways.
@@ -11,62 +11,10 @@ or reply frame (`welcome`, `pong`, `room_state`, `room_list`, `history`, `regist
 answers to questions. Broadcast notifications (`joined`, `said`, ...) never carry a `ref`: the server encodes
 each of them once, and the same bytes go to every recipient.
 
-Every frame type, by area (module), with its wire type, its class and who sends it:
-
-    module     wire type      class         sent by
-    control    hello          Hello         client
-               quit           Quit          client
-               ping           Ping          both
-               pong           Pong          both
-               welcome        Welcome       server
-               error          Error         server
-               ack            Ack           server
-    rooms      join           Join          client
-               leave          Leave         client
-               topic          SetTopic      client
-               list_rooms     ListRooms     client
-               who            Who           client
-               joined         Joined        server
-               left           Left          server
-               signed_off     SignedOff     server
-               topic_changed  TopicChanged  server
-               room_list      RoomList      server
-               room_state     RoomState     server
-    chat       say            Say           client
-               tell           Tell          client
-               fetch_history  FetchHistory  client
-               said           Said          server
-               told           Told          server
-               history        History       server
-    accounts   nick           ChangeNick    client
-               register       Register      client
-               unregister     Unregister    client
-               away           SetAway       client
-               nick_changed   NickChanged   server
-               away_changed   AwayChanged   server
-               registration   Registration  server
-    moderation kick           Kick          client
-               ban            Ban           client
-               unban          Unban         client
-               list_bans      ListBans      client
-               mute           Mute          client
-               unmute         Unmute        client
-               op             Op            client
-               deop           Deop          client
-               mode           SetMode       client
-               invite         Invite        client
-               moderated      Moderated     server
-               ban_list       BanList       server
-    files      file_offer     OfferFile     client
-               file_chunk     FileChunk     client
-               file_get       GetFile       client
-               file_cancel    CancelFile    client
-               file_offered   FileOffered   server
-               file_progress  FileProgress  server
-               file_done      FileDone      server
-               file_data      FileData      server
-    admin      stats          GetStats      client
-               stats_report   StatsReport   server
+Each area is one module (`control`, `rooms`, `chat`, `accounts`, `moderation`, `files`, `admin`); the
+catalogue of every frame type, with its fields, errors and examples, is docs/protocol.md (checked against the
+decoder by tests/protocol), and `__all__` below is built from the decoder's registry, so a new message class
+needs no list edited here.
 
 Records used inside frames (no wire type of their own): `Member` and `RoomSummary` (rooms), `BanEntry`
 (moderation), `FilePolicy` (files), `Figure` (admin), `RateLimits` and its `RateBucket`s (control). Each
@@ -78,142 +26,29 @@ docs/protocol.md is the normative description of every field; the field checks l
 
 from __future__ import annotations
 
-from .accounts import (
-    AwayChanged,
-    ChangeNick,
-    NickChanged,
-    Register,
-    Registration,
-    SetAway,
-    Unregister,
-)
-from .admin import Figure, GetStats, StatsReport
-from .chat import (
-    FetchHistory,
-    History,
-    Said,
-    Say,
-    Tell,
-    Told,
-)
-from .control import (
-    PROTOCOL_NAME,
-    PROTOCOL_VERSION,
-    Ack,
-    Error,
-    Hello,
-    Ping,
-    Pong,
-    Quit,
-    Welcome,
-)
-from .files import (
-    CancelFile,
-    FileChunk,
-    FileData,
-    FileDone,
-    FileOffered,
-    FilePolicy,
-    FileProgress,
-    GetFile,
-    OfferFile,
-)
-from .moderation import (
-    MODERATION_ACTIONS,
-    MODERATION_REQUESTS,
-    Ban,
-    BanEntry,
-    BanList,
-    Deop,
-    Invite,
-    Kick,
-    ListBans,
-    Moderated,
-    ModerationRequest,
-    Mute,
-    Op,
-    SetMode,
-    Unban,
-    Unmute,
-)
-from .rooms import (
-    Join,
-    Joined,
-    Leave,
-    Left,
-    ListRooms,
-    Member,
-    RoomList,
-    RoomState,
-    RoomSummary,
-    SetTopic,
-    SignedOff,
-    TopicChanged,
-    Who,
-)
+from typing import TYPE_CHECKING
 
-__all__ = [
-    "MODERATION_ACTIONS",
-    "MODERATION_REQUESTS",
-    "PROTOCOL_NAME",
-    "PROTOCOL_VERSION",
-    "Ack",
-    "AwayChanged",
-    "Ban",
-    "BanEntry",
-    "BanList",
-    "CancelFile",
-    "ChangeNick",
-    "Deop",
-    "Error",
-    "FetchHistory",
-    "Figure",
-    "FileChunk",
-    "FileData",
-    "FileDone",
-    "FileOffered",
-    "FilePolicy",
-    "FileProgress",
-    "GetFile",
-    "GetStats",
-    "Hello",
-    "History",
-    "Invite",
-    "Join",
-    "Joined",
-    "Kick",
-    "Leave",
-    "Left",
-    "ListBans",
-    "ListRooms",
-    "Member",
-    "Moderated",
-    "ModerationRequest",
-    "Mute",
-    "NickChanged",
-    "OfferFile",
-    "Op",
-    "Ping",
-    "Pong",
-    "Quit",
-    "Register",
-    "Registration",
-    "RoomList",
-    "RoomState",
-    "RoomSummary",
-    "Said",
-    "Say",
-    "SetAway",
-    "SetMode",
-    "SetTopic",
-    "SignedOff",
-    "StatsReport",
-    "Tell",
-    "Told",
-    "TopicChanged",
-    "Unban",
-    "Unmute",
-    "Unregister",
-    "Welcome",
-    "Who",
-]
+from shared.schema import RECORDS, SENT_BY_CLIENT, SENT_BY_SERVER
+
+from .accounts import *  # noqa: F403  (each area module's classes register themselves when imported)
+from .admin import *  # noqa: F403
+from .chat import *  # noqa: F403
+from .control import *  # noqa: F403
+from .files import *  # noqa: F403
+from .moderation import *  # noqa: F403
+from .rooms import *  # noqa: F403
+
+#: Every message and record class the decoder knows, and the protocol's constants. (Built at run time;
+#: type checkers see the star imports above instead, which export the same classes.)
+if not TYPE_CHECKING:
+    __all__ = sorted(
+        {cls.__name__ for cls in (*SENT_BY_CLIENT.values(), *SENT_BY_SERVER.values())}
+        | {cls.__name__ for cls in RECORDS if cls.__module__.startswith(__name__)}
+        | {
+            "PROTOCOL_NAME",
+            "PROTOCOL_VERSION",
+            "MODERATION_ACTIONS",
+            "MODERATION_REQUESTS",
+            "ModerationRequest",
+        }
+    )
