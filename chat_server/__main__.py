@@ -22,7 +22,7 @@ from typing import Any
 
 from shared.addresses import host_port
 
-from .beaconconfig import add_beacon_arguments, beacon_config_from_args
+from .beacon.config import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .filesconfig import add_files_arguments, files_config_from_args
 from .metrics import MetricsUnavailable

@@ -27,10 +27,10 @@ from shared.limits import (
 )
 from shared.text import nick_problem, room_problem
 
-from .beaconconfig import BeaconConfig, beacon_config_from_table
+from .beacon.config import BeaconConfig, beacon_config_from_table
 from .filesconfig import FilesConfig, files_config_from_table
 from .metrics import parse_metrics_address
-from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
+from .reader.passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
 from .tls import TlsConfig, tls_config_from_table
 
 DEFAULT_HOST = "127.0.0.1"

@@ -9,9 +9,10 @@ Layout under the files folder (``DATA_DIR/files`` unless configured), every name
 
 Threads and the lock (see chat_server/server.py for the whole model):
 
-* A connection's reader thread owns its uploads (`chat_server.uploads`): it asks `reserve` for room (quota,
-  one upload per partial file), writes the partial file, and when the hash matches calls `place`, which moves
-  it into ``objects/`` (`os.replace`) and *pins* the hash until the history thread has recorded it.
+* A connection's reader thread owns its uploads (`chat_server.reader.uploads`): it asks `reserve` for room
+  (quota, one upload per partial file), writes the partial file, and when the hash matches calls `place`,
+  which moves it into ``objects/`` (`os.replace`) and *pins* the hash until the history thread has recorded
+  it.
 * The history thread records the offer in SQLite, commits, then calls `Reservation.finish` (unpin, release).
 * The sweeper thread (`FileSweeper`) deletes expired objects and abandoned partial files. Before deleting
   a name it marks it under ``FileStore._lock`` (refused if pinned or being uploaded), re-reads its row, and

@@ -1,9 +1,9 @@
 """The hub: who is online under which nick, which rooms exist, who is in each; and the fan-out seam.
 
-Ownership: only the history thread (`chat_server.sequencer`) *changes* hub state, always under `Hub.lock`;
-being the only writer, it may also read without the lock. Other threads (a reader serving `FetchHistory`,
-`ChatServer.stats()`, tests) only *read* it, under the lock. The lock is held for dictionary and list
-operations only: never for I/O, never while calling out.
+Ownership: only the history thread (`chat_server.history.thread`) *changes* hub state, always under
+`Hub.lock`; being the only writer, it may also read without the lock. Other threads (a reader serving
+`FetchHistory`, `ChatServer.stats()`, tests) only *read* it, under the lock. The lock is held for dictionary
+and list operations only: never for I/O, never while calling out.
 
 Fan-out goes through the `publish` methods: `Hub.publish(room, data, skip)` for one frame (joined, left,
 topic...) and `Hub.publish_messages(room, run)` for a run of stored messages. Each takes the member snapshot
@@ -23,8 +23,8 @@ from shared.errors import ErrorCode
 from shared.text import fold
 
 from .latch import Latch
-from .outbox import Outbox
 from .replies import error_frame
+from .sender.outbox import Outbox
 
 
 class Client:

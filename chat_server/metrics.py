@@ -6,8 +6,8 @@ Two halves, so that counting costs nothing extra on the message path and needs n
   the event, with plain attribute arithmetic: messages, deliveries, commit latency and batch size once per
   history batch (history thread), fan-out latency once per sender round (sender thread). Rare events
   (logins, refusals, drops, rate-limit refusals, file bytes per chunk) come from many threads and go through
-  `Tally.count`, under ``Tally._lock``. The tally always runs: the admin's ``/stats`` (chat_server.adminstats)
-  reads it too, with or without the metrics endpoint.
+  `Tally.count`, under ``Tally._lock``. The tally always runs: the admin's ``/stats``
+  (chat_server.reader.adminstats) reads it too, with or without the metrics endpoint.
 * `MetricsEndpoint` serves them over HTTP in the Prometheus text format through the `prometheus_client`
   library (the optional extra ``metrics``). Nothing is registered per event: one custom collector reads the
   tally and asks the server for its gauges (connections, queues, threads, descriptors, memory) at scrape

@@ -1,9 +1,10 @@
 """Token buckets: the per-connection and per-address rate limits, with an injectable clock for tests; and
 `MessageOrder`, which keeps a client's messages in order across "server busy" refusals.
 
-A connection over its request or text bucket is delayed, not refused (chat_server.dispatch waits for the
-token, chat_server.connection holds the reader meanwhile), so those never reorder anything; only a refusal
-can, and the one a `say` or `tell` can still meet is "server busy" (the history thread's queue stayed full).
+A connection over its request or text bucket is delayed, not refused (chat_server.reader.dispatch waits for
+the token, chat_server.reader.connection holds the reader meanwhile), so those never reorder anything; only a
+refusal can, and the one a `say` or `tell` can still meet is "server busy" (the history thread's queue stayed
+full).
 """
 
 from __future__ import annotations

@@ -12,25 +12,26 @@ Threads
     SO_KEEPALIVE, and starts a `Connection`. Nothing else: it never waits for a client.
 ``refusal-closer`` (0 or 1: started by the first refusal)
     Owns the sockets refused at accept once their error frame is written and their sending side shut
-    (`chat_server.closer`): reads and throws away what each client sends until it closes too, or for at most
-    `refusal_linger` seconds, then closes it; at most `max_lingering` at once (the oldest goes first). So a
-    close never finds unread input, and never sends the reset that would destroy the refusal. Never writes.
+    (`chat_server.acceptor.closer`): reads and throws away what each client sends until it closes too, or for
+    at most `refusal_linger` seconds, then closes it; at most `max_lingering` at once (the oldest goes first).
+    So a close never finds unread input, and never sends the reset that would destroy the refusal. Never
+    writes.
 ``conn-N-reader`` (1 per connection)
     Owns the socket's receiving side (blocking `recv`, its timeout = the next deadline), the connection's
     `ProtocolConnection` (sans-I/O decoder), its rate limit buckets, its deadlines (TLS handshake, hello,
     frame completion, ping, dead peer) and its SQLite *read* connection. On a TLS port it first does the
     handshake itself (its own bounded `recv`/`sendall`, before the connection has a channel on the sender),
     then decrypts each `recv` through the connection's `TlsPump` (chat_server.tls). Answers `ping` itself,
-    and through the connection's `Dispatcher` (chat_server.dispatch) checks the rate limits, answers
+    and through the connection's `Dispatcher` (chat_server.reader.dispatch) checks the rate limits, answers
     `history` requests and submits every other request to the history thread. Checks passwords itself
-    (`chat_server.gate`): the server password, and a registered nick's password with scrypt, which it also
-    runs to hash a new one, reading the stored hash with its own read connection. Only the result (a proof,
-    or the finished hash) goes to the history thread: scrypt costs tens of milliseconds by design, and on the
-    history thread it would hold up all chat. Closes the socket once the sender has let go of it and the
-    client's kernel has acknowledged the last bytes (at most `linger`, or `drop_linger` after a
+    (`chat_server.reader.gate`): the server password, and a registered nick's password with scrypt, which it
+    also runs to hash a new one, reading the stored hash with its own read connection. Only the result (a
+    proof, or the finished hash) goes to the history thread: scrypt costs tens of milliseconds by design, and
+    on the history thread it would hold up all chat. Closes the socket once the sender has let go of it and
+    the client's kernel has acknowledged the last bytes (at most `linger`, or `drop_linger` after a
     `sendq_exceeded` drop), discarding unread input first, so the close is never a reset.
-    Also owns the connection's file transfers (`chat_server.uploads`): writes and hashes upload chunks in
-    the partial file and answers `file_progress`; answers `file_get` (access check on its read connection,
+    Also owns the connection's file transfers (`chat_server.reader.uploads`): writes and hashes upload chunks
+    in the partial file and answers `file_progress`; answers `file_get` (access check on its read connection,
     `os.pread` of one chunk, `file_data` into the outbox's bulk lane). Only the final "store this offer" goes
     to the history thread (`StoreFile`). Before refusing a file request for want of membership it waits
     (bounded) for the history thread to apply the connection's earlier requests (`Settle`): a `join` sent
@@ -42,24 +43,24 @@ Threads
     `max_fakelag_seconds`, it ends the connection with `excess_flood`.
 ``sender`` (1)
     Owns the sending side of every socket (a non-blocking `dup`), the ready queue and the selector
-    (`chat_server.sender`). Takes everything queued in a ready connection's `Outbox` and writes it with one
-    `send`; keeps what the kernel did not take and waits for writability; enforces the write deadline and the
-    soft-limit timer. The only thread that writes to client sockets after their TLS handshake, and it never
-    waits for one of them. For a TLS channel it encrypts what it takes (under ``TlsPump._lock``) and writes
-    the ciphertext exactly as it writes plaintext.
+    (`chat_server.sender.thread`). Takes everything queued in a ready connection's `Outbox` and writes it with
+    one `send`; keeps what the kernel did not take and waits for writability; enforces the write deadline and
+    the soft-limit timer. The only thread that writes to client sockets after their TLS handshake, and it
+    never waits for one of them. For a TLS channel it encrypts what it takes (under ``TlsPump._lock``) and
+    writes the ciphertext exactly as it writes plaintext.
 ``history`` (1)
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, and each client's
-    `account`) and the SQLite *writer* connection, registered nicks included (`chat_server.accounts`): it
-    has the final say on them, checking a reader's proof against the row as it is then, never hashing.
+    `account`) and the SQLite *writer* connection, registered nicks included (`chat_server.history.accounts`):
+    it has the final say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order; stores messages with group commit; after each
     commit, puts the acks and the encoded broadcasts into the recipients' outboxes, then wakes the sender
-    once for the whole batch. Stores file offers (`chat_server.fileoffers`); never touches the files folder.
-    Owns each room's moderation rules (`chat_server.rules`: operators, bans, mutes, modes), read and
-    changed by no other thread, so they need no lock. Resumes sessions (a `hello` with the holder's
-    `resume_token` takes its place in the hub, chat_server.chat). Its only look at a socket: when a login
-    wants a held nick, a zero-timeout `select` on the holder's socket (`Client.input_waiting`) tells whether
-    the holder may be leaving; then the login's reader waits (bounded, `nick_release_wait`) for the holder's
-    logout instead of being refused at once.
+    once for the whole batch. Stores file offers (`chat_server.history.fileoffers`); never touches the files
+    folder. Owns each room's moderation rules (`chat_server.history.rules`: operators, bans, mutes, modes),
+    read and changed by no other thread, so they need no lock. Resumes sessions (a `hello` with the holder's
+    `resume_token` takes its place in the hub, chat_server.history.chat). Its only look at a socket: when a
+    login wants a held nick, a zero-timeout `select` on the holder's socket (`Client.input_waiting`) tells
+    whether the holder may be leaving; then the login's reader waits (bounded, `nick_release_wait`) for the
+    holder's logout instead of being refused at once.
 ``files-sweeper`` (0 or 1, only with file sharing on)
     Owns its own SQLite read connection. Every `files.sweep_interval` seconds deletes expired stored files
     and abandoned partial uploads (`chat_server.files`).
@@ -70,7 +71,7 @@ Threads
     ``Hub.lock``: one after the other, never nested), and /proc. Writes nothing any other thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
-    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock`` (see chat_server/beacon.py).
+    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock`` (see chat_server/beacon/beacon.py).
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
@@ -146,19 +147,19 @@ from shared.discovery import BeaconInfo
 from shared.errors import ErrorCode
 from shared.text import fold
 
-from .beacon import Beacon, load_or_create_server_id
-from .chat import Chat
-from .closer import Closer
+from .acceptor.closer import Closer
+from .beacon.beacon import Beacon, load_or_create_server_id
 from .config import ServerConfig
-from .connection import Connection
 from .files import FileStore, FileSweeper, SweepResult
-from .gate import Gate
+from .history.chat import Chat
+from .history.thread import Sequencer
 from .hub import Hub
 from .metrics import TOP_QUEUES, Gauges, MetricsEndpoint, Tally
 from .ratelimit import AddressBuckets
+from .reader.connection import Connection
+from .reader.gate import Gate
 from .replies import error_frame
-from .sender import Sender
-from .sequencer import Sequencer
+from .sender.thread import Sender
 from .services import Services
 from .storage import HistoryStore
 from .tls import ServerTls, server_tls
@@ -187,7 +188,7 @@ class Stats:
     threads: int
     #: Bytes queued for each logged-in nick.
     queues: dict[str, int]
-    #: Connections refused at accept and not closed yet (see chat_server.closer).
+    #: Connections refused at accept and not closed yet (see chat_server.acceptor.closer).
     lingering: int = 0
 
 
@@ -380,7 +381,7 @@ class ChatServer:
     # -- LAN beacon ----------------------------------------------------------------------------------------
 
     def _start_beacon(self) -> None:
-        """Start announcing this server on the LAN (see chat_server.beacon and docs/discovery.md)."""
+        """Start announcing this server on the LAN (see chat_server.beacon.beacon and docs/discovery.md)."""
         server_id = load_or_create_server_id(self.config.history_path.parent / SERVER_ID_FILE)
         # With TLS the beacon points at the TLS port: whoever finds the server on the LAN gets encryption.
         tls_address = self.tls_address

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from .config import ServerConfig
 from .files import FileStore
-from .gate import Gate
+from .history.thread import Sequencer
 from .hub import Hub
 from .metrics import Observer, Tally
-from .sender import Sender
-from .sequencer import Sequencer
+from .reader.gate import Gate
+from .sender.thread import Sender
 from .storage import HistoryStore
 
 

@@ -3,13 +3,13 @@
 One file holds every room message and direct message with its server-assigned id, timestamp, sender and text,
 every moderation action (a row of `messages` with `event` set: it pages with the chat, in id order), plus the
 room topics. The moderation state itself (bans, mutes, operators, modes) has tables of its own
-(`chat_server.rules`). The file is in WAL mode, so readers never block the writer and the writer never blocks
-readers.
+(`chat_server.history.rules`). The file is in WAL mode, so readers never block the writer and the writer never
+blocks readers.
 
 Connections and threads (SQLite connections must not be shared between threads):
 
-* `HistoryStore` owns the *writer* connection. Only the history thread (`chat_server.sequencer`) calls its
-  write methods; it groups whatever requests are queued into one transaction (group commit) and commits
+* `HistoryStore` owns the *writer* connection. Only the history thread (`chat_server.history.thread`) calls
+  its write methods; it groups whatever requests are queued into one transaction (group commit) and commits
   before any of them is acknowledged. With `synchronous=FULL` (the default) a commit is on disk when
   `commit()` returns: an acknowledged message survives `kill -9` and power loss. `NORMAL` keeps it through a
   process crash only.
@@ -223,7 +223,7 @@ class HistoryStore:
     @property
     def connection(self) -> sqlite3.Connection:
         """The writer connection, for other tables of the same database (history thread only, between
-        batches: `chat_server.accounts`)."""
+        batches: `chat_server.history.accounts`)."""
         return self._db
 
     def open_reader(self) -> sqlite3.Connection:
@@ -252,7 +252,7 @@ class HistoryStore:
             self._db.execute("ROLLBACK")
 
     def run(self, sql: str, parameters: Iterable[object] = ()) -> sqlite3.Cursor:
-        """Execute one statement on the writer connection (for `chat_server.rules`' own tables)."""
+        """Execute one statement on the writer connection (for `chat_server.history.rules`' own tables)."""
         return self._run(sql, parameters)
 
     def _run(self, sql: str, parameters: Iterable[object] = ()) -> sqlite3.Cursor:

@@ -2,7 +2,7 @@
 
 Seams (what the server wires in):
 
-* `BeaconConfig` (chat_server.beaconconfig): every setting, from the config file and the command line.
+* `BeaconConfig` (chat_server.beacon.config): every setting, from the config file and the command line.
 * `Beacon(config, snapshot)`: `snapshot` is a callable that returns a `shared.discovery.BeaconInfo`. It is
   the beacon's only view of the server: it runs on the beacon thread, so it must be thread-safe (take the
   server's lock, copy the counts, release). `start()` / `stop()`, or use the beacon as a context manager.
@@ -38,7 +38,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from chat_server.beaconconfig import BeaconConfig
 from chat_server.ratelimit import TokenBucket
 from shared.addresses import address_key, host_port
 from shared.discovery import (
@@ -55,6 +54,8 @@ from shared.discovery import (
 )
 from shared.errors import RemoteProtocolError
 from shared.schema import MAX_TOKEN
+
+from .config import BeaconConfig
 
 log = logging.getLogger(__name__)
 

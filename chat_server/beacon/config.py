@@ -6,7 +6,7 @@
   ``--beacon-interval``; `beacon_config_from_args(args, base)` applies them on top of `base` (e.g. the
   config file's values).
 
-The beacon itself (its thread, its socket, its rate limits) is `chat_server.beacon`.
+The beacon itself (its thread, its socket, its rate limits) is `chat_server.beacon.beacon`.
 """
 
 from __future__ import annotations

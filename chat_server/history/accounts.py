@@ -7,7 +7,7 @@ under the nick). The owner can change the password and drop the registration.
 Who does what (see the thread model in chat_server/server.py):
 
 * The connection's **reader thread** does the slow part: it reads the nick's stored hash with its own read
-  connection and runs scrypt (`chat_server.gate`), then hands the history thread a small *proof* (which
+  connection and runs scrypt (`chat_server.reader.gate`), then hands the history thread a small *proof* (which
   stored hash the password matched) or, to register, the finished hash. scrypt never runs on the history
   thread: it serialises all chat, and one hash costs tens of milliseconds.
 * The **history thread** owns the writes and the final say. It reads the row again on its writer connection
@@ -24,14 +24,13 @@ import hmac
 import sqlite3
 from dataclasses import dataclass
 
+from chat_server.hub import Client, Hub
+from chat_server.reader.passwords import PasswordHash, ScryptCost
+from chat_server.replies import error_frame, now_ms
+from chat_server.storage import HistoryError, HistoryStore
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import ChangeNick, Registration
-
-from .hub import Client, Hub
-from .passwords import PasswordHash, ScryptCost
-from .replies import error_frame, now_ms
-from .storage import HistoryError, HistoryStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (

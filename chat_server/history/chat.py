@@ -1,11 +1,11 @@
 """The chat rules: which request goes where on the history thread; login, logout, nicks and away.
 
-`Chat.handle` runs on the history thread only (see `chat_server.sequencer`), one request at a time, in the
-order the requests were queued, and hands each to the part that owns it: messages to `Messages`
-(chat_server.messaging), rooms to `Rooms` (chat_server.rooms), the operators' requests to `Operators`
-(chat_server.operators), registered nicks to `Accounts` (chat_server.accounts); it applies the login, the
-logout, nick changes and away messages itself. That single thread is what makes the ordering guarantees
-simple:
+`Chat.handle` runs on the history thread only (see `chat_server.history.thread`), one request at a time, in
+the order the requests were queued, and hands each to the part that owns it: messages to `Messages`
+(chat_server.history.messaging), rooms to `Rooms` (chat_server.history.rooms), the operators' requests to
+`Operators` (chat_server.history.operators), registered nicks to `Accounts` (chat_server.history.accounts); it
+applies the login, the logout, nick changes and away messages itself. That single thread is what makes the
+ordering guarantees simple:
 
 * Room messages and direct messages are *durable* requests. Each is inserted into the open transaction and
   its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `Messages` until
@@ -14,9 +14,9 @@ simple:
   calls `flush()` first, so the membership a message is fanned out to is the membership at the moment it
   was stored. A join reads its backfill after the flush, so the joiner gets each message exactly once: in
   the backfill if it was stored before the join, as a `said` if after. A moderation action commits its rule
-  change and its `moderated` history entry itself, then announces it (`chat_server.operators`).
+  change and its `moderated` history entry itself, then announces it (`chat_server.history.operators`).
 
-History pages asked for with `fetch_history` are the exception: `chat_server.pages` serves them on the
+History pages asked for with `fetch_history` are the exception: `chat_server.reader.pages` serves them on the
 asking connection's reader thread, with that thread's own read connection, so long pages never delay the
 history thread.
 """
@@ -29,6 +29,12 @@ import math
 import secrets
 from dataclasses import dataclass, field
 
+from chat_server.config import ServerConfig
+from chat_server.hub import Client, Hub
+from chat_server.latch import Latch
+from chat_server.metrics import Tally
+from chat_server.replies import REPLY_MARGIN, clip, error_frame, fatal_frame, now_ms
+from chat_server.storage import HistoryError, HistoryStore
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import (
@@ -54,17 +60,11 @@ from shared.schema import Message
 from shared.text import fold
 
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
-from .config import ServerConfig
 from .fileoffers import Settle, StoreFile, store_file_offer
-from .hub import Client, Hub
-from .latch import Latch
 from .messaging import Messages
-from .metrics import Tally
 from .moderation import Moderation
 from .operators import Operators
-from .replies import REPLY_MARGIN, clip, error_frame, fatal_frame, now_ms
 from .rooms import Rooms
-from .storage import HistoryError, HistoryStore
 
 log = logging.getLogger(__name__)
 

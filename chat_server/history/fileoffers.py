@@ -1,10 +1,11 @@
 """Storing a completed upload's offer: the one step of a file transfer done on the history thread.
 
-The reader thread has written the file, checked its SHA-256 and moved it into place (`chat_server.uploads`);
-it submits a `StoreFile`. The history thread, which owns all chat state and the SQLite writer, then stores
-the offer as an ordinary message (same id sequence as `said` and `told`, so it appears in backfill, resume
-and paging) plus its `file_offers` row, renews the file's `files` row, commits, and only then answers the
-uploader `file_done` and sends `file_offered` (encoded once) to the room's other members or the recipient.
+The reader thread has written the file, checked its SHA-256 and moved it into place
+(`chat_server.reader.uploads`); it submits a `StoreFile`. The history thread, which owns all chat state and
+the SQLite writer, then stores the offer as an ordinary message (same id sequence as `said` and `told`, so it
+appears in backfill, resume and paging) plus its `file_offers` row, renews the file's `files` row, commits,
+and only then answers the uploader `file_done` and sends `file_offered` (encoded once) to the room's other
+members or the recipient.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat_server.files import Reservation
+from chat_server.hub import Client, Hub, Room
+from chat_server.latch import Latch
+from chat_server.replies import error_frame
+from chat_server.storage import HistoryError, HistoryStore, conversation_key
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import FileDone, FileOffered
-
-from .files import Reservation
-from .hub import Client, Hub, Room
-from .latch import Latch
-from .replies import error_frame
-from .storage import HistoryError, HistoryStore, conversation_key
 
 log = logging.getLogger(__name__)
 

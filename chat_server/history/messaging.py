@@ -1,9 +1,10 @@
 """Room and direct messages: the durable requests, held in the open transaction until the group commit.
 
-`Messages` runs on the history thread only (called by `chat_server.chat.Chat`). A `say` or `tell` is inserted
-into the open transaction and its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait
-in `_pending` until `flush()` commits the batch: nobody hears of a message that is not on disk, and acks go
-out in id order. Every other request is a *barrier* that calls `flush()` first (see chat_server.chat).
+`Messages` runs on the history thread only (called by `chat_server.history.chat.Chat`). A `say` or `tell` is
+inserted into the open transaction and its deliveries (the `ack` to the sender, the `said`/`told` to the
+others) wait in `_pending` until `flush()` commits the batch: nobody hears of a message that is not on disk,
+and acks go out in id order. Every other request is a *barrier* that calls `flush()` first (see
+chat_server.history.chat).
 
 If SQLite fails, the whole open transaction is lost: every message held back in it is refused with
 `history_unavailable` (never relayed unstored), and the failure is logged at most once a minute.
@@ -16,16 +17,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat_server.hub import Client, Hub, Room, member_room
+from chat_server.metrics import Tally
+from chat_server.replies import error_frame
+from chat_server.storage import HistoryError, HistoryStore, conversation_key
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import Ack, Said, Say, Tell, Told
 from shared.text import fold
 
-from .hub import Client, Hub, Room, member_room
-from .metrics import Tally
 from .moderation import Moderation
-from .replies import error_frame
-from .storage import HistoryError, HistoryStore, conversation_key
 
 log = logging.getLogger(__name__)
 

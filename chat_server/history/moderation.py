@@ -1,8 +1,8 @@
 """Moderation: who may do what in a room (operators, server admins), and the join, speech and topic gates.
 
-`Moderation` runs on the history thread only (asked by `chat_server.chat`, `chat_server.rooms` and
-`chat_server.messaging`), so it reads the hub without the lock. The rules themselves live in
-`chat_server.rules`; the operators' requests that change them in `chat_server.operators`.
+`Moderation` runs on the history thread only (asked by `chat_server.history.chat`, `chat_server.history.rooms`
+and `chat_server.history.messaging`), so it reads the hub without the lock. The rules themselves live in
+`chat_server.history.rules`; the operators' requests that change them in `chat_server.history.operators`.
 
 Who is an operator of a room (docs/security.md, "Moderation"):
 
@@ -17,13 +17,13 @@ import hmac
 import logging
 from collections.abc import Callable
 
+from chat_server.config import ServerConfig
+from chat_server.hub import Client, Hub, Room
+from chat_server.storage import HistoryError, HistoryStore
 from shared.errors import ErrorCode
 from shared.text import fold
 
-from .config import ServerConfig
-from .hub import Client, Hub, Room
 from .rules import Restriction, RoomRules, RulesBook
-from .storage import HistoryError, HistoryStore
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The operators' requests: kick, ban, unban, mute, unmute, op, deop, invite, mode, and the ban list.
 
-`Operators` runs on the history thread only (called by `chat_server.chat.Chat`, after a flush). Whether the
-asker is an operator of the room is `Moderation`'s call (chat_server.moderation); each action changes the
-room's rules (chat_server.rules) and stores a `moderated` history entry in the same transaction, then is
-announced to the room; the operator's request is answered with an `ack` (or, for `mode`, a `room_state`).
-A refused request is answered with an `error` frame and changes nothing.
+`Operators` runs on the history thread only (called by `chat_server.history.chat.Chat`, after a flush).
+Whether the asker is an operator of the room is `Moderation`'s call (chat_server.history.moderation); each
+action changes the room's rules (chat_server.history.rules) and stores a `moderated` history entry in the same
+transaction, then is announced to the room; the operator's request is answered with an `ack` (or, for `mode`,
+a `room_state`). A refused request is answered with an `error` frame and changes nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from chat_server.config import ServerConfig
+from chat_server.hub import Client, Hub, Room
+from chat_server.replies import REPLY_MARGIN, clip, error_frame
+from chat_server.storage import HistoryError, HistoryStore
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import (
@@ -34,12 +38,8 @@ from shared.messages import (
 )
 from shared.text import fold
 
-from .config import ServerConfig
-from .hub import Client, Hub, Room
 from .moderation import Moderation
-from .replies import REPLY_MARGIN, clip, error_frame
 from .rules import Restriction, RestrictionKind, RoomRules
-from .storage import HistoryError, HistoryStore
 
 log = logging.getLogger(__name__)
 

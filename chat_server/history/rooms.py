@@ -1,10 +1,10 @@
 """Rooms: joining (with its backfill), leaving, topics, who is there, and the room list.
 
-`Rooms` runs on the history thread only (called by `chat_server.chat.Chat`). Every change is a *barrier*: it
-commits and delivers the messages stored before it (`Messages.flush`) first, so the membership a message is
-fanned out to is the membership at the moment it was stored. A join reads its backfill after that flush, so
-the joiner gets each message exactly once: in the backfill if it was stored before the join, as a `said` if
-after. Who may join, set a topic or look in is moderation's call (`chat_server.moderation`).
+`Rooms` runs on the history thread only (called by `chat_server.history.chat.Chat`). Every change is a
+*barrier*: it commits and delivers the messages stored before it (`Messages.flush`) first, so the membership a
+message is fanned out to is the membership at the moment it was stored. A join reads its backfill after that
+flush, so the joiner gets each message exactly once: in the backfill if it was stored before the join, as a
+`said` if after. Who may join, set a topic or look in is moderation's call (`chat_server.history.moderation`).
 """
 
 from __future__ import annotations
@@ -12,6 +12,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from chat_server.config import ServerConfig
+from chat_server.hub import Client, Hub, Room, member_room
+from chat_server.replies import error_frame
+from chat_server.storage import HistoryError, HistoryStore, Page
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import (
@@ -28,13 +32,9 @@ from shared.messages import (
 )
 from shared.text import fold
 
-from .config import ServerConfig
-from .hub import Client, Hub, Room, member_room
 from .messaging import Messages
 from .moderation import Moderation
-from .replies import error_frame
 from .roomstate import RoomStates
-from .storage import HistoryError, HistoryStore, Page
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import msgpack
 
+from chat_server.hub import Client, Room
+from chat_server.replies import clip
 from shared.codec import encode
 from shared.framing import frame
 from shared.messages import Member, RoomState
 from shared.schema import to_wire
 
-from .hub import Client, Room
-from .replies import clip
 from .rules import RoomRules
 
 

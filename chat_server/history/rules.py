@@ -2,7 +2,7 @@
 
 `RoomRules` is the state of one room; `RulesBook` holds every room's, loads them at start and writes each
 change in the history thread's open transaction (`HistoryStore.run`), so a moderation action and its history
-entry commit together. History thread only, like `chat_server.chat`: no lock.
+entry commit together. History thread only, like `chat_server.history.chat`: no lock.
 
 Rights come in two kinds (docs/security.md, "Moderation"):
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from .storage import HistoryStore
+from chat_server.storage import HistoryStore
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS room_modes (

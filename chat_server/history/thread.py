@@ -16,9 +16,10 @@ import logging
 import threading
 from collections import deque
 
+from chat_server.hub import Client
+from chat_server.sender.thread import Sender
+
 from .chat import Chat, Request
-from .hub import Client
-from .sender import Sender
 
 log = logging.getLogger(__name__)
 

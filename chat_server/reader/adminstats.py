@@ -1,25 +1,24 @@
 """The admin's `/stats`: the server's figures (or one connection's) as a `stats_report`, on the reader thread.
 
-A `stats` request is answered by the asking connection's reader thread (chat_server.dispatch), like
+A `stats` request is answered by the asking connection's reader thread (chat_server.reader.dispatch), like
 `fetch_history`: it reads the `Tally` (chat_server.metrics) and asks the server for its gauges, which copy
 under the server's lock and the hub's lock in turn, never both. The history thread is not involved, so
 asking costs the chat nothing. Only a server admin may ask: a nick in the config's `admins` whose password
-was verified (`Client.account`, as for the admin's operator rights in chat_server.moderation).
+was verified (`Client.account`, as for the admin's operator rights in chat_server.history.moderation).
 """
 
 from __future__ import annotations
 
 import time
 
+from chat_server.hub import Client
+from chat_server.metrics import LATENCY_BOUNDS, Gauges, Tally, process_figures
+from chat_server.replies import error_frame
+from chat_server.services import Services
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import Figure, GetStats, StatsReport
 from shared.text import fold
-
-from .hub import Client
-from .metrics import LATENCY_BOUNDS, Gauges, Tally, process_figures
-from .replies import error_frame
-from .services import Services
 
 
 def answer_stats(services: Services, client: Client, request: GetStats) -> bytes:

@@ -6,7 +6,7 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
 3. for each complete message: answer the frames of the connection's own life here (`hello`: the login
    hand-off; `ping`, `pong`, `quit`), and give every other request to the connection's `Dispatcher`
-   (chat_server.dispatch), which checks the rate limit, then answers it on this thread (`history`, file
+   (chat_server.reader.dispatch), which checks the rate limit, then answers it on this thread (`history`, file
    requests) or submits it to the history thread, which owns all shared chat state. A request over the
    rate waits for its token (fakelag, `_fakelag`): the reader sleeps, reading nothing, so the kernel's
    receive buffer fills and TCP holds the client back; the client's requests stay in the order it sent
@@ -18,10 +18,10 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 On a TLS port the reader first completes the TLS handshake (bounded by `tls.handshake_timeout`) before the
 connection gets its channel on the sender, then decrypts what each `recv` returns (chat_server.tls).
 
-The sending side is a `Channel` of the one sender thread (`chat_server.sender`): a non-blocking `dup` of the
-socket and the connection's outbox. The sender writes everything queued with one `send`, keeps what the kernel
-did not take, and closes the connection when it makes no progress for `write_timeout`; nothing else ever waits
-for this client's socket.
+The sending side is a `Channel` of the one sender thread (`chat_server.sender.thread`): a non-blocking `dup`
+of the socket and the connection's outbox. The sender writes everything queued with one `send`, keeps what the
+kernel did not take, and closes the connection when it makes no progress for `write_timeout`; nothing else
+ever waits for this client's socket.
 """
 
 from __future__ import annotations
@@ -38,6 +38,14 @@ import threading
 import time
 from collections.abc import Callable
 
+from chat_server.filesconfig import CHUNK_FRAME_OVERHEAD
+from chat_server.history.chat import Disconnect
+from chat_server.hub import Client
+from chat_server.replies import fatal_frame
+from chat_server.sender.outbox import Outbox
+from chat_server.sender.thread import Channel
+from chat_server.services import Services
+from chat_server.tls import TlsFailure, TlsPump
 from shared.addresses import host_port
 from shared.codec import encode
 from shared.connection import ConnectionClosed, ProtocolConnection, Role
@@ -45,15 +53,7 @@ from shared.errors import ErrorCode, RemoteProtocolError
 from shared.messages import Hello, Ping, Pong, Quit
 from shared.schema import Message
 
-from .chat import Disconnect
 from .dispatch import Dispatcher
-from .filesconfig import CHUNK_FRAME_OVERHEAD
-from .hub import Client
-from .outbox import Outbox
-from .replies import fatal_frame
-from .sender import Channel
-from .services import Services
-from .tls import TlsFailure, TlsPump
 
 log = logging.getLogger(__name__)
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
@@ -511,7 +511,7 @@ class Connection:
 
     def _finish(self, reason: str, last: bytes | None) -> None:
         """End of the reader thread: sign off, let the sender flush, close everything."""
-        # From here on, a login that wants our nick may wait for our Disconnect (chat_server.chat).
+        # From here on, a login that wants our nick may wait for our Disconnect (chat_server.history.chat).
         self.client.ending = True
         with self._lock:
             if self._close_reason is None:

@@ -1,21 +1,22 @@
 """What a connection's reader thread does with each decoded request: answer it, or hand it on.
 
-`Connection` (chat_server.connection) reads and decodes; it handles the frames of the connection's own life
-(`hello`, `ping`, `pong`, `quit`) and gives every other request to its `Dispatcher`, which decides, still on
-the reader thread:
+`Connection` (chat_server.reader.connection) reads and decodes; it handles the frames of the connection's own
+life (`hello`, `ping`, `pong`, `quit`) and gives every other request to its `Dispatcher`, which decides, still
+on the reader thread:
 
 1. file requests (`file_chunk`, `file_get`, `file_cancel`) go to the connection's `Transfers`
-   (chat_server.uploads): they are bounded by the transfer window and the quotas, not by the request rate;
+   (chat_server.reader.uploads): they are bounded by the transfer window and the quotas, not by the request
+   rate;
 2. everything else spends a request token first (`say` and `tell` also their text's bytes). Without one the
    request *waits* for it (fakelag): the connection's `delay` (`Connection._fakelag`) holds the reader,
    which reads nothing meanwhile, so TCP holds the client back and its requests stay in order; a reader
    kept behind its client for `max_fakelag_seconds` ends the connection (`excess_flood`). Only the slow
    join and nick buckets refuse (`rate_limited`, and after `flood_refusals` refusals `excess_flood`);
-3. `fetch_history` is answered here, from the reader's own SQLite read connection (chat_server.pages);
+3. `fetch_history` is answered here, from the reader's own SQLite read connection (chat_server.reader.pages);
    `file_offer` goes to `Transfers`;
-4. `nick`, `register` and `unregister` have their passwords checked here (scrypt, chat_server.gate): only
-   the result goes on;
-5. every other request is submitted, in order, to the history thread (chat_server.sequencer), which owns
+4. `nick`, `register` and `unregister` have their passwords checked here (scrypt, chat_server.reader.gate):
+   only the result goes on;
+5. every other request is submitted, in order, to the history thread (chat_server.history.thread), which owns
    the chat state and answers it.
 
 The login (`log_in`, for a `hello`) is handed to the history thread the same way, but the reader waits for
@@ -28,6 +29,15 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
+from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.chat import Login
+from chat_server.history.fileoffers import Settle
+from chat_server.hub import Client
+from chat_server.latch import Latch
+from chat_server.ratelimit import MessageOrder, TokenBucket
+from chat_server.replies import error_frame, fatal_frame
+from chat_server.services import Services
+from chat_server.storage import HistoryError
 from shared.errors import ErrorCode, RemoteProtocolError
 from shared.messages import (
     CancelFile,
@@ -46,18 +56,9 @@ from shared.messages import (
 )
 from shared.schema import Message
 
-from .accounts import Enroll, Rename, Unenroll
 from .adminstats import answer_stats
-from .chat import Login
-from .fileoffers import Settle
 from .gate import Refused
-from .hub import Client
-from .latch import Latch
 from .pages import fetch_history
-from .ratelimit import MessageOrder, TokenBucket
-from .replies import error_frame, fatal_frame
-from .services import Services
-from .storage import HistoryError
 from .uploads import Transfers
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,8 @@ class Dispatcher:
         outcome = self._submit_login(Login(hello, proof))
         wait = client.nick_wait
         if outcome is None and wait is not None:
-            # The nick's holder is leaving (chat_server.chat): wait for its logout, then ask once more.
+            # The nick's holder is leaving (chat_server.history.chat): wait for its logout, then ask once
+            # more.
             client.nick_wait = None
             wait.wait(services.config.nick_release_wait)
             client.login_settled = Latch()
@@ -295,7 +297,7 @@ class Dispatcher:
         self._submit(request, message.ref)
 
     def _transfer(self, message: FileChunk | GetFile | CancelFile | OfferFile) -> Outcome:
-        """A file request (`chat_server.uploads`); its refusals count against `flood_refusals`."""
+        """A file request (`chat_server.reader.uploads`); its refusals count against `flood_refusals`."""
         refusal: bytes | None
         files = self.services.files
         if files is None:

@@ -1,7 +1,7 @@
 """Password checks on the connection's reader thread: the server password and registered nicks' passwords.
 
 One `Gate` is shared by every reader. It does the expensive, per-connection part of access control so the
-history thread never has to (see chat_server/accounts.py for the history thread's part):
+history thread never has to (see chat_server/history/accounts.py for the history thread's part):
 
 * compares `hello.password` with the server password (constant time);
 * checks a registered nick's password with scrypt, and hashes new ones, at most `max_concurrent_hashes` at
@@ -24,17 +24,17 @@ import threading
 import time
 from collections.abc import Callable
 
+from chat_server.config import ServerConfig
+from chat_server.history import accounts
+from chat_server.history.accounts import Enroll, Proof, Unenroll
+from chat_server.ratelimit import AddressBuckets
+from chat_server.storage import HistoryError
 from shared.addresses import address_key
 from shared.errors import ErrorCode
 from shared.messages import Hello, Register, Unregister
 from shared.text import fold
 
-from . import accounts
-from .accounts import Enroll, Proof, Unenroll
-from .config import ServerConfig
 from .passwords import PasswordHash, hash_password, same_secret, verify_password
-from .ratelimit import AddressBuckets
-from .storage import HistoryError
 
 log = logging.getLogger(__name__)
 

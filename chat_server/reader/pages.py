@@ -9,16 +9,15 @@ from __future__ import annotations
 import logging
 import sqlite3
 
+from chat_server import storage
+from chat_server.config import ServerConfig
+from chat_server.hub import Client, Hub
+from chat_server.replies import REPLY_MARGIN, error_frame
+from chat_server.storage import HistoryError
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import FetchHistory, History
 from shared.text import fold
-
-from . import storage
-from .config import ServerConfig
-from .hub import Client, Hub
-from .replies import REPLY_MARGIN, error_frame
-from .storage import HistoryError
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ parameters are kept with every hash, so they can be raised later without invalid
 a password is always checked with the parameters it was hashed with.
 
 Nothing here touches a socket, a thread or the database. Hashing is slow by design, so callers must never do
-it on the history thread (it serialises all chat): `chat_server.gate` hashes on the connection's reader
+it on the history thread (it serialises all chat): `chat_server.reader.gate` hashes on the connection's reader
 thread, a bounded number at a time.
 """
 

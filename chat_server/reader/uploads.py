@@ -28,19 +28,18 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat_server.files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
+from chat_server.history.fileoffers import StoreFile
+from chat_server.history.thread import Sequencer
+from chat_server.hub import Client, Hub
+from chat_server.metrics import Tally
+from chat_server.replies import error_frame
+from chat_server.sender.outbox import Outbox
+from chat_server.storage import HistoryError, conversation_key, find_previous
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import CancelFile, FileChunk, FileData, FileDone, FileProgress, GetFile, OfferFile
 from shared.text import fold
-
-from .fileoffers import StoreFile
-from .files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
-from .hub import Client, Hub
-from .metrics import Tally
-from .outbox import Outbox
-from .replies import error_frame
-from .sequencer import Sequencer
-from .storage import HistoryError, conversation_key, find_previous
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,9 @@
 """A connection's outbound queue: frames waiting for the sender thread, counted in bytes.
 
 Many threads put frames in (the history thread fans out room messages, the reader thread answers pings and
-refusals); one thread, the sender (`chat_server.sender`), takes them out. It takes *everything* pending at
-once and writes it with a single `send`, so a busy connection costs one system call per batch rather than one
-per message.
+refusals); one thread, the sender (`chat_server.sender.thread`), takes them out. It takes *everything* pending
+at once and writes it with a single `send`, so a busy connection costs one system call per batch rather than
+one per message.
 
 When the queue goes from empty to non-empty (and when it is closed) the outbox calls `on_ready`, which puts
 the connection on the sender's ready queue. Later frames only append: nobody is woken per frame.

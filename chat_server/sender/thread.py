@@ -44,10 +44,11 @@ from typing import Any
 
 import msgpack
 
-from .latch import Latch
-from .metrics import Tally
+from chat_server.latch import Latch
+from chat_server.metrics import Tally
+from chat_server.tls import TlsPump
+
 from .outbox import Outbox
-from .tls import TlsPump
 
 log = logging.getLogger(__name__)
 #: Frames written are traced on the same logger as frames read (`--trace`).

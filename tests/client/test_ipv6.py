@@ -25,8 +25,8 @@ from chat_client.pins import PINS_FILE, PinStore
 from chat_client.screens.connect import ConnectScreen
 from chat_client.settings import data_dir
 from chat_client.trust import TlsOptions
-from chat_server.beacon import Beacon
-from chat_server.beaconconfig import BeaconConfig
+from chat_server.beacon.beacon import Beacon
+from chat_server.beacon.config import BeaconConfig
 from chat_server.tls import TlsConfig
 from shared.discovery import BeaconInfo, new_server_id
 from tests.waiting import DEADLINE, wait_until

@@ -193,7 +193,7 @@ async def test_reconnect_herd_is_spread_over_seconds(
     Login times are taken on the server's side (its login log lines). Each client's backoff is seeded, so
     the draws are the same on every run; the spread comes from the crowd window (50 people: about 15 s).
     """
-    caplog.set_level(logging.INFO, logger="chat_server.chat")
+    caplog.set_level(logging.INFO, logger="chat_server.history.chat")
     config = fast_server_config(tmp_path / "herd", max_clients_per_ip=100, max_clients=200)
     server = LiveServer(config)
     await server.astart()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from chat_client import ChatClient, Connected, DeliveryState, OutboxChanged, OutboxEntry
 from chat_client.pacing import Pacer
-from chat_server.chat import announced_rates
 from chat_server.config import ServerConfig
+from chat_server.history.chat import announced_rates
 from shared import SENT_BY_SERVER, Join, Ping, Say, Welcome, decode_body, encode
 from shared.limits import DEFAULT_LIMITS
 from shared.messages.control import DEFAULT_RATE_LIMITS, RateBucket, RateLimits

@@ -125,8 +125,8 @@ async def test_connect_screen_shows_a_refused_login(server: LiveServer, private_
 async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer, private_dirs: Path) -> None:
     """A real beacon (on loopback) shows up on the connect screen; picking it connects to that server."""
     from chat_client.discovery import DiscoveryListener
-    from chat_server.beacon import Beacon
-    from chat_server.beaconconfig import BeaconConfig
+    from chat_server.beacon.beacon import Beacon
+    from chat_server.beacon.config import BeaconConfig
     from shared.discovery import BeaconInfo, new_server_id
 
     listeners: list[DiscoveryListener] = []

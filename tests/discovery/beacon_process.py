@@ -12,8 +12,8 @@ import argparse
 import select
 import sys
 
-from chat_server.beacon import Beacon
-from chat_server.beaconconfig import BeaconConfig, add_beacon_arguments, beacon_config_from_args
+from chat_server.beacon.beacon import Beacon
+from chat_server.beacon.config import BeaconConfig, add_beacon_arguments, beacon_config_from_args
 from shared.discovery import BeaconInfo
 
 

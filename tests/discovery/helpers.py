@@ -6,7 +6,7 @@ import dataclasses
 import socket
 from typing import Any
 
-from chat_server.beaconconfig import BeaconConfig
+from chat_server.beacon.config import BeaconConfig
 from shared.discovery import BeaconInfo
 from tests.waiting import DEADLINE
 

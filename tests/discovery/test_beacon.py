@@ -15,8 +15,8 @@ import msgpack
 import pytest
 
 from chat_server import beaconconfig
-from chat_server.beacon import Beacon, QueryLimiter, jittered_interval, load_or_create_server_id
-from chat_server.beaconconfig import (
+from chat_server.beacon.beacon import Beacon, QueryLimiter, jittered_interval, load_or_create_server_id
+from chat_server.beacon.config import (
     DEFAULT_BEACON_ADDRESS,
     DEFAULT_BEACON_INTERVAL,
     DEFAULT_BEACON_PORT,

@@ -17,7 +17,7 @@ from chat_client.discover_cli import (
     run_discover,
 )
 from chat_client.discovery import DiscoveredServer
-from chat_server.beacon import Beacon
+from chat_server.beacon.beacon import Beacon
 from shared.discovery import DEFAULT_DISCOVERY_PORT
 
 from .helpers import INFO, free_udp_port, loopback_config

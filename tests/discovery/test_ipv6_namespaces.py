@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from chat_server.beaconconfig import MULTICAST_GROUP_V6
+from chat_server.beacon.config import MULTICAST_GROUP_V6
 from tests.waiting import DEADLINE, POLL_INTERVAL
 
 from .test_namespaces import REPO, ip, row_of, unguarded_env

@@ -15,7 +15,7 @@ from chat_client.discovery import (
     ServerTable,
     discover,
 )
-from chat_server.beacon import Beacon
+from chat_server.beacon.beacon import Beacon
 from shared.discovery import (
     Announcement,
     DestinationRefused,

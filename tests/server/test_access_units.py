@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from chat_server import gate as gate_module
-from chat_server.accounts import Accounts, Enroll, Proof, Standing, Unenroll, load
 from chat_server.config import ServerConfig
-from chat_server.gate import Gate, Refused
+from chat_server.history.accounts import Accounts, Enroll, Proof, Standing, Unenroll, load
 from chat_server.hub import Client, Hub
-from chat_server.outbox import Outbox
-from chat_server.passwords import ScryptCost, hash_password, same_secret, verify_password
 from chat_server.ratelimit import AddressBuckets
+from chat_server.reader.gate import Gate, Refused
+from chat_server.reader.passwords import ScryptCost, hash_password, same_secret, verify_password
+from chat_server.sender.outbox import Outbox
 from chat_server.storage import HistoryStore
 from shared import Register, Registration, decode_body
 from shared.limits import DEFAULT_LIMITS

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chat_server.config import ServerConfig
-from chat_server.gate import Gate, Refused
+from chat_server.reader.gate import Gate, Refused
 from shared import PROTOCOL_NAME, PROTOCOL_VERSION, Hello
 from shared.addresses import address_key, host_port, plain_address
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chat_server.filesconfig import FilesConfig
-from chat_server.outbox import Outbox
+from chat_server.sender.outbox import Outbox
 from chat_server.server import ChatServer
 from shared import (
     Ack,

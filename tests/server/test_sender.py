@@ -1,5 +1,5 @@
 """The sender thread: one thread writes every socket, partial writes resume intact, and a client whose kernel
-buffer is full holds up nobody (see chat_server/sender.py)."""
+buffer is full holds up nobody (see chat_server/sender/thread.py)."""
 
 from __future__ import annotations
 

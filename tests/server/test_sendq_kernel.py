@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 
 from chat_server.config import DEFAULT_MAX_FRAME, DEFAULT_SEND_BUFFER, DEFAULT_SENDQ_HARD
-from chat_server.outbox import Outbox
-from chat_server.sender import Sender
+from chat_server.sender.outbox import Outbox
+from chat_server.sender.thread import Sender
 from chat_server.server import ChatServer
 from shared import Ack, ConnectionClosed, Error, Message, Said, Say, SignedOff
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
-from chat_server.connection import RECV_MAX, RECV_MIN, next_recv_size
+from chat_server.history.roomstate import RoomStates
+from chat_server.history.rules import RoomRules
 from chat_server.hub import Client, Room
 from chat_server.latch import Latch
-from chat_server.outbox import Outbox
 from chat_server.ratelimit import ORDER_HOLD_SECONDS, MessageOrder, TokenBucket
-from chat_server.roomstate import RoomStates
-from chat_server.rules import RoomRules
+from chat_server.reader.connection import RECV_MAX, RECV_MIN, next_recv_size
+from chat_server.sender.outbox import Outbox
 from shared.codec import encode
 from shared.messages import Member, RoomState
 
