@@ -14,7 +14,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from chat_server import beaconconfig
+from chat_server.beacon import config as beaconconfig
 from chat_server.beacon.beacon import Beacon, QueryLimiter, jittered_interval, load_or_create_server_id
 from chat_server.beacon.config import (
     DEFAULT_BEACON_ADDRESS,

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from chat_server import gate as gate_module
 from chat_server.config import ServerConfig
 from chat_server.history.accounts import Accounts, Enroll, Proof, Standing, Unenroll, load
 from chat_server.hub import Client, Hub
 from chat_server.ratelimit import AddressBuckets
+from chat_server.reader import gate as gate_module
 from chat_server.reader.gate import Gate, Refused
 from chat_server.reader.passwords import ScryptCost, hash_password, same_secret, verify_password
 from chat_server.sender.outbox import Outbox
