@@ -52,6 +52,12 @@ class Message:
     __slots__ = ()
     TYPE: ClassVar[str]
     SENDER: ClassVar[Sender]
+    #: A request's direct answers on success: the wire types of the frames that answer it (carrying its
+    #: `ref`), in the order they come; empty when only a broadcast (or nothing) shows the effect.
+    ANSWERS: ClassVar[tuple[str, ...]] = ()
+    #: The error codes a request's handling can refuse it with, besides those of its fields' rules and
+    #: `COMMON_ERRORS` (`request_errors` gives all of them). Empty for notifications.
+    ERRORS: ClassVar[frozenset[ErrorCode]] = frozenset()
     FIELDS: ClassVar[tuple[dataclasses.Field[Any], ...]]
     #: (name, check, required) per field, precomputed because `build` runs for every received frame.
     CHECKS: ClassVar[tuple[tuple[str, Check, bool], ...]]
@@ -80,13 +86,33 @@ def wire(check: Check, *, default: Any = dataclasses.MISSING, secret: bool = Fal
 
 
 @dataclass_transform(kw_only_default=True, frozen_default=True, field_specifiers=(wire,))
-def message(type_name: str, sender: Sender) -> Callable[[M], M]:
-    """Make a class a frozen, slotted, keyword-only dataclass sent as ``{"type": type_name, ...}``."""
+def message(
+    type_name: str,
+    sender: Sender,
+    *,
+    answers: tuple[str, ...] | None = None,
+    errors: tuple[ErrorCode, ...] = (),
+) -> Callable[[M], M]:
+    """Make a class a frozen, slotted, keyword-only dataclass sent as ``{"type": type_name, ...}``.
+
+    A request (a type the client sends) also declares its protocol metadata here, next to its fields, so a
+    new request type is still written in one place: `answers`, the wire types of the frames that answer it
+    directly on success (``()`` when only a broadcast shows the effect), and `errors`, the codes its handling
+    can refuse it with (`request_errors` adds those of its fields and `COMMON_ERRORS`). The schema
+    (`shared.wireschema`) publishes both, and tests/protocol/test_replies.py checks them against the
+    conformance transcripts, docs/protocol.md and our server.
+    """
+    if sender & Sender.CLIENT and answers is None:
+        raise RuntimeError(f"request type {type_name!r} must declare its answers (() for none)")
+    if not sender & Sender.CLIENT and (answers or errors):
+        raise RuntimeError(f"{type_name!r} is not a request: it has no answers or errors")
 
     def decorate(cls: M) -> M:
         built: Any = dataclasses.dataclass(frozen=True, slots=True, kw_only=True)(cls)
         built.TYPE = type_name
         built.SENDER = sender
+        built.ANSWERS = answers or ()
+        built.ERRORS = frozenset(errors)
         _precompute_field_tables(built)
         for side, table in ((Sender.CLIENT, SENT_BY_CLIENT), (Sender.SERVER, SENT_BY_SERVER)):
             if sender & side:
@@ -138,6 +164,40 @@ def _precompute_field_tables(cls: Any) -> None:
     else:
         cls.VALUES = staticmethod(getter)
     cls.NESTED = frozenset(spec.name for spec in cls.FIELDS if str(spec.type) not in PLAIN_TYPES)
+
+
+# -- The errors a request can get -------------------------------------------------------------------------
+
+#: The codes any request can be refused with, whatever its type: `invalid_field` (a field missing, of the
+#: wrong type or out of range: every request has fields), `bad_hello` (any request sent before `hello`, fatal)
+#: and `internal_error` (a bug in the server: the request was not carried out). docs/protocol.md, section 10.
+COMMON_ERRORS = frozenset({ErrorCode.INVALID_FIELD, ErrorCode.BAD_HELLO, ErrorCode.INTERNAL_ERROR})
+
+
+def check_errors(field_check: Check) -> frozenset[ErrorCode]:
+    """The codes a field's check can raise (tests/protocol/test_replies.py probes every check for them)."""
+    plain = _PLAIN_CHECK_ERRORS.get(field_check)
+    if plain is not None:
+        return plain
+    kind, part = COMPOSED[field_check]
+    if kind == "short_text":
+        return _TEXT_ERRORS
+    if kind == "array":
+        return frozenset({ErrorCode.INVALID_FIELD, ErrorCode.TOO_LONG}) | check_errors(part)
+    classes = (part,) if kind == "record" else part
+    return frozenset({ErrorCode.INVALID_FIELD}).union(*(field_errors(cls) for cls in classes))
+
+
+def field_errors(cls: type[Message]) -> frozenset[ErrorCode]:
+    """The codes the rules of `cls`'s fields can refuse a frame with (sections 3, 8 and 9)."""
+    return frozenset({ErrorCode.INVALID_FIELD}).union(
+        *(check_errors(field_check) for _name, field_check, _required in cls.CHECKS)
+    )
+
+
+def request_errors(cls: type[Message]) -> frozenset[ErrorCode]:
+    """Every code a request of type `cls` can be answered with: its own, its fields' and the common ones."""
+    return cls.ERRORS | field_errors(cls) | COMMON_ERRORS
 
 
 # -- Building values from wire maps ------------------------------------------------------------------------
@@ -368,6 +428,24 @@ def map_of_strings(value: Any) -> dict[str, Any]:
         if type(key) is not str:
             raise invalid(ErrorCode.INVALID_FIELD, "map keys must be strings")
     return value
+
+
+_INVALID = frozenset({ErrorCode.INVALID_FIELD})
+_TEXT_ERRORS = frozenset({ErrorCode.INVALID_FIELD, ErrorCode.TOO_LONG, ErrorCode.INVALID_TEXT})
+#: What each plain check can raise (`check_errors`): a check added without an entry here fails the schema.
+_PLAIN_CHECK_ERRORS: dict[Check, frozenset[ErrorCode]] = {
+    uint: _INVALID,
+    number: _INVALID,
+    boolean: _INVALID,
+    nick: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.INVALID_NICK}),
+    room: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.INVALID_ROOM}),
+    text: _TEXT_ERRORS,
+    token: _INVALID,
+    file_name: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.TOO_LONG}),
+    sha256_hex: _INVALID,
+    blob: _INVALID,
+    limits_map: _INVALID,
+}
 
 
 def _string(value: Any) -> str:

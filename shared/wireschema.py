@@ -8,7 +8,11 @@ the file and the catalogue differ; regenerate it with
 
 What the schema holds: every frame type with its fields, each field's type, whether it is required, its
 default and its limit; who sends each frame; the records used inside frames; the limits with their defaults;
-every error code and whether it is fatal. msgpack has two things JSON has not: binary (marked
+every error code and whether it is fatal; and for each request (a frame the client sends), which frames answer
+it and which error codes it can get: ``"x-answers"``, the frame types that answer it directly on success and
+carry its `ref` (an empty list: only a broadcast shows the effect), and ``"x-errors"``, every code an `error`
+answering it may carry (its own, those of its fields' rules, and ``"x-common-errors"``, which every request
+can get). Both come from the request's class (`shared.schema.message`). msgpack has two things JSON has not: binary (marked
 ``"x-msgpack": "bin"``) and the difference between an integer and a float (``"type": "integer"`` means a
 msgpack int, never a float). Length limits counted in bytes of UTF-8 rather than characters are given as
 ``"x-max-bytes"``, naming the limit (a field of `welcome.limits`, whose default is in ``x-limits``).
@@ -27,7 +31,17 @@ from . import messages as _messages  # noqa: F401  (importing the catalogue regi
 from . import schema as check
 from .errors import ErrorCode
 from .limits import DEFAULT_LIMITS
-from .schema import COMPOSED, MAX_FILE_NAME, MAX_TOKEN, MAX_UINT, SENT_BY_CLIENT, SENT_BY_SERVER, Message
+from .schema import (
+    COMMON_ERRORS,
+    COMPOSED,
+    MAX_FILE_NAME,
+    MAX_TOKEN,
+    MAX_UINT,
+    SENT_BY_CLIENT,
+    SENT_BY_SERVER,
+    Message,
+    request_errors,
+)
 
 #: The protocol version this schema describes.
 VERSION = 1
@@ -94,13 +108,17 @@ def _fields(cls: type[Message]) -> tuple[dict[str, Any], list[str]]:
 def frame_schema(cls: type[Message], sender: str) -> dict[str, Any]:
     """The schema of one frame type: a map with its `type` and its fields."""
     properties, required = _fields(cls)
-    return {
+    described: dict[str, Any] = {
         "type": "object",
         "description": (cls.__doc__ or "").strip().splitlines()[0],
         "x-sent-by": sender,
-        "properties": {"type": {"const": cls.TYPE}, **properties},
-        "required": ["type", *required],
     }
+    if sender != "server":
+        described["x-answers"] = list(cls.ANSWERS)
+        described["x-errors"] = sorted(code.value for code in request_errors(cls))
+    described["properties"] = {"type": {"const": cls.TYPE}, **properties}
+    described["required"] = ["type", *required]
+    return described
 
 
 def _records() -> dict[str, type[Message]]:
@@ -138,6 +156,7 @@ def protocol_schema() -> dict[str, Any]:
         "x-framing": "a 4-byte big-endian unsigned length, then a msgpack map of that many bytes",
         "x-limits": dataclasses.asdict(DEFAULT_LIMITS),
         "x-error-codes": {code.value: {"fatal": code.fatal} for code in ErrorCode},
+        "x-common-errors": sorted(code.value for code in COMMON_ERRORS),
         "oneOf": [{"$ref": f"#/$defs/{name}"} for name in types],
         "$defs": defs,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.schema import Message, Sender, message, wire
 
 CLIENT = Sender.CLIENT
@@ -12,7 +13,19 @@ SERVER = Sender.SERVER
 # -- Requests: client to server ----------------------------------------------------------------------------
 
 
-@message("nick", CLIENT)
+@message(
+    "nick",
+    CLIENT,
+    answers=(),
+    errors=(
+        ErrorCode.NICK_TAKEN,
+        ErrorCode.NICK_REGISTERED,
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class ChangeNick(Message):
     """Change this connection's nick; `password` is needed when the new nick is registered."""
 
@@ -21,7 +34,19 @@ class ChangeNick(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("register", CLIENT)
+@message(
+    "register",
+    CLIENT,
+    answers=("registration",),
+    errors=(
+        ErrorCode.NICK_REGISTERED,
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class Register(Message):
     """Register this connection's nick with `password`, or change the password (`old_password` then)."""
 
@@ -30,7 +55,20 @@ class Register(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("unregister", CLIENT)
+@message(
+    "unregister",
+    CLIENT,
+    answers=("registration",),
+    errors=(
+        ErrorCode.NOT_REGISTERED,
+        ErrorCode.NICK_REGISTERED,
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class Unregister(Message):
     """Drop the registration of this connection's nick (its `password` proves ownership)."""
 
@@ -38,7 +76,12 @@ class Unregister(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("away", CLIENT)
+@message(
+    "away",
+    CLIENT,
+    answers=(),
+    errors=(ErrorCode.RATE_LIMITED,),
+)
 class SetAway(Message):
     """Mark this user away with `message`, or back when `message` is None."""
 

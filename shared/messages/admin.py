@@ -8,13 +8,22 @@ figures without breaking older clients: docs/protocol.md lists the names a serve
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.schema import Message, Sender, message, record, wire
 
 CLIENT = Sender.CLIENT
 SERVER = Sender.SERVER
 
 
-@message("stats", CLIENT)
+@message(
+    "stats",
+    CLIENT,
+    answers=("stats_report",),
+    errors=(
+        ErrorCode.NOT_ADMIN,
+        ErrorCode.NO_SUCH_NICK,
+    ),
+)
 class GetStats(Message):
     """Ask for the server's figures; with `nick`, for that connection's queue and rates instead."""
 

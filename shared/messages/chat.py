@@ -7,6 +7,7 @@ hands stored messages back: the backfill after a join, a resume, or the answer t
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.schema import Message, Sender, message, wire
 
 from .files import FileOffered
@@ -19,7 +20,18 @@ SERVER = Sender.SERVER
 # -- Requests: client to server ----------------------------------------------------------------------------
 
 
-@message("say", CLIENT)
+@message(
+    "say",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.MUTED,
+        ErrorCode.CLIENT_MSG_ID_REUSED,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class Say(Message):
     """Send `text` to a room. `action` marks a /me action; `client_msg_id` makes a resend idempotent."""
 
@@ -30,7 +42,17 @@ class Say(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("tell", CLIENT)
+@message(
+    "tell",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.CLIENT_MSG_ID_REUSED,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class Tell(Message):
     """Send a direct message to one nick."""
 
@@ -41,7 +63,15 @@ class Tell(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("fetch_history", CLIENT)
+@message(
+    "fetch_history",
+    CLIENT,
+    answers=("history",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.HISTORY_UNAVAILABLE,
+    ),
+)
 class FetchHistory(Message):
     """Ask for stored messages of a room, or of direct messages (all, or with one `peer`).
 

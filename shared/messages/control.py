@@ -7,6 +7,7 @@ request by its `ref`; `Ping` and `Pong` go both ways; `Quit` ends the session.
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.limits import Limits
 from shared.schema import Message, Sender, message, record, wire
 
@@ -26,7 +27,24 @@ PROTOCOL_VERSION = 1
 # -- Requests: client to server ----------------------------------------------------------------------------
 
 
-@message("hello", CLIENT)
+@message(
+    "hello",
+    CLIENT,
+    answers=("welcome",),
+    errors=(
+        ErrorCode.BAD_HELLO,
+        ErrorCode.UNSUPPORTED_VERSION,
+        ErrorCode.BAD_PASSWORD,
+        ErrorCode.TOO_MANY_ATTEMPTS,
+        ErrorCode.NICK_REGISTERED,
+        ErrorCode.NICK_TAKEN,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.SERVER_FULL,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.TOO_MANY_ROOMS,
+        ErrorCode.ALREADY_LOGGED_IN,
+    ),
+)
 class Hello(Message):
     """Log in: the first frame of every connection. `rooms` None means "put me in the default room"."""
 
@@ -42,7 +60,7 @@ class Hello(Message):
     resume_token: str | None = wire(check.token, default=None, secret=True)
 
 
-@message("quit", CLIENT)
+@message("quit", CLIENT, answers=())
 class Quit(Message):
     """Log out; the server announces `reason` and closes the connection."""
 
@@ -52,7 +70,7 @@ class Quit(Message):
 # -- Both directions ---------------------------------------------------------------------------------------
 
 
-@message("ping", BOTH)
+@message("ping", BOTH, answers=("pong",))
 class Ping(Message):
     """Are you there? The peer answers with a `Pong` carrying the same `token` (and `ref`)."""
 
@@ -60,7 +78,7 @@ class Ping(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("pong", BOTH)
+@message("pong", BOTH, answers=())
 class Pong(Message):
     """The answer to a `Ping`."""
 

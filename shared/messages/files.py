@@ -8,6 +8,7 @@ everyone else sees `FileOffered`, a stored message. A download is `GetFile` requ
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.limits import DEFAULT_FILE_CHUNK, DEFAULT_FILE_WINDOW
 from shared.schema import Message, Sender, message, record, wire
 
@@ -18,7 +19,25 @@ SERVER = Sender.SERVER
 # -- Requests: client to server ----------------------------------------------------------------------------
 
 
-@message("file_offer", CLIENT)
+@message(
+    "file_offer",
+    CLIENT,
+    answers=("file_progress", "file_done"),
+    errors=(
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.CLIENT_MSG_ID_REUSED,
+        ErrorCode.FILE_TOO_LARGE,
+        ErrorCode.QUOTA_EXCEEDED,
+        ErrorCode.TOO_MANY_TRANSFERS,
+        ErrorCode.CHECKSUM_MISMATCH,
+        ErrorCode.MUTED,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class OfferFile(Message):
     """Offer a file to a room or to one nick (exactly one of `room` and `to`), then upload it.
 
@@ -36,7 +55,25 @@ class OfferFile(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("file_chunk", CLIENT)
+@message(
+    "file_chunk",
+    CLIENT,
+    answers=("file_progress", "file_done"),
+    errors=(
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NO_SUCH_FILE,
+        ErrorCode.BAD_OFFSET,
+        ErrorCode.CHECKSUM_MISMATCH,
+        ErrorCode.QUOTA_EXCEEDED,
+        ErrorCode.TOO_MANY_TRANSFERS,
+        ErrorCode.CLIENT_MSG_ID_REUSED,
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.MUTED,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class FileChunk(Message):
     """Bytes `offset` to `offset + len(data)` of an upload. Errors about it echo `ref` (use the offer's)."""
 
@@ -46,7 +83,19 @@ class FileChunk(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("file_get", CLIENT)
+@message(
+    "file_get",
+    CLIENT,
+    answers=("file_data",),
+    errors=(
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NO_SUCH_FILE,
+        ErrorCode.BAD_OFFSET,
+        ErrorCode.TOO_MANY_TRANSFERS,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class GetFile(Message):
     """Ask for one chunk of the file offered as message `id`, from `offset` (answered by `file_data`)."""
 
@@ -55,7 +104,16 @@ class GetFile(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("file_cancel", CLIENT)
+@message(
+    "file_cancel",
+    CLIENT,
+    answers=(),
+    errors=(
+        ErrorCode.FORBIDDEN,
+        ErrorCode.NO_SUCH_FILE,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class CancelFile(Message):
     """Abandon an upload: the server deletes what it received. Not answered (except by an `error`)."""
 

@@ -7,6 +7,7 @@ operator did is announced to the room as `Moderated` and stored in history like 
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.schema import Message, Sender, message, record, wire
 
 CLIENT = Sender.CLIENT
@@ -37,7 +38,19 @@ MODERATION_ACTIONS = (
 # -- Requests: client to server (room operators and server admins only) ------------------------------------
 
 
-@message("kick", CLIENT)
+@message(
+    "kick",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.FORBIDDEN,
+    ),
+)
 class Kick(Message):
     """Put `nick` out of `room` (they may join again)."""
 
@@ -47,7 +60,20 @@ class Kick(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("ban", CLIENT)
+@message(
+    "ban",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.TOO_LONG,
+    ),
+)
 class Ban(Message):
     """Ban `nick` from `room` (or, with `by_address`, the address `nick` is connected from), and kick them.
 
@@ -62,7 +88,18 @@ class Ban(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("unban", CLIENT)
+@message(
+    "unban",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+    ),
+)
 class Unban(Message):
     """Lift the ban of `nick`, or of `address` (as `ban_list` shows it): exactly one of the two."""
 
@@ -72,7 +109,16 @@ class Unban(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("list_bans", CLIENT)
+@message(
+    "list_bans",
+    CLIENT,
+    answers=("ban_list",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class ListBans(Message):
     """Ask for a room's bans (answered by `BanList`)."""
 
@@ -80,7 +126,19 @@ class ListBans(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("mute", CLIENT)
+@message(
+    "mute",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.TOO_LONG,
+    ),
+)
 class Mute(Message):
     """Stop `nick` from speaking in `room`, for `duration` seconds or until `unmute`."""
 
@@ -91,7 +149,18 @@ class Mute(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("unmute", CLIENT)
+@message(
+    "unmute",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+    ),
+)
 class Unmute(Message):
     """Let `nick` speak in `room` again."""
 
@@ -100,7 +169,19 @@ class Unmute(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("op", CLIENT)
+@message(
+    "op",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.TOO_LONG,
+    ),
+)
 class Op(Message):
     """Make `nick` an operator of `room`."""
 
@@ -109,7 +190,19 @@ class Op(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("deop", CLIENT)
+@message(
+    "deop",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.FORBIDDEN,
+    ),
+)
 class Deop(Message):
     """Take `nick`'s operator rights in `room` away."""
 
@@ -118,7 +211,17 @@ class Deop(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("mode", CLIENT)
+@message(
+    "mode",
+    CLIENT,
+    answers=("room_state",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class SetMode(Message):
     """Change a room's modes; an absent field is left as it is. `key` "" removes the key."""
 
@@ -129,7 +232,20 @@ class SetMode(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("invite", CLIENT)
+@message(
+    "invite",
+    CLIENT,
+    answers=("ack",),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_NICK,
+        ErrorCode.ALREADY_IN_ROOM,
+        ErrorCode.TOO_LONG,
+    ),
+)
 class Invite(Message):
     """Let `nick` (who is online) into `room` past invite-only and the key; a ban still keeps them out."""
 

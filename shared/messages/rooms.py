@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from shared import schema as check
+from shared.errors import ErrorCode
 from shared.schema import Message, Sender, message, record, wire
 
 CLIENT = Sender.CLIENT
@@ -12,7 +13,20 @@ SERVER = Sender.SERVER
 # -- Requests: client to server ----------------------------------------------------------------------------
 
 
-@message("join", CLIENT)
+@message(
+    "join",
+    CLIENT,
+    answers=("room_state", "history"),
+    errors=(
+        ErrorCode.TOO_MANY_ROOMS,
+        ErrorCode.BANNED,
+        ErrorCode.INVITE_ONLY,
+        ErrorCode.BAD_KEY,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+        ErrorCode.EXCESS_FLOOD,
+    ),
+)
 class Join(Message):
     """Join (creating it if new) a room. `after`: resume after this id; `backfill`: how many to replay."""
 
@@ -23,7 +37,15 @@ class Join(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("leave", CLIENT)
+@message(
+    "leave",
+    CLIENT,
+    answers=(),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class Leave(Message):
     """Leave a room."""
 
@@ -32,7 +54,17 @@ class Leave(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("topic", CLIENT)
+@message(
+    "topic",
+    CLIENT,
+    answers=(),
+    errors=(
+        ErrorCode.NOT_IN_ROOM,
+        ErrorCode.NOT_OPERATOR,
+        ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class SetTopic(Message):
     """Set a room's topic (an empty string clears it)."""
 
@@ -41,14 +73,28 @@ class SetTopic(Message):
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("list_rooms", CLIENT)
+@message(
+    "list_rooms",
+    CLIENT,
+    answers=("room_list",),
+    errors=(ErrorCode.RATE_LIMITED,),
+)
 class ListRooms(Message):
     """Ask for the room list (answered by `RoomList`)."""
 
     ref: int | None = wire(check.uint, default=None)
 
 
-@message("who", CLIENT)
+@message(
+    "who",
+    CLIENT,
+    answers=("room_state",),
+    errors=(
+        ErrorCode.NO_SUCH_ROOM,
+        ErrorCode.FORBIDDEN,
+        ErrorCode.RATE_LIMITED,
+    ),
+)
 class Who(Message):
     """Ask for a room's topic and members (answered by `RoomState`)."""
 
