@@ -12,10 +12,12 @@ every error code and whether it is fatal; and for each request (a frame the clie
 it and which error codes it can get: ``"x-answers"``, the frame types that answer it directly on success and
 carry its `ref` (an empty list: only a broadcast shows the effect), and ``"x-errors"``, every code an `error`
 answering it may carry (its own, those of its fields' rules, and ``"x-common-errors"``, which every request
-can get). Both come from the request's class (`shared.schema.message`). msgpack has two things JSON has not: binary (marked
-``"x-msgpack": "bin"``) and the difference between an integer and a float (``"type": "integer"`` means a
-msgpack int, never a float). Length limits counted in bytes of UTF-8 rather than characters are given as
-``"x-max-bytes"``, naming the limit (a field of `welcome.limits`, whose default is in ``x-limits``).
+can get). Both come from the request's class (`shared.schema.message`).
+
+msgpack has two things JSON has not: binary (marked ``"x-msgpack": "bin"``) and the difference between an
+integer and a float (``"type": "integer"`` means a msgpack int, never a float). Length limits counted in bytes
+of UTF-8 rather than characters are given as ``"x-max-bytes"``, naming the limit (a field of `welcome.limits`,
+whose default is in ``x-limits``).
 """
 
 from __future__ import annotations

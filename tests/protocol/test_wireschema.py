@@ -14,6 +14,7 @@ import msgpack
 import pytest
 
 from shared import SENT_BY_CLIENT, SENT_BY_SERVER, ErrorCode
+from shared.schema import COMMON_ERRORS, request_errors
 from shared.wireschema import protocol_schema, render
 
 from .test_spec import HEX_BLOCKS, frame_bytes
@@ -53,6 +54,20 @@ def test_every_frame_type_field_and_error_code_is_in_it() -> None:
             assert set(described) == {"type", *cls.NAMES}, name
     assert set(schema["x-error-codes"]) == {code.value for code in ErrorCode}
     assert schema["x-error-codes"]["bad_frame"] == {"fatal": True}
+
+
+def test_the_schema_publishes_the_table() -> None:
+    """Each request frame has `x-answers` and `x-errors` from its class (tests/protocol/test_replies.py checks
+    the table itself); a frame only the server sends has neither."""
+    schema = protocol_schema()
+    assert schema["x-common-errors"] == sorted(code.value for code in COMMON_ERRORS)
+    for name, cls in SENT_BY_CLIENT.items():
+        described = schema["$defs"][name]
+        assert described["x-answers"] == list(cls.ANSWERS), name
+        assert described["x-errors"] == sorted(code.value for code in request_errors(cls)), name
+        assert set(described["x-errors"]) <= set(schema["x-error-codes"]), name
+    for name in set(SENT_BY_SERVER) - set(SENT_BY_CLIENT):
+        assert "x-answers" not in schema["$defs"][name], name
 
 
 @pytest.mark.parametrize("block", HEX_BLOCKS)
