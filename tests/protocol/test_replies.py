@@ -112,10 +112,34 @@ def raised_by(field_check: check.Check) -> set[ErrorCode]:
 
 
 def every_check() -> list[check.Check]:
-    """Every check used by a field of a frame or record."""
-    classes: list[type[Message]] = [*SENT_BY_CLIENT.values(), *SENT_BY_SERVER.values(), *check.RECORDS]
-    found = {field_check for cls in classes for _name, field_check, _required in cls.CHECKS}
-    return sorted(found, key=repr)
+    """Every check used by a field of a frame, or of a record inside one (not the LAN beacon's records, which
+    are not frames and answer no request)."""
+    frames: list[type[Message]] = [*SENT_BY_CLIENT.values(), *SENT_BY_SERVER.values()]
+    todo = [field_check for cls in frames for _name, field_check, _required in cls.CHECKS]
+    found: set[check.Check] = set()
+    while todo:
+        field_check = todo.pop()
+        if field_check in found:
+            continue
+        found.add(field_check)
+        kind, part = COMPOSED.get(field_check, ("plain", None))
+        if kind == "array":
+            todo.append(part)
+        elif kind in ("record", "one_of"):
+            for cls in (part,) if kind == "record" else part:
+                todo.extend(field_check for _name, field_check, _required in cls.CHECKS)
+    return sorted(found, key=check_name)
+
+
+def check_name(field_check: check.Check) -> str:
+    """A stable name for a check (a test id): its function, or what a composed check was built from."""
+    if field_check not in COMPOSED:
+        return field_check.__name__
+    kind, part = COMPOSED[field_check]
+    if kind == "one_of":
+        return f"one_of({','.join(cls.__name__ for cls in part)})"
+    inner = part if isinstance(part, str) else check_name(part) if kind == "array" else part.__name__
+    return f"{kind}({inner})"
 
 
 def is_leaf(field_check: check.Check) -> bool:
@@ -123,13 +147,13 @@ def is_leaf(field_check: check.Check) -> bool:
     return field_check not in COMPOSED or COMPOSED[field_check][0] == "short_text"
 
 
-@pytest.mark.parametrize("field_check", [c for c in every_check() if is_leaf(c)], ids=repr)
+@pytest.mark.parametrize("field_check", [c for c in every_check() if is_leaf(c)], ids=check_name)
 def test_each_check_raises_exactly_the_codes_the_table_gives_it(field_check: check.Check) -> None:
     """`check_errors` (which `x-errors` is built from) names what each field check really raises."""
     assert raised_by(field_check) == set(check_errors(field_check))
 
 
-@pytest.mark.parametrize("field_check", [c for c in every_check() if not is_leaf(c)], ids=repr)
+@pytest.mark.parametrize("field_check", [c for c in every_check() if not is_leaf(c)], ids=check_name)
 def test_a_list_or_record_check_raises_only_codes_the_table_gives_it(field_check: check.Check) -> None:
     """A list or record check raises no code beyond those of its parts (which the test above pins)."""
     assert raised_by(field_check) <= set(check_errors(field_check))
