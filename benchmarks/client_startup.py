@@ -106,8 +106,8 @@ def main() -> None:
         "first_paint_min_s": round(min(paints), 3),
         "first_paint_max_s": round(max(paints), 3),
         # What a bot pays: `chat_client` itself loads its names lazily, so time the module behind ChatClient.
-        "import_library_s": round(import_time("chat_client.client"), 3),
-        "import_tui_s": round(import_time("chat_client.app"), 3),
+        "import_library_s": round(import_time("chat_client.net.client"), 3),
+        "import_tui_s": round(import_time("chat_client.tui.app"), 3),
         "runs": args.runs,
     }
     if args.json:

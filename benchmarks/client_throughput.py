@@ -8,7 +8,7 @@ the room at the given rate. While the flood runs, a key is pressed in the input 
 time until the input shows it is recorded. Reported per rate: messages absorbed per second (first to last
 message shown in the model), and the p50/p99/max key latency. A headless app does all the work of a real
 one except writing the frames to a terminal, so the figures are an upper bound for a fast terminal. The
-GC is tuned as `chat-client` tunes it (chat_client/gctune.py) unless `--default-gc` is given.
+GC is tuned as `chat-client` tunes it (chat_client/tui/gctune.py) unless `--default-gc` is given.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 from textual import events
 
-from chat_client.model import Buffer
+from chat_client.model.chat import Buffer
 from shared.discovery import LOOPBACK_ONLY_ENV
 
 # Benchmarks send nothing beyond loopback: any LAN discovery the app might start stays on 127.0.0.0/8.
@@ -114,10 +114,10 @@ async def measure(
     port: int, rate: float, seconds: float, folder: Path, tuned_gc: bool = True
 ) -> dict[str, Any]:
     """Run the TUI while a flood process sends at `rate`; return the figures."""
-    from chat_client.app import ChatApp
-    from chat_client.gctune import tune_gc
-    from chat_client.screens.chat import ChatScreen
-    from chat_client.widgets.chat_input import ChatInput
+    from chat_client.tui.app import ChatApp
+    from chat_client.tui.gctune import tune_gc
+    from chat_client.tui.screens.chat import ChatScreen
+    from chat_client.tui.widgets.chat_input import ChatInput
 
     app = ChatApp(host="127.0.0.1", port=port, nick="reader", connect_now=True, config_dir=folder)
     if tuned_gc:

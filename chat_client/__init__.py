@@ -10,11 +10,11 @@ so bots and scripts can use it without a terminal UI:
         await client.say("lobby", "hello")
         async for event in client.events():
             ...
-        transfer = await client.send_file("notes.txt", room="lobby")   # files: see chat_client.transfers
+        transfer = await client.send_file("notes.txt", room="lobby")   # files: see chat_client.net.transfers
         await transfer.wait()
 
-The TUI lives in `chat_client.app`, `chat_client.screens` and `chat_client.widgets`; the line mode in
-`chat_client.plain`; the command line in `chat_client.__main__`.
+The TUI lives in `chat_client.tui.app`, `chat_client.tui.screens` and `chat_client.tui.widgets`; the line mode
+in `chat_client.plain.linemode`; the command line in `chat_client.__main__`.
 
 The names above are imported when first used (`__getattr__` below), not with the package: every submodule
 import runs this file first, and the TUI draws its first frame before it needs the library.
@@ -26,9 +26,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__ below
-    from .backoff import Backoff
-    from .client import ChatClient
-    from .errors import (
+    from chat_client.net.backoff import Backoff
+    from chat_client.net.client import ChatClient
+    from chat_client.net.errors import (
         ChecksumMismatch,
         ClientClosed,
         ClientError,
@@ -44,11 +44,19 @@ if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time s
         TransferError,
         UnknownFile,
     )
-    from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
-    from .options import ClientOptions, ConnectionState
-    from .outbox import DeliveryState, OutboxEntry
-    from .progress import Direction, TransferInfo, TransferState, TransferUpdate
-    from .transfers import Transfer
+    from chat_client.net.events import (
+        Closed,
+        Connected,
+        Disconnected,
+        Event,
+        LagMeasured,
+        OutboxChanged,
+        Reconnecting,
+    )
+    from chat_client.net.options import ClientOptions, ConnectionState
+    from chat_client.net.outbox import DeliveryState, OutboxEntry
+    from chat_client.net.progress import Direction, TransferInfo, TransferState, TransferUpdate
+    from chat_client.net.transfers import Transfer
 
 __all__ = [
     "Backoff",
@@ -85,8 +93,9 @@ __all__ = [
     "UnknownFile",
 ]
 
-#: Where each public name lives: imported on first use (PEP 562), so that `import chat_client` (which
-#: every submodule import runs first, the TUI's included) costs nothing until the library is used.
+#: Where each public name lives (a module of `chat_client.net`): imported on first use (PEP 562), so that
+#: `import chat_client` (which every submodule import runs first, the TUI's included) costs nothing until the
+#: library is used.
 _HOMES = {
     "Backoff": "backoff",
     "ChatClient": "client",
@@ -127,7 +136,7 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    value = getattr(importlib.import_module(f"{__name__}.net.{home}"), name)
     globals()[name] = value
     return value
 

@@ -12,7 +12,7 @@ Passwords never go on the command line (it shows in `ps`): `--password-file`/`--
 the first line of a file, or set MPCHAT_PASSWORD / MPCHAT_NICK_PASSWORD. They are never saved.
 
 The Textual TUI is imported only when it is used, so the line mode starts fast and runs without it; the TUI
-itself imports the network and chat modules only after the connect screen is drawn (chat_client/app.py).
+itself imports the network and chat modules only after the connect screen is drawn (chat_client/tui/app.py).
 """
 
 from __future__ import annotations
@@ -25,14 +25,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from chat_client.discover_cli import add_discover_arguments, lan_listener_factory, run_discover
+from chat_client.net.options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
+from chat_client.net.pins import PinStore, PinStoreError, parse_pin_key
+from chat_client.settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 from shared import nick_problem, room_problem
 from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
-
-from .discover_cli import add_discover_arguments, lan_listener_factory, run_discover
-from .options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
-from .pins import PinStore, PinStoreError, parse_pin_key
-from .settings import DEFAULT_HOST, data_dir, load_settings, save_settings
 
 #: Environment variables that may hold the server's password and the registered nick's password.
 PASSWORD_ENV = "MPCHAT_PASSWORD"
@@ -238,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         host, port = args.host, args.port
         if args.local:
-            from .local import LocalServerError, local_server
+            from chat_client.local import LocalServerError, local_server
 
             try:
                 host, port = stack.enter_context(local_server(args.port or 0, data_dir()))
@@ -247,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 1
         nick = args.nick or (settings.nick if (args.local or args.plain) else None)
         if args.local and not nick:
-            from .local import login_nick
+            from chat_client.local import login_nick
 
             nick = login_nick()  # zero configuration: `chat-client --local` alone connects at once
         if args.plain:
@@ -255,8 +254,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 parser.error("--plain needs --nick (no nick was remembered from an earlier run)")
             import asyncio  # here: the TUI imports it after pausing the garbage collector (gctune.py)
 
-            from .plain import ask_on_terminal, run_plain
-            from .trust import tls_for
+            from chat_client.net.trust import tls_for
+            from chat_client.plain.linemode import ask_on_terminal, run_plain
 
             host = host or settings.host or DEFAULT_HOST
             port = port or settings.port
@@ -282,10 +281,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Ctrl-C: asyncio.run has cancelled the session, which logged out on its way (and a password
                 # prompt turned the terminal's echo back on); exit quietly, as a shell expects.
                 return EXIT_INTERRUPTED
-        from .gctune import pause_gc, tune_gc
+        from chat_client.tui.gctune import pause_gc, tune_gc
 
         pause_gc()  # until the first frame is drawn and the chat modules are loaded: see gctune.py
-        from .app import ChatApp
+        from chat_client.tui.app import ChatApp
 
         app = ChatApp(
             host=host,

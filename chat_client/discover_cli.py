@@ -21,10 +21,10 @@ from shared.fingerprint import grouped
 from shared.text import visible
 
 if TYPE_CHECKING:
-    from .discovery import DiscoveredServer, DiscoveryListener
+    from chat_client.net.discovery import DiscoveredServer, DiscoveryListener
 
 #: The defaults of ``--discover-address`` and ``--discover-port``: the same values as
-#: `chat_client.discovery.DEFAULT_QUERY_ADDRESS` and `shared.discovery.DEFAULT_DISCOVERY_PORT` (tested),
+#: `chat_client.net.discovery.DEFAULT_QUERY_ADDRESS` and `shared.discovery.DEFAULT_DISCOVERY_PORT` (tested),
 #: repeated because every `chat-client` builds this parser, and the TUI must not import the discovery modules
 #: before its first frame.
 DEFAULT_QUERY_ADDRESS = "255.255.255.255"
@@ -81,9 +81,8 @@ def run_discover(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return EXIT_FAILED
     import asyncio
 
+    from chat_client.net.discovery import DEFAULT_LISTEN_ADDRESS, discover
     from shared.discovery import DestinationRefused
-
-    from .discovery import DEFAULT_LISTEN_ADDRESS, discover
 
     query = (args.discover_address, args.discover_port) if args.discover_address else None
     try:
@@ -109,7 +108,7 @@ def lan_listener_factory(address: str, port: int) -> Callable[[], DiscoveryListe
     """
 
     def make() -> DiscoveryListener:
-        from .discovery import DEFAULT_LISTEN_ADDRESS, DiscoveryListener
+        from chat_client.net.discovery import DEFAULT_LISTEN_ADDRESS, DiscoveryListener
 
         return DiscoveryListener(
             listen=(DEFAULT_LISTEN_ADDRESS, port), query=(address, port) if address else None

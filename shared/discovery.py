@@ -2,7 +2,7 @@
 
 A chat server may announce itself on the LAN with a UDP *beacon*, and a client may ask "who is there?" with
 a *query*, which every server answers with a *reply* sent straight back. This module turns those datagrams
-into bytes and back; `chat_server.beacon.beacon` and `chat_client.discovery` own the sockets.
+into bytes and back; `chat_server.beacon.beacon` and `chat_client.net.discovery` own the sockets.
 docs/discovery.md is the normative description, with hex examples.
 
 Every datagram is one msgpack map (no length header: UDP keeps message boundaries) of at most

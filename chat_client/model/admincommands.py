@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_client.model.commands_base import CommandError, CommandHelp
 from shared import StatsReport
-
-from .commands_base import CommandError, CommandHelp
 
 #: The admin commands, as /help lists them.
 ADMIN_COMMANDS: tuple[CommandHelp, ...] = (

@@ -12,10 +12,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from chat_client.model.colours import NickColours
+from chat_client.net.outbox import OutboxEntry
 from shared import Member, fold
-
-from .model_colours import NickColours
-from .outbox import OutboxEntry
 
 #: Lines kept per buffer (the scrollback); the oldest go first.
 DEFAULT_MAX_LINES = 2000

@@ -6,16 +6,44 @@ what to redraw, so the TUI and the plain line mode render the same state and the
 tests. Every buffer keeps at most `max_lines` lines (a deque), so memory stays bounded however busy the
 room. Untrusted text is stored as received; it is made visible (`shared.text.visible`) when rendered.
 
-`ChatModel` is built in layers, each owning one thing: `ModelState` (chat_client.model_state) the buffers
-and how a line gets into one; `RoomEvents` (chat_client.model_rooms) the events about rooms and people;
-`MessageEvents` (chat_client.model_messages) messages, history, the outbox and transfers; this module the
-connection status, errors, and the table that sends each event to its handler.
+`ChatModel` is built in layers, each owning one thing: `ModelState` (chat_client.model.state) the buffers
+and how a line gets into one; `RoomEvents` (chat_client.model.room_events) the events about rooms and people;
+`MessageEvents` (chat_client.model.message_events) messages, history, the outbox and transfers; this module
+the connection status, errors, and the table that sends each event to its handler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from chat_client.model.admincommands import stats_lines
+from chat_client.model.buffers import (
+    DEFAULT_MAX_LINES,
+    SERVER_KEY,
+    Buffer,
+    BufferKind,
+    Changes,
+    ConnectionStatus,
+    Line,
+    LineKind,
+    merge,
+    peer_key,
+    room_key,
+)
+from chat_client.model.message_events import MessageEvents
+from chat_client.model.room_events import RoomEvents
+from chat_client.net.errors import ClientError
+from chat_client.net.events import (
+    Closed,
+    Connected,
+    Disconnected,
+    Event,
+    LagMeasured,
+    OutboxChanged,
+    Reconnecting,
+)
+from chat_client.net.progress import TransferUpdate
+from chat_client.net.reasons import describe_failure
 from shared import (
     AwayChanged,
     BanList,
@@ -35,27 +63,6 @@ from shared import (
     Told,
     TopicChanged,
 )
-
-from .admincommands import stats_lines
-from .buffers import (
-    DEFAULT_MAX_LINES,
-    SERVER_KEY,
-    Buffer,
-    BufferKind,
-    Changes,
-    ConnectionStatus,
-    Line,
-    LineKind,
-    merge,
-    peer_key,
-    room_key,
-)
-from .errors import ClientError
-from .events import Closed, Connected, Disconnected, Event, LagMeasured, OutboxChanged, Reconnecting
-from .model_messages import MessageEvents
-from .model_rooms import RoomEvents
-from .progress import TransferUpdate
-from .reasons import describe_failure
 
 # The buffer types are part of the model's interface: importers take them from here.
 __all__ = [

@@ -1,7 +1,7 @@
 """`NickColours`: which palette entry each member of a room gets, so that no two members share a colour.
 
-A nick's preferred entry is a hash of its fold key (`chat_client.render.nick_slot`), the same in every room
-and on every run. In a room, a member whose preferred entry is already held by another member takes the
+A nick's preferred entry is a hash of its fold key (`chat_client.tui.render.nick_slot`), the same in every
+room and on every run. In a room, a member whose preferred entry is already held by another member takes the
 next free one, and keeps it while they stay; only when every entry is held do two members share one. A
 nick seen outside the member list (someone who left, a message from history) gets their entry if they had
 one here, their preferred one otherwise. No UI here: the renderers ask `slot(nick)`.
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from shared import fold
 
-#: How many colours the palette has (chat_client.render.NICK_COLOURS holds them).
+#: How many colours the palette has (chat_client.tui.render.NICK_COLOURS holds them).
 PALETTE_SIZE = 12
 
 

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_client.model.admincommands import ADMIN_COMMANDS, ShowStats, parse_stats
+from chat_client.model.commands_base import CommandError, CommandHelp, one_or_two_words, split_first
+from chat_client.model.modcommands import (
+    MODERATION_COMMANDS,
+    MODERATION_NAMES,
+    Moderate,
+    ShowKey,
+    parse_moderation,
+)
 from shared.text import room_problem
-
-from .admincommands import ADMIN_COMMANDS, ShowStats, parse_stats
-from .commands_base import CommandError, CommandHelp, one_or_two_words, split_first
-from .modcommands import MODERATION_COMMANDS, MODERATION_NAMES, Moderate, ShowKey, parse_moderation
 
 __all__ = ["CommandError", "CommandHelp", "Moderate", "ShowKey", "ShowStats"]
 

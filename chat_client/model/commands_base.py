@@ -1,7 +1,7 @@
 """What every slash command shares: the error a bad command raises, the help record, splitting arguments.
 
-Kept apart from `chat_client.commands` so that groups of commands in their own modules
-(`chat_client.modcommands`) can use them without importing the parser that imports them.
+Kept apart from `chat_client.model.commands` so that groups of commands in their own modules
+(`chat_client.model.modcommands`) can use them without importing the parser that imports them.
 """
 
 from __future__ import annotations

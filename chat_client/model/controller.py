@@ -9,13 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_client.model import commands as cmd
+from chat_client.model.chat import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
+from chat_client.model.moderation import key_notice
+from chat_client.net.client import ChatClient
+from chat_client.net.errors import (
+    ClientError,
+    FilesUnsupported,
+    InvalidRequest,
+    NotConnected,
+    TransferError,
+    UnknownFile,
+)
 from shared import nick_problem
-
-from . import commands as cmd
-from .client import ChatClient
-from .errors import ClientError, FilesUnsupported, InvalidRequest, NotConnected, TransferError, UnknownFile
-from .model import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
-from .moderation import key_notice
 
 #: Messages `/more` asks for at once.
 MORE_PAGE = 100

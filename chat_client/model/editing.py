@@ -17,10 +17,17 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from chat_client.model.commands import (
+    ALIASES,
+    COMMAND_NAMES,
+    Action,
+    CommandError,
+    DirectMessage,
+    SendText,
+    parse,
+)
+from chat_client.model.modcommands import NICK_FIRST
 from shared import fold
-
-from .commands import ALIASES, COMMAND_NAMES, Action, CommandError, DirectMessage, SendText, parse
-from .modcommands import NICK_FIRST
 
 #: Lines of input history kept.
 DEFAULT_HISTORY_SIZE = 500

@@ -3,19 +3,17 @@
 Said and told messages, file offers and moderation records become lines of their buffer; history pages
 are merged in (older pages prepended, the first backfill marked as old news); our outbox entries show as
 pending and then as sent or refused; transfers add a line when they start and when they end. A layer of
-`ChatModel` (chat_client.model); the buffers are `ModelState`'s.
+`ChatModel` (chat_client.model.chat); the buffers are `ModelState`'s.
 """
 
 from __future__ import annotations
 
-from shared import FileOffered, History, Moderated, Said, Told, fold
-
-from .buffers import Buffer, Changes, Gap, Line, LineKind, peer_key
-from .events import OutboxChanged
-from .model_state import ModelState
-from .moderation import describe
-from .outbox import DeliveryState, OutboxEntry
-from .progress import (
+from chat_client.model.buffers import Buffer, Changes, Gap, Line, LineKind, peer_key
+from chat_client.model.moderation import describe
+from chat_client.model.state import ModelState
+from chat_client.net.events import OutboxChanged
+from chat_client.net.outbox import DeliveryState, OutboxEntry
+from chat_client.net.progress import (
     MAX_FINISHED_TRANSFERS,
     TransferInfo,
     TransferState,
@@ -24,6 +22,7 @@ from .progress import (
     offer_text,
     started_line,
 )
+from shared import FileOffered, History, Moderated, Said, Told, fold
 
 #: The label of the divider between the history sent on joining a room and the live lines after it.
 BACKFILL_DIVIDER = "history above · live below"

@@ -12,10 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from chat_client.model.commands_base import CommandError, CommandHelp, split_first
 from shared import Ban, Deop, Invite, Kick, ListBans, ModerationRequest, Mute, Op, SetMode, Unban, Unmute
 from shared.text import room_problem
-
-from .commands_base import CommandError, CommandHelp, split_first
 
 #: The moderation commands, as /help lists them.
 MODERATION_COMMANDS: tuple[CommandHelp, ...] = (

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import time
 
+from chat_client.model.buffers import Buffer
 from shared import BanEntry, Moderated
-
-from .buffers import Buffer
 
 #: How each action reads: {by} is the operator, {target} the nick acted on.
 _SENTENCES = {

@@ -2,11 +2,14 @@
 
 Joins, leaves, quits, nick changes, topics, away marks, room states and lists, moderation and ban lists,
 registrations: each handler updates the members and modes of the buffers it concerns and adds the notice
-lines that say what happened. A layer of `ChatModel` (chat_client.model); the buffers are `ModelState`'s.
+lines that say what happened. A layer of `ChatModel` (chat_client.model.chat); the buffers are `ModelState`'s.
 """
 
 from __future__ import annotations
 
+from chat_client.model.buffers import SERVER_KEY, Changes, LineKind, peer_key, room_key
+from chat_client.model.moderation import REMOVALS, describe, describe_ban
+from chat_client.model.state import ModelState
 from shared import (
     AwayChanged,
     BanList,
@@ -22,10 +25,6 @@ from shared import (
     TopicChanged,
     fold,
 )
-
-from .buffers import SERVER_KEY, Changes, LineKind, peer_key, room_key
-from .model_state import ModelState
-from .moderation import REMOVALS, describe, describe_ban
 
 
 class RoomEvents(ModelState):

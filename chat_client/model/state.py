@@ -1,8 +1,9 @@
 """`ModelState`: the buffers of the chat model, the lines in them, unread counts and mentions.
 
-The first layer of `ChatModel` (chat_client.model): what the model holds and the one way a line gets into a
-buffer (`_line`, which counts unread lines and spots mentions). The layers above turn events into lines:
-`RoomEvents` (chat_client.model_rooms) and `MessageEvents` (chat_client.model_messages). No UI here.
+The first layer of `ChatModel` (chat_client.model.chat): what the model holds and the one way a line gets into
+a buffer (`_line`, which counts unread lines and spots mentions). The layers above turn events into lines:
+`RoomEvents` (chat_client.model.room_events) and `MessageEvents` (chat_client.model.message_events). No UI
+here.
 """
 
 from __future__ import annotations
@@ -11,9 +12,7 @@ import re
 import time
 from collections.abc import Callable
 
-from shared import fold
-
-from .buffers import (
+from chat_client.model.buffers import (
     DEFAULT_MAX_LINES,
     SERVER_KEY,
     Buffer,
@@ -25,8 +24,9 @@ from .buffers import (
     peer_key,
     room_key,
 )
-from .progress import TransferInfo
-from .trust import ServerIdentity
+from chat_client.net.progress import TransferInfo
+from chat_client.net.trust import ServerIdentity
+from shared import fold
 
 
 class ModelState:

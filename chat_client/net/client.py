@@ -8,8 +8,8 @@
 
 This module is what a caller can ask: the properties, the events, the requests (join, say, moderate...) and
 the file transfers. What the client does on its own is in the layers below: `ClientRunner`
-(chat_client.runner: the run task, the thread model, the resume and the stop order) and `ClientCore`
-(chat_client.core: the parts and the routing of incoming messages).
+(chat_client.net.runner: the run task, the thread model, the resume and the stop order) and `ClientCore`
+(chat_client.net.core: the parts and the routing of incoming messages).
 """
 
 from __future__ import annotations
@@ -20,6 +20,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 
+from chat_client.net.errors import ClientClosed, ClientError, FilesUnsupported, NotConnected
+from chat_client.net.events import Event
+from chat_client.net.filework import check_offer, upload_size
+from chat_client.net.options import ConnectionState
+from chat_client.net.outbox import OutboxEntry
+from chat_client.net.progress import TransferInfo
+from chat_client.net.runner import ClientRunner
+from chat_client.net.savename import safe_name
+from chat_client.net.transfers import Transfer
+from chat_client.net.waiters import answer_to
 from shared import (
     Ack,
     AwayChanged,
@@ -53,17 +63,6 @@ from shared import (
     Who,
     fold,
 )
-
-from .errors import ClientClosed, ClientError, FilesUnsupported, NotConnected
-from .events import Event
-from .filework import check_offer, upload_size
-from .options import ConnectionState
-from .outbox import OutboxEntry
-from .progress import TransferInfo
-from .runner import ClientRunner
-from .savename import safe_name
-from .transfers import Transfer
-from .waiters import answer_to
 
 log = logging.getLogger("chat_client.connection")
 

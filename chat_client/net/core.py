@@ -1,8 +1,8 @@
 """`ClientCore`: the parts a `ChatClient` is made of, and how each message from the server reaches its owner.
 
-`ChatClient` (chat_client.client) is built in three layers, each owning one thing: this class assembles
-the parts and routes what the server sends (`_handle`); `ClientRunner` (chat_client.runner) adds the run task
-that connects, logs in and reconnects; `ChatClient` adds the requests a caller makes. Each part owns one
+`ChatClient` (chat_client.net.client) is built in three layers, each owning one thing: this class assembles
+the parts and routes what the server sends (`_handle`); `ClientRunner` (chat_client.net.runner) adds the run
+task that connects, logs in and reconnects; `ChatClient` adds the requests a caller makes. Each part owns one
 thing: `Delivery` the outbox's trip to the server, `Transfers` the file transfers, `ResumeState` what
 survives a reconnect, `Waiters` the requests awaiting answers, `Liveness` the pings, `Credentials` the
 passwords to log in with, `EventQueue` the events for the caller.
@@ -19,6 +19,21 @@ import itertools
 import logging
 from collections.abc import Iterable
 
+from chat_client.net.delivery import Delivery
+from chat_client.net.errors import InvalidRequest
+from chat_client.net.eventlog import log_event
+from chat_client.net.eventqueue import EventQueue
+from chat_client.net.events import Event
+from chat_client.net.liveness import Liveness
+from chat_client.net.login import Credentials
+from chat_client.net.options import ClientOptions, ConnectionState
+from chat_client.net.pacing import Pacer
+from chat_client.net.resume import DM_KEY, Crowd, ResumeState, room_key
+from chat_client.net.session import Endpoint, Session
+from chat_client.net.transfers import Transfers
+from chat_client.net.trust import ServerIdentity, TlsOptions
+from chat_client.net.waiters import Waiters
+from chat_client.settings import downloads_dir
 from shared import (
     Ack,
     FileData,
@@ -43,22 +58,6 @@ from shared import (
 )
 from shared import Error as ErrorFrame
 from shared.limits import DEFAULT_LIMITS, Limits
-
-from .delivery import Delivery
-from .errors import InvalidRequest
-from .eventlog import log_event
-from .eventqueue import EventQueue
-from .events import Event
-from .liveness import Liveness
-from .login import Credentials
-from .options import ClientOptions, ConnectionState
-from .pacing import Pacer
-from .resume import DM_KEY, Crowd, ResumeState, room_key
-from .session import Endpoint, Session
-from .settings import downloads_dir
-from .transfers import Transfers
-from .trust import ServerIdentity, TlsOptions
-from .waiters import Waiters
 
 log = logging.getLogger(__name__)
 

@@ -19,14 +19,13 @@ import itertools
 import time
 from collections.abc import Callable
 
+from chat_client.net.errors import ClientClosed, ConnectionLost, ServerError
+from chat_client.net.events import Event, OutboxChanged
+from chat_client.net.outbox import DeliveryState, Outbox, OutboxEntry
+from chat_client.net.pacing import Pacer
+from chat_client.net.session import Session
 from shared import Ack, ErrorCode, Message
 from shared import Error as ErrorFrame
-
-from .errors import ClientClosed, ConnectionLost, ServerError
-from .events import Event, OutboxChanged
-from .outbox import DeliveryState, Outbox, OutboxEntry
-from .pacing import Pacer
-from .session import Session
 
 #: Seconds to wait before resending a message refused with `rate_limited` and no `retry_after_ms`.
 RATE_LIMIT_RETRY = 1.0

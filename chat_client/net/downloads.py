@@ -1,11 +1,11 @@
 """`Downloads`: fetching a file: pull its chunks into a partial file, check its SHA-256, then name it.
 
-A layer of `Transfers` (chat_client.transfers), on top of `TransferCore`. One download runs at a time (the
+A layer of `Transfers` (chat_client.net.transfers), on top of `TransferCore`. One download runs at a time (the
 server counts `file_get` requests per connection), with at most `files.window` requests outstanding; chunks
 that arrive early wait in memory until the ones before them are written. The partial file is named after the
 content's SHA-256 (``.mpchat-<sha256>.part`` in the downloads folder), so a download continues from its
 length after a reconnect, and a `/get` of the same offer after a restart of the client continues it too; it
-gets its final, sanitised name (`chat_client.savename`) only once its SHA-256 matched.
+gets its final, sanitised name (`chat_client.net.savename`) only once its SHA-256 matched.
 """
 
 from __future__ import annotations
@@ -15,15 +15,14 @@ import os
 import time
 from pathlib import Path
 
+from chat_client.net.errors import ChecksumMismatch, TransferError
+from chat_client.net.filework import check_data, open_partial, place, sha256_of
+from chat_client.net.progress import TransferState
+from chat_client.net.savename import safe_name
+from chat_client.net.session import Session
+from chat_client.net.transfer_core import Transfer, TransferCore
 from shared import Error as ErrorFrame
 from shared import FileData, FileOffered, GetFile
-
-from .errors import ChecksumMismatch, TransferError
-from .filework import check_data, open_partial, place, sha256_of
-from .progress import TransferState
-from .savename import safe_name
-from .session import Session
-from .transfer_core import Transfer, TransferCore
 
 
 class Downloads(TransferCore):

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import logging
 
+from chat_client.net.events import Closed, Connected, Disconnected, Event, Reconnecting
 from shared import Error, History
-
-from .events import Closed, Connected, Disconnected, Event, Reconnecting
 
 log = logging.getLogger("chat_client.connection")
 

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from collections import deque
 
-from .events import Closed, Event
+from chat_client.net.events import Closed, Event
 
 log = logging.getLogger(__name__)
 

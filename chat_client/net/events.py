@@ -3,19 +3,18 @@
 Server notifications arrive as the `shared` message classes (`Said`, `Joined`, `History`, `Error`...).
 The client adds events for what only it knows: the connection came up or went down, a reconnect is
 scheduled, a sent message changed state, a file transfer progressed (`TransferUpdate`, defined with the
-transfer snapshot in `chat_client.progress`), the round-trip time was measured, the client closed for good.
-`Ping`, `Pong`, `Welcome` and `Ack` are consumed by the client and turned into these events.
+transfer snapshot in `chat_client.net.progress`), the round-trip time was measured, the client closed for
+good. `Ping`, `Pong`, `Welcome` and `Ack` are consumed by the client and turned into these events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_client.net.outbox import OutboxEntry
+from chat_client.net.progress import TransferUpdate
+from chat_client.net.trust import ServerIdentity
 from shared import Message, Welcome
-
-from .outbox import OutboxEntry
-from .progress import TransferUpdate
-from .trust import ServerIdentity
 
 
 @dataclass(frozen=True, slots=True)

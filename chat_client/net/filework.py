@@ -1,7 +1,7 @@
 """The disk and wire checks of file transfers: hashing, partial downloads, final names, chunk checks.
 
-Every function here blocks on the disk (or is pure): `chat_client.transfers` and `ChatClient.send_file` call
-the blocking ones through `asyncio.to_thread`, never on the event loop.
+Every function here blocks on the disk (or is pure): `chat_client.net.transfers` and `ChatClient.send_file`
+call the blocking ones through `asyncio.to_thread`, never on the event loop.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ import hashlib
 import os
 from pathlib import Path
 
+from chat_client.net.errors import InvalidRequest, TransferError
+from chat_client.net.savename import create_unique
 from shared import FileData, LocalProtocolError, OfferFile, check_outgoing
 from shared.limits import Limits
-
-from .errors import InvalidRequest, TransferError
-from .savename import create_unique
 
 #: Bytes hashed per read.
 HASH_BLOCK = 1024 * 1024

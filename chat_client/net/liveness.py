@@ -24,11 +24,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from chat_client.net.errors import ConnectionLost
+from chat_client.net.events import Event, LagMeasured
+from chat_client.net.session import Session
 from shared import Ping, Pong
-
-from .errors import ConnectionLost
-from .events import Event, LagMeasured
-from .session import Session
 
 #: How many recent round-trip times the answer deadline looks at (it uses the slowest of them).
 RTT_SAMPLES = 8

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import os
 
+from chat_client.net.errors import ConnectionLost, LoginRefused
 from shared import PROTOCOL_NAME, PROTOCOL_VERSION, ErrorCode, Hello, fold
-
-from .errors import ConnectionLost, LoginRefused
 
 # Login refusals worth retrying: the condition may clear by itself. `nick_taken` is here because after a
 # network drop the server may still hold our previous connection (a ghost) until its ping timeout.

@@ -6,7 +6,7 @@ import enum
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backoff import Backoff
+from chat_client.net.backoff import Backoff
 
 CLIENT_NAME = "mpchat-client/0.1"
 #: Seconds allowed to connect and receive the welcome.
@@ -20,7 +20,7 @@ DEFAULT_PING_RTT_MULTIPLE = 4.0
 #: ...but never within fewer than this many seconds (the floor of the answer deadline).
 DEFAULT_PING_GRACE = 2.0
 #: While waiting to reconnect after a connection failure, try a TCP connect this often (seconds) to learn
-#: at once that the server is back (chat_client.runner).
+#: at once that the server is back (chat_client.net.runner).
 DEFAULT_PROBE_INTERVAL = 0.25
 #: Events kept for a consumer that does not read them; beyond this the oldest are dropped (and logged).
 DEFAULT_EVENT_QUEUE_LIMIT = 20_000
@@ -32,10 +32,10 @@ DEFAULT_CLOSE_TIMEOUT = 2.0
 DEFAULT_MAX_UPLOADS = 2
 #: Seconds between two progress events of one transfer (state changes are reported at once).
 DEFAULT_PROGRESS_INTERVAL = 0.25
-#: The most messages that may wait for delivery at once (the outbox; see chat_client/outbox.py).
+#: The most messages that may wait for delivery at once (the outbox; see chat_client/net/outbox.py).
 DEFAULT_OUTBOX_LIMIT = 500
 #: Seconds of refill the pacing leaves in each of the server's rate-limit buckets, so that a message delayed
-#: on its way still finds its tokens (see chat_client/pacing.py).
+#: on its way still finds its tokens (see chat_client/net/pacing.py).
 DEFAULT_PACING_SLACK = 1.0
 #: --plain: once the input has ended, the last messages are waited for as long as the server acknowledges
 #: one at least this often (seconds); the same bound applies while the outbox is full (`--drain-timeout`).

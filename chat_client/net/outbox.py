@@ -18,10 +18,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
+from chat_client.net.errors import OutboxFull
+from chat_client.net.options import DEFAULT_OUTBOX_LIMIT
 from shared import Ack, Say, Tell
-
-from .errors import OutboxFull
-from .options import DEFAULT_OUTBOX_LIMIT
 
 
 class DeliveryState(enum.StrEnum):

@@ -17,10 +17,9 @@ import logging
 import os
 from pathlib import Path
 
+from chat_client.net.errors import ClientError
+from chat_client.settings import data_dir
 from shared.fingerprint import BadFingerprint, parse_fingerprint
-
-from .errors import ClientError
-from .settings import data_dir
 
 log = logging.getLogger(__name__)
 

@@ -168,8 +168,8 @@ def room_key(room: str) -> str:
 class Crowd:
     """Who else is in our rooms, as far as we heard: the size of the crowd that reconnects with us.
 
-    The reconnect window grows with it (chat_client.backoff): after a server restart everyone in these rooms
-    comes back at the same time. Pure bookkeeping from `room_state`, `joined`, `left`, `signed_off` and
+    The reconnect window grows with it (chat_client.net.backoff): after a server restart everyone in these
+    rooms comes back at the same time. Pure bookkeeping from `room_state`, `joined`, `left`, `signed_off` and
     `nick` frames; it survives reconnects (the rooms are the same people until told otherwise).
     """
 

@@ -1,6 +1,6 @@
 """`ClientRunner`: the run task that keeps a `ChatClient` logged in: connect, log in, serve, reconnect.
 
-The middle layer of `ChatClient` (see chat_client.core): `connect()` starts the run task and waits for the
+The middle layer of `ChatClient` (see chat_client.net.core): `connect()` starts the run task and waits for the
 first login; the task then serves each session (`_serve`: catch up, then route every incoming message) and,
 when one ends, waits with backoff and logs in again, until `close()`.
 
@@ -33,10 +33,8 @@ import logging
 from types import TracebackType
 from typing import Self
 
-from shared import ErrorCode, Hello, Quit
-
-from .core import ClientCore
-from .errors import (
+from chat_client.net.core import ClientCore
+from chat_client.net.errors import (
     ClientClosed,
     ClientError,
     ConnectionLost,
@@ -45,11 +43,17 @@ from .errors import (
     ServerError,
     UntrustedServer,
 )
-from .events import Closed, Connected, Disconnected, Reconnecting
-from .login import FINAL_SESSION_CODES, RETRYABLE_LOGIN_CODES, connection_failure, refusal_reason
-from .options import ConnectionState
-from .pins import PinStoreError
-from .session import Session
+from chat_client.net.events import Closed, Connected, Disconnected, Reconnecting
+from chat_client.net.login import (
+    FINAL_SESSION_CODES,
+    RETRYABLE_LOGIN_CODES,
+    connection_failure,
+    refusal_reason,
+)
+from chat_client.net.options import ConnectionState
+from chat_client.net.pins import PinStoreError
+from chat_client.net.session import Session
+from shared import ErrorCode, Hello, Quit
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +138,7 @@ class ClientRunner(ClientCore):
 
     @property
     def answer_deadline(self) -> float:
-        """Seconds the server has to answer a ping before it is declared dead (chat_client.liveness)."""
+        """Seconds the server has to answer a ping before it is declared dead (chat_client.net.liveness)."""
         return self._liveness.answer_deadline()
 
     # -- The run task ------------------------------------------------------------------------------------

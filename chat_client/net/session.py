@@ -6,7 +6,7 @@ and takes out the complete messages. Writing never waits: `StreamWriter.write` q
 transport, and the outbox limit bounds how much the user can queue.
 
 With TLS (`TlsOptions`), the handshake completes inside `asyncio.open_connection`, and the server's key is
-checked (`chat_client.trust.verify`) before the first write: an unverified server never receives a byte of
+checked (`chat_client.net.trust.verify`) before the first write: an unverified server never receives a byte of
 the chat protocol, not even `hello`.
 
 A `Session` does not reconnect; `ChatClient` opens a new one after each failure.
@@ -21,6 +21,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused, ServerError
+from chat_client.net.reasons import describe_failure
+from chat_client.net.trust import ServerIdentity, TlsOptions, client_context, verify
 from shared import (
     ConnectionClosed,
     Error,
@@ -34,10 +37,6 @@ from shared import (
     Welcome,
 )
 from shared.limits import Limits
-
-from .errors import ConnectionLost, InvalidRequest, LoginRefused, ServerError
-from .reasons import describe_failure
-from .trust import ServerIdentity, TlsOptions, client_context, verify
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +123,8 @@ class Session:
         self.login_time = 0.0
         #: When bytes last arrived from the server (`time.monotonic()`).
         self.last_received = time.monotonic()
-        #: Told of every frame sent (the pacing charges it to the server's rate limits: chat_client.pacing).
+        #: Told of every frame sent (the pacing charges it to the server's rate limits:
+        #: chat_client.net.pacing).
         self.on_send: Callable[[Message], None] | None = None
 
     @property

@@ -1,6 +1,6 @@
 """`TransferCore`: what every file transfer shares: its state, the session it runs on, and how it ends.
 
-The first layer of `Transfers` (chat_client.transfers). It owns:
+The first layer of `Transfers` (chat_client.net.transfers). It owns:
 
 * `Transfer`, one upload or download: its snapshot (`TransferInfo`), its inbox of file frames, its task;
 * the session the transfers run on (`attach`, `detach`), and the rooms it has joined (an upload to a room is
@@ -13,7 +13,8 @@ The first layer of `Transfers` (chat_client.transfers). It owns:
 * the end of a transfer (`_finish`: done, failed, cancelled) and its progress reports (`TransferUpdate`
   events, at most one per progress interval).
 
-The upload and download protocols themselves are the layers above: chat_client.uploads, chat_client.downloads.
+The upload and download protocols themselves are the layers above: chat_client.net.uploads,
+chat_client.net.downloads.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from chat_client.net.errors import ConnectionLost, TransferCancelled, TransferError
+from chat_client.net.progress import Direction, RateMeter, TransferInfo, TransferState, TransferUpdate
+from chat_client.net.session import Session
 from shared import CancelFile, FileDone, FileOffered, FileProgress, Message, fold
-
-from .errors import ConnectionLost, TransferCancelled, TransferError
-from .progress import Direction, RateMeter, TransferInfo, TransferState, TransferUpdate
-from .session import Session
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,9 @@
 """`Transfers`: the file transfers of one client: start them, cancel them, list them, wait for them.
 
-Built in layers, each owning one thing: `TransferCore` (chat_client.transfer_core) the state of each
-transfer, the session, the routing of file frames and the end of a transfer; `Uploads` (chat_client.uploads)
-and `Downloads` (chat_client.downloads) the two protocols; this class what the client asks of them.
+Built in layers, each owning one thing: `TransferCore` (chat_client.net.transfer_core) the state of each
+transfer, the session, the routing of file frames and the end of a transfer; `Uploads`
+(chat_client.net.uploads) and `Downloads` (chat_client.net.downloads) the two protocols; this class what the
+client asks of them.
 
 Everything runs on the `ChatClient`'s event loop, one task per transfer. Disk work never runs on the loop:
 hashing, reading and writing chunks go through `asyncio.to_thread`, so a slow disk never delays a chat
@@ -23,7 +24,7 @@ transfer waits for the next session (`attach`). An upload then offers the file a
 `client_msg_id` and the server answers with the offset it holds; a download asks from the length of its
 partial file. The partial file is named after the content's SHA-256 (``.mpchat-<sha256>.part`` in the
 downloads folder), so a `/get` of the same offer after a restart of the client continues it too; it gets
-its final, sanitised name (`chat_client.savename`) only once its SHA-256 matched.
+its final, sanitised name (`chat_client.net.savename`) only once its SHA-256 matched.
 """
 
 from __future__ import annotations
@@ -34,12 +35,12 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from .downloads import Downloads
-from .errors import TransferError, UnknownFile
-from .filework import partial_path
-from .progress import Direction, TransferInfo, TransferState
-from .transfer_core import Transfer
-from .uploads import Uploads
+from chat_client.net.downloads import Downloads
+from chat_client.net.errors import TransferError, UnknownFile
+from chat_client.net.filework import partial_path
+from chat_client.net.progress import Direction, TransferInfo, TransferState
+from chat_client.net.transfer_core import Transfer
+from chat_client.net.uploads import Uploads
 
 __all__ = ["CLOSED", "Transfer", "Transfers"]
 

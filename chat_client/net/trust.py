@@ -5,7 +5,7 @@ host name is checked. What is checked is the SHA-256 fingerprint of the server's
 
 * the fingerprint the user gave in advance (``--fingerprint``), if any: a mismatch is refused, even on the
   first connection;
-* the pin recorded for this ``host:port`` on the first connection (`chat_client.pins`): a mismatch is
+* the pin recorded for this ``host:port`` on the first connection (`chat_client.net.pins`): a mismatch is
   refused, and the error shows both fingerprints and the command that removes the old pin.
 
 With no pin yet, the key is pinned and the connection goes on (trust on first use); the `Connected` event's
@@ -21,10 +21,9 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 
+from chat_client.net.errors import FingerprintMismatch, ServerKeyChanged
+from chat_client.net.pins import PinStore, PinStoreError, pin_key
 from shared.fingerprint import certificate_fingerprint, grouped
-
-from .errors import FingerprintMismatch, ServerKeyChanged
-from .pins import PinStore, PinStoreError, pin_key
 
 #: The oldest protocol version the client accepts.
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2

@@ -1,6 +1,6 @@
 """`Uploads`: sending a file: offer it, then send its chunks, resuming where the server's copy stops.
 
-A layer of `Transfers` (chat_client.transfers), on top of `TransferCore`. An upload hashes its file (in a
+A layer of `Transfers` (chat_client.net.transfers), on top of `TransferCore`. An upload hashes its file (in a
 thread), waits for its turn (at most `max_uploads` at once), offers the file (`OfferFile`, with the same
 `client_msg_id` on every attempt, so the server stores it once) and sends chunks from the offset the server
 answers. Flow control, as docs/protocol.md section 12 asks: the next chunk is read from disk only after the
@@ -15,14 +15,13 @@ import os
 import time
 from collections import deque
 
+from chat_client.net.errors import TransferError
+from chat_client.net.filework import sha256_of
+from chat_client.net.progress import TransferState
+from chat_client.net.session import Session
+from chat_client.net.transfer_core import Transfer, TransferCore
 from shared import Error as ErrorFrame
 from shared import FileChunk, FileDone, FileOffered, FileProgress, OfferFile
-
-from .errors import TransferError
-from .filework import sha256_of
-from .progress import TransferState
-from .session import Session
-from .transfer_core import Transfer, TransferCore
 
 
 class Uploads(TransferCore):

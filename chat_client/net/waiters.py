@@ -14,11 +14,10 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from chat_client.net.errors import RequestTimeout, ServerError
+from chat_client.net.session import Session
 from shared import Error as ErrorFrame
 from shared import Message, fold
-
-from .errors import RequestTimeout, ServerError
-from .session import Session
 
 
 @dataclass(slots=True)

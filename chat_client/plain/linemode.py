@@ -7,9 +7,9 @@ or ``14:03:12 lobby -!- carol joined``. Every piece of text the server sent goes
 further lines indented under its text behind ``┆`` (`format_line`): an output line that starts with a
 space continues the event above it, and no text can print a line that looks like another event.
 
-Passwords are asked for, never echoed: see chat_client/plainpass.py.
+Passwords are asked for, never echoed: see chat_client/plain/password.py.
 
-Messages go out paced to the rate limits the server announced (chat_client.pacing), so a pipe of any
+Messages go out paced to the rate limits the server announced (chat_client.net.pacing), so a pipe of any
 length is delivered whole, in order, without a refusal. When standard input ends, the client waits for
 every message to be acknowledged (as long as the server keeps acknowledging them: `drain_timeout` seconds
 without one end the wait) and for its file transfers to end (as long as they make progress), then logs out
@@ -32,21 +32,28 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from chat_client.model import commands as cmd
+from chat_client.model.chat import (
+    SERVER_KEY,
+    BufferKind,
+    Changes,
+    ChatModel,
+    ConnectionStatus,
+    Line,
+    LineKind,
+)
+from chat_client.model.controller import Controller
+from chat_client.net.client import ChatClient
+from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
+from chat_client.net.events import Closed, LagMeasured
+from chat_client.net.options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
+from chat_client.net.pins import PinStoreError
+from chat_client.net.progress import Direction, TransferState, describe
+from chat_client.net.trust import TlsOptions
+from chat_client.plain.password import PasswordCommands, SecretReader
 from shared import ErrorCode, History, visible
 from shared.addresses import host_port
 from shared.text import CONTINUATION
-
-from . import commands as cmd
-from .client import ChatClient
-from .controller import Controller
-from .errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
-from .events import Closed, LagMeasured
-from .model import SERVER_KEY, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
-from .options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
-from .pins import PinStoreError
-from .plainpass import PasswordCommands, SecretReader
-from .progress import Direction, TransferState, describe
-from .trust import TlsOptions
 
 #: Seconds the end of the session waits for the event printer to finish.
 FLUSH_TIMEOUT = 10.0

@@ -26,12 +26,11 @@ import contextlib
 import termios
 from typing import TextIO
 
+from chat_client.model import commands as cmd
+from chat_client.model.chat import Changes
+from chat_client.model.controller import Controller, Outcome
+from chat_client.net.errors import ClientError, InvalidRequest, NotConnected, ServerError
 from shared import ErrorCode
-
-from . import commands as cmd
-from .controller import Controller, Outcome
-from .errors import ClientError, InvalidRequest, NotConnected, ServerError
-from .model import Changes
 
 #: Event loop turns given to the event printer before a prompt follows a refusal (cosmetic: its error line
 #: then comes before the prompt rather than after it on the same line).

@@ -27,18 +27,18 @@ from textual.binding import Binding
 from textual.command import Provider
 from textual.worker import Worker, WorkerState
 
-from chat_client.messages import NetEvents, ServersHeard
-from chat_client.pins import PinStore, PinStoreError
-from chat_client.screens.connect import ConnectScreen
+from chat_client.net.pins import PinStore, PinStoreError
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
+from chat_client.tui.screens.connect import ConnectScreen
+from chat_client.tui.ui_messages import NetEvents, ServersHeard
 from shared.addresses import host_port
 from shared.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from chat_client.client import ChatClient
-    from chat_client.discovery import DiscoveredServer, DiscoveryListener
-    from chat_client.options import ClientOptions
-    from chat_client.screens.chat import ChatScreen
+    from chat_client.net.client import ChatClient
+    from chat_client.net.discovery import DiscoveredServer, DiscoveryListener
+    from chat_client.net.options import ClientOptions
+    from chat_client.tui.screens.chat import ChatScreen
 
 log = logging.getLogger(__name__)
 
@@ -52,14 +52,14 @@ NET_BATCH = 50
 
 def lan_listener() -> DiscoveryListener:
     """A LAN discovery listener with the default settings (the app's default `discovery` factory)."""
-    from chat_client.discovery import DiscoveryListener
+    from chat_client.net.discovery import DiscoveryListener
 
     return DiscoveryListener()
 
 
 def _chat_commands() -> type[Provider]:
     """The chat screen's palette entries, imported when the palette first opens."""
-    from chat_client.palette import ChatCommands
+    from chat_client.tui.palette import ChatCommands
 
     return ChatCommands
 
@@ -71,12 +71,12 @@ PRELOAD = (
     "msgpack",
     "shared.messages",
     "shared.connection",
-    "chat_client.client",
-    "chat_client.model",
-    "chat_client.trust",
-    "chat_client.commands",
-    "chat_client.screens.chat",
-    "chat_client.palette",
+    "chat_client.net.client",
+    "chat_client.model.chat",
+    "chat_client.net.trust",
+    "chat_client.model.commands",
+    "chat_client.tui.screens.chat",
+    "chat_client.tui.palette",
 )
 
 
@@ -246,11 +246,11 @@ class ChatApp(App[int]):
     ) -> None:
         """Log in, then pass events to the chat screen until the client closes."""
         # Imported here, not at the top: the connect screen is drawn before any of them is loaded.
-        from chat_client.client import ChatClient
-        from chat_client.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
-        from chat_client.model import ChatModel
-        from chat_client.screens.chat import ChatScreen
-        from chat_client.trust import tls_for
+        from chat_client.model.chat import ChatModel
+        from chat_client.net.client import ChatClient
+        from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
+        from chat_client.net.trust import tls_for
+        from chat_client.tui.screens.chat import ChatScreen
 
         room = self._room
         fingerprint, self._fingerprint = self._fingerprint, None  # it was given for the first server only

@@ -11,16 +11,16 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.content import Content
 
-from chat_client.commands import COMMANDS
-from chat_client.model import BufferKind
-from chat_client.render import safe
+from chat_client.model.chat import BufferKind
+from chat_client.model.commands import COMMANDS
+from chat_client.tui.render import safe
 
 
 class ChatCommands(Provider):
     """Offers the chat commands and the buffers of the chat screen."""
 
     def _entries(self) -> list[tuple[str, Callable[[], object], str]]:
-        from chat_client.screens.chat import ChatScreen
+        from chat_client.tui.screens.chat import ChatScreen
 
         screen = self.screen
         if not isinstance(screen, ChatScreen):

@@ -22,15 +22,14 @@ from rich._wrap import divide_line  # the word wrap of Text.wrap (rich has no pu
 from rich.cells import cell_len
 from rich.text import Text
 
+from chat_client.model.chat import Buffer, BufferKind, Line, LineKind
+from chat_client.model.colours import PALETTE_SIZE, preferred_slot
+from chat_client.net.outbox import OutboxEntry
 from shared import visible
 from shared.text import CONTINUATION
 
-from .model import Buffer, BufferKind, Line, LineKind
-from .model_colours import PALETTE_SIZE, preferred_slot
-from .outbox import OutboxEntry
-
 # Readable on dark and light backgrounds alike. Outside a room a nick's colour is a hash of its fold key;
-# in a room, `chat_client.model_colours.NickColours` gives each member one not taken by another member.
+# in a room, `chat_client.model.colours.NickColours` gives each member one not taken by another member.
 NICK_COLOURS = (
     "#e06c75",
     "#98c379",

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from textual.message import Message
 
 if TYPE_CHECKING:  # only annotations: the connect screen must not pay for the network modules
-    from chat_client.discovery import DiscoveredServer
-    from chat_client.events import Event
+    from chat_client.net.discovery import DiscoveredServer
+    from chat_client.net.events import Event
 
 
 class NetEvents(Message):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chat_client.plain import run_plain
+from chat_client.plain.linemode import run_plain
 
 if TYPE_CHECKING:
     from chat_server.config import ServerConfig

@@ -6,10 +6,10 @@ screens render the same on every run.
 
 from __future__ import annotations
 
-from chat_client.events import Connected, LagMeasured, OutboxChanged
-from chat_client.model import ChatModel
-from chat_client.outbox import DeliveryState, OutboxEntry
-from chat_client.screens.chat import ChatScreen
+from chat_client.model.chat import ChatModel
+from chat_client.net.events import Connected, LagMeasured, OutboxChanged
+from chat_client.net.outbox import DeliveryState, OutboxEntry
+from chat_client.tui.screens.chat import ChatScreen
 from shared import History, Joined, Member, RoomState, Said, Told, TopicChanged, Welcome
 
 #: 2025-11-21 18:33:20 UTC, in milliseconds.

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from chat_client import ChatClient
-from chat_client.admincommands import ShowStats
-from chat_client.commands import CommandError, parse
+from chat_client.model.admincommands import ShowStats
+from chat_client.model.commands import CommandError, parse
 from shared import Figure, StatsReport
 
 from .helpers import LiveServer, fast_server_config
@@ -44,7 +44,7 @@ def test_the_command_parses() -> None:
 
 def test_a_report_is_shown_as_lines_of_figures() -> None:
     """A heading, then `name value` pairs; floats without trailing zeros."""
-    from chat_client.admincommands import stats_lines
+    from chat_client.model.admincommands import stats_lines
 
     report = StatsReport(figures=(Figure(name="connections", value=3), Figure(name="rate", value=2.5)))
     assert stats_lines(report) == ["server stats:", "  connections 3 · rate 2.5"]

@@ -1,4 +1,4 @@
-"""The reconnect schedule (chat_client.backoff): full jitter over a window that grows with the crowd.
+"""The reconnect schedule (chat_client.net.backoff): full jitter over a window that grows with the crowd.
 
 Pure arithmetic with a seeded random generator: the same draws on every run."""
 
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from chat_client.backoff import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, DEFAULT_SPREAD_PER_PEER, Backoff
+from chat_client.net.backoff import DEFAULT_INITIAL_DELAY, DEFAULT_MAX_DELAY, DEFAULT_SPREAD_PER_PEER, Backoff
 
 
 def test_window_doubles_from_the_initial_delay_up_to_the_cap() -> None:

@@ -8,9 +8,9 @@ from textual.app import App, ComposeResult
 from textual.strip import Strip
 from textual.widgets import RichLog
 
-from chat_client.model import Line, LineKind
-from chat_client.render import day_label, render_parts, wrap_rows
-from chat_client.widgets.chat_log import PRUNE_SLACK, ChatLog
+from chat_client.model.chat import Line, LineKind
+from chat_client.tui.render import day_label, render_parts, wrap_rows
+from chat_client.tui.widgets.chat_log import PRUNE_SLACK, ChatLog
 
 TS = 1_763_750_000.0
 

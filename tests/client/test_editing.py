@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from chat_client import commands as cmd
-from chat_client.editing import InputHistory, complete
+from chat_client.model import commands as cmd
+from chat_client.model.editing import InputHistory, complete
 
 NICKS = ["Bobby", "bob", "carol"]
 ROOMS = ["lobby", "dev", "design"]

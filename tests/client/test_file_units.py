@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from chat_client import commands as cmd
-from chat_client.editing import complete, path_candidates
-from chat_client.events import Connected
-from chat_client.model import ChatModel, LineKind
-from chat_client.plain import format_line
-from chat_client.progress import (
+from chat_client.model import commands as cmd
+from chat_client.model.chat import ChatModel, LineKind
+from chat_client.model.editing import complete, path_candidates
+from chat_client.net.events import Connected
+from chat_client.net.progress import (
     Direction,
     RateMeter,
     TransferInfo,
@@ -22,8 +21,9 @@ from chat_client.progress import (
     human_duration,
     human_size,
 )
-from chat_client.render import render_line
-from chat_client.savename import MAX_NAME_BYTES, create_unique, numbered, safe_name
+from chat_client.net.savename import MAX_NAME_BYTES, create_unique, numbered, safe_name
+from chat_client.plain.linemode import format_line
+from chat_client.tui.render import render_line
 from shared import FileOffered, History, Joined, Welcome
 
 TS = 1_763_750_000_000

@@ -20,7 +20,7 @@ from chat_client import (
     TransferUpdate,
     UnknownFile,
 )
-from chat_client.filework import PARTIAL_PREFIX
+from chat_client.net.filework import PARTIAL_PREFIX
 from shared import (
     PROTOCOL_NAME,
     PROTOCOL_VERSION,

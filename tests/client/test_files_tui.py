@@ -12,11 +12,11 @@ from pathlib import Path
 from textual.widgets import ProgressBar
 
 from chat_client import TransferState, TransferUpdate
-from chat_client.app import ChatApp
-from chat_client.messages import NetEvents
-from chat_client.model import LineKind
-from chat_client.widgets.chat_input import ChatInput
-from chat_client.widgets.transfers import TransferRow, TransfersPanel
+from chat_client.model.chat import LineKind
+from chat_client.tui.app import ChatApp
+from chat_client.tui.ui_messages import NetEvents
+from chat_client.tui.widgets.chat_input import ChatInput
+from chat_client.tui.widgets.transfers import TransferRow, TransfersPanel
 from tests.waiting import wait_until
 
 from .helpers import LiveServer

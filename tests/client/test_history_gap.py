@@ -8,10 +8,10 @@ import io
 from pathlib import Path
 
 from chat_client import ChatClient, Connected, Reconnecting
-from chat_client.app import ChatApp
-from chat_client.buffers import Gap
-from chat_client.model import ChatModel
-from chat_client.plain import PlainUI
+from chat_client.model.buffers import Gap
+from chat_client.model.chat import ChatModel
+from chat_client.plain.linemode import PlainUI
+from chat_client.tui.app import ChatApp
 from shared import Ack, History, Joined, Say, Welcome
 from tests.server.client import ChatTestClient
 from tests.waiting import wait_until

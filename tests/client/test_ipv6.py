@@ -19,12 +19,12 @@ import pytest
 from textual.widgets import Input, OptionList
 
 from chat_client import ChatClient, ClientOptions
-from chat_client.app import ChatApp
 from chat_client.discover_cli import lan_listener_factory
-from chat_client.pins import PINS_FILE, PinStore
-from chat_client.screens.connect import ConnectScreen
+from chat_client.net.pins import PINS_FILE, PinStore
+from chat_client.net.trust import TlsOptions
 from chat_client.settings import data_dir
-from chat_client.trust import TlsOptions
+from chat_client.tui.app import ChatApp
+from chat_client.tui.screens.connect import ConnectScreen
 from chat_server.beacon.beacon import Beacon
 from chat_server.beacon.config import BeaconConfig
 from chat_server.tls import TlsConfig

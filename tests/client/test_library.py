@@ -17,7 +17,7 @@ from chat_client import (
     LoginRefused,
     OutboxChanged,
 )
-from chat_client.backoff import Backoff
+from chat_client.net.backoff import Backoff
 from shared import History, Joined, Said, Told
 from tests.waiting import wait_until
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from chat_client import ChatClient, ClientOptions, Connected, Disconnected, Reconnecting
-from chat_client.backoff import Backoff
-from chat_client.model import ChatModel
-from chat_client.plain import PlainUI
+from chat_client.model.chat import ChatModel
+from chat_client.net.backoff import Backoff
+from chat_client.plain.linemode import PlainUI
 from tests.server.process import ServerProcess
 from tests.waiting import wait_until
 
@@ -163,7 +163,7 @@ async def test_lone_client_is_back_fast_after_a_long_outage(server: LiveServer) 
 
 async def test_reconnect_command_retries_now(server: LiveServer) -> None:
     """`/reconnect` (TUI and plain mode share the controller) ends a long wait at once."""
-    from chat_client.controller import Controller
+    from chat_client.model.controller import Controller
 
     options = ClientOptions(backoff=Backoff(initial=30.0, maximum=30.0, rng=random.Random(3)))
     async with ChatClient(server.host, server.port, "alice", options=options) as alice:
@@ -248,7 +248,7 @@ async def test_tui_shows_server_not_answering_at_once_and_reconnects_on_command(
 ) -> None:
     """The TUI's status line and log say "server not answering" the moment the answer deadline passes;
     `/reconnect` typed while connected drops the connection and resumes at once."""
-    from chat_client.app import ChatApp
+    from chat_client.tui.app import ChatApp
 
     from .tui_helpers import submit, wait_for_chat, wait_for_text
 

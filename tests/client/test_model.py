@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from chat_client.events import Connected, Disconnected, OutboxChanged, Reconnecting
-from chat_client.model import SERVER_KEY, ChatModel, ConnectionStatus, LineKind
-from chat_client.outbox import DeliveryState, OutboxEntry
+from chat_client.model.chat import SERVER_KEY, ChatModel, ConnectionStatus, LineKind
+from chat_client.net.events import Connected, Disconnected, OutboxChanged, Reconnecting
+from chat_client.net.outbox import DeliveryState, OutboxEntry
 from shared import History, Joined, Left, Member, NickChanged, RoomState, Said, SignedOff, Told, Welcome
 
 TS = 1_763_750_000_000
@@ -225,7 +225,7 @@ def test_coming_back_to_a_room_marks_where_the_reader_left_off() -> None:
 
 def test_members_of_a_room_get_distinct_colours() -> None:
     """No two members of a room share a colour while the palette has free ones; a nick keeps its colour."""
-    from chat_client.model_colours import PALETTE_SIZE, preferred_slot
+    from chat_client.model.colours import PALETTE_SIZE, preferred_slot
 
     # Nicks whose preferred colours collide, found by their hash.
     by_slot: dict[int, list[str]] = {}
@@ -253,8 +253,8 @@ def test_members_of_a_room_get_distinct_colours() -> None:
 
 def test_a_client_stopped_by_a_bug_says_so_without_python_text() -> None:
     """A `Closed` caused by an unexpected exception shows a sentence, never the exception's own text."""
-    from chat_client.errors import ConnectionLost
-    from chat_client.events import Closed
+    from chat_client.net.errors import ConnectionLost
+    from chat_client.net.events import Closed
 
     model = joined_model("lobby")
     model.apply(Closed(KeyError("internal detail")))

@@ -8,10 +8,10 @@ import itertools
 
 import pytest
 
-from chat_client import commands as cmd
-from chat_client.editing import complete
-from chat_client.model import ChatModel, LineKind
-from chat_client.moderation import describe
+from chat_client.model import commands as cmd
+from chat_client.model.chat import ChatModel, LineKind
+from chat_client.model.editing import complete
+from chat_client.model.moderation import describe
 from shared import (
     Ban,
     BanEntry,

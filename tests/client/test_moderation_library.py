@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from chat_client import ChatClient
-from chat_client.errors import ServerError
-from chat_client.events import Connected
+from chat_client.net.errors import ServerError
+from chat_client.net.events import Connected
 from shared import Ack, BanList, Kick, Left, ListBans, Moderated, Mute, RoomState, SetMode
 from tests.waiting import wait_until, wait_until_answered
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chat_client import ChatClient, Connected, DeliveryState, OutboxChanged, OutboxEntry
-from chat_client.pacing import Pacer
+from chat_client.net.pacing import Pacer
 from chat_server.config import ServerConfig
 from chat_server.history.chat import announced_rates
 from shared import SENT_BY_SERVER, Join, Ping, Say, Welcome, decode_body, encode

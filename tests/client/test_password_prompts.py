@@ -15,8 +15,8 @@ from textual.widgets import Input
 
 from chat_client import ChatClient
 from chat_client.__main__ import EXIT_INTERRUPTED
-from chat_client.errors import LoginRefused
-from chat_client.screens.register import UnregisterDialog
+from chat_client.net.errors import LoginRefused
+from chat_client.tui.screens.register import UnregisterDialog
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config

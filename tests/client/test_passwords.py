@@ -11,13 +11,13 @@ import pytest
 from textual.widgets import Input
 
 from chat_client import ChatClient, Connected
-from chat_client import commands as cmd
-from chat_client.app import ChatApp
-from chat_client.editing import complete
-from chat_client.errors import LoginRefused, ServerError
-from chat_client.screens.connect import ConnectScreen
-from chat_client.screens.register import RegisterDialog
-from chat_client.widgets.chat_input import ChatInput
+from chat_client.model import commands as cmd
+from chat_client.model.editing import complete
+from chat_client.net.errors import LoginRefused, ServerError
+from chat_client.tui.app import ChatApp
+from chat_client.tui.screens.connect import ConnectScreen
+from chat_client.tui.screens.register import RegisterDialog
+from chat_client.tui.widgets.chat_input import ChatInput
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config, run_plain_captured

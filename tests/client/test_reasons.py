@@ -8,7 +8,7 @@ import ssl
 
 import pytest
 
-from chat_client.reasons import describe_failure
+from chat_client.net.reasons import describe_failure
 
 
 def test_common_socket_errors_become_sentences() -> None:

@@ -16,7 +16,7 @@ from chat_client import (
     OutboxChanged,
     Reconnecting,
 )
-from chat_client.backoff import Backoff
+from chat_client.net.backoff import Backoff
 from shared import Joined, SignedOff, Told
 from tests.waiting import wait_until
 

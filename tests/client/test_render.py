@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rich.cells import cell_len
 
-from chat_client.model import Line, LineKind
-from chat_client.render import indent_of, render_parts, row_count, wrap_rows
+from chat_client.model.chat import Line, LineKind
+from chat_client.tui.render import indent_of, render_parts, row_count, wrap_rows
 from shared import visible
 from shared.text import CONTINUATION
 

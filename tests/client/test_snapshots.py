@@ -14,8 +14,8 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
 
-from chat_client.app import ChatApp
 from chat_client.settings import Settings, save_settings
+from chat_client.tui.app import ChatApp
 from shared import Said
 
 from .offline import TS, offline_screen, scripted_model
@@ -101,7 +101,7 @@ def test_help_in_narrow_terminal(snap_compare: SnapCompare, private_dirs: Path) 
 def test_log_continuations_dividers_and_offline(snap_compare: SnapCompare, private_dirs: Path) -> None:
     """A multi-line message under its sender, a day change, the "new messages" divider, the away status,
     and the member list greyed out while reconnecting."""
-    from chat_client.events import Disconnected, Reconnecting
+    from chat_client.net.events import Disconnected, Reconnecting
     from shared import AwayChanged
 
     model = scripted_model()

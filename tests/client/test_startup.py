@@ -15,9 +15,9 @@ import pytest
 
 import chat_client
 import shared
-from chat_client import app as tui
 from chat_client import discover_cli
-from chat_client.discovery import DEFAULT_QUERY_ADDRESS
+from chat_client.net.discovery import DEFAULT_QUERY_ADDRESS
+from chat_client.tui import app as tui
 from shared.discovery import DEFAULT_DISCOVERY_PORT
 from tests.waiting import wait_until
 
@@ -30,14 +30,14 @@ START_DEADLINE = 60.0
 #: What the connect screen must be drawn without: the client library, the chat screen, TLS, file transfers,
 #: LAN discovery, and the protocol's message classes and codec.
 NOT_BEFORE_FIRST_PAINT = (
-    "chat_client.client",
-    "chat_client.model",
-    "chat_client.commands",
-    "chat_client.palette",
-    "chat_client.screens.chat",
-    "chat_client.transfers",
-    "chat_client.trust",
-    "chat_client.discovery",
+    "chat_client.net.client",
+    "chat_client.model.chat",
+    "chat_client.model.commands",
+    "chat_client.tui.palette",
+    "chat_client.tui.screens.chat",
+    "chat_client.net.transfers",
+    "chat_client.net.trust",
+    "chat_client.net.discovery",
     "shared.messages",
     "shared.codec",
     "shared.discovery",
@@ -71,9 +71,9 @@ def test_every_public_name_resolves(package: object) -> None:
 
 def test_the_lazy_names_are_the_real_ones() -> None:
     from chat_client import ChatClient, ClientOptions, LoginRefused
-    from chat_client.client import ChatClient as Real
-    from chat_client.errors import LoginRefused as RealRefused
-    from chat_client.options import ClientOptions as RealOptions
+    from chat_client.net.client import ChatClient as Real
+    from chat_client.net.errors import LoginRefused as RealRefused
+    from chat_client.net.options import ClientOptions as RealOptions
     from shared import Say, nick_problem
     from shared.messages import Say as RealSay
     from shared.text import nick_problem as real_problem
@@ -84,9 +84,9 @@ def test_the_lazy_names_are_the_real_ones() -> None:
 
 def test_importing_the_library_loads_neither_the_client_nor_tls_nor_textual() -> None:
     bare = modules_after("import chat_client")
-    assert not {"chat_client.client", "ssl", "textual", "shared.messages"} & bare
+    assert not {"chat_client.net.client", "ssl", "textual", "shared.messages"} & bare
     used = modules_after("from chat_client import ChatClient")
-    assert {"chat_client.client", "ssl", "shared.messages"} <= used
+    assert {"chat_client.net.client", "ssl", "shared.messages"} <= used
     assert "textual" not in used
 
 
@@ -102,12 +102,12 @@ def test_the_connect_screen_is_drawn_before_the_network_modules_are_imported(tmp
     report = tmp_path / "modules.json"
     probe = (
         "import json, sys\n"
-        "import chat_client.app\n"
+        "import chat_client.tui.app\n"
         "def on_ready(app):\n"
         f"    with open({str(report)!r}, 'w') as out:\n"
         "        json.dump(sorted(sys.modules), out)\n"
         "    app.exit(0)\n"
-        "chat_client.app.ChatApp.on_ready = on_ready\n"
+        "chat_client.tui.app.ChatApp.on_ready = on_ready\n"
         "from chat_client.__main__ import main\n"
         "sys.exit(main([]))\n"
     )
@@ -118,7 +118,7 @@ def test_the_connect_screen_is_drawn_before_the_network_modules_are_imported(tmp
     finally:
         terminal.close()
     loaded = set(json.loads(report.read_text()))
-    assert {"textual.app", "chat_client.screens.connect"} <= loaded
+    assert {"textual.app", "chat_client.tui.screens.connect"} <= loaded
     assert not set(NOT_BEFORE_FIRST_PAINT) & loaded
 
 
@@ -134,7 +134,7 @@ async def test_after_start_is_called_once_the_chat_modules_are_loaded(private_di
 def test_every_preloaded_module_exists() -> None:
     for name in tui.PRELOAD:
         importlib.import_module(name)
-    assert set(tui.PRELOAD) >= {"chat_client.client", "chat_client.screens.chat"}
+    assert set(tui.PRELOAD) >= {"chat_client.net.client", "chat_client.tui.screens.chat"}
 
 
 def test_the_discover_defaults_are_the_discovery_modules_own() -> None:

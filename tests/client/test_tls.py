@@ -15,15 +15,15 @@ from textual.widgets import OptionList
 
 from chat_client import ChatClient
 from chat_client.__main__ import main
-from chat_client.app import ChatApp
-from chat_client.buffers import SERVER_KEY
-from chat_client.errors import FingerprintMismatch, ServerKeyChanged
-from chat_client.events import Closed, Connected, Disconnected
-from chat_client.pins import PINS_FILE, PinStore, PinStoreError, parse_pin_key, pin_key
-from chat_client.plain import EXIT_LOGIN_FAILED
+from chat_client.model.buffers import SERVER_KEY
+from chat_client.net.errors import FingerprintMismatch, ServerKeyChanged
+from chat_client.net.events import Closed, Connected, Disconnected
+from chat_client.net.pins import PINS_FILE, PinStore, PinStoreError, parse_pin_key, pin_key
+from chat_client.net.trust import TlsOptions, tls_for
+from chat_client.plain.linemode import EXIT_LOGIN_FAILED
 from chat_client.settings import data_dir, load_settings
-from chat_client.trust import TlsOptions, tls_for
-from chat_client.widgets.panels import StatusLine
+from chat_client.tui.app import ChatApp
+from chat_client.tui.widgets.panels import StatusLine
 from chat_server.tls import CERT_FILE, KEY_FILE, TlsConfig, load_or_create_identity
 from shared.fingerprint import certificate_fingerprint, grouped
 from tests.waiting import wait_until
@@ -286,8 +286,8 @@ async def test_a_lan_server_announcing_tls_is_joined_with_tls(
 ) -> None:
     """Pilot: a server heard on the LAN with tls true shows its announced key, and choosing it connects with
     TLS (and pins the key the server presents, whatever the beacon said)."""
-    from chat_client.discovery import DiscoveredServer
-    from chat_client.messages import ServersHeard
+    from chat_client.net.discovery import DiscoveredServer
+    from chat_client.tui.ui_messages import ServersHeard
 
     announced = "ab" * 32  # a beacon's claim: shown, never pinned
     heard = DiscoveredServer(

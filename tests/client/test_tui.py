@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat_client import ChatClient
-from chat_client.app import ChatApp
-from chat_client.widgets.chat_input import ChatInput
+from chat_client.tui.app import ChatApp
+from chat_client.tui.widgets.chat_input import ChatInput
 from shared import Said, Told
 from tests.waiting import wait_until
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat_client import ChatClient
-from chat_client.app import ChatApp
-from chat_client.screens.connect import ConnectScreen
-from chat_client.screens.help import HelpScreen
 from chat_client.settings import load_settings
-from chat_client.widgets.chat_input import ChatInput
-from chat_client.widgets.panels import StatusLine, TopicBar
+from chat_client.tui.app import ChatApp
+from chat_client.tui.screens.connect import ConnectScreen
+from chat_client.tui.screens.help import HelpScreen
+from chat_client.tui.widgets.chat_input import ChatInput
+from chat_client.tui.widgets.panels import StatusLine, TopicBar
 from shared import Said
 from tests.waiting import wait_until
 
@@ -124,7 +124,7 @@ async def test_connect_screen_shows_a_refused_login(server: LiveServer, private_
 
 async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer, private_dirs: Path) -> None:
     """A real beacon (on loopback) shows up on the connect screen; picking it connects to that server."""
-    from chat_client.discovery import DiscoveryListener
+    from chat_client.net.discovery import DiscoveryListener
     from chat_server.beacon.beacon import Beacon
     from chat_server.beacon.config import BeaconConfig
     from shared.discovery import BeaconInfo, new_server_id
@@ -173,7 +173,7 @@ async def test_theme_choice_is_remembered(private_dirs: Path) -> None:
 
 async def test_a_failing_worker_is_reported_not_fatal(private_dirs: Path) -> None:
     """A bug in a background worker becomes an error notification; the app keeps running."""
-    from chat_client.discovery import DiscoveryListener
+    from chat_client.net.discovery import DiscoveryListener
 
     def broken_listener() -> DiscoveryListener:
         raise RuntimeError("boom [b]x[/b]")
@@ -192,7 +192,7 @@ async def test_a_client_told_where_to_connect_sends_nothing_to_the_lan(
     server: LiveServer, private_dirs: Path
 ) -> None:
     """With host and nick given, the app connects at once and starts no LAN discovery (no query leaves)."""
-    from chat_client.discovery import DiscoveryListener
+    from chat_client.net.discovery import DiscoveryListener
 
     made: list[DiscoveryListener] = []
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat_client import ChatClient
-from chat_client.app import ChatApp
-from chat_client.messages import NetEvents
-from chat_client.widgets.chat_log import ChatLog
-from chat_client.widgets.panels import TopicBar
+from chat_client.tui.app import ChatApp
+from chat_client.tui.ui_messages import NetEvents
+from chat_client.tui.widgets.chat_log import ChatLog
+from chat_client.tui.widgets.panels import TopicBar
 from shared import Said, TopicChanged
 from tests.waiting import wait_until
 

@@ -15,13 +15,13 @@ from textual.app import App
 from textual.widgets import Button, Static
 
 from chat_client import ChatClient
-from chat_client.app import ChatApp
-from chat_client.screens.choose import ChoiceDialog
-from chat_client.screens.connect import ConnectScreen
-from chat_client.screens.help import HelpScreen, key_label
-from chat_client.screens.register import RegisterDialog, UnregisterDialog
 from chat_client.settings import Settings, save_settings
-from chat_client.widgets.chat_input import ChatInput
+from chat_client.tui.app import ChatApp
+from chat_client.tui.screens.choose import ChoiceDialog
+from chat_client.tui.screens.connect import ConnectScreen
+from chat_client.tui.screens.help import HelpScreen, key_label
+from chat_client.tui.screens.register import RegisterDialog, UnregisterDialog
+from chat_client.tui.widgets.chat_input import ChatInput
 from shared import FileOffered, Said
 from tests.waiting import wait_until
 

@@ -11,12 +11,12 @@ from rich.text import Text
 from textual.widgets import Static
 
 from chat_client import ChatClient
-from chat_client.buffers import peer_key
-from chat_client.model_colours import PALETTE_SIZE, preferred_slot
-from chat_client.render import NICK_COLOURS
-from chat_client.widgets.chat_input import ChatInput
-from chat_client.widgets.chat_log import NEW_MESSAGES, ChatLog
-from chat_client.widgets.panels import MemberList, StatusLine
+from chat_client.model.buffers import peer_key
+from chat_client.model.colours import PALETTE_SIZE, preferred_slot
+from chat_client.tui.render import NICK_COLOURS
+from chat_client.tui.widgets.chat_input import ChatInput
+from chat_client.tui.widgets.chat_log import NEW_MESSAGES, ChatLog
+from chat_client.tui.widgets.panels import MemberList, StatusLine
 from tests.waiting import wait_until
 
 from .helpers import LiveServer

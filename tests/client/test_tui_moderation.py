@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chat_client.screens.chat import ChatScreen
-from chat_client.widgets.panels import MemberList, TopicBar
+from chat_client.tui.screens.chat import ChatScreen
+from chat_client.tui.widgets.panels import MemberList, TopicBar
 from tests.waiting import wait_until
 
 from .helpers import LiveServer

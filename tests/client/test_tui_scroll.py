@@ -8,8 +8,8 @@ from pathlib import Path
 from textual.widgets import Static
 
 from chat_client import ChatClient
-from chat_client.buffers import peer_key
-from chat_client.widgets.chat_log import ChatLog
+from chat_client.model.buffers import peer_key
+from chat_client.tui.widgets.chat_log import ChatLog
 from tests.waiting import wait_until
 
 from .helpers import LiveServer

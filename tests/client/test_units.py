@@ -11,67 +11,42 @@ from pathlib import Path
 import pytest
 
 import chat_client
-from chat_client.backoff import Backoff
-from chat_client.errors import OutboxFull
-from chat_client.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD
-from chat_client.outbox import DeliveryState, Outbox
+from chat_client.net.backoff import Backoff
+from chat_client.net.errors import OutboxFull
+from chat_client.net.outbox import DeliveryState, Outbox
+from chat_client.tui.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD
 from shared import Ack, Say, Tell
 
 PACKAGE = Path(chat_client.__file__).parent
-#: The modules a bot imports: none of them may pull in Textual.
-LIBRARY_MODULES = [
-    "delivery",
-    "pacing",
-    "eventlog",
-    "__init__",
-    "backoff",
-    "client",
-    "core",
-    "runner",
-    "waiters",
-    "liveness",
-    "login",
-    "eventqueue",
-    "errors",
-    "reasons",
-    "events",
-    "options",
-    "outbox",
-    "pins",
-    "trust",
-    "resume",
-    "session",
-    "progress",
-    "savename",
-    "settings",
-    "transfers",
-    "transfer_core",
-    "uploads",
-    "downloads",
-    "filework",
-]
+#: The modules a bot imports (the network library, the package's lazy exports and the settings it reads):
+#: none of them may pull in Textual, nor the model or UI subpackages.
+LIBRARY_FILES = [*sorted((PACKAGE / "net").glob("*.py")), PACKAGE / "__init__.py", PACKAGE / "settings.py"]
+#: Imports no library module may make.
+UI_IMPORTS = {"textual", "rich", "chat_client.model", "chat_client.tui", "chat_client.plain"}
 
 
 def imported_modules(path: Path) -> set[str]:
+    """Every absolute module name `path` imports, with each of its parents (a.b.c gives a, a.b, a.b.c)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name.split(".")[0] for alias in node.names)
+            modules = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.ImportFrom) and node.level == 1 and node.module:
-            names.add("." + node.module.split(".")[0])
+            modules = [node.module]
+        else:
+            modules = []
+        for module in modules:
+            parts = module.split(".")
+            names.update(".".join(parts[: n + 1]) for n in range(len(parts)))
     return names
 
 
 def test_connection_layer_imports_no_textual() -> None:
-    """The library modules import neither textual nor rich, directly or through a sibling UI module."""
-    for name in LIBRARY_MODULES:
-        imports = imported_modules(PACKAGE / f"{name}.py")
-        assert not imports & {"textual", "rich"}, name
-        siblings = {module.lstrip(".") for module in imports if module.startswith(".")}
-        assert siblings <= set(LIBRARY_MODULES), (name, siblings)
+    """The library modules import neither textual nor rich, nor the model or UI subpackages."""
+    assert len(LIBRARY_FILES) > 20
+    for path in LIBRARY_FILES:
+        assert not imported_modules(path) & UI_IMPORTS, path.name
 
 
 def test_backoff_grows_then_caps() -> None:
@@ -146,8 +121,8 @@ def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds() -> None:
     """The TUI's GC tuning (run in a child process: it changes the interpreter's global settings): paused
     for the start-up, then frozen, with larger thresholds, and automatic again."""
     script = (
-        "import gc; from chat_client.gctune import pause_gc, tune_gc; pause_gc(); paused = gc.isenabled(); "
-        "import chat_client.app; before = gc.get_freeze_count(); tune_gc(); "
+        "import gc; from chat_client.tui.gctune import pause_gc, tune_gc; pause_gc(); "
+        "paused = gc.isenabled(); import chat_client.tui.app; before = gc.get_freeze_count(); tune_gc(); "
         "print(int(paused), int(gc.isenabled()), before, gc.get_freeze_count(), *gc.get_threshold())"
     )
     done = subprocess.run(

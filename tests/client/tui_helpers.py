@@ -7,10 +7,10 @@ from typing import Any
 
 from textual.pilot import Pilot
 
-from chat_client.app import ChatApp
-from chat_client.screens.chat import ChatScreen
-from chat_client.widgets.chat_log import ChatLog
-from chat_client.widgets.panels import RoomList
+from chat_client.tui.app import ChatApp
+from chat_client.tui.screens.chat import ChatScreen
+from chat_client.tui.widgets.chat_log import ChatLog
+from chat_client.tui.widgets.panels import RoomList
 from tests.waiting import DEADLINE, wait_until
 
 from .helpers import LiveServer
@@ -68,7 +68,7 @@ async def type_line(pilot: Pilot[int], line: str) -> None:
 
 async def submit(pilot: Pilot[int], line: str) -> None:
     """Put a line in the input and press Enter (faster than typing it key by key)."""
-    from chat_client.widgets.chat_input import ChatInput
+    from chat_client.tui.widgets.chat_input import ChatInput
 
     chat_input = pilot.app.screen.query_one(ChatInput)
     chat_input.value = line

@@ -16,7 +16,7 @@ from chat_client.discover_cli import (
     format_table,
     run_discover,
 )
-from chat_client.discovery import DiscoveredServer
+from chat_client.net.discovery import DiscoveredServer
 from chat_server.beacon.beacon import Beacon
 from shared.discovery import DEFAULT_DISCOVERY_PORT
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from chat_client.discover_cli import main as discover_main
-from chat_client.discovery import DiscoveryListener
+from chat_client.net.discovery import DiscoveryListener
 from chat_server.beacon.beacon import Beacon, QueryLimiter
 from chat_server.beacon.config import MULTICAST_GROUP_V6, BeaconConfig
 from shared.discovery import DestinationRefused, encode_query, split_zone

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from chat_client.discovery import (
+from chat_client.net.discovery import (
     MAX_SERVERS,
     DiscoveredServer,
     DiscoveryListener,

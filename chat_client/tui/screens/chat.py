@@ -24,21 +24,21 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 
-from chat_client.client import ChatClient
-from chat_client.controller import Controller, Outcome
-from chat_client.editing import sent_text
-from chat_client.errors import ClientError
-from chat_client.messages import NetEvents
-from chat_client.model import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
-from chat_client.render import safe
-from chat_client.screens.choose import ChoiceDialog
-from chat_client.screens.help import HelpRow, HelpScreen, command_rows, key_rows
-from chat_client.screens.register import NewPassword, RegisterDialog, UnregisterDialog
+from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
+from chat_client.model.controller import Controller, Outcome
+from chat_client.model.editing import sent_text
+from chat_client.net.client import ChatClient
+from chat_client.net.errors import ClientError
 from chat_client.settings import DEFAULT_PASTE_ASK_LINES
-from chat_client.widgets.chat_input import ChatInput
-from chat_client.widgets.chat_log import ChatLog
-from chat_client.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
-from chat_client.widgets.transfers import TransfersPanel
+from chat_client.tui.render import safe
+from chat_client.tui.screens.choose import ChoiceDialog
+from chat_client.tui.screens.help import HelpRow, HelpScreen, command_rows, key_rows
+from chat_client.tui.screens.register import NewPassword, RegisterDialog, UnregisterDialog
+from chat_client.tui.ui_messages import NetEvents
+from chat_client.tui.widgets.chat_input import ChatInput
+from chat_client.tui.widgets.chat_log import ChatLog
+from chat_client.tui.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
+from chat_client.tui.widgets.transfers import TransfersPanel
 from shared.limits import DEFAULT_MAX_TEXT
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,8 @@ class ChatScreen(Screen[None]):
             self.render_changes(self.model.notice("not connected", error=True))
             return
         if word == "/register":
-            # Alone, it asks for the password in a dialog: twice, masked (see chat_client.screens.register).
+            # Alone, it asks for the password in a dialog: twice, masked (see
+            # chat_client.tui.screens.register).
             self.app.push_screen(RegisterDialog(self.model.nick), self._register)
             return
         if word == "/unregister":
@@ -245,7 +246,7 @@ class ChatScreen(Screen[None]):
         outcome: Outcome = await self.controller.run(line)
         self.render_changes(outcome.changes)
         if outcome.quit:
-            from chat_client.app import ChatApp
+            from chat_client.tui.app import ChatApp
 
             if isinstance(self.app, ChatApp):
                 await self.app.quit_chat(outcome.quit_reason)

@@ -29,7 +29,7 @@ from shared.limits import DEFAULT_MAX_NICK
 from shared.text import nick_problem, visible
 
 if TYPE_CHECKING:  # the connect screen is the first paint: it imports no network or chat module
-    from chat_client.discovery import DiscoveredServer
+    from chat_client.net.discovery import DiscoveredServer
 
 
 #: Below this height (rows) the form is compact: fields and buttons without borders.
@@ -37,7 +37,7 @@ SHORT_HEIGHT = 36
 
 
 def _safe(text: str) -> str:
-    """Untrusted text made visible, on one line (as `chat_client.render.safe`, without its imports)."""
+    """Untrusted text made visible, on one line (as `chat_client.tui.render.safe`, without its imports)."""
     return visible(text, keep_newlines=False)
 
 
@@ -112,7 +112,7 @@ class ConnectScreen(Screen[None]):
 
     def on_mount(self) -> None:
         """Show what the app has heard so far; when it connects straight away (--host/--nick), say so."""
-        from chat_client.app import ChatApp
+        from chat_client.tui.app import ChatApp
 
         self._lan: list[DiscoveredServer] = []
         self.query_one("#lan", OptionList).display = False
@@ -162,7 +162,7 @@ class ConnectScreen(Screen[None]):
         how = " with TLS" if tls else ""
         self.show_status(f"connecting to {host_port(host, int(port_text))}{how} as {nick}…")
         self.query_one("#connect", Button).disabled = True
-        from chat_client.app import ChatApp
+        from chat_client.tui.app import ChatApp
 
         app = self.app
         assert isinstance(app, ChatApp)

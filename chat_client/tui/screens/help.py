@@ -1,7 +1,7 @@
 """The help screen (F1 or /help): every command and every key, with a search field.
 
-Nothing in it is written by hand: the commands come from `chat_client.commands.COMMANDS` and the keys from
-the binding tables of the widgets that are active while one types (the input line, the chat screen, the
+Nothing in it is written by hand: the commands come from `chat_client.model.commands.COMMANDS` and the keys
+from the binding tables of the widgets that are active while one types (the input line, the chat screen, the
 app), so a new command or binding appears here by itself. Escape or F1 closes it.
 """
 
@@ -19,7 +19,7 @@ from textual.dom import DOMNode
 from textual.screen import ModalScreen
 from textual.widgets import Input, Label, Static
 
-from chat_client.commands import ALIASES, COMMANDS
+from chat_client.model.commands import ALIASES, COMMANDS
 
 #: How key names are written in the help (the rest are capitalised: "tab" is "Tab").
 _KEY_NAMES = {

@@ -26,8 +26,8 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import Input
 
-from chat_client.commands import holds_password
-from chat_client.editing import (
+from chat_client.model.commands import holds_password
+from chat_client.model.editing import (
     Completion,
     InputHistory,
     complete,

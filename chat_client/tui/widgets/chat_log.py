@@ -12,9 +12,9 @@ Why not `RichLog`: it renders every line it is given into strips at once (Rich's
 split into lines), about 0.1-0.3 ms a line on the development machine. In a busy room that is most of the
 client's time, spent on lines nobody will see, and keys wait behind it. This log keeps, for each line, its
 two rendered parts and its height at the current width (1 for a line that fits, the row count of
-`chat_client.render.wrap_rows` otherwise), and lays out and renders a line only when one of its rows is
+`chat_client.tui.render.wrap_rows` otherwise), and lays out and renders a line only when one of its rows is
 drawn, caching the strips. Appending a line costs its `Text` and a width check (and counting the wrap of a
-long one). The layout indents every row after a line's first under its text (see chat_client/render.py):
+long one). The layout indents every row after a line's first under its text (see chat_client/tui/render.py):
 no row of a message can pass for another message.
 """
 
@@ -33,8 +33,8 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from chat_client.model import DEFAULT_MAX_LINES, Buffer, Line
-from chat_client.render import (
+from chat_client.model.chat import DEFAULT_MAX_LINES, Buffer, Line
+from chat_client.tui.render import (
     Rendered,
     SlotOf,
     day_label,

@@ -6,9 +6,9 @@ from rich.text import Text
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
-from chat_client.model import Buffer, ChatModel, ConnectionStatus
-from chat_client.moderation import mode_flags
-from chat_client.render import buffer_label, nick_colour, render_pending, safe
+from chat_client.model.chat import Buffer, ChatModel, ConnectionStatus
+from chat_client.model.moderation import mode_flags
+from chat_client.tui.render import buffer_label, nick_colour, render_pending, safe
 from shared import fold
 
 

@@ -16,8 +16,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import ProgressBar, Static
 
-from chat_client.progress import Direction, TransferInfo, TransferState, describe, human_size
-from chat_client.render import safe
+from chat_client.net.progress import Direction, TransferInfo, TransferState, describe, human_size
+from chat_client.tui.render import safe
 
 #: Seconds a row stays after its transfer ended.
 LINGER = 8.0
