@@ -2,7 +2,7 @@
 
     chat-client                                   the connect screen (host, port and nick remembered)
     chat-client --host H --port P --nick N        connect directly
-    chat-client --local [--nick N]                start a server in this process and connect to it
+    chat-client --local [--nick N]                start a local server process and connect to it
     chat-client --plain --host H --nick N         line mode: stdin in, one line per event out
     chat-client --discover                        list the chat servers announcing themselves on the LAN
     chat-client --tls --host H --port P           TLS; the server's key is pinned on first use
@@ -85,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--local",
         action="store_true",
-        help="start a chat server on 127.0.0.1 in this process (port --port, or any free one) and connect",
+        help="start a chat server process on 127.0.0.1 (port --port, or any free one), connect to it, "
+        "stop it on exit",
     )
     parser.add_argument("--theme", help="Textual theme for the TUI (e.g. nord, gruvbox, textual-light)")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when you are mentioned")
