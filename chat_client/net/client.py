@@ -7,29 +7,52 @@
             ...
 
 This module is what a caller can ask: the properties, the events, the requests (join, say, moderate...) and
-the file transfers. What the client does on its own is in the layers below: `ClientRunner`
-(chat_client.net.runner: the run task, the thread model, the resume and the stop order) and `ClientCore`
-(chat_client.net.core: the parts and the routing of incoming messages).
+the file transfers. What the client does on its own is done by the parts it owns, each built here and given
+the others it needs: the `ClientRunner` (chat_client.net.runner: the run task, the thread model, the resume
+and the stop order), the `Router` (chat_client.net.router: which part each incoming message goes to), the
+`Transfers` (chat_client.net.transfers), and `Delivery` (the outbox's trip to the server), `ResumeState`
+(what survives a reconnect), `Waiters` (the requests awaiting answers), `Liveness` (the pings),
+`Credentials` (who we log in as), `EventQueue` (the events for the caller).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
-from chat_client.net.errors import ClientClosed, ClientError, FilesUnsupported, NotConnected
+from chat_client.net.delivery import Delivery
+from chat_client.net.errors import (
+    ClientClosed,
+    ClientError,
+    FilesUnsupported,
+    InvalidRequest,
+    NotConnected,
+)
+from chat_client.net.eventlog import log_event
+from chat_client.net.eventqueue import EventQueue
 from chat_client.net.events import Event
 from chat_client.net.filework import check_offer, upload_size
-from chat_client.net.options import ConnectionState
+from chat_client.net.liveness import Liveness
+from chat_client.net.login import Credentials
+from chat_client.net.options import ClientOptions, ConnectionState
 from chat_client.net.outbox import OutboxEntry
+from chat_client.net.pacing import Pacer
 from chat_client.net.progress import TransferInfo
+from chat_client.net.resume import Crowd, ResumeState
+from chat_client.net.router import Router
 from chat_client.net.runner import ClientRunner
 from chat_client.net.savename import safe_name
-from chat_client.net.transfers import Transfer
-from chat_client.net.waiters import answer_to
+from chat_client.net.session import Endpoint
+from chat_client.net.transfers import Transfer, Transfers
+from chat_client.net.trust import ServerIdentity, TlsOptions
+from chat_client.net.waiters import Waiters, answer_to
+from chat_client.settings import downloads_dir
 from shared import (
     Ack,
     AwayChanged,
@@ -45,6 +68,7 @@ from shared import (
     Left,
     ListBans,
     ListRooms,
+    LocalProtocolError,
     Message,
     ModerationRequest,
     NickChanged,
@@ -61,39 +85,178 @@ from shared import (
     TopicChanged,
     Unregister,
     Who,
+    check_outgoing,
     fold,
 )
+from shared.limits import Limits
 
 log = logging.getLogger("chat_client.connection")
 
 
-class ChatClient(ClientRunner):
-    """A chat connection that keeps itself alive: see the module docstring for what it does.
+class ChatClient:
+    """A chat connection that keeps itself alive: see the module docstring for what it does."""
 
-    Built with `ClientCore`'s arguments: host, port, nick, and optionally the first rooms, the options,
-    the server's and the nick's passwords, and TLS.
-    """
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        nick: str,
+        *,
+        rooms: Iterable[str] | None = None,
+        options: ClientOptions | None = None,
+        password: str | None = None,
+        nick_password: str | None = None,
+        tls: TlsOptions | None = None,
+    ) -> None:
+        """`rooms`: the rooms to join at the first login; `password`: the server's password, if it has one;
+        `nick_password`: the nick's, if registered (both kept in memory only, to log in again after a
+        reconnect); `tls`: TLS with the server's key checked (pinned on first use), None for plaintext."""
+        self.endpoint = Endpoint(host, port)
+        self.tls = tls
+        self.options = options = options or ClientOptions()
+        refs = itertools.count(1)
+        self._next_ref: Callable[[], int] = lambda: next(refs)
+        self._credentials = Credentials(nick, password, nick_password)
+        self._events = EventQueue(options.event_queue_limit)
+        self._resume = ResumeState()
+        self._waiters = Waiters()
+        self._crowd = Crowd()
+        self._delivery = Delivery(
+            options.outbox_limit,
+            self._next_ref,
+            self._emit,
+            pacer=Pacer(options.pacing_slack, enabled=options.pacing),
+        )
+        self._liveness = Liveness(self._emit, multiple=options.ping_rtt_multiple, floor=options.ping_grace)
+        self._transfers = Transfers(
+            emit=self._emit,
+            stored=lambda offer: self._router.file_stored(offer),
+            next_ref=self._next_ref,
+            nick=lambda: self._credentials.nick,
+            downloads=lambda: options.downloads_dir or downloads_dir(),
+            max_uploads=options.max_uploads,
+            progress_interval=options.progress_interval,
+            join_wait=options.request_timeout,
+        )
+        self._router = Router(
+            credentials=self._credentials,
+            waiters=self._waiters,
+            crowd=self._crowd,
+            liveness=self._liveness,
+            delivery=self._delivery,
+            resume=self._resume,
+            transfers=self._transfers,
+            emit=self._emit,
+        )
+        self._runner = ClientRunner(
+            self.endpoint,
+            tls,
+            options,
+            first_rooms=rooms,
+            credentials=self._credentials,
+            delivery=self._delivery,
+            transfers=self._transfers,
+            waiters=self._waiters,
+            liveness=self._liveness,
+            resume=self._resume,
+            crowd=self._crowd,
+            next_ref=self._next_ref,
+            route=self._router.route,
+            emit=self._emit,
+        )
+
+    # -- Life cycle --------------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        await self.close()
 
     async def connect(self) -> None:
-        """Connect and log in; after that the client reconnects by itself (see `ClientRunner.connect`)."""
+        """Connect and log in; after that the client reconnects by itself.
+
+        Raises `LoginRefused` (with the server's code, e.g. ``nick_taken``) or `ConnectionLost` if the
+        first login fails: a wrong address or nick is reported at once, never retried forever.
+        """
         log.info("connecting to %s as %s", self.endpoint, self.nick)
+        self._check(self._runner.hello())  # a bad nick or room name is the caller's mistake: say so now
         try:
-            await super().connect()
+            await self._runner.start()
         except Exception as error:
             log.info("cannot log in to %s as %s: %s", self.endpoint, self.nick, error)
             raise
 
+    async def close(self, reason: str | None = None) -> None:
+        """Log out (sending `quit` with `reason`) and stop reconnecting. Safe to call twice."""
+        await self._runner.stop(reason)
+
+    def reconnect_now(self) -> None:
+        """Reconnect at once (`/reconnect`): end the wait before the next attempt, or drop the connection.
+
+        While connected, the current connection is dropped and a new one made at once (resuming the session
+        with its token). While waiting to reconnect, the wait ends now. Does nothing once closed.
+        """
+        self._runner.reconnect_now()
+
+    def _emit(self, event: Event) -> None:
+        log_event(event, rooms=len(self._resume.rooms), outbox=len(self._delivery.outbox))
+        self._events.emit(event)
+
+    def _is_mine(self, nick: str) -> bool:
+        return fold(nick) == fold(self.nick)
+
+    def _check(self, message: Message) -> None:
+        """Raise `InvalidRequest` if `message` breaks a rule of the protocol or of the server's limits."""
+        try:
+            check_outgoing(message, self.limits)
+        except LocalProtocolError as error:
+            raise InvalidRequest(error.code, error.message) from None
+
     # -- Properties --------------------------------------------------------------------------------------
+
+    @property
+    def nick(self) -> str:
+        """Our nick as the server knows it (updated by the welcome and by nick changes)."""
+        return self._credentials.nick
 
     @property
     def state(self) -> ConnectionState:
         """Connecting, connected, reconnecting or closed."""
-        return self._state
+        return self._runner.state
+
+    @property
+    def limits(self) -> Limits:
+        """The server's limits (the protocol defaults before the first login)."""
+        return self._runner.limits
+
+    @property
+    def identity(self) -> ServerIdentity | None:
+        """The verified key of the current (or last) TLS session."""
+        return self._runner.identity
+
+    @property
+    def resume_token(self) -> str | None:
+        """The current session's resume token (a secret: never log or show it); None before the login."""
+        return self._runner.resume_token
+
+    @property
+    def peers(self) -> int:
+        """How many other people share a room with us (the crowd that reconnects with us)."""
+        return self._crowd.peers(self.nick)
+
+    @property
+    def answer_deadline(self) -> float:
+        """Seconds the server has to answer a ping before it is declared dead (chat_client.net.liveness)."""
+        return self._liveness.answer_deadline()
 
     @property
     def connected(self) -> bool:
         """True while logged in."""
-        return self._session is not None
+        return self._runner.session is not None
 
     @property
     def rooms(self) -> tuple[str, ...]:
@@ -103,7 +266,7 @@ class ChatClient(ClientRunner):
     @property
     def server_name(self) -> str | None:
         """The name the server gave in its welcome, once logged in."""
-        return self._session.welcome.server if self._session is not None else None
+        return self._runner.session.welcome.server if self._runner.session is not None else None
 
     @property
     def outbox(self) -> tuple[OutboxEntry, ...]:
@@ -159,7 +322,7 @@ class ChatClient(ClientRunner):
     # -- Requests ----------------------------------------------------------------------------------------
 
     def _check_open(self) -> None:
-        if self._closing or self._state is ConnectionState.CLOSED:
+        if self._runner.closing or self._runner.state is ConnectionState.CLOSED:
             raise ClientClosed("the client is closed")
 
     async def _request(
@@ -167,7 +330,7 @@ class ChatClient(ClientRunner):
     ) -> Message | None:
         """Send `message`; if `wait`, return the answer `match` picks, or raise `ServerError`."""
         self._check_open()
-        session = self._session
+        session = self._runner.session
         if session is None:
             raise NotConnected("not connected to the server")
         return await self._waiters.request(
@@ -181,11 +344,11 @@ class ChatClient(ClientRunner):
         joined at the next login (without a key: give it again then).
         """
         self._check_open()
-        ref = next(self._refs)
+        ref = self._next_ref()
         request = Join(room=room, key=key, ref=ref)
         self._check(request)
         self._resume.remember_key(room, key)
-        if self._session is None:
+        if self._runner.session is None:
             self._resume.joined(room)
             return None
         self._resume.expect_join_reply(room, ref)
@@ -195,9 +358,9 @@ class ChatClient(ClientRunner):
     async def leave(self, room: str, reason: str | None = None, *, wait: bool = True) -> None:
         """Leave `room` (and stop rejoining it)."""
         self._check_open()
-        request = Leave(room=room, reason=reason, ref=next(self._refs))
+        request = Leave(room=room, reason=reason, ref=self._next_ref())
         self._check(request)
-        if self._session is None:
+        if self._runner.session is None:
             self._resume.forget(room)
             return
         key = fold(room)
@@ -228,7 +391,7 @@ class ChatClient(ClientRunner):
         """While connected, wait for room in a full outbox (the pacing empties it at the server's rate);
         offline, a full outbox raises `OutboxFull` at once (nothing will empty it before the reconnect)."""
         self._check_open()
-        if self._delivery.full and self._session is not None:
+        if self._delivery.full and self._runner.session is not None:
             await self._delivery.wait_room()
             self._check_open()
 
@@ -237,7 +400,7 @@ class ChatClient(ClientRunner):
 
         A refusal (`nick_taken`, `nick_registered` for a missing or wrong password) raises `ServerError`.
         """
-        request = ChangeNick(nick=nick, password=password, ref=next(self._refs))
+        request = ChangeNick(nick=nick, password=password, ref=self._next_ref())
         self._check(request)
         self._credentials.changing_nick(nick, password)
         await self._request(request, lambda m: isinstance(m, NickChanged) and fold(m.new) == fold(nick), wait)
@@ -250,7 +413,7 @@ class ChatClient(ClientRunner):
         From then on this client logs in again with that password after a reconnect. A refusal (e.g.
         `nick_registered` for a wrong old password) raises `ServerError`.
         """
-        ref = next(self._refs)
+        ref = self._next_ref()
         request = Register(password=password, old_password=old_password, ref=ref)
         self._check(request)
         self._credentials.registering(ref, password)
@@ -259,7 +422,7 @@ class ChatClient(ClientRunner):
 
     async def unregister(self, password: str, *, wait: bool = True) -> Registration | None:
         """Drop the registration of our nick (`password` is its current password)."""
-        ref = next(self._refs)
+        ref = self._next_ref()
         request = Unregister(password=password, ref=ref)
         self._check(request)
         self._credentials.registering(ref, None)
@@ -268,32 +431,32 @@ class ChatClient(ClientRunner):
 
     async def set_topic(self, room: str, topic: str, *, wait: bool = True) -> None:
         """Set `room`'s topic ("" clears it)."""
-        request = SetTopic(room=room, topic=topic, ref=next(self._refs))
+        request = SetTopic(room=room, topic=topic, ref=self._next_ref())
         self._check(request)
         key = fold(room)
         await self._request(request, lambda m: isinstance(m, TopicChanged) and fold(m.room) == key, wait)
 
     async def set_away(self, message: str | None, *, wait: bool = True) -> None:
         """Mark us away with `message`, or back with None."""
-        request = SetAway(message=message or None, ref=next(self._refs))
+        request = SetAway(message=message or None, ref=self._next_ref())
         self._check(request)
         await self._request(request, lambda m: isinstance(m, AwayChanged) and self._is_mine(m.nick), wait)
 
     async def who(self, room: str, *, wait: bool = True) -> RoomState | None:
         """Ask for `room`'s topic and members."""
-        ref = next(self._refs)
+        ref = self._next_ref()
         reply = await self._request(Who(room=room, ref=ref), answer_to(RoomState, ref, room), wait)
         return reply if isinstance(reply, RoomState) else None
 
     async def list_rooms(self, *, wait: bool = True) -> RoomList | None:
         """Ask for the list of rooms."""
-        ref = next(self._refs)
+        ref = self._next_ref()
         reply = await self._request(ListRooms(ref=ref), answer_to(RoomList, ref, None), wait)
         return reply if isinstance(reply, RoomList) else None
 
     async def stats(self, nick: str | None = None, *, wait: bool = True) -> StatsReport | None:
         """Ask for the server's figures, or for those of `nick`'s connection (server admins only)."""
-        ref = next(self._refs)
+        ref = self._next_ref()
         reply = await self._request(GetStats(nick=nick, ref=ref), answer_to(StatsReport, ref, None), wait)
         return reply if isinstance(reply, StatsReport) else None
 
@@ -303,7 +466,7 @@ class ChatClient(ClientRunner):
         action, the `BanList` for `ListBans`, the `RoomState` for `SetMode`. A refusal (e.g. `not_operator`)
         raises `ServerError`.
         """
-        ref = next(self._refs)
+        ref = self._next_ref()
         request = replace(request, ref=ref)
         self._check(request)
         if isinstance(request, ListBans):
@@ -331,7 +494,7 @@ class ChatClient(ClientRunner):
         oldest (`History.more` says whether the range goes on past the page that way; `fetch_forward` pages
         through it all).
         """
-        ref = next(self._refs)
+        ref = self._next_ref()
         request = FetchHistory(
             room=room,
             direct=room is None,
@@ -383,14 +546,14 @@ class ChatClient(ClientRunner):
     @property
     def file_policy(self) -> FilePolicy | None:
         """What the server takes (chunk size, window, largest file); None offline or if it takes no files."""
-        return self._session.welcome.files if self._session is not None else None
+        return self._runner.session.welcome.files if self._runner.session is not None else None
 
     @property
     def files_supported(self) -> bool | None:
         """Whether the server takes files (None while no session has said)."""
-        if self._session is None:
+        if self._runner.session is None:
             return None
-        return self._session.welcome.files is not None
+        return self._runner.session.welcome.files is not None
 
     def file_offer(self, offer_id: int) -> FileOffered | None:
         """The file offer with this message id, if the client has seen it (live, in history, or ours)."""

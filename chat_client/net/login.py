@@ -34,9 +34,11 @@ FINAL_SESSION_CODES = frozenset({ErrorCode.BAD_HELLO, ErrorCode.UNSUPPORTED_VERS
 
 
 class Credentials:
-    """The passwords to log in with, and those of requests awaiting the server's answer."""
+    """Who we log in as: our nick, the passwords to log in with, and those of requests awaiting an answer."""
 
-    def __init__(self, password: str | None, nick_password: str | None) -> None:
+    def __init__(self, nick: str, password: str | None, nick_password: str | None) -> None:
+        #: Our nick as the server knows it (set from the welcome, changed by our nick changes).
+        self.nick = nick
         self._password = password
         self._nick_password = nick_password
         # Passwords of requests waiting for their answer: a nick change (by folded nick) and a registration
@@ -44,14 +46,12 @@ class Credentials:
         self._nick_passwords: dict[str, str | None] = {}
         self._registering: dict[int, str | None] = {}
 
-    def hello(
-        self, nick: str, *, client: str, rooms: tuple[str, ...] | None, resume_token: str | None = None
-    ) -> Hello:
-        """The login frame for `nick`, asking to be put in `rooms`; `resume_token` to resume a session."""
+    def hello(self, *, client: str, rooms: tuple[str, ...] | None, resume_token: str | None = None) -> Hello:
+        """The login frame for our nick, asking to be put in `rooms`; `resume_token` to resume a session."""
         return Hello(
             proto=PROTOCOL_NAME,
             version=PROTOCOL_VERSION,
-            nick=nick,
+            nick=self.nick,
             client=client,
             rooms=rooms,
             password=self._password,
@@ -64,7 +64,8 @@ class Credentials:
         self._nick_passwords[fold(nick)] = password
 
     def nick_changed(self, old: str, new: str) -> None:
-        """Our nick changed from `old` to `new`: log in with the new nick's password from now on."""
+        """Our nick changed from `old` to `new`: log in as `new`, with its password, from now on."""
+        self.nick = new
         if fold(new) != fold(old):
             self._nick_password = self._nick_passwords.pop(fold(new), None)
 

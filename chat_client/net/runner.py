@@ -1,8 +1,10 @@
 """`ClientRunner`: the run task that keeps a `ChatClient` logged in: connect, log in, serve, reconnect.
 
-The middle layer of `ChatClient` (see chat_client.net.core): `connect()` starts the run task and waits for the
-first login; the task then serves each session (`_serve`: catch up, then route every incoming message) and,
-when one ends, waits with backoff and logs in again, until `close()`.
+A part of `ChatClient` (chat_client.net.client), which builds it with the other parts it drives:
+`start()` starts the run task and waits for the first login; the task then serves each session (`_serve`:
+catch up, then hand every incoming message to the `Router`) and, when one ends, waits with backoff and logs
+in again, until `stop()`. The runner owns the connection's life: the current `Session`, the state, the
+resume token.
 
 Everything runs on the caller's event loop, in one task (`_run`) plus one pinger task per connection and
 one task per file transfer; there are no locks, and no threads except the short `asyncio.to_thread` calls
@@ -30,10 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
-from typing import Self
+from collections.abc import Callable, Iterable
 
-from chat_client.net.core import ClientCore
+from chat_client.net.delivery import Delivery
 from chat_client.net.errors import (
     ClientClosed,
     ClientError,
@@ -43,17 +44,24 @@ from chat_client.net.errors import (
     ServerError,
     UntrustedServer,
 )
-from chat_client.net.events import Closed, Connected, Disconnected, Reconnecting
+from chat_client.net.events import Closed, Connected, Disconnected, Event, Reconnecting
+from chat_client.net.liveness import Liveness
 from chat_client.net.login import (
     FINAL_SESSION_CODES,
     RETRYABLE_LOGIN_CODES,
+    Credentials,
     connection_failure,
     refusal_reason,
 )
-from chat_client.net.options import ConnectionState
+from chat_client.net.options import ClientOptions, ConnectionState
 from chat_client.net.pins import PinStoreError
-from chat_client.net.session import Session
-from shared import ErrorCode, Hello, Quit
+from chat_client.net.resume import Crowd, ResumeState
+from chat_client.net.session import Endpoint, Session
+from chat_client.net.transfers import Transfers
+from chat_client.net.trust import ServerIdentity, TlsOptions
+from chat_client.net.waiters import Waiters
+from shared import ErrorCode, Hello, Message, Quit
+from shared.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
@@ -61,45 +69,91 @@ log = logging.getLogger(__name__)
 _CUT_OFF = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
 
-class ClientRunner(ClientCore):
-    """Starts, runs and stops the run task; see the module docstring. Use it through `ChatClient`."""
+class ClientRunner:
+    """Starts, runs and stops the run task; see the module docstring. A part of `ChatClient`."""
 
-    # -- Life cycle --------------------------------------------------------------------------------------
-
-    async def __aenter__(self) -> Self:
-        await self.connect()
-        return self
-
-    async def __aexit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        tls: TlsOptions | None,
+        options: ClientOptions,
+        *,
+        first_rooms: Iterable[str] | None,
+        credentials: Credentials,
+        delivery: Delivery,
+        transfers: Transfers,
+        waiters: Waiters,
+        liveness: Liveness,
+        resume: ResumeState,
+        crowd: Crowd,
+        next_ref: Callable[[], int],
+        route: Callable[[Message, Session], None],
+        emit: Callable[[Event], None],
     ) -> None:
-        await self.close()
+        self.endpoint = endpoint
+        self.tls = tls
+        self.options = options
+        self._first_rooms = tuple(first_rooms) if first_rooms is not None else None
+        self._credentials = credentials
+        self._delivery = delivery
+        self._transfers = transfers
+        self._waiters = waiters
+        self._liveness = liveness
+        self._resume = resume
+        self._crowd = crowd
+        self._next_ref = next_ref
+        self._route = route
+        self._emit = emit
+        #: Idle, connecting, connected, reconnecting or closed.
+        self.state = ConnectionState.IDLE
+        #: The logged-in session, None between sessions.
+        self.session: Session | None = None
+        #: The verified key of the current (or last) TLS session.
+        self.identity: ServerIdentity | None = None
+        #: The current session's resume token (a secret), sent in the hello of each reconnect.
+        self.resume_token: str | None = None
+        #: True from `stop()` on: no new request is accepted, no reconnect made.
+        self.closing = False
+        self._task: asyncio.Task[None] | None = None
+        self._logged_in_once = False
+        # Set by `reconnect_now()`: the next attempt starts at once. `_wake` ends the wait before it.
+        self._retry_now = False
+        self._wake: asyncio.Event | None = None
+        self._first_login: asyncio.Future[None] | None = None
+        # The limits of the last session, kept for checking messages typed while offline.
+        self._last_limits = DEFAULT_LIMITS
 
-    async def connect(self) -> None:
-        """Connect and log in; after that the client reconnects by itself.
+    @property
+    def limits(self) -> Limits:
+        """The server's limits (the protocol defaults before the first login)."""
+        return self.session.limits if self.session is not None else self._last_limits
 
-        Raises `LoginRefused` (with the server's code, e.g. ``nick_taken``) or `ConnectionLost` if the
-        first login fails: a wrong address or nick is reported at once, never retried forever.
-        """
+    @property
+    def started(self) -> bool:
+        """True once `start()` was called (until the run task ends)."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start the run task and wait for the first login (its failure is raised here)."""
         if self._task is not None:
             raise ClientError("connect() was already called")
-        self._check(self._hello())  # a bad nick or room name is the caller's mistake: say so now
         self._first_login = asyncio.get_running_loop().create_future()
-        self._state = ConnectionState.CONNECTING
-        self._task = asyncio.create_task(self._run(), name=f"mpchat client {self.nick}@{self.endpoint}")
+        self.state = ConnectionState.CONNECTING
+        name = f"mpchat client {self._credentials.nick}@{self.endpoint}"
+        self._task = asyncio.create_task(self._run(), name=name)
         try:
             await self._first_login
         except BaseException:
             await self._stop_task()
             raise
 
-    async def close(self, reason: str | None = None) -> None:
+    async def stop(self, reason: str | None = None) -> None:
         """Log out (sending `quit` with `reason`) and stop reconnecting. Safe to call twice."""
         if self._task is None or self._task.done():
-            self._state = ConnectionState.CLOSED
+            self.state = ConnectionState.CLOSED
             return
-        self._closing = True
-        session = self._session
+        self.closing = True
+        session = self.session
         if session is not None:
             try:
                 session.send(Quit(reason=reason))
@@ -126,32 +180,17 @@ class ClientRunner(ClientCore):
                 if current is not None and current.cancelling():
                     raise
 
-    @property
-    def resume_token(self) -> str | None:
-        """The current session's resume token (a secret: never log or show it); None before the login."""
-        return self._resume_token
-
-    @property
-    def peers(self) -> int:
-        """How many other people share a room with us (the crowd that reconnects with us)."""
-        return self._crowd.peers(self.nick)
-
-    @property
-    def answer_deadline(self) -> float:
-        """Seconds the server has to answer a ping before it is declared dead (chat_client.net.liveness)."""
-        return self._liveness.answer_deadline()
-
     # -- The run task ------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
         final_error: Exception | None = None
         attempt = 0
         try:
-            while not self._closing:
+            while not self.closing:
                 retry_after = 0.0
                 try:
                     session = await Session.open(
-                        self.endpoint, self._hello(), timeout=self.options.connect_timeout, tls=self.tls
+                        self.endpoint, self.hello(), timeout=self.options.connect_timeout, tls=self.tls
                     )
                 except (UntrustedServer, PinStoreError) as untrusted:
                     # Never retried: the key will not change back by itself, and nothing may be sent.
@@ -199,13 +238,13 @@ class ClientRunner(ClientCore):
                         final_error = ended
                         return
                 attempt += 1
-                peers = self._crowd.peers(self.nick)
+                peers = self._crowd.peers(self._credentials.nick)
                 if self._retry_now:
                     delay = retry_after  # the user asked (/reconnect): at once, unless the server said when
                 else:
                     delay = max(self.options.backoff.delay(attempt - 1, peers), retry_after)
                 self._retry_now = False
-                self._state = ConnectionState.RECONNECTING
+                self.state = ConnectionState.RECONNECTING
                 self._emit(Reconnecting(delay, attempt, reason))
                 await self._wait_to_retry(delay, probe=probe and retry_after == 0, peers=peers)
         except Exception as bug:  # a bug in this module: report it as the reason the client stopped
@@ -213,7 +252,7 @@ class ClientRunner(ClientCore):
             final_error = bug
             self._fail_first_login(ConnectionLost(f"internal error: {bug!r}"))
         finally:
-            self._state = ConnectionState.CLOSED
+            self.state = ConnectionState.CLOSED
             self._delivery.close()
             self._transfers.close()
             self._waiters.fail(ClientClosed("the client is closed"))
@@ -225,10 +264,10 @@ class ClientRunner(ClientCore):
         While connected, the current connection is dropped and a new one made at once (resuming the session
         with its token). While waiting to reconnect, the wait ends now. Does nothing once closed.
         """
-        if self._task is None or self._task.done() or self._closing:
+        if not self.started or self.closing:
             return
         self._retry_now = True
-        session = self._session
+        session = self.session
         if session is not None:
             session.abort(ConnectionLost("reconnecting, as asked"))
         elif self._wake is not None:
@@ -276,8 +315,8 @@ class ClientRunner(ClientCore):
         return True
 
     def _stopping(self) -> bool:
-        # A method, not the attribute: the attribute changes while _run awaits (close() sets it).
-        return self._closing
+        # A method, not the attribute: the attribute changes while _run awaits (stop() sets it).
+        return self.closing
 
     def _fail_first_login(self, error: Exception) -> bool:
         """Report a failure of the first login to `connect()`; True if it was the first login."""
@@ -286,27 +325,26 @@ class ClientRunner(ClientCore):
             return True
         return False
 
-    def _hello(self) -> Hello:
+    def hello(self) -> Hello:
+        """The login frame for the next attempt."""
         # After the first login, rooms are rejoined one by one with `after=` (see _resume), so the
         # hello asks for none.
         rooms = self._first_rooms if not self._logged_in_once else ()
         # After the first login the hello carries the session's resume token: if the server still holds
         # our previous connection (it has not noticed the drop yet), this login replaces it at once.
-        token = self._resume_token if self._logged_in_once else None
-        return self._credentials.hello(
-            self.nick, client=self.options.client_name, rooms=rooms, resume_token=token
-        )
+        token = self.resume_token if self._logged_in_once else None
+        return self._credentials.hello(client=self.options.client_name, rooms=rooms, resume_token=token)
 
     async def _serve(self, session: Session) -> ClientError:
         """Run one logged-in session until it ends; return why it ended."""
-        self._session = session
+        self.session = session
         self._last_limits = session.limits
-        self._state = ConnectionState.CONNECTED
-        self.nick = session.welcome.nick
+        self.state = ConnectionState.CONNECTED
+        self._credentials.nick = session.welcome.nick
         resumed = self._logged_in_once
         self._logged_in_once = True
         self.identity = session.identity
-        self._resume_token = session.welcome.resume_token
+        self.resume_token = session.welcome.resume_token
         self._liveness.started(session)
         self._emit(Connected(session.welcome, resumed, session.identity))
         if self._first_login is not None and not self._first_login.done():
@@ -316,7 +354,7 @@ class ClientRunner(ClientCore):
         try:
             self._delivery.begin(session)  # pace by the rates it announced, counting the catch-up too
             for request in self._resume.after_login(
-                lambda: next(self._refs), resumed=resumed, dm_backfill=self.options.dm_backfill
+                self._next_ref, resumed=resumed, dm_backfill=self.options.dm_backfill
             ):
                 session.send(request)
             self._delivery.attach(session.send)
@@ -324,12 +362,12 @@ class ClientRunner(ClientCore):
             while True:
                 # The pinger notices a silent server (its answer deadline); this is only a backstop.
                 for message in await session.receive(2 * every + self._liveness.answer_deadline()):
-                    self._handle(message)
+                    self._route(message, session)
         except (ConnectionLost, ServerError) as ended:
             return ended
         finally:
             pinger.cancel()
-            self._session = None
+            self.session = None
             self._delivery.detach()
             self._transfers.detach()
             session.close()

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chat_client.net.errors import ConnectionLost, TransferCancelled, TransferError
+from chat_client.net.events import Event
 from chat_client.net.progress import Direction, RateMeter, TransferInfo, TransferState, TransferUpdate
 from chat_client.net.session import Session
 from shared import CancelFile, FileDone, FileOffered, FileProgress, Message, fold
@@ -87,7 +88,7 @@ class TransferCore:
     def __init__(
         self,
         *,
-        emit: Callable[[object], None],
+        emit: Callable[[Event], None],
         stored: Callable[[FileOffered], None],
         next_ref: Callable[[], int],
         nick: Callable[[], str],
