@@ -6,17 +6,19 @@ what to redraw, so the TUI and the plain line mode render the same state and the
 tests. Every buffer keeps at most `max_lines` lines (a deque), so memory stays bounded however busy the
 room. Untrusted text is stored as received; it is made visible (`shared.text.visible`) when rendered.
 
-`ChatModel` is built in layers, each owning one thing: `ModelState` (chat_client.model.state) the buffers
-and how a line gets into one; `RoomEvents` (chat_client.model.room_events) the events about rooms and people;
-`MessageEvents` (chat_client.model.message_events) messages, history, the outbox and transfers; this module
-the connection status, errors, and the table that sends each event to its handler.
+`ChatModel` holds the buffers and the one way a line gets into one (`add_line`, which counts unread lines
+and spots mentions); its `apply` is the one table that sends each event type to its handler. The handlers
+are plain functions over `(model, event, changes)`: `room_events` (rooms and people), `message_events`
+(messages, history, the outbox and transfers) and `status_events` (the connection, errors, statistics).
 """
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Callable, Iterable
 
-from chat_client.model.admincommands import stats_lines
+from chat_client.model import message_events, room_events, status_events
 from chat_client.model.buffers import (
     DEFAULT_MAX_LINES,
     SERVER_KEY,
@@ -30,9 +32,6 @@ from chat_client.model.buffers import (
     peer_key,
     room_key,
 )
-from chat_client.model.message_events import MessageEvents
-from chat_client.model.room_events import RoomEvents
-from chat_client.net.errors import ClientError
 from chat_client.net.events import (
     Closed,
     Connected,
@@ -42,8 +41,8 @@ from chat_client.net.events import (
     OutboxChanged,
     Reconnecting,
 )
-from chat_client.net.progress import TransferUpdate
-from chat_client.net.reasons import describe_failure
+from chat_client.net.progress import TransferInfo, TransferUpdate
+from chat_client.net.trust import ServerIdentity
 from shared import (
     AwayChanged,
     BanList,
@@ -62,6 +61,7 @@ from shared import (
     StatsReport,
     Told,
     TopicChanged,
+    fold,
 )
 
 # The buffer types are part of the model's interface: importers take them from here.
@@ -81,17 +81,94 @@ __all__ = [
 ]
 
 
-class ChatModel(RoomEvents, MessageEvents):
-    """All buffers and the connection status; see the module docstring."""
+class ChatModel:
+    """All buffers, the connection status and the current buffer; see the module docstring."""
+
+    def __init__(
+        self, nick: str, *, max_lines: int = DEFAULT_MAX_LINES, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.nick = nick
+        self.max_lines = max_lines
+        self.clock = clock
+        self.buffers: dict[str, Buffer] = {}
+        self.server_buffer = self._buffer(SERVER_KEY, "server", BufferKind.SERVER)
+        self.current = SERVER_KEY
+        self.status = ConnectionStatus.CONNECTING
+        self.server_name = ""
+        self.lag: float | None = None
+        #: When the next reconnect attempt starts (on `clock`), while reconnecting.
+        self.reconnect_at: float | None = None
+        self.status_reason = ""
+        #: My own away message while I am away (the status line shows it), None while I am not.
+        self.away: str | None = None
+        # The buffers that were told "disconnected": each is told "reconnected" when the connection is back.
+        self.told_disconnected: set[str] = set()
+        #: The server's verified TLS key while connected with TLS (the status line says "encrypted").
+        self.identity: ServerIdentity | None = None
+        # Rooms the user asked to join: the first Joined for one of them switches to it.
+        self.switch_on_join: set[str] = set()
+        # Rooms whose next RoomState answers a /who, and is listed in the buffer.
+        self.listing_members: set[str] = set()
+        #: File transfers by number: the running ones and the last few that ended.
+        self.transfers: dict[int, TransferInfo] = {}
+        self._mention = self._mention_pattern(nick)
+        # (room key, nick key) of members a kick or ban just put out: their `left` adds no line of its own.
+        self.removed: set[tuple[str, str]] = set()
 
     # -- Applying events ---------------------------------------------------------------------------------
 
     def apply(self, event: Event) -> Changes:
-        """Fold one client event into the model."""
+        """Fold one client event into the model: the one table from event type to its handler."""
         changes = Changes()
-        handler = _HANDLERS.get(type(event))
-        if handler is not None:
-            handler(self, event, changes)
+        match event:
+            case Said():
+                message_events.on_said(self, event, changes)
+            case Told():
+                message_events.on_told(self, event, changes)
+            case OutboxChanged():
+                message_events.on_outbox(self, event, changes)
+            case History():
+                message_events.on_history(self, event, changes)
+            case FileOffered():
+                message_events.on_file_offered(self, event, changes)
+            case TransferUpdate():
+                message_events.on_transfer(self, event, changes)
+            case Joined():
+                room_events.on_joined(self, event, changes)
+            case Left():
+                room_events.on_left(self, event, changes)
+            case SignedOff():
+                room_events.on_signed_off(self, event, changes)
+            case NickChanged():
+                room_events.on_nick_changed(self, event, changes)
+            case TopicChanged():
+                room_events.on_topic(self, event, changes)
+            case AwayChanged():
+                room_events.on_away(self, event, changes)
+            case RoomState():
+                room_events.on_room_state(self, event, changes)
+            case RoomList():
+                room_events.on_room_list(self, event, changes)
+            case Moderated():
+                room_events.on_moderated(self, event, changes)
+            case BanList():
+                room_events.on_ban_list(self, event, changes)
+            case Registration():
+                room_events.on_registration(self, event, changes)
+            case Connected():
+                status_events.on_connected(self, event, changes)
+            case Disconnected():
+                status_events.on_disconnected(self, event, changes)
+            case Reconnecting():
+                status_events.on_reconnecting(self, event, changes)
+            case LagMeasured():
+                status_events.on_lag(self, event, changes)
+            case Closed():
+                status_events.on_closed(self, event, changes)
+            case Error():
+                status_events.on_error(self, event, changes)
+            case StatsReport():
+                status_events.on_stats_report(self, event, changes)
         return changes
 
     def apply_all(self, events: Iterable[Event]) -> Changes:
@@ -101,103 +178,143 @@ class ChatModel(RoomEvents, MessageEvents):
             merge(total, self.apply(event))
         return total
 
-    # -- The connection ----------------------------------------------------------------------------------
+    # -- Buffers -----------------------------------------------------------------------------------------
 
-    def _on_connected(self, event: Connected, changes: Changes) -> None:
-        welcome = event.welcome
-        self._set_nick(welcome.nick)
-        self.status = ConnectionStatus.CONNECTED
-        self.server_name = welcome.server
-        self.reconnect_at = None
-        self.status_reason = ""
-        self.identity = event.identity
-        self.away = None  # a new connection starts not away
-        changes.status = True
-        # Every buffer that was told "disconnected" is told "reconnected"; the server buffer always hears.
-        verb = "reconnected to" if event.resumed else "connected to"
-        told, self._told_disconnected = self._told_disconnected, set()
-        text = f"{verb} {welcome.server} as {welcome.nick}"
-        for key in [SERVER_KEY, *(k for k in told if k != SERVER_KEY and k in self.buffers)]:
-            self._line(changes, key, LineKind.NOTICE, text, count=False)
-        changes.members |= told
-        if event.identity is not None and (not event.resumed or event.identity.pinned_now):
-            self._line(changes, SERVER_KEY, LineKind.NOTICE, event.identity.describe(), count=False)
-        if welcome.motd and not event.resumed:
-            self._line(changes, SERVER_KEY, LineKind.NOTICE, welcome.motd, count=False)
+    def _buffer(self, key: str, name: str, kind: BufferKind) -> Buffer:
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            buffer = Buffer(key, name, kind, max_lines=self.max_lines)
+            self.buffers[key] = buffer
+        return buffer
 
-    def _on_disconnected(self, event: Disconnected, changes: Changes) -> None:
-        self.status = ConnectionStatus.RECONNECTING if event.will_retry else ConnectionStatus.OFFLINE
-        first, *more = event.reason.splitlines() or [""]
-        self.status_reason = first
-        changes.status = True
-        # Every room and conversation says so (and "reconnected" when it is back: `_on_connected`). A long
-        # explanation (a changed server key) is several lines, each shown as one, where the user looks.
-        for key in self.buffers:
-            where_looking = key in (SERVER_KEY, self.current)
-            for text in [f"disconnected: {first}", *(more if where_looking else [])]:
-                self._line(changes, key, LineKind.ERROR, text, count=False)
-            self._told_disconnected.add(key)
-        changes.members |= set(self.buffers)  # the member lists grey out while offline
-        for buffer in self.buffers.values():
-            buffer.fetching = False
-            buffer.backfill_anchor = None  # a later history page is news, not the join's backfill
+    def room(self, name: str) -> Buffer:
+        """The buffer of room `name`, created if needed."""
+        return self._buffer(room_key(name), name, BufferKind.ROOM)
 
-    def _on_reconnecting(self, event: Reconnecting, changes: Changes) -> None:
-        self.status = ConnectionStatus.RECONNECTING
-        self.reconnect_at = self.clock() + event.delay
-        self.status_reason = event.reason
-        changes.status = True
+    def conversation(self, nick: str) -> Buffer:
+        """The buffer of the direct conversation with `nick`, created if needed."""
+        return self._buffer(peer_key(nick), nick, BufferKind.DIRECT)
 
-    def _on_lag(self, event: LagMeasured, changes: Changes) -> None:
-        self.lag = event.seconds
-        changes.status = True
+    @property
+    def current_buffer(self) -> Buffer:
+        """The buffer on screen."""
+        return self.buffers[self.current]
 
-    def _on_closed(self, event: Closed, changes: Changes) -> None:
-        self.status = ConnectionStatus.OFFLINE
-        self.reconnect_at = None
-        changes.status = True
-        changes.members |= set(self.buffers)  # greyed out: nothing will update them now
-        if event.error is not None:
-            # The library's own errors are sentences; anything else (a bug) is not shown as Python's text.
-            error = event.error
-            why = str(error) if isinstance(error, ClientError) else describe_failure(error)
-            self.status_reason = why
-            self._line(changes, SERVER_KEY, LineKind.ERROR, f"connection closed: {why}", count=False)
-            changes.alerts.append(f"connection closed: {why}")
+    def ordered(self) -> list[Buffer]:
+        """Buffers in the order the room list shows them: server, rooms, then conversations."""
+        rank = {BufferKind.SERVER: 0, BufferKind.ROOM: 1, BufferKind.DIRECT: 2}
+        return sorted(self.buffers.values(), key=lambda b: (rank[b.kind], fold(b.name)))
 
-    def _on_stats_report(self, event: StatsReport, changes: Changes) -> None:
-        for text in stats_lines(event):
-            self._line(changes, self.current, LineKind.NOTICE, text, count=False)
+    def switch(self, key: str) -> bool:
+        """Show buffer `key` and mark it read (its first unread line becomes the place where the reader
+        left off: `Buffer.marker`); False if there is no such buffer."""
+        if key not in self.buffers:
+            return False
+        self.current = key
+        buffer = self.buffers[key]
+        buffer.marker, buffer.first_unread = buffer.first_unread, None
+        buffer.unread = 0
+        buffer.mentioned = False
+        return True
 
-    def _on_error(self, event: Error, changes: Changes) -> None:
-        text = f"{event.code}: {event.message}" if event.message else event.code
-        self._line(changes, self.current, LineKind.ERROR, text, count=False)
-        changes.alerts.append(text)
+    def close_buffer(self, key: str) -> None:
+        """Remove a buffer (never the server buffer) and show another one."""
+        if key == SERVER_KEY or key not in self.buffers:
+            return
+        del self.buffers[key]
+        if self.current == key:
+            rooms = [b.key for b in self.ordered() if b.kind is BufferKind.ROOM]
+            self.switch(rooms[0] if rooms else SERVER_KEY)
 
+    def expect_join(self, room: str) -> None:
+        """The user asked to join `room`: switch to it when the server confirms."""
+        self.switch_on_join.add(room_key(room))
 
-_HANDLERS: dict[type, Callable[[ChatModel, object, Changes], None]] = {
-    Connected: ChatModel._on_connected,  # type: ignore[dict-item]
-    Disconnected: ChatModel._on_disconnected,  # type: ignore[dict-item]
-    Reconnecting: ChatModel._on_reconnecting,  # type: ignore[dict-item]
-    LagMeasured: ChatModel._on_lag,  # type: ignore[dict-item]
-    Closed: ChatModel._on_closed,  # type: ignore[dict-item]
-    OutboxChanged: ChatModel._on_outbox,  # type: ignore[dict-item]
-    Said: ChatModel._on_said,  # type: ignore[dict-item]
-    Told: ChatModel._on_told,  # type: ignore[dict-item]
-    History: ChatModel._on_history,  # type: ignore[dict-item]
-    Joined: ChatModel._on_joined,  # type: ignore[dict-item]
-    Left: ChatModel._on_left,  # type: ignore[dict-item]
-    SignedOff: ChatModel._on_signed_off,  # type: ignore[dict-item]
-    NickChanged: ChatModel._on_nick_changed,  # type: ignore[dict-item]
-    TopicChanged: ChatModel._on_topic,  # type: ignore[dict-item]
-    AwayChanged: ChatModel._on_away,  # type: ignore[dict-item]
-    RoomState: ChatModel._on_room_state,  # type: ignore[dict-item]
-    RoomList: ChatModel._on_room_list,  # type: ignore[dict-item]
-    Moderated: ChatModel._on_moderated,  # type: ignore[dict-item]
-    BanList: ChatModel._on_ban_list,  # type: ignore[dict-item]
-    Error: ChatModel._on_error,  # type: ignore[dict-item]
-    FileOffered: ChatModel._on_file_offered,  # type: ignore[dict-item]
-    TransferUpdate: ChatModel._on_transfer,  # type: ignore[dict-item]
-    Registration: ChatModel._on_registration,  # type: ignore[dict-item]
-    StatsReport: ChatModel._on_stats_report,  # type: ignore[dict-item]
-}
+    def expect_member_list(self, room: str) -> None:
+        """The user asked /who: list the members when the room state arrives."""
+        self.listing_members.add(room_key(room))
+
+    def nicks(self) -> list[str]:
+        """Every nick known from the rooms and conversations (for completion), most relevant first."""
+        seen: dict[str, str] = {}
+        for buffer in [self.current_buffer, *self.buffers.values()]:
+            for member in buffer.members.values():
+                seen.setdefault(fold(member.nick), member.nick)
+            if buffer.kind is BufferKind.DIRECT:
+                seen.setdefault(fold(buffer.name), buffer.name)
+        seen.pop(fold(self.nick), None)
+        return list(seen.values())
+
+    def room_names(self) -> list[str]:
+        """The rooms with a buffer."""
+        return [b.name for b in self.ordered() if b.kind is BufferKind.ROOM]
+
+    # -- Lines -------------------------------------------------------------------------------------------
+
+    def notice(self, text: str, key: str | None = None, *, error: bool = False) -> Changes:
+        """Add a line of our own (help, a local error) to buffer `key` (the current one by default)."""
+        changes = Changes()
+        self.add_line(
+            changes, key or self.current, LineKind.ERROR if error else LineKind.NOTICE, text, count=False
+        )
+        return changes
+
+    def add_line(
+        self,
+        changes: Changes,
+        key: str,
+        kind: LineKind,
+        text: str,
+        *,
+        nick: str | None = None,
+        ts: float | None = None,
+        message_id: int | None = None,
+        own: bool = False,
+        count: bool = True,
+        direct: bool = False,
+        notify: bool = True,
+    ) -> None:
+        buffer = self.buffers[key]
+        line = self.new_line(kind, text, nick=nick, ts=ts, message_id=message_id, own=own, direct=direct)
+        mention = line.mention
+        if not buffer.append(line):
+            return
+        changes.add(key, line)
+        if mention and notify:
+            changes.mentions.append((key, line))
+        if count and key != self.current and not own:
+            if not buffer.unread:
+                buffer.first_unread = line
+            buffer.unread += 1
+            buffer.mentioned = buffer.mentioned or mention
+            changes.buffers = True
+
+    def new_line(
+        self,
+        kind: LineKind,
+        text: str,
+        *,
+        nick: str | None = None,
+        ts: float | None = None,
+        message_id: int | None = None,
+        own: bool = False,
+        direct: bool = False,
+    ) -> Line:
+        """A line as `add_line` would add it (a mention when it names me, or is a direct message to me)."""
+        mention = not own and nick is not None and (direct or self.mentions_me(text))
+        return Line(ts if ts is not None else self.clock(), kind, text, nick, message_id, mention, own)
+
+    @staticmethod
+    def _mention_pattern(nick: str) -> re.Pattern[str]:
+        return re.compile(rf"(?<![\w.-]){re.escape(nick)}(?![\w-])", re.IGNORECASE)
+
+    def mentions_me(self, text: str) -> bool:
+        """True if `text` names my nick as a word."""
+        return self._mention.search(text) is not None
+
+    def set_nick(self, nick: str) -> None:
+        self.nick = nick
+        self._mention = self._mention_pattern(nick)
+
+    def is_me(self, nick: str) -> bool:
+        return fold(nick) == fold(self.nick)
