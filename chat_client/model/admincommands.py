@@ -21,18 +21,18 @@ LINE_WIDTH = 100
 
 
 @dataclass(frozen=True, slots=True)
-class ShowStats:
+class StatsCommand:
     """`/stats [NICK]`: ask the server for its figures (or one connection's)."""
 
     nick: str | None = None
 
 
-def parse_stats(rest: str) -> ShowStats:
+def parse_stats(rest: str) -> StatsCommand:
     """Parse the arguments of `/stats` (`rest`, stripped)."""
     words = rest.split()
     if len(words) > 1:
         raise CommandError("usage: /stats [NICK]")
-    return ShowStats(words[0] if words else None)
+    return StatsCommand(words[0] if words else None)
 
 
 def _shown(value: int | float) -> str:

@@ -9,36 +9,36 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat_client.model.admincommands import ADMIN_COMMANDS, ShowStats, parse_stats
+from chat_client.model.admincommands import ADMIN_COMMANDS, StatsCommand, parse_stats
 from chat_client.model.commands_base import CommandError, CommandHelp, one_or_two_words, split_first
 from chat_client.model.modcommands import (
     MODERATION_COMMANDS,
     MODERATION_NAMES,
-    Moderate,
-    ShowKey,
+    KeyCommand,
+    ModerateCommand,
     parse_moderation,
 )
 from shared.text import room_problem
 
-__all__ = ["CommandError", "CommandHelp", "Moderate", "ShowKey", "ShowStats"]
+__all__ = ["CommandError", "CommandHelp", "KeyCommand", "ModerateCommand", "StatsCommand"]
 
 
 @dataclass(frozen=True, slots=True)
-class SendText:
+class SayCommand:
     """Text for the current room or conversation."""
 
     text: str
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
+class MeCommand:
     """`/me waves`: an action in the current room or conversation."""
 
     text: str
 
 
 @dataclass(frozen=True, slots=True)
-class JoinRoom:
+class JoinCommand:
     """`/join room [key]`: join a room (created if new) and switch to it; `key` for a room that has one."""
 
     room: str
@@ -46,7 +46,7 @@ class JoinRoom:
 
 
 @dataclass(frozen=True, slots=True)
-class LeaveRoom:
+class LeaveCommand:
     """`/leave [room] [reason]`: leave a room (the current one by default)."""
 
     room: str | None
@@ -54,7 +54,7 @@ class LeaveRoom:
 
 
 @dataclass(frozen=True, slots=True)
-class ChangeNick:
+class NickCommand:
     """`/nick new [password]`: change your nick (the password of the new nick if it is registered)."""
 
     nick: str
@@ -62,7 +62,7 @@ class ChangeNick:
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterNick:
+class RegisterCommand:
     """`/register password [old_password]`: protect your nick with a password (or change the password)."""
 
     password: str
@@ -70,14 +70,14 @@ class RegisterNick:
 
 
 @dataclass(frozen=True, slots=True)
-class UnregisterNick:
+class UnregisterCommand:
     """`/unregister password`: drop your nick's registration."""
 
     password: str
 
 
 @dataclass(frozen=True, slots=True)
-class DirectMessage:
+class MsgCommand:
     """`/msg nick text`: send a direct message (and open its conversation)."""
 
     nick: str
@@ -85,105 +85,105 @@ class DirectMessage:
 
 
 @dataclass(frozen=True, slots=True)
-class Topic:
+class TopicCommand:
     """`/topic [text]`: show the current room's topic, or set it."""
 
     topic: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class Away:
+class AwayCommand:
     """`/away [message]`: mark yourself away with a message, or back without one."""
 
     message: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class WhoIsHere:
+class WhoCommand:
     """`/who [room]`: list a room's members."""
 
     room: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class ListRooms:
+class RoomsCommand:
     """`/rooms`: list the server's rooms."""
 
 
 @dataclass(frozen=True, slots=True)
-class SendFile:
+class SendCommand:
     """`/send PATH`: offer a file to the current room or conversation."""
 
     path: str
 
 
 @dataclass(frozen=True, slots=True)
-class DownloadFile:
+class GetCommand:
     """`/get ID`: download the file offered as message ID."""
 
     offer_id: int
 
 
 @dataclass(frozen=True, slots=True)
-class CancelTransfer:
+class CancelCommand:
     """`/cancel N`: cancel file transfer number N."""
 
     number: int
 
 
 @dataclass(frozen=True, slots=True)
-class MoreHistory:
+class MoreCommand:
     """`/more`: show the next page of the messages a reconnect skipped in the current room."""
 
 
 @dataclass(frozen=True, slots=True)
-class ShowHelp:
+class HelpCommand:
     """`/help [command]`: show the commands."""
 
     command: str | None
 
 
 @dataclass(frozen=True, slots=True)
-class Reconnect:
+class ReconnectCommand:
     """`/reconnect`: connect again now (drop the connection, or end the wait before the next attempt)."""
 
 
 @dataclass(frozen=True, slots=True)
-class ShowLag:
+class LagCommand:
     """`/lag`: show the measured round-trip time to the server."""
 
 
 @dataclass(frozen=True, slots=True)
-class QuitChat:
+class QuitCommand:
     """`/quit [reason]`: leave the chat and exit."""
 
     reason: str | None
 
 
 Command = (
-    SendText
-    | Action
-    | JoinRoom
-    | LeaveRoom
-    | ChangeNick
-    | RegisterNick
-    | UnregisterNick
-    | DirectMessage
-    | Topic
-    | Away
-    | WhoIsHere
-    | ListRooms
-    | SendFile
-    | DownloadFile
-    | CancelTransfer
-    | MoreHistory
-    | ShowHelp
-    | Reconnect
-    | ShowLag
-    | QuitChat
-    | Moderate
-    | ShowKey
-    | ShowStats
+    SayCommand
+    | MeCommand
+    | JoinCommand
+    | LeaveCommand
+    | NickCommand
+    | RegisterCommand
+    | UnregisterCommand
+    | MsgCommand
+    | TopicCommand
+    | AwayCommand
+    | WhoCommand
+    | RoomsCommand
+    | SendCommand
+    | GetCommand
+    | CancelCommand
+    | MoreCommand
+    | HelpCommand
+    | ReconnectCommand
+    | LagCommand
+    | QuitCommand
+    | ModerateCommand
+    | KeyCommand
+    | StatsCommand
 )
 
 
@@ -252,9 +252,9 @@ def help_text(command: str | None = None) -> list[str]:
 def parse(line: str) -> Command:
     """Parse one input line."""
     if not line.startswith("/"):
-        return SendText(line)
+        return SayCommand(line)
     if line.startswith("//"):
-        return SendText(line[1:])
+        return SayCommand(line[1:])
     name, _, rest = line[1:].partition(" ")
     name = ALIASES.get(name.lower(), name.lower())
     rest = rest.strip()
@@ -262,58 +262,58 @@ def parse(line: str) -> Command:
         case "me":
             if not rest:
                 raise CommandError("usage: /me ACTION")
-            return Action(rest)
+            return MeCommand(rest)
         case "join":
             return _join(rest)
         case "leave":
             room, reason = split_first(rest)
-            return LeaveRoom(room.lstrip("#") if room else None, reason or None)
+            return LeaveCommand(room.lstrip("#") if room else None, reason or None)
         case "nick":
-            return ChangeNick(*one_or_two_words(rest, "/nick NEW [PASSWORD]"))
+            return NickCommand(*one_or_two_words(rest, "/nick NEW [PASSWORD]"))
         case "register":
             usage = "/register [PASSWORD [OLD_PASSWORD]] (no spaces; alone, it asks)"
-            return RegisterNick(*one_or_two_words(rest, usage))
+            return RegisterCommand(*one_or_two_words(rest, usage))
         case "unregister":
             words = rest.split()
             if len(words) != 1:
                 raise CommandError("usage: /unregister [PASSWORD] (alone, it asks)")
-            return UnregisterNick(words[0])
+            return UnregisterCommand(words[0])
         case "msg":
             nick, text = split_first(rest)
             if not nick:
                 raise CommandError("usage: /msg NICK [TEXT]")
-            return DirectMessage(nick, text or None)
+            return MsgCommand(nick, text or None)
         case "topic":
-            return Topic(rest or None)
+            return TopicCommand(rest or None)
         case "away":
-            return Away(rest or None)
+            return AwayCommand(rest or None)
         case "who":
-            return WhoIsHere(rest.lstrip("#") or None)
+            return WhoCommand(rest.lstrip("#") or None)
         case "rooms":
-            return ListRooms()
+            return RoomsCommand()
         case "send":
             if not rest:
                 raise CommandError("usage: /send PATH")
             if len(rest) >= 2 and rest[0] == rest[-1] and rest[0] in "'\"":
                 rest = rest[1:-1]  # a quoted path, as a shell would take it
-            return SendFile(rest)
+            return SendCommand(rest)
         case "get" | "cancel":
             number = rest.lstrip("#")
             if not (number.isascii() and number.isdigit()):
                 raise CommandError(f"usage: /{name} {'ID' if name == 'get' else 'N'} (a number)")
-            return DownloadFile(int(number)) if name == "get" else CancelTransfer(int(number))
+            return GetCommand(int(number)) if name == "get" else CancelCommand(int(number))
         case "more":
-            return MoreHistory()
+            return MoreCommand()
         case "help":
-            return ShowHelp(rest or None)
+            return HelpCommand(rest or None)
         case "reconnect":
-            return Reconnect()
+            return ReconnectCommand()
         case "lag":
             if rest:
                 raise CommandError("usage: /lag")
-            return ShowLag()
+            return LagCommand()
         case "quit":
-            return QuitChat(rest or None)
+            return QuitCommand(rest or None)
         case "stats":
             return parse_stats(rest)
         case _ if name in MODERATION_NAMES:
@@ -330,7 +330,7 @@ def key_problem(key: str) -> str | None:
     return "a key typed in a command holds only letters, digits and + - . _"
 
 
-def _join(rest: str) -> JoinRoom:
+def _join(rest: str) -> JoinCommand:
     """`/join ROOM [KEY]`, both checked before anything is sent (the length against the server's limit later,
     by the client)."""
     room, key = one_or_two_words(rest, "/join ROOM [KEY]")
@@ -343,7 +343,7 @@ def _join(rest: str) -> JoinRoom:
             f"cannot join {rest}: a room name has no spaces or symbols, and a KEY holds only letters, "
             "digits and + - . _"
         )
-    return JoinRoom(room, key)
+    return JoinCommand(room, key)
 
 
 def holds_password(line: str) -> bool:

@@ -72,19 +72,19 @@ class Controller:
     async def _execute(self, command: cmd.Command) -> Outcome:
         model, client = self.model, self.client
         match command:
-            case cmd.SendText(text=text) | cmd.Action(text=text):
-                await self._send_to_current(text, action=isinstance(command, cmd.Action))
-            case cmd.JoinRoom(room=room, key=room_secret):
+            case cmd.SayCommand(text=text) | cmd.MeCommand(text=text):
+                await self._send_to_current(text, action=isinstance(command, cmd.MeCommand))
+            case cmd.JoinCommand(room=room, key=room_secret):
                 key = room_key(room)
                 if key in model.buffers and model.buffers[key].joined:
                     model.switch(key)
                     return Outcome(Changes(buffers=True), switched=True)
                 model.expect_join(room)
                 await client.join(room, key=room_secret, wait=False)
-            case cmd.LeaveRoom(room=room, reason=reason):
+            case cmd.LeaveCommand(room=room, reason=reason):
                 target = room or self._current_room()
                 await client.leave(target, reason, wait=False)
-            case cmd.DirectMessage(nick=nick, text=text):
+            case cmd.MsgCommand(nick=nick, text=text):
                 problem = nick_problem(nick, client.limits.max_nick)
                 if problem is not None:
                     raise cmd.CommandError(problem)
@@ -93,13 +93,13 @@ class Controller:
                 buffer = model.conversation(nick)
                 model.switch(buffer.key)
                 return Outcome(Changes(buffers=True), switched=True)
-            case cmd.ChangeNick(nick=nick, password=password):
+            case cmd.NickCommand(nick=nick, password=password):
                 await client.change_nick(nick, password=password, wait=False)
-            case cmd.RegisterNick(password=password, old_password=old):
+            case cmd.RegisterCommand(password=password, old_password=old):
                 await client.register(password, old_password=old, wait=False)
-            case cmd.UnregisterNick(password=password):
+            case cmd.UnregisterCommand(password=password):
                 await client.unregister(password, wait=False)
-            case cmd.Topic(topic=None):
+            case cmd.TopicCommand(topic=None):
                 self._current_room()
                 buffer = model.current_buffer
                 text = (
@@ -108,48 +108,48 @@ class Controller:
                     else f"{buffer.name} has no topic"
                 )
                 return Outcome(model.notice(text))
-            case cmd.Topic(topic=topic):
+            case cmd.TopicCommand(topic=topic):
                 await client.set_topic(self._current_room(), topic or "", wait=False)
-            case cmd.Away(message=message):
+            case cmd.AwayCommand(message=message):
                 await client.set_away(message, wait=False)
-            case cmd.WhoIsHere(room=room):
+            case cmd.WhoCommand(room=room):
                 target = room or self._current_room()
                 model.expect_member_list(target)
                 await client.who(target, wait=False)
-            case cmd.ListRooms():
+            case cmd.RoomsCommand():
                 await client.list_rooms(wait=False)
-            case cmd.SendFile(path=path):
+            case cmd.SendCommand(path=path):
                 await self._send_file(path)
-            case cmd.DownloadFile(offer_id=offer_id):
+            case cmd.GetCommand(offer_id=offer_id):
                 try:
                     client.get_file(offer_id)
                 except (UnknownFile, FilesUnsupported) as error:
                     raise cmd.CommandError(str(error)) from None
-            case cmd.CancelTransfer(number=number):
+            case cmd.CancelCommand(number=number):
                 if not client.cancel_transfer(number):
                     raise cmd.CommandError(f"no running transfer {number}")
-            case cmd.MoreHistory():
+            case cmd.MoreCommand():
                 await self._more_history()
-            case cmd.ShowHelp(command=name):
+            case cmd.HelpCommand(command=name):
                 changes = Changes()
                 for text in cmd.help_text(name):
                     more = model.notice(text)
                     for key, lines in more.lines.items():
                         changes.lines.setdefault(key, []).extend(lines)
                 return Outcome(changes)
-            case cmd.Moderate():
+            case cmd.ModerateCommand():
                 await client.moderate(command.request(self._current_room()), wait=False)
-            case cmd.ShowStats(nick=nick):
+            case cmd.StatsCommand(nick=nick):
                 await client.stats(nick, wait=False)
-            case cmd.ShowKey():
+            case cmd.KeyCommand():
                 buffer = model.buffers[room_key(self._current_room())]
                 return Outcome(model.notice(key_notice(buffer)))
-            case cmd.Reconnect():
+            case cmd.ReconnectCommand():
                 client.reconnect_now()
                 return Outcome(model.notice("reconnecting now"))
-            case cmd.ShowLag():
+            case cmd.LagCommand():
                 return Outcome(model.notice(f"lag: {cmd.describe_lag(client.lag)}"))
-            case cmd.QuitChat(reason=reason):
+            case cmd.QuitCommand(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())
 

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from chat_client.model.commands import (
     ALIASES,
     COMMAND_NAMES,
-    Action,
     CommandError,
-    DirectMessage,
-    SendText,
+    MeCommand,
+    MsgCommand,
+    SayCommand,
     parse,
 )
 from chat_client.model.modcommands import NICK_FIRST
@@ -59,7 +59,7 @@ def sent_text(line: str) -> str | None:
     except CommandError:
         return None
     match command:
-        case SendText(text=text) | Action(text=text) | DirectMessage(text=str() as text):
+        case SayCommand(text=text) | MeCommand(text=text) | MsgCommand(text=str() as text):
             return text
     return None
 

@@ -1,9 +1,9 @@
 """The moderation commands of the input line: /kick /ban /unban /bans /mute /unmute /op /deop /invite
 /topiclock /inviteonly /key. Each acts on the current room.
 
-`parse_moderation(name, rest)` turns one into a `Moderate` command (or `ShowKey`), or raises `CommandError`
-with the usage. A `Moderate` holds the request type and its fields; `request(room)` builds the request for
-the current room. Durations are written `90`, `90s`, `10m`, `2h` or `1d`.
+`parse_moderation(name, rest)` turns one into a `ModerateCommand` (or `KeyCommand`), or raises `CommandError`
+with the usage. A `ModerateCommand` holds the request type and its fields; `request(room)` builds the request
+for the current room. Durations are written `90`, `90s`, `10m`, `2h` or `1d`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ _SWITCH = {"on": True, "off": False}
 
 
 @dataclass(frozen=True, slots=True)
-class Moderate:
+class ModerateCommand:
     """A moderation request for the current room: its type and fields (all but `room` and `ref`)."""
 
     kind: type[ModerationRequest]
@@ -57,7 +57,7 @@ class Moderate:
 
 
 @dataclass(frozen=True, slots=True)
-class ShowKey:
+class KeyCommand:
     """`/key` alone: show the current room's key (known to its operators)."""
 
 
@@ -69,15 +69,15 @@ def duration(word: str) -> int | None:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
-def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
+def parse_moderation(name: str, rest: str) -> ModerateCommand | KeyCommand:
     """Parse a moderation command (`name` without the slash, `rest` the stripped arguments)."""
     usage = next(command.usage for command in MODERATION_COMMANDS if command.name == name)
     first, tail = split_first(rest)
     match name:
         case "bans":
-            return Moderate(ListBans)
+            return ModerateCommand(ListBans)
         case "kick" if first:
-            return Moderate(Kick, (("nick", first), ("reason", tail or None)))
+            return ModerateCommand(Kick, (("nick", first), ("reason", tail or None)))
         case "ban" | "mute" if first:
             by_address = name == "ban" and first == "-a"
             if by_address:
@@ -85,9 +85,9 @@ def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
             if first:
                 return _timed(Ban if name == "ban" else Mute, first, tail, by_address)
         case "unban" if first == "-a" and tail:
-            return Moderate(Unban, (("address", tail.split()[0]),))
+            return ModerateCommand(Unban, (("address", tail.split()[0]),))
         case "unban" if first and first != "-a" and not tail:
-            return Moderate(Unban, (("nick", first),))
+            return ModerateCommand(Unban, (("nick", first),))
         case "unmute" | "op" | "deop" | "invite" if first and not tail:
             kinds: dict[str, type[ModerationRequest]] = {
                 "unmute": Unmute,
@@ -95,21 +95,21 @@ def parse_moderation(name: str, rest: str) -> Moderate | ShowKey:
                 "deop": Deop,
                 "invite": Invite,
             }
-            return Moderate(kinds[name], (("nick", first),))
+            return ModerateCommand(kinds[name], (("nick", first),))
         case "topiclock" | "inviteonly" if rest.lower() in _SWITCH:
             field = "topic_lock" if name == "topiclock" else "invite_only"
-            return Moderate(SetMode, ((field, _SWITCH[rest.lower()]),))
+            return ModerateCommand(SetMode, ((field, _SWITCH[rest.lower()]),))
         case "key" if not rest:
-            return ShowKey()
+            return KeyCommand()
         case "key" if not tail:
             if first != "-" and room_problem(first, len(first)) is not None:
                 # The same rule as /join's KEY, so a key set here can always be typed there.
                 raise CommandError("a key holds only letters, digits and + - . _")
-            return Moderate(SetMode, (("key", "" if first == "-" else first),))
+            return ModerateCommand(SetMode, (("key", "" if first == "-" else first),))
     raise CommandError(f"usage: {usage}")
 
 
-def _timed(kind: type[Ban] | type[Mute], nick: str, tail: str, by_address: bool) -> Moderate:
+def _timed(kind: type[Ban] | type[Mute], nick: str, tail: str, by_address: bool) -> ModerateCommand:
     """`NICK [DURATION] [REASON]`, the nick already parsed: `tail` is an optional duration, then a reason."""
     word, after = split_first(tail)
     seconds = duration(word)
@@ -119,4 +119,4 @@ def _timed(kind: type[Ban] | type[Mute], nick: str, tail: str, by_address: bool)
     fields: list[tuple[str, Any]] = [("nick", nick), ("duration", seconds), ("reason", reason)]
     if by_address:
         fields.append(("by_address", True))
-    return Moderate(kind, tuple(fields))
+    return ModerateCommand(kind, tuple(fields))

@@ -10,7 +10,7 @@ This module is what a caller can ask: the properties, the events, the requests (
 the file transfers. What the client does on its own is done by the parts it owns, each built here and given
 the others it needs: the `ClientRunner` (chat_client.net.runner: the run task, the thread model, the resume
 and the stop order), the `Router` (chat_client.net.router: which part each incoming message goes to), the
-`Transfers` (chat_client.net.transfers), and `Delivery` (the outbox's trip to the server), `ResumeState`
+`FileTransfers` (chat_client.net.transfers), and `Delivery` (the outbox's trip to the server), `ResumeState`
 (what survives a reconnect), `Waiters` (the requests awaiting answers), `Liveness` (the pings),
 `Credentials` (who we log in as), `EventQueue` (the events for the caller).
 """
@@ -49,7 +49,7 @@ from chat_client.net.router import Router
 from chat_client.net.runner import ClientRunner
 from chat_client.net.savename import safe_name
 from chat_client.net.session import Endpoint
-from chat_client.net.transfers import Transfer, Transfers
+from chat_client.net.transfers import FileTransfers, Transfer
 from chat_client.net.trust import ServerIdentity, TlsOptions
 from chat_client.net.waiters import Waiters, answer_to
 from chat_client.settings import downloads_dir
@@ -128,7 +128,7 @@ class ChatClient:
             pacer=Pacer(options.pacing_slack, enabled=options.pacing),
         )
         self._liveness = Liveness(self._emit, multiple=options.ping_rtt_multiple, floor=options.ping_grace)
-        self._transfers = Transfers(
+        self._transfers = FileTransfers(
             emit=self._emit,
             stored=lambda offer: self._router.file_stored(offer),
             next_ref=self._next_ref,

@@ -1,7 +1,7 @@
 """Carrying the outbox to the server: pace, send, resend after a reconnect or a refusal, settle the answers.
 
-`Delivery` owns the `Outbox` and everything about one message's trip: the queue of messages waiting to go
-(in the order they were typed), the `ref` of each attempt (so an `error` frame, which carries only the
+`Delivery` owns the `MessageOutbox` and everything about one message's trip: the queue of messages waiting to
+go (in the order they were typed), the `ref` of each attempt (so an `error` frame, which carries only the
 `ref`, finds its message), the futures of callers waiting for the outcome, and the `Pacer` that keeps the
 messages within the rate limits the server announced. Every path goes through one queue: a message typed
 now, the outbox resent after a reconnect, a message refused with `rate_limited` (the last should not
@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from chat_client.net.errors import ClientClosed, ConnectionLost, ServerError
 from chat_client.net.events import Event, OutboxChanged
-from chat_client.net.outbox import DeliveryState, Outbox, OutboxEntry
+from chat_client.net.outbox import DeliveryState, MessageOutbox, OutboxEntry
 from chat_client.net.pacing import Pacer
 from chat_client.net.session import Session
 from shared import Ack, ErrorCode, Message
@@ -42,7 +42,7 @@ class Delivery:
         *,
         pacer: Pacer | None = None,
     ) -> None:
-        self.outbox = Outbox(limit)
+        self.outbox = MessageOutbox(limit)
         self.pacer = pacer or Pacer(0.0, enabled=False)
         self._next_ref = next_ref
         self._emit = emit

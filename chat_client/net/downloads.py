@@ -1,11 +1,11 @@
 """`download`: fetching a file: pull its chunks into a partial file, check its SHA-256, then name it.
 
-Run by `Transfers` (chat_client.net.transfers) as a transfer's task: a plain function over it. One download
-runs at a time (the server counts `file_get` requests per connection), with at most `files.window` requests
-outstanding; chunks that arrive early wait in memory until the ones before them are written. The partial file
-is named after the content's SHA-256 (``.mpchat-<sha256>.part`` in the downloads folder), so a download
-continues from its length after a reconnect, and a `/get` of the same offer after a restart of the client
-continues it too; it gets its final, sanitised name (`chat_client.net.savename`) only once its SHA-256
+Run by `FileTransfers` (chat_client.net.transfers) as a transfer's task: a plain function over it. One
+download runs at a time (the server counts `file_get` requests per connection), with at most `files.window`
+requests outstanding; chunks that arrive early wait in memory until the ones before them are written. The
+partial file is named after the content's SHA-256 (``.mpchat-<sha256>.part`` in the downloads folder), so a
+download continues from its length after a reconnect, and a `/get` of the same offer after a restart of the
+client continues it too; it gets its final, sanitised name (`chat_client.net.savename`) only once its SHA-256
 matched.
 """
 
@@ -26,10 +26,10 @@ from shared import Error as ErrorFrame
 from shared import FileData, FileOffered, GetFile
 
 if TYPE_CHECKING:  # transfers imports this module: its classes are only annotations here
-    from chat_client.net.transfers import Transfer, Transfers
+    from chat_client.net.transfers import FileTransfers, Transfer
 
 
-async def download(transfers: Transfers, transfer: Transfer) -> None:
+async def download(transfers: FileTransfers, transfer: Transfer) -> None:
     offer, folder, partial = transfer.offer, transfer.folder, transfer.partial
     assert offer is not None
     assert folder is not None
@@ -48,7 +48,7 @@ async def download(transfers: Transfers, transfer: Transfer) -> None:
 
 
 async def _fetch(
-    transfers: Transfers, transfer: Transfer, offer: FileOffered, folder: Path, partial: Path
+    transfers: FileTransfers, transfer: Transfer, offer: FileOffered, folder: Path, partial: Path
 ) -> None:
     async with transfers.download_turn:
         await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
@@ -72,7 +72,9 @@ async def _fetch(
     transfers.update(transfer, path=final)
 
 
-async def _download_once(transfers: Transfers, transfer: Transfer, session: Session, descriptor: int) -> None:
+async def _download_once(
+    transfers: FileTransfers, transfer: Transfer, session: Session, descriptor: int
+) -> None:
     offer = transfer.offer
     assert offer is not None
     policy = session.welcome.files

@@ -71,7 +71,7 @@ class OutboxEntry:
         )
 
 
-class Outbox:
+class MessageOutbox:
     """The entries not yet acknowledged or failed, in the order they were typed."""
 
     def __init__(self, limit: int = DEFAULT_OUTBOX_LIMIT) -> None:

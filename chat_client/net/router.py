@@ -4,7 +4,7 @@ The run task (chat_client.net.runner) hands every incoming message to `Router.ro
 waiting requests see each message first (`Waiters`); then one `match` on the message's type sends it to
 the part it concerns, and (unless it is a duplicate, or consumed, like `Ack`, `Ping` and file chunks) to
 the caller as an event. The parts are passed in explicitly by `ChatClient`, which owns them: `Delivery`
-the outbox's trip to the server, `Transfers` the file transfers, `ResumeState` what survives a reconnect,
+the outbox's trip to the server, `FileTransfers` the file transfers, `ResumeState` what survives a reconnect,
 `Liveness` the pings, `Credentials` who we log in as, `Crowd` who shares our rooms.
 """
 
@@ -19,7 +19,7 @@ from chat_client.net.liveness import Liveness
 from chat_client.net.login import Credentials
 from chat_client.net.resume import DM_KEY, Crowd, ResumeState, room_key
 from chat_client.net.session import Session
-from chat_client.net.transfers import Transfers
+from chat_client.net.transfers import FileTransfers
 from chat_client.net.waiters import Waiters
 from shared import (
     Ack,
@@ -58,7 +58,7 @@ class Router:
         liveness: Liveness,
         delivery: Delivery,
         resume: ResumeState,
-        transfers: Transfers,
+        transfers: FileTransfers,
         emit: Callable[[Event], None],
     ) -> None:
         self._credentials = credentials

@@ -57,7 +57,7 @@ from chat_client.net.options import ClientOptions, ConnectionState
 from chat_client.net.pins import PinStoreError
 from chat_client.net.resume import Crowd, ResumeState
 from chat_client.net.session import Endpoint, Session
-from chat_client.net.transfers import Transfers
+from chat_client.net.transfers import FileTransfers
 from chat_client.net.trust import ServerIdentity, TlsOptions
 from chat_client.net.waiters import Waiters
 from shared import ErrorCode, Hello, Message, Quit
@@ -81,7 +81,7 @@ class ClientRunner:
         first_rooms: Iterable[str] | None,
         credentials: Credentials,
         delivery: Delivery,
-        transfers: Transfers,
+        transfers: FileTransfers,
         waiters: Waiters,
         liveness: Liveness,
         resume: ResumeState,

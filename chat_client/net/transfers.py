@@ -1,6 +1,6 @@
-"""`Transfers`: the file transfers of one client: start them, cancel them, list them, wait for them.
+"""`FileTransfers`: the file transfers of one client: start them, cancel them, list them, wait for them.
 
-`Transfers` owns every `Transfer` (one upload or download: its snapshot, its inbox of file frames, its
+`FileTransfers` owns every `Transfer` (one upload or download: its snapshot, its inbox of file frames, its
 task), the session they run on (`attach`, `detach`) and the rooms it has joined (an upload to a room is
 offered only once the session's join is confirmed), the routing of file frames, the end of each transfer
 (`_finish`: done, failed, cancelled) and its progress reports (`TransferUpdate` events, at most one per
@@ -9,7 +9,7 @@ progress interval). The two protocols are plain functions over it: `upload` (cha
 
 Everything runs on the `ChatClient`'s event loop, one task per transfer. Disk work never runs on the loop:
 hashing, reading and writing chunks go through `asyncio.to_thread`, so a slow disk never delays a chat
-frame or a ping. The client's run task hands every file frame to `Transfers.route()`, which puts it in
+frame or a ping. The client's run task hands every file frame to `FileTransfers.route()`, which puts it in
 the inbox of the transfer it concerns (found by the request's `ref`, or by the upload's number); the
 transfer's task reads its inbox in order (`next_frame`). Nothing else touches a transfer. When a session
 ends, each running transfer's inbox gets a "lost" marker (`SESSION_LOST`), and the transfer waits for the
@@ -54,7 +54,7 @@ from chat_client.net.session import Session
 from chat_client.net.uploads import upload
 from shared import CancelFile, FileDone, FileOffered, FileProgress, Message, fold
 
-__all__ = ["CLOSED", "Transfer", "Transfers"]
+__all__ = ["CLOSED", "FileTransfers", "Transfer"]
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class Transfer:
         return await asyncio.shield(self.result)
 
 
-class Transfers:
+class FileTransfers:
     """Every transfer of one client, and the file offers it knows (see the module docstring)."""
 
     def __init__(

@@ -1,6 +1,6 @@
 """`upload`: sending a file: offer it, then send its chunks, resuming where the server's copy stops.
 
-Run by `Transfers` (chat_client.net.transfers) as a transfer's task: a plain function over it. An upload
+Run by `FileTransfers` (chat_client.net.transfers) as a transfer's task: a plain function over it. An upload
 hashes its file (in a thread), waits for its turn (at most `max_uploads` at once), offers the file
 (`OfferFile`, with the same `client_msg_id` on every attempt, so the server stores it once) and sends chunks
 from the offset the server answers. Flow control, as docs/protocol.md section 12 asks: the next chunk is read
@@ -25,10 +25,10 @@ from shared import Error as ErrorFrame
 from shared import FileChunk, FileDone, FileOffered, FileProgress, OfferFile
 
 if TYPE_CHECKING:  # transfers imports this module: its classes are only annotations here
-    from chat_client.net.transfers import Transfer, Transfers
+    from chat_client.net.transfers import FileTransfers, Transfer
 
 
-async def upload(transfers: Transfers, transfer: Transfer) -> None:
+async def upload(transfers: FileTransfers, transfer: Transfer) -> None:
     assert transfer.source is not None
     transfers.update(transfer, force=True, state=TransferState.HASHING)
     try:
@@ -46,7 +46,9 @@ async def upload(transfers: Transfers, transfer: Transfer) -> None:
             os.close(descriptor)
 
 
-async def _upload_once(transfers: Transfers, transfer: Transfer, session: Session, descriptor: int) -> None:
+async def _upload_once(
+    transfers: FileTransfers, transfer: Transfer, session: Session, descriptor: int
+) -> None:
     info = transfer.info
     policy = session.welcome.files
     if policy is None:
@@ -108,7 +110,7 @@ async def _upload_once(transfers: Transfers, transfer: Transfer, session: Sessio
             raise TransferError(answer.code, answer.message)
 
 
-def _stored_offer(transfers: Transfers, transfer: Transfer, done: FileDone) -> None:
+def _stored_offer(transfers: FileTransfers, transfer: Transfer, done: FileDone) -> None:
     info = transfer.info
     offer = FileOffered(
         id=done.id,

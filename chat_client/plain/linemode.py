@@ -320,8 +320,8 @@ def _is_message(line: str) -> bool:
         command = cmd.parse(line)
     except cmd.CommandError:
         return False
-    return isinstance(command, cmd.SendText | cmd.Action) or (
-        isinstance(command, cmd.DirectMessage) and bool(command.text)
+    return isinstance(command, cmd.SayCommand | cmd.MeCommand) or (
+        isinstance(command, cmd.MsgCommand) and bool(command.text)
     )
 
 

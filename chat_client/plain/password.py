@@ -118,14 +118,14 @@ class PasswordCommands:
             if again != password:
                 return self._notice("/register: the two passwords differ, nothing was sent")
             old = await self._reader.read("current password (only to change it; Enter if none): ") or None
-        return await self._controller.execute(cmd.RegisterNick(password, old))
+        return await self._controller.execute(cmd.RegisterCommand(password, old))
 
     async def _unregister(self) -> Outcome:
         nick = self._controller.model.nick
         password = await self._reader.read(f"password of {nick}: ")
         if not password:
             return self._notice("/unregister: no password given, nothing was sent")
-        return await self._controller.execute(cmd.UnregisterNick(password))
+        return await self._controller.execute(cmd.UnregisterCommand(password))
 
     async def _change_nick(self, nick: str) -> Outcome:
         """Change the nick; when the server says it is registered, ask for its password and try again.
@@ -140,7 +140,7 @@ class PasswordCommands:
             if error.code != ErrorCode.NICK_REGISTERED:
                 return Outcome(Changes())
         except (InvalidRequest, NotConnected):
-            return await self._controller.execute(cmd.ChangeNick(nick))  # says why, as usual
+            return await self._controller.execute(cmd.NickCommand(nick))  # says why, as usual
         except ClientError as error:
             return self._notice(f"/nick: {error}")
         else:
@@ -150,7 +150,7 @@ class PasswordCommands:
         password = await self._reader.read(f"password of the nick {nick}: ")
         if not password:
             return self._notice("/nick: no password given, nothing more was sent")
-        return await self._controller.execute(cmd.ChangeNick(nick, password))
+        return await self._controller.execute(cmd.NickCommand(nick, password))
 
     def _notice(self, text: str) -> Outcome:
         return Outcome(self._controller.model.notice(text, error=True))

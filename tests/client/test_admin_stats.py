@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chat_client import ChatClient
-from chat_client.model.admincommands import ShowStats
+from chat_client.model.admincommands import StatsCommand
 from chat_client.model.commands import CommandError, parse
 from shared import Figure, StatsReport
 
@@ -36,8 +36,8 @@ async def register_root(server: LiveServer) -> None:
 
 def test_the_command_parses() -> None:
     """/stats alone, with one nick, and not with two."""
-    assert parse("/stats") == ShowStats(None)
-    assert parse("/stats bob") == ShowStats("bob")
+    assert parse("/stats") == StatsCommand(None)
+    assert parse("/stats bob") == StatsCommand("bob")
     with pytest.raises(CommandError, match="usage: /stats"):
         parse("/stats bob carol")
 

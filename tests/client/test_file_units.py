@@ -132,11 +132,11 @@ def test_describe_a_running_transfer() -> None:
 
 def test_file_commands_parse() -> None:
     """/send takes the rest of the line as the path (quotes removed); /get and /cancel take a number."""
-    assert cmd.parse("/send ~/My Notes.txt") == cmd.SendFile("~/My Notes.txt")
-    assert cmd.parse("/send 'a b.txt'") == cmd.SendFile("a b.txt")
-    assert cmd.parse("/get 44") == cmd.DownloadFile(44)
-    assert cmd.parse("/get #44") == cmd.DownloadFile(44)
-    assert cmd.parse("/cancel 3") == cmd.CancelTransfer(3)
+    assert cmd.parse("/send ~/My Notes.txt") == cmd.SendCommand("~/My Notes.txt")
+    assert cmd.parse("/send 'a b.txt'") == cmd.SendCommand("a b.txt")
+    assert cmd.parse("/get 44") == cmd.GetCommand(44)
+    assert cmd.parse("/get #44") == cmd.GetCommand(44)
+    assert cmd.parse("/cancel 3") == cmd.CancelCommand(3)
     for bad in ("/send", "/get", "/get x", "/get ²", "/cancel -1"):
         with pytest.raises(cmd.CommandError):
             cmd.parse(bad)

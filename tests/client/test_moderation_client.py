@@ -64,13 +64,13 @@ TS = 1_763_750_000_000
 def test_moderation_commands_build_their_requests(line: str, expected: object) -> None:
     """Each command builds its request for the current room."""
     command = cmd.parse(line)
-    assert isinstance(command, cmd.Moderate)
+    assert isinstance(command, cmd.ModerateCommand)
     assert command.request("den") == expected
 
 
 def test_join_with_a_key_and_key_alone() -> None:
-    assert cmd.parse("/join #den s3cret") == cmd.JoinRoom("den", "s3cret")
-    assert cmd.parse("/key") == cmd.ShowKey()
+    assert cmd.parse("/join #den s3cret") == cmd.JoinCommand("den", "s3cret")
+    assert cmd.parse("/key") == cmd.KeyCommand()
 
 
 @pytest.mark.parametrize(

@@ -110,11 +110,11 @@ async def test_library_nick_change_to_a_registered_nick(cheap: LiveServer) -> No
 
 def test_password_commands_parse() -> None:
     """/register, /unregister and /nick with a password parse; wrong word counts are usage errors."""
-    assert cmd.parse("/register s3cret") == cmd.RegisterNick("s3cret")
-    assert cmd.parse("/register new old") == cmd.RegisterNick("new", "old")
-    assert cmd.parse("/unregister s3cret") == cmd.UnregisterNick("s3cret")
-    assert cmd.parse("/nick alice pw") == cmd.ChangeNick("alice", "pw")
-    assert cmd.parse("/nick alice") == cmd.ChangeNick("alice")
+    assert cmd.parse("/register s3cret") == cmd.RegisterCommand("s3cret")
+    assert cmd.parse("/register new old") == cmd.RegisterCommand("new", "old")
+    assert cmd.parse("/unregister s3cret") == cmd.UnregisterCommand("s3cret")
+    assert cmd.parse("/nick alice pw") == cmd.NickCommand("alice", "pw")
+    assert cmd.parse("/nick alice") == cmd.NickCommand("alice")
     for bad in ("/register", "/register a b c", "/unregister", "/unregister a b", "/nick", "/nick a b c"):
         with pytest.raises(cmd.CommandError):
             cmd.parse(bad)

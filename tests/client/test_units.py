@@ -13,7 +13,7 @@ import pytest
 import chat_client
 from chat_client.net.backoff import Backoff
 from chat_client.net.errors import OutboxFull
-from chat_client.net.outbox import DeliveryState, Outbox
+from chat_client.net.outbox import DeliveryState, MessageOutbox
 from chat_client.tui.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD
 from shared import Ack, Say, Tell
 
@@ -74,7 +74,7 @@ def test_backoff_rejects_nonsense() -> None:
 
 def test_outbox_entries_get_unique_ids_and_frames() -> None:
     """Each entry has its own client_msg_id, and its frame carries it."""
-    outbox = Outbox()
+    outbox = MessageOutbox()
     first = outbox.add(text="a", action=False, room="lobby")
     second = outbox.add(text="b", action=True, peer="bob")
     assert first.client_msg_id != second.client_msg_id
@@ -91,7 +91,7 @@ def test_outbox_entries_get_unique_ids_and_frames() -> None:
 
 def test_outbox_ack_and_fail_settle_entries_once() -> None:
     """An acked or failed entry leaves the outbox; a second ack for it is ignored."""
-    outbox = Outbox()
+    outbox = MessageOutbox()
     entry = outbox.add(text="a", action=False, room="lobby")
     other = outbox.add(text="b", action=False, room="lobby")
     acked = outbox.acknowledge(entry.client_msg_id, Ack(id=7, ts=1, duplicate=True))
@@ -109,7 +109,7 @@ def test_outbox_ack_and_fail_settle_entries_once() -> None:
 
 def test_outbox_limit_at_and_past_the_bound() -> None:
     """The outbox takes exactly `limit` waiting messages and refuses the next one."""
-    outbox = Outbox(limit=3)
+    outbox = MessageOutbox(limit=3)
     for n in range(3):
         outbox.add(text=str(n), action=False, room="r")
     with pytest.raises(OutboxFull):

@@ -10,7 +10,7 @@ from textual.pilot import Pilot
 from chat_client.tui.app import ChatApp
 from chat_client.tui.screens.chat import ChatScreen
 from chat_client.tui.widgets.chat_log import ChatLog
-from chat_client.tui.widgets.panels import RoomList
+from chat_client.tui.widgets.panels import BufferList
 from tests.waiting import DEADLINE, wait_until
 
 from .helpers import LiveServer
@@ -37,7 +37,7 @@ def log_text(app: ChatApp) -> str:
 
 def room_list_text(app: ChatApp) -> str:
     """The room list rows, joined by newlines."""
-    rooms = app.screen.query_one(RoomList)
+    rooms = app.screen.query_one(BufferList)
     return "\n".join(str(rooms.get_option_at_index(i).prompt) for i in range(rooms.option_count))
 
 

@@ -37,7 +37,7 @@ from chat_client.tui.screens.register import NewPassword, RegisterDialog, Unregi
 from chat_client.tui.ui_messages import NetEvents
 from chat_client.tui.widgets.chat_input import ChatInput
 from chat_client.tui.widgets.chat_log import ChatLog
-from chat_client.tui.widgets.panels import MemberList, PendingStrip, RoomList, StatusLine, TopicBar
+from chat_client.tui.widgets.panels import BufferList, MemberList, PendingStrip, StatusLine, TopicBar
 from chat_client.tui.widgets.transfers import TransfersPanel
 from shared.limits import DEFAULT_MAX_TEXT
 
@@ -92,7 +92,7 @@ class ChatScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         """Lay out the screen (styles in chat.tcss)."""
         with Horizontal(id="main"):
-            yield RoomList(id="rooms")
+            yield BufferList(id="rooms")
             with Vertical(id="center"):
                 yield TopicBar(id="topic")
                 yield ChatLog(id="log", max_lines=self.model.max_lines)
@@ -150,7 +150,7 @@ class ChatScreen(Screen[None]):
             if key in changes.pending or changes.status:
                 self._refresh_pending()
         if changes.buffers or changes.lines.keys() - {model.current}:
-            self.query_one(RoomList).refresh_from(model)
+            self.query_one(BufferList).refresh_from(model)
         if changes.status:
             self._refresh_status()
         if changes.transfers:
@@ -163,7 +163,7 @@ class ChatScreen(Screen[None]):
         buffer = model.current_buffer
         self.query_one(ChatLog).show(buffer)
         self.query_one(TopicBar).refresh_from(buffer)
-        self.query_one(RoomList).refresh_from(model)
+        self.query_one(BufferList).refresh_from(model)
         self._refresh_members()
         self._refresh_pending()
         self._refresh_status()

@@ -12,7 +12,7 @@ from chat_client.tui.render import buffer_label, nick_colour, render_pending, sa
 from shared import fold
 
 
-class RoomList(OptionList):
+class BufferList(OptionList):
     """Rooms and conversations, with unread counts and a mention marker; selecting one shows it."""
 
     def refresh_from(self, model: ChatModel) -> None:
