@@ -8,7 +8,7 @@ the room at the given rate. While the flood runs, a key is pressed in the input 
 time until the input shows it is recorded. Reported per rate: messages absorbed per second (first to last
 message shown in the model), and the p50/p99/max key latency. A headless app does all the work of a real
 one except writing the frames to a terminal, so the figures are an upper bound for a fast terminal. The
-GC is tuned as `chat-client` tunes it (chat_client/tui/gctune.py) unless `--default-gc` is given.
+GC is tuned as `chat-client` tunes it (chat_client/tui/startup.py) unless `--default-gc` is given.
 """
 
 from __future__ import annotations
@@ -115,8 +115,8 @@ async def measure(
 ) -> dict[str, Any]:
     """Run the TUI while a flood process sends at `rate`; return the figures."""
     from chat_client.tui.app import ChatApp
-    from chat_client.tui.gctune import tune_gc
     from chat_client.tui.screens.chat import ChatScreen
+    from chat_client.tui.startup import tune_gc
     from chat_client.tui.widgets.chat_input import ChatInput
 
     app = ChatApp(host="127.0.0.1", port=port, nick="reader", connect_now=True, config_dir=folder)

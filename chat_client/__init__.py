@@ -16,16 +16,18 @@ so bots and scripts can use it without a terminal UI:
 The TUI lives in `chat_client.tui.app`, `chat_client.tui.screens` and `chat_client.tui.widgets`; the line mode
 in `chat_client.plain.linemode`; the command line in `chat_client.__main__`.
 
-The names above are imported when first used (`__getattr__` below), not with the package: every submodule
-import runs this file first, and the TUI draws its first frame before it needs the library.
+The names above are imported when first used (`shared.lazy.lazy_exports`, whose docstring cites the
+measurement), not with the package: every submodule import runs this file first, and the TUI draws its first
+frame before it needs the library.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see __getattr__ below
+from shared.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the real imports, for type checkers and IDEs; at run time see `shared.lazy`
     from chat_client.net.backoff import Backoff
     from chat_client.net.client import ChatClient
     from chat_client.net.errors import (
@@ -93,12 +95,10 @@ __all__ = [
     "UnknownFile",
 ]
 
-#: Where each public name lives (a module of `chat_client.net`): imported on first use (PEP 562), so that
-#: `import chat_client` (which every submodule import runs first, the TUI's included) costs nothing until the
-#: library is used.
+#: Where each public name lives (a module of `chat_client.net`), imported on first use.
 _HOMES = {
-    "Backoff": "backoff",
-    "ChatClient": "client",
+    "Backoff": "net.backoff",
+    "ChatClient": "net.client",
     **dict.fromkeys(
         (
             "ChecksumMismatch",
@@ -116,31 +116,20 @@ _HOMES = {
             "TransferError",
             "UnknownFile",
         ),
-        "errors",
+        "net.errors",
     ),
     **dict.fromkeys(
         ("Closed", "Connected", "Disconnected", "Event", "LagMeasured", "OutboxChanged", "Reconnecting"),
-        "events",
+        "net.events",
     ),
-    "ClientOptions": "options",
-    "ConnectionState": "options",
-    "DeliveryState": "outbox",
-    "OutboxEntry": "outbox",
-    **dict.fromkeys(("Direction", "TransferInfo", "TransferState", "TransferUpdate"), "progress"),
-    "Transfer": "transfers",
+    "ClientOptions": "net.options",
+    "ConnectionState": "net.options",
+    "DeliveryState": "net.outbox",
+    "OutboxEntry": "net.outbox",
+    **dict.fromkeys(("Direction", "TransferInfo", "TransferState", "TransferUpdate"), "net.progress"),
+    "Transfer": "net.transfers",
 }
 
 
-def __getattr__(name: str) -> Any:
-    """Import a public name's module the first time the name is used, then keep the name here."""
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.net.{home}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    """The module's names, the lazily imported public ones included."""
-    return sorted({*globals(), *__all__})
+if not TYPE_CHECKING:  # hidden from type checkers, so that a misspelt name is an error, not `Any`
+    __getattr__, __dir__ = lazy_exports(__name__, _HOMES)

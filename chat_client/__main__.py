@@ -253,7 +253,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.plain:
             if not nick:
                 parser.error("--plain needs --nick (no nick was remembered from an earlier run)")
-            import asyncio  # here: the TUI imports it after pausing the garbage collector (gctune.py)
+            import asyncio  # here: the TUI imports it after pausing the garbage collector (tui/startup.py)
 
             from chat_client.net.trust import tls_for
             from chat_client.plain.linemode import ask_on_terminal, run_plain
@@ -282,9 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 # Ctrl-C: asyncio.run has cancelled the session, which logged out on its way (and a password
                 # prompt turned the terminal's echo back on); exit quietly, as a shell expects.
                 return EXIT_INTERRUPTED
-        from chat_client.tui.gctune import pause_gc, tune_gc
+        from chat_client.tui.startup import pause_gc, tune_gc
 
-        pause_gc()  # until the first frame is drawn and the chat modules are loaded: see gctune.py
+        pause_gc()  # until the first frame is drawn and the chat modules are loaded: see tui/startup.py
         from chat_client.tui.app import ChatApp
 
         app = ChatApp(

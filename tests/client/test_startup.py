@@ -18,6 +18,7 @@ import shared
 from chat_client import discover_cli
 from chat_client.net.discovery import DEFAULT_QUERY_ADDRESS
 from chat_client.tui import app as tui
+from chat_client.tui import startup
 from shared.discovery import DEFAULT_DISCOVERY_PORT
 from tests.waiting import wait_until
 
@@ -132,9 +133,9 @@ async def test_after_start_is_called_once_the_chat_modules_are_loaded(private_di
 
 
 def test_every_preloaded_module_exists() -> None:
-    for name in tui.PRELOAD:
+    for name in startup.PRELOAD:
         importlib.import_module(name)
-    assert set(tui.PRELOAD) >= {"chat_client.net.client", "chat_client.tui.screens.chat"}
+    assert set(startup.PRELOAD) >= {"chat_client.net.client", "chat_client.tui.screens.chat"}
 
 
 def test_the_discover_defaults_are_the_discovery_modules_own() -> None:

@@ -14,7 +14,7 @@ import chat_client
 from chat_client.net.backoff import Backoff
 from chat_client.net.errors import OutboxFull
 from chat_client.net.outbox import DeliveryState, MessageOutbox
-from chat_client.tui.gctune import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD
+from chat_client.tui.startup import GEN0_THRESHOLD, GEN1_THRESHOLD, GEN2_THRESHOLD
 from shared import Ack, Say, Tell
 
 PACKAGE = Path(chat_client.__file__).parent
@@ -121,7 +121,7 @@ def test_tune_gc_freezes_start_up_objects_and_raises_the_thresholds() -> None:
     """The TUI's GC tuning (run in a child process: it changes the interpreter's global settings): paused
     for the start-up, then frozen, with larger thresholds, and automatic again."""
     script = (
-        "import gc; from chat_client.tui.gctune import pause_gc, tune_gc; pause_gc(); "
+        "import gc; from chat_client.tui.startup import pause_gc, tune_gc; pause_gc(); "
         "paused = gc.isenabled(); import chat_client.tui.app; before = gc.get_freeze_count(); tune_gc(); "
         "print(int(paused), int(gc.isenabled()), before, gc.get_freeze_count(), *gc.get_threshold())"
     )
