@@ -52,6 +52,8 @@ from shared import (
     Say,
     Welcome,
 )
+from shared.connection import EndOfStream
+from shared.errors import RemoteProtocolError
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVER_TOML = """\
@@ -97,7 +99,10 @@ class Client:
             if not data:
                 raise ConnectionError("the server closed the connection")
             self.protocol.receive_data(data)
-            self.pending.extend(self.protocol.events())
+            for event in self.protocol.events():
+                if isinstance(event, RemoteProtocolError | EndOfStream):
+                    raise ConnectionError(f"the stream ended: {event}")
+                self.pending.append(event)
 
     def close(self) -> None:
         """Close the socket."""

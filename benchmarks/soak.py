@@ -47,7 +47,7 @@ from shared import (
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
     Ack,
-    ConnectionClosed,
+    EndOfStream,
     Error,
     Hello,
     History,
@@ -59,6 +59,7 @@ from shared import (
     Said,
     Say,
 )
+from shared.errors import RemoteProtocolError
 
 from .loadgen import histogram
 from .servers import started
@@ -157,10 +158,13 @@ class Link:
         """The messages of the next chunk of bytes (a `ping` is answered here); ConnectionError at the end."""
         data = await self.reader.read(65536)
         self.protocol.receive_data(data)
-        try:
-            messages = list(self.protocol.events())
-        except ConnectionClosed:
-            raise ConnectionError("closed by the server") from None
+        messages: list[Message] = []
+        for event in self.protocol.events():
+            if isinstance(event, EndOfStream):
+                raise ConnectionError("closed by the server")
+            if isinstance(event, RemoteProtocolError):
+                raise event
+            messages.append(event)
         for message in messages:
             if isinstance(message, Ping):
                 self.send(Pong(token=message.token))

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers; at run tim
     from .codec import decode_body as decode_body
     from .codec import encode as encode
     from .codec import encode_body as encode_body
-    from .connection import ConnectionClosed as ConnectionClosed
+    from .connection import EndOfStream as EndOfStream
     from .connection import ProtocolConnection as ProtocolConnection
     from .connection import Role as Role
     from .connection import State as State
@@ -44,7 +44,7 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers; at run tim
 #: The module of each public name that is not a message (the messages are all in `shared.messages`).
 _HOMES = {
     **dict.fromkeys(("decode_body", "encode", "encode_body"), "codec"),
-    **dict.fromkeys(("ConnectionClosed", "ProtocolConnection", "Role", "State"), "connection"),
+    **dict.fromkeys(("EndOfStream", "ProtocolConnection", "Role", "State"), "connection"),
     **dict.fromkeys(("ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"), "errors"),
     **dict.fromkeys(("FrameReassembler", "frame"), "framing"),
     **dict.fromkeys(("DEFAULT_LIMITS", "Limits"), "limits"),

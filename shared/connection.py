@@ -3,18 +3,32 @@
 A `ProtocolConnection` never touches a socket. Its owner (the threaded server, the asyncio client, a test)
 moves the bytes:
 
-    conn = ProtocolConnection(Role.SERVER)
+    conn = ProtocolConnection(Role.CLIENT)
+    sock.sendall(conn.send(Hello(...)))      # the frame bytes to write
     conn.receive_data(sock.recv(65536))      # b"" means the peer closed its side
-    for message in conn.events():            # complete, validated messages; stops when more bytes are needed
-        ...
-    sock.sendall(conn.send(Welcome(...)))    # the frame bytes to write
+    for event in conn.events():              # everything received so far; stops when more bytes are needed
+        match event:
+            case EndOfStream():              # the peer closed: the last event
+                ...
+            case RemoteProtocolError():      # a frame the peer got wrong; if `event.fatal`, the last event
+                ...
+            case _:                          # a complete, validated message
+                ...
+
+Like h11 and wsproto, the end of the stream and the peer's mistakes are *events*, not exceptions: a read loop
+is a plain ``for``, and the messages that arrived before the end are handled before it.
+
+Only a client *sends* through it (`send` checks a frame against the server's limits and the conversation's
+order). A server encodes its frames with `shared.codec.encode` on whichever thread builds them (the history
+thread encodes a room message once for every member), and its own connection object says when it is closed.
 
 What it enforces, on top of framing and validation:
 
 * Nothing precedes `hello`: a server-side connection refuses any other first frame (`bad_hello`, fatal),
   a `hello` with the wrong `proto` (`bad_hello`) or an unknown version (`unsupported_version`); a client-side
   connection refuses to send anything before its `Hello`, and expects `welcome` or `error` first.
-* After a fatal error is sent or received the connection is closed: nothing more is decoded or encoded.
+* After a fatal error is received (or, on a client, sent) the connection is closed: nothing more is decoded
+  or encoded.
 * A client adopts the limits the server announces in `welcome` (capped, so a hostile server cannot make it
   buffer gigabytes).
 
@@ -26,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from .codec import decode_body, encode
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
@@ -57,25 +71,28 @@ class State(enum.Enum):
     CLOSED = "closed"
 
 
-class ConnectionClosed(Exception):
-    """Raised by `events()` once the peer has closed its side (`receive_data(b"")`) and all data is read."""
+@dataclass(frozen=True, slots=True)
+class EndOfStream:
+    """The last event of `events()` once the peer has closed its side (`receive_data(b"")`) and every complete
+    frame before it has been yielded. `mid_frame`: it closed in the middle of a frame (the rest is lost)."""
 
-    def __init__(self, *, mid_frame: bool) -> None:
-        super().__init__("connection closed in the middle of a frame" if mid_frame else "connection closed")
-        self.mid_frame = mid_frame
+    mid_frame: bool = False
+
+
+#: What `events()` yields: a message, a frame the peer got wrong (fatal or not), or the end of the stream.
+Event = Message | RemoteProtocolError | EndOfStream
 
 
 class ProtocolConnection:
     """One end of one connection: turns received bytes into messages and messages into bytes to send."""
 
-    __slots__ = ("_eof", "_frames", "_hello_sent", "_receiving", "_sending_side", "limits", "role", "state")
+    __slots__ = ("_eof", "_frames", "_hello_sent", "_receiving", "limits", "role", "state")
 
     def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS) -> None:
         self.role = role
         self.limits = limits
         self.state = State.GREETING
         self._receiving = SENT_BY_CLIENT if role is Role.SERVER else SENT_BY_SERVER
-        self._sending_side = Sender.SERVER if role is Role.SERVER else Sender.CLIENT
         self._frames = FrameReassembler(limits.max_frame)
         self._eof = False
         self._hello_sent = False
@@ -94,34 +111,34 @@ class ProtocolConnection:
         """Bytes received that do not complete a frame yet (a frame, or more, follows)."""
         return self._frames.buffered
 
-    def events(self) -> Iterator[Message]:
-        """Yield each complete message received so far, in order.
+    def events(self) -> Iterator[Event]:
+        """Yield everything received so far, in order: each complete message, each frame the peer got wrong
+        (a `RemoteProtocolError`), and `EndOfStream` once the peer has closed.
 
-        Raises `RemoteProtocolError` when the peer broke the protocol: if its `fatal` flag is set the caller
-        must send the error (if it can) and close; otherwise the caller answers it and keeps reading.
-        Raises `ConnectionClosed` after the last message once the peer has closed.
+        After a `RemoteProtocolError` whose `fatal` flag is set, or an `EndOfStream`, nothing more comes: the
+        caller sends the error (if it can) and closes. After a non-fatal one, the caller answers it and reads
+        on. A call after the end yields `EndOfStream` again.
         """
+        ended = self.state is State.CLOSED  # before this call
         while self.state is not State.CLOSED:
-            body = self._next_body()
+            try:
+                body = self._frames.next_frame()
+            except RemoteProtocolError as error:
+                self.state = State.CLOSED
+                yield error
+                return
             if body is None:
                 if self._eof:
                     self.state = State.CLOSED
-                    raise ConnectionClosed(mid_frame=self._frames.buffered > 0)
+                    yield EndOfStream(mid_frame=self._frames.buffered > 0)
                 return
-            message = self._decode(body)
-            if message is not None:
-                yield message
-        if self._eof:
-            raise ConnectionClosed(mid_frame=False)
+            event = self._decode(body)
+            if event is not None:
+                yield event
+        if ended and self._eof:
+            yield EndOfStream()
 
-    def _next_body(self) -> bytes | None:
-        try:
-            return self._frames.next_frame()
-        except RemoteProtocolError:
-            self.state = State.CLOSED
-            raise
-
-    def _decode(self, body: bytes) -> Message | None:
+    def _decode(self, body: bytes) -> Message | RemoteProtocolError | None:
         try:
             message = decode_body(body, self._receiving, self.limits)
         except RemoteProtocolError as error:
@@ -133,14 +150,14 @@ class ProtocolConnection:
                 error.fatal = True
             if error.fatal:
                 self.state = State.CLOSED
-            raise error
+            return error
         try:
             self._after_receive(message)
         except RemoteProtocolError as error:
             # Refused for where it came in the conversation (a second hello, a first frame that is not
             # one): the answer still carries the request's ref, like every other refusal.
             error.ref = getattr(message, "ref", None)
-            raise
+            return error
         return message
 
     def _after_receive(self, message: Message) -> None:
@@ -183,20 +200,20 @@ class ProtocolConnection:
     # -- Sending -------------------------------------------------------------------------------------------
 
     def send(self, message: Message) -> bytes:
-        """Return the frame bytes for `message`, after checking that this side may send it now."""
+        """Return the frame bytes for `message`, after checking that the client may send it now.
+
+        Client side only: a server encodes its frames with `shared.codec.encode` (see the module's docstring).
+        """
+        if self.role is not Role.CLIENT:
+            raise LocalProtocolError(ErrorCode.UNKNOWN_TYPE, "a server encodes its frames with codec.encode")
         if self.state is State.CLOSED:
             raise LocalProtocolError(ErrorCode.BAD_FRAME, "the connection is closed")
-        if not message.SENDER & self._sending_side:
-            raise LocalProtocolError(
-                ErrorCode.UNKNOWN_TYPE, f"a {self.role.value} does not send {message.TYPE}"
-            )
-        if self.role is Role.CLIENT:
-            if not self._hello_sent and not isinstance(message, Hello):
-                raise LocalProtocolError(ErrorCode.BAD_HELLO, "the first frame must be hello")
-            # A client checks what it sends against the server's limits, so a mistake is a typed local
-            # error now rather than a refusal later. (The server builds its own frames and skips this.)
-            check_outgoing(message, self.limits)
-            self._hello_sent = True
-        elif isinstance(message, Error) and message.fatal:
-            self.state = State.CLOSED
+        if not message.SENDER & Sender.CLIENT:
+            raise LocalProtocolError(ErrorCode.UNKNOWN_TYPE, f"a client does not send {message.TYPE}")
+        if not self._hello_sent and not isinstance(message, Hello):
+            raise LocalProtocolError(ErrorCode.BAD_HELLO, "the first frame must be hello")
+        # A client checks what it sends against the server's limits, so a mistake is a typed local error now
+        # rather than a refusal later.
+        check_outgoing(message, self.limits)
+        self._hello_sent = True
         return encode(message)

@@ -45,7 +45,7 @@ from types import FrameType, TracebackType
 from shared import (
     PROTOCOL_VERSION,
     Ack,
-    ConnectionClosed,
+    EndOfStream,
     Error,
     ErrorCode,
     Hello,
@@ -152,17 +152,17 @@ class TutorialServer:
         try:
             while True:
                 protocol.receive_data(client.sock.recv(65536))
-                try:
-                    for request in protocol.events():
-                        if not self._handle(client, request):
-                            return
-                except RemoteProtocolError as error:
-                    self._send(
-                        client, encode(Error(code=error.code, message=error.message, fatal=error.fatal))
-                    )
-                    if error.fatal:
+                for event in protocol.events():
+                    if isinstance(event, EndOfStream):
                         return
-        except (ConnectionClosed, OSError):
+                    if isinstance(event, RemoteProtocolError):
+                        error = Error(code=event.code, message=event.message, fatal=event.fatal)
+                        self._send(client, encode(error))
+                        if event.fatal:
+                            return
+                    elif not self._handle(client, event):
+                        return
+        except OSError:
             return
         finally:
             with self.lock:

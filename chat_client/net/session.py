@@ -25,7 +25,7 @@ from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused,
 from chat_client.net.reasons import describe_failure
 from chat_client.net.trust import ServerIdentity, TlsOptions, client_context, verify
 from shared import (
-    ConnectionClosed,
+    EndOfStream,
     Error,
     Hello,
     LocalProtocolError,
@@ -70,24 +70,22 @@ def drain(protocol: ProtocolConnection) -> tuple[list[Message], Exception | None
     messages that arrived before it are still handled.
     """
     messages: list[Message] = []
-    while True:
-        try:
-            messages.extend(protocol.events())
-            return messages, None
-        except RemoteProtocolError as error:
-            if error.fatal:
-                return messages, error
-            log.warning("skipped an invalid frame from the server: %s", error)
-        except ConnectionClosed as closed:
-            return messages, closed
+    for event in protocol.events():
+        if isinstance(event, EndOfStream):
+            return messages, ConnectionLost("the server closed the connection")
+        if isinstance(event, RemoteProtocolError):
+            if event.fatal:
+                return messages, event
+            log.warning("skipped an invalid frame from the server: %s", event)
+            continue
+        messages.append(event)
+    return messages, None
 
 
 def end_reason(error: Exception) -> ConnectionLost | ServerError:
     """Turn whatever ended a stream into the exception the client reports."""
     if isinstance(error, ServerError | ConnectionLost):
         return error
-    if isinstance(error, ConnectionClosed):
-        return ConnectionLost("the server closed the connection")
     if isinstance(error, RemoteProtocolError):
         return ConnectionLost(f"the server broke the protocol ({error.code}: {error.message})", error.code)
     if isinstance(error, TimeoutError):

@@ -9,14 +9,13 @@ import pytest
 
 from shared import (
     Ack,
-    ConnectionClosed,
+    EndOfStream,
     Error,
     ErrorCode,
     Hello,
     Joined,
     Limits,
     LocalProtocolError,
-    Message,
     Ping,
     ProtocolConnection,
     RemoteProtocolError,
@@ -27,22 +26,30 @@ from shared import (
     encode,
     frame,
 )
+from shared.connection import Event
 
 HELLO = Hello(proto="mpchat", version=1, nick="alice")
 WELCOME = Welcome(version=1, nick="alice", server="test", ts=1)
 
 
-def deliver(data: bytes, to: ProtocolConnection) -> list[Message]:
-    """Hand `data` to `to` and return every message it yields."""
+def deliver(data: bytes, to: ProtocolConnection) -> list[Event]:
+    """Hand `data` to `to` and return every event it yields."""
     to.receive_data(data)
     return list(to.events())
+
+
+def refusal(events: list[Event]) -> RemoteProtocolError:
+    """The one event of `events`, which must be a frame the peer got wrong."""
+    (error,) = events
+    assert isinstance(error, RemoteProtocolError)
+    return error
 
 
 def logged_in_pair() -> tuple[ProtocolConnection, ProtocolConnection]:
     """A client and a server object past the hello/welcome exchange."""
     client, server = ProtocolConnection(Role.CLIENT), ProtocolConnection(Role.SERVER)
     assert deliver(client.send(HELLO), server) == [HELLO]
-    assert deliver(server.send(WELCOME), client) == [WELCOME]
+    assert deliver(encode(WELCOME), client) == [WELCOME]
     return client, server
 
 
@@ -60,15 +67,14 @@ def test_messages_flow_both_ways_after_login() -> None:
     assert deliver(client.send(say), server) == [say]
     ack = Ack(id=1, ts=2, client_msg_id="m1")
     joined = Joined(room="lobby", nick="bob", ts=3)
-    assert deliver(server.send(ack) + server.send(joined), client) == [ack, joined]
+    assert deliver(encode(ack) + encode(joined), client) == [ack, joined]
 
 
 def test_server_refuses_anything_before_hello() -> None:
     """A first frame other than hello is a fatal bad_hello, and the connection closes."""
     server = ProtocolConnection(Role.SERVER)
-    with pytest.raises(RemoteProtocolError) as caught:
-        deliver(encode(Say(room="lobby", text="hi")), server)
-    assert (caught.value.code, caught.value.fatal) == (ErrorCode.BAD_HELLO, True)
+    error = refusal(deliver(encode(Say(room="lobby", text="hi")), server))
+    assert (error.code, error.fatal) == (ErrorCode.BAD_HELLO, True)
     assert server.state is State.CLOSED
 
 
@@ -76,9 +82,7 @@ def test_server_treats_an_invalid_hello_as_fatal() -> None:
     """A hello with a bad nick is fatal (there is no session to keep open)."""
     server = ProtocolConnection(Role.SERVER)
     body = msgpack.packb({"type": "hello", "proto": "mpchat", "version": 1, "nick": "no spaces"})
-    with pytest.raises(RemoteProtocolError) as caught:
-        deliver(frame(body), server)
-    assert caught.value.fatal
+    assert refusal(deliver(frame(body), server)).fatal
     assert server.state is State.CLOSED
 
 
@@ -92,17 +96,15 @@ def test_server_treats_an_invalid_hello_as_fatal() -> None:
 def test_server_checks_magic_and_version(hello: Hello, code: ErrorCode) -> None:
     """A hello for another protocol or version is refused, fatally, with its code."""
     server = ProtocolConnection(Role.SERVER)
-    with pytest.raises(RemoteProtocolError) as caught:
-        deliver(encode(hello), server)
-    assert (caught.value.code, caught.value.fatal) == (code, True)
+    error = refusal(deliver(encode(hello), server))
+    assert (error.code, error.fatal) == (code, True)
 
 
 def test_second_hello_is_refused_but_not_fatal() -> None:
     """A repeated hello gets already_logged_in and the connection stays open."""
     _, server = logged_in_pair()
-    with pytest.raises(RemoteProtocolError) as caught:
-        deliver(encode(replace(HELLO, ref=9)), server)
-    assert (caught.value.code, caught.value.ref) == (ErrorCode.ALREADY_LOGGED_IN, 9)
+    error = refusal(deliver(encode(replace(HELLO, ref=9)), server))
+    assert (error.code, error.ref, error.fatal) == (ErrorCode.ALREADY_LOGGED_IN, 9, False)
     assert server.state is State.OPEN
 
 
@@ -111,10 +113,10 @@ def test_non_fatal_error_lets_later_frames_through() -> None:
     _, server = logged_in_pair()
     bad = frame(msgpack.packb({"type": "say", "room": "lobby", "text": ""}))
     good = encode(Say(room="lobby", text="ok"))
-    server.receive_data(bad + good)
-    with pytest.raises(RemoteProtocolError):
-        list(server.events())
-    assert list(server.events()) == [Say(room="lobby", text="ok")]
+    error, message = deliver(bad + good, server)
+    assert isinstance(error, RemoteProtocolError)
+    assert not error.fatal
+    assert message == Say(room="lobby", text="ok")
 
 
 def test_client_cannot_send_before_hello() -> None:
@@ -124,14 +126,12 @@ def test_client_cannot_send_before_hello() -> None:
         client.send(Say(room="lobby", text="hi"))
 
 
-def test_a_side_cannot_send_the_other_sides_messages() -> None:
-    """A client cannot send a notification, a server cannot send a request."""
-    client, server = logged_in_pair()
+def test_a_client_cannot_send_the_servers_messages() -> None:
+    """A client cannot send a notification; it may ping."""
+    client, _ = logged_in_pair()
     with pytest.raises(LocalProtocolError):
         client.send(Joined(room="lobby", nick="x", ts=1))
-    with pytest.raises(LocalProtocolError):
-        server.send(Say(room="lobby", text="hi"))
-    assert server.send(Ping(token=1))  # both may ping
+    assert client.send(Ping(token=1))  # both sides may ping
 
 
 def test_client_checks_outgoing_limits() -> None:
@@ -158,9 +158,8 @@ def test_client_expects_welcome_first() -> None:
     """A server that starts with anything but welcome or error broke the protocol."""
     client = ProtocolConnection(Role.CLIENT)
     client.send(HELLO)
-    with pytest.raises(RemoteProtocolError) as caught:
-        deliver(encode(Joined(room="lobby", nick="x", ts=1)), client)
-    assert caught.value.code is ErrorCode.BAD_HELLO
+    error = refusal(deliver(encode(Joined(room="lobby", nick="x", ts=1)), client))
+    assert error.code is ErrorCode.BAD_HELLO
     assert client.state is State.CLOSED
 
 
@@ -179,32 +178,38 @@ def test_fatal_error_received_closes_the_client() -> None:
     assert client.state is State.CLOSED
 
 
-def test_sending_a_fatal_error_closes_the_server_side() -> None:
-    """Once the server sends a fatal error, it may send nothing more."""
+def test_only_a_client_sends_through_it() -> None:
+    """A server encodes its own frames (shared.codec.encode): its side of the object has no `send`."""
     _, server = logged_in_pair()
-    server.send(Error(code="sendq_exceeded", fatal=True))
     with pytest.raises(LocalProtocolError):
-        server.send(Ping())
+        server.send(Ping(token=1))
+    with pytest.raises(LocalProtocolError):
+        server.send(Error(code="sendq_exceeded", fatal=True))
+    assert server.state is State.OPEN  # sending (or failing to) does not change what it decodes
 
 
 def test_eof_after_complete_frames_is_a_clean_close() -> None:
-    """EOF after whole frames: the frames come out, then ConnectionClosed(mid_frame=False)."""
+    """EOF after whole frames: the frames come out, then the EndOfStream event (mid_frame False)."""
     client, server = logged_in_pair()
     server.receive_data(client.send(Ping(token=5)))
     server.receive_data(b"")
-    events = server.events()
-    assert next(events) == Ping(token=5)
-    with pytest.raises(ConnectionClosed) as caught:
-        next(events)
-    assert not caught.value.mid_frame
+    assert list(server.events()) == [Ping(token=5), EndOfStream(mid_frame=False)]
+    assert server.state is State.CLOSED
+    assert list(server.events()) == [EndOfStream()]  # asked again: still the end
 
 
 def test_eof_in_the_middle_of_a_frame_is_reported() -> None:
-    """Half a frame then EOF: ConnectionClosed says the frame was cut off."""
+    """Half a frame then EOF: the EndOfStream event says the frame was cut off."""
     client, server = logged_in_pair()
     data = client.send(Say(room="lobby", text="cut off"))
     server.receive_data(data[:7])
     server.receive_data(b"")
-    with pytest.raises(ConnectionClosed) as caught:
-        list(server.events())
-    assert caught.value.mid_frame
+    assert list(server.events()) == [EndOfStream(mid_frame=True)]
+
+
+def test_nothing_follows_a_fatal_error() -> None:
+    """After a fatal refusal no event follows, not even the end of the stream that came with it."""
+    server = ProtocolConnection(Role.SERVER)
+    server.receive_data(encode(Say(room="lobby", text="hi")) + encode(HELLO))
+    server.receive_data(b"")
+    assert refusal(list(server.events())).fatal

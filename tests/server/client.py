@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from shared import (
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
-    ConnectionClosed,
+    EndOfStream,
     Error,
     Hello,
     History,
@@ -24,6 +24,7 @@ from shared import (
     Welcome,
     encode,
 )
+from shared.errors import RemoteProtocolError
 
 M = TypeVar("M", bound=Message)
 DEFAULT_TIMEOUT = 5.0
@@ -127,10 +128,13 @@ class ChatTestClient:
         except (ConnectionResetError, BrokenPipeError):
             data = b""
         self.protocol.receive_data(data)
-        try:
-            self.pending.extend(self.protocol.events())
-        except ConnectionClosed:
-            self.closed = True
+        for event in self.protocol.events():
+            if isinstance(event, EndOfStream):
+                self.closed = True
+            elif isinstance(event, RemoteProtocolError):
+                raise event
+            else:
+                self.pending.append(event)
 
     def recv_until(self, predicate: Callable[[Message], bool], timeout: float = DEFAULT_TIMEOUT) -> Message:
         """Return (and remove) the first received message matching `predicate`, reading as needed."""
