@@ -39,7 +39,7 @@ DEFAULT_SERVER_NAME = "mpchat"
 DEFAULT_ROOM = "lobby"
 HISTORY_FILE_NAME = "history.sqlite3"
 
-#: Connections allowed at once, in total and from one IP address (each costs two threads).
+#: Connections allowed at once, in total and from one IP address (each costs one reader thread).
 DEFAULT_MAX_CLIENTS = 256
 DEFAULT_MAX_CLIENTS_PER_IP = 8
 #: Rooms one connection may be in at once.
@@ -61,7 +61,7 @@ DEFAULT_SENDQ_SOFT = 256 * 1024
 DEFAULT_SENDQ_SOFT_SECONDS = 10.0
 DEFAULT_SENDQ_HARD = 1024 * 1024
 #: Kernel send buffer per client socket in bytes (SO_SNDBUF). Linux reserves twice the value (part of it
-#: for its own bookkeeping), so a stalled client holds at most 256 KiB in the kernel besides its outbox
+#: for its own bookkeeping), so a stalled client holds at most 256 KiB in the kernel besides its send queue
 #: (measured: ~186 KiB of data). 0 keeps the system's auto-tuned default, which grows to 4 MiB per client on
 #: Linux and hides a backlog from the send queue limits (docs/architecture.md). 64 KiB bounded it more
 #: tightly but cost W1 throughput under load; the figures are in docs/performance.md.

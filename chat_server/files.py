@@ -287,42 +287,6 @@ class FileStore:
             self._changed.notify_all()
 
 
-class FileSweeper:
-    """The ``files-sweeper`` thread: runs `FileStore.sweep` every `sweep_interval` seconds, with its own
-    SQLite read connection, until stopped."""
-
-    def __init__(self, store: FileStore, open_db: Callable[[], sqlite3.Connection]) -> None:
-        self.store = store
-        self._open_db = open_db
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="files-sweeper", daemon=True)
-
-    def start(self) -> None:
-        """Start the thread (its first sweep runs at once: leftovers of the last run go first)."""
-        self._thread.start()
-
-    def stop(self, timeout: float) -> None:
-        """Stop after the current sweep (waits at most `timeout`)."""
-        self._stop.set()
-        self._thread.join(timeout)
-
-    def _run(self) -> None:
-        interval = self.store.config.sweep_interval
-        while True:
-            try:
-                db = self._open_db()
-                try:
-                    self.store.sweep(db)
-                finally:
-                    db.close()
-            except (OSError, sqlite3.Error, HistoryError) as error:
-                log.warning("event=files_sweep_failed error=%s", error)
-            except Exception:
-                log.exception("event=files_sweep_crashed")
-            if self._stop.wait(interval):
-                return
-
-
 def _usage(db: sqlite3.Connection, user_key: str, sha256: str, cutoff: int) -> tuple[int, int, str | None]:
     """(bytes stored for `user_key`, bytes stored in total, who holds `sha256` now or None)."""
     try:

@@ -7,7 +7,7 @@ and list operations only: never for I/O, never while calling out.
 
 Fan-out goes through the `publish` methods: `Hub.publish(room, data, skip)` for one frame (joined, left,
 topic...) and `Hub.publish_messages(room, run)` for a run of stored messages. Each takes the member snapshot
-under the lock, releases it, and appends the same encoded bytes to each member's outbox. A later pub/sub
+under the lock, releases it, and appends the same encoded bytes to each member's sendq. A later pub/sub
 backplane that relays rooms between several server processes would wrap these methods (publish locally and
 to the backplane; deliver what the backplane relays with the same local loop) without touching connection
 code.
@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from shared.errors import ErrorCode
 from shared.text import fold
 
-from .latch import Latch
 from .replies import error_frame
-from .sender.outbox import Outbox
+from .sender.thread import SendQueue
+from .tuning import Latch
 
 
 class Client:
-    """One connection as the chat sees it: nick, rooms, away message, and the outbox its frames go to.
+    """One connection as the chat sees it: nick, rooms, away message, and the send queue its frames go to.
 
     Chat fields (`nick`, `rooms`, `away`) are changed only by the history thread, under `Hub.lock`.
     """
@@ -46,25 +46,25 @@ class Client:
         "login_settled",
         "nick",
         "nick_wait",
-        "outbox",
         "overflow",
         "peer",
         "resume_token",
         "rooms",
+        "sendq",
     )
 
     def __init__(
         self,
         conn_id: int,
         peer: str,
-        outbox: Outbox,
+        sendq: SendQueue,
         close: Callable[[bytes | None, bool], None],
         overflow: bytes,
         input_waiting: Callable[[], bool] = lambda: False,
     ) -> None:
         self.id = conn_id
         self.peer = peer
-        self.outbox = outbox
+        self.sendq = sendq
         #: Called (from any thread) to end the connection: send `last` (after everything queued, or instead
         #: of it when `abort` is true), then close.
         self.close = close
@@ -96,12 +96,12 @@ class Client:
 
     def send(self, data: bytes) -> None:
         """Queue one encoded frame for this client; a client over its queue limit is dropped."""
-        if not self.outbox.put(data):
+        if not self.sendq.put(data):
             self.close(self.overflow, True)
 
     def send_many(self, frames: list[bytes]) -> None:
         """Queue several encoded frames, in order, with one append."""
-        if not self.outbox.put_many(frames):
+        if not self.sendq.put_many(frames):
             self.close(self.overflow, True)
 
     def __repr__(self) -> str:
@@ -260,11 +260,6 @@ class Hub:
         with self.lock:
             rooms = [(room.key, room.name, room.topic, len(room.members)) for room in self.rooms.values()]
         return [(name, topic, count) for _key, name, topic, count in sorted(rooms)]
-
-    def members(self, room: Room) -> list[tuple[str, str | None]]:
-        """(nick, away message) of each member of `room`, in joining order."""
-        with self.lock:
-            return [(member.nick or "", member.away) for member in room.members]
 
     def send_all(self, clients: Iterable[Client], data: bytes) -> None:
         """Deliver one encoded frame to each of `clients`."""

@@ -1,8 +1,8 @@
 """Token buckets: the per-connection and per-address rate limits, with an injectable clock for tests; and
 `MessageOrder`, which keeps a client's messages in order across "server busy" refusals.
 
-A connection over its request or text bucket is delayed, not refused (chat_server.reader.dispatch waits for
-the token, chat_server.reader.connection holds the reader meanwhile), so those never reorder anything; only a
+A connection over its request or text bucket is delayed, not refused (its `Budget` waits for the token,
+holding the reader meanwhile: chat_server.reader.connection), so those never reorder anything; only a
 refusal can, and the one a `say` or `tell` can still meet is "server busy" (the history thread's queue stayed
 full).
 """

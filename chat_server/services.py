@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 from .config import ServerConfig
 from .files import FileStore
-from .history.thread import Sequencer
+from .history.thread import HistoryThread
 from .hub import Hub
 from .metrics import Observer, Tally
 from .reader.gate import Gate
-from .sender.thread import Sender
+from .sender.thread import SenderThread
 from .storage import HistoryStore
 
 
@@ -22,9 +22,10 @@ class Services:
 
     config: ServerConfig
     hub: Hub
-    sequencer: Sequencer
+    #: The history thread's queue: `history.submit(client, request)`.
+    history: HistoryThread
     store: HistoryStore
-    sender: Sender
+    sender: SenderThread
     #: Password checks and hashing (reader threads), and the per-address limit on wrong passwords.
     gate: Gate
     clock: Callable[[], float] = time.monotonic

@@ -10,7 +10,7 @@ threads would corrupt it. So the sockets stay plain sockets, and TLS is a `TlsPu
 * the reader thread does the handshake itself (`TlsPump.handshake`, before the connection is attached to
   the sender: nobody else writes the socket yet), with its own bounded `recv` and `sendall`;
 * then, for each `recv`, the reader feeds the ciphertext in and reads the plaintext out (`decrypt`);
-* the sender encrypts what it takes from the outbox (`encrypt`) and writes the ciphertext non-blocking,
+* the sender encrypts what it takes from the send queue (`encrypt`) and writes the ciphertext non-blocking,
   exactly as it writes plaintext, keeping what the kernel did not take.
 
 One small lock per connection (``TlsPump._lock``) guards the `SSLObject` and its two BIOs; it is held only

@@ -8,10 +8,10 @@ client whose stack drops unread data on reset, destroys the frame: the client se
 never learns why.
 
 So the acceptor only writes the frame and half-closes (`shutdown(SHUT_WR)`: the client reads the frame and
-then the end of the stream), and hands the socket to the `Closer`. Its thread reads and throws away whatever
-the client sends until the client closes too (end of stream), or `refusal_linger` seconds pass, then closes:
-with nothing left unread, no reset. It never writes. At most `max_lingering` sockets linger at once; past
-that the oldest is closed at once (the file descriptors a refusal wave can hold are bounded). The thread
+then the end of the stream), and hands the socket to the `RefusalCloser`. Its thread reads and throws away
+whatever the client sends until the client closes too (end of stream), or `refusal_linger` seconds pass, then
+closes: with nothing left unread, no reset. It never writes. At most `max_lingering` sockets linger at once;
+past that the oldest is closed at once (the file descriptors a refusal wave can hold are bounded). The thread
 starts with the first refusal and stops with the server.
 """
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 DISCARD_CHUNK = 4096
 
 
-class Closer:
+class RefusalCloser:
     """Holds refused sockets half-closed, discarding their input, until the peer closes or time runs out."""
 
     def __init__(self, linger: float, max_sockets: int, clock: Callable[[], float] = time.monotonic) -> None:

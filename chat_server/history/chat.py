@@ -1,11 +1,11 @@
-"""The chat rules: which request goes where on the history thread; login, logout, nicks and away.
+"""The chat on the history thread: its parts, and the login, logout, nicks and away it applies itself.
 
-`Chat.handle` runs on the history thread only (see `chat_server.history.thread`), one request at a time, in
-the order the requests were queued, and hands each to the part that owns it: messages to `Messages`
-(chat_server.history.messaging), rooms to `Rooms` (chat_server.history.rooms), the operators' requests to
-`Operators` (chat_server.history.operators), registered nicks to `Accounts` (chat_server.history.accounts); it
-applies the login, the logout, nick changes and away messages itself. That single thread is what makes the
-ordering guarantees simple:
+`Chat` runs on the history thread only (see `chat_server.history.thread`), one request at a time, in the order
+the requests were queued. It holds the parts the routing table (chat_server.routes) sends requests to:
+messages to `Messages` (chat_server.history.messaging), rooms to `Rooms` (chat_server.history.rooms), the
+operators' requests to `Operators` (chat_server.history.operators), registered nicks to `Accounts`
+(chat_server.history.accounts); it applies the login, the logout, nick changes and away messages itself. That
+single thread is what makes the ordering guarantees simple:
 
 * Room messages and direct messages are *durable* requests. Each is inserted into the open transaction and
   its deliveries (the `ack` to the sender, the `said`/`told` to the others) wait in `Messages` until
@@ -31,29 +31,21 @@ from dataclasses import dataclass, field
 
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub
-from chat_server.latch import Latch
 from chat_server.metrics import Tally
 from chat_server.replies import REPLY_MARGIN, clip, error_frame, fatal_frame, now_ms
 from chat_server.storage import HistoryError, HistoryStore
+from chat_server.tuning import Latch
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import (
-    MODERATION_REQUESTS,
     PROTOCOL_VERSION,
     AwayChanged,
     ChangeNick,
     Hello,
-    Join,
-    Leave,
-    ListRooms,
     NickChanged,
-    Say,
     SetAway,
-    SetTopic,
     SignedOff,
-    Tell,
     Welcome,
-    Who,
 )
 from shared.messages.control import RateBucket, RateLimits
 from shared.schema import Message
@@ -84,7 +76,7 @@ class Login:
 
 @dataclass(frozen=True, slots=True)
 class Disconnect:
-    """Internal request: a connection ended; announce it, forget it, then send `last` and close its outbox."""
+    """Internal request: a connection ended; announce it, forget it, then send `last` and close its sendq."""
 
     reason: str
     last: bytes | None = None
@@ -116,7 +108,9 @@ class Chat:
         self.messages = Messages(hub, store, self._ts, self.moderation, self.tally)
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
-        self.operators = Operators(self.moderation, hub, store, config, self._ts, self.rooms.send_room_state)
+        self.operators = Operators(
+            self.moderation, hub, store, config, self._ts, self.rooms.send_room_state, self.messages.flush
+        )
         #: The rate limits announced in every `welcome` (built once: the config does not change).
         self.rates = announced_rates(config)
 
@@ -125,52 +119,7 @@ class Chat:
         self._last_ts = max(self._last_ts, now_ms())
         return self._last_ts
 
-    # -- Dispatch ------------------------------------------------------------------------------------------
-
-    def handle(self, client: Client, request: Request) -> None:
-        """Apply one request from `client`."""
-        if isinstance(request, Disconnect):
-            self._disconnect(client, request)
-        elif isinstance(request, Login):
-            self._login(client, request)
-        elif isinstance(request, StoreFile):
-            self.flush()  # a barrier: the offer's id follows every message stored before it
-            store_file_offer(self.hub, self.store, client, request, self._ts(), self.moderation.silenced)
-        elif isinstance(request, Settle):
-            request.done.set()  # everything this connection sent before is applied
-        elif client.key is None:
-            return  # the login was refused; the connection is closing
-        elif isinstance(request, Say):
-            self.messages.say(client, request)
-        elif isinstance(request, Tell):
-            self.messages.tell(client, request)
-        elif isinstance(request, Join):
-            self.rooms.join(client, request.room, request.after, request.backfill, request.ref, request.key)
-        elif isinstance(request, Leave):
-            self.rooms.leave(client, request)
-        elif isinstance(request, Rename):
-            self._change_nick(client, request.request, request.proof)
-        elif isinstance(request, ChangeNick):
-            self._change_nick(client, request, None)
-        elif isinstance(request, Enroll):
-            self.flush()
-            client.send(self.accounts.enroll(client, request))
-        elif isinstance(request, Unenroll):
-            self.flush()
-            client.send(self.accounts.unenroll(client, request))
-        elif isinstance(request, SetTopic):
-            self.rooms.set_topic(client, request)
-        elif isinstance(request, SetAway):
-            self._set_away(client, request)
-        elif isinstance(request, ListRooms):
-            self.rooms.list_rooms(client, request)
-        elif isinstance(request, Who):
-            self.rooms.who(client, request)
-        elif isinstance(request, MODERATION_REQUESTS):
-            self.flush()
-            self.operators.handle(client, request)
-        else:
-            client.send(error_frame(ErrorCode.UNKNOWN_TYPE, f"{type(request).__name__} is not handled here"))
+    # -- Requests of the connection's own life ------------------------------------------------------------
 
     def flush(self) -> None:
         """Commit the open transaction, then deliver every held-back ack and message (`Messages.flush`)."""
@@ -178,7 +127,8 @@ class Chat:
 
     # -- Login and logout ----------------------------------------------------------------------------------
 
-    def _login(self, client: Client, login: Login) -> None:
+    def login(self, client: Client, login: Login) -> None:
+        """A connection sent its `hello` (the reader checked its passwords): welcome it, or refuse it."""
         try:
             self._log_in(client, login.hello, login.proof, login.retry)
         finally:
@@ -236,7 +186,7 @@ class Chat:
             if len(client.rooms) >= limit and fold(name) not in client.rooms:
                 refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
                 continue
-            self.rooms.join(client, name, None, None, None)
+            self.rooms.join_room(client, name, None, None, None)
         if refused:
             message = f"you are in {limit} rooms already; {refused} more not joined"
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
@@ -262,7 +212,8 @@ class Chat:
         )
         return True
 
-    def _disconnect(self, client: Client, request: Disconnect) -> None:
+    def disconnect(self, client: Client, request: Disconnect) -> None:
+        """A connection ended: announce it, forget it, free its nick, then close its sendq."""
         try:
             self._sign_off(client, request)
         finally:
@@ -285,7 +236,7 @@ class Chat:
             log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
         self.rooms.forget(client)
         self.moderation.forget(client)
-        client.outbox.close(request.last)
+        client.sendq.close(request.last)
 
     # -- People --------------------------------------------------------------------------------------------
 
@@ -310,6 +261,29 @@ class Chat:
             )
         return standing
 
+    def store_file(self, client: Client, request: StoreFile) -> None:
+        """An upload is complete: store its offer (a barrier: its id follows every message stored before)."""
+        self.flush()
+        store_file_offer(self.hub, self.store, client, request, self._ts(), self.moderation.silenced)
+
+    def settle(self, client: Client, request: Settle) -> None:
+        """Everything `client` sent before is applied: its reader may check membership now."""
+        request.done.set()
+
+    def enroll(self, client: Client, request: Enroll) -> None:
+        """Register `client`'s nick with the password hash its reader made (chat_server.history.accounts)."""
+        self.flush()
+        client.send(self.accounts.enroll(client, request))
+
+    def unenroll(self, client: Client, request: Unenroll) -> None:
+        """Remove the registration whose password the reader checked."""
+        self.flush()
+        client.send(self.accounts.unenroll(client, request))
+
+    def rename(self, client: Client, request: Rename) -> None:
+        """A `nick` whose password (if any) the reader checked: take the new nick, or refuse it."""
+        self._change_nick(client, request.request, request.proof)
+
     def _change_nick(self, client: Client, request: ChangeNick, proof: Proof | None) -> None:
         self.flush()
         old = client.nick or ""
@@ -328,7 +302,8 @@ class Chat:
         log.info("conn=%d event=nick old=%r new=%r", client.id, old, request.nick)
         self.hub.send_all(self.hub.neighbours(client), changed)
 
-    def _set_away(self, client: Client, request: SetAway) -> None:
+    def set_away(self, client: Client, request: SetAway) -> None:
+        """Set (or clear) `client`'s away message; everyone sharing a room with it hears `away_changed`."""
         self.flush()
         message = request.message or None  # an empty message means "back", like None
         with self.hub.lock:

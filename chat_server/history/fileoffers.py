@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from chat_server.files import Reservation
 from chat_server.hub import Client, Hub, Room
-from chat_server.latch import Latch
 from chat_server.replies import error_frame
 from chat_server.storage import HistoryError, HistoryStore, conversation_key
+from chat_server.tuning import Latch
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import FileDone, FileOffered
@@ -47,7 +47,7 @@ class Settle:
     """Internal request: set `done` once it is applied, i.e. after every request the connection sent before.
 
     A reader thread answers file requests itself, so a `join` it submitted just before a `file_get` may not be
-    applied yet; before refusing for want of membership it settles (`Dispatcher._settle`) and checks again.
+    applied yet; before refusing for want of membership it settles (`Connection._settle`) and checks again.
     """
 
     done: Latch

@@ -1,6 +1,8 @@
 """The operators' requests: kick, ban, unban, mute, unmute, op, deop, invite, mode, and the ban list.
 
-`Operators` runs on the history thread only (called by `chat_server.history.chat.Chat`, after a flush).
+`Operators` runs on the history thread only: each request's row in the routing table (chat_server.routes)
+names its handler here. Every handler is wrapped by `operator_request`, which flushes (a barrier), checks that
+the asker is in the room and one of its operators, and turns a refusal into an `error` frame.
 Whether the asker is an operator of the room is `Moderation`'s call (chat_server.history.moderation); each
 action changes the room's rules (chat_server.history.rules) and stores a `moderated` history entry in the same
 transaction, then is announced to the room; the operator's request is answered with an `ack` (or, for `mode`,
@@ -9,8 +11,10 @@ a `room_state`). A refused request is answered with an `error` frame and changes
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub, Room
@@ -29,7 +33,6 @@ from shared.messages import (
     Left,
     ListBans,
     Moderated,
-    ModerationRequest,
     Mute,
     Op,
     SetMode,
@@ -51,13 +54,40 @@ _Event = tuple[str, str | None, str | None, int | None]
 _Listed = tuple[Restriction, str | None]
 
 
-class Refused(Exception):
+class ModerationRefused(Exception):
     """A moderation request is refused: `code` and `message` go back in an `error` frame."""
 
     def __init__(self, code: ErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+R = TypeVar("R", Kick, Ban, Unban, ListBans, Mute, Unmute, Op, Deop, Invite, SetMode)
+
+
+def operator_request(
+    apply: Callable[[Operators, Client, Room, RoomRules, R], None],
+) -> Callable[[Operators, Client, R], None]:
+    """Make `apply(self, client, room, rules, request)` a handler of the routing table: flush first (a
+    barrier), check that `client` is in the room and one of its operators, and answer a refusal."""
+
+    @functools.wraps(apply)
+    def handle(self: Operators, client: Client, request: R) -> None:
+        self.flush()
+        try:
+            room = client.rooms.get(fold(request.room))
+            if room is None:
+                raise ModerationRefused(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}")
+            if not self.moderation.is_operator(client, room.key):
+                raise ModerationRefused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
+            rules = self.book.get(room.key)
+            rules.prune(self.clock())
+            apply(self, client, room, rules, request)
+        except ModerationRefused as refused:
+            client.send(error_frame(refused.code, refused.message, request.ref))
+
+    return handle
 
 
 class Operators:
@@ -71,8 +101,13 @@ class Operators:
         config: ServerConfig,
         clock: Callable[[], int],
         send_room_state: Callable[[Client, Room, int | None], None],
+        flush: Callable[[], None],
     ) -> None:
         self.moderation = moderation
+        self.flush = (
+            flush  # commits the open transaction (chat_server.history.messaging): every request here is
+        )
+        # a barrier
         self.book = moderation.book
         self.hub = hub
         self.store = store
@@ -81,46 +116,15 @@ class Operators:
         self.send_room_state = send_room_state  # the answer to `mode`
         self._reply_bytes = config.max_frame - REPLY_MARGIN
 
-    # -- Requests ------------------------------------------------------------------------------------------
+    # -- Requests (each a row of the routing table) -------------------------------------------------------
 
-    def handle(self, client: Client, request: ModerationRequest) -> None:
-        """Apply one moderation request from `client` (refusals become `error` frames)."""
-        try:
-            room = client.rooms.get(fold(request.room))
-            if room is None:
-                raise Refused(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}")
-            if not self.moderation.is_operator(client, room.key):
-                raise Refused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
-            self._apply(client, room, request)
-        except Refused as refused:
-            client.send(error_frame(refused.code, refused.message, request.ref))
+    @operator_request
+    def list_bans(self, client: Client, room: Room, rules: RoomRules, request: ListBans) -> None:
+        """Answer with the room's bans (bounded by `max_list` and the frame size)."""
+        client.send(self._ban_list(room, rules, request.ref))
 
-    def _apply(self, client: Client, room: Room, request: ModerationRequest) -> None:
-        rules = self.book.get(room.key)
-        rules.prune(self.clock())
-        match request:
-            case ListBans():
-                client.send(self._ban_list(room, rules, request.ref))
-            case Kick():
-                self._kick(client, room, request)
-            case Ban():
-                self._ban(client, room, rules, request)
-            case Unban():
-                self._unban(client, room, rules, request)
-            case Mute():
-                self._mute(client, room, rules, request)
-            case Unmute():
-                self._unmute(client, room, rules, request)
-            case Op():
-                self._op(client, room, rules, request)
-            case Deop():
-                self._deop(client, room, rules, request)
-            case Invite():
-                self._invite(client, room, rules, request)
-            case SetMode():
-                self._set_mode(client, room, rules, request)
-
-    def _kick(self, client: Client, room: Room, request: Kick) -> None:
+    @operator_request
+    def kick(self, client: Client, room: Room, rules: RoomRules, request: Kick) -> None:
         target = self._member(room, request.nick)
         self._protect(client, target.key or "", "kick")
         event: _Event = ("kick", target.nick, request.reason, None)
@@ -128,7 +132,8 @@ class Operators:
         reason = f"kicked by {client.nick}" + (f": {request.reason}" if request.reason else "")
         self._remove(room, [target], reason)
 
-    def _mute(self, client: Client, room: Room, rules: RoomRules, request: Mute) -> None:
+    @operator_request
+    def mute(self, client: Client, room: Room, rules: RoomRules, request: Mute) -> None:
         key = fold(request.nick)
         self._protect(client, key, "mute")
         until = self._until(request.duration)
@@ -137,14 +142,16 @@ class Operators:
         event: _Event = ("mute", request.nick, request.reason, until)
         self._act(client, room, request.ref, [event], lambda: self.book.restrict(rules, "mute", key, mute))
 
-    def _unmute(self, client: Client, room: Room, rules: RoomRules, request: Unmute) -> None:
+    @operator_request
+    def unmute(self, client: Client, room: Room, rules: RoomRules, request: Unmute) -> None:
         key = fold(request.nick)
         if key not in rules.mutes:
-            raise Refused(ErrorCode.NO_SUCH_NICK, f"{request.nick} is not muted in {room.name}")
+            raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{request.nick} is not muted in {room.name}")
         event: _Event = ("unmute", request.nick, None, None)
         self._act(client, room, request.ref, [event], lambda: self.book.lift(rules, "mute", key))
 
-    def _op(self, client: Client, room: Room, rules: RoomRules, request: Op) -> None:
+    @operator_request
+    def op(self, client: Client, room: Room, rules: RoomRules, request: Op) -> None:
         target = self._online(request.nick)
         if target.account is not None:
             self._check_room_for(rules.ops, target.account, "stored operators")
@@ -157,10 +164,11 @@ class Operators:
             lambda: self.book.grant(rules, "op", target.id, target.account),
         )
 
-    def _invite(self, client: Client, room: Room, rules: RoomRules, request: Invite) -> None:
+    @operator_request
+    def invite(self, client: Client, room: Room, rules: RoomRules, request: Invite) -> None:
         target = self._online(request.nick)
         if room.key in target.rooms:
-            raise Refused(ErrorCode.ALREADY_IN_ROOM, f"{target.nick} is in {room.name} already")
+            raise ModerationRefused(ErrorCode.ALREADY_IN_ROOM, f"{target.nick} is in {room.name} already")
         if target.account is not None:
             self._check_room_for(rules.invited, target.account, "invitations")
         event: _Event = ("invite", target.nick, None, None)
@@ -171,7 +179,8 @@ class Operators:
         for frame in self._act(client, room, request.ref, [event], grant):
             target.send(frame)  # the invited nick hears of it too
 
-    def _ban(self, client: Client, room: Room, rules: RoomRules, request: Ban) -> None:
+    @operator_request
+    def ban(self, client: Client, room: Room, rules: RoomRules, request: Ban) -> None:
         key = fold(request.nick)
         self._protect(client, key, "ban")
         until = self._until(request.duration)
@@ -181,7 +190,7 @@ class Operators:
             target = self._online(request.nick)
             kind, subject, action = "ban_address", target.peer, "ban_address"
             if target is client or subject == client.peer:
-                raise Refused(ErrorCode.FORBIDDEN, "that would ban your own address")
+                raise ModerationRefused(ErrorCode.FORBIDDEN, "that would ban your own address")
         else:
             kind, subject, action = "ban", key, "ban"
         table = rules.table(kind)
@@ -201,9 +210,10 @@ class Operators:
         reason = f"banned by {client.nick}" + (f": {request.reason}" if request.reason else "")
         self._remove(room, banned, reason)
 
-    def _unban(self, client: Client, room: Room, rules: RoomRules, request: Unban) -> None:
+    @operator_request
+    def unban(self, client: Client, room: Room, rules: RoomRules, request: Unban) -> None:
         if (request.nick is None) == (request.address is None):
-            raise Refused(ErrorCode.INVALID_FIELD, "give exactly one of 'nick' and 'address'")
+            raise ModerationRefused(ErrorCode.INVALID_FIELD, "give exactly one of 'nick' and 'address'")
         kind: RestrictionKind
         if request.nick is not None:
             kind, subject, action = "ban", fold(request.nick), "unban"
@@ -212,27 +222,31 @@ class Operators:
         ban = rules.table(kind).get(subject)
         if ban is None:
             shown = request.nick if request.nick is not None else request.address
-            raise Refused(ErrorCode.NO_SUCH_NICK, f"no ban of {shown} in {room.name}")
+            raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"no ban of {shown} in {room.name}")
         event: _Event = (action, ban.nick, None, None)
         self._act(client, room, request.ref, [event], lambda: self.book.lift(rules, kind, subject))
 
-    def _deop(self, client: Client, room: Room, rules: RoomRules, request: Deop) -> None:
+    @operator_request
+    def deop(self, client: Client, room: Room, rules: RoomRules, request: Deop) -> None:
         key = fold(request.nick)
         target = self.hub.nicks.get(key)
         if target is not None and self.moderation.is_admin(target):
-            raise Refused(
+            raise ModerationRefused(
                 ErrorCode.FORBIDDEN, f"{target.nick} is a server admin (set in the server's config)"
             )
         in_session = target is not None and target.id in rules.session_ops
         account = target.account if target is not None and target.account is not None else key
         if not in_session and account not in rules.ops:
-            raise Refused(ErrorCode.NO_SUCH_NICK, f"{request.nick} is not an operator of {room.name}")
+            raise ModerationRefused(
+                ErrorCode.NO_SUCH_NICK, f"{request.nick} is not an operator of {room.name}"
+            )
         shown = target.nick if target is not None and target.nick else request.nick
         conn_id = target.id if target is not None else None
         revoke = lambda: self.book.revoke(rules, "op", conn_id, account)  # noqa: E731
         self._act(client, room, request.ref, [("deop", shown, None, None)], revoke)
 
-    def _set_mode(self, client: Client, room: Room, rules: RoomRules, request: SetMode) -> None:
+    @operator_request
+    def set_mode(self, client: Client, room: Room, rules: RoomRules, request: SetMode) -> None:
         events: list[_Event] = []
         topic_lock, invite_only, join_key = rules.topic_lock, rules.invite_only, rules.join_key
         if request.topic_lock is not None and request.topic_lock != topic_lock:
@@ -260,12 +274,12 @@ class Operators:
         for member in room.members:
             if member.key == key:
                 return member
-        raise Refused(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+        raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
 
     def _online(self, nick: str) -> Client:
         target = self.hub.nicks.get(fold(nick))
         if target is None or target.nick is None:
-            raise Refused(ErrorCode.NO_SUCH_NICK, f"{nick} is not online")
+            raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{nick} is not online")
         return target
 
     def _protect(self, client: Client, target_key: str, action: str) -> None:
@@ -278,19 +292,21 @@ class Operators:
         if self.moderation.is_admin(client):
             return
         if target is not None and self.moderation.is_admin(target):
-            raise Refused(ErrorCode.FORBIDDEN, f"a room operator cannot {action} a server admin")
+            raise ModerationRefused(ErrorCode.FORBIDDEN, f"a room operator cannot {action} a server admin")
 
     def _until(self, duration: int | None) -> int | None:
         if duration is None:
             return None
         if not 0 < duration <= MAX_DURATION:
-            raise Refused(ErrorCode.INVALID_FIELD, f"a duration is 1 to {MAX_DURATION} seconds")
+            raise ModerationRefused(ErrorCode.INVALID_FIELD, f"a duration is 1 to {MAX_DURATION} seconds")
         return self.clock() + duration * 1000
 
     def _check_room_for(self, table: dict[str, Restriction] | set[str], key: str, what: str) -> None:
         limit = self.config.max_moderation_entries
         if key not in table and len(table) >= limit:
-            raise Refused(ErrorCode.TOO_LONG, f"the room has {limit} {what} already (max_moderation_entries)")
+            raise ModerationRefused(
+                ErrorCode.TOO_LONG, f"the room has {limit} {what} already (max_moderation_entries)"
+            )
 
     def _act(
         self, client: Client, room: Room, ref: int | None, events: list[_Event], change: Callable[[], object]
@@ -318,7 +334,7 @@ class Operators:
             self.store.commit()
         except HistoryError as error:
             self.moderation.failed(error)
-            raise Refused(ErrorCode.HISTORY_UNAVAILABLE, "the action could not be stored") from None
+            raise ModerationRefused(ErrorCode.HISTORY_UNAVAILABLE, "the action could not be stored") from None
         room.last_id = ids[-1]
         frames = []
         for message_id, (action, target, reason, until) in zip(ids, events, strict=True):

@@ -20,6 +20,7 @@ from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import (
     History,
+    Join,
     Joined,
     Leave,
     Left,
@@ -63,7 +64,11 @@ class Rooms:
 
     # -- Requests ------------------------------------------------------------------------------------------
 
-    def join(
+    def join(self, client: Client, request: Join) -> None:
+        """A `join`: put `client` in the room (if it may enter), then send its `room_state` and backfill."""
+        self.join_room(client, request.room, request.after, request.backfill, request.ref, request.key)
+
+    def join_room(
         self,
         client: Client,
         name: str,

@@ -183,13 +183,6 @@ class RulesBook:
             )
             stored.discard(account)
 
-    def clear_invitations(self, rules: RoomRules) -> None:
-        """Forget every invitation of a room (it is no longer invite-only)."""
-        rules.invited.clear()
-        rules.session_invited.clear()
-        self.store.begin()
-        self.store.run("DELETE FROM room_grants WHERE room_key = ? AND kind = 'invite'", (rules.key,))
-
     def restrict(
         self, rules: RoomRules, kind: RestrictionKind, target: str, restriction: Restriction
     ) -> None:

@@ -1,8 +1,9 @@
 """The history thread: applies every chat request in one order, and group-commits the history.
 
-Reader threads `submit()` requests; this one thread takes *everything* queued, applies it with `Chat.handle`
-(room messages go into one open transaction), then `Chat.flush()` commits once and releases the acks and
-fan-outs of the whole batch in id order, and wakes the sender thread once for all of them. Under load a
+Reader threads `submit()` requests; this one thread takes *everything* queued and applies each with the
+handler its row of the routing table names (chat_server.routes; room messages go into one open transaction),
+then `Chat.flush()` commits once and releases the acks and fan-outs of the whole batch in id order, and wakes
+the sender thread once for all of them. Under load a
 batch holds hundreds of messages, so one `fsync` covers hundreds of messages; at low load a batch is one
 message and nothing waits for a timer.
 
@@ -15,22 +16,39 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
 from chat_server.hub import Client
-from chat_server.sender.thread import Sender
+from chat_server.replies import error_frame
+from chat_server.sender.thread import SenderThread
+from shared.errors import ErrorCode
 
 from .chat import Chat, Request
 
 log = logging.getLogger(__name__)
 
 
-class Sequencer:
+#: Each request type's handler, bound to its part, and whether it needs a logged-in client
+#: (`chat_server.routes.bind_history`).
+Handlers = dict[type, tuple[Callable[[Client, Any], None], bool]]
+
+
+class HistoryThread:
     """The history thread and its request queue."""
 
     def __init__(
-        self, chat: Chat, sender: Sender, *, max_queue: int, max_batch: int, max_wait: float
+        self,
+        chat: Chat,
+        handlers: Handlers,
+        sender: SenderThread,
+        *,
+        max_queue: int,
+        max_batch: int,
+        max_wait: float,
     ) -> None:
         self.chat = chat
+        self.handlers = handlers
         self.sender = sender
         self.max_queue = max_queue
         self.max_wait = max_wait  # how long a reader waits for room in a full queue
@@ -89,7 +107,7 @@ class Sequencer:
                 self.chat.tally.batch_size.observe(len(batch))
                 for client, request in batch:
                     try:
-                        self.chat.handle(client, request)
+                        self._apply(client, request)
                     except Exception:
                         # A bug in one request's handling must not stop the chat for everyone.
                         log.exception("conn=%d event=request_failed request=%r", client.id, request)
@@ -100,3 +118,15 @@ class Sequencer:
                 self.sender.wake()
         finally:
             self.chat.store.close()
+
+    def _apply(self, client: Client, request: Request) -> None:
+        """Apply one request from `client` with its handler (one lookup in the routing table's binding)."""
+        found = self.handlers.get(type(request))
+        if found is None:
+            message = f"{type(request).__name__} is not handled here"
+            client.send(error_frame(ErrorCode.UNKNOWN_TYPE, message))
+            return
+        handler, needs_login = found
+        if needs_login and client.key is None:
+            return  # the login was refused (or the session resumed elsewhere): the connection is closing
+        handler(client, request)

@@ -1,6 +1,6 @@
 """The admin's `/stats`: the server's figures (or one connection's) as a `stats_report`, on the reader thread.
 
-A `stats` request is answered by the asking connection's reader thread (chat_server.reader.dispatch), like
+A `stats` request is answered by the asking connection's reader thread (chat_server.reader.requests), like
 `fetch_history`: it reads the `Tally` (chat_server.metrics) and asks the server for its gauges, which copy
 under the server's lock and the hub's lock in turn, never both. The history thread is not involved, so
 asking costs the chat nothing. Only a server admin may ask: a nick in the config's `admins` whose password

@@ -4,22 +4,24 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 
 1. wait for bytes, at most until the next deadline (hello, frame completion, ping, dead peer);
 2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
-3. for each complete message: answer the frames of the connection's own life here (`hello`: the login
-   hand-off; `ping`, `pong`, `quit`), and give every other request to the connection's `Dispatcher`
-   (chat_server.reader.dispatch), which checks the rate limit, then answers it on this thread (`history`, file
-   requests) or submits it to the history thread, which owns all shared chat state. A request over the
-   rate waits for its token (fakelag, `_fakelag`): the reader sleeps, reading nothing, so the kernel's
-   receive buffer fills and TCP holds the client back; the client's requests stay in the order it sent
-   them, and it is refused nothing. A reader kept behind its client for `max_fakelag_seconds` (never
-   finding the socket empty) ends the connection with `excess_flood`;
-4. at the end, for whatever reason (`_finish`): submit a `Disconnect`, give the sender `linger` seconds to
-   flush the last frames, then close the socket.
+3. for each event of the decoder (`_handle`): look the request's type up in the routing table
+   (chat_server.routes), spend its rate bucket (`Budget`, chat_server.reader.requests), then run its handler
+   here (a `READER` row: `hello`, `ping`, history pages, file requests...) or submit it to the history
+   thread, which owns all shared chat state (a `HISTORY` row). A request over the rate waits for its token
+   (fakelag, `_fakelag`): the reader sleeps, reading nothing, so the kernel's receive buffer fills and TCP
+   holds the client back; the client's requests stay in the order it sent them, and it is refused nothing.
+   A reader kept behind its client for `max_fakelag_seconds` (never finding the socket empty) ends the
+   connection with `excess_flood`;
+4. whatever ends the connection (the end of the stream, `quit`, a deadline, a fatal frame, a flood, a close
+   by another thread) raises `HangUp` with the reason and the last frame to send, caught once by
+   `_read_loop`; then (`_finish`): submit a `Disconnect`, give the sender `linger` seconds to flush the last
+   frames, then close the socket.
 
 On a TLS port the reader first completes the TLS handshake (bounded by `tls.handshake_timeout`) before the
 connection gets its channel on the sender, then decrypts what each `recv` returns (chat_server.tls).
 
 The sending side is a `Channel` of the one sender thread (`chat_server.sender.thread`): a non-blocking `dup`
-of the socket and the connection's outbox. The sender writes everything queued with one `send`, keeps what the
+of the socket and the connection's sendq. The sender writes everything queued with one `send`, keeps what the
 kernel did not take, and closes the connection when it makes no progress for `write_timeout`; nothing else
 ever waits for this client's socket.
 """
@@ -31,42 +33,43 @@ import fcntl
 import logging
 import select
 import socket
+import sqlite3
 import struct
 import sys
 import termios
 import threading
 import time
 from collections.abc import Callable
+from typing import cast
 
 from chat_server.filesconfig import CHUNK_FRAME_OVERHEAD
+from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.chat import Disconnect
+from chat_server.history.fileoffers import Settle
 from chat_server.hub import Client
-from chat_server.replies import fatal_frame
-from chat_server.sender.outbox import Outbox
-from chat_server.sender.thread import Channel
+from chat_server.ratelimit import MessageOrder, TokenBucket
+from chat_server.reader.uploads import FileTransfers
+from chat_server.replies import error_frame, fatal_frame
+from chat_server.routes import ROUTES, Bucket, Thread
+from chat_server.sender.thread import Channel, SendQueue
 from chat_server.services import Services
 from chat_server.tls import TlsFailure, TlsPump
+from chat_server.tuning import RECV_MAX, RECV_MIN, Latch, next_recv_size, set_timeout_lazily
 from shared.addresses import host_port
 from shared.codec import encode
-from shared.connection import ConnectionClosed, ProtocolConnection, Role
+from shared.connection import EndOfStream, Event, ProtocolConnection, Role
 from shared.errors import ErrorCode, RemoteProtocolError
-from shared.messages import Hello, Ping, Pong, Quit
+from shared.messages import Ping, Say, Tell
 from shared.schema import Message
 
-from .dispatch import Dispatcher
+from .requests import HangUp
 
 log = logging.getLogger(__name__)
+#: The retry delay given with "server busy" (the history thread's queue stayed full `sequencer_wait`), s.
+BUSY_RETRY = 1.0
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
 trace = logging.getLogger("chat_server.trace")
 
-#: The sizes a reader asks `recv` for. CPython allocates the whole buffer before it blocks, so each of
-#: thousands of idle readers would hold (and touch the first and last pages of) a full-size buffer while it
-#: waits: an idle connection asks for `RECV_MIN`, and a busy one grows towards `RECV_MAX` (`next_recv_size`).
-RECV_MIN = 4 * 1024
-RECV_MAX = 64 * 1024
-#: The reader's `recv` timeout is reset only when it is this much shorter than the next deadline: `settimeout`
-#: costs system calls, and waking a little early is harmless (the loop recomputes and sleeps again).
-TIMEOUT_SLACK = 1.0
 #: How long a closing reader waits for the sender to let go of its socket (it never blocks: a moment).
 RELEASE_WAIT = 1.0
 #: A closing reader polls the kernel's send queue (`unacknowledged`) every MIN, doubling up to MAX seconds.
@@ -95,23 +98,121 @@ def unacknowledged(sock: socket.socket) -> int:
     return int(struct.unpack("i", answer)[0])
 
 
-def next_recv_size(size: int, received: int) -> int:
-    """The size of the next `recv` after one of `size` bytes brought `received` bytes.
+class Budget:
+    """One connection's rate limits: what each request spends, before its handler runs (reader thread
+    only)."""
 
-    A full buffer means more is waiting: double it. A read that used less than a quarter: halve it. The
-    adaptive receive buffer of Netty and of most event loops, here to keep idle connections small.
-    """
-    if received == size:
-        return min(size * 2, RECV_MAX)
-    if received < size // 4:
-        return max(size // 2, RECV_MIN)
-    return size
+    # Slots, not a __dict__: one per connection (docs/performance.md, W3 memory).
+    __slots__ = (
+        "_delay",
+        "_joins",
+        "_order",
+        "_refusals",
+        "_renames",
+        "_requests",
+        "_text_bytes",
+        "client",
+        "rate_limited",
+        "services",
+    )
+
+    def __init__(self, services: Services, client: Client, delay: Callable[[float], None]) -> None:
+        config, clock = services.config, services.clock
+        self.services = services
+        self.client = client
+        #: Holds the reader that many seconds (fakelag, `Connection._fakelag`); raises `HangUp` instead
+        #: when the connection must end.
+        self._delay = delay
+        self._requests = TokenBucket(config.rate_messages, config.rate_burst, clock)
+        self._text_bytes = TokenBucket(config.rate_bytes, config.rate_bytes_burst, clock)
+        self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, clock)
+        self._joins = TokenBucket(config.rate_joins, config.rate_joins_burst, clock)
+        self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, clock)
+        self._order = MessageOrder(clock)
+        #: Requests of this connection refused or delayed by a rate limit (shown by /stats NICK).
+        self.rate_limited = 0
+
+    def spend(self, bucket: Bucket, message: object) -> bool:
+        """Spend what `message` costs from `bucket` (chat_server.routes.Bucket), waiting for it if needed.
+
+        False if the request was refused instead (its `error` is queued): the caller drops it.
+        """
+        if bucket is Bucket.FREE or bucket is Bucket.TRANSFER:
+            return True
+        if wait := self._requests.take():
+            self._wait_for(self._requests, 1.0, wait, "messages")
+        if bucket is Bucket.REQUESTS:
+            return True
+        if bucket is Bucket.TEXT:
+            text = cast("Say | Tell", message)
+            if wait := self._order.wait(text.client_msg_id):
+                self.count_refusal("order")
+                self._held_back(wait, text.ref)
+                return False
+            size = len(text.text.encode())
+            if wait := self._text_bytes.take(size):
+                self._wait_for(self._text_bytes, size, wait, "text_bytes")
+            return True
+        slow = self._joins if bucket is Bucket.JOINS else self._renames
+        if wait := slow.take():
+            self.count_refusal(bucket.value)
+            retry = max(1, int(wait * 1000 + 0.999))
+            ref = getattr(message, "ref", None)
+            self.refuse(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry), ref)
+            return False
+        return True
+
+    def spend_invalid(self) -> None:
+        """A request the decoder refused (not fatally) costs a request token like any other: otherwise a
+        flood of invalid frames would be answered one for one, as fast as they come."""
+        if wait := self._requests.take():
+            self._wait_for(self._requests, 1.0, wait, "messages")
+
+    def refuse(self, refusal: bytes, ref: int | None) -> None:
+        """Send `refusal`; too many refusals in a row end the connection instead (`excess_flood`)."""
+        if self._refusals.take():
+            self.services.tally.count("rate_limited", "flood")
+            log.info("conn=%d event=excess_flood", self.client.id)
+            raise HangUp(
+                "excess flood", fatal_frame(ErrorCode.EXCESS_FLOOD, "too many refused requests", ref)
+            )
+        self.client.send(refusal)
+
+    def busy(self, request: object) -> None:
+        """`request` was refused as "server busy": a `say`/`tell` behind it waits until it is back."""
+        if isinstance(request, Say | Tell):
+            self._order.refused(request.client_msg_id, BUSY_RETRY)
+
+    def count_refusal(self, bucket: str) -> None:
+        """Count a request refused or delayed by a rate limit under its bucket (/stats, the metrics)."""
+        self.rate_limited += 1
+        self.services.tally.count("rate_limited", bucket)
+
+    def _wait_for(self, bucket: TokenBucket, cost: float, wait: float, name: str) -> None:
+        """Fakelag: hold the reader until `bucket` has `cost` tokens (due in `wait` s), then spend them.
+
+        Counted once per delayed request under `name`, like a refusal (for /stats and the metrics).
+        """
+        self.count_refusal(name)
+        while wait:
+            self._delay(wait)
+            wait = bucket.take(cost)
+
+    def _held_back(self, wait: float, ref: int | None) -> None:
+        """Refuse a `say`/`tell` behind one refused as "server busy" (`MessageOrder`), until that one is back.
+
+        Not counted against `flood_refusals`: the client did nothing wrong, and it paid a request token.
+        """
+        retry = max(1, int(wait * 1000 + 0.999))
+        self.client.send(
+            error_frame(ErrorCode.RATE_LIMITED, "held behind a refused one", ref, retry_after_ms=retry)
+        )
 
 
 class Connection:
     """A client connection: its reader thread and its channel on the sender thread."""
 
-    # Slots, not a __dict__: thousands of connections, ~35 attributes each with the `Dispatcher`'s
+    # Slots, not a __dict__: thousands of connections, its `Budget` beside it
     # (docs/performance.md, W3 memory).
     __slots__ = (
         "_accepted",
@@ -119,9 +220,9 @@ class Connection:
         "_behind_since",
         "_clock",
         "_close_reason",
-        "_dispatcher",
         "_dropped",
         "_hello_deadline",
+        "_history_db",
         "_last_input",
         "_linger_until",
         "_lock",
@@ -133,16 +234,18 @@ class Connection:
         "_sock",
         "_tls",
         "_trace",
+        "_transfers",
         "_wake",
         "_wsock",
+        "budget",
         "channel",
         "client",
         "config",
         "id",
-        "outbox",
         "peer",
         "reader",
         "received",
+        "sendq",
         "services",
     )
 
@@ -165,7 +268,7 @@ class Connection:
         self._wsock = sock.dup()
         self._on_finished = on_finished
         self._clock = services.clock
-        self.outbox = Outbox(
+        self.sendq = SendQueue(
             soft=config.sendq_soft,
             hard=config.sendq_hard,
             soft_seconds=config.sendq_soft_seconds,
@@ -174,16 +277,19 @@ class Connection:
             bulk_frame=config.files.chunk + CHUNK_FRAME_OVERHEAD,
         )
         overflow = fatal_frame(ErrorCode.SENDQ_EXCEEDED, "you are not reading fast enough")
-        self.client = Client(conn_id, peer[0], self.outbox, self.close, overflow, self._input_waiting)
+        self.client = Client(conn_id, peer[0], self.sendq, self.close, overflow, self._input_waiting)
         self._tls = tls
         # A TLS connection gets its channel once the handshake is done: until then nothing may be written
         # (the reader is the one writing the handshake), and frames queued meanwhile are never sent.
         self.channel: Channel | None = None
         if tls is None:
-            self.channel = services.sender.attach(conn_id, self.outbox, self._wsock, self.close, overflow)
+            self.channel = services.sender.attach(conn_id, self.sendq, self._wsock, self.close, overflow)
         self._protocol = ProtocolConnection(Role.SERVER, config.limits)
-        # Rate limits, file transfers, password checks, history pages: what becomes of each request.
-        self._dispatcher = Dispatcher(services, self.client, self._fakelag)
+        #: The connection's rate limits: what each request spends before its handler runs.
+        self.budget = Budget(services, self.client, self._fakelag)
+        self._history_db: sqlite3.Connection | None = None
+        # Created by the first file request: most connections never send one.
+        self._transfers: FileTransfers | None = None
         self._lock = threading.Lock()  # guards _close_reason, _dropped, _linger_until and _wake
         # Set by close() to wake a reader held back by fakelag; made by the first wait (most never wait).
         self._wake: threading.Event | None = None
@@ -227,7 +333,7 @@ class Connection:
     @property
     def rate_limited(self) -> int:
         """Requests of this connection delayed or refused by a rate limit so far."""
-        return self._dispatcher.rate_limited
+        return self.budget.rate_limited
 
     @property
     def close_reason(self) -> str | None:
@@ -245,39 +351,33 @@ class Connection:
     def _read_loop(self) -> None:
         reason, last = "connection lost", None
         try:
-            reason, last = self._serve()
+            self._serve()
+        except HangUp as hang_up:  # every end of the connection, from anywhere on this thread
+            reason, last = hang_up.reason, hang_up.last
         except Exception:
             log.exception("conn=%d event=reader_crashed", self.id)
             reason, last = "internal error", fatal_frame(ErrorCode.INTERNAL_ERROR, "internal server error")
         finally:
             self._finish(reason, last)
 
-    def _serve(self) -> tuple[str, bytes | None]:
-        """Read and handle requests until the connection ends; return (reason, last frame to send)."""
+    def _serve(self) -> None:
+        """Read and handle requests until the connection ends (by raising `HangUp`)."""
         tls = self._tls
-        if tls is not None and (outcome := self._start_tls(tls)) is not None:
-            return outcome
+        if tls is not None:
+            self._start_tls(tls)
         while True:
-            if (reason := self._closed_by_server()) is not None:
-                return reason, None
+            self.hang_up_if_closed()
             # Sleep until the next deadline, not a fixed poll: an idle connection costs no wake-ups
-            # (close() wakes a blocked recv with shutdown). A timeout set earlier is kept while it still
-            # ends before the deadline and not much before it.
-            wait = max(self._next_deadline() - self._clock(), 0.001)
-            current = self._sock.gettimeout()  # None at first: the socket must never block without a timeout
-            if current is None or not wait - TIMEOUT_SLACK <= current <= wait:
-                self._sock.settimeout(wait)
+            # (close() wakes a blocked recv with shutdown).
+            set_timeout_lazily(self._sock, max(self._next_deadline() - self._clock(), 0.001))
             try:
                 data = self._sock.recv(self._recv_size)
             except TimeoutError:
-                outcome = self._check_deadlines()
-                if outcome is not None:
-                    return outcome
+                self._check_deadlines()
                 continue
             except OSError:
-                return "connection lost", None
-            if (reason := self._closed_by_server()) is not None:
-                return reason, None  # woken by close(): whatever arrived no longer matters
+                raise HangUp("connection lost") from None
+            self.hang_up_if_closed()  # woken by close(): whatever arrived no longer matters
             self._last_input = self._clock()
             self._pinged = False
             self.received += len(data)
@@ -286,71 +386,104 @@ class Connection:
             if tls is None or not data:
                 self._protocol.receive_data(data)
             else:
-                try:
-                    got_data = self._decrypt(tls, data)
-                except TlsFailure as failure:
-                    return f"tls: {failure}", None
+                got_data = self._decrypt(tls, data)
+            self._handle_received(got_data)
             # Deadlines are checked after input too: a peer that trickles a byte now and then never lets
             # recv() time out, and must not escape the hello and frame deadlines that way.
-            outcome = self._handle_received(got_data) or self._check_deadlines()
-            if outcome is not None:
-                return outcome
+            self._check_deadlines()
             if self._behind_since is not None and not self._input_waiting():
                 self._behind_since = None  # caught up: everything the client sent is handled
 
-    def _handle_received(self, got_data: bool) -> tuple[str, bytes | None] | None:
+    def _handle_received(self, got_data: bool) -> None:
         completed = False
-        while True:
-            try:
-                for message in self._protocol.events():
-                    completed = True
-                    outcome = self._dispatch(message)
-                    if outcome is not None:
-                        return outcome
-                break
-            except RemoteProtocolError as error:
-                completed = True
-                if error.fatal:
-                    log.info(
-                        "conn=%d event=protocol_error code=%s message=%r", self.id, error.code, error.message
-                    )
-                    return f"protocol error: {error.code}", fatal_frame(error.code, error.message, error.ref)
-                outcome = self._dispatcher.invalid(error)
-                if outcome is not None:
-                    return outcome
-            except ConnectionClosed as closed:
-                return ("connection lost mid-frame" if closed.mid_frame else "connection closed"), None
+        for event in self._protocol.events():
+            completed = True
+            self._handle(event)
         # Bytes that completed no frame mean a frame is in progress: it must complete within frame_timeout.
         if completed:
             self._partial_since = None
         elif got_data and self._partial_since is None:
             self._partial_since = self._clock()
-        return None
 
-    def _dispatch(self, message: Message) -> tuple[str, bytes | None] | None:
-        """The connection's own frames are answered here (free of the rate limit); the rest dispatched."""
+    def _handle(self, event: Event) -> None:
+        """One event of the decoder: a request goes where its row of the routing table says (one lookup)."""
+        route = ROUTES.get(type(event))
+        if route is None:  # not a request: the end of the stream, or a frame the client got wrong
+            if isinstance(event, EndOfStream):
+                raise HangUp("connection lost mid-frame" if event.mid_frame else "connection closed")
+            self._refuse_invalid(cast(RemoteProtocolError, event))
+            return
         if self._trace:
-            trace.debug("conn=%d in %r", self.id, message)
-        if isinstance(message, Hello):
-            self._hello_deadline = None
-            if self._peer_gone():
-                # An abandoned attempt (its client gave up waiting and closed): logging it in would only
-                # take the nick from the client's live attempt.
-                return "closed before login", None
-            outcome = self._dispatcher.log_in(message)
-            if outcome is None and (reason := self._closed_by_server()) is not None:
-                # Refused (e.g. nick_taken): the history thread queued the error and closed.
-                return reason, None
-            return outcome
-        elif isinstance(message, Ping):
-            self.client.send(encode(Pong(token=message.token, ref=message.ref)))
-        elif isinstance(message, Pong):
-            pass  # any input counts as a sign of life; the pong has done its job
-        elif isinstance(message, Quit):
-            return message.reason or "quit", None
+            trace.debug("conn=%d in %r", self.id, event)
+        if not self.budget.spend(route.bucket, event):
+            return  # refused by a rate limit: its error is queued
+        if route.thread is Thread.READER:
+            route.handler(self, event)
         else:
-            return self._dispatcher.handle(message)
-        return None
+            self.submit(cast(Message, event), getattr(event, "ref", None))
+
+    def submit(self, request: Message | Rename | Enroll | Unenroll, ref: int | None) -> None:
+        """Queue `request` for the history thread; answer "server busy" if its queue stayed full."""
+        if not self.services.history.submit(self.client, request):
+            self.budget.busy(request)
+            retry_ms = int(BUSY_RETRY * 1000)
+            self.client.send(error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=retry_ms))
+
+    def _refuse_invalid(self, error: RemoteProtocolError) -> None:
+        """A frame the decoder refused: a fatal one ends the connection, another is answered with its code."""
+        if error.fatal:
+            log.info("conn=%d event=protocol_error code=%s message=%r", self.id, error.code, error.message)
+            raise HangUp(f"protocol error: {error.code}", fatal_frame(error.code, error.message, error.ref))
+        self.budget.spend_invalid()
+        self.client.send(error_frame(error.code, error.message, error.ref))
+
+    # -- Called by the request handlers (reader thread; chat_server.reader.requests) -------------------------
+
+    def hello_received(self) -> None:
+        """The `hello` is here: its deadline is met. Hangs up on an attempt its client has abandoned."""
+        self._hello_deadline = None
+        if self._peer_gone():
+            # An abandoned attempt (its client gave up waiting and closed): logging it in would only take the
+            # nick from the client's live attempt.
+            raise HangUp("closed before login")
+
+    def hang_up_if_closed(self) -> None:
+        """Raise `HangUp` with the close reason if the connection was closed (by any thread)."""
+        with self._lock:
+            reason = self._close_reason
+        if reason is not None:
+            raise HangUp(reason)
+
+    def reader_db(self) -> sqlite3.Connection:
+        """This reader's own SQLite read connection, opened when first needed (raises `HistoryError`)."""
+        if self._history_db is None:
+            self._history_db = self.services.store.open_reader()
+        return self._history_db
+
+    def file_transfers(self) -> FileTransfers | None:
+        """This connection's file transfers, created by its first file request; None with file sharing off."""
+        files = self.services.files
+        if files is None:
+            return None
+        if self._transfers is None:
+            services = self.services
+            self._transfers = FileTransfers(
+                self.client,
+                self.sendq,
+                files,
+                services.hub,
+                services.history,
+                self.reader_db,
+                self._settle,
+                services.tally,
+            )
+        return self._transfers
+
+    def _settle(self) -> None:
+        """Wait (bounded) until the history thread has applied every request this connection sent before."""
+        done = Latch()
+        if self.services.history.submit(self.client, Settle(done)):
+            done.wait(self.services.config.sequencer_wait)
 
     def _input_waiting(self) -> bool:
         """True if input from the client waits unread, its end of stream included (any thread; no I/O but a
@@ -385,29 +518,30 @@ class Connection:
             deadlines.append(self._partial_since + config.frame_timeout)
         return min(deadlines)
 
-    def _check_deadlines(self) -> tuple[str, bytes | None] | None:
+    def _check_deadlines(self) -> None:
         now, config = self._clock(), self.config
         if self._hello_deadline is not None and now >= self._hello_deadline:
-            return "hello timeout", fatal_frame(ErrorCode.HELLO_TIMEOUT, "no hello received in time")
+            raise HangUp("hello timeout", fatal_frame(ErrorCode.HELLO_TIMEOUT, "no hello received in time"))
         if self._partial_since is not None and now >= self._partial_since + config.frame_timeout:
-            return "frame timeout", fatal_frame(ErrorCode.BAD_FRAME, "a frame was not completed in time")
+            raise HangUp(
+                "frame timeout", fatal_frame(ErrorCode.BAD_FRAME, "a frame was not completed in time")
+            )
         if self._hello_deadline is None:
             if now >= self._last_input + config.ping_timeout:
-                return "ping timeout", fatal_frame(ErrorCode.PING_TIMEOUT, "no data received in time")
+                raise HangUp("ping timeout", fatal_frame(ErrorCode.PING_TIMEOUT, "no data received in time"))
             if not self._pinged and now >= self._last_input + config.ping_interval:
                 self._pinged = True
                 self.client.send(encode(Ping(token=int(now * 1000))))
-        if self.outbox.overdue():
+        if self.sendq.overdue():
             self.close(self.client.overflow, True)
-        return None
 
     # -- Fakelag (reader thread) ---------------------------------------------------------------------------
 
-    def _fakelag(self, wait: float) -> tuple[str, bytes | None] | None:
-        """Hold the reader `wait` seconds: a request over the rate waits for its token (the `Dispatcher`'s
-        `delay`). Reads nothing meanwhile, so TCP holds the client back. Returns why the connection ends
-        instead: `excess_flood` once the reader would have been behind its client for longer than
-        `max_fakelag_seconds`, or the close reason if the connection was closed meanwhile.
+    def _fakelag(self, wait: float) -> None:
+        """Hold the reader `wait` seconds: a request over the rate waits for its token (the `Budget`'s
+        `delay`). Reads nothing meanwhile, so TCP holds the client back. Hangs up instead with
+        `excess_flood` once the reader would have been behind its client for longer than
+        `max_fakelag_seconds`, or with the close reason if the connection was closed meanwhile.
 
         No lock is held while waiting; close() wakes the wait through `_wake`.
         """
@@ -417,50 +551,52 @@ class Connection:
         if now + wait - self._behind_since > self.config.max_fakelag_seconds:
             self.services.tally.count("rate_limited", "flood")
             log.info("conn=%d event=excess_flood behind=%.1f", self.id, now - self._behind_since)
-            return "excess flood", fatal_frame(
-                ErrorCode.EXCESS_FLOOD, f"over the rate limit for {self.config.max_fakelag_seconds:g} s"
+            raise HangUp(
+                "excess flood",
+                fatal_frame(
+                    ErrorCode.EXCESS_FLOOD, f"over the rate limit for {self.config.max_fakelag_seconds:g} s"
+                ),
             )
         with self._lock:
             if self._close_reason is not None:
-                return self._close_reason, None
+                raise HangUp(self._close_reason)
             if self._wake is None:
                 self._wake = threading.Event()
             wake = self._wake
         if wake.wait(wait):
-            return self._closed_by_server() or "closed by server", None
+            raise HangUp(self._closed_by_server() or "closed by server")
         # The client's requests are waiting for us: it is alive, whatever the ping timer says.
         self._last_input = self._clock()
         self._pinged = False
-        return None
 
     # -- TLS (reader thread) -------------------------------------------------------------------------------
 
-    def _start_tls(self, tls: TlsPump) -> tuple[str, bytes | None] | None:
+    def _start_tls(self, tls: TlsPump) -> None:
         """Do the TLS handshake (bounded by `tls.handshake_timeout`), then give the connection its channel."""
         try:
             tls.handshake(self._sock, self._accepted + self.config.tls.handshake_timeout, self._clock)
         except TlsFailure as failure:
             log.info("conn=%d event=tls_failed reason=%r", self.id, str(failure))
-            return f"tls: {failure}", None
+            raise HangUp(f"tls: {failure}") from None
         log.info("conn=%d event=tls version=%s", self.id, tls.version)
         self.channel = self.services.sender.attach(
-            self.id, self.outbox, self._wsock, self.close, self.client.overflow, tls
+            self.id, self.sendq, self._wsock, self.close, self.client.overflow, tls
         )
         # The handshake's last read may have brought the first records too (a hello sent right behind the
         # client's Finished): they wait in the TLS buffer and must be handled before the next recv.
-        try:
-            got_data = self._decrypt(tls, b"")
-        except TlsFailure as failure:
-            return f"tls: {failure}", None
-        return self._handle_received(got_data)
+        self._handle_received(self._decrypt(tls, b""))
 
     def _decrypt(self, tls: TlsPump, data: bytes) -> bool:
         """Hand the plaintext in `data` (ciphertext) to the decoder, and the end of stream at close_notify.
 
         Returns whether bytes arrived that may start or continue a frame: plaintext, or part of a TLS
-        record (so a trickled record meets the frame deadline like a trickled plaintext frame does).
+        record (so a trickled record meets the frame deadline like a trickled plaintext frame does). A TLS
+        failure hangs up.
         """
-        plaintext, closed, waiting = tls.decrypt(data)
+        try:
+            plaintext, closed, waiting = tls.decrypt(data)
+        except TlsFailure as failure:
+            raise HangUp(f"tls: {failure}") from None
         if waiting and self.channel is not None:
             self.services.sender.mark(self.channel)  # TLS has bytes to send: the sender writes them
         if plaintext:
@@ -483,9 +619,9 @@ class Connection:
         if wake is not None:
             wake.set()  # a reader held back by fakelag stops waiting
         if abort:
-            self.outbox.abort(last)
+            self.sendq.abort(last)
         else:
-            self.outbox.close(last)
+            self.sendq.close(last)
         self.client.closed = True  # before login_settled: a reader that renews the latch checks this after
         self.client.login_settled.set()  # a reader waiting for its login result stops waiting
         self._shutdown(socket.SHUT_RD)  # wakes the reader from recv at once
@@ -520,10 +656,14 @@ class Connection:
             announce = self._announce
             linger_until = self._linger_until
             dropped = self._dropped
-        self._dispatcher.close()  # its uploads first: once the nick is free, they may resume elsewhere
+        # Its uploads first: once the nick is free, they may resume elsewhere.
+        if self._transfers is not None:
+            self._transfers.close()
+        if self._history_db is not None:
+            self._history_db.close()
         disconnect = Disconnect(reason, last, announce)
-        if not self.services.sequencer.submit(self.client, disconnect):
-            self.outbox.close(last)  # the history thread is gone: close the outbox ourselves
+        if not self.services.history.submit(self.client, disconnect):
+            self.sendq.close(last)  # the history thread is gone: close the send queue ourselves
         else:
             # The socket closes only after the history thread has freed the nick (docs/protocol.md,
             # "When a nick is free"): a client that saw our end of stream after its `quit` may log in again
@@ -541,7 +681,7 @@ class Connection:
         # (a TLS handshake that never completed) nothing was ever written.
         if channel is not None and not channel.done.wait(deadline - self._clock()):
             self._shutdown(socket.SHUT_RDWR)
-            self.outbox.abort()
+            self.sendq.abort()
             self.services.sender.release(channel)
             if not channel.done.wait(RELEASE_WAIT):
                 log.error("conn=%d event=sender_stuck", self.id)

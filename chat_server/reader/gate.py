@@ -13,7 +13,7 @@ history thread never has to (see chat_server/history/accounts.py for the history
   back if the password was right, so several connections from one address guessing at the same moment
   cannot overshoot the limit.
 
-Every method either returns what the reader hands to the history thread, or raises `Refused`.
+Every method either returns what the reader hands to the history thread, or raises `AccessRefused`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 HASH_WAIT = 10.0
 
 
-class Refused(Exception):
+class AccessRefused(Exception):
     """A password check refused the request: the error to send back."""
 
     def __init__(self, code: ErrorCode, message: str, retry_after_ms: int | None = None) -> None:
@@ -76,11 +76,11 @@ class Gate:
         """
         if self._password is not None:
             if hello.password is None:
-                raise Refused(ErrorCode.BAD_PASSWORD, "this server needs a password")
+                raise AccessRefused(ErrorCode.BAD_PASSWORD, "this server needs a password")
             self._attempt(address)
             if not same_secret(hello.password, self._password):
                 log.info("event=wrong_password peer=%s for=server", address)
-                raise Refused(ErrorCode.BAD_PASSWORD, "wrong server password")
+                raise AccessRefused(ErrorCode.BAD_PASSWORD, "wrong server password")
             self._failures.give_back(address_key(address))
         if hello.nick_password is None:
             return None  # the history thread refuses the nick if it is registered
@@ -102,11 +102,11 @@ class Gate:
     ) -> Enroll:
         """Check a `register` (the old password, to change it) and hash the new password."""
         if not request.password:
-            raise Refused(ErrorCode.INVALID_FIELD, "the password must not be empty")
+            raise AccessRefused(ErrorCode.INVALID_FIELD, "the password must not be empty")
         stored = self._load(db, key)
         if stored is not None:
             if request.old_password is None:
-                raise Refused(
+                raise AccessRefused(
                     ErrorCode.NICK_REGISTERED, "your nick is registered already: give the old password too"
                 )
             self._verify(address, stored, request.old_password, "your nick")
@@ -119,7 +119,7 @@ class Gate:
         """Check an `unregister`'s password."""
         stored = self._load(db, key)
         if stored is None:
-            raise Refused(ErrorCode.NOT_REGISTERED, "your nick is not registered")
+            raise AccessRefused(ErrorCode.NOT_REGISTERED, "your nick is not registered")
         self._verify(address, stored, request.password, "your nick")
         return Unenroll(key, stored.digest, request.ref)
 
@@ -131,26 +131,28 @@ class Gate:
             return accounts.load(db(), key)
         except HistoryError as error:
             log.warning("event=accounts_unavailable error=%s", error)
-            raise Refused(ErrorCode.HISTORY_UNAVAILABLE, "registered nicks are unavailable") from None
+            raise AccessRefused(ErrorCode.HISTORY_UNAVAILABLE, "registered nicks are unavailable") from None
 
     def _attempt(self, address: str) -> None:
         """Take the token a password check costs, or refuse unchecked when the address has none left."""
         wait = self._failures.take(address_key(address))
         if wait:
             retry = max(1, int(wait * 1000 + 0.999))
-            raise Refused(ErrorCode.TOO_MANY_ATTEMPTS, "too many wrong passwords; wait and retry", retry)
+            raise AccessRefused(
+                ErrorCode.TOO_MANY_ATTEMPTS, "too many wrong passwords; wait and retry", retry
+            )
 
     def _verify(self, address: str, stored: PasswordHash, password: str, what: str) -> None:
         self._attempt(address)
         try:
             with self._turn():
                 right = verify_password(password, stored)
-        except Refused:
+        except AccessRefused:
             self._failures.give_back(address_key(address))  # never checked (server busy): not a wrong guess
             raise
         if not right:
             log.info("event=wrong_password peer=%s for=%s", address, what)
-            raise Refused(ErrorCode.NICK_REGISTERED, f"wrong password for {what}")
+            raise AccessRefused(ErrorCode.NICK_REGISTERED, f"wrong password for {what}")
         self._failures.give_back(address_key(address))
 
     def _hash(self, password: str) -> PasswordHash:
@@ -162,14 +164,14 @@ class Gate:
 
 
 class _Turn:
-    """Context manager: hold one of the hashing slots, or raise `Refused` after waiting `HASH_WAIT`."""
+    """Context manager: hold one of the hashing slots, or raise `AccessRefused` after waiting `HASH_WAIT`."""
 
     def __init__(self, slots: threading.BoundedSemaphore) -> None:
         self._slots = slots
 
     def __enter__(self) -> None:
         if not self._slots.acquire(timeout=HASH_WAIT):
-            raise Refused(ErrorCode.RATE_LIMITED, "server busy, try again", 1000)
+            raise AccessRefused(ErrorCode.RATE_LIMITED, "server busy, try again", 1000)
 
     def __exit__(self, *exc_info: object) -> None:
         self._slots.release()

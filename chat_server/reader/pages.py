@@ -1,6 +1,6 @@
 """History pages on request (`fetch_history`), served on the asking connection's reader thread.
 
-Each reader thread uses its own SQLite read connection (opened by its `Dispatcher` when first needed), so a
+Each reader thread uses its own SQLite read connection (opened by its `Connection` when first needed), so a
 long page never waits for, or delays, the history thread; WAL mode lets these reads run while it writes.
 """
 

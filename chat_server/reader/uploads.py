@@ -11,7 +11,7 @@ confirmed offset and a running SHA-256), and the file open for the last download
   into place (`FileStore.place`), and hand the offer to the history thread (`StoreFile`), which stores it and
   answers ``file_done``.
 * ``file_get``: check access, read one chunk (`os.pread`) and queue ``file_data`` on the connection's bulk
-  lane (`Outbox.put_bulk`), which the sender writes only after the chat frames queued before it.
+  lane (`SendQueue.put_bulk`), which the sender writes only after the chat frames queued before it.
 * ``file_cancel``: delete the partial file.
 
 Each handler returns None or an encoded error frame: the connection sends it and counts the refusal against
@@ -30,12 +30,12 @@ from dataclasses import dataclass
 
 from chat_server.files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
 from chat_server.history.fileoffers import StoreFile
-from chat_server.history.thread import Sequencer
+from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client, Hub
 from chat_server.metrics import Tally
 from chat_server.replies import error_frame
-from chat_server.sender.outbox import Outbox
-from chat_server.storage import HistoryError, conversation_key, find_previous
+from chat_server.sender.thread import SendQueue
+from chat_server.storage import conversation_key, find_previous
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import CancelFile, FileChunk, FileData, FileDone, FileProgress, GetFile, OfferFile
@@ -70,16 +70,16 @@ class _Upload:
     recipient: tuple[str, str] | None  # (nick as shown, key)
 
 
-class Transfers:
+class FileTransfers:
     """The uploads and downloads of one connection (its reader thread only)."""
 
     def __init__(
         self,
         client: Client,
-        outbox: Outbox,
+        sendq: SendQueue,
         files: FileStore,
         hub: Hub,
-        sequencer: Sequencer,
+        history: HistoryThread,
         database: Callable[[], sqlite3.Connection],
         settle: Callable[[], None],
         tally: Tally | None = None,
@@ -87,11 +87,11 @@ class Transfers:
         self.client = client
         #: The server's counters: file bytes in and out, counted once per chunk (chat_server.metrics).
         self.tally = tally if tally is not None else Tally()
-        self.outbox = outbox
+        self.sendq = sendq
         self.files = files
         self.config = files.config
         self.hub = hub
-        self.sequencer = sequencer
+        self.history = history
         self._database = database  # the reader's own SQLite read connection, opened when first needed
         #: Waits until the history thread has applied this connection's earlier requests (a `join`...).
         self._settle = settle
@@ -99,24 +99,10 @@ class Transfers:
         self._numbers = itertools.count(1)
         self._download: tuple[str, int] | None = None  # (sha256, fd) of the file read last
 
-    # -- Dispatch ------------------------------------------------------------------------------------------
-
-    def handle(self, message: OfferFile | FileChunk | GetFile | CancelFile) -> bytes | None:
-        """Handle one file request; return an error frame to send, or None."""
-        ref = message.ref
-        try:
-            if isinstance(message, OfferFile):
-                return self._offer(message)
-            if isinstance(message, FileChunk):
-                return self._chunk(message)
-            if isinstance(message, GetFile):
-                return self._get(message)
-            return self._cancel(message)
-        except FileRefused as refused:
-            return error_frame(refused.code, refused.message, ref)
-        except HistoryError as error:
-            log.warning("conn=%d event=files_history_failed error=%s", self.client.id, error)
-            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref)
+    # -- Requests (each a row of the routing table, through chat_server.reader.requests) -------------------
+    #
+    # Each returns an error frame to send, or None; a `FileRefused` or `HistoryError` is answered by the
+    # caller (`chat_server.reader.requests._file_request`).
 
     def close(self) -> None:
         """The connection ended: close every file, release every reservation, keep partial files."""
@@ -130,7 +116,7 @@ class Transfers:
 
     # -- Uploads -------------------------------------------------------------------------------------------
 
-    def _offer(self, offer: OfferFile) -> bytes | None:
+    def offer(self, offer: OfferFile) -> bytes | None:
         client, ref = self.client, offer.ref
         if (offer.room is None) == (offer.to is None):
             return error_frame(ErrorCode.INVALID_FIELD, "give exactly one of 'room' and 'to'", ref)
@@ -216,7 +202,7 @@ class Transfers:
             _close(fd)
             raise
 
-    def _chunk(self, chunk: FileChunk) -> bytes | None:
+    def chunk(self, chunk: FileChunk) -> bytes | None:
         ref = chunk.ref
         upload = self._uploads.get(chunk.upload)
         if upload is None:
@@ -275,7 +261,7 @@ class Transfers:
             ref=ref,
             reservation=upload.reservation,
         )
-        if not self.sequencer.submit(self.client, request):
+        if not self.history.submit(self.client, request):
             upload.reservation.finish()
             return error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000)
         return None
@@ -288,7 +274,7 @@ class Transfers:
             self.files.partial_path(upload.reservation.partial).unlink(missing_ok=True)
         upload.reservation.finish()
 
-    def _cancel(self, cancel: CancelFile) -> bytes | None:
+    def cancel(self, cancel: CancelFile) -> bytes | None:
         upload = self._uploads.get(cancel.upload)
         if upload is None:
             return error_frame(
@@ -300,9 +286,9 @@ class Transfers:
 
     # -- Downloads -----------------------------------------------------------------------------------------
 
-    def _get(self, get: GetFile) -> bytes | None:
+    def get(self, get: GetFile) -> bytes | None:
         ref = get.ref
-        if self.outbox.bulk_full():
+        if self.sendq.bulk_full():
             window = self.config.window
             return error_frame(ErrorCode.TOO_MANY_TRANSFERS, f"at most {window} chunks outstanding", ref)
         stored = self.files.lookup(self._database(), get.id)
@@ -319,7 +305,7 @@ class Transfers:
             log.error("conn=%d event=file_read_failed id=%d error=%s", self.client.id, get.id, error)
             return error_frame(ErrorCode.NO_SUCH_FILE, f"file {get.id} cannot be read", ref)
         frame = FileData(id=get.id, offset=get.offset, size=stored.size, data=data, ref=ref)
-        self.outbox.put_bulk(encode(frame))
+        self.sendq.put_bulk(encode(frame))
         self.tally.count("file_bytes", "download", len(data))
         return None
 

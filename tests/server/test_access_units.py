@@ -12,9 +12,9 @@ from chat_server.history.accounts import Accounts, Enroll, Proof, Standing, Unen
 from chat_server.hub import Client, Hub
 from chat_server.ratelimit import AddressBuckets
 from chat_server.reader import gate as gate_module
-from chat_server.reader.gate import Gate, Refused
+from chat_server.reader.gate import AccessRefused, Gate
 from chat_server.reader.passwords import ScryptCost, hash_password, same_secret, verify_password
-from chat_server.sender.outbox import Outbox
+from chat_server.sender.thread import SendQueue
 from chat_server.storage import HistoryStore
 from shared import Register, Registration, decode_body
 from shared.limits import DEFAULT_LIMITS
@@ -91,9 +91,9 @@ def test_address_buckets_memory_is_bounded() -> None:
 
 
 def make_client(conn_id: int, nick: str, hub: Hub) -> Client:
-    """A hub client holding `nick` (no socket: its outbox is read directly)."""
+    """A hub client holding `nick` (no socket: its send queue is read directly)."""
     client = Client(
-        conn_id, "127.0.0.1", Outbox(soft=1 << 20, hard=1 << 21, soft_seconds=10.0), lambda *a: None, b""
+        conn_id, "127.0.0.1", SendQueue(soft=1 << 20, hard=1 << 21, soft_seconds=10.0), lambda *a: None, b""
     )
     assert hub.register(client, nick)
     return client
@@ -130,7 +130,7 @@ def test_history_thread_refuses_stale_proofs(tmp_path: Path) -> None:
         assert stored.cost == CHEAP
 
         bob = Client(
-            2, "127.0.0.1", Outbox(soft=1 << 20, hard=1 << 21, soft_seconds=10.0), lambda *a: None, b""
+            2, "127.0.0.1", SendQueue(soft=1 << 20, hard=1 << 21, soft_seconds=10.0), lambda *a: None, b""
         )
         assert accounts.standing(bob, "alice", None) is Standing.REFUSED
         assert accounts.standing(bob, "alice", Proof("alice", first.digest)) is Standing.REFUSED  # stale
@@ -165,7 +165,7 @@ def test_hashing_slots_at_and_past_the_bound(tmp_path: Path, monkeypatch: pytest
         assert enrolled.expected is None
         assert gate._hashing.acquire(timeout=1)  # another reader is hashing
         try:
-            with pytest.raises(Refused) as busy:
+            with pytest.raises(AccessRefused) as busy:
                 gate.enroll("127.0.0.2", "bob", Register(password="pw"), lambda: reader)
             assert busy.value.code == "rate_limited"
             assert busy.value.retry_after_ms == 1000

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from chat_server.config import ServerConfig
-from chat_server.reader.gate import Gate, Refused
+from chat_server.reader.gate import AccessRefused, Gate
 from shared import PROTOCOL_NAME, PROTOCOL_VERSION, Hello
 from shared.addresses import address_key, host_port, plain_address
 
@@ -74,7 +74,7 @@ def test_wrong_passwords_from_one_ipv6_64_share_one_budget(tmp_path: Path) -> No
     hello = Hello(proto=PROTOCOL_NAME, version=PROTOCOL_VERSION, nick="mallory", password="wrong")
 
     def attempt(address: str) -> str:
-        with pytest.raises(Refused) as refused:
+        with pytest.raises(AccessRefused) as refused:
             gate.admit(address, hello, no_db)
         return refused.value.code
 

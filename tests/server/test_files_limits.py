@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from chat_server.filesconfig import FilesConfig
-from chat_server.sender.outbox import Outbox
+from chat_server.sender.thread import SendQueue
 from chat_server.server import ChatServer
 from shared import (
     Ack,
@@ -252,10 +252,10 @@ def test_a_downloader_is_not_dropped_for_its_bulk_frames(make_server: Callable[.
         assert not any(isinstance(m, Error) for m in bob.drain())
 
 
-def test_outbox_bulk_lane_gives_chat_frames_first() -> None:
+def test_send_queue_bulk_lane_gives_chat_frames_first() -> None:
     """take() returns every chat frame, then at most one bulk frame; the lane refuses past bulk_limit; the
     limits grow by the lane's bound only while bulk bytes are in flight; close drops waiting chunks."""
-    box = Outbox(soft=100, hard=200, soft_seconds=1.0, bulk_limit=2, bulk_frame=1000)
+    box = SendQueue(soft=100, hard=200, soft_seconds=1.0, bulk_limit=2, bulk_frame=1000)
     assert box.put_bulk(b"B1" * 400)
     assert box.put_bulk(b"B2" * 400)
     assert not box.put_bulk(b"B3")
@@ -268,7 +268,7 @@ def test_outbox_bulk_lane_gives_chat_frames_first() -> None:
     box.written(1604)
     assert box.queued == 0
     assert not box.put(b"x" * 201)  # no bulk in flight: the plain hard limit again
-    other = Outbox(soft=100, hard=200, soft_seconds=1.0, bulk_limit=2, bulk_frame=1000)
+    other = SendQueue(soft=100, hard=200, soft_seconds=1.0, bulk_limit=2, bulk_frame=1000)
     other.put_bulk(b"chunk")
     other.close(b"bye")
     assert other.take() == [b"bye"]

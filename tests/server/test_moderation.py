@@ -414,7 +414,7 @@ def test_a_room_that_vanishes_takes_its_session_rights_along(server: ChatServer,
     comes back goes to its new first joiner, and its creator is no longer its operator."""
     alice, bob = login("alice", rooms=[]), login("bob", rooms=[])
     assert server._services is not None
-    book = server._services.sequencer.chat.moderation.book
+    book = server._services.history.chat.moderation.book
     for n in range(30):
         join(alice, f"tmp{n}")
         alice.send(Leave(room=f"tmp{n}", ref=900 + n))

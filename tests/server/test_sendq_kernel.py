@@ -14,10 +14,9 @@ import time
 from collections.abc import Callable
 
 from chat_server.config import DEFAULT_MAX_FRAME, DEFAULT_SEND_BUFFER, DEFAULT_SENDQ_HARD
-from chat_server.sender.outbox import Outbox
-from chat_server.sender.thread import Sender
+from chat_server.sender.thread import SenderThread, SendQueue
 from chat_server.server import ChatServer
-from shared import Ack, ConnectionClosed, Error, Message, Said, Say, SignedOff
+from shared import Ack, EndOfStream, Error, Message, RemoteProtocolError, Said, Say, SignedOff
 
 from .client import ChatTestClient, wait_until
 
@@ -87,10 +86,13 @@ class PacedReader:
             self.received += len(data)
             self.protocol.receive_data(data)
             try:
-                self.messages.extend(self.protocol.events())
-            except ConnectionClosed:
-                self.ended = "eof"
-                return
+                for event in self.protocol.events():
+                    if isinstance(event, EndOfStream):
+                        self.ended = "eof"
+                        return
+                    if isinstance(event, RemoteProtocolError):
+                        raise event
+                    self.messages.append(event)
             except Exception as error:  # a test failure, reported by the test thread
                 self.ended = repr(error)
                 return
@@ -204,18 +206,18 @@ def raw_frame(number: int, size: int) -> bytes:
 def test_abort_finishes_the_frame_in_progress_then_sends_only_the_last_frame() -> None:
     """Dropping a client whose kernel buffer is full: the frame the kernel took part of is completed, every
     frame not begun is discarded, and the last frame (the reason) follows at once, then the end of stream."""
-    sender = Sender(60.0)
+    sender = SenderThread(60.0)
     sender.start()
     ours, theirs = socket.socketpair()
     try:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8192)
-        outbox = Outbox(soft=1 << 30, hard=1 << 30, soft_seconds=60.0)
-        channel = sender.attach(1, outbox, ours, lambda *_: None, b"")
+        sendq = SendQueue(soft=1 << 30, hard=1 << 30, soft_seconds=60.0)
+        channel = sender.attach(1, sendq, ours, lambda *_: None, b"")
         frames = [raw_frame(number, 1000 + 37 * number) for number in range(200)]  # ~940 KB, never all taken
-        outbox.put_many(frames)
+        sendq.put_many(frames)
         wait_until(lambda: channel.held, what="the kernel buffer to fill")
         last = raw_frame(255, 10)
-        outbox.abort(last)
+        sendq.abort(last)
         theirs.settimeout(5)
         received = b""
         while chunk := theirs.recv(65536):
@@ -229,7 +231,7 @@ def test_abort_finishes_the_frame_in_progress_then_sends_only_the_last_frame() -
         assert got[-1] == last
         assert 0 < len(got) - 1 < len(frames)
         assert got[:-1] == frames[: len(got) - 1]  # whole frames, in order, then the reason
-        assert outbox.queued == 0  # the discarded frames are no longer counted
+        assert sendq.queued == 0  # the discarded frames are no longer counted
     finally:
         sender.stop(5.0)
         ours.close()

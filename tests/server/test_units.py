@@ -1,4 +1,4 @@
-"""Unit tests of the parts with their own rules: token buckets, the outbox, the configuration."""
+"""Unit tests of the parts with their own rules: token buckets, the sendq, the configuration."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from chat_server.config import DEFAULT_MAX_CLIENTS, ServerConfig, load_toml
 from chat_server.history.roomstate import RoomStates
 from chat_server.history.rules import RoomRules
 from chat_server.hub import Client, Room
-from chat_server.latch import Latch
 from chat_server.ratelimit import ORDER_HOLD_SECONDS, MessageOrder, TokenBucket
-from chat_server.reader.connection import RECV_MAX, RECV_MIN, next_recv_size
-from chat_server.sender.outbox import Outbox
+from chat_server.sender.thread import SendQueue
+from chat_server.tuning import RECV_MAX, RECV_MIN, Latch, next_recv_size
 from shared.codec import encode
 from shared.messages import Member, RoomState
 
@@ -102,24 +101,24 @@ def test_message_order_hold_expires_and_needs_an_id() -> None:
     assert order.wait("m3") == 0.0
 
 
-def outbox(clock: FakeClock) -> Outbox:
-    """An outbox with a 100-byte soft limit (held 5 s) and a 300-byte hard limit."""
-    return Outbox(soft=100, hard=300, soft_seconds=5.0, clock=clock)
+def send_queue(clock: FakeClock) -> SendQueue:
+    """A send queue with a 100-byte soft limit (held 5 s) and a 300-byte hard limit."""
+    return SendQueue(soft=100, hard=300, soft_seconds=5.0, clock=clock)
 
 
-def test_outbox_hard_limit_at_and_past() -> None:
+def test_send_queue_hard_limit_at_and_past() -> None:
     """Exactly the hard limit is accepted; one byte past it is over the limit."""
     clock = FakeClock()
-    box = outbox(clock)
+    box = send_queue(clock)
     assert box.put(b"x" * 300)
-    box2 = outbox(clock)
+    box2 = send_queue(clock)
     assert not box2.put(b"x" * 301)
 
 
-def test_outbox_soft_limit_held_too_long() -> None:
+def test_send_queue_soft_limit_held_too_long() -> None:
     """Over the soft limit is fine for `soft_seconds`, not longer; `overdue` notices without a put."""
     clock = FakeClock()
-    box = outbox(clock)
+    box = send_queue(clock)
     assert box.put(b"x" * 101)
     clock.now += 5.0
     assert not box.overdue()
@@ -127,10 +126,10 @@ def test_outbox_soft_limit_held_too_long() -> None:
     assert box.overdue()
 
 
-def test_outbox_soft_timer_resets_when_drained() -> None:
+def test_send_queue_soft_timer_resets_when_drained() -> None:
     """Writing the queue down below the soft limit resets the soft-limit clock."""
     clock = FakeClock()
-    box = outbox(clock)
+    box = send_queue(clock)
     box.put(b"x" * 150)
     clock.now += 4
     taken = box.take()
@@ -141,9 +140,9 @@ def test_outbox_soft_timer_resets_when_drained() -> None:
     assert box.put(b"z")  # 4 s over the soft limit this time, not 8
 
 
-def test_outbox_counts_bytes_until_written_and_batches() -> None:
+def test_send_queue_counts_bytes_until_written_and_batches() -> None:
     """The writer takes everything at once; the bytes count until it reports them written."""
-    box = outbox(FakeClock())
+    box = send_queue(FakeClock())
     for part in (b"a", b"bb", b"ccc"):
         box.put(part)
     assert box.take() == [b"a", b"bb", b"ccc"]
@@ -153,15 +152,15 @@ def test_outbox_counts_bytes_until_written_and_batches() -> None:
     assert box.take() == []
 
 
-def test_outbox_close_drains_then_ends_and_abort_drops() -> None:
+def test_send_queue_close_drains_then_ends_and_abort_drops() -> None:
     """close() keeps what is queued and adds the last frame; abort() keeps only the last frame."""
-    box = outbox(FakeClock())
+    box = send_queue(FakeClock())
     box.put(b"one")
     box.close(b"bye")
     assert box.put(b"ignored")
     assert box.take() == [b"one", b"bye"]
     assert box.take() is None
-    other = outbox(FakeClock())
+    other = send_queue(FakeClock())
     other.put(b"one")
     other.abort(b"dropped")
     assert other.take() == [b"dropped"]
@@ -205,9 +204,9 @@ def test_config_file(tmp_path: Path) -> None:
         load_toml(tmp_path / "missing.toml")
 
 
-def test_outbox_put_many_counts_and_limits() -> None:
+def test_send_queue_put_many_counts_and_limits() -> None:
     """put_many queues frames in order, counts their bytes, and reports crossing the hard limit."""
-    box = outbox(FakeClock())
+    box = send_queue(FakeClock())
     assert box.put_many([b"a", b"bb"])
     assert box.queued == 3
     assert not box.put_many([b"x" * 150, b"y" * 150])
@@ -226,7 +225,9 @@ def test_room_state_frames_match_the_codec_and_follow_changes() -> None:
     changes nick or away message; a crowded room still falls back to shortened away messages."""
 
     def client(number: int, nick: str, away: str | None = None) -> Client:
-        member = Client(number, "127.0.0.1", Outbox(soft=10, hard=20, soft_seconds=1.0), lambda *a: None, b"")
+        member = Client(
+            number, "127.0.0.1", SendQueue(soft=10, hard=20, soft_seconds=1.0), lambda *a: None, b""
+        )
         member.nick, member.away = nick, away
         return member
 
