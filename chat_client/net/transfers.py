@@ -256,8 +256,9 @@ class FileTransfers:
             except OSError as error:
                 log.warning("could not remove the partial download %s: %s", transfer.partial, error)
 
-    def update(self, transfer: Transfer, *, force: bool = False, **changes: object) -> None:
-        transfer.info = replace(transfer.info, **changes)  # type: ignore[arg-type]
+    def update(self, transfer: Transfer, *, force: bool = False, **changes: Any) -> None:
+        """Replace fields of `transfer`'s snapshot (`TransferInfo` checks them) and report the change."""
+        transfer.info = replace(transfer.info, **changes)
         self._changed.set()
         self._report(transfer, force=force)
 

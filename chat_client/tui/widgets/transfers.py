@@ -9,7 +9,7 @@ screen only as `Text` made visible by `render.safe`, never as markup.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -106,11 +106,11 @@ class TransfersPanel(Vertical):
                 row.show(info)
         self.prune(keep=transfers.keys())
 
-    def prune(self, keep: object = None) -> None:
+    def prune(self, keep: Collection[int] | None = None) -> None:
         """Remove the rows of transfers that ended more than `LINGER` seconds ago (or are not in `keep`)."""
         now = self._clock()
         for number, row in list(self._rows.items()):
-            gone = keep is not None and number not in keep  # type: ignore[operator]
+            gone = keep is not None and number not in keep
             if gone or (row.ended_at is not None and now - row.ended_at > LINGER):
                 del self._rows[number]
                 row.remove()
