@@ -32,6 +32,8 @@ from typing import Any
 
 #: The protocol's default text limit, in bytes (section 8).
 DEFAULT_MAX_TEXT = 4096
+#: The default `files.chunk` (section 12): the most bytes one `file_chunk` may carry.
+DEFAULT_FILE_CHUNK = 49_152
 
 #: Where the suite's own transcripts live.
 TRANSCRIPTS = Path(__file__).with_name("transcripts")
@@ -145,6 +147,7 @@ class Variables:
             values[f"{peer}_upper"] = values[peer].upper()
         values["room"] = f"cf-{tag}"
         values["long_text"] = "x" * (DEFAULT_MAX_TEXT + 1)
+        values["long_chunk"] = b"x" * (DEFAULT_FILE_CHUNK + 1)
         return cls(values)
 
     def substitute(self, value: Any) -> Any:
@@ -157,6 +160,8 @@ class Variables:
         if isinstance(value, list):
             return [self.substitute(item) for item in value]
         if isinstance(value, dict):
+            if value.keys() == {"$hex"}:  # binary (msgpack bin), written as hex digits
+                return bytes.fromhex(value["$hex"])
             return {key: self.substitute(item) for key, item in value.items()}
         return value
 
@@ -185,6 +190,10 @@ _TYPES: dict[str, tuple[type, ...]] = {
 def _match(pattern: Any, value: Any, variables: Variables, captured: dict[str, Any], path: str) -> None:
     if isinstance(pattern, str) and pattern[:1] in "$?=" and len(pattern) > 1:
         _match_special(pattern, value, variables, captured, path)
+    elif isinstance(pattern, dict) and pattern.keys() == {"$hex"}:
+        expected = bytes.fromhex(pattern["$hex"])
+        if type(value) is not bytes or value != expected:
+            raise Mismatch(f"{path}: expected the bytes {pattern['$hex']:.60}, got {value!r:.60}")
     elif isinstance(pattern, dict) and any(key.startswith("$") for key in pattern):
         _match_operator(pattern, value, variables, captured, path)
     elif isinstance(pattern, dict):
@@ -310,6 +319,8 @@ def example(pattern: Any, variables: Variables, counter: Iterator[int]) -> Any:
             return variables.substitute("${" + pattern[1:] + "}")
         return variables.substitute(pattern)
     if isinstance(pattern, dict):
+        if pattern.keys() == {"$hex"}:
+            return bytes.fromhex(pattern["$hex"])
         if "$gt" in pattern:
             return _resolve(pattern["$gt"], variables, {}) + 1 + next(counter)
         if "$all" in pattern:

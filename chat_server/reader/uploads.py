@@ -208,10 +208,8 @@ class FileTransfers:
         if upload is None:
             return error_frame(ErrorCode.NO_SUCH_FILE, f"no upload {chunk.upload} on this connection", ref)
         data = chunk.data
-        if len(data) > self.config.chunk:
-            return error_frame(
-                ErrorCode.INVALID_FIELD, f"a chunk holds at most {self.config.chunk} bytes", ref
-            )
+        if not data or len(data) > self.config.chunk:
+            return error_frame(ErrorCode.INVALID_FIELD, f"a chunk holds 1 to {self.config.chunk} bytes", ref)
         if chunk.offset != upload.offset:
             return error_frame(ErrorCode.BAD_OFFSET, f"expected offset {upload.offset}", ref)
         if upload.offset + len(data) > upload.offer.size:
