@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 LISTENING = "mpchat server listening on "
@@ -24,6 +25,14 @@ class ServerProcess:
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
         )
         assert self.process.stdout is not None
+        assert self.process.stderr is not None
+        # The log goes to stderr: read it as it comes, or a long run fills the pipe (64 KiB) and the server's
+        # next log line blocks whichever thread writes it (the conformance suite did, after 84 cases).
+        self._stderr: list[str] = []
+        self._drain = threading.Thread(
+            target=self._stderr.extend, args=(self.process.stderr,), name="server-stderr", daemon=True
+        )
+        self._drain.start()
         self.first_line = self.process.stdout.readline()  # bounded: the process prints it or exits
         self.address: tuple[str, int] | None = None
         if self.first_line.startswith(LISTENING):
@@ -44,8 +53,11 @@ class ServerProcess:
         """Make sure the process is gone; return the rest of its stdout and its stderr."""
         if self.process.poll() is None:
             self.process.kill()
-        out, err = self.process.communicate(timeout=10)
-        return out, err
+        assert self.process.stdout is not None
+        out = self.process.stdout.read()
+        self.process.wait(10)
+        self._drain.join(10)
+        return out, "".join(self._stderr)
 
     def __enter__(self) -> ServerProcess:
         return self
