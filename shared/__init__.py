@@ -15,9 +15,11 @@ from typing import TYPE_CHECKING
 from .lazy import lazy_exports
 
 if TYPE_CHECKING:  # the real imports, for type checkers and readers; at run time see `shared.lazy`
+    from .codec import FrameReassembler as FrameReassembler
     from .codec import decode_body as decode_body
     from .codec import encode as encode
     from .codec import encode_body as encode_body
+    from .codec import frame as frame
     from .connection import EndOfStream as EndOfStream
     from .connection import ProtocolConnection as ProtocolConnection
     from .connection import Role as Role
@@ -26,8 +28,6 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers; at run tim
     from .errors import LocalProtocolError as LocalProtocolError
     from .errors import ProtocolError as ProtocolError
     from .errors import RemoteProtocolError as RemoteProtocolError
-    from .framing import FrameReassembler as FrameReassembler
-    from .framing import frame as frame
     from .limits import DEFAULT_LIMITS as DEFAULT_LIMITS
     from .limits import Limits as Limits
     from .messages import *  # noqa: F403  (every message class: the list is `shared.messages.__all__`)
@@ -43,10 +43,9 @@ if TYPE_CHECKING:  # the real imports, for type checkers and readers; at run tim
 
 #: The module of each public name that is not a message (the messages are all in `shared.messages`).
 _HOMES = {
-    **dict.fromkeys(("decode_body", "encode", "encode_body"), "codec"),
+    **dict.fromkeys(("FrameReassembler", "decode_body", "encode", "encode_body", "frame"), "codec"),
     **dict.fromkeys(("EndOfStream", "ProtocolConnection", "Role", "State"), "connection"),
     **dict.fromkeys(("ErrorCode", "LocalProtocolError", "ProtocolError", "RemoteProtocolError"), "errors"),
-    **dict.fromkeys(("FrameReassembler", "frame"), "framing"),
     **dict.fromkeys(("DEFAULT_LIMITS", "Limits"), "limits"),
     **dict.fromkeys(("SENT_BY_CLIENT", "SENT_BY_SERVER", "Message", "check_outgoing"), "schema"),
     **dict.fromkeys(("fold", "nick_problem", "room_problem", "text_problem", "visible"), "text"),

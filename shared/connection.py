@@ -42,9 +42,8 @@ import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
-from .codec import decode_body, encode
+from .codec import FrameReassembler, decode_body, encode
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
-from .framing import FrameReassembler
 from .limits import DEFAULT_LIMITS, Limits
 from .messages import PROTOCOL_NAME, PROTOCOL_VERSION, Error, Hello, Welcome
 from .schema import SENT_BY_CLIENT, SENT_BY_SERVER, Message, Sender, check_outgoing

@@ -19,8 +19,7 @@ import msgpack
 
 from chat_server.hub import Client, Room
 from chat_server.replies import clip
-from shared.codec import encode
-from shared.framing import frame
+from shared.codec import encode, frame
 from shared.messages import Member, RoomState
 from shared.schema import to_wire
 

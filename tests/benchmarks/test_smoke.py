@@ -22,7 +22,7 @@ from benchmarks.servers import BENCH_SETTINGS
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
 from shared import Hello, History, ProtocolConnection, Role, RoomState, Say, Welcome, encode
-from shared.framing import frame
+from shared.codec import frame
 
 FIELDS = (
     "delivered",

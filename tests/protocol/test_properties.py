@@ -21,7 +21,7 @@ from shared import (
     encode,
     frame,
 )
-from shared.framing import FrameReassembler
+from shared.codec import FrameReassembler
 from shared.limits import DEFAULT_LIMITS
 
 from .examples import CLIENT_EXAMPLES, SERVER_EXAMPLES
