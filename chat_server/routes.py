@@ -79,7 +79,7 @@ class Thread(enum.Enum):
     HISTORY = "history"
 
 
-class Bucket(enum.Enum):
+class Cost(enum.Enum):
     """Which of the connection's rate limits a request draws from (the routing table's third column; the
     limits are announced in `welcome.rates`)."""
 
@@ -104,7 +104,8 @@ class Route:
     """One row of the table."""
 
     thread: Thread
-    bucket: Bucket
+    #: What the request costs: which of the connection's rate buckets it draws from.
+    cost: Cost
     #: READER: ``handler(connection, request)``. HISTORY: ``handler(part, client, request)``, an unbound
     #: method of one of the history thread's parts (bound once by `bind_history`).
     handler: Callable[..., None]
@@ -113,20 +114,20 @@ class Route:
 M = TypeVar("M")
 
 
-def reader(kind: type[M], bucket: Bucket, handler: Callable[[Connection, M], None]) -> tuple[type, Route]:
+def reader(kind: type[M], cost: Cost, handler: Callable[[Connection, M], None]) -> tuple[type, Route]:
     """A row handled on the connection's reader thread."""
-    return kind, Route(Thread.READER, bucket, handler)
+    return kind, Route(Thread.READER, cost, handler)
 
 
-def history(kind: type[M], bucket: Bucket, handler: Callable[[Any, Client, M], None]) -> tuple[type, Route]:
+def history(kind: type[M], cost: Cost, handler: Callable[[Any, Client, M], None]) -> tuple[type, Route]:
     """A row handled on the history thread."""
-    return kind, Route(Thread.HISTORY, bucket, handler)
+    return kind, Route(Thread.HISTORY, cost, handler)
 
 
-FREE, TRANSFER, REQUESTS, TEXT = Bucket.FREE, Bucket.TRANSFER, Bucket.REQUESTS, Bucket.TEXT
-JOINS, NICKS = Bucket.JOINS, Bucket.NICKS
+FREE, TRANSFER, REQUESTS, TEXT = Cost.FREE, Cost.TRANSFER, Cost.REQUESTS, Cost.TEXT
+JOINS, NICKS = Cost.JOINS, Cost.NICKS
 
-#: Every request the server handles: type -> (thread, bucket, handler).
+#: Every request the server handles: type -> (thread, cost, handler).
 ROUTES: dict[type, Route] = dict(
     [
         # The connection's own life (chat_server.reader.requests).
@@ -198,5 +199,5 @@ def bind_history(parts: Iterable[object], routes: dict[type, Route] = ROUTES) ->
         owner = next((p for p in parts if getattr(type(p), name, None) is route.handler), None)
         if owner is None:
             raise LookupError(f"no part of the history thread defines the handler of {kind.__name__}")
-        bound[kind] = (getattr(owner, name), route.bucket is not Bucket.FREE)
+        bound[kind] = (getattr(owner, name), route.cost is not Cost.FREE)
     return bound

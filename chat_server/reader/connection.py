@@ -5,7 +5,7 @@ The reader thread (``conn-N-reader``) owns the socket's receiving side and the `
 1. wait for bytes, at most until the next deadline (hello, frame completion, ping, dead peer);
 2. hand them to the sans-I/O decoder (one `recv` may hold half a frame or fifty frames);
 3. for each event of the decoder (`_handle`): look the request's type up in the routing table
-   (chat_server.routes), spend its rate bucket (`Budget`, chat_server.reader.requests), then run its handler
+   (chat_server.routes), spend its cost from the rate buckets (`Budget`, below), then run its handler
    here (a `READER` row: `hello`, `ping`, history pages, file requests...) or submit it to the history
    thread, which owns all shared chat state (a `HISTORY` row). A request over the rate waits for its token
    (fakelag, `_fakelag`): the reader sleeps, reading nothing, so the kernel's receive buffer fills and TCP
@@ -48,9 +48,9 @@ from chat_server.history.chat import Disconnect
 from chat_server.history.fileoffers import Settle
 from chat_server.hub import Client
 from chat_server.ratelimit import MessageOrder, TokenBucket
-from chat_server.reader.uploads import FileTransfers
+from chat_server.reader.uploads import ConnectionFiles
 from chat_server.replies import error_frame, fatal_frame
-from chat_server.routes import ROUTES, Bucket, Thread
+from chat_server.routes import ROUTES, Cost, Thread
 from chat_server.sender.thread import Channel, SendQueue
 from chat_server.services import Services
 from chat_server.tls import TlsFailure, TlsPump
@@ -132,18 +132,18 @@ class Budget:
         #: Requests of this connection refused or delayed by a rate limit (shown by /stats NICK).
         self.rate_limited = 0
 
-    def spend(self, bucket: Bucket, message: object) -> bool:
-        """Spend what `message` costs from `bucket` (chat_server.routes.Bucket), waiting for it if needed.
+    def spend(self, cost: Cost, message: object) -> bool:
+        """Spend what `message` costs (`cost`, its row's column in chat_server.routes), waiting if needed.
 
         False if the request was refused instead (its `error` is queued): the caller drops it.
         """
-        if bucket is Bucket.FREE or bucket is Bucket.TRANSFER:
+        if cost is Cost.FREE or cost is Cost.TRANSFER:
             return True
         if wait := self._requests.take():
             self._wait_for(self._requests, 1.0, wait, "messages")
-        if bucket is Bucket.REQUESTS:
+        if cost is Cost.REQUESTS:
             return True
-        if bucket is Bucket.TEXT:
+        if cost is Cost.TEXT:
             text = cast("Say | Tell", message)
             if wait := self._order.wait(text.client_msg_id):
                 self.count_refusal("order")
@@ -153,9 +153,9 @@ class Budget:
             if wait := self._text_bytes.take(size):
                 self._wait_for(self._text_bytes, size, wait, "text_bytes")
             return True
-        slow = self._joins if bucket is Bucket.JOINS else self._renames
+        slow = self._joins if cost is Cost.JOINS else self._renames
         if wait := slow.take():
-            self.count_refusal(bucket.value)
+            self.count_refusal(cost.value)
             retry = max(1, int(wait * 1000 + 0.999))
             ref = getattr(message, "ref", None)
             self.refuse(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry), ref)
@@ -289,7 +289,7 @@ class Connection:
         self.budget = Budget(services, self.client, self._fakelag)
         self._history_db: sqlite3.Connection | None = None
         # Created by the first file request: most connections never send one.
-        self._transfers: FileTransfers | None = None
+        self._transfers: ConnectionFiles | None = None
         self._lock = threading.Lock()  # guards _close_reason, _dropped, _linger_until and _wake
         # Set by close() to wake a reader held back by fakelag; made by the first wait (most never wait).
         self._wake: threading.Event | None = None
@@ -415,7 +415,7 @@ class Connection:
             return
         if self._trace:
             trace.debug("conn=%d in %r", self.id, event)
-        if not self.budget.spend(route.bucket, event):
+        if not self.budget.spend(route.cost, event):
             return  # refused by a rate limit: its error is queued
         if route.thread is Thread.READER:
             route.handler(self, event)
@@ -460,14 +460,14 @@ class Connection:
             self._history_db = self.services.store.open_reader()
         return self._history_db
 
-    def file_transfers(self) -> FileTransfers | None:
+    def transfers(self) -> ConnectionFiles | None:
         """This connection's file transfers, created by its first file request; None with file sharing off."""
         files = self.services.files
         if files is None:
             return None
         if self._transfers is None:
             services = self.services
-            self._transfers = FileTransfers(
+            self._transfers = ConnectionFiles(
                 self.client,
                 self.sendq,
                 files,

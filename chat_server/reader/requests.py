@@ -27,7 +27,7 @@ from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.chat import Login
 from chat_server.reader import adminstats, pages
 from chat_server.reader.gate import AccessRefused
-from chat_server.reader.uploads import FileTransfers
+from chat_server.reader.uploads import ConnectionFiles
 from chat_server.replies import error_frame, fatal_frame
 from chat_server.storage import HistoryError
 from chat_server.tuning import Latch
@@ -206,29 +206,29 @@ F = TypeVar("F", OfferFile, FileChunk, GetFile, CancelFile)
 
 def offer_file(connection: Connection, request: OfferFile) -> None:
     """Start (or resume) an upload (chat_server.reader.uploads)."""
-    _file_request(connection, request, FileTransfers.offer)
+    _file_request(connection, request, ConnectionFiles.offer)
 
 
 def file_chunk(connection: Connection, request: FileChunk) -> None:
     """Write one chunk of an upload."""
-    _file_request(connection, request, FileTransfers.chunk)
+    _file_request(connection, request, ConnectionFiles.chunk)
 
 
 def get_file(connection: Connection, request: GetFile) -> None:
     """Send one chunk of a stored file."""
-    _file_request(connection, request, FileTransfers.get)
+    _file_request(connection, request, ConnectionFiles.get)
 
 
 def cancel_file(connection: Connection, request: CancelFile) -> None:
     """Abandon an upload."""
-    _file_request(connection, request, FileTransfers.cancel)
+    _file_request(connection, request, ConnectionFiles.cancel)
 
 
 def _file_request(
-    connection: Connection, request: F, action: Callable[[FileTransfers, F], bytes | None]
+    connection: Connection, request: F, action: Callable[[ConnectionFiles, F], bytes | None]
 ) -> None:
     """Run a file request on the connection's transfers; its refusals count against `flood_refusals`."""
-    transfers = connection.file_transfers()
+    transfers = connection.transfers()
     refusal: bytes | None
     if transfers is None:
         refusal = error_frame(ErrorCode.FORBIDDEN, "file sharing is off on this server", request.ref)

@@ -70,7 +70,7 @@ class _Upload:
     recipient: tuple[str, str] | None  # (nick as shown, key)
 
 
-class FileTransfers:
+class ConnectionFiles:
     """The uploads and downloads of one connection (its reader thread only)."""
 
     def __init__(
