@@ -7,12 +7,16 @@ are clipped to `SERVER_TEXT_MAX` bytes: a client never refuses a frame because t
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from shared.codec import encode
 from shared.errors import ErrorCode
-from shared.messages import Error
+from shared.messages import Error, Ok
 
 from .config import SERVER_TEXT_MAX
+
+if TYPE_CHECKING:
+    from .hub import Client
 
 #: Room for the outer map of a history or list reply besides its entries, so the reply fits one frame.
 REPLY_MARGIN = 512
@@ -41,6 +45,12 @@ def error_frame(
         retry_after_ms=retry_after_ms,
     )
     return encode(error)
+
+
+def answer(client: Client, ref: int | None) -> None:
+    """Send `client` the `ok` for its request with `ref` (after the broadcast that carried the effect)."""
+    if ref is not None:
+        client.send(encode(Ok(ref=ref)))
 
 
 def now_ms() -> int:

@@ -33,6 +33,7 @@ from shared import (
     Message,
     Moderated,
     NickChanged,
+    Ok,
     Ping,
     Pong,
     Registration,
@@ -82,6 +83,8 @@ class Router:
                 self._liveness.on_ping(session, token)
             case Pong(token=token):
                 self._liveness.on_pong(token)
+            case Ok():
+                pass  # a waiting request has seen it (its effect came as the broadcast before it)
             case Ack():
                 entry = self._delivery.on_ack(message)
                 if entry is not None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub
 from chat_server.metrics import Tally
-from chat_server.replies import REPLY_MARGIN, clip, error_frame, fatal_frame, now_ms
+from chat_server.replies import REPLY_MARGIN, answer, clip, error_frame, fatal_frame, now_ms
 from chat_server.storage import HistoryError, HistoryStore
 from chat_server.tuning import Latch
 from shared.codec import encode
@@ -171,6 +171,8 @@ class Chat:
                     ts=self._ts(),
                     limits=self.config.limits,
                     ping_interval=max(1, round(self.config.ping_interval)),
+                    # Rounded down: a client that keeps within the announced figure is never cut off.
+                    ping_timeout=max(1, int(self.config.ping_timeout)),
                     rates=self.rates,
                     motd=self.config.motd,
                     files=self.config.files.policy(),
@@ -298,9 +300,11 @@ class Chat:
         changed = encode(NickChanged(old=old, new=request.nick, ts=self._ts()))
         if request.nick == old:
             client.send(changed)  # nothing changed: confirm to the user, announce nothing
+            answer(client, request.ref)
             return
         log.info("conn=%d event=nick old=%r new=%r", client.id, old, request.nick)
         self.hub.send_all(self.hub.neighbours(client), changed)
+        answer(client, request.ref)
 
     def set_away(self, client: Client, request: SetAway) -> None:
         """Set (or clear) `client`'s away message; everyone sharing a room with it hears `away_changed`."""
@@ -310,6 +314,7 @@ class Chat:
             client.away = message
         changed = encode(AwayChanged(nick=client.nick or "", ts=self._ts(), message=message))
         self.hub.send_all(self.hub.neighbours(client), changed)
+        answer(client, request.ref)
 
 
 def announced_rates(config: ServerConfig) -> RateLimits:

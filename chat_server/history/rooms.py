@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub, Room, member_room
-from chat_server.replies import error_frame
+from chat_server.replies import answer, error_frame
 from chat_server.storage import HistoryError, HistoryStore, Page
 from shared.codec import encode
 from shared.errors import ErrorCode
@@ -143,6 +143,7 @@ class Rooms:
         self.hub.publish(room, encode(left))
         self.hub.leave(client, room)
         self._moderation.left(room)
+        answer(client, request.ref)
 
     def set_topic(self, client: Client, request: SetTopic) -> None:
         """Store and announce a room's new topic (its operators only, when the topic is locked)."""
@@ -167,6 +168,7 @@ class Rooms:
             room.topic = request.topic
         changed = TopicChanged(room=room.name, topic=request.topic, nick=client.nick or "", ts=self._ts())
         self.hub.publish(room, encode(changed))
+        answer(client, request.ref)
 
     def who(self, client: Client, request: Who) -> None:
         """Answer with the `room_state` of a room (of a closed one: to its members only)."""

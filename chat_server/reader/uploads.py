@@ -33,7 +33,7 @@ from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client, Hub
 from chat_server.metrics import Tally
-from chat_server.replies import error_frame
+from chat_server.replies import answer, error_frame
 from chat_server.sender.thread import SendQueue
 from chat_server.storage import conversation_key, find_previous
 from shared.codec import encode
@@ -225,7 +225,7 @@ class ConnectionFiles:
         upload.hasher.update(data)
         upload.offset += len(data)
         self.tally.count("file_bytes", "upload", len(data))
-        self.client.send(encode(FileProgress(upload=upload.number, offset=upload.offset)))
+        self.client.send(encode(FileProgress(upload=upload.number, offset=upload.offset, ref=ref)))
         if upload.offset == upload.offer.size:
             return self._complete(upload, ref)
         return None
@@ -280,6 +280,7 @@ class ConnectionFiles:
             )
         log.info("conn=%d event=upload_cancelled upload=%d", self.client.id, upload.number)
         self._drop(upload, delete=True)
+        answer(self.client, cancel.ref)
         return None
 
     # -- Downloads -----------------------------------------------------------------------------------------

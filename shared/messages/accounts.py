@@ -16,7 +16,7 @@ SERVER = Sender.SERVER
 @message(
     "nick",
     CLIENT,
-    answers=(),
+    answers=("ok",),
     errors=(
         ErrorCode.NICK_TAKEN,
         ErrorCode.NICK_REGISTERED,
@@ -79,7 +79,7 @@ class Unregister(Message):
 @message(
     "away",
     CLIENT,
-    answers=(),
+    answers=("ok",),
     errors=(ErrorCode.RATE_LIMITED,),
 )
 class SetAway(Message):

@@ -145,12 +145,27 @@ class Welcome(Message):
     ts: int = wire(check.uint)
     limits: Limits = wire(check.limits_map, default=Limits())
     ping_interval: int = wire(check.uint, default=60)
+    #: Seconds of silence from the client after which the server closes with `ping_timeout` (absent: not
+    #: announced; this server's default is 90).
+    ping_timeout: int | None = wire(check.uint, default=None)
     rates: RateLimits | None = wire(check.nested(RateLimits), default=None)
     motd: str | None = wire(check.reason, default=None)
     files: FilePolicy | None = wire(check.nested(FilePolicy), default=None)
     ref: int | None = wire(check.uint, default=None)
     #: A secret (128 random bits, hex) that lets a reconnect of this session replace its stale connection.
     resume_token: str | None = wire(check.token, default=None, secret=True)
+
+
+@message("ok", SERVER)
+class Ok(Message):
+    """The request that carried `ref` was carried out.
+
+    It answers the requests whose effect reaches the client as a broadcast (`leave`, `topic`, `away`, `nick`,
+    `file_cancel`), after that broadcast, so that every request with a `ref` gets one direct answer. A
+    request without a `ref` gets none.
+    """
+
+    ref: int = wire(check.uint)
 
 
 @message("error", SERVER)

@@ -107,7 +107,7 @@ class GetFile(Message):
 @message(
     "file_cancel",
     CLIENT,
-    answers=(),
+    answers=("ok",),
     errors=(
         ErrorCode.FORBIDDEN,
         ErrorCode.NO_SUCH_FILE,
@@ -115,7 +115,7 @@ class GetFile(Message):
     ),
 )
 class CancelFile(Message):
-    """Abandon an upload: the server deletes what it received. Not answered (except by an `error`)."""
+    """Abandon an upload: the server deletes what it received. Answered by `ok` (or an `error`)."""
 
     upload: int = wire(check.uint)
     ref: int | None = wire(check.uint, default=None)

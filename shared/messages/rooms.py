@@ -40,7 +40,7 @@ class Join(Message):
 @message(
     "leave",
     CLIENT,
-    answers=(),
+    answers=("ok",),
     errors=(
         ErrorCode.NOT_IN_ROOM,
         ErrorCode.RATE_LIMITED,
@@ -57,7 +57,7 @@ class Leave(Message):
 @message(
     "topic",
     CLIENT,
-    answers=(),
+    answers=("ok",),
     errors=(
         ErrorCode.NOT_IN_ROOM,
         ErrorCode.NOT_OPERATOR,
