@@ -102,7 +102,7 @@ def send_chunks(
             return confirmed
         answer = client.recv_until(
             lambda m: (
-                (isinstance(m, FileProgress) and m.upload == upload and m.ref is None)
+                (isinstance(m, FileProgress) and m.upload == upload and m.ref == ref)
                 or (isinstance(m, Error) and m.ref == ref)
             ),
             STEP_TIMEOUT,

@@ -165,7 +165,7 @@ def test_oversized_chunk_and_unknown_upload(make_server: Callable[..., ChatServe
         started = offer(alice, b"z" * 3000)
         assert isinstance(started, FileProgress)
         alice.send(FileChunk(upload=started.upload, offset=0, data=b"z" * 1000, ref=7))
-        assert alice.recv(FileProgress, upload=started.upload, offset=1000).ref is None
+        assert alice.recv(FileProgress, upload=started.upload, offset=1000).ref == 7  # the chunk's ref
         alice.send(FileChunk(upload=started.upload, offset=1000, data=b"z" * 1001, ref=8))
         assert alice.error("invalid_field").ref == 8
         alice.send(FileChunk(upload=99, offset=0, data=b"z", ref=9))
