@@ -162,7 +162,7 @@ class Variables:
         if isinstance(value, dict):
             if value.keys() == {"$hex"}:  # binary (msgpack bin), written as hex digits
                 return bytes.fromhex(value["$hex"])
-            return {key: self.substitute(item) for key, item in value.items()}
+            return {self.substitute(key): self.substitute(item) for key, item in value.items()}
         return value
 
     def _get(self, name: str) -> Any:

@@ -305,6 +305,15 @@ def room(value: Any, limits: Limits) -> str:
     return str(value)
 
 
+def room_ids(value: Any, limits: Limits) -> dict[str, int]:
+    """A map from room name to a message id (`hello.after`): at most `max_list` rooms."""
+    if not isinstance(value, dict):
+        raise invalid(ErrorCode.INVALID_FIELD, f"expected a map, got {_kind(value)}")
+    if len(value) > limits.max_list:
+        raise invalid(ErrorCode.TOO_LONG, f"map larger than {limits.max_list} entries")
+    return {room(name, limits): uint(last, limits) for name, last in value.items()}
+
+
 def text(value: Any, limits: Limits) -> str:
     """Chat message text: 1 to `max_text` bytes, newlines and tabs allowed, no other control characters."""
     problem = text_problem(_string(value), limits.max_text)
@@ -445,6 +454,7 @@ _PLAIN_CHECK_ERRORS: dict[Check, frozenset[ErrorCode]] = {
     sha256_hex: _INVALID,
     blob: _INVALID,
     limits_map: _INVALID,
+    room_ids: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.INVALID_ROOM, ErrorCode.TOO_LONG}),
 }
 
 

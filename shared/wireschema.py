@@ -67,6 +67,12 @@ def _plain_checks() -> dict[Any, dict[str, Any]]:
         },
         check.sha256_hex: {"type": "string", "pattern": "^[0-9a-f]{64}$"},
         check.blob: {"x-msgpack": "bin"},
+        check.room_ids: {
+            "type": "object",
+            "x-keys": {"type": "string", "minLength": 1, "x-max-chars": "max_room", "x-rule": "room"},
+            "additionalProperties": {"type": "integer", "minimum": 0, "maximum": MAX_UINT},
+            "x-max-items": "max_list",
+        },
         check.limits_map: {
             "type": "object",
             "properties": {

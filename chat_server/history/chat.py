@@ -33,7 +33,7 @@ from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub
 from chat_server.metrics import Tally
 from chat_server.replies import REPLY_MARGIN, answer, clip, error_frame, fatal_frame, now_ms
-from chat_server.storage import HistoryError, HistoryStore
+from chat_server.storage import HistoryError, HistoryStore, direct_page
 from chat_server.tuning import Latch
 from shared.codec import encode
 from shared.errors import ErrorCode
@@ -42,6 +42,7 @@ from shared.messages import (
     AwayChanged,
     ChangeNick,
     Hello,
+    History,
     NickChanged,
     SetAway,
     SignedOff,
@@ -182,16 +183,45 @@ class Chat:
             )
         )
         rooms = (self.config.default_room,) if hello.rooms is None else hello.rooms
+        # hello.after resumes rooms as `join {after}` does: each listed room, from the id after the one given.
+        resume = {fold(name): last for name, last in (hello.after or {}).items()}
         limit = self.config.max_rooms_per_client
         refused = 0
-        for name in rooms:
-            if len(client.rooms) >= limit and fold(name) not in client.rooms:
+        seen: set[str] = set()
+        for name in [*rooms, *(hello.after or {})]:
+            key = fold(name)
+            if key in seen:
+                continue
+            seen.add(key)
+            if len(client.rooms) >= limit and key not in client.rooms:
                 refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
                 continue
-            self.rooms.join_room(client, name, None, None, None)
+            self.rooms.join_room(client, name, resume.get(key), None, None)
         if refused:
             message = f"you are in {limit} rooms already; {refused} more not joined"
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
+        if hello.direct_after is not None:
+            self._resume_direct(client, hello.direct_after)
+
+    def _resume_direct(self, client: Client, after: int) -> None:
+        """Send the direct messages after `after` (`hello.direct_after`), as `fetch_history {direct, after}`
+        would: the newest `max_backfill` of them, with `skipped` counting any left out."""
+        try:
+            page = direct_page(
+                self.store.connection,
+                client.key or "",
+                None,
+                after=after,
+                limit=self.config.max_backfill,
+                max_bytes=self.config.max_frame - REPLY_MARGIN,
+            )
+        except HistoryError as error:
+            log.warning("conn=%d event=direct_resume_failed error=%s", client.id, error)
+            client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable"))
+            return
+        client.send(
+            encode(History(direct=True, messages=page.messages, more=page.more, skipped=page.skipped))
+        )
 
     def _resume(self, client: Client, hello: Hello) -> bool:
         """If `hello` shows the resume token of the session holding its nick, `client` takes that session.

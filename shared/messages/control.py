@@ -58,6 +58,10 @@ class Hello(Message):
     ref: int | None = wire(check.uint, default=None)
     #: The `resume_token` of the session this login continues: it replaces that session's connection.
     resume_token: str | None = wire(check.token, default=None, secret=True)
+    #: Resume at login: room -> the last message id seen there; each is joined as by `join {after}`.
+    after: dict[str, int] | None = wire(check.room_ids, default=None)
+    #: Resume the direct messages at login: the last direct-message id seen.
+    direct_after: int | None = wire(check.uint, default=None)
 
 
 @message("quit", CLIENT, answers=())

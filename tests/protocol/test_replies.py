@@ -96,6 +96,8 @@ PROBES: list[Any] = [
     {1: 2},
     {"type": "said"},
     {"max_frame": 0},
+    {"two words": 1},
+    {f"room{n}": n for n in range(2_000)},
 ]
 
 
