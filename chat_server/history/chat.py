@@ -187,12 +187,11 @@ class Chat:
         resume = {fold(name): last for name, last in (hello.after or {}).items()}
         limit = self.config.max_rooms_per_client
         refused = 0
-        seen: set[str] = set()
-        for name in [*rooms, *(hello.after or {})]:
+        listed = {fold(name) for name in rooms}
+        # Each name of `rooms` as given (a repeated one is answered again, as a repeated join is), then the
+        # rooms only `after` names.
+        for name in [*rooms, *(name for name in hello.after or {} if fold(name) not in listed)]:
             key = fold(name)
-            if key in seen:
-                continue
-            seen.add(key)
             if len(client.rooms) >= limit and key not in client.rooms:
                 refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
                 continue

@@ -222,7 +222,8 @@ def test_a_timed_ban_lapses_by_itself(den: tuple[ChatTestClient, ChatTestClient]
     alice.send(Ban(room=ROOM, nick="bob", duration=3, ref=1))
     banned = alice.recv(Moderated)
     assert banned.until is not None
-    assert banned.until - banned.ts == 3000
+    # `until` counts from the request, `ts` from the storing a moment later (a loaded machine gave 2,999).
+    assert 2_900 <= banned.until - banned.ts <= 3000
     alice.recv(Ack, ref=1)
     message = refused(bob, Join(room=ROOM), "banned").message
     assert re.fullmatch(r"you are banned from den for [123] seconds? more", message), message
