@@ -9,7 +9,7 @@
 This module is what a caller can ask: the properties, the events, the requests (join, say, moderate...) and
 the file transfers. What the client does on its own is done by the parts it owns, each built here and given
 the others it needs: the `ClientRunner` (chat_client.net.runner: the run task, the thread model, the resume
-and the stop order), the `Router` (chat_client.net.router: which part each incoming message goes to), the
+and the stop order), the `Router` (also in chat_client.net.runner: which part each incoming message goes to), the
 `FileTransfers` (chat_client.net.transfers), and `Delivery` (the outbox's trip to the server), `ResumeState`
 (what survives a reconnect), `Waiters` (the requests awaiting answers), `Liveness` (the pings),
 `Credentials` (who we log in as), `EventQueue` (the events for the caller).
@@ -45,8 +45,7 @@ from chat_client.net.outbox import OutboxEntry
 from chat_client.net.pacing import Pacer
 from chat_client.net.progress import TransferInfo
 from chat_client.net.resume import Crowd, ResumeState
-from chat_client.net.router import Router
-from chat_client.net.runner import ClientRunner
+from chat_client.net.runner import ClientRunner, Router
 from chat_client.net.savename import safe_name
 from chat_client.net.session import Endpoint
 from chat_client.net.transfers import FileTransfers, Transfer
