@@ -47,7 +47,7 @@ def on_joined(model: ChatModel, event: Joined, changes: Changes) -> None:
             model.add_line(changes, buffer.key, LineKind.NOTICE, f"you joined {event.room}", count=False)
             if buffer.oldest_id is None and buffer.lines:
                 # The history the server sends next belongs before this line
-                # (see message_events._history_lines).
+                # (see _history_lines in chat_client.model.chat).
                 buffer.backfill_anchor = buffer.lines[-1]
         return
     model.add_line(
