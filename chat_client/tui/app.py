@@ -1,10 +1,12 @@
-"""The Textual app: the connect screen, the connection worker, and the chat screen.
+"""The Textual app: the connect screen, the login, and the chat screen.
 
-Threads: none of our own. The connection runs as one async worker on the app (`connection`), in the UI's
-event loop; it owns the `ChatClient` and passes each batch of events to the chat screen as a `NetEvents`
-message, so widgets are only ever touched by their own message handlers. The chat screen runs the typed lines
-in a second async worker of its own (`ChatScreen.send_lines`). Leaving (Ctrl+Q or /quit) logs
-out politely (bounded by the client's close timeout), then exits; Textual cancels the worker last.
+Threads: none of our own. The login runs as an async worker on the app (`connection`), in the UI's event
+loop: it builds the `ChatClient`, logs in and hands the client to a new chat screen. From then on the chat
+screen owns it, with two async workers of its own: `ChatScreen.receive_events` passes each batch of events
+to the screen as a `NetEvents` message (so widgets are only ever touched by their own message handlers), and
+`ChatScreen.send_lines` runs the typed lines. Leaving (Ctrl+Q or /quit) logs out politely (bounded by the
+client's close timeout), then exits; Textual cancels the workers last, and the receiving one closes the
+client on its way out.
 
 Start-up: this module and the connect screen import no network, chat or discovery module, so the first
 frame waits only for Textual; `on_ready` (the first frame is drawn) then imports `startup.PRELOAD` one module
@@ -29,7 +31,7 @@ from chat_client.net.pins import PinStore, PinStoreError
 from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_settings, save_settings
 from chat_client.tui.screens.connect import ConnectScreen
 from chat_client.tui.startup import preload
-from chat_client.tui.ui_messages import NetEvents, ServersHeard
+from chat_client.tui.ui_messages import ServersHeard
 from shared.addresses import host_port
 from shared.errors import ErrorCode
 
@@ -43,12 +45,6 @@ log = logging.getLogger(__name__)
 
 #: Login refusals answered by asking for a password: the server's, or the registered nick's.
 _PASSWORD_CODES = frozenset({ErrorCode.BAD_PASSWORD, ErrorCode.NICK_REGISTERED})
-
-#: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
-#: typed during a flood wait for at most one batch. Measured with benchmarks/client_throughput.py
-#: (docs/client.md, "Performance"): batches of 50 absorb 8,000 msg/s, and a key is echoed within 40 ms
-#: (p99) at 5,000 msg/s.
-NET_BATCH = 50
 
 
 def lan_listener() -> DiscoveryListener:
@@ -277,12 +273,6 @@ class ChatApp(App[int]):
         )
         self.chat_screen = chat
         await self.switch_screen(chat)
-        try:
-            while batch := await client.next_events(NET_BATCH):
-                chat.post_message(NetEvents(batch))
-        finally:
-            self.client = None
-            await client.close()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that failed is a bug: say so (the app keeps running) and log the details."""

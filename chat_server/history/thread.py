@@ -7,7 +7,7 @@ the sender thread once for all of them. Under load a
 batch holds hundreds of messages, so one `fsync` covers hundreds of messages; at low load a batch is one
 message and nothing waits for a timer.
 
-The queue is bounded (`sequencer_queue`): when it is full, `submit` waits (bounded), which holds back the
+The queue is bounded (`history_queue`): when it is full, `submit` waits (bounded), which holds back the
 reader that submitted, and so, through TCP, the client that is flooding.
 """
 
@@ -112,7 +112,7 @@ class HistoryThread:
                         # A bug in one request's handling must not stop the chat for everyone.
                         log.exception("conn=%d event=request_failed request=%r", client.id, request)
                 try:
-                    self.chat.flush()
+                    self.chat.messages.flush()  # the group commit, then every held-back ack and message
                 except Exception:
                     log.exception("event=flush_failed")
                 self.sender.wake()
