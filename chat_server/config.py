@@ -7,6 +7,7 @@ so docs/server.md can describe each setting once. Nothing here opens a file exce
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import tomllib
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ DEFAULT_PORT = 7878
 DEFAULT_SERVER_NAME = "mpchat"
 DEFAULT_ROOM = "lobby"
 HISTORY_FILE_NAME = "history.sqlite3"
+
+log = logging.getLogger(__name__)
 
 #: Connections allowed at once, in total and from one IP address (each costs one reader thread).
 DEFAULT_MAX_CLIENTS = 256
@@ -110,9 +113,9 @@ DEFAULT_HISTORY_BUSY_TIMEOUT = 5.0
 #: Most requests the history thread applies in one transaction (group commit).
 DEFAULT_COMMIT_BATCH = 1024
 #: Requests waiting for the history thread before readers are held back (back-pressure).
-DEFAULT_SEQUENCER_QUEUE = 10_000
+DEFAULT_HISTORY_QUEUE = 10_000
 #: Seconds a reader waits for room in that queue before the request is refused ("server busy").
-DEFAULT_SEQUENCER_WAIT = 5.0
+DEFAULT_HISTORY_WAIT = 5.0
 #: Seconds a closing connection (or a stopping server) gives the sender to write its last frames.
 DEFAULT_LINGER = 1.0
 #: Seconds a login waits for a nick whose holder is leaving (its client quit or closed, and the server has
@@ -192,8 +195,8 @@ class ServerConfig:
     history_sync: str = DEFAULT_HISTORY_SYNC
     history_busy_timeout: float = DEFAULT_HISTORY_BUSY_TIMEOUT
     commit_batch: int = DEFAULT_COMMIT_BATCH
-    sequencer_queue: int = DEFAULT_SEQUENCER_QUEUE
-    sequencer_wait: float = DEFAULT_SEQUENCER_WAIT
+    history_queue: int = DEFAULT_HISTORY_QUEUE
+    history_wait: float = DEFAULT_HISTORY_WAIT
     linger: float = DEFAULT_LINGER
     nick_release_wait: float = DEFAULT_NICK_RELEASE_WAIT
     #: The server password a `hello` must carry; None lets anyone in. Never shown in a repr or a log.
@@ -328,10 +331,16 @@ def field_names() -> tuple[str, ...]:
     return tuple(field.name for field in dataclasses.fields(ServerConfig))
 
 
+#: Settings renamed since a release, by their old name: a config file may still use the old one (a warning
+#: is logged), never both.
+RENAMED_SETTINGS = {"sequencer_queue": "history_queue", "sequencer_wait": "history_wait"}
+
+
 def load_toml(path: Path) -> dict[str, Any]:
     """Read a `server.toml` file and return its settings, checked against the known field names.
 
-    Raises `ValueError` with a clear message for an unknown key or unreadable file.
+    Raises `ValueError` with a clear message for an unknown key or unreadable file. An old name of a
+    renamed setting (`RENAMED_SETTINGS`) is read as its new name, with a warning.
     """
     try:
         with path.open("rb") as file:
@@ -340,6 +349,12 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ValueError(f"cannot read config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"config file {path} is not valid TOML: {error}") from None
+    for old, new in RENAMED_SETTINGS.items():
+        if old in data:
+            if new in data:
+                raise ValueError(f"config file {path}: {old} is the old name of {new}: give only {new}")
+            log.warning("config file %s: %s is now called %s (the old name still works)", path, old, new)
+            data[new] = data.pop(old)
     unknown = sorted(set(data) - set(field_names()))
     if unknown:
         raise ValueError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")

@@ -95,7 +95,7 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     are atomic) plus a wake-up socket pair; its other state belongs to the sender thread alone.
 ``HistoryThread._lock`` (and its condition ``HistoryThread._changed``)
     Guards the history thread's request queue (readers submit, the history thread takes; a reader waits on
-    the condition, bounded by `sequencer_wait`, while the queue is full).
+    the condition, bounded by `history_wait`, while the queue is full).
 ``Acceptor._lock``
     Guards the table of live connections and the per-address counts (the acceptors add, each finishing
     reader removes its own, `stop()`, `stats()` and the metrics copy it).
@@ -301,9 +301,9 @@ class ChatServer:
             chat,
             bind_history((chat, chat.messages, chat.rooms, chat.operators)),
             sender,
-            max_queue=config.sequencer_queue,
+            max_queue=config.history_queue,
             max_batch=config.commit_batch,
-            max_wait=config.sequencer_wait,
+            max_wait=config.history_wait,
         )
         self._services = Services(
             config=config,

@@ -9,7 +9,7 @@
 This module is what a caller can ask: the properties, the events, the requests (join, say, moderate...) and
 the file transfers. What the client does on its own is done by the parts it owns, each built here and given
 the others it needs: the `ClientRunner` (chat_client.net.runner: the run task, the thread model, the resume
-and the stop order), the `Router` (also in chat_client.net.runner: which part each incoming message goes to), the
+and the stop order) and its `Router` (in the same module: which part each incoming message goes to), the
 `FileTransfers` (chat_client.net.transfers), and `Delivery` (the outbox's trip to the server), `ResumeState`
 (what survives a reconnect), `Waiters` (the requests awaiting answers), `Liveness` (the pings),
 `Credentials` (who we log in as), `EventQueue` (the events for the caller).

@@ -65,7 +65,7 @@ from shared.schema import Message
 from .requests import HangUp
 
 log = logging.getLogger(__name__)
-#: The retry delay given with "server busy" (the history thread's queue stayed full `sequencer_wait`), s.
+#: The retry delay given with "server busy" (the history thread's queue stayed full `history_wait`), s.
 BUSY_RETRY = 1.0
 #: `--trace` turns this logger on at DEBUG: every frame in and out, decoded.
 trace = logging.getLogger("chat_server.trace")
@@ -483,7 +483,7 @@ class Connection:
         """Wait (bounded) until the history thread has applied every request this connection sent before."""
         done = Latch()
         if self.services.history.submit(self.client, Settle(done)):
-            done.wait(self.services.config.sequencer_wait)
+            done.wait(self.services.config.history_wait)
 
     def _input_waiting(self) -> bool:
         """True if input from the client waits unread, its end of stream included (any thread; no I/O but a
@@ -667,7 +667,7 @@ class Connection:
             # "When a nick is free"): a client that saw our end of stream after its `quit` may log in again
             # at once. Bounded like a login (the history thread may be stuck on a slow disk), and by the
             # server's stop deadline.
-            wait = self.config.sequencer_wait + self.config.hello_timeout
+            wait = self.config.history_wait + self.config.hello_timeout
             if linger_until is not None:
                 wait = min(wait, linger_until - self._clock())
             disconnect.applied.wait(wait)

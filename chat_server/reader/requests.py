@@ -110,7 +110,7 @@ def _submit_login(connection: Connection, login: Login) -> None:
     if not services.history.submit(client, login):
         raise HangUp("server busy", fatal_frame(ErrorCode.SERVER_FULL, "server busy, try again later", ref))
     config = services.config
-    if not client.login_settled.wait(config.sequencer_wait + config.hello_timeout):
+    if not client.login_settled.wait(config.history_wait + config.hello_timeout):
         raise HangUp("server busy", fatal_frame(ErrorCode.SERVER_FULL, "login not handled in time", ref))
 
 

@@ -232,7 +232,7 @@ async def test_rate_limited_messages_are_resent_in_order(tmp_path: Path) -> None
     typed. (A server over its request rate delays a client rather than refusing it: no refusal to test there.)
     """
     config = fast_server_config(
-        tmp_path / "busy", sequencer_queue=1, sequencer_wait=0.2, history_busy_timeout=30.0
+        tmp_path / "busy", history_queue=1, history_wait=0.2, history_busy_timeout=30.0
     )
     busy = LiveServer(config)
     await busy.astart()

@@ -190,9 +190,9 @@ def test_history_failure_refuses_messages_and_the_rest_goes_on(
 
 
 def test_full_request_queue_refuses_with_server_busy(make_server: Callable[..., ChatServer]) -> None:
-    """With the history thread stuck, requests beyond sequencer_queue wait sequencer_wait, then are refused
+    """With the history thread stuck, requests beyond history_queue wait history_wait, then are refused
     ("server busy", rate_limited); every request gets exactly one answer once the thread moves again."""
-    server = make_server(sequencer_queue=2, sequencer_wait=0.2, history_busy_timeout=5.0)
+    server = make_server(history_queue=2, history_wait=0.2, history_busy_timeout=5.0)
     with ChatTestClient(server.address) as alice:
         alice.login("alice")
         blocker = sqlite3.connect(server.config.history_path, isolation_level=None)

@@ -187,7 +187,7 @@ def test_a_refused_message_keeps_its_place(make_server: MakeServer) -> None:
     """A message refused as "server busy" (the history thread's queue stayed full) holds back every later
     `say` of the connection (`rate_limited`, "held behind a refused one") until it is sent again: pipelined
     messages resent in order are delivered in order."""
-    server = make_server(sequencer_queue=1, sequencer_wait=0.2, history_busy_timeout=5.0)
+    server = make_server(history_queue=1, history_wait=0.2, history_busy_timeout=5.0)
     with logged_in(server, "alice") as alice, logged_in(server, "bob") as bob:
         blocker = sqlite3.connect(server.config.history_path, isolation_level=None)
         try:
