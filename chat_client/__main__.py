@@ -286,7 +286,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         pause_gc()  # until the first frame is drawn and the chat modules are loaded: see tui/startup.py
         from chat_client.tui.app import ChatApp
+        from chat_client.tui.keys import report_alt_enter
 
+        report_alt_enter()  # before the app reads the terminal: see tui/keys.py
         app = ChatApp(
             host=host,
             port=port,

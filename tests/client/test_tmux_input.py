@@ -119,3 +119,12 @@ def test_paste_over_the_byte_limit_is_kept_and_refused_visibly(chat: tuple[Tmux,
     tmux.wait_for("alice", "4,500/4,096 B")
     tmux.keys("alice", "C-u", "small one", "Enter")
     assert wait_stored(data_dir, "alice", "small one") == ["small one"]
+
+
+def test_alt_enter_typed_in_one_write_makes_one_multi_line_message(chat: tuple[Tmux, Path, int]) -> None:
+    """`first` Alt+Enter `second` Enter in one write (as a plain terminal sends Alt+Enter: ESC CR) is one
+    message of two lines; a line typed after it in the same write is a message of its own."""
+    tmux, data_dir, _ = chat
+    tmux.keys("alice", "first", "M-Enter", "second", "Enter", "third", "Enter")
+    assert wait_stored(data_dir, "alice", "third") == ["first\nsecond", "third"]
+    tmux.wait_for("alice", "┆ second")
