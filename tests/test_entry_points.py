@@ -20,7 +20,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Where entry points live; tests/ holds helper processes started by tests, not programs for people.
-SEARCHED = ("chat_server", "chat_client", "shared", "benchmarks", "examples")
+SEARCHED = ("chat_server", "chat_client", "chat_lab", "shared", "benchmarks", "examples")
 MAIN_GUARD = re.compile(r"""^if __name__ == ["']__main__["']:""", re.MULTILINE)
 #: Seconds one `--help` may take (a loaded 2-core machine imports Textual slowly).
 HELP_TIMEOUT = 60.0

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import LiveServer, Proxy, fast_server_config
+from chat_lab.proxy import FaultProxy
+
+from .helpers import LiveServer, fast_server_config
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +30,9 @@ def server(tmp_path: Path) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-async def proxy(server: LiveServer) -> AsyncIterator[Proxy]:
+async def proxy(server: LiveServer) -> AsyncIterator[FaultProxy]:
     """A fault-injecting TCP proxy in front of the server."""
-    front = Proxy(lambda: (server.host, server.port))
+    front = FaultProxy(lambda: (server.host, server.port))
     await front.start()
     try:
         yield front

@@ -1,12 +1,12 @@
-"""Test helpers: a real server that can be stopped and restarted, a TCP proxy that can cut, refuse or freeze
-a client's connection (a fault injector, not a fake server), and an in-process run of the line mode."""
+"""Test helpers: a real server that can be stopped and restarted, and an in-process run of the line mode.
+
+The fault proxy that cuts, refuses or freezes a client's connection is the lab's (`chat_lab.proxy.FaultProxy`,
+`chat-lab proxy`): one implementation for the tests and for people."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,129 +86,6 @@ class LiveServer:
     def running(self) -> bool:
         """True between start() and stop()."""
         return self._server is not None
-
-
-class Proxy:
-    """Forwards TCP between clients and the server; a test can cut, refuse or freeze the traffic."""
-
-    def __init__(self, target: Callable[[], tuple[str, int]]) -> None:
-        self._target = target
-        self._server: asyncio.Server | None = None
-        self._pairs: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-        #: New connections are closed at once while set.
-        self.refuse = False
-        #: Bytes from the server are thrown away while set (the client never sees the answers).
-        self.drop_to_client = False
-        #: Bytes from the server are passed on one at a time, with a pause after each (frames split anywhere).
-        self.trickle_to_client = False
-        #: Applied to each block of bytes from (or to) the server before it is passed on: a corrupting link.
-        self.mangle_to_client: Callable[[bytes], bytes] | None = None
-        self.mangle_to_server: Callable[[bytes], bytes] | None = None
-        self._gates: list[asyncio.Event] = []  # one per connection: set while its bytes flow
-        self.port = 0
-
-    async def start(self) -> int:
-        """Listen on 127.0.0.1 (port 0) and return the port."""
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self.port
-
-    def freeze(self) -> None:
-        """Stop moving bytes on the current connections, keeping them open (a silent network).
-
-        New connections flow normally, so a client that gives up on a frozen one can connect again.
-        """
-        for gate in self._gates:
-            gate.clear()
-
-    def thaw(self) -> None:
-        """Move bytes again on every connection."""
-        for gate in self._gates:
-            gate.set()
-
-    def freeze_after(self, count: int) -> Callable[[bytes], bytes]:
-        """A filter (for `mangle_to_client` / `mangle_to_server`) that freezes every connection once `count`
-        bytes have passed: a transfer is then surely stopped part-way, however fast the machine."""
-        passed = 0
-
-        def watch(data: bytes) -> bytes:
-            nonlocal passed
-            passed += len(data)
-            if passed >= count:
-                self.freeze()
-            return data
-
-        return watch
-
-    async def cut(self) -> None:
-        """Close every current connection on both sides."""
-        pairs, self._pairs = self._pairs, []
-        for client, upstream in pairs:
-            client.close()
-            upstream.close()
-
-    async def close(self) -> None:
-        """Stop listening and close everything."""
-        await self.cut()
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self.refuse:
-            writer.close()
-            return
-        host, port = self._target()
-        try:
-            up_reader, up_writer = await asyncio.open_connection(host, port)
-        except OSError:
-            writer.close()
-            return
-        self._pairs.append((writer, up_writer))
-        gate = asyncio.Event()
-        gate.set()
-        self._gates.append(gate)
-        self._spawn(self._pump(reader, up_writer, gate, to_client=False))
-        self._spawn(self._pump(up_reader, writer, gate, to_client=True))
-
-    def _spawn(self, coro: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _pump(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        gate: asyncio.Event,
-        *,
-        to_client: bool,
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                await gate.wait()
-                if to_client and self.drop_to_client:
-                    continue
-                mangle = self.mangle_to_client if to_client else self.mangle_to_server
-                if mangle is not None:
-                    data = mangle(data)
-                if to_client and self.trickle_to_client:
-                    for byte in data:
-                        writer.write(bytes([byte]))
-                        await writer.drain()
-                        await asyncio.sleep(0.0005)  # the trickle is the fault under test, not a wait
-                    continue
-                writer.write(data)
-                await writer.drain()
-        except (OSError, RuntimeError):
-            pass
-        finally:
-            writer.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat_client import ChatClient, Disconnected
+from chat_lab.proxy import FaultProxy
 from shared import SignedOff
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, fast_server_config
+from .helpers import LiveServer, fast_server_config
 from .test_library import FAST, Recorder
 
 TEXT = "x" * 4000
@@ -29,7 +30,7 @@ async def test_a_dropped_slow_client_reports_sendq_exceeded(tmp_path: Path) -> N
         drop_linger=30.0,
     )
     with LiveServer(config) as server:
-        proxy = Proxy(lambda: (server.host, server.port))
+        proxy = FaultProxy(lambda: (server.host, server.port))
         await proxy.start()
         try:
             async with (

@@ -21,6 +21,7 @@ from chat_client import (
     UnknownFile,
 )
 from chat_client.net.filework import PARTIAL_PREFIX
+from chat_lab.proxy import FaultProxy
 from shared import (
     PROTOCOL_NAME,
     PROTOCOL_VERSION,
@@ -36,7 +37,7 @@ from shared import (
 )
 from tests.waiting import wait_until, wait_until_answered
 
-from .helpers import LiveServer, Proxy, fast_server_config
+from .helpers import LiveServer, fast_server_config
 from .test_library import FAST
 
 #: A file several times larger than what passes before a test stops the link (`PART`).
@@ -133,7 +134,7 @@ async def test_fifty_megabytes_round_trip(server: LiveServer, tmp_path: Path) ->
 
 
 async def test_upload_resumes_after_the_connection_is_cut(
-    server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """Cut mid-upload, the client reconnects, offers again and continues from the server's offset."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
@@ -141,11 +142,11 @@ async def test_upload_resumes_after_the_connection_is_cut(
         ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice,
         ChatClient(server.host, server.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
-        proxy.mangle_to_server = proxy.freeze_after(PART)  # the upload surely stops part-way
+        proxy.to_server.mangle = proxy.freeze_after(PART)  # the upload surely stops part-way
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
         await proxy.cut()
-        proxy.mangle_to_server = None
+        proxy.to_server.mangle = None
         info = await transfer.wait()
         assert info.state is TransferState.DONE
         assert info.resumed_from > 0
@@ -158,7 +159,7 @@ async def test_upload_resumes_after_the_connection_is_cut(
 
 
 async def test_download_resumes_after_the_connection_is_cut(
-    server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """Cut mid-download, the client reconnects and asks from the length of its partial file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
@@ -168,11 +169,11 @@ async def test_download_resumes_after_the_connection_is_cut(
     ):
         updates = Updates(bob)
         offer_id = await share(alice, bob, source)
-        proxy.mangle_to_client = proxy.freeze_after(PART)  # the download surely stops part-way
+        proxy.to_client.mangle = proxy.freeze_after(PART)  # the download surely stops part-way
         transfer = bob.get_file(offer_id)
         await wait_until(lambda: transfer.info.done > 0, what="some bytes written")
         await proxy.cut()
-        proxy.mangle_to_client = None
+        proxy.to_client.mangle = None
         info = await transfer.wait()
         assert info.resumed_from > 0
         assert any(update.state is TransferState.WAITING for update in updates.of(transfer.number))
@@ -181,14 +182,14 @@ async def test_download_resumes_after_the_connection_is_cut(
 
 
 async def test_a_download_resumes_from_the_partial_file_after_a_restart(
-    server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """A client that stopped mid-download continues from its partial file the next time it gets the file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with ChatClient(server.host, server.port, "alice", options=options(tmp_path / "a")) as alice:
         async with ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob:
             offer_id = await share(alice, bob, source)
-            proxy.mangle_to_client = proxy.freeze_after(PART)  # stop it part-way
+            proxy.to_client.mangle = proxy.freeze_after(PART)  # stop it part-way
             first = bob.get_file(offer_id)
             await wait_until(lambda: first.info.done > 0, what="some bytes written")
             await proxy.cut()
@@ -233,16 +234,16 @@ def flip_a_data_byte() -> object:
 
 
 async def test_upload_resumes_after_a_server_restart(
-    server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """The server stops mid-upload and comes back: the upload continues from what it had stored."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with ChatClient("127.0.0.1", proxy.port, "alice", options=options(tmp_path / "a")) as alice:
-        proxy.mangle_to_server = proxy.freeze_after(PART)  # the server stops with the upload unfinished
+        proxy.to_server.mangle = proxy.freeze_after(PART)  # the server stops with the upload unfinished
         transfer = await alice.send_file(source, room="lobby")
         await wait_until(lambda: transfer.info.done > 0, what="some bytes confirmed")
         await server.astop()
-        proxy.mangle_to_server = None
+        proxy.to_server.mangle = None
         proxy.thaw()  # the client now sees the shutdown
         await wait_until(lambda: transfer.info.state is TransferState.WAITING, what="the upload to pause")
         await server.astart()
@@ -310,7 +311,7 @@ async def test_refusals_are_typed_errors(tmp_path: Path) -> None:
 
 
 async def test_a_corrupted_download_is_refused_and_not_kept(
-    server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """One flipped bit on the way down: a checksum error, and neither the file nor its partial stays."""
     source = random_file(tmp_path / "src", "data.bin", 300_000)
@@ -319,7 +320,7 @@ async def test_a_corrupted_download_is_refused_and_not_kept(
         ChatClient("127.0.0.1", proxy.port, "bob", options=options(tmp_path / "b")) as bob,
     ):
         offer_id = await share(alice, bob, source)
-        proxy.mangle_to_client = flip_a_data_byte()  # type: ignore[assignment]
+        proxy.to_client.mangle = flip_a_data_byte()  # type: ignore[assignment]
         with pytest.raises(ChecksumMismatch):
             await bob.get_file(offer_id).wait()
         assert os.listdir(tmp_path / "b") == []
@@ -391,7 +392,7 @@ async def test_a_second_download_does_not_clobber_the_first(server: LiveServer, 
 
 
 async def test_cancel_a_download_removes_its_partial_file(
-    server: LiveServer, proxy: Proxy, tmp_path: Path
+    server: LiveServer, proxy: FaultProxy, tmp_path: Path
 ) -> None:
     """A cancelled download ends as cancelled and leaves nothing in the downloads folder."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
@@ -412,7 +413,7 @@ async def test_cancel_a_download_removes_its_partial_file(
         proxy.thaw()
 
 
-async def test_cancel_an_upload(server: LiveServer, proxy: Proxy, tmp_path: Path) -> None:
+async def test_cancel_an_upload(server: LiveServer, proxy: FaultProxy, tmp_path: Path) -> None:
     """A cancelled upload ends as cancelled; nobody is offered the file."""
     source = random_file(tmp_path / "src", "big.bin", BIG)
     async with (

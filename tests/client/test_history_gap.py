@@ -12,11 +12,12 @@ from chat_client.model.buffers import Gap
 from chat_client.model.chat import ChatModel
 from chat_client.plain.linemode import PlainUI
 from chat_client.tui.app import ChatApp
+from chat_lab.proxy import FaultProxy
 from shared import Ack, History, Joined, Say, Welcome
 from tests.server.client import ChatTestClient
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, fast_server_config
+from .helpers import LiveServer, fast_server_config
 from .test_library import FAST, Recorder
 from .test_model import TS, said
 from .tui_helpers import submit, wait_for_chat, wait_for_text
@@ -38,7 +39,7 @@ async def test_fetch_forward_pages_through_the_gap_a_resume_skipped(tmp_path: Pa
     with limit 100 then returns every skipped message exactly once, oldest first, and stops at the end."""
     config = fast_server_config(tmp_path / "server", rate_messages=1e6, rate_burst=10**6)
     with LiveServer(config) as server:
-        proxy = Proxy(lambda: (server.host, server.port))
+        proxy = FaultProxy(lambda: (server.host, server.port))
         await proxy.start()
         try:
             async with (
@@ -81,7 +82,7 @@ async def test_tui_more_shows_what_a_reconnect_skipped_in_place(tmp_path: Path, 
         tmp_path / "server", rate_messages=1e6, rate_burst=10**6, backfill=20, max_backfill=100
     )
     with LiveServer(config) as server:
-        proxy = Proxy(lambda: (server.host, server.port))
+        proxy = FaultProxy(lambda: (server.host, server.port))
         await proxy.start()
         try:
             app = ChatApp(
@@ -163,7 +164,7 @@ async def test_resume_after_our_own_last_message_misses_nothing(tmp_path: Path) 
     (our acknowledged ids count as seen), so 60 missed messages all come back, not the newest 50."""
     config = fast_server_config(tmp_path / "server", rate_messages=1e6, rate_burst=10**6)
     with LiveServer(config) as server:
-        proxy = Proxy(lambda: (server.host, server.port))
+        proxy = FaultProxy(lambda: (server.host, server.port))
         await proxy.start()
         try:
             async with (

@@ -21,10 +21,11 @@ from chat_client import ChatClient, ClientOptions, Connected, Disconnected, Reco
 from chat_client.model.chat import ChatModel
 from chat_client.net.backoff import Backoff
 from chat_client.plain.linemode import PlainUI
+from chat_lab.proxy import FaultProxy
 from tests.server.process import ServerProcess
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, fast_server_config, run_plain_captured
+from .helpers import LiveServer, fast_server_config, run_plain_captured
 
 #: What a loaded 2-core machine may add to any bound measured here (scheduling, GIL, a busy event loop).
 MARGIN = 1.0
@@ -117,7 +118,7 @@ async def test_after_a_long_freeze_abandoned_attempts_do_not_keep_the_nick(
 
 
 async def test_silent_link_is_shown_as_server_not_answering_in_plain_mode(
-    server: LiveServer, proxy: Proxy
+    server: LiveServer, proxy: FaultProxy
 ) -> None:
     """The moment the answer deadline passes, the status and the plain mode's output say so."""
     options = ClientOptions(ping_every=0.3, ping_grace=0.3)
@@ -244,7 +245,7 @@ class _Text:
 
 
 async def test_tui_shows_server_not_answering_at_once_and_reconnects_on_command(
-    server: LiveServer, proxy: Proxy, private_dirs: Path
+    server: LiveServer, proxy: FaultProxy, private_dirs: Path
 ) -> None:
     """The TUI's status line and log say "server not answering" the moment the answer deadline passes;
     `/reconnect` typed while connected drops the connection and resumes at once."""

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 from chat_client import ChatClient
+from chat_lab.proxy import FaultProxy
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy
+from .helpers import LiveServer
 from .test_library import FAST
 from .test_plain import ROOT, killed_on_exit, plain_client
 from .test_plain_pacing import RUN_TIMEOUT, Lines
@@ -57,7 +58,7 @@ async def test_join_who_and_rooms_in_the_line_mode(server: LiveServer) -> None:
 async def test_log_file_tells_the_connections_story(server: LiveServer, tmp_path: Path) -> None:
     """connect, login, disconnect, reconnect, resume with its counts, and a server error, in --log-file."""
     log = tmp_path / "client.log"
-    proxy = Proxy(lambda: (server.host, server.port))
+    proxy = FaultProxy(lambda: (server.host, server.port))
     await proxy.start()
     try:
 

@@ -17,10 +17,11 @@ from chat_client import (
     Reconnecting,
 )
 from chat_client.net.backoff import Backoff
+from chat_lab.proxy import FaultProxy
 from shared import Joined, SignedOff, Told
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, fast_server_config
+from .helpers import LiveServer, fast_server_config
 from .test_library import FAST, Recorder
 
 
@@ -29,7 +30,7 @@ def connected_count(recorder: Recorder) -> int:
 
 
 async def test_missed_room_messages_arrive_once_in_order_after_reconnect(
-    server: LiveServer, proxy: Proxy
+    server: LiveServer, proxy: FaultProxy
 ) -> None:
     """Messages sent while a client was cut off are replayed to it exactly once, in order."""
     async with (
@@ -74,7 +75,7 @@ async def test_server_restart_resumes_rooms_and_direct_messages(server: LiveServ
 
 
 async def test_message_typed_while_disconnected_is_sent_after_reconnect(
-    server: LiveServer, proxy: Proxy
+    server: LiveServer, proxy: FaultProxy
 ) -> None:
     """The outbox keeps a message typed offline as pending and delivers it once after the reconnect."""
     async with (
@@ -103,7 +104,9 @@ async def test_message_typed_while_disconnected_is_sent_after_reconnect(
         assert bob_events.texts("lobby").count("typed offline") == 1
 
 
-async def test_resent_message_whose_ack_was_lost_is_stored_once(server: LiveServer, proxy: Proxy) -> None:
+async def test_resent_message_whose_ack_was_lost_is_stored_once(
+    server: LiveServer, proxy: FaultProxy
+) -> None:
     """If the first attempt reached the server but the ack was lost, the resend is acked as a duplicate."""
     async with (
         ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
@@ -111,10 +114,10 @@ async def test_resent_message_whose_ack_was_lost_is_stored_once(server: LiveServ
     ):
         events = Recorder(alice)
         bob_events = Recorder(bob)
-        proxy.drop_to_client = True
+        proxy.to_client.discard = True
         await alice.say("lobby", "exactly once")
         await wait_until(lambda: "exactly once" in bob_events.texts("lobby"), what="stored by the server")
-        proxy.drop_to_client = False
+        proxy.to_client.discard = False
         await proxy.cut()
         await wait_until(lambda: alice.outbox == (), what="acked after resend")
         # The recorder task may not have taken the last event yet when the outbox empties: wait for it too.
@@ -132,7 +135,9 @@ async def test_resent_message_whose_ack_was_lost_is_stored_once(server: LiveServ
         assert bob_events.texts("lobby").count("exactly once") == 1
 
 
-async def test_silent_server_is_detected_and_the_client_reconnects(server: LiveServer, proxy: Proxy) -> None:
+async def test_silent_server_is_detected_and_the_client_reconnects(
+    server: LiveServer, proxy: FaultProxy
+) -> None:
     """A connection that carries nothing any more is declared dead after ping period + answer deadline."""
     options = ClientOptions(ping_every=0.2, ping_grace=0.3, backoff=Backoff(initial=0.05, maximum=0.1))
     async with ChatClient("127.0.0.1", proxy.port, "alice", options=options) as alice:
@@ -198,7 +203,7 @@ async def test_close_while_reconnecting_stops_quickly(server: LiveServer) -> Non
 
 
 async def test_stale_connection_is_replaced_by_the_reconnect_with_the_resume_token(
-    server: LiveServer, proxy: Proxy
+    server: LiveServer, proxy: FaultProxy
 ) -> None:
     """After a silent drop the server still holds our old connection; the reconnect's token replaces it.
 
@@ -296,9 +301,10 @@ async def test_a_burst_over_the_rate_is_delayed_not_refused(tmp_path: Path) -> N
         await strict.astop()
 
 
-async def test_frames_split_into_single_bytes_are_reassembled(server: LiveServer, proxy: Proxy) -> None:
+async def test_frames_split_into_single_bytes_are_reassembled(server: LiveServer, proxy: FaultProxy) -> None:
     """Server bytes arriving one at a time still make whole messages: login, join, chat (TCP is a stream)."""
-    proxy.trickle_to_client = True
+    proxy.to_client.split = 1  # frames split anywhere: one byte at a time,
+    proxy.to_client.bandwidth = 2000  # with a pause after each
     async with (
         ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice,
         ChatClient(server.host, server.port, "bob", options=FAST) as bob,

@@ -119,9 +119,9 @@ async def test_server_restart_reconnects_and_shows_missed_messages_once(
     server: LiveServer, private_dirs: Path
 ) -> None:
     """The server is stopped and restarted; the TUI reconnects and shows what it missed, exactly once."""
-    from .helpers import Proxy
+    from chat_lab.proxy import FaultProxy
 
-    proxy = Proxy(lambda: (server.host, server.port))
+    proxy = FaultProxy(lambda: (server.host, server.port))
     await proxy.start()
     try:
         app = ChatApp(

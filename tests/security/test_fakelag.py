@@ -23,12 +23,12 @@ from pathlib import Path
 
 import pytest
 
+from chat_lab.proxy import FaultProxy, ProxyThread
 from chat_server.server import ChatServer
 from shared import Ack, Error, Ping, Pong, Say, encode
 from tests.server.client import ChatTestClient, wait_until
 
 from .canary import Canary
-from .fault_proxy import FaultProxy
 
 MakeServer = Callable[..., ChatServer]
 StartCanary = Callable[..., Canary]
@@ -107,38 +107,35 @@ def test_a_frozen_link_releasing_its_backlog_is_not_kicked(
     disconnect."""
     server = make_server(**{**SCALED, "ping_timeout": 5.0})  # the freeze itself must not look like death
     canary = start_canary(server, interval=CANARY_INTERVAL)
-    proxy = FaultProxy(server.address)
     total = 120
     sent = [0]
     stop = threading.Event()
-    try:
-        with ChatTestClient(proxy.address) as client:
-            client.login("steady", rooms=[canary.room])
+    with ProxyThread(FaultProxy(server.address)) as proxy, ChatTestClient(proxy.address) as client:
+        client.login("steady", rooms=[canary.room])
 
-            def send_steadily() -> None:
-                """One message every 40 ms (pacing the sender, not synchronising the test)."""
-                for say in says(canary.room, total):
-                    client.send_unchecked(say)
-                    sent[0] += 1
-                    if stop.wait(0.04):
-                        return
+        def send_steadily() -> None:
+            """One message every 40 ms (pacing the sender, not synchronising the test)."""
+            for say in says(canary.room, total):
+                client.send_unchecked(say)
+                sent[0] += 1
+                if stop.wait(0.04):
+                    return
 
-            sender = threading.Thread(target=send_steadily, name="steady-sender")
-            sender.start()
-            try:
-                wait_until(lambda: sent[0] >= 20, 15, "20 messages sent before the freeze")
-                proxy.hold()
-                held_from = sent[0]
-                wait_until(lambda: sent[0] >= held_from + 40, 15, "40 messages held by the frozen link")
-                canary.wait_rounds(2)
-                proxy.release()
-                assert acks_in_order(client, total, 30) == list(range(total))
-            finally:
-                stop.set()
-                sender.join(10)
-            still_connected(client)
-    finally:
-        proxy.close()
+        sender = threading.Thread(target=send_steadily, name="steady-sender")
+        sender.start()
+        try:
+            wait_until(lambda: sent[0] >= 20, 15, "20 messages sent before the freeze")
+            proxy.call(lambda link: link.freeze("up"))  # held in the proxy, not lost
+            held_from = sent[0]
+            wait_until(lambda: sent[0] >= held_from + 40, 15, "40 messages held by the frozen link")
+            canary.wait_rounds(2)
+            assert proxy.call(lambda link: link.held("up")) > 0
+            proxy.call(lambda link: link.thaw("up"))  # everything held goes out in one write
+            assert acks_in_order(client, total, 30) == list(range(total))
+        finally:
+            stop.set()
+            sender.join(10)
+        still_connected(client)
     wait_until(lambda: len(relayed_by(canary, "steady")) == total, 15, "everything relayed")
     assert relayed_by(canary, "steady") == [f"line {n}" for n in range(total)]
     canary.wait_rounds(3)

@@ -1,0 +1,47 @@
+"""`chat-lab`: the lab's tools, one subcommand each (`chat-lab --help` lists them)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from . import proxycli
+
+#: Each tool: its name, one line of help, how to add its arguments, and how to run it.
+TOOLS: list[
+    tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]
+] = [
+    (
+        "proxy",
+        "a fault proxy: delay, throttle, split, merge, freeze, cut or corrupt a link (TCP or UDP)",
+        proxycli.add_arguments,
+        proxycli.run,
+    ),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subcommand per tool."""
+    parser = argparse.ArgumentParser(
+        prog="chat-lab",
+        description="The mpchat lab: tools for seeing the protocol and the threads at work. "
+        "docs/lessons.md is the reading order.",
+    )
+    tools = parser.add_subparsers(dest="tool", metavar="TOOL", required=True)
+    for name, summary, add_arguments, run in TOOLS:
+        sub = tools.add_parser(name, help=summary, description=summary)
+        add_arguments(sub)
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one tool and return its exit status."""
+    args = build_parser().parse_args(argv)
+    status: int = args.run(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
