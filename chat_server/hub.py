@@ -99,6 +99,13 @@ class Client:
         if not self.sendq.put(data):
             self.close(self.overflow, True)
 
+    def send_numbered(self, data: bytes) -> int:
+        """`send`, returning the frame's number in the send queue (`SendQueue.put_numbered`)."""
+        within, number = self.sendq.put_numbered(data)
+        if not within:
+            self.close(self.overflow, True)
+        return number
+
     def send_many(self, frames: list[bytes]) -> None:
         """Queue several encoded frames, in order, with one append."""
         if not self.sendq.put_many(frames):

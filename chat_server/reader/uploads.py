@@ -5,14 +5,20 @@ confirmed offset and a running SHA-256), and the file open for the last download
 
 * ``file_offer``: check the target, the size and the quotas (`FileStore.reserve`), open the partial file
   (resuming: re-hash what is on disk), answer ``file_progress``.
-* ``file_chunk``: write the bytes at the confirmed offset (`os.pwrite`), hash them, then confirm with
-  ``file_progress``: a confirmed byte is in the file (the page cache, flushed to disk every `SYNC_EVERY`
-  bytes; the final hash check catches what a power loss takes). At the end: check the hash, move the file
-  into place (`FileStore.place`), and hand the offer to the history thread (`StoreFile`), which stores it and
-  answers ``file_done``.
+* ``file_chunk``: refuse it past the upload window (below), write the bytes at the confirmed offset
+  (`os.pwrite`), hash them, then confirm with ``file_progress``: a confirmed byte is in the file (the page
+  cache, flushed to disk every `SYNC_EVERY` bytes; the final hash check catches what a power loss takes). At
+  the end: check the hash, move the file into place (`FileStore.place`), and hand the offer to the history
+  thread (`StoreFile`), which stores it and answers ``file_done``.
 * ``file_get``: check access, read one chunk (`os.pread`) and queue ``file_data`` on the connection's bulk
   lane (`SendQueue.put_bulk`), which the sender writes only after the chat frames queued before it.
 * ``file_cancel``: delete the partial file.
+
+The upload window: each upload remembers the send-queue numbers of its chunk confirmations
+(`SendQueue.put_numbered`) that the sender had not yet taken to write when last looked at. A chunk that
+arrives while `files.window` of them are still unsent is refused with ``too_many_transfers``: its client
+cannot have seen the confirmation of the chunk `window` places before it (docs/protocol.md section 12). A
+client that waits for that confirmation is never refused, since a frame it has received was taken first.
 
 Each handler returns None or an encoded error frame: the connection sends it and counts the refusal against
 `flood_refusals`, so a client cannot make the server answer errors without end.
@@ -25,8 +31,9 @@ import itertools
 import logging
 import os
 import sqlite3
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chat_server.files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
 from chat_server.history.fileoffers import StoreFile
@@ -68,6 +75,8 @@ class _Upload:
     hasher: hashlib._Hash
     room_key: str | None
     recipient: tuple[str, str] | None  # (nick as shown, key)
+    #: Send-queue numbers of this upload's chunk confirmations the sender may not have taken yet (the window).
+    unsent: deque[int] = field(default_factory=deque)
 
 
 class ConnectionFiles:
@@ -210,6 +219,16 @@ class ConnectionFiles:
         data = chunk.data
         if not data or len(data) > self.config.chunk:
             return error_frame(ErrorCode.INVALID_FIELD, f"a chunk holds 1 to {self.config.chunk} bytes", ref)
+        unsent, taken = upload.unsent, self.sendq.taken
+        while unsent and unsent[0] <= taken:
+            unsent.popleft()
+        if len(unsent) >= self.config.window:
+            window = self.config.window
+            return error_frame(
+                ErrorCode.TOO_MANY_TRANSFERS,
+                f"at most {window} chunks unconfirmed: wait for the file_progress of the earlier ones",
+                ref,
+            )
         if chunk.offset != upload.offset:
             return error_frame(ErrorCode.BAD_OFFSET, f"expected offset {upload.offset}", ref)
         if upload.offset + len(data) > upload.offer.size:
@@ -225,7 +244,8 @@ class ConnectionFiles:
         upload.hasher.update(data)
         upload.offset += len(data)
         self.tally.count("file_bytes", "upload", len(data))
-        self.client.send(encode(FileProgress(upload=upload.number, offset=upload.offset, ref=ref)))
+        progress = encode(FileProgress(upload=upload.number, offset=upload.offset, ref=ref))
+        unsent.append(self.client.send_numbered(progress))
         if upload.offset == upload.offer.size:
             return self._complete(upload, ref)
         return None

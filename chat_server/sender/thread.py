@@ -105,6 +105,7 @@ class SendQueue:
         "_overflowed",
         "_queued",
         "_soft_limit",
+        "_taken",
         "bulk_limit",
         "bulk_room",
         "hard",
@@ -144,6 +145,9 @@ class SendQueue:
         self._closed = False  # no more frames accepted; the sender finishes once everything is written
         self._aborted = False  # closed by `abort`: frames the sender took but has not begun are dropped too
         self._overflowed = False
+        #: Chat frames taken by the sender (or dropped by `abort`) so far: counted per batch in `take`, so a
+        #: frame numbered by `put_numbered` has begun to be written once this reaches its number.
+        self._taken = 0
         #: Bytes written to the client so far (for /stats NICK; counted in `written`, once per send).
         self.sent = 0
 
@@ -174,6 +178,26 @@ class SendQueue:
         if first and self.on_ready is not None:
             self.on_ready()
         return within
+
+    def put_numbered(self, data: bytes) -> tuple[bool, int]:
+        """`put`, and the frame's number: the sender has begun writing it once `taken` reaches it (the
+        upload window counts a connection's unsent `file_progress` frames this way)."""
+        with self._lock:
+            if self._closed:
+                return True, 0
+            self._frames.append(data)
+            self._queued += len(data)
+            number = self._taken + len(self._frames)
+            first = len(self._frames) == 1
+            within = self._queued <= self._soft_limit or self._check_over_soft()
+        if first and self.on_ready is not None:
+            self.on_ready()
+        return within, number
+
+    @property
+    def taken(self) -> int:
+        """How many chat frames the sender has taken to write (or `abort` dropped) so far."""
+        return self._taken
 
     def put_many(self, frames: list[bytes]) -> bool:
         """Queue several frames at once (one lock, at most one `on_ready`); False if now over the limit."""
@@ -242,6 +266,7 @@ class SendQueue:
             frames = self._frames
             if frames:
                 self._frames = []
+                self._taken += len(frames)
                 if self._bulk:
                     frames.append(self._bulk.popleft())
                 return frames
@@ -279,6 +304,7 @@ class SendQueue:
         with self._lock:
             dropped = sum(len(frame) for frame in self._frames) + sum(len(frame) for frame in self._bulk)
             self._queued -= dropped
+            self._taken += len(self._frames)
             self._bulk.clear()
             self._frames = [] if last is None else [last]
             self._queued += 0 if last is None else len(last)
@@ -509,7 +535,11 @@ class SenderThread:
             return
         sendq = channel.sendq
         while True:
-            frames = sendq.take()
+            # Bytes the kernel did not take last time go first, alone: frames queued meanwhile wait in the
+            # send queue until those are written (the upload window counts on it: a frame taken has begun to
+            # be written), except when the client is being dropped (held frames give way to its last one).
+            finishing = bool(channel.unsent or channel.held) and not sendq.aborted
+            frames = [] if finishing else sendq.take()
             if frames and self._trace:
                 for frame in frames:
                     trace.debug("conn=%d out %r", channel.conn_id, _decoded(frame))
@@ -561,6 +591,8 @@ class SenderThread:
                 return
             channel.unsent = b""
             self._unwatch(channel)
+            if finishing:
+                continue  # now the frames queued meanwhile
             if not sendq.closed:
                 if sendq.has_bulk:
                     # More file chunks: this channel's next turn comes after every other ready channel's

@@ -441,3 +441,28 @@ async def test_sending_a_missing_file_is_a_clear_error(server: LiveServer, tmp_p
         with pytest.raises(TransferError):
             await alice.send_file(tmp_path, room="lobby")
         assert alice.transfers == ()
+
+
+async def test_a_large_upload_keeps_the_servers_window(tmp_path: Path) -> None:
+    """The library keeps at most `files.window` chunks unconfirmed, so the server never refuses one of its
+    chunks: 600 chunks go up against a window of 1 and a small kernel send buffer (the server writes its
+    confirmations slowly), and come down intact."""
+    from chat_server.filesconfig import FilesConfig
+
+    files = FilesConfig(window=1, chunk=4096)
+    live = LiveServer(fast_server_config(tmp_path / "server", files=files, send_buffer=4096))
+    live.start()
+    try:
+        async with (
+            ChatClient(live.host, live.port, "alice", options=options(tmp_path / "a")) as alice,
+            ChatClient(live.host, live.port, "bob", options=options(tmp_path / "b")) as bob,
+        ):
+            assert alice.file_policy is not None
+            assert (alice.file_policy.window, alice.file_policy.chunk) == (1, 4096)
+            source = random_file(tmp_path / "src", "big.bin", 600 * 4096 - 7)
+            offer_id = await share(alice, bob, source)
+            info = await bob.get_file(offer_id).wait()
+            assert info.path is not None
+            assert digest(info.path) == digest(source)
+    finally:
+        await live.astop()

@@ -81,14 +81,18 @@ def send_chunks(
     *,
     ref: int = 1,
     chunk: int = DEFAULT_FILE_CHUNK,
-    window: int = DEFAULT_FILE_WINDOW,
+    window: int | None = None,
     stop_after: int | None = None,
     end: int | None = None,
 ) -> int:
-    """Send `data[start:end]` keeping `window` chunks unconfirmed; return the last confirmed offset.
+    """Send `data[start:end]` keeping `window` chunks unconfirmed (default: the window the server announced);
+    return the last confirmed offset.
 
     With `stop_after`, stop sending once that many bytes are confirmed (to interrupt an upload).
     """
+    if window is None:
+        policy = client.last_welcome.files if client.last_welcome is not None else None
+        window = policy.window if policy is not None else DEFAULT_FILE_WINDOW
     sent = confirmed = start
     end = len(data) if end is None else min(end, len(data))
     while confirmed < end:

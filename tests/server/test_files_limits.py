@@ -25,7 +25,7 @@ from shared import (
 from shared.limits import DEFAULT_FILE_CHUNK
 
 from .client import ChatTestClient, wait_until
-from .files_client import download, offer, send_chunks, sha256, upload
+from .files_client import STEP_TIMEOUT, download, offer, send_chunks, sha256, upload
 
 CHUNK = DEFAULT_FILE_CHUNK
 
@@ -273,3 +273,66 @@ def test_send_queue_bulk_lane_gives_chat_frames_first() -> None:
     other.close(b"bye")
     assert other.take() == [b"bye"]
     assert other.take() is None
+
+
+def test_upload_window_at_and_past_the_limit(make_server: Callable[..., ChatServer]) -> None:
+    """While the server cannot write to the uploader (two 49 KiB downloads it does not read fill the small
+    buffers), `window` chunks sent without confirmation are accepted and the next one is refused with
+    too_many_transfers, carrying its ref; nothing of it is written, and the upload goes on at the confirmed
+    offset once the client reads its confirmations again."""
+    server = make_server(files=FilesConfig(window=2), send_buffer=4096)
+    big = os.urandom(2 * CHUNK)
+    with client(server, "alice") as alice, ChatTestClient(server.address, receive_buffer=4096) as bob:
+        bob.login("bob")
+        stored = upload(bob, big, ref=1).done
+        assert stored is not None
+        started = offer(bob, b"abc", ref=2)
+        assert isinstance(started, FileProgress)
+        assert started.offset == 0
+        bob.send(GetFile(id=stored.id, offset=0, ref=3))
+        bob.send(GetFile(id=stored.id, offset=CHUNK, ref=4))
+        # The kernel takes the first chunk whole, the second finds it full: the sender waits for bob's socket
+        # to drain, and frames queued from now on stay in bob's send queue until he reads.
+        wait_until(lambda: blocked(server, "bob"), STEP_TIMEOUT, "the sender to wait for bob's socket")
+        for offset in range(3):
+            piece = b"abc"[offset : offset + 1]
+            bob.send(FileChunk(upload=started.upload, offset=offset, data=piece, ref=10 + offset))
+        bob.send(Say(room="lobby", text="after the chunks", ref=13))
+        alice.recv(Said, text="after the chunks")  # bob's chunks were handled before his say was read
+        assert bob.recv(FileData, STEP_TIMEOUT, ref=3).data == big[:CHUNK]
+        assert bob.recv(FileData, STEP_TIMEOUT, ref=4).data == big[CHUNK:]
+        assert bob.recv(FileProgress, ref=10).offset == 1
+        assert bob.recv(FileProgress, ref=11).offset == 2
+        refused = bob.error("too_many_transfers")
+        assert refused.ref == 12
+        assert not refused.fatal
+        bob.recv(Ack, ref=13)
+        # The refused chunk was not written: it is expected again at offset 2, and completes the upload.
+        bob.send(FileChunk(upload=started.upload, offset=2, data=b"c", ref=14))
+        assert bob.recv(FileProgress, ref=14).offset == 3
+        done = bob.recv(FileDone, upload=started.upload)
+        assert alice.recv(FileOffered, id=done.id).size == 3
+
+
+def blocked(server: ChatServer, nick: str) -> bool:
+    """True while the sender waits for `nick`'s socket to take more (its kernel buffers are full); a test
+    looks at the server's own state here, since a client cannot see it."""
+    sendq = server._services.hub.nicks[nick].sendq
+    try:
+        watched = list(server._services.sender._watched)
+    except RuntimeError:  # the sender changed the set meanwhile: look again
+        return False
+    return any(channel.sendq is sendq for channel in watched)
+
+
+def test_upload_window_never_refuses_a_client_that_keeps_it(make_server: Callable[..., ChatServer]) -> None:
+    """A client with exactly `window` chunks unconfirmed at all times (the rule of section 12) uploads a file
+    of many chunks without a refusal, over a slow-reading socket too."""
+    server = make_server(files=FilesConfig(window=2, chunk=1024), send_buffer=4096)
+    data = os.urandom(300 * 1024)
+    with ChatTestClient(server.address, receive_buffer=4096) as bob:
+        bob.login("bob")
+        started = offer(bob, data)
+        assert isinstance(started, FileProgress)
+        assert send_chunks(bob, started.upload, data, 0, chunk=1024, window=2) == len(data)
+        assert bob.recv(FileDone, upload=started.upload, timeout=STEP_TIMEOUT).id > 0
