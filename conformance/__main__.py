@@ -3,6 +3,7 @@
     python -m conformance --host 127.0.0.1 --port 7878         # every case against a server
     python -m conformance --port 7878 -k history               # the cases whose name holds "history"
     python -m conformance --list                                # the cases, with their spec sections
+    python -m conformance --port 7878 --group configured        # the cases that need a configured server
     python -m conformance --serve --port 7979                   # play the server side (docs/conformance.md)
 
 Exit status: 0 when every case passed, 1 when one failed, 2 for a usage or transcript error.
@@ -17,7 +18,7 @@ from pathlib import Path
 from .peer import DEFAULT_TIMEOUT
 from .runner import run_cases
 from .serve import servable, serve
-from .transcript import Case, TranscriptError, load
+from .transcript import DEFAULT_GROUP, Case, TranscriptError, groups, load
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -33,6 +34,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-k", dest="select", default="", help="only the cases whose name contains this text")
     parser.add_argument(
         "--transcripts", type=Path, nargs="*", help="transcript files to run instead of the suite's own"
+    )
+    parser.add_argument(
+        "--group",
+        help=f"the group of cases to run (default {DEFAULT_GROUP!r}, which needs a server with its default "
+        "settings; 'configured' needs the settings that --list --group configured prints; 'all': every "
+        "group; with --transcripts: every case of those files)",
     )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument(
@@ -60,8 +67,10 @@ def select(cases: list[Case], text: str) -> list[Case]:
 def main(argv: list[str] | None = None) -> int:
     """Run the suite; the exit status says whether every case passed."""
     args = parse_args(argv)
+    group: str | None = args.group or (None if args.transcripts else DEFAULT_GROUP)
     try:
-        cases = select(load(args.transcripts), args.select)
+        cases = select(load(args.transcripts, None if group == "all" else group), args.select)
+        headers = groups(args.transcripts)
     except (TranscriptError, OSError) as error:
         print(f"conformance: {error}", file=sys.stderr)
         return 2
@@ -69,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         print("conformance: no case matches", file=sys.stderr)
         return 2
     if args.list:
+        for name, header in headers.items():
+            if group in (name, "all", None):
+                print(f"group {name}: {header.doc}")
+                for key, value in header.server.items():
+                    print(f"  {key} = {value!r}")
         for case in cases:
             served = "" if servable(case) else "  (client side only)"
             print(f"{case.name}  (§{case.spec}){served}: {case.doc}")

@@ -30,9 +30,24 @@ class Peer:
         self.closed = False
 
     @classmethod
-    def connect(cls, host: str, port: int, name: str, timeout: float = DEFAULT_TIMEOUT) -> Peer:
-        """Open a connection to `host`:`port`."""
-        return cls(socket.create_connection((host, port), timeout=timeout), name)
+    def connect(
+        cls, host: str, port: int, name: str, timeout: float = DEFAULT_TIMEOUT, rcvbuf: int | None = None
+    ) -> Peer:
+        """Open a connection to `host`:`port`; with `rcvbuf`, the socket's receive buffer is set to that many
+        bytes before connecting (where it still bounds the TCP window), so that a peer that stops reading
+        fills the server's buffers quickly."""
+        if rcvbuf is None:
+            return cls(socket.create_connection((host, port), timeout=timeout), name)
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            sock.settimeout(timeout)
+            sock.connect(address)
+        except BaseException:
+            sock.close()
+            raise
+        return cls(sock, name)
 
     # -- sending -----------------------------------------------------------------------------------------
 

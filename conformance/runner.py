@@ -37,8 +37,11 @@ def login_steps(step: dict[str, Any]) -> list[dict[str, Any]]:
     hello: dict[str, Any] = {"type": "hello", "proto": "mpchat", "version": 1, "nick": "${" + peer + "}"}
     hello.update(step.get("hello", {}))
     where = step.get("_where", "")
+    opening: dict[str, Any] = {"open": peer, "_where": where}
+    if "rcvbuf" in step:
+        opening["rcvbuf"] = step["rcvbuf"]
     return [
-        {"open": peer, "_where": where},
+        opening,
         {"send": peer, "frame": hello, "_where": where},
         {"expect_next": peer, "frame": {"type": "welcome", "nick": "=" + peer}, "_where": where},
     ]
@@ -86,7 +89,9 @@ class CaseRun:
         timeout = float(step.get("timeout", self.timeout))
         if "open" in step:
             try:
-                self.peers[step["open"]] = Peer.connect(self.host, self.port, step["open"], timeout)
+                self.peers[step["open"]] = Peer.connect(
+                    self.host, self.port, step["open"], timeout, step.get("rcvbuf")
+                )
             except OSError as error:
                 raise Mismatch(f"could not connect to {self.host}:{self.port}: {error}") from error
         elif "send" in step:

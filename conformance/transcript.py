@@ -8,10 +8,14 @@ A transcript file (`conformance/transcripts/*.jsonl`) holds one JSON object per 
   ``"peers": ["a", "b"]`` lists its connections (default ``["a"]``).
 * Steps: ``open``, ``send`` (with ``how``: ``whole``, ``bytes`` or ``coalesced``), ``send_hex``, ``expect``,
   ``expect_next``, ``expect_silence``, ``expect_closed``, ``close``, and the shorthand ``login``.
+* Groups: a file may start with a header line ``{"group": "configured", "doc": "...", "server": {...}}``;
+  its cases belong to that group and need a server configured with the settings under ``server``. Files
+  without one belong to the ``default`` group, which needs a server with its default settings.
 * Variables: every peer name is bound to a fresh nick (``"${a}"``, upper-cased as ``"${a_upper}"``)
   and ``"${room}"`` to a fresh room name, so cases never collide with each other or with earlier runs;
-  ``"${long_text}"`` is one byte over the default ``max_text``. In a pattern, ``"?name"`` captures a value
-  and ``"=name"`` requires the captured one; in a frame to send, ``"${name}"`` is replaced by it.
+  ``"${max_text}"`` is a text of exactly the default ``max_text`` bytes, ``"${long_text}"`` one byte over.
+  In a pattern, ``"?name"`` captures a value and ``"=name"`` requires the captured one; in a frame to send,
+  ``"${name}"`` is replaced by it.
 * Patterns match a frame partially: every key of the pattern must be in the frame and match; keys the pattern
   does not name are ignored (servers may add optional fields, section 4). ``null`` means absent or nil.
   ``"$any"``, ``"$uint"``, ``"$str"``, ``"$bool"``, ``"$bin"`` match by type; ``{"$gt": "=name"}`` and
@@ -37,6 +41,8 @@ DEFAULT_FILE_CHUNK = 49_152
 
 #: Where the suite's own transcripts live.
 TRANSCRIPTS = Path(__file__).with_name("transcripts")
+#: The group of the cases of a file without a header: they need a server with its default settings.
+DEFAULT_GROUP = "default"
 
 STEP_KINDS = frozenset(
     {
@@ -75,10 +81,24 @@ class Case:
     source: str
     #: Cases that need more than one connection, or server-only behaviour, cannot be played by `--serve`.
     servable: bool = True
+    #: The group of its file: which server configuration it needs (`Group`).
+    group: str = DEFAULT_GROUP
 
 
-def load(paths: list[Path] | None = None) -> list[Case]:
-    """Every case of the given transcript files (default: the suite's own), in file order."""
+@dataclass(frozen=True)
+class Group:
+    """A file's header: the group its cases belong to, and the server settings they need."""
+
+    name: str
+    doc: str
+    #: The settings, by the names of docs/server.md (what another server's author reproduces).
+    server: dict[str, Any]
+    source: str
+
+
+def load(paths: list[Path] | None = None, group: str | None = DEFAULT_GROUP) -> list[Case]:
+    """Every case of the given transcript files (default: the suite's own), in file order; with `group`, only
+    the cases of that group (None: every group)."""
     files = paths if paths is not None else sorted(TRANSCRIPTS.glob("*.jsonl"))
     cases: list[Case] = []
     for path in files:
@@ -87,11 +107,43 @@ def load(paths: list[Path] | None = None) -> list[Case]:
     duplicates = {name for name in names if names.count(name) > 1}
     if duplicates:
         raise TranscriptError(f"case names used twice: {sorted(duplicates)}")
-    return cases
+    return [case for case in cases if group is None or case.group == group]
+
+
+def groups(paths: list[Path] | None = None) -> dict[str, Group]:
+    """The groups that the files declare in a header, by name."""
+    found: dict[str, Group] = {}
+    for path in paths if paths is not None else sorted(TRANSCRIPTS.glob("*.jsonl")):
+        header = _header(path)
+        if header is not None:
+            found[header.name] = header
+    return found
+
+
+def _header(path: Path) -> Group | None:
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("//"):
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise TranscriptError(f"{path.name}:{number}: not JSON: {error}") from error
+        if not isinstance(item, dict) or "group" not in item:
+            return None
+        return Group(
+            name=str(item["group"]),
+            doc=str(item.get("doc", "")),
+            server=dict(item.get("server", {})),
+            source=f"{path.name}:{number}",
+        )
+    return None
 
 
 def _load_file(path: Path) -> Iterator[Case]:
     current: Case | None = None
+    header = _header(path)
+    group = header.name if header is not None else DEFAULT_GROUP
     for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         line = raw.strip()
         if not line or line.startswith("//"):
@@ -103,6 +155,10 @@ def _load_file(path: Path) -> Iterator[Case]:
             raise TranscriptError(f"{where}: not JSON: {error}") from error
         if not isinstance(item, dict):
             raise TranscriptError(f"{where}: a line must be a JSON object")
+        if "group" in item:
+            if current is not None or header is None or header.source != where:
+                raise TranscriptError(f"{where}: a group header must be the file's first line")
+            continue
         if "case" in item:
             if current is not None:
                 yield current
@@ -115,6 +171,7 @@ def _load_file(path: Path) -> Iterator[Case]:
                 steps=[],
                 source=where,
                 servable=bool(item.get("servable", len(peers) == 1)),
+                group=group,
             )
             continue
         if current is None:
@@ -146,6 +203,7 @@ class Variables:
             values[peer] = f"cf{tag}{peer}"[:32]
             values[f"{peer}_upper"] = values[peer].upper()
         values["room"] = f"cf-{tag}"
+        values["max_text"] = "x" * DEFAULT_MAX_TEXT
         values["long_text"] = "x" * (DEFAULT_MAX_TEXT + 1)
         values["long_chunk"] = b"x" * (DEFAULT_FILE_CHUNK + 1)
         return cls(values)

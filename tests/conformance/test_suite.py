@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 from chat_client import ChatClient
 from conformance.serve import servable
-from conformance.transcript import load
+from conformance.transcript import groups, load
 from tests.server.process import ServerProcess
 from tests.waiting import DEADLINE, wait_until
 
@@ -85,7 +86,7 @@ def test_the_suite_imports_none_of_our_packages() -> None:
 
 def test_every_case_names_a_spec_section_and_says_what_it_checks() -> None:
     """Each case has a spec section and a one-line description (what a reader of the report needs)."""
-    for case in load():
+    for case in load(group=None):
         assert case.spec, case.name
         assert case.doc, case.name
 
@@ -141,3 +142,45 @@ async def test_serve_checks_a_real_client() -> None:
         code, output = await asyncio.to_thread(served.finish)
     assert code == 0, output
     assert "PASS  hello/rooms" in output
+
+
+def toml_value(value: object) -> str:
+    """One value of a settings map in TOML (the header holds numbers, strings and lists of strings)."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+def server_toml(settings: dict[str, object]) -> str:
+    """A server.toml holding `settings`: the top-level keys first, then each table (`files`)."""
+    lines = [f"{key} = {toml_value(value)}" for key, value in settings.items() if not isinstance(value, dict)]
+    for table, values in settings.items():
+        if isinstance(values, dict):
+            lines.append(f"[{table}]")
+            lines += [f"{key} = {toml_value(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_our_configured_server_passes_the_configured_group(tmp_path: Path) -> None:
+    """The `configured` group passes against our server started with exactly the settings its header names
+    (written into a server.toml, as another server's author would configure theirs from docs/conformance.md),
+    and the default run leaves the group out."""
+    header = groups()["configured"]
+    config = tmp_path / "server.toml"
+    config.write_text(server_toml(header.server), encoding="utf-8")
+    cases = load(group="configured")
+    assert len(cases) >= 10
+    assert not {case.name for case in cases} & {case.name for case in load()}
+    with ServerProcess("--port", "0", "--data-dir", str(tmp_path), "--config", str(config)) as process:
+        assert process.address is not None, process.first_line
+        host, port = process.address
+        result = run_suite("--host", host, "--port", str(port), "--group", "configured")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("PASS  ") == len(cases)
+    assert f"{len(cases)} passed, 0 failed" in result.stdout
