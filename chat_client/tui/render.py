@@ -4,6 +4,12 @@ Every untrusted string (nick, room, topic, message) goes through `shared.text.vi
 `Text` object as plain text with a style: never into a markup string, so ``[bold]`` or ``[@click=...]``
 in a message is shown as typed and does nothing, and no control character reaches the terminal.
 
+A message's text is formatted by `formatted`: `chat_client.model.formatting.parse` finds its bold, italic,
+code, code blocks and URLs, and each span is appended with its style (a URL's span links to the URL it
+shows, nothing else; a code block in a language of `HIGHLIGHTED_LANGUAGES` is coloured by Pygments' lexer,
+token by token, with the colours of Rich's `CODE_THEME`). The text shown is always the message minus the
+markers `parse` dropped (a property test checks it, hostile text included).
+
 A log line has two parts (`Rendered`): its *head* (time and nick, ``07:57 <bob> ``) and its *body* (the
 text). `wrap_rows` lays them out at a width: the head starts the first row, and every further row of the
 same line is indented under the body. A row that starts one of the message's own further lines (the
@@ -17,16 +23,24 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from rich._wrap import divide_line  # the word wrap of Text.wrap (rich has no public name for it)
 from rich.cells import cell_len
+from rich.style import Style
+from rich.syntax import Syntax
 from rich.text import Text
 
 from chat_client.model.chat import Buffer, BufferKind, Line, LineKind
 from chat_client.model.colours import PALETTE_SIZE, preferred_slot
+from chat_client.model.formatting import Mark, maybe_formatted, parse
 from chat_client.net.outbox import OutboxEntry
 from shared import visible
 from shared.text import CONTINUATION
+
+if TYPE_CHECKING:
+    from pygments.lexer import Lexer
 
 # Readable on dark and light backgrounds alike. Outside a room a nick's colour is a hash of its fold key;
 # in a room, `chat_client.model.colours.NickColours` gives each member one not taken by another member.
@@ -50,6 +64,27 @@ assert len(NICK_COLOURS) == PALETTE_SIZE
 MAX_INDENT_FRACTION = 0.5
 #: The background of a line that mentions me.
 MENTION_STYLE = "on #4d3b00"
+
+#: How the formatting marks look (`chat_client.model.formatting`); a span's style is its line's style plus
+#: these. Code has a background of its own, readable on dark and light themes.
+MARK_STYLES = {
+    Mark.BOLD: Style(bold=True),
+    Mark.ITALIC: Style(italic=True),
+    Mark.CODE: Style(color="#e5c07b", bgcolor="#2c313a"),
+    Mark.LINK: Style(color="#61afef", underline=True),
+}
+#: The Rich syntax theme whose token colours a highlighted code block takes (the terminal's own palette).
+CODE_THEME = "ansi_dark"
+#: The languages a code block may name to be highlighted (as typed after the opening fence, any case). Only
+#: common languages: each name loads a Pygments lexer, and a lexer is code run on text from the network.
+# fmt: off
+HIGHLIGHTED_LANGUAGES = frozenset((
+    "bash", "c", "c++", "console", "cpp", "cs", "csharp", "css", "diff", "go", "haskell", "html", "ini",
+    "java", "javascript", "js", "json", "kotlin", "lua", "make", "makefile", "markdown", "md", "php", "py",
+    "python", "rb", "ruby", "rs", "rust", "scala", "sh", "shell", "sql", "swift", "toml", "ts",
+    "typescript", "xml", "yaml", "yml", "zsh",
+))
+# fmt: on
 
 #: Which palette entry a nick gets: `nick_slot` (the hash) unless a room assigns one.
 SlotOf = Callable[[str], int]
@@ -115,12 +150,12 @@ def render_parts(line: Line, slot_of: SlotOf = nick_slot) -> Rendered:
         head.append("<", style="dim")
         head.append(nick, style=nick_style)
         head.append("> ", style="dim")
-        body.append(text, style=body_style)
+        append_formatted(body, line.text, body_style)
     elif line.kind is LineKind.ACTION:
         head.append("* ", style="dim")
         head.append(nick, style=nick_style)
         head.append(" ")
-        body.append(text, style=f"italic {body_style}")
+        append_formatted(body, line.text, f"italic {body_style}")
     elif line.kind is LineKind.FILE:
         head.append("▤ ", style="bold")
         head.append(nick, style=nick_style)
@@ -137,6 +172,67 @@ def render_parts(line: Line, slot_of: SlotOf = nick_slot) -> Rendered:
     if line.own:
         body.append(" ✓", style="dim green")
     return Rendered(head, body, MENTION_STYLE if line.mention else "")
+
+
+def formatted(text: str, style: str = "") -> Text:
+    """A message's text with its formatting (see the module docstring), every part made visible."""
+    out = Text(end="")
+    append_formatted(out, text, style)
+    return out
+
+
+def append_formatted(out: Text, text: str, style: str = "") -> None:
+    """Append a message's text to `out` with its formatting, in `style` (the line's), made visible."""
+    if not maybe_formatted(text):  # most messages: nothing to parse
+        out.append(visible(text), style=style)
+        return
+    start = len(out)
+    for span in parse(text):
+        shown = visible(span.text)
+        if span.marks & Mark.BLOCK:
+            out.append_text(highlighted(shown, span.language))
+        elif span.marks & Mark.LINK:
+            # The target is the text shown: a URL is printable ASCII only, so `visible` left it unchanged.
+            out.append(shown, style=_mark_style(span.marks) + Style(link=shown))
+        else:
+            out.append(shown, style=_mark_style(span.marks))
+    if style:
+        out.stylize_before(style, start)  # under the marks: theirs are applied over it
+
+
+@lru_cache(maxsize=64)
+def _mark_style(marks: Mark) -> Style:
+    return Style.combine([Style(), *(style for mark, style in MARK_STYLES.items() if marks & mark)])
+
+
+def highlighted(code: str, language: str) -> Text:
+    """A code block (already made visible) in the code style, coloured token by token when `language` is
+    one of `HIGHLIGHTED_LANGUAGES`. The text is exactly `code`: a lexer that would change it (none is known
+    to) is not used."""
+    block = MARK_STYLES[Mark.CODE]
+    lexer = lexer_for(language)
+    if lexer is None:
+        return Text(code, style=block, end="")
+    theme = Syntax.get_theme(CODE_THEME)
+    out = Text(style=block, end="")
+    for token_type, value in lexer.get_tokens(code):
+        out.append(value, style=theme.get_style_for_token(token_type))
+    return out if out.plain == code else Text(code, style=block, end="")
+
+
+@lru_cache(maxsize=len(HIGHLIGHTED_LANGUAGES) + 1)
+def lexer_for(language: str) -> Lexer | None:
+    """The Pygments lexer for `language`, loaded the first time a block names it (None: not highlighted)."""
+    if language not in HIGHLIGHTED_LANGUAGES:
+        return None
+    from pygments.lexers import get_lexer_by_name  # loaded only when a block names a language
+    from pygments.util import ClassNotFound
+
+    try:
+        # Keep the text as it is: no line breaks stripped at the ends, none added.
+        return get_lexer_by_name(language, stripnl=False, ensurenl=False, stripall=False)
+    except ClassNotFound:
+        return None
 
 
 def render_line(line: Line, slot_of: SlotOf = nick_slot) -> Text:

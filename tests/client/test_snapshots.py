@@ -120,3 +120,22 @@ def test_log_continuations_dividers_and_offline(snap_compare: SnapCompare, priva
         await steady_cursor(pilot)
 
     assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)
+
+
+def test_formatted_messages(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """Bold, italic, nested, inline code, a highlighted code block, links, and markers left as typed."""
+    model = scripted_model()
+    texts = [
+        "*bold*, _italic_, *bold and _both_* and `inline *code*` in snake_case_name",
+        "the docs: https://example.com/docs/a_(b). and [link=https://evil.example]markup[/link]",
+        "look:\n```python\ndef greet(name):\n    return f'hi {name}'  # *not bold*\n```\nran fine",
+        "* spaced * and *unclosed and 2*3*4",
+    ]
+    for n, text in enumerate(texts):
+        model.apply(Said(id=200 + n, room="lobby", nick="bob", text=text, ts=TS + 300_000))
+
+    async def show(pilot: Pilot[int]) -> None:
+        await pilot.app.switch_screen(offline_screen(model))
+        await steady_cursor(pilot)
+
+    assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)

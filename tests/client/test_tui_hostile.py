@@ -57,13 +57,18 @@ class TrapApp(ChatApp):
 
 
 def active_segments(app: ChatApp) -> list[str]:
-    """Texts of rendered log segments that carry a link or a click action (there must be none)."""
+    """Texts of rendered log segments that carry a click action, and targets of links whose text is not
+    their target (there must be none: a URL in a message links to itself, and only that)."""
     found = []
+    linked: dict[str, str] = {}  # each link's target: the texts of its segments, in order
     for strip in app.screen.query_one(ChatLog).rows():
         for segment in strip:
             style = segment.style
-            if style is not None and (style.link or style.meta.get("@click")):
+            if style is not None and style.meta.get("@click"):
                 found.append(segment.text)
+            if style is not None and style.link:
+                linked[style.link] = linked.get(style.link, "") + segment.text
+    found.extend(target for target, text in linked.items() if text != target * (len(text) // len(target)))
     return found
 
 
