@@ -43,6 +43,8 @@ CLI_LIMITS: dict[str, type] = {
     "rate_joins_burst": int,
     "rate_nicks": float,
     "rate_nicks_burst": int,
+    "rate_searches": float,
+    "rate_searches_burst": int,
     "hello_timeout": float,
     "nick_release_wait": float,
     "ping_interval": float,

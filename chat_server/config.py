@@ -132,6 +132,21 @@ DEFAULT_MAX_TRACKED_ADDRESSES = 4096
 #: Most entries a room keeps in each of its moderation lists (bans, mutes, stored operators, invitations).
 DEFAULT_MAX_MODERATION_ENTRIES = 500
 
+#: Search (`search`): the longest query in bytes of UTF-8 (longer: `too_long`); the hits in a page when the
+#: request gives no `limit`, and the most it may ask for (more: `invalid_field`); how many of the newest
+#: matching messages are ranked (a page past them is empty: docs/performance.md, "Search").
+DEFAULT_SEARCH_MAX_QUERY = 200
+DEFAULT_SEARCH_PAGE = 20
+DEFAULT_SEARCH_MAX_PAGE = 50
+DEFAULT_SEARCH_SCAN = 2000
+#: Searches per connection: a bucket of `rate_searches_burst`, refilled at `rate_searches` per second; over
+#: it, refused with `rate_limited` (each search reads the index: far more work than a chat message).
+DEFAULT_RATE_SEARCHES = 0.5
+DEFAULT_RATE_SEARCHES_BURST = 5
+#: Seconds between two `typing` starts of one connection in one room that the server relays; a start sooner
+#: than that after the last one relayed is dropped silently (docs/protocol.md, `typing`).
+DEFAULT_TYPING_INTERVAL = 3.0
+
 _SYNC_MODES = ("FULL", "NORMAL")
 #: The longest text the server itself writes into a reason field (error messages, sign-off reasons), in
 #: bytes of UTF-8; `max_reason` may not be lower, or clients would refuse the server's own frames.
@@ -192,6 +207,13 @@ class ServerConfig:
     rate_nicks_burst: int = DEFAULT_RATE_NICKS_BURST
     backfill: int = DEFAULT_BACKFILL
     max_backfill: int = DEFAULT_MAX_BACKFILL
+    search_max_query: int = DEFAULT_SEARCH_MAX_QUERY
+    search_page: int = DEFAULT_SEARCH_PAGE
+    search_max_page: int = DEFAULT_SEARCH_MAX_PAGE
+    search_scan: int = DEFAULT_SEARCH_SCAN
+    rate_searches: float = DEFAULT_RATE_SEARCHES
+    rate_searches_burst: int = DEFAULT_RATE_SEARCHES_BURST
+    typing_interval: float = DEFAULT_TYPING_INTERVAL
     history_sync: str = DEFAULT_HISTORY_SYNC
     history_busy_timeout: float = DEFAULT_HISTORY_BUSY_TIMEOUT
     commit_batch: int = DEFAULT_COMMIT_BATCH
@@ -259,6 +281,10 @@ class ServerConfig:
             raise ValueError(f"default_room: {problem}")
         if self.max_backfill > self.max_list or self.backfill > self.max_backfill:
             raise ValueError("backfill <= max_backfill <= max_list is required")
+        if self.search_max_page > self.max_list or self.search_page > self.search_max_page:
+            raise ValueError("search_page <= search_max_page <= max_list is required")
+        if self.search_max_query > self.max_reason:
+            raise ValueError("search_max_query may not be larger than max_reason (the query field's limit)")
         admins: object = self.admins  # from TOML or a caller: check before trusting the annotation
         if isinstance(admins, str) or not all(isinstance(nick, str) for nick in self.admins):
             raise ValueError("admins must be a list of nicks")

@@ -2,7 +2,8 @@
 
 Ownership: only the history thread (`chat_server.history.thread`) *changes* hub state, always under
 `Hub.lock`; being the only writer, it may also read without the lock. Other threads (a reader serving
-`FetchHistory`, `ChatServer.stats()`, tests) only *read* it, under the lock. The lock is held for dictionary
+`FetchHistory` or `Search`, a reader relaying a `typing` with `publish`, `ChatServer.stats()`, tests) only
+*read* it, under the lock. The lock is held for dictionary
 and list operations only: never for I/O, never while calling out.
 
 Fan-out goes through the `publish` methods: `Hub.publish(room, data, skip)` for one frame (joined, left,

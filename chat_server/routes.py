@@ -55,10 +55,12 @@ from shared.messages import (
     Quit,
     Register,
     Say,
+    Search,
     SetAway,
     SetMode,
     SetTopic,
     Tell,
+    Typing,
     Unban,
     Unmute,
     Unregister,
@@ -97,6 +99,8 @@ class Cost(enum.Enum):
     JOINS = "joins"
     #: A request token, then a nick token (`rate_nicks`): over it, refused with `rate_limited`.
     NICKS = "nicks"
+    #: A request token, then a search token (`rate_searches`): over it, refused with `rate_limited`.
+    SEARCHES = "searches"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +129,7 @@ def history(kind: type[M], cost: Cost, handler: Callable[[Any, Client, M], None]
 
 
 FREE, TRANSFER, REQUESTS, TEXT = Cost.FREE, Cost.TRANSFER, Cost.REQUESTS, Cost.TEXT
-JOINS, NICKS = Cost.JOINS, Cost.NICKS
+JOINS, NICKS, SEARCHES = Cost.JOINS, Cost.NICKS, Cost.SEARCHES
 
 #: Every request the server handles: type -> (thread, cost, handler).
 ROUTES: dict[type, Route] = dict(
@@ -140,6 +144,10 @@ ROUTES: dict[type, Route] = dict(
         history(Say, TEXT, Messages.say),
         history(Tell, TEXT, Messages.tell),
         reader(FetchHistory, REQUESTS, requests.fetch_history),
+        # Search reads the index on the reader too (chat_server.reader.search); typing is relayed from there,
+        # never stored (chat_server.reader.requests.relay_typing).
+        reader(Search, SEARCHES, requests.search),
+        reader(Typing, REQUESTS, requests.relay_typing),
         # Rooms (chat_server.history.rooms).
         history(Join, JOINS, Rooms.join),
         history(Leave, REQUESTS, Rooms.leave),

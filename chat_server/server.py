@@ -28,7 +28,13 @@ Threads
     the handshake itself (its own bounded `recv`/`sendall`, before the connection has a channel on the
     sender), then decrypts each `recv` through the connection's `TlsPump` (chat_server.tls). Looks each
     request up in the routing table (chat_server.routes), spends its bucket, then runs a reader row's handler
-    itself (`ping`, `fetch_history`, `stats`, file requests) or submits the request to the history thread.
+    itself (`ping`, `fetch_history`, `search`, `typing`, `stats`, file requests) or submits the request to the
+    history thread. History pages and searches (chat_server.reader.pages, chat_server.reader.search) read its
+    own read connection: in WAL mode a reader sees the last commit while the history thread writes the next,
+    so neither waits for the other and a slow search never delays chat (SQLite releases the GIL while it
+    runs a statement). A `typing` is relayed from here to the room's other members (`Hub.publish`: the member
+    list copied under ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start
+    per room per `typing_interval`) is the connection's own (`Connection._typing`).
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -87,7 +93,8 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 -------------------------------------------------------------------------------------------
 ``Hub.lock``
     Guards the hub's dictionaries and each room's member list. Written by the history thread only; read by
-    readers (membership check for `fetch_history`, `stats`), the beacon and `stats()`. Fan-out copies the
+    readers (membership check for `fetch_history`, `search` and `typing`, the member list a `typing` goes to,
+    `stats`), the beacon and `stats()`. Fan-out copies the
     member list under it, releases it, then appends to each send queue.
 ``SendQueue._lock``
     Guards one connection's queue of encoded frames and its byte count (many producers; the sender swaps the

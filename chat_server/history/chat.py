@@ -361,6 +361,7 @@ def announced_rates(config: ServerConfig) -> RateLimits:
         text_bytes=bucket(config.rate_bytes, config.rate_bytes_burst),
         joins=bucket(config.rate_joins, config.rate_joins_burst),
         nicks=bucket(config.rate_nicks, config.rate_nicks_burst),
+        searches=bucket(config.rate_searches, config.rate_searches_burst),
     )
 
 

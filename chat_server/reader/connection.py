@@ -110,6 +110,7 @@ class Budget:
         "_refusals",
         "_renames",
         "_requests",
+        "_searches",
         "_text_bytes",
         "client",
         "rate_limited",
@@ -128,6 +129,8 @@ class Budget:
         self._refusals = TokenBucket(config.rate_messages, config.flood_refusals, clock)
         self._joins = TokenBucket(config.rate_joins, config.rate_joins_burst, clock)
         self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, clock)
+        # Made by the first search: most connections never search (memory: docs/performance.md, W3).
+        self._searches: TokenBucket | None = None
         self._order = MessageOrder(clock)
         #: Requests of this connection refused or delayed by a rate limit (shown by /stats NICK).
         self.rate_limited = 0
@@ -153,7 +156,13 @@ class Budget:
             if wait := self._text_bytes.take(size):
                 self._wait_for(self._text_bytes, size, wait, "text_bytes")
             return True
-        slow = self._joins if cost is Cost.JOINS else self._renames
+        if cost is Cost.SEARCHES:
+            if self._searches is None:
+                config, clock = self.services.config, self.services.clock
+                self._searches = TokenBucket(config.rate_searches, config.rate_searches_burst, clock)
+            slow = self._searches
+        else:
+            slow = self._joins if cost is Cost.JOINS else self._renames
         if wait := slow.take():
             self.count_refusal(cost.value)
             retry = max(1, int(wait * 1000 + 0.999))
@@ -235,6 +244,7 @@ class Connection:
         "_tls",
         "_trace",
         "_transfers",
+        "_typing",
         "_wake",
         "_wsock",
         "budget",
@@ -290,6 +300,9 @@ class Connection:
         self._history_db: sqlite3.Connection | None = None
         # Created by the first file request: most connections never send one.
         self._transfers: ConnectionFiles | None = None
+        # Per room (folded name): when this connection's last `typing` start was relayed, and whether a stop
+        # may follow it (chat_server.reader.requests.relay_typing). Made by the first `typing`.
+        self._typing: dict[str, tuple[float, bool]] | None = None
         self._lock = threading.Lock()  # guards _close_reason, _dropped, _linger_until and _wake
         # Set by close() to wake a reader held back by fakelag; made by the first wait (most never wait).
         self._wake: threading.Event | None = None
@@ -459,6 +472,13 @@ class Connection:
         if self._history_db is None:
             self._history_db = self.services.store.open_reader()
         return self._history_db
+
+    def typing_state(self) -> dict[str, tuple[float, bool]]:
+        """This connection's `typing` throttle: room key -> (when its last start was relayed, whether a stop
+        may follow). Reader thread only."""
+        if self._typing is None:
+            self._typing = {}
+        return self._typing
 
     def transfers(self) -> ConnectionFiles | None:
         """This connection's file transfers, created by its first file request; None with file sharing off."""

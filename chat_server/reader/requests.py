@@ -10,8 +10,10 @@ the read loop catches once (`Connection._read_loop`).
 * `hello`: the password checks run here (scrypt, chat_server.reader.gate); the login itself is the history
   thread's, and the reader waits for its decision before reading on (`log_in`);
 * `ping` is answered here, `pong` is only a sign of life, `quit` ends the connection;
-* `fetch_history` and `stats` are answered here, from the reader's own SQLite read connection
-  (chat_server.reader.pages) and the server's counters (chat_server.reader.adminstats);
+* `fetch_history`, `search` and `stats` are answered here, from the reader's own SQLite read connection
+  (chat_server.reader.pages, chat_server.reader.search) and the server's counters
+  (chat_server.reader.adminstats);
+* `typing` is relayed from here to the room's other members (`Hub.publish`), never stored;
 * `nick`, `register` and `unregister` have their passwords checked here: only the result goes on;
 * file requests move their bytes here (chat_server.reader.uploads); only the finished offer goes on.
 """
@@ -27,6 +29,7 @@ from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.chat import Login
 from chat_server.reader import adminstats, pages
 from chat_server.reader.gate import AccessRefused
+from chat_server.reader.search import answer_search
 from chat_server.reader.uploads import ConnectionFiles
 from chat_server.replies import error_frame, fatal_frame
 from chat_server.storage import HistoryError
@@ -46,8 +49,11 @@ from shared.messages import (
     Pong,
     Quit,
     Register,
+    Search,
+    Typing,
     Unregister,
 )
+from shared.text import fold
 
 if TYPE_CHECKING:
     from chat_server.reader.connection import Connection
@@ -142,6 +148,50 @@ def fetch_history(connection: Connection, request: FetchHistory) -> None:
         return
     services = connection.services
     client.send(pages.fetch_history(client, request, db, services.hub, services.config))
+
+
+def search(connection: Connection, request: Search) -> None:
+    """A page of search hits, from this reader's own SQLite read connection (chat_server.reader.search)."""
+    client = connection.client
+    try:
+        db = connection.reader_db()
+    except HistoryError as error:
+        log.warning("conn=%d event=history_failed error=%s", client.id, error)
+        client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref))
+        return
+    services = connection.services
+    searchable = services.store.searchable
+    client.send(answer_search(client, request, db, services.hub, services.config, searchable))
+
+
+def relay_typing(connection: Connection, request: Typing) -> None:
+    """Relay a `typing` to the room's other members, with this client's nick; never stored, never answered.
+
+    Dropped silently when the client is not in the room, for a start within `typing_interval` of the last one
+    relayed for this room, and for a stop with no relayed start before it (so stops cannot flood either).
+    """
+    client, hub = connection.client, connection.services.hub
+    key = fold(request.room)
+    with hub.lock:
+        room = client.rooms.get(key)
+        nick = client.nick
+        rooms = set(client.rooms) if room is not None else set()
+    if room is None or nick is None:
+        return
+    state = connection.typing_state()
+    for gone in [gone for gone in state if gone not in rooms]:
+        del state[gone]  # rooms left since: the table stays as small as the client's rooms
+    now = connection.services.clock()
+    last, open_start = state.get(key, (float("-inf"), False))
+    if request.active:
+        if now - last < connection.services.config.typing_interval:
+            return
+        state[key] = (now, True)
+    else:
+        if not open_start:
+            return
+        state[key] = (last, False)
+    hub.publish(room, encode(Typing(room=room.name, active=request.active, nick=nick)), skip=client)
 
 
 def answer_stats(connection: Connection, request: GetStats) -> None:

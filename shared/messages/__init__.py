@@ -7,19 +7,19 @@ from here (`from shared.messages import Join`) or from `shared`.
 
 Every request may carry `ref`, an integer the client chooses; the server copies it into the `ack`, `error`
 or reply frame (`welcome`, `pong`, `room_state`, `room_list`, `history`, `registration`, `ban_list`,
-`file_progress`, `file_data`, `file_done`, `stats_report`) that answers that request, so a client can match
-answers to questions. Broadcast notifications (`joined`, `said`, ...) never carry a `ref`: the server encodes
-each of them once, and the same bytes go to every recipient.
+`file_progress`, `file_data`, `file_done`, `stats_report`, `search_results`) that answers that request, so a
+client can match answers to questions. Broadcast notifications (`joined`, `said`, ...) never carry a `ref`:
+the server encodes each of them once, and the same bytes go to every recipient.
 
-Each area is one module (`control`, `rooms`, `chat`, `accounts`, `moderation`, `files`, `admin`); the
-catalogue of every frame type, with its fields, errors and examples, is docs/protocol.md (checked against the
-decoder by tests/protocol), and `__all__` below is built from the decoder's registry, so a new message class
-needs no list edited here.
+Each area is one module (`control`, `rooms`, `chat`, `accounts`, `moderation`, `files`, `admin`,
+`search`); the catalogue of every frame type, with its fields, errors and examples, is docs/protocol.md
+(checked against the decoder by tests/protocol), and `__all__` below is built from the decoder's registry, so
+a new message class needs no list edited here.
 
 Records used inside frames (no wire type of their own): `Member` and `RoomSummary` (rooms), `BanEntry`
-(moderation), `FilePolicy` (files), `Figure` (admin), `RateLimits` and its `RateBucket`s (control). Each
-class registers its wire type with the decoder when its module is imported (`shared.schema.message`);
-importing this package imports them all.
+(moderation), `FilePolicy` (files), `SearchHit` and `SnippetPart` (search), `Figure` (admin), `RateLimits` and
+its `RateBucket`s (control). Each class registers its wire type with the decoder when its module is imported
+(`shared.schema.message`); importing this package imports them all.
 
 docs/protocol.md is the normative description of every field; the field checks live in `shared.schema`.
 """
@@ -37,6 +37,7 @@ from .control import *  # noqa: F403
 from .files import *  # noqa: F403
 from .moderation import *  # noqa: F403
 from .rooms import *  # noqa: F403
+from .search import *  # noqa: F403
 
 #: Every message and record class the decoder knows, and the protocol's constants. (Built at run time;
 #: type checkers see the star imports above instead, which export the same classes.)

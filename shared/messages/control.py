@@ -110,11 +110,13 @@ class RateBucket(Message):
 
 #: The documented defaults of the rate limits (docs/protocol.md, `welcome`; the server's DEFAULT_RATE_*):
 #: 10 requests, then 2 per second; 32 KiB of message text, then 8 KiB per second; 10 joins, then one every
-#: 5 s; 5 nick changes or (un)registrations, then one every 20 s.
+#: 5 s; 5 nick changes or (un)registrations, then one every 20 s; 5 searches, then one every 2 s.
 DEFAULT_REQUEST_BUCKET = RateBucket(burst=10, refill_ms=5_000)
 DEFAULT_TEXT_BYTES_BUCKET = RateBucket(burst=32 * 1024, refill_ms=4_000)
 DEFAULT_JOIN_BUCKET = RateBucket(burst=10, refill_ms=50_000)
 DEFAULT_NICK_BUCKET = RateBucket(burst=5, refill_ms=100_000)
+#: 5 searches, then one every 2 s.
+DEFAULT_SEARCH_BUCKET = RateBucket(burst=5, refill_ms=10_000)
 
 
 @record
@@ -130,6 +132,8 @@ class RateLimits(Message):
     joins: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_JOIN_BUCKET)
     #: `nick`, `register` and `unregister` also cost one nick token.
     nicks: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_NICK_BUCKET)
+    #: `search` also costs one search token.
+    searches: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_SEARCH_BUCKET)
 
 
 #: What a client assumes of a server whose `welcome` announces no `rates`.

@@ -53,14 +53,19 @@ from shared import (
     RoomSummary,
     Said,
     Say,
+    Search,
+    SearchHit,
+    SearchResults,
     SetAway,
     SetMode,
     SetTopic,
     SignedOff,
+    SnippetPart,
     StatsReport,
     Tell,
     Told,
     TopicChanged,
+    Typing,
     Unban,
     Unmute,
     Unregister,
@@ -111,6 +116,8 @@ CLIENT_EXAMPLES: list[Message] = [
     SetMode(room="lobby", topic_lock=True, key="s3cret", ref=19),
     Invite(room="lobby", nick="carol", ref=20),
     GetStats(nick="bob", ref=21),
+    Search(query='deploy -"next week"', room="lobby", limit=20, ref=22),
+    Typing(room="lobby"),
 ]
 
 SERVER_EXAMPLES: list[Message] = [
@@ -143,6 +150,24 @@ SERVER_EXAMPLES: list[Message] = [
     ),
     Ping(token=10),
     Pong(token=10),
+    Typing(room="lobby", active=False, nick="bob"),
+    SearchResults(
+        hits=(
+            SearchHit(
+                id=42,
+                nick="alice",
+                ts=TS,
+                room="lobby",
+                snippet=(
+                    SnippetPart(text="we "),
+                    SnippetPart(text="deploy", match=True),
+                    SnippetPart(text=" at 3"),
+                ),
+            ),
+        ),
+        more=True,
+        ref=22,
+    ),
     FileProgress(upload=1, offset=0, ref=11),
     FileDone(upload=1, id=44, ts=TS, client_msg_id="c-8"),
     FileOffered(id=44, nick="alice", name="notes.txt", size=12, sha256=FILE_SHA256, ts=TS, room="lobby"),

@@ -29,6 +29,8 @@ TEST_SETTINGS: dict[str, Any] = {
     "rate_joins_burst": 10_000,
     "rate_nicks": 10_000.0,
     "rate_nicks_burst": 10_000,
+    "rate_searches": 10_000.0,
+    "rate_searches_burst": 10_000,
     "max_connections_per_minute": 1_000_000,
     "ping_interval": 30.0,
     "ping_timeout": 60.0,

@@ -39,6 +39,7 @@ from shared import (
     Pong,
     Register,
     Say,
+    Search,
     SetAway,
     SetMode,
     SetTopic,
@@ -56,7 +57,7 @@ from .client import ChatTestClient
 
 ROOM = "replies"
 #: Requests the table cannot be checked on: `quit` carries no `ref` (its answer is the end of the stream).
-WITHOUT_REF = {"quit"}
+WITHOUT_REF = {"quit", "typing"}
 
 
 class Asker:
@@ -128,6 +129,10 @@ def test_every_request_is_answered_as_the_table_says(
     ask.answered(alice, FetchHistory(room=ROOM), "history")
     ask.refused_with(alice, FetchHistory(room="elsewhere"), ErrorCode.NOT_IN_ROOM)
     ask.refused_with(alice, FetchHistory(), ErrorCode.INVALID_FIELD)
+    ask.answered(alice, Search(query="hello"), "search_results")
+    ask.refused_with(alice, Search(query="hello", room="elsewhere"), ErrorCode.NOT_IN_ROOM)
+    ask.refused_with(alice, Search(query="x" * 300), ErrorCode.TOO_LONG)
+    ask.refused_with(alice, Search(query="-hello"), ErrorCode.INVALID_FIELD)
 
     # Rooms.
     ask.answered(alice, Join(room="second"), "room_state", "history")
