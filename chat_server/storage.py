@@ -499,22 +499,35 @@ def search(
     if scope.until is not None:
         where.append("m.ts < ?")
         parameters.append(scope.until)
-    sql = (
-        "SELECT id, ts, room, sender, recipient, snippet FROM ("
+    # The newest `scan` matches the searcher may read, ranked; the page of them. Snippets are made for the
+    # page only, in a second query (snippet() reads and tokenizes the text: far dearer than bm25).
+    ranked = (
+        "SELECT id, ts, room, sender, recipient FROM ("
         "SELECT m.id AS id, m.ts AS ts, m.room AS room, m.sender AS sender, m.recipient AS recipient,"
-        " bm25(messages_fts) AS score,"
-        " snippet(messages_fts, 0, ?, ?, ?, ?) AS snippet"
+        " bm25(messages_fts) AS score"
         " FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid"
         f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
         " ORDER BY messages_fts.rowid DESC LIMIT ?"
         ") ORDER BY score, id DESC LIMIT ? OFFSET ?"
     )
     try:
-        snippet = (MATCH_START, MATCH_END, ELLIPSIS, snippet_tokens)
-        rows = db.execute(sql, (*snippet, expression, *parameters, scan, limit + 1, offset)).fetchall()
+        rows = db.execute(ranked, (expression, *parameters, scan, limit + 1, offset)).fetchall()
+        page = rows[:limit]
+        snippets: dict[int, str] = {}
+        if page:
+            marks = ", ".join("?" * len(page))
+            snippets = dict(
+                db.execute(
+                    "SELECT rowid, snippet(messages_fts, 0, ?, ?, ?, ?) FROM messages_fts"
+                    f" WHERE messages_fts MATCH ? AND rowid IN ({marks})",
+                    (MATCH_START, MATCH_END, ELLIPSIS, snippet_tokens, expression, *(row[0] for row in page)),
+                ).fetchall()
+            )
     except sqlite3.Error as error:
         raise HistoryError(f"search failed: {error}") from error
-    found = [Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(r[5] or "")) for r in rows[:limit]]
+    found = [
+        Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(snippets.get(int(r[0])) or "")) for r in page
+    ]
     return found, len(rows) > limit
 
 
