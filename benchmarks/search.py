@@ -100,14 +100,14 @@ def fill(path: Path, messages: int, seed: int) -> float:
             "INSERT INTO messages (ts, room_key, room, sender, sender_key, text) VALUES (?, ?, ?, ?, ?, ?)",
             rows,
         )
-        for ts_, sender, peer, text in directs:
+        for when, source, target, body in directs:
             cursor = db.execute(
                 "INSERT INTO messages (ts, sender, sender_key, recipient, recipient_key, text)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (ts_, sender, sender, peer, peer, text),
+                (when, source, source, target, target, body),
             )
-            db.execute("INSERT INTO direct_index VALUES (?, ?, ?)", (sender, peer, cursor.lastrowid))
-            db.execute("INSERT INTO direct_index VALUES (?, ?, ?)", (peer, sender, cursor.lastrowid))
+            db.execute("INSERT INTO direct_index VALUES (?, ?, ?)", (source, target, cursor.lastrowid))
+            db.execute("INSERT INTO direct_index VALUES (?, ?, ?)", (target, source, cursor.lastrowid))
         db.execute("COMMIT")
         done += len(rows) + len(directs)
     elapsed = time.perf_counter() - started
