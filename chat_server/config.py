@@ -138,7 +138,7 @@ DEFAULT_MAX_MODERATION_ENTRIES = 500
 DEFAULT_SEARCH_MAX_QUERY = 200
 DEFAULT_SEARCH_PAGE = 20
 DEFAULT_SEARCH_MAX_PAGE = 50
-DEFAULT_SEARCH_SCAN = 2000
+DEFAULT_SEARCH_SCAN = 1000
 #: Searches per connection: a bucket of `rate_searches_burst`, refilled at `rate_searches` per second; over
 #: it, refused with `rate_limited` (each search reads the index: far more work than a chat message).
 DEFAULT_RATE_SEARCHES = 0.5

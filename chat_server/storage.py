@@ -481,11 +481,9 @@ def search(
         access.append(f"m.room_key IN ({', '.join('?' * len(scope.room_keys))})")
         parameters.extend(scope.room_keys)
     if scope.direct_owner is not None:
-        access.append(
-            "(m.room_key IS NULL AND EXISTS"
-            " (SELECT 1 FROM direct_index AS d WHERE d.owner_key = ? AND d.id = m.id))"
-        )
-        parameters.append(scope.direct_owner)
+        # Its direct messages: those it sent or received (what `direct_index` files under it).
+        access.append("(m.room_key IS NULL AND (m.sender_key = ? OR m.recipient_key = ?))")
+        parameters.extend((scope.direct_owner, scope.direct_owner))
     if not access:
         return [], False
     where.append(f"({' OR '.join(access)})")
