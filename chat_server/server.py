@@ -30,11 +30,13 @@ Threads
     request up in the routing table (chat_server.routes), spends its bucket, then runs a reader row's handler
     itself (`ping`, `fetch_history`, `search`, `typing`, `stats`, file requests) or submits the request to the
     history thread. History pages and searches (chat_server.reader.pages, chat_server.reader.search) read its
-    own read connection: in WAL mode a reader sees the last commit while the history thread writes the next,
-    so neither waits for the other and a slow search never delays chat (SQLite releases the GIL while it
-    runs a statement). A `typing` is relayed from here to the room's other members (`Hub.publish`: the member
-    list copied under ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start
-    per room per `typing_interval`) is the connection's own (`Connection._typing`).
+    own read connection (for a search, with the search index's file attached): in WAL mode a reader sees the
+    last commit while the history thread writes the next, so neither waits for the other and a slow search
+    never delays chat (SQLite releases the GIL while it runs a statement). Before a search it waits (bounded,
+    `INDEX_WAIT`) on ``SearchIndexer._changed`` for the indexer to catch up with the newest message it sees.
+    A `typing` is relayed from here to the room's other members (`Hub.publish`: the member list copied under
+    ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start per room per
+    `typing_interval`) is the connection's own (`Connection._typing`).
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -73,6 +75,13 @@ Threads
     Its only look at a socket: when a login wants a held nick, a zero-timeout `select` on the holder's socket
     (`Client.input_waiting`) tells whether the holder may be leaving; then the login's reader waits
     (bounded, `nick_release_wait`) for the holder's logout instead of being refused at once.
+``search-indexer`` (1; chat_server.indexer)
+    Owns the search index (chat_server.searchdb: an FTS5 index in its own file beside the history) and its
+    writer connection, and a read connection of its own on the history. Indexes what the history has
+    committed since the newest message indexed, a batch at a time (its own transactions, in its own file:
+    it never takes the history's write lock, and nothing on the message path indexes); then waits on
+    ``SearchIndexer._changed`` (at most a second) until a reader asks it to catch up. FTS5 runs in C with
+    the GIL released, so this work goes to the other core rather than the history thread's.
 ``files-sweeper`` (0 or 1, only with file sharing on; chat_server.sweeper)
     Owns its own SQLite read connection. Every `files.sweep_interval` seconds deletes expired stored files
     and abandoned partial uploads (`FileStore.sweep`, chat_server.files).
@@ -85,9 +94,9 @@ Threads
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
 
-So a server runs 3 threads (acceptor, sender, history) plus one per connection, and at most one each of
-``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http`` and ``mpchat-beacon``: with the
-default `max_clients` of 256, at most 264.
+So a server runs 4 threads (acceptor, sender, history, search-indexer) plus one per connection, and at most
+one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http`` and ``mpchat-beacon``:
+with the default `max_clients` of 256, at most 265.
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
@@ -133,18 +142,23 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
     pinned until their offer is committed, names the sweeper is deleting, bytes reserved against the quotas.
     Taken by readers, the history thread (`Reservation.finish`) and the sweeper; no file I/O under it (a
     reader that wants a name being deleted waits on the condition, bounded by `SWEEP_WAIT`).
+``SearchIndexer._changed`` (a condition, with its own lock)
+    Guards the newest message id indexed and the newest one a reader waits for. The indexer sets the first
+    after each batch and waits on it between looks at the history; a reader about to search raises the
+    second, wakes the indexer and waits (bounded) for the first to reach it. No I/O under it.
 ``Latch._gate`` and ``Latch._guard`` (chat_server.tuning)
     Inside each `Latch`, a set-once flag lighter than a `threading.Event`: a login decided
     (`Client.login_settled`), a sender finished with a channel (`Channel.done`), a `Disconnect` applied.
     One thread sets it, another waits for it (with a timeout).
 
 Events (a stop signal, set once by `stop()`, waited on by the one thread it stops): ``Acceptor._stopping``,
-``FileSweeper._stop``, ``MetricsEndpoint._stopping``, ``Beacon._stopping``.
+``SearchIndexer._stop``, ``FileSweeper._stop``, ``MetricsEndpoint._stopping``, ``Beacon._stopping``.
 
 Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 ---------------------------------------------------------
-0. Stop the beacon (if any): the server is no longer announced. Stop the files sweeper (if any) and the
-   metrics endpoint (if any).
+0. Stop the beacon (if any): the server is no longer announced. Stop the files sweeper (if any), the search
+   indexer (after its current batch: an unfinished index goes on at the next start) and the metrics endpoint
+   (if any).
 1. Close the listening sockets and join the acceptors: no new connections. Stop the refusal closer: the
    refused sockets still lingering are closed.
 2. Tell every connection `server_shutdown` (queued after what it already has) and shut its receiving side:
@@ -176,10 +190,12 @@ from .files import FileStore, SweepResult
 from .history.chat import Chat
 from .history.thread import HistoryThread
 from .hub import Hub
+from .indexer.indexer import SearchIndexer
 from .metrics import TOP_QUEUES, Gauges, Tally
 from .metrics_http.endpoint import MetricsEndpoint
 from .reader.gate import Gate
 from .routes import bind_history
+from .searchdb import index_path
 from .sender.thread import SenderThread
 from .services import Services
 from .storage import HistoryStore
@@ -223,6 +239,7 @@ class ChatServer:
         self._stopped = False
         self._beacon: Beacon | None = None
         self._sweeper: FileSweeper | None = None
+        self._indexer: SearchIndexer | None = None
         self._metrics: MetricsEndpoint | None = None
         #: The server's counters (chat_server.metrics): what the metrics endpoint and /stats report.
         self.tally = Tally()
@@ -312,6 +329,7 @@ class ChatServer:
             max_batch=config.commit_batch,
             max_wait=config.history_wait,
         )
+        self._indexer = SearchIndexer(index_path(config.history_path), store.open_reader)
         self._services = Services(
             config=config,
             hub=hub,
@@ -322,11 +340,13 @@ class ChatServer:
             files=self.files,
             tally=self.tally,
             observer=self,
+            indexer=self._indexer,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
         sender.start()
         history.start()
+        self._indexer.start()
         if self.files is not None:
             self._sweeper = FileSweeper(self.files, store.open_reader)
             self._sweeper.start()
@@ -355,6 +375,8 @@ class ChatServer:
             self._beacon.stop()  # stop announcing a server that is going away
         if self._sweeper is not None:
             self._sweeper.stop(0.2)  # an unfinished sweep goes on at the next start
+        if self._indexer is not None:
+            self._indexer.stop(0.5)  # an unfinished index goes on at the next start
         if self._metrics is not None:
             self._metrics.stop(0.2)  # a scrape in progress is cut short: its thread is a daemon
         self._acceptor.stop()  # no new connections; the refused ones still lingering are closed

@@ -10,6 +10,7 @@ from .config import ServerConfig
 from .files import FileStore
 from .history.thread import HistoryThread
 from .hub import Hub
+from .indexer.indexer import SearchIndexer
 from .metrics import Observer, Tally
 from .reader.gate import Gate
 from .sender.thread import SenderThread
@@ -35,3 +36,5 @@ class Services:
     tally: Tally = field(default_factory=Tally)
     #: The server as /stats sees it (`ChatServer.observe`, `ChatServer.connection_figures`).
     observer: Observer | None = None
+    #: The search index's thread: readers wait on it to catch up before they search (chat_server.indexer).
+    indexer: SearchIndexer | None = None

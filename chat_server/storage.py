@@ -16,8 +16,9 @@ Connections and threads (SQLite connections must not be shared between threads):
 * Each connection's reader thread opens its own *read* connection lazily (`open_reader()`) for the history
   pages and searches it serves (`FetchHistory`, `Search`), and closes it when the connection ends.
 
-Search: an FTS5 index over the messages' text (`SEARCH_SCHEMA`), kept in step by a trigger in the transaction
-that stores each message, and built on start for a database made before it existed (`add_search_index`).
+The search index is a file of its own next to this one (chat_server.searchdb), written by the
+``search-indexer`` thread from what this file has committed: nothing here, and nothing on the message path,
+indexes.
 
 Ids come from `INTEGER PRIMARY KEY AUTOINCREMENT`: one global, strictly increasing sequence across rooms and
 direct messages that never reuses a number. A `client_msg_id` is stored with its message under a unique index
@@ -206,8 +207,6 @@ class HistoryStore:
         try:
             self._db.executescript(SCHEMA)
             _add_missing_columns(self._db)
-            #: False when this SQLite has no FTS5: `search` is then refused (`history_unavailable`).
-            self.searchable = add_search_index(self._db)
         except sqlite3.Error as error:
             self._db.close()
             raise HistoryError(f"cannot create the history schema in {path}: {error}") from error
@@ -377,156 +376,6 @@ class HistoryStore:
     def room_page(self, room_key: str, *, after: int | None = None, limit: int, max_bytes: int) -> Page:
         """A history page of a room, read on the writer connection (used for join backfill)."""
         return room_page(self._db, room_key, after=after, limit=limit, max_bytes=max_bytes)
-
-
-# -- Full-text search (SQLite FTS5) --------------------------------------------------------------------------
-
-#: The search index: an FTS5 table over `messages.text` with external content (the text is stored once, in
-#: `messages`; the index holds only the tokens). It indexes every row of `messages`, so FTS5's own
-#: 'integrity-check' and 'rebuild' hold; searches leave out moderation entries (`event` set: their text is a
-#: reason). The trigger indexes each new message in the transaction that stores it, so the index is always in
-#: step with the history. Messages are never updated or deleted, so no other trigger is needed.
-SEARCH_SCHEMA = """
-CREATE VIRTUAL TABLE messages_fts USING fts5(
-    text, content='messages', content_rowid='id', tokenize='unicode61 remove_diacritics 2'
-);
-INSERT INTO messages_fts (messages_fts) VALUES ('rebuild');
-CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages BEGIN
-    INSERT INTO messages_fts (rowid, text) VALUES (new.id, new.text);
-END;
-"""
-#: The markers FTS5's snippet() puts around matched words: control characters that stored text never holds
-#: (the protocol refuses them in `text`), turned into `SnippetPart`s before anything leaves the server.
-MATCH_START = "\x01"
-MATCH_END = "\x02"
-ELLIPSIS = "\u2026"
-
-
-def add_search_index(db: sqlite3.Connection) -> bool:
-    """Create the search index if the database has none (a new one, or one made by a release before search):
-    the table, the index of every stored message, and the trigger, in one transaction. False if this SQLite
-    has no FTS5 (search is then off)."""
-    if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages_fts'").fetchone() is not None:
-        return True
-    try:
-        db.execute("BEGIN IMMEDIATE")
-        for statement in _statements(SEARCH_SCHEMA):
-            db.execute(statement)
-        db.execute("COMMIT")
-    except sqlite3.OperationalError as error:
-        with contextlib.suppress(sqlite3.Error):
-            db.execute("ROLLBACK")
-        if "fts5" in str(error):
-            return False
-        raise
-    return True
-
-
-def _statements(script: str) -> list[str]:
-    """The statements of `script` (a trigger's body keeps its own semicolons)."""
-    statements, current = [], ""
-    for line in script.strip().splitlines():
-        current += line + "\n"
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    return statements
-
-
-@dataclass(frozen=True, slots=True)
-class Found:
-    """One search hit as stored: the message's id, time, room (None: direct), sender, recipient, and its
-    snippet with the matched words between `MATCH_START` and `MATCH_END`."""
-
-    id: int
-    ts: int
-    room: str | None
-    sender: str
-    recipient: str | None
-    snippet: str
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """What one search may look at: the rooms (folded names) and whose direct messages, then the filters."""
-
-    room_keys: tuple[str, ...]
-    #: The searcher's folded nick: its direct messages are searched (None: no direct messages).
-    direct_owner: str | None
-    sender_key: str | None = None
-    since: int | None = None
-    until: int | None = None
-
-
-def search(
-    db: sqlite3.Connection,
-    expression: str,
-    scope: Scope,
-    *,
-    offset: int,
-    limit: int,
-    scan: int,
-    snippet_tokens: int,
-) -> tuple[list[Found], bool]:
-    """The hits of the FTS5 `expression` (built by chat_server.reader.search, never the user's text) within
-    `scope`: the newest `scan` matching messages, ranked by bm25 (best first, newest first among equals); the
-    `limit` of them after `offset`, and whether more follow.
-
-    Only the newest `scan` matches are ranked, so a query for a word in half a million messages costs as much
-    as one for a rare word (docs/performance.md, "Search").
-    """
-    where, parameters = [], list[object]()
-    access = []
-    if scope.room_keys:
-        access.append(f"m.room_key IN ({', '.join('?' * len(scope.room_keys))})")
-        parameters.extend(scope.room_keys)
-    if scope.direct_owner is not None:
-        # Its direct messages: those it sent or received (what `direct_index` files under it).
-        access.append("(m.room_key IS NULL AND (m.sender_key = ? OR m.recipient_key = ?))")
-        parameters.extend((scope.direct_owner, scope.direct_owner))
-    if not access:
-        return [], False
-    where.append(f"({' OR '.join(access)})")
-    where.append("m.event IS NULL")
-    if scope.sender_key is not None:
-        where.append("m.sender_key = ?")
-        parameters.append(scope.sender_key)
-    if scope.since is not None:
-        where.append("m.ts >= ?")
-        parameters.append(scope.since)
-    if scope.until is not None:
-        where.append("m.ts < ?")
-        parameters.append(scope.until)
-    # The newest `scan` matches the searcher may read, ranked; the page of them. Snippets are made for the
-    # page only, in a second query (snippet() reads and tokenizes the text: far dearer than bm25).
-    ranked = (
-        "SELECT id, ts, room, sender, recipient FROM ("
-        "SELECT m.id AS id, m.ts AS ts, m.room AS room, m.sender AS sender, m.recipient AS recipient,"
-        " bm25(messages_fts) AS score"
-        " FROM messages_fts JOIN messages AS m ON m.id = messages_fts.rowid"
-        f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
-        " ORDER BY messages_fts.rowid DESC LIMIT ?"
-        ") ORDER BY score, id DESC LIMIT ? OFFSET ?"
-    )
-    try:
-        rows = db.execute(ranked, (expression, *parameters, scan, limit + 1, offset)).fetchall()
-        page = rows[:limit]
-        snippets: dict[int, str] = {}
-        if page:
-            marks = ", ".join("?" * len(page))
-            snippets = dict(
-                db.execute(
-                    "SELECT rowid, snippet(messages_fts, 0, ?, ?, ?, ?) FROM messages_fts"
-                    f" WHERE messages_fts MATCH ? AND rowid IN ({marks})",
-                    (MATCH_START, MATCH_END, ELLIPSIS, snippet_tokens, expression, *(row[0] for row in page)),
-                ).fetchall()
-            )
-    except sqlite3.Error as error:
-        raise HistoryError(f"search failed: {error}") from error
-    found = [
-        Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(snippets.get(int(r[0])) or "")) for r in page
-    ]
-    return found, len(rows) > limit
 
 
 # -- Queries (any connection) ------------------------------------------------------------------------------

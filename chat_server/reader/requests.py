@@ -160,8 +160,7 @@ def search(connection: Connection, request: Search) -> None:
         client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref))
         return
     services = connection.services
-    searchable = services.store.searchable
-    client.send(answer_search(client, request, db, services.hub, services.config, searchable))
+    client.send(answer_search(client, request, db, services.hub, services.config, services.indexer))
 
 
 def relay_typing(connection: Connection, request: Typing) -> None:

@@ -1,9 +1,10 @@
 """Search of the stored history (`search`), served on the asking connection's reader thread.
 
 Like history pages (chat_server.reader.pages), a search runs on the reader thread of the connection that asks,
-on that thread's own SQLite read connection: WAL mode lets it read while the history thread writes, and the
-history thread never waits for it, so a search never delays chat. The index is SQLite FTS5
-(chat_server.storage, `SEARCH_SCHEMA`).
+on that thread's own SQLite read connection (with the search index attached, chat_server.searchdb): WAL mode
+lets it read while the history thread writes, and the history thread never waits for it, so a search never
+delays chat. The snippets are cut here, from the message's text, with the matched words as parts of their
+own.
 
 The user's query is never handed to FTS5 as an expression: `translate` reads it with the documented syntax
 (docs/protocol.md, `search`: words, "phrases", prefix*, -excluded) and writes an FTS5 expression in which
@@ -14,14 +15,18 @@ from the wire.
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 
-from chat_server import storage
+from chat_server import searchdb
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub
+from chat_server.indexer.indexer import SearchIndexer
 from chat_server.replies import REPLY_MARGIN, error_frame
-from chat_server.storage import ELLIPSIS, MATCH_END, MATCH_START, Found, HistoryError, Scope
+from chat_server.searchdb import Found, Scope
+from chat_server.storage import HistoryError
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import Search, SearchHit, SearchResults, SnippetPart
@@ -29,12 +34,17 @@ from shared.text import fold
 
 log = logging.getLogger(__name__)
 
-#: Words of context FTS5 puts in a hit's snippet (around the matched words).
-SNIPPET_WORDS = 16
 #: Wire bytes of a hit besides its snippet's text (keys, ids, room, nicks), and of one snippet part besides
 #: its text: used to cut a page to one frame.
 _HIT_OVERHEAD = 64 + 2 * 64
 _PART_OVERHEAD = 24
+
+
+#: Seconds a search waits for the index to catch up with the history before it searches what is indexed
+#: (only right after an upgrade, while the whole history is being indexed, is the wait that long).
+INDEX_WAIT = 2.0
+#: What snippets put where text was left out.
+ELLIPSIS = "\u2026"
 
 
 class QueryProblem(ValueError):
@@ -94,7 +104,11 @@ def translate(query: str) -> str:
 
     Raises `QueryProblem` when no term is wanted (FTS5 cannot search for "not X" alone).
     """
-    terms = parse(query)
+    return expression_of(parse(query))
+
+
+def expression_of(terms: list[Term]) -> str:
+    """The FTS5 expression for `terms` (see `translate`)."""
     wanted = [term.fts() for term in terms if not term.excluded]
     unwanted = [term.fts() for term in terms if term.excluded]
     if not wanted:
@@ -105,30 +119,89 @@ def translate(query: str) -> str:
     return expression
 
 
-def snippet_parts(snippet: str, max_bytes: int) -> tuple[SnippetPart, ...]:
-    """A snippet as FTS5 marked it (`MATCH_START` ... `MATCH_END` around matched words) in parts: plain text
-    and matched words, in order, none empty; cut to about `max_bytes` of text (ending with an ellipsis)."""
-    parts: list[SnippetPart] = []
-    budget = max_bytes
-    for index, piece in enumerate(snippet.split(MATCH_START)):
-        matched, _, plain = piece.partition(MATCH_END) if index else ("", "", piece)
-        for text, match in ((matched, True), (plain, False)):
-            text = text.replace(MATCH_START, "").replace(MATCH_END, "")
-            if not text or budget <= 0:
+#: Words of a snippet: the matched words with some of the text around them.
+SNIPPET_WORDS = 16
+#: Words of context before the first matched word.
+SNIPPET_LEAD = 5
+#: A message this short (in characters) is shown whole.
+SNIPPET_WHOLE = 160
+#: A word as FTS5's unicode61 tokenizer sees one: a run of letters and digits.
+WORD = re.compile(r"[^\W_]+")
+
+
+def fold_word(word: str) -> str:
+    """A word as the index compares it: case folded, accents removed (unicode61, remove_diacritics 2)."""
+    decomposed = unicodedata.normalize("NFD", word.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+@dataclass(frozen=True, slots=True)
+class Highlight:
+    """What a snippet marks: the folded words of the wanted terms, and the prefixes (the last word of a
+    prefix term)."""
+
+    words: frozenset[str]
+    prefixes: tuple[str, ...]
+
+    @classmethod
+    def of(cls, terms: list[Term]) -> Highlight:
+        """The words to mark for `terms` (the excluded ones are never in a hit)."""
+        words: set[str] = set()
+        prefixes: list[str] = []
+        for term in terms:
+            if term.excluded:
                 continue
-            encoded = text.encode()
-            if len(encoded) > budget:
-                keep = max(0, budget - len(ELLIPSIS.encode()))
-                text = encoded[:keep].decode(errors="ignore") + ELLIPSIS
-            budget -= len(encoded)
-            parts.append(SnippetPart(text=text, match=match))
+            folded = [fold_word(word) for word in WORD.findall(term.words)]
+            if term.prefix and folded:
+                prefixes.append(folded.pop())
+            words.update(folded)
+        return cls(frozenset(words), tuple(prefixes))
+
+    def marks(self, word: str) -> bool:
+        """Whether `word` (as written in a message) is one to mark."""
+        folded = fold_word(word)
+        return folded in self.words or any(folded.startswith(prefix) for prefix in self.prefixes)
+
+
+def snippet_parts(text: str, highlight: Highlight) -> tuple[SnippetPart, ...]:
+    """The part of `text` around its first marked word (all of it when short), in pieces: plain text and
+    marked words, in order, none empty; "…" where text was left out."""
+    words = list(WORD.finditer(text))
+    marked = [index for index, match in enumerate(words) if highlight.marks(match.group())]
+    start, end = 0, len(text)
+    if len(text) > SNIPPET_WHOLE and words:
+        first = max(0, (marked[0] if marked else 0) - SNIPPET_LEAD)
+        last = min(len(words), first + SNIPPET_WORDS) - 1
+        start = words[first].start() if first else 0
+        end = words[last].end() if last < len(words) - 1 else len(text)
+    parts: list[SnippetPart] = []
+    plain = ELLIPSIS if start else ""
+    at = start
+    for index in marked:
+        match = words[index]
+        if match.start() < start or match.end() > end:
+            continue
+        plain += text[at : match.start()]
+        if plain:
+            parts.append(SnippetPart(text=plain))
+        parts.append(SnippetPart(text=match.group(), match=True))
+        plain, at = "", match.end()
+    plain += text[at:end] + (ELLIPSIS if end < len(text) else "")
+    if plain:
+        parts.append(SnippetPart(text=plain))
     return tuple(parts)
 
 
 def answer_search(
-    client: Client, request: Search, db: sqlite3.Connection, hub: Hub, config: ServerConfig, searchable: bool
+    client: Client,
+    request: Search,
+    db: sqlite3.Connection,
+    hub: Hub,
+    config: ServerConfig,
+    indexer: SearchIndexer | None,
 ) -> bytes:
-    """Answer a `Search` (reader thread): the encoded `search_results` or `error` frame."""
+    """Answer a `Search` (reader thread, on its history read connection `db`): the encoded `search_results`
+    or `error` frame."""
     ref = request.ref
     if len(request.query.encode()) > config.search_max_query:
         return error_frame(
@@ -139,52 +212,44 @@ def answer_search(
         return error_frame(ErrorCode.INVALID_FIELD, f"limit must be 1 to {config.search_max_page}", ref)
     if request.room is not None and request.direct:
         return error_frame(ErrorCode.INVALID_FIELD, "give at most one of 'room' and 'direct'", ref)
+    terms = parse(request.query)
     try:
-        expression = translate(request.query)
+        expression = expression_of(terms)
     except QueryProblem as problem:
         return error_frame(ErrorCode.INVALID_FIELD, str(problem), ref)
     with hub.lock:
         owner = client.key
         rooms = tuple(client.rooms)
+    sender = None if request.nick is None else fold(request.nick)
     if request.room is not None:
         key = fold(request.room)
         if key not in rooms:
             return error_frame(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}", ref)
-        scope = Scope(room_keys=(key,), direct_owner=None)
+        scope = Scope((key,), None, sender, request.since, request.until)
     else:
-        scope = Scope(room_keys=() if request.direct else rooms, direct_owner=owner)
-    scope = Scope(
-        room_keys=scope.room_keys,
-        direct_owner=scope.direct_owner,
-        sender_key=None if request.nick is None else fold(request.nick),
-        since=request.since,
-        until=request.until,
-    )
-    if not searchable:
+        scope = Scope(() if request.direct else rooms, owner, sender, request.since, request.until)
+    if indexer is None:
         return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "search is not available on this server", ref)
     try:
-        found, more = storage.search(
-            db,
-            expression,
-            scope,
-            offset=request.offset,
-            limit=limit,
-            scan=config.search_scan,
-            snippet_tokens=SNIPPET_WORDS,
+        searchdb.attach(db, indexer.path)
+        # Everything stored before this search is found by it (the indexer catches up first, bounded).
+        indexer.catch_up(searchdb.newest_id(db), INDEX_WAIT)
+        found, more = searchdb.search(
+            db, expression, scope, offset=request.offset, limit=limit, scan=config.search_scan
         )
     except HistoryError as error:
         log.warning("conn=%d event=search_failed error=%s", client.id, error)
-        return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref)
-    hits, cut = _fit(found, config.max_text, config.max_frame - REPLY_MARGIN)
+        return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "search is unavailable", ref)
+    hits, cut = _fit(found, Highlight.of(terms), config.max_frame - REPLY_MARGIN)
     return encode(SearchResults(hits=hits, offset=request.offset, more=more or cut, ref=ref))
 
 
-def _fit(found: list[Found], max_text: int, max_bytes: int) -> tuple[tuple[SearchHit, ...], bool]:
+def _fit(found: list[Found], highlight: Highlight, max_bytes: int) -> tuple[tuple[SearchHit, ...], bool]:
     """The hits of `found` that fit one frame, best first; and whether any were left out."""
     hits: list[SearchHit] = []
     total = 0
     for row in found:
-        parts = snippet_parts(row.snippet, max_text)
+        parts = snippet_parts(row.text, highlight)
         total += _HIT_OVERHEAD + sum(_PART_OVERHEAD + len(part.text.encode()) for part in parts)
         if total > max_bytes:
             return tuple(hits), True

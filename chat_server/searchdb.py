@@ -1,0 +1,206 @@
+"""The search index: an SQLite FTS5 index of the stored messages, in a file of its own next to the history.
+
+`history.sqlite3` gets `history-search.sqlite3` beside it (`index_path`): one FTS5 table, ``messages_fts``,
+*contentless* (``content=''``: it holds the words of each message and where they occur, keyed by the message's
+id, never the text, which stays in the history alone), and the id of the newest message indexed. It is derived
+data: deleted (while the server is stopped), it is built again at the next start.
+
+Why a file of its own, written by a thread of its own (``search-indexer``, chat_server.indexer) after the
+history has committed, rather than by a trigger in the history's own transaction: FTS5 costs about 100 µs of
+CPU per message indexed (measured: docs/performance.md, "Search"). In the history's transaction that is paid
+by the history thread for every message stored, and it showed: W1 at 10,000 msg/s fell from 1.0 to 1.8 µs of
+server CPU per delivery and delivered under half of the load. In another file, the indexer never takes the
+history's write lock (SQLite has one writer per file); it reads the history on a read connection (WAL: readers
+and the writer never wait for each other), and FTS5 runs in C with the GIL released, on the other core.
+
+A search (chat_server.reader.search) runs on the asking connection's reader thread, on its history read
+connection with this file attached (``search``): the index gives the matching ids, ranked (bm25), and the
+history gives their rows, checked against what the searcher may read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from .storage import HistoryError, connect
+
+#: The index's schema (in its own file). Moderation entries (`event` set) are not indexed: their text is a
+#: reason, and searches are of what people said.
+INDEX_SCHEMA = """
+CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
+    text, content='', tokenize='unicode61 remove_diacritics 2'
+);
+CREATE TABLE IF NOT EXISTS indexed (
+    id INTEGER NOT NULL                      -- the newest message id indexed (every one up to it is)
+);
+"""
+#: The name the index's file is attached under on a reader's history connection.
+SCHEMA_NAME = "search"
+
+
+def index_path(history: Path) -> Path:
+    """Where the index of the history file `history` lives: ``history-search.sqlite3`` next to it."""
+    return history.with_name(f"{history.stem}-search{history.suffix or '.sqlite3'}")
+
+
+class IndexWriter:
+    """The writer side of the index (the ``search-indexer`` thread only): adds the messages the history has
+    committed since the newest one indexed, a batch at a time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db = connect(path, synchronous="NORMAL")  # derived data: rebuilt if a crash loses the end
+        try:
+            self._db.executescript(INDEX_SCHEMA)
+            row = self._db.execute("SELECT id FROM indexed").fetchone()
+            if row is None:
+                self._db.execute("INSERT INTO indexed (id) VALUES (0)")
+        except sqlite3.Error as error:
+            self._db.close()
+            raise HistoryError(f"cannot open the search index {path}: {error}") from error
+        #: The newest message id indexed.
+        self.last_id = 0 if row is None else int(row[0])
+
+    def close(self) -> None:
+        """Close the writer connection."""
+        self._db.close()
+
+    def reset(self) -> None:
+        """Forget everything indexed (the history is not the one indexed: it holds fewer messages)."""
+        self._run(
+            ("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')", ()),
+            ("UPDATE indexed SET id = 0", ()),
+        )
+        self.last_id = 0
+
+    def add(self, history: sqlite3.Connection, limit: int) -> int:
+        """Index up to `limit` messages stored after the newest one indexed, read on the history connection
+        `history`, in one transaction; return how many messages (moderation entries included) were passed."""
+        try:
+            rows = history.execute(
+                "SELECT id, text, event FROM messages WHERE id > ? ORDER BY id LIMIT ?", (self.last_id, limit)
+            ).fetchall()
+        except sqlite3.Error as error:
+            raise HistoryError(f"cannot read the history to index it: {error}") from error
+        if not rows:
+            return 0
+        newest = int(rows[-1][0])
+        self._run(
+            (
+                "INSERT INTO messages_fts (rowid, text) VALUES (?, ?)",
+                [(row[0], row[1]) for row in rows if row[2] is None],
+            ),
+            ("UPDATE indexed SET id = ?", (newest,)),
+        )
+        self.last_id = newest
+        return len(rows)
+
+    def _run(self, *statements: tuple[str, object]) -> None:
+        """Run `statements` (sql, parameters; a list of tuples runs the statement for each) in one
+        transaction."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+            for sql, parameters in statements:
+                if isinstance(parameters, list):
+                    self._db.executemany(sql, parameters)
+                else:
+                    self._db.execute(sql, parameters)  # type: ignore[arg-type]
+            self._db.execute("COMMIT")
+        except sqlite3.Error as error:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise HistoryError(f"cannot write the search index {self.path}: {error}") from error
+
+
+def attach(db: sqlite3.Connection, path: Path) -> None:
+    """Attach the index at `path` to the history connection `db` as ``search`` (once per connection)."""
+    attached = {row[1] for row in db.execute("PRAGMA database_list")}
+    if SCHEMA_NAME in attached:
+        return
+    try:
+        db.execute(f"ATTACH DATABASE ? AS {SCHEMA_NAME}", (str(path),))
+    except sqlite3.Error as error:
+        raise HistoryError(f"cannot open the search index {path}: {error}") from error
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """One search hit: the message's id, time, room (None: direct), sender, recipient and text."""
+
+    id: int
+    ts: int
+    room: str | None
+    sender: str
+    recipient: str | None
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What one search may look at: the rooms (folded names) and whose direct messages, then the filters."""
+
+    room_keys: tuple[str, ...]
+    #: The searcher's folded nick: the direct messages it sent or received are searched (None: none).
+    direct_owner: str | None
+    sender_key: str | None = None
+    since: int | None = None
+    until: int | None = None
+
+
+def newest_id(db: sqlite3.Connection) -> int:
+    """The newest message id the history connection `db` sees (0: none)."""
+    try:
+        row = db.execute("SELECT MAX(id) FROM messages").fetchone()
+    except sqlite3.Error as error:
+        raise HistoryError(f"history query failed: {error}") from error
+    return int(row[0] or 0)
+
+
+def search(
+    db: sqlite3.Connection, expression: str, scope: Scope, *, offset: int, limit: int, scan: int
+) -> tuple[list[Found], bool]:
+    """The hits of the FTS5 `expression` (built by chat_server.reader.search, never the user's text) within
+    `scope`, on a history connection with the index attached: the newest `scan` matching messages, ranked by
+    bm25 (best first, newest first among equals); the `limit` of them after `offset`, and whether more follow.
+
+    Only the newest `scan` matches are ranked, so a query for a word in half a million messages costs about as
+    much as one for a rarer word (docs/performance.md, "Search").
+    """
+    where, parameters, access = [], list[object](), []
+    if scope.room_keys:
+        access.append(f"m.room_key IN ({', '.join('?' * len(scope.room_keys))})")
+        parameters.extend(scope.room_keys)
+    if scope.direct_owner is not None:
+        # Its direct messages: those it sent or received (what `direct_index` files under it).
+        access.append("(m.room_key IS NULL AND (m.sender_key = ? OR m.recipient_key = ?))")
+        parameters.extend((scope.direct_owner, scope.direct_owner))
+    if not access:
+        return [], False
+    where.append(f"({' OR '.join(access)})")
+    if scope.sender_key is not None:
+        where.append("m.sender_key = ?")
+        parameters.append(scope.sender_key)
+    if scope.since is not None:
+        where.append("m.ts >= ?")
+        parameters.append(scope.since)
+    if scope.until is not None:
+        where.append("m.ts < ?")
+        parameters.append(scope.until)
+    sql = (
+        "SELECT id, ts, room, sender, recipient, text FROM ("
+        "SELECT m.id AS id, m.ts AS ts, m.room AS room, m.sender AS sender, m.recipient AS recipient,"
+        " m.text AS text, bm25(messages_fts) AS score"
+        f" FROM {SCHEMA_NAME}.messages_fts JOIN messages AS m ON m.id = messages_fts.rowid"
+        f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
+        " ORDER BY messages_fts.rowid DESC LIMIT ?"
+        ") ORDER BY score, id DESC LIMIT ? OFFSET ?"
+    )
+    try:
+        rows = db.execute(sql, (expression, *parameters, scan, limit + 1, offset)).fetchall()
+    except sqlite3.Error as error:
+        raise HistoryError(f"search failed: {error}") from error
+    found = [Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(r[5])) for r in rows[:limit]]
+    return found, len(rows) > limit
