@@ -77,6 +77,8 @@ class Settings:
     recent: list[Recent] = field(default_factory=list)
     #: A message of more lines than this asks, on Enter, whether to go as one message or one per line.
     paste_ask_lines: int = DEFAULT_PASTE_ASK_LINES
+    #: Tell the others in a room when you are typing (false: never; others' typing is still shown).
+    send_typing: bool = True
 
     def remember(self, host: str, port: int, nick: str, tls: bool = False) -> None:
         """Make this server the default and the first of the recent ones."""
@@ -130,6 +132,8 @@ def _from_json(data: Any) -> Settings:
         settings.tls = data["tls"]
     if isinstance(data.get("paste_ask_lines"), int) and data["paste_ask_lines"] >= 1:
         settings.paste_ask_lines = data["paste_ask_lines"]
+    if isinstance(data.get("send_typing"), bool):
+        settings.send_typing = data["send_typing"]
     for item in data.get("recent", []) if isinstance(data.get("recent"), list) else []:
         if isinstance(item, dict) and isinstance(item.get("port"), int):
             tls = item.get("tls") is True

@@ -70,6 +70,7 @@ class Gap:
 
     after: int
     before: int
+    #: 0: not known (a jump to a search hit left messages between it and the lines shown).
     count: int
 
 
@@ -97,6 +98,12 @@ class Buffer:
     fetching: bool = False
     #: Messages a resume skipped and not shown yet (`/more` fetches the next page of them).
     gap: Gap | None = None
+    #: Nicks typing here (a `typing` start), each with when it stops counting (`ChatModel.clock` time).
+    typing: dict[str, float] = field(default_factory=dict)
+    #: A jump to a search hit is loading its history: (the hit's id, the oldest id shown before, if any),
+    #: and how many of its two pages are still to come (chat_client.model.chat, `on_history`).
+    context: tuple[int, int | None] | None = None
+    context_pages: int = 0
     #: My messages to this buffer still waiting for the server's ack, oldest first.
     pending: list[OutboxEntry] = field(default_factory=list)
     #: The first line counted as unread (it arrived while another buffer was shown), until shown.
@@ -226,6 +233,10 @@ class Changes:
     alerts: list[str] = field(default_factory=list)
     #: File transfers (by number) whose progress or state changed.
     transfers: set[int] = field(default_factory=set)
+    #: A page of search hits arrived (`ChatModel.search`).
+    search: bool = False
+    #: Buffers whose "… is typing" changed.
+    typing: set[str] = field(default_factory=set)
 
     def add(self, key: str, line: Line) -> None:
         """Record an appended line."""
@@ -257,3 +268,5 @@ def merge(total: Changes, more: Changes) -> None:
     total.mentions.extend(more.mentions)
     total.alerts.extend(more.alerts)
     total.transfers |= more.transfers
+    total.search = total.search or more.search
+    total.typing |= more.typing

@@ -35,6 +35,7 @@ from chat_client.model.buffers import (
     room_key,
 )
 from chat_client.model.moderation import describe
+from chat_client.model.search import TYPING_SHOWN, SearchView
 from chat_client.net.events import (
     Closed,
     Connected,
@@ -69,10 +70,12 @@ from shared import (
     RoomList,
     RoomState,
     Said,
+    SearchResults,
     SignedOff,
     StatsReport,
     Told,
     TopicChanged,
+    Typing,
     fold,
 )
 
@@ -132,6 +135,8 @@ class ChatModel:
         self._mention = self._mention_pattern(nick)
         # (room key, nick key) of members a kick or ban just put out: their `left` adds no line of its own.
         self.removed: set[tuple[str, str]] = set()
+        #: The last search asked for (`/search`, the TUI's search panel) and the hits it got so far.
+        self.search: SearchView | None = None
 
     # -- Applying events ---------------------------------------------------------------------------------
 
@@ -187,6 +192,12 @@ class ChatModel:
                 status_events.on_error(self, event, changes)
             case StatsReport():
                 status_events.on_stats_report(self, event, changes)
+            case SearchResults():
+                if self.search is not None:
+                    self.search.take(event)
+                    changes.search = True
+            case Typing():
+                on_typing(self, event, changes)
         return changes
 
     def apply_all(self, events: Iterable[Event]) -> Changes:
@@ -247,6 +258,23 @@ class ChatModel:
     def expect_join(self, room: str) -> None:
         """The user asked to join `room`: switch to it when the server confirms."""
         self.switch_on_join.add(room_key(room))
+
+    def expect_context(self, key: str, message_id: int) -> None:
+        """The user jumps to message `message_id` in buffer `key` (a search hit): the two pages of history
+        around it that are asked for next go where their ids belong (`on_history`)."""
+        buffer = self.buffers[key]
+        buffer.context = (message_id, buffer.oldest_id)
+        buffer.context_pages = 2
+
+    def typists(self, key: str) -> list[str]:
+        """The nicks typing in buffer `key` now, in the order they started (expired ones are forgotten)."""
+        buffer = self.buffers.get(key)
+        if buffer is None:
+            return []
+        now = self.clock()
+        for nick in [nick for nick, until in buffer.typing.items() if until <= now]:
+            del buffer.typing[nick]
+        return list(buffer.typing)
 
     def expect_member_list(self, room: str) -> None:
         """The user asked /who: list the members when the room state arrives."""
@@ -344,8 +372,31 @@ class ChatModel:
 # pending and then as sent or refused; transfers add a line when they start and when they end.
 
 
+def on_typing(model: ChatModel, event: Typing, changes: Changes) -> None:
+    """Someone started or stopped typing in a room we are in (never ourselves: the server does not echo)."""
+    if event.nick is None or fold(event.nick) == fold(model.nick):
+        return
+    buffer = model.buffers.get(room_key(event.room))
+    if buffer is None:
+        return
+    if event.active:
+        buffer.typing.pop(event.nick, None)  # the newest start goes last
+        buffer.typing[event.nick] = model.clock() + TYPING_SHOWN
+    elif buffer.typing.pop(event.nick, None) is None:
+        return
+    changes.typing.add(buffer.key)
+
+
+def _stopped_typing(model: ChatModel, key: str, nick: str, changes: Changes) -> None:
+    """`nick`'s message arrived in buffer `key`: they are no longer typing it."""
+    buffer = model.buffers.get(key)
+    if buffer is not None and buffer.typing.pop(nick, None) is not None:
+        changes.typing.add(key)
+
+
 def on_said(model: ChatModel, event: Said, changes: Changes) -> None:
     key = model.room(event.room).key
+    _stopped_typing(model, key, event.nick, changes)
     kind = LineKind.ACTION if event.action else LineKind.MESSAGE
     own = fold(event.nick) == fold(model.nick)
     model.add_line(
@@ -382,6 +433,8 @@ def on_told(model: ChatModel, event: Told, changes: Changes) -> None:
 
 
 def on_history(model: ChatModel, event: History, changes: Changes) -> None:
+    if _context_page(model, event, changes):
+        return
     if event.direct and event.peer is not None:
         # A page of one conversation (scrolled past its top): it says itself whether more is left.
         buffer = model.conversation(event.peer)
@@ -419,6 +472,43 @@ def on_history(model: ChatModel, event: History, changes: Changes) -> None:
     _history_lines(model, buffer.key, list(event.messages), more=event.more, changes=changes)
 
 
+def _context_page(model: ChatModel, event: History, changes: Changes) -> bool:
+    """A page of the history around a search hit being jumped to (`ChatModel.expect_context`): insert it
+    where its ids belong. The second page (the messages after the hit) leaves a gap, shown with `/more`,
+    when more messages lie between it and the lines shown before the jump. False if the page is not one."""
+    if event.room is not None:
+        key = room_key(event.room)
+    elif event.direct and event.peer is not None:
+        key = peer_key(event.peer)
+    else:
+        return False
+    buffer = model.buffers.get(key)
+    if buffer is None or buffer.context is None or buffer.context_pages <= 0:
+        return False
+    hit, oldest_before = buffer.context
+    buffer.context_pages -= 1
+    second = buffer.context_pages == 0
+    if second:
+        buffer.context = None
+    buffer.fetching = False
+    lines = [_history_line(model, item) for item in event.messages]
+    if buffer.insert(lines):
+        changes.redraw.add(key)
+        changes.inserted.setdefault(key, []).extend(lines)
+    if not second:
+        if oldest_before is None or hit < oldest_before:
+            buffer.more_before = event.more  # the page reaches back from the hit
+        return True
+    if event.more and oldest_before is not None and event.messages:
+        text = "more messages lie between the search hit and the lines below"
+        if buffer.kind is BufferKind.ROOM and buffer.gap is None:
+            buffer.gap = Gap(event.messages[-1].id, oldest_before, 0)
+            text += ": /more shows the next ones"
+        model.add_line(changes, key, LineKind.NOTICE, text, count=False)
+    changes.buffers = True
+    return True
+
+
 def _fill_gap(model: ChatModel, buffer: Buffer, event: History, changes: Changes) -> bool:
     """A page of the messages a resume skipped (`/more`): insert it where it belongs. False if the page
     is not one."""
@@ -434,8 +524,10 @@ def _fill_gap(model: ChatModel, buffer: Buffer, event: History, changes: Changes
     left = max(gap.count - len(event.messages), 0)
     buffer.gap = Gap(event.messages[-1].id, gap.before, left) if event.more else None
     if buffer.gap is not None:
-        text = f"{left} more skipped messages: /more shows the next ones"
-        model.add_line(changes, buffer.key, LineKind.NOTICE, text, count=False)
+        text = f"{left} more skipped messages" if gap.count else "more messages here"
+        model.add_line(
+            changes, buffer.key, LineKind.NOTICE, f"{text}: /more shows the next ones", count=False
+        )
     return True
 
 

@@ -18,9 +18,10 @@ from chat_client.model.modcommands import (
     ModerateCommand,
     parse_moderation,
 )
+from chat_client.model.search import SearchCommand, parse_search
 from shared.text import room_problem
 
-__all__ = ["CommandError", "CommandHelp", "KeyCommand", "ModerateCommand", "StatsCommand"]
+__all__ = ["CommandError", "CommandHelp", "KeyCommand", "ModerateCommand", "SearchCommand", "StatsCommand"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +185,7 @@ Command = (
     | ModerateCommand
     | KeyCommand
     | StatsCommand
+    | SearchCommand
 )
 
 
@@ -217,6 +219,11 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("get", "/get ID", "download the file offered as ID into your downloads folder"),
     CommandHelp("cancel", "/cancel N", "cancel file transfer N (shown when it starts)"),
     CommandHelp("more", "/more", "show the next messages a reconnect skipped in this room"),
+    CommandHelp(
+        "search",
+        "/search [in:ROOM|in:@] [from:NICK] [since:DATE] [until:DATE] WORDS",
+        'search the history you may read: "a phrase", pre*, -not; /search --more: next page (TUI: Ctrl+F)',
+    ),
     CommandHelp("lag", "/lag", "show the measured round-trip time to the server"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
@@ -304,6 +311,8 @@ def parse(line: str) -> Command:
             return GetCommand(int(number)) if name == "get" else CancelCommand(int(number))
         case "more":
             return MoreCommand()
+        case "search":
+            return parse_search(rest)
         case "help":
             return HelpCommand(rest or None)
         case "reconnect":

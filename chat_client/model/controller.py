@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from chat_client.model import commands as cmd
 from chat_client.model.chat import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
 from chat_client.model.moderation import key_notice
+from chat_client.model.search import SearchView
 from chat_client.net.client import ChatClient
 from chat_client.net.errors import (
     ClientError,
@@ -130,6 +131,8 @@ class Controller:
                     raise cmd.CommandError(f"no running transfer {number}")
             case cmd.MoreCommand():
                 await self._more_history()
+            case cmd.SearchCommand():
+                await self.search(command, wait=False)
             case cmd.HelpCommand(command=name):
                 changes = Changes()
                 for text in cmd.help_text(name):
@@ -152,6 +155,34 @@ class Controller:
             case cmd.QuitCommand(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())
+
+    async def search(self, command: cmd.SearchCommand, *, wait: bool) -> SearchView:
+        """Send a search (or, for `/search --more`, ask for the next page of the last one) and return the
+        model's view of it; with `wait`, once the page has arrived (a refusal raises `ServerError`), else at
+        once (the page arrives as an event). Raises `CommandError` for `--more` with nothing more to show."""
+        model = self.model
+        if command.more:
+            view = model.search
+            if view is None or not view.more:
+                raise cmd.CommandError("no more search results: /search WORDS starts a search")
+            command, offset = view.command, len(view.hits)
+        else:
+            view = model.search = SearchView(command)
+            offset = 0
+        view.waiting = True
+        reply = await self.client.search(
+            command.query,
+            room=command.room,
+            direct=command.direct,
+            nick=command.nick,
+            since=command.since,
+            until=command.until,
+            offset=offset,
+            wait=wait,
+        )
+        if reply is not None and model.search is view:
+            view.take(reply)
+        return view
 
     async def _more_history(self) -> None:
         """Ask for the next page of the messages a reconnect skipped in the current room (oldest first);

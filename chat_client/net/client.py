@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +31,7 @@ from chat_client.net.delivery import Delivery
 from chat_client.net.errors import (
     ClientClosed,
     ClientError,
+    ConnectionLost,
     FilesUnsupported,
     InvalidRequest,
     NotConnected,
@@ -76,12 +78,15 @@ from shared import (
     RoomList,
     RoomState,
     Say,
+    Search,
+    SearchResults,
     SetAway,
     SetMode,
     SetTopic,
     StatsReport,
     Tell,
     TopicChanged,
+    Typing,
     Unregister,
     Who,
     check_outgoing,
@@ -115,6 +120,8 @@ class ChatClient:
         self.options = options = options or ClientOptions()
         refs = itertools.count(1)
         self._next_ref: Callable[[], int] = lambda: next(refs)
+        #: Per room (folded): when our last `typing` start was sent (`typing`).
+        self._typing_sent: dict[str, float] = {}
         self._credentials = Credentials(nick, password, nick_password)
         self._events = EventQueue(options.event_queue_limit)
         self._resume = ResumeState()
@@ -507,6 +514,73 @@ class ChatClient:
         self._check(request)
         reply = await self._request(request, answer_to(History, ref, room), wait)
         return reply if isinstance(reply, History) else None
+
+    async def search(
+        self,
+        query: str,
+        *,
+        room: str | None = None,
+        direct: bool = False,
+        nick: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        offset: int = 0,
+        limit: int | None = None,
+        wait: bool = True,
+    ) -> SearchResults | None:
+        """Search the stored messages we may read for `query` (docs/protocol.md, `search`: words,
+        "phrases", prefix*, -excluded): in `room` only, or only our direct messages (`direct`), or (neither)
+        every room we are in and our direct messages; `nick`: sent by that nick; `since`/`until`: ms since
+        the epoch (`since` <= ts < `until`). Return one page of hits, best first (`limit` after `offset`;
+        `SearchResults.more` says another page follows), also delivered as a `SearchResults` event. A
+        refusal (`not_in_room`, `too_long`, `rate_limited`, `invalid_field` for a query with nothing to find)
+        raises `ServerError`.
+        """
+        ref = self._next_ref()
+        request = Search(
+            query=query,
+            room=room,
+            direct=direct,
+            nick=nick,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+            ref=ref,
+        )
+        self._check(request)
+        reply = await self._request(request, answer_to(SearchResults, ref, None), wait)
+        return reply if isinstance(reply, SearchResults) else None
+
+    async def typing(self, room: str, active: bool = True) -> bool:
+        """Tell `room`'s other members that we started (`active`) or stopped typing; True if sent.
+
+        Nothing is sent with `ClientOptions.send_typing` off (privacy), while disconnected, or for a start
+        within `ClientOptions.typing_repeat` seconds of the last one sent to that room (the server relays at
+        most one per few seconds anyway); a stop is sent only after a start. No answer comes back.
+        """
+        self._check_open()
+        session = self._runner.session
+        if not self.options.send_typing or session is None:
+            return False
+        key = fold(room)
+        now = time.monotonic()
+        last = self._typing_sent.get(key)
+        if active:
+            if last is not None and now - last < self.options.typing_repeat:
+                return False
+            self._typing_sent[key] = now
+        else:
+            if last is None:
+                return False
+            del self._typing_sent[key]
+        request = Typing(room=room, active=active)
+        self._check(request)
+        try:
+            session.send(request)
+        except ConnectionLost:
+            return False
+        return True
 
     async def fetch_forward(
         self,

@@ -43,6 +43,9 @@ DEFAULT_DRAIN_TIMEOUT = 30.0
 #: --plain: a lag (round-trip time, seconds) at or over this is announced, and its recovery too
 #: (`--lag-warning`; 0 turns it off).
 DEFAULT_LAG_WARNING = 2.0
+#: Seconds between two `typing` starts the client sends to one room while the user goes on typing (the
+#: server relays at most one per `typing_interval`, 3 s by default; receivers forget one after 6 s).
+DEFAULT_TYPING_REPEAT = 3.0
 
 
 class ConnectionState(enum.StrEnum):
@@ -78,6 +81,9 @@ class ClientOptions:
     progress_interval: float = DEFAULT_PROGRESS_INTERVAL
     #: Send messages no faster than the server's announced rate limits allow (False: as fast as typed).
     pacing: bool = True
+    #: Tell the others when we type (`ChatClient.typing`); False sends nothing (privacy).
+    send_typing: bool = True
+    typing_repeat: float = DEFAULT_TYPING_REPEAT
     pacing_slack: float = DEFAULT_PACING_SLACK
 
     def __post_init__(self) -> None:

@@ -43,6 +43,7 @@ from chat_client.model.chat import (
     LineKind,
 )
 from chat_client.model.controller import Controller
+from chat_client.model.search import SearchView, search_lines
 from chat_client.net.client import ChatClient
 from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
 from chat_client.net.events import Closed, LagMeasured
@@ -124,6 +125,9 @@ class PlainUI:
         self.model = model
         self.out = out
         self._announced: set[str] = set()
+        # The search whose hits were printed, and how many of them (a next page prints only its own).
+        self._printed_view: SearchView | None = None
+        self._printed = 0
         # Per transfer number: the progress step and the time of the last progress line printed.
         self._progress_shown: dict[int, tuple[int, float]] = {}
         #: Set when standard output was closed by its reader.
@@ -140,6 +144,7 @@ class PlainUI:
                     self.out.write(format_line(line, label) + "\n")
             self._show_queued(changes)
             self._show_progress(changes)
+            self._show_search(changes)
             self.out.flush()
         except BrokenPipeError:
             # `chat-client --plain | head -3`: the reader stopped. Log out quietly; point stdout at
@@ -148,6 +153,16 @@ class PlainUI:
             with contextlib.suppress(OSError, ValueError):
                 devnull = os.open(os.devnull, os.O_WRONLY)
                 os.dup2(devnull, self.out.fileno())
+
+    def _show_search(self, changes: Changes) -> None:
+        """Print the page of search hits that arrived (the first page with a heading)."""
+        view = self.model.search
+        if not changes.search or view is None:
+            return
+        start = self._printed if self._printed_view is view else 0
+        self._printed_view, self._printed = view, len(view.hits)
+        for text in search_lines(view, self.model.nick, start):
+            self.out.write(text + "\n")
 
     def _show_progress(self, changes: Changes) -> None:
         """A progress line for a running transfer every `PROGRESS_STEP` of its size or `PROGRESS_EVERY` s.

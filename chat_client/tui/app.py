@@ -15,6 +15,7 @@ per event loop turn, starts LAN discovery, or connects (docs/client.md, "Start-u
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -233,12 +234,19 @@ class ChatApp(App[int]):
         room = self._room
         fingerprint, self._fingerprint = self._fingerprint, None  # it was given for the first server only
         trust = tls_for(host, port, tls=tls, fingerprint=fingerprint, pins=self.pins)
+        from chat_client.net.options import ClientOptions
+
+        options = self.options or ClientOptions()
+        if not self.settings.send_typing:
+            options = dataclasses.replace(
+                options, send_typing=False
+            )  # client.json: never tell others we type
         client = ChatClient(
             host,
             port,
             nick,
             rooms=[room] if room else None,
-            options=self.options,
+            options=options,
             password=password,
             nick_password=nick_password,
             tls=trust,

@@ -33,6 +33,8 @@ def fast_server_config(data_dir: Path, **changes: Any) -> ServerConfig:
         "rate_joins_burst": 500,
         "rate_nicks": 500.0,
         "rate_nicks_burst": 500,
+        "rate_searches": 500.0,
+        "rate_searches_burst": 500,
         "max_connections_per_minute": 100_000,
         "linger": 0.2,
         "history_sync": "NORMAL",

@@ -24,27 +24,33 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 
-from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
+from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind, room_key
+from chat_client.model.commands_base import CommandError
 from chat_client.model.controller import Controller, Outcome
 from chat_client.model.editing import sent_text
+from chat_client.model.search import SearchCommand, SearchView
 from chat_client.net.client import ChatClient
-from chat_client.net.errors import ClientError
+from chat_client.net.errors import ClientError, ServerError
 from chat_client.settings import DEFAULT_PASTE_ASK_LINES
 from chat_client.tui.render import safe
 from chat_client.tui.screens.choose import ChoiceDialog
 from chat_client.tui.screens.help import HelpRow, HelpScreen, command_rows, key_rows
 from chat_client.tui.screens.register import NewPassword, RegisterDialog, UnregisterDialog
+from chat_client.tui.screens.search import SearchScreen
 from chat_client.tui.ui_messages import NetEvents
 from chat_client.tui.widgets.chat_input import ChatInput
 from chat_client.tui.widgets.chat_log import ChatLog
 from chat_client.tui.widgets.panels import BufferList, MemberList, PendingStrip, StatusLine, TopicBar
 from chat_client.tui.widgets.transfers import TransfersPanel
+from shared import SearchHit, fold
 from shared.limits import DEFAULT_MAX_TEXT
 
 log = logging.getLogger(__name__)
 
 #: How many older messages one scroll past the top asks for.
 HISTORY_PAGE = 100
+#: Messages loaded on each side of a search hit jumped to.
+JUMP_CONTEXT = 20
 #: Below this width the member list is hidden to leave room for the log.
 NARROW_WIDTH = 90
 
@@ -72,6 +78,7 @@ class ChatScreen(Screen[None]):
         Binding("f1", "show_help", "Help"),
         Binding("f2", "toggle_members", "Members"),
         Binding("f3", "get_latest_file", "Get file", show=False),
+        Binding("ctrl+f", "search", "Search", show=False),
     ]
 
     def __init__(
@@ -95,6 +102,8 @@ class ChatScreen(Screen[None]):
         self._typed: asyncio.Queue[str] = asyncio.Queue()
         #: Where texts too long for a message are written to be sent as files (made when first needed).
         self._paste_dir: Path | None = None
+        #: A search hit being jumped to: (its buffer's key, its message id), until its line is in view.
+        self._jump: tuple[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         """Lay out the screen (styles in chat.tcss)."""
@@ -103,6 +112,7 @@ class ChatScreen(Screen[None]):
             with Vertical(id="center"):
                 yield TopicBar(id="topic")
                 yield ChatLog(id="log", max_lines=self.model.max_lines)
+                yield Static(id="typing")
                 yield Static(id="new-below")
                 yield PendingStrip(id="pending")
                 yield TransfersPanel(id="transfers")
@@ -123,6 +133,7 @@ class ChatScreen(Screen[None]):
         """Draw everything once, keep the reconnect countdown ticking, start the sender and the event pump."""
         self.query_one("#new-below").display = False
         self.query_one("#block").display = False
+        self.query_one("#typing").display = False
         self._show_current()
         self.set_interval(0.5, self._tick)
         self.run_worker(self.send_lines(), name="send_lines", group="send_lines", exit_on_error=False)
@@ -160,12 +171,19 @@ class ChatScreen(Screen[None]):
                 self.query_one(TopicBar).refresh_from(model.current_buffer)
             if key in changes.pending or changes.status:
                 self._refresh_pending()
+            if key in changes.typing:
+                self._refresh_typing()
+            if self._jump is not None and self._jump[0] == key and key in changes.redraw:
+                self._scroll_to_jump()
         if changes.buffers or changes.lines.keys() - {model.current}:
             self.query_one(BufferList).refresh_from(model)
         if changes.status:
             self._refresh_status()
         if changes.transfers:
             self.query_one(TransfersPanel).refresh_from(model.transfers)
+        screen = self.app.screen
+        if changes.search and isinstance(screen, SearchScreen) and screen.view is model.search is not None:
+            screen.show(model.search)
         self._announce(changes)
 
     def _show_current(self) -> None:
@@ -178,6 +196,17 @@ class ChatScreen(Screen[None]):
         self._refresh_members()
         self._refresh_pending()
         self._refresh_status()
+        self._refresh_typing()
+
+    def _refresh_typing(self) -> None:
+        """Say under the log who is typing in the buffer shown (names as text, never markup)."""
+        nicks = self.model.typists(self.model.current)
+        widget = self.query_one("#typing", Static)
+        widget.display = bool(nicks)
+        if nicks:
+            names = ", ".join(safe(nick) for nick in nicks[:3]) + (" and others" if len(nicks) > 3 else "")
+            verb = "is" if len(nicks) == 1 else "are"
+            widget.update(Text(f"{names} {verb} typing…", style="italic", end="", no_wrap=True))
 
     def _refresh_members(self) -> None:
         buffer = self.model.current_buffer
@@ -197,6 +226,8 @@ class ChatScreen(Screen[None]):
     def _tick(self) -> None:
         if self.model.status is ConnectionStatus.RECONNECTING:
             self._refresh_status()
+        if self.query_one("#typing").display:
+            self._refresh_typing()  # a typist whose start has expired goes
         panel = self.query_one(TransfersPanel)
         if panel.lingering:
             panel.prune()
@@ -258,6 +289,11 @@ class ChatScreen(Screen[None]):
         if self.controller is None:
             self.render_changes(self.model.notice("not connected", error=True))
             return
+        if word == "/search" or word.startswith("/search "):
+            rest = line.strip()[len("/search") :].strip()
+            if rest != "--more":
+                self.open_search(rest)
+                return
         if word == "/register":
             # Alone, it asks for the password in a dialog: twice, masked (see
             # chat_client.tui.screens.register).
@@ -273,6 +309,98 @@ class ChatScreen(Screen[None]):
 
             if isinstance(self.app, ChatApp):
                 await self.app.quit_chat(outcome.quit_reason)
+
+    @on(Input.Changed, "#input")
+    async def typed(self, event: Input.Changed) -> None:
+        """Tell the room we are typing (or stopped: the input emptied); never for a command. The client
+        sends at most one start every few seconds, and none with `send_typing` off."""
+        buffer = self.model.current_buffer
+        if self.client is None or buffer.kind is not BufferKind.ROOM or not self.client.connected:
+            return
+        text = event.value
+        try:
+            if text and not text.startswith("/"):
+                await self.client.typing(buffer.name, True)
+            elif not text:
+                await self.client.typing(buffer.name, False)
+        except ClientError:
+            pass  # typing is a hint: never worth an error
+
+    # -- Search ------------------------------------------------------------------------------------------
+
+    def action_search(self) -> None:
+        """Open the search panel (Ctrl+F)."""
+        self.open_search("")
+
+    def open_search(self, query: str) -> None:
+        """Open the search panel, searching for `query` at once if given (the last search shown if not)."""
+        view = self.model.search if not query else None
+        screen = SearchScreen(self._search, self.model.nick, query=query, view=view)
+        self.app.push_screen(screen, self._jump_to_hit)
+
+    async def _search(self, command: SearchCommand) -> SearchView | str:
+        """Run a search for the panel: the view with its hits, or what went wrong."""
+        if self.controller is None:
+            return "not connected"
+        try:
+            return await self.controller.search(command, wait=True)
+        except CommandError as error:
+            return str(error)
+        except ServerError as error:
+            return f"refused: {error.message or error.code}"
+        except ClientError as error:
+            return f"not sent: {error}"
+
+    async def _jump_to_hit(self, hit: SearchHit | None) -> None:
+        """Show the hit picked in the panel in its room (or conversation), with the history around it."""
+        if hit is None:
+            return
+        model = self.model
+        if hit.room is not None:
+            key = room_key(hit.room)
+            if key not in model.buffers:
+                self.render_changes(model.notice(f"you are no longer in {hit.room}", error=True))
+                return
+        else:
+            mine = fold(hit.nick) == fold(model.nick)
+            key = model.conversation(hit.to if mine and hit.to is not None else hit.nick).key
+        self.switch_to(key)
+        self._jump = (key, hit.id)
+        buffer = model.buffers[key]
+        if any(line.id == hit.id for line in buffer.lines):
+            self.call_after_refresh(self._scroll_to_jump)
+            return
+        if self.client is None or not self.client.connected:
+            self._jump = None
+            self.render_changes(model.notice("not connected: cannot load that message", error=True))
+            return
+        oldest = buffer.oldest_id
+        model.expect_context(key, hit.id)
+        room = buffer.name if buffer.kind is BufferKind.ROOM else None
+        peer = buffer.name if buffer.kind is BufferKind.DIRECT else None
+        try:
+            await self.client.fetch_history(
+                room, peer=peer, before=hit.id + 1, limit=JUMP_CONTEXT, wait=False
+            )
+            await self.client.fetch_history(
+                room, peer=peer, after=hit.id, before=oldest, limit=JUMP_CONTEXT, forward=True, wait=False
+            )
+        except ClientError as error:
+            buffer.context = None
+            self._jump = None
+            self.render_changes(model.notice(f"not sent: {error}", error=True))
+
+    def _scroll_to_jump(self) -> None:
+        """Bring the line jumped to into view, once it is laid out (after any redraw keeping the place)."""
+        jump = self._jump
+        if jump is None or jump[0] != self.model.current:
+            return
+
+        def scroll() -> None:
+            if self._jump == jump and self.query_one(ChatLog).scroll_to_message(jump[1]):
+                self._jump = None
+
+        self.call_after_refresh(scroll)
 
     @on(ChatInput.BlockChanged)
     def show_block(self, event: ChatInput.BlockChanged) -> None:

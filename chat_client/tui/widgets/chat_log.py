@@ -170,6 +170,20 @@ class ChatLog(ScrollView, can_focus=False):
         self._first_unseen = len(self._entries)
         self._count_unseen()
 
+    def scroll_to_message(self, message_id: int) -> bool:
+        """Scroll so that the line of message `message_id` is in view, a third of the way down (the log stops
+        following new lines); False if no line shown is that message."""
+        line_entries = [index for index, entry in enumerate(self._entries) if entry.ts is not None]
+        lines = self._lines[-len(line_entries) :] if line_entries else []
+        for index, line in zip(reversed(line_entries), reversed(lines), strict=False):
+            if line.id == message_id:
+                self.release_anchor()
+                height = self.scrollable_content_region.height
+                self.scroll_to(y=max(0, self._starts[index] - height // 3), animate=False, immediate=True)
+                self._count_unseen()
+                return True
+        return False
+
     def append_texts(self, texts: Iterable[Text]) -> None:
         """Append rows of plain text at the bottom (no time, no nick: laid out like any line's body)."""
         self._append([(Rendered(Text(end=""), text), None) for text in texts])
