@@ -120,8 +120,10 @@ class ChatClient:
         self.options = options = options or ClientOptions()
         refs = itertools.count(1)
         self._next_ref: Callable[[], int] = lambda: next(refs)
-        #: Per room (folded): when our last `typing` start was sent (`typing`).
-        self._typing_sent: dict[str, float] = {}
+        #: Per room (folded): when our last `typing` start was sent, and the rooms where no stop or message
+        #: has followed it yet (`typing`).
+        self._typing_started: dict[str, float] = {}
+        self._typing_open: set[str] = set()
         self._credentials = Credentials(nick, password, nick_password)
         self._events = EventQueue(options.event_queue_limit)
         self._resume = ResumeState()
@@ -384,6 +386,7 @@ class ChatClient:
         `OutboxFull`.
         """
         self._check(Say(room=room, text=text, action=action, client_msg_id="x"))
+        self._typing_open.discard(fold(room))  # the message ends our typing there: no stop is needed
         await self._outbox_room()
         return await self._delivery.submit(self._delivery.add(text=text, action=action, room=room), wait=wait)
 
@@ -555,9 +558,12 @@ class ChatClient:
     async def typing(self, room: str, active: bool = True) -> bool:
         """Tell `room`'s other members that we started (`active`) or stopped typing; True if sent.
 
-        Nothing is sent with `ClientOptions.send_typing` off (privacy), while disconnected, or for a start
-        within `ClientOptions.typing_repeat` seconds of the last one sent to that room (the server relays at
-        most one per few seconds anyway); a stop is sent only after a start. No answer comes back.
+        Typing is a hint, never worth a message's place: nothing is sent with `ClientOptions.send_typing` off
+        (privacy), while disconnected, while messages wait in the outbox or the pacing has no request to
+        spare, or for a start within `ClientOptions.typing_repeat` seconds of the last one sent to that room
+        (the server relays at most one per few seconds anyway). A stop is sent only after a start, and a
+        message said to the room ends the start without one (the others stop showing it when it arrives).
+        No answer comes back.
         """
         self._check_open()
         session = self._runner.session
@@ -565,15 +571,18 @@ class ChatClient:
             return False
         key = fold(room)
         now = time.monotonic()
-        last = self._typing_sent.get(key)
         if active:
+            last = self._typing_started.get(key)
             if last is not None and now - last < self.options.typing_repeat:
                 return False
-            self._typing_sent[key] = now
+            if self._delivery.outbox or self._delivery.pacer.message_wait("") > 0:
+                return False  # messages first
+            self._typing_started[key] = now
+            self._typing_open.add(key)
         else:
-            if last is None:
+            if key not in self._typing_open:
                 return False
-            del self._typing_sent[key]
+            self._typing_open.discard(key)
         request = Typing(room=room, active=active)
         self._check(request)
         try:

@@ -104,6 +104,8 @@ class ChatScreen(Screen[None]):
         self._paste_dir: Path | None = None
         #: A search hit being jumped to: (its buffer's key, its message id), until its line is in view.
         self._jump: tuple[str, int] | None = None
+        #: A line was just taken by Enter (the input's next change, to empty, is not a stop of typing).
+        self._sent_line = False
 
     def compose(self) -> ComposeResult:
         """Lay out the screen (styles in chat.tcss)."""
@@ -269,6 +271,7 @@ class ChatScreen(Screen[None]):
         """Queue the line Enter took (the input cleared itself already) for the sender."""
         event.stop()
         self._typed.put_nowait(event.value)
+        self._sent_line = True  # the input empties next: that is no "stopped typing" (the message says it)
 
     async def send_lines(self) -> None:
         """Run the typed lines one at a time, in typing order (the sender worker)."""
@@ -317,11 +320,12 @@ class ChatScreen(Screen[None]):
         buffer = self.model.current_buffer
         if self.client is None or buffer.kind is not BufferKind.ROOM or not self.client.connected:
             return
-        text = event.value
+        text, sent = event.value, self._sent_line
+        self._sent_line = False
         try:
             if text and not text.startswith("/"):
                 await self.client.typing(buffer.name, True)
-            elif not text:
+            elif not text and not sent:
                 await self.client.typing(buffer.name, False)
         except ClientError:
             pass  # typing is a hint: never worth an error
