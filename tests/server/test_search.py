@@ -9,7 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from chat_server.reader.search import QueryProblem, Term, parse, translate
 from chat_server.server import ChatServer
 from shared import (
     Ack,
@@ -327,3 +330,43 @@ def test_an_old_database_gets_its_index_at_start(
         assert found.fetchone()[0] == stored_lobby + 1  # the old lobby messages and the new one, not the kick
     finally:
         index.close()
+
+
+# -- The query syntax, alone ---------------------------------------------------------------------------------
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from('ab "-*:^()+.,éÉ\t\n{}NEARORANDNOT'), max_size=40))
+def test_no_query_reaches_fts5_as_syntax(query: str) -> None:
+    """Whatever the user types, the expression FTS5 gets is well formed: it finds, or is refused as having
+    nothing to search for (`QueryProblem`), never an FTS5 syntax error or a column filter."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute("CREATE VIRTUAL TABLE t USING fts5(text, other, tokenize='unicode61 remove_diacritics 2')")
+        db.execute("INSERT INTO t VALUES ('a b ab', 'NEAR OR AND NOT')")
+        try:
+            expression = translate(query)
+        except QueryProblem:
+            assert not any(not term.excluded for term in parse(query))
+            return
+        db.execute("SELECT rowid FROM t WHERE t MATCH ?", (expression,)).fetchall()
+        # Every word is a quoted string: no bare word reaches FTS5 as an operator or a column name.
+        assert "other" not in expression.replace('"other"', "")
+    finally:
+        db.close()
+
+
+def test_the_query_syntax_as_terms() -> None:
+    """Words, a phrase, a prefix, exclusions, an unclosed quote, and what is left out."""
+    assert parse('deploy "next week" fri* -lunch -"team meeting" "open') == [
+        Term("deploy"),
+        Term("next week"),
+        Term("fri", prefix=True),
+        Term("lunch", excluded=True),
+        Term("team meeting", excluded=True),
+        Term("open"),
+    ]
+    assert parse("!!! - * ...") == []
+    assert translate('a "b c" d*') == '"a" AND "b c" AND "d" *'
+    assert translate('say "hi" -x') == '("say" AND "hi") NOT ("x")'
+    assert translate('quote"inside') == '"quote""inside"'
