@@ -167,10 +167,16 @@ def test_tab_completes_paths_after_send(tmp_path: Path) -> None:
 
 
 def test_tab_completes_the_file_commands() -> None:
-    """/se completes to /send."""
-    result = complete("/se", 3, nicks=[], rooms=[])
+    """/sen completes to /send; /se to /search, then (Tab again) /send."""
+    result = complete("/sen", 4, nicks=[], rooms=[])
     assert result is not None
     assert result.value == "/send "
+    first = complete("/se", 3, nicks=[], rooms=[])
+    assert first is not None
+    assert first.value == "/search "
+    second = complete(first.value, first.cursor, nicks=[], rooms=[], previous=first)
+    assert second is not None
+    assert second.value == "/send "
 
 
 # -- Model ------------------------------------------------------------------------------------------------

@@ -175,8 +175,8 @@ def test_oversized_chunk_and_unknown_upload(make_server: Callable[..., ChatServe
 def test_path_traversal_name_is_display_text_only(
     make_server: Callable[..., ChatServer], tmp_path: Path
 ) -> None:
-    """A name like ../../etc/passwd is stored and shown as it is; the only files written are the history and
-    the files folder's own hash-named files."""
+    """A name like ../../etc/passwd is stored and shown as it is; the only files written are the history (and
+    its search index) and the files folder's own hash-named files."""
     before = tree(tmp_path)
     server = files_server(make_server)
     data = b"root:x:0:0"
@@ -188,7 +188,9 @@ def test_path_traversal_name_is_display_text_only(
     new = tree(tmp_path) - before
     digest = sha256(data)
     assert f"files/objects/{digest[:2]}/{digest}" in new
-    unexpected = {p for p in new if not p.startswith(("history.sqlite3", "files/objects/"))}
+    unexpected = {
+        p for p in new if not p.startswith(("history.sqlite3", "history-search.sqlite3", "files/objects/"))
+    }
     assert unexpected == set()
     assert not (tmp_path.parent / "etc").exists()
 

@@ -56,8 +56,8 @@ def said_ids(client: ChatTestClient, count: int) -> list[int]:
 def test_threads_are_one_reader_per_connection_plus_a_fixed_few(
     make_server: Callable[..., ChatServer],
 ) -> None:
-    """N connections cost N reader threads; acceptor, history, sender and the files sweeper are the only
-    others."""
+    """N connections cost N reader threads; acceptor, history, sender, the search indexer and the files
+    sweeper are the only others."""
     before = {thread.ident for thread in threading.enumerate()}
     server = make_server(max_clients_per_ip=12)
     clients = [ChatTestClient(server.address) for _ in range(12)]
@@ -68,9 +68,15 @@ def test_threads_are_one_reader_per_connection_plus_a_fixed_few(
         names = sorted(thread.name for thread in threading.enumerate() if thread.ident not in before)
         readers = [name for name in names if name.startswith("conn-") and name.endswith("-reader")]
         assert len(readers) == 12
-        assert sorted(set(names) - set(readers)) == ["acceptor", "files-sweeper", "history", "sender"]
-        assert len(names) == 12 + 4
-        assert server.stats().threads == len(before) + 16
+        assert sorted(set(names) - set(readers)) == [
+            "acceptor",
+            "files-sweeper",
+            "history",
+            "search-indexer",
+            "sender",
+        ]
+        assert len(names) == 12 + 5
+        assert server.stats().threads == len(before) + 17
     finally:
         for client in clients:
             client.close()
