@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub
 from chat_server.metrics import Tally
+from chat_server.reader import pages
 from chat_server.replies import REPLY_MARGIN, answer, clip, error_frame, fatal_frame, now_ms
-from chat_server.storage import HistoryError, HistoryStore, direct_page
+from chat_server.storage import HistoryError, HistoryStore
 from chat_server.tuning import Latch
 from shared.codec import encode
 from shared.errors import ErrorCode
@@ -41,8 +42,8 @@ from shared.messages import (
     PROTOCOL_VERSION,
     AwayChanged,
     ChangeNick,
+    FetchHistory,
     Hello,
-    History,
     NickChanged,
     SetAway,
     SignedOff,
@@ -203,24 +204,11 @@ class Chat:
             self._resume_direct(client, hello.direct_after)
 
     def _resume_direct(self, client: Client, after: int) -> None:
-        """Send the direct messages after `after` (`hello.direct_after`), as `fetch_history {direct, after}`
-        would: the newest `max_backfill` of them, with `skipped` counting any left out."""
-        try:
-            page = direct_page(
-                self.store.connection,
-                client.key or "",
-                None,
-                after=after,
-                limit=self.config.max_backfill,
-                max_bytes=self.config.max_frame - REPLY_MARGIN,
-            )
-        except HistoryError as error:
-            log.warning("conn=%d event=direct_resume_failed error=%s", client.id, error)
-            client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable"))
-            return
-        client.send(
-            encode(History(direct=True, messages=page.messages, more=page.more, skipped=page.skipped))
-        )
+        """Send the direct messages after `after` (`hello.direct_after`): the answer to `fetch_history
+        {direct, after}` (chat_server.reader.pages), the newest `max_backfill` of them with `skipped` counting
+        any left out, read here on the writer's connection, and without a `ref`."""
+        request = FetchHistory(direct=True, after=after, limit=self.config.max_backfill)
+        client.send(pages.fetch_history(client, request, self.store.connection, self.hub, self.config))
 
     def _resume(self, client: Client, hello: Hello) -> bool:
         """If `hello` shows the resume token of the session holding its nick, `client` takes that session.
