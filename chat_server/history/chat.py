@@ -54,6 +54,7 @@ from shared.schema import Message
 from shared.text import fold
 
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
+from .conversation import Conversations
 from .fileoffers import Settle, StoreFile, store_file_offer
 from .messaging import Messages
 from .moderation import Moderation
@@ -108,6 +109,7 @@ class Chat:
             hub.add_room(known.key, known.name, known.topic, known.last_id)
         self.moderation = Moderation(hub, store, config, self._ts)
         self.messages = Messages(hub, store, self._ts, self.moderation, self.tally)
+        self.conversations = Conversations(hub, store, config, self._ts, self.messages, self.moderation)
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
         self.operators = Operators(
@@ -349,6 +351,8 @@ def announced_rates(config: ServerConfig) -> RateLimits:
         text_bytes=bucket(config.rate_bytes, config.rate_bytes_burst),
         joins=bucket(config.rate_joins, config.rate_joins_burst),
         nicks=bucket(config.rate_nicks, config.rate_nicks_burst),
+        edits=bucket(config.rate_edits, config.rate_edits_burst),
+        reactions=bucket(config.rate_reactions, config.rate_reactions_burst),
     )
 
 
