@@ -210,6 +210,8 @@ class ResumeState:
         if not (is_join_reply or history.ref in self._resume_refs):
             for item in history.messages:
                 self.note(key, item.id)
+            for event in history.events or ():
+                self.note(key, event.id)
             return history
         self._resume_refs.discard(history.ref or IN_LOGIN)
         kept = tuple(
@@ -217,7 +219,11 @@ class ResumeState:
             for item in history.messages
             if not (isinstance(item, Said | Told) and is_pending_echo(item)) and self.note(key, item.id)
         )
-        return history if len(kept) == len(history.messages) else replace(history, messages=kept)
+        # Events delivered live already are dropped from the replay like messages (each comes once).
+        events = tuple(event for event in history.events or () if self.note(key, event.id))
+        if len(kept) == len(history.messages) and len(events) == len(history.events or ()):
+            return history
+        return replace(history, messages=kept, events=events or None)
 
     def _resend_login_resume(self, key: str, history: History) -> bool:
         """True if a room the login resumed (`hello.after`) got a plain backfill, older messages left unsaid

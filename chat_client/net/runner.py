@@ -68,6 +68,8 @@ from chat_client.net.trust import ServerIdentity, TlsOptions
 from chat_client.net.waiters import Waiters
 from shared import (
     Ack,
+    Deleted,
+    Edited,
     ErrorCode,
     FileData,
     FileDone,
@@ -84,10 +86,12 @@ from shared import (
     Ping,
     Pong,
     Quit,
+    Reacted,
     Registration,
     RoomState,
     Said,
     Told,
+    Unreacted,
     fold,
 )
 from shared import Error as ErrorFrame
@@ -480,6 +484,12 @@ class Router:
                 # Stored like a message: counted for resume, delivered once. An invitation to a room we
                 # are not in is not part of that room's stream.
                 if message.action == "invite" or self._resume.note(room_key(message.room), message.id):
+                    self._emit(message)
+            case Edited() | Deleted() | Reacted() | Unreacted():
+                # An event of the conversation's stream: counted for resume, delivered once (a model applies
+                # it by the rules of docs/protocol.md, section 6.3).
+                key = room_key(message.room) if message.room is not None else DM_KEY
+                if self._resume.note(key, message.id):
                     self._emit(message)
             case History():
                 for item in message.messages:
