@@ -19,10 +19,11 @@ from chat_client.model.controller import Controller
 from chat_client.net.errors import InvalidRequest, ServerError
 from chat_client.net.events import Connected
 from chat_client.plain.linemode import run_plain
+from chat_lab.proxy import FaultProxy
 from shared import Deleted, Edited, Reacted, Unreacted
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, Proxy, run_plain_captured
+from .helpers import LiveServer, run_plain_captured
 from .test_library import FAST
 
 ROOM = "talk"
@@ -170,7 +171,7 @@ async def test_refusals(pair: tuple[Watched, Watched]) -> None:
     assert bob.view()[mine][1] == "alice's"
 
 
-async def test_what_happened_while_away_arrives_once_in_order(server: LiveServer, proxy: Proxy) -> None:
+async def test_what_happened_while_away_arrives_once_in_order(server: LiveServer, proxy: FaultProxy) -> None:
     async with (
         ChatClient(server.host, server.port, "alice", rooms=[ROOM], options=FAST) as alice_client,
         ChatClient("127.0.0.1", proxy.port, "bob", rooms=[ROOM], options=FAST) as bob_client,
