@@ -206,7 +206,7 @@ class ResumeState:
             del self._join_refs[key]
             if join_ref == IN_LOGIN and history.room is not None and self._resend_login_resume(key, history):
                 # Nothing of this backfill is delivered: the resume sent again brings it all, in order.
-                return replace(history, messages=())
+                return replace(history, messages=(), events=None)
         if not (is_join_reply or history.ref in self._resume_refs):
             for item in history.messages:
                 self.note(key, item.id)
