@@ -45,6 +45,13 @@ CLI_LIMITS: dict[str, type] = {
     "rate_nicks_burst": int,
     "rate_searches": float,
     "rate_searches_burst": int,
+    "rate_edits": float,
+    "rate_edits_burst": int,
+    "rate_reactions": float,
+    "rate_reactions_burst": int,
+    "edit_window": float,
+    "max_reactions_per_message": int,
+    "max_reactions_per_user": int,
     "hello_timeout": float,
     "nick_release_wait": float,
     "ping_interval": float,
@@ -96,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a server admin: operator in every room once NICK is registered and verified (repeatable)",
     )
     parser.add_argument(
+        "--keep-edits",
+        action="store_true",
+        default=None,
+        help="keep the previous text of edited and deleted messages in the database (default: an edit"
+        " replaces the text, a deletion erases it)",
+    )
+    parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on 127.0.0.1; off by"
@@ -132,6 +146,8 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         settings["admins"] = tuple(arguments.admin)
     if arguments.metrics is not None:
         settings["metrics"] = arguments.metrics
+    if arguments.keep_edits:
+        settings["keep_edits"] = True
     settings["beacon"] = beacon_config_from_args(arguments, settings.get("beacon"))
     if arguments.password_file is not None:
         settings["password"] = read_password_file(arguments.password_file)

@@ -131,6 +131,22 @@ DEFAULT_MAX_CONCURRENT_HASHES = 2
 DEFAULT_MAX_TRACKED_ADDRESSES = 4096
 #: Most entries a room keeps in each of its moderation lists (bans, mutes, stored operators, invitations).
 DEFAULT_MAX_MODERATION_ENTRIES = 500
+#: Seconds after sending during which its author may edit a message; 0: no window, always (the default).
+DEFAULT_EDIT_WINDOW = 0.0
+#: Different reactions one message may carry (a new one past it: `too_many_reactions`).
+DEFAULT_MAX_REACTIONS_PER_MESSAGE = 20
+#: Different reactions one nick may put on one message.
+DEFAULT_MAX_REACTIONS_PER_USER = 5
+#: Edits and deletions per connection: a bucket of `rate_edits_burst`, refilled at `rate_edits` per second;
+#: past it they are refused with `rate_limited` (each is announced to the whole room).
+DEFAULT_RATE_EDITS = 0.5
+DEFAULT_RATE_EDITS_BURST = 10
+#: Reactions (react and unreact) per connection, likewise.
+DEFAULT_RATE_REACTIONS = 1.0
+DEFAULT_RATE_REACTIONS_BURST = 20
+#: Keep the previous text of an edited or deleted message (in the `message_revisions` table, never served
+#: over the protocol). Off by default: an edit replaces the text, a deletion erases it (docs/security.md).
+DEFAULT_KEEP_EDITS = False
 
 #: Search (`search`): the longest query in bytes of UTF-8 (longer: `too_long`); the hits in a page when the
 #: request gives no `limit`, and the most it may ask for (more: `invalid_field`); how many of the newest
@@ -154,7 +170,7 @@ SERVER_TEXT_MAX = 128
 #: Room a frame needs besides its longest text (room name, nick, ids, keys), so any valid message fits.
 FRAME_OVERHEAD = 1024
 #: Settings where 0 means something (any free port; the system's default buffer size).
-_ZERO_ALLOWED = ("port", "send_buffer")
+_ZERO_ALLOWED = ("port", "send_buffer", "edit_window")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,6 +250,14 @@ class ServerConfig:
     #: Nicks with operator rights in every room, once registered and verified (docs/security.md).
     admins: tuple[str, ...] = ()
     max_moderation_entries: int = DEFAULT_MAX_MODERATION_ENTRIES
+    edit_window: float = DEFAULT_EDIT_WINDOW
+    max_reactions_per_message: int = DEFAULT_MAX_REACTIONS_PER_MESSAGE
+    max_reactions_per_user: int = DEFAULT_MAX_REACTIONS_PER_USER
+    rate_edits: float = DEFAULT_RATE_EDITS
+    rate_edits_burst: int = DEFAULT_RATE_EDITS_BURST
+    rate_reactions: float = DEFAULT_RATE_REACTIONS
+    rate_reactions_burst: int = DEFAULT_RATE_REACTIONS_BURST
+    keep_edits: bool = DEFAULT_KEEP_EDITS
     #: The LAN beacon (off by default; the ``[beacon]`` table of server.toml, see docs/discovery.md).
     beacon: BeaconConfig = dataclasses.field(default_factory=BeaconConfig)
     #: TLS (off by default; the ``[tls]`` table of server.toml, ``--tls`` and friends; see chat_server.tls).

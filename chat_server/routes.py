@@ -10,7 +10,8 @@ How a request travels (docs/walkthrough.md follows one `say`):
 3. a `READER` row's handler runs there and then, on the reader thread, with the `Connection`; a `HISTORY`
    row's request is queued for the history thread (`HistoryThread.submit`, chat_server.history.thread),
    which calls the row's handler with the `Client` and the request. A history handler is a method of one of
-   the history thread's parts (`Chat`, `Messages`, `Rooms`, `Operators`): `bind_history` binds each row to
+   the history thread's parts (`Chat`, `Messages`, `Conversations`, `Rooms`,
+   `Operators`): `bind_history` binds each row to
    its part once, at start, so a request costs one dictionary lookup on each thread.
 
 Adding a request type: its message class (shared/messages/), one row here and its handler, one client
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.chat import Chat, Disconnect, Login
+from chat_server.history.conversation import Conversations
 from chat_server.history.fileoffers import Settle, StoreFile
 from chat_server.history.messaging import Messages
 from chat_server.history.operators import Operators
@@ -35,7 +37,9 @@ from shared.messages import (
     Ban,
     CancelFile,
     ChangeNick,
+    Delete,
     Deop,
+    Edit,
     FetchHistory,
     FileChunk,
     GetFile,
@@ -53,6 +57,7 @@ from shared.messages import (
     Ping,
     Pong,
     Quit,
+    React,
     Register,
     Say,
     Search,
@@ -63,6 +68,7 @@ from shared.messages import (
     Typing,
     Unban,
     Unmute,
+    Unreact,
     Unregister,
     Who,
 )
@@ -101,6 +107,10 @@ class Cost(enum.Enum):
     NICKS = "nicks"
     #: A request token, then a search token (`rate_searches`): over it, refused with `rate_limited`.
     SEARCHES = "searches"
+    #: A request token, then an edit token (`rate_edits`): over it, refused with `rate_limited`.
+    EDITS = "edits"
+    #: A request token, then a reaction token (`rate_reactions`): over it, refused with `rate_limited`.
+    REACTIONS = "reactions"
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +139,7 @@ def history(kind: type[M], cost: Cost, handler: Callable[[Any, Client, M], None]
 
 
 FREE, TRANSFER, REQUESTS, TEXT = Cost.FREE, Cost.TRANSFER, Cost.REQUESTS, Cost.TEXT
-JOINS, NICKS, SEARCHES = Cost.JOINS, Cost.NICKS, Cost.SEARCHES
+JOINS, NICKS, EDITS, REACTIONS, SEARCHES = Cost.JOINS, Cost.NICKS, Cost.EDITS, Cost.REACTIONS, Cost.SEARCHES
 
 #: Every request the server handles: type -> (thread, cost, handler).
 ROUTES: dict[type, Route] = dict(
@@ -148,6 +158,11 @@ ROUTES: dict[type, Route] = dict(
         # never stored (chat_server.reader.requests.relay_typing).
         reader(Search, SEARCHES, requests.search),
         reader(Typing, REQUESTS, requests.relay_typing),
+        # Edits, deletions and reactions: events of the conversation (chat_server.history.conversation).
+        history(Edit, EDITS, Conversations.edit),
+        history(Delete, EDITS, Conversations.delete),
+        history(React, REACTIONS, Conversations.react),
+        history(Unreact, REACTIONS, Conversations.unreact),
         # Rooms (chat_server.history.rooms).
         history(Join, JOINS, Rooms.join),
         history(Leave, REQUESTS, Rooms.leave),

@@ -33,7 +33,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.messages import FileOffered, Moderated, Said, Told
+from shared.messages import (
+    DELETED_TEXT,
+    ConversationEvent,
+    Deleted,
+    Edited,
+    FileOffered,
+    Moderated,
+    Reacted,
+    Reaction,
+    Said,
+    Told,
+    Unreacted,
+)
 from shared.text import fold
 
 SCHEMA = """
@@ -49,9 +61,15 @@ CREATE TABLE IF NOT EXISTS messages (
     text          TEXT NOT NULL,
     action        INTEGER NOT NULL DEFAULT 0,
     client_msg_id TEXT,
-    event         TEXT,                        -- moderation entries: the action (sender = the operator)
+    event         TEXT,                        -- moderation entries: the action (sender = the operator);
+                                               -- conversation events: edited, deleted, reacted, unreacted
     target        TEXT,                        -- moderation entries: the nick acted on
-    until         INTEGER                      -- moderation entries: when a timed ban or mute lapses (ms)
+    until         INTEGER,                     -- moderation entries: when a timed ban or mute lapses (ms)
+    reply_to      INTEGER,                     -- a reply: the id of the message it answers
+    target_id     INTEGER,                     -- conversation events: the message changed (sender = who)
+    edited        INTEGER,                     -- messages: when last edited (ms), NULL if never
+    deleted       INTEGER,                     -- messages: when deleted (ms; the text is erased), else NULL
+    rev           INTEGER                      -- messages: the id of the latest event applied to it
 );
 CREATE INDEX IF NOT EXISTS messages_by_room ON messages (room_key, id) WHERE room_key IS NOT NULL;
 -- A client_msg_id is unique per sender and conversation (a room, or the other end of a direct message).
@@ -88,10 +106,32 @@ CREATE TABLE IF NOT EXISTS files (
     uploader_key TEXT NOT NULL                 -- fold(nick) of its latest uploader: whose quota it uses
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS files_by_uploader ON files (uploader_key, stored_at);
+-- Conversation events by the message they change (only event rows are indexed: a message costs nothing).
+CREATE INDEX IF NOT EXISTS messages_by_target ON messages (target_id) WHERE target_id IS NOT NULL;
+-- Each message's reactions now: who put which on it, and the event that did (the order they came in).
+CREATE TABLE IF NOT EXISTS reactions (
+    message_id INTEGER NOT NULL,
+    reaction   TEXT NOT NULL,
+    nick_key   TEXT NOT NULL,
+    nick       TEXT NOT NULL,
+    event_id   INTEGER NOT NULL,
+    PRIMARY KEY (message_id, reaction, nick_key)
+) WITHOUT ROWID;
+-- The previous text of edited and deleted messages: written only when the operator sets `keep_edits`.
+CREATE TABLE IF NOT EXISTS message_revisions (
+    message_id INTEGER NOT NULL,
+    ts         INTEGER NOT NULL,               -- when it was replaced (ms)
+    kind       TEXT NOT NULL,                  -- edited or deleted
+    text       TEXT NOT NULL                   -- the text before that
+);
 """
+#: The schema's version (`PRAGMA user_version`): 0 before conversations (replies, edits, deletions and
+#: reactions), 2 since. `HistoryStore` upgrades an older database in place when it opens it.
+SCHEMA_VERSION = 2
 
 _COLUMNS = "m.id, m.ts, m.room, m.sender, m.recipient, m.text, m.action, m.event, m.target, m.until"
 _COLUMNS += ", f.size, f.sha256"  # a file offer's (see _FILE_JOIN); NULL for every other message
+_COLUMNS += ", m.reply_to, m.target_id, m.edited, m.deleted, m.rev, t.text"  # t: an event's message
 Row = tuple[
     int,
     int,
@@ -105,11 +145,30 @@ Row = tuple[
     int | None,
     int | None,
     str | None,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    int | None,
+    str | None,
 ]
 #: Columns added after the first release: a database made before them gains them at start.
-_ADDED_COLUMNS = (("event", "TEXT"), ("target", "TEXT"), ("until", "INTEGER"))
-#: Joined to every page query: a message with a row here is a file offer.
+_ADDED_COLUMNS = (
+    ("event", "TEXT"),
+    ("target", "TEXT"),
+    ("until", "INTEGER"),
+    ("reply_to", "INTEGER"),
+    ("target_id", "INTEGER"),
+    ("edited", "INTEGER"),
+    ("deleted", "INTEGER"),
+    ("rev", "INTEGER"),
+)
+#: Joined to every page query: a message with a row here is a file offer; an event row's message is `t`
+#: (an `edited` event is served with its message's current text, never with a text it replaced since).
 _FILE_JOIN = " LEFT JOIN file_offers AS f ON f.id = m.id"
+_PAGE_JOIN = _FILE_JOIN + " LEFT JOIN messages AS t ON t.id = m.target_id"
+#: The conversation events (`messages.event` of a row with a `target_id`).
+EVENT_KINDS = ("edited", "deleted", "reacted", "unreacted")
 
 
 class HistoryError(Exception):
@@ -173,6 +232,31 @@ class Page:
     messages: tuple[Said | Told | Moderated | FileOffered, ...]
     more: bool
     skipped: int
+    #: The conversation events of the page's span, oldest first (None: none; `History.events`).
+    events: tuple[ConversationEvent, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A stored message that a reply, an edit, a deletion or a reaction names (see `HistoryStore.target`)."""
+
+    id: int
+    ts: int
+    room_key: str | None  # None: a direct message
+    room: str | None
+    sender: str
+    sender_key: str
+    recipient: str | None
+    recipient_key: str | None
+    #: A plain chat message (a `said` or `told`), not a file offer, a moderation entry or an event.
+    chat: bool
+    #: When it was deleted (ms), None if it was not.
+    deleted: int | None
+    text: str
+
+    def participant(self, key: str) -> bool:
+        """True if `key` is one of the two ends of this direct message."""
+        return key in (self.sender_key, self.recipient_key)
 
 
 def connect(
@@ -205,8 +289,9 @@ class HistoryStore:
         self._busy_timeout = busy_timeout
         self._db = connect(path, synchronous=synchronous, busy_timeout=busy_timeout, handed_over=True)
         try:
+            _add_missing_columns(self._db)  # first: SCHEMA's new indexes name the new columns
             self._db.executescript(SCHEMA)
-            _add_missing_columns(self._db)
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as error:
             self._db.close()
             raise HistoryError(f"cannot create the history schema in {path}: {error}") from error
@@ -282,13 +367,14 @@ class HistoryStore:
         ts: int,
         action: bool,
         client_msg_id: str | None,
+        reply_to: int | None = None,
     ) -> int:
         """Insert a room message in the open transaction and return its id."""
         self.begin()
         cursor = self._run(
-            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, action, client_msg_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (ts, room_key, room, sender, sender_key, text, int(action), client_msg_id),
+            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, action, client_msg_id,"
+            " reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, room_key, room, sender, sender_key, text, int(action), client_msg_id, reply_to),
         )
         return int(cursor.lastrowid or 0)
 
@@ -303,13 +389,14 @@ class HistoryStore:
         ts: int,
         action: bool,
         client_msg_id: str | None,
+        reply_to: int | None = None,
     ) -> int:
         """Insert a direct message (and its two index entries) in the open transaction; return its id."""
         self.begin()
         cursor = self._run(
             "INSERT INTO messages (ts, sender, sender_key, recipient, recipient_key, text, action,"
-            " client_msg_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (ts, sender, sender_key, recipient, recipient_key, text, int(action), client_msg_id),
+            " client_msg_id, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (ts, sender, sender_key, recipient, recipient_key, text, int(action), client_msg_id, reply_to),
         )
         message_id = int(cursor.lastrowid or 0)
         self._run("INSERT INTO direct_index VALUES (?, ?, ?)", (sender_key, recipient_key, message_id))
@@ -341,6 +428,118 @@ class HistoryStore:
     def add_file_offer(self, message_id: int, size: int, sha256: str) -> None:
         """Mark message `message_id` (stored in the open transaction) as the offer of a file."""
         self._run("INSERT INTO file_offers (id, size, sha256) VALUES (?, ?, ?)", (message_id, size, sha256))
+
+    # -- Conversations: replies, edits, deletions, reactions ----------------------------------------------
+
+    def target(self, message_id: int) -> Target | None:
+        """The stored message `message_id` (any kind but an event), as the open transaction sees it."""
+        row = self._run(
+            "SELECT m.id, m.ts, m.room_key, m.room, m.sender, m.sender_key, m.recipient, m.recipient_key,"
+            " m.event IS NULL AND f.id IS NULL, m.deleted, m.text, m.target_id FROM messages AS m"
+            + _FILE_JOIN
+            + " WHERE m.id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None or row[11] is not None:
+            return None
+        return Target(
+            id=row[0],
+            ts=row[1],
+            room_key=row[2],
+            room=row[3],
+            sender=row[4],
+            sender_key=row[5],
+            recipient=row[6],
+            recipient_key=row[7],
+            chat=bool(row[8]),
+            deleted=row[9],
+            text=row[10],
+        )
+
+    def add_event(self, target: Target, *, kind: str, actor: str, ts: int, text: str = "") -> int:
+        """Store a conversation event about `target` (in the open transaction) and return its id: in the
+        target's room, or in the direct conversation of its two ends; the target's `rev` becomes its id."""
+        self.begin()
+        actor_key = fold(actor)
+        if target.room_key is not None:
+            cursor = self._run(
+                "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, event, target_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (ts, target.room_key, target.room, actor, actor_key, text, kind, target.id),
+            )
+            event_id = int(cursor.lastrowid or 0)
+        else:
+            # `recipient`: the other end as seen from the actor (the author, or whoever reacted).
+            mine = actor_key == target.sender_key
+            other, other_key = (
+                (target.recipient, target.recipient_key) if mine else (target.sender, target.sender_key)
+            )
+            cursor = self._run(
+                "INSERT INTO messages (ts, sender, sender_key, recipient, recipient_key, text, event,"
+                " target_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (ts, actor, actor_key, other, other_key, text, kind, target.id),
+            )
+            event_id = int(cursor.lastrowid or 0)
+            ends = {target.sender_key, target.recipient_key or target.sender_key}
+            for owner in ends:
+                peer = next(iter(ends - {owner}), owner)
+                self._run("INSERT INTO direct_index VALUES (?, ?, ?)", (owner, peer, event_id))
+        self._run("UPDATE messages SET rev = ? WHERE id = ?", (event_id, target.id))
+        return event_id
+
+    def edit_message(self, target: Target, text: str, ts: int, *, keep: bool) -> None:
+        """Replace the text of `target` (in the open transaction); keep the old one only if `keep`."""
+        self.begin()
+        if keep:
+            self._run(
+                "INSERT INTO message_revisions (message_id, ts, kind, text) VALUES (?, ?, 'edited', ?)",
+                (target.id, ts, target.text),
+            )
+        self._run("UPDATE messages SET text = ?, edited = ? WHERE id = ?", (text, ts, target.id))
+
+    def delete_message(self, target: Target, ts: int, *, keep: bool) -> None:
+        """Erase `target`'s text, its reactions and its earlier `edited` events (which name its text), keeping
+        a tombstone; the old text goes to `message_revisions` only if `keep`."""
+        self.begin()
+        if keep:
+            self._run(
+                "INSERT INTO message_revisions (message_id, ts, kind, text) VALUES (?, ?, 'deleted', ?)",
+                (target.id, ts, target.text),
+            )
+        self._run("UPDATE messages SET text = '', deleted = ? WHERE id = ?", (ts, target.id))
+        self._run("DELETE FROM reactions WHERE message_id = ?", (target.id,))
+        edits = "SELECT id FROM messages WHERE target_id = ? AND event = 'edited'"
+        self._run(f"DELETE FROM direct_index WHERE id IN ({edits})", (target.id,))
+        self._run("DELETE FROM messages WHERE target_id = ? AND event = 'edited'", (target.id,))
+
+    def reactions(self, message_id: int) -> list[tuple[str, str, int]]:
+        """The reactions of a message now: (reaction, nick_key, event id), oldest first."""
+        return [
+            (str(reaction), str(key), int(event))
+            for reaction, key, event in self._run(
+                "SELECT reaction, nick_key, event_id FROM reactions WHERE message_id = ? ORDER BY event_id",
+                (message_id,),
+            )
+        ]
+
+    def event_ts(self, event_id: int) -> int:
+        """The timestamp of a stored event."""
+        row = self._run("SELECT ts FROM messages WHERE id = ?", (event_id,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def add_reaction(self, message_id: int, reaction: str, nick: str, event_id: int) -> None:
+        """Record that `nick` reacted (in the open transaction)."""
+        self._run(
+            "INSERT INTO reactions (message_id, reaction, nick_key, nick, event_id) VALUES (?, ?, ?, ?, ?)",
+            (message_id, reaction, fold(nick), nick, event_id),
+        )
+
+    def remove_reaction(self, message_id: int, reaction: str, nick_key: str) -> None:
+        """Take a reaction off (in the open transaction)."""
+        self._run(
+            "DELETE FROM reactions WHERE message_id = ? AND reaction = ? AND nick_key = ?",
+            (message_id, reaction, nick_key),
+        )
 
     def save_file(self, sha256: str, size: int, stored_at: int, uploader_key: str) -> None:
         """Record a stored file in the open transaction (a new upload of the same bytes renews it)."""
@@ -445,34 +644,75 @@ def _page(
     order = "ASC" if forward else "DESC"  # the end of the range the page starts from
     try:
         fetched: list[Row] = db.execute(
-            f"SELECT {_COLUMNS} FROM {table}{_FILE_JOIN} WHERE {where} ORDER BY {id_column} {order} LIMIT ?",
+            f"SELECT {_COLUMNS} FROM {table}{_PAGE_JOIN} WHERE {where} ORDER BY {id_column} {order} LIMIT ?",
             (*parameters, limit + 1),
         ).fetchall()
-        kept = _fit(fetched[:limit], max_bytes)
+        candidates = fetched[:limit]
+        reactions = _reactions(db, [row[0] for row in candidates if row[16] is not None and row[13] is None])
+        kept = _fit(candidates, max_bytes, reactions)
         more = len(fetched) > len(kept)  # one more row was asked for: the range goes on past the page
         skipped = 0
         if after is not None and more and not forward:
             total = db.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", parameters).fetchone()[0]
             skipped = int(total) - len(kept)
+        rows = kept if forward else kept[::-1]
     except sqlite3.Error as error:
         raise HistoryError(f"history query failed: {error}") from error
-    messages = tuple(_message(row) for row in (kept if forward else reversed(kept)))
-    return Page(messages=messages, more=more, skipped=skipped)
+    messages: list[Said | Told | Moderated | FileOffered] = []
+    events: list[ConversationEvent] = []
+    for row in rows:
+        if row[13] is None:
+            messages.append(_message(row, reactions.get(row[0])))
+        elif (event := _event(row)) is not None:
+            events.append(event)
+    return Page(messages=tuple(messages), more=more, skipped=skipped, events=tuple(events) or None)
+
+
+def _reactions(db: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[Reaction, ...]]:
+    """The reactions of the messages `ids` (those with events: `rev` set), aggregated: each reaction in the
+    order it first came, with who reacted in the order they did."""
+    if not ids:
+        return {}
+    found: dict[int, dict[str, list[str]]] = {}
+    marks = ",".join("?" * len(ids))
+    for message_id, reaction, nick in db.execute(
+        f"SELECT message_id, reaction, nick FROM reactions WHERE message_id IN ({marks}) ORDER BY event_id",
+        ids,
+    ):
+        found.setdefault(message_id, {}).setdefault(reaction, []).append(nick)
+    return {
+        message_id: tuple(Reaction(reaction=r, nicks=tuple(nicks)) for r, nicks in by.items())
+        for message_id, by in found.items()
+    }
 
 
 # Wire overhead of one history entry besides its strings (keys, type, ids, timestamp), with a margin.
 _ENTRY_OVERHEAD = 96
+# More overhead for an entry with conversation fields (`reply_to`, `edited`, `deleted`, `rev`, `reactions`).
+_STATE_OVERHEAD = 80
+# Wire overhead of one aggregated reaction besides its strings (keys, headers), with a margin.
+_REACTION_OVERHEAD = 24
 
 
-def _fit(rows: list[Row], max_bytes: int | None) -> list[Row]:
+def _fit(
+    rows: list[Row], max_bytes: int | None, reactions: dict[int, tuple[Reaction, ...]] | None = None
+) -> list[Row]:
     """Keep the newest rows whose encoded size fits in `max_bytes` (a history reply must fit one frame)."""
     if max_bytes is None:
         return rows
     total = 0
     for index, row in enumerate(rows):
         total += _ENTRY_OVERHEAD + sum(
-            len(part.encode()) for part in (row[2], row[3], row[4], row[5], row[7], row[8], row[11]) if part
+            len(part.encode())
+            for part in (row[2], row[3], row[4], row[5], row[7], row[8], row[11], row[17])
+            if part
         )
+        if row[12] is not None or row[13] is not None or row[16] is not None:
+            total += _STATE_OVERHEAD  # reply_to, edited, deleted, rev; an event's message_id
+        for reaction in (reactions or {}).get(row[0], ()):
+            # the record's keys and the reaction, then each nick with its string header
+            total += _REACTION_OVERHEAD + len(reaction.reaction.encode())
+            total += sum(len(nick.encode()) + 2 for nick in reaction.nicks)
         if total > max_bytes:
             return rows[:index]
     return rows
@@ -481,13 +721,40 @@ def _fit(rows: list[Row], max_bytes: int | None) -> list[Row]:
 def _add_missing_columns(db: sqlite3.Connection) -> None:
     """Give a database made by an older version the columns added since (SQLite adds them in place)."""
     present = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    if not present:
+        return  # a new database: SCHEMA creates the table whole
     for name, kind in _ADDED_COLUMNS:
         if name not in present:
             db.execute(f"ALTER TABLE messages ADD COLUMN {name} {kind}")
 
 
-def _message(row: Row) -> Said | Told | Moderated | FileOffered:
-    message_id, ts, room, sender, recipient, text, action, event, target, until, size, sha256 = row
+def _event(row: Row) -> ConversationEvent | None:
+    """An event row as its frame (an `edited` one with its message's current text)."""
+    event_id, ts, room, sender, recipient, text, _action, kind, _target, _until = row[:10]
+    message_id, current = row[13] or 0, row[17]
+    to = None if room is not None else recipient
+    if kind == "edited":
+        if not current:
+            return None  # its message was deleted since (the deletion removes these rows; never served)
+        return Edited(id=event_id, message_id=message_id, nick=sender, text=current, ts=ts, room=room, to=to)
+    if kind == "deleted":
+        return Deleted(id=event_id, message_id=message_id, nick=sender, ts=ts, room=room, to=to)
+    if kind == "reacted":
+        return Reacted(
+            id=event_id, message_id=message_id, nick=sender, reaction=text, ts=ts, room=room, to=to
+        )
+    if kind == "unreacted":
+        return Unreacted(
+            id=event_id, message_id=message_id, nick=sender, reaction=text, ts=ts, room=room, to=to
+        )
+    return None
+
+
+def _message(
+    row: Row, reactions: tuple[Reaction, ...] | None = None
+) -> Said | Told | Moderated | FileOffered:
+    message_id, ts, room, sender, recipient, text, action, event, target, until, size, sha256 = row[:12]
+    reply_to, _target_id, edited, deleted, rev = row[12:17]
     if sha256 is not None:
         return FileOffered(
             id=message_id,
@@ -510,6 +777,32 @@ def _message(row: Row) -> Said | Told | Moderated | FileOffered:
             reason=text or None,
             until=until,
         )
+    if deleted is not None:
+        text = DELETED_TEXT
     if room is not None:
-        return Said(id=message_id, room=room, nick=sender, text=text, ts=ts, action=bool(action))
-    return Told(id=message_id, nick=sender, to=recipient or "", text=text, ts=ts, action=bool(action))
+        return Said(
+            id=message_id,
+            room=room,
+            nick=sender,
+            text=text,
+            ts=ts,
+            action=bool(action),
+            reply_to=reply_to,
+            edited=edited,
+            deleted=True if deleted is not None else None,
+            reactions=reactions,
+            rev=rev,
+        )
+    return Told(
+        id=message_id,
+        nick=sender,
+        to=recipient or "",
+        text=text,
+        ts=ts,
+        action=bool(action),
+        reply_to=reply_to,
+        edited=edited,
+        deleted=True if deleted is not None else None,
+        reactions=reactions,
+        rev=rev,
+    )

@@ -70,6 +70,12 @@ class ErrorCode(StrEnum):
     NO_SUCH_FILE = "no_such_file"
     BAD_OFFSET = "bad_offset"
     TOO_MANY_TRANSFERS = "too_many_transfers"
+    # Conversations (not fatal): replies, edits, deletions and reactions (docs/protocol.md, section 6.3).
+    NO_SUCH_MESSAGE = "no_such_message"
+    INVALID_REACTION = "invalid_reaction"
+    EDIT_WINDOW_CLOSED = "edit_window_closed"
+    TOO_MANY_REACTIONS = "too_many_reactions"
+    NO_SUCH_REACTION = "no_such_reaction"
 
     @property
     def fatal(self) -> bool:

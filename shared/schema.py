@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar, cast, dataclass_transform
 
 from .errors import ErrorCode, LocalProtocolError, RemoteProtocolError
 from .limits import Limits
-from .text import nick_problem, room_problem, text_problem
+from .text import nick_problem, reaction_problem, room_problem, text_problem
 
 #: The fields of `Limits`, which `welcome.limits` carries as a plain map.
 LIMIT_FIELDS = dataclasses.fields(Limits)
@@ -346,6 +346,14 @@ topic = short_text(lambda limits: limits.max_topic, "max_topic")
 reason = short_text(lambda limits: limits.max_reason, "max_reason")
 
 
+def reaction(value: Any, limits: Limits) -> str:
+    """A reaction: one emoji (a grapheme cluster) or a short ``:name:`` (`shared.text.reaction_problem`)."""
+    problem = reaction_problem(_string(value))
+    if problem is not None:
+        raise invalid(ErrorCode.INVALID_REACTION, problem)
+    return str(value)
+
+
 def token(value: Any, limits: Limits) -> str:
     """An opaque identifier: 1 to 64 printable ASCII characters (a UUID, a counter, a magic word)."""
     word = _string(value)
@@ -450,6 +458,7 @@ _PLAIN_CHECK_ERRORS: dict[Check, frozenset[ErrorCode]] = {
     room: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.INVALID_ROOM}),
     text: _TEXT_ERRORS,
     token: _INVALID,
+    reaction: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.INVALID_REACTION}),
     file_name: frozenset({ErrorCode.INVALID_FIELD, ErrorCode.TOO_LONG}),
     sha256_hex: _INVALID,
     blob: _INVALID,

@@ -115,3 +115,112 @@ def visible(text: str, *, keep_newlines: bool = True) -> str:
     if not keep_newlines:
         cleaned = cleaned.replace("\n", "\u2424")
     return cleaned
+
+
+# -- Reactions ---------------------------------------------------------------------------------------------
+
+#: Longest reaction, in bytes of UTF-8: room for the longest emoji ZWJ sequences (a family with skin tones is
+#: about 40 bytes) and for a `:name:` of `MAX_REACTION_NAME` characters.
+MAX_REACTION_BYTES = 64
+#: Longest name of a `:name:` reaction, in characters (between the colons).
+MAX_REACTION_NAME = 32
+#: Emoji elements joined by ZERO WIDTH JOINER in one reaction, at most (the longest standard ones have 4).
+MAX_REACTION_ELEMENTS = 8
+
+_REACTION_NAME = re.compile(rf":[a-z0-9_+\-]{{1,{MAX_REACTION_NAME}}}:")
+_ZWJ = "\u200d"
+_VS16, _VS15 = "\ufe0f", "\ufe0e"
+_KEYCAP = "\u20e3"
+_KEYCAP_BASES = frozenset("0123456789#*")
+_TAG_CANCEL = "\U000e007f"
+
+# Code points that start an emoji: the pictographic blocks of Unicode 15 (Extended_Pictographic is a superset
+# of these ranges inside the BMP's symbol blocks and the supplementary emoji planes), plus the handful of
+# older symbols that have an emoji presentation with VS16.
+_PICTOGRAPHIC = (
+    (0x1F000, 0x1FAFF),  # Mahjong, domino, playing cards, enclosed, symbols and pictographs, emoticons, ...
+    (0x2600, 0x27BF),  # miscellaneous symbols, dingbats
+    (0x2300, 0x23FF),  # miscellaneous technical (watch, hourglass, keyboard, ...)
+    (0x2B00, 0x2BFF),  # arrows and stars (⭐, ⬛, ...)
+    (0x2190, 0x21FF),  # arrows
+    (0x25A0, 0x25FF),  # geometric shapes
+    (0x2900, 0x297F),  # supplemental arrows
+    (0x3030, 0x3030),
+    (0x303D, 0x303D),
+    (0x3297, 0x3297),
+    (0x3299, 0x3299),
+    (0x00A9, 0x00A9),
+    (0x00AE, 0x00AE),
+    (0x203C, 0x203C),
+    (0x2049, 0x2049),
+    (0x2122, 0x2122),
+    (0x2139, 0x2139),
+    (0x24C2, 0x24C2),
+)
+
+
+def _pictographic(char: str) -> bool:
+    code = ord(char)
+    if 0x1F1E6 <= code <= 0x1F1FF or 0x1F3FB <= code <= 0x1F3FF:
+        return False  # regional indicators and skin tones are not emoji on their own
+    return any(low <= code <= high for low, high in _PICTOGRAPHIC)
+
+
+def _emoji_element(text: str, at: int) -> int:
+    """Parse one emoji element of a ZWJ sequence starting at `at`; return where it ends, or -1."""
+    end = len(text)
+    char = text[at]
+    code = ord(char)
+    if 0x1F1E6 <= code <= 0x1F1FF:  # a flag: exactly two regional indicators
+        if at + 1 < end and 0x1F1E6 <= ord(text[at + 1]) <= 0x1F1FF:
+            return at + 2
+        return -1
+    if char in _KEYCAP_BASES:  # a keycap: 1️⃣ (the VS16 may be left out)
+        at += 1
+        if at < end and text[at] == _VS16:
+            at += 1
+        return at + 1 if at < end and text[at] == _KEYCAP else -1
+    if not _pictographic(char):
+        return -1
+    at += 1
+    if at < end and text[at] in (_VS16, _VS15):
+        at += 1
+    if at < end and 0x1F3FB <= ord(text[at]) <= 0x1F3FF:  # a skin tone
+        at += 1
+    if at < end and 0xE0020 <= ord(text[at]) <= 0xE007E:  # a tag sequence (🏴 subdivision flags)
+        while at < end and 0xE0020 <= ord(text[at]) <= 0xE007E:
+            at += 1
+        if at >= end or text[at] != _TAG_CANCEL:
+            return -1
+        at += 1
+    return at
+
+
+def reaction_problem(reaction: str) -> str | None:
+    """Say what is wrong with a reaction, or return None when it is one.
+
+    A reaction is either **one emoji** (one grapheme cluster: a pictographic character with its optional
+    presentation selector, skin tone or tag sequence, a flag of two regional indicators, a keycap, or up to
+    `MAX_REACTION_ELEMENTS` of these joined by ZERO WIDTH JOINER), or a **short name** between colons,
+    ``:name:``, of 1 to `MAX_REACTION_NAME` lowercase ASCII letters, digits and ``_ + -``. At most
+    `MAX_REACTION_BYTES` bytes of UTF-8 either way. Nothing else: no text, no spaces, no controls.
+    """
+    if not reaction:
+        return "a reaction is empty"
+    if len(reaction.encode("utf-8", "surrogatepass")) > MAX_REACTION_BYTES:
+        return f"a reaction is longer than {MAX_REACTION_BYTES} bytes"
+    if reaction[0] == ":":
+        if _REACTION_NAME.fullmatch(reaction):
+            return None
+        return f"a :name: reaction is 1 to {MAX_REACTION_NAME} of a-z 0-9 _ + - between colons"
+    at, elements = 0, 0
+    while True:
+        at = _emoji_element(reaction, at)
+        elements += 1
+        if at < 0 or elements > MAX_REACTION_ELEMENTS:
+            return "a reaction is one emoji or a :name:"
+        if at == len(reaction):
+            return None
+        if reaction[at] != _ZWJ or at + 1 == len(reaction):
+            return "a reaction is one emoji or a :name:"
+        at += 1

@@ -44,6 +44,7 @@ from .schema import (
     Message,
     request_errors,
 )
+from .text import MAX_REACTION_BYTES
 
 #: The protocol version this schema describes.
 VERSION = 1
@@ -66,6 +67,12 @@ def _plain_checks() -> dict[Any, dict[str, Any]]:
             "x-rule": "short text",
         },
         check.sha256_hex: {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        check.reaction: {
+            "type": "string",
+            "minLength": 1,
+            "x-max-bytes": MAX_REACTION_BYTES,
+            "x-rule": "reaction",
+        },
         check.blob: {"x-msgpack": "bin"},
         check.room_ids: {
             "type": "object",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from chat_client.model.colours import NickColours
 from chat_client.net.outbox import OutboxEntry
-from shared import Member, fold
+from shared import Member, Reaction, fold
 
 #: Lines kept per buffer (the scrollback); the oldest go first.
 DEFAULT_MAX_LINES = 2000
@@ -43,7 +43,15 @@ class LineKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    """One line of a buffer. `ts` is seconds since the epoch; `id` the server's message id, if any."""
+    """One line of a buffer. `ts` is seconds since the epoch; `id` the server's message id, if any.
+
+    A message line also carries its conversation state (docs/protocol.md, section 6.3), updated in place
+    (`Buffer.replace`) as edits, deletions and reactions arrive: `reply_to` (the id of the message it
+    answers; `ChatModel.reply_quote` makes the "↳ alice: first words…" quote of it), `edited` (when it was
+    last edited, seconds since the epoch), `deleted` (a tombstone: its `text` is empty), `reactions`
+    (aggregated, with who reacted, in the order they came) and `rev` (the id of the latest event its state
+    includes: an event or a history entry with a smaller one is older and is skipped).
+    """
 
     ts: float
     kind: LineKind
@@ -52,6 +60,34 @@ class Line:
     id: int | None = None
     mention: bool = False
     own: bool = False
+    reply_to: int | None = None
+    edited: float | None = None
+    deleted: bool = False
+    reactions: tuple[Reaction, ...] = ()
+    rev: int = 0
+
+
+class UpdateKind(enum.StrEnum):
+    """What changed a line in place."""
+
+    EDITED = "edited"
+    DELETED = "deleted"
+    REACTED = "reacted"
+    UNREACTED = "unreacted"
+    #: A history page showed a newer state of a message already shown (changed while we were away).
+    REFRESHED = "refreshed"
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """A line of buffer `key` changed in place: `line` is its new state (the old one is gone from the
+    buffer); `nick` made the change, `reaction` is the one added or taken off."""
+
+    key: str
+    line: Line
+    kind: UpdateKind
+    nick: str | None = None
+    reaction: str | None = None
 
 
 class ConnectionStatus(enum.StrEnum):
@@ -128,6 +164,29 @@ class Buffer:
     def has(self, message_id: int) -> bool:
         """True if the message with this id is already shown."""
         return message_id in self._ids
+
+    def find(self, message_id: int) -> Line | None:
+        """The line of message `message_id`, if shown (searched from the newest: recent ones change most)."""
+        if message_id not in self._ids:
+            return None
+        return next((line for line in reversed(self.lines) if line.id == message_id), None)
+
+    def replace(self, old: Line, new: Line) -> bool:
+        """Put `new` in the place of line `old` (the same message in a new state); False if `old` is gone.
+
+        The markers that point at `old` (unread, reader's place, backfill anchor) follow it to `new`.
+        """
+        for index in range(len(self.lines) - 1, -1, -1):
+            if self.lines[index] is old:
+                self.lines[index] = new
+                if self.first_unread is old:
+                    self.first_unread = new
+                if self.marker is old:
+                    self.marker = new
+                if self.backfill_anchor is old:
+                    self.backfill_anchor = new
+                return True
+        return False
 
     def append(self, line: Line) -> bool:
         """Add a line at the end; False (and nothing added) if its message is already here."""
@@ -237,6 +296,9 @@ class Changes:
     search: bool = False
     #: Buffers whose "… is typing" changed.
     typing: set[str] = field(default_factory=set)
+    #: Lines changed in place (edited, deleted, reacted to), in order. Their buffers are in `redraw` too,
+    #: so a renderer that redraws needs nothing more; one that can only print (`--plain`) prints these.
+    updated: list[Update] = field(default_factory=list)
 
     def add(self, key: str, line: Line) -> None:
         """Record an appended line."""
@@ -270,3 +332,4 @@ def merge(total: Changes, more: Changes) -> None:
     total.transfers |= more.transfers
     total.search = total.search or more.search
     total.typing |= more.typing
+    total.updated.extend(more.updated)

@@ -15,6 +15,7 @@ people) and `status_events` (the connection, errors, statistics) have modules of
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -30,6 +31,8 @@ from chat_client.model.buffers import (
     Gap,
     Line,
     LineKind,
+    Update,
+    UpdateKind,
     merge,
     peer_key,
     room_key,
@@ -59,6 +62,8 @@ from chat_client.net.trust import ServerIdentity
 from shared import (
     AwayChanged,
     BanList,
+    Deleted,
+    Edited,
     Error,
     FileOffered,
     History,
@@ -66,6 +71,8 @@ from shared import (
     Left,
     Moderated,
     NickChanged,
+    Reacted,
+    Reaction,
     Registration,
     RoomList,
     RoomState,
@@ -76,6 +83,7 @@ from shared import (
     Told,
     TopicChanged,
     Typing,
+    Unreacted,
     fold,
 )
 
@@ -90,6 +98,8 @@ __all__ = [
     "ConnectionStatus",
     "Line",
     "LineKind",
+    "Update",
+    "UpdateKind",
     "merge",
     "peer_key",
     "room_key",
@@ -100,6 +110,14 @@ __all__ = [
 BACKFILL_DIVIDER = "history above · live below"
 #: A stored message a buffer shows: said in a room, told directly, a file offered in either, a moderation.
 Item = Said | Told | FileOffered | Moderated
+#: What a deleted message shows in the place of its text (its text is gone: docs/protocol.md, 6.3).
+DELETED_LABEL = "message deleted"
+#: The mark of an edited message.
+EDITED_MARK = "(edited)"
+#: The longest quote of a replied-to message in a reply's "↳ alice: first words…" line, in characters.
+QUOTE_CHARS = 48
+#: An edit, a deletion or a reaction of a message (docs/protocol.md, section 6.3).
+ConversationEvent = Edited | Deleted | Reacted | Unreacted
 
 
 class ChatModel:
@@ -150,6 +168,8 @@ class ChatModel:
                 on_told(self, event, changes)
             case OutboxChanged():
                 on_outbox(self, event, changes)
+            case Edited() | Deleted() | Reacted() | Unreacted():
+                on_conversation_event(self, event, changes)
             case History():
                 on_history(self, event, changes)
             case FileOffered():
@@ -319,9 +339,15 @@ class ChatModel:
         count: bool = True,
         direct: bool = False,
         notify: bool = True,
+        state: Said | Told | None = None,
+        reply_to: int | None = None,
     ) -> None:
         buffer = self.buffers[key]
         line = self.new_line(kind, text, nick=nick, ts=ts, message_id=message_id, own=own, direct=direct)
+        if state is not None:
+            line = with_state(line, state)
+        elif reply_to is not None:
+            line = dataclasses.replace(line, reply_to=reply_to)
         mention = line.mention
         if not buffer.append(line):
             return
@@ -357,6 +383,50 @@ class ChatModel:
     def mentions_me(self, text: str) -> bool:
         """True if `text` names my nick as a word."""
         return self._mention.search(text) is not None
+
+    # -- Conversations: the API the views use (replies, edits, deletions, reactions) ----------------------
+
+    def find_message(self, message_id: int, key: str | None = None) -> tuple[str, Line] | None:
+        """The buffer key and line of message `message_id`: in buffer `key`, or (None) in the current buffer
+        first and then any other; None if no buffer shows it."""
+        keys = [key] if key is not None else [self.current, *(k for k in self.buffers if k != self.current)]
+        for candidate in keys:
+            buffer = self.buffers.get(candidate)
+            line = buffer.find(message_id) if buffer is not None else None
+            if line is not None:
+                return candidate, line
+        return None
+
+    def reply_quote(self, key: str, line: Line, width: int = QUOTE_CHARS) -> str | None:
+        """The one-line quote of the message `line` replies to: ``↳ alice: first words…``, ``↳ alice:
+        message deleted``, or ``↳ #42`` when that message is not in the buffer (older than what is loaded);
+        None for a line that is no reply. Untrusted text, as received: render it through `visible`."""
+        if line.reply_to is None:
+            return None
+        found = self.find_message(line.reply_to, key)
+        if found is None:
+            return f"↳ #{line.reply_to}"
+        parent = found[1]
+        text = DELETED_LABEL if parent.deleted else " ".join(parent.text.split())
+        if len(text) > width:
+            text = text[: width - 1].rstrip() + "…"
+        return f"↳ {parent.nick or '?'}: {text}"
+
+    def replies_to(self, key: str, message_id: int) -> list[Line]:
+        """The thread of a message: the lines of buffer `key` that reply to it, oldest first."""
+        buffer = self.buffers.get(key)
+        return [line for line in buffer.lines if line.reply_to == message_id] if buffer else []
+
+    def last_own_message(self, key: str | None = None) -> Line | None:
+        """My newest message in buffer `key` (the current one by default) that can still be edited: sent
+        (it has an id), not deleted. What ``s/old/new/`` corrects, and what Up in an empty input selects."""
+        buffer = self.buffers.get(key or self.current)
+        if buffer is None:
+            return None
+        for line in reversed(buffer.lines):
+            if line.own and line.id is not None and not line.deleted and line.kind in _EDITABLE:
+                return line
+        return None
 
     def set_nick(self, nick: str) -> None:
         self.nick = nick
@@ -400,7 +470,15 @@ def on_said(model: ChatModel, event: Said, changes: Changes) -> None:
     kind = LineKind.ACTION if event.action else LineKind.MESSAGE
     own = fold(event.nick) == fold(model.nick)
     model.add_line(
-        changes, key, kind, event.text, nick=event.nick, ts=event.ts / 1000, message_id=event.id, own=own
+        changes,
+        key,
+        kind,
+        event.text,
+        nick=event.nick,
+        ts=event.ts / 1000,
+        message_id=event.id,
+        own=own,
+        state=event,
     )
 
 
@@ -427,12 +505,23 @@ def on_told(model: ChatModel, event: Told, changes: Changes) -> None:
         message_id=event.id,
         own=own,
         direct=True,
+        state=event,
     )
     if not existed:
         changes.buffers = True
 
 
 def on_history(model: ChatModel, event: History, changes: Changes) -> None:
+    """A history page: first the messages already shown are brought to the page's state (when newer:
+    rule 1 of docs/protocol.md, section 6.3), then the new ones are added, then the page's events are
+    applied (rule 2: each only when newer than the state shown)."""
+    _refresh_shown(model, event, changes)
+    _history_messages(model, event, changes)
+    for item in event.events or ():
+        on_conversation_event(model, item, changes)
+
+
+def _history_messages(model: ChatModel, event: History, changes: Changes) -> None:
     if _context_page(model, event, changes):
         return
     if event.direct and event.peer is not None:
@@ -570,6 +659,7 @@ def _history_lines(
             count=not fresh_buffer,
             direct=direct and not fresh_buffer,
             notify=not fresh_buffer,  # the first backfill is old news: highlight, do not notify
+            state=item if isinstance(item, Said | Told) else None,
         )
 
 
@@ -591,7 +681,8 @@ def _backfill_line(model: ChatModel, item: Item) -> Line:
         return _history_line(model, item)
     kind, text = _kind_and_text(item)
     own = fold(item.nick) == fold(model.nick)
-    return model.new_line(kind, text, nick=item.nick, ts=item.ts / 1000, message_id=item.id, own=own)
+    line = model.new_line(kind, text, nick=item.nick, ts=item.ts / 1000, message_id=item.id, own=own)
+    return with_state(line, item) if isinstance(item, Said | Told) else line
 
 
 def _history_line(model: ChatModel, item: Item) -> Line:
@@ -599,7 +690,8 @@ def _history_line(model: ChatModel, item: Item) -> Line:
         return Line(item.ts / 1000, LineKind.NOTICE, describe(item), None, item.id)
     kind, text = _kind_and_text(item)
     own = fold(item.nick) == fold(model.nick)
-    return Line(item.ts / 1000, kind, text, item.nick, item.id, False, own)
+    line = Line(item.ts / 1000, kind, text, item.nick, item.id, False, own)
+    return with_state(line, item) if isinstance(item, Said | Told) else line
 
 
 def _entry_key(model: ChatModel, entry: OutboxEntry) -> str:
@@ -622,7 +714,17 @@ def on_outbox(model: ChatModel, event: OutboxChanged, changes: Changes) -> None:
     kind = LineKind.ACTION if entry.action else LineKind.MESSAGE
     if entry.state is DeliveryState.ACKNOWLEDGED:
         ts = entry.ts / 1000 if entry.ts is not None else None
-        model.add_line(changes, key, kind, entry.text, nick=model.nick, ts=ts, message_id=entry.id, own=True)
+        model.add_line(
+            changes,
+            key,
+            kind,
+            entry.text,
+            nick=model.nick,
+            ts=ts,
+            message_id=entry.id,
+            own=True,
+            reply_to=entry.reply_to,
+        )
         if entry.peer is not None and entry.away is not None:
             # The server said the recipient is away: say so where the message was sent.
             text = f"{entry.peer} is away: {entry.away}" if entry.away else f"{entry.peer} is away"
@@ -687,3 +789,123 @@ def _kind_and_text(item: Said | Told | FileOffered) -> tuple[LineKind, str]:
     if isinstance(item, FileOffered):
         return LineKind.FILE, offer_text(item)
     return (LineKind.ACTION if item.action else LineKind.MESSAGE), item.text
+
+
+# -- Conversations: the state of a message line, and the events that change it in place -------------------
+# docs/protocol.md, section 6.3: a history entry replaces the line shown when its `rev` is at least the
+# line's; an event applies when its id is greater than the line's `rev`, which then becomes the event's id.
+# So any mix of live events and history pages, in any order, shows each message once and never older.
+
+#: The kinds of line a message (not a notice, a file offer or a divider) shows as: what may be edited.
+_EDITABLE = frozenset({LineKind.MESSAGE, LineKind.ACTION})
+
+
+def with_state(line: Line, item: Said | Told) -> Line:
+    """`line` (made from `item`) with the conversation state `item` carries: its `reply_to`, and in a
+    history page its `edited`, `deleted`, `reactions` and `rev`."""
+    if item.reply_to is None and item.rev is None and item.edited is None and not item.deleted:
+        return line  # a plain message (every live one but replies): nothing to add
+    return dataclasses.replace(
+        line,
+        text="" if item.deleted else line.text,
+        reply_to=item.reply_to,
+        edited=item.edited / 1000 if item.edited is not None else None,
+        deleted=bool(item.deleted),
+        reactions=tuple(item.reactions or ()),
+        rev=item.rev or 0,
+    )
+
+
+def _refresh_shown(model: ChatModel, event: History, changes: Changes) -> None:
+    """Bring the lines of a page's messages that are shown already to the page's state, when the page's is
+    not older (rule 1): a message edited, deleted or reacted to while we were away, or scrolled back to."""
+    for item in event.messages:
+        if not isinstance(item, Said | Told) or (item.rev is None and item.reply_to is None):
+            continue
+        if isinstance(item, Said):
+            key = room_key(item.room)
+        else:  # the conversation's key, without making a buffer for it
+            key = peer_key(item.to if model.is_me(item.nick) else item.nick)
+        buffer = model.buffers.get(key)
+        line = buffer.find(item.id) if buffer is not None else None
+        if buffer is None or line is None or (item.rev or 0) < line.rev:
+            continue
+        fresh = with_state(dataclasses.replace(line, text=item.text), item)
+        if fresh != line and buffer.replace(line, fresh):
+            changes.updated.append(Update(key, fresh, UpdateKind.REFRESHED))
+            changes.redraw.add(key)
+
+
+def _event_key(model: ChatModel, event: ConversationEvent) -> str:
+    """The buffer of an event's conversation: its room, or the other end of the direct conversation."""
+    if event.room is not None:
+        return room_key(event.room)
+    other = event.to if model.is_me(event.nick) and event.to is not None else event.nick
+    return peer_key(other)
+
+
+def on_conversation_event(model: ChatModel, event: ConversationEvent, changes: Changes) -> None:
+    """An edit, a deletion or a reaction: change its message's line in place, when shown and when the event
+    is newer than the line's state (rule 2). A message not shown is left alone: the page that brings it
+    shows its state with the event included."""
+    key = _event_key(model, event)
+    buffer = model.buffers.get(key)
+    line = buffer.find(event.message_id) if buffer is not None else None
+    if buffer is None or line is None or event.id <= line.rev:
+        return
+    reaction: str | None = None
+    match event:
+        case Edited():
+            fresh = dataclasses.replace(line, text=event.text, edited=event.ts / 1000, rev=event.id)
+            kind = UpdateKind.EDITED
+        case Deleted():
+            fresh = dataclasses.replace(line, text="", deleted=True, reactions=(), rev=event.id)
+            kind = UpdateKind.DELETED
+        case Reacted():
+            reaction = event.reaction
+            reactions = add_reaction(line.reactions, event.reaction, event.nick)
+            fresh = dataclasses.replace(line, reactions=reactions, rev=event.id)
+            kind = UpdateKind.REACTED
+        case Unreacted():
+            reaction = event.reaction
+            reactions = remove_reaction(line.reactions, event.reaction, event.nick)
+            fresh = dataclasses.replace(line, reactions=reactions, rev=event.id)
+            kind = UpdateKind.UNREACTED
+    if buffer.replace(line, fresh):
+        changes.updated.append(Update(key, fresh, kind, event.nick, reaction))
+        changes.redraw.add(key)
+
+
+def add_reaction(reactions: tuple[Reaction, ...], reaction: str, nick: str) -> tuple[Reaction, ...]:
+    """`reactions` with `nick` added to `reaction`'s list (a new reaction goes last); unchanged if there."""
+    for index, present in enumerate(reactions):
+        if present.reaction == reaction:
+            if any(fold(n) == fold(nick) for n in present.nicks):
+                return reactions
+            grown = Reaction(reaction=reaction, nicks=(*present.nicks, nick))
+            return (*reactions[:index], grown, *reactions[index + 1 :])
+    return (*reactions, Reaction(reaction=reaction, nicks=(nick,)))
+
+
+def remove_reaction(reactions: tuple[Reaction, ...], reaction: str, nick: str) -> tuple[Reaction, ...]:
+    """`reactions` without `nick` on `reaction` (a reaction nobody has left goes)."""
+    kept: list[Reaction] = []
+    for present in reactions:
+        if present.reaction == reaction:
+            nicks = tuple(n for n in present.nicks if fold(n) != fold(nick))
+            if nicks:
+                kept.append(Reaction(reaction=reaction, nicks=nicks))
+        else:
+            kept.append(present)
+    return tuple(kept)
+
+
+def reactions_summary(line: Line) -> str:
+    """A line's reactions as shown under it: ``👍 3  🎉 1`` ("" for none). Untrusted: reactions are checked
+    by the protocol (one emoji or a ``:name:``), and still rendered through `visible`."""
+    return "  ".join(f"{r.reaction} {len(r.nicks)}" for r in line.reactions)
+
+
+def who_reacted(line: Line, reaction: str) -> tuple[str, ...]:
+    """Who put `reaction` on a line, in the order they did."""
+    return next((r.nicks for r in line.reactions if r.reaction == reaction), ())

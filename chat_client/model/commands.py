@@ -19,7 +19,7 @@ from chat_client.model.modcommands import (
     parse_moderation,
 )
 from chat_client.model.search import SearchCommand, parse_search
-from shared.text import room_problem
+from shared.text import reaction_problem, room_problem
 
 __all__ = ["CommandError", "CommandHelp", "KeyCommand", "ModerateCommand", "SearchCommand", "StatsCommand"]
 
@@ -138,6 +138,56 @@ class MoreCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class ReplyCommand:
+    """`/reply ID TEXT`: answer message ID (in its room or conversation), quoting it."""
+
+    message_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class EditCommand:
+    """`/edit ID TEXT`: replace the text of your message ID."""
+
+    message_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteCommand:
+    """`/delete ID [REASON]`: delete message ID (yours; as a room operator, anyone's: REASON is recorded)."""
+
+    message_id: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactCommand:
+    """`/react ID REACTION`: add a reaction (one emoji or a :name:) to message ID."""
+
+    message_id: int
+    reaction: str
+
+
+@dataclass(frozen=True, slots=True)
+class UnreactCommand:
+    """`/unreact ID REACTION`: take your reaction off message ID."""
+
+    message_id: int
+    reaction: str
+
+
+@dataclass(frozen=True, slots=True)
+class SubstituteCommand:
+    """`s/old/new/` (IRC's convention): correct your last message here, replacing the first `old` (every
+    one with a trailing `g`) by `new`, as an edit. Plain text, not a pattern."""
+
+    old: str
+    new: str
+    every: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class HelpCommand:
     """`/help [command]`: show the commands."""
 
@@ -178,6 +228,12 @@ Command = (
     | GetCommand
     | CancelCommand
     | MoreCommand
+    | ReplyCommand
+    | EditCommand
+    | DeleteCommand
+    | ReactCommand
+    | UnreactCommand
+    | SubstituteCommand
     | HelpCommand
     | ReconnectCommand
     | LagCommand
@@ -224,6 +280,15 @@ COMMANDS: tuple[CommandHelp, ...] = (
         "/search [in:ROOM|in:@] [from:NICK] [since:DATE] [until:DATE] WORDS",
         'search the history you may read: "a phrase", pre*, -not; /search --more: next page (TUI: Ctrl+F)',
     ),
+    CommandHelp("reply", "/reply ID TEXT", "answer message ID (the number before it), quoting it"),
+    CommandHelp(
+        "edit", "/edit ID TEXT", "replace the text of your message ID; s/old/new/ fixes your last one"
+    ),
+    CommandHelp(
+        "delete", "/delete ID [REASON]", "delete your message ID (an operator: anyone's, with a reason)"
+    ),
+    CommandHelp("react", "/react ID REACTION", "react to message ID with one emoji or a :name:"),
+    CommandHelp("unreact", "/unreact ID REACTION", "take your reaction off message ID"),
     CommandHelp("lag", "/lag", "show the measured round-trip time to the server"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
@@ -258,6 +323,9 @@ def help_text(command: str | None = None) -> list[str]:
 
 def parse(line: str) -> Command:
     """Parse one input line."""
+    substitute = _substitution(line)
+    if substitute is not None:
+        return substitute
     if not line.startswith("/"):
         return SayCommand(line)
     if line.startswith("//"):
@@ -313,6 +381,27 @@ def parse(line: str) -> Command:
             return MoreCommand()
         case "search":
             return parse_search(rest)
+        case "reply" | "edit":
+            number, text = split_first(rest)
+            if not text:
+                raise CommandError(f"usage: /{name} ID TEXT")
+            message_id = _message_id(number, f"/{name} ID TEXT")
+            return ReplyCommand(message_id, text) if name == "reply" else EditCommand(message_id, text)
+        case "delete":
+            number, reason = split_first(rest)
+            return DeleteCommand(_message_id(number, "/delete ID [REASON]"), reason or None)
+        case "react" | "unreact":
+            number, reaction = split_first(rest)
+            message_id = _message_id(number, f"/{name} ID REACTION")
+            reaction = reaction.strip()
+            problem = reaction_problem(reaction) if reaction else "usage: give a REACTION"
+            if problem is not None:
+                raise CommandError(f"usage: /{name} ID REACTION ({problem})")
+            return (
+                ReactCommand(message_id, reaction)
+                if name == "react"
+                else UnreactCommand(message_id, reaction)
+            )
         case "help":
             return HelpCommand(rest or None)
         case "reconnect":
@@ -328,6 +417,35 @@ def parse(line: str) -> Command:
         case _ if name in MODERATION_NAMES:
             return parse_moderation(name, rest)
     raise CommandError(f"unknown command /{name}; /help lists the commands")
+
+
+def _message_id(word: str, usage: str) -> int:
+    """A message id as typed: ``42`` or ``#42``."""
+    number = word.lstrip("#")
+    if not (number.isascii() and number.isdigit()) or len(number) > 16:
+        raise CommandError(f"usage: {usage} (ID: the message's number)")
+    return int(number)
+
+
+def _substitution(line: str) -> SubstituteCommand | None:
+    """``s/old/new/`` or ``s/old/new/g`` (a ``\\/`` stands for a slash), else None."""
+    if not line.startswith("s/"):
+        return None
+    parts: list[str] = [""]
+    escaped = False
+    for char in line[2:]:
+        if escaped:
+            parts[-1] += char if char == "/" else "\\" + char
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "/":
+            parts.append("")
+        else:
+            parts[-1] += char
+    if escaped or len(parts) != 3 or parts[2] not in ("", "g") or not parts[0]:
+        return None
+    return SubstituteCommand(parts[0], parts[1], every=parts[2] == "g")
 
 
 def key_problem(key: str) -> str | None:

@@ -133,6 +133,26 @@ class Controller:
                 await self._more_history()
             case cmd.SearchCommand():
                 await self.search(command, wait=False)
+            case cmd.ReplyCommand(message_id=message_id, text=text):
+                await self._reply(message_id, text)
+            case cmd.EditCommand(message_id=message_id, text=text):
+                await client.edit(message_id, text, wait=False)
+            case cmd.DeleteCommand(message_id=message_id, reason=reason):
+                await client.delete(message_id, reason=reason, wait=False)
+            case cmd.ReactCommand(message_id=message_id, reaction=reaction):
+                await client.react(message_id, reaction, wait=False)
+            case cmd.UnreactCommand(message_id=message_id, reaction=reaction):
+                await client.unreact(message_id, reaction, wait=False)
+            case cmd.SubstituteCommand(old=old, new=new, every=every):
+                line = model.last_own_message()
+                if line is None or line.id is None:
+                    raise cmd.CommandError("no message of yours here to correct")
+                if old not in line.text:
+                    raise cmd.CommandError(f"your last message here does not contain {old!r}")
+                text = line.text.replace(old, new) if every else line.text.replace(old, new, 1)
+                if not text.strip():
+                    raise cmd.CommandError("that would leave the message empty: /delete it instead")
+                await client.edit(line.id, text, wait=False)
             case cmd.HelpCommand(command=name):
                 changes = Changes()
                 for text in cmd.help_text(name):
@@ -197,6 +217,19 @@ class Controller:
         await self.client.fetch_history(
             buffer.name, after=gap.after, before=gap.before, limit=MORE_PAGE, forward=True, wait=False
         )
+
+    async def _reply(self, message_id: int, text: str) -> None:
+        """Send a reply to message `message_id` where that message is (its room or conversation, found in the
+        buffers: the current one first), or to the current buffer when it is not loaded (the server says
+        `no_such_message` if it is not there either)."""
+        found = self.model.find_message(message_id)
+        buffer = self.model.buffers[found[0]] if found is not None else self.model.current_buffer
+        if buffer.kind is BufferKind.SERVER:
+            raise cmd.CommandError(f"no message {message_id} here: switch to its room or conversation")
+        if buffer.kind is BufferKind.DIRECT:
+            await self.client.tell(buffer.name, text, reply_to=message_id)
+        else:
+            await self.client.say(buffer.name, text, reply_to=message_id)
 
     def _current_room(self) -> str:
         buffer = self.model.current_buffer

@@ -59,6 +59,8 @@ from shared import (
     AwayChanged,
     BanList,
     ChangeNick,
+    Delete,
+    Edit,
     FetchHistory,
     FileOffered,
     FilePolicy,
@@ -73,6 +75,7 @@ from shared import (
     Message,
     ModerationRequest,
     NickChanged,
+    React,
     Register,
     Registration,
     RoomList,
@@ -87,6 +90,7 @@ from shared import (
     Tell,
     TopicChanged,
     Typing,
+    Unreact,
     Unregister,
     Who,
     check_outgoing,
@@ -376,8 +380,17 @@ class ChatClient:
             request, lambda m: isinstance(m, Left) and self._is_mine(m.nick) and fold(m.room) == key, wait
         )
 
-    async def say(self, room: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
-        """Send `text` to `room` through the outbox, and return its entry.
+    async def say(
+        self,
+        room: str,
+        text: str,
+        *,
+        action: bool = False,
+        wait: bool = False,
+        reply_to: int | None = None,
+    ) -> OutboxEntry:
+        """Send `text` to `room` through the outbox, and return its entry; `reply_to` makes it a reply to
+        that message of the room (an unknown id: the entry fails with `no_such_message`).
 
         The message is delivered once even across reconnects, in order, paced to the rate limits the server
         announced (so a loop of `say` calls is never refused for its rate). With `wait`, return only once
@@ -385,16 +398,55 @@ class ChatClient:
         When `outbox_limit` messages are already waiting: while connected, wait for room; offline, raise
         `OutboxFull`.
         """
-        self._check(Say(room=room, text=text, action=action, client_msg_id="x"))
+        self._check(Say(room=room, text=text, action=action, client_msg_id="x", reply_to=reply_to))
         self._typing_open.discard(fold(room))  # the message ends our typing there: no stop is needed
         await self._outbox_room()
-        return await self._delivery.submit(self._delivery.add(text=text, action=action, room=room), wait=wait)
+        entry = self._delivery.add(text=text, action=action, room=room, reply_to=reply_to)
+        return await self._delivery.submit(entry, wait=wait)
 
-    async def tell(self, nick: str, text: str, *, action: bool = False, wait: bool = False) -> OutboxEntry:
-        """Send a direct message to `nick` through the outbox (see `say`)."""
-        self._check(Tell(to=nick, text=text, action=action, client_msg_id="x"))
+    async def tell(
+        self,
+        nick: str,
+        text: str,
+        *,
+        action: bool = False,
+        wait: bool = False,
+        reply_to: int | None = None,
+    ) -> OutboxEntry:
+        """Send a direct message to `nick` through the outbox (see `say`; `reply_to`: a message of our
+        conversation with `nick`)."""
+        self._check(Tell(to=nick, text=text, action=action, client_msg_id="x", reply_to=reply_to))
         await self._outbox_room()
-        return await self._delivery.submit(self._delivery.add(text=text, action=action, peer=nick), wait=wait)
+        entry = self._delivery.add(text=text, action=action, peer=nick, reply_to=reply_to)
+        return await self._delivery.submit(entry, wait=wait)
+
+    # -- Conversations: edits, deletions, reactions (docs/protocol.md, section 6.3) -----------------------
+
+    async def edit(self, message_id: int, text: str, *, wait: bool = True) -> Ack | None:
+        """Replace the text of our message `message_id`. Everyone in its conversation, we included, gets
+        the `Edited` event; with `wait`, return the `Ack` (its `id` is the event's). A refusal
+        (`forbidden`, `no_such_message`, `edit_window_closed`, `muted`, `rate_limited`) raises `ServerError`.
+        """
+        return await self._conversation(Edit(id=message_id, text=text, ref=self._next_ref()), wait)
+
+    async def delete(self, message_id: int, *, reason: str | None = None, wait: bool = True) -> Ack | None:
+        """Delete message `message_id` (ours, or as an operator of its room anyone's there; `reason` goes
+        into the operator's `moderated` entry). Everyone in its conversation gets `Deleted`."""
+        return await self._conversation(Delete(id=message_id, reason=reason, ref=self._next_ref()), wait)
+
+    async def react(self, message_id: int, reaction: str, *, wait: bool = True) -> Ack | None:
+        """Add `reaction` (one emoji or a ``:name:``) to message `message_id`; everyone gets `Reacted`.
+        Reacting twice with the same reaction is answered with a `duplicate` ack and changes nothing."""
+        return await self._conversation(React(id=message_id, reaction=reaction, ref=self._next_ref()), wait)
+
+    async def unreact(self, message_id: int, reaction: str, *, wait: bool = True) -> Ack | None:
+        """Take our `reaction` off message `message_id`; everyone gets `Unreacted`."""
+        return await self._conversation(Unreact(id=message_id, reaction=reaction, ref=self._next_ref()), wait)
+
+    async def _conversation(self, request: Edit | Delete | React | Unreact, wait: bool) -> Ack | None:
+        self._check(request)
+        answer = await self._request(request, answer_to(Ack, request.ref or 0, None), wait)
+        return answer if isinstance(answer, Ack) else None
 
     async def _outbox_room(self) -> None:
         """While connected, wait for room in a full outbox (the pacing empties it at the server's rate);

@@ -105,10 +105,16 @@ class Delivery:
         return len(self.outbox) >= self.outbox.limit
 
     def add(
-        self, *, text: str, action: bool, room: str | None = None, peer: str | None = None
+        self,
+        *,
+        text: str,
+        action: bool,
+        room: str | None = None,
+        peer: str | None = None,
+        reply_to: int | None = None,
     ) -> OutboxEntry:
         """Queue a new message (raises `OutboxFull`) and report it as pending."""
-        entry = self.outbox.add(text=text, action=action, room=room, peer=peer)
+        entry = self.outbox.add(text=text, action=action, room=room, peer=peer, reply_to=reply_to)
         self._seq[entry.client_msg_id] = next(self._order)
         self.added += 1
         self._empty.clear()

@@ -46,8 +46,17 @@ class Credentials:
         self._nick_passwords: dict[str, str | None] = {}
         self._registering: dict[int, str | None] = {}
 
-    def hello(self, *, client: str, rooms: tuple[str, ...] | None, resume_token: str | None = None) -> Hello:
-        """The login frame for our nick, asking to be put in `rooms`; `resume_token` to resume a session."""
+    def hello(
+        self,
+        *,
+        client: str,
+        rooms: tuple[str, ...] | None,
+        resume_token: str | None = None,
+        after: dict[str, int] | None = None,
+        direct_after: int | None = None,
+    ) -> Hello:
+        """The login frame for our nick, asking to be put in `rooms`; `resume_token` to resume a session,
+        `after` and `direct_after` to resume its rooms and direct messages in the login."""
         return Hello(
             proto=PROTOCOL_NAME,
             version=PROTOCOL_VERSION,
@@ -57,6 +66,8 @@ class Credentials:
             password=self._password,
             nick_password=self._nick_password,
             resume_token=resume_token,
+            after=after or None,
+            direct_after=direct_after,
         )
 
     def changing_nick(self, nick: str, password: str | None) -> None:

@@ -58,16 +58,28 @@ class OutboxEntry:
     attempts: int = 0
     #: For a direct message: the recipient's away message, when the server said they are away.
     away: str | None = None
+    #: A reply: the id of the message it answers (in the same room or conversation).
+    reply_to: int | None = None
 
     def request(self, ref: int) -> Say | Tell:
         """The frame that sends this message."""
         if self.room is not None:
             return Say(
-                room=self.room, text=self.text, action=self.action, client_msg_id=self.client_msg_id, ref=ref
+                room=self.room,
+                text=self.text,
+                action=self.action,
+                client_msg_id=self.client_msg_id,
+                ref=ref,
+                reply_to=self.reply_to,
             )
         assert self.peer is not None
         return Tell(
-            to=self.peer, text=self.text, action=self.action, client_msg_id=self.client_msg_id, ref=ref
+            to=self.peer,
+            text=self.text,
+            action=self.action,
+            client_msg_id=self.client_msg_id,
+            ref=ref,
+            reply_to=self.reply_to,
         )
 
 
@@ -92,7 +104,13 @@ class MessageOutbox:
         return self._pending.get(client_msg_id)
 
     def add(
-        self, *, text: str, action: bool, room: str | None = None, peer: str | None = None
+        self,
+        *,
+        text: str,
+        action: bool,
+        room: str | None = None,
+        peer: str | None = None,
+        reply_to: int | None = None,
     ) -> OutboxEntry:
         """Queue a new message; raises `OutboxFull` when `limit` messages are already waiting."""
         if len(self._pending) >= self.limit:
@@ -104,6 +122,7 @@ class MessageOutbox:
             room=room,
             peer=peer,
             created=time.time(),
+            reply_to=reply_to,
         )
         self._pending[entry.client_msg_id] = entry
         return entry

@@ -1,8 +1,14 @@
 """What a client remembers across reconnects so that nothing is missed and nothing is shown twice.
 
 * The rooms it is in: rejoined after every login.
-* Per room (and for direct messages), the newest message id seen: the rejoin asks the server for what came
-  after it (`Join(after=...)`, `FetchHistory(direct=True, after=...)`).
+* Per room (and for direct messages), the newest message id seen: the reconnect's `hello` asks the server for
+  what came after it in every room (`hello.after`, `hello.rooms`) and in the direct messages
+  (`hello.direct_after`), so resuming costs no join token however many rooms there are. A keyed room is
+  rejoined with `Join(after=..., key=...)` instead (the login does not join keyed rooms).
+* A server that predates `hello.after` (the protocol's version cannot tell) joins the rooms with a plain
+  backfill: a resumed room's login answer that says older messages exist without saying how many were
+  skipped (`more` without `skipped`) is such a backfill, and the client then resumes that room, and the direct
+  messages, the old way (`Join(after=...)`, `FetchHistory(direct=True, after=...)`).
 * Per room, the ids recently delivered (bounded): a message that arrives twice, say live and again in the
   replay, is delivered once. The client's own acknowledged messages are recorded too, so a replay does not
   hand them back.
@@ -14,7 +20,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 
 from shared import (
     FetchHistory,
@@ -35,6 +41,21 @@ from shared import (
 SEEN_IDS_PER_ROOM = 2048
 #: The key of the direct messages (no room name folds to it: "@" is not allowed in names).
 DM_KEY = "@"
+#: In place of a request's ref: a resume answered within the login (`hello.after`, `hello.direct_after`),
+#: whose frames carry no ref.
+IN_LOGIN = -1
+#: In place of a request's ref: a resume sent again the old way, without a ref, after a server ignored
+#: `hello.after` (never checked for that again).
+RESENT = -2
+
+
+@dataclass(frozen=True)
+class LoginResume:
+    """What a reconnect's `hello` asks for: the rooms to join, each room's last id, the last direct id."""
+
+    rooms: tuple[str, ...] = ()
+    after: dict[str, int] = field(default_factory=dict)
+    direct_after: int | None = None
 
 
 class RecentIds:
@@ -69,6 +90,10 @@ class ResumeState:
         self._join_refs: dict[str, int] = {}  # fold(room) -> ref of the join whose history is awaited
         self._resume_refs: set[int] = set()
         self._keys: dict[str, str] = {}  # fold(room) -> the room's key, to rejoin a keyed room
+        self._asked = LoginResume()  # what the last reconnect's hello asked for
+        self._resends: list[Message] = []  # resumes to send again the old way (a server ignored hello.after)
+        self._login_after: dict[str, int] = {}  # fold(room) -> the `after` the login asked, until it answers
+        self._login_direct_after: int | None = None  # the `direct_after` the login asked
 
     @property
     def rooms(self) -> tuple[str, ...]:
@@ -100,23 +125,51 @@ class ResumeState:
     def session_ended(self) -> None:
         """Answers to the old connection's joins will never come."""
         self._join_refs.clear()
+        self._login_after.clear()
+        self._resends.clear()
+
+    def login_resume(self) -> LoginResume:
+        """What a reconnect's `hello` asks for: every room but the keyed ones (`rooms`), each after the last
+        id seen in it (`after`), and the direct messages after the last one seen (`direct_after`)."""
+        rooms = tuple(room for key, room in self._rooms.items() if key not in self._keys)
+        after = {room: self._last_id[fold(room)] for room in rooms if fold(room) in self._last_id}
+        self._asked = LoginResume(rooms, after, self._last_id.get(DM_KEY))
+        return self._asked
 
     def after_login(
         self, next_ref: Callable[[], int], *, resumed: bool, dm_backfill: int
     ) -> Iterator[Message]:
-        """The requests that catch up after a login: rejoin each room after its last id, fetch new DMs."""
+        """The requests that catch up after a login. After a reconnect whose `hello` came from
+        `login_resume`, the login itself answers the rooms it listed and the direct messages (frames without a
+        ref); a keyed room is rejoined after its last id. After the first login: the direct backfill."""
+        asked = self._asked if resumed else LoginResume()
+        self._asked = LoginResume()
+        listed = {fold(room) for room in asked.rooms}
         if resumed:
             for key, room in self._rooms.items():
+                if key in listed:
+                    self._join_refs[key] = IN_LOGIN
+                    continue
                 ref = next_ref()
                 self._join_refs[key] = ref
                 self._resume_refs.add(ref)
                 yield Join(room=room, after=self._last_id.get(key), key=self._keys.get(key), ref=ref)
+        self._login_after = {fold(room): last for room, last in asked.after.items()}
+        self._login_direct_after = asked.direct_after
+        if asked.direct_after is not None:
+            self._join_refs[DM_KEY] = IN_LOGIN
+            return
         last_dm = self._last_id.get(DM_KEY)
         if last_dm is not None or dm_backfill > 0:
             ref = next_ref()
             self._resume_refs.add(ref)
             limit = None if last_dm is not None else dm_backfill
             yield FetchHistory(direct=True, after=last_dm, limit=limit, ref=ref)
+
+    def take_resends(self) -> list[Message]:
+        """Resumes to send again the old way, because the server ignored `hello.after` (see the docstring)."""
+        resends, self._resends = self._resends, []
+        return resends
 
     def note(self, key: str, message_id: int) -> bool:
         """Record a delivered message id; False if it was delivered before (a duplicate to drop)."""
@@ -144,20 +197,48 @@ class ResumeState:
         """
         key = DM_KEY if history.direct else fold(history.room or "")
         join_ref = self._join_refs.get(key)
-        is_join_reply = history.room is not None and join_ref is not None and history.ref in (join_ref, None)
+        is_join_reply = (
+            (history.room is not None or history.direct)
+            and join_ref is not None
+            and history.ref in (join_ref, None)
+        )
         if is_join_reply:
             del self._join_refs[key]
+            if join_ref == IN_LOGIN and history.room is not None and self._resend_login_resume(key, history):
+                # Nothing of this backfill is delivered: the resume sent again brings it all, in order.
+                return replace(history, messages=(), events=None)
         if not (is_join_reply or history.ref in self._resume_refs):
             for item in history.messages:
                 self.note(key, item.id)
+            for event in history.events or ():
+                self.note(key, event.id)
             return history
-        self._resume_refs.discard(history.ref or -1)
+        self._resume_refs.discard(history.ref or IN_LOGIN)
         kept = tuple(
             item
             for item in history.messages
             if not (isinstance(item, Said | Told) and is_pending_echo(item)) and self.note(key, item.id)
         )
-        return history if len(kept) == len(history.messages) else replace(history, messages=kept)
+        # Events delivered live already are dropped from the replay like messages (each comes once).
+        events = tuple(event for event in history.events or () if self.note(key, event.id))
+        if len(kept) == len(history.messages) and len(events) == len(history.events or ()):
+            return history
+        return replace(history, messages=kept, events=events or None)
+
+    def _resend_login_resume(self, key: str, history: History) -> bool:
+        """True if a room the login resumed (`hello.after`) got a plain backfill, older messages left unsaid
+        (`more` without `skipped`): the server ignored `after`, and that room, and the direct messages, are
+        resumed again the old way."""
+        after = self._login_after.pop(key, None)
+        if after is None or not history.more or history.skipped:
+            return False
+        self._join_refs[key] = RESENT
+        self._resends.append(Join(room=history.room or "", after=after))
+        direct_after, self._login_direct_after = self._login_direct_after, None
+        if direct_after is not None and self._join_refs.get(DM_KEY) == IN_LOGIN:
+            self._join_refs[DM_KEY] = RESENT
+            self._resends.append(FetchHistory(direct=True, after=direct_after))
+        return True
 
 
 def room_key(room: str) -> str:

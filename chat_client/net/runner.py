@@ -68,6 +68,8 @@ from chat_client.net.trust import ServerIdentity, TlsOptions
 from chat_client.net.waiters import Waiters
 from shared import (
     Ack,
+    Deleted,
+    Edited,
     ErrorCode,
     FileData,
     FileDone,
@@ -84,10 +86,12 @@ from shared import (
     Ping,
     Pong,
     Quit,
+    Reacted,
     Registration,
     RoomState,
     Said,
     Told,
+    Unreacted,
     fold,
 )
 from shared import Error as ErrorFrame
@@ -357,13 +361,21 @@ class ClientRunner:
 
     def hello(self) -> Hello:
         """The login frame for the next attempt."""
-        # After the first login, rooms are rejoined one by one with `after=` (see _resume), so the
-        # hello asks for none.
-        rooms = self._first_rooms if not self._logged_in_once else ()
-        # After the first login the hello carries the session's resume token: if the server still holds
-        # our previous connection (it has not noticed the drop yet), this login replaces it at once.
-        token = self.resume_token if self._logged_in_once else None
-        return self._credentials.hello(client=self.options.client_name, rooms=rooms, resume_token=token)
+        name = self.options.client_name
+        if not self._logged_in_once:
+            return self._credentials.hello(client=name, rooms=self._first_rooms)
+        # A reconnect resumes in the login: every room after the last id seen in it, and the direct messages
+        # (chat_client.net.resume: no join token spent, however many rooms). It carries the session's resume
+        # token: if the server still holds our previous connection (it has not noticed the drop yet), this
+        # login replaces it at once.
+        resume = self._resume.login_resume()
+        return self._credentials.hello(
+            client=name,
+            rooms=resume.rooms,
+            resume_token=self.resume_token,
+            after=resume.after,
+            direct_after=resume.direct_after,
+        )
 
     async def _serve(self, session: Session) -> ClientError:
         """Run one logged-in session until it ends; return why it ended."""
@@ -473,11 +485,19 @@ class Router:
                 # are not in is not part of that room's stream.
                 if message.action == "invite" or self._resume.note(room_key(message.room), message.id):
                     self._emit(message)
+            case Edited() | Deleted() | Reacted() | Unreacted():
+                # An event of the conversation's stream: counted for resume, delivered once (a model applies
+                # it by the rules of docs/protocol.md, section 6.3).
+                key = room_key(message.room) if message.room is not None else DM_KEY
+                if self._resume.note(key, message.id):
+                    self._emit(message)
             case History():
                 for item in message.messages:
                     if isinstance(item, FileOffered):
                         self._transfers.learn(item)
                 self._emit(self._resume.filter_history(message, self._is_pending_echo))
+                for request in self._resume.take_resends():  # a server that ignored hello.after
+                    session.send(request)
             case Joined(room=room, nick=nick):
                 if self._is_mine(nick):
                     self._resume.joined(room)

@@ -1,8 +1,13 @@
 """The plain line mode: commands and messages from standard input, one line per event on standard output.
 
 For pipes, scripts, screen readers and very slow links. Each output line is
-``HH:MM:SS <where> <what>``, for example ``14:03:07 lobby <alice> hello``, ``14:03:09 @bob <bob> psst``
-or ``14:03:12 lobby -!- carol joined``. Every piece of text the server sent goes through
+``HH:MM:SS [#ID] <where> <what>``, for example ``14:03:07 #42 lobby <alice> hello``, ``14:03:09 #43 @bob
+<bob> psst`` or ``14:03:12 lobby -!- carol joined``: a stored message shows its id (what `/reply`,
+`/edit`, `/delete`, `/react` and `/get` take) right after the time. Between the place and the nick, a
+message may show ``(edited)`` or ``(message deleted)``; a reply is followed by its quote
+(``  ↳ #42 alice: first words…``), a message with reactions by them (``  + 👍 2 (alice, bob)``); an edit or a
+deletion that arrives later prints the message again in its new state, a reaction prints a notice.
+Every piece of text the server sent goes through
 `shared.text.visible`, so a line never holds an escape sequence. A message of several lines prints its
 further lines indented under its text behind ``┆`` (`format_line`): an output line that starts with a
 space continues the event above it, and no text can print a line that looks like another event.
@@ -34,6 +39,8 @@ from typing import TextIO
 
 from chat_client.model import commands as cmd
 from chat_client.model.chat import (
+    DELETED_LABEL,
+    EDITED_MARK,
     SERVER_KEY,
     BufferKind,
     Changes,
@@ -41,6 +48,9 @@ from chat_client.model.chat import (
     ConnectionStatus,
     Line,
     LineKind,
+    Update,
+    UpdateKind,
+    reactions_summary,
 )
 from chat_client.model.controller import Controller
 from chat_client.model.search import SearchView, search_lines
@@ -86,16 +96,33 @@ def ask_on_terminal(prompt: str) -> str | None:
         return None
 
 
-def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
+def format_line(
+    line: Line,
+    where: str,
+    *,
+    local_time: bool = True,
+    quote: str | None = None,
+    stamp_ts: float | None = None,
+) -> str:
     """One event as plain text: one line, and for each further line of a multi-line message one more line,
-    indented under the text and marked ``┆`` (it starts with a space, which no event line does)."""
-    stamp = time.strftime("%H:%M:%S", time.localtime(line.ts) if local_time else time.gmtime(line.ts))
+    indented under the text and marked ``┆`` (it starts with a space, which no event line does). A stored
+    message starts with its id (``#42``); an edited one shows ``(edited)`` and a deleted one ``(message
+    deleted)`` before its nick; a reply's `quote` (``↳ alice: first words…``, from `ChatModel.reply_quote`)
+    and a message's reactions follow on lines of their own, indented and marked ``↳`` and ``+``.
+    `stamp_ts`: the time to print instead of the line's (an update is printed when it happens)."""
+    when = line.ts if stamp_ts is None else stamp_ts
+    stamp = time.strftime("%H:%M:%S", time.localtime(when) if local_time else time.gmtime(when))
     text, *more = visible(line.text).split("\n")
     nick = visible(line.nick, keep_newlines=False) if line.nick else ""
+    mark = ""
+    if line.deleted:
+        mark, text, more = f"({DELETED_LABEL}) ", "", []
+    elif line.edited is not None:
+        mark = EDITED_MARK + " "
     if line.kind is LineKind.MESSAGE:
-        body = f"<{nick}> {text}"
+        body = f"{mark}<{nick}> {text}".rstrip() if line.deleted else f"{mark}<{nick}> {text}"
     elif line.kind is LineKind.ACTION:
-        body = f"* {nick} {text}"
+        body = f"{mark}* {nick} {text}".rstrip() if line.deleted else f"{mark}* {nick} {text}"
     elif line.kind is LineKind.FILE:
         name = visible(line.text, keep_newlines=False)
         body = f"-!- {nick} offers file #{line.id}: {name} (/get {line.id})"
@@ -103,11 +130,35 @@ def format_line(line: Line, where: str, *, local_time: bool = True) -> str:
         body = f"-!- error: {text}"
     else:
         body = f"-!- {text}"
-    first = f"{stamp} {visible(where, keep_newlines=False)} {body}"
-    if not more or line.kind is LineKind.FILE:
-        return first
+    number = f"#{line.id} " if line.id is not None else ""
+    first = f"{stamp} {number}{visible(where, keep_newlines=False)} {body}"
     column = max(2, len(first) - len(text))  # where the text starts: its further lines go under it
-    return "\n".join([first, *(" " * (column - 2) + CONTINUATION + " " + part for part in more)])
+    lines = [first]
+    if more and line.kind is not LineKind.FILE:
+        lines += [" " * (column - 2) + CONTINUATION + " " + part for part in more]
+    if quote is not None:
+        tag = f"↳ #{line.reply_to}"
+        quoted = quote if quote.startswith(tag) else tag + " " + quote.removeprefix("↳ ")
+        lines.append(" " * (column - 2) + visible(quoted, keep_newlines=False))
+    if line.reactions:
+        shown = "  ".join(f"{r.reaction} {len(r.nicks)} ({', '.join(r.nicks)})" for r in line.reactions)
+        lines.append(" " * (column - 2) + "+ " + visible(shown, keep_newlines=False))
+    return "\n".join(lines)
+
+
+def format_update(update: Update, where: str, quote: str | None = None) -> str:
+    """A line changed in place, as plain text, printed when it happens: an edit, a deletion or a newer
+    state from history prints the message again as it is now; a reaction prints a notice naming the
+    message (``-!- bob reacted 👍 to #42: 👍 2  🎉 1``)."""
+    line = update.line
+    if update.kind in (UpdateKind.REACTED, UpdateKind.UNREACTED):
+        who = visible(update.nick or "?", keep_newlines=False)
+        reaction = visible(update.reaction or "", keep_newlines=False)
+        verb = f"reacted {reaction} to" if update.kind is UpdateKind.REACTED else f"took {reaction} off"
+        summary = visible(reactions_summary(line), keep_newlines=False) or "no reactions"
+        text = f"{who} {verb} #{line.id}: {summary}"
+        return format_line(Line(time.time(), LineKind.NOTICE, text), where)
+    return format_line(line, where, quote=quote, stamp_ts=time.time())
 
 
 def buffer_label(model: ChatModel, key: str) -> str:
@@ -141,7 +192,12 @@ class PlainUI:
             for key, lines in [*changes.inserted.items(), *changes.lines.items()]:
                 label = buffer_label(self.model, key)
                 for line in lines:
-                    self.out.write(format_line(line, label) + "\n")
+                    quote = self.model.reply_quote(key, line)
+                    self.out.write(format_line(line, label, quote=quote) + "\n")
+            for update in changes.updated:
+                label = buffer_label(self.model, update.key)
+                quote = self.model.reply_quote(update.key, update.line)
+                self.out.write(format_update(update, label, quote) + "\n")
             self._show_queued(changes)
             self._show_progress(changes)
             self._show_search(changes)

@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub
 from chat_server.metrics import Tally
+from chat_server.reader import pages
 from chat_server.replies import REPLY_MARGIN, answer, clip, error_frame, fatal_frame, now_ms
-from chat_server.storage import HistoryError, HistoryStore, direct_page
+from chat_server.storage import HistoryError, HistoryStore
 from chat_server.tuning import Latch
 from shared.codec import encode
 from shared.errors import ErrorCode
@@ -41,8 +42,8 @@ from shared.messages import (
     PROTOCOL_VERSION,
     AwayChanged,
     ChangeNick,
+    FetchHistory,
     Hello,
-    History,
     NickChanged,
     SetAway,
     SignedOff,
@@ -53,6 +54,7 @@ from shared.schema import Message
 from shared.text import fold
 
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
+from .conversation import Conversations
 from .fileoffers import Settle, StoreFile, store_file_offer
 from .messaging import Messages
 from .moderation import Moderation
@@ -107,6 +109,7 @@ class Chat:
             hub.add_room(known.key, known.name, known.topic, known.last_id)
         self.moderation = Moderation(hub, store, config, self._ts)
         self.messages = Messages(hub, store, self._ts, self.moderation, self.tally)
+        self.conversations = Conversations(hub, store, config, self._ts, self.messages, self.moderation)
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
         self.operators = Operators(
@@ -203,24 +206,11 @@ class Chat:
             self._resume_direct(client, hello.direct_after)
 
     def _resume_direct(self, client: Client, after: int) -> None:
-        """Send the direct messages after `after` (`hello.direct_after`), as `fetch_history {direct, after}`
-        would: the newest `max_backfill` of them, with `skipped` counting any left out."""
-        try:
-            page = direct_page(
-                self.store.connection,
-                client.key or "",
-                None,
-                after=after,
-                limit=self.config.max_backfill,
-                max_bytes=self.config.max_frame - REPLY_MARGIN,
-            )
-        except HistoryError as error:
-            log.warning("conn=%d event=direct_resume_failed error=%s", client.id, error)
-            client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable"))
-            return
-        client.send(
-            encode(History(direct=True, messages=page.messages, more=page.more, skipped=page.skipped))
-        )
+        """Send the direct messages after `after` (`hello.direct_after`): the answer to `fetch_history
+        {direct, after}` (chat_server.reader.pages), the newest `max_backfill` of them with `skipped` counting
+        any left out, read here on the writer's connection, and without a `ref`."""
+        request = FetchHistory(direct=True, after=after, limit=self.config.max_backfill)
+        client.send(pages.fetch_history(client, request, self.store.connection, self.hub, self.config))
 
     def _resume(self, client: Client, hello: Hello) -> bool:
         """If `hello` shows the resume token of the session holding its nick, `client` takes that session.
@@ -362,6 +352,8 @@ def announced_rates(config: ServerConfig) -> RateLimits:
         joins=bucket(config.rate_joins, config.rate_joins_burst),
         nicks=bucket(config.rate_nicks, config.rate_nicks_burst),
         searches=bucket(config.rate_searches, config.rate_searches_burst),
+        edits=bucket(config.rate_edits, config.rate_edits_burst),
+        reactions=bucket(config.rate_reactions, config.rate_reactions_burst),
     )
 
 

@@ -44,6 +44,9 @@ class _Stored:
     relay: bytes | None = None
     room: Room | None = None  # fan out `relay` to this room (minus the sender) ...
     recipient: Client | None = None  # ... or send it to this one client
+    #: False for a delivery followed by the request's own answer (an event before its `ack`): a failed
+    #: commit refuses the request once, on its answer.
+    answers: bool = True
 
 
 class Messages:
@@ -117,9 +120,10 @@ class Messages:
             self._history_logged_at = now
             log.error("event=history_failed error=%s (messages are refused until it recovers)", error)
         for stored in pending:
-            stored.sender.send(
-                error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the message could not be stored", stored.ref)
-            )
+            if stored.answers:
+                stored.sender.send(
+                    error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the message could not be stored", stored.ref)
+                )
 
     # -- Messages (durable) --------------------------------------------------------------------------------
 
@@ -151,6 +155,8 @@ class Messages:
             return
         ts = self._ts()
         try:
+            if request.reply_to is not None and not self._replies_within(client, request, room.key, None):
+                return
             if self._answered_before(client, request, room.key):
                 return
             message_id = self.store.add_room_message(
@@ -162,6 +168,7 @@ class Messages:
                 ts=ts,
                 action=request.action,
                 client_msg_id=request.client_msg_id,
+                reply_to=request.reply_to,
             )
         except HistoryError as error:
             self._failed_write(client, error, request.ref)
@@ -174,6 +181,7 @@ class Messages:
             text=request.text,
             ts=ts,
             action=request.action,
+            reply_to=request.reply_to,
         )
         ack = Ack(id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref)
         self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(said), room=room))
@@ -186,6 +194,10 @@ class Messages:
             return
         ts = self._ts()
         try:
+            if request.reply_to is not None and not self._replies_within(
+                client, request, None, recipient.key
+            ):
+                return
             if self._answered_before(client, request, conversation_key(None, recipient.key)):
                 return
             message_id = self.store.add_direct_message(
@@ -197,6 +209,7 @@ class Messages:
                 ts=ts,
                 action=request.action,
                 client_msg_id=request.client_msg_id,
+                reply_to=request.reply_to,
             )
         except HistoryError as error:
             self._failed_write(client, error, request.ref)
@@ -208,6 +221,7 @@ class Messages:
             text=request.text,
             ts=ts,
             action=request.action,
+            reply_to=request.reply_to,
         )
         # The recipient's away message goes back to the sender with the ack (`away` is history-thread state).
         ack = Ack(
@@ -216,6 +230,45 @@ class Messages:
         # A note to self: the ack stands in the told's place, as it does for every message one sends.
         to = None if recipient is client else recipient
         self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(told), recipient=to))
+
+    def hold(
+        self,
+        sender: Client,
+        frame: bytes,
+        ref: int | None,
+        *,
+        relay: bytes | None = None,
+        room: Room | None = None,
+        recipient: Client | None = None,
+        answers: bool = True,
+    ) -> None:
+        """Hold a frame for `sender` (and `relay` for `room`'s other members, or for `recipient`) until the
+        open transaction commits: the other parts' durable requests (chat_server.history.conversation)."""
+        self._pending.append(_Stored(sender, frame, ref, relay, room, recipient, answers))
+
+    def failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
+        """A write of the open transaction failed: refuse every request held back in it, and this one."""
+        self._failed_write(client, error, ref)
+
+    def _replies_within(
+        self, client: Client, request: Say | Tell, room_key: str | None, peer_key: str | None
+    ) -> bool:
+        """True if `request.reply_to` names a chat message of the same conversation (the room `room_key`,
+        or the direct conversation with `peer_key`); else refuse the request with `no_such_message`."""
+        target = self.store.target(request.reply_to or 0)
+        if target is not None and target.chat:
+            if room_key is not None and target.room_key == room_key:
+                return True
+            ends = {client.key, peer_key}
+            if (
+                room_key is None
+                and target.room_key is None
+                and {target.sender_key, target.recipient_key} == ends
+            ):
+                return True
+        missing = f"no message {request.reply_to} in this conversation to reply to"
+        client.send(error_frame(ErrorCode.NO_SUCH_MESSAGE, missing, request.ref))
+        return False
 
     def _failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
         # The whole open transaction is lost: every message held back in it is refused, not just this one.

@@ -116,7 +116,14 @@ class Rooms:
             return
         client.send(
             encode(
-                History(room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref)
+                History(
+                    room=room.name,
+                    messages=page.messages,
+                    more=page.more,
+                    skipped=page.skipped,
+                    ref=ref,
+                    events=page.events,
+                )
             )
         )
 

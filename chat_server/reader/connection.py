@@ -105,8 +105,10 @@ class Budget:
     # Slots, not a __dict__: one per connection (docs/performance.md, W3 memory).
     __slots__ = (
         "_delay",
+        "_edits",
         "_joins",
         "_order",
+        "_reactions",
         "_refusals",
         "_renames",
         "_requests",
@@ -131,6 +133,9 @@ class Budget:
         self._renames = TokenBucket(config.rate_nicks, config.rate_nicks_burst, clock)
         # Made by the first search: most connections never search (memory: docs/performance.md, W3).
         self._searches: TokenBucket | None = None
+        # Made at the first edit or reaction: most connections never send one (W3 memory per connection).
+        self._edits: TokenBucket | None = None
+        self._reactions: TokenBucket | None = None
         self._order = MessageOrder(clock)
         #: Requests of this connection refused or delayed by a rate limit (shown by /stats NICK).
         self.rate_limited = 0
@@ -156,13 +161,7 @@ class Budget:
             if wait := self._text_bytes.take(size):
                 self._wait_for(self._text_bytes, size, wait, "text_bytes")
             return True
-        if cost is Cost.SEARCHES:
-            if self._searches is None:
-                config, clock = self.services.config, self.services.clock
-                self._searches = TokenBucket(config.rate_searches, config.rate_searches_burst, clock)
-            slow = self._searches
-        else:
-            slow = self._joins if cost is Cost.JOINS else self._renames
+        slow = self._slow_bucket(cost)
         if wait := slow.take():
             self.count_refusal(cost.value)
             retry = max(1, int(wait * 1000 + 0.999))
@@ -170,6 +169,26 @@ class Budget:
             self.refuse(error_frame(ErrorCode.RATE_LIMITED, "slow down", ref, retry_after_ms=retry), ref)
             return False
         return True
+
+    def _slow_bucket(self, cost: Cost) -> TokenBucket:
+        """The refusing bucket a JOINS, NICKS, EDITS, REACTIONS or SEARCHES request draws from after a request
+        token."""
+        if cost is Cost.JOINS:
+            return self._joins
+        if cost is Cost.NICKS:
+            return self._renames
+        config, clock = self.services.config, self.services.clock
+        if cost is Cost.SEARCHES:
+            if self._searches is None:
+                self._searches = TokenBucket(config.rate_searches, config.rate_searches_burst, clock)
+            return self._searches
+        if cost is Cost.EDITS:
+            if self._edits is None:
+                self._edits = TokenBucket(config.rate_edits, config.rate_edits_burst, clock)
+            return self._edits
+        if self._reactions is None:
+            self._reactions = TokenBucket(config.rate_reactions, config.rate_reactions_burst, clock)
+        return self._reactions
 
     def spend_invalid(self) -> None:
         """A request the decoder refused (not fatally) costs a request token like any other: otherwise a

@@ -50,7 +50,12 @@ def fetch_history(
                 forward=bool(request.forward),
             )
             reply = History(
-                room=room.name, messages=page.messages, more=page.more, skipped=page.skipped, ref=ref
+                room=room.name,
+                messages=page.messages,
+                more=page.more,
+                skipped=page.skipped,
+                ref=ref,
+                events=page.events,
             )
         else:
             with hub.lock:
@@ -73,6 +78,7 @@ def fetch_history(
                 more=page.more,
                 skipped=page.skipped,
                 ref=ref,
+                events=page.events,
             )
     except HistoryError as error:
         log.warning("conn=%d event=history_failed error=%s", client.id, error)

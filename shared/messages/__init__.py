@@ -34,6 +34,7 @@ from .accounts import *  # noqa: F403  (each area module's classes register them
 from .admin import *  # noqa: F403
 from .chat import *  # noqa: F403
 from .control import *  # noqa: F403
+from .conversation import *  # noqa: F403
 from .files import *  # noqa: F403
 from .moderation import *  # noqa: F403
 from .rooms import *  # noqa: F403
@@ -51,5 +52,7 @@ if not TYPE_CHECKING:
             "MODERATION_ACTIONS",
             "MODERATION_REQUESTS",
             "ModerationRequest",
+            "DELETED_TEXT",
+            "ConversationEvent",
         }
     )

@@ -10,6 +10,7 @@ from shared import schema as check
 from shared.errors import ErrorCode
 from shared.schema import Message, Sender, message, wire
 
+from .conversation import Deleted, Edited, Reacted, Reaction, Unreacted
 from .files import FileOffered
 from .moderation import Moderated
 
@@ -30,16 +31,19 @@ SERVER = Sender.SERVER
         ErrorCode.CLIENT_MSG_ID_REUSED,
         ErrorCode.HISTORY_UNAVAILABLE,
         ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_MESSAGE,
     ),
 )
 class Say(Message):
-    """Send `text` to a room. `action` marks a /me action; `client_msg_id` makes a resend idempotent."""
+    """Send `text` to a room. `action` marks a /me action; `client_msg_id` makes a resend idempotent;
+    `reply_to` makes it a reply to message `reply_to` of the same room."""
 
     room: str = wire(check.room)
     text: str = wire(check.text)
     action: bool = wire(check.boolean, default=False)
     client_msg_id: str | None = wire(check.token, default=None)
     ref: int | None = wire(check.uint, default=None)
+    reply_to: int | None = wire(check.uint, default=None)
 
 
 @message(
@@ -51,16 +55,18 @@ class Say(Message):
         ErrorCode.CLIENT_MSG_ID_REUSED,
         ErrorCode.HISTORY_UNAVAILABLE,
         ErrorCode.RATE_LIMITED,
+        ErrorCode.NO_SUCH_MESSAGE,
     ),
 )
 class Tell(Message):
-    """Send a direct message to one nick."""
+    """Send a direct message to one nick (`reply_to`: a message of the same conversation)."""
 
     to: str = wire(check.nick)
     text: str = wire(check.text)
     action: bool = wire(check.boolean, default=False)
     client_msg_id: str | None = wire(check.token, default=None)
     ref: int | None = wire(check.uint, default=None)
+    reply_to: int | None = wire(check.uint, default=None)
 
 
 @message(
@@ -104,6 +110,14 @@ class Said(Message):
     text: str = wire(check.text)
     ts: int = wire(check.uint)
     action: bool = wire(check.boolean, default=False)
+    reply_to: int | None = wire(check.uint, default=None)
+    #: The message's current state, in history pages (a live message is new: none of these): when it was
+    #: last edited, whether it was deleted (its `text` is then `DELETED_TEXT`), its reactions, and `rev`,
+    #: the id of the latest event (edit, deletion, reaction) this state includes.
+    edited: int | None = wire(check.uint, default=None)
+    deleted: bool | None = wire(check.boolean, default=None)  # None (left out) means false
+    reactions: tuple[Reaction, ...] | None = wire(check.list_of(check.nested(Reaction)), default=None)
+    rev: int | None = wire(check.uint, default=None)
 
 
 @message("told", SERVER)
@@ -116,6 +130,14 @@ class Told(Message):
     text: str = wire(check.text)
     ts: int = wire(check.uint)
     action: bool = wire(check.boolean, default=False)
+    reply_to: int | None = wire(check.uint, default=None)
+    #: The message's current state, in history pages (a live message is new: none of these): when it was
+    #: last edited, whether it was deleted (its `text` is then `DELETED_TEXT`), its reactions, and `rev`,
+    #: the id of the latest event (edit, deletion, reaction) this state includes.
+    edited: int | None = wire(check.uint, default=None)
+    deleted: bool | None = wire(check.boolean, default=None)  # None (left out) means false
+    reactions: tuple[Reaction, ...] | None = wire(check.list_of(check.nested(Reaction)), default=None)
+    rev: int | None = wire(check.uint, default=None)
 
 
 @message("history", SERVER)
@@ -139,3 +161,8 @@ class History(Message):
     more: bool = wire(check.boolean, default=False)
     skipped: int = wire(check.uint, default=0)
     ref: int | None = wire(check.uint, default=None)
+    #: The edits, deletions and reactions whose own id is in the page's span, in id order (docs/protocol.md,
+    #: section 6.3): they count towards `limit`, `more` and `skipped` like messages. None (left out): none.
+    events: tuple[Edited | Deleted | Reacted | Unreacted, ...] | None = wire(
+        check.list_of(check.one_of(Edited, Deleted, Reacted, Unreacted)), default=None
+    )

@@ -117,6 +117,9 @@ DEFAULT_JOIN_BUCKET = RateBucket(burst=10, refill_ms=50_000)
 DEFAULT_NICK_BUCKET = RateBucket(burst=5, refill_ms=100_000)
 #: 5 searches, then one every 2 s.
 DEFAULT_SEARCH_BUCKET = RateBucket(burst=5, refill_ms=10_000)
+#: 10 edits or deletions, then one every 2 s; 20 reactions, then one a second.
+DEFAULT_EDIT_BUCKET = RateBucket(burst=10, refill_ms=20_000)
+DEFAULT_REACTION_BUCKET = RateBucket(burst=20, refill_ms=20_000)
 
 
 @record
@@ -134,6 +137,10 @@ class RateLimits(Message):
     nicks: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_NICK_BUCKET)
     #: `search` also costs one search token.
     searches: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_SEARCH_BUCKET)
+    #: `edit` and `delete` also cost one edit token (refused past it, like joins).
+    edits: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_EDIT_BUCKET)
+    #: `react` and `unreact` also cost one reaction token (likewise).
+    reactions: RateBucket = wire(check.nested(RateBucket), default=DEFAULT_REACTION_BUCKET)
 
 
 #: What a client assumes of a server whose `welcome` announces no `rates`.

@@ -32,6 +32,7 @@ MODERATION_ACTIONS = (
     "open",
     "set_key",
     "clear_key",
+    "delete",
 )
 
 

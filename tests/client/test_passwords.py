@@ -303,8 +303,8 @@ async def test_tui_register_dialog_asks_twice(cheap: LiveServer, private_dirs: P
 
 
 def test_tab_completes_the_password_commands() -> None:
-    """Tab completes /reg to /register and /unr to /unregister."""
-    for typed, expected in (("/reg", "/register "), ("/unr", "/unregister ")):
+    """Tab completes /reg to /register and /unreg to /unregister (/unr is shared with /unreact)."""
+    for typed, expected in (("/reg", "/register "), ("/unreg", "/unregister ")):
         result = complete(typed, len(typed), nicks=["regina"], rooms=[])
         assert result is not None
         assert result.value == expected

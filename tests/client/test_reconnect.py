@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import msgpack
 
 from chat_client import (
     ChatClient,
@@ -18,11 +22,15 @@ from chat_client import (
 )
 from chat_client.net.backoff import Backoff
 from chat_lab.proxy import FaultProxy
-from shared import Joined, SignedOff, Told
+from shared import Error as ErrorFrame
+from shared import History, Joined, SignedOff, Told
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config
 from .test_library import FAST, Recorder
+
+if TYPE_CHECKING:
+    from chat_server.config import ServerConfig
 
 
 def connected_count(recorder: Recorder) -> int:
@@ -335,3 +343,102 @@ async def test_without_reconnect_a_drop_closes_the_client(server: LiveServer) ->
     assert closed.error is not None
     assert not events.of(Reconnecting)
     await client.close()
+
+
+def direct_texts(recorder: Recorder) -> list[str]:
+    """Every direct message text seen, live or replayed, in arrival order."""
+    out: list[str] = []
+    for event in recorder.events:
+        if isinstance(event, Told):
+            out.append(event.text)
+        elif isinstance(event, History) and event.direct:
+            out.extend(item.text for item in event.messages if isinstance(item, Told))
+    return out
+
+
+async def missed_while_frozen(
+    config: ServerConfig,
+    rooms: list[str],
+    per_room: int,
+    direct: int,
+    mangle: Callable[[bytes], bytes] | None = None,
+) -> tuple[Recorder, tuple[str, ...]]:
+    """alice and bob in `rooms`; once alice (behind a proxy, whose upstream bytes `mangle` rewrites) has bob's
+    first line in each room and first direct message, her link freezes (the server still holds it) while bob
+    says `per_room` lines in each room and tells her `direct` more. Returns alice's events once she has
+    reconnected and received the last of them, and her rooms."""
+    with LiveServer(config) as live:
+        front = FaultProxy(lambda: (live.host, live.port))
+        front.to_server.mangle = mangle
+        await front.start()
+        try:
+            async with (
+                ChatClient("127.0.0.1", front.port, "alice", rooms=rooms, options=FAST) as alice,
+                ChatClient(live.host, live.port, "bob", rooms=rooms, options=FAST) as bob,
+            ):
+                events = Recorder(alice)
+                for room in rooms:
+                    await bob.say(room, f"{room} before", wait=True)
+                await bob.tell("alice", "dm before", wait=True)
+                await wait_until(lambda: all(f"{room} before" in events.texts(room) for room in rooms))
+                await wait_until(lambda: "dm before" in direct_texts(events), what="the first direct message")
+                front.freeze()
+                for room in rooms:
+                    for number in range(1, per_room + 1):
+                        await bob.say(room, f"{room} missed {number}", wait=True)
+                for number in range(1, direct + 1):
+                    await bob.tell("alice", f"dm missed {number}", wait=True)
+                await wait_until(lambda: connected_count(events) == 2, what="reconnected")
+                for room in rooms:
+                    last = f"{room} missed {per_room}"
+                    await wait_until(lambda last=last, room=room: last in events.texts(room), what=last)
+                last = f"dm missed {direct}"
+                await wait_until(lambda: last in direct_texts(events), what=last)
+                return events, alice.rooms
+        finally:
+            await front.close()
+
+
+async def test_a_reconnect_resumes_every_room_and_the_direct_messages_in_its_login(tmp_path: Path) -> None:
+    """A client in 12 rooms, on a server whose join bucket holds 2, loses its link (frozen: the server still
+    holds it) while messages are stored in every room and sent to it directly. It reconnects and gets each
+    missed message once, in order, with no refusal: its hello resumes every room (`hello.after`) and the
+    direct messages (`hello.direct_after`), where 12 joins would meet `rate_limited` or wait for tokens."""
+    rooms = [f"room{number}" for number in range(12)]
+    config = fast_server_config(tmp_path / "server", rate_joins=0.2, rate_joins_burst=2)
+    events, joined = await missed_while_frozen(config, rooms, per_room=3, direct=2)
+    for room in rooms:
+        assert events.texts(room) == [f"{room} before", *(f"{room} missed {number}" for number in (1, 2, 3))]
+    assert direct_texts(events) == ["dm before", "dm missed 1", "dm missed 2"]
+    assert events.of(ErrorFrame) == []
+    assert joined == tuple(rooms)
+
+
+def without_resume_in_hello(data: bytes) -> bytes:
+    """A block from the client with `after` and `direct_after` taken out of a `hello` in it: what a server
+    that predates them would read (it ignores fields it does not know)."""
+    length = int.from_bytes(data[:4], "big")
+    if len(data) < 4 + length:
+        return data
+    body = msgpack.unpackb(data[4 : 4 + length])
+    if not isinstance(body, dict) or body.get("type") != "hello":
+        return data
+    body.pop("after", None)
+    body.pop("direct_after", None)
+    packed: bytes = msgpack.packb(body)
+    return len(packed).to_bytes(4, "big") + packed + data[4 + length :]
+
+
+async def test_a_server_that_ignores_the_resume_in_the_login_is_caught_up_the_old_way(tmp_path: Path) -> None:
+    """Against a server that predates `hello.after` (here: our server behind a proxy that takes the field
+    out of the hello), a resumed room's login answer is a plain backfill that says older messages exist
+    (`more` without `skipped`): the client drops it, resumes the room with `join {after}` and the direct
+    messages with `fetch_history {direct, after}`, and still gets every missed message once, in order."""
+    rooms = ["dev", "ops"]
+    config = fast_server_config(tmp_path / "server", backfill=3)
+    events, _ = await missed_while_frozen(config, rooms, per_room=6, direct=1, mangle=without_resume_in_hello)
+    for room in rooms:
+        missed = [f"{room} missed {number}" for number in range(1, 7)]
+        assert events.texts(room) == [f"{room} before", *missed]
+    assert direct_texts(events) == ["dm before", "dm missed 1"]
+    assert events.of(ErrorFrame) == []

@@ -19,6 +19,8 @@ CONSTANTS = {
     "PROTOCOL_VERSION",
     "MODERATION_ACTIONS",
     "MODERATION_REQUESTS",
+    "DELETED_TEXT",
+    "ConversationEvent",
     "ModerationRequest",
 }
 

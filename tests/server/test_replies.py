@@ -14,10 +14,13 @@ from collections.abc import Callable
 
 from chat_server.server import ChatServer
 from shared import (
+    Ack,
     Ban,
     CancelFile,
     ChangeNick,
+    Delete,
     Deop,
+    Edit,
     Error,
     FetchHistory,
     FileChunk,
@@ -37,6 +40,7 @@ from shared import (
     Op,
     Ping,
     Pong,
+    React,
     Register,
     Say,
     Search,
@@ -46,6 +50,7 @@ from shared import (
     Tell,
     Unban,
     Unmute,
+    Unreact,
     Unregister,
     Who,
 )
@@ -127,6 +132,23 @@ def test_every_request_is_answered_as_the_table_says(
     ask.answered(alice, Tell(to="bob", text="psst"), "ack")
     ask.refused_with(alice, Tell(to="ghost", text="psst"), ErrorCode.NO_SUCH_NICK)
     ask.answered(alice, FetchHistory(room=ROOM), "history")
+
+    # Conversations: replies, edits, deletions, reactions (section 6.3).
+    (said,) = ask.answered(bob, Say(room=ROOM, text="edit me"), "ack")
+    assert isinstance(said, Ack)
+    ask.answered(alice, Say(room=ROOM, text="a reply", reply_to=said.id), "ack")
+    ask.refused_with(alice, Say(room=ROOM, text="a reply", reply_to=10**9), ErrorCode.NO_SUCH_MESSAGE)
+    ask.refused_with(alice, Tell(to="bob", text="a reply", reply_to=said.id), ErrorCode.NO_SUCH_MESSAGE)
+    ask.answered(bob, Edit(id=said.id, text="edited"), "ack")
+    ask.refused_with(alice, Edit(id=said.id, text="not mine"), ErrorCode.FORBIDDEN)
+    ask.refused_with(carol, Edit(id=said.id, text="not seen"), ErrorCode.NO_SUCH_MESSAGE)
+    ask.answered(alice, React(id=said.id, reaction="\U0001f44d"), "ack")
+    ask.refused_with(alice, React(id=said.id, reaction="nope"), ErrorCode.INVALID_REACTION)
+    ask.refused_with(carol, React(id=said.id, reaction=":x:"), ErrorCode.NO_SUCH_MESSAGE)
+    ask.answered(alice, Unreact(id=said.id, reaction="\U0001f44d"), "ack")
+    ask.refused_with(alice, Unreact(id=said.id, reaction="\U0001f44d"), ErrorCode.NO_SUCH_REACTION)
+    ask.refused_with(bob, Delete(id=10**9), ErrorCode.NO_SUCH_MESSAGE)
+    ask.answered(bob, Delete(id=said.id), "ack")
     ask.refused_with(alice, FetchHistory(room="elsewhere"), ErrorCode.NOT_IN_ROOM)
     ask.refused_with(alice, FetchHistory(), ErrorCode.INVALID_FIELD)
     ask.answered(alice, Search(query="hello"), "search_results")
