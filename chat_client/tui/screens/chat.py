@@ -24,21 +24,24 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 
-from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind
+from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 from chat_client.model.controller import Controller, Outcome
 from chat_client.model.editing import sent_text
 from chat_client.net.client import ChatClient
 from chat_client.net.errors import ClientError
 from chat_client.settings import DEFAULT_PASTE_ASK_LINES
-from chat_client.tui.render import safe
+from chat_client.tui.render import reactions_by_whom, safe
 from chat_client.tui.screens.choose import ChoiceDialog
 from chat_client.tui.screens.help import HelpRow, HelpScreen, command_rows, key_rows
+from chat_client.tui.screens.react import ReactionPicker, picker_choices
 from chat_client.tui.screens.register import NewPassword, RegisterDialog, UnregisterDialog
+from chat_client.tui.screens.thread import ThreadPanel
 from chat_client.tui.ui_messages import NetEvents
 from chat_client.tui.widgets.chat_input import ChatInput
 from chat_client.tui.widgets.chat_log import ChatLog
 from chat_client.tui.widgets.panels import BufferList, MemberList, PendingStrip, StatusLine, TopicBar
 from chat_client.tui.widgets.transfers import TransfersPanel
+from shared import fold
 from shared.limits import DEFAULT_MAX_TEXT
 
 log = logging.getLogger(__name__)
@@ -62,8 +65,9 @@ class ChatScreen(Screen[None]):
     AUTO_FOCUS = "#input"
     BINDINGS = [
         Binding("ctrl+n", "next_buffer", "Next room"),
-        Binding("alt+down", "next_buffer", "Next room", show=False),
-        Binding("alt+up", "previous_buffer", "Prev room", show=False),
+        Binding("ctrl+down", "next_buffer", "Next room", show=False),
+        Binding("ctrl+up", "previous_buffer", "Prev room", show=False),
+        Binding("alt+up", "select_message", "Select a message (then r, +, e, d, c, j, t, w)", show=False),
         Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
         # End jumps to the newest line only while the input is empty (else it moves the cursor there).
@@ -95,6 +99,10 @@ class ChatScreen(Screen[None]):
         self._typed: asyncio.Queue[str] = asyncio.Queue()
         #: Where texts too long for a message are written to be sent as files (made when first needed).
         self._paste_dir: Path | None = None
+        #: The reactions used in this session, the latest first (the picker offers them first).
+        self.recent_reactions: list[str] = []
+        #: The message a jump looks for in older history (buffer key, message id), while it loads.
+        self._jump_target: tuple[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         """Lay out the screen (styles in chat.tcss)."""
@@ -123,6 +131,7 @@ class ChatScreen(Screen[None]):
         """Draw everything once, keep the reconnect countdown ticking, start the sender and the event pump."""
         self.query_one("#new-below").display = False
         self.query_one("#block").display = False
+        self.query_one(ChatLog).quote_of = lambda line: self.model.reply_quote(self.model.current, line)
         self._show_current()
         self.set_interval(0.5, self._tick)
         self.run_worker(self.send_lines(), name="send_lines", group="send_lines", exit_on_error=False)
@@ -150,9 +159,18 @@ class ChatScreen(Screen[None]):
         else:
             key = model.current
             log = self.query_one(ChatLog)
-            if key in changes.redraw:
-                log.show_keeping_place(model.current_buffer)
-            elif key in changes.lines:
+            log.me = model.nick
+            updated = [update.line for update in changes.updated if update.key == key]
+            if updated:
+                log.update_lines(updated)  # in place, the view kept (messages edited, deleted, reacted to)
+            if key in changes.redraw and not log.shows(model.current_buffer):
+                if key in changes.lines:
+                    log.add(changes.lines[key])
+                if not log.shows(model.current_buffer):
+                    log.show_keeping_place(model.current_buffer)
+            if self._jump_target is not None and key in changes.redraw:
+                self.run_worker(self._continue_jump(), group="jump", exclusive=True)
+            elif key in changes.lines and key not in changes.redraw:
                 log.add(changes.lines[key])
             if key in changes.members:
                 self._refresh_members()
@@ -172,7 +190,10 @@ class ChatScreen(Screen[None]):
         model = self.model
         self._shown_key = model.current
         buffer = model.current_buffer
-        self.query_one(ChatLog).show(buffer)
+        log = self.query_one(ChatLog)
+        log.me = model.nick
+        log.clear_selection()
+        log.show(buffer)
         self.query_one(TopicBar).refresh_from(buffer)
         self.query_one(BufferList).refresh_from(model)
         self._refresh_members()
@@ -452,12 +473,15 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(HelpScreen(self.help_rows(), query.strip().lstrip("/")))
 
     def help_rows(self) -> list[HelpRow]:
-        """Every key active while typing (the input line's, this screen's, the app's), then the commands."""
+        """Every key active while typing (the input line's, this screen's, the app's), the keys of the
+        message cursor, then the commands."""
         chat_input = self.query_one(ChatInput)
         sections: list[tuple[str, DOMNode]] = [("Keys in the input line", chat_input)]
         sections += [("Keys in the chat", node) for node in chat_input.ancestors if node is not self.app]
         sections.append(("Keys everywhere", self.app))
-        return [*key_rows(sections), *command_rows()]
+        # The message cursor has the focus while a message is selected: its keys shadow none of the above.
+        cursor = [("Keys on a selected message (Alt+Up selects)", self.query_one(ChatLog))]
+        return [*key_rows(sections), *key_rows(cursor), *command_rows()]
 
     def action_toggle_bell(self) -> None:
         """Turn the mention bell on or off."""
@@ -471,6 +495,116 @@ class ChatScreen(Screen[None]):
             self.notify("no file has been offered here", markup=False)
             return
         self.prefill(f"/get {offers[-1]}")
+
+    # -- The message cursor and its actions ---------------------------------------------------------------
+
+    def action_select_message(self) -> None:
+        """Select the newest message of the log (then Up and Down move, the action keys act on it)."""
+        log = self.query_one(ChatLog)
+        if log.select_last():
+            log.focus()
+        else:
+            self.notify("no message to select here", markup=False)
+
+    @on(ChatLog.SelectionEnded)
+    def selection_ended(self) -> None:
+        """Back to the input."""
+        self.query_one(ChatInput).focus()
+
+    @on(ChatLog.Act)
+    def act(self, event: ChatLog.Act) -> None:
+        """An action key on the selected message."""
+        line, log = event.line, self.query_one(ChatLog)
+        message_id = line.id
+        if message_id is None:
+            return
+        if event.action in ("reply", "edit") and line.deleted:
+            self.notify("that message was deleted", markup=False)
+        elif event.action == "reply":
+            log.clear_selection()
+            self.prefill(f"/reply {message_id} ")
+        elif event.action == "edit":
+            if not line.own or line.kind is LineKind.FILE:
+                self.notify("you can edit only your own messages", markup=False)
+                return
+            log.clear_selection()
+            chat_input = self.query_one(ChatInput)
+            chat_input.set_message(f"/edit {message_id} {line.text}")
+            chat_input.focus()
+        elif event.action == "delete":
+            self._confirm_delete(line, message_id)
+        elif event.action == "react":
+            self._pick_reaction(line, message_id)
+        elif event.action == "copy":
+            self.app.copy_to_clipboard(line.text)
+            self.notify("copied the message's text", markup=False)
+        elif event.action == "jump":
+            self.run_worker(self._jump_to_parent(line), group="jump", exclusive=True)
+        elif event.action == "thread":
+            self._show_thread(line, message_id)
+        elif event.action == "who":
+            who = reactions_by_whom(line)
+            self.notify(safe(who)[:500] if who else "no reactions", title="Reactions", markup=False)
+
+    def _confirm_delete(self, line: Line, message_id: int) -> None:
+        whose = "your message" if line.own else f"{safe(line.nick or '?')}'s message"
+        question = f'Delete {whose} #{message_id}? Everyone will see "message deleted" in its place.'
+
+        def answered(answer: str | None) -> None:
+            if answer == "delete":
+                self.query_one(ChatLog).clear_selection()
+                self.query_one(ChatInput).focus()
+                self._typed.put_nowait(f"/delete {message_id}")
+
+        self.app.push_screen(ChoiceDialog(question, [("delete", "Delete")]), answered)
+
+    def _pick_reaction(self, line: Line, message_id: int) -> None:
+        me = fold(self.model.nick)
+        mine = [r.reaction for r in line.reactions if any(fold(nick) == me for nick in r.nicks)]
+
+        def picked(reaction: str | None) -> None:
+            if reaction is None:
+                return
+            self.recent_reactions = [reaction, *(r for r in self.recent_reactions if r != reaction)]
+            verb = "unreact" if reaction in mine else "react"
+            self._typed.put_nowait(f"/{verb} {message_id} {reaction}")
+
+        self.app.push_screen(ReactionPicker(picker_choices(self.recent_reactions), mine), picked)
+
+    async def _jump_to_parent(self, line: Line) -> None:
+        """Select the message `line` replies to, loading older history page by page until it is there."""
+        if line.reply_to is None:
+            self.notify("this message is not a reply", markup=False)
+        elif not self.query_one(ChatLog).select_id(line.reply_to):
+            self._jump_target = (self.model.current, line.reply_to)
+            self.notify(f"loading older messages to find #{line.reply_to}", markup=False)
+            await self.load_older()
+
+    async def _continue_jump(self) -> None:
+        """After a page of older history: select the message looked for, or load the next page, or give up."""
+        if self._jump_target is None:
+            return
+        key, message_id = self._jump_target
+        buffer = self.model.current_buffer
+        if key != self.model.current or self.query_one(ChatLog).select_id(message_id):
+            self._jump_target = None
+        elif buffer.fetching:
+            return
+        elif buffer.more_before and self.client is not None and self.client.connected:
+            await self.load_older()
+        else:
+            self._jump_target = None
+            self.notify(f"message #{message_id} is not in this room's history", markup=False)
+
+    def _show_thread(self, line: Line, message_id: int) -> None:
+        root = line
+        if line.reply_to is not None:  # a reply: show the thread it belongs to
+            found = self.model.find_message(line.reply_to, self.model.current)
+            root = found[1] if found is not None else line
+        root_id = root.id if root.id is not None else message_id
+        replies = self.model.replies_to(self.model.current, root_id)
+        slot_of = self.model.current_buffer.colours.slot
+        self.app.push_screen(ThreadPanel(root, replies, slot_of, self.model.nick))
 
     def action_toggle_members(self) -> None:
         """Show or hide the member list."""
