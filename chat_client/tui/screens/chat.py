@@ -164,9 +164,10 @@ class ChatScreen(Screen[None]):
             if updated:
                 log.update_lines(updated)  # in place, the view kept (messages edited, deleted, reacted to)
             if key in changes.redraw and not log.shows(model.current_buffer):
-                if key in changes.lines:
-                    log.add(changes.lines[key])
-                if not log.shows(model.current_buffer):
+                new = changes.lines.get(key, [])
+                if new and log.shows(model.current_buffer, plus=new):  # updates, and lines at the end
+                    log.add(new)
+                else:  # lines inserted (older history, a backfill): lay the log out again
                     log.show_keeping_place(model.current_buffer)
             if self._jump_target is not None and key in changes.redraw:
                 self.run_worker(self._continue_jump(), group="jump", exclusive=True)

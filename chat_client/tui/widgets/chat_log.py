@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from rich.style import Style
@@ -301,12 +301,13 @@ class ChatLog(ScrollView, can_focus=False):
 
     # -- Lines changed in place ---------------------------------------------------------------------------
 
-    def shows(self, buffer: Buffer) -> bool:
-        """True if the log holds exactly `buffer`'s lines (nothing to rebuild)."""
+    def shows(self, buffer: Buffer, plus: Sequence[Line] = ()) -> bool:
+        """True if the log holds exactly `buffer`'s lines (nothing to rebuild), or all but `plus`, which
+        are the buffer's last lines (append them)."""
         lines = buffer.lines
-        if len(lines) != len(self._lines):
+        if len(lines) != len(self._lines) + len(plus):
             return False
-        return all(mine is theirs for mine, theirs in zip(self._lines, lines, strict=True))
+        return all(mine is theirs for mine, theirs in zip([*self._lines, *plus], lines, strict=True))
 
     def update_lines(self, lines: Iterable[Line]) -> None:
         """Show new states of lines already shown (matched by message id), and the quotes of the replies
