@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -24,7 +25,8 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 
-from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
+from chat_client.model import attention
+from chat_client.model.chat import Buffer, BufferKind, Changes, ChatModel, ConnectionStatus, Line, LineKind
 from chat_client.model.controller import Controller, Outcome
 from chat_client.model.editing import sent_text
 from chat_client.net.client import ChatClient
@@ -52,6 +54,10 @@ HISTORY_PAGE = 100
 NARROW_WIDTH = 90
 
 
+#: Seconds between two looks at whether the newest line on screen was seen (so a busy room moves its read
+#: marker at most once a second: docs/protocol.md, `mark_read`).
+MARK_READ_EVERY = 1.0
+
 #: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
 #: typed during a flood wait for at most one batch. Measured with benchmarks/client_throughput.py
 #: (docs/client.md, "Performance"): batches of 50 absorb 8,000 msg/s, and a key is echoed within 40 ms
@@ -76,6 +82,7 @@ class ChatScreen(Screen[None]):
         Binding("f1", "show_help", "Help"),
         Binding("f2", "toggle_members", "Members"),
         Binding("f3", "get_latest_file", "Get file", show=False),
+        Binding("f4", "mark_all_read", "Mark all read", show=False),
     ]
 
     def __init__(
@@ -86,12 +93,15 @@ class ChatScreen(Screen[None]):
         address: str,
         bell: bool = False,
         ask_lines: int = DEFAULT_PASTE_ASK_LINES,
+        desktop: Callable[[str, str], None] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.client = client
         self.address = address
         self.bell = bell
+        #: Asks the terminal for a desktop notification (title, body), or None (`ChatApp.notify_desktop`).
+        self.desktop = desktop
         self.ask_lines = ask_lines
         self.controller = Controller(client, model) if client is not None else None
         self._shown_key = ""
@@ -134,6 +144,7 @@ class ChatScreen(Screen[None]):
         self.query_one(ChatLog).quote_of = lambda line: self.model.reply_quote(self.model.current, line)
         self._show_current()
         self.set_interval(0.5, self._tick)
+        self.set_interval(MARK_READ_EVERY, self._mark_current_read)
         self.run_worker(self.send_lines(), name="send_lines", group="send_lines", exit_on_error=False)
         if self.client is not None:
             self.run_worker(
@@ -223,17 +234,54 @@ class ChatScreen(Screen[None]):
         if panel.lingering:
             panel.prune()
 
+    # -- Read markers --------------------------------------------------------------------------------------
+
+    def _mark_current_read(self) -> None:
+        """Once a second: if the newest line of the buffer on screen has been in view (the terminal has the
+        focus, the log is not scrolled up above unseen lines), move the nick's read marker to it."""
+        if not self.app.app_focus or not self.query_one(ChatLog).newest_seen:
+            return
+        up_to = attention.seen(self.model, self.model.current)
+        if up_to is not None:
+            self._send_mark(self.model.current_buffer, up_to)
+
+    def action_mark_all_read(self) -> None:
+        """F4: mark every room and conversation read."""
+        changes = Changes()
+        for buffer, up_to in attention.all_seen(self.model, changes):
+            self._send_mark(buffer, up_to)
+        self.render_changes(changes)
+
+    def _send_mark(self, buffer: Buffer, up_to: int) -> None:
+        client = self.client
+        if client is None or not client.connected or buffer.kind is BufferKind.SERVER:
+            return  # the next login's markers, and the next look, settle it
+        room = buffer.name if buffer.kind is BufferKind.ROOM else None
+        peer = buffer.name if buffer.kind is BufferKind.DIRECT else None
+
+        async def send() -> None:
+            try:
+                await client.mark_read(up_to, room=room, peer=peer, wait=False)
+            except ClientError as error:
+                log.debug("mark_read of %s not sent: %s", buffer.name, error)
+
+        self.run_worker(send(), name="mark_read", group="mark_read", exit_on_error=False)
+
     def _announce(self, changes: Changes) -> None:
         for key, line in changes.mentions:
             buffer = self.model.buffers.get(key)
             if buffer is None or (key == self.model.current and self.app.app_focus):
                 continue
-            where = safe(buffer.name)
-            title = f"Message from {where}" if buffer.kind is BufferKind.DIRECT else f"Mention in {where}"
+            if buffer.kind is BufferKind.DIRECT:
+                what = "Message from"
+            else:
+                what = "Mention in" if line.mention else "Message in"
             body = f"{safe(line.nick or '')}: {safe(line.text)}"
-            self.notify(body[:300], title=title, markup=False, timeout=6)
+            self.notify(body[:300], title=f"{what} {safe(buffer.name)}", markup=False, timeout=6)
             if self.bell:
                 self.app.bell()
+            if self.desktop is not None:
+                self.desktop(f"{what} {buffer.name}", f"{line.nick or ''}: {line.text}")  # cleaned there
         for alert in changes.alerts:
             self.notify(safe(alert)[:300], severity="error", markup=False, timeout=6)
 

@@ -217,6 +217,12 @@ class ChatLog(ScrollView, can_focus=False):
             self._first_unseen = len(self._entries)
         self._count_unseen()
 
+    @property
+    def newest_seen(self) -> bool:
+        """True when every line shown has been in view, the newest one included (the read marker may
+        move: chat_client.model.attention)."""
+        return self._unseen == 0 and self._first_unseen >= len(self._entries)
+
     def jump_to_end(self) -> None:
         """Show the newest line and follow new lines again."""
         self.scroll_end(animate=False, immediate=True)
