@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import proxycli
+from . import lessoncli, proxycli
 
 #: Each tool: its name, one line of help, how to add its arguments, and how to run it.
 TOOLS: list[
@@ -17,6 +17,12 @@ TOOLS: list[
         "a fault proxy: delay, throttle, split, merge, freeze, cut or corrupt a link (TCP or UDP)",
         proxycli.add_arguments,
         proxycli.run,
+    ),
+    (
+        "lesson",
+        "run a lesson of docs/lessons.md (chat-lab lesson N; alone: the list)",
+        lessoncli.add_arguments,
+        lessoncli.run,
     ),
 ]
 
