@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import lessoncli, proxycli
+from . import lessoncli, proxycli, wiresharkcli
 
 #: Each tool: its name, one line of help, how to add its arguments, and how to run it.
 TOOLS: list[
@@ -17,6 +17,12 @@ TOOLS: list[
         "a fault proxy: delay, throttle, split, merge, freeze, cut or corrupt a link (TCP or UDP)",
         proxycli.add_arguments,
         proxycli.run,
+    ),
+    (
+        "wireshark",
+        "the Wireshark dissector for mpchat: where it is, or --install it",
+        wiresharkcli.add_arguments,
+        wiresharkcli.run,
     ),
     (
         "lesson",
