@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import lessoncli, proxycli, wiresharkcli
+from . import lessoncli, proxycli, replaycli, wiresharkcli
 
 #: Each tool: its name, one line of help, how to add its arguments, and how to run it.
 TOOLS: list[
@@ -23,6 +23,12 @@ TOOLS: list[
         "the Wireshark dissector for mpchat: where it is, or --install it",
         wiresharkcli.add_arguments,
         wiresharkcli.run,
+    ),
+    (
+        "replay",
+        "replay a recording (chat-server --record) against a server; report the answers that differ",
+        replaycli.add_arguments,
+        replaycli.run,
     ),
     (
         "lesson",
