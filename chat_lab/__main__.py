@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import lessoncli, proxycli, replaycli, wiresharkcli
+from . import lessoncli, proxycli, replaycli, timeline, wiresharkcli
 
 #: Each tool: its name, one line of help, how to add its arguments, and how to run it.
 TOOLS: list[
@@ -29,6 +29,12 @@ TOOLS: list[
         "replay a recording (chat-server --record) against a server; report the answers that differ",
         replaycli.add_arguments,
         replaycli.run,
+    ),
+    (
+        "timeline",
+        "trace a short scripted chat and write a thread timeline for Perfetto (needs the 'lab' extra)",
+        timeline.add_arguments,
+        timeline.run,
     ),
     (
         "lesson",
