@@ -125,7 +125,8 @@ def run(out: TextIO) -> list[RoomRun]:
         "writes to a socket; one sender thread writes without blocking, and a member whose queue passes "
         "the hard limit (sendq_hard, 1 MiB) is disconnected with a reason (docs/architecture.md, "
         "'Broadcast and the slow-consumer policy'; chat_server/sender/thread.py). Under load without a "
-        "stalled member the difference is in docs/performance.md (python -m benchmarks.run --quick).",
+        "stalled member the difference is in docs/performance.md "
+        "(python -m benchmarks.run W1 --duration 2 --plot).",
         file=out,
     )
     return results
