@@ -23,6 +23,7 @@ from chat_server.server import ChatServer
 from shared import Message, Said, Say
 
 from .lessons.wire import LessonClient
+from .timelinesvg import draw
 
 #: Where the trace goes unless `--out` says.
 DEFAULT_TRACE = Path("mpchat-timeline.json")
@@ -39,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--lines", type=int, default=DEFAULT_LINES, help="lines each of the three clients says"
+    )
+    parser.add_argument(
+        "--svg", type=Path, metavar="FILE", help="also draw the server threads' lanes as an SVG"
     )
 
 
@@ -88,10 +92,12 @@ def run(args: argparse.Namespace) -> int:
     """`chat-lab timeline`."""
     try:
         path = record_timeline(args.out, args.lines)
+        print(f"trace written to {path}: open it in https://ui.perfetto.dev or with `vizviewer {path}`")
+        if args.svg is not None:
+            print(f"picture written to {draw(path, args.svg)}")
     except ModuleNotFoundError as error:
-        if error.name != "viztracer":
+        if error.name not in ("viztracer", "matplotlib"):
             raise
-        print("chat-lab timeline needs viztracer: pip install 'mpchat[lab]' (or -e '.[lab]')")
+        print(f"chat-lab timeline needs {error.name}: pip install 'mpchat[lab]' (or -e '.[lab]')")
         return 2
-    print(f"trace written to {path}: open it in https://ui.perfetto.dev or with `vizviewer {path}`")
     return 0

@@ -54,3 +54,18 @@ def test_chat_lab_timeline_writes_the_file(tmp_path: Path) -> None:
     )
     assert str(out) in result.stdout
     assert "history" in thread_names(out)
+
+
+def test_the_picture_has_a_lane_per_server_thread(tmp_path: Path) -> None:
+    """`--svg`: an SVG with one named lane for the acceptor, each reader, history and sender, and each lane
+    holds the stretches its thread was busy."""
+    from chat_lab.timelinesvg import draw, lanes
+
+    trace = record_timeline(tmp_path / "trace.json", lines=1)
+    rows = lanes(trace)
+    assert next(iter(rows)) == "acceptor"
+    assert list(rows)[-2:] == ["history", "sender"]
+    assert all(rows[name] for name in ("conn-1-reader", "history", "sender"))
+    text = draw(trace, tmp_path / "timeline.svg").read_text()
+    for name in ("acceptor", "conn-1-reader", "conn-3-reader", "history", "sender"):
+        assert f">{name}<" in text
