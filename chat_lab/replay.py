@@ -3,9 +3,9 @@ against a server, and report where its answers differ from the recorded ones.
 
 Each recorded connection becomes a connection to the target, opened when its first frame is due. Every
 recorded "in" frame is sent at its recorded time (the gaps divided by `--speed`: 2 is twice as fast, 0.1
-ten times slower), and an "end" closes the connection; but a frame is sent (an end taken) only once its
+ten times slower), and an "end" closes the connection; but a frame is sent (an end taken) only once every
 connection has received as many answers as it had in the recording by then (or after `DEFAULT_SETTLE`
-seconds without them), so what one client saw of another before it spoke is seen again before it speaks.
+seconds without them), so what the clients had seen before one of them spoke is seen again before it speaks.
 Meanwhile every answer is read. When the last frame
 is sent, the replay waits until each connection has received as many frames as were recorded, or nothing
 has come for `DEFAULT_SETTLE` seconds. Then, connection by connection and in order, each answer is
@@ -204,11 +204,15 @@ def replay(
                 selector.register(connection.sock, selectors.EVENT_READ, connection)
             if connection.sock is None:
                 continue
-            # What the connection had been answered before this step, it gets before the step is taken (a
+            # What every connection had been answered before this step, it gets before the step is taken (a
             # few ms may separate them in the recording: the replay keeps that order, not the exact times).
             due = answered_before[id(item)]
             deadline = time.monotonic() + settle
-            while len(_compared(connection.received)) < due and time.monotonic() < deadline:
+            while time.monotonic() < deadline and any(
+                len(_compared(connections[conn].received)) < count
+                for conn, count in due.items()
+                if conn in connections
+            ):
                 pump(time.monotonic() + 0.05)
             if item.direction == "end":
                 _close(selector, connection)
@@ -253,15 +257,15 @@ def _compared(frames: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [c for c in (comparable(f) for f in frames) if c is not None]
 
 
-def _answered_before(records: list[Recorded]) -> dict[int, int]:
-    """For each "in" and "end" record (by `id`): how many comparable answers its connection had got before."""
+def _answered_before(records: list[Recorded]) -> dict[int, dict[int, int]]:
+    """For each "in" and "end" record (by `id`): the comparable answers each connection had got before."""
     counts: dict[int, int] = {}
     found = {}
     for item in records:
         if item.direction == "out" and comparable(item.frame) is not None:
             counts[item.conn] = counts.get(item.conn, 0) + 1
         else:
-            found[id(item)] = counts.get(item.conn, 0)
+            found[id(item)] = dict(counts)
     return found
 
 
