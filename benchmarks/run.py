@@ -1,6 +1,8 @@
 """Run the standard workloads against our server and the tutorial baseline, side by side, and record them.
 
     python -m benchmarks.run [W1 W2 W3 W4] [--servers mpchat tutorial] [--duration 10] [--repeat 1] [--quick]
+                             [--plot [--plot-dir DIR]]
+    python -m benchmarks.run --plot-from RESULTS.json [--plot-dir DIR]
 
 For every load point (a workload at one rate), each server is started fresh (ours with history on, in a new
 temporary data folder, with the benchmark's server.toml raising only the rate and per-address limits), driven
@@ -218,7 +220,23 @@ def main(argv: list[str] | None = None) -> int:
         "--mpchat-source", type=Path, help="import our server from this folder (e.g. a `git archive` export)"
     )
     parser.add_argument("--output", type=Path, help="results file (default benchmarks/results/<time>.json)")
+    parser.add_argument(
+        "--plot",
+        action="store_true",
+        help="draw SVG charts of the results beside the results file (the 'plot' extra)",
+    )
+    parser.add_argument(
+        "--plot-from",
+        type=Path,
+        metavar="RESULTS",
+        help="draw the charts of an earlier results file, run nothing",
+    )
+    parser.add_argument(
+        "--plot-dir", type=Path, metavar="DIR", help="where the charts go (default: beside the results)"
+    )
     args = parser.parse_args(argv)
+    if args.plot_from is not None:
+        return draw(args.plot_from, args.plot_dir)
     unknown = [name for name in args.workloads if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
@@ -257,7 +275,25 @@ def main(argv: list[str] | None = None) -> int:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(record, indent=1) + "\n")
     print(f"\nresults written to {output}")
+    if args.plot and draw(output, args.plot_dir) != 0:
+        return 2
     return 1 if any("failed" in result for result in record["results"]) else 0
+
+
+def draw(results: Path, folder: Path | None) -> int:
+    """Draw the charts of `results` (benchmarks.plot); 2 without matplotlib."""
+    from .plot import plot
+
+    try:
+        charts = plot(results, folder)
+    except ModuleNotFoundError as error:
+        if error.name != "matplotlib":
+            raise
+        print("--plot needs matplotlib: pip install -e '.[plot]'", file=sys.stderr)
+        return 2
+    for chart in charts:
+        print(f"chart written to {chart}")
+    return 0
 
 
 if __name__ == "__main__":

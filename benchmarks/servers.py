@@ -101,7 +101,7 @@ def command(name: str, workdir: Path, settings: dict[str, int | float | str] | N
         return [
             sys.executable,
             "-m",
-            "benchmarks.baselines.tutorial_server",
+            "chat_lab.lessons.tutorial_server",
             "--host",
             "127.0.0.1",
             "--port",

@@ -28,7 +28,7 @@ from pathlib import Path
 from chat_client.discover_cli import add_discover_arguments, lan_listener_factory, run_discover
 from chat_client.net.options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
 from chat_client.net.pins import PinStore, PinStoreError, parse_pin_key
-from chat_client.settings import DEFAULT_HOST, data_dir, load_settings, save_settings
+from chat_client.settings import DEFAULT_HOST, DESKTOP_NOTIFY_STYLES, data_dir, load_settings, save_settings
 from shared import nick_problem, room_problem
 from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
@@ -90,6 +90,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--theme", help="Textual theme for the TUI (e.g. nord, gruvbox, textual-light)")
     parser.add_argument("--bell", action="store_true", help="ring the terminal bell when you are mentioned")
+    parser.add_argument(
+        "--desktop-notify",
+        choices=DESKTOP_NOTIFY_STYLES,
+        help="also ask the terminal for a desktop notification: osc9 (iTerm2, WezTerm, Windows Terminal, "
+        "foot, kitty), osc777 (urxvt, foot, Ghostty, VTE), osc99 (kitty), or off (remembered)",
+    )
+    parser.add_argument(
+        "--inspect",
+        action="store_true",
+        help="open the wire inspector (F12) as soon as the chat starts: every frame in and out",
+    )
     parser.add_argument(
         "--downloads",
         type=Path,
@@ -297,6 +308,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             connect_now=bool(host and nick),
             theme=args.theme,
             bell=args.bell or None,
+            desktop_notify=args.desktop_notify,
+            inspect=args.inspect,
             remember_server=not args.local,
             options=options,
             tls=True if args.tls or args.fingerprint else None,

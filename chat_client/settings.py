@@ -61,6 +61,10 @@ class Recent:
     tls: bool = False
 
 
+#: How notifications reach the desktop through the terminal (chat_client.tui.desktop); "off": they do not.
+DESKTOP_NOTIFY_STYLES = ("off", "osc9", "osc777", "osc99")
+
+
 @dataclass(slots=True)
 class Settings:
     """What the client remembers between runs."""
@@ -70,6 +74,8 @@ class Settings:
     nick: str = ""
     theme: str = "textual-dark"
     bell: bool = False
+    #: Desktop notifications through the terminal: one of `DESKTOP_NOTIFY_STYLES`.
+    desktop_notify: str = "off"
     #: Where downloads go ("" for the default folder, `downloads_dir()`).
     downloads: str = ""
     #: Whether the last server was reached with TLS.
@@ -126,6 +132,8 @@ def _from_json(data: Any) -> Settings:
         settings.theme = data["theme"]
     if isinstance(data.get("bell"), bool):
         settings.bell = data["bell"]
+    if data.get("desktop_notify") in DESKTOP_NOTIFY_STYLES:
+        settings.desktop_notify = data["desktop_notify"]
     if isinstance(data.get("downloads"), str):
         settings.downloads = data["downloads"]
     if isinstance(data.get("tls"), bool):

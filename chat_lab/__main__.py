@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from . import proxycli
+from . import lessoncli, proxycli, replaycli, timeline, wiresharkcli
 
 #: Each tool: its name, one line of help, how to add its arguments, and how to run it.
 TOOLS: list[
@@ -17,6 +17,30 @@ TOOLS: list[
         "a fault proxy: delay, throttle, split, merge, freeze, cut or corrupt a link (TCP or UDP)",
         proxycli.add_arguments,
         proxycli.run,
+    ),
+    (
+        "wireshark",
+        "the Wireshark dissector for mpchat: where it is, or --install it",
+        wiresharkcli.add_arguments,
+        wiresharkcli.run,
+    ),
+    (
+        "replay",
+        "replay a recording (chat-server --record) against a server; report the answers that differ",
+        replaycli.add_arguments,
+        replaycli.run,
+    ),
+    (
+        "timeline",
+        "trace a short scripted chat and write a thread timeline for Perfetto (needs the 'lab' extra)",
+        timeline.add_arguments,
+        timeline.run,
+    ),
+    (
+        "lesson",
+        "run a lesson of docs/lessons.md (chat-lab lesson N; alone: the list)",
+        lessoncli.add_arguments,
+        lessoncli.run,
     ),
 ]
 

@@ -26,6 +26,7 @@ from .beacon.config import add_beacon_arguments, beacon_config_from_args
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .filesconfig import add_files_arguments, files_config_from_args
 from .metrics import MetricsUnavailable
+from .recorder import DEFAULT_RECORD_FILES, DEFAULT_RECORD_MAX_BYTES, start_recording
 from .server import ChatServer
 from .storage import HistoryError
 from .tls import TlsSetupError, add_tls_arguments, tls_config_from_args
@@ -88,6 +89,26 @@ def build_parser() -> argparse.ArgumentParser:
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="default INFO"
     )
     parser.add_argument("--trace", action="store_true", help="log every frame in and out, decoded")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE",
+        help="write every frame in and out to FILE, one JSON line each, passwords redacted (chat-lab replay)",
+    )
+    parser.add_argument(
+        "--record-max-bytes",
+        type=int,
+        default=DEFAULT_RECORD_MAX_BYTES,
+        metavar="BYTES",
+        help=f"rotate the recording past this size (default {DEFAULT_RECORD_MAX_BYTES})",
+    )
+    parser.add_argument(
+        "--record-files",
+        type=int,
+        default=DEFAULT_RECORD_FILES,
+        metavar="N",
+        help=f"older recording files kept: FILE.1 ... FILE.N (default {DEFAULT_RECORD_FILES})",
+    )
     for name, kind in CLI_LIMITS.items():
         parser.add_argument("--" + name.replace("_", "-"), type=kind, metavar=name.upper())
     parser.add_argument(
@@ -185,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     setup_logging(arguments.log_level, arguments.trace)
+    if arguments.record is not None:  # before the server starts: its threads read the trace's level then
+        try:
+            start_recording(arguments.record, arguments.record_max_bytes, arguments.record_files)
+        except (OSError, ValueError) as error:
+            parser.error(f"--record: {error}")
     stop = threading.Event()
 
     def on_signal(number: int, frame: FrameType | None) -> None:

@@ -31,7 +31,7 @@ from shared.text import nick_problem, room_problem
 from .beacon.config import BeaconConfig, beacon_config_from_table
 from .filesconfig import FilesConfig, files_config_from_table
 from .metrics import parse_metrics_address
-from .reader.passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
+from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
 from .tls import TlsConfig, tls_config_from_table
 
 DEFAULT_HOST = "127.0.0.1"
@@ -116,6 +116,12 @@ DEFAULT_COMMIT_BATCH = 1024
 DEFAULT_HISTORY_QUEUE = 10_000
 #: Seconds a reader waits for room in that queue before the request is refused ("server busy").
 DEFAULT_HISTORY_WAIT = 5.0
+#: Read markers a nick keeps (rooms and direct conversations); past it the least recently moved is dropped.
+DEFAULT_READ_MARKERS_PER_NICK = 256
+#: Conversations a nick may give a notification level other than the default (more: `too_long`).
+DEFAULT_NOTIFY_LEVELS_PER_NICK = 256
+#: Keywords a nick may have (more: `too_long`).
+DEFAULT_MAX_KEYWORDS = 32
 #: Seconds a closing connection (or a stopping server) gives the sender to write its last frames.
 DEFAULT_LINGER = 1.0
 #: Seconds a login waits for a nick whose holder is leaving (its client quit or closed, and the server has
@@ -235,6 +241,9 @@ class ServerConfig:
     commit_batch: int = DEFAULT_COMMIT_BATCH
     history_queue: int = DEFAULT_HISTORY_QUEUE
     history_wait: float = DEFAULT_HISTORY_WAIT
+    read_markers_per_nick: int = DEFAULT_READ_MARKERS_PER_NICK
+    notify_levels_per_nick: int = DEFAULT_NOTIFY_LEVELS_PER_NICK
+    max_keywords: int = DEFAULT_MAX_KEYWORDS
     linger: float = DEFAULT_LINGER
     nick_release_wait: float = DEFAULT_NICK_RELEASE_WAIT
     #: The server password a `hello` must carry; None lets anyone in. Never shown in a repr or a log.

@@ -21,11 +21,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from shared.errors import ErrorCode
+from shared.messages import NotifyLevel, ReadPosition
 from shared.text import fold
 
 from .replies import error_frame
 from .sender.thread import SendQueue
 from .tuning import Latch
+
+
+@dataclass(slots=True)
+class SessionAttention:
+    """What an unregistered nick's session remembers of its attention (chat_server.history.attention)."""
+
+    #: Read markers by conversation, the most recently moved last.
+    read_markers: dict[str, ReadPosition] = field(default_factory=dict)
+    #: Notification levels that are not the default, by conversation.
+    levels: dict[str, NotifyLevel] = field(default_factory=dict)
+    keywords: tuple[str, ...] = ()
 
 
 class Client:
@@ -36,6 +48,7 @@ class Client:
 
     __slots__ = (
         "account",
+        "attention",
         "away",
         "close",
         "closed",
@@ -79,6 +92,9 @@ class Client:
         self.away: str | None = None
         #: The secret given in this session's `welcome`: a login that shows it replaces this connection.
         self.resume_token: str | None = None
+        #: An unregistered nick's read markers and notification settings, kept for its session (history
+        #: thread only; a registered nick's are stored: chat_server.history.attention).
+        self.attention = SessionAttention()
         #: Set once the login is decided (welcome or refusal queued) or the connection is closing. The
         #: reader waits for it after `hello`, so nothing pipelined behind the hello is answered before it.
         self.login_settled = Latch()

@@ -10,9 +10,9 @@ How a request travels (docs/walkthrough.md follows one `say`):
 3. a `READER` row's handler runs there and then, on the reader thread, with the `Connection`; a `HISTORY`
    row's request is queued for the history thread (`HistoryThread.submit`, chat_server.history.thread),
    which calls the row's handler with the `Client` and the request. A history handler is a method of one of
-   the history thread's parts (`Chat`, `Messages`, `Conversations`, `Rooms`,
-   `Operators`): `bind_history` binds each row to
-   its part once, at start, so a request costs one dictionary lookup on each thread.
+   the history thread's parts (`Chat`, `Messages`, `Conversations`, `Rooms`, `Operators`, `Attention`):
+   `bind_history` binds each row to its part once, at start, so a request costs one dictionary lookup on
+   each thread.
 
 Adding a request type: its message class (shared/messages/), one row here and its handler, one client
 method, one command, the docs (docs/protocol.md).
@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.attention import Attention
 from chat_server.history.chat import Chat, Disconnect, Login
 from chat_server.history.conversation import Conversations
 from chat_server.history.fileoffers import Settle, StoreFile
@@ -51,6 +52,7 @@ from shared.messages import (
     Leave,
     ListBans,
     ListRooms,
+    MarkRead,
     Mute,
     OfferFile,
     Op,
@@ -62,7 +64,9 @@ from shared.messages import (
     Say,
     Search,
     SetAway,
+    SetKeywords,
     SetMode,
+    SetNotify,
     SetTopic,
     Tell,
     Typing,
@@ -174,6 +178,10 @@ ROUTES: dict[type, Route] = dict(
         reader(Register, NICKS, requests.register),
         reader(Unregister, NICKS, requests.unregister),
         history(SetAway, REQUESTS, Chat.set_away),
+        # Attention: read markers (chat_server.history.attention).
+        history(MarkRead, REQUESTS, Attention.mark_read),
+        history(SetNotify, REQUESTS, Attention.notify),
+        history(SetKeywords, REQUESTS, Attention.keywords),
         # Moderation (chat_server.history.operators).
         history(Kick, REQUESTS, Operators.kick),
         history(Ban, REQUESTS, Operators.ban),

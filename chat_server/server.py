@@ -323,7 +323,9 @@ class ChatServer:
         sender = SenderThread(config.write_timeout, tally=self.tally)
         history = HistoryThread(
             chat,
-            bind_history((chat, chat.messages, chat.conversations, chat.rooms, chat.operators)),
+            bind_history(
+                (chat, chat.messages, chat.conversations, chat.rooms, chat.operators, chat.attention)
+            ),
             sender,
             max_queue=config.history_queue,
             max_batch=config.commit_batch,

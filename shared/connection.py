@@ -39,7 +39,7 @@ server messages, so that a newer server can add notifications without breaking o
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 from .codec import FrameReassembler, decode_body, encode
@@ -50,6 +50,10 @@ from .schema import SENT_BY_CLIENT, SENT_BY_SERVER, Message, Sender, check_outgo
 
 #: The most a client accepts as a server's frame limit, whatever the server announces.
 CLIENT_MAX_FRAME_CAP = 16 * 1024 * 1024
+
+
+#: Told of each frame: (outgoing, the frame's bytes with their length prefix, the message).
+Tap = Callable[[bool, bytes, Message], None]
 
 
 class Role(enum.Enum):
@@ -85,9 +89,9 @@ Event = Message | RemoteProtocolError | EndOfStream
 class ProtocolConnection:
     """One end of one connection: turns received bytes into messages and messages into bytes to send."""
 
-    __slots__ = ("_eof", "_frames", "_hello_sent", "_receiving", "limits", "role", "state")
+    __slots__ = ("_eof", "_frames", "_hello_sent", "_receiving", "limits", "role", "state", "tap")
 
-    def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(self, role: Role, limits: Limits = DEFAULT_LIMITS, *, tap: Tap | None = None) -> None:
         self.role = role
         self.limits = limits
         self.state = State.GREETING
@@ -95,6 +99,8 @@ class ProtocolConnection:
         self._frames = FrameReassembler(limits.max_frame)
         self._eof = False
         self._hello_sent = False
+        #: Shown every frame decoded or encoded here, with its bytes (a wire inspector); None: nothing.
+        self.tap = tap
 
     # -- Receiving -----------------------------------------------------------------------------------------
 
@@ -150,6 +156,8 @@ class ProtocolConnection:
             if error.fatal:
                 self.state = State.CLOSED
             return error
+        if self.tap is not None:
+            self.tap(False, len(body).to_bytes(4, "big") + body, message)
         try:
             self._after_receive(message)
         except RemoteProtocolError as error:
@@ -215,4 +223,7 @@ class ProtocolConnection:
         # rather than a refusal later.
         check_outgoing(message, self.limits)
         self._hello_sent = True
-        return encode(message)
+        frame = encode(message)
+        if self.tap is not None:
+            self.tap(True, frame, message)
+        return frame

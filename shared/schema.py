@@ -184,6 +184,8 @@ def check_errors(field_check: Check) -> frozenset[ErrorCode]:
         return _TEXT_ERRORS
     if kind == "array":
         return frozenset({ErrorCode.INVALID_FIELD, ErrorCode.TOO_LONG}) | check_errors(part)
+    if kind == "choice":
+        return frozenset({ErrorCode.INVALID_FIELD})
     classes = (part,) if kind == "record" else part
     return frozenset({ErrorCode.INVALID_FIELD}).union(*(field_errors(cls) for cls in classes))
 
@@ -344,6 +346,21 @@ def short_text(limit: Callable[[Limits], int], limit_name: str) -> Check:
 
 topic = short_text(lambda limits: limits.max_topic, "max_topic")
 reason = short_text(lambda limits: limits.max_reason, "max_reason")
+#: A word that highlights a message like a mention of one's nick: at most `max_nick` bytes.
+keyword = short_text(lambda limits: limits.max_nick, "max_nick")
+
+
+def choice(*values: str) -> Check:
+    """One of a few fixed strings (a setting's name)."""
+    allowed = frozenset(values)
+
+    def check_choice(value: Any, limits: Limits) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise invalid(ErrorCode.INVALID_FIELD, f"expected one of {', '.join(values)}, got {value!r:.40}")
+        return value
+
+    COMPOSED[check_choice] = ("choice", values)
+    return check_choice
 
 
 def reaction(value: Any, limits: Limits) -> str:

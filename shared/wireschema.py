@@ -104,6 +104,8 @@ def field_schema(field_check: Any) -> dict[str, Any]:
         return {"oneOf": [{"$ref": f"#/$defs/{cls.TYPE}"} for cls in part]}
     if kind == "short_text":
         return {"type": "string", "x-max-bytes": part, "x-rule": "short text"}
+    if kind == "choice":
+        return {"type": "string", "enum": list(part)}
     raise ValueError(f"no schema for check {field_check!r}")
 
 

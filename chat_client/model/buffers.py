@@ -142,6 +142,8 @@ class Buffer:
     context_pages: int = 0
     #: My messages to this buffer still waiting for the server's ack, oldest first.
     pending: list[OutboxEntry] = field(default_factory=list)
+    #: The id of the newest message read here, as the nick's read marker says (chat_client.model.attention).
+    read_up_to: int = 0
     #: The first line counted as unread (it arrived while another buffer was shown), until shown.
     first_unread: Line | None = None
     #: Where the reader left off: the first line that was unread when the buffer was last shown (the log
@@ -286,7 +288,9 @@ class Changes:
     topic: set[str] = field(default_factory=set)
     pending: set[str] = field(default_factory=set)
     status: bool = False
-    #: New lines that mention me (or direct messages to me), for notifications.
+    #: New lines that call for attention, for notifications: those that mention me (or a keyword), and
+    #: every message of a buffer whose notification level is `all` (direct messages by default); none of a
+    #: `none` one.
     mentions: list[tuple[str, Line]] = field(default_factory=list)
     #: Errors to show to the user right away.
     alerts: list[str] = field(default_factory=list)

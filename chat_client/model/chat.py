@@ -20,7 +20,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 
-from chat_client.model import room_events, status_events
+from chat_client.model import attention, room_events, status_events
 from chat_client.model.buffers import (
     DEFAULT_MAX_LINES,
     SERVER_KEY,
@@ -71,8 +71,10 @@ from shared import (
     Left,
     Moderated,
     NickChanged,
+    NotifySettings,
     Reacted,
     Reaction,
+    ReadMarker,
     Registration,
     RoomList,
     RoomState,
@@ -130,6 +132,11 @@ class ChatModel:
         self.max_lines = max_lines
         self.clock = clock
         self.buffers: dict[str, Buffer] = {}
+        #: The nick's read markers by buffer key, as the server last told them (chat_client.model.attention).
+        self.read_markers: dict[str, int] = {}
+        #: Notification levels that are not the default, by buffer key, and the keywords (`attention`).
+        self.notify_levels: dict[str, str] = {}
+        self.keywords: tuple[str, ...] = ()
         self.server_buffer = self._buffer(SERVER_KEY, "server", BufferKind.SERVER)
         self.current = SERVER_KEY
         self.status = ConnectionStatus.CONNECTING
@@ -218,6 +225,10 @@ class ChatModel:
                     changes.search = True
             case Typing():
                 on_typing(self, event, changes)
+            case ReadMarker():
+                attention.on_read_marker(self, event, changes)
+            case NotifySettings():
+                attention.on_notify_settings(self, event, changes)
         return changes
 
     def apply_all(self, events: Iterable[Event]) -> Changes:
@@ -234,6 +245,7 @@ class ChatModel:
         if buffer is None:
             buffer = Buffer(key, name, kind, max_lines=self.max_lines)
             self.buffers[key] = buffer
+            attention.adopt(self, buffer)
         return buffer
 
     def room(self, name: str) -> Buffer:
@@ -348,11 +360,16 @@ class ChatModel:
             line = with_state(line, state)
         elif reply_to is not None:
             line = dataclasses.replace(line, reply_to=reply_to)
-        mention = line.mention
         if not buffer.append(line):
             return
         changes.add(key, line)
-        if mention and notify:
+        # The buffer's notification level says what calls for attention (chat_client.model.attention).
+        level = attention.level_of(self, key)
+        mention = line.mention and level != "none"
+        every = (
+            level == "all" and count and not own and message_id is not None and kind in attention.UNREAD_KINDS
+        )
+        if notify and (mention or every):
             changes.mentions.append((key, line))
         if count and key != self.current and not own:
             if not buffer.unread:
@@ -377,8 +394,9 @@ class ChatModel:
         return Line(ts if ts is not None else self.clock(), kind, text, nick, message_id, mention, own)
 
     @staticmethod
-    def _mention_pattern(nick: str) -> re.Pattern[str]:
-        return re.compile(rf"(?<![\w.-]){re.escape(nick)}(?![\w-])", re.IGNORECASE)
+    def _mention_pattern(nick: str, keywords: tuple[str, ...] = ()) -> re.Pattern[str]:
+        words = "|".join(re.escape(word) for word in (nick, *keywords))
+        return re.compile(rf"(?<![\w.-])(?:{words})(?![\w-])", re.IGNORECASE)
 
     def mentions_me(self, text: str) -> bool:
         """True if `text` names my nick as a word."""
@@ -430,7 +448,12 @@ class ChatModel:
 
     def set_nick(self, nick: str) -> None:
         self.nick = nick
-        self._mention = self._mention_pattern(nick)
+        self._mention = self._mention_pattern(nick, self.keywords)
+
+    def set_keywords(self, keywords: tuple[str, ...]) -> None:
+        """Words that make a line a mention, as the nick does (docs/protocol.md, `keywords`)."""
+        self.keywords = keywords
+        self._mention = self._mention_pattern(self.nick, keywords)
 
     def is_me(self, nick: str) -> bool:
         return fold(nick) == fold(self.nick)
@@ -559,6 +582,10 @@ def _history_messages(model: ChatModel, event: History, changes: Changes) -> Non
             text += ": /more shows them"
         model.add_line(changes, buffer.key, LineKind.NOTICE, text, count=False)
     _history_lines(model, buffer.key, list(event.messages), more=event.more, changes=changes)
+    if event.read_up_to is not None:
+        attention.move(model, buffer.key, event.read_up_to, changes)
+    if buffer.read_up_to:
+        attention.recount(model, buffer)  # the backfill's lines past the marker are unread
 
 
 def _context_page(model: ChatModel, event: History, changes: Changes) -> bool:

@@ -100,6 +100,21 @@ class AwayCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class NotifyCommand:
+    """`/notify [all|mentions|none|default]`: show or set the notification level of this room or
+    conversation (None: show it)."""
+
+    level: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class KeywordsCommand:
+    """`/keywords [WORD...]`: show the keywords (None), or replace them (`/keywords -` removes them all)."""
+
+    words: tuple[str, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
 class WhoCommand:
     """`/who [room]`: list a room's members."""
 
@@ -222,6 +237,8 @@ Command = (
     | MsgCommand
     | TopicCommand
     | AwayCommand
+    | NotifyCommand
+    | KeywordsCommand
     | WhoCommand
     | RoomsCommand
     | SendCommand
@@ -269,6 +286,16 @@ COMMANDS: tuple[CommandHelp, ...] = (
     ),
     CommandHelp("topic", "/topic [TEXT]", "show the room's topic, or set it"),
     CommandHelp("away", "/away [MESSAGE]", "mark yourself away with a message, or back without one"),
+    CommandHelp(
+        "notify",
+        "/notify [all|mentions|none|default]",
+        "what in this room or conversation notifies you (kept for your nick); alone, show it",
+    ),
+    CommandHelp(
+        "keywords",
+        "/keywords [WORD...]",
+        "words that count as mentions of you (kept for your nick); - removes them; alone, show them",
+    ),
     CommandHelp("who", "/who [ROOM]", "list the members of a room"),
     CommandHelp("rooms", "/rooms", "list the rooms on the server"),
     CommandHelp("send", "/send PATH", "offer a file to this room or conversation (Tab completes the path)"),
@@ -297,6 +324,8 @@ COMMANDS: tuple[CommandHelp, ...] = (
     *ADMIN_COMMANDS,
 )
 COMMAND_NAMES = tuple(command.name for command in COMMANDS)
+#: What `/notify` takes: a level (docs/protocol.md, `notify`), or `default` to drop the one set.
+NOTIFY_CHOICES = ("all", "mentions", "none", "default")
 ALIASES = {"j": "join", "part": "leave", "query": "msg", "tell": "msg", "exit": "quit", "list": "rooms"}
 
 
@@ -362,6 +391,14 @@ def parse(line: str) -> Command:
             return TopicCommand(rest or None)
         case "away":
             return AwayCommand(rest or None)
+        case "notify":
+            if rest and rest.lower() not in NOTIFY_CHOICES:
+                raise CommandError("usage: /notify [all|mentions|none|default]")
+            return NotifyCommand(rest.lower() or None)
+        case "keywords":
+            if not rest:
+                return KeywordsCommand(None)
+            return KeywordsCommand(() if rest == "-" else tuple(rest.split()))
         case "who":
             return WhoCommand(rest.lstrip("#") or None)
         case "rooms":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chat_client.model import attention
 from chat_client.model import commands as cmd
 from chat_client.model.chat import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
 from chat_client.model.moderation import key_notice
@@ -113,6 +114,18 @@ class Controller:
                 await client.set_topic(self._current_room(), topic or "", wait=False)
             case cmd.AwayCommand(message=message):
                 await client.set_away(message, wait=False)
+            case cmd.NotifyCommand(level=None) | cmd.KeywordsCommand(words=None):
+                return Outcome(model.notice(attention.describe_settings(model)))
+            case cmd.NotifyCommand(level=level):
+                buffer = model.current_buffer
+                if buffer.kind is BufferKind.SERVER:
+                    raise cmd.CommandError("/notify applies to the room or conversation on screen")
+                in_room = buffer.name if buffer.kind is BufferKind.ROOM else None
+                with_peer = buffer.name if buffer.kind is BufferKind.DIRECT else None
+                chosen = None if level == "default" else level
+                await client.set_notify(chosen, room=in_room, peer=with_peer, wait=False)
+            case cmd.KeywordsCommand(words=words):
+                await client.set_keywords(words or (), wait=False)
             case cmd.WhoCommand(room=room):
                 target = room or self._current_room()
                 model.expect_member_list(target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from chat_client.model import attention
 from chat_client.model.admincommands import stats_lines
 from chat_client.model.buffers import SERVER_KEY, Changes, ConnectionStatus, LineKind
 from chat_client.net.errors import ClientError
@@ -30,6 +31,7 @@ def on_connected(model: ChatModel, event: Connected, changes: Changes) -> None:
     model.identity = event.identity
     model.away = None  # a new connection starts not away
     changes.status = True
+    attention.on_welcome(model, welcome, changes)
     # Every buffer that was told "disconnected" is told "reconnected"; the server buffer always hears.
     verb = "reconnected to" if event.resumed else "connected to"
     told, model.told_disconnected = model.told_disconnected, set()

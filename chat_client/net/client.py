@@ -53,6 +53,7 @@ from chat_client.net.session import Endpoint
 from chat_client.net.transfers import FileTransfers, Transfer
 from chat_client.net.trust import ServerIdentity, TlsOptions
 from chat_client.net.waiters import Waiters, answer_to
+from chat_client.net.wirelog import WireLog
 from chat_client.settings import downloads_dir
 from shared import (
     Ack,
@@ -72,10 +73,13 @@ from shared import (
     ListBans,
     ListRooms,
     LocalProtocolError,
+    MarkRead,
     Message,
     ModerationRequest,
     NickChanged,
+    NotifySettings,
     React,
+    ReadMarker,
     Register,
     Registration,
     RoomList,
@@ -84,7 +88,9 @@ from shared import (
     Search,
     SearchResults,
     SetAway,
+    SetKeywords,
     SetMode,
+    SetNotify,
     SetTopic,
     StatsReport,
     Tell,
@@ -115,12 +121,16 @@ class ChatClient:
         password: str | None = None,
         nick_password: str | None = None,
         tls: TlsOptions | None = None,
+        wire_log: WireLog | None = None,
     ) -> None:
         """`rooms`: the rooms to join at the first login; `password`: the server's password, if it has one;
         `nick_password`: the nick's, if registered (both kept in memory only, to log in again after a
-        reconnect); `tls`: TLS with the server's key checked (pinned on first use), None for plaintext."""
+        reconnect); `tls`: TLS with the server's key checked (pinned on first use), None for plaintext;
+        `wire_log`: where to record every frame sent and received (`chat_client.net.wirelog`), or None."""
         self.endpoint = Endpoint(host, port)
         self.tls = tls
+        #: Where every frame is recorded (`chat_client.net.wirelog`), or None.
+        self.wire_log = wire_log
         self.options = options = options or ClientOptions()
         refs = itertools.count(1)
         self._next_ref: Callable[[], int] = lambda: next(refs)
@@ -175,6 +185,7 @@ class ChatClient:
             next_ref=self._next_ref,
             route=self._router.route,
             emit=self._emit,
+            tap=wire_log.record if wire_log is not None else None,
         )
 
     # -- Life cycle --------------------------------------------------------------------------------------
@@ -502,6 +513,44 @@ class ChatClient:
         request = SetAway(message=message or None, ref=self._next_ref())
         self._check(request)
         await self._request(request, lambda m: isinstance(m, AwayChanged) and self._is_mine(m.nick), wait)
+
+    async def mark_read(
+        self, up_to: int, *, room: str | None = None, peer: str | None = None, wait: bool = True
+    ) -> ReadMarker | None:
+        """Mark `room`, or the direct conversation with `peer`, read up to message id `up_to`.
+
+        The server keeps the marker for the nick (for a registered nick across logins and restarts) and
+        answers where it stands (it never moves back); if `wait`, that `ReadMarker` is returned.
+        """
+        if (room is None) == (peer is None):
+            raise InvalidRequest("invalid_field", "give exactly one of room and peer")
+        ref = self._next_ref()
+        request = MarkRead(room=room, peer=peer, id=up_to, ref=ref)
+        self._check(request)
+        answer = await self._request(request, lambda m: isinstance(m, ReadMarker) and m.ref == ref, wait)
+        return answer if isinstance(answer, ReadMarker) else None
+
+    async def set_notify(
+        self, level: str | None, *, room: str | None = None, peer: str | None = None, wait: bool = True
+    ) -> NotifySettings | None:
+        """Set the notification level (`all`, `mentions`, `none`; None: the default) of `room`, or of the
+        direct conversation with `peer`; the server keeps it for the nick. If `wait`, returns the settings."""
+        if (room is None) == (peer is None):
+            raise InvalidRequest("invalid_field", "give exactly one of room and peer")
+        ref = self._next_ref()
+        request = SetNotify(room=room, peer=peer, level=level, ref=ref)
+        self._check(request)
+        answer = await self._request(request, lambda m: isinstance(m, NotifySettings) and m.ref == ref, wait)
+        return answer if isinstance(answer, NotifySettings) else None
+
+    async def set_keywords(self, keywords: Iterable[str], *, wait: bool = True) -> NotifySettings | None:
+        """Replace the nick's keywords (words that make a message a mention); if `wait`, return the settings
+        (`NotifySettings`)."""
+        ref = self._next_ref()
+        request = SetKeywords(keywords=tuple(keywords), ref=ref)
+        self._check(request)
+        answer = await self._request(request, lambda m: isinstance(m, NotifySettings) and m.ref == ref, wait)
+        return answer if isinstance(answer, NotifySettings) else None
 
     async def who(self, room: str, *, wait: bool = True) -> RoomState | None:
         """Ask for `room`'s topic and members."""

@@ -95,6 +95,7 @@ from shared import (
     fold,
 )
 from shared import Error as ErrorFrame
+from shared.connection import Tap
 from shared.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class ClientRunner:
         next_ref: Callable[[], int],
         route: Callable[[Message, Session], None],
         emit: Callable[[Event], None],
+        tap: Tap | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.tls = tls
@@ -138,6 +140,8 @@ class ClientRunner:
         self._next_ref = next_ref
         self._route = route
         self._emit = emit
+        #: Shown every frame of every session (a wire log), or None.
+        self.tap = tap
         #: Idle, connecting, connected, reconnecting or closed.
         self.state = ConnectionState.IDLE
         #: The logged-in session, None between sessions.
@@ -224,7 +228,11 @@ class ClientRunner:
                 retry_after = 0.0
                 try:
                     session = await Session.open(
-                        self.endpoint, self.hello(), timeout=self.options.connect_timeout, tls=self.tls
+                        self.endpoint,
+                        self.hello(),
+                        timeout=self.options.connect_timeout,
+                        tls=self.tls,
+                        tap=self.tap,
                     )
                 except (UntrustedServer, PinStoreError) as untrusted:
                     # Never retried: the key will not change back by itself, and nothing may be sent.

@@ -36,6 +36,7 @@ from shared import (
     State,
     Welcome,
 )
+from shared.connection import Tap
 from shared.limits import Limits
 
 log = logging.getLogger(__name__)
@@ -132,13 +133,20 @@ class Session:
 
     @classmethod
     async def open(
-        cls, endpoint: Endpoint, hello: Hello, *, timeout: float, tls: TlsOptions | None = None
+        cls,
+        endpoint: Endpoint,
+        hello: Hello,
+        *,
+        timeout: float,
+        tls: TlsOptions | None = None,
+        tap: Tap | None = None,
     ) -> Session:
         """Connect (with TLS and the key check if `tls` is given) and log in within `timeout` seconds.
 
         Raises `LoginRefused` when the server answers the hello with an error, `ConnectionLost` when the
         connection fails or ends first (a failed TLS handshake included), `UntrustedServer` when the
-        server's key is not the expected one, and `TimeoutError` when the deadline passes.
+        server's key is not the expected one, and `TimeoutError` when the deadline passes. `tap` is shown
+        every frame sent and received (`chat_client.net.wirelog`).
         """
         started = time.monotonic()
         async with asyncio.timeout(timeout):
@@ -169,7 +177,7 @@ class Session:
                         ssl_object.version() or "TLS",
                         tls,
                     )
-                protocol = ProtocolConnection(Role.CLIENT)
+                protocol = ProtocolConnection(Role.CLIENT, tap=tap)
                 writer.write(protocol.send(hello))
                 while True:
                     protocol.receive_data(await reader.read(READ_SIZE))

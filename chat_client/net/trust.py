@@ -18,6 +18,7 @@ even `hello` goes to an unverified server), on the first connection and on every
 
 from __future__ import annotations
 
+import os
 import ssl
 from dataclasses import dataclass, field
 
@@ -27,6 +28,9 @@ from shared.fingerprint import certificate_fingerprint, grouped
 
 #: The oldest protocol version the client accepts.
 MINIMUM_VERSION = ssl.TLSVersion.TLSv1_2
+#: The environment variable naming a file to append the TLS session keys to (the NSS key log format that
+#: browsers and curl write too): for Wireshark, to decrypt a session while learning or debugging.
+SSLKEYLOG_ENV = "SSLKEYLOGFILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +59,18 @@ class ServerIdentity:
 
 
 def client_context() -> ssl.SSLContext:
-    """TLS 1.2 or later, no CA and no host name check: the key is checked by fingerprint instead."""
+    """TLS 1.2 or later, no CA and no host name check: the key is checked by fingerprint instead.
+
+    With `SSLKEYLOG_ENV` set, the session keys are appended to that file, so Wireshark can decrypt the
+    session: a teaching and debugging aid only (anyone who reads the file reads the chat; docs/lab.md).
+    """
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.minimum_version = MINIMUM_VERSION
+    keylog = os.environ.get(SSLKEYLOG_ENV)
+    if keylog:
+        context.keylog_filename = keylog
     return context
 
 

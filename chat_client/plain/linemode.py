@@ -37,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
+from chat_client.model import attention
 from chat_client.model import commands as cmd
 from chat_client.model.chat import (
     DELETED_LABEL,
@@ -55,7 +56,7 @@ from chat_client.model.chat import (
 from chat_client.model.controller import Controller
 from chat_client.model.search import SearchView, search_lines
 from chat_client.net.client import ChatClient
-from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
+from chat_client.net.errors import ClientError, ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
 from chat_client.net.events import Closed, LagMeasured
 from chat_client.net.options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, ClientOptions
 from chat_client.net.pins import PinStoreError
@@ -83,6 +84,8 @@ PROGRESS_STEP = 0.10
 PROGRESS_EVERY = 2.0
 #: Times the user is asked for a password the server refused, before giving up.
 PASSWORD_TRIES = 3
+#: Seconds between two moves of the read markers to what was printed (on a terminal only).
+MARK_READ_EVERY = 1.0
 
 #: Asks the user for a password without echoing it: called with the prompt, returns None to give up.
 AskPassword = Callable[[str], str | None]
@@ -340,6 +343,8 @@ async def run_plain(
     in_a_room = asyncio.Event()
     lag = LagWatch(model, ui, lag_warning)
     events = asyncio.create_task(_show_events(client, model, ui, in_a_room, lag))
+    # On a terminal, what is printed is read: the read markers follow it. Not when the output is piped.
+    marking = asyncio.create_task(_mark_printed(client, model)) if _is_terminal(out) else None
     reason: str | None = None
     quitting = False
     message_lines = 0
@@ -367,6 +372,8 @@ async def run_plain(
         if not quitting and not ui.reader_gone.is_set():
             await client.wait_transfers(TRANSFER_IDLE_TIMEOUT)
     finally:
+        if marking is not None:
+            marking.cancel()
         await client.close(reason)
         await asyncio.wait_for(events, FLUSH_TIMEOUT)
     _, acknowledged, refused = client.delivery_counts
@@ -380,6 +387,33 @@ async def run_plain(
         )
         return EXIT_UNDELIVERED
     return 0
+
+
+def _is_terminal(out: TextIO) -> bool:
+    try:
+        return out.isatty()
+    except (OSError, ValueError):
+        return False
+
+
+async def _mark_printed(client: ChatClient, model: ChatModel) -> None:
+    """Once a second, move the read marker of every room and conversation to the newest message printed
+    (docs/protocol.md, `mark_read`): on a terminal, plain mode shows every line as it arrives."""
+    while True:
+        await asyncio.sleep(MARK_READ_EVERY)  # a period, not a wait for something to happen
+        for buffer in list(model.buffers.values()):
+            if buffer.kind is BufferKind.SERVER:
+                continue
+            up_to = attention.seen(model, buffer.key)
+            if up_to is None:
+                continue
+            room = buffer.name if buffer.kind is BufferKind.ROOM else None
+            peer = buffer.name if buffer.kind is BufferKind.DIRECT else None
+            try:
+                await client.mark_read(up_to, room=room, peer=peer, wait=False)
+            except ClientError:
+                buffer.read_up_to = 0  # not sent (offline): try again after the next login
+                break
 
 
 def _is_message(line: str) -> bool:

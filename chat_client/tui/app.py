@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from chat_client.net.client import ChatClient
     from chat_client.net.discovery import DiscoveredServer, DiscoveryListener
     from chat_client.net.options import ClientOptions
+    from chat_client.net.wirelog import WireLog
     from chat_client.tui.screens.chat import ChatScreen
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,10 @@ class ChatApp(App[int]):
     CSS_PATH = Path(__file__).parent / "chat.tcss"
     TITLE = "mpchat"
     COMMANDS = App.COMMANDS | {_chat_commands}
-    BINDINGS = [Binding("ctrl+q", "quit", "Quit", priority=True)]
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f12", "toggle_inspector", "Wire inspector", show=False),
+    ]
 
     def __init__(
         self,
@@ -81,6 +85,7 @@ class ChatApp(App[int]):
         connect_now: bool = False,
         theme: str | None = None,
         bell: bool | None = None,
+        desktop_notify: str | None = None,
         config_dir: Path | None = None,
         options: ClientOptions | None = None,
         clock: Callable[[], float] = time.time,
@@ -92,6 +97,7 @@ class ChatApp(App[int]):
         fingerprint: str | None = None,
         pins: PinStore | None = None,
         after_start: Callable[[], None] | None = None,
+        inspect: bool = False,
     ) -> None:
         """`password` and `nick_password` (from the command line or the environment) fill the connect
         screen's masked fields; they are never saved. `after_start` is called once the first frame is
@@ -114,9 +120,17 @@ class ChatApp(App[int]):
         self._connect_now = connect_now
         self._theme_choice = theme
         self.bell_on_mention = self.settings.bell if bell is None else bell
+        if desktop_notify is not None:
+            self.settings.desktop_notify = desktop_notify  # remembered, like the theme
+        #: Desktop notifications through the terminal (chat_client.tui.desktop), or "off".
+        self.desktop_notify = self.settings.desktop_notify
         self.options = options
         self.clock = clock
         self.client: ChatClient | None = None
+        #: Every frame in and out, for the wire inspector (F12); made with the first connection.
+        self.wire_log: WireLog | None = None
+        #: Open the wire inspector as soon as the chat is on screen (`chat-client --inspect`).
+        self._inspect = inspect
         self.chat_screen: ChatScreen | None = None
         self._discovery = discovery
         # False for --local: its port changes every run, so only the nick is worth remembering.
@@ -229,6 +243,7 @@ class ChatApp(App[int]):
         from chat_client.net.client import ChatClient
         from chat_client.net.errors import ConnectionLost, InvalidRequest, LoginRefused, UntrustedServer
         from chat_client.net.trust import tls_for
+        from chat_client.net.wirelog import WireLog
         from chat_client.tui.screens.chat import ChatScreen
 
         room = self._room
@@ -250,7 +265,9 @@ class ChatApp(App[int]):
             password=password,
             nick_password=nick_password,
             tls=trust,
+            wire_log=self.wire_log if self.wire_log is not None else WireLog(),
         )
+        self.wire_log = client.wire_log
         model = ChatModel(nick, clock=self.clock)
         if room:
             model.expect_join(room)
@@ -277,10 +294,25 @@ class ChatApp(App[int]):
             client,
             address=host_port(host, port),
             bell=self.bell_on_mention,
+            desktop=self.notify_desktop if self.desktop_notify != "off" else None,
             ask_lines=self.settings.paste_ask_lines,
         )
         self.chat_screen = chat
         await self.switch_screen(chat)
+        if self._inspect:
+            self.action_toggle_inspector()
+
+    def action_toggle_inspector(self) -> None:
+        """F12: open the wire inspector over the current screen (or close it)."""
+        from chat_client.net.wirelog import WireLog
+        from chat_client.tui.screens.inspector import InspectorScreen
+
+        if isinstance(self.screen, InspectorScreen):
+            self.screen.dismiss()
+            return
+        if self.wire_log is None:
+            self.wire_log = WireLog()  # nothing connected yet: it fills with the first connection
+        self.push_screen(InspectorScreen(self.wire_log))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """A worker that failed is a bug: say so (the app keeps running) and log the details."""
@@ -288,6 +320,18 @@ class ChatApp(App[int]):
             error = event.worker.error
             log.error("worker %s failed", event.worker.name, exc_info=error)
             self.notify(f"internal error in {event.worker.name}: {error!r}", severity="error", markup=False)
+
+    def notify_desktop(self, title: str, body: str) -> None:
+        """Ask the terminal for a desktop notification, in the style chosen (`--desktop-notify`).
+
+        Written straight to the terminal, as `App.bell` writes its BEL (Textual has no public call for
+        other sequences); nothing is written by a headless app (tests through Pilot) or with "off".
+        """
+        if self.desktop_notify == "off" or self.is_headless or self._driver is None:
+            return
+        from chat_client.tui.desktop import notification
+
+        self._driver.write(notification(self.desktop_notify, title, body))
 
     async def action_quit(self) -> None:
         """Log out politely, then exit."""

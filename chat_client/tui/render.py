@@ -16,6 +16,11 @@ same line is indented under the body. A row that starts one of the message's own
 sender typed a newline) carries the mark `shared.text.CONTINUATION` (┆) in that indent; a row the wrap
 made has only the indent. So no row but the first of a line starts at the left edge: a message cannot
 draw a row that looks like another message (``07:57 <alice> ...``), whatever newlines or spaces it holds.
+
+A message's conversation state adds rows of its own, each with a mark in that same indent column, where
+no text of a message can put anything: a reply's quote of its parent above it (`REPLY_MARK`, ``↳ alice:
+first words…``), its reactions below it (`REACTIONS_MARK`, ``👍 3  🎉 1``). An edited message ends with
+``(edited)`` and a deleted one shows ``message deleted``, both dim italic (no formatting mark makes dim).
 """
 
 from __future__ import annotations
@@ -32,11 +37,11 @@ from rich.style import Style
 from rich.syntax import Syntax
 from rich.text import Text
 
-from chat_client.model.chat import Buffer, BufferKind, Line, LineKind
+from chat_client.model.chat import DELETED_LABEL, EDITED_MARK, Buffer, BufferKind, Line, LineKind
 from chat_client.model.colours import PALETTE_SIZE, preferred_slot
 from chat_client.model.formatting import Mark, maybe_formatted, parse
 from chat_client.net.outbox import OutboxEntry
-from shared import visible
+from shared import fold, visible
 from shared.text import CONTINUATION
 
 if TYPE_CHECKING:
@@ -86,6 +91,16 @@ HIGHLIGHTED_LANGUAGES = frozenset((
 ))
 # fmt: on
 
+#: The marks of a message's own rows, in the continuation column (see the module docstring).
+REPLY_MARK = "↳"
+REACTIONS_MARK = "╰"
+#: How an edited mark, a deleted message and a reply's quote look (dim: no message text can be dim).
+STATE_STYLE = "dim italic"
+#: A reaction I made among a message's reactions.
+OWN_REACTION_STYLE = "bold reverse"
+#: Reactions and quotes are one row each: the text is cut to the width, and ends with this.
+ELLIPSIS = "…"
+
 #: Which palette entry a nick gets: `nick_slot` (the hash) unless a room assigns one.
 SlotOf = Callable[[str], int]
 
@@ -128,6 +143,10 @@ class Rendered:
     body: Text
     #: A style for every row of the line, indent included (the mention highlight), or "".
     row_style: str = ""
+    #: A row above the line: a reply's quote of its parent (without its mark), or None.
+    above: Text | None = None
+    #: A row below the line: its reactions, or None.
+    below: Text | None = None
 
     @property
     def plain(self) -> str:
@@ -135,8 +154,12 @@ class Rendered:
         return self.head.plain + self.body.plain
 
 
-def render_parts(line: Line, slot_of: SlotOf = nick_slot) -> Rendered:
-    """One log line: time, nick in its colour, text; mentions highlighted, own messages ticked."""
+def render_parts(
+    line: Line, slot_of: SlotOf = nick_slot, *, quote: str | None = None, me: str = ""
+) -> Rendered:
+    """One log line: time, nick in its colour, text; mentions highlighted, own messages ticked; a reply's
+    `quote` (``↳ alice: first words…``, from the model) above it and its reactions below it (those of
+    nick `me` stand out)."""
     head = Text(end="")
     if line.kind is LineKind.DIVIDER:  # a rule across the log, no time
         return Rendered(head, Text(f"─── {visible(line.text)} ───", style="dim italic", end=""))
@@ -150,12 +173,12 @@ def render_parts(line: Line, slot_of: SlotOf = nick_slot) -> Rendered:
         head.append("<", style="dim")
         head.append(nick, style=nick_style)
         head.append("> ", style="dim")
-        append_formatted(body, line.text, body_style)
+        _append_message(body, line, body_style)
     elif line.kind is LineKind.ACTION:
         head.append("* ", style="dim")
         head.append(nick, style=nick_style)
         head.append(" ")
-        append_formatted(body, line.text, f"italic {body_style}")
+        _append_message(body, line, f"italic {body_style}")
     elif line.kind is LineKind.FILE:
         head.append("▤ ", style="bold")
         head.append(nick, style=nick_style)
@@ -171,7 +194,45 @@ def render_parts(line: Line, slot_of: SlotOf = nick_slot) -> Rendered:
         body.append(text, style="dim")
     if line.own:
         body.append(" ✓", style="dim green")
-    return Rendered(head, body, MENTION_STYLE if line.mention else "")
+    above = _quote(quote) if quote is not None else None
+    below = reactions_text(line, me) if line.reactions else None
+    return Rendered(head, body, MENTION_STYLE if line.mention else "", above, below)
+
+
+def _append_message(body: Text, line: Line, style: str) -> None:
+    """A message's text with its formatting, or its tombstone; ``(edited)`` after an edited one."""
+    if line.deleted:
+        body.append(DELETED_LABEL, style=STATE_STYLE)
+        return
+    append_formatted(body, line.text, style)
+    if line.edited is not None:
+        body.append(f" {EDITED_MARK}", style=STATE_STYLE)
+
+
+def _quote(quote: str) -> Text:
+    """A reply's quote row (the model's ``↳ alice: first words…``, its mark taken off: the layout puts it
+    in the continuation column)."""
+    if quote.startswith(REPLY_MARK):
+        quote = quote[len(REPLY_MARK) :].lstrip()
+    return Text(safe(quote), style=STATE_STYLE, end="", no_wrap=True)
+
+
+def reactions_text(line: Line, me: str = "") -> Text:
+    """A message's reactions, in the order they came: ``👍 3  🎉 1`` (mine stand out)."""
+    out = Text(end="", no_wrap=True)
+    mine = fold(me) if me else None
+    for number, reaction in enumerate(line.reactions):
+        if number:
+            out.append("  ")
+        own = mine is not None and any(fold(nick) == mine for nick in reaction.nicks)
+        style = OWN_REACTION_STYLE if own else ""
+        out.append(f"{safe(reaction.reaction)} {len(reaction.nicks)}", style=style)
+    return out
+
+
+def reactions_by_whom(line: Line) -> str:
+    """Who reacted to a message, one reaction after another: ``👍 alice, bob; 🎉 carol``."""
+    return "; ".join(f"{reaction.reaction} {', '.join(reaction.nicks)}" for reaction in line.reactions)
 
 
 def formatted(text: str, style: str = "") -> Text:
@@ -280,11 +341,12 @@ def row_count(rendered: Rendered, width: int) -> int:
     """How many rows `wrap_rows` makes, without cutting any `Text` (the log's cheap measure)."""
     head = rendered.head.cell_len
     plain = rendered.body.plain
+    extra = (rendered.above is not None) + (rendered.below is not None)
     if width < 1 or ("\n" not in plain and head + cell_len(plain) <= width):
-        return 1
+        return 1 + extra
     indent = indent_of(head, width)
     inner = max(1, width - indent)
-    total = 0
+    total = extra
     for index, paragraph in enumerate(plain.split("\n")):
         first_width = width - head if index == 0 else inner
         total += len(_cuts(paragraph, first_width, inner)) + 1
@@ -314,10 +376,31 @@ def wrap_rows(rendered: Rendered, width: int) -> list[Text]:
                 else:
                     row = Text.assemble((mark if number == 0 else pad, "dim"), piece, end="")
                 rows.append(row)
+    if rendered.above is not None:
+        rows.insert(0, _side_row(REPLY_MARK, rendered.above, rendered.head.cell_len, width))
+    if rendered.below is not None:
+        rows.append(_side_row(REACTIONS_MARK, rendered.below, rendered.head.cell_len, width))
     if rendered.row_style:
         for row in rows:
             row.stylize(rendered.row_style)
     return rows
+
+
+def _side_row(mark: str, text: Text, head_cells: int, width: int) -> Text:
+    """A row of a line's own (its quote, its reactions): `mark` in the continuation column, then `text`
+    cut to the width."""
+    if width < 1:
+        return Text.assemble((f"{mark} ", "dim"), text, end="")
+    indent = indent_of(head_cells, width)
+    inner = max(1, width - indent)
+    text = text.copy()
+    if text.cell_len > inner:
+        text.truncate(max(0, inner - 1))
+        text.append(ELLIPSIS, style="dim")
+        text.truncate(inner)
+    row = Text.assemble((" " * (indent - 2) + mark + " ", "dim"), text, end="")
+    row.truncate(width)  # a log narrower than the indent and its mark
+    return row
 
 
 def render_pending(entry: OutboxEntry, nick: str, *, connected: bool) -> Text:

@@ -25,7 +25,7 @@ import sqlite3
 from dataclasses import dataclass
 
 from chat_server.hub import Client, Hub
-from chat_server.reader.passwords import PasswordHash, ScryptCost
+from chat_server.passwords import PasswordHash, ScryptCost
 from chat_server.replies import error_frame, now_ms
 from chat_server.storage import HistoryError, HistoryStore
 from shared.codec import encode

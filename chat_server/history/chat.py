@@ -54,6 +54,7 @@ from shared.schema import Message
 from shared.text import fold
 
 from .accounts import Accounts, Enroll, Proof, Rename, Standing, Unenroll
+from .attention import Attention
 from .conversation import Conversations
 from .fileoffers import Settle, StoreFile, store_file_offer
 from .messaging import Messages
@@ -111,7 +112,18 @@ class Chat:
         self.messages = Messages(hub, store, self._ts, self.moderation, self.tally)
         self.conversations = Conversations(hub, store, config, self._ts, self.messages, self.moderation)
         reply_bytes = config.max_frame - REPLY_MARGIN
-        self.rooms = Rooms(hub, store, config, self._ts, self.messages, self.moderation, reply_bytes)
+        self.attention = Attention(
+            store,
+            self.messages.flush,
+            self.messages.after_commit,
+            self.messages.write_failed,
+            config.read_markers_per_nick,
+            levels_per_nick=config.notify_levels_per_nick,
+            max_keywords=config.max_keywords,
+        )
+        self.rooms = Rooms(
+            hub, store, config, self._ts, self.messages, self.moderation, self.attention, reply_bytes
+        )
         self.operators = Operators(
             self.moderation, hub, store, config, self._ts, self.rooms.send_room_state, self.messages.flush
         )
@@ -182,6 +194,9 @@ class Chat:
                     files=self.config.files.policy(),
                     ref=hello.ref,
                     resume_token=client.resume_token,
+                    read_markers=self.attention.markers(client, self.config.max_list),
+                    notify_levels=tuple(self.attention.levels(client).values()),
+                    keywords=self.attention.nick_keywords(client),
                 )
             )
         )
@@ -227,6 +242,7 @@ class Chat:
             return False
         self.hub.replace(old, client)
         self.moderation.moved(old, client)
+        client.attention = old.attention
         log.info("conn=%d event=session_replaced by=%d nick=%r", old.id, client.id, client.nick)
         old.close(
             fatal_frame(ErrorCode.SESSION_REPLACED, "this session was resumed by a new connection"), False

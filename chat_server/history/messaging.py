@@ -112,6 +112,17 @@ class Messages:
         tally.deliveries += deliveries
         tally.sample(committed)
 
+    def after_commit(self, client: Client, frame: bytes, ref: int | None) -> None:
+        """Hold `frame` for `client` until the open transaction commits, like an ack: for another part's
+        change written into the batch (a read marker). If the commit fails, `client` is refused instead.
+
+        If the write itself failed, call `write_failed` instead."""
+        self._pending.append(_Stored(client, frame, ref))
+
+    def write_failed(self, client: Client, error: HistoryError, ref: int | None) -> None:
+        """Another part's write into the open transaction failed: the batch is lost, refuse it all."""
+        self._failed_write(client, error, ref)
+
     def history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
         """Roll back the open transaction and refuse each of `pending`; log it at most once a minute."""
         self.store.rollback()

@@ -33,6 +33,7 @@ from shared.messages import (
 )
 from shared.text import fold
 
+from .attention import Attention
 from .messaging import Messages
 from .moderation import Moderation
 from .roomstate import RoomStates
@@ -51,6 +52,7 @@ class Rooms:
         ts: Callable[[], int],
         messages: Messages,
         moderation: Moderation,
+        attention: Attention,
         reply_bytes: int,
     ) -> None:
         self.hub = hub
@@ -59,6 +61,7 @@ class Rooms:
         self._ts = ts
         self._messages = messages
         self._moderation = moderation
+        self._attention = attention
         self._reply_bytes = reply_bytes
         self._room_states = RoomStates(config.max_list, reply_bytes)
 
@@ -123,6 +126,7 @@ class Rooms:
                     skipped=page.skipped,
                     ref=ref,
                     events=page.events,
+                    read_up_to=self._attention.read_up_to(client, key),
                 )
             )
         )

@@ -693,6 +693,8 @@ class Connection:
             announce = self._announce
             linger_until = self._linger_until
             dropped = self._dropped
+        if self._trace:  # the end, for --trace and --record (chat_server.recorder): once per connection
+            trace.debug("conn=%d end %r", self.id, reason)
         # Its uploads first: once the nick is free, they may resume elsewhere.
         if self._transfers is not None:
             self._transfers.close()

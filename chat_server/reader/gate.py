@@ -27,14 +27,13 @@ from collections.abc import Callable
 from chat_server.config import ServerConfig
 from chat_server.history import accounts
 from chat_server.history.accounts import Enroll, Proof, Unenroll
+from chat_server.passwords import PasswordHash, hash_password, same_secret, verify_password
 from chat_server.ratelimit import AddressBuckets
 from chat_server.storage import HistoryError
 from shared.addresses import address_key
 from shared.errors import ErrorCode
 from shared.messages import Hello, Register, Unregister
 from shared.text import fold
-
-from .passwords import PasswordHash, hash_password, same_secret, verify_password
 
 log = logging.getLogger(__name__)
 

@@ -166,3 +166,5 @@ class History(Message):
     events: tuple[Edited | Deleted | Reacted | Unreacted, ...] | None = wire(
         check.list_of(check.one_of(Edited, Deleted, Reacted, Unreacted)), default=None
     )
+    #: In a join's backfill: the id up to which the nick has read the room (absent: no marker).
+    read_up_to: int | None = wire(check.uint, default=None)

@@ -11,6 +11,7 @@ from shared.errors import ErrorCode
 from shared.limits import Limits
 from shared.schema import Message, Sender, message, record, wire
 
+from .attention import NotifyLevel, ReadPosition
 from .files import FilePolicy
 
 CLIENT = Sender.CLIENT
@@ -169,6 +170,12 @@ class Welcome(Message):
     ref: int | None = wire(check.uint, default=None)
     #: A secret (128 random bits, hex) that lets a reconnect of this session replace its stale connection.
     resume_token: str | None = wire(check.token, default=None, secret=True)
+    #: How far the nick has read its rooms and direct conversations (at most `max_list`, the most recently
+    #: moved first; absent or empty: none).
+    read_markers: tuple[ReadPosition, ...] = wire(check.list_of(check.nested(ReadPosition)), default=())
+    #: The nick's notification levels that are not the default, and its keywords (see `notify_settings`).
+    notify_levels: tuple[NotifyLevel, ...] = wire(check.list_of(check.nested(NotifyLevel)), default=())
+    keywords: tuple[str, ...] = wire(check.list_of(check.keyword), default=())
 
 
 @message("ok", SERVER)

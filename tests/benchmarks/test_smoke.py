@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 
 from benchmarks import run as bench_run
-from benchmarks.baselines.tutorial_server import TutorialServer
 from benchmarks.cloadgen import own_rooms_config, parse_setting, stalled_clients
 from benchmarks.frames.mkframes import config_text
 from benchmarks.loadgen import LoadSpec, run_load, table
 from benchmarks.servers import BENCH_SETTINGS
+from chat_lab.lessons.tutorial_server import TutorialServer
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
 from shared import Hello, History, ProtocolConnection, Role, RoomState, Say, Welcome, encode

@@ -139,3 +139,29 @@ def test_formatted_messages(snap_compare: SnapCompare, private_dirs: Path) -> No
         await steady_cursor(pilot)
 
     assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)
+
+
+def test_conversation_views(snap_compare: SnapCompare, private_dirs: Path) -> None:
+    """A reply with its quote, reactions (mine stand out), an edited message, a deleted one, and the
+    message cursor on the reply."""
+    from shared import Deleted, Edited, Reacted
+
+    model = scripted_model()
+    at = TS + 300_000
+    model.apply(Said(id=300, room="lobby", nick="bob", text="who takes the *release* today?", ts=at))
+    model.apply(Said(id=301, room="lobby", nick="carol", text="I can, after lunch", ts=at, reply_to=300))
+    model.apply(Said(id=302, room="lobby", nick="bob", text="typo here", ts=at))
+    model.apply(Said(id=303, room="lobby", nick="bob", text="oops, wrong room", ts=at))
+    model.apply(Reacted(id=304, message_id=301, nick="alice", reaction="👍", ts=at, room="lobby"))
+    model.apply(Reacted(id=305, message_id=301, nick="bob", reaction="👍", ts=at, room="lobby"))
+    model.apply(Reacted(id=306, message_id=301, nick="bob", reaction="🎉", ts=at, room="lobby"))
+    model.apply(Edited(id=307, message_id=302, nick="bob", text="no typo here", ts=at, room="lobby"))
+    model.apply(Deleted(id=308, message_id=303, nick="bob", ts=at, room="lobby"))
+
+    async def show(pilot: Pilot[int]) -> None:
+        await pilot.app.switch_screen(offline_screen(model))
+        await pilot.pause()
+        await pilot.press("alt+up", "up", "up")  # the cursor on carol's reply
+        await steady_cursor(pilot)
+
+    assert snap_compare(ChatApp(config_dir=private_dirs, discovery=None), terminal_size=SIZE, run_before=show)

@@ -72,7 +72,7 @@ def test_split_cuts_every_write_into_pieces(front: Front) -> None:
 
 def test_coalesce_merges_writes(front: Front) -> None:
     """`coalesce` upstream: five pings sent one by one reach the server in one write, and are all answered."""
-    with front(up={"coalesce": 0.2}) as proxy, ChatTestClient(proxy.address) as client:
+    with front(up={"coalesce": 0.5}) as proxy, ChatTestClient(proxy.address) as client:
         client.login("alice")
         writes = proxy.call(lambda p: p.stats_up.writes)
         for token in range(5):

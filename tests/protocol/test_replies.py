@@ -140,13 +140,15 @@ def check_name(field_check: check.Check) -> str:
     kind, part = COMPOSED[field_check]
     if kind == "one_of":
         return f"one_of({','.join(cls.__name__ for cls in part)})"
+    if kind == "choice":
+        return f"choice({'|'.join(part)})"
     inner = part if isinstance(part, str) else check_name(part) if kind == "array" else part.__name__
     return f"{kind}({inner})"
 
 
 def is_leaf(field_check: check.Check) -> bool:
     """A check of one value (not a list or a map of other checks)."""
-    return field_check not in COMPOSED or COMPOSED[field_check][0] == "short_text"
+    return field_check not in COMPOSED or COMPOSED[field_check][0] in ("short_text", "choice")
 
 
 @pytest.mark.parametrize("field_check", [c for c in every_check() if is_leaf(c)], ids=check_name)

@@ -10,10 +10,10 @@ import pytest
 from chat_server.config import ServerConfig
 from chat_server.history.accounts import Accounts, Enroll, Proof, Standing, Unenroll, load
 from chat_server.hub import Client, Hub
+from chat_server.passwords import ScryptCost, hash_password, same_secret, verify_password
 from chat_server.ratelimit import AddressBuckets
 from chat_server.reader import gate as gate_module
 from chat_server.reader.gate import AccessRefused, Gate
-from chat_server.reader.passwords import ScryptCost, hash_password, same_secret, verify_password
 from chat_server.sender.thread import SendQueue
 from chat_server.storage import HistoryStore
 from shared import Register, Registration, decode_body

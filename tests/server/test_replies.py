@@ -34,6 +34,7 @@ from shared import (
     Leave,
     ListBans,
     ListRooms,
+    MarkRead,
     Message,
     Mute,
     OfferFile,
@@ -45,7 +46,9 @@ from shared import (
     Say,
     Search,
     SetAway,
+    SetKeywords,
     SetMode,
+    SetNotify,
     SetTopic,
     Tell,
     Unban,
@@ -166,6 +169,16 @@ def test_every_request_is_answered_as_the_table_says(
     ask.refused_with(carol, Who(room="nosuchroom"), ErrorCode.NO_SUCH_ROOM)
     ask.answered(carol, ListRooms(), "room_list")
     ask.answered(alice, SetAway(message="brb"), "ok")
+
+    # Attention.
+    ask.answered(alice, MarkRead(room=ROOM, id=1), "read_marker")
+    ask.answered(alice, MarkRead(peer="bob", id=1), "read_marker")
+    ask.refused_with(carol, MarkRead(room=ROOM, id=1), ErrorCode.NOT_IN_ROOM)
+    ask.refused_with(alice, MarkRead(room=ROOM, id=2**53 - 1), ErrorCode.INVALID_FIELD)
+    ask.answered(alice, SetNotify(room=ROOM, level="all"), "notify_settings")
+    ask.refused_with(alice, SetNotify(level="all"), ErrorCode.INVALID_FIELD)
+    ask.answered(alice, SetKeywords(keywords=("deploy",)), "notify_settings")
+    ask.refused_with(alice, SetKeywords(keywords=tuple(f"w{n}" for n in range(33))), ErrorCode.TOO_LONG)
 
     # Nicks and accounts.
     ask.refused_with(alice, ChangeNick(nick="bob"), ErrorCode.NICK_TAKEN)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.text import Text
@@ -24,7 +25,17 @@ from textual.events import Resize
 from textual.screen import Screen
 from textual.widgets import Footer, Input, OptionList, Static
 
-from chat_client.model.chat import BufferKind, Changes, ChatModel, ConnectionStatus, LineKind, room_key
+from chat_client.model import attention
+from chat_client.model.chat import (
+    Buffer,
+    BufferKind,
+    Changes,
+    ChatModel,
+    ConnectionStatus,
+    Line,
+    LineKind,
+    room_key,
+)
 from chat_client.model.commands_base import CommandError
 from chat_client.model.controller import Controller, Outcome
 from chat_client.model.editing import sent_text
@@ -32,11 +43,13 @@ from chat_client.model.search import SearchCommand, SearchView
 from chat_client.net.client import ChatClient
 from chat_client.net.errors import ClientError, ServerError
 from chat_client.settings import DEFAULT_PASTE_ASK_LINES
-from chat_client.tui.render import safe
+from chat_client.tui.render import reactions_by_whom, safe
 from chat_client.tui.screens.choose import ChoiceDialog
 from chat_client.tui.screens.help import HelpRow, HelpScreen, command_rows, key_rows
+from chat_client.tui.screens.react import ReactionPicker, picker_choices
 from chat_client.tui.screens.register import NewPassword, RegisterDialog, UnregisterDialog
 from chat_client.tui.screens.search import SearchScreen
+from chat_client.tui.screens.thread import ThreadPanel
 from chat_client.tui.ui_messages import NetEvents
 from chat_client.tui.widgets.chat_input import ChatInput
 from chat_client.tui.widgets.chat_log import ChatLog
@@ -55,6 +68,10 @@ JUMP_CONTEXT = 20
 NARROW_WIDTH = 90
 
 
+#: Seconds between two looks at whether the newest line on screen was seen (so a busy room moves its read
+#: marker at most once a second: docs/protocol.md, `mark_read`).
+MARK_READ_EVERY = 1.0
+
 #: Most events handed to the chat screen in one message: a burst is drawn in few refreshes, yet keys
 #: typed during a flood wait for at most one batch. Measured with benchmarks/client_throughput.py
 #: (docs/client.md, "Performance"): batches of 50 absorb 8,000 msg/s, and a key is echoed within 40 ms
@@ -68,8 +85,9 @@ class ChatScreen(Screen[None]):
     AUTO_FOCUS = "#input"
     BINDINGS = [
         Binding("ctrl+n", "next_buffer", "Next room"),
-        Binding("alt+down", "next_buffer", "Next room", show=False),
-        Binding("alt+up", "previous_buffer", "Prev room", show=False),
+        Binding("ctrl+down", "next_buffer", "Next room", show=False),
+        Binding("ctrl+up", "previous_buffer", "Prev room", show=False),
+        Binding("alt+up", "select_message", "Select a message (then r, +, e, d, c, j, t, w)", show=False),
         Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
         # End jumps to the newest line only while the input is empty (else it moves the cursor there).
@@ -79,6 +97,7 @@ class ChatScreen(Screen[None]):
         Binding("f2", "toggle_members", "Members"),
         Binding("f3", "get_latest_file", "Get file", show=False),
         Binding("ctrl+f", "search", "Search", show=False),
+        Binding("f4", "mark_all_read", "Mark all read", show=False),
     ]
 
     def __init__(
@@ -89,12 +108,15 @@ class ChatScreen(Screen[None]):
         address: str,
         bell: bool = False,
         ask_lines: int = DEFAULT_PASTE_ASK_LINES,
+        desktop: Callable[[str, str], None] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
         self.client = client
         self.address = address
         self.bell = bell
+        #: Asks the terminal for a desktop notification (title, body), or None (`ChatApp.notify_desktop`).
+        self.desktop = desktop
         self.ask_lines = ask_lines
         self.controller = Controller(client, model) if client is not None else None
         self._shown_key = ""
@@ -106,6 +128,10 @@ class ChatScreen(Screen[None]):
         self._jump: tuple[str, int] | None = None
         #: A line was just taken by Enter (the input's next change, to empty, is not a stop of typing).
         self._sent_line = False
+        #: The reactions used in this session, the latest first (the picker offers them first).
+        self.recent_reactions: list[str] = []
+        #: The message a jump looks for in older history (buffer key, message id), while it loads.
+        self._jump_target: tuple[str, int] | None = None
 
     def compose(self) -> ComposeResult:
         """Lay out the screen (styles in chat.tcss)."""
@@ -136,8 +162,10 @@ class ChatScreen(Screen[None]):
         self.query_one("#new-below").display = False
         self.query_one("#block").display = False
         self.query_one("#typing").display = False
+        self.query_one(ChatLog).quote_of = lambda line: self.model.reply_quote(self.model.current, line)
         self._show_current()
         self.set_interval(0.5, self._tick)
+        self.set_interval(MARK_READ_EVERY, self._mark_current_read)
         self.run_worker(self.send_lines(), name="send_lines", group="send_lines", exit_on_error=False)
         if self.client is not None:
             self.run_worker(
@@ -163,9 +191,19 @@ class ChatScreen(Screen[None]):
         else:
             key = model.current
             log = self.query_one(ChatLog)
-            if key in changes.redraw:
-                log.show_keeping_place(model.current_buffer)
-            elif key in changes.lines:
+            log.me = model.nick
+            updated = [update.line for update in changes.updated if update.key == key]
+            if updated:
+                log.update_lines(updated)  # in place, the view kept (messages edited, deleted, reacted to)
+            if key in changes.redraw and not log.shows(model.current_buffer):
+                new = changes.lines.get(key, [])
+                if new and log.shows(model.current_buffer, plus=new):  # updates, and lines at the end
+                    log.add(new)
+                else:  # lines inserted (older history, a backfill): lay the log out again
+                    log.show_keeping_place(model.current_buffer)
+            if self._jump_target is not None and key in changes.redraw:
+                self.run_worker(self._continue_jump(), group="jump", exclusive=True)
+            elif key in changes.lines and key not in changes.redraw:
                 log.add(changes.lines[key])
             if key in changes.members:
                 self._refresh_members()
@@ -192,7 +230,10 @@ class ChatScreen(Screen[None]):
         model = self.model
         self._shown_key = model.current
         buffer = model.current_buffer
-        self.query_one(ChatLog).show(buffer)
+        log = self.query_one(ChatLog)
+        log.me = model.nick
+        log.clear_selection()
+        log.show(buffer)
         self.query_one(TopicBar).refresh_from(buffer)
         self.query_one(BufferList).refresh_from(model)
         self._refresh_members()
@@ -234,17 +275,54 @@ class ChatScreen(Screen[None]):
         if panel.lingering:
             panel.prune()
 
+    # -- Read markers --------------------------------------------------------------------------------------
+
+    def _mark_current_read(self) -> None:
+        """Once a second: if the newest line of the buffer on screen has been in view (the terminal has the
+        focus, the log is not scrolled up above unseen lines), move the nick's read marker to it."""
+        if not self.app.app_focus or not self.query_one(ChatLog).newest_seen:
+            return
+        up_to = attention.seen(self.model, self.model.current)
+        if up_to is not None:
+            self._send_mark(self.model.current_buffer, up_to)
+
+    def action_mark_all_read(self) -> None:
+        """F4: mark every room and conversation read."""
+        changes = Changes()
+        for buffer, up_to in attention.all_seen(self.model, changes):
+            self._send_mark(buffer, up_to)
+        self.render_changes(changes)
+
+    def _send_mark(self, buffer: Buffer, up_to: int) -> None:
+        client = self.client
+        if client is None or not client.connected or buffer.kind is BufferKind.SERVER:
+            return  # the next login's markers, and the next look, settle it
+        room = buffer.name if buffer.kind is BufferKind.ROOM else None
+        peer = buffer.name if buffer.kind is BufferKind.DIRECT else None
+
+        async def send() -> None:
+            try:
+                await client.mark_read(up_to, room=room, peer=peer, wait=False)
+            except ClientError as error:
+                log.debug("mark_read of %s not sent: %s", buffer.name, error)
+
+        self.run_worker(send(), name="mark_read", group="mark_read", exit_on_error=False)
+
     def _announce(self, changes: Changes) -> None:
         for key, line in changes.mentions:
             buffer = self.model.buffers.get(key)
             if buffer is None or (key == self.model.current and self.app.app_focus):
                 continue
-            where = safe(buffer.name)
-            title = f"Message from {where}" if buffer.kind is BufferKind.DIRECT else f"Mention in {where}"
+            if buffer.kind is BufferKind.DIRECT:
+                what = "Message from"
+            else:
+                what = "Mention in" if line.mention else "Message in"
             body = f"{safe(line.nick or '')}: {safe(line.text)}"
-            self.notify(body[:300], title=title, markup=False, timeout=6)
+            self.notify(body[:300], title=f"{what} {safe(buffer.name)}", markup=False, timeout=6)
             if self.bell:
                 self.app.bell()
+            if self.desktop is not None:
+                self.desktop(f"{what} {buffer.name}", f"{line.nick or ''}: {line.text}")  # cleaned there
         for alert in changes.alerts:
             self.notify(safe(alert)[:300], severity="error", markup=False, timeout=6)
 
@@ -584,12 +662,15 @@ class ChatScreen(Screen[None]):
         self.app.push_screen(HelpScreen(self.help_rows(), query.strip().lstrip("/")))
 
     def help_rows(self) -> list[HelpRow]:
-        """Every key active while typing (the input line's, this screen's, the app's), then the commands."""
+        """Every key active while typing (the input line's, this screen's, the app's), the keys of the
+        message cursor, then the commands."""
         chat_input = self.query_one(ChatInput)
         sections: list[tuple[str, DOMNode]] = [("Keys in the input line", chat_input)]
         sections += [("Keys in the chat", node) for node in chat_input.ancestors if node is not self.app]
         sections.append(("Keys everywhere", self.app))
-        return [*key_rows(sections), *command_rows()]
+        # The message cursor has the focus while a message is selected: its keys shadow none of the above.
+        cursor = [("Keys on a selected message (Alt+Up selects)", self.query_one(ChatLog))]
+        return [*key_rows(sections), *key_rows(cursor), *command_rows()]
 
     def action_toggle_bell(self) -> None:
         """Turn the mention bell on or off."""
@@ -603,6 +684,116 @@ class ChatScreen(Screen[None]):
             self.notify("no file has been offered here", markup=False)
             return
         self.prefill(f"/get {offers[-1]}")
+
+    # -- The message cursor and its actions ---------------------------------------------------------------
+
+    def action_select_message(self) -> None:
+        """Select the newest message of the log (then Up and Down move, the action keys act on it)."""
+        log = self.query_one(ChatLog)
+        if log.select_last():
+            log.focus()
+        else:
+            self.notify("no message to select here", markup=False)
+
+    @on(ChatLog.SelectionEnded)
+    def selection_ended(self) -> None:
+        """Back to the input."""
+        self.query_one(ChatInput).focus()
+
+    @on(ChatLog.Act)
+    def act(self, event: ChatLog.Act) -> None:
+        """An action key on the selected message."""
+        line, log = event.line, self.query_one(ChatLog)
+        message_id = line.id
+        if message_id is None:
+            return
+        if event.action in ("reply", "edit") and line.deleted:
+            self.notify("that message was deleted", markup=False)
+        elif event.action == "reply":
+            log.clear_selection()
+            self.prefill(f"/reply {message_id} ")
+        elif event.action == "edit":
+            if not line.own or line.kind is LineKind.FILE:
+                self.notify("you can edit only your own messages", markup=False)
+                return
+            log.clear_selection()
+            chat_input = self.query_one(ChatInput)
+            chat_input.set_message(f"/edit {message_id} {line.text}")
+            chat_input.focus()
+        elif event.action == "delete":
+            self._confirm_delete(line, message_id)
+        elif event.action == "react":
+            self._pick_reaction(line, message_id)
+        elif event.action == "copy":
+            self.app.copy_to_clipboard(line.text)
+            self.notify("copied the message's text", markup=False)
+        elif event.action == "jump":
+            self.run_worker(self._jump_to_parent(line), group="jump", exclusive=True)
+        elif event.action == "thread":
+            self._show_thread(line, message_id)
+        elif event.action == "who":
+            who = reactions_by_whom(line)
+            self.notify(safe(who)[:500] if who else "no reactions", title="Reactions", markup=False)
+
+    def _confirm_delete(self, line: Line, message_id: int) -> None:
+        whose = "your message" if line.own else f"{safe(line.nick or '?')}'s message"
+        question = f'Delete {whose} #{message_id}? Everyone will see "message deleted" in its place.'
+
+        def answered(answer: str | None) -> None:
+            if answer == "delete":
+                self.query_one(ChatLog).clear_selection()
+                self.query_one(ChatInput).focus()
+                self._typed.put_nowait(f"/delete {message_id}")
+
+        self.app.push_screen(ChoiceDialog(question, [("delete", "Delete")]), answered)
+
+    def _pick_reaction(self, line: Line, message_id: int) -> None:
+        me = fold(self.model.nick)
+        mine = [r.reaction for r in line.reactions if any(fold(nick) == me for nick in r.nicks)]
+
+        def picked(reaction: str | None) -> None:
+            if reaction is None:
+                return
+            self.recent_reactions = [reaction, *(r for r in self.recent_reactions if r != reaction)]
+            verb = "unreact" if reaction in mine else "react"
+            self._typed.put_nowait(f"/{verb} {message_id} {reaction}")
+
+        self.app.push_screen(ReactionPicker(picker_choices(self.recent_reactions), mine), picked)
+
+    async def _jump_to_parent(self, line: Line) -> None:
+        """Select the message `line` replies to, loading older history page by page until it is there."""
+        if line.reply_to is None:
+            self.notify("this message is not a reply", markup=False)
+        elif not self.query_one(ChatLog).select_id(line.reply_to):
+            self._jump_target = (self.model.current, line.reply_to)
+            self.notify(f"loading older messages to find #{line.reply_to}", markup=False)
+            await self.load_older()
+
+    async def _continue_jump(self) -> None:
+        """After a page of older history: select the message looked for, or load the next page, or give up."""
+        if self._jump_target is None:
+            return
+        key, message_id = self._jump_target
+        buffer = self.model.current_buffer
+        if key != self.model.current or self.query_one(ChatLog).select_id(message_id):
+            self._jump_target = None
+        elif buffer.fetching:
+            return
+        elif buffer.more_before and self.client is not None and self.client.connected:
+            await self.load_older()
+        else:
+            self._jump_target = None
+            self.notify(f"message #{message_id} is not in this room's history", markup=False)
+
+    def _show_thread(self, line: Line, message_id: int) -> None:
+        root = line
+        if line.reply_to is not None:  # a reply: show the thread it belongs to
+            found = self.model.find_message(line.reply_to, self.model.current)
+            root = found[1] if found is not None else line
+        root_id = root.id if root.id is not None else message_id
+        replies = self.model.replies_to(self.model.current, root_id)
+        slot_of = self.model.current_buffer.colours.slot
+        self.app.push_screen(ThreadPanel(root, replies, slot_of, self.model.nick))
 
     def action_toggle_members(self) -> None:
         """Show or hide the member list."""

@@ -82,7 +82,9 @@ class ChatInput(Input):
         ask_lines: int = DEFAULT_PASTE_ASK_LINES,
         id: str | None = None,
     ) -> None:
-        super().__init__(placeholder="Type a message, or /help", id=id)
+        # No select-all on focus: text put in the input for the user to go on typing (a `/reply ID `, an
+        # `/edit ID TEXT`, a palette command) would be replaced by the first key typed.
+        super().__init__(placeholder="Type a message, or /help", id=id, select_on_focus=False)
         self.history = InputHistory()
         self._nicks = nicks
         self._rooms = rooms
@@ -221,6 +223,10 @@ class ChatInput(Input):
         self.cursor_position = len(last)
         self._completion = None
         self._block_changed()
+
+    def set_message(self, message: str) -> None:
+        """Put `message` in the input (its last line in it, the others above it), the cursor at its end."""
+        self._set_message(message)
 
     def _set_message(self, message: str) -> None:
         self.block, line = split_block(message)

@@ -8,6 +8,14 @@ view). Between the lines the log puts rows of its own: a day-change line (``— 
 before the first line of a new day, and a "new messages" divider before the first line that arrived
 while the reader was in another buffer. Hovering over a line shows its full date as a tooltip.
 
+A message's state changes in place (`update_lines`: an edit, a deletion, a reaction, and the quote of
+every reply to it): only that line is laid out again, and when it sits above the view, the view moves by
+the rows it gained or lost, so what the reader looks at stays where it is.
+
+The message cursor (`select`): Alt+Up in the chat, then Up and Down, select a message; the log takes the
+focus while one is selected and posts `Act` for the action keys (reply, react, edit, delete, copy, jump to
+the replied-to message, its thread, who reacted); Escape (or Down past the newest) gives the focus back.
+
 Why not `RichLog`: it renders every line it is given into strips at once (Rich's measure, wrap, render,
 split into lines), about 0.1-0.3 ms a line on the development machine. In a busy room that is most of the
 client's time, spent on lines nobody will see, and keys wait behind it. This log keeps, for each line, its
@@ -22,10 +30,12 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from rich.style import Style
 from rich.text import Text
+from textual.binding import Binding
 from textual.events import Leave, MouseMove, Resize
 from textual.geometry import Size
 from textual.message import Message
@@ -33,7 +43,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.timer import Timer
 
-from chat_client.model.chat import DEFAULT_MAX_LINES, Buffer, Line
+from chat_client.model.chat import DEFAULT_MAX_LINES, Buffer, Line, LineKind
 from chat_client.tui.render import (
     Rendered,
     SlotOf,
@@ -53,6 +63,12 @@ REFLOW_DELAY = 0.2
 PRUNE_SLACK = 200
 #: The divider before the first line that arrived while the reader was elsewhere.
 NEW_MESSAGES = "──── new messages ────"
+#: The background of the selected message's rows.
+SELECTED_STYLE = Style(bgcolor="#264f78")
+#: The kinds of line the message cursor stops at (messages with an id: what the actions act on).
+SELECTABLE = frozenset({LineKind.MESSAGE, LineKind.ACTION, LineKind.FILE})
+#: A reply's quote of its parent (`ChatModel.reply_quote` for the buffer shown), or None.
+QuoteOf = Callable[[Line], "str | None"]
 
 
 @dataclass(slots=True)
@@ -64,6 +80,8 @@ class _Entry:
     #: The time of the line, for its tooltip; None for the log's own rows (they are not counted as new).
     ts: float | None = None
     strips: list[Strip] | None = None
+    #: The model line drawn (None for the log's own rows).
+    line: Line | None = None
 
 
 class ChatLog(ScrollView, can_focus=False):
@@ -88,6 +106,35 @@ class ChatLog(ScrollView, can_focus=False):
             super().__init__()
             self.count = count
 
+    class Act(Message):
+        """An action key on the selected message: `action` is one of `ACTIONS`' names."""
+
+        def __init__(self, action: str, line: Line) -> None:
+            super().__init__()
+            self.action = action
+            self.line = line
+
+    class SelectionEnded(Message):
+        """The message cursor was left (Escape, or Down past the newest message)."""
+
+    #: The action keys on the selected message, and what each does (the help lists them).
+    ACTIONS = (
+        ("r", "reply", "Reply to the selected message"),
+        ("plus", "react", "React to the selected message (a small emoji picker)"),
+        ("e", "edit", "Edit the selected message (yours)"),
+        ("d", "delete", "Delete the selected message (asks first)"),
+        ("c", "copy", "Copy the selected message's text"),
+        ("j", "jump", "Jump to the message the selected one replies to"),
+        ("t", "thread", "Show the thread of the selected message"),
+        ("w", "who", "Who reacted to the selected message"),
+    )
+    BINDINGS = [
+        Binding("up,alt+up", "select_move(-1)", "Select the previous message", show=False),
+        Binding("down,alt+down", "select_move(1)", "Select the next message", show=False),
+        Binding("escape", "select_end", "Leave the message cursor", show=False),
+        *(Binding(key, f"act('{action}')", description, show=False) for key, action, description in ACTIONS),
+    ]
+
     def __init__(self, *, max_lines: int = DEFAULT_MAX_LINES, id: str | None = None) -> None:
         super().__init__(id=id)
         self.max_lines = max_lines
@@ -104,6 +151,13 @@ class ChatLog(ScrollView, can_focus=False):
         self._unseen = 0
         self._reflow: Timer | None = None
         self._hovered: int | None = None
+        #: The quote of a reply's parent, for the buffer shown (set by the chat screen).
+        self.quote_of: QuoteOf = lambda line: None
+        #: My nick (my reactions stand out).
+        self.me = ""
+        #: The selected message's id, and its entry (None: no selection).
+        self._selected_id: int | None = None
+        self._selected: int | None = None
 
     def on_mount(self) -> None:
         """Follow new lines while the reader is at the bottom."""
@@ -163,6 +217,12 @@ class ChatLog(ScrollView, can_focus=False):
             self._first_unseen = len(self._entries)
         self._count_unseen()
 
+    @property
+    def newest_seen(self) -> bool:
+        """True when every line shown has been in view, the newest one included (the read marker may
+        move: chat_client.model.attention)."""
+        return self._unseen == 0 and self._first_unseen >= len(self._entries)
+
     def jump_to_end(self) -> None:
         """Show the newest line and follow new lines again."""
         self.scroll_end(animate=False, immediate=True)
@@ -186,7 +246,7 @@ class ChatLog(ScrollView, can_focus=False):
 
     def append_texts(self, texts: Iterable[Text]) -> None:
         """Append rows of plain text at the bottom (no time, no nick: laid out like any line's body)."""
-        self._append([(Rendered(Text(end=""), text), None) for text in texts])
+        self._append([(Rendered(Text(end=""), text), None, None) for text in texts])
 
     def rows(self) -> list[Strip]:
         """Every row of the log as a strip, drawing what was not drawn yet (for tests and copying)."""
@@ -204,6 +264,8 @@ class ChatLog(ScrollView, can_focus=False):
             return Strip.blank(width, style)
         index = bisect_right(self._starts, row) - 1
         strip = self._strips(self._entries[index])[row - self._starts[index]]
+        if index == self._selected:
+            style = style + SELECTED_STYLE
         return strip.crop_extend(scroll_x, scroll_x + width, style).apply_style(style)
 
     def _strips(self, entry: _Entry) -> list[Strip]:
@@ -221,24 +283,27 @@ class ChatLog(ScrollView, can_focus=False):
         """Entries for model lines, with a day-change row before the first line of each new day (and before
         the first line of the log when it is not today's) and the "new messages" divider before the marked
         line."""
-        items: list[tuple[Rendered, float | None]] = []
+        items: list[tuple[Rendered, float | None, Line | None]] = []
         for line in lines:
             # A new day (never back to an earlier one: a local notice's clock may lag the server's a little).
             day = time.localtime(line.ts)[:3]
             if (self._last_day is None and day != time.localtime()[:3]) or (
                 self._last_day is not None and day > self._last_day
             ):
-                items.append((render_banner(day_label(line.ts), "bold"), None))
+                items.append((render_banner(day_label(line.ts), "bold"), None, None))
             self._last_day = max(day, self._last_day or day)
             if line is self._marker:
-                items.append((render_banner(NEW_MESSAGES, "bold red"), None))
-            items.append((render_parts(line, self._slot_of), line.ts))
+                items.append((render_banner(NEW_MESSAGES, "bold red"), None, None))
+            items.append((self._parts(line), line.ts, line))
         self._append(items)
 
-    def _append(self, items: list[tuple[Rendered, float | None]]) -> None:
+    def _parts(self, line: Line) -> Rendered:
+        return render_parts(line, self._slot_of, quote=self.quote_of(line), me=self.me)
+
+    def _append(self, items: list[tuple[Rendered, float | None, Line | None]]) -> None:
         width = self._wrap_width
-        for rendered, ts in items:
-            entry = _Entry(rendered, row_count(rendered, width), ts)
+        for rendered, ts, line in items:
+            entry = _Entry(rendered, row_count(rendered, width), ts, line=line)
             self._starts.append(self._rows)
             self._entries.append(entry)
             self._rows += entry.height
@@ -253,6 +318,136 @@ class ChatLog(ScrollView, can_focus=False):
             if self._entries[index].rendered.body.plain == NEW_MESSAGES and self._entries[index].ts is None:
                 return index
         return None
+
+    # -- Lines changed in place ---------------------------------------------------------------------------
+
+    def shows(self, buffer: Buffer, plus: Sequence[Line] = ()) -> bool:
+        """True if the log holds exactly `buffer`'s lines (nothing to rebuild), or all but `plus`, which
+        are the buffer's last lines (append them)."""
+        lines = buffer.lines
+        if len(lines) != len(self._lines) + len(plus):
+            return False
+        return all(mine is theirs for mine, theirs in zip([*self._lines, *plus], lines, strict=True))
+
+    def update_lines(self, lines: Iterable[Line]) -> None:
+        """Show new states of lines already shown (matched by message id), and the quotes of the replies
+        to them, in place; the rows in view stay where they are."""
+        changed = {line.id: line for line in lines if line.id is not None}
+        if not changed:
+            return
+        for index, line in enumerate(self._lines):
+            if line.id in changed:
+                self._lines[index] = changed[line.id]
+        top = self.scroll_y
+        shift = 0
+        for index, entry in enumerate(self._entries):
+            old = entry.line
+            if old is None or (old.id not in changed and old.reply_to not in changed):
+                continue
+            line = changed.get(old.id, old) if old.id is not None else old
+            entry.line = line
+            entry.rendered = self._parts(line)
+            entry.strips = None
+            height = row_count(entry.rendered, self._wrap_width)
+            delta = height - entry.height
+            if delta:
+                entry.height = height
+                self._rows += delta
+                for later in range(index + 1, len(self._starts)):
+                    self._starts[later] += delta
+                if self._starts[index] < top:  # above the view: keep the rows in view where they are
+                    shift += delta
+        self._resize_virtual()
+        if shift:
+            self.scroll_to(y=max(0, top + shift), animate=False, immediate=True)
+
+    # -- The message cursor -----------------------------------------------------------------------------
+
+    @property
+    def selected(self) -> Line | None:
+        """The selected message's line, or None."""
+        if self._selected is None:
+            return None
+        return self._entries[self._selected].line
+
+    def select_last(self, own: bool = False) -> bool:
+        """Select the newest message (mine only, with `own`); False if there is none."""
+        for index in range(len(self._entries) - 1, -1, -1):
+            line = self._entries[index].line
+            if _selectable(line) and (not own or (line is not None and line.own)):
+                self._select(index)
+                return True
+        return False
+
+    def select_id(self, message_id: int) -> bool:
+        """Select message `message_id` if it is shown; False if not."""
+        for index in range(len(self._entries) - 1, -1, -1):
+            line = self._entries[index].line
+            if line is not None and line.id == message_id:
+                self._select(index)
+                return True
+        return False
+
+    def action_select_move(self, step: int) -> None:
+        """Select the previous (-1) or next (1) message; past the newest, leave the cursor."""
+        if self._selected is None:
+            self.select_last()
+            return
+        index = self._selected + step
+        while 0 <= index < len(self._entries) and not _selectable(self._entries[index].line):
+            index += step
+        if index >= len(self._entries):
+            self.action_select_end()
+        elif index >= 0:
+            self._select(index)
+
+    def action_select_end(self) -> None:
+        """Leave the message cursor (the input gets the focus back)."""
+        self.clear_selection()
+        self.post_message(self.SelectionEnded())
+
+    def clear_selection(self) -> None:
+        """No message selected."""
+        self._selected = self._selected_id = None
+        self.can_focus = False
+        self.refresh()
+
+    def action_act(self, action: str) -> None:
+        """An action key: say which, with the selected line."""
+        line = self.selected
+        if line is not None:
+            self.post_message(self.Act(action, line))
+
+    def _select(self, index: int) -> None:
+        line = self._entries[index].line
+        self._selected = index
+        self._selected_id = line.id if line is not None else None
+        self.can_focus = True
+        start, end = self._starts[index], self._starts[index] + self._entries[index].height
+        height = self.scrollable_content_region.height
+        if start < self.scroll_y:
+            self.scroll_to(y=start, animate=False, immediate=True)
+        elif end > self.scroll_y + height:
+            self.scroll_to(y=max(0, end - height), animate=False, immediate=True)
+        if not self.is_vertical_scroll_end:
+            self.release_anchor()
+        self.refresh()
+
+    def _find_selected(self) -> None:
+        """Find the selected message's entry again after the entries were rebuilt or pruned."""
+        if self._selected_id is None:
+            self._selected = None
+            return
+        self._selected = next(
+            (
+                index
+                for index in range(len(self._entries) - 1, -1, -1)
+                if (line := self._entries[index].line) is not None and line.id == self._selected_id
+            ),
+            None,
+        )
+        if self._selected is None:
+            self.clear_selection()
 
     # -- Layout -----------------------------------------------------------------------------------------
 
@@ -288,6 +483,7 @@ class ChatLog(ScrollView, can_focus=False):
         self._last_day = None
         self._hovered = None
         self._append_lines(self._lines)
+        self._find_selected()
         self.refresh()
 
     def _prune(self) -> None:
@@ -298,6 +494,7 @@ class ChatLog(ScrollView, can_focus=False):
         self._rows -= dropped_rows
         self._first_unseen = max(0, self._first_unseen - drop)
         self._hovered = None
+        self._find_selected()
         self.refresh()
 
     def _resize_virtual(self) -> None:
@@ -343,3 +540,8 @@ class ChatLog(ScrollView, can_focus=False):
         """No tooltip once the mouse has left the log."""
         self._hovered = None
         self.tooltip = None
+
+
+def _selectable(line: Line | None) -> bool:
+    """A line the message cursor stops at: a message with an id."""
+    return line is not None and line.id is not None and line.kind in SELECTABLE

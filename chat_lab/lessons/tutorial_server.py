@@ -26,7 +26,7 @@ Threads: the accept thread, and one thread per connection that reads, handles an
 `lock` guards `clients` and every socket write. Stop order: close the listener, shut every client socket
 down (their threads then end and close them), join the threads.
 
-Run it: python -m benchmarks.baselines.tutorial_server --port 7879
+Run it: python -m chat_lab.lessons.tutorial_server --port 7879
 """
 
 from __future__ import annotations

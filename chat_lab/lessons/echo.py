@@ -1,0 +1,134 @@
+"""Lesson 1: the first TCP program (an echo server and client), the handshake and the close seen through
+`ss -tan`, and restarting a server with and without SO_REUSEADDR.
+
+Every step prints what it did and, where the kernel keeps state, the lines of `ss -tan` for the lesson's
+port: the state of each end of the connection (SYN-SENT and SYN-RECV pass too fast to catch on loopback;
+ESTAB, FIN-WAIT-2, CLOSE-WAIT, TIME-WAIT stay long enough to see).
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+#: Seconds any step of the lesson may wait for its socket.
+STEP_TIMEOUT = 5.0
+
+
+@dataclass
+class EchoFindings:
+    """What lesson 1 saw: the echoed bytes, the TCP states at each step, and the two restarts."""
+
+    echoed: bytes = b""
+    states: dict[str, list[str]] = field(default_factory=dict)
+    restart_without_reuseaddr: str = ""
+    restart_with_reuseaddr: str = ""
+
+
+def tcp_states(port: int) -> list[str]:
+    """The states `ss -tan` shows for connections from or to `port` on 127.0.0.1, as `STATE local peer`."""
+    if shutil.which("ss") is None:
+        return ["(ss is not installed: apt-get install iproute2)"]
+    result = subprocess.run(
+        ["ss", "-tanH", f"( sport = :{port} or dport = :{port} )"],
+        capture_output=True,
+        text=True,
+        timeout=STEP_TIMEOUT,
+        check=False,
+    )
+    lines = []
+    for line in result.stdout.splitlines():
+        words = line.split()
+        if len(words) >= 5:
+            lines.append(f"{words[0]:<11} {words[3]:<21} {words[4]}")
+    return sorted(lines)
+
+
+def listen(port: int = 0, *, reuse_address: bool) -> socket.socket:
+    """A listening socket on 127.0.0.1:`port`, with SO_REUSEADDR if asked (socket.create_server always sets
+    it; the lesson builds the socket by hand to show the difference)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if reuse_address:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen()
+    sock.settimeout(STEP_TIMEOUT)
+    return sock
+
+
+def echo_and_close(found: EchoFindings, out: TextIO, *, reuse_address: bool) -> int:
+    """One connection: the handshake, one echo, the server closing first; return the port (now with a
+    connection in TIME-WAIT). With `out`, each step's `ss -tan` lines are shown and kept in `found`."""
+
+    def show(step: str, port: int, settled: str = "") -> None:
+        if not verbose:
+            return
+        deadline = time.monotonic() + STEP_TIMEOUT
+        while settled and not any(line.startswith(settled) for line in tcp_states(port)):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.01)  # the kernel finishes the step on its own: poll until it has
+        found.states[step] = tcp_states(port)
+        print(f"\n-- {step}: ss -tan for port {port}", file=out)
+        for line in found.states[step] or ["(no socket)"]:
+            print(f"   {line}", file=out)
+
+    verbose = not reuse_address
+    # The echo server, step by step (a real one loops: accept, then recv and sendall until recv returns b"").
+    listener = listen(reuse_address=reuse_address)
+    port: int = listener.getsockname()[1]
+    show("listening", port)
+    client = socket.create_connection(("127.0.0.1", port), timeout=STEP_TIMEOUT)  # SYN, SYN-ACK, ACK
+    server_side, _ = listener.accept()
+    server_side.settimeout(STEP_TIMEOUT)
+    show("connected (the three-way handshake is done)", port, "ESTAB")
+
+    client.sendall(b"hello, echo")
+    server_side.sendall(server_side.recv(4096))
+    found.echoed = client.recv(4096)
+    if verbose:
+        print(f"\nthe client sent b'hello, echo' and got back {found.echoed!r}", file=out)
+
+    server_side.close()  # the server closes first: its FIN, the client's kernel ACKs it
+    show("the server closed (FIN-WAIT-2 on its side, CLOSE-WAIT on the client's)", port, "FIN-WAIT-2")
+    client.recv(4096)  # the client reads the end: recv returns b""
+    client.close()  # its FIN: the server's side goes to TIME-WAIT, the client's is gone
+    show("the client closed too (the server's end waits in TIME-WAIT)", port, "TIME-WAIT")
+    listener.close()
+    return port
+
+
+def restart(port: int, *, reuse_address: bool) -> str:
+    """Bind a new listening socket to `port`: "bound", or the error's name."""
+    try:
+        listen(port, reuse_address=reuse_address).close()
+    except OSError as error:
+        return errno.errorcode.get(error.errno or 0, str(error))
+    return "bound"
+
+
+def run(out: TextIO) -> EchoFindings:
+    """Run the lesson, narrating to `out`; return what it saw."""
+    found = EchoFindings()
+    port = echo_and_close(found, out, reuse_address=False)
+    found.restart_without_reuseaddr = restart(port, reuse_address=True)
+    print("\nrestarting the server on the same port while the old connection is in TIME-WAIT:", file=out)
+    print(f"   the old and the new socket without SO_REUSEADDR: {found.restart_without_reuseaddr}", file=out)
+    port = echo_and_close(found, out, reuse_address=True)
+    found.restart_with_reuseaddr = restart(port, reuse_address=True)
+    print(f"   the same, both with SO_REUSEADDR:                {found.restart_with_reuseaddr}", file=out)
+    print(
+        "\nmpchat's server binds with socket.create_server, which sets SO_REUSEADDR "
+        "(chat_server/acceptor/acceptor.py): it restarts at once.",
+        file=out,
+    )
+    return found

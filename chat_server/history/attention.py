@@ -1,0 +1,315 @@
+"""A nick's attention (history thread only): how far it has read each room and direct conversation (read
+markers), and what should call for it (notification levels and keywords).
+
+A marker names a conversation (a room, or the direct messages with one peer) and the id of the newest
+message read in it; it only moves forward. For a registered nick (`Client.account`, once its password was
+verified) it is stored in the table below, so it survives a restart of the client and of the server; for an
+unregistered nick it lives in the connection (`Client.read_markers`) and goes with it (a resumed session
+keeps it). A nick keeps at most `read_markers_per_nick` of them: past that, the one that moved least
+recently is dropped (nothing is refused; a dropped marker reads as "never marked").
+
+Notification levels (`notify`: all, mentions or none, per room or direct conversation) and keywords
+(`keywords`: words that highlight a message as a mention of the nick does) are kept the same way, a
+registered nick's stored, an unregistered nick's for its session, so every session of a nick agrees. Only
+levels that differ from the default are kept (`mentions` for a room, `all` for direct messages), at most
+`notify_levels_per_nick`; at most `max_keywords` keywords. Both limits refuse with `too_long`.
+
+A read marker rides the group commit, as a message does: it is written into the open transaction and its
+`read_marker` answer is held until that batch commits (`Messages.after_commit`), so an answered marker is on
+disk and a client that marks a busy room once a second costs no commit of its own. `notify` and `keywords`
+are rare: each is a barrier like every other request that is not a message (the open batch is committed
+first, then the change), answered once on disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+
+from chat_server.hub import Client, member_room
+from chat_server.replies import error_frame
+from chat_server.storage import HistoryError, HistoryStore, conversation_key
+from shared.codec import encode
+from shared.errors import ErrorCode
+from shared.messages import (
+    MarkRead,
+    NotifyLevel,
+    NotifySettings,
+    ReadMarker,
+    ReadPosition,
+    SetKeywords,
+    SetNotify,
+)
+from shared.text import fold
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS read_markers (
+    account      TEXT NOT NULL,     -- the registered nick's key (shared.text.fold)
+    conversation TEXT NOT NULL,     -- a room's key, or "@" and the peer's key (storage.conversation_key)
+    name         TEXT NOT NULL,     -- the room's or the peer's name as last marked (for `welcome`)
+    id           INTEGER NOT NULL,  -- the newest message read
+    moved        INTEGER NOT NULL,  -- the order markers moved in (the oldest is dropped past the limit)
+    PRIMARY KEY (account, conversation)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS read_markers_by_age ON read_markers (account, moved);
+CREATE TABLE IF NOT EXISTS notify_levels (
+    account      TEXT NOT NULL,     -- the registered nick's key
+    conversation TEXT NOT NULL,     -- as in read_markers
+    name         TEXT NOT NULL,     -- the room's or the peer's name as last given
+    level        TEXT NOT NULL,     -- all, mentions or none (never the conversation's default)
+    PRIMARY KEY (account, conversation)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS keywords (
+    account  TEXT PRIMARY KEY,      -- the registered nick's key
+    keywords TEXT NOT NULL          -- the keywords, one per line (a keyword is one line)
+) WITHOUT ROWID;
+"""
+
+#: A room's notification level when none was set, and a direct conversation's.
+ROOM_DEFAULT, DIRECT_DEFAULT = "mentions", "all"
+
+
+def level_record(conversation: str, name: str, level: str) -> NotifyLevel:
+    """The wire record of a notification level: a room's, or (``@``...) a peer's."""
+    if conversation.startswith("@"):
+        return NotifyLevel(peer=name, level=level)
+    return NotifyLevel(room=name, level=level)
+
+
+def position(conversation: str, name: str, last_read: int) -> ReadPosition:
+    """The wire record of a marker: a room's, or (a conversation key starting with ``@``) a peer's."""
+    if conversation.startswith("@"):
+        return ReadPosition(peer=name, id=last_read)
+    return ReadPosition(room=name, id=last_read)
+
+
+class Attention:
+    """Applies `mark_read` and answers what a login and a join need to know of the markers."""
+
+    def __init__(
+        self,
+        store: HistoryStore,
+        flush: Callable[[], None],
+        after_commit: Callable[[Client, bytes, int | None], None],
+        write_failed: Callable[[Client, HistoryError, int | None], None],
+        per_nick: int,
+        *,
+        levels_per_nick: int = 256,
+        max_keywords: int = 32,
+    ) -> None:
+        self.store = store
+        self._flush = flush
+        self._after_commit = after_commit
+        self._write_failed = write_failed
+        self.per_nick = per_nick
+        self.levels_per_nick = levels_per_nick
+        self.max_keywords = max_keywords
+        store.add_schema(SCHEMA)
+        (last,) = store.run("SELECT COALESCE(MAX(moved), 0) FROM read_markers").fetchone()
+        #: Numbers the moves, so "the most recently moved" is exact (two moves in one millisecond too).
+        self._moves = itertools.count(int(last) + 1)
+
+    def mark_read(self, client: Client, request: MarkRead) -> None:
+        """Move the marker of a room or a direct conversation forward, and answer where it stands (once the
+        batch it was written in commits)."""
+        ref = request.ref
+        if (request.room is None) == (request.peer is None):
+            client.send(error_frame(ErrorCode.INVALID_FIELD, "give exactly one of room and peer", ref))
+            return
+        if request.room is not None:
+            room = member_room(client, request.room, ref)
+            if room is None:
+                return
+            conversation, name, newest = room.key, room.name, room.last_id
+        else:
+            name = request.peer or ""
+            conversation, newest = conversation_key(None, fold(name)), self._newest_id()
+        if request.id > newest:
+            message = f"message {request.id} does not exist yet (the newest is {newest})"
+            client.send(error_frame(ErrorCode.INVALID_FIELD, message, ref))
+            return
+        try:
+            last_read = self._move(client, conversation, name, request.id)
+        except HistoryError as error:
+            self._write_failed(client, error, ref)  # the whole batch is lost: each of its requests is refused
+            return
+        if request.room is not None:
+            answer = ReadMarker(room=name, id=last_read, ref=ref)
+        else:
+            answer = ReadMarker(peer=name, id=last_read, ref=ref)
+        self._after_commit(client, encode(answer), ref)
+
+    def _move(self, client: Client, conversation: str, name: str, last_read: int) -> int:
+        """Store the marker (never backwards); returns where it stands now."""
+        if client.account is None:
+            known = client.attention.read_markers.get(conversation)
+            if known is not None and known.id >= last_read:
+                return known.id
+            client.attention.read_markers.pop(conversation, None)  # re-added last: the most recently moved
+            client.attention.read_markers[conversation] = position(conversation, name, last_read)
+            while len(client.attention.read_markers) > self.per_nick:
+                del client.attention.read_markers[next(iter(client.attention.read_markers))]
+            return last_read
+        store, account = self.store, client.account
+        store.begin()
+        store.run(
+            "INSERT INTO read_markers VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, conversation) DO UPDATE"
+            " SET name = excluded.name, id = excluded.id, moved = excluded.moved WHERE excluded.id > id",
+            (account, conversation, name, last_read, next(self._moves)),
+        )
+        (count,) = store.run("SELECT COUNT(*) FROM read_markers WHERE account = ?", (account,)).fetchone()
+        if count > self.per_nick:
+            store.run(
+                "DELETE FROM read_markers WHERE account = ? AND conversation IN (SELECT conversation FROM"
+                " read_markers WHERE account = ? ORDER BY moved, conversation LIMIT ?)",
+                (account, account, count - self.per_nick),
+            )
+        row = store.run(
+            "SELECT id FROM read_markers WHERE account = ? AND conversation = ?", (account, conversation)
+        ).fetchone()
+        return int(row[0]) if row is not None else last_read  # committed with the batch
+
+    def _newest_id(self) -> int:
+        """The newest message id the server has given (0 before the first)."""
+        row = self.store.run("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
+        return int(row[0]) if row is not None else 0
+
+    # -- Notification levels and keywords ------------------------------------------------------------------
+
+    def notify(self, client: Client, request: SetNotify) -> None:
+        """Set (or, with no level, reset) a conversation's notification level; answer with the settings."""
+        self._flush()
+        ref = request.ref
+        if (request.room is None) == (request.peer is None):
+            client.send(error_frame(ErrorCode.INVALID_FIELD, "give exactly one of room and peer", ref))
+            return
+        if request.room is not None:
+            name, conversation, default = request.room, fold(request.room), ROOM_DEFAULT
+        else:
+            name = request.peer or ""
+            conversation, default = conversation_key(None, fold(name)), DIRECT_DEFAULT
+        level = request.level if request.level != default else None  # the default is not kept
+        levels = self.levels(client)
+        if level is not None and conversation not in levels and len(levels) >= self.levels_per_nick:
+            message = f"at most {self.levels_per_nick} conversations may have a level of their own"
+            client.send(error_frame(ErrorCode.TOO_LONG, message, ref))
+            return
+        try:
+            if client.account is None:
+                if level is None:
+                    client.attention.levels.pop(conversation, None)
+                else:
+                    client.attention.levels[conversation] = level_record(conversation, name, level)
+            else:
+                self.store.begin()
+                if level is None:
+                    self.store.run(
+                        "DELETE FROM notify_levels WHERE account = ? AND conversation = ?",
+                        (client.account, conversation),
+                    )
+                else:
+                    self.store.run(
+                        "INSERT OR REPLACE INTO notify_levels VALUES (?, ?, ?, ?)",
+                        (client.account, conversation, name, level),
+                    )
+                self.store.commit()
+        except HistoryError as error:
+            self._failed(client, error, ref)
+            return
+        self._answer(client, ref)
+
+    def keywords(self, client: Client, request: SetKeywords) -> None:
+        """Replace the nick's keywords (blank ones dropped, repeats once); answer with the settings."""
+        self._flush()
+        kept: dict[str, str] = {}
+        for word in request.keywords:
+            if word.strip():
+                kept.setdefault(fold(word.strip()), word.strip())
+        if len(kept) > self.max_keywords:
+            message = f"at most {self.max_keywords} keywords"
+            client.send(error_frame(ErrorCode.TOO_LONG, message, request.ref))
+            return
+        words = tuple(kept.values())
+        try:
+            if client.account is None:
+                client.attention.keywords = words
+            else:
+                self.store.begin()
+                self.store.run("DELETE FROM keywords WHERE account = ?", (client.account,))
+                if words:
+                    self.store.run("INSERT INTO keywords VALUES (?, ?)", (client.account, "\n".join(words)))
+                self.store.commit()
+        except HistoryError as error:
+            self._failed(client, error, request.ref)
+            return
+        self._answer(client, request.ref)
+
+    def _answer(self, client: Client, ref: int | None) -> None:
+        levels = tuple(self.levels(client).values())
+        client.send(encode(NotifySettings(levels=levels, keywords=self.nick_keywords(client), ref=ref)))
+
+    def _failed(self, client: Client, error: HistoryError, ref: int | None) -> None:
+        log.warning("conn=%d event=attention_not_stored error=%s", client.id, error)
+        self.store.rollback()
+        client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the setting could not be stored", ref))
+
+    def levels(self, client: Client) -> dict[str, NotifyLevel]:
+        """The nick's notification levels that are not the default, by conversation."""
+        if client.account is None:
+            return dict(client.attention.levels)
+        try:
+            rows = self.store.run(
+                "SELECT conversation, name, level FROM notify_levels WHERE account = ? ORDER BY conversation",
+                (client.account,),
+            ).fetchall()
+        except HistoryError as error:
+            log.warning("conn=%d event=notify_levels_unavailable error=%s", client.id, error)
+            return {}
+        return {conversation: level_record(conversation, name, level) for conversation, name, level in rows}
+
+    def nick_keywords(self, client: Client) -> tuple[str, ...]:
+        """The nick's keywords."""
+        if client.account is None:
+            return client.attention.keywords
+        try:
+            row = self.store.run(
+                "SELECT keywords FROM keywords WHERE account = ?", (client.account,)
+            ).fetchone()
+        except HistoryError as error:
+            log.warning("conn=%d event=keywords_unavailable error=%s", client.id, error)
+            return ()
+        return tuple(row[0].split("\n")) if row is not None else ()
+
+    # -- What a login and a join are told ------------------------------------------------------------------
+
+    def markers(self, client: Client, most: int) -> tuple[ReadPosition, ...]:
+        """The nick's markers for its `welcome`: at most `most`, the most recently moved first."""
+        if client.account is None:
+            return tuple(reversed(client.attention.read_markers.values()))[:most]
+        try:
+            rows = self.store.run(
+                "SELECT conversation, name, id FROM read_markers WHERE account = ?"
+                " ORDER BY moved DESC LIMIT ?",
+                (client.account, most),
+            ).fetchall()
+        except HistoryError as error:
+            log.warning("conn=%d event=read_markers_unavailable error=%s", client.id, error)
+            return ()
+        return tuple(position(conversation, name, int(last)) for conversation, name, last in rows)
+
+    def read_up_to(self, client: Client, room_key: str) -> int | None:
+        """The nick's marker of a room (for a join's `history`), or None."""
+        if client.account is None:
+            known = client.attention.read_markers.get(room_key)
+            return known.id if known is not None else None
+        try:
+            row = self.store.run(
+                "SELECT id FROM read_markers WHERE account = ? AND conversation = ?",
+                (client.account, room_key),
+            ).fetchone()
+        except HistoryError:
+            return None
+        return int(row[0]) if row is not None else None
