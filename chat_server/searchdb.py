@@ -1,9 +1,15 @@
 """The search index: an SQLite FTS5 index of the stored messages, in a file of its own next to the history.
 
 `history.sqlite3` gets `history-search.sqlite3` beside it (`index_path`): one FTS5 table, ``messages_fts``,
-*contentless* (``content=''``: it holds the words of each message and where they occur, keyed by the message's
-id, never the text, which stays in the history alone), and the id of the newest message indexed. It is derived
-data: deleted (while the server is stopped), it is built again at the next start.
+with each message's text and its sender's folded nick (so a search by sender is one more term for FTS5, not a
+look at every match), keyed by the message's id, and the id of the newest message indexed. It is derived data:
+deleted (while the server is stopped), it is built again at the next start.
+
+The index follows edits and deletions: an ``edited`` event gives the message the words of its current text, a
+``deleted`` event removes the message. That is why the table keeps its own copy of the text: an FTS5 table
+without one (``content=''``) cannot forget a message's words unless given them again, and after an edit the
+history no longer has them. Its file is written with ``secure_delete``, so a deleted text's pages are
+overwritten; its words may stay in FTS5's older segments until they are merged (docs/security.md).
 
 Why a file of its own, written by a thread of its own (``search-indexer``, chat_server.indexer) after the
 history has committed, rather than by a trigger in the history's own transaction: FTS5 costs about 100 µs of
@@ -27,18 +33,30 @@ from pathlib import Path
 
 from .storage import HistoryError, connect
 
-#: The index's schema (in its own file). Moderation entries (`event` set) are not indexed: their text is a
-#: reason, and searches are of what people said.
+#: The index's schema (in its own file). Moderation entries and conversation events (`event` set) are not
+#: indexed: a moderation entry's text is a reason, and searches are of what people said.
 INDEX_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
-    text, content='', tokenize='unicode61 remove_diacritics 2'
+    text,                                    -- the message's text as it now reads
+    sender,                                  -- fold(sender): `search` by nick is a term of the match
+    tokenize='unicode61 remove_diacritics 2'
 );
 CREATE TABLE IF NOT EXISTS indexed (
     id INTEGER NOT NULL                      -- the newest message id indexed (every one up to it is)
 );
 """
+#: The index file's format (its ``PRAGMA user_version``). A file of another format (the first, contentless
+#: index of the unreleased search branch) is emptied and built again.
+INDEX_VERSION = 1
+#: Bytes of the history and of the index a search's read connection maps into memory (``PRAGMA mmap_size``):
+#: the pages a search looks at are read from the shared page cache without a system call and a copy each
+#: (measured: docs/performance.md, "Search"). Address space, not memory: the kernel shares the pages.
+SEARCH_MMAP_BYTES = 1 << 30
 #: The name the index's file is attached under on a reader's history connection.
 SCHEMA_NAME = "search"
+
+
+_INSERT = "INSERT INTO messages_fts (rowid, text, sender) VALUES (?, ?, ?)"
 
 
 def index_path(history: Path) -> Path:
@@ -54,6 +72,12 @@ class IndexWriter:
         self.path = path
         self._db = connect(path, synchronous="NORMAL")  # derived data: rebuilt if a crash loses the end
         try:
+            self._db.execute("PRAGMA secure_delete=ON")  # a deleted message's text is overwritten
+            if self._db.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+                self._db.executescript(
+                    "DROP TABLE IF EXISTS messages_fts; DROP TABLE IF EXISTS indexed;"
+                    f" PRAGMA user_version={INDEX_VERSION};"
+                )
             self._db.executescript(INDEX_SCHEMA)
             row = self._db.execute("SELECT id FROM indexed").fetchone()
             if row is None:
@@ -71,30 +95,51 @@ class IndexWriter:
     def reset(self) -> None:
         """Forget everything indexed (the history is not the one indexed: it holds fewer messages)."""
         self._run(
-            ("INSERT INTO messages_fts (messages_fts) VALUES ('delete-all')", ()),
+            ("DELETE FROM messages_fts", ()),
             ("UPDATE indexed SET id = 0", ()),
         )
         self.last_id = 0
 
     def add(self, history: sqlite3.Connection, limit: int) -> int:
-        """Index up to `limit` messages stored after the newest one indexed, read on the history connection
-        `history`, in one transaction; return how many messages (moderation entries included) were passed."""
+        """Index up to `limit` rows stored after the newest one indexed, read on the history connection
+        `history`, in one transaction: new messages are added, an ``edited`` event gives its message the words
+        of its current text, a ``deleted`` event removes its message. Return how many rows (moderation entries
+        and other events included) were passed."""
         try:
             rows = history.execute(
-                "SELECT id, text, event FROM messages WHERE id > ? ORDER BY id LIMIT ?", (self.last_id, limit)
+                "SELECT id, text, sender_key, event, target_id, deleted FROM messages"
+                " WHERE id > ? ORDER BY id LIMIT ?",
+                (self.last_id, limit),
             ).fetchall()
+            statements: list[tuple[str, object]] = []
+            added: list[tuple[int, str, str]] = []
+            for message_id, text, sender_key, event, target_id, deleted in rows:
+                if event is None:
+                    if deleted is None:
+                        added.append((message_id, text, sender_key))
+                    continue
+                if event not in ("edited", "deleted") or target_id is None:
+                    continue
+                if added:  # in id order: the message is in the index before its events change it
+                    statements.append((_INSERT, added))
+                    added = []
+                current = history.execute(
+                    "SELECT text FROM messages WHERE id = ? AND deleted IS NULL", (target_id,)
+                ).fetchone()
+                if current is None:  # deleted (now, if not by this event)
+                    statements.append(("DELETE FROM messages_fts WHERE rowid = ?", (target_id,)))
+                else:
+                    statements.append(
+                        ("UPDATE messages_fts SET text = ? WHERE rowid = ?", (current[0], target_id))
+                    )
         except sqlite3.Error as error:
             raise HistoryError(f"cannot read the history to index it: {error}") from error
         if not rows:
             return 0
+        if added:
+            statements.append((_INSERT, added))
         newest = int(rows[-1][0])
-        self._run(
-            (
-                "INSERT INTO messages_fts (rowid, text) VALUES (?, ?)",
-                [(row[0], row[1]) for row in rows if row[2] is None],
-            ),
-            ("UPDATE indexed SET id = ?", (newest,)),
-        )
+        self._run(*statements, ("UPDATE indexed SET id = ?", (newest,)))
         self.last_id = newest
         return len(rows)
 
@@ -116,12 +161,15 @@ class IndexWriter:
 
 
 def attach(db: sqlite3.Connection, path: Path) -> None:
-    """Attach the index at `path` to the history connection `db` as ``search`` (once per connection)."""
+    """Attach the index at `path` to the history connection `db` as ``search`` (once per connection), both
+    files mapped into memory (`SEARCH_MMAP_BYTES`)."""
     attached = {row[1] for row in db.execute("PRAGMA database_list")}
     if SCHEMA_NAME in attached:
         return
     try:
         db.execute(f"ATTACH DATABASE ? AS {SCHEMA_NAME}", (str(path),))
+        db.execute(f"PRAGMA main.mmap_size={SEARCH_MMAP_BYTES}")
+        db.execute(f"PRAGMA {SCHEMA_NAME}.mmap_size={SEARCH_MMAP_BYTES}")
     except sqlite3.Error as error:
         raise HistoryError(f"cannot open the search index {path}: {error}") from error
 
@@ -169,7 +217,7 @@ def search(
     Only the newest `scan` matches are ranked, so a query for a word in half a million messages costs about as
     much as one for a rarer word (docs/performance.md, "Search").
     """
-    where, parameters, access = [], list[object](), []
+    where, parameters, access = ["m.deleted IS NULL"], list[object](), []
     if scope.room_keys:
         access.append(f"m.room_key IN ({', '.join('?' * len(scope.room_keys))})")
         parameters.extend(scope.room_keys)
@@ -180,7 +228,12 @@ def search(
     if not access:
         return [], False
     where.append(f"({' OR '.join(access)})")
+    match = f"text : ({expression})"
     if scope.sender_key is not None:
+        # The sender as a term of the match (FTS5 intersects it with the words: only the sender's matches are
+        # looked at), and exactly, since a term is made of the nick's words ("a_b" and "a-b" are "a b").
+        if any(character.isalnum() for character in scope.sender_key):
+            match += ' AND sender : "' + scope.sender_key.replace('"', '""') + '"'
         where.append("m.sender_key = ?")
         parameters.append(scope.sender_key)
     if scope.since is not None:
@@ -192,14 +245,14 @@ def search(
     sql = (
         "SELECT id, ts, room, sender, recipient, text FROM ("
         "SELECT m.id AS id, m.ts AS ts, m.room AS room, m.sender AS sender, m.recipient AS recipient,"
-        " m.text AS text, bm25(messages_fts) AS score"
+        " m.text AS text, bm25(messages_fts, 1.0, 0.0) AS score"
         f" FROM {SCHEMA_NAME}.messages_fts JOIN messages AS m ON m.id = messages_fts.rowid"
         f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
         " ORDER BY messages_fts.rowid DESC LIMIT ?"
         ") ORDER BY score, id DESC LIMIT ? OFFSET ?"
     )
     try:
-        rows = db.execute(sql, (expression, *parameters, scan, limit + 1, offset)).fetchall()
+        rows = db.execute(sql, (match, *parameters, scan, limit + 1, offset)).fetchall()
     except sqlite3.Error as error:
         raise HistoryError(f"search failed: {error}") from error
     found = [Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(r[5])) for r in rows[:limit]]

@@ -16,6 +16,8 @@ from chat_server.reader.search import QueryProblem, Term, parse, translate
 from chat_server.server import ChatServer
 from shared import (
     Ack,
+    Delete,
+    Edit,
     Error,
     History,
     Join,
@@ -143,6 +145,20 @@ def test_filters_room_nick_and_time(login: Login) -> None:
     assert all(hit.ts <= times[a1] for hit in until.hits)
     assert a1 in ids(until)
     assert search(alice, "deploy", 9, since=times[b2] + 1).hits == ()
+
+
+def test_the_nick_filter_is_exact(login: Login) -> None:
+    """`nick` finds that sender's messages only, not those of a nick made of the same words, nor messages that
+    only mention the nick; the sender is not a word of the text ("bob" finds no message by bob)."""
+    bob = login("bob_x", rooms=["lobby"])
+    other = login("x-bob-x", rooms=["lobby"])
+    mine = say(bob, "lobby", "release notes", 1)
+    say(other, "lobby", "release notes too", 2)
+    say(other, "lobby", "release notes for bob_x", 3)
+    assert ids(search(bob, "release", 4, nick="bob_x")) == [mine]
+    assert ids(search(bob, "release", 5, nick="Bob_X")) == [mine]
+    assert search(bob, "release", 6, nick="bob").hits == ()
+    assert len(search(bob, "bob", 7).hits) == 1  # the one that names bob_x in its text
 
 
 def test_query_syntax_phrases_prefixes_and_exclusions(login: Login) -> None:
@@ -285,6 +301,39 @@ def test_new_messages_are_indexed_as_they_are_stored(login: Login) -> None:
     told = bob.recv(Ack, ref=1).id
     assert told in ids(search(alice, "mango", 20))
     assert len(search(alice, "mango", 21).hits) == 4
+
+
+def test_an_edited_message_is_found_by_its_new_words_only(login: Login) -> None:
+    """An edit replaces what a message is found by: its old words no longer find it, its new ones do, with a
+    snippet of the text as it now reads."""
+    alice = login("alice", rooms=["lobby"])
+    message_id = say(alice, "lobby", "the secret plan is pineapple", 1)
+    assert ids(search(alice, "pineapple", 2)) == [message_id]
+    alice.send(Edit(id=message_id, text="the plan is a mango now", ref=3))
+    alice.recv(Ack, ref=3)
+    assert search(alice, "pineapple", 4).hits == ()
+    assert search(alice, "secret", 5).hits == ()
+    results = search(alice, "mango", 6)
+    assert ids(results) == [message_id]
+    assert marked(results) == ["the plan is a [mango] now"]
+
+
+def test_a_deleted_message_is_never_found(login: Login) -> None:
+    """A deleted message (its text erased) is found by none of its words, in a room or a direct
+    conversation."""
+    alice = login("alice", rooms=["lobby"])
+    bob = login("bob", rooms=["lobby"])
+    said = say(alice, "lobby", "meet at the papaya stand", 1)
+    alice.send(Tell(to="bob", text="papaya for two", ref=2))
+    told = alice.recv(Ack, ref=2).id
+    bob.recv(Told, id=told)
+    assert sorted(ids(search(bob, "papaya", 3))) == [said, told]
+    for ref, message_id in ((4, said), (5, told)):
+        alice.send(Delete(id=message_id, ref=ref))
+        alice.recv(Ack, ref=ref)
+    for searcher in (alice, bob):
+        assert search(searcher, "papaya", 6).hits == ()
+        assert search(searcher, "stand", 7).hits == ()
 
 
 # -- The index of a database made before search ------------------------------------------------------------
