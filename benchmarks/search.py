@@ -8,8 +8,8 @@ transaction): 100 rooms and direct messages between 1,000 nicks, words drawn fro
 that a few words are very common and most are rare. Then it builds the search index as the ``search-indexer``
 thread does after an upgrade (`IndexWriter`, 2,000 messages a transaction, into its own file), and runs each
 query through the same code a reader thread runs for a `search` (the query syntax read by
-`chat_server.reader.search`, `chat_server.searchdb.search` with the default `search_scan` and page size, the
-snippets cut), for a searcher who is in 10 of the rooms, on a read connection of its own with the index
+`chat_server.reader.search`: `find` with the default `search_scan` and page size, the ranking, the snippets
+cut), for a searcher who is in 10 of the rooms, on a read connection of its own with the index
 attached, and prints the latency of each query (p50, p99, max) in milliseconds. The figures are in
 docs/performance.md ("Search"); nothing here is asserted.
 """
@@ -27,8 +27,8 @@ from pathlib import Path
 
 from chat_server.config import DEFAULT_SEARCH_PAGE, DEFAULT_SEARCH_SCAN
 from chat_server.indexer.indexer import INDEX_BATCH
-from chat_server.reader.search import Highlight, expression_of, parse, snippet_parts
-from chat_server.searchdb import IndexWriter, Scope, attach, index_path, search
+from chat_server.reader.search import Highlight, find, parse, snippet_parts
+from chat_server.searchdb import IndexWriter, Scope, attach, index_path
 from chat_server.storage import SCHEMA, connect
 
 ROOMS = 100
@@ -148,13 +148,13 @@ def measure(path: Path, runs: int, seed: int) -> list[tuple[str, str, float, flo
             sender_key=str(options["sender"]) if "sender" in options else None,
         )
         terms = parse(query)
-        expression, highlight = expression_of(terms), Highlight.of(terms)
+        highlight = Highlight.of(terms)
         times: list[float] = []
         hits = 0
         for _ in range(runs):
             started = time.perf_counter()
-            found, _more = search(
-                db, expression, scope, offset=0, limit=DEFAULT_SEARCH_PAGE, scan=DEFAULT_SEARCH_SCAN
+            found, _more = find(
+                db, terms, scope, offset=0, limit=DEFAULT_SEARCH_PAGE, scan=DEFAULT_SEARCH_SCAN
             )
             for row in found:
                 snippet_parts(row.text, highlight)

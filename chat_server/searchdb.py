@@ -20,8 +20,8 @@ history's write lock (SQLite has one writer per file); it reads the history on a
 and the writer never wait for each other), and FTS5 runs in C with the GIL released, on the other core.
 
 A search (chat_server.reader.search) runs on the asking connection's reader thread, on its history read
-connection with this file attached (``search``): the index gives the matching ids, ranked (bm25), and the
-history gives their rows, checked against what the searcher may read.
+connection with this file attached (``search``): the index gives the matching ids, newest first, the history
+gives their rows, checked against what the searcher may read, and the reader ranks the newest of them.
 """
 
 from __future__ import annotations
@@ -207,15 +207,15 @@ def newest_id(db: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
-def search(
-    db: sqlite3.Connection, expression: str, scope: Scope, *, offset: int, limit: int, scan: int
-) -> tuple[list[Found], bool]:
-    """The hits of the FTS5 `expression` (built by chat_server.reader.search, never the user's text) within
-    `scope`, on a history connection with the index attached: the newest `scan` matching messages, ranked by
-    bm25 (best first, newest first among equals); the `limit` of them after `offset`, and whether more follow.
+def search(db: sqlite3.Connection, expression: str, scope: Scope, *, scan: int) -> list[Found]:
+    """The messages matching the FTS5 `expression` (built by chat_server.reader.search, never the user's text)
+    within `scope`, on a history connection with the index attached: the newest `scan` of them, newest first.
+    The reader ranks them (chat_server.reader.search, `rank`).
 
-    Only the newest `scan` matches are ranked, so a query for a word in half a million messages costs about as
-    much as one for a rarer word (docs/performance.md, "Search").
+    Only the newest `scan` matches are looked at, so a query for a word in half a million messages costs about
+    as much as one for a rarer word; and no FTS5 ranking function runs, since FTS5's bm25 reads every match of
+    each word in the whole index for its rarity, which cost a query for a common word about 30 ms
+    (docs/performance.md, "Search").
     """
     where, parameters, access = ["m.deleted IS NULL"], list[object](), []
     if scope.room_keys:
@@ -226,7 +226,7 @@ def search(
         access.append("(m.room_key IS NULL AND (m.sender_key = ? OR m.recipient_key = ?))")
         parameters.extend((scope.direct_owner, scope.direct_owner))
     if not access:
-        return [], False
+        return []
     where.append(f"({' OR '.join(access)})")
     match = f"text : ({expression})"
     if scope.sender_key is not None:
@@ -243,17 +243,13 @@ def search(
         where.append("m.ts < ?")
         parameters.append(scope.until)
     sql = (
-        "SELECT id, ts, room, sender, recipient, text FROM ("
-        "SELECT m.id AS id, m.ts AS ts, m.room AS room, m.sender AS sender, m.recipient AS recipient,"
-        " m.text AS text, bm25(messages_fts, 1.0, 0.0) AS score"
+        "SELECT m.id, m.ts, m.room, m.sender, m.recipient, m.text"
         f" FROM {SCHEMA_NAME}.messages_fts JOIN messages AS m ON m.id = messages_fts.rowid"
         f" WHERE messages_fts MATCH ? AND {' AND '.join(where)}"
         " ORDER BY messages_fts.rowid DESC LIMIT ?"
-        ") ORDER BY score, id DESC LIMIT ? OFFSET ?"
     )
     try:
-        rows = db.execute(sql, (match, *parameters, scan, limit + 1, offset)).fetchall()
+        rows = db.execute(sql, (match, *parameters, scan)).fetchall()
     except sqlite3.Error as error:
         raise HistoryError(f"search failed: {error}") from error
-    found = [Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(r[5])) for r in rows[:limit]]
-    return found, len(rows) > limit
+    return [Found(int(r[0]), int(r[1]), r[2], str(r[3]), r[4], str(r[5])) for r in rows]

@@ -157,10 +157,61 @@ class Highlight:
             words.update(folded)
         return cls(frozenset(words), tuple(prefixes))
 
+    def counts(self, text: str) -> tuple[int, dict[str, int]]:
+        """How many words `text` has, and how often each wanted word (each prefix: words starting with it)
+        occurs in it; a phrase's words count one by one."""
+        words = WORD.findall(text.lower() if text.isascii() else fold_word(text))
+        found: dict[str, int] = {}
+        for word in words:
+            if word in self.words:
+                found[word] = found.get(word, 0) + 1
+            else:
+                for prefix in self.prefixes:
+                    if word.startswith(prefix):
+                        found[prefix] = found.get(prefix, 0) + 1
+        return len(words), found
+
     def marks(self, word: str) -> bool:
         """Whether `word` (as written in a message) is one to mark."""
         folded = fold_word(word)
         return folded in self.words or any(folded.startswith(prefix) for prefix in self.prefixes)
+
+
+#: BM25's constants, as FTS5's bm25 has them: how soon more occurrences of a word stop counting (k1), and how
+#: much a message's length weighs (b).
+BM25_K1 = 1.2
+BM25_B = 0.75
+
+
+def rank(window: list[Found], highlight: Highlight) -> list[Found]:
+    """The messages of `window` (the newest matches: `searchdb.search`) best first, newest first among equals.
+
+    BM25 over the window, without the words' rarity: for each wanted word, its occurrences in the message,
+    which count less and less (k1), and less in a longer message than in one of the window's average length
+    (b). FTS5's bm25 also weighs each word by its rarity in the whole index, and finding that out reads every
+    match of the word: about 30 ms for a common one (docs/performance.md, "Search"). Every message found holds
+    every wanted word, so the rarity would only set how much each word weighs against the others.
+    """
+    counted = [highlight.counts(row.text) for row in window]
+    average = sum(length for length, _found in counted) / len(counted) if counted else 1.0
+    scored: list[tuple[float, int, Found]] = []
+    for row, (length, found) in zip(window, counted, strict=True):
+        norm = BM25_K1 * (1 - BM25_B + BM25_B * length / (average or 1.0))
+        score = sum(tf * (BM25_K1 + 1) / (tf + norm) for tf in found.values())
+        scored.append((-score, -row.id, row))
+    scored.sort(key=lambda item: (item[0], item[1]))
+    return [row for _score, _id, row in scored]
+
+
+def find(
+    db: sqlite3.Connection, terms: list[Term], scope: Scope, *, offset: int, limit: int, scan: int
+) -> tuple[list[Found], bool]:
+    """The page of hits for `terms` in `scope` (the `limit` after `offset`, best first) and whether more
+    follow, on a history connection with the index attached. Raises `QueryProblem` (nothing wanted) and
+    `HistoryError`."""
+    window = searchdb.search(db, expression_of(terms), scope, scan=scan)
+    ranked = rank(window, Highlight.of(terms))
+    return ranked[offset : offset + limit], len(ranked) > offset + limit
 
 
 def snippet_parts(text: str, highlight: Highlight) -> tuple[SnippetPart, ...]:
@@ -214,7 +265,7 @@ def answer_search(
         return error_frame(ErrorCode.INVALID_FIELD, "give at most one of 'room' and 'direct'", ref)
     terms = parse(request.query)
     try:
-        expression = expression_of(terms)
+        expression_of(terms)  # at least one word is wanted
     except QueryProblem as problem:
         return error_frame(ErrorCode.INVALID_FIELD, str(problem), ref)
     with hub.lock:
@@ -234,9 +285,7 @@ def answer_search(
         searchdb.attach(db, indexer.path)
         # Everything stored before this search is found by it (the indexer catches up first, bounded).
         indexer.catch_up(searchdb.newest_id(db), INDEX_WAIT)
-        found, more = searchdb.search(
-            db, expression, scope, offset=request.offset, limit=limit, scan=config.search_scan
-        )
+        found, more = find(db, terms, scope, offset=request.offset, limit=limit, scan=config.search_scan)
     except HistoryError as error:
         log.warning("conn=%d event=search_failed error=%s", client.id, error)
         return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "search is unavailable", ref)
