@@ -39,7 +39,8 @@ INDEX_SCHEMA = """
 CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5(
     text,                                    -- the message's text as it now reads
     sender,                                  -- fold(sender): `search` by nick is a term of the match
-    tokenize='unicode61 remove_diacritics 2'
+    tokenize='unicode61 remove_diacritics 2',
+    columnsize=0                             -- no per-message word counts: nothing ranks with FTS5's bm25
 );
 CREATE TABLE IF NOT EXISTS indexed (
     id INTEGER NOT NULL                      -- the newest message id indexed (every one up to it is)
@@ -47,7 +48,7 @@ CREATE TABLE IF NOT EXISTS indexed (
 """
 #: The index file's format (its ``PRAGMA user_version``). A file of another format (the first, contentless
 #: index of the unreleased search branch) is emptied and built again.
-INDEX_VERSION = 1
+INDEX_VERSION = 2
 #: Bytes of the history and of the index a search's read connection maps into memory (``PRAGMA mmap_size``):
 #: the pages a search looks at are read from the shared page cache without a system call and a copy each
 #: (measured: docs/performance.md, "Search"). Address space, not memory: the kernel shares the pages.
