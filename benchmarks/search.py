@@ -119,13 +119,11 @@ def fill(path: Path, messages: int, seed: int) -> float:
 
 def build(path: Path) -> None:
     """Index the whole history as the ``search-indexer`` does after an upgrade: `INDEX_BATCH` at a time."""
-    writer = IndexWriter(index_path(path))
-    history = connect(path)
+    writer = IndexWriter(index_path(path), path)
     try:
-        while writer.add(history, INDEX_BATCH):
+        while writer.add(INDEX_BATCH):
             pass
     finally:
-        history.close()
         writer.close()
 
 

@@ -77,8 +77,8 @@ Threads
     (bounded, `nick_release_wait`) for the holder's logout instead of being refused at once.
 ``search-indexer`` (1; chat_server.indexer)
     Owns the search index (chat_server.searchdb: an FTS5 index in its own file beside the history) and its
-    writer connection, and a read connection of its own on the history. Indexes what the history has
-    committed since the newest message indexed, a batch at a time (its own transactions, in its own file:
+    writer connection, on which the history is attached to be read (never written). Indexes what the history
+    has committed since the newest message indexed, a batch at a time (its own transactions, in its own file:
     it never takes the history's write lock, and nothing on the message path indexes); then waits on
     ``SearchIndexer._changed`` (at most a second) until a reader asks it to catch up. FTS5 runs in C with
     the GIL released, so this work goes to the other core rather than the history thread's.
@@ -331,7 +331,7 @@ class ChatServer:
             max_batch=config.commit_batch,
             max_wait=config.history_wait,
         )
-        self._indexer = SearchIndexer(index_path(config.history_path), store.open_reader)
+        self._indexer = SearchIndexer(index_path(config.history_path), config.history_path)
         self._services = Services(
             config=config,
             hub=hub,

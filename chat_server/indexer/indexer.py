@@ -1,10 +1,11 @@
 """`SearchIndexer`: the ``search-indexer`` thread, which keeps the search index (chat_server.searchdb) in step
 with the history, off the message path.
 
-It owns the index's writer connection and a read connection of its own on the history. In a loop it reads the
-messages the history has committed since the newest one indexed and indexes them (`INDEX_BATCH` at a time, one
-transaction each), then waits `INDEX_INTERVAL` seconds, or less when a reader asks (`catch_up`). It never
-touches the history's write lock (the index is another file) and never takes ``Hub.lock``.
+It owns the index's writer connection, on which the history is attached to be read (never written). In a
+loop it copies the messages the history has committed since the newest one indexed into the index
+(`INDEX_BATCH` at a time, one transaction each), then waits `INDEX_INTERVAL` seconds, or less when a reader
+asks (`catch_up`). It never touches the history's write lock (the index is another file) and never takes
+``Hub.lock``.
 
 A reader about to search calls `catch_up(newest, timeout)` with the newest message id its own history
 connection sees: the indexer is woken, and the reader waits (bounded, holding no lock but the condition's
@@ -20,10 +21,9 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from chat_server.searchdb import IndexWriter, newest_id
+from chat_server.searchdb import IndexWriter
 from chat_server.storage import HistoryError
 
 log = logging.getLogger(__name__)
@@ -39,9 +39,9 @@ RETRY_INTERVAL = 5.0
 class SearchIndexer:
     """The ``search-indexer`` thread and what readers share with it (under ``SearchIndexer._changed``)."""
 
-    def __init__(self, index: Path, open_history: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, index: Path, history: Path) -> None:
         self.path = index
-        self._open_history = open_history
+        self._history = history
         #: Guards `_indexed` and `_wanted`; readers wait on it for the index to catch up.
         self._changed = threading.Condition(threading.Lock())
         self._indexed = -1  # the newest id indexed; -1 until the indexer has opened the index
@@ -94,17 +94,16 @@ class SearchIndexer:
                 return
 
     def _index_until_stopped(self) -> None:
-        writer = IndexWriter(self.path)
-        history = self._open_history()
+        writer = IndexWriter(self.path, self._history)
         try:
-            if writer.last_id > newest_id(history):
+            if writer.last_id > writer.newest():
                 # Another history than the one indexed (restored from a backup, replaced): start afresh.
                 log.warning("event=search_index_reset indexed=%d", writer.last_id)
                 writer.reset()
             self._publish(writer.last_id)
             started, first = time.monotonic(), writer.last_id
             while not self._stop.is_set():
-                added = writer.add(history, INDEX_BATCH)
+                added = writer.add(INDEX_BATCH)
                 self._publish(writer.last_id)
                 if added == INDEX_BATCH:
                     continue  # more to index: no waiting
@@ -120,7 +119,6 @@ class SearchIndexer:
                     if self._wanted <= self._indexed and not self._stop.is_set():
                         self._changed.wait(INDEX_INTERVAL)
         finally:
-            history.close()
             writer.close()
 
     def _publish(self, indexed: int) -> None:
