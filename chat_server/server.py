@@ -68,8 +68,10 @@ Threads
     it has the final say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
     messages with group commit; after each commit, puts the acks and the encoded broadcasts into the
-    recipients' send queues, then wakes the sender once for the whole batch. Stores file offers
-    (chat_server.history.fileoffers); never touches the files folder. Owns each room's moderation rules
+    recipients' send queues, then wakes the sender once for the whole batch. A read marker rides the same
+    commit: its answer waits with the acks (`Messages.after_commit`), and a failed write refuses the whole
+    batch (`Messages.write_failed`). Stores file offers (chat_server.history.fileoffers); never touches the
+    files folder. Owns each room's moderation rules
     (chat_server.history.rules: operators, bans, mutes, modes), read and changed by no other thread, so they
     need no lock. Resumes sessions (a `hello` with the holder's `resume_token` takes its place in the hub).
     Its only look at a socket: when a login wants a held nick, a zero-timeout `select` on the holder's socket

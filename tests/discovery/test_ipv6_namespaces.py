@@ -15,7 +15,6 @@ import os
 import select
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from chat_server.beacon.config import MULTICAST_GROUP_V6
-from tests.waiting import DEADLINE, POLL_INTERVAL
+from tests.waiting import DEADLINE, wait_until_sync
 
 from .test_namespaces import REPO, ip, row_of, unguarded_env
 
@@ -71,11 +70,13 @@ def link_local(namespace: str, interface: str) -> str | None:
 
 
 def wait_for_link_local(namespace: str, interface: str) -> str:
-    """Poll until `interface` has a usable link-local address (a condition with a deadline)."""
-    end = time.monotonic() + DEADLINE
-    while (address := link_local(namespace, interface)) is None:
-        assert time.monotonic() < end, f"no link-local address on {interface} in {namespace}"
-        time.sleep(POLL_INTERVAL)  # polling interval of a condition wait, not synchronisation by sleeping
+    """Wait until `interface` has a usable link-local address, and return it."""
+    wait_until_sync(
+        lambda: link_local(namespace, interface) is not None,
+        what=f"a link-local address on {interface} in {namespace}",
+    )
+    address = link_local(namespace, interface)
+    assert address is not None
     return address
 
 

@@ -25,6 +25,7 @@ from shared import (
     encode,
 )
 from shared.errors import RemoteProtocolError
+from tests.waiting import wait_until_sync
 
 M = TypeVar("M", bound=Message)
 DEFAULT_TIMEOUT = 5.0
@@ -35,14 +36,8 @@ class Closed(Exception):
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = DEFAULT_TIMEOUT, what: str = "") -> None:
-    """Poll `predicate` until it is true; fail with `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    delay = 0.001
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(delay)  # polling interval of a condition wait, not synchronisation by sleeping
-        delay = min(delay * 2, 0.02)
+    """Poll `predicate` until it is true; fail with `what` after `timeout` seconds (`tests.waiting`)."""
+    wait_until_sync(predicate, timeout, what)
 
 
 class ChatTestClient:
