@@ -15,6 +15,8 @@ server and switch the faults on and off while they talk:
 - `drop_after` (bytes): the connection is closed, both sides, once that many bytes went that way.
 - `corrupt` (byte offset): that byte of each connection's stream (of each datagram, on UDP) is inverted.
 - `loss`, `duplicate` (probabilities, UDP only): a datagram is lost, or sent twice.
+- `observe` (library only): sees each block as it was read, before any fault, with its connection's
+  number: what that side sent (a test decodes the server's frames with it and counts its errors).
 - and for the whole proxy, `refuse` (new connections are closed at once) and `drop_at` (seconds: each
   connection is closed that long after it opened).
 
@@ -72,6 +74,9 @@ class Faults:
     duplicate: float = 0.0
     #: Library only: a filter applied to each block as it is read (after `corrupt`).
     mangle: Callable[[bytes], bytes] | None = None
+    #: Library only: called with the connection's number (1, 2, ...: `connections` when it was accepted; on
+    #: UDP, the sender's, in the order they were first heard) and each block as it was read, before any fault.
+    observe: Callable[[int, bytes], None] | None = None
 
     def describe(self) -> str:
         """The switches that differ from their defaults, as `name=value` words."""
@@ -79,7 +84,7 @@ class Faults:
         words = [
             f"{f.name}={getattr(self, f.name)}"
             for f in fields(self)
-            if f.name != "mangle" and getattr(self, f.name) != getattr(default, f.name)
+            if f.name not in LIBRARY_ONLY and getattr(self, f.name) != getattr(default, f.name)
         ]
         return " ".join(words) or "clean"
 
@@ -98,6 +103,8 @@ SWITCHES: dict[str, tuple[str, Callable[[str], Any]]] = {
     "loss": ("loss", float),
     "duplicate": ("duplicate", float),
 }
+#: The `Faults` fields that are hooks for programs, not switches.
+LIBRARY_ONLY = frozenset({"mangle", "observe"})
 #: Switches that make no sense for datagrams, and the ones only datagrams have.
 TCP_ONLY = frozenset({"bandwidth", "split", "coalesce", "drop-after", "drop-at"})
 UDP_ONLY = frozenset({"loss", "duplicate"})
@@ -149,7 +156,8 @@ class _Way:
 class _Link:
     """One proxied TCP connection: the client's side, the server's side, and the two ways between."""
 
-    def __init__(self, up: _Way, down: _Way) -> None:
+    def __init__(self, number: int, up: _Way, down: _Way) -> None:
+        self.number = number
         self.up = up
         self.down = down
 
@@ -324,6 +332,7 @@ class FaultProxy(_Switchboard):
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        number = self.connections  # taken now: another connection may be accepted while this one connects
         if self.refuse:
             writer.close()
             return
@@ -333,7 +342,9 @@ class FaultProxy(_Switchboard):
             writer.close()
             return
         link = _Link(
-            _Way(self.to_server, self.stats_up, up_writer), _Way(self.to_client, self.stats_down, writer)
+            number,
+            _Way(self.to_server, self.stats_up, up_writer),
+            _Way(self.to_client, self.stats_down, writer),
         )
         self._links.append(link)
         for coro in (
@@ -367,6 +378,8 @@ class FaultProxy(_Switchboard):
         try:
             while data := await reader.read(DEFAULT_CHUNK):
                 faults = way.faults
+                if faults.observe is not None:
+                    faults.observe(link.number, data)
                 start = way.seen
                 way.seen += len(data)
                 way.stats.bytes_in += len(data)
@@ -482,6 +495,7 @@ class UdpFaultProxy(_Switchboard):
         self._front: asyncio.DatagramTransport | None = None
         self._backs: dict[tuple[str, int], asyncio.DatagramTransport] = {}
         self._held: list[tuple[Literal["up", "down"], bytes, tuple[str, int]]] = []
+        self._numbers: dict[tuple[str, int], int] = {}  # each sender's number, for `Faults.observe`
         self.host = listen[0]
         self.port = 0
 
@@ -492,11 +506,13 @@ class UdpFaultProxy(_Switchboard):
 
     def thaw(self, direction: Direction = "both") -> None:
         """Send what was held, and let datagrams through again."""
-        for name in _names(direction):
+        names = _names(direction)
+        for name in names:
             self.faults(name).frozen = False
-        held, self._held = self._held, []
+        held = [item for item in self._held if item[0] in names]
+        self._held = [item for item in self._held if item[0] not in names]
         for way, data, peer in held:
-            self._forward(way, data, peer)
+            self._pass(way, data, peer)
 
     def status(self) -> str:
         """One line per direction: its faults and what passed."""
@@ -560,9 +576,17 @@ class UdpFaultProxy(_Switchboard):
         faults = self.faults(way)
         stats = self.stats_up if way == "up" else self.stats_down
         stats.bytes_in += len(data)
+        if faults.observe is not None:
+            faults.observe(self._numbers.setdefault(peer, len(self._numbers) + 1), data)
         if faults.frozen:
             self._held.append((way, data, peer))
             return
+        self._pass(way, data, peer)
+
+    def _pass(self, way: Literal["up", "down"], data: bytes, peer: tuple[str, int]) -> None:
+        """Do to one datagram what the faults of its way say, and send it (or its copies) when due."""
+        faults = self.faults(way)
+        stats = self.stats_up if way == "up" else self.stats_down
         if faults.discard or self._random.random() < faults.loss:
             stats.datagrams_lost += 1
             return

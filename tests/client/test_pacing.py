@@ -12,6 +12,7 @@ from pathlib import Path
 
 from chat_client import ChatClient, Connected, DeliveryState, OutboxChanged, OutboxEntry
 from chat_client.net.pacing import Pacer
+from chat_lab.proxy import FaultProxy
 from chat_server.config import ServerConfig
 from chat_server.history.chat import announced_rates
 from shared import SENT_BY_SERVER, Join, Ping, Say, Welcome, decode_body, encode
@@ -20,7 +21,7 @@ from shared.messages.control import DEFAULT_RATE_LIMITS, RateBucket, RateLimits
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config
-from .meter import Meter, rate_limited, stored_texts
+from .tally import ErrorTally, rate_limited, stored_texts
 from .test_library import FAST, Recorder
 
 # -- The client's copy of the buckets, on a fake clock ---------------------------------------------------
@@ -145,10 +146,11 @@ async def test_say_in_a_loop_is_paced_never_refused(tmp_path: Path) -> None:
     """40 `say` calls at once against a server that takes 3 at once, then 20/s: all stored, in order, each
     sent once, and the server never refused one (counted on the wire)."""
     with strict_server(tmp_path) as server:
-        meter = Meter(server.host, server.port)
-        await meter.start()
+        proxy = FaultProxy((server.host, server.port))
+        tally = ErrorTally.watching(proxy)
+        await proxy.start()
         try:
-            async with ChatClient("127.0.0.1", meter.port, "alice", options=FAST) as alice:
+            async with ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice:
                 events = Recorder(alice)
                 texts = [f"loop {n}" for n in range(40)]
                 for text in texts:
@@ -159,9 +161,9 @@ async def test_say_in_a_loop_is_paced_never_refused(tmp_path: Path) -> None:
                 assert {entry.attempts for entry in acked} == {1}
                 assert rate_limited(server) == {}  # never delayed (fakelag) nor refused by the server
         finally:
-            await meter.close()
-        assert meter.errors["rate_limited"] == 0, meter.errors
-        assert meter.connections == 1
+            await proxy.close()
+        assert tally.errors["rate_limited"] == 0, tally.errors
+        assert proxy.connections == 1
         assert stored_texts(server.config.history_path, "lobby", "alice") == texts
 
 
@@ -182,10 +184,11 @@ async def test_messages_queued_during_an_outage_are_paced_when_it_ends(tmp_path:
     """Typed while the server is down, 25 messages wait; when it is back they go at its rate: none refused."""
     server = strict_server(tmp_path)
     await server.astart()
-    meter = Meter(server.host, server.port)
-    await meter.start()
+    proxy = FaultProxy((server.host, server.port))
+    tally = ErrorTally.watching(proxy)
+    await proxy.start()
     try:
-        async with ChatClient("127.0.0.1", meter.port, "alice", options=FAST) as alice:
+        async with ChatClient("127.0.0.1", proxy.port, "alice", options=FAST) as alice:
             events = Recorder(alice)
             await server.astop()
             await wait_until(lambda: not alice.connected, what="the outage noticed")
@@ -199,9 +202,9 @@ async def test_messages_queued_during_an_outage_are_paced_when_it_ends(tmp_path:
             assert [entry.text for entry in acked] == texts
             assert rate_limited(server) == {}  # the restarted server never delayed nor refused one
     finally:
-        await meter.close()
+        await proxy.close()
         await server.astop()
-    assert meter.errors["rate_limited"] == 0, meter.errors
+    assert tally.errors["rate_limited"] == 0, tally.errors
     assert stored_texts(server.config.history_path, "lobby", "alice") == texts
 
 
@@ -212,11 +215,12 @@ async def test_the_tui_paces_lines_typed_faster_than_the_server_takes_them(
     from .tui_helpers import connected_app, submit, wait_for_chat
 
     with LiveServer(fast_server_config(tmp_path / "strict", rate_burst=3, rate_messages=5.0)) as server:
-        meter = Meter(server.host, server.port)
-        await meter.start()
+        proxy = FaultProxy((server.host, server.port))
+        tally = ErrorTally.watching(proxy)
+        await proxy.start()
 
         class Via:
-            host, port = "127.0.0.1", meter.port
+            host, port = "127.0.0.1", proxy.port
 
         texts = [f"tui line {n}" for n in range(20)]
         history = server.config.history_path
@@ -232,7 +236,7 @@ async def test_the_tui_paces_lines_typed_faster_than_the_server_takes_them(
                 )
             assert rate_limited(server) == {}
         finally:
-            await meter.close()
+            await proxy.close()
         assert stored_texts(history, "lobby", "alice") == texts
-    assert meter.errors["rate_limited"] == 0, meter.errors
-    assert meter.connections == 1
+    assert tally.errors["rate_limited"] == 0, tally.errors
+    assert proxy.connections == 1

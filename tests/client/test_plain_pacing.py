@@ -1,7 +1,8 @@
 """`seq 1 N | chat-client --plain`: every line delivered, in order, once, never refused; else a non-zero exit.
 
-Real `chat-client --plain` processes, fed through a pipe, against a real server behind a `Meter` (a proxy
-that counts the server's `error` frames and the connections), checked against the stored history.
+Real `chat-client --plain` processes, fed through a pipe, against a real server behind the lab's fault
+proxy (which counts the connections; an `ErrorTally` on it counts the server's `error` frames), checked
+against the stored history.
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from chat_lab.proxy import FaultProxy
 from tests.waiting import wait_until
 
 from .helpers import LiveServer, fast_server_config
-from .meter import Meter, rate_limited, stored_texts
+from .tally import ErrorTally, rate_limited, stored_texts
 from .test_plain import killed_on_exit, plain_client
 
 #: Generous: a loaded 2-core machine runs the server, the client and the test.
@@ -55,17 +57,18 @@ async def test_ten_thousand_piped_lines_are_all_stored_in_order_once(tmp_path: P
     )
     lines = [f"ci line {n}" for n in range(1, 10_001)]
     with LiveServer(config) as server:
-        meter = Meter(server.host, server.port)
-        await meter.start()
+        proxy = FaultProxy((server.host, server.port))
+        tally = ErrorTally.watching(proxy)
+        await proxy.start()
         try:
-            result, seconds = await pipe_lines(meter.port, lines)
+            result, seconds = await pipe_lines(proxy.port, lines)
         finally:
-            await meter.close()
+            await proxy.close()
         assert result.returncode == 0, result.stderr
         assert stored_texts(server.config.history_path, "builds", "ci") == lines
         assert rate_limited(server) == {}
-    assert meter.errors == {}, meter.errors
-    assert meter.connections == 1
+    assert tally.errors == {}, tally.errors
+    assert proxy.connections == 1
     print(f"10,000 lines piped in {seconds:.1f} s")  # for the record (pytest -s)
 
 
@@ -76,18 +79,19 @@ async def test_three_hundred_lines_are_paced_to_the_servers_announced_rate(tmp_p
     config = fast_server_config(tmp_path / "server", rate_messages=100.0, rate_burst=10)
     lines = [f"ci line {n}" for n in range(1, 301)]
     with LiveServer(config) as server:
-        meter = Meter(server.host, server.port)
-        await meter.start()
+        proxy = FaultProxy((server.host, server.port))
+        tally = ErrorTally.watching(proxy)
+        await proxy.start()
         try:
-            result, seconds = await pipe_lines(meter.port, lines)
+            result, seconds = await pipe_lines(proxy.port, lines)
         finally:
-            await meter.close()
+            await proxy.close()
         assert result.returncode == 0, result.stderr
         assert stored_texts(server.config.history_path, "builds", "ci") == lines
         assert rate_limited(server) == {}  # never delayed (fakelag) nor refused: paced to the announced rate
-    assert meter.errors["rate_limited"] == 0, meter.errors
-    assert meter.errors["excess_flood"] == 0, meter.errors
-    assert meter.connections == 1
+    assert tally.errors["rate_limited"] == 0, tally.errors
+    assert tally.errors["excess_flood"] == 0, tally.errors
+    assert proxy.connections == 1
     assert seconds >= 2.5, "300 lines at 100/s after a burst of 10 cannot take less than 2.9 s"
 
 
@@ -123,15 +127,15 @@ async def test_lag_is_announced_when_it_crosses_the_threshold_and_on_request(tmp
     """A slow link: a line when the lag reaches --lag-warning, another when it is back under; /lag prints the
     last measurement."""
     with LiveServer(fast_server_config(tmp_path / "server")) as server:  # pings every second
-        meter = Meter(server.host, server.port)
-        await meter.start()
-        meter.latency_to_client = 0.5
-        process = plain_client(Endpoint(meter.port), "ci", "--lag-warning", "0.3")  # type: ignore[arg-type]
+        proxy = FaultProxy((server.host, server.port))
+        await proxy.start()
+        proxy.to_client.delay = 0.5
+        process = plain_client(Endpoint(proxy.port), "ci", "--lag-warning", "0.3")  # type: ignore[arg-type]
         output = Lines(process)
         try:
             with killed_on_exit(process):
                 await wait_until(lambda: output.find("(at or over 0.3 s): the link is slow"), what="warning")
-                meter.latency_to_client = 0.0
+                proxy.to_client.delay = 0.0
                 await wait_until(lambda: output.find("lag is back to"), what="recovery")
                 assert process.stdin is not None
                 process.stdin.write("/lag\n")
@@ -143,7 +147,7 @@ async def test_lag_is_announced_when_it_crosses_the_threshold_and_on_request(tmp
                 process.stdin.close()
                 assert await asyncio.to_thread(process.wait, RUN_TIMEOUT) == 0
         finally:
-            await meter.close()
+            await proxy.close()
     warnings = [line for line in output.lines if "lag is" in line]
     assert len(warnings) == 2, warnings  # once over, once back: not at every measurement
 

@@ -5,7 +5,22 @@ from __future__ import annotations
 import time
 
 from chat_server.server import ChatServer
-from shared import Ack, Error, Ping, Pong, Said, Say, Welcome
+from shared import (
+    DEFAULT_LIMITS,
+    PROTOCOL_NAME,
+    PROTOCOL_VERSION,
+    SENT_BY_SERVER,
+    Ack,
+    Error,
+    FrameReassembler,
+    Hello,
+    Ping,
+    Pong,
+    Said,
+    Say,
+    Welcome,
+    decode_body,
+)
 from tests.server.client import ChatTestClient, wait_until
 
 from .conftest import Front
@@ -152,3 +167,32 @@ def test_refuse_closes_new_connections_and_cut_closes_the_current_ones(front: Fr
             proxy.run(proxy.proxy.cut())
             client.wait_closed()
         wait_until(lambda: proxy.call(lambda p: p.connections) == 2, what="both connections counted")
+
+
+def test_observe_sees_each_sides_bytes_per_connection_before_any_fault(front: Front) -> None:
+    """`observe` on the way down gets each connection's number and the server's bytes as they were read, even
+    those the faults then throw away: two clients, and each one's welcome in its own stream."""
+    seen: dict[int, bytes] = {}
+
+    def observe(number: int, data: bytes) -> None:
+        seen[number] = seen.get(number, b"") + data
+
+    with (
+        front(down={"observe": observe, "discard": True}) as proxy,
+        ChatTestClient(proxy.address) as alice,
+        ChatTestClient(proxy.address) as bob,
+    ):
+        alice.send(Hello(proto=PROTOCOL_NAME, version=PROTOCOL_VERSION, nick="alice"))
+        bob.send(Hello(proto=PROTOCOL_NAME, version=PROTOCOL_VERSION, nick="bob"))
+        wait_until(lambda: b"alice" in seen.get(1, b"") and b"bob" in seen.get(2, b""), what="the welcomes")
+        assert proxy.call(lambda p: p.stats_down.bytes_out) == 0
+    frames = {number: FrameReassembler(1 << 20) for number in seen}
+    for number, data in seen.items():
+        frames[number].feed(data)
+    welcomes = {
+        number: decode_body(next(frames[number].frames()), SENT_BY_SERVER, DEFAULT_LIMITS) for number in seen
+    }
+    assert {number: (w.nick if isinstance(w, Welcome) else w) for number, w in welcomes.items()} == {
+        1: "alice",
+        2: "bob",
+    }

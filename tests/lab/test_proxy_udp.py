@@ -14,6 +14,7 @@ from chat_lab.proxy import ProxyThread, UdpFaultProxy
 from chat_server.beacon.beacon import Beacon
 from shared.discovery import Reply, decode_datagram, encode_query
 from tests.discovery.helpers import INFO, loopback_config, udp_socket
+from tests.server.client import wait_until
 
 #: How long "nothing arrives" is watched for.
 QUIET = 0.3
@@ -135,3 +136,37 @@ def test_discard_drops_the_answers(beacon: Beacon) -> None:
         ask(sock, running.address, 6)
         assert replies(sock) == []
         assert beacon.stats.replies_sent == 1
+
+
+def test_thawing_one_way_sends_only_what_was_held_that_way(beacon: Beacon) -> None:
+    """Both ways frozen, a query held going up: `thaw down` sends nothing, `thaw up` sends the query, and the
+    reply passes; every datagram is counted in once."""
+    with through(beacon) as proxy, udp_socket() as sock:
+        proxy.call(lambda p: p.freeze("both"))
+        ask(sock, proxy.address, 7)
+        wait_until(lambda: proxy.call(lambda p: p.stats_up.bytes_in) > 0)
+        proxy.call(lambda p: p.thaw("down"))
+        assert replies(sock) == []
+        assert beacon.stats.replies_sent == 0
+        proxy.call(lambda p: p.thaw("up"))
+        assert [r.nonce for r in replies(sock)] == [7]
+        up_in, up_out = proxy.call(lambda p: (p.stats_up.bytes_in, p.stats_up.bytes_out))
+        assert up_in == up_out == len(encode_query(7))
+
+
+def test_observe_sees_each_senders_datagrams(beacon: Beacon) -> None:
+    """`observe` on the way up numbers the senders in the order they were heard and sees each query, even one
+    the proxy then loses."""
+    seen: list[tuple[int, bytes]] = []
+    proxy = UdpFaultProxy(beacon.query_address)
+    proxy.to_server.observe = lambda number, data: seen.append((number, data))
+    proxy.to_server.loss = 1.0
+    with ProxyThread(proxy) as running, udp_socket() as first, udp_socket() as second:
+        ask(first, running.address, 1)
+        wait_until(lambda: len(seen) == 1)
+        ask(second, running.address, 2)
+        wait_until(lambda: len(seen) == 2)  # a new sender's first datagram waits for its socket to open
+        ask(first, running.address, 3)
+        wait_until(lambda: len(seen) == 3)
+    assert seen == [(1, encode_query(1)), (2, encode_query(2)), (1, encode_query(3))]
+    assert beacon.stats.replies_sent == 0
