@@ -14,6 +14,7 @@ from chat_client import ChatClient
 from chat_client.net.wirelog import REDACTED, WireLog
 from chat_client.tui.app import ChatApp
 from chat_client.tui.screens.inspector import InspectorScreen, hex_dump
+from chat_lab.proxy import FaultProxy
 from shared import PROTOCOL_NAME, PROTOCOL_VERSION, Hello, Say
 from shared.codec import encode
 from tests.waiting import wait_until
@@ -118,3 +119,42 @@ async def test_the_inspector_shows_every_frame_with_filter_pause_and_hex(
         assert "said" not in frames_shown(app)
         await pilot.press("p")
         await wait_until(lambda: "said" in frames_shown(app), what="the said after resuming")
+
+
+def errors_shown(app: ChatApp) -> list[str]:
+    """The codes of the `error` rows the inspector shows, in order."""
+    screen = app.screen
+    assert isinstance(screen, InspectorScreen)
+    return [str(frame.fields.get("code")) for frame in screen._frames.values() if frame.type == "error"]
+
+
+async def test_lesson_5_the_inspector_shows_a_frozen_link_and_a_corrupted_frame(tmp_path: Path) -> None:
+    """docs/lessons.md, lesson 5, from the client's side: the TUI with `--inspect` through the fault proxy.
+    `freeze up`: the server's ping comes in and the client's pong goes out (held by the proxy), then the
+    server's `error ping_timeout`; `thaw`, and it logs in again; `corrupt 4 up` and `cut`: the next login's
+    hello leaves whole, and the server answers `error bad_frame`."""
+    config = fast_server_config(tmp_path / "server", ping_interval=0.5, ping_timeout=1.0)
+    with LiveServer(config) as server:
+        async with FaultProxy((server.host, server.port)) as proxy:
+
+            class Via:
+                host, port = proxy.host, proxy.port
+
+            app = connected_app(Via(), tmp_path / "alice", inspect=True)  # type: ignore[arg-type]
+            async with app.run_test(size=SIZE) as pilot:
+                await wait_until(lambda: isinstance(app.screen, InspectorScreen), what="the inspector")
+                await wait_until(lambda: frames_shown(app)[:2] == ["hello", "welcome"], what="the login")
+                proxy.freeze("up", new_connections=True)  # the console's `freeze up`
+                await wait_until(lambda: "ping_timeout" in errors_shown(app), what="error ping_timeout")
+                shown = frames_shown(app)
+                timed_out = len(shown) - 1 - shown[::-1].index("error")
+                assert "ping" in shown[2:timed_out]
+                assert "pong" in shown[shown.index("ping", 2) : timed_out]
+                proxy.thaw()  # the console's `thaw`
+                await wait_until(lambda: frames_shown(app).count("welcome") >= 2, what="the login again")
+                proxy.to_server.corrupt = 4  # the console's `corrupt 4 up`: a new connection's map header
+                await proxy.cut()  # the console's `cut`
+                await wait_until(lambda: "bad_frame" in errors_shown(app), what="error bad_frame")
+                shown = frames_shown(app)
+                assert shown.count("hello") >= 3
+                await pilot.press("f12")
