@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -31,6 +32,8 @@ from .servers import BENCH_SETTINGS, CHECKOUT, SERVERS, ServerError, started, ta
 from .workloads import DEFAULT_DURATION, WORKLOADS, Workload
 
 RESULTS = Path(__file__).resolve().parent / "results"
+#: What --plot says without matplotlib (the optional 'plot' extra), before running anything.
+NO_MATPLOTLIB = "--plot needs matplotlib: pip install -e '.[plot]'"
 SERVER_CPU, LOADGEN_CPU = 0, 1
 #: The printed table fits a terminal this wide.
 TABLE_WIDTH = 120
@@ -237,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.plot_from is not None:
         return draw(args.plot_from, args.plot_dir)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        print(NO_MATPLOTLIB, file=sys.stderr)  # said before the run, not after minutes of it
+        return 2
     unknown = [name for name in args.workloads if name not in WORKLOADS]
     if unknown:
         parser.error(f"unknown workload(s) {unknown}; known: {', '.join(WORKLOADS)}")
@@ -289,7 +295,7 @@ def draw(results: Path, folder: Path | None) -> int:
     except ModuleNotFoundError as error:
         if error.name != "matplotlib":
             raise
-        print("--plot needs matplotlib: pip install -e '.[plot]'", file=sys.stderr)
+        print(NO_MATPLOTLIB, file=sys.stderr)
         return 2
     for chart in charts:
         print(f"chart written to {chart}")

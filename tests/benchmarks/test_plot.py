@@ -4,10 +4,14 @@ next to the tutorial server; the results are in the format `benchmarks.run` writ
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from benchmarks import run as bench_run
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def result(
@@ -64,3 +68,21 @@ def test_the_same_results_draw_the_same_files(tmp_path: Path) -> None:
         assert bench_run.main(["--plot-from", str(results), "--plot-dir", str(tmp_path / folder)]) == 0
     for chart in (tmp_path / "a").iterdir():
         assert chart.read_bytes() == (tmp_path / "b" / chart.name).read_bytes()
+
+
+def test_plot_without_matplotlib_says_so_before_running_anything(tmp_path: Path) -> None:
+    """`--plot` where matplotlib is not installed: exit 2 with the install hint at once, no results file."""
+    output = tmp_path / "run.json"
+    hidden = "import sys; sys.modules['matplotlib'] = None; from benchmarks.run import main; "
+    result = subprocess.run(
+        [sys.executable, "-c", hidden + f"sys.exit(main(['W1', '--plot', '--output', {str(output)!r}]))"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install -e '.[plot]'" in result.stderr
+    assert not output.exists()
+    assert "W1" not in result.stdout  # no workload was run
