@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .proxycli import address
 from .replay import DEFAULT_SETTLE, load, replay
+
+
+def positive(text: str) -> float:
+    """A number above 0 (argparse turns the error into a usage error, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, not {text}")
+    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--speed",
-        type=float,
+        type=positive,
         default=1.0,
         help="recorded gaps divided by this: 2 is twice as fast, 0.1 ten times slower (default 1)",
     )
@@ -33,8 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay; print each difference and a summary; exit status 1 if the answers differ."""
-    if args.speed <= 0:
-        raise SystemExit("chat-lab replay: --speed must be above 0")
+    if not args.file.is_file():
+        print(f"chat-lab replay: no recording at {args.file}", file=sys.stderr)
+        return 2
     records = load(args.file)
     report = replay(records, args.to, args.speed, args.settle)
     for difference in report.differences:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from shared import PROTOCOL_NAME, PROTOCOL_VERSION, Ack, Hello, Quit, RoomState,
 from tests.server.client import ChatTestClient
 from tests.server.process import ServerProcess
 
+REPLAY = (sys.executable, "-m", "chat_lab", "replay")
 LIMITS = ("--max-connections-per-minute", "100000", "--rate-burst", "1000", "--rate-messages", "1000")
 
 
@@ -125,3 +127,70 @@ def test_the_recording_is_bounded_and_rotates(tmp_path: Path) -> None:
     files = sorted(p.name for p in tmp_path.glob("chat.rec*"))
     assert files == ["chat.rec", "chat.rec.1", "chat.rec.2"]
     assert all((tmp_path / name).stat().st_size <= 4000 + 1000 for name in files)
+
+
+def test_speed_divides_the_recorded_gaps(tmp_path: Path) -> None:
+    """A recording with a 1 s pause before its second say (its times edited), replayed with `--speed 0.5`:
+    the pause lasts 2 s, and the answers are the same."""
+    recording = tmp_path / "chat.rec"
+    with server(tmp_path / "a", "--record", str(recording)) as address:
+        scripted_chat(address)
+    lines = [json.loads(line) for line in recording.read_text().splitlines()]
+    second_say = [i for i, line in enumerate(lines) if line.get("frame", {}).get("type") == "say"][1]
+    for line in lines[second_say:]:
+        line["t"] += 1.0
+    recording.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with server(tmp_path / "b") as target:
+        started = time.monotonic()
+        command = subprocess.run(
+            [*REPLAY, str(recording), "--to", f"{target[0]}:{target[1]}", "--speed", "0.5"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert command.returncode == 0, command.stdout + command.stderr
+    assert command.stdout.splitlines()[-1].endswith("the same answers")
+    assert elapsed >= 2.0
+
+
+def test_speed_must_be_above_zero() -> None:
+    """`--speed 0` is a usage error (exit 2), before anything is read or sent."""
+    command = subprocess.run(
+        [sys.executable, "-m", "chat_lab", "replay", "missing.rec", "--to", "127.0.0.1:9", "--speed", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert command.returncode == 2
+    assert "--speed" in command.stderr
+
+
+def test_a_rotated_recording_replays_whole(tmp_path: Path) -> None:
+    """A recording rotated into several files (none deleted) replays from its oldest file on: the same
+    answers as a fresh server gives."""
+    recording = tmp_path / "chat.rec"
+    options = ("--record", str(recording), "--record-max-bytes", "4000", "--record-files", "20")
+    with server(tmp_path / "a", *options) as address:
+        scripted_chat(address, lines=12)
+    assert (tmp_path / "chat.rec.2").exists()
+    assert not (tmp_path / "chat.rec.20").exists()
+    with server(tmp_path / "b") as target:
+        report = replay(load(recording), target)
+    assert report.differences == []
+    assert report.sent >= 12 + 2 + 1  # the says, the hellos (and joins), the who
+
+
+def test_a_missing_recording_is_a_usage_error(tmp_path: Path) -> None:
+    """`chat-lab replay` of a file that is not there: one line saying so, exit 2 (no traceback)."""
+    command = subprocess.run(
+        [sys.executable, "-m", "chat_lab", "replay", str(tmp_path / "nothing.rec"), "--to", "127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert command.returncode == 2
+    assert command.stderr.strip() == f"chat-lab replay: no recording at {tmp_path / 'nothing.rec'}"
