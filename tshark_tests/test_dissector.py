@@ -13,7 +13,6 @@ import asyncio
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -33,24 +32,20 @@ from chat_server.beacon.beacon import Beacon
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
 from chat_server.tls import TlsConfig
-from shared import GetStats, StatsReport
 from shared.discovery import encode_query
 from shared.limits import DEFAULT_MAX_FRAME
 from shared.schema import SENT_BY_CLIENT, SENT_BY_SERVER
 from tests.client.helpers import LiveServer, fast_server_config
 from tests.client.test_library import FAST
 from tests.discovery.helpers import INFO, loopback_config, udp_socket
-from tests.security.test_moderation_rights import registered
-from tests.security.test_registered_nicks import CHEAP, log_in
-from tests.server.conftest import TEST_SETTINGS
+from tests.lab.capture_script import PINGING, SUITE_TIMEOUT, capture_settings, scripted_chat
 from tests.waiting import DEADLINE
 
 from .pcap import tcp_streams, udp_datagrams
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Seconds dumpcap may take to start capturing, and the whole conformance run.
+#: Seconds dumpcap may take to start capturing.
 CAPTURE_START = 30.0
-SUITE_TIMEOUT = 300.0
 
 
 @contextmanager
@@ -162,42 +157,25 @@ def frame_types(stream: bytes) -> list[str]:
     return found
 
 
-def scripted_chat(server: ChatServer) -> None:
-    """Every frame type: the conformance suite against `server`, then an admin asking for the figures."""
-    host, port = server.address[:2]
-    suite = subprocess.run(
-        [sys.executable, "-m", "conformance", "--host", host, "--port", str(port)],
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT,
-        cwd=ROOT,
-        check=False,
-    )
-    assert suite.returncode == 0, suite.stdout[-3000:]
-    registered(server, "root", "hunter2")
-    with log_in(server, "root", nick_password="hunter2") as root:
-        root.send(GetStats(ref=1))
-        root.recv(StatsReport, ref=1)
-
-
 def test_every_frame_of_a_scripted_chat_decodes_with_its_type(tmp_path: Path) -> None:
     """tshark with the dissector shows, for every direction of every connection, the same frame types in the
     same order as the capture decoded in Python; malformed frames are flagged; every type of the protocol
-    occurs."""
-    settings = {**TEST_SETTINGS, "max_clients_per_ip": 1000, **CHEAP}
-    with ChatServer(ServerConfig(**{**settings, "data_dir": tmp_path, "admins": ("root",)})) as server:
-        port = server.address[1]
+    occurs, sent by each side that may send it."""
+    with (
+        ChatServer(ServerConfig(**capture_settings(tmp_path / "suite"))) as suite_server,
+        ChatServer(ServerConfig(**capture_settings(tmp_path / "pinging", **PINGING))) as pinging_server,
+    ):
+        ports = (suite_server.address[1], pinging_server.address[1])
         pcap = tmp_path / "chat.pcap"
-        with capture(pcap, f"tcp port {port}"):
-            scripted_chat(server)
+        with capture(pcap, " or ".join(f"tcp port {port}" for port in ports)):
+            scripted_chat(suite_server, pinging_server)
     expected: dict[tuple[int, int], list[str]] = {
         flow: frame_types(stream) for flow, stream in tcp_streams(pcap).items()
     }
     shown: dict[tuple[int, int], list[str]] = {}
     rows = tshark(
         pcap,
-        "-d",
-        f"tcp.port=={port},mpchat",
+        *(option for port in ports for option in ("-d", f"tcp.port=={port},mpchat")),
         "-T",
         "fields",
         "-e",
@@ -224,8 +202,10 @@ def test_every_frame_of_a_scripted_chat_decodes_with_its_type(tmp_path: Path) ->
             t for t in types if t != "malformed"
         ], flow
         assert Counter(shown.get(flow, []))["malformed"] >= Counter(types)["malformed"], flow
-    every = {t for types in expected.values() for t in types}
-    assert set(SENT_BY_CLIENT) | set(SENT_BY_SERVER) <= every
+    from_clients = {t for (_, to), types in expected.items() if to in ports for t in types}
+    from_servers = {t for (source, _), types in expected.items() if source in ports for t in types}
+    assert sorted(set(SENT_BY_CLIENT) - from_clients) == []
+    assert sorted(set(SENT_BY_SERVER) - from_servers) == []
     assert sum(len(types) for types in expected.values()) > 500
 
 
