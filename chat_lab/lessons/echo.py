@@ -2,8 +2,9 @@
 `ss -tan`, and restarting a server with and without SO_REUSEADDR.
 
 Every step prints what it did and, where the kernel keeps state, the lines of `ss -tan` for the lesson's
-port: the state of each end of the connection (SYN-SENT and SYN-RECV pass too fast to catch on loopback;
-ESTAB, FIN-WAIT-2, CLOSE-WAIT, TIME-WAIT stay long enough to see).
+port: the state of each end of the connection (ESTAB, FIN-WAIT-2, CLOSE-WAIT, TIME-WAIT stay long enough to
+see; SYN-SENT passes in microseconds on loopback, so the last step shows it with a SYN that gets no answer:
+a listener whose accept queue is full drops it).
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from typing import TextIO
 
 #: Seconds any step of the lesson may wait for its socket.
 STEP_TIMEOUT = 5.0
+#: Seconds a connection attempt stays in SYN-SENT before the lesson takes its SYN for dropped (on loopback
+#: a handshake takes microseconds; a dropped SYN is sent again only after 1 s).
+SYN_UNANSWERED = 0.3
+#: Connection attempts at most, to fill the accept queue of a listener with backlog 0 (Linux queues one).
+QUEUE_FILLERS = 4
 
 
 @dataclass
@@ -107,6 +113,45 @@ def echo_and_close(found: EchoFindings, out: TextIO, *, reuse_address: bool) -> 
     return port
 
 
+def state_of(port: int, local_port: int) -> str:
+    """The state `ss` shows for the client end 127.0.0.1:`local_port` of a connection to `port`."""
+    for line in tcp_states(port):
+        words = line.split()
+        if len(words) == 3 and words[1] == f"127.0.0.1:{local_port}":
+            return words[0]
+    return ""
+
+
+def unanswered_syn(found: EchoFindings, out: TextIO) -> None:
+    """A connection attempt nobody answers: a listener with backlog 0 that never accepts queues one
+    connection; the kernel drops the next SYN, and that client's end waits in SYN-SENT."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    attempts: list[socket.socket] = []
+    try:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(QUEUE_FILLERS):
+            client = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            attempts.append(client)
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))  # sends the SYN, returns at once (EINPROGRESS)
+            local_port = client.getsockname()[1]
+            deadline = time.monotonic() + SYN_UNANSWERED
+            while state_of(port, local_port) in ("SYN-SENT", "") and time.monotonic() < deadline:
+                time.sleep(0.01)  # the kernel answers a queued SYN at once: poll until it has, or has not
+            if state_of(port, local_port) == "SYN-SENT":
+                step = "a SYN nobody answers (the listener's accept queue is full)"
+                found.states[step] = tcp_states(port)
+                print(f"\n-- {step}: ss -tan for port {port}", file=out)
+                for line in found.states[step]:
+                    print(f"   {line}", file=out)
+                return
+    finally:
+        for sock in (*attempts, listener):
+            sock.close()
+
+
 def restart(port: int, *, reuse_address: bool) -> str:
     """Bind a new listening socket to `port`: "bound", or the error's name."""
     try:
@@ -126,6 +171,7 @@ def run(out: TextIO) -> EchoFindings:
     port = echo_and_close(found, out, reuse_address=True)
     found.restart_with_reuseaddr = restart(port, reuse_address=True)
     print(f"   the same, both with SO_REUSEADDR:                {found.restart_with_reuseaddr}", file=out)
+    unanswered_syn(found, out)
     print(
         "\nmpchat's server binds with socket.create_server, which sets SO_REUSEADDR "
         "(chat_server/acceptor/acceptor.py): it restarts at once.",

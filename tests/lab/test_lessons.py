@@ -11,16 +11,18 @@ from chat_lab.lessons import LESSONS, echo, faults, many, sticky, udp
 
 def test_lesson_1_echo_states_and_reuseaddr() -> None:
     """The echo comes back; ss shows ESTAB, then FIN-WAIT-2/CLOSE-WAIT, then TIME-WAIT; a restart on the
-    port fails with EADDRINUSE without SO_REUSEADDR and binds with it."""
+    port fails with EADDRINUSE without SO_REUSEADDR and binds with it; a SYN nobody answers is SYN-SENT."""
     found = echo.run(io.StringIO())
     assert found.echoed == b"hello, echo"
-    listening, connected, server_closed, both_closed = (
+    listening, connected, server_closed, both_closed, unanswered = (
         sorted(line.split()[0] for line in lines) for lines in found.states.values()
     )
     assert listening == ["LISTEN"]
     assert connected == ["ESTAB", "ESTAB", "LISTEN"]
     assert server_closed == ["CLOSE-WAIT", "FIN-WAIT-2", "LISTEN"]
     assert both_closed == ["LISTEN", "TIME-WAIT"]
+    assert "SYN-SENT" in unanswered
+    assert "LISTEN" in unanswered
     assert found.restart_without_reuseaddr == "EADDRINUSE"
     assert found.restart_with_reuseaddr == "bound"
 
