@@ -4,7 +4,8 @@ an idle loopback and breaks on a real network. The lesson sends three messages t
 first merging the writes (`coalesce`), then cutting them into 2-byte pieces (`split`), and reads them twice:
 naively (one `recv` = one message) and with a length prefix (`shared.codec`: `frame` and
 `FrameReassembler`, exactly what mpchat's client and server use). Then the same for a file sent behind a
-`struct`-packed header.
+`struct`-packed header, and last a file sent by mpchat (an offer, then numbered chunks, checked by its
+SHA-256) through the same proxy, with the sender's connection cut in the middle.
 """
 
 from __future__ import annotations
@@ -13,10 +14,17 @@ import asyncio
 import hashlib
 import socket
 import struct
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
+from chat_client import ChatClient
 from chat_lab.proxy import FaultProxy
+from chat_server.config import ServerConfig
+from chat_server.server import ChatServer
 from shared.codec import FrameReassembler, frame
 
 MESSAGES = (b"hello", b"how are you?", b"bye")
@@ -26,6 +34,12 @@ FILE_HEADER = struct.Struct("!64sQ")
 STEP_TIMEOUT = 5.0
 #: How long the receiver watches for more after the last byte it expects (the naive reader cannot know).
 QUIET = 0.3
+#: The file mpchat sends in the lesson: a few chunks' worth.
+MPCHAT_FILE_SIZE = 120_000
+#: Bytes that pass up the proxy before it cuts alice's connection: the first chunk and part of the second.
+CUT_AFTER = 70_000
+#: Seconds the mpchat transfer may take in all.
+TRANSFER_TIMEOUT = 60.0
 
 
 @dataclass
@@ -36,6 +50,10 @@ class StickyFindings:
     framed: dict[str, list[bytes]] = field(default_factory=dict)
     header_naive: dict[str, str] = field(default_factory=dict)
     header_exact: dict[str, str] = field(default_factory=dict)
+    #: mpchat's transfer: where the upload resumed after the cut, and what the receiver saved.
+    resumed_from: int = 0
+    mpchat_sent: str = ""
+    mpchat_saved: str = ""
 
 
 async def receive_all(server: socket.socket) -> list[bytes]:
@@ -104,6 +122,79 @@ def read_file_exactly(reads: list[bytes]) -> str:
     return f"{name.rstrip(bytes(1)).decode()} {size} bytes, sha256 {hashlib.sha256(body).hexdigest()[:16]}"
 
 
+async def until(condition: Callable[[], bool], timeout: float = TRANSFER_TIMEOUT) -> None:
+    """Poll `condition` until it holds; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the lesson's transfer did not get there in time")
+        await asyncio.sleep(0.02)  # polling interval of a bounded wait
+
+
+def cut_after(proxy: FaultProxy, count: int) -> Callable[[bytes], bytes]:
+    """A filter for the way up: after `count` more bytes, alice's side freezes (the rest is held, never
+    sent) while the server's confirmations still come down; the lesson then cuts the connection."""
+    passed = 0
+
+    def watch(data: bytes) -> bytes:
+        nonlocal passed
+        passed += len(data)
+        if passed >= count:
+            proxy.freeze("up")
+        return data
+
+    return watch
+
+
+def describe_file(name: str, content: bytes) -> str:
+    """A file as the lesson prints it: name, size and the start of its SHA-256."""
+    return f"{name} {len(content)} bytes, sha256 {hashlib.sha256(content).hexdigest()[:16]}"
+
+
+async def mpchat_transfer(content: bytes, found: StickyFindings, out: TextIO) -> None:
+    """Send `content` as a file from alice to bob through an mpchat server and the proxy (split 7 both ways;
+    alice's connection cut mid-upload); note in `found` where the upload resumed and what bob saved."""
+    with tempfile.TemporaryDirectory() as folder:
+        root = Path(folder)
+        source = root / "notes.bin"
+        source.write_bytes(content)
+        server = ChatServer(ServerConfig(host="127.0.0.1", port=0, data_dir=root / "server"))
+        server.start()
+        proxy = FaultProxy(server.address[:2])
+        proxy.to_server.split = proxy.to_client.split = 7
+        await proxy.start()
+        try:
+            async with (
+                ChatClient(*proxy.address, "alice", rooms=["lesson"]) as alice,
+                ChatClient(*proxy.address, "bob", rooms=["lesson"]) as bob,
+            ):
+                proxy.to_server.mangle = cut_after(proxy, CUT_AFTER)
+                upload = await alice.send_file(source, room="lesson")
+                await until(lambda: upload.info.done > 0)  # the server confirmed the first chunk...
+                await proxy.cut()  # ... and the connection is gone
+                proxy.to_server.mangle = None
+                sent = await asyncio.wait_for(upload.wait(), TRANSFER_TIMEOUT)
+                found.resumed_from = sent.resumed_from
+                print(
+                    f"-- split 7 both ways, alice's connection cut after {CUT_AFTER} bytes up: she connected "
+                    f"again and went on from byte {sent.resumed_from}, the end of the last confirmed chunk",
+                    file=out,
+                )
+                offer_id = sent.offer_id
+                assert offer_id is not None
+                await until(lambda: bob.file_offer(offer_id) is not None)
+                got = await asyncio.wait_for(bob.get_file(offer_id, root / "bob").wait(), TRANSFER_TIMEOUT)
+                assert got.path is not None
+                found.mpchat_saved = describe_file(got.name, got.path.read_bytes())
+                print(
+                    f"   bob saved {found.mpchat_saved} (its SHA-256 checked against the offer's)",
+                    file=out,
+                )
+        finally:
+            await proxy.close()
+            server.stop()
+
+
 def run(out: TextIO) -> StickyFindings:
     """Run the lesson, narrating to `out`; return what it saw."""
     return asyncio.run(_run(out))
@@ -150,6 +241,10 @@ async def _run(out: TextIO) -> StickyFindings:
         found.header_exact[label] = read_file_exactly(reads)
         print(f"-- {label}: naive: {found.header_naive[label]}", file=out)
         print(f"   {' ' * len(label)}  exact: {found.header_exact[label]}", file=out)
+    mpchat_content = (bytes(range(256)) * (MPCHAT_FILE_SIZE // 256 + 1))[:MPCHAT_FILE_SIZE]
+    found.mpchat_sent = describe_file("notes.bin", mpchat_content)
+    print(f"\nthe same through mpchat: alice offers {found.mpchat_sent} in a room with bob", file=out)
+    await mpchat_transfer(mpchat_content, found, out)
     print(
         "\nmpchat frames every message with a 4-byte length (shared/codec.py: frame, FrameReassembler), and "
         "sends a file as numbered chunks in frames, each acknowledged, the whole checked by its SHA-256 "

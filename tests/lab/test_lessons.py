@@ -18,6 +18,9 @@ def test_lesson_1_echo_states_and_reuseaddr() -> None:
         sorted(line.split()[0] for line in lines) for lines in found.states.values()
     )
     assert listening == ["LISTEN"]
+    (line,) = found.states["listening"]
+    state, local, peer = line.split()
+    assert (state, local.rsplit(":", 1)[0], peer) == ("LISTEN", "127.0.0.1", "0.0.0.0:*")
     assert connected == ["ESTAB", "ESTAB", "LISTEN"]
     assert server_closed == ["CLOSE-WAIT", "FIN-WAIT-2", "LISTEN"]
     assert both_closed == ["LISTEN", "TIME-WAIT"]
@@ -29,7 +32,8 @@ def test_lesson_1_echo_states_and_reuseaddr() -> None:
 
 def test_lesson_2_sticky_packets() -> None:
     """Merged writes arrive as one recv and split ones as many; the length prefix recovers the three
-    messages both times; a split struct header breaks the naive reader, not the exact one."""
+    messages both times; a split struct header breaks the naive reader, not the exact one; mpchat's transfer
+    through the same split, cut mid-upload, resumes after the first chunk and arrives whole."""
     found = sticky.run(io.StringIO())
     merged, split = found.naive.values()
     assert merged == [b"".join(sticky.MESSAGES)]
@@ -40,6 +44,9 @@ def test_lesson_2_sticky_packets() -> None:
     exact = set(found.header_exact.values())
     assert len(exact) == 1
     assert exact.pop().startswith("notes.txt 1024 bytes, sha256 ")
+    assert found.resumed_from > 0
+    assert found.mpchat_saved == found.mpchat_sent
+    assert found.mpchat_sent.startswith(f"notes.bin {sticky.MPCHAT_FILE_SIZE} bytes, sha256 ")
 
 
 def test_lesson_3_udp_loss_duplication_reordering() -> None:
