@@ -146,7 +146,9 @@ async def command(proxy: FaultProxy | UdpFaultProxy, line: str) -> str:
         if name == "cut":
             await proxy.cut()
             return "ok cut"
-        if name == "refuse" and isinstance(proxy, FaultProxy) and len(rest) == 1:
+        if name == "refuse" and len(rest) == 1:
+            if not isinstance(proxy, FaultProxy):
+                return f"error {name}: only for tcp"
             proxy.refuse = cast(bool, SWITCHES["discard"][1](rest[0]))
             return f"ok refuse {rest[0]}"
         if (name in SWITCHES or name == "drop-at") and 1 <= len(rest) <= 2:
