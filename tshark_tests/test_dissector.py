@@ -250,7 +250,7 @@ def test_a_tls_session_decrypts_with_the_clients_key_log(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A TLS chat captured with the client's SSLKEYLOGFILE: tshark decrypts it, and the dissector shows the
-    hello, the welcome, the say and its ack inside."""
+    hello, the welcome, the say and its ack inside, the say's fields in its tree."""
     keys = tmp_path / "keys.log"
     monkeypatch.setenv(SSLKEYLOG_ENV, str(keys))
     monkeypatch.setenv("MPCHAT_DATA_DIR", str(tmp_path / "data"))
@@ -277,6 +277,8 @@ def test_a_tls_session_decrypts_with_the_clients_key_log(
         "fields",
         "-e",
         "mpchat.type",
+        "-e",
+        "mpchat.field",
         "-E",
         "occurrence=a",
         "-E",
@@ -284,3 +286,7 @@ def test_a_tls_session_decrypts_with_the_clients_key_log(
     )
     shown = [kind for row in rows for kind in row[0].split("|") if kind]
     assert {"hello", "welcome", "say", "ack"} <= set(shown)
+    say_fields = next(row[1].split("|") for row in rows if "say" in row[0].split("|"))
+    assert 'type: "say"' in say_fields
+    assert 'room: "lobby"' in say_fields
+    assert 'text: "hello over TLS"' in say_fields
