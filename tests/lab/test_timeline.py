@@ -69,3 +69,19 @@ def test_the_picture_has_a_lane_per_server_thread(tmp_path: Path) -> None:
     text = draw(trace, tmp_path / "timeline.svg").read_text()
     for name in ("acceptor", "conn-1-reader", "conn-3-reader", "history", "sender"):
         assert f">{name}<" in text
+
+
+def test_without_the_lab_extra_it_says_how_to_install_it(tmp_path: Path) -> None:
+    """Where viztracer is not installed: exit 2, the install hint, no trace file (docs/lab.md)."""
+    out = tmp_path / "t.json"
+    hidden = "import sys; sys.modules['viztracer'] = None; from chat_lab.__main__ import main; "
+    result = subprocess.run(
+        [sys.executable, "-c", hidden + f"sys.exit(main(['timeline', '--out', {str(out)!r}]))"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "pip install 'mpchat[lab]'" in result.stdout + result.stderr
+    assert not out.exists()
