@@ -30,6 +30,7 @@ from chat_client.net.options import DEFAULT_DRAIN_TIMEOUT, DEFAULT_LAG_WARNING, 
 from chat_client.net.pins import PinStore, PinStoreError, parse_pin_key
 from chat_client.settings import DEFAULT_HOST, DESKTOP_NOTIFY_STYLES, data_dir, load_settings, save_settings
 from shared import nick_problem, room_problem
+from shared.addresses import parse_servers
 from shared.fingerprint import BadFingerprint, grouped, parse_fingerprint
 from shared.limits import DEFAULT_MAX_NICK, DEFAULT_MAX_ROOM
 
@@ -75,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--host", help="server host name or address (connects directly, with --nick)")
+    parser.add_argument(
+        "--host",
+        help="server host name or address (connects directly, with --nick); several servers of one chat "
+        "(a cluster) as HOST[:PORT],HOST[:PORT],...: tried in turn, and the client fails over between them",
+    )
     parser.add_argument("--port", type=int, help="server port (default: the last one used, else 7878)")
     parser.add_argument("--nick", help="your nick (default: the last one used)")
     parser.add_argument("--room", help="room to join on connect (default: the server's default room)")
@@ -187,6 +192,11 @@ def _check_names(parser: argparse.ArgumentParser, args: argparse.Namespace) -> N
         parser.error(
             "--tls and --fingerprint are for remote servers; --local runs a plaintext one on 127.0.0.1"
         )
+    if args.host is not None:
+        try:
+            parse_servers(args.host, args.port or 1)  # only the form is checked here; the port comes later
+        except ValueError as error:
+            parser.error(f"--host: {error}")
     if args.fingerprint is not None:
         try:
             args.fingerprint = parse_fingerprint(args.fingerprint)

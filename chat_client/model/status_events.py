@@ -66,7 +66,7 @@ def on_disconnected(model: ChatModel, event: Disconnected, changes: Changes) -> 
 def on_reconnecting(model: ChatModel, event: Reconnecting, changes: Changes) -> None:
     model.status = ConnectionStatus.RECONNECTING
     model.reconnect_at = model.clock() + event.delay
-    model.status_reason = event.reason
+    model.status_reason = event.reason if event.server is None else f"{event.reason}; trying {event.server}"
     changes.status = True
 
 

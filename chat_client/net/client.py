@@ -102,6 +102,7 @@ from shared import (
     check_outgoing,
     fold,
 )
+from shared.addresses import parse_servers
 from shared.limits import Limits
 
 log = logging.getLogger("chat_client.connection")
@@ -126,8 +127,13 @@ class ChatClient:
         """`rooms`: the rooms to join at the first login; `password`: the server's password, if it has one;
         `nick_password`: the nick's, if registered (both kept in memory only, to log in again after a
         reconnect); `tls`: TLS with the server's key checked (pinned on first use), None for plaintext;
-        `wire_log`: where to record every frame sent and received (`chat_client.net.wirelog`), or None."""
-        self.endpoint = Endpoint(host, port)
+        `wire_log`: where to record every frame sent and received (`chat_client.net.wirelog`), or None.
+
+        `host` may also name several servers of one chat (a cluster: docs/cluster.md), ``HOST[:PORT]``
+        entries separated by commas, each without a port on `port`: they are tried in turn, and when the
+        server in use goes away the client fails over to the next one (`ClientRunner`). Raises `ValueError`
+        if `host` cannot be read that way."""
+        self.servers = [Endpoint(name, number) for name, number in parse_servers(host, port)]
         self.tls = tls
         #: Where every frame is recorded (`chat_client.net.wirelog`), or None.
         self.wire_log = wire_log
@@ -171,7 +177,7 @@ class ChatClient:
             emit=self._emit,
         )
         self._runner = ClientRunner(
-            self.endpoint,
+            self.servers,
             tls,
             options,
             first_rooms=rooms,
@@ -205,7 +211,7 @@ class ChatClient:
         Raises `LoginRefused` (with the server's code, e.g. ``nick_taken``) or `ConnectionLost` if the
         first login fails: a wrong address or nick is reported at once, never retried forever.
         """
-        log.info("connecting to %s as %s", self.endpoint, self.nick)
+        log.info("connecting to %s as %s", ", ".join(map(str, self.servers)), self.nick)
         self._check(self._runner.hello())  # a bad nick or room name is the caller's mistake: say so now
         try:
             await self._runner.start()
@@ -245,6 +251,11 @@ class ChatClient:
     def nick(self) -> str:
         """Our nick as the server knows it (updated by the welcome and by nick changes)."""
         return self._credentials.nick
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The server in use, or between sessions the one tried next (one of `servers`)."""
+        return self._runner.endpoint
 
     @property
     def state(self) -> ConnectionState:

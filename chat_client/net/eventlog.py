@@ -38,8 +38,9 @@ def log_event(event: Event, *, rooms: int, outbox: int) -> None:
                 f" ({code})" if code else "",
                 "will reconnect" if will_retry else "not reconnecting",
             )
-        case Reconnecting(delay=delay, attempt=attempt, reason=reason):
-            log.info("reconnecting in %.1f s (attempt %d): %s", delay, attempt, reason)
+        case Reconnecting(delay=delay, attempt=attempt, reason=reason, server=server):
+            where = f" to {server}" if server else ""
+            log.info("reconnecting%s in %.1f s (attempt %d): %s", where, delay, attempt, reason)
         case History(room=room, direct=direct, messages=messages, more=more):
             where = "direct messages" if direct or room is None else room
             log.info("history of %s: %d messages%s", where, len(messages), " (more stored)" if more else "")

@@ -39,11 +39,13 @@ class Disconnected:
 
 @dataclass(frozen=True, slots=True)
 class Reconnecting:
-    """The next connection attempt (number `attempt`, from 1) starts in `delay` seconds."""
+    """The next connection attempt (number `attempt`, from 1) starts in `delay` seconds. `server` names the
+    server it goes to when the client fails over to another one of its list (else None: the same one)."""
 
     delay: float
     attempt: int
     reason: str
+    server: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

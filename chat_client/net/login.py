@@ -31,6 +31,11 @@ RETRYABLE_LOGIN_CODES = frozenset(
 )
 # Fatal session errors after which reconnecting would only repeat the failure.
 FINAL_SESSION_CODES = frozenset({ErrorCode.BAD_HELLO, ErrorCode.UNSUPPORTED_VERSION})
+#: Refusals of a login that say "not this server, not now": with several servers (`host` a list), the client
+#: tries the next one at once instead of waiting for this one.
+FAIL_OVER_CODES = frozenset(
+    {ErrorCode.SERVER_FULL, ErrorCode.TOO_MANY_CONNECTIONS, ErrorCode.SERVER_SHUTDOWN}
+)
 
 
 class Credentials:

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from chat_client.net.delivery import Delivery
 from chat_client.net.errors import (
@@ -53,6 +53,7 @@ from chat_client.net.errors import (
 from chat_client.net.events import Closed, Connected, Disconnected, Event, Reconnecting
 from chat_client.net.liveness import Liveness
 from chat_client.net.login import (
+    FAIL_OVER_CODES,
     FINAL_SESSION_CODES,
     RETRYABLE_LOGIN_CODES,
     Credentials,
@@ -109,7 +110,7 @@ class ClientRunner:
 
     def __init__(
         self,
-        endpoint: Endpoint,
+        servers: Sequence[Endpoint],
         tls: TlsOptions | None,
         options: ClientOptions,
         *,
@@ -126,7 +127,14 @@ class ClientRunner:
         emit: Callable[[Event], None],
         tap: Tap | None = None,
     ) -> None:
-        self.endpoint = endpoint
+        if not servers:
+            raise ValueError("no server to connect to")
+        #: The servers of the chat, tried in this order (`host` of `ChatClient`: one, or a cluster's).
+        self.servers = list(servers)
+        #: The server in use, or between sessions the one tried next.
+        self.endpoint = self.servers[0]
+        # Servers in a row that failed since the last login or the last full round (see `_fail_over`).
+        self._failed_in_round = 0
         self.tls = tls
         self.options = options
         self._first_rooms = tuple(first_rooms) if first_rooms is not None else None
@@ -226,6 +234,7 @@ class ClientRunner:
         try:
             while not self.closing:
                 retry_after = 0.0
+                failing_over = False  # the next attempt goes at once to another server of the list
                 try:
                     session = await Session.open(
                         self.endpoint,
@@ -241,7 +250,10 @@ class ClientRunner:
                     self._emit(Disconnected(str(untrusted), untrusted.code, will_retry=False))
                     return
                 except LoginRefused as refused:
-                    if self._fail_first_login(refused) or refused.code not in RETRYABLE_LOGIN_CODES:
+                    failing_over = refused.code in FAIL_OVER_CODES and self._fail_over()
+                    if not failing_over and (
+                        self._fail_first_login(refused) or refused.code not in RETRYABLE_LOGIN_CODES
+                    ):
                         final_error = refused
                         self._emit(
                             Disconnected(refused.message or refused.code, refused.code, will_retry=False)
@@ -252,7 +264,8 @@ class ClientRunner:
                     probe = False  # the server is there and answering: the backoff alone decides
                 except (OSError, TimeoutError, ConnectionLost) as failure:
                     lost = failure if isinstance(failure, ConnectionLost) else connection_failure(failure)
-                    if self._fail_first_login(lost):
+                    failing_over = self._fail_over()
+                    if not failing_over and self._fail_first_login(lost):
                         final_error = lost
                         return
                     reason = lost.reason
@@ -262,6 +275,7 @@ class ClientRunner:
                     probe = not isinstance(failure, (ConnectionLost, *_CUT_OFF))
                 else:
                     attempt = 0
+                    self._failed_in_round = 0
                     ended = await self._serve(session)
                     if self._stopping():
                         return
@@ -279,8 +293,18 @@ class ClientRunner:
                     if not will_retry:
                         final_error = ended
                         return
-                attempt += 1
+                    # The server went away (not a /reconnect): another of the list may be there.
+                    failing_over = probe and not self._retry_now and self._fail_over()
                 peers = self._crowd.peers(self._credentials.nick)
+                if failing_over:
+                    # Straight on to the next server, spread over the crowd's window like a return (a
+                    # server's clients all fail over at once); the backoff starts once every server failed.
+                    delay = self.options.backoff.crowd_delay(peers)
+                    self._emit(Reconnecting(delay, attempt + 1, reason, server=str(self.endpoint)))
+                    self.state = ConnectionState.RECONNECTING
+                    await self._wait_to_retry(delay, probe=False, peers=peers)
+                    continue
+                attempt += 1
                 if self._retry_now:
                     delay = retry_after  # the user asked (/reconnect): at once, unless the server said when
                 else:
@@ -355,6 +379,22 @@ class ClientRunner:
             return False
         writer.close()
         return True
+
+    def _fail_over(self) -> bool:
+        """The server in use failed: move on to the next one of the list.
+
+        True if that one has not been tried since the last login (or the last full round): try it at once.
+        False with a single server, and once every server has failed in a row: then the client waits with
+        backoff as usual (the round starts again, from the next server), and a first login fails.
+        """
+        if len(self.servers) == 1:
+            return False
+        self.endpoint = self.servers[(self.servers.index(self.endpoint) + 1) % len(self.servers)]
+        self._failed_in_round += 1
+        if self._failed_in_round < len(self.servers):
+            return True
+        self._failed_in_round = 0
+        return False
 
     def _stopping(self) -> bool:
         # A method, not the attribute: the attribute changes while _run awaits (stop() sets it).

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 from chat_client.net.errors import FingerprintMismatch, ServerKeyChanged
 from chat_client.net.pins import PinStore, PinStoreError, pin_key
+from shared.addresses import parse_servers
 from shared.fingerprint import certificate_fingerprint, grouped
 
 #: The oldest protocol version the client accepts.
@@ -96,13 +97,16 @@ def tls_for(host: str, port: int, *, tls: bool, fingerprint: str | None, pins: P
     """The TLS options for a connection, or None for plaintext.
 
     TLS when asked for, when a fingerprint is given, and also when this ``host:port`` has a pin: a server
-    once reached with TLS is never silently reached without it (no downgrade by forgetting ``--tls``).
+    once reached with TLS is never silently reached without it (no downgrade by forgetting ``--tls``). When
+    `host` names several servers of one chat (`shared.addresses.parse_servers`), a pin of any of them makes
+    the whole chat TLS.
     """
     if fingerprint is not None:
         tls = True
     elif not tls:
         try:
-            tls = pins.get(pin_key(host, port)) is not None
+            servers = parse_servers(host, port)
+            tls = any(pins.get(pin_key(name, number)) is not None for name, number in servers)
         except PinStoreError:
             tls = True  # cannot tell: use TLS, and the check reports the damaged file
     return TlsOptions(fingerprint, pins) if tls else None

@@ -64,7 +64,7 @@ from chat_client.net.progress import Direction, TransferState, describe
 from chat_client.net.trust import TlsOptions
 from chat_client.plain.password import PasswordCommands, SecretReader
 from shared import ErrorCode, History, visible
-from shared.addresses import host_port
+from shared.addresses import describe_servers
 from shared.text import CONTINUATION
 
 #: Seconds the end of the session waits for the event printer to finish.
@@ -321,7 +321,7 @@ async def run_plain(
             await client.connect()
             break
         except (LoginRefused, ConnectionLost, InvalidRequest, UntrustedServer, PinStoreError) as error:
-            err.write(f"chat-client: cannot log in to {host_port(host, port)} as {nick}: {error}\n")
+            err.write(f"chat-client: cannot log in to {describe_servers(host, port)} as {nick}: {error}\n")
             code = error.code if isinstance(error, LoginRefused) else None
             if ask is None or attempt == PASSWORD_TRIES or code not in _PASSWORD_CODES:
                 return EXIT_LOGIN_FAILED

@@ -33,7 +33,7 @@ from chat_client.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, load_sett
 from chat_client.tui.screens.connect import ConnectScreen
 from chat_client.tui.startup import preload
 from chat_client.tui.ui_messages import ServersHeard
-from shared.addresses import host_port
+from shared.addresses import describe_servers
 from shared.errors import ErrorCode
 
 if TYPE_CHECKING:
@@ -276,7 +276,7 @@ class ChatApp(App[int]):
         except (LoginRefused, ConnectionLost, InvalidRequest, UntrustedServer, PinStoreError) as error:
             if isinstance(self.screen, ConnectScreen):
                 code = error.code if isinstance(error, LoginRefused) else None
-                reason = f"cannot connect to {host_port(host, port)} as {nick}: {error}"
+                reason = f"cannot connect to {describe_servers(host, port)} as {nick}: {error}"
                 if code in _PASSWORD_CODES:
                     self.screen.ask_password(reason, nick=code == ErrorCode.NICK_REGISTERED)
                 else:
@@ -292,7 +292,7 @@ class ChatApp(App[int]):
         chat = ChatScreen(
             model,
             client,
-            address=host_port(host, port),
+            address=describe_servers(host, port),
             bell=self.bell_on_mention,
             desktop=self.notify_desktop if self.desktop_notify != "off" else None,
             ask_lines=self.settings.paste_ask_lines,

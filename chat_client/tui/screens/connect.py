@@ -23,7 +23,7 @@ from textual.widgets import Button, Checkbox, Footer, Input, Label, OptionList, 
 from textual.widgets.option_list import Option
 
 from chat_client.settings import Recent
-from shared.addresses import host_port
+from shared.addresses import describe_servers, host_port, parse_servers
 from shared.fingerprint import grouped
 from shared.limits import DEFAULT_MAX_NICK
 from shared.text import nick_problem, visible
@@ -122,7 +122,7 @@ class ConnectScreen(Screen[None]):
         if isinstance(self.app, ChatApp):
             self.show_lan(self.app.lan_servers, self.app.lan_problem)
         if self._connecting:
-            self.show_status(f"connecting to {host_port(self._host, self._port)} as {self._nick}…")
+            self.show_status(f"connecting to {describe_servers(self._host, self._port)} as {self._nick}…")
             self.query_one("#connect", Button).disabled = True
 
     def on_resize(self, event: Resize) -> None:
@@ -153,6 +153,11 @@ class ConnectScreen(Screen[None]):
         if not port_text.isdigit() or not 0 < int(port_text) < 65536:
             self.show_error("the port is a number from 1 to 65535")
             return
+        try:
+            parse_servers(host, int(port_text))  # one server, or several of one chat: a.lan,b.lan:7000
+        except ValueError as error:
+            self.show_error(str(error))
+            return
         problem = nick_problem(nick, DEFAULT_MAX_NICK)
         if problem is not None:
             self.show_error(problem)
@@ -160,7 +165,7 @@ class ConnectScreen(Screen[None]):
             return
         tls = self.query_one("#tls", Checkbox).value
         how = " with TLS" if tls else ""
-        self.show_status(f"connecting to {host_port(host, int(port_text))}{how} as {nick}…")
+        self.show_status(f"connecting to {describe_servers(host, int(port_text))}{how} as {nick}…")
         self.query_one("#connect", Button).disabled = True
         from chat_client.tui.app import ChatApp
 
