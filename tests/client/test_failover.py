@@ -21,6 +21,7 @@ from chat_client.net.backoff import Backoff
 from chat_client.net.errors import ConnectionLost
 from chat_client.plain.linemode import run_plain
 from chat_client.tui.app import ChatApp
+from chat_client.tui.screens.chat import ChatScreen
 from chat_client.tui.screens.connect import ConnectScreen
 from chat_lab.proxy import FaultProxy
 from shared.addresses import describe_servers, parse_servers
@@ -29,7 +30,6 @@ from tests.waiting import wait_until
 from .helpers import LiveServer, fast_server_config
 from .test_cli import run_client
 from .test_library import FAST, Recorder
-from .tui_helpers import wait_for_chat
 
 SIZE = (120, 36)
 
@@ -207,9 +207,15 @@ async def test_the_connect_screen_takes_a_server_list(
         await pilot.click("#connect")
         await wait_until(lambda: "empty server name" in str(screen.query_one("#connect-status").render()))
         listed = servers(refusing_port, server.port)
-        screen.query_one("#host", Input).value = listed
-        await pilot.click("#connect")
-        await wait_for_chat(app, pilot)
+        host = screen.query_one("#host", Input)
+        host.value = listed
+        host.focus()
+        status = screen.query_one("#connect-status")
+        await pilot.press("enter")
+        try:
+            await wait_until(lambda: isinstance(app.screen, ChatScreen), what="the chat screen")
+        except AssertionError as timeout:
+            raise AssertionError(f"{timeout}; the connect screen says: {status.render()}") from None
         assert app.client is not None
         assert app.client.endpoint.port == server.port
         await app.quit_chat(None)
