@@ -21,6 +21,7 @@ the read loop catches once (`Connection._read_loop`).
 from __future__ import annotations
 
 import logging
+import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -139,28 +140,31 @@ def end_on_quit(connection: Connection, request: Quit) -> None:
 
 def fetch_history(connection: Connection, request: FetchHistory) -> None:
     """A page of history, from this reader's own SQLite read connection (chat_server.reader.pages)."""
-    client = connection.client
-    try:
-        db = connection.reader_db()
-    except HistoryError as error:
-        log.warning("conn=%d event=history_failed error=%s", client.id, error)
-        client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref))
-        return
-    services = connection.services
-    client.send(pages.fetch_history(client, request, db, services.hub, services.config))
+    db = _history_db(connection, request.ref)
+    if db is not None:
+        services = connection.services
+        client = connection.client
+        client.send(pages.fetch_history(client, request, db, services.hub, services.config))
 
 
 def search(connection: Connection, request: Search) -> None:
     """A page of search hits, from this reader's own SQLite read connection (chat_server.reader.search)."""
-    client = connection.client
+    db = _history_db(connection, request.ref)
+    if db is not None:
+        services = connection.services
+        client = connection.client
+        client.send(answer_search(client, request, db, services.hub, services.config, services.indexer))
+
+
+def _history_db(connection: Connection, ref: int | None) -> sqlite3.Connection | None:
+    """This reader's SQLite read connection; None when it cannot be opened (the client is then told
+    `history_unavailable`, with `ref`)."""
     try:
-        db = connection.reader_db()
+        return connection.reader_db()
     except HistoryError as error:
-        log.warning("conn=%d event=history_failed error=%s", client.id, error)
-        client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", request.ref))
-        return
-    services = connection.services
-    client.send(answer_search(client, request, db, services.hub, services.config, services.indexer))
+        log.warning("conn=%d event=history_failed error=%s", connection.client.id, error)
+        connection.client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref))
+        return None
 
 
 def relay_typing(connection: Connection, request: Typing) -> None:
