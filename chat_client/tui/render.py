@@ -327,14 +327,42 @@ def _cuts(paragraph: str, first_width: int, width: int) -> list[int]:
     A first row with less than two cells left (a head about as wide as the log: not even one wide
     character would fit) holds nothing of the paragraph."""
     if first_width < 2:
-        return [0, *divide_line(paragraph, width, fold=True)]
-    if first_width == width:
-        return divide_line(paragraph, width, fold=True)
-    first = divide_line(paragraph, first_width, fold=True)
-    if not first:
-        return []
-    cut = first[0]
-    return [cut, *(cut + offset for offset in divide_line(paragraph[cut:], width, fold=True))]
+        cuts = [0, *divide_line(paragraph, width, fold=True)]
+    elif first_width == width:
+        cuts = divide_line(paragraph, width, fold=True)
+    else:
+        first = divide_line(paragraph, first_width, fold=True)
+        cut = first[0] if first else len(paragraph)
+        cuts = [cut, *(cut + offset for offset in divide_line(paragraph[cut:], width, fold=True))]
+        if cuts == [len(paragraph)]:
+            cuts = []
+    return _fitted(paragraph, cuts, first_width, width)
+
+
+def _fitted(paragraph: str, cuts: list[int], first_width: int, width: int) -> list[int]:
+    """`cuts`, plus a cut wherever a row would still be wider than it may be.
+
+    Rich keeps a run it takes for one grapheme whole, even one wider than the row (joiners before digits:
+    ``"\u200d\u200d000"`` is three cells it will not cut), and its fold cannot help. Such a run is cut
+    between code points here, so no row is ever wider than the log (the trailing spaces a row drops are not
+    counted)."""
+    bounds = [0, *cuts, len(paragraph)]
+    fitted: list[int] = []
+    for number in range(len(bounds) - 1):
+        start, end = bounds[number], bounds[number + 1]
+        if number:
+            fitted.append(start)
+        limit = max(1, first_width if number == 0 else width)
+        text = paragraph[start:end].rstrip(" ")
+        if cell_len(text) <= limit or (number == 0 and first_width < 2):
+            continue
+        begin = start
+        for index in range(start + 1, start + len(text)):
+            if cell_len(paragraph[begin : index + 1]) > limit:
+                fitted.append(index)
+                begin = index
+                limit = width
+    return fitted
 
 
 def row_count(rendered: Rendered, width: int) -> int:

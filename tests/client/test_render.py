@@ -99,3 +99,14 @@ def test_dangerous_controls_stay_visible_in_a_line() -> None:
     assert rows == [rows[0]]
     assert rows[0].endswith("a\ufffdb\ufffdc\u241b[2Jd\ufffde")
     assert visible("\u202e") == "\ufffd"
+
+
+def test_joiners_rich_keeps_whole_are_still_cut_to_the_width() -> None:
+    """Rich takes ``"\\u200d\\u200d000"`` for one three-cell grapheme and will not cut it: with two cells
+    left after the head, the row is cut between code points rather than run past the width (found by the
+    property test above)."""
+    rendered = render_parts(Line(TS, LineKind.MESSAGE, "\u200d\u200d000", "00000000"))
+    rows = wrap_rows(rendered, 19)
+    assert len(rows) == row_count(rendered, 19) == 2
+    assert all(row.cell_len <= 19 for row in rows)
+    assert "".join(row.plain for row in rows).replace(" ", "").endswith("\u200d\u200d000")
