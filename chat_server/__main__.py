@@ -36,6 +36,7 @@ CLI_LIMITS: dict[str, type] = {
     "max_clients": int,
     "max_clients_per_ip": int,
     "max_connections_per_minute": int,
+    "max_sessions_per_nick": int,
     "rate_messages": float,
     "rate_burst": int,
     "rate_bytes": float,

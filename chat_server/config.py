@@ -47,6 +47,9 @@ DEFAULT_MAX_CLIENTS = 256
 DEFAULT_MAX_CLIENTS_PER_IP = 8
 #: Rooms one connection may be in at once.
 DEFAULT_MAX_ROOMS_PER_CLIENT = 64
+#: Sessions (connections) a registered nick may have at once; one more login with its password is refused
+#: with `too_many_sessions`. An unregistered nick has one session (nothing proves who a second one is).
+DEFAULT_MAX_SESSIONS_PER_NICK = 4
 #: Seconds a new connection has to send a valid `hello`, counted from accept.
 DEFAULT_HELLO_TIMEOUT = 10.0
 #: Seconds a started frame has to arrive completely (slowloris guard).
@@ -207,6 +210,7 @@ class ServerConfig:
     refusal_linger: float = DEFAULT_REFUSAL_LINGER
     max_lingering: int = DEFAULT_MAX_LINGERING
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
+    max_sessions_per_nick: int = DEFAULT_MAX_SESSIONS_PER_NICK
     hello_timeout: float = DEFAULT_HELLO_TIMEOUT
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
     ping_interval: float = DEFAULT_PING_INTERVAL

@@ -1,5 +1,13 @@
 """The hub: who is online under which nick, which rooms exist, who is in each; and the fan-out seam.
 
+Sessions: a registered nick may be logged in from several connections at once (`max_sessions_per_nick`).
+Each connection is a `Client`; the sessions of one nick share one list (`Client.sessions`, the first is the
+one `Hub.nicks` names) and one room table (`Client.rooms`), and every session is in each room's member list.
+So fan-out needs no change for them: each session is a member like any other, gets every relay frame, and
+the one that sent a message gets its ack in its place. What the others see is one member per nick: joins
+and leaves apply to the nick (`enter`/`leave` put all its sessions in or out at once), and the room's people
+(`people`: the first session of each nick) are what `room_state` lists and the room list counts.
+
 Ownership: only the history thread (`chat_server.history.thread`) *changes* hub state, always under
 `Hub.lock`; being the only writer, it may also read without the lock. Other threads (a reader serving
 `FetchHistory` or `Search`, a reader relaying a `typing` with `publish`, `ChatServer.stats()`, tests) only
@@ -48,6 +56,7 @@ class Client:
 
     __slots__ = (
         "account",
+        "agent",
         "attention",
         "away",
         "close",
@@ -65,6 +74,8 @@ class Client:
         "resume_token",
         "rooms",
         "sendq",
+        "sessions",
+        "since",
     )
 
     def __init__(
@@ -88,7 +99,13 @@ class Client:
         self.key: str | None = None  # fold(nick): the identity
         # the registered nick's key (shared.text.fold) once its password was verified; None otherwise
         self.account: str | None = None
+        #: The rooms of the nick: one dict shared by all its sessions.
         self.rooms: dict[str, Room] = {}
+        #: Every session of the nick, this one included, the oldest first: one list shared by all of them.
+        self.sessions: list[Client] = [self]
+        #: The client program named in the `hello` (for `welcome.sessions`), and when the login was welcomed.
+        self.agent: str | None = None
+        self.since = 0
         self.away: str | None = None
         #: The secret given in this session's `welcome`: a login that shows it replaces this connection.
         self.resume_token: str | None = None
@@ -149,6 +166,16 @@ class Room:
         return bool(self.topic) or self.last_id > 0
 
 
+def people(room: Room) -> list[Client]:
+    """The members of `room` as the others see them: one per nick (its first session), in order of arrival."""
+    return [member for member in room.members if member.sessions[0] is member]
+
+
+def people_count(room: Room) -> int:
+    """How many nicks are in `room` (a nick with several sessions counts once)."""
+    return sum(1 for member in room.members if member.sessions[0] is member)
+
+
 def member_room(client: Client, name: str, ref: int | None) -> Room | None:
     """The room `name` if `client` is in it; else None, after telling `client` so (history thread)."""
     room = client.rooms.get(fold(name))
@@ -183,18 +210,46 @@ class Hub:
             return room
 
     def enter(self, client: Client, room: Room) -> None:
-        """Make `client` a member of `room`."""
+        """Make `client`'s nick (every session of it) a member of `room`."""
         with self.lock:
-            room.members.append(client)
+            room.members.extend(client.sessions)
             client.rooms[room.key] = room
 
     def leave(self, client: Client, room: Room) -> None:
-        """Remove `client` from `room`; forget the room if it is empty and has nothing to keep."""
+        """Take `client`'s nick (every session of it) out of `room`; forget the room if it is empty and has
+        nothing to keep."""
         with self.lock:
-            room.members.remove(client)
+            for session in client.sessions:
+                room.members.remove(session)
             del client.rooms[room.key]
             if not room.members and not room.persistent:
                 self.rooms.pop(room.key, None)
+
+    def attach(self, client: Client, holder: Client) -> None:
+        """Make `client` one more session of `holder`'s nick: same nick, account, away message and rooms."""
+        with self.lock:
+            client.nick, client.key, client.account, client.away = (
+                holder.nick,
+                holder.key,
+                holder.account,
+                holder.away,
+            )
+            client.sessions = holder.sessions
+            client.sessions.append(client)
+            client.rooms = holder.rooms
+            for room in client.rooms.values():
+                room.members.append(client)
+
+    def detach(self, client: Client) -> None:
+        """Take `client` out of its nick's sessions (others remain): out of each room, and out of `nicks`."""
+        with self.lock:
+            client.sessions.remove(client)
+            for room in client.rooms.values():
+                room.members.remove(client)
+            if client.key is not None and self.nicks.get(client.key) is client:
+                self.nicks[client.key] = client.sessions[0]
+            client.sessions, client.rooms = [client], {}
+            client.key, client.resume_token = None, None
 
     def register(self, client: Client, nick: str) -> bool:
         """Give `client` the nick `nick`, unless another client holds it (under case folding)."""
@@ -223,7 +278,10 @@ class Hub:
             for room in old.rooms.values():
                 room.members[room.members.index(old)] = new
             new.rooms, old.rooms = old.rooms, {}
-            if old.key is not None:
+            new.sessions = old.sessions
+            new.sessions[new.sessions.index(old)] = new
+            old.sessions = [old]
+            if old.key is not None and self.nicks.get(old.key) is old:
                 self.nicks[old.key] = new
             new.nick, new.key, new.away = old.nick, old.key, old.away
             new.resume_token = old.resume_token
@@ -271,18 +329,19 @@ class Hub:
         return max(0, len(members) * len(run) - len(run))  # each message reaches every member but its sender
 
     def neighbours(self, client: Client) -> list[Client]:
-        """`client` and everyone sharing at least one room with it, each once."""
+        """Every session of `client`'s nick and everyone sharing at least one room with it, each once."""
         with self.lock:
-            seen = {client.id: client}
+            seen = {session.id: session for session in client.sessions}
             for room in client.rooms.values():
                 for member in room.members:
                     seen.setdefault(member.id, member)
         return list(seen.values())
 
     def summaries(self) -> list[tuple[str, str, int]]:
-        """(name, topic, member count) of every listed room, sorted by folded name."""
+        """(name, topic, member count) of every listed room, sorted by folded name (a nick counts once,
+        however many sessions it has)."""
         with self.lock:
-            rooms = [(room.key, room.name, room.topic, len(room.members)) for room in self.rooms.values()]
+            rooms = [(room.key, room.name, room.topic, people_count(room)) for room in self.rooms.values()]
         return [(name, topic, count) for _key, name, topic, count in sorted(rooms)]
 
     def send_all(self, clients: Iterable[Client], data: bytes) -> None:

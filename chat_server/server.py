@@ -63,9 +63,10 @@ Threads
     For a TLS channel it encrypts what it takes (under ``TlsPump._lock``) and writes the ciphertext exactly
     as it writes plaintext.
 ``history`` (1; chat_server.history)
-    Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, and each client's
-    `account`) and the SQLite *writer* connection, registered nicks included (chat_server.history.accounts):
-    it has the final say on them, checking a reader's proof against the row as it is then, never hashing.
+    Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, each client's
+    `account`, and the sessions of each registered nick: `Client.sessions`, one list shared by them) and the
+    SQLite *writer* connection, registered nicks included (chat_server.history.accounts): it has the final
+    say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
     messages with group commit; after each commit, puts the acks and the encoded broadcasts into the
     recipients' send queues, then wakes the sender once for the whole batch. A read marker rides the same
@@ -103,10 +104,10 @@ with the default `max_clients` of 256, at most 265.
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
 ``Hub.lock``
-    Guards the hub's dictionaries and each room's member list. Written by the history thread only; read by
-    readers (membership check for `fetch_history`, `search` and `typing`, the member list a `typing` goes to,
-    `stats`), the beacon and `stats()`. Fan-out copies the
-    member list under it, releases it, then appends to each send queue.
+    Guards the hub's dictionaries, each room's member list and each nick's list of sessions. Written by the
+    history thread only; read by readers (membership check for `fetch_history`, `search` and `typing`, the
+    member list a `typing` goes to, `stats`), the beacon and `stats()`. Fan-out copies the member list under
+    it, releases it, then appends to each send queue.
 ``SendQueue._lock``
     Guards one connection's queue of encoded frames and its byte count (many producers; the sender swaps the
     list out under it and writes after releasing it). The sender's ready queue is a `deque` (appends and pops

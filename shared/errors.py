@@ -43,6 +43,7 @@ class ErrorCode(StrEnum):
     INVALID_ROOM = "invalid_room"
     INVALID_TEXT = "invalid_text"
     NICK_TAKEN = "nick_taken"
+    TOO_MANY_SESSIONS = "too_many_sessions"
     ALREADY_LOGGED_IN = "already_logged_in"
     NOT_IN_ROOM = "not_in_room"
     ALREADY_IN_ROOM = "already_in_room"

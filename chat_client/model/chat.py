@@ -88,6 +88,7 @@ from shared import (
     Unreacted,
     fold,
 )
+from shared.messages import SessionInfo, Sessions
 
 # The buffer types are part of the model's interface: importers take them from here.
 __all__ = [
@@ -137,6 +138,9 @@ class ChatModel:
         #: Notification levels that are not the default, by buffer key, and the keywords (`attention`).
         self.notify_levels: dict[str, str] = {}
         self.keywords: tuple[str, ...] = ()
+        #: This session's id and every session of our nick (a registered nick may have several).
+        self.session_id: int | None = None
+        self.sessions: tuple[SessionInfo, ...] = ()
         self.server_buffer = self._buffer(SERVER_KEY, "server", BufferKind.SERVER)
         self.current = SERVER_KEY
         self.status = ConnectionStatus.CONNECTING
@@ -225,6 +229,8 @@ class ChatModel:
                     changes.search = True
             case Typing():
                 on_typing(self, event, changes)
+            case Sessions():
+                status_events.on_sessions(self, event, changes)
             case ReadMarker():
                 attention.on_read_marker(self, event, changes)
             case NotifySettings():

@@ -220,6 +220,11 @@ class LagCommand:
 
 
 @dataclass(frozen=True, slots=True)
+class SessionsCommand:
+    """`/sessions`: list the sessions of our nick (a registered nick may be logged in from several)."""
+
+
+@dataclass(frozen=True, slots=True)
 class QuitCommand:
     """`/quit [reason]`: leave the chat and exit."""
 
@@ -254,6 +259,7 @@ Command = (
     | HelpCommand
     | ReconnectCommand
     | LagCommand
+    | SessionsCommand
     | QuitCommand
     | ModerateCommand
     | KeyCommand
@@ -317,6 +323,7 @@ COMMANDS: tuple[CommandHelp, ...] = (
     CommandHelp("react", "/react ID REACTION", "react to message ID with one emoji or a :name:"),
     CommandHelp("unreact", "/unreact ID REACTION", "take your reaction off message ID"),
     CommandHelp("lag", "/lag", "show the measured round-trip time to the server"),
+    CommandHelp("sessions", "/sessions", "list where your nick is logged in (a registered nick: up to 4)"),
     CommandHelp("help", "/help [COMMAND]", "show this help"),
     CommandHelp("reconnect", "/reconnect", "connect again now, without waiting for the next attempt"),
     CommandHelp("quit", "/quit [REASON]", "leave the chat and exit"),
@@ -447,6 +454,10 @@ def parse(line: str) -> Command:
             if rest:
                 raise CommandError("usage: /lag")
             return LagCommand()
+        case "sessions":
+            if rest:
+                raise CommandError("usage: /sessions")
+            return SessionsCommand()
         case "quit":
             return QuitCommand(rest or None)
         case "stats":

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 from chat_client.model import attention
 from chat_client.model import commands as cmd
+from chat_client.model.buffers import merge
 from chat_client.model.chat import SERVER_KEY, BufferKind, Changes, ChatModel, room_key
 from chat_client.model.moderation import key_notice
 from chat_client.model.search import SearchView
+from chat_client.model.status_events import session_lines
 from chat_client.net.client import ChatClient
 from chat_client.net.errors import (
     ClientError,
@@ -185,6 +187,11 @@ class Controller:
                 return Outcome(model.notice("reconnecting now"))
             case cmd.LagCommand():
                 return Outcome(model.notice(f"lag: {cmd.describe_lag(client.lag)}"))
+            case cmd.SessionsCommand():
+                changes = Changes()
+                for text in session_lines(model):
+                    merge(changes, model.notice(text))
+                return Outcome(changes)
             case cmd.QuitCommand(reason=reason):
                 return Outcome(Changes(), quit=True, quit_reason=reason)
         return Outcome(Changes())

@@ -7,6 +7,7 @@ every buffer, and "reconnected" to each of them when the connection is back.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from chat_client.model import attention
@@ -16,6 +17,7 @@ from chat_client.net.errors import ClientError
 from chat_client.net.events import Closed, Connected, Disconnected, LagMeasured, Reconnecting
 from chat_client.net.reasons import describe_failure
 from shared import Error, StatsReport
+from shared.messages import SessionInfo, Sessions
 
 if TYPE_CHECKING:  # chat imports this module: ChatModel is only an annotation here
     from chat_client.model.chat import ChatModel
@@ -32,6 +34,7 @@ def on_connected(model: ChatModel, event: Connected, changes: Changes) -> None:
     model.away = None  # a new connection starts not away
     changes.status = True
     attention.on_welcome(model, welcome, changes)
+    model.session_id, model.sessions = welcome.session, welcome.sessions
     # Every buffer that was told "disconnected" is told "reconnected"; the server buffer always hears.
     verb = "reconnected to" if event.resumed else "connected to"
     told, model.told_disconnected = model.told_disconnected, set()
@@ -43,6 +46,43 @@ def on_connected(model: ChatModel, event: Connected, changes: Changes) -> None:
         model.add_line(changes, SERVER_KEY, LineKind.NOTICE, event.identity.describe(), count=False)
     if welcome.motd and not event.resumed:
         model.add_line(changes, SERVER_KEY, LineKind.NOTICE, welcome.motd, count=False)
+    if len(welcome.sessions) > 1:
+        others = len(welcome.sessions) - 1
+        text = f"{welcome.nick} is also logged in from {others} other session(s): /sessions lists them"
+        model.add_line(changes, SERVER_KEY, LineKind.NOTICE, text, count=False)
+
+
+def on_sessions(model: ChatModel, event: Sessions, changes: Changes) -> None:
+    """Another session of our nick logged in or ended: say so where the user looks (the current buffer)."""
+    before = {session.id for session in model.sessions}
+    after = {session.id for session in event.sessions}
+    for session in event.sessions:
+        if session.id not in before:
+            text = f"another session of yours logged in: {describe_session(session)}"
+            model.add_line(changes, model.current, LineKind.NOTICE, text, count=False)
+    for session in model.sessions:
+        if session.id not in after:
+            text = f"a session of yours ended: {describe_session(session)}"
+            model.add_line(changes, model.current, LineKind.NOTICE, text, count=False)
+    model.sessions = event.sessions
+    changes.status = True
+
+
+def describe_session(session: SessionInfo) -> str:
+    """One session as `/sessions` and the notices show it: its number, its client, since when."""
+    since = time.strftime("%Y-%m-%d %H:%M", time.localtime(session.since / 1000)) if session.since else "?"
+    return f"#{session.id} {session.client or 'unknown client'}, since {since}"
+
+
+def session_lines(model: ChatModel) -> list[str]:
+    """What `/sessions` shows: every session of our nick, this one marked."""
+    if not model.sessions:
+        return ["no sessions known (not logged in)"]
+    lines = [f"{model.nick} is logged in from {len(model.sessions)} session(s):"]
+    for session in model.sessions:
+        mark = " (this one)" if session.id == model.session_id else ""
+        lines.append(f"  {describe_session(session)}{mark}")
+    return lines
 
 
 def on_disconnected(model: ChatModel, event: Disconnected, changes: Changes) -> None:

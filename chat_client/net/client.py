@@ -104,6 +104,7 @@ from shared import (
 )
 from shared.addresses import parse_servers
 from shared.limits import Limits
+from shared.messages import SessionInfo
 
 log = logging.getLogger("chat_client.connection")
 
@@ -256,6 +257,17 @@ class ChatClient:
     def endpoint(self) -> Endpoint:
         """The server in use, or between sessions the one tried next (one of `servers`)."""
         return self._runner.endpoint
+
+    @property
+    def session_id(self) -> int | None:
+        """This connection's session id (`welcome.session`); None before the login or from an older server."""
+        return self._credentials.session_id
+
+    @property
+    def sessions(self) -> tuple[SessionInfo, ...]:
+        """Every session of our nick, this one included (a registered nick may be logged in from several
+        connections: docs/protocol.md, `sessions`); empty before the login."""
+        return self._credentials.sessions
 
     @property
     def state(self) -> ConnectionState:

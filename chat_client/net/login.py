@@ -15,12 +15,15 @@ import os
 
 from chat_client.net.errors import ConnectionLost, LoginRefused
 from shared import PROTOCOL_NAME, PROTOCOL_VERSION, ErrorCode, Hello, fold
+from shared.messages import SessionInfo
 
 # Login refusals worth retrying: the condition may clear by itself. `nick_taken` is here because after a
-# network drop the server may still hold our previous connection (a ghost) until its ping timeout.
+# network drop the server may still hold our previous connection (a ghost) until its ping timeout; so may
+# `too_many_sessions` (a registered nick's sessions are bounded, and our old one may still count).
 RETRYABLE_LOGIN_CODES = frozenset(
     {
         ErrorCode.NICK_TAKEN,
+        ErrorCode.TOO_MANY_SESSIONS,
         ErrorCode.SERVER_FULL,
         ErrorCode.TOO_MANY_CONNECTIONS,
         ErrorCode.SERVER_SHUTDOWN,
@@ -44,6 +47,9 @@ class Credentials:
     def __init__(self, nick: str, password: str | None, nick_password: str | None) -> None:
         #: Our nick as the server knows it (set from the welcome, changed by our nick changes).
         self.nick = nick
+        #: This session's id and every session of our nick (`welcome.sessions`, then each `sessions`).
+        self.session_id: int | None = None
+        self.sessions: tuple[SessionInfo, ...] = ()
         self._password = password
         self._nick_password = nick_password
         # Passwords of requests waiting for their answer: a nick change (by folded nick) and a registration

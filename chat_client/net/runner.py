@@ -98,6 +98,7 @@ from shared import (
 from shared import Error as ErrorFrame
 from shared.connection import Tap
 from shared.limits import DEFAULT_LIMITS, Limits
+from shared.messages import Sessions
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +432,8 @@ class ClientRunner:
         self._last_limits = session.limits
         self.state = ConnectionState.CONNECTED
         self._credentials.nick = session.welcome.nick
+        self._credentials.session_id = session.welcome.session
+        self._credentials.sessions = session.welcome.sessions
         resumed = self._logged_in_once
         self._logged_in_once = True
         self.identity = session.identity
@@ -565,6 +568,9 @@ class Router:
                 self._emit(message)
             case Registration(registered=registered, ref=ref):
                 self._credentials.registration_answered(ref, registered)
+                self._emit(message)
+            case Sessions(sessions=sessions):
+                self._credentials.sessions = sessions  # another session of our nick came or went
                 self._emit(message)
             case _:
                 self._emit(message)

@@ -152,7 +152,9 @@ class Accounts:
     def settle(self, client: Client, standing: Standing) -> None:
         """Record on `client` the account its (just given) nick belongs to, per `standing`."""
         with self.hub.lock:
-            client.account = client.key if standing is Standing.OWNER else None
+            account = client.key if standing is Standing.OWNER else None
+            for session in client.sessions:  # the registration belongs to the nick: to all its sessions
+                session.account = account
 
     def enroll(self, client: Client, request: Enroll) -> bytes:
         """Register (or change the password of) the client's nick; the frame that answers it."""
@@ -178,6 +180,7 @@ class Accounts:
                 ErrorCode.HISTORY_UNAVAILABLE, "the registration could not be stored", request.ref
             )
         self.settle(client, Standing.OWNER)
+        self._tell_siblings(client, Registration(nick=client.nick, registered=True))
         return encode(Registration(nick=client.nick, registered=True, ref=request.ref))
 
     def unenroll(self, client: Client, request: Unenroll) -> bytes:
@@ -200,7 +203,16 @@ class Accounts:
                 ErrorCode.HISTORY_UNAVAILABLE, "the registration could not be dropped", request.ref
             )
         self.settle(client, Standing.FREE)
+        self._tell_siblings(client, Registration(nick=client.nick, registered=False))
         return encode(Registration(nick=client.nick, registered=False, ref=request.ref))
+
+    def _tell_siblings(self, client: Client, change: Registration) -> None:
+        """The nick's other sessions hear of a change of its registration (without a `ref`)."""
+        if len(client.sessions) > 1:
+            frame = encode(change)
+            for session in client.sessions:
+                if session is not client:
+                    session.send(frame)
 
     def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
         # Called between batches (the caller flushed first), so this autocommit statement is its own

@@ -23,6 +23,7 @@ first, then the change), answered once on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 from collections.abc import Callable
@@ -93,7 +94,7 @@ class Attention:
         self,
         store: HistoryStore,
         flush: Callable[[], None],
-        after_commit: Callable[[Client, bytes, int | None], None],
+        after_commit: Callable[[Client, bytes, int | None, bytes | None, tuple[Client, ...]], None],
         write_failed: Callable[[Client, HistoryError, int | None], None],
         per_nick: int,
         *,
@@ -140,7 +141,10 @@ class Attention:
             answer = ReadMarker(room=name, id=last_read, ref=ref)
         else:
             answer = ReadMarker(peer=name, id=last_read, ref=ref)
-        self._after_commit(client, encode(answer), ref)
+        # The marker is the nick's: its other sessions hear where it now stands (without the `ref`).
+        siblings = tuple(session for session in client.sessions if session is not client)
+        relay = encode(dataclasses.replace(answer, ref=None)) if siblings else None
+        self._after_commit(client, encode(answer), ref, relay, siblings)
 
     def _move(self, client: Client, conversation: str, name: str, last_read: int) -> int:
         """Store the marker (never backwards); returns where it stands now."""
@@ -249,7 +253,13 @@ class Attention:
 
     def _answer(self, client: Client, ref: int | None) -> None:
         levels = tuple(self.levels(client).values())
-        client.send(encode(NotifySettings(levels=levels, keywords=self.nick_keywords(client), ref=ref)))
+        settings = NotifySettings(levels=levels, keywords=self.nick_keywords(client), ref=ref)
+        client.send(encode(settings))
+        if len(client.sessions) > 1:  # the settings are the nick's: its other sessions hear of the change
+            relay = encode(dataclasses.replace(settings, ref=None))
+            for session in client.sessions:
+                if session is not client:
+                    session.send(relay)
 
     def _failed(self, client: Client, error: HistoryError, ref: int | None) -> None:
         log.warning("conn=%d event=attention_not_stored error=%s", client.id, error)

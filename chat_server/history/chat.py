@@ -44,7 +44,10 @@ from shared.messages import (
     ChangeNick,
     FetchHistory,
     Hello,
+    Joined,
     NickChanged,
+    SessionInfo,
+    Sessions,
     SetAway,
     SignedOff,
     Welcome,
@@ -156,25 +159,34 @@ class Chat:
         if isinstance(claim, bytes):
             client.close(claim, False)  # fatal: without a nick there is no session
             return
+        client.agent = hello.client
         resumed = self._resume(client, hello)
+        added = False  # one more session of a nick already logged in
         if not resumed and not self.hub.register(client, hello.nick):
             holder = self.hub.holder(hello.nick)
-            if retry and holder is not None and (holder.ending or holder.input_waiting()):
+            if holder is not None and claim is Standing.OWNER and holder.account == fold(hello.nick):
+                # The owner of a registered nick logs in once more: one more session, up to the maximum.
+                if not self._add_session(client, holder, hello, retry):
+                    return
+                added = True
+            elif retry and holder is not None and (holder.ending or holder.input_waiting()):
                 # The holder is leaving (its reader stopped), or has input we have not read yet (perhaps
                 # its `quit`, or the end of its stream): the nick is probably about to be free. The reader
                 # waits (bounded) for the holder's logout and asks once more (docs/protocol.md).
-                if holder.logged_out is None:
-                    holder.logged_out = Latch()
-                client.nick_wait = holder.logged_out
+                self._wait_for(client, holder)
                 return
-            self.tally.count("refusals", ErrorCode.NICK_TAKEN.value)
-            # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
-            taken = error_frame(ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True)
-            client.close(taken, False)
-            return
+            else:
+                self.tally.count("refusals", ErrorCode.NICK_TAKEN.value)
+                # Fatal here although nick_taken is not fatal after login: without a nick there is no session.
+                taken = error_frame(
+                    ErrorCode.NICK_TAKEN, f"nick {hello.nick!r} is in use", hello.ref, fatal=True
+                )
+                client.close(taken, False)
+                return
         if client.resume_token is None:
             client.resume_token = secrets.token_hex(RESUME_TOKEN_BYTES)
         self.accounts.settle(client, claim)
+        client.since = self._ts()
         self.tally.count("logins", "")
         event = "resume" if resumed else "login"  # never the token: it is a secret (docs/security.md)
         log.info("conn=%d event=%s nick=%r client=%r", client.id, event, client.nick, hello.client)
@@ -197,18 +209,33 @@ class Chat:
                     read_markers=self.attention.markers(client, self.config.max_list),
                     notify_levels=tuple(self.attention.levels(client).values()),
                     keywords=self.attention.nick_keywords(client),
+                    session=client.id,
+                    sessions=session_infos(client),
                 )
             )
         )
+        if added:
+            self._sessions_changed(client.sessions, skip=client)
+            # The new session is in its nick's rooms: it hears of each as of a join of its own (the others
+            # hear nothing), then gets its `room_state` and backfill below.
+            for room in list(client.rooms.values()):
+                op = self.moderation.is_operator(client, room.key)
+                client.send(encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts(), op=op)))
         rooms = (self.config.default_room,) if hello.rooms is None else hello.rooms
         # hello.after resumes rooms as `join {after}` does: each listed room, from the id after the one given.
         resume = {fold(name): last for name, last in (hello.after or {}).items()}
         limit = self.config.max_rooms_per_client
         refused = 0
         listed = {fold(name) for name in rooms}
+        names = [*rooms, *(name for name in hello.after or {} if fold(name) not in listed)]
+        if added:
+            # A further session is in its nick's rooms already: each that `hello` does not name comes last,
+            # with its `room_state` and backfill as for a join.
+            named = {fold(name) for name in names}
+            names += [room.name for key, room in list(client.rooms.items()) if key not in named]
         # Each name of `rooms` as given (a repeated one is answered again, as a repeated join is), then the
         # rooms only `after` names.
-        for name in [*rooms, *(name for name in hello.after or {} if fold(name) not in listed)]:
+        for name in names:
             key = fold(name)
             if len(client.rooms) >= limit and key not in client.rooms:
                 refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
@@ -219,6 +246,39 @@ class Chat:
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
         if hello.direct_after is not None:
             self._resume_direct(client, hello.direct_after)
+
+    def _add_session(self, client: Client, holder: Client, hello: Hello, retry: bool) -> bool:
+        """Make `client` one more session of `holder`'s registered nick; False (the login refused, or
+        waiting for a leaving session) if the nick has `max_sessions_per_nick` sessions already."""
+        most = self.config.max_sessions_per_nick
+        if len(holder.sessions) < most:
+            self.hub.attach(client, holder)
+            count = len(client.sessions)
+            log.info("conn=%d event=session_added nick=%r sessions=%d", client.id, client.nick, count)
+            return True
+        leaving = next((s for s in holder.sessions if s.ending or s.input_waiting()), None)
+        if retry and leaving is not None:
+            self._wait_for(client, leaving)  # one of them is leaving: its place is probably about to be free
+            return False
+        self.tally.count("refusals", ErrorCode.TOO_MANY_SESSIONS.value)
+        message = f"nick {hello.nick!r} has {most} sessions already (max_sessions_per_nick)"
+        client.close(error_frame(ErrorCode.TOO_MANY_SESSIONS, message, hello.ref, fatal=True), False)
+        return False
+
+    def _wait_for(self, client: Client, holder: Client) -> None:
+        """`client`'s reader waits (bounded) for `holder`'s logout, then asks once more (`Login.retry`)."""
+        if holder.logged_out is None:
+            holder.logged_out = Latch()
+        client.nick_wait = holder.logged_out
+
+    def _sessions_changed(self, sessions: list[Client], skip: Client | None = None) -> None:
+        """Tell every session of a nick (but `skip`) the nick's sessions, now that one came or went."""
+        if not sessions:
+            return
+        frame = encode(Sessions(sessions=session_infos(sessions[0]), ts=self._ts()))
+        for session in sessions:
+            if session is not skip:
+                session.send(frame)
 
     def _resume_direct(self, client: Client, after: int) -> None:
         """Send the direct messages after `after` (`hello.direct_after`): the answer to `fetch_history
@@ -234,12 +294,21 @@ class Chat:
         rooms, so the others see no departure and no arrival. A wrong token (or none) changes nothing: the
         login goes on as usual, and meets `nick_taken` if the nick is held.
         """
-        old = self.hub.holder(hello.nick)
+        holder = self.hub.holder(hello.nick)
         token = hello.resume_token
-        if old is None or old is client or token is None or old.resume_token is None:
+        if holder is None or token is None:
             return False
-        if not hmac.compare_digest(token.encode(), old.resume_token.encode()):
+        # Each session of the nick has its own token: the one shown names the session to take over.
+        matches = [
+            session
+            for session in holder.sessions
+            if session is not client
+            and session.resume_token is not None
+            and hmac.compare_digest(token.encode(), session.resume_token.encode())
+        ]
+        if not matches:
             return False
+        old = matches[0]
         self.hub.replace(old, client)
         self.moderation.moved(old, client)
         client.attention = old.attention
@@ -260,6 +329,13 @@ class Chat:
 
     def _sign_off(self, client: Client, request: Disconnect) -> None:
         self.flush()
+        if client.key is not None and len(client.sessions) > 1:
+            # One session of several ends: the nick stays (in its rooms, for the others); only its other
+            # sessions hear of it.
+            siblings = [session for session in client.sessions if session is not client]
+            self.hub.detach(client)
+            self._sessions_changed(siblings)
+            log.info("conn=%d event=session_end nick=%r reason=%r", client.id, client.nick, request.reason)
         if client.key is not None and request.announce:
             others = [peer for peer in self.hub.neighbours(client) if peer is not client]
             reason = clip(request.reason, self.config.max_reason)
@@ -324,6 +400,11 @@ class Chat:
     def _change_nick(self, client: Client, request: ChangeNick, proof: Proof | None) -> None:
         self.flush()
         old = client.nick or ""
+        if len(client.sessions) > 1 and fold(request.nick) != client.key:
+            others = len(client.sessions) - 1
+            message = f"{old} has {others} other session(s): end them before changing the nick"
+            client.send(error_frame(ErrorCode.FORBIDDEN, message, request.ref))
+            return
         claim = self._claim(client, request.nick, proof, request.ref)
         if isinstance(claim, bytes):
             client.send(claim)
@@ -346,10 +427,18 @@ class Chat:
         self.flush()
         message = request.message or None  # an empty message means "back", like None
         with self.hub.lock:
-            client.away = message
+            for session in client.sessions:  # away belongs to the nick
+                session.away = message
         changed = encode(AwayChanged(nick=client.nick or "", ts=self._ts(), message=message))
         self.hub.send_all(self.hub.neighbours(client), changed)
         answer(client, request.ref)
+
+
+def session_infos(client: Client) -> tuple[SessionInfo, ...]:
+    """Every session of `client`'s nick as `welcome.sessions` and `sessions` list them, the oldest first."""
+    return tuple(
+        SessionInfo(id=session.id, client=session.agent, since=session.since) for session in client.sessions
+    )
 
 
 def announced_rates(config: ServerConfig) -> RateLimits:

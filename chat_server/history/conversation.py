@@ -31,7 +31,7 @@ from shared.errors import ErrorCode
 from shared.messages import Ack, Delete, Deleted, Edit, Edited, Moderated, React, Reacted, Unreact, Unreacted
 from shared.schema import Message
 
-from .messaging import Messages
+from .messaging import Messages, direct_recipients
 from .moderation import Moderation
 
 log = logging.getLogger(__name__)
@@ -272,17 +272,16 @@ class Conversations:
     ) -> None:
         """Queue the event frames for everyone in the conversation (the client included), then the client's
         `ack` with the id of the last stored entry; all of it goes out after the commit."""
-        other: Client | None = None
+        others: tuple[Client, ...] = ()
         if room is None:
             other_key = target.recipient_key if client.key == target.sender_key else target.sender_key
-            found = self.hub.nicks.get(other_key or "")
-            other = found if found is not client else None
+            others = direct_recipients(client, self.hub.nicks.get(other_key or ""))
         last = len(frames) - 1
         for index, (entry_id, frame) in enumerate(frames):
             data = encode(frame)
             # A failed commit refuses the request once: on its ack, or without a ref on its last frame.
             answers = ref is None and index == last
-            self._messages.hold(client, data, ref, relay=data, room=room, recipient=other, answers=answers)
+            self._messages.hold(client, data, ref, relay=data, room=room, recipients=others, answers=answers)
             if room is not None:
                 room.last_id = entry_id
         if ref is not None:

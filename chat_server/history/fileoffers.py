@@ -23,6 +23,8 @@ from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import FileDone, FileOffered
 
+from .messaging import direct_recipients
+
 log = logging.getLogger(__name__)
 
 
@@ -158,5 +160,7 @@ def _store(
     if room is not None:
         room.last_id = message_id
         hub.publish(room, frame, skip=client)
-    elif recipient is not None and recipient is not client:
-        recipient.send(frame)
+    else:
+        hub.send_all(
+            direct_recipients(client, recipient), frame
+        )  # the peer's sessions, and the sender's others

@@ -43,10 +43,17 @@ class _Stored:
     ref: int | None
     relay: bytes | None = None
     room: Room | None = None  # fan out `relay` to this room (minus the sender) ...
-    recipient: Client | None = None  # ... or send it to this one client
+    recipients: tuple[Client, ...] = ()  # ... or send it to these clients
     #: False for a delivery followed by the request's own answer (an event before its `ack`): a failed
     #: commit refuses the request once, on its answer.
     answers: bool = True
+
+
+def direct_recipients(sender: Client, peer: Client | None) -> tuple[Client, ...]:
+    """Who gets a direct message (or an event of a direct conversation) `sender` sends to `peer`'s nick:
+    every session of `peer`, and `sender`'s other sessions; never `sender` itself (it gets its answer)."""
+    everyone = [*(peer.sessions if peer is not None else ()), *sender.sessions]
+    return tuple({session.id: session for session in everyone if session is not sender}.values())
 
 
 class Messages:
@@ -103,21 +110,30 @@ class Messages:
                 deliveries += self.hub.publish_messages(run_room, run)
                 run, run_room = [], None
             stored.sender.send(stored.ack)
-            if stored.recipient is not None and stored.relay is not None:
-                stored.recipient.send(stored.relay)
-                deliveries += 1
+            if stored.relay is not None:
+                for recipient in stored.recipients:
+                    recipient.send(stored.relay)
+                deliveries += len(stored.recipients)
         if run_room is not None:
             deliveries += self.hub.publish_messages(run_room, run)
         tally.messages += messages
         tally.deliveries += deliveries
         tally.sample(committed)
 
-    def after_commit(self, client: Client, frame: bytes, ref: int | None) -> None:
-        """Hold `frame` for `client` until the open transaction commits, like an ack: for another part's
-        change written into the batch (a read marker). If the commit fails, `client` is refused instead.
+    def after_commit(
+        self,
+        client: Client,
+        frame: bytes,
+        ref: int | None,
+        relay: bytes | None = None,
+        recipients: tuple[Client, ...] = (),
+    ) -> None:
+        """Hold `frame` for `client` (and `relay` for `recipients`) until the open transaction commits, like
+        an ack: for another part's change written into the batch (a read marker, which the nick's other
+        sessions hear of too). If the commit fails, `client` is refused instead.
 
         If the write itself failed, call `write_failed` instead."""
-        self._pending.append(_Stored(client, frame, ref))
+        self._pending.append(_Stored(client, frame, ref, relay, recipients=recipients))
 
     def write_failed(self, client: Client, error: HistoryError, ref: int | None) -> None:
         """Another part's write into the open transaction failed: the batch is lost, refuse it all."""
@@ -238,9 +254,10 @@ class Messages:
         ack = Ack(
             id=message_id, ts=ts, client_msg_id=request.client_msg_id, ref=request.ref, away=recipient.away
         )
-        # A note to self: the ack stands in the told's place, as it does for every message one sends.
-        to = None if recipient is client else recipient
-        self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(told), recipient=to))
+        # Every session of the recipient, and the sender's other sessions (their own message); the ack stands
+        # in the told's place for the session that sent it (a note to self too).
+        to = direct_recipients(client, recipient)
+        self._pending.append(_Stored(client, encode(ack), request.ref, relay=encode(told), recipients=to))
 
     def hold(
         self,
@@ -250,12 +267,12 @@ class Messages:
         *,
         relay: bytes | None = None,
         room: Room | None = None,
-        recipient: Client | None = None,
+        recipients: tuple[Client, ...] = (),
         answers: bool = True,
     ) -> None:
-        """Hold a frame for `sender` (and `relay` for `room`'s other members, or for `recipient`) until the
+        """Hold a frame for `sender` (and `relay` for `room`'s other members, or for `recipients`) until the
         open transaction commits: the other parts' durable requests (chat_server.history.conversation)."""
-        self._pending.append(_Stored(sender, frame, ref, relay, room, recipient, answers))
+        self._pending.append(_Stored(sender, frame, ref, relay, room, recipients, answers))
 
     def failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
         """A write of the open transaction failed: refuse every request held back in it, and this one."""

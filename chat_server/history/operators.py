@@ -358,6 +358,8 @@ class Operators:
     def _remove(self, room: Room, members: list[Client], reason: str) -> None:
         """Put `members` out of `room`: each is announced as `left` (to them too) with `reason`."""
         for member in members:
+            if room.key not in member.rooms:
+                continue  # another session of a nick put out already: the nick left with it
             left = Left(room=room.name, nick=member.nick or "", ts=self.clock(), reason=clip(reason))
             self.hub.publish(room, encode(left))
             self.hub.leave(member, room)

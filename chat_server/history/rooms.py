@@ -9,6 +9,7 @@ flush, so the joiner gets each message exactly once: in the backfill if it was s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -84,6 +85,7 @@ class Rooms:
         self._messages.flush()
         key = fold(name)
         room = self.hub.rooms.get(key)
+        siblings: list[Client] = []  # the nick's other sessions, when this join takes the nick in
         if room is None or key not in client.rooms:
             if len(client.rooms) >= self.config.max_rooms_per_client:
                 limit = self.config.max_rooms_per_client
@@ -101,7 +103,10 @@ class Rooms:
             self.hub.publish(
                 room, encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts(), op=op))
             )
+            siblings = [session for session in client.sessions if session is not client]
         self.send_room_state(client, room, ref)
+        for sibling in siblings:  # a join applies to the nick: each of its sessions gets the room
+            self.send_room_state(sibling, room, None)
         bound = self.config.max_backfill
         try:
             if room.last_id == 0:
@@ -117,19 +122,18 @@ class Rooms:
             log.warning("conn=%d event=backfill_failed room=%r error=%s", client.id, room.name, error)
             client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, "history is unavailable", ref))
             return
-        client.send(
-            encode(
-                History(
-                    room=room.name,
-                    messages=page.messages,
-                    more=page.more,
-                    skipped=page.skipped,
-                    ref=ref,
-                    events=page.events,
-                    read_up_to=self._attention.read_up_to(client, key),
-                )
-            )
+        history = History(
+            room=room.name,
+            messages=page.messages,
+            more=page.more,
+            skipped=page.skipped,
+            ref=ref,
+            events=page.events,
+            read_up_to=self._attention.read_up_to(client, key),
         )
+        client.send(encode(history))
+        if siblings:
+            self.hub.send_all(siblings, encode(dataclasses.replace(history, ref=None)))
 
     def send_room_state(self, client: Client, room: Room, ref: int | None) -> None:
         """Send `client` the `room_state` of `room`, as `client` may see it (the key: operators only)."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgpack
 
-from chat_server.hub import Client, Room
+from chat_server.hub import Client, Room, people
 from chat_server.replies import clip
 from shared.codec import encode, frame
 from shared.messages import Member, RoomState
@@ -58,7 +58,7 @@ class RoomStates:
         `is_op` marks the room's operators; `rules` gives its modes; `show_key` puts the key in (for an
         operator of the room only).
         """
-        listed = room.members[: self.max_list]
+        listed = people(room)[: self.max_list]  # one entry per nick, however many sessions it has
         entries = [self._entry(member, is_op(member)) for member in listed]
         state = RoomState(room=room.name, topic=room.topic, members=(), ref=ref)
         if rules is not None:

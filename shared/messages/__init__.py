@@ -11,15 +11,16 @@ reply frame (`welcome`, `pong`, `room_state`, `room_list`, `history`, `registrat
 request, so a client can match answers to questions. Broadcast notifications (`joined`, `said`, ...) never
 carry a `ref`: the server encodes each of them once, and the same bytes go to every recipient.
 
-Each area is one module (`control`, `rooms`, `chat`, `accounts`, `attention`, `moderation`, `files`, `admin`,
-`search`); the catalogue of every frame type, with its fields, errors and examples, is docs/protocol.md
-(checked against the decoder by tests/protocol), and `__all__` below is built from the decoder's registry, so
-a new message class needs no list edited here.
+Each area is one module (`control`, `rooms`, `chat`, `accounts`, `attention`, `sessions`, `moderation`,
+`files`, `admin`, `search`); the catalogue of every frame type, with its fields, errors and examples, is
+docs/protocol.md (checked against the decoder by tests/protocol), and `__all__` below is built from the
+decoder's registry, so a new message class needs no list edited here.
 
 Records used inside frames (no wire type of their own): `Member` and `RoomSummary` (rooms), `BanEntry`
 (moderation), `FilePolicy` (files), `SearchHit` and `SnippetPart` (search), `Figure` (admin), `RateLimits` and
-its `RateBucket`s (control), `ReadPosition` (attention). Each class registers its wire type with the decoder
-when its module is imported (`shared.schema.message`); importing this package imports them all.
+its `RateBucket`s (control), `ReadPosition` (attention), `SessionInfo` (sessions). Each class registers its
+wire type with the decoder when its module is imported (`shared.schema.message`); importing this package
+imports them all.
 
 docs/protocol.md is the normative description of every field; the field checks live in `shared.schema`.
 """
@@ -40,6 +41,7 @@ from .files import *  # noqa: F403
 from .moderation import *  # noqa: F403
 from .rooms import *  # noqa: F403
 from .search import *  # noqa: F403
+from .sessions import *  # noqa: F403
 
 #: Every message and record class the decoder knows, and the protocol's constants. (Built at run time;
 #: type checkers see the star imports above instead, which export the same classes.)

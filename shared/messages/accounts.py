@@ -22,6 +22,7 @@ SERVER = Sender.SERVER
         ErrorCode.NICK_REGISTERED,
         ErrorCode.TOO_MANY_ATTEMPTS,
         ErrorCode.HISTORY_UNAVAILABLE,
+        ErrorCode.FORBIDDEN,
         ErrorCode.RATE_LIMITED,
         ErrorCode.EXCESS_FLOOD,
     ),

@@ -13,6 +13,7 @@ from shared.schema import Message, Sender, message, record, wire
 
 from .attention import NotifyLevel, ReadPosition
 from .files import FilePolicy
+from .sessions import SessionInfo
 
 CLIENT = Sender.CLIENT
 SERVER = Sender.SERVER
@@ -39,6 +40,7 @@ PROTOCOL_VERSION = 1
         ErrorCode.TOO_MANY_ATTEMPTS,
         ErrorCode.NICK_REGISTERED,
         ErrorCode.NICK_TAKEN,
+        ErrorCode.TOO_MANY_SESSIONS,
         ErrorCode.HISTORY_UNAVAILABLE,
         ErrorCode.SERVER_FULL,
         ErrorCode.RATE_LIMITED,
@@ -176,6 +178,10 @@ class Welcome(Message):
     #: The nick's notification levels that are not the default, and its keywords (see `notify_settings`).
     notify_levels: tuple[NotifyLevel, ...] = wire(check.list_of(check.nested(NotifyLevel)), default=())
     keywords: tuple[str, ...] = wire(check.list_of(check.keyword), default=())
+    #: This session's id, and every session of the nick, this one included (a registered nick may have
+    #: several: see `sessions`; absent: an older server, one session).
+    session: int | None = wire(check.uint, default=None)
+    sessions: tuple[SessionInfo, ...] = wire(check.list_of(check.nested(SessionInfo)), default=())
 
 
 @message("ok", SERVER)

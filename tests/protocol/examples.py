@@ -88,6 +88,7 @@ from shared import (
     Who,
     encode,
 )
+from shared.messages import SessionInfo, Sessions
 
 TS = 1_763_750_000_000  # 2025-11-21T18:33:20Z in milliseconds
 #: The file of the file-transfer examples: 12 bytes, and their SHA-256.
@@ -152,6 +153,13 @@ SERVER_EXAMPLES: list[Message] = [
     Ok(ref=8),
     ReadMarker(room="lobby", id=42, ref=22),
     NotifySettings(levels=(NotifyLevel(room="lobby", level="all"),), keywords=("deploy", "lunch"), ref=24),
+    Sessions(
+        sessions=(
+            SessionInfo(id=7, client="mpchat-tui", since=TS),
+            SessionInfo(id=12, client="mpchat", since=TS),
+        ),
+        ts=TS,
+    ),
     Said(id=42, room="lobby", nick="alice", text="hello, world", ts=TS),
     Told(id=43, nick="alice", to="bob", text="psst", ts=TS),
     Joined(room="lobby", nick="alice", ts=TS),

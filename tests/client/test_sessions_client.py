@@ -1,0 +1,144 @@
+"""Several sessions of one registered nick in the client (issue 18), against a real server: the library's
+`sessions` and `session_id`, a sibling's messages and direct messages shown as our own (never unread, never
+a mention), joins, read markers and notification settings in step, and two TUIs of one nick side by side
+(through Pilot), with `/sessions`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from chat_client import ChatClient
+from chat_client.model.chat import SERVER_KEY, ChatModel, peer_key, room_key
+from chat_client.model.status_events import session_lines
+from shared import History, Joined, NotifySettings, ReadMarker, Said, Told
+from shared.messages import Sessions
+from tests.waiting import wait_until
+
+from .helpers import LiveServer, fast_server_config
+from .test_library import FAST, Recorder
+from .test_read_markers import CHEAP, PASSWORD, register
+from .tui_helpers import connected_app, log_text, submit, wait_for_chat, wait_for_text
+
+SIZE = (120, 36)
+
+
+@pytest.fixture
+def cheap(tmp_path: Path) -> Iterator[LiveServer]:
+    """A server with cheap nick hashing, stopped after the test."""
+    with LiveServer(fast_server_config(tmp_path / "cheap", **CHEAP)) as live:
+        yield live
+
+
+def session(server: LiveServer, rooms: list[str], client: str = "desk") -> ChatClient:
+    """A session of the registered nick alice."""
+    return ChatClient(
+        server.host,
+        server.port,
+        "alice",
+        rooms=rooms,
+        options=dataclasses.replace(FAST, client_name=client),
+        nick_password=PASSWORD,
+    )
+
+
+async def test_two_library_sessions_of_one_nick_stay_in_step(cheap: LiveServer) -> None:
+    await register(cheap, "alice", ["lobby"])
+    async with (
+        ChatClient(cheap.host, cheap.port, "bob", rooms=["lobby"], options=FAST) as bob,
+        session(cheap, ["lobby"], "desk") as desk,
+    ):
+        desk_events = Recorder(desk)
+        assert len(desk.sessions) == 1
+        async with session(cheap, ["lobby"], "laptop") as laptop:
+            laptop_events = Recorder(laptop)
+            assert [s.client for s in laptop.sessions] == ["desk", "laptop"]
+            assert laptop.session_id == laptop.sessions[-1].id
+            await wait_until(lambda: len(desk.sessions) == 2, what="the desk hearing of the laptop")
+
+            # The laptop's message reaches the desk as alice's own, and bob as alice's.
+            sent = await laptop.say("lobby", "alice here, from the laptop", wait=True)
+            assert sent is not None
+            await wait_until(lambda: any(e.id == sent.id for e in desk_events.of(Said)), what="the echo")
+            # A direct message: both sessions get bob's, and the desk sees what the laptop told bob.
+            await bob.tell("alice", "hello, both of you", wait=True)
+            await laptop.tell("bob", "psst", wait=True)
+            await wait_until(lambda: len(desk_events.of(Told)) == 2, what="both direct messages")
+            assert [(t.nick, t.to) for t in desk_events.of(Told)] == [("bob", "alice"), ("alice", "bob")]
+            await wait_until(lambda: len(laptop_events.of(Told)) == 1, what="bob's direct message")
+
+            # A join applies to the nick: the desk is in the attic too, and rejoins it after a reconnect.
+            await laptop.join("attic")
+            await wait_until(lambda: "attic" in desk.rooms, what="the desk in the attic")
+            assert any(e.nick == "alice" for e in desk_events.of(Joined) if e.room == "attic")
+            await wait_until(
+                lambda: any(e.room == "attic" for e in desk_events.of(History)), what="the attic's history"
+            )
+
+            # Read markers and notification settings follow the nick.
+            await desk.mark_read(sent.id, room="lobby")
+            await wait_until(
+                lambda: ReadMarker(room="lobby", id=sent.id) in laptop_events.of(ReadMarker),
+                what="the laptop's marker",
+            )
+            await desk.set_notify("all", room="attic")
+            await wait_until(lambda: bool(laptop_events.of(NotifySettings)), what="the laptop's settings")
+            assert laptop_events.of(NotifySettings)[-1].levels[0].level == "all"
+
+            # The model of the desk: the laptop's lines are its own (never unread, never a mention).
+            model = ChatModel("alice")
+            model.apply_all(desk_events.events)
+            model.switch(SERVER_KEY)
+            lobby = model.buffers[room_key("lobby")]
+            line = lobby.find(sent.id)
+            assert line is not None
+            assert line.own
+            assert not line.mention
+            assert lobby.unread == 0
+            assert not lobby.mentioned
+            to_bob = model.buffers[peer_key("bob")]
+            assert [(ln.nick, ln.text, ln.own) for ln in to_bob.lines if ln.id is not None] == [
+                ("bob", "hello, both of you", False),
+                ("alice", "psst", True),
+            ]
+            assert model.read_markers.get(lobby.key) == sent.id
+            assert model.notify_levels.get(room_key("attic")) == "all"
+            assert session_lines(model)[0] == "alice is logged in from 2 session(s):"
+        # The laptop ended: the desk hears of it.
+        await wait_until(lambda: len(desk.sessions) == 1, what="the desk hearing the laptop end")
+        assert any(len(e.sessions) == 1 for e in desk_events.of(Sessions))
+
+
+async def test_two_tuis_of_one_nick_side_by_side(cheap: LiveServer, tmp_path: Path) -> None:
+    """The desk's TUI shows what the laptop's TUI sends as its own line, follows its joins, and lists both
+    sessions with /sessions."""
+    await register(cheap, "alice", ["lobby"])
+    desk = connected_app(cheap, tmp_path / "desk", nick="alice", nick_password=PASSWORD, discovery=None)
+    laptop = connected_app(cheap, tmp_path / "laptop", nick="alice", nick_password=PASSWORD, discovery=None)
+    async with desk.run_test(size=SIZE) as desk_pilot:
+        desk_screen = await wait_for_chat(desk, desk_pilot)
+        async with laptop.run_test(size=SIZE) as laptop_pilot:
+            laptop_screen = await wait_for_chat(laptop, laptop_pilot)
+            lobby_key = room_key("lobby")
+            await wait_until(
+                lambda: desk_screen.model.current == lobby_key == laptop_screen.model.current,
+                what="both in the lobby",
+            )
+            await wait_for_text(desk, desk_pilot, "another session of yours logged in")
+            await submit(laptop_pilot, "sent from the laptop")
+            await wait_for_text(desk, desk_pilot, "sent from the laptop")
+            lobby = desk_screen.model.buffers[room_key("lobby")]
+            (line,) = [ln for ln in lobby.lines if ln.text == "sent from the laptop"]
+            assert line.own
+            assert line.nick == "alice"
+            await submit(laptop_pilot, "/join attic")
+            await wait_until(
+                lambda: room_key("attic") in desk_screen.model.buffers, what="the attic on the desk"
+            )
+            await submit(desk_pilot, "/sessions")
+            await wait_for_text(desk, desk_pilot, "logged in from 2 session(s)")
+            assert "(this one)" in log_text(desk)
+            assert laptop_screen.model.session_id is not None
