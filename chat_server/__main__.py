@@ -132,6 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
         " replaces the text, a deletion erases it)",
     )
     parser.add_argument(
+        "--always-on",
+        action="store_true",
+        default=None,
+        help="keep a registered nick in its rooms while none of its sessions is connected, and store direct"
+        " messages to it for its next login (default: off)",
+    )
+    parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
         help="serve Prometheus metrics at http://HOST:PORT/metrics (a port alone: on 127.0.0.1; off by"
@@ -170,6 +177,8 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         settings["metrics"] = arguments.metrics
     if arguments.keep_edits:
         settings["keep_edits"] = True
+    if arguments.always_on:
+        settings["always_on"] = True
     settings["beacon"] = beacon_config_from_args(arguments, settings.get("beacon"))
     if arguments.password_file is not None:
         settings["password"] = read_password_file(arguments.password_file)

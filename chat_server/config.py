@@ -50,6 +50,10 @@ DEFAULT_MAX_ROOMS_PER_CLIENT = 64
 #: Sessions (connections) a registered nick may have at once; one more login with its password is refused
 #: with `too_many_sessions`. An unregistered nick has one session (nothing proves who a second one is).
 DEFAULT_MAX_SESSIONS_PER_NICK = 4
+#: Always-on presence: a registered nick stays a member of its rooms while none of its sessions is connected,
+#: and direct messages to it are stored for its next login. Off by default: others then see who is really
+#: there, and the server keeps nothing for people who left (docs/server.md, "Always-on").
+DEFAULT_ALWAYS_ON = False
 #: Seconds a new connection has to send a valid `hello`, counted from accept.
 DEFAULT_HELLO_TIMEOUT = 10.0
 #: Seconds a started frame has to arrive completely (slowloris guard).
@@ -211,6 +215,7 @@ class ServerConfig:
     max_lingering: int = DEFAULT_MAX_LINGERING
     max_rooms_per_client: int = DEFAULT_MAX_ROOMS_PER_CLIENT
     max_sessions_per_nick: int = DEFAULT_MAX_SESSIONS_PER_NICK
+    always_on: bool = DEFAULT_ALWAYS_ON
     hello_timeout: float = DEFAULT_HELLO_TIMEOUT
     frame_timeout: float = DEFAULT_FRAME_TIMEOUT
     ping_interval: float = DEFAULT_PING_INTERVAL

@@ -55,6 +55,7 @@ class Client:
     """
 
     __slots__ = (
+        "absent",
         "account",
         "agent",
         "attention",
@@ -106,6 +107,9 @@ class Client:
         #: The client program named in the `hello` (for `welcome.sessions`), and when the login was welcomed.
         self.agent: str | None = None
         self.since = 0
+        #: True for the session an always-on nick keeps while none of its sessions is connected (it has no
+        #: connection: its send queue is closed; chat_server.history.presence).
+        self.absent = False
         self.away: str | None = None
         #: The secret given in this session's `welcome`: a login that shows it replaces this connection.
         self.resume_token: str | None = None
@@ -195,9 +199,9 @@ class Hub:
     # -- Queries (any thread) ------------------------------------------------------------------------------
 
     def online(self) -> int:
-        """How many clients are logged in."""
+        """How many nicks are logged in (an always-on nick none of whose sessions is connected: not)."""
         with self.lock:
-            return len(self.nicks)
+            return sum(1 for client in self.nicks.values() if not client.absent)
 
     # -- Changes (history thread only) ---------------------------------------------------------------------
 

@@ -127,7 +127,7 @@ class Attention:
             conversation, name, newest = room.key, room.name, room.last_id
         else:
             name = request.peer or ""
-            conversation, newest = conversation_key(None, fold(name)), self._newest_id()
+            conversation, newest = conversation_key(None, fold(name)), self.newest_id()
         if request.id > newest:
             message = f"message {request.id} does not exist yet (the newest is {newest})"
             client.send(error_frame(ErrorCode.INVALID_FIELD, message, ref))
@@ -176,7 +176,7 @@ class Attention:
         ).fetchone()
         return int(row[0]) if row is not None else last_read  # committed with the batch
 
-    def _newest_id(self) -> int:
+    def newest_id(self) -> int:
         """The newest message id the server has given (0 before the first)."""
         row = self.store.run("SELECT seq FROM sqlite_sequence WHERE name = 'messages'").fetchone()
         return int(row[0]) if row is not None else 0

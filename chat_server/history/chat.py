@@ -63,6 +63,7 @@ from .fileoffers import Settle, StoreFile, store_file_offer
 from .messaging import Messages
 from .moderation import Moderation
 from .operators import Operators
+from .presence import AWAY_ABSENT, Presence, Returning
 from .rooms import Rooms
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,8 @@ class Chat:
         self.operators = Operators(
             self.moderation, hub, store, config, self._ts, self.rooms.send_room_state, self.messages.flush
         )
+        self.presence = Presence(hub, store, self.moderation, config.always_on, self.attention.newest_id)
+        self.messages.offline = self._offline
         #: The rate limits announced in every `welcome` (built once: the config does not change).
         self.rates = announced_rates(config)
 
@@ -162,9 +165,14 @@ class Chat:
         client.agent = hello.client
         resumed = self._resume(client, hello)
         added = False  # one more session of a nick already logged in
+        returning: Returning | None = None  # an always-on nick's first session since it went
         if not resumed and not self.hub.register(client, hello.nick):
             holder = self.hub.holder(hello.nick)
-            if holder is not None and claim is Standing.OWNER and holder.account == fold(hello.nick):
+            if holder is not None and holder.absent and claim is Standing.OWNER:
+                # An always-on nick none of whose sessions was connected: this login takes its place.
+                returning = self._come_back(client, holder)
+                added = True
+            elif holder is not None and claim is Standing.OWNER and holder.account == fold(hello.nick):
                 # The owner of a registered nick logs in once more: one more session, up to the maximum.
                 if not self._add_session(client, holder, hello, retry):
                     return
@@ -246,6 +254,27 @@ class Chat:
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, message, hello.ref))
         if hello.direct_after is not None:
             self._resume_direct(client, hello.direct_after)
+        elif returning is not None:
+            self._resume_direct(client, returning.left_id)  # the direct messages stored while it was away
+
+    def _come_back(self, client: Client, absent: Client) -> Returning:
+        """`client` takes the place of the session an always-on nick kept while it was away: the others see
+        no arrival (only its away message going, if the server had set it)."""
+        returning = self.presence.returning(absent)
+        self.hub.replace(absent, client)
+        log.info("conn=%d event=returned nick=%r", client.id, client.nick)
+        if returning.auto_away:
+            with self.hub.lock:
+                client.away = None
+            back = encode(AwayChanged(nick=client.nick or "", ts=self._ts(), message=None))
+            self.hub.send_all([peer for peer in self.hub.neighbours(client) if peer is not client], back)
+        return returning
+
+    def _offline(self, key: str) -> Client | None:
+        """For a direct message to `key` while no session of it is connected: the session an always-on
+        server keeps for a registered nick (made now if it has none); None otherwise (`no_such_nick`)."""
+        nick = self.presence.registered_nick(key)
+        return None if nick is None else self.presence.absent(key, nick)
 
     def _add_session(self, client: Client, holder: Client, hello: Hello, retry: bool) -> bool:
         """Make `client` one more session of `holder`'s registered nick; False (the login refused, or
@@ -336,6 +365,17 @@ class Chat:
             self.hub.detach(client)
             self._sessions_changed(siblings)
             log.info("conn=%d event=session_end nick=%r reason=%r", client.id, client.nick, request.reason)
+        if client.key is not None and len(client.sessions) == 1 and self.presence.keep(client):
+            # An always-on nick's last session ended: the nick stays (in its rooms, for its direct messages).
+            if request.announce and client.away == AWAY_ABSENT:
+                others = [peer for peer in self.hub.neighbours(client) if peer is not client]
+                gone = AwayChanged(nick=client.nick or "", ts=self._ts(), message=client.away)
+                self.hub.send_all(others, encode(gone))
+            log.info("conn=%d event=absent nick=%r reason=%r", client.id, client.nick, request.reason)
+            self.rooms.forget(client)
+            self.moderation.forget(client)
+            client.sendq.close(request.last)
+            return
         if client.key is not None and request.announce:
             others = [peer for peer in self.hub.neighbours(client) if peer is not client]
             reason = clip(request.reason, self.config.max_reason)

@@ -74,6 +74,9 @@ class Messages:
         self._ts = ts
         self._moderation = moderation
         self._pending: list[_Stored] = []
+        #: The session standing for a registered nick none of whose sessions is connected, made for a direct
+        #: message to it when the server keeps such nicks (chat_server.history.presence); else None.
+        self.offline: Callable[[str], Client | None] = lambda _key: None
         self._history_logged_at = -_HISTORY_LOG_INTERVAL
 
     # -- Group commit --------------------------------------------------------------------------------------
@@ -215,7 +218,7 @@ class Messages:
 
     def tell(self, client: Client, request: Tell) -> None:
         """Store a direct message; its ack and its `told` wait for the commit."""
-        recipient = self.hub.nicks.get(fold(request.to))
+        recipient = self.hub.nicks.get(fold(request.to)) or self.offline(fold(request.to))
         if recipient is None or recipient.nick is None or recipient.key is None:
             client.send(error_frame(ErrorCode.NO_SUCH_NICK, f"{request.to!r} is not online", request.ref))
             return

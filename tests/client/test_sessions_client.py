@@ -142,3 +142,25 @@ async def test_two_tuis_of_one_nick_side_by_side(cheap: LiveServer, tmp_path: Pa
             await wait_for_text(desk, desk_pilot, "logged in from 2 session(s)")
             assert "(this one)" in log_text(desk)
             assert laptop_screen.model.session_id is not None
+
+
+async def test_always_on_direct_messages_arrive_at_the_next_login(tmp_path: Path) -> None:
+    """On an always-on server, what bob tells alice while none of her sessions is connected is stored, and
+    her next login shows it in the conversation with bob, unread."""
+    config = fast_server_config(tmp_path / "always-on", always_on=True, **CHEAP)
+    with LiveServer(config) as server:
+        await register(server, "alice", ["lobby"])
+        async with ChatClient(server.host, server.port, "bob", rooms=["lobby"], options=FAST) as bob:
+            ack = await bob.tell("alice", "ping me when you are back", wait=True)
+            assert ack is not None
+            assert ack.away is not None  # she is kept, away
+            async with session(server, ["lobby"]) as alice:
+                events = Recorder(alice)
+                await wait_until(
+                    lambda: any(h.direct for h in events.of(History)), what="the direct messages at login"
+                )
+                model = ChatModel("alice")
+                model.apply_all(events.events)
+                conversation = model.buffers[peer_key("bob")]
+                (line,) = [ln for ln in conversation.lines if ln.id is not None]
+                assert (line.nick, line.text, line.own) == ("bob", "ping me when you are back", False)
