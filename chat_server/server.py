@@ -64,7 +64,9 @@ Threads
     as it writes plaintext.
 ``history`` (1; chat_server.history)
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, each client's
-    `account`, and the sessions of each registered nick: `Client.sessions`, one list shared by them) and the
+    `account`, the sessions of each registered nick: `Client.sessions`, one list shared by them, and with
+    `always_on` the absent sessions standing for registered nicks none of whose connections is there,
+    chat_server.history.presence) and the
     SQLite *writer* connection, registered nicks included (chat_server.history.accounts): it has the final
     say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
