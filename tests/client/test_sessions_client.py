@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from chat_client import ChatClient
+from chat_client import ChatClient, Connected, Reconnecting
 from chat_client.model.chat import SERVER_KEY, ChatModel, peer_key, room_key
 from chat_client.model.status_events import session_lines
+from chat_lab.proxy import FaultProxy
 from shared import History, Joined, NotifySettings, ReadMarker, Said, Told
 from shared.messages import Sessions
 from tests.waiting import wait_until
@@ -164,3 +165,46 @@ async def test_always_on_direct_messages_arrive_at_the_next_login(tmp_path: Path
                 conversation = model.buffers[peer_key("bob")]
                 (line,) = [ln for ln in conversation.lines if ln.id is not None]
                 assert (line.nick, line.text, line.own) == ("bob", "ping me when you are back", False)
+
+
+async def test_a_session_cut_off_and_restored_catches_up_with_its_sibling(cheap: LiveServer) -> None:
+    """The laptop's connection is cut while the desk and bob talk: when it is back it has every message once,
+    in order, the desk's as its own, and the desk heard it go and come back."""
+    await register(cheap, "alice", ["lobby"])
+    proxy = FaultProxy(lambda: (cheap.host, cheap.port))
+    await proxy.start()
+    try:
+        async with (
+            ChatClient(cheap.host, cheap.port, "bob", rooms=["lobby"], options=FAST) as bob,
+            session(cheap, ["lobby"], "desk") as desk,
+            ChatClient(
+                "127.0.0.1",
+                proxy.port,
+                "alice",
+                rooms=["lobby"],
+                options=dataclasses.replace(FAST, client_name="laptop"),
+                nick_password=PASSWORD,
+            ) as laptop,
+        ):
+            events = Recorder(laptop)
+            await wait_until(lambda: len(desk.sessions) == 2, what="two sessions")
+            await bob.say("lobby", "before", wait=True)
+            await wait_until(lambda: "before" in events.texts("lobby"), what="before")
+            proxy.refuse = True
+            await proxy.cut()
+            await wait_until(lambda: events.of(Reconnecting), what="the laptop reconnecting")
+            await bob.say("lobby", "one", wait=True)
+            await desk.say("lobby", "two, from the desk", wait=True)
+            proxy.refuse = False
+            await wait_until(lambda: len(events.of(Connected)) == 2, what="the laptop back")
+            await bob.say("lobby", "after", wait=True)
+            await wait_until(lambda: "after" in events.texts("lobby"), what="after")
+            assert events.texts("lobby")[-4:] == ["before", "one", "two, from the desk", "after"]
+            assert events.texts("lobby").count("two, from the desk") == 1
+            await wait_until(lambda: len(desk.sessions) == 2, what="the desk seeing two sessions again")
+            model = ChatModel("alice")
+            model.apply_all(events.events)
+            (line,) = [ln for ln in model.buffers[room_key("lobby")].lines if ln.text == "two, from the desk"]
+            assert line.own
+    finally:
+        await proxy.close()
