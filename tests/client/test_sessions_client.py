@@ -19,7 +19,7 @@ from shared import History, Joined, NotifySettings, ReadMarker, Said, Told
 from shared.messages import Sessions
 from tests.waiting import wait_until
 
-from .helpers import LiveServer, fast_server_config
+from .helpers import LiveServer, fast_server_config, run_plain_captured
 from .test_library import FAST, Recorder
 from .test_read_markers import CHEAP, PASSWORD, register
 from .tui_helpers import connected_app, log_text, submit, wait_for_chat, wait_for_text
@@ -208,3 +208,23 @@ async def test_a_session_cut_off_and_restored_catches_up_with_its_sibling(cheap:
             assert line.own
     finally:
         await proxy.close()
+
+
+async def test_plain_mode_lists_the_sessions_and_shows_a_siblings_message_as_its_own(
+    cheap: LiveServer,
+) -> None:
+    """`--plain` as a second session: the login says another session is there, `/sessions` lists both (this
+    one marked), and a message the desk sent before shows in the backfill under alice's own nick."""
+    await register(cheap, "alice", ["lobby"])
+    async with session(cheap, ["lobby"], "desk") as desk:
+        await desk.say("lobby", "typed at the desk", wait=True)
+        run = await run_plain_captured(
+            cheap, "alice", lines="/sessions\n", room="lobby", options=FAST, nick_password=PASSWORD
+        )
+        await wait_until(lambda: len(desk.sessions) == 1, what="the plain session ended")
+    assert run.status == 0, run.err
+    assert "alice is also logged in from 1 other session(s): /sessions lists them" in run.out
+    assert "alice is logged in from 2 session(s):" in run.out
+    assert "desk, since" in run.out
+    assert "(this one)" in run.out
+    assert "<alice> typed at the desk" in run.out
