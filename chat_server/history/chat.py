@@ -222,6 +222,8 @@ class Chat:
                 )
             )
         )
+        if resumed and len(client.sessions) > 1:
+            self._sessions_changed(client.sessions, skip=client)  # the resumed session has a new id
         if added:
             self._sessions_changed(client.sessions, skip=client)
             # The new session is in its nick's rooms: it hears of each as of a join of its own (the others

@@ -294,3 +294,24 @@ def test_a_session_killed_and_restored_catches_up(server: ChatServer, rooms: tup
                 ("bob", "while you were out"),
                 ("alice", "from the desk meanwhile"),
             ]
+
+
+def test_a_resume_token_takes_over_its_own_session_only(server: ChatServer) -> None:
+    """Each session has its own resume token: showing one replaces that session (`session_replaced`), not
+    its sibling, and the sibling learns the new session id from `sessions`."""
+    assert server.address is not None
+    with registered(server.address, "alice") as desk, another_session(server.address, "alice") as laptop:
+        welcome = laptop.recv(Welcome, ref=1)
+        assert welcome.resume_token is not None
+        desk.recv(Sessions)
+        with another_session(server.address, "alice", resume_token=welcome.resume_token) as again:
+            resumed = again.recv(Welcome, ref=1)
+            assert resumed.resume_token == welcome.resume_token
+            assert laptop.recv(Error).code == "session_replaced"
+            now = desk.recv(Sessions)
+            assert [s.id for s in now.sessions] == [s.id for s in resumed.sessions]
+            assert resumed.session in {s.id for s in now.sessions}
+            assert welcome.session not in {s.id for s in now.sessions}
+            desk.send(Say(room="lobby", text="still both", ref=5))
+            desk.recv(Ack, ref=5)
+            assert again.recv(Said, text="still both").nick == "alice"
