@@ -33,7 +33,7 @@ import msgpack
 from shared.codec import FrameReassembler, frame
 
 #: Fields compared never: they differ from run to run whatever the server does.
-VOLATILE = frozenset({"ts", "server", "resume_token", "clock", "until", "started", "elapsed"})
+VOLATILE = frozenset({"ts", "server", "resume_token", "clock", "until", "started", "elapsed", "since"})
 #: Frame types never compared (timers send them, not answers).
 UNCOMPARED = frozenset({"ping", "pong"})
 #: Seconds of quiet after which the replay stops waiting for more answers.
