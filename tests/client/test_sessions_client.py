@@ -114,12 +114,13 @@ async def test_two_library_sessions_of_one_nick_stay_in_step(cheap: LiveServer) 
 
 
 async def test_two_tuis_of_one_nick_side_by_side(cheap: LiveServer, tmp_path: Path) -> None:
-    """The desk's TUI shows what the laptop's TUI sends as its own line, follows its joins, and lists both
-    sessions with /sessions."""
+    """The desk's TUI shows what the laptop's TUI sends as its own line (in a room and to bob), follows its
+    joins and notification levels; the laptop follows the desk's read markers (F4); /sessions lists both."""
     await register(cheap, "alice", ["lobby"])
     desk = connected_app(cheap, tmp_path / "desk", nick="alice", nick_password=PASSWORD, discovery=None)
     laptop = connected_app(cheap, tmp_path / "laptop", nick="alice", nick_password=PASSWORD, discovery=None)
-    async with desk.run_test(size=SIZE) as desk_pilot:
+    bob = ChatClient(cheap.host, cheap.port, "bob", rooms=["lobby"], options=FAST)
+    async with bob, desk.run_test(size=SIZE) as desk_pilot:
         desk_screen = await wait_for_chat(desk, desk_pilot)
         async with laptop.run_test(size=SIZE) as laptop_pilot:
             laptop_screen = await wait_for_chat(laptop, laptop_pilot)
@@ -135,9 +136,31 @@ async def test_two_tuis_of_one_nick_side_by_side(cheap: LiveServer, tmp_path: Pa
             (line,) = [ln for ln in lobby.lines if ln.text == "sent from the laptop"]
             assert line.own
             assert line.nick == "alice"
+            # The desk marks everything read (F4): the laptop's marker follows.
+            await desk_pilot.press("f4")
+            await wait_until(
+                lambda: laptop_screen.model.read_markers.get(lobby_key) == line.id, what="the laptop's marker"
+            )
+            # A direct message from the laptop shows on the desk as its own, in the conversation with bob.
+            await submit(laptop_pilot, "/msg bob psst, from the laptop")
+            await wait_until(
+                lambda: peer_key("bob") in desk_screen.model.buffers, what="the desk's conversation"
+            )
+            conversation = desk_screen.model.buffers[peer_key("bob")]
+            await wait_until(lambda: any(ln.text == "psst, from the laptop" for ln in conversation.lines))
+            assert all(ln.own for ln in conversation.lines if ln.text == "psst, from the laptop")
+            assert conversation.unread == 0
             await submit(laptop_pilot, "/join attic")
             await wait_until(
                 lambda: room_key("attic") in desk_screen.model.buffers, what="the attic on the desk"
+            )
+            await wait_until(
+                lambda: laptop_screen.model.current == room_key("attic"), what="the laptop upstairs"
+            )
+            await submit(laptop_pilot, "/notify all")
+            await wait_until(
+                lambda: desk_screen.model.notify_levels.get(room_key("attic")) == "all",
+                what="the desk's notification level",
             )
             await submit(desk_pilot, "/sessions")
             await wait_for_text(desk, desk_pilot, "logged in from 2 session(s)")
