@@ -454,6 +454,9 @@ class Chat:
         if not self.hub.register(client, request.nick):
             client.send(error_frame(ErrorCode.NICK_TAKEN, f"nick {request.nick!r} is in use", request.ref))
             return
+        with self.hub.lock:
+            for session in client.sessions:  # a change of letter case: the nick's other sessions too
+                session.nick = client.nick
         self.accounts.settle(client, claim)
         changed = encode(NickChanged(old=old, new=request.nick, ts=self._ts()))
         if request.nick == old:

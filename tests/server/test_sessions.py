@@ -29,6 +29,7 @@ from shared import (
     Leave,
     Left,
     MarkRead,
+    NickChanged,
     NotifySettings,
     Ok,
     ReadMarker,
@@ -216,9 +217,16 @@ def test_read_markers_notification_levels_and_registration_reach_every_session(s
         laptop.send(Register(password="another horse", old_password=PASSWORD, ref=5))
         assert laptop.recv(Registration, ref=5).registered
         assert desk.recv(Registration).ref is None
-        # A nick change would split the nick: refused while another session is connected.
+        # A nick change would split the nick: refused while another session is connected; a change of
+        # letter case is the nick's, in every session.
         desk.send(ChangeNick(nick="alicia", ref=6))
         assert desk.recv(Error, ref=6).code == "forbidden"
+        desk.send(ChangeNick(nick="Alice", ref=7))
+        desk.recv(Ok, ref=7)
+        assert laptop.recv(NickChanged).new == "Alice"
+        laptop.send(Say(room="lobby", text="capital", ref=8))
+        laptop.recv(Ack, ref=8)
+        assert desk.recv(Said, text="capital").nick == "Alice"
 
 
 def test_sessions_are_bounded_by_max_sessions_per_nick(make_server: Callable[..., ChatServer]) -> None:
