@@ -23,6 +23,8 @@ from typing import Any
 from shared.addresses import host_port
 
 from .beacon.config import add_beacon_arguments, beacon_config_from_args
+from .cluster.config import add_cluster_arguments, cluster_config_from_args
+from .cluster.link import ClusterUnavailable
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .filesconfig import add_files_arguments, files_config_from_args
 from .metrics import MetricsUnavailable
@@ -139,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_beacon_arguments(parser)
     add_tls_arguments(parser)
     add_files_arguments(parser)
+    add_cluster_arguments(parser)
     return parser
 
 
@@ -176,6 +179,7 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         settings["password"] = os.environ[PASSWORD_ENV]
     settings["tls"] = tls_config_from_args(arguments, settings.get("tls"))
     settings["files"] = files_config_from_args(arguments, settings.get("files"))
+    settings["cluster"] = cluster_config_from_args(arguments, settings.get("cluster"))
     return ServerConfig(**settings)
 
 
@@ -222,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     server = ChatServer(config)
     try:
         server.start()
-    except (OSError, HistoryError, TlsSetupError, MetricsUnavailable) as error:
+    except (OSError, HistoryError, TlsSetupError, MetricsUnavailable, ClusterUnavailable) as error:
         print(f"chat-server: cannot start: {error}", file=sys.stderr)
         return 1
     try:
