@@ -210,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     setup_logging(arguments.log_level, arguments.trace)
+    if arguments.migrate is not None:
+        if not config.cluster.enabled:
+            parser.error("--migrate needs --cluster (or a [cluster] table with urls)")
+        return _migrate(arguments.migrate, config)
     if arguments.record is not None:  # before the server starts: its threads read the trace's level then
         try:
             start_recording(arguments.record, arguments.record_max_bytes, arguments.record_files)
@@ -241,6 +245,19 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         server.stop()
+    return 0
+
+
+def _migrate(path: Path, config: ServerConfig) -> int:
+    """`--migrate FILE`: the single-server history into the cluster's stream (chat_server.cluster.migrate)."""
+    from .cluster.migrate import MigrationError, migrate
+
+    try:
+        report = migrate(path, config.cluster)
+    except MigrationError as error:
+        print(f"chat-server: cannot migrate: {error}", file=sys.stderr)
+        return 1
+    print(report.describe(config.cluster.stream), flush=True)
     return 0
 
 

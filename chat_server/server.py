@@ -99,8 +99,10 @@ Threads
     acknowledgements together) and the ordered consumer of the message log, whose records it hands to the
     history thread as `Replicated` requests (`HistoryThread.submit`, waiting while that queue is full; the
     history thread never waits for this one). Reports duplicates and failed publishes the same way
-    (`Published`). Touches no client socket, no SQLite connection and no hub state; `NatsLink.connected` is
-    a flag it writes and the history thread reads.
+    (`Published`). Keeps this server's entry in the servers bucket fresh and watches the others': it
+    replaces `NatsLink.peers` (a tuple, one assignment) which the history thread reads for `welcome`.
+    Touches no client socket, no SQLite connection and no hub state; `NatsLink.connected` is a flag it
+    writes and the history thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
@@ -196,6 +198,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from shared.addresses import host_port
 from shared.discovery import BeaconInfo
 
 from .acceptor.acceptor import Acceptor, listen
@@ -334,6 +337,14 @@ class ChatServer:
             raise
         self._start(store, link)
 
+    def _announced_address(self) -> str | None:
+        """In cluster mode, where the other servers' clients can reach this one (`welcome.servers`):
+        `cluster.announce`, else the listening address unless it is a wildcard (then: not announced)."""
+        if self.config.cluster.announce is not None:
+            return self.config.cluster.announce
+        host, port = self.address
+        return None if host in ("0.0.0.0", "::") else host_port(host, port)
+
     def _connect_cluster(self) -> NatsLink | None:
         """In cluster mode, the link to NATS, connected (`ClusterUnavailable` if it cannot be); else None."""
         if not self.config.cluster.enabled:
@@ -426,6 +437,7 @@ class ChatServer:
 
             try:
                 follow(link, history, cluster_messages)
+                link.announce(self._announced_address())
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)

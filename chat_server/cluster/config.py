@@ -32,6 +32,9 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_PUBLISH_TIMEOUT = 5.0
 #: Publishes sent to JetStream at once without waiting for their acknowledgements (the pipeline).
 DEFAULT_MAX_IN_FLIGHT = 1024
+#: Seconds a server's entry in the servers bucket lives without a refresh: a server that died without
+#: saying goodbye stops being announced in `welcome` after at most this long (refreshed every third of it).
+DEFAULT_SERVER_LEASE = 15.0
 
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SUBJECT_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -58,6 +61,10 @@ class ClusterConfig:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     publish_timeout: float = DEFAULT_PUBLISH_TIMEOUT
     max_in_flight: int = DEFAULT_MAX_IN_FLIGHT
+    #: The address clients should use to reach this server, ``HOST:PORT``, announced to the other servers'
+    #: clients in `welcome.servers`; None: the listening address, unless it is a wildcard (0.0.0.0, ::).
+    announce: str | None = None
+    server_lease: float = DEFAULT_SERVER_LEASE
 
     def __post_init__(self) -> None:
         urls: Any = self.urls  # from a TOML file or a caller: check before trusting the annotation
@@ -91,7 +98,10 @@ class ClusterConfig:
                 raise ValueError(f"cluster {name} must be a positive whole number, not {value!r}")
         if self.replicas > 5:
             raise ValueError("cluster replicas must be 1 to 5 (JetStream's limit)")
-        for name in ("duplicate_window", "connect_timeout", "publish_timeout"):
+        announce: Any = self.announce
+        if announce is not None and (not isinstance(announce, str) or ":" not in announce):
+            raise ValueError(f"cluster announce must be HOST:PORT, not {announce!r}")
+        for name in ("duplicate_window", "connect_timeout", "publish_timeout", "server_lease"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"cluster {name} must be a number of seconds, not {value!r}")
@@ -135,6 +145,13 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="URLS",
         help="cluster mode: share rooms and history with other servers through these NATS JetStream"
         " servers, nats://HOST:PORT[,nats://HOST:PORT...] (docs/cluster.md; needs the 'cluster' extra)",
+    )
+    parser.add_argument(
+        "--migrate",
+        type=Path,
+        metavar="FILE",
+        help="with --cluster: publish the single-server history database FILE into the cluster's (empty)"
+        " stream, then exit (docs/cluster.md)",
     )
 
 

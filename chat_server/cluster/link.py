@@ -25,16 +25,19 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import secrets
 import ssl
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from .config import ClusterConfig
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Seconds between two tries to reach JetStream at start (while its leader is elected).
 CONNECT_RETRY = 0.2
@@ -103,6 +106,16 @@ class NatsLink:
         self.connected = False
         #: The stream's last sequence when the server started (read by the history thread at start).
         self.last_seq = 0
+        #: How many messages the stream held then.
+        self.stream_messages = 0
+        #: This process's id: in the records it publishes and in the servers bucket (new at every start).
+        self.origin = secrets.token_hex(8)
+        #: The other servers' client addresses (``HOST:PORT``), as the servers bucket last said: replaced
+        #: whole by the loop (one assignment), read by the history thread for `welcome.servers`.
+        self.peers: tuple[str, ...] = ()
+        self._known: dict[str, str] = {}  # the other servers by their id (loop only)
+        self._servers: Any = None  # the servers bucket (a nats-py KeyValue), once `announce` ran
+        self._announced = False
         #: Which consumer is current: `refollow` (history thread) starts a new one.
         self.generation = 0
         self._subscription: Any = None
@@ -140,6 +153,83 @@ class NatsLink:
             future.result(self.config.connect_timeout + 1.0)
         except Exception as error:
             raise ClusterUnavailable(f"cannot follow the stream {self.config.stream}: {error}") from None
+
+    def announce(self, address: str | None) -> None:
+        """Join the servers bucket: put this server's client address there (unless None) and keep it fresh
+        every third of `server_lease`, reading the others' addresses into `peers` each time (starting
+        thread, once the server listens). `ClusterUnavailable` if the bucket cannot be reached."""
+        future = asyncio.run_coroutine_threadsafe(self._start_announcing(address), self._loop)
+        try:
+            future.result(self.config.connect_timeout + 1.0)
+        except Exception as error:
+            raise ClusterUnavailable(f"cannot use the servers bucket: {error!r}") from None
+
+    async def _start_announcing(self, address: str | None) -> None:
+        from nats.js.api import KeyValueConfig
+        from nats.js.errors import BucketNotFoundError
+
+        name = f"{self.config.bucket_prefix}-servers"
+        try:
+            self._servers = await self._js.key_value(name)
+        except BucketNotFoundError:
+            wanted = KeyValueConfig(bucket=name, ttl=self.config.server_lease, replicas=self.config.replicas)
+            self._servers = await self._js.create_key_value(wanted)
+        await self._refresh(address)
+        self._tasks.append(self._loop.create_task(self._keep_announcing(address)))
+        watcher = await self._servers.watchall()
+        self._tasks.append(self._loop.create_task(self._watch_servers(watcher)))
+
+    async def _watch_servers(self, watcher: Any) -> None:
+        """Follow the servers bucket as it changes: a server that starts or stops is known at once (one
+        that died unannounced goes at the next `_refresh` after its lease ran out)."""
+        async for entry in watcher:
+            if entry is None or entry.key == self.origin:
+                continue
+            known = dict(self._known)
+            if entry.operation is None and entry.value:
+                known[entry.key] = entry.value.decode()
+            else:
+                known.pop(entry.key, None)  # deleted or purged
+            self._set_peers(known)
+
+    def _set_peers(self, known: dict[str, str]) -> None:
+        self._known = known
+        self.peers = tuple(sorted(set(known.values())))
+
+    async def _keep_announcing(self, address: str | None) -> None:
+        while True:
+            await asyncio.sleep(self.config.server_lease / 3)  # the refresh period of the lease
+            try:
+                await self._refresh(address)
+            except Exception as error:  # NATS away for a moment: the next round tries again
+                log.warning("event=servers_refresh_failed error=%r", error)
+
+    async def _refresh(self, address: str | None) -> None:
+        from nats.js.errors import KeyNotFoundError, NoKeysError
+
+        if address is not None:
+            await self._servers.put(self.origin, address.encode())
+            self._announced = True
+        try:
+            keys = await self._servers.keys()
+        except NoKeysError:
+            keys = []
+        found: dict[str, str] = {}
+        for key in keys:
+            if key == self.origin:
+                continue
+            try:
+                entry = await self._servers.get(key)
+            except KeyNotFoundError:  # deleted meanwhile (its server stopped)
+                continue
+            if entry.value:
+                found[key] = entry.value.decode()
+        self._set_peers(found)
+
+    def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], timeout: float | None = None) -> T:
+        """Run `work(jetstream)` on the loop and wait for its result (the calling thread blocks: for
+        commands such as the migration, never for the history thread)."""
+        return asyncio.run_coroutine_threadsafe(work(self._js), self._loop).result(timeout)
 
     def refollow(self, after: int) -> None:
         """Replace the consumer by one starting after `after` (history thread, after a failed local write:
@@ -284,6 +374,7 @@ class NatsLink:
             if config.tls_cert is not None and config.tls_key is not None:
                 context.load_cert_chain(str(config.tls_cert), str(config.tls_key))
             options["tls"] = context
+        deadline = self._loop.time() + config.connect_timeout  # for the connection and the stream together
         try:
             self._nc = await asyncio.wait_for(nats.connect(**options), config.connect_timeout)
         except TimeoutError:
@@ -294,7 +385,7 @@ class NatsLink:
         self._js = self._nc.jetstream(
             timeout=config.publish_timeout, publish_async_max_pending=config.max_in_flight
         )
-        await self._ensure_stream(self._loop.time() + config.connect_timeout)
+        await self._ensure_stream(deadline)
         self._tasks.append(self._loop.create_task(self._publisher()))
 
     async def _ensure_stream(self, deadline: float) -> None:
@@ -318,6 +409,7 @@ class NatsLink:
                     info = await self._js.add_stream(wanted)
                     log.info("event=stream_created stream=%s replicas=%d", config.stream, config.replicas)
                 self.last_seq = info.state.last_seq
+                self.stream_messages = info.state.messages
                 return
             except Exception as error:  # JetStream not ready yet (no leader): try again until the deadline
                 last = error
@@ -352,6 +444,11 @@ class NatsLink:
     async def _close(self) -> None:
         for task in [*self._tasks, *self._settling]:
             task.cancel()
+        if self._announced:  # a clean stop: no longer announced, at once
+            try:
+                await asyncio.wait_for(self._servers.delete(self.origin), STOP_WAIT / 3)
+            except Exception as error:
+                log.warning("event=servers_leave_failed error=%r", error)
         if self._nc is not None:
             try:
                 await asyncio.wait_for(self._nc.close(), STOP_WAIT / 2)

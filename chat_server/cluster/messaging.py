@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,7 +86,7 @@ class ClusterMessages(Messages):
         self.link = link
         self.stream = link.config.stream
         #: This process's id in the records it publishes (a new one at every start).
-        self.origin = secrets.token_hex(8)
+        self.origin = link.origin
         self._tokens = itertools.count(1)
         self._awaiting: dict[int, _Awaiting] = {}
         self._outbound: list[Outbound] = []
@@ -106,6 +105,10 @@ class ClusterMessages(Messages):
                 f"the history database {store.path} has applied the stream {self.stream} up to"
                 f" {self.applied}, but the stream ends at {link.last_seq}: it is another stream"
             )
+
+    def servers(self) -> tuple[str, ...]:
+        """The other servers of the cluster, for `welcome.servers` (as the servers bucket last said)."""
+        return self.link.peers
 
     # -- Publishing (the route of say and tell in cluster mode) -------------------------------------------
 

@@ -207,6 +207,7 @@ class Chat:
                     read_markers=self.attention.markers(client, self.config.max_list),
                     notify_levels=tuple(self.attention.levels(client).values()),
                     keywords=self.attention.nick_keywords(client),
+                    servers=self.messages.servers(),
                 )
             )
         )

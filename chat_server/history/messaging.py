@@ -70,6 +70,11 @@ class Messages:
         self._pending: list[_Stored] = []
         self._history_logged_at = -_HISTORY_LOG_INTERVAL
 
+    def servers(self) -> tuple[str, ...]:
+        """The other servers of the same chat that `welcome` announces: none for a single server (a cluster
+        server's are in chat_server.cluster.messaging)."""
+        return ()
+
     # -- Group commit --------------------------------------------------------------------------------------
 
     def flush(self) -> None:

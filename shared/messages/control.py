@@ -176,6 +176,9 @@ class Welcome(Message):
     #: The nick's notification levels that are not the default, and its keywords (see `notify_settings`).
     notify_levels: tuple[NotifyLevel, ...] = wire(check.list_of(check.nested(NotifyLevel)), default=())
     keywords: tuple[str, ...] = wire(check.list_of(check.keyword), default=())
+    #: A cluster's other servers (docs/cluster.md), ``HOST:PORT`` each: where to reconnect if this one goes
+    #: away. Empty (left out) for a single server.
+    servers: tuple[str, ...] = wire(check.list_of(check.reason), default=())
 
 
 @message("ok", SERVER)

@@ -12,11 +12,9 @@ import pytest
 from chat_server.cluster.config import ClusterConfig
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
-from tests.server.conftest import TEST_SETTINGS, no_leaks
+from tests.server.conftest import TEST_SETTINGS
 
 from .natscluster import NatsCluster
-
-__all__ = ["no_leaks"]  # after each test, threads and file descriptors are back to their baseline
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +48,23 @@ def start_cluster_server(
         folder.mkdir(exist_ok=True)
         settings = {**TEST_SETTINGS, "data_dir": folder, "cluster": cluster_config, **overrides}
         server = ChatServer(ServerConfig(**settings))
+        server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def make_single(tmp_path: Path) -> Iterator[Callable[..., ChatServer]]:
+    """Start a single server (no cluster), stopped at the end."""
+    servers: list[ChatServer] = []
+
+    def start(**overrides: Any) -> ChatServer:
+        """Start one single server."""
+        server = ChatServer(ServerConfig(**{**TEST_SETTINGS, "data_dir": tmp_path / "single", **overrides}))
         server.start()
         servers.append(server)
         return server

@@ -20,10 +20,13 @@ from chat_server.config import ServerConfig, load_toml
 from chat_server.server import ChatServer
 from shared.messages import Ack, Said, Say
 from tests.server.client import ChatTestClient
-from tests.server.conftest import TEST_SETTINGS
+from tests.server.conftest import TEST_SETTINGS, no_leaks
 from tests.server.process import ServerProcess
 
 from .natscluster import NatsCluster, free_ports
+
+#: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
+__all__ = ["no_leaks"]
 
 
 def test_cluster_table_and_defaults(tmp_path: Path) -> None:

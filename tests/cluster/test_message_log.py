@@ -27,6 +27,10 @@ from shared.messages import (
     Told,
 )
 from tests.server.client import ChatTestClient, wait_until
+from tests.server.conftest import no_leaks
+
+#: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
+__all__ = ["no_leaks"]
 
 
 def said_ids(client: ChatTestClient, count: int) -> list[tuple[int, str]]:
