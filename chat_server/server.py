@@ -37,6 +37,8 @@ Threads
     A `typing` is relayed from here to the room's other members (`Hub.publish`: the member list copied under
     ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start per room per
     `typing_interval`) is the connection's own (`Connection._typing`).
+    In cluster mode it first claims the login's nick across the cluster (chat_server.cluster.nicks),
+    waiting for the ``nats`` thread at most `cluster.publish_timeout`, holding no lock.
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -100,9 +102,12 @@ Threads
     history thread as `Replicated` requests (`HistoryThread.submit`, waiting while that queue is full; the
     history thread never waits for this one). Reports duplicates and failed publishes the same way
     (`Published`). Keeps this server's entry in the servers bucket fresh and watches the others': it
-    replaces `NatsLink.peers` (a tuple, one assignment) which the history thread reads for `welcome`.
-    Touches no client socket, no SQLite connection and no hub state; `NatsLink.connected` is a flag it
-    writes and the history thread reads.
+    replaces `NatsLink.peers` (a tuple, one assignment) which the history thread reads for `welcome`. Keeps
+    the nick bucket in step with the hub's nicks every second (chat_server.cluster.nicks: a copy of the
+    nicks under ``Hub.lock``, the writes after releasing it), answers the readers' nick claims, and watches
+    the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Touches no
+    client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
+    and the history thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
@@ -116,7 +121,8 @@ Locks (none is ever held during socket or disk I/O, and none is taken while hold
 ``Hub.lock``
     Guards the hub's dictionaries and each room's member list. Written by the history thread only; read by
     readers (membership check for `fetch_history`, `search` and `typing`, the member list a `typing` goes to,
-    `stats`), the beacon and `stats()`. Fan-out copies the
+    `stats`), the beacon, `stats()` and, in cluster mode, the ``nats`` thread (a copy of the nicks and
+    their resume tokens, once a second). Fan-out copies the
     member list under it, releases it, then appends to each send queue.
 ``SendQueue._lock``
     Guards one connection's queue of encoded frames and its byte count (many producers; the sender swaps the
@@ -223,6 +229,7 @@ from .tls import ServerTls, server_tls
 if TYPE_CHECKING:
     from .cluster.link import NatsLink
     from .cluster.messaging import ClusterMessages
+    from .cluster.nicks import NickLeases
     from .history.moderation import Moderation
 
 log = logging.getLogger(__name__)
@@ -414,6 +421,11 @@ class ChatServer:
             max_wait=config.history_wait,
         )
         self._indexer = SearchIndexer(index_path(config.history_path), config.history_path)
+        nick_leases: NickLeases | None = None
+        if link is not None:
+            from .cluster.nicks import NickLeases
+
+            nick_leases = NickLeases(link, hub, link.report)
         self._services = Services(
             config=config,
             hub=hub,
@@ -425,6 +437,7 @@ class ChatServer:
             tally=self.tally,
             observer=self,
             indexer=self._indexer,
+            nicks=nick_leases,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
@@ -438,6 +451,8 @@ class ChatServer:
             try:
                 follow(link, history, cluster_messages)
                 link.announce(self._announced_address())
+                assert nick_leases is not None
+                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)

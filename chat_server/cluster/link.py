@@ -96,7 +96,7 @@ class NatsLink:
         self._wake = asyncio.Event()  # set (on the loop) when `_outbound` has batches
         self._settling: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[None]] = []
-        self._deliver: Callable[[Replicated | Published], bool] | None = None
+        self._deliver: Callable[[Any], bool] | None = None
         self._inbound: list[tuple[int, bytes]] = []
         self._handing_over = False
         self._reading = 0  # the generation of the consumer the loop reads from
@@ -142,7 +142,7 @@ class NatsLink:
             self.stop()
             raise ClusterUnavailable(f"cannot use NATS at {', '.join(self.config.urls)}: {error}") from None
 
-    def follow(self, after: int, deliver: Callable[[Replicated | Published], bool]) -> None:
+    def follow(self, after: int, deliver: Callable[[Any], bool]) -> None:
         """Deliver the log's records after sequence `after` (and every later one) to `deliver`, in order.
 
         `deliver` queues a request for the history thread; it returns False when the queue stayed full
@@ -225,6 +225,25 @@ class NatsLink:
             if entry.value:
                 found[key] = entry.value.decode()
         self._set_peers(found)
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The ``nats`` thread's loop (for `asyncio.run_coroutine_threadsafe` from other threads)."""
+        return self._loop
+
+    @property
+    def js(self) -> Any:
+        """The JetStream context (loop only)."""
+        return self._js
+
+    def keep(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` as a task of the loop until the link stops (loop only)."""
+        self._tasks.append(self._loop.create_task(work))
+
+    def report(self, request: object) -> bool:
+        """Hand an internal request to the history thread, waiting while its queue is full (loop only)."""
+        self._report(request)
+        return True
 
     def run(self, work: Callable[[Any], Coroutine[Any, Any, T]], timeout: float | None = None) -> T:
         """Run `work(jetstream)` on the loop and wait for its result (the calling thread blocks: for
@@ -344,7 +363,7 @@ class NatsLink:
         if outcomes:
             self._report(Published(outcomes))
 
-    def _report(self, request: Replicated | Published) -> None:
+    def _report(self, request: object) -> None:
         """Hand `request` to the history thread, waiting while its queue is full (holds the loop back)."""
         assert self._deliver is not None
         while not self._deliver(request):

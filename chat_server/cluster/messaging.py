@@ -35,7 +35,7 @@ from chat_server.history.messaging import Messages, _Stored
 from chat_server.history.moderation import Moderation
 from chat_server.hub import Client, Hub, member_room
 from chat_server.metrics import Tally
-from chat_server.replies import error_frame
+from chat_server.replies import error_frame, fatal_frame
 from chat_server.storage import HistoryError, HistoryStore, conversation_key
 from shared.codec import encode
 from shared.errors import ErrorCode
@@ -43,6 +43,7 @@ from shared.messages import Ack, Said, Say, Tell, Told
 from shared.text import fold
 
 from .link import ClusterUnavailable, NatsLink, Outbound, Published, Replicated
+from .nicks import NickLost
 
 log = logging.getLogger(__name__)
 
@@ -297,3 +298,12 @@ class ClusterMessages(Messages):
             ts = target.ts if target is not None else int(time.time() * 1000)
             ack = Ack(id=seq, ts=ts, client_msg_id=waiting.client_msg_id, duplicate=True, ref=waiting.ref)
             waiting.client.send(encode(ack))
+
+    def nick_lost(self, _link: Client, request: NickLost) -> None:
+        """Another server took over the nick `request.key` with its session's resume token (a client that
+        failed over): end the session still holding it here."""
+        holder = self.hub.nicks.get(request.key)
+        if holder is not None:
+            log.info("conn=%d event=session_moved nick=%r", holder.id, holder.nick)
+            replaced = "this session was resumed on another server of the cluster"
+            holder.close(fatal_frame(ErrorCode.SESSION_REPLACED, replaced), False)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, cast
 
-from chat_server.history.accounts import Enroll, Unenroll
+from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
@@ -34,6 +34,7 @@ from shared.messages import (
 
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
+from .nicks import NickLost
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
@@ -52,6 +53,7 @@ NOT_YET: dict[type, str] = {
     Deop: "moderation",
     Invite: "moderation",
     SetMode: "moderation",
+    Rename: "changing nick",
     Enroll: "registering nicks",
     Unenroll: "registering nicks",
     StoreFile: "file sharing",
@@ -75,6 +77,7 @@ def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> di
     routes[Tell] = (messages.cluster_tell, True)
     routes[Replicated] = (messages.apply, False)
     routes[Published] = (messages.published, False)
+    routes[NickLost] = (messages.nick_lost, False)
     for kind, what in NOT_YET.items():
         routes[kind] = (_refuse(what), handlers[kind][1])
     return routes

@@ -25,6 +25,7 @@ from shared.messages import (
     SetTopic,
     Tell,
     Told,
+    Welcome,
 )
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
@@ -36,6 +37,25 @@ __all__ = ["no_leaks"]
 def said_ids(client: ChatTestClient, count: int) -> list[tuple[int, str]]:
     """Receive `count` `said` frames; their (id, text) in arrival order."""
     return [(said.id, said.text) for said in (client.recv(Said) for _ in range(count))]
+
+
+def login_when_free(address: tuple[str, int], nick: str, rooms: list[str]) -> ChatTestClient:
+    """Log in as `nick` once the cluster has freed it (its holder left another server: within a round)."""
+    logged_in: list[ChatTestClient] = []
+
+    def attempt() -> bool:
+        client = ChatTestClient(address)
+        client.hello(nick, rooms)
+        if isinstance(client.recv_until(lambda m: isinstance(m, Welcome | Error)), Welcome):
+            for _ in rooms:
+                client.recv(History)
+            logged_in.append(client)
+            return True
+        client.close()
+        return False
+
+    wait_until(attempt, what=f"{nick} free on {address}")
+    return logged_in[0]
 
 
 def test_two_servers_deliver_every_message_once_in_one_order(
@@ -97,8 +117,7 @@ def test_resend_to_the_other_server_is_a_duplicate(start_cluster_server: Callabl
         first = alice.recv(Ack, ref=1)
         assert not first.duplicate
         alice.close()
-        with ChatTestClient(two.address) as again:  # the same nick, now on the other server
-            again.login("alice", ["lobby"])
+        with login_when_free(two.address, "alice", ["lobby"]) as again:  # the same nick, on the other server
             again.send(Say(room="lobby", text="once", client_msg_id="m-1", ref=2))
             second = again.recv(Ack, ref=2)
             assert second.duplicate
