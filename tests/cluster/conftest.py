@@ -9,12 +9,11 @@ from typing import Any
 
 import pytest
 
+from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
 from tests.server.conftest import TEST_SETTINGS
-
-from .natscluster import NatsCluster
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.natscluster import NatsCluster, free_ports
 from chat_server.cluster.config import (
     DEFAULT_DUPLICATE_WINDOW,
     DEFAULT_REPLICAS,
@@ -22,8 +23,6 @@ from shared.messages import Ack, Said, Say
 from tests.server.client import ChatTestClient
 from tests.server.conftest import TEST_SETTINGS, no_leaks
 from tests.server.process import ServerProcess
-
-from .natscluster import NatsCluster, free_ports
 
 #: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
 __all__ = ["no_leaks"]

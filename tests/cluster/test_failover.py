@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.natscluster import NatsCluster
 from chat_client import ChatClient, Connected
 from shared.addresses import host_port
 from tests.client.test_library import FAST, Recorder
 from tests.server.client import ChatTestClient
 from tests.server.process import ServerProcess
 from tests.waiting import wait_until, wait_until_sync
-
-from .natscluster import NatsCluster
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
 from chat_server.cluster.migrate import MigrationError, migrate
 from chat_server.config import ServerConfig
@@ -18,8 +19,6 @@ from shared.messages import Ack, Delete, FetchHistory, History, Said, Say, Tell
 from tests.server.client import ChatTestClient
 from tests.server.conftest import TEST_SETTINGS, no_leaks
 from tests.server.process import ServerProcess
-
-from .natscluster import NatsCluster
 
 #: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
 __all__ = ["no_leaks"]

@@ -12,13 +12,12 @@ import itertools
 import time
 from collections.abc import Callable
 
+from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
 from shared.messages import Ack, Error, FetchHistory, History, Say
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
-
-from .natscluster import NatsCluster
 
 #: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
 __all__ = ["no_leaks"]

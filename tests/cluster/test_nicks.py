@@ -9,6 +9,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
 from shared import PROTOCOL_NAME
@@ -16,8 +17,6 @@ from shared.messages import PROTOCOL_VERSION, Error, Hello, Welcome
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 from tests.server.process import ServerProcess
-
-from .natscluster import NatsCluster
 
 #: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
 __all__ = ["no_leaks"]

