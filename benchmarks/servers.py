@@ -70,7 +70,12 @@ def toml_text(settings: dict[str, int | float | str]) -> str:
     return "".join(f"{key} = {value!r}\n" for key, value in settings.items())
 
 
-def command(name: str, workdir: Path, settings: dict[str, int | float | str] | None = None) -> list[str]:
+def command(
+    name: str,
+    workdir: Path,
+    settings: dict[str, int | float | str] | None = None,
+    arguments: tuple[str, ...] = (),
+) -> list[str]:
     """The command line that starts server `name` on a free port, its files in `workdir`.
 
     `settings` are written to our server's server.toml after `BENCH_SETTINGS` (e.g. a `history_sync` to
@@ -96,6 +101,7 @@ def command(name: str, workdir: Path, settings: dict[str, int | float | str] | N
             str(config),
             "--log-level",
             "WARNING",
+            *arguments,
         ]
     if name == "tutorial":
         return [
@@ -128,19 +134,21 @@ def started(
     cpu: int | None = None,
     source: Path | None = None,
     settings: dict[str, int | float | str] | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> Iterator[RunningServer]:
     """Start server `name` (pinned to `cpu` if given) in a fresh temporary folder; stop it on exit.
 
     `source` is the folder the server's packages are imported from (default: this checkout); point it at
     an exported commit (`git archive`) to measure that version while the checkout is being edited.
-    `settings` go to our server's server.toml on top of `BENCH_SETTINGS`.
+    `settings` go to our server's server.toml on top of `BENCH_SETTINGS`; `arguments` are added to our
+    server's command line (e.g. ``--cluster URLS``).
     """
     with tempfile.TemporaryDirectory(prefix=f"bench-{name}-") as folder:
         workdir = Path(folder)
         log = workdir / "server.log"
         with log.open("wb") as errors:
             process = subprocess.Popen(
-                command(name, workdir, settings),
+                command(name, workdir, settings, arguments),
                 stdout=subprocess.PIPE,
                 stderr=errors,
                 stdin=subprocess.DEVNULL,

@@ -23,6 +23,8 @@ from typing import Any
 from shared.addresses import host_port
 
 from .beacon.config import add_beacon_arguments, beacon_config_from_args
+from .cluster.config import add_cluster_arguments, cluster_config_from_args
+from .cluster.link import ClusterUnavailable
 from .config import DEFAULT_HOST, DEFAULT_PORT, ServerConfig, load_toml
 from .filesconfig import add_files_arguments, files_config_from_args
 from .metrics import MetricsUnavailable
@@ -147,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_beacon_arguments(parser)
     add_tls_arguments(parser)
     add_files_arguments(parser)
+    add_cluster_arguments(parser)
     return parser
 
 
@@ -186,6 +189,7 @@ def config_from(arguments: argparse.Namespace) -> ServerConfig:
         settings["password"] = os.environ[PASSWORD_ENV]
     settings["tls"] = tls_config_from_args(arguments, settings.get("tls"))
     settings["files"] = files_config_from_args(arguments, settings.get("files"))
+    settings["cluster"] = cluster_config_from_args(arguments, settings.get("cluster"))
     return ServerConfig(**settings)
 
 
@@ -216,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     setup_logging(arguments.log_level, arguments.trace)
+    if arguments.migrate is not None:
+        if not config.cluster.enabled:
+            parser.error("--migrate needs --cluster (or a [cluster] table with urls)")
+        return _migrate(arguments.migrate, config)
     if arguments.record is not None:  # before the server starts: its threads read the trace's level then
         try:
             start_recording(arguments.record, arguments.record_max_bytes, arguments.record_files)
@@ -232,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     server = ChatServer(config)
     try:
         server.start()
-    except (OSError, HistoryError, TlsSetupError, MetricsUnavailable) as error:
+    except (OSError, HistoryError, TlsSetupError, MetricsUnavailable, ClusterUnavailable) as error:
         print(f"chat-server: cannot start: {error}", file=sys.stderr)
         return 1
     try:
@@ -247,6 +255,19 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         server.stop()
+    return 0
+
+
+def _migrate(path: Path, config: ServerConfig) -> int:
+    """`--migrate FILE`: the single-server history into the cluster's stream (chat_server.cluster.migrate)."""
+    from .cluster.migrate import MigrationError, migrate
+
+    try:
+        report = migrate(path, config.cluster)
+    except MigrationError as error:
+        print(f"chat-server: cannot migrate: {error}", file=sys.stderr)
+        return 1
+    print(report.describe(config.cluster.stream), flush=True)
     return 0
 
 

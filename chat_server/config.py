@@ -29,6 +29,7 @@ from shared.limits import (
 from shared.text import nick_problem, room_problem
 
 from .beacon.config import BeaconConfig, beacon_config_from_table
+from .cluster.config import ClusterConfig, cluster_config_from_table
 from .filesconfig import FilesConfig, files_config_from_table
 from .metrics import parse_metrics_address
 from .passwords import DEFAULT_SCRYPT_N, DEFAULT_SCRYPT_P, DEFAULT_SCRYPT_R, ScryptCost
@@ -282,6 +283,8 @@ class ServerConfig:
     tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
     #: File sharing (the ``[files]`` table of server.toml, see docs/server.md).
     files: FilesConfig = dataclasses.field(default_factory=FilesConfig)
+    #: Cluster mode (off by default; the ``[cluster]`` table of server.toml, ``--cluster``; docs/cluster.md).
+    cluster: ClusterConfig = dataclasses.field(default_factory=ClusterConfig)
     #: Where to serve Prometheus metrics, "HOST:PORT" (or "PORT": loopback); None: no endpoint (the default).
     metrics: str | None = None
 
@@ -347,6 +350,8 @@ class ServerConfig:
             )
         if not isinstance(self.files, FilesConfig):
             raise ValueError("files must be a FilesConfig (the [files] table of the config file)")
+        if not isinstance(self.cluster, ClusterConfig):
+            raise ValueError("cluster must be a ClusterConfig (the [cluster] table of the config file)")
         if self.metrics is not None:
             if not isinstance(self.metrics, str):
                 raise ValueError(f"metrics must be a string HOST:PORT, not {self.metrics!r}")
@@ -438,6 +443,13 @@ def load_toml(path: Path) -> dict[str, Any]:
             data["tls"] = tls_config_from_table(data["tls"])
         except TypeError as error:
             raise ValueError(f"config file {path}: [tls]: {error}") from None
+    if "cluster" in data:
+        if not isinstance(data["cluster"], dict):
+            raise ValueError(f"config file {path}: cluster must be a table ([cluster])")
+        try:
+            data["cluster"] = cluster_config_from_table(data["cluster"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"config file {path}: [cluster]: {error}") from None
     if "files" in data:
         if not isinstance(data["files"], dict):
             raise ValueError(f"config file {path}: files must be a table ([files])")

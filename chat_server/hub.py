@@ -307,11 +307,12 @@ class Hub:
             if member is not skip:
                 member.send(data)
 
-    def publish_messages(self, room: Room, run: list[tuple[Client, bytes, bytes]]) -> int:
+    def publish_messages(self, room: Room, run: list[tuple[Client | None, bytes, bytes]]) -> int:
         """Deliver consecutive stored messages of one room: `run` holds (sender, ack, relay) in id order.
 
         Each member gets every message's relay frame, except that a sender gets its ack in the place of its
-        own message. One append per member for the whole run: the sender then writes the run to each member
+        own message (a sender of None: another server's message, everyone gets the relay). One append per
+        member for the whole run: the sender then writes the run to each member
         with one system call. Returns the relay frames delivered (for the counters: one multiplication).
         """
         with self.lock:

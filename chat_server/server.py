@@ -37,6 +37,8 @@ Threads
     A `typing` is relayed from here to the room's other members (`Hub.publish`: the member list copied under
     ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start per room per
     `typing_interval`) is the connection's own (`Connection._typing`).
+    In cluster mode it first claims the login's nick across the cluster (chat_server.cluster.nicks),
+    waiting for the ``nats`` thread at most `cluster.publish_timeout`, holding no lock.
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -95,21 +97,36 @@ Threads
     `HTTP_TIMEOUT`: reads the `Tally` (plain counters; its rare-event table under ``Tally._lock``) and
     `observe()` (copies under ``Acceptor._lock``, then reads the hub under ``Hub.lock``: one after the
     other, never nested), and /proc. Writes nothing any other thread reads.
+``nats`` (0 or 1, only in cluster mode, ``--cluster``; chat_server.cluster.link)
+    Runs an asyncio loop that owns the `nats-py` connection to NATS JetStream: the publish pipeline (the
+    history thread hands it each batch's messages with `NatsLink.publish`, which appends to a deque and wakes
+    the loop once with `call_soon_threadsafe`; the loop sends them all, then waits for their
+    acknowledgements together) and the ordered consumer of the message log, whose records it hands to the
+    history thread as `Replicated` requests (`HistoryThread.submit`, waiting while that queue is full; the
+    history thread never waits for this one). Reports duplicates and failed publishes the same way
+    (`Published`). Keeps this server's entry in the servers bucket fresh and watches the others': it
+    replaces `NatsLink.peers` (a tuple, one assignment) which the history thread reads for `welcome`. Keeps
+    the nick bucket in step with the hub's nicks every second (chat_server.cluster.nicks: a copy of the
+    nicks under ``Hub.lock``, the writes after releasing it), answers the readers' nick claims, and watches
+    the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Touches no
+    client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
+    and the history thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
 
 So a server runs 4 threads (acceptor, sender, history, search-indexer) plus one per connection, and at most
-one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http`` and ``mpchat-beacon``:
-with the default `max_clients` of 256, at most 265.
+one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats`` and
+``mpchat-beacon``: with the default `max_clients` of 256, at most 266.
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
 ``Hub.lock``
     Guards the hub's dictionaries, each room's member list and each nick's list of sessions. Written by the
     history thread only; read by readers (membership check for `fetch_history`, `search` and `typing`, the
-    member list a `typing` goes to, `stats`), the beacon and `stats()`. Fan-out copies the member list under
-    it, releases it, then appends to each send queue.
+    member list a `typing` goes to, `stats`), the beacon, `stats()` and, in cluster mode, the ``nats`` thread
+    (a copy of the nicks and their resume tokens, once a second). Fan-out copies the member list under it,
+    releases it, then appends to each send queue.
 ``SendQueue._lock``
     Guards one connection's queue of encoded frames and its byte count (many producers; the sender swaps the
     list out under it and writes after releasing it). The sender's ready queue is a `deque` (appends and pops
@@ -172,20 +189,25 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 3. Join the readers (each releases its channel from the sender and closes its socket once the sender is done
    with it or the deadline passed).
 4. Stop the sender thread (no channel is left), then the history thread: it applies what is still queued,
-   commits, and closes the database.
+   commits, and closes the database. In cluster mode the link first stops handing records to the history
+   thread (`NatsLink.closing`), and closes the NATS connection and ends the ``nats`` thread after it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import TYPE_CHECKING
 
+from shared.addresses import host_port
 from shared.discovery import BeaconInfo
 
 from .acceptor.acceptor import Acceptor, listen
@@ -206,6 +228,12 @@ from .services import Services
 from .storage import HistoryStore
 from .sweeper.sweeper import FileSweeper
 from .tls import ServerTls, server_tls
+
+if TYPE_CHECKING:
+    from .cluster.link import NatsLink
+    from .cluster.messaging import ClusterMessages
+    from .cluster.nicks import NickLeases
+    from .history.moderation import Moderation
 
 log = logging.getLogger(__name__)
 
@@ -235,6 +263,9 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
+        if config.cluster.enabled and config.files.enabled:
+            # File sharing is not shared across servers yet (docs/cluster.md): cluster mode turns it off.
+            config = dataclasses.replace(config, files=dataclasses.replace(config.files, enabled=False))
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -246,6 +277,8 @@ class ChatServer:
         self._sweeper: FileSweeper | None = None
         self._indexer: SearchIndexer | None = None
         self._metrics: MetricsEndpoint | None = None
+        #: The link to NATS in cluster mode (chat_server.cluster.link); None on a single server.
+        self._link: NatsLink | None = None
         #: The server's counters (chat_server.metrics): what the metrics endpoint and /stats report.
         self.tally = Tally()
         #: The files folder (None when file sharing is off or before `start`).
@@ -287,6 +320,11 @@ class ChatServer:
         return self._metrics.address if self._metrics is not None else None
 
     @property
+    def cluster_connected(self) -> bool | None:
+        """In cluster mode, whether the server is connected to NATS now; None on a single server."""
+        return self._link.connected if self._link is not None else None
+
+    @property
     def fingerprint(self) -> str | None:
         """SHA-256 of the TLS certificate's public key (64 hex digits); None without TLS."""
         return self._tls.fingerprint if self._tls is not None else None
@@ -296,17 +334,59 @@ class ChatServer:
         if self._listener is not None:
             raise RuntimeError("the server is already started")
         config = self.config
-        store = HistoryStore(
-            config.history_path,
-            synchronous=config.history_sync.upper(),
-            busy_timeout=config.history_busy_timeout,
-        )
+        link = self._connect_cluster()  # first: a cluster server whose NATS is down refuses to start
+        try:
+            store = HistoryStore(
+                config.history_path,
+                synchronous=config.history_sync.upper(),
+                busy_timeout=config.history_busy_timeout,
+            )
+        except BaseException:
+            if link is not None:
+                link.stop()
+            raise
+        self._start(store, link)
+
+    def _announced_address(self) -> str | None:
+        """In cluster mode, where the other servers' clients can reach this one (`welcome.servers`):
+        `cluster.announce`, else the listening address unless it is a wildcard (then: not announced)."""
+        if self.config.cluster.announce is not None:
+            return self.config.cluster.announce
+        host, port = self.address
+        return None if host in ("0.0.0.0", "::") else host_port(host, port)
+
+    def _connect_cluster(self) -> NatsLink | None:
+        """In cluster mode, the link to NATS, connected (`ClusterUnavailable` if it cannot be); else None."""
+        if not self.config.cluster.enabled:
+            return None
+        from .cluster.link import NatsLink  # the 'cluster' extra: imported only in cluster mode
+
+        link = NatsLink(self.config.cluster)
+        link.connect()
+        log.info("event=cluster stream=%s nats=%s", self.config.cluster.stream, ",".join(link.config.urls))
+        return link
+
+    def _start(self, store: HistoryStore, link: NatsLink | None) -> None:
+        config = self.config
+        cluster_messages: ClusterMessages | None = None
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
             if config.files.enabled:
                 self.files = FileStore(config.files, config.files_folder)
-            chat = Chat(hub, store, config, self.tally)
+            if link is not None:
+                from .cluster.messaging import ClusterMessages
+
+                def cluster_messages_of(
+                    hub: Hub, store: HistoryStore, ts: Callable[[], int], moderation: Moderation, tally: Tally
+                ) -> ClusterMessages:
+                    return ClusterMessages(hub, store, ts, moderation, tally, link)
+
+                chat = Chat(hub, store, config, self.tally, cluster_messages_of)
+                assert isinstance(chat.messages, ClusterMessages)
+                cluster_messages = chat.messages
+            else:
+                chat = Chat(hub, store, config, self.tally)
             tls = (
                 server_tls(config.tls, config.history_path.parent, config.host)
                 if config.tls.enabled
@@ -323,20 +403,32 @@ class ChatServer:
             for listener, _tls in listeners:
                 listener.close()
             store.close()
+            if link is not None:
+                link.stop()
             raise
         self._tls = tls
         sender = SenderThread(config.write_timeout, tally=self.tally)
+        handlers = bind_history(
+            (chat, chat.messages, chat.conversations, chat.rooms, chat.operators, chat.attention)
+        )
+        if cluster_messages is not None:
+            from .cluster.node import cluster_routes
+
+            handlers = cluster_routes(handlers, cluster_messages)
         history = HistoryThread(
             chat,
-            bind_history(
-                (chat, chat.messages, chat.conversations, chat.rooms, chat.operators, chat.attention)
-            ),
+            handlers,
             sender,
             max_queue=config.history_queue,
             max_batch=config.commit_batch,
             max_wait=config.history_wait,
         )
         self._indexer = SearchIndexer(index_path(config.history_path), config.history_path)
+        nick_leases: NickLeases | None = None
+        if link is not None:
+            from .cluster.nicks import NickLeases
+
+            nick_leases = NickLeases(link, hub, link.report)
         self._services = Services(
             config=config,
             hub=hub,
@@ -348,12 +440,31 @@ class ChatServer:
             tally=self.tally,
             observer=self,
             indexer=self._indexer,
+            nicks=nick_leases,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
         sender.start()
         history.start()
         self._indexer.start()
+        self._link = link
+        if link is not None and cluster_messages is not None:
+            from .cluster.node import follow
+
+            try:
+                follow(link, history, cluster_messages)
+                link.announce(self._announced_address())
+                assert nick_leases is not None
+                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
+            except BaseException:
+                self._listener = None
+                self._indexer.stop(0.5)
+                sender.stop(0.1)
+                history.stop(1.0)
+                link.stop()
+                for listener, _tls in listeners:
+                    listener.close()
+                raise
         if self.files is not None:
             self._sweeper = FileSweeper(self.files, store.open_reader)
             self._sweeper.start()
@@ -396,7 +507,11 @@ class ChatServer:
             connection.reader.join(max(0.0, deadline - 0.2 - time.monotonic()))
         assert self._services is not None
         self._services.sender.stop(0.1)  # every reader has released its channel by now
+        if self._link is not None:
+            self._link.closing()  # hands nothing more to the history thread
         self._services.history.stop(max(0.05, deadline - time.monotonic()))
+        if self._link is not None:
+            self._link.stop()
         log.info("event=stopped")
 
     # -- LAN beacon ----------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .config import ServerConfig
 from .files import FileStore
@@ -15,6 +16,9 @@ from .metrics import Observer, Tally
 from .reader.gate import Gate
 from .sender.thread import SenderThread
 from .storage import HistoryStore
+
+if TYPE_CHECKING:
+    from .cluster.nicks import NickLeases
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,3 +42,5 @@ class Services:
     observer: Observer | None = None
     #: The search index's thread: readers wait on it to catch up before they search (chat_server.indexer).
     indexer: SearchIndexer | None = None
+    #: In cluster mode, the nicks held across the cluster: a login claims its nick there first.
+    nicks: NickLeases | None = None

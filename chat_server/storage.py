@@ -368,13 +368,15 @@ class HistoryStore:
         action: bool,
         client_msg_id: str | None,
         reply_to: int | None = None,
+        message_id: int | None = None,
     ) -> int:
-        """Insert a room message in the open transaction and return its id."""
+        """Insert a room message in the open transaction and return its id (`message_id` if given: the
+        cluster's stream sequence, chat_server.cluster; else the next one)."""
         self.begin()
         cursor = self._run(
-            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, action, client_msg_id,"
-            " reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ts, room_key, room, sender, sender_key, text, int(action), client_msg_id, reply_to),
+            "INSERT INTO messages (id, ts, room_key, room, sender, sender_key, text, action, client_msg_id,"
+            " reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (message_id, ts, room_key, room, sender, sender_key, text, int(action), client_msg_id, reply_to),
         )
         return int(cursor.lastrowid or 0)
 
@@ -390,13 +392,26 @@ class HistoryStore:
         action: bool,
         client_msg_id: str | None,
         reply_to: int | None = None,
+        message_id: int | None = None,
     ) -> int:
-        """Insert a direct message (and its two index entries) in the open transaction; return its id."""
+        """Insert a direct message (and its two index entries) in the open transaction; return its id
+        (`message_id` if given, as for `add_room_message`)."""
         self.begin()
         cursor = self._run(
-            "INSERT INTO messages (ts, sender, sender_key, recipient, recipient_key, text, action,"
-            " client_msg_id, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ts, sender, sender_key, recipient, recipient_key, text, int(action), client_msg_id, reply_to),
+            "INSERT INTO messages (id, ts, sender, sender_key, recipient, recipient_key, text, action,"
+            " client_msg_id, reply_to) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                message_id,
+                ts,
+                sender,
+                sender_key,
+                recipient,
+                recipient_key,
+                text,
+                int(action),
+                client_msg_id,
+                reply_to,
+            ),
         )
         message_id = int(cursor.lastrowid or 0)
         self._run("INSERT INTO direct_index VALUES (?, ?, ?)", (sender_key, recipient_key, message_id))

@@ -33,6 +33,9 @@ class LoadSpec:
 
     host: str = "127.0.0.1"
     port: int
+    #: More servers of one cluster (docs/cluster.md): client i connects to ``(port, *ports)[i % n]``, so the
+    #: clients are split evenly over the servers (every room has members on each).
+    ports: tuple[int, ...] = ()
     clients: int
     rooms: int = 1
     senders: int
@@ -100,6 +103,13 @@ class LoadSpec:
         if self.rooms == 1:
             return self.room_prefix
         return f"{self.room_prefix}-{self.room_index(client):04d}"
+
+    def port_of(self, client: int) -> int:
+        """The port client `client` connects to."""
+        if not self.ports:
+            return self.port
+        every = (self.port, *self.ports)
+        return every[client % len(every)]
 
     def nick_of(self, client: int) -> str:
         """Client `client`'s nick."""

@@ -183,7 +183,7 @@ class Worker:
         client.sock = sock
         client.started_ns = time.monotonic_ns()
         self.logins_pending += 1
-        code = sock.connect_ex((self.spec.host, self.spec.port))
+        code = sock.connect_ex((self.spec.host, self.spec.port_of(client.index)))
         if code not in (0, errno.EINPROGRESS):
             self.count("connect")
             self.close(client, None)

@@ -96,6 +96,7 @@ from shared import (
     fold,
 )
 from shared import Error as ErrorFrame
+from shared.addresses import parse_servers
 from shared.connection import Tap
 from shared.limits import DEFAULT_LIMITS, Limits
 from shared.messages import Sessions
@@ -381,6 +382,19 @@ class ClientRunner:
         writer.close()
         return True
 
+    def _learn_servers(self, servers: tuple[str, ...]) -> None:
+        """Add the other servers a cluster server announces (`welcome.servers`, docs/cluster.md) to the
+        list this client fails over to (each once, after those it was given; a malformed one is skipped)."""
+        for text in servers:
+            try:
+                found = parse_servers(text, self.endpoint.port)
+            except ValueError:
+                log.warning("skipped a malformed server address in welcome: %r", text)
+                continue
+            for host, port in found:
+                if Endpoint(host, port) not in self.servers:
+                    self.servers.append(Endpoint(host, port))
+
     def _fail_over(self) -> bool:
         """The server in use failed: move on to the next one of the list.
 
@@ -438,6 +452,7 @@ class ClientRunner:
         self._logged_in_once = True
         self.identity = session.identity
         self.resume_token = session.welcome.resume_token
+        self._learn_servers(session.welcome.servers)
         self._liveness.started(session)
         self._emit(Connected(session.welcome, resumed, session.identity))
         if self._first_login is not None and not self._first_login.done():

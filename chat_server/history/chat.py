@@ -27,6 +27,7 @@ import hmac
 import logging
 import math
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chat_server.config import ServerConfig
@@ -94,6 +95,9 @@ class Disconnect:
     applied: Latch = field(default_factory=Latch, compare=False)
 
 
+#: Makes the history thread's `Messages` (hub, store, clock, moderation, tally).
+MessagesFactory = Callable[[Hub, HistoryStore, Callable[[], int], Moderation, Tally], Messages]
+
 Request = Message | Login | Disconnect | Rename | Enroll | Unenroll | StoreFile | Settle
 
 
@@ -101,7 +105,12 @@ class Chat:
     """Applies requests to the hub and the history, in order (history thread only)."""
 
     def __init__(
-        self, hub: Hub, store: HistoryStore, config: ServerConfig, tally: Tally | None = None
+        self,
+        hub: Hub,
+        store: HistoryStore,
+        config: ServerConfig,
+        tally: Tally | None = None,
+        messages: MessagesFactory = Messages,
     ) -> None:
         self.hub = hub
         self.store = store
@@ -113,7 +122,8 @@ class Chat:
         for known in store.load_rooms():
             hub.add_room(known.key, known.name, known.topic, known.last_id)
         self.moderation = Moderation(hub, store, config, self._ts)
-        self.messages = Messages(hub, store, self._ts, self.moderation, self.tally)
+        #: `Messages`, or in cluster mode its subclass whose store is the log stream (chat_server.cluster).
+        self.messages = messages(hub, store, self._ts, self.moderation, self.tally)
         self.conversations = Conversations(hub, store, config, self._ts, self.messages, self.moderation)
         reply_bytes = config.max_frame - REPLY_MARGIN
         self.attention = Attention(
@@ -219,6 +229,7 @@ class Chat:
                     keywords=self.attention.nick_keywords(client),
                     session=client.id,
                     sessions=session_infos(client),
+                    servers=self.messages.servers(),
                 )
             )
         )

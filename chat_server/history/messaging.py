@@ -38,7 +38,8 @@ _HISTORY_LOG_INTERVAL = 60.0
 class _Stored:
     """A durable request's deliveries, held back until its transaction commits."""
 
-    sender: Client
+    #: None for a message another server of the cluster stored (chat_server.cluster): nobody here to ack.
+    sender: Client | None
     ack: bytes
     ref: int | None
     relay: bytes | None = None
@@ -79,6 +80,11 @@ class Messages:
         self.offline: Callable[[str], Client | None] = lambda _key: None
         self._history_logged_at = -_HISTORY_LOG_INTERVAL
 
+    def servers(self) -> tuple[str, ...]:
+        """The other servers of the same chat that `welcome` announces: none for a single server (a cluster
+        server's are in chat_server.cluster.messaging)."""
+        return ()
+
     # -- Group commit --------------------------------------------------------------------------------------
 
     def flush(self) -> None:
@@ -96,7 +102,7 @@ class Messages:
         committed = time.monotonic()
         tally.commit_seconds.observe(committed - started)
         tally.fanout_from = committed  # the sender measures from here to the end of its next round
-        run: list[tuple[Client, bytes, bytes]] = []  # consecutive messages of one room
+        run: list[tuple[Client | None, bytes, bytes]] = []  # consecutive messages of one room
         run_room: Room | None = None
         messages = deliveries = 0
         for stored in pending:
@@ -112,7 +118,8 @@ class Messages:
             if run_room is not None:
                 deliveries += self.hub.publish_messages(run_room, run)
                 run, run_room = [], None
-            stored.sender.send(stored.ack)
+            if stored.sender is not None:
+                stored.sender.send(stored.ack)
             if stored.relay is not None:
                 for recipient in stored.recipients:
                     recipient.send(stored.relay)
@@ -150,7 +157,7 @@ class Messages:
             self._history_logged_at = now
             log.error("event=history_failed error=%s (messages are refused until it recovers)", error)
         for stored in pending:
-            if stored.answers:
+            if stored.answers and stored.sender is not None:
                 stored.sender.send(
                     error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the message could not be stored", stored.ref)
                 )

@@ -182,6 +182,9 @@ class Welcome(Message):
     #: several: see `sessions`; absent: an older server, one session).
     session: int | None = wire(check.uint, default=None)
     sessions: tuple[SessionInfo, ...] = wire(check.list_of(check.nested(SessionInfo)), default=())
+    #: A cluster's other servers (docs/cluster.md), ``HOST:PORT`` each: where to reconnect if this one goes
+    #: away. Empty (left out) for a single server.
+    servers: tuple[str, ...] = wire(check.list_of(check.reason), default=())
 
 
 @message("ok", SERVER)

@@ -1,0 +1,13 @@
+"""Cluster mode (``chat-server --cluster nats://H:P[,...]``): several servers, one chat, on NATS JetStream.
+
+Off by default: without ``--cluster`` (or a ``[cluster]`` table with `urls`) nothing here is imported and the
+server is the single process with its SQLite history. docs/cluster.md argues the design and says plainly what
+works in cluster mode and what does not yet.
+
+* `config`: the ``[cluster]`` settings and their named defaults.
+* `link`: the ``nats`` thread (its asyncio loop, the `nats-py` connection, the publish pipeline, the log
+  consumer).
+* `messaging`: the history thread's `Messages` whose durable store is the log stream; each server keeps its
+  local SQLite copy in step from the stream, so everything that reads history is the single server's code.
+* `node`: wires these into a starting `ChatServer` (chat_server.server).
+"""

@@ -1,0 +1,95 @@
+"""Wiring cluster mode into a starting server: the link, the history thread's parts, and their routes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, cast
+
+from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.fileoffers import StoreFile
+from chat_server.history.thread import HistoryThread
+from chat_server.hub import Client
+from chat_server.replies import error_frame
+from chat_server.routes import Bound
+from chat_server.sender.thread import SendQueue
+from shared.errors import ErrorCode
+from shared.messages import (
+    Ban,
+    Delete,
+    Deop,
+    Edit,
+    Invite,
+    Kick,
+    Mute,
+    Op,
+    React,
+    Say,
+    SetMode,
+    SetTopic,
+    Tell,
+    Unban,
+    Unmute,
+    Unreact,
+)
+
+from .link import NatsLink, Published, Replicated
+from .messaging import ClusterMessages
+from .nicks import NickLost
+
+#: Requests that change state the servers do not share yet: refused in cluster mode with
+#: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
+NOT_YET: dict[type, str] = {
+    Edit: "editing messages",
+    Delete: "deleting messages",
+    React: "reactions",
+    Unreact: "reactions",
+    SetTopic: "setting a topic",
+    Kick: "moderation",
+    Ban: "moderation",
+    Unban: "moderation",
+    Mute: "moderation",
+    Unmute: "moderation",
+    Op: "moderation",
+    Deop: "moderation",
+    Invite: "moderation",
+    SetMode: "moderation",
+    Rename: "changing nick",
+    Enroll: "registering nicks",
+    Unenroll: "registering nicks",
+    StoreFile: "file sharing",
+}
+
+
+def _refuse(what: str) -> Callable[[Client, Any], None]:
+    message = f"{what} is not available in cluster mode yet (docs/cluster.md)"
+
+    def refuse(client: Client, request: Any) -> None:
+        client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, message, getattr(request, "ref", None)))
+
+    return refuse
+
+
+def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> dict[type, Bound]:
+    """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
+    and publish outcomes are applied, and what is not shared yet is refused."""
+    routes = dict(handlers)
+    routes[Say] = (messages.cluster_say, True)
+    routes[Tell] = (messages.cluster_tell, True)
+    routes[Replicated] = (messages.apply, False)
+    routes[Published] = (messages.published, False)
+    routes[NickLost] = (messages.nick_lost, False)
+    for kind, what in NOT_YET.items():
+        routes[kind] = (_refuse(what), handlers[kind][1])
+    return routes
+
+
+def link_client() -> Client:
+    """The `Client` the link's internal requests come from: it is never sent anything."""
+    sendq = SendQueue(soft=1, hard=1, soft_seconds=1.0)
+    return Client(0, "nats", sendq, lambda last, abort: None, b"")
+
+
+def follow(link: NatsLink, history: HistoryThread, messages: ClusterMessages) -> None:
+    """Start the log consumer after the local copy's position, handing its records to `history`."""
+    client = link_client()
+    link.follow(messages.applied, lambda request: history.submit(client, cast(Any, request)))
