@@ -39,7 +39,7 @@ from tests.client.helpers import LiveServer, fast_server_config
 from tests.client.test_library import FAST
 from tests.discovery.helpers import INFO, loopback_config, udp_socket
 from tests.lab.capture_script import PINGING, SUITE_TIMEOUT, capture_settings, scripted_chat
-from tests.waiting import DEADLINE
+from tests.waiting import DEADLINE, wait_until_sync
 
 from .pcap import tcp_streams, udp_datagrams
 
@@ -102,11 +102,14 @@ def caught_up(path: Path, marker_sink: socket.socket, said: list[str]) -> None:
     """Send marker datagrams to `marker_sink` until one is in the capture file `path`: the capture then
     runs, and holds everything sent before it."""
     marker = f"mpchat-capture-marker-{time.monotonic_ns()}".encode()
-    deadline = time.monotonic() + CAPTURE_START
-    while not path.exists() or marker not in path.read_bytes():
-        assert time.monotonic() < deadline, "the capture never caught up: " + "".join(said)
-        marker_sink.sendto(marker, marker_sink.getsockname())
-        time.sleep(0.05)  # polling interval of a bounded wait for dumpcap's next write
+
+    def captured() -> bool:
+        if path.exists() and marker in path.read_bytes():
+            return True
+        marker_sink.sendto(marker, marker_sink.getsockname())  # another, for dumpcap's next write
+        return False
+
+    wait_until_sync(captured, CAPTURE_START, "the capture to catch up: " + "".join(said))
 
 
 def tshark(path: Path, *options: str) -> list[list[str]]:

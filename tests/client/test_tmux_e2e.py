@@ -114,7 +114,7 @@ def test_two_clients_chat_in_real_terminals(tmux: Tmux, tmp_path: Path) -> None:
                 "TERM": "xterm-256color",
             }
             client = f"{PYTHON} -m chat_client --host 127.0.0.1 --port {port} --nick {nick}"
-            command = f"{client}; echo EXITED rc=$?; sleep 30"  # the pane stays to show the exit status
+            command = f"{client}; echo EXITED rc=$?; tail -f /dev/null"  # the pane stays: the exit status
             tmux.start(nick, command, env)
         title_before = tmux.title("alice")
         tmux.wait_for("alice", "● connected")

@@ -52,7 +52,7 @@ def chat(tmp_path: Path) -> Iterator[tuple[Tmux, Path, int]]:
             "TEXTUAL_ANIMATIONS": "none",
             "TERM": "xterm-256color",
         }
-        command = f"{PYTHON} -m chat_client --host 127.0.0.1 --port {port} --nick alice; sleep 30"
+        command = f"{PYTHON} -m chat_client --host 127.0.0.1 --port {port} --nick alice; tail -f /dev/null"
         tmux.start("alice", command, env)
         tmux.wait_for("alice", "● connected")
         yield tmux, data_dir, port
