@@ -94,7 +94,8 @@ def position(conversation: str, name: str, last_read: int) -> ReadPosition:
 class AttentionStore(Protocol):
     """Where a nick's markers, levels and keywords are kept (history thread only).
 
-    The writes (`move`, `set_level`, `set_keywords`) may raise `HistoryError`; the reads answer "nothing
+    The writes (`move`, `set_level`, `set_keywords`) go into the open transaction (the caller commits) and
+    may raise `HistoryError`; the reads answer "nothing
     kept" when the database cannot be read (logged), so a login or a join never fails on them."""
 
     def move(self, client: Client, conversation: str, name: str, last_read: int) -> int:
@@ -179,8 +180,13 @@ class DatabaseStore:
         self._moves = itertools.count(int(last) + 1)
 
     def move(self, client: Client, conversation: str, name: str, last_read: int) -> int:
-        store, account = self.store, client.account
-        store.begin()  # committed with the batch
+        assert client.account is not None
+        return self.move_for(client.account, conversation, name, last_read)
+
+    def move_for(self, account: str, conversation: str, name: str, last_read: int) -> int:
+        """`move` for the registered nick `account`, in the open transaction (committed with the batch)."""
+        store = self.store
+        store.begin()
         store.run(
             "INSERT INTO read_markers VALUES (?, ?, ?, ?, ?) ON CONFLICT (account, conversation) DO UPDATE"
             " SET name = excluded.name, id = excluded.id, moved = excluded.moved WHERE excluded.id > id",
@@ -199,44 +205,59 @@ class DatabaseStore:
         return int(row[0]) if row is not None else last_read
 
     def set_level(self, client: Client, conversation: str, name: str, level: str | None) -> None:
+        assert client.account is not None
+        self.set_level_for(client.account, conversation, name, level)
+
+    def set_level_for(self, account: str, conversation: str, name: str, level: str | None) -> None:
+        """`set_level` for the registered nick `account`, in the open transaction."""
         self.store.begin()
         if level is None:
             self.store.run(
-                "DELETE FROM notify_levels WHERE account = ? AND conversation = ?",
-                (client.account, conversation),
+                "DELETE FROM notify_levels WHERE account = ? AND conversation = ?", (account, conversation)
             )
         else:
             self.store.run(
                 "INSERT OR REPLACE INTO notify_levels VALUES (?, ?, ?, ?)",
-                (client.account, conversation, name, level),
+                (account, conversation, name, level),
             )
-        self.store.commit()
 
     def set_keywords(self, client: Client, words: tuple[str, ...]) -> None:
+        assert client.account is not None
+        self.set_keywords_for(client.account, words)
+
+    def set_keywords_for(self, account: str, words: tuple[str, ...]) -> None:
+        """`set_keywords` for the registered nick `account`, in the open transaction."""
         self.store.begin()
-        self.store.run("DELETE FROM keywords WHERE account = ?", (client.account,))
+        self.store.run("DELETE FROM keywords WHERE account = ?", (account,))
         if words:
-            self.store.run("INSERT INTO keywords VALUES (?, ?)", (client.account, "\n".join(words)))
-        self.store.commit()
+            self.store.run("INSERT INTO keywords VALUES (?, ?)", (account, "\n".join(words)))
 
     def levels(self, client: Client) -> dict[str, NotifyLevel]:
+        assert client.account is not None
+        return self.levels_of(client.account)
+
+    def levels_of(self, account: str) -> dict[str, NotifyLevel]:
+        """`levels` of the registered nick `account`."""
         try:
             rows = self.store.run(
                 "SELECT conversation, name, level FROM notify_levels WHERE account = ? ORDER BY conversation",
-                (client.account,),
+                (account,),
             ).fetchall()
         except HistoryError as error:
-            log.warning("conn=%d event=notify_levels_unavailable error=%s", client.id, error)
+            log.warning("event=notify_levels_unavailable account=%r error=%s", account, error)
             return {}
         return {conversation: level_record(conversation, name, level) for conversation, name, level in rows}
 
     def keywords(self, client: Client) -> tuple[str, ...]:
+        assert client.account is not None
+        return self.keywords_of(client.account)
+
+    def keywords_of(self, account: str) -> tuple[str, ...]:
+        """`keywords` of the registered nick `account`."""
         try:
-            row = self.store.run(
-                "SELECT keywords FROM keywords WHERE account = ?", (client.account,)
-            ).fetchone()
+            row = self.store.run("SELECT keywords FROM keywords WHERE account = ?", (account,)).fetchone()
         except HistoryError as error:
-            log.warning("conn=%d event=keywords_unavailable error=%s", client.id, error)
+            log.warning("event=keywords_unavailable account=%r error=%s", account, error)
             return ()
         return tuple(row[0].split("\n")) if row is not None else ()
 
@@ -284,24 +305,24 @@ class Attention:
         self.per_nick = per_nick
         self.levels_per_nick = levels_per_nick
         self.max_keywords = max_keywords
-        self._in_session = SessionStore(per_nick)
-        self._in_database = DatabaseStore(store, per_nick)
+        self.in_session = SessionStore(per_nick)
+        #: Where registered nicks keep theirs (cluster mode writes it from the log: chat_server.cluster).
+        self.in_database = DatabaseStore(store, per_nick)
 
     def kept(self, client: Client) -> AttentionStore:
         """Where `client`'s nick keeps its attention: in the database once registered, else its session."""
-        return self._in_session if client.account is None else self._in_database
+        return self.in_session if client.account is None else self.in_database
 
-    def mark_read(self, client: Client, request: MarkRead) -> None:
-        """Move the marker of a room or a direct conversation forward, and answer where it stands (once the
-        batch it was written in commits)."""
+    def check_mark(self, client: Client, request: MarkRead) -> tuple[str, str] | None:
+        """The conversation and its name a `mark_read` moves, or None when it is refused (answered)."""
         ref = request.ref
         if (request.room is None) == (request.peer is None):
             client.send(error_frame(ErrorCode.INVALID_FIELD, "give exactly one of room and peer", ref))
-            return
+            return None
         if request.room is not None:
             room = member_room(client, request.room, ref)
             if room is None:
-                return
+                return None
             conversation, name, newest = room.key, room.name, room.last_id
         else:
             name = request.peer or ""
@@ -309,7 +330,17 @@ class Attention:
         if request.id > newest:
             message = f"message {request.id} does not exist yet (the newest is {newest})"
             client.send(error_frame(ErrorCode.INVALID_FIELD, message, ref))
+            return None
+        return conversation, name
+
+    def mark_read(self, client: Client, request: MarkRead) -> None:
+        """Move the marker of a room or a direct conversation forward, and answer where it stands (once the
+        batch it was written in commits)."""
+        ref = request.ref
+        checked = self.check_mark(client, request)
+        if checked is None:
             return
+        conversation, name = checked
         try:
             last_read = self.kept(client).move(client, conversation, name, request.id)
         except HistoryError as error:
@@ -331,35 +362,48 @@ class Attention:
 
     # -- Notification levels and keywords ------------------------------------------------------------------
 
-    def notify(self, client: Client, request: SetNotify) -> None:
-        """Set (or, with no level, reset) a conversation's notification level; answer with the settings."""
-        self._flush()
+    def check_level(self, client: Client, request: SetNotify) -> tuple[str, str, str | None] | None:
+        """The conversation, its name and the level to keep (None: the default) of a `notify`, or None when
+        it is refused (answered)."""
         ref = request.ref
         if (request.room is None) == (request.peer is None):
             client.send(error_frame(ErrorCode.INVALID_FIELD, "give exactly one of room and peer", ref))
-            return
+            return None
         if request.room is not None:
             name, conversation, default = request.room, fold(request.room), ROOM_DEFAULT
         else:
             name = request.peer or ""
             conversation, default = conversation_key(None, fold(name)), DIRECT_DEFAULT
         level = request.level if request.level != default else None  # the default is not kept
-        where = self.kept(client)
-        levels = where.levels(client)
+        refusal = self.over_levels(self.kept(client).levels(client), conversation, level)
+        if refusal is not None:
+            client.send(error_frame(ErrorCode.TOO_LONG, refusal, ref))
+            return None
+        return conversation, name, level
+
+    def over_levels(self, levels: dict[str, NotifyLevel], conversation: str, level: str | None) -> str | None:
+        """Why keeping `level` for `conversation` beside `levels` is past the limit, or None."""
         if level is not None and conversation not in levels and len(levels) >= self.levels_per_nick:
-            message = f"at most {self.levels_per_nick} conversations may have a level of their own"
-            client.send(error_frame(ErrorCode.TOO_LONG, message, ref))
+            return f"at most {self.levels_per_nick} conversations may have a level of their own"
+        return None
+
+    def notify(self, client: Client, request: SetNotify) -> None:
+        """Set (or, with no level, reset) a conversation's notification level; answer with the settings."""
+        self._flush()
+        checked = self.check_level(client, request)
+        if checked is None:
             return
         try:
-            where.set_level(client, conversation, name, level)
+            self.kept(client).set_level(client, *checked)
+            self.store.commit()
         except HistoryError as error:
-            self._failed(client, error, ref)
+            self._failed(client, error, request.ref)
             return
-        self._answer(client, ref)
+        self._answer(client, request.ref)
 
-    def keywords(self, client: Client, request: SetKeywords) -> None:
-        """Replace the nick's keywords (blank ones dropped, repeats once); answer with the settings."""
-        self._flush()
+    def check_keywords(self, client: Client, request: SetKeywords) -> tuple[str, ...] | None:
+        """The keywords a `keywords` request keeps (blank ones dropped, repeats once), or None when it is
+        refused (answered)."""
         words: dict[str, str] = {}
         for word in request.keywords:
             if word.strip():
@@ -367,9 +411,18 @@ class Attention:
         if len(words) > self.max_keywords:
             message = f"at most {self.max_keywords} keywords"
             client.send(error_frame(ErrorCode.TOO_LONG, message, request.ref))
+            return None
+        return tuple(words.values())
+
+    def keywords(self, client: Client, request: SetKeywords) -> None:
+        """Replace the nick's keywords; answer with the settings."""
+        self._flush()
+        words = self.check_keywords(client, request)
+        if words is None:
             return
         try:
-            self.kept(client).set_keywords(client, tuple(words.values()))
+            self.kept(client).set_keywords(client, words)
+            self.store.commit()
         except HistoryError as error:
             self._failed(client, error, request.ref)
             return
