@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.chat import Chat
 from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
@@ -69,9 +70,11 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
-def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, and what is not shared yet is refused."""
+def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
+    """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
+    cluster part registers the appliers of its records with `messages`), the log's records and publish
+    outcomes are applied, and what is not shared yet is refused. `chat` holds the single server's parts
+    the cluster parts reuse."""
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
