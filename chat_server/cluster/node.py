@@ -21,11 +21,14 @@ from shared.messages import (
     Edit,
     Invite,
     Kick,
+    MarkRead,
     Mute,
     Op,
     React,
     Say,
+    SetKeywords,
     SetMode,
+    SetNotify,
     SetTopic,
     Tell,
     Unban,
@@ -33,6 +36,7 @@ from shared.messages import (
     Unreact,
 )
 
+from .attention import ClusterAttention
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
@@ -78,6 +82,10 @@ def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMes
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
+    attention = ClusterAttention(chat.attention, messages, chat.hub)
+    routes[MarkRead] = (attention.mark_read, handlers[MarkRead][1])
+    routes[SetNotify] = (attention.notify, handlers[SetNotify][1])
+    routes[SetKeywords] = (attention.keywords, handlers[SetKeywords][1])
     routes[Replicated] = (messages.apply, False)
     routes[Published] = (messages.published, False)
     routes[NickLost] = (messages.nick_lost, False)
