@@ -9,5 +9,6 @@ works in cluster mode and what does not yet.
   consumer).
 * `messaging`: the history thread's `Messages` whose durable store is the log stream; each server keeps its
   local SQLite copy in step from the stream, so everything that reads history is the single server's code.
+* `attention`: a registered nick's read markers, notification levels and keywords, as records of the log.
 * `node`: wires these into a starting `ChatServer` (chat_server.server).
 """
