@@ -32,7 +32,7 @@ from shared.messages import MarkRead, NotifySettings, ReadMarker, SetKeywords, S
 from .messaging import Awaiting, ClusterMessages
 
 
-class SharedAttention:
+class ClusterAttention:
     """Routes a registered nick's `mark_read`, `notify` and `keywords` through the log (history thread)."""
 
     def __init__(self, attention: Attention, messages: ClusterMessages, hub: Hub) -> None:

@@ -36,7 +36,7 @@ from shared.messages import (
     Unreact,
 )
 
-from .attention import SharedAttention
+from .attention import ClusterAttention
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
@@ -82,7 +82,7 @@ def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMes
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
-    attention = SharedAttention(chat.attention, messages, chat.hub)
+    attention = ClusterAttention(chat.attention, messages, chat.hub)
     routes[MarkRead] = (attention.mark_read, handlers[MarkRead][1])
     routes[SetNotify] = (attention.notify, handlers[SetNotify][1])
     routes[SetKeywords] = (attention.keywords, handlers[SetKeywords][1])
