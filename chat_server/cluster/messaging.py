@@ -13,6 +13,12 @@ the history (pages, backfill, resume, replies) are the single server's code. The
 record recognises it (its origin id and token) and puts the sender's `ack` in the place of its own `said`.
 So an ack means: JetStream stored the message (replicated), and this server's copy has it too.
 
+The log holds records of several kinds (``k``): `say` and `tell` are applied here; each other cluster part
+(chat_server.cluster) publishes its own kinds with `publish` and registers their appliers with `applies`.
+An applier runs on every server, in stream order, in the open transaction: it re-checks its record against
+the state the earlier records made (so every server decides alike: this is a replicated state machine, with
+the log as its one order), and the server that published the record answers its requester there.
+
 A publish JetStream answers with *duplicate* (the `Nats-Msg-Id` made from the sender, the conversation and
 the `client_msg_id` is already in the stream, e.g. a resend after a failover) is acked with the original's
 id and `duplicate`; one that fails or is not acknowledged within `publish_timeout` is refused with
@@ -59,12 +65,19 @@ UNSTORED = "the cluster's message log (NATS JetStream) is unreachable: the messa
 
 
 @dataclass(slots=True)
-class _Awaiting:
-    """A message this server published and has not answered yet."""
+class Awaiting:
+    """A record this server published and has not answered yet: who asked, and its `ref`."""
 
     client: Client
     ref: int | None
-    client_msg_id: str | None
+    client_msg_id: str | None = None
+
+
+#: What applies one kind of record to this server's copy: (stream sequence, record, the request waiting
+#: for it if this server published it, else None). It runs in the open transaction of the history thread and
+#: must reach the same state on every server from the same records: it may re-check the record against the
+#: state the earlier records made, never against anything local to this server but its own members.
+Applier = Callable[[int, dict[str, Any], Awaiting | None], None]
 
 
 class LocalHistoryAhead(ClusterUnavailable):
@@ -89,8 +102,11 @@ class ClusterMessages(Messages):
         #: This process's id in the records it publishes (a new one at every start).
         self.origin = link.origin
         self._tokens = itertools.count(1)
-        self._awaiting: dict[int, _Awaiting] = {}
+        self._awaiting: dict[int, Awaiting] = {}
         self._outbound: list[Outbound] = []
+        #: The record kinds this server applies, by the record's ``k``: `say` and `tell` here; the other
+        #: cluster parts add theirs with `applies`.
+        self.appliers: dict[str, Applier] = {"say": self._apply_say, "tell": self._apply_tell}
         store.add_schema(POSITION_SCHEMA)
         row = store.run("SELECT applied FROM cluster_log WHERE stream = ?", (self.stream,)).fetchone()
         #: The last stream sequence applied to the local copy.
@@ -167,21 +183,34 @@ class ClusterMessages(Messages):
     def _publish(
         self, client: Client, request: Say | Tell, conversation: str, record: dict[str, Any]
     ) -> None:
-        token = next(self._tokens)
-        record.update(
-            o=self.origin,
-            t=token,
-            ts=self._ts(),
-            nick=client.nick or "",
-            nick_key=client.key or "",
-            cmid=request.client_msg_id,
-        )
         msg_id = None
         if request.client_msg_id is not None:
             # One sender, one conversation, one client_msg_id: JetStream drops a resend within its window.
             seen = f"{client.key}\x00{conversation}\x00{request.client_msg_id}".encode()
             msg_id = hashlib.sha256(seen).hexdigest()
-        self._awaiting[token] = _Awaiting(client, request.ref, request.client_msg_id)
+        record["cmid"] = request.client_msg_id
+        self.publish(record, Awaiting(client, request.ref, request.client_msg_id), msg_id)
+
+    def applies(self, kind: str, applier: Applier) -> None:
+        """Apply the log's records of `kind` with `applier` (a cluster part registers its kinds)."""
+        assert kind not in self.appliers, f"two appliers for {kind!r}"
+        self.appliers[kind] = applier
+
+    def publish(self, record: dict[str, Any], waiting: Awaiting | None, msg_id: str | None = None) -> None:
+        """Queue `record` (its ``k`` and fields) for the log, sent at the end of the batch (`flush`).
+
+        The record gets this server's origin and token, the time and the requester's nick (empty for the
+        server's own records). `waiting` is answered by the applier when the record comes back through the
+        log (every server applies it then, this one included), or with `history_unavailable` if the log
+        cannot take it. `msg_id` is JetStream's de-duplication id: a second record with the same id within
+        the duplicate window is not stored (`published` acks a waiting `say` or `tell` as a duplicate)."""
+        token = next(self._tokens)
+        requester = waiting.client if waiting is not None else None
+        nick = requester.nick if requester is not None else None
+        key = requester.key if requester is not None else None
+        record.update(o=self.origin, t=token, ts=self._ts(), nick=nick or "", nick_key=key or "")
+        if waiting is not None:
+            self._awaiting[token] = waiting
         self._outbound.append(Outbound(token, msgpack.packb(record), msg_id))
 
     def flush(self) -> None:
@@ -222,41 +251,48 @@ class ClusterMessages(Messages):
 
     def _apply_record(self, seq: int, record: dict[str, Any]) -> None:
         waiting = self._awaiting.pop(record["t"], None) if record["o"] == self.origin else None
-        sender = waiting.client if waiting is not None else None
-        ts, nick, text, action, reply_to = (
-            record["ts"],
-            record["nick"],
-            record["text"],
-            record["action"],
-            record["reply_to"],
-        )
-        cmid = record["cmid"]
-        if record["k"] == "say":
-            room = self.hub.add_room(record["room_key"], record["room"])
-            self.store.add_room_message(
-                room_key=room.key,
-                room=record["room"],
-                sender=nick,
-                sender_key=record["nick_key"],
-                text=text,
-                ts=ts,
-                action=action,
-                client_msg_id=cmid,
-                reply_to=reply_to,
-                message_id=seq,
-            )
-            room.last_id = seq
-            said = encode(
-                Said(id=seq, room=room.name, nick=nick, text=text, ts=ts, action=action, reply_to=reply_to)
-            )
-            if sender is not None and waiting is not None:
-                ack = encode(Ack(id=seq, ts=ts, client_msg_id=cmid, ref=waiting.ref))
-                if room.key in sender.rooms:
-                    self._pending.append(_Stored(sender, ack, waiting.ref, relay=said, room=room))
-                    return
-                self._pending.append(_Stored(sender, ack, waiting.ref))  # it left the room meanwhile
-            self._pending.append(_Stored(None, b"", None, relay=said, room=room))
+        applier = self.appliers.get(record["k"])
+        if applier is None:
+            # Written by a newer server: skipped alike by every server of this version.
+            log.warning("event=cluster_record_unknown kind=%r seq=%d", record["k"], seq)
             return
+        applier(seq, record, waiting)
+
+    def _apply_say(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
+        sender = waiting.client if waiting is not None else None
+        ts, nick, text, action, reply_to, cmid = (
+            record[field] for field in ("ts", "nick", "text", "action", "reply_to", "cmid")
+        )
+        room = self.hub.add_room(record["room_key"], record["room"])
+        self.store.add_room_message(
+            room_key=room.key,
+            room=record["room"],
+            sender=nick,
+            sender_key=record["nick_key"],
+            text=text,
+            ts=ts,
+            action=action,
+            client_msg_id=cmid,
+            reply_to=reply_to,
+            message_id=seq,
+        )
+        room.last_id = seq
+        said = encode(
+            Said(id=seq, room=room.name, nick=nick, text=text, ts=ts, action=action, reply_to=reply_to)
+        )
+        if sender is not None and waiting is not None:
+            ack = encode(Ack(id=seq, ts=ts, client_msg_id=cmid, ref=waiting.ref))
+            if room.key in sender.rooms:
+                self._pending.append(_Stored(sender, ack, waiting.ref, relay=said, room=room))
+                return
+            self._pending.append(_Stored(sender, ack, waiting.ref))  # it left the room meanwhile
+        self._pending.append(_Stored(None, b"", None, relay=said, room=room))
+
+    def _apply_tell(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
+        sender = waiting.client if waiting is not None else None
+        ts, nick, text, action, reply_to, cmid = (
+            record[field] for field in ("ts", "nick", "text", "action", "reply_to", "cmid")
+        )
         self.store.add_direct_message(
             sender=nick,
             sender_key=record["nick_key"],
