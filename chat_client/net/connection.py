@@ -95,6 +95,8 @@ from shared.limits import DEFAULT_LIMITS, Limits
 
 log = logging.getLogger(__name__)
 
+# -- One session: a logged-in TCP connection -----------------------------------------------------------------
+
 #: How many bytes one read asks for.
 READ_SIZE = 64 * 1024
 #: Bytes queued in the transport above which `Session.drain()` waits: about one file chunk, so a chat
@@ -340,6 +342,8 @@ class Session:
         except (TimeoutError, OSError):
             pass
 
+
+# -- The run task: one session after another, until stop() ---------------------------------------------------
 
 #: Failures of an attempt whose TCP connection was made: the reachability probe would prove nothing.
 _CUT_OFF = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
