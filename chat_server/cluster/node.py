@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.chat import Chat
 from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
@@ -32,6 +33,7 @@ from shared.messages import (
     Unreact,
 )
 
+from .conversation import ClusterConversations
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
@@ -39,11 +41,6 @@ from .nicks import NickLost
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
 NOT_YET: dict[type, str] = {
-    Edit: "editing messages",
-    Delete: "deleting messages",
-    React: "reactions",
-    Unreact: "reactions",
-    SetTopic: "setting a topic",
     Kick: "moderation",
     Ban: "moderation",
     Unban: "moderation",
@@ -69,12 +66,19 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
-def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, and what is not shared yet is refused."""
+def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
+    """The history thread's handlers in cluster mode: `say` and `tell`, edits, deletions, reactions and
+    topics go to the log, the log's records and publish outcomes are applied, and what is not shared yet is
+    refused."""
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
+    conversations = ClusterConversations(messages, chat.conversations, chat.rooms, chat.moderation)
+    routes[Edit] = (conversations.edit, True)
+    routes[Delete] = (conversations.delete, True)
+    routes[React] = (conversations.react, True)
+    routes[Unreact] = (conversations.unreact, True)
+    routes[SetTopic] = (conversations.set_topic, True)
     routes[Replicated] = (messages.apply, False)
     routes[Published] = (messages.published, False)
     routes[NickLost] = (messages.nick_lost, False)
