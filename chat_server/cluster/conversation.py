@@ -247,8 +247,9 @@ class ClusterConversations:
         self.store.save_topic(room.key, room.name, topic)
         with self.hub.lock:
             room.topic = topic
-        changed = TopicChanged(room=room.name, topic=topic, nick=record["nick"], ts=record["ts"])
-        self._messages.hold(None, b"", None, relay=encode(changed), room=room)
+        if record["nick"]:  # else: the server's own record (a migrated topic): stored, not announced
+            changed = TopicChanged(room=room.name, topic=topic, nick=record["nick"], ts=record["ts"])
+            self._messages.hold(None, b"", None, relay=encode(changed), room=room)
         if waiting is not None and waiting.ref is not None:
             self._messages.hold(waiting.client, encode(Ok(ref=waiting.ref)), waiting.ref)
 
