@@ -1,17 +1,17 @@
 """Migrating a single server's history into a cluster: ``chat-server --cluster URLS --migrate FILE``.
 
 Reads the history database FILE (made by a single server; opened read-only) and publishes it, oldest first,
-into the cluster's log stream, which must be empty: its room messages and direct messages as `say` and
-`tell` records, and the changes made to them as the records cluster mode makes for them
+into the cluster's log stream, which must be empty: its room messages and direct messages as `say` and `tell`
+records, and the changes made to them as the records cluster mode makes for them
 (chat_server.cluster.conversation): each `edited`, `deleted`, `reacted` and `unreacted` event as an `edit`,
 `delete`, `react` or `unreact` record, and an operator's deletion's `moderated` entry as a `deletion_entry`
-record; last, each room's stored topic as a `topic` record without a nick (who set it is not stored: it
-is stored, not announced). Every server then applies them to its copy with the cluster's own appliers, so a migrated history
-has the same messages, edits, tombstones and reactions (and events) as the single server's. Each message
-keeps its sender, text, timestamp, action flag and `client_msg_id`; each event its nick and timestamp; every
-new id is a stream sequence, and a reply's `reply_to` and an event's message follow the new ids. Every
-publish carries `Nats-Expected-Last-Sequence`, so the stream holds them exactly in this order or the
-migration stops.
+record; last, each room's stored topic as a `topic` record without a nick (who set it is not stored: it is
+stored, not announced). Every server then applies them to its copy with the cluster's own appliers, so a
+migrated history has the same messages, edits, tombstones and reactions (and events) as the single server's.
+Each message keeps its sender, text, timestamp, action flag and `client_msg_id`; each event its nick and
+timestamp; every new id is a stream sequence, and a reply's `reply_to` and an event's message follow the new
+ids. Every publish carries `Nats-Expected-Last-Sequence`, so the stream holds them exactly in this order or
+the migration stops.
 
 What a single server keeps of an edit is the message's current text (an `edited` event shows it), and a
 deleted message's text is erased: the migrated message carries its current text (empty for a tombstone),
