@@ -73,10 +73,11 @@ def refused(client: ChatTestClient, request: Message, code: str) -> Error:
     return reply
 
 
-def entries_until(client: ChatTestClient, last: int) -> list[Entry]:
-    """The history entries `client` receives live up to the one with id `last`, in arrival order."""
-    seen: list[Entry] = []
-    while not seen or seen[-1].id != last:
+def entries_until(client: ChatTestClient, last: int, seen: list[Entry] | None = None) -> list[Entry]:
+    """The history entries `client` receives live up to the one with id `last`, in arrival order (after
+    those in `seen`, which it extends)."""
+    seen = [] if seen is None else seen
+    while not seen or seen[-1].id < last:
         entry = client.recv_until(lambda m: isinstance(m, ENTRIES))
         assert isinstance(entry, ENTRIES)
         seen.append(entry)
@@ -110,6 +111,7 @@ def test_changes_reach_both_servers_once_in_one_order(start_cluster_server: Star
         first = acked(alice, Say(room=ROOM, text="first", ref=1))
         second = acked(bob, Say(room=ROOM, text="second", ref=2))
         edit = acked(alice, Edit(id=first.id, text="first, fixed", ref=3))
+        bob_saw = entries_until(bob, first.id)  # server two has applied it: bob may react to it
         react = acked(bob, React(id=first.id, reaction="👍", ref=4))
         third = acked(alice, Say(room=ROOM, text="third", ref=5))
         unreact = acked(bob, Unreact(id=first.id, reaction="👍", ref=6))
@@ -118,7 +120,8 @@ def test_changes_reach_both_servers_once_in_one_order(start_cluster_server: Star
         assert ids == sorted(ids)  # every change takes the next id of the one log: its stream sequence
         # Each member gets every entry once, in id order; its own messages came as acks (its events do come).
         own = {alice: {first.id, third.id}, bob: {second.id}, carol: set()}
-        seen = {client: entries_until(client, delete.id) for client in (alice, bob, carol)}
+        seen = {client: entries_until(client, delete.id) for client in (alice, carol)}
+        seen[bob] = entries_until(bob, delete.id, bob_saw)
         for client, entries in seen.items():
             assert [m.id for m in entries] == [i for i in ids if i not in own[client]]
         assert seen[carol][2:4] == [
@@ -182,6 +185,8 @@ def test_rules_hold_across_servers(start_cluster_server: StartServer) -> None:
         bob.login("bob", [ROOM])  # the first on server two: its operator there
         dave.login("dave", [ROOM])
         mine = acked(alice, Say(room=ROOM, text="alice's", ref=1))
+        for client in (bob, dave):
+            client.recv(Said, id=mine.id)  # server two has applied it
         refused(bob, Edit(id=mine.id, text="not yours", ref=2), "forbidden")
         refused(dave, Delete(id=mine.id, ref=3), "forbidden")
         acked(alice, Edit(id=mine.id, text="alice's, fixed", ref=4))  # inside its server's window
@@ -191,6 +196,7 @@ def test_rules_hold_across_servers(start_cluster_server: StartServer) -> None:
         # bob, operator on server two, deletes carol's message (on server one): the deletion and its
         # moderation entry reach both servers, and bob's ack names the entry.
         hers = acked(carol, Say(room=ROOM, text="carol's", ref=6))
+        bob.recv(Said, id=hers.id)
         delete = acked(bob, Delete(id=hers.id, reason="off topic", ref=7))
         for client in (alice, carol, dave):
             deleted = client.recv(Deleted, message_id=hers.id)
@@ -287,3 +293,30 @@ def test_topic_set_on_one_server_is_seen_on_both(start_cluster_server: StartServ
                 late.send(Join(room=ROOM, ref=2))
                 assert late.recv(RoomState, room=ROOM).topic == "plans for friday"
         refused(bob, SetTopic(room="elsewhere", topic="no", ref=3), "not_in_room")
+
+
+def test_a_new_server_rebuilds_the_changes_from_the_log(start_cluster_server: StartServer) -> None:
+    """A server started later with a new data folder applies the log from its start: its pages and its
+    topic are those of the servers that saw the changes happen."""
+    one = start_cluster_server("one")
+    with ChatTestClient(one.address) as alice:
+        alice.login("alice", [ROOM])
+        first = acked(alice, Say(room=ROOM, text="first", ref=1))
+        gone = acked(alice, Say(room=ROOM, text="gone", ref=2))
+        acked(alice, Edit(id=first.id, text="first, edited", ref=3))
+        acked(alice, React(id=first.id, reaction="👍", ref=4))
+        assert isinstance(answer(alice, SetTopic(room=ROOM, topic="rebuilt", ref=5)), Ok)
+        last = acked(alice, Delete(id=gone.id, ref=6))
+        before = page(alice, 7)
+        late = start_cluster_server("late")
+        with ChatTestClient(late.address) as bob:
+            bob.login("bob", [ROOM])
+
+            def caught_up() -> bool:
+                """The late server's page has the deletion (the last record)."""
+                return last.id in [e.id for e in page(bob, 7).events or ()]
+
+            wait_until(caught_up, what="the late server to apply the log")
+            assert page(bob, 7) == before
+            bob.send(Join(room=ROOM, ref=9))  # a repeated join answers with the room's state again
+            assert bob.recv(RoomState, ref=9).topic == "rebuilt"
