@@ -215,8 +215,16 @@ class ClusterMessages(Messages):
         self._outbound.append(Outbound(token, msgpack.packb(record), msg_id))
 
     def flush(self) -> None:
-        """Commit and deliver what was applied (`Messages.flush`), then publish the batch's messages."""
+        """Commit and deliver what was applied (`Messages.flush`), then publish the batch's messages.
+
+        Records that left nothing to deliver here (a change in a room with no member on this server) are
+        committed all the same, with the position: the batch ends with everything it applied on disk."""
         super().flush()
+        if self.store.in_transaction:
+            try:
+                self.store.commit()
+            except HistoryError as error:
+                self.history_failed(error, [])
         if self._outbound:
             outbound, self._outbound = self._outbound, []
             self.link.publish(outbound)
@@ -245,10 +253,34 @@ class ClusterMessages(Messages):
             # The batch is rolled back; the records come again once the consumer is reset at the position.
             log.error("event=cluster_apply_failed error=%s", error)
             pending, self._pending = self._pending, []
-            self.history_failed(error, pending)
-            self.link.refollow(self.applied)
+            super().history_failed(error, pending)
+            self._rewind(always=True)
             return
         self.applied = applied
+
+    def history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
+        """Roll back the open transaction (`Messages.history_failed`), and with it whatever this batch
+        applied of the log (an earlier request of the batch may have applied records): see `_rewind`."""
+        super().history_failed(error, pending)
+        self._rewind(always=False)
+
+    def _rewind(self, *, always: bool) -> None:
+        """After a rollback: the position goes back to the one on disk, and the log is read again from there
+        (`always`: even if nothing applied was lost, as when applying itself failed), so the local copy has
+        no gap."""
+        try:
+            row = self.store.run(
+                "SELECT applied FROM cluster_log WHERE stream = ?", (self.stream,)
+            ).fetchone()
+        except HistoryError as unreadable:  # the database is down: the next failure or a restart reads it
+            log.error("event=cluster_position_unreadable error=%s", unreadable)
+            committed = self.applied
+        else:
+            committed = int(row[0]) if row else 0
+        if committed != self.applied or always:
+            log.warning("event=cluster_rewind from=%d to=%d", self.applied, committed)
+            self.applied = committed
+            self.link.refollow(committed)
 
     def _apply_record(self, seq: int, record: dict[str, Any]) -> None:
         waiting = self._awaiting.pop(record["t"], None) if record["o"] == self.origin else None

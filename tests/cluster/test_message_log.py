@@ -189,3 +189,37 @@ def test_local_copies_agree(start_cluster_server: Callable[..., ChatServer]) -> 
             return list(db.execute("SELECT id, text FROM messages ORDER BY id"))
 
     wait_until(lambda: rows(one) == rows(two) and len(rows(one)) == 5, what="both copies hold the 5")
+
+
+def test_a_server_whose_database_fails_while_applying_catches_up_with_no_gap(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """While one server cannot write its local copy, the log goes on (the other server acks); the batch it
+    was applying is rolled back and the log read again from the position on disk, so once the database is
+    back its copy has every message, once, with no gap, and its member receives each of them."""
+    one = start_cluster_server("one")
+    two = start_cluster_server("two", history_busy_timeout=0.2)
+    assert one.address is not None
+    assert two.address is not None
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", ["lobby"])
+        bob.login("bob", ["lobby"])
+        ids: list[int] = []
+        blocker = sqlite3.connect(two.config.history_path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # two's history thread cannot write: it fails and rolls back
+            for n in range(10):
+                alice.send(Say(room="lobby", text=f"m{n}", ref=n + 1))
+                ids.append(alice.recv(Ack, ref=n + 1).id)
+            assert [m for m in bob.drain(0.3) if isinstance(m, Said)] == []  # nothing unstored is relayed
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert sorted(said_ids(bob, 10)) == [(id_, f"m{n}") for n, id_ in enumerate(ids)]
+
+        def two_has_all() -> bool:
+            bob.send(FetchHistory(room="lobby", limit=100, ref=99))
+            page = bob.recv(History, ref=99)
+            return [m.id for m in page.messages] == ids
+
+        wait_until(two_has_all, what="server two's copy with every message")
