@@ -414,7 +414,7 @@ class ChatServer:
         if cluster_messages is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, cluster_messages)
+            handlers = cluster_routes(handlers, chat, cluster_messages)
         history = HistoryThread(
             chat,
             handlers,

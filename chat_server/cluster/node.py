@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.chat import Chat
 from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
@@ -32,6 +33,7 @@ from shared.messages import (
     Unreact,
 )
 
+from .accounts import SharedAccounts
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
@@ -54,8 +56,6 @@ NOT_YET: dict[type, str] = {
     Invite: "moderation",
     SetMode: "moderation",
     Rename: "changing nick",
-    Enroll: "registering nicks",
-    Unenroll: "registering nicks",
     StoreFile: "file sharing",
 }
 
@@ -69,10 +69,13 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
-def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, and what is not shared yet is refused."""
+def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
+    """The history thread's handlers in cluster mode: `say`, `tell` and the changes of registered nicks go
+    to the log, the log's records and publish outcomes are applied, and what is not shared yet is refused."""
     routes = dict(handlers)
+    accounts = SharedAccounts(chat.accounts, messages)
+    routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
+    routes[Unenroll] = (accounts.unenroll, handlers[Unenroll][1])
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
     routes[Replicated] = (messages.apply, False)
