@@ -430,13 +430,15 @@ class HistoryStore:
         reason: str | None,
         until: int | None,
         ts: int,
+        message_id: int | None = None,
     ) -> int:
-        """Insert a moderation entry of a room in the open transaction and return its id."""
+        """Insert a moderation entry of a room in the open transaction and return its id (`message_id` if
+        given, as for `add_room_message`)."""
         self.begin()
         cursor = self._run(
-            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, event, target, until)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ts, room_key, room, actor, fold(actor), reason or "", action, target, until),
+            "INSERT INTO messages (id, ts, room_key, room, sender, sender_key, text, event, target, until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (message_id, ts, room_key, room, actor, fold(actor), reason or "", action, target, until),
         )
         return int(cursor.lastrowid or 0)
 

@@ -36,6 +36,7 @@ from shared.messages import (
 from .accounts import SharedAccounts
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
+from .moderation import SharedModeration
 from .nicks import NickLost
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
@@ -46,15 +47,6 @@ NOT_YET: dict[type, str] = {
     React: "reactions",
     Unreact: "reactions",
     SetTopic: "setting a topic",
-    Kick: "moderation",
-    Ban: "moderation",
-    Unban: "moderation",
-    Mute: "moderation",
-    Unmute: "moderation",
-    Op: "moderation",
-    Deop: "moderation",
-    Invite: "moderation",
-    SetMode: "moderation",
     Rename: "changing nick",
     StoreFile: "file sharing",
 }
@@ -70,12 +62,27 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
 
 
 def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say`, `tell` and the changes of registered nicks go
-    to the log, the log's records and publish outcomes are applied, and what is not shared yet is refused."""
+    """The history thread's handlers in cluster mode: `say`, `tell`, the changes of registered nicks and
+    the operators' requests go to the log, the log's records and publish outcomes are applied, and what is
+    not shared yet is refused."""
     routes = dict(handlers)
     accounts = SharedAccounts(chat.accounts, messages)
     routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
     routes[Unenroll] = (accounts.unenroll, handlers[Unenroll][1])
+    moderation = SharedModeration(chat.operators, messages)
+    shared: dict[type, Callable[[Client, Any], None]] = {
+        Kick: moderation.kick,
+        Ban: moderation.ban,
+        Unban: moderation.unban,
+        Mute: moderation.mute,
+        Unmute: moderation.unmute,
+        Op: moderation.op,
+        Deop: moderation.deop,
+        Invite: moderation.invite,
+        SetMode: moderation.set_mode,
+    }
+    for kind, handler in shared.items():
+        routes[kind] = (handler, handlers[kind][1])
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
     routes[Replicated] = (messages.apply, False)

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from chat_server.server import ChatServer
 from shared.messages import (
     Ack,
-    Ban,
     Edit,
     Error,
     FetchHistory,
@@ -149,7 +148,6 @@ def test_refused_in_cluster_mode_until_shared(start_cluster_server: Callable[...
             SetTopic(room="lobby", topic="t", ref=5),
             Edit(id=mine.id, text="changed", ref=6),
             React(id=mine.id, reaction="👍", ref=7),
-            Ban(room="lobby", nick="bob", ref=8),
         ]
         for request in refused:
             alice.send(request)
