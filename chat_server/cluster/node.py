@@ -38,6 +38,7 @@ from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .moderation import SharedModeration
 from .nicks import NickLost
+from .renames import SharedRenames
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
@@ -47,7 +48,6 @@ NOT_YET: dict[type, str] = {
     React: "reactions",
     Unreact: "reactions",
     SetTopic: "setting a topic",
-    Rename: "changing nick",
     StoreFile: "file sharing",
 }
 
@@ -62,9 +62,9 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
 
 
 def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say`, `tell`, the changes of registered nicks and
-    the operators' requests go to the log, the log's records and publish outcomes are applied, and what is
-    not shared yet is refused."""
+    """The history thread's handlers in cluster mode: `say`, `tell`, the changes of registered nicks, the
+    operators' requests and nick changes go to the log, the log's records and publish outcomes are
+    applied, and what is not shared yet is refused."""
     routes = dict(handlers)
     accounts = SharedAccounts(chat.accounts, messages)
     routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
@@ -83,6 +83,7 @@ def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMes
     }
     for kind, handler in shared.items():
         routes[kind] = (handler, handlers[kind][1])
+    routes[Rename] = (SharedRenames(chat, messages).rename, handlers[Rename][1])
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
     routes[Replicated] = (messages.apply, False)

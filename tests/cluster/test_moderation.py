@@ -23,6 +23,8 @@ from shared import (
     Moderated,
     Mute,
     Op,
+    Register,
+    Registration,
     RoomState,
     Say,
     SetMode,
@@ -30,6 +32,7 @@ from shared import (
     Unmute,
 )
 from shared.messages import Kick
+from tests.cluster.test_accounts import log_in
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 
@@ -181,3 +184,18 @@ def test_modes_and_invitations_on_one_server_hold_on_the_other(
     erin.send(Join(room=ROOM, ref=5))
     assert erin.recv(Error, ref=5).code == "bad_key"
     join(erin, key="sesame")
+
+
+def test_a_registered_creators_operator_right_holds_on_the_other_server(
+    servers: tuple[ChatServer, ChatServer], clients: Callable[[int, str], ChatTestClient]
+) -> None:
+    alice = clients(0, "alice")
+    alice.send(Register(password="secret", ref=1))
+    alice.recv(Registration, ref=1)
+    join(alice)  # the room's creator: its operator, stored for her registered nick through the log
+    bob = clients(1, "bob")
+    join(bob)
+    alice.close()
+    with log_in(servers[1], "alice", "secret") as again:
+        state = join(again)
+        assert {member.nick: member.op for member in state.members}["alice"]
