@@ -3,13 +3,18 @@
 Reads the history database FILE (made by a single server; opened read-only) and publishes its room messages
 and direct messages, oldest first, into the cluster's log stream, which must be empty. Each message keeps
 its sender, text, timestamp, action flag and `client_msg_id`; its new id is its stream sequence, and a
-reply's `reply_to` is changed to the new id of the message it answers. Every publish carries
-`Nats-Expected-Last-Sequence`, so the stream holds them exactly in this order or the migration stops.
+reply's `reply_to` is changed to the new id of the message it answers. After the messages come the
+registered nicks (a ``register`` record each: the nick, its scrypt hash, salt and cost, as a registration
+made in the cluster) and the rules of each moderated room (a ``rules`` record each: its modes, its stored
+operators and invitations, its bans and mutes still in force), which every server applies to its copy as it
+applies the cluster's own records (chat_server.cluster.accounts, chat_server.cluster.moderation). Every
+publish carries `Nats-Expected-Last-Sequence`, so the stream holds them exactly in this order or the
+migration stops.
 
-Not migrated (counted in the report): deleted messages, moderation entries, conversation events (edits,
-reactions: a migrated message has its current text) and file offers, none of which cluster mode has yet
-(docs/cluster.md). Start the cluster's servers with new data folders afterwards: each applies the stream to
-its own copy.
+Not migrated (counted in the report): deleted messages, moderation entries (the history of who did what:
+the rules they made are migrated), conversation events (edits, reactions: a migrated message has its
+current text) and file offers. Start the cluster's servers with new data folders afterwards: each applies
+the stream to its own copy.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,8 @@ class Migrated:
     skipped_other: int = 0  # moderation entries, conversation events, file offers
     first_id: int = 0
     last_id: int = 0
+    registered_nicks: int = 0
+    moderated_rooms: int = 0
 
     def describe(self, stream: str) -> str:
         """One line for the operator."""
@@ -61,7 +69,8 @@ class Migrated:
         ids = f" (ids {self.first_id}-{self.last_id})" if moved else ""
         return (
             f"migrated {moved} messages into the stream {stream}{ids}: {self.room_messages} room messages,"
-            f" {self.direct_messages} direct messages; not migrated: {self.skipped_deleted} deleted messages,"
+            f" {self.direct_messages} direct messages; {self.registered_nicks} registered nicks, the rules"
+            f" of {self.moderated_rooms} rooms; not migrated: {self.skipped_deleted} deleted messages,"
             f" {self.skipped_other} moderation entries, edits, reactions and file offers"
         )
 
@@ -105,7 +114,80 @@ def read_history(path: Path) -> tuple[list[dict[str, Any]], Migrated]:
             record.update(k="tell", to=to, to_key=to_key)
             report.direct_messages += 1
         records.append(record)
-    return records, report
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            accounts = _accounts(db)
+            rules = _rules(db)
+    except sqlite3.Error as error:
+        raise MigrationError(f"cannot read the history database {path}: {error}") from None
+    report.registered_nicks, report.moderated_rooms = len(accounts), len(rules)
+    return records + accounts + rules, report
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _accounts(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """A ``register`` record for each registered nick (its hash, never a password: there is none)."""
+    if "accounts" not in _tables(db):
+        return []
+    rows = db.execute(
+        "SELECT nick_key, nick, salt, hash, scrypt_n, scrypt_r, scrypt_p, changed FROM accounts"
+        " ORDER BY created"
+    )
+    return [
+        {
+            **_origin(ts, nick, key),
+            "k": "register",
+            "key": key,
+            "salt": bytes(salt),
+            "hash": bytes(digest),
+            "cost": [n, r, p],
+            "expected": None,
+        }
+        for key, nick, salt, digest, n, r, p, ts in rows
+    ]
+
+
+def _rules(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """A ``rules`` record for each room with stored rules: modes, grants, bans and mutes in force."""
+    tables = _tables(db)
+    if not {"room_modes", "room_grants", "room_restrictions"} <= tables:
+        return []
+    now = int(time.time() * 1000)
+    rooms: dict[str, dict[str, Any]] = {}
+
+    def room(key: str) -> dict[str, Any]:
+        return rooms.setdefault(
+            key,
+            {
+                **_origin(now, "", ""),
+                "k": "rules",
+                "room_key": key,
+                "modes": None,
+                "grants": [],
+                "restrictions": [],
+            },
+        )
+
+    for key, topic_lock, invite_only, join_key in db.execute("SELECT * FROM room_modes ORDER BY room_key"):
+        room(key)["modes"] = [bool(topic_lock), bool(invite_only), join_key]
+    for key, kind, account in db.execute("SELECT room_key, kind, account FROM room_grants ORDER BY room_key"):
+        room(key)["grants"].append([kind, account])
+    restrictions = db.execute(
+        "SELECT room_key, kind, target, nick, by_nick, reason, ts, until FROM room_restrictions"
+        " WHERE until IS NULL OR until > ? ORDER BY room_key, ts",
+        (now,),
+    )
+    for key, *restriction in restrictions:
+        room(key)["restrictions"].append(restriction)
+    return list(rooms.values())
+
+
+def _origin(ts: int, nick: str, key: str) -> dict[str, Any]:
+    """The fields every record has: migrated records have no server waiting for them."""
+    return {"o": MIGRATION_ORIGIN, "t": 0, "ts": ts, "nick": nick, "nick_key": key}
 
 
 def migrate(path: Path, config: ClusterConfig) -> Migrated:
@@ -140,9 +222,10 @@ async def _publish(
         chunk = records[offset : offset + MIGRATION_CHUNK]
         futures = []
         for index, record in enumerate(chunk, start=start + offset):
-            old = record.pop("old")
-            new_ids[old] = index + 1
-            if record["reply_to"] is not None:
+            old = record.pop("old", None)
+            if old is not None:  # a message (registered nicks and rules come after them)
+                new_ids[old] = index + 1
+            if record.get("reply_to") is not None:
                 record["reply_to"] = new_ids.get(record["reply_to"])  # None: it answered a skipped one
             headers = {"Nats-Expected-Last-Sequence": str(index)}
             futures.append(await js.publish_async(config.log_subject, msgpack.packb(record), headers=headers))
@@ -156,5 +239,5 @@ async def _publish(
             ) from None
         if acks[-1].seq != start + offset + len(chunk):
             raise MigrationError(f"the stream {config.stream} is written by someone else: stopped")
-    if records:
-        report.first_id, report.last_id = start + 1, start + len(records)
+    if new_ids:
+        report.first_id, report.last_id = start + 1, start + len(new_ids)

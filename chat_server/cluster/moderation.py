@@ -92,6 +92,7 @@ class SharedModeration:
         self.store = messages.store
         messages.applies("moderate", self._apply)
         messages.applies("crown", self._apply_crown)
+        messages.applies("rules", self._apply_rules)
         self.moderation.crown = self._crown
 
     # -- The origin: the single server's checks, then a record ---------------------------------------------
@@ -260,6 +261,20 @@ class SharedModeration:
         if not rules.ops:  # the first registered creator of a room without stored operators
             self.book.grant(rules, "op", None, record["account"])
             self.messages.after_commit_do(_nothing, None, None)
+
+    def _apply_rules(self, _seq: int, record: dict[str, Any], _waiting: Awaiting | None) -> None:
+        """A room's stored rules as a single server had them (`--migrate`, chat_server.cluster.migrate)."""
+        rules = self.book.get(record["room_key"])
+        if record["modes"] is not None:
+            rules.topic_lock, rules.invite_only, rules.join_key = record["modes"]
+            self.book.save_modes(rules)
+        for kind, account in record["grants"]:
+            if kind in ("op", "invite"):
+                self.book.grant(rules, kind, None, account)
+        for kind, target, nick, by, reason, ts, until in record["restrictions"]:
+            if kind in ("ban", "ban_address", "mute"):
+                self.book.restrict(rules, kind, target, Restriction(nick, by, ts, until, reason))
+        self.messages.after_commit_do(_nothing, None, None)
 
     def _apply(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
         room = self.hub.add_room(record["room_key"], record["room"])
