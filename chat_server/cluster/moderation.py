@@ -312,7 +312,7 @@ class SharedModeration:
         actor = record["nick"]
         if action == "kick":
             reason = f"kicked by {actor}" + (f": {record['reason']}" if record["reason"] else "")
-            return lambda _frame: self._remove(room, subject, None, reason, requester)
+            return lambda _frame: self._remove(room, subject, None, reason, None)  # as on a single server
         if action in ("ban", "ban_address", "mute"):
             kind = cast(RestrictionKind, action)
             self.operators.check_room_for(rules.table(kind), subject, "mutes" if kind == "mute" else "bans")
@@ -363,23 +363,25 @@ class SharedModeration:
             self.book.revoke(rules, "op", holder.id if holder else None, record["account"])
             return _nothing_after
         if action in _MODES:
+            if record["mode"] not in ("topic_lock", "invite_only", "join_key"):
+                raise ModerationRefused(ErrorCode.INVALID_FIELD, f"unknown mode {record['mode']!r}")
             setattr(rules, record["mode"], record["value"])
             self.book.save_modes(rules)
             return _nothing_after
         raise ModerationRefused(ErrorCode.INVALID_FIELD, f"unknown moderation action {action!r}")
 
     def _remove(
-        self, room: Room, key: str | None, address: str | None, reason: str, requester: Client | None
+        self, room: Room, key: str | None, address: str | None, reason: str, spare: Client | None
     ) -> None:
         """Put this server's sessions of the nick `key` (or from `address`: operators exempt) out of
-        `room`."""
+        `room`, but `spare` (the operator who banned: a ban never puts its author out)."""
         if key is not None:
-            members = [m for m in room.members if m.key == key and m is not requester]
+            members = [m for m in room.members if m.key == key and m is not spare]
         else:
             members = [
                 m
                 for m in room.members
-                if m.peer == address and m is not requester and not self.moderation.is_operator(m, room.key)
+                if m.peer == address and m is not spare and not self.moderation.is_operator(m, room.key)
             ]
         self.operators.remove(room, members, reason)
 
