@@ -456,7 +456,7 @@ class ChatServer:
                 follow(link, history, cluster_messages)
                 link.announce(self._announced_address())
                 assert nick_leases is not None
-                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
+                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout + 1.0)
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)
