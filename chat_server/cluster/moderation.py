@@ -6,9 +6,9 @@ the single server's rules (`Operators.gate`: in the room, one of its operators; 
 target and what it stores (the ban or mute, the mode). Nothing is answered yet. Every server, the origin
 included, applies the record in stream order (`_apply`):
 
-1. it re-checks what the rules alone decide, against the rules the earlier records made (an `unban` of a ban
-   lifted meanwhile, a full table), so every server decides alike; a refused record changes nothing and its
-   requester gets the single server's error;
+1. it re-checks what the replicated state alone decides, against the rules the earlier records made (the
+   author's stored right or admin standing, an `unban` of a ban lifted meanwhile, a full table), so every
+   server decides alike; a refused record changes nothing and its requester gets the single server's error;
 2. it changes its copy of the room's rules (`RulesBook`: the same tables as a single server, so joins, speech
    and operator checks read the same code) and stores the `moderated` entry, whose id is the record's stream
    sequence, in the open transaction;
@@ -225,9 +225,20 @@ class SharedModeration:
             "target": target,
             "reason": reason,
             "until": until,
+            "by": self._authority(client, room),
             **fields,
         }
         self.messages.publish(record, Awaiting(client, ref))
+
+    def _authority(self, client: Client, room: Room) -> str:
+        """Why `client` is an operator of `room`: ``admin`` (a server admin), ``account`` (a stored right
+        of its registered nick) or ``session`` (a right of this connection, known on this server only)."""
+        if self.moderation.is_admin(client):
+            return "admin"
+        rules = self.book.rooms.get(room.key)
+        if client.account is not None and rules is not None and client.account in rules.ops:
+            return "account"
+        return "session"
 
     def _named(self, nick: str) -> tuple[str, str]:
         """The key of `nick` and how to show it (as its holder here writes it, if it is connected here)."""
@@ -282,6 +293,7 @@ class SharedModeration:
         requester = waiting.client if waiting is not None else None
         ref = waiting.ref if waiting is not None else None
         try:
+            self._still_operator(record, room, rules)
             then = self._change(record, room, rules, requester)
         except ModerationRefused as refused:
             if requester is not None:
@@ -302,6 +314,16 @@ class SharedModeration:
             then(frame)
 
         self.messages.after_commit_do(deliver, requester, ref)
+
+    def _still_operator(self, record: dict[str, Any], room: Room, rules: RoomRules) -> None:
+        """Refuse the record if its author's right, as the replicated state shows it, is gone (a `deop` of
+        its registered nick applied first): alike on every server. A session right is known only on its
+        own server, which checked it when the request came."""
+        by, key = record.get("by", "session"), record["nick_key"]
+        if (by == "account" and key not in rules.ops) or (
+            by == "admin" and key not in self.moderation.admins
+        ):
+            raise ModerationRefused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
 
     def _change(
         self, record: dict[str, Any], room: Room, rules: RoomRules, requester: Client | None

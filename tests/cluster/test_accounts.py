@@ -61,6 +61,21 @@ def log_in(server: ChatServer, nick: str, password: str | None = None) -> ChatTe
     return clients[0]
 
 
+def publish_records(config: ClusterConfig, records: list[dict[str, Any]]) -> None:
+    """Publish `records` into the cluster's log, back to back, as other servers would write them."""
+    link = NatsLink(config)
+    link.connect()
+    try:
+
+        async def publish(js: Any) -> None:
+            for record in records:
+                await js.publish(config.log_subject, msgpack.packb(record))
+
+        link.run(publish, 10.0)
+    finally:
+        link.stop()
+
+
 def register(client: ChatTestClient, password: str, old: str | None = None, ref: int = 1) -> Registration:
     """Register (or change the password of) the client's nick; the answer."""
     client.send(Register(password=password, old_password=old, ref=ref))
@@ -124,17 +139,7 @@ def test_of_two_registrations_of_one_nick_the_first_in_the_log_wins_everywhere(
                 "expected": None,
             }
         )
-    link = NatsLink(cluster_config)
-    link.connect()
-    try:
-
-        async def publish_both(js: Any) -> None:
-            for record in records:
-                await js.publish(cluster_config.log_subject, msgpack.packb(record))
-
-        link.run(publish_both, 10.0)
-    finally:
-        link.stop()
+    publish_records(cluster_config, records)
     for server in (one, two):
         applied = functools.partial(refused_as_registered, server, "alice")
         wait_until(applied, what="the registration applied")
@@ -163,16 +168,7 @@ def test_a_registration_that_lost_the_race_gets_the_single_servers_error(
             "cost": [16, 1, 1],
             "expected": None,
         }
-        link = NatsLink(cluster_config)
-        link.connect()
-        try:
-
-            async def publish(js: Any) -> None:
-                await js.publish(cluster_config.log_subject, msgpack.packb(record))
-
-            link.run(publish, 10.0)
-        finally:
-            link.stop()
+        publish_records(cluster_config, [record])
         # ... so this one is refused, whether server two sees the other first (when it checks) or only when
         # it applies its own record after it: the log's order decides.
         alice.send(Register(password="mine", ref=1))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
 from shared import (
     Ack,
@@ -32,7 +33,7 @@ from shared import (
     Unmute,
 )
 from shared.messages import Kick
-from tests.cluster.test_accounts import log_in
+from tests.cluster.test_accounts import log_in, publish_records
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 
@@ -199,3 +200,34 @@ def test_a_registered_creators_operator_right_holds_on_the_other_server(
     with log_in(servers[1], "alice", "secret") as again:
         state = join(again)
         assert {member.nick: member.op for member in state.members}["alice"]
+
+
+def test_an_action_whose_author_has_no_stored_right_in_the_log_changes_nothing(
+    clients: Callable[[int, str], ChatTestClient], cluster_config: ClusterConfig
+) -> None:
+    alice, carol = clients(0, "alice"), clients(1, "carol")
+    join(alice)
+    join(carol)
+    # A record of a registered operator whose right a deop took away before it (as the log orders them):
+    # every server re-checks the stored right and refuses it.
+    forged = {
+        "k": "moderate",
+        "o": "elsewhere",
+        "t": 1,
+        "ts": 1,
+        "nick": "mallory",
+        "nick_key": "mallory",
+        "room_key": ROOM,
+        "room": ROOM,
+        "action": "mute",
+        "target": "carol",
+        "reason": None,
+        "until": None,
+        "by": "account",
+        "subject": "carol",
+    }
+    publish_records(cluster_config, [forged])
+    act(alice, Mute(room=ROOM, nick="dave", ref=1), 1)
+    carol.recv(Moderated, action="mute", target="dave")  # applied after the forged one on server two
+    carol.send(Say(room=ROOM, text="still here", ref=2))
+    carol.recv(Ack, ref=2)
