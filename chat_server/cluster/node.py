@@ -62,9 +62,11 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
 
 
 def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say`, `tell`, the changes of registered nicks, the
-    operators' requests and nick changes go to the log, the log's records and publish outcomes are
-    applied, and what is not shared yet is refused."""
+    """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
+    cluster part registers the appliers of its records with `messages`: `say`, `tell`, the changes of
+    registered nicks, the operators' requests, nick changes), the log's records and publish outcomes are
+    applied, and what is not shared yet is refused. `chat` holds the single server's parts the cluster
+    parts reuse."""
     routes = dict(handlers)
     accounts = SharedAccounts(chat.accounts, messages)
     routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
