@@ -353,7 +353,7 @@ class Operators:
             reason=reason,
             until=until,
             ts=ts,
-            message_id=message_id,
+            entry_id=message_id,
         )
         room.last_id = stored
         return stored
