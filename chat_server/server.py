@@ -37,8 +37,9 @@ Threads
     A `typing` is relayed from here to the room's other members (`Hub.publish`: the member list copied under
     ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start per room per
     `typing_interval`) is the connection's own (`Connection._typing`).
-    In cluster mode it first claims the login's nick across the cluster (chat_server.cluster.nicks),
-    waiting for the ``nats`` thread at most `cluster.publish_timeout`, holding no lock.
+    In cluster mode it first claims the login's nick (and the new nick of a `nick` request) across the
+    cluster (chat_server.cluster.nicks), waiting for the ``nats`` thread at most `cluster.publish_timeout`,
+    holding no lock.
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of

@@ -36,27 +36,18 @@ from shared.messages import (
     Unreact,
 )
 
+from .accounts import SharedAccounts
 from .attention import ClusterAttention
 from .conversation import ClusterConversations
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
+from .moderation import SharedModeration
 from .nicks import NickLost
+from .renames import SharedRenames
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
 NOT_YET: dict[type, str] = {
-    Kick: "moderation",
-    Ban: "moderation",
-    Unban: "moderation",
-    Mute: "moderation",
-    Unmute: "moderation",
-    Op: "moderation",
-    Deop: "moderation",
-    Invite: "moderation",
-    SetMode: "moderation",
-    Rename: "changing nick",
-    Enroll: "registering nicks",
-    Unenroll: "registering nicks",
     StoreFile: "file sharing",
 }
 
@@ -72,10 +63,29 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
 
 def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
     """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
-    cluster part registers the appliers of its records with `messages`), the log's records and publish
-    outcomes are applied, and what is not shared yet is refused. `chat` holds the single server's parts
-    the cluster parts reuse."""
+    cluster part registers the appliers of its records with `messages`: `say`, `tell`, the changes of
+    registered nicks and their attention, the operators' requests, nick changes), the log's records and
+    publish outcomes are applied, and what is not shared yet is refused. `chat` holds the single server's
+    parts the cluster parts reuse."""
     routes = dict(handlers)
+    accounts = SharedAccounts(chat.accounts, messages)
+    routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
+    routes[Unenroll] = (accounts.unenroll, handlers[Unenroll][1])
+    moderation = SharedModeration(chat.operators, messages)
+    shared: dict[type, Callable[[Client, Any], None]] = {
+        Kick: moderation.kick,
+        Ban: moderation.ban,
+        Unban: moderation.unban,
+        Mute: moderation.mute,
+        Unmute: moderation.unmute,
+        Op: moderation.op,
+        Deop: moderation.deop,
+        Invite: moderation.invite,
+        SetMode: moderation.set_mode,
+    }
+    for kind, handler in shared.items():
+        routes[kind] = (handler, handlers[kind][1])
+    routes[Rename] = (SharedRenames(chat, messages).rename, handlers[Rename][1])
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
     attention = ClusterAttention(chat.attention, messages, chat.hub)

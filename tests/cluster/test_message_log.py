@@ -14,7 +14,6 @@ from collections.abc import Callable
 from chat_server.server import ChatServer
 from shared.messages import (
     Ack,
-    Ban,
     Error,
     FetchHistory,
     History,
@@ -135,7 +134,7 @@ def test_direct_message_across_servers(start_cluster_server: Callable[..., ChatS
         assert (told.id, told.text, told.nick) == (ack.id, "psst", "alice")
 
 
-def test_refused_in_cluster_mode_until_shared(start_cluster_server: Callable[..., ChatServer]) -> None:
+def test_file_sharing_is_off_in_cluster_mode(start_cluster_server: Callable[..., ChatServer]) -> None:
     server = start_cluster_server("one")
     with ChatTestClient(server.address) as alice:
         welcome = alice.login("alice", ["lobby"])
@@ -143,12 +142,6 @@ def test_refused_in_cluster_mode_until_shared(start_cluster_server: Callable[...
         alice.send(Say(room="lobby", text="mine", ref=1))
         mine = alice.recv(Ack, ref=1)
         assert mine.id > 0
-        refused = [Ban(room="lobby", nick="bob", ref=8)]
-        for request in refused:
-            alice.send(request)
-            error = alice.recv(Error, ref=request.ref)
-            assert error.code == "history_unavailable"
-            assert "not available in cluster mode yet" in error.message
 
 
 def test_direct_message_to_a_nick_online_nowhere_is_stored(
