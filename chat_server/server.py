@@ -113,7 +113,8 @@ Threads
     and the history thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
-    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
+    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``, and in cluster mode the other
+    servers' addresses, `NatsLink.peers` (a tuple the ``nats`` thread replaces in one assignment).
 
 So a server runs 4 threads (acceptor, sender, history, search-indexer) plus one per connection, and at most
 one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats`` and
@@ -208,7 +209,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from shared.addresses import host_port
-from shared.discovery import BeaconInfo
+from shared.discovery import BeaconInfo, server_address_ok
 
 from .acceptor.acceptor import Acceptor, listen
 from .beacon.beacon import Beacon, load_or_create_server_id
@@ -323,6 +324,13 @@ class ChatServer:
     def cluster_connected(self) -> bool | None:
         """In cluster mode, whether the server is connected to NATS now; None on a single server."""
         return self._link.connected if self._link is not None else None
+
+    @property
+    def cluster_servers(self) -> tuple[str, ...]:
+        """In cluster mode, the other servers' client addresses as the servers bucket last said (what
+        `welcome.servers` and the beacon announce; `NatsLink.peers`, replaced whole by the ``nats`` thread,
+        so one read needs no lock); () on a single server."""
+        return self._link.peers if self._link is not None else ()
 
     @property
     def fingerprint(self) -> str | None:
@@ -537,6 +545,7 @@ class ChatServer:
                 rooms=rooms,
                 tls=fingerprint is not None,
                 fingerprint=fingerprint,
+                servers=self._cluster_peers(),
             )
 
         self._beacon = Beacon(self.config.beacon, snapshot)
@@ -546,6 +555,10 @@ class ChatServer:
             ",".join(self.config.beacon.addresses),
             self.config.beacon.port,
         )
+
+    def _cluster_peers(self) -> tuple[str, ...]:
+        """The other servers of the cluster that a beacon can carry (`cluster_servers`, checked)."""
+        return tuple(address for address in self.cluster_servers if server_address_ok(address))
 
     def sweep_files(self) -> SweepResult:
         """Delete expired files and abandoned uploads now, on the calling thread (the sweeper does this every
