@@ -111,14 +111,22 @@ Threads
     the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Touches no
     client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
     and the history thread reads.
+``nats-files_N`` (0 or 1, only in cluster mode with file sharing on, started by the first shared file;
+chat_server.cluster.files)
+    The ``nats`` loop's executor: reads a finished upload's file while `nats-py` puts it into the cluster's
+    object store, and writes a file fetched from there into the files folder (``partial/fetch-*``, then moved
+    into place by the loop), so the loop never waits for the disk. The reader that completed the upload has
+    moved on (the loop then hands the offer to the history thread as a `FileShared` request); a reader
+    serving a `file_get` for a file this server does not hold waits for the fetch, bounded by
+    `cluster.fetch_timeout`, holding no lock. Touches no socket, no SQLite and no chat state.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``, and in cluster mode the other
     servers' addresses, `NatsLink.peers` (a tuple the ``nats`` thread replaces in one assignment).
 
 So a server runs 4 threads (acceptor, sender, history, search-indexer) plus one per connection, and at most
-one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats`` and
-``mpchat-beacon``: with the default `max_clients` of 256, at most 266.
+one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats``,
+``nats-files_N`` and ``mpchat-beacon``: with the default `max_clients` of 256, at most 267.
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
@@ -197,7 +205,6 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -231,6 +238,7 @@ from .sweeper.sweeper import FileSweeper
 from .tls import ServerTls, server_tls
 
 if TYPE_CHECKING:
+    from .cluster.files import SharedFiles
     from .cluster.link import NatsLink
     from .cluster.messaging import ClusterMessages
     from .cluster.nicks import NickLeases
@@ -264,9 +272,6 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
-        if config.cluster.enabled and config.files.enabled:
-            # File sharing is not shared across servers yet (docs/cluster.md): cluster mode turns it off.
-            config = dataclasses.replace(config, files=dataclasses.replace(config.files, enabled=False))
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -377,6 +382,7 @@ class ChatServer:
     def _start(self, store: HistoryStore, link: NatsLink | None) -> None:
         config = self.config
         cluster_messages: ClusterMessages | None = None
+        shared_files: SharedFiles | None = None
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
@@ -393,6 +399,10 @@ class ChatServer:
                 chat = Chat(hub, store, config, self.tally, cluster_messages_of)
                 assert isinstance(chat.messages, ClusterMessages)
                 cluster_messages = chat.messages
+                if self.files is not None:
+                    from .cluster.files import SharedFiles
+
+                    shared_files = SharedFiles(link, self.files, cluster_messages, chat.moderation.silenced)
             else:
                 chat = Chat(hub, store, config, self.tally)
             tls = (
@@ -422,7 +432,7 @@ class ChatServer:
         if cluster_messages is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, cluster_messages)
+            handlers = cluster_routes(handlers, cluster_messages, shared_files)
         history = HistoryThread(
             chat,
             handlers,
@@ -449,6 +459,7 @@ class ChatServer:
             observer=self,
             indexer=self._indexer,
             nicks=nick_leases,
+            shared_files=shared_files,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
@@ -464,6 +475,8 @@ class ChatServer:
                 link.announce(self._announced_address())
                 assert nick_leases is not None
                 link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
+                if shared_files is not None:
+                    link.run(lambda _js: shared_files.open(), config.cluster.connect_timeout + 1.0)
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)

@@ -9,5 +9,7 @@ works in cluster mode and what does not yet.
   consumer).
 * `messaging`: the history thread's `Messages` whose durable store is the log stream; each server keeps its
   local SQLite copy in step from the stream, so everything that reads history is the single server's code.
+* `files`: file sharing across the servers: the object store of files, the ``file`` records of the log, the
+  fetch of a file uploaded elsewhere.
 * `node`: wires these into a starting `ChatServer` (chat_server.server).
 """

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
-from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
 from chat_server.replies import error_frame
@@ -32,6 +31,7 @@ from shared.messages import (
     Unreact,
 )
 
+from .files import FileShared, SharedFiles
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
@@ -56,7 +56,6 @@ NOT_YET: dict[type, str] = {
     Rename: "changing nick",
     Enroll: "registering nicks",
     Unenroll: "registering nicks",
-    StoreFile: "file sharing",
 }
 
 
@@ -69,10 +68,15 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
-def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> dict[type, Bound]:
+def cluster_routes(
+    handlers: dict[type, Bound], messages: ClusterMessages, files: SharedFiles | None = None
+) -> dict[type, Bound]:
     """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, and what is not shared yet is refused."""
+    and publish outcomes are applied, a file in the object store gets its offer published (with file
+    sharing on), and what is not shared yet is refused."""
     routes = dict(handlers)
+    if files is not None:
+        routes[FileShared] = (files.shared, False)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
     routes[Replicated] = (messages.apply, False)

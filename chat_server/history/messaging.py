@@ -271,7 +271,7 @@ class Messages:
 
     def hold(
         self,
-        sender: Client,
+        sender: Client | None,
         frame: bytes,
         ref: int | None,
         *,
@@ -281,7 +281,8 @@ class Messages:
         answers: bool = True,
     ) -> None:
         """Hold a frame for `sender` (and `relay` for `room`'s other members, or for `recipients`) until the
-        open transaction commits: the other parts' durable requests (chat_server.history.conversation)."""
+        open transaction commits: the other parts' durable requests (chat_server.history.conversation). No
+        `sender` (None): a record another server of the cluster published, with nobody here to answer."""
         self._pending.append(_Stored(sender, frame, ref, relay, room, recipients, answers))
 
     def failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:

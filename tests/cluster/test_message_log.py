@@ -142,7 +142,7 @@ def test_refused_in_cluster_mode_until_shared(start_cluster_server: Callable[...
     server = start_cluster_server("one")
     with ChatTestClient(server.address) as alice:
         welcome = alice.login("alice", ["lobby"])
-        assert welcome.files is None  # file sharing is off in cluster mode
+        assert welcome.files is not None  # file sharing is on in cluster mode (tests/cluster/test_files.py)
         alice.send(Say(room="lobby", text="mine", ref=1))
         mine = alice.recv(Ack, ref=1)
         refused = [
