@@ -474,7 +474,7 @@ class ChatServer:
                 follow(link, history, cluster_messages)
                 link.announce(self._announced_address())
                 assert nick_leases is not None
-                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
+                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout + 1.0)
                 if shared_files is not None:
                     link.run(lambda _js: shared_files.open(), config.cluster.connect_timeout + 1.0)
             except BaseException:
