@@ -193,10 +193,16 @@ class SharedFiles:
         """True while NATS is reachable (an upload is refused at once when it is not)."""
         return self.link.connected
 
-    def share(self, client: Client, request: StoreFile, path: Path) -> None:
+    def share(self, client: Client, request: StoreFile, path: Path) -> bool:
         """Put the finished upload at `path` into the object store, then hand it to the history thread (the
-        reader does not wait)."""
-        asyncio.run_coroutine_threadsafe(self._put(client, request, path), self.link.loop)
+        reader does not wait). False if the ``nats`` thread has stopped (the server is stopping)."""
+        work = self._put(client, request, path)
+        try:
+            asyncio.run_coroutine_threadsafe(work, self.link.loop)
+        except RuntimeError:  # the loop is closed
+            work.close()
+            return False
+        return True
 
     def fetch(self, sha256: str, size: int) -> None:
         """Bring the file into the files folder from the object store; wait at most `fetch_timeout`.

@@ -72,6 +72,27 @@ def test_a_file_uploaded_to_one_server_is_downloaded_from_another(
         assert download(bob, done.id, start=data[: 7 * CHUNK + 5]) == data
 
 
+def test_a_download_cut_off_by_a_stopped_server_resumes_on_the_other(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """bob downloads half a file from the server it was uploaded to, which then stops; on the other server
+    he asks from the length he holds and gets the rest: the same bytes, the same SHA-256."""
+    one, two = start_cluster_server("one"), start_cluster_server("two")
+    data = os.urandom(SIZE)
+    with ChatTestClient(one.address) as alice, ChatTestClient(one.address) as bob:
+        token = bob.login("bob", ["lobby"]).resume_token
+        alice.login("alice", ["lobby"])
+        done = upload(alice, data).done
+        assert done is not None
+        held = download(bob, done.id, stop_after=SIZE // 2)
+        assert 0 < len(held) < SIZE
+    one.stop()
+    with _failed_over(two, "bob", token) as bob:
+        whole = download(bob, done.id, start=held)
+    assert whole == data
+    assert sha256(whole) == sha256(data)
+
+
 def test_a_direct_file_reaches_its_recipient_on_another_server(
     start_cluster_server: Callable[..., ChatServer],
 ) -> None:
