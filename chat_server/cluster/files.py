@@ -59,9 +59,10 @@ log = logging.getLogger(__name__)
 #: The threads of the ``nats`` loop's executor, which reads and writes the files the object store moves
 #: (the loop never waits for the disk): one is enough, the network is the slower side.
 FILE_WORKERS = 1
-#: Bytes per second the object store must at least take an upload at (with `publish_timeout` to spare), or the
-#: upload is refused with `history_unavailable`: a stalled put never holds its reservation forever.
-MIN_PUT_RATE = 1024 * 1024
+#: Bytes per second the object store must at least take an upload or give a file at (with `publish_timeout`
+#: to spare), or the upload is refused with `history_unavailable` and the fetch given up (a later `file_get`
+#: tries again): a stalled transfer never holds a reservation, or the fetch of a file, forever.
+MIN_MOVE_RATE = 1024 * 1024
 #: A fetched object is written here (in the files folder's ``partial/``) before it is checked and moved.
 FETCH_PREFIX = "fetch-"
 #: The refusal of an upload or download while the cluster's object store cannot be reached.
@@ -134,7 +135,7 @@ class SharedFiles:
             with path.open("rb") as source:
                 info = await asyncio.wait_for(
                     self._bucket.put(request.sha256, source, meta=ObjectMeta(name=request.sha256)),
-                    self._put_timeout(request.size),
+                    self._move_timeout(request.size),
                 )
             if info.digest != _digest(request.sha256) or info.size != request.size:
                 error = "the object store holds other bytes than the upload's"  # changed on disk?
@@ -172,7 +173,8 @@ class SharedFiles:
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
             with os.fdopen(fd, "wb") as sink:
                 # nats-py writes each chunk through the executor and checks the whole SHA-256 at the end.
-                await self._bucket.get(sha256, writeinto=sink)
+                # Bounded: an object replaced meanwhile (uploaded again) loses the chunks being read.
+                await asyncio.wait_for(self._bucket.get(sha256, writeinto=sink), self._move_timeout(size))
                 sink.flush()
                 os.fsync(sink.fileno())
             if os.stat(temporary).st_size != size:
@@ -183,9 +185,10 @@ class SharedFiles:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
 
-    def _put_timeout(self, size: int) -> float:
-        """How long a put may take: `publish_timeout`, plus moving `size` bytes at `MIN_PUT_RATE`."""
-        return self.link.config.publish_timeout + size / MIN_PUT_RATE
+    def _move_timeout(self, size: int) -> float:
+        """How long putting or getting `size` bytes may take: `publish_timeout`, plus `size` at
+        `MIN_MOVE_RATE`."""
+        return self.link.config.publish_timeout + size / MIN_MOVE_RATE
 
     # -- Reader threads --------------------------------------------------------------------------------------
 
@@ -193,10 +196,16 @@ class SharedFiles:
         """True while NATS is reachable (an upload is refused at once when it is not)."""
         return self.link.connected
 
-    def share(self, client: Client, request: StoreFile, path: Path) -> None:
+    def share(self, client: Client, request: StoreFile, path: Path) -> bool:
         """Put the finished upload at `path` into the object store, then hand it to the history thread (the
-        reader does not wait)."""
-        asyncio.run_coroutine_threadsafe(self._put(client, request, path), self.link.loop)
+        reader does not wait). False if the ``nats`` thread has stopped (the server is stopping)."""
+        work = self._put(client, request, path)
+        try:
+            asyncio.run_coroutine_threadsafe(work, self.link.loop)
+        except RuntimeError:  # the loop is closed
+            work.close()
+            return False
+        return True
 
     def fetch(self, sha256: str, size: int) -> None:
         """Bring the file into the files folder from the object store; wait at most `fetch_timeout`.

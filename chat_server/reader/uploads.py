@@ -298,8 +298,10 @@ class ConnectionFiles:
         if self.shared is not None:
             # Cluster mode: into the object store first (the nats thread; this thread does not wait), then
             # the offer goes to the log.
-            self.shared.share(self.client, request, self.files.object_path(offer.sha256))
-            return None
+            if self.shared.share(self.client, request, self.files.object_path(offer.sha256)):
+                return None
+            upload.reservation.finish()
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the server is stopping", ref)
         if not self.history.submit(self.client, request):
             upload.reservation.finish()
             return error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000)

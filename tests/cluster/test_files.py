@@ -9,10 +9,12 @@ NATS cluster (and starts it again).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 from collections.abc import Callable
 
+import nats
 import pytest
 
 from benchmarks.natscluster import NatsCluster
@@ -72,6 +74,27 @@ def test_a_file_uploaded_to_one_server_is_downloaded_from_another(
         assert download(bob, done.id, start=data[: 7 * CHUNK + 5]) == data
 
 
+def test_a_download_cut_off_by_a_stopped_server_resumes_on_the_other(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """bob downloads half a file from the server it was uploaded to, which then stops; on the other server
+    he asks from the length he holds and gets the rest: the same bytes, the same SHA-256."""
+    one, two = start_cluster_server("one"), start_cluster_server("two")
+    data = os.urandom(SIZE)
+    with ChatTestClient(one.address) as alice, ChatTestClient(one.address) as bob:
+        token = bob.login("bob", ["lobby"]).resume_token
+        alice.login("alice", ["lobby"])
+        done = upload(alice, data).done
+        assert done is not None
+        held = download(bob, done.id, stop_after=SIZE // 2)
+        assert 0 < len(held) < SIZE
+    one.stop()
+    with _failed_over(two, "bob", token) as bob:
+        whole = download(bob, done.id, start=held)
+    assert whole == data
+    assert sha256(whole) == sha256(data)
+
+
 def test_a_direct_file_reaches_its_recipient_on_another_server(
     start_cluster_server: Callable[..., ChatServer],
 ) -> None:
@@ -110,6 +133,35 @@ def test_a_download_waits_at_most_fetch_timeout_then_finds_the_file(
         assert two.files is not None
         wait_until(lambda: two.files is not None and two.files.object_path(sha256(data)).exists(), 30.0)
         assert download(bob, done.id) == data
+
+
+def test_a_file_gone_from_the_object_store_is_no_such_file(
+    cluster_config: ClusterConfig, start_cluster_server: Callable[..., ChatServer]
+) -> None:
+    """A file the object store no longer has (expired, deleted) cannot be fetched: `no_such_file`, as on a
+    single server for a file past its retention; the server that holds its own copy still serves it."""
+    one, two = start_cluster_server("one"), start_cluster_server("two")
+    data = os.urandom(2 * CHUNK)
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", ["lobby"])
+        bob.login("bob", ["lobby"])
+        done = upload(alice, data).done
+        assert done is not None
+        asyncio.run(_delete_object(cluster_config, sha256(data)))
+        bob.send(GetFile(id=done.id, offset=0, ref=5))
+        gone = bob.recv(Error, ref=5)
+        assert (gone.code, gone.message) == ("no_such_file", "the file is no longer in the cluster")
+        assert download(alice, done.id) == data
+
+
+async def _delete_object(config: ClusterConfig, name: str) -> None:
+    """Delete the object `name` from the cluster's files bucket (a connection of the test's own)."""
+    connection = await nats.connect(list(config.urls))
+    try:
+        bucket = await connection.jetstream().object_store(config.files_bucket_name)
+        await bucket.delete(name)
+    finally:
+        await connection.close()
 
 
 def test_the_files_bucket_setting() -> None:
