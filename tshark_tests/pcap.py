@@ -12,8 +12,6 @@ from pathlib import Path
 ETHERNET, LINUX_SLL = 1, 113
 
 Flow = tuple[int, int]  # (source port, destination port)
-#: The SYN flag of a TCP header's flags byte, and the size of the sequence number space.
-SYN, SEQ_SPACE = 0x02, 2**32
 
 
 def packets(path: Path) -> list[bytes]:
@@ -31,13 +29,9 @@ def packets(path: Path) -> list[bytes]:
     return found
 
 
-def tcp_streams(path: Path) -> dict[Flow, list[bytes]]:
-    """Each TCP direction's payload bytes, keyed by (source port, destination port): one byte string per
-    connection, in capture order. A busy machine may give a later connection the same client port (the
-    conformance suite opens a hundred): its SYN starts a new stream of that port pair, so its bytes never
-    follow the end of the earlier connection's, and its sequence numbers are compared with its own (modulo
-    2**32: a stream may wrap)."""
-    streams: dict[Flow, list[bytearray]] = defaultdict(list)
+def tcp_streams(path: Path) -> dict[Flow, bytes]:
+    """Each TCP direction's payload bytes, keyed by (source port, destination port)."""
+    streams: dict[Flow, bytearray] = defaultdict(bytearray)
     next_seq: dict[Flow, int] = {}
     for ip in packets(path):
         if not ip or ip[0] >> 4 != 4 or ip[9] != 6:
@@ -48,19 +42,10 @@ def tcp_streams(path: Path) -> dict[Flow, list[bytes]]:
         source, destination, seq = struct.unpack("!HHI", tcp[:8])
         payload = tcp[(tcp[12] >> 4) * 4 :]
         flow = (source, destination)
-        if tcp[13] & SYN:
-            streams[flow].append(bytearray())
-            next_seq[flow] = (seq + 1) % SEQ_SPACE  # the SYN takes one sequence number
-            continue
-        if not payload:
-            continue
-        if flow not in next_seq:  # the connection began before the capture
-            streams[flow].append(bytearray())
-            next_seq[flow] = seq
-        if (seq - next_seq[flow]) % SEQ_SPACE < SEQ_SPACE // 2:  # not before what we have: new bytes
-            streams[flow][-1] += payload
-            next_seq[flow] = (seq + len(payload)) % SEQ_SPACE
-    return {flow: [bytes(data) for data in found] for flow, found in streams.items()}
+        if payload and next_seq.get(flow, seq) <= seq:
+            streams[flow] += payload
+            next_seq[flow] = seq + len(payload)
+    return {flow: bytes(data) for flow, data in streams.items()}
 
 
 def udp_datagrams(path: Path) -> list[tuple[Flow, bytes]]:
