@@ -432,7 +432,7 @@ class ChatServer:
         if cluster_messages is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, cluster_messages, shared_files)
+            handlers = cluster_routes(handlers, chat, cluster_messages, shared_files)
         history = HistoryThread(
             chat,
             handlers,

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.chat import Chat
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
 from chat_server.replies import error_frame
@@ -69,11 +70,13 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
 
 
 def cluster_routes(
-    handlers: dict[type, Bound], messages: ClusterMessages, files: SharedFiles | None = None
+    handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages, files: SharedFiles | None = None
 ) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, a file in the object store gets its offer published (with file
-    sharing on), and what is not shared yet is refused."""
+    """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
+    cluster part registers the appliers of its records with `messages`), the log's records and publish
+    outcomes are applied, a file put into the object store gets its offer published (`files`, with file
+    sharing on), and what is not shared yet is refused. `chat` holds the single server's parts the cluster
+    parts reuse."""
     routes = dict(handlers)
     if files is not None:
         routes[FileShared] = (files.shared, False)
