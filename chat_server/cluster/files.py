@@ -59,14 +59,17 @@ log = logging.getLogger(__name__)
 #: The threads of the ``nats`` loop's executor, which reads and writes the files the object store moves
 #: (the loop never waits for the disk): one is enough, the network is the slower side.
 FILE_WORKERS = 1
-#: Bytes per second the object store must at least take an upload or give a file at (with `publish_timeout`
-#: to spare), or the upload is refused with `history_unavailable` and the fetch given up (a later `file_get`
-#: tries again): a stalled transfer never holds a reservation, or the fetch of a file, forever.
+#: Bytes per second the object store must at least take an upload at (with `publish_timeout` to spare) or
+#: give a file at (with `fetch_timeout` to spare), or the upload is refused with `history_unavailable` and
+#: the fetch given up (a later `file_get` tries again): a stalled transfer never holds a reservation, or the
+#: fetch of a file, forever.
 MIN_MOVE_RATE = 1024 * 1024
 #: A fetched object is written here (in the files folder's ``partial/``) before it is checked and moved.
 FETCH_PREFIX = "fetch-"
-#: The refusal of an upload or download while the cluster's object store cannot be reached.
+#: The refusal of an upload or download while the cluster's object store cannot be reached ...
 UNREACHABLE = "the cluster's file store (NATS JetStream) is unreachable"
+#: ... and of a download whose fetch from it was given up (too slow).
+SLOW = "the cluster's file store (NATS JetStream) did not give the file in time"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +138,7 @@ class SharedFiles:
             with path.open("rb") as source:
                 info = await asyncio.wait_for(
                     self._bucket.put(request.sha256, source, meta=ObjectMeta(name=request.sha256)),
-                    self._move_timeout(request.size),
+                    self._move_timeout(request.size, self.link.config.publish_timeout),
                 )
             if info.digest != _digest(request.sha256) or info.size != request.size:
                 error = "the object store holds other bytes than the upload's"  # changed on disk?
@@ -174,7 +177,13 @@ class SharedFiles:
             with os.fdopen(fd, "wb") as sink:
                 # nats-py writes each chunk through the executor and checks the whole SHA-256 at the end.
                 # Bounded: an object replaced meanwhile (uploaded again) loses the chunks being read.
-                await asyncio.wait_for(self._bucket.get(sha256, writeinto=sink), self._move_timeout(size))
+                try:
+                    await asyncio.wait_for(
+                        self._bucket.get(sha256, writeinto=sink),
+                        self._move_timeout(size, self.link.config.fetch_timeout),
+                    )
+                except TimeoutError:
+                    raise FileRefused(ErrorCode.HISTORY_UNAVAILABLE, f"{SLOW}: try again") from None
                 sink.flush()
                 os.fsync(sink.fileno())
             if os.stat(temporary).st_size != size:
@@ -185,10 +194,10 @@ class SharedFiles:
             with contextlib.suppress(FileNotFoundError):
                 temporary.unlink()
 
-    def _move_timeout(self, size: int) -> float:
-        """How long putting or getting `size` bytes may take: `publish_timeout`, plus `size` at
+    def _move_timeout(self, size: int, spare: float) -> float:
+        """How long putting or getting `size` bytes may take: `spare` seconds, plus `size` at
         `MIN_MOVE_RATE`."""
-        return self.link.config.publish_timeout + size / MIN_MOVE_RATE
+        return spare + size / MIN_MOVE_RATE
 
     # -- Reader threads --------------------------------------------------------------------------------------
 
