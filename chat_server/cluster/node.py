@@ -32,6 +32,7 @@ from shared.messages import (
     Unreact,
 )
 
+from .conversation import ClusterConversations
 from .files import FileShared, SharedFiles
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
@@ -40,11 +41,6 @@ from .nicks import NickLost
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
 NOT_YET: dict[type, str] = {
-    Edit: "editing messages",
-    Delete: "deleting messages",
-    React: "reactions",
-    Unreact: "reactions",
-    SetTopic: "setting a topic",
     Kick: "moderation",
     Ban: "moderation",
     Unban: "moderation",
@@ -82,6 +78,12 @@ def cluster_routes(
         routes[FileShared] = (files.shared, False)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
+    conversations = ClusterConversations(messages, chat.conversations, chat.rooms, chat.moderation)
+    routes[Edit] = (conversations.edit, True)
+    routes[Delete] = (conversations.delete, True)
+    routes[React] = (conversations.react, True)
+    routes[Unreact] = (conversations.unreact, True)
+    routes[SetTopic] = (conversations.set_topic, True)
     routes[Replicated] = (messages.apply, False)
     routes[Published] = (messages.published, False)
     routes[NickLost] = (messages.nick_lost, False)

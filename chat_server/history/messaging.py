@@ -282,8 +282,8 @@ class Messages:
         answers: bool = True,
     ) -> None:
         """Hold a frame for `sender` (and `relay` for `room`'s other members, or for `recipients`) until the
-        open transaction commits: the other parts' durable requests (chat_server.history.conversation). No
-        `sender` (None): a record another server of the cluster published, with nobody here to answer."""
+        open transaction commits: the other parts' durable requests (chat_server.history.conversation).
+        A `sender` of None (a change another server of the cluster asked for): `relay` goes to everyone."""
         self._pending.append(_Stored(sender, frame, ref, relay, room, recipients, answers))
 
     def failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:
