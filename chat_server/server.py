@@ -112,13 +112,22 @@ Threads
     the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Touches no
     client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
     and the history thread reads.
+``nats-files_N`` (0 or 1, only in cluster mode with file sharing on, started by the first shared file;
+chat_server.cluster.files)
+    The ``nats`` loop's executor: reads a finished upload's file while `nats-py` puts it into the cluster's
+    object store, and writes a file fetched from there into the files folder (``partial/fetch-*``, then moved
+    into place by the loop), so the loop never waits for the disk. The reader that completed the upload has
+    moved on (the loop then hands the offer to the history thread as a `FileShared` request); a reader
+    serving a `file_get` for a file this server does not hold waits for the fetch, bounded by
+    `cluster.fetch_timeout`, holding no lock. Touches no socket, no SQLite and no chat state.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
-    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
+    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``, and in cluster mode the other
+    servers' addresses, `NatsLink.peers` (a tuple the ``nats`` thread replaces in one assignment).
 
 So a server runs 4 threads (acceptor, sender, history, search-indexer) plus one per connection, and at most
-one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats`` and
-``mpchat-beacon``: with the default `max_clients` of 256, at most 266.
+one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats``,
+``nats-files_N`` and ``mpchat-beacon``: with the default `max_clients` of 256, at most 267.
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
@@ -197,7 +206,6 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -209,7 +217,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from shared.addresses import host_port
-from shared.discovery import BeaconInfo
+from shared.discovery import BeaconInfo, server_address_ok
 
 from .acceptor.acceptor import Acceptor, listen
 from .beacon.beacon import Beacon, load_or_create_server_id
@@ -231,6 +239,7 @@ from .sweeper.sweeper import FileSweeper
 from .tls import ServerTls, server_tls
 
 if TYPE_CHECKING:
+    from .cluster.files import SharedFiles
     from .cluster.link import NatsLink
     from .cluster.messaging import ClusterMessages
     from .cluster.nicks import NickLeases
@@ -264,9 +273,6 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
-        if config.cluster.enabled and config.files.enabled:
-            # File sharing is not shared across servers yet (docs/cluster.md): cluster mode turns it off.
-            config = dataclasses.replace(config, files=dataclasses.replace(config.files, enabled=False))
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -326,6 +332,13 @@ class ChatServer:
         return self._link.connected if self._link is not None else None
 
     @property
+    def cluster_servers(self) -> tuple[str, ...]:
+        """In cluster mode, the other servers' client addresses as the servers bucket last said (what
+        `welcome.servers` and the beacon announce; `NatsLink.peers`, replaced whole by the ``nats`` thread,
+        so one read needs no lock); () on a single server."""
+        return self._link.peers if self._link is not None else ()
+
+    @property
     def fingerprint(self) -> str | None:
         """SHA-256 of the TLS certificate's public key (64 hex digits); None without TLS."""
         return self._tls.fingerprint if self._tls is not None else None
@@ -370,6 +383,7 @@ class ChatServer:
     def _start(self, store: HistoryStore, link: NatsLink | None) -> None:
         config = self.config
         cluster_messages: ClusterMessages | None = None
+        shared_files: SharedFiles | None = None
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
@@ -386,6 +400,10 @@ class ChatServer:
                 chat = Chat(hub, store, config, self.tally, cluster_messages_of)
                 assert isinstance(chat.messages, ClusterMessages)
                 cluster_messages = chat.messages
+                if self.files is not None:
+                    from .cluster.files import SharedFiles
+
+                    shared_files = SharedFiles(link, self.files, cluster_messages, chat.moderation.silenced)
             else:
                 chat = Chat(hub, store, config, self.tally)
             tls = (
@@ -415,7 +433,7 @@ class ChatServer:
         if cluster_messages is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, chat, cluster_messages)
+            handlers = cluster_routes(handlers, chat, cluster_messages, shared_files)
         history = HistoryThread(
             chat,
             handlers,
@@ -442,6 +460,7 @@ class ChatServer:
             observer=self,
             indexer=self._indexer,
             nicks=nick_leases,
+            shared_files=shared_files,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
@@ -457,6 +476,8 @@ class ChatServer:
                 link.announce(self._announced_address())
                 assert nick_leases is not None
                 link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout + 1.0)
+                if shared_files is not None:
+                    link.run(lambda _js: shared_files.open(), config.cluster.connect_timeout + 1.0)
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)
@@ -538,6 +559,7 @@ class ChatServer:
                 rooms=rooms,
                 tls=fingerprint is not None,
                 fingerprint=fingerprint,
+                servers=self._cluster_peers(),
             )
 
         self._beacon = Beacon(self.config.beacon, snapshot)
@@ -547,6 +569,10 @@ class ChatServer:
             ",".join(self.config.beacon.addresses),
             self.config.beacon.port,
         )
+
+    def _cluster_peers(self) -> tuple[str, ...]:
+        """The other servers of the cluster that a beacon can carry (`cluster_servers`, checked)."""
+        return tuple(address for address in self.cluster_servers if server_address_ok(address))
 
     def sweep_files(self) -> SweepResult:
         """Delete expired files and abandoned uploads now, on the calling thread (the sweeper does this every

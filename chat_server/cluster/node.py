@@ -7,7 +7,6 @@ from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.chat import Chat
-from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
 from chat_server.replies import error_frame
@@ -39,6 +38,7 @@ from shared.messages import (
 from .accounts import SharedAccounts
 from .attention import ClusterAttention
 from .conversation import ClusterConversations
+from .files import FileShared, SharedFiles
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .moderation import SharedModeration
@@ -46,10 +46,9 @@ from .nicks import NickLost
 from .renames import SharedRenames
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
-#: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
-NOT_YET: dict[type, str] = {
-    StoreFile: "file sharing",
-}
+#: `history_unavailable` (docs/cluster.md, "What works and what does not yet"). Empty now: the table is
+#: where a new request type waits until its cluster part exists.
+NOT_YET: dict[type, str] = {}
 
 
 def _refuse(what: str) -> Callable[[Client, Any], None]:
@@ -61,12 +60,15 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
-def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages) -> dict[type, Bound]:
+def cluster_routes(
+    handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages, files: SharedFiles | None = None
+) -> dict[type, Bound]:
     """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
     cluster part registers the appliers of its records with `messages`: `say`, `tell`, the changes of
     registered nicks and their attention, the operators' requests, nick changes), the log's records and
-    publish outcomes are applied, and what is not shared yet is refused. `chat` holds the single server's
-    parts the cluster parts reuse."""
+    publish outcomes are applied, a file put into the object store gets its offer published (`files`, with
+    file sharing on), and what is not shared yet is refused. `chat` holds the single server's parts the
+    cluster parts reuse."""
     routes = dict(handlers)
     accounts = SharedAccounts(chat.accounts, messages)
     routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
@@ -86,6 +88,8 @@ def cluster_routes(handlers: dict[type, Bound], chat: Chat, messages: ClusterMes
     for kind, handler in shared.items():
         routes[kind] = (handler, handlers[kind][1])
     routes[Rename] = (SharedRenames(chat, messages).rename, handlers[Rename][1])
+    if files is not None:
+        routes[FileShared] = (files.shared, False)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
     attention = ClusterAttention(chat.attention, messages, chat.hub)

@@ -134,11 +134,11 @@ def test_direct_message_across_servers(start_cluster_server: Callable[..., ChatS
         assert (told.id, told.text, told.nick) == (ack.id, "psst", "alice")
 
 
-def test_file_sharing_is_off_in_cluster_mode(start_cluster_server: Callable[..., ChatServer]) -> None:
+def test_file_sharing_is_on_in_cluster_mode(start_cluster_server: Callable[..., ChatServer]) -> None:
     server = start_cluster_server("one")
     with ChatTestClient(server.address) as alice:
         welcome = alice.login("alice", ["lobby"])
-        assert welcome.files is None  # file sharing is off in cluster mode
+        assert welcome.files is not None  # file sharing is on in cluster mode (tests/cluster/test_files.py)
         alice.send(Say(room="lobby", text="mine", ref=1))
         mine = alice.recv(Ack, ref=1)
         assert mine.id > 0
