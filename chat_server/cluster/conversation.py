@@ -21,16 +21,26 @@ with the log between the rule and the change:
    The origin answers its requester there: the `ack` (or `ok` for a topic), or the error of the re-check.
 
 An operator's deletion of someone else's message stores two entries on a single server (the `deleted` event
-and its `moderated` entry), and each needs an id of its own: a record has one. So the origin, when it applies
-its own accepted operator deletion, publishes a second record (`deletion_entry`) for the `moderated` entry,
-and acks the requester when that one comes back (with the entry's id, as a single server does). Should the
-origin stop between the two, the deletion stands without its `moderated` entry (docs/cluster.md).
+and, next, its `moderated` entry), and each needs an id of its own, from the one sequence; a record has one
+stream sequence, and the one after it may be any server's record. So the `moderated` entry takes the
+sequence of a record of its own (`deletion_entry`), but it no longer depends on the origin surviving: the
+deletion record (marked ``moderated``) carries all the entry needs (the actor, the reason; the author and the
+room are the stored message's), and *every* server that applies it live writes the same entry record, with a
+de-duplication id made from the deletion's sequence, so JetStream keeps one, whichever server wrote it first.
+Until that record is applied the deletion is *owed* its entry (a row of `OWED_SCHEMA`, in the same
+transaction); the entry record's applier stores the entry only if it is still owed (a copy written after
+JetStream's duplicate window changes nothing, alike on every server), and the origin acks its requester
+there, with the entry's id (as a single server does). A server starting with owed entries writes them again
+(all servers stopped between the two records). A `deletion_entry` without a deletion's sequence (a log of
+the previous version, or `--migrate`) is stored as it comes.
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
+
+import msgpack
 
 from chat_server.history.conversation import (
     Conversations,
@@ -60,6 +70,15 @@ from .messaging import Awaiting, ClusterMessages
 
 log = logging.getLogger(__name__)
 
+#: The operator deletions applied here whose `moderated` entry has not been applied yet (by the deletion's
+#: stream sequence), in the local copy's transaction: the same rows on every server at the same position.
+OWED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cluster_owed_entries (
+    deletion INTEGER PRIMARY KEY,
+    entry    BLOB NOT NULL
+);
+"""
+
 
 class ClusterConversations:
     """Publishes conversation changes to the log and applies the log's (history thread only)."""
@@ -74,6 +93,13 @@ class ClusterConversations:
         self.hub = conversations.hub
         self.store = conversations.store
         self.config = conversations.config
+        #: The requesters (on this server) of operator deletions whose entry is not applied yet, by the
+        #: deletion's stream sequence: acked when the entry comes back, whichever server wrote it.
+        self._acks: dict[int, Awaiting] = {}
+        self.store.add_schema(OWED_SCHEMA)
+        for deletion, entry in self.store.run("SELECT deletion, entry FROM cluster_owed_entries").fetchall():
+            # Applied before this start, its entry not yet: write it again (JetStream keeps one).
+            self._write_entry(deletion, msgpack.unpackb(entry))
         for kind, applier in (
             ("edit", self._apply_edit),
             ("delete", self._apply_delete),
@@ -103,11 +129,12 @@ class ClusterConversations:
         try:
             target, room = self._conversations.visible(client, request.id)
             operator = room is not None and self._moderation.is_operator(client, room.key)
-            check_delete(target, client.key or "", operator)
+            moderated = check_delete(target, client.key or "", operator)
         except (Refused, HistoryError) as refusal:
             self._refuse(client, refusal, request.ref)
             return
-        record = {"k": "delete", "id": target.id, "reason": request.reason}
+        # `moderated`: every server writes the `moderated` entry's record (this version's way, see above).
+        record = {"k": "delete", "id": target.id, "reason": request.reason, "moderated": moderated}
         self._messages.publish(record, Awaiting(client, request.ref))
 
     def react(self, client: Client, request: React) -> None:
@@ -185,26 +212,58 @@ class ClusterConversations:
             self._deliver(target, room, deleted, waiting)
             return
         self._deliver(target, room, deleted, None)
+        if not record.get("moderated"):
+            return  # a record of the previous version: its origin wrote the entry's record next, as then
+        # The `moderated` entry needs an id of its own: it is owed until its record comes back (see above).
+        entry = self._entry(target, actor, record)
+        entry["deletion"], entry["at"] = seq, ts
+        self.store.run(
+            "INSERT INTO cluster_owed_entries (deletion, entry) VALUES (?, ?)", (seq, msgpack.packb(entry))
+        )
         if waiting is not None:
-            # The moderation entry needs an id of its own: the origin logs it as the next record.
-            entry = {
-                "k": "deletion_entry",
-                "room_key": target.room_key,
-                "room": target.room,
-                "actor": actor,
-                "author": target.sender,
-                "reason": record["reason"],
-            }
-            self._messages.publish(entry, waiting)
+            self._acks[seq] = waiting
+        if self._recent(seq, ts):
+            self._write_entry(seq, entry)
 
     def _apply_deletion_entry(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
+        deletion = record.get("deletion")
+        if deletion is not None:
+            self.store.begin()
+            owed = self.store.run("DELETE FROM cluster_owed_entries WHERE deletion = ?", (deletion,))
+            if owed.rowcount == 0:
+                return  # its entry is stored already: a second copy, written after the duplicate window
+            waiting = self._acks.pop(deletion, None)
         room = self.hub.add_room(record["room_key"], record["room"])
         actor, author = record["actor"], record["author"]
-        moderated = store_deletion_entry(
-            self.store, room, actor, author, record["reason"], record["ts"], entry_id=seq
-        )
+        ts = record.get("at", record["ts"])  # the deletion's time, as on a single server
+        moderated = store_deletion_entry(self.store, room, actor, author, record["reason"], ts, entry_id=seq)
         log.info("event=moderation room=%r actions=[('delete', %r)] by=%r", room.name, author, actor)
         self._deliver(None, room, moderated, waiting)
+
+    @staticmethod
+    def _entry(target: Target, actor: str, deletion: dict[str, Any]) -> dict[str, Any]:
+        """The record of the `moderated` entry of `actor`'s deletion of `target` (a room's message)."""
+        return {
+            "k": "deletion_entry",
+            "room_key": target.room_key,
+            "room": target.room,
+            "actor": actor,
+            "author": target.sender,
+            "reason": deletion["reason"],
+        }
+
+    def _recent(self, seq: int, ts: int) -> bool:
+        """Should this server write the entry of the deletion at `seq` (made at `ts`)? Yes if it applies it
+        live (it came after this server started), or within JetStream's duplicate window (a copy of one
+        written already is dropped). An older one read while catching up was written by the servers that
+        applied it then: a copy now would only be a second record."""
+        window_ms = self._messages.link.config.duplicate_window * 1000
+        return seq > self._messages.link.last_seq or now_ms() - ts < window_ms
+
+    def _write_entry(self, deletion: int, entry: dict[str, Any]) -> None:
+        """Publish the `moderated` entry's record of the deletion at sequence `deletion`; JetStream keeps
+        one of the copies that servers write within its duplicate window."""
+        self._messages.publish(dict(entry), None, f"{self._messages.stream}.deletion_entry.{deletion}")
 
     def _apply_react(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
         actor, actor_key, reaction = record["nick"], record["nick_key"], record["reaction"]
