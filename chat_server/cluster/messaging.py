@@ -61,8 +61,34 @@ CREATE TABLE IF NOT EXISTS cluster_log (
     applied INTEGER NOT NULL
 );
 """
-#: The refusal of a message the log could not take.
-UNSTORED = "the cluster's message log (NATS JetStream) is unreachable: the message was not stored"
+#: What a record of each kind stores, as the refusal of one the log could not take names it ("the nick change
+#: was not stored"); a kind missing here is named by its ``k``.
+STORED: dict[str, str] = {
+    "say": "message",
+    "tell": "message",
+    "file": "file offer",
+    "edit": "edit",
+    "delete": "deletion",
+    "deletion_entry": "moderation entry of the deletion",
+    "react": "reaction",
+    "unreact": "removal of the reaction",
+    "topic": "topic",
+    "nick": "nick change",
+    "moderate": "moderation action",
+    "register": "registration",
+    "unregister": "unregistration",
+    "read_marker": "read marker",
+    "notify": "notification level",
+    "keywords": "keywords",
+}
+
+
+def unstored(kind: str, error: str, connected: bool) -> str:
+    """The refusal of a `kind` record the log could not take (`error`: NATS's answer, if it was reached)."""
+    what = STORED.get(kind, f"{kind} record")
+    if not connected:
+        return f"the cluster's message log (NATS JetStream) is unreachable: the {what} was not stored"
+    return f"the {what} was not stored: {error}"
 
 
 @dataclass(slots=True)
@@ -72,6 +98,8 @@ class Awaiting:
     client: Client
     ref: int | None
     client_msg_id: str | None = None
+    #: The kind of the record (its ``k``, set by `publish`): what a refusal says was not stored.
+    kind: str = ""
 
 
 #: What applies one kind of record to this server's copy: (stream sequence, record, the request waiting
@@ -211,6 +239,7 @@ class ClusterMessages(Messages):
         key = requester.key if requester is not None else None
         record.update(o=self.origin, t=token, ts=self._ts(), nick=nick or "", nick_key=key or "")
         if waiting is not None:
+            waiting.kind = record["k"]
             self._awaiting[token] = waiting
         self._outbound.append(Outbound(token, msgpack.packb(record), msg_id))
 
@@ -362,7 +391,7 @@ class ClusterMessages(Messages):
                 continue
             if error is not None:
                 log.warning("event=cluster_publish_failed error=%s", error)
-                message = UNSTORED if not self.link.connected else f"the message was not stored: {error}"
+                message = unstored(waiting.kind, error, self.link.connected)
                 waiting.client.send(error_frame(ErrorCode.HISTORY_UNAVAILABLE, message, waiting.ref))
                 continue
             target = self.store.target(seq)
