@@ -1,12 +1,21 @@
 """Nick changes across the cluster: the new nick is claimed in the cluster's nick bucket (a nick held on
-another server is refused), the rooms on every server see the change, and the old nick is freed everywhere."""
+another server is refused), the change is a record of the log (answered once it is applied; refused, the
+old nick kept, if the log cannot take it), the rooms on every server see it, and the old nick is freed
+everywhere."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator
 
+import nats
+from nats.js.api import DiscardPolicy
+
+from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
-from shared import ChangeNick, Error, History, Join, NickChanged, Ok, RoomState, Welcome
+from shared import Ack, ChangeNick, Error, History, Join, NickChanged, Ok, RoomState, Said, Say, Welcome
 from tests.cluster.test_nicks import try_login
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
@@ -58,3 +67,84 @@ def test_a_nick_held_on_another_server_is_refused_and_an_old_one_is_freed(
         assert isinstance(held, Error)
         assert held.code == "nick_taken"
         wait_until(lambda: isinstance(try_login(two.address, "alice"), Welcome), what="alice free on two")
+
+
+@contextlib.contextmanager
+def log_refusing_records(config: ClusterConfig) -> Iterator[None]:
+    """While inside, the cluster's log stream takes no new record (JetStream refuses it: the stream is at its
+    message limit and discards new ones); the nick bucket, a stream of its own, works on."""
+    asyncio.run(_limit_log(config, full=True))
+    try:
+        yield
+    finally:
+        asyncio.run(_limit_log(config, full=False))
+
+
+async def _limit_log(config: ClusterConfig, *, full: bool) -> None:
+    connection = await nats.connect(list(config.urls))
+    try:
+        js = connection.jetstream()
+        info = await js.stream_info(config.stream)
+        limit = info.state.messages if full else -1
+        discard = DiscardPolicy.NEW if full else DiscardPolicy.OLD
+        await js.update_stream(dataclasses.replace(info.config, max_msgs=limit, discard=discard))
+    finally:
+        await connection.close()
+
+
+def test_a_nick_change_the_log_refuses_keeps_the_old_nick(
+    start_cluster_server: Callable[..., ChatServer], cluster_config: ClusterConfig
+) -> None:
+    """The log refuses the change's record: the requester gets `history_unavailable` naming the nick change
+    (not a message), and no `ok`; nobody hears `nick_changed`; the old nick stays held, and the claim of the
+    new one is released across the cluster."""
+    one = start_cluster_server("one")
+    two = start_cluster_server("two")
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", [])
+        bob.login("bob", [])
+        join(alice, "den")
+        join(bob, "den")
+        alice.send(Say(room="den", text="before", ref=1))  # the stream is not empty: its limit is a count
+        alice.recv(Ack, ref=1)
+        bob.recv(Said)
+        with log_refusing_records(cluster_config):
+            alice.send(ChangeNick(nick="alicia", ref=2))
+            refused = alice.recv_until(lambda m: isinstance(m, Ok | Error) and m.ref == 2, timeout=30)
+        assert isinstance(refused, Error), refused
+        assert refused.code == "history_unavailable"
+        assert refused.message.startswith("the nick change was not stored: "), refused.message
+        alice.send(Say(room="den", text="still alice", ref=3))
+        alice.recv(Ack, ref=3)
+        assert bob.recv(Said).nick == "alice"
+        assert not [m for m in alice.drain() + bob.drain() if isinstance(m, NickChanged)]
+        held = try_login(two.address, "alice")
+        assert isinstance(held, Error)
+        assert held.code == "nick_taken"
+        wait_until(lambda: isinstance(try_login(two.address, "alicia"), Welcome), what="alicia free on two")
+
+
+def test_a_nick_change_is_answered_after_its_record_is_applied(
+    start_cluster_server: Callable[..., ChatServer], cluster_config: ClusterConfig
+) -> None:
+    """The `ok` of a nick change comes once the server applied its record: a message sent right after it
+    carries the new nick, and the other server's member hears of the change first."""
+    one = start_cluster_server("one")
+    two = start_cluster_server("two")
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", [])
+        bob.login("bob", [])
+        join(alice, "den")
+        join(bob, "den")
+        alice.send(ChangeNick(nick="alicia", ref=1))
+        alice.recv(Ok, ref=1)
+        alice.send(Say(room="den", text="renamed", ref=2))
+        said = alice.recv(Ack, ref=2)
+        seen = [bob.recv_until(lambda m: isinstance(m, NickChanged | Said))]
+        while not isinstance(seen[-1], Said):
+            seen.append(bob.recv_until(lambda m: isinstance(m, NickChanged | Said)))
+        changed, message = seen
+        assert isinstance(changed, NickChanged)
+        assert isinstance(message, Said)
+        assert (changed.old, changed.new) == ("alice", "alicia")
+        assert (message.id, message.nick) == (said.id, "alicia")
