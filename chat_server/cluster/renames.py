@@ -20,8 +20,9 @@ of shared state, with the log between the rule and the change:
    released by the bucket's next round, as every nick not held here (so is the old nick after a change, and
    a claimed nick the check refused).
 
-A change of letter case only (the same nick) changes nothing anywhere: it is answered at once, as on a
-single server.
+The same nick again (letter for letter) changes nothing anywhere: it is answered at once, as on a single
+server. A change of letter case only is a record like any change (every server shows the nick anew), and
+renames all the nick's sessions.
 """
 
 from __future__ import annotations
@@ -60,8 +61,8 @@ class SharedRenames:
         record is applied)."""
         change = request.request
         old = client.nick
-        if old is None or fold(change.nick) == client.key:
-            self.chat.rename(client, request)  # the same nick (or its case): nothing shared changes
+        if old is None or change.nick == old:
+            self.chat.rename(client, request)  # the same nick: nothing shared changes
             return
         self.chat.flush()  # a barrier, as on a single server: what the client sent before comes first
         checked = self._check(client, change.nick, request.proof, change.ref)
@@ -75,7 +76,7 @@ class SharedRenames:
     def _check(self, client: Client, nick: str, proof: Proof | None, ref: int | None) -> Standing | bytes:
         """The single server's rules for `client` taking `nick` (chat_server.history.chat): how it stands
         with the nick (free, or its own registered nick), or the error frame refusing it."""
-        if len(client.sessions) > 1:
+        if len(client.sessions) > 1 and fold(nick) != client.key:
             others = len(client.sessions) - 1
             message = f"{client.nick} has {others} other session(s): end them before changing the nick"
             return error_frame(ErrorCode.FORBIDDEN, message, ref)
@@ -116,6 +117,9 @@ class SharedRenames:
             self.messages.hold(client, checked, ref)
             return
         self.hub.register(client, new)  # free here: checked just now, on this thread
+        with self.hub.lock:
+            for session in client.sessions:  # a change of letter case: the nick's other sessions too
+                session.nick = client.nick
         self.chat.accounts.settle(client, checked)
         log.info("conn=%d event=nick old=%r new=%r", client.id, record["old"], new)
         changed = encode(NickChanged(old=record["old"], new=new, ts=record["ts"]))

@@ -148,3 +148,30 @@ def test_a_nick_change_is_answered_after_its_record_is_applied(
         assert isinstance(message, Said)
         assert (changed.old, changed.new) == ("alice", "alicia")
         assert (message.id, message.nick) == (said.id, "alicia")
+
+
+def test_a_change_of_letter_case_is_seen_on_both_servers(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """A change of letter case only is a change too: the other server's members hear it; the same nick again
+    changes nothing and is answered at once."""
+    one = start_cluster_server("one")
+    two = start_cluster_server("two")
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", [])
+        bob.login("bob", [])
+        join(alice, "den")
+        join(bob, "den")
+        alice.send(ChangeNick(nick="Alice", ref=1))
+        alice.recv(Ok, ref=1)
+        for client in (alice, bob):
+            changed = client.recv(NickChanged)
+            assert (changed.old, changed.new) == ("alice", "Alice")
+        alice.send(ChangeNick(nick="Alice", ref=2))
+        again = alice.recv(NickChanged)  # to the user only, as on a single server
+        assert (again.old, again.new) == ("Alice", "Alice")
+        alice.recv(Ok, ref=2)
+        alice.send(Say(room="den", text="same", ref=3))
+        said = alice.recv(Ack, ref=3)
+        assert bob.recv(Said, id=said.id).nick == "Alice"
+        assert not [m for m in bob.drain() if isinstance(m, NickChanged)]
