@@ -68,7 +68,9 @@ Threads
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, each client's
     `account`, the sessions of each registered nick: `Client.sessions`, one list shared by them, and with
     `always_on` the absent sessions standing for registered nicks none of whose connections is there,
-    chat_server.history.presence) and the
+    chat_server.history.presence; in cluster mode also the roster of every server's members and away
+    messages, chat_server.cluster.presence, and the requests held while a client's presence record is on
+    its way) and the
     SQLite *writer* connection, registered nicks included (chat_server.history.accounts): it has the final
     say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
@@ -108,7 +110,10 @@ Threads
     replaces `NatsLink.peers` (a tuple, one assignment) which the history thread reads for `welcome`. Keeps
     the nick bucket in step with the hub's nicks every second (chat_server.cluster.nicks: a copy of the
     nicks under ``Hub.lock``, the writes after releasing it), answers the readers' nick claims, and watches
-    the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Touches no
+    the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Every second
+    compares the servers holding seats in the cluster's roster (`ClusterPresence.seated_origins`, a frozenset
+    the history thread replaces whole) with the live entries of the servers bucket, and reports the dead ones
+    (`Vanished`, chat_server.cluster.presence) to the history thread. Touches no
     client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
     and the history thread reads.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
@@ -233,6 +238,7 @@ if TYPE_CHECKING:
     from .cluster.link import NatsLink
     from .cluster.messaging import ClusterMessages
     from .cluster.nicks import NickLeases
+    from .cluster.presence import ClusterPresence
     from .history.moderation import Moderation
 
 log = logging.getLogger(__name__)
@@ -266,6 +272,11 @@ class ChatServer:
         if config.cluster.enabled and config.files.enabled:
             # File sharing is not shared across servers yet (docs/cluster.md): cluster mode turns it off.
             config = dataclasses.replace(config, files=dataclasses.replace(config.files, enabled=False))
+        if config.cluster.enabled and config.always_on:
+            # An absent nick is one server's session; the cluster's roster has no such thing yet
+            # (docs/cluster.md): cluster mode turns always-on presence off.
+            log.warning("event=always_on_off reason=cluster")
+            config = dataclasses.replace(config, always_on=False)
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -369,6 +380,7 @@ class ChatServer:
     def _start(self, store: HistoryStore, link: NatsLink | None) -> None:
         config = self.config
         cluster_messages: ClusterMessages | None = None
+        presence: ClusterPresence | None = None
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
@@ -385,6 +397,9 @@ class ChatServer:
                 chat = Chat(hub, store, config, self.tally, cluster_messages_of)
                 assert isinstance(chat.messages, ClusterMessages)
                 cluster_messages = chat.messages
+                from .cluster.node import share_presence
+
+                presence = share_presence(chat, cluster_messages)
             else:
                 chat = Chat(hub, store, config, self.tally)
             tls = (
@@ -411,10 +426,10 @@ class ChatServer:
         handlers = bind_history(
             (chat, chat.messages, chat.conversations, chat.rooms, chat.operators, chat.attention)
         )
-        if cluster_messages is not None:
+        if cluster_messages is not None and presence is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, cluster_messages)
+            handlers = cluster_routes(handlers, cluster_messages, presence)
         history = HistoryThread(
             chat,
             handlers,
@@ -456,6 +471,8 @@ class ChatServer:
                 link.announce(self._announced_address())
                 assert nick_leases is not None
                 link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
+                assert presence is not None
+                link.run(lambda _js: presence.start_rounds(link), config.cluster.connect_timeout)
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)

@@ -111,6 +111,8 @@ class ClusterMessages(Messages):
         row = store.run("SELECT applied FROM cluster_log WHERE stream = ?", (self.stream,)).fetchone()
         #: The last stream sequence applied to the local copy.
         self.applied = int(row[0]) if row else 0
+        #: The last one committed.
+        self._committed = self.applied
         newest = store.run("SELECT MAX(id) FROM messages").fetchone()[0] or 0
         if newest > self.applied:
             raise LocalHistoryAhead(
@@ -196,14 +198,15 @@ class ClusterMessages(Messages):
         assert kind not in self.appliers, f"two appliers for {kind!r}"
         self.appliers[kind] = applier
 
-    def publish(self, record: dict[str, Any], waiting: Awaiting | None, msg_id: str | None = None) -> None:
+    def publish(self, record: dict[str, Any], waiting: Awaiting | None, msg_id: str | None = None) -> int:
         """Queue `record` (its ``k`` and fields) for the log, sent at the end of the batch (`flush`).
 
         The record gets this server's origin and token, the time and the requester's nick (empty for the
         server's own records). `waiting` is answered by the applier when the record comes back through the
         log (every server applies it then, this one included), or with `history_unavailable` if the log
         cannot take it. `msg_id` is JetStream's de-duplication id: a second record with the same id within
-        the duplicate window is not stored (`published` acks a waiting `say` or `tell` as a duplicate)."""
+        the duplicate window is not stored (`published` acks a waiting `say` or `tell` as a duplicate).
+        Returns the record's token (what a `Published` outcome names it by)."""
         token = next(self._tokens)
         requester = waiting.client if waiting is not None else None
         nick = requester.nick if requester is not None else None
@@ -212,15 +215,34 @@ class ClusterMessages(Messages):
         if waiting is not None:
             self._awaiting[token] = waiting
         self._outbound.append(Outbound(token, msgpack.packb(record), msg_id))
+        return token
 
     def flush(self) -> None:
-        """Commit and deliver what was applied (`Messages.flush`), then publish the batch's messages."""
+        """Commit and deliver what was applied (`Messages.flush`), then publish the batch's messages.
+
+        A batch of records that delivered nothing (its changes concern nobody here) is committed too."""
         super().flush()
+        try:
+            self.store.commit()  # nothing to do if the batch's deliveries committed it
+        except HistoryError as error:
+            self.history_failed(error, [])
+            self.link.refollow(self._committed)
+        self._committed = self.applied
         if self._outbound:
             outbound, self._outbound = self._outbound, []
             self.link.publish(outbound)
 
     # -- Applying the log (every server) --------------------------------------------------------------------
+
+    def barrier(self, seq: int) -> None:
+        """Commit and deliver every record applied before record `seq` (an applier calls it first when its
+        record is a barrier, as a join is on a single server: chat_server.history.chat), so what the record
+        sends goes out after the deliveries of every record before it, to the members as they were then."""
+        before = seq - 1
+        if before > self.applied:
+            self._save_position(before)
+            self.applied = before
+        self.flush()
 
     def apply(self, _link: Client, request: Replicated) -> None:
         """Insert the log's records into the local copy and hold their deliveries until the commit."""
@@ -234,12 +256,7 @@ class ClusterMessages(Messages):
                 self._apply_record(seq, msgpack.unpackb(payload))
                 applied = seq
             if applied != self.applied:
-                self.store.begin()
-                self.store.run(
-                    "INSERT INTO cluster_log (stream, applied) VALUES (?, ?)"
-                    " ON CONFLICT (stream) DO UPDATE SET applied = excluded.applied",
-                    (self.stream, applied),
-                )
+                self._save_position(applied)
         except HistoryError as error:
             # The batch is rolled back; the records come again once the consumer is reset at the position.
             log.error("event=cluster_apply_failed error=%s", error)
@@ -248,6 +265,15 @@ class ClusterMessages(Messages):
             self.link.refollow(self.applied)
             return
         self.applied = applied
+
+    def _save_position(self, applied: int) -> None:
+        """Write how far the local copy has applied the log, in the open transaction."""
+        self.store.begin()
+        self.store.run(
+            "INSERT INTO cluster_log (stream, applied) VALUES (?, ?)"
+            " ON CONFLICT (stream) DO UPDATE SET applied = excluded.applied",
+            (self.stream, applied),
+        )
 
     def _apply_record(self, seq: int, record: dict[str, Any]) -> None:
         waiting = self._awaiting.pop(record["t"], None) if record["o"] == self.origin else None

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
+from chat_server.history.chat import Chat, Disconnect
 from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
@@ -35,6 +36,7 @@ from shared.messages import (
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
+from .presence import ClusterPresence, Vanished
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
@@ -69,17 +71,31 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
-def cluster_routes(handlers: dict[type, Bound], messages: ClusterMessages) -> dict[type, Bound]:
+def share_presence(chat: Chat, messages: ClusterMessages) -> ClusterPresence:
+    """Make room membership, away messages and sign-offs go through the cluster's log."""
+    presence = ClusterPresence(chat, messages)
+    chat.rooms.shared = presence
+    return presence
+
+
+def cluster_routes(
+    handlers: dict[type, Bound], messages: ClusterMessages, presence: ClusterPresence
+) -> dict[type, Bound]:
     """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, and what is not shared yet is refused."""
+    and publish outcomes are applied, and what is not shared yet is refused. A client's requests wait while
+    one of its presence records is on its way (chat_server.cluster.presence)."""
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
-    routes[Replicated] = (messages.apply, False)
-    routes[Published] = (messages.published, False)
-    routes[NickLost] = (messages.nick_lost, False)
     for kind, what in NOT_YET.items():
         routes[kind] = (_refuse(what), handlers[kind][1])
+    routes = {kind: (presence.hold(handler), needs_login) for kind, (handler, needs_login) in routes.items()}
+    routes[Disconnect] = (presence.disconnected(handlers[Disconnect][0]), handlers[Disconnect][1])
+    routes[Replicated] = (presence.replicated(messages.apply), False)
+    routes[Published] = (presence.published(messages.published), False)
+    routes[NickLost] = (presence.nick_lost(messages.nick_lost), False)
+    routes[Vanished] = (presence.vanished, False)
+    presence.routes = routes
     return routes
 
 
