@@ -287,6 +287,8 @@ class ClusterPresence:
         self._save_seat(key, name, nick_key, seat)
         self._origins_changed()
         ours = origin == self.origin and client is not None
+        if ours:
+            self._moved.pop(nick_key, None)  # it is here again
         if client is not None and ours and isinstance(waiting, Joining):
             if moved_from is not None and nick_key in self._away:
                 with self.hub.lock:  # the nick's away message came with it
@@ -324,18 +326,30 @@ class ClusterPresence:
     def _apply_leave(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
         self._messages.barrier(seq)
         client = self._settled(waiting, record)
-        key, nick_key, origin = record["room_key"], record["member_key"], record["o"]
-        seat = self._seats.get(key, {}).get(nick_key)
-        if seat is not None and seat.origin == origin:
-            self._unseat(key, nick_key)
-            room = self.hub.rooms.get(key)
-            if room is not None:
-                left = Left(room=room.name, nick=seat.nick, ts=record["ts"], reason=record["reason"])
-                self.hub.publish(room, encode(left))
-                self._unseat_here(room, nick_key, origin)
-                self.moderation.left(room)
+        self.put_out(record["room_key"], record["member_key"], record["reason"], record["ts"], record["o"])
         if client is not None and waiting is not None:
             answer(client, waiting.ref)
+
+    def put_out(
+        self, room_key: str, nick_key: str, reason: str | None, ts: int, origin: str | None = None
+    ) -> bool:
+        """Take the nick `nick_key` out of the room `room_key` on this server, as every server does when it
+        applies the same record: its seat goes, this server's members of the room (the nick's own sessions
+        here included) get `left` with `reason`, and the nick's sessions here leave the room. False if it was
+        not in the room (or, with `origin`, not seated by that server: a leave published before it moved).
+
+        For the appliers of other records that put a member out (a kick, a ban: chat_server.cluster's
+        moderation): call it on every server, in the applier, after `ClusterMessages.barrier(seq)`."""
+        seat = self._seats.get(room_key, {}).get(nick_key)
+        if seat is None or (origin is not None and seat.origin != origin):
+            return False
+        self._unseat(room_key, nick_key)
+        room = self.hub.rooms.get(room_key)
+        if room is not None:
+            self.hub.publish(room, encode(Left(room=room.name, nick=seat.nick, ts=ts, reason=reason)))
+            self._unseat_here(room, nick_key, seat.origin)
+            self.moderation.left(room)
+        return True
 
     def _apply_away(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
         self._messages.barrier(seq)
@@ -503,12 +517,14 @@ class ClusterPresence:
             if seat.origin == self.origin
         }
         for key, nick in mine.items():
-            if key in self.hub.nicks or key in leaving:
-                self._moved.pop(key, None)
+            if (
+                key in self.hub.nicks
+                or key in leaving
+                or now - self._moved.get(key, -MOVE_GRACE) <= MOVE_GRACE
+            ):
                 continue
-            if now - self._moved.get(key, 0.0) > MOVE_GRACE:
-                self._moved.pop(key, None)
-                self._sign_off(nick, key, "connection lost")
+            self._sign_off(nick, key, "connection lost")
+        self._moved = {key: since for key, since in self._moved.items() if now - since <= MOVE_GRACE}
 
     def _release(self) -> None:
         """Apply the held requests of the clients whose records are all applied now, in order."""

@@ -60,14 +60,19 @@ class RoomStates:
         operator of the room only). `members` lists the room's people when this server's clients are not all
         of them (cluster mode: a `Member` for each nick on another server; chat_server.cluster.presence).
         """
-        # One entry per nick, however many sessions it has.
-        listed = (people(room) if members is None else members)[: self.max_list]
-        entries = [
-            self._entry(member, is_op(member))
-            if isinstance(member, Client)
-            else (to_wire(member), members_size([member]))
-            for member in listed
-        ]
+        listed: Sequence[Client | Member]
+        if members is None:
+            clients = people(room)[: self.max_list]  # one entry per nick, however many sessions it has
+            entries = [self._entry(member, is_op(member)) for member in clients]
+            listed = clients
+        else:
+            listed = members[: self.max_list]
+            entries = [
+                self._entry(member, is_op(member))
+                if isinstance(member, Client)
+                else (to_wire(member), members_size([member]))
+                for member in listed
+            ]
         state = RoomState(room=room.name, topic=room.topic, members=(), ref=ref)
         if rules is not None:
             state = RoomState(

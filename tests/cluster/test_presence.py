@@ -10,9 +10,15 @@ from pathlib import Path
 from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
+from shared import PROTOCOL_NAME
 from shared.messages import (
+    PROTOCOL_VERSION,
     Ack,
     AwayChanged,
+    Error,
+    Hello,
+    History,
+    Join,
     Joined,
     Leave,
     Left,
@@ -25,6 +31,7 @@ from shared.messages import (
     Say,
     SetAway,
     SignedOff,
+    Welcome,
     Who,
 )
 from tests.server.client import ChatTestClient, wait_until
@@ -254,3 +261,89 @@ def test_a_restarted_server_cleans_its_previous_lifes_members_at_once(
 def test_always_on_is_off_in_cluster_mode(start_cluster_server: Callable[..., ChatServer]) -> None:
     server = start_cluster_server("one", always_on=True)
     assert server.config.always_on is False  # an absent nick is one server's: not in the roster yet
+
+
+def test_a_member_resuming_on_another_server_is_shown_once(
+    tmp_path: Path,
+    nats_cluster: NatsCluster,
+    cluster_config: ClusterConfig,
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    lease = dataclasses.replace(cluster_config, server_lease=3.0)
+    config = cluster_toml(tmp_path, cluster_config, 3.0)
+    common = ("--config", str(config), "--cluster", nats_cluster.url_list, "--port", "0")
+    two = start_cluster_server("two", cluster=lease)
+    with ServerProcess(*common, "--data-dir", str(tmp_path / "1")) as one, ChatTestClient(two.address) as bob:
+        assert one.address is not None, one.first_line
+        bob.login("bob", ["lobby"])
+        with ChatTestClient(one.address) as old, ChatTestClient(one.address) as carol:
+            token = old.login("alice", ["lobby"]).resume_token
+            carol.login("carol", ["lobby"])
+            everyone = [("bob", None), ("alice", None), ("carol", None)]
+            wait_until(lambda: Asker(bob).who("lobby") == everyone, what="bob sees alice and carol")
+            bob.drain()
+            resumed: list[ChatTestClient] = []
+
+            def resume() -> bool:
+                """alice's client fails over to server two with its resume token (taken once the token's
+                hash is in the nick bucket, within a round of the login)."""
+                new = ChatTestClient(two.address)
+                hello = Hello(
+                    proto=PROTOCOL_NAME,
+                    version=PROTOCOL_VERSION,
+                    nick="alice",
+                    rooms=("lobby",),
+                    resume_token=token,
+                )
+                new.send(hello)
+                if isinstance(new.recv_until(lambda m: isinstance(m, Welcome | Error)), Welcome):
+                    new.recv(History, room="lobby")
+                    resumed.append(new)
+                    return True
+                new.close()
+                return False
+
+            wait_until(resume, what="alice resumed on server two")
+            with resumed[0] as alice:
+                old.error("session_replaced")  # server one ends the old session, and publishes nothing for it
+                assert Asker(alice).who("lobby") == everyone  # alice in her place, once
+                one.kill()  # carol goes with her server; alice's seat is server two's now
+                wait_until(
+                    lambda: Asker(bob).who("lobby") == [("bob", None), ("alice", None)], 15.0, "carol gone"
+                )
+                bob.send(Say(room="lobby", text="after", ref=1))
+                bob.recv(Ack, ref=1)
+                alice.recv(Said, text="after")
+                changes = [
+                    summary(frame, {})
+                    for frame in bob.drain()
+                    if isinstance(frame, Joined | Left | SignedOff)
+                ]
+                assert changes == [("signed_off", "carol")]
+        one.close()
+
+
+def test_requests_pipelined_behind_a_join_wait_for_it(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    one = start_cluster_server("one")
+    two = start_cluster_server("two")
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        bob.login("bob", ["lobby"])
+        alice.hello("alice", ["lobby"])
+        alice.send(Say(room="lobby", text="right after the hello", ref=1))  # before the join is applied
+        alice.send(Join(room="side", ref=2))
+        alice.send(Say(room="side", text="right after the join", ref=3))
+        alice.send(Leave(room="side", ref=4))
+        alice.send(Say(room="side", text="after leaving", ref=5))
+        alice.recv(Ack, ref=1)
+        alice.recv(RoomState, ref=2)
+        alice.recv(Ack, ref=3)
+        alice.recv(Ok, ref=4)
+        assert alice.recv(Error, ref=5).code == "not_in_room"  # as on a single server
+        before: list[Message] = []
+        while not (before and isinstance(before[-1], Said)):
+            before.append(bob.recv_until(lambda _frame: True))
+        assert before[-1].text == "right after the hello"
+        joins = [(m.nick, m.room) for m in before if isinstance(m, Joined) and m.nick != "bob"]
+        assert joins == [("alice", "lobby")]
