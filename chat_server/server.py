@@ -470,7 +470,7 @@ class ChatServer:
                 follow(link, history, cluster_messages)
                 link.announce(self._announced_address())
                 assert nick_leases is not None
-                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout)
+                link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout + 1.0)
                 assert presence is not None
                 link.run(lambda _js: presence.start_rounds(link), config.cluster.connect_timeout)
             except BaseException:

@@ -165,15 +165,7 @@ class NatsLink:
             raise ClusterUnavailable(f"cannot use the servers bucket: {error!r}") from None
 
     async def _start_announcing(self, address: str | None) -> None:
-        from nats.js.api import KeyValueConfig
-        from nats.js.errors import BucketNotFoundError
-
-        name = f"{self.config.bucket_prefix}-servers"
-        try:
-            self._servers = await self._js.key_value(name)
-        except BucketNotFoundError:
-            wanted = KeyValueConfig(bucket=name, ttl=self.config.server_lease, replicas=self.config.replicas)
-            self._servers = await self._js.create_key_value(wanted)
+        self._servers = await self.key_value("servers", ttl=self.config.server_lease)
         await self._refresh(address)
         self._tasks.append(self._loop.create_task(self._keep_announcing(address)))
         watcher = await self._servers.watchall()
@@ -415,6 +407,28 @@ class NatsLink:
         )
         await self._ensure_stream(deadline)
         self._tasks.append(self._loop.create_task(self._publisher()))
+
+    async def key_value(self, name: str, *, ttl: float) -> Any:
+        """The key-value bucket `bucket_prefix`-`name` (created with `replicas` copies and entries that
+        expire after `ttl` seconds if it does not exist yet), retried until `connect_timeout`: a bucket is a
+        stream, and creating it fails while JetStream places its replicas or elects its leader."""
+        from nats.js.api import KeyValueConfig
+        from nats.js.errors import BucketNotFoundError
+
+        bucket = f"{self.config.bucket_prefix}-{name}"
+        deadline = self._loop.time() + self.config.connect_timeout
+        while True:
+            try:
+                try:
+                    return await self._js.key_value(bucket)
+                except BucketNotFoundError:
+                    wanted = KeyValueConfig(bucket=bucket, ttl=ttl, replicas=self.config.replicas)
+                    return await self._js.create_key_value(wanted)
+            except Exception as error:  # JetStream not ready for it yet: try again until the deadline
+                if self._loop.time() >= deadline:
+                    raise ClusterUnavailable(f"cannot open the bucket {bucket}: {error!r}") from None
+                log.info("event=bucket_retry bucket=%s error=%r", bucket, error)
+                await asyncio.sleep(CONNECT_RETRY)
 
     async def _ensure_stream(self, deadline: float) -> None:
         from nats.js.api import StorageType, StreamConfig

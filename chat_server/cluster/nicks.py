@@ -122,16 +122,7 @@ class NickLeases:
 
     async def open(self) -> None:
         """Open (or create) the bucket and start the rounds."""
-        from nats.js.api import KeyValueConfig
-        from nats.js.errors import BucketNotFoundError
-
-        config = self.link.config
-        name = f"{config.bucket_prefix}-nicks"
-        try:
-            self._bucket = await self.link.js.key_value(name)
-        except BucketNotFoundError:
-            wanted = KeyValueConfig(bucket=name, ttl=config.server_lease, replicas=config.replicas)
-            self._bucket = await self.link.js.create_key_value(wanted)
+        self._bucket = await self.link.key_value("nicks", ttl=self.link.config.server_lease)
         self.link.keep(self._rounds())
         self.link.keep(self._watch(await self._bucket.watchall()))
 

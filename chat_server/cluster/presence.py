@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -138,7 +139,9 @@ class ClusterPresence:
         self._away: dict[str, str] = {}
         #: The servers holding seats, replaced whole when it changes (read by the ``nats`` thread's round).
         self.seated_origins: frozenset[str] = frozenset()
+        self._per_origin: Counter[str] = Counter()  # how many seats each server holds
         self._in_flight: dict[Client, int] = {}  # records of a client published and not applied yet
+        self._joins: dict[int, Client] = {}  # token -> joiner, for joins in flight
         self._held: dict[Client, list[Any]] = {}  # its requests that came meanwhile, in order
         self._ready: list[Client] = []  # clients whose held requests may be applied now
         self._tokens: dict[int, Client] = {}  # the token of each record in flight -> its requester
@@ -167,10 +170,10 @@ class ClusterPresence:
         ).fetchall()
         for room_key, nick_key, name, nick, origin, since, op in rows:
             self._seats.setdefault(room_key, {})[nick_key] = Seat(nick, origin, int(since), bool(op))
+            self._count_origin(origin, 1)
             # Every seat is another server's (this one has a new origin at each start).
             self.hub.count_elsewhere(self.hub.add_room(room_key, name), 1)
         self._away = dict(self.store.run("SELECT nick_key, message FROM cluster_away").fetchall())
-        self._origins_changed()
         stream = self._messages.stream
         row = self.store.run("SELECT origin FROM cluster_self WHERE stream = ?", (stream,)).fetchone()
         self.store.run(
@@ -188,7 +191,14 @@ class ClusterPresence:
     ) -> None:
         """`client` may join the room `key`: publish the join."""
         record = {"k": "join", "room_key": key, "room": name, "member": client.nick, "member_key": client.key}
-        self._publish(client, record, Joining(client, ref, after=after, backfill=backfill))
+        token = self._publish(client, record, Joining(client, ref, after=after, backfill=backfill))
+        self._joins[token] = client
+
+    def joining(self, client: Client) -> int:
+        """How many joins of `client` are on their way (they count against `max_rooms_per_client`)."""
+        return (
+            sum(1 for joiner in self._joins.values() if joiner is client) if client in self._in_flight else 0
+        )
 
     def leave(self, client: Client, room: Room, reason: str | None, ref: int | None) -> None:
         """`client` leaves `room`: publish the leave."""
@@ -212,9 +222,11 @@ class ClusterPresence:
         record = {"k": "signoff", "member": nick, "member_key": key, "reason": reason}
         self._leaving[self._messages.publish(record, None)] = key
 
-    def _publish(self, client: Client, record: dict[str, Any], waiting: Awaiting) -> None:
-        self._tokens[self._messages.publish(record, waiting)] = client
+    def _publish(self, client: Client, record: dict[str, Any], waiting: Awaiting) -> int:
+        token = self._messages.publish(record, waiting)
+        self._tokens[token] = client
         self._in_flight[client] = self._in_flight.get(client, 0) + 1
+        return token
 
     def _vanish(self, origin: str) -> None:
         record = {"k": "gone", "server": origin}
@@ -257,6 +269,7 @@ class ClusterPresence:
             return None
         client = waiting.client
         self._tokens.pop(record["t"], None)
+        self._joins.pop(record["t"], None)
         self._one_less(client)
         holder = self.hub.nicks.get(record["member_key"])
         return client if holder is not None and client in holder.sessions else None
@@ -283,9 +296,12 @@ class ClusterPresence:
         moved_from = seat.origin if seat is not None and seat.origin != origin else None
         if seat is None:
             seat = seats[nick_key] = Seat(nick, origin, seq, was_empty)
+            self._count_origin(origin, 1)
+        elif moved_from is not None:
+            self._count_origin(moved_from, -1)
+            self._count_origin(origin, 1)
         seat.origin, seat.nick = origin, nick
         self._save_seat(key, name, nick_key, seat)
-        self._origins_changed()
         ours = origin == self.origin and client is not None
         if ours:
             self._moved.pop(nick_key, None)  # it is here again
@@ -430,17 +446,24 @@ class ClusterPresence:
 
     def _unseat(self, room_key: str, nick_key: str) -> None:
         seats = self._seats.get(room_key, {})
-        seats.pop(nick_key, None)
+        seat = seats.pop(nick_key, None)
         if not seats:
             self._seats.pop(room_key, None)
+        if seat is not None:
+            self._count_origin(seat.origin, -1)
         self.store.begin()
         self.store.run("DELETE FROM cluster_seats WHERE room_key = ? AND nick_key = ?", (room_key, nick_key))
-        self._origins_changed()
 
-    def _origins_changed(self) -> None:
-        origins = frozenset(seat.origin for seats in self._seats.values() for seat in seats.values())
-        if origins != self.seated_origins:
-            self.seated_origins = origins
+    def _count_origin(self, origin: str, change: int) -> None:
+        """`change` more (or fewer) seats held by `origin`; `seated_origins` follows when a server comes or
+        goes (a new frozenset, one assignment: the ``nats`` thread reads it)."""
+        count = self._per_origin[origin] + change
+        if count > 0:
+            self._per_origin[origin] = count
+        else:
+            self._per_origin.pop(origin, None)
+        if (count > 0) != (origin in self.seated_origins):
+            self.seated_origins = frozenset(self._per_origin)
 
     # -- Requests of the link, and holding a client's requests ----------------------------------------------
 
@@ -461,6 +484,7 @@ class ClusterPresence:
         def disconnect(client: Client, request: Disconnect) -> None:
             self._held.pop(client, None)
             self._in_flight.pop(client, None)
+            self._joins = {token: joiner for token, joiner in self._joins.items() if joiner is not client}
             handler(client, request)
 
         return disconnect
@@ -486,6 +510,7 @@ class ClusterPresence:
                 client = self._tokens.pop(token, None)
                 if client is not None:
                     self._one_less(client)
+                self._joins.pop(token, None)
                 self._leaving.pop(token, None)  # the round publishes it again
                 self._vanishing.pop(token, None)
             self._release()

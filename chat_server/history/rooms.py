@@ -56,6 +56,10 @@ class SharedPresence(Protocol):
     ) -> None:
         """`client` may join the room `key`: publish the join."""
 
+    def joining(self, client: Client) -> int:
+        """How many joins of `client` are on their way (they count against `max_rooms_per_client`)."""
+        ...
+
     def leave(self, client: Client, room: Room, reason: str | None, ref: int | None) -> None:
         """`client` leaves `room` (a member): publish the leave."""
 
@@ -121,7 +125,8 @@ class Rooms:
         if room is not None and key in client.rooms:
             self.send_join_answer(client, room, after, backfill, ref)  # a member already: answered again
             return
-        if len(client.rooms) >= self.config.max_rooms_per_client:
+        joining = 0 if self.shared is None else self.shared.joining(client)
+        if len(client.rooms) + joining >= self.config.max_rooms_per_client:
             limit = self.config.max_rooms_per_client
             client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, f"you are in {limit} rooms already", ref))
             return

@@ -347,3 +347,17 @@ def test_requests_pipelined_behind_a_join_wait_for_it(
         assert before[-1].text == "right after the hello"
         joins = [(m.nick, m.room) for m in before if isinstance(m, Joined) and m.nick != "bob"]
         assert joins == [("alice", "lobby")]
+
+
+def test_the_hellos_rooms_beyond_the_limit_are_refused(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    one = start_cluster_server("one", max_rooms_per_client=2)
+    two = start_cluster_server("two", max_rooms_per_client=2)
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.hello("alice", ["a", "b", "c"])  # the joins of a and b are on their way when c is checked
+        assert alice.error("too_many_rooms").code == "too_many_rooms"
+        alice.recv(History, room="a")
+        alice.recv(History, room="b")
+        bob.login("bob", [])
+        wait_until(lambda: Asker(bob).rooms() == [("a", 1), ("b", 1)], what="alice in two rooms, seen on two")
