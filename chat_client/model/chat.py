@@ -496,17 +496,21 @@ def _stopped_typing(model: ChatModel, key: str, nick: str, changes: Changes) -> 
 def on_said(model: ChatModel, event: Said, changes: Changes) -> None:
     key = model.room(event.room).key
     _stopped_typing(model, key, event.nick, changes)
-    kind = LineKind.ACTION if event.action else LineKind.MESSAGE
-    own = fold(event.nick) == fold(model.nick)
+    _add_message(model, changes, key, event)
+
+
+def _add_message(model: ChatModel, changes: Changes, key: str, event: Said | Told) -> None:
+    """A room's (`Said`) or a conversation's (`Told`) message, as a line of buffer `key`."""
     model.add_line(
         changes,
         key,
-        kind,
+        LineKind.ACTION if event.action else LineKind.MESSAGE,
         event.text,
         nick=event.nick,
         ts=event.ts / 1000,
         message_id=event.id,
-        own=own,
+        own=fold(event.nick) == fold(model.nick),
+        direct=isinstance(event, Told),
         state=event,
     )
 
@@ -522,20 +526,7 @@ def on_told(model: ChatModel, event: Told, changes: Changes) -> None:
     if not existed:
         # A conversation may have history from earlier sessions: scrolling past its top asks.
         model.buffers[key].more_before = True
-    kind = LineKind.ACTION if event.action else LineKind.MESSAGE
-    own = fold(event.nick) == fold(model.nick)
-    model.add_line(
-        changes,
-        key,
-        kind,
-        event.text,
-        nick=event.nick,
-        ts=event.ts / 1000,
-        message_id=event.id,
-        own=own,
-        direct=True,
-        state=event,
-    )
+    _add_message(model, changes, key, event)
     if not existed:
         changes.buffers = True
 

@@ -426,18 +426,15 @@ def parse(line: str) -> Command:
         case "search":
             return parse_search(rest)
         case "reply" | "edit":
-            number, text = split_first(rest)
+            message_id, text = _message_id_and(rest, f"/{name} ID TEXT")
             if not text:
                 raise CommandError(f"usage: /{name} ID TEXT")
-            message_id = _message_id(number, f"/{name} ID TEXT")
             return ReplyCommand(message_id, text) if name == "reply" else EditCommand(message_id, text)
         case "delete":
-            number, reason = split_first(rest)
-            return DeleteCommand(_message_id(number, "/delete ID [REASON]"), reason or None)
+            message_id, reason = _message_id_and(rest, "/delete ID [REASON]")
+            return DeleteCommand(message_id, reason or None)
         case "react" | "unreact":
-            number, reaction = split_first(rest)
-            message_id = _message_id(number, f"/{name} ID REACTION")
-            reaction = reaction.strip()
+            message_id, reaction = _message_id_and(rest, f"/{name} ID REACTION")
             problem = reaction_problem(reaction) if reaction else "usage: give a REACTION"
             if problem is not None:
                 raise CommandError(f"usage: /{name} ID REACTION ({problem})")
@@ -467,12 +464,14 @@ def parse(line: str) -> Command:
     raise CommandError(f"unknown command /{name}; /help lists the commands")
 
 
-def _message_id(word: str, usage: str) -> int:
-    """A message id as typed: ``42`` or ``#42``."""
+def _message_id_and(rest: str, usage: str) -> tuple[int, str]:
+    """`ID` and what follows it (stripped, "" when absent), as `/reply`, `/edit`, `/delete`, `/react` and
+    `/unreact` take them; an ID is typed ``42`` or ``#42``."""
+    word, tail = split_first(rest)
     number = word.lstrip("#")
     if not (number.isascii() and number.isdigit()) or len(number) > 16:
         raise CommandError(f"usage: {usage} (ID: the message's number)")
-    return int(number)
+    return int(number), tail
 
 
 def _substitution(line: str) -> SubstituteCommand | None:

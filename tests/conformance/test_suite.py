@@ -184,3 +184,11 @@ def test_our_configured_server_passes_the_configured_group(tmp_path: Path) -> No
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("PASS  ") == len(cases)
     assert f"{len(cases)} passed, 0 failed" in result.stdout
+
+
+def test_the_docs_count_the_cases_of_each_group() -> None:
+    """docs/conformance.md gives the number of cases of the default and the configured group as the
+    transcripts hold them (a count that drifts tells a reader the wrong size of the suite)."""
+    page = (ROOT / "docs" / "conformance.md").read_text(encoding="utf-8")
+    assert f"(files without a header, {len(load())} cases)" in page
+    assert f"(`08-configured.jsonl`, {len(load(group='configured'))} cases)" in page
