@@ -28,6 +28,7 @@ import logging
 import secrets
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -104,6 +105,8 @@ class NatsLink:
         self._closed = False
         #: True while the connection to NATS is up (written by the loop; read by any thread).
         self.connected = False
+        #: When it last came up (`time.monotonic()`; written by the loop).
+        self.connected_since = 0.0
         #: The stream's last sequence when the server started (read by the history thread at start).
         self.last_seq = 0
         #: How many messages the stream held then.
@@ -402,6 +405,7 @@ class NatsLink:
                 f"cannot reach NATS at {', '.join(config.urls)} within {config.connect_timeout:g} s"
             ) from None
         self.connected = True
+        self.connected_since = time.monotonic()
         self._js = self._nc.jetstream(
             timeout=config.publish_timeout, publish_async_max_pending=config.max_in_flight
         )
@@ -504,6 +508,7 @@ class NatsLink:
 
     async def _reconnected(self) -> None:
         self.connected = True
+        self.connected_since = time.monotonic()
         log.info("event=nats_reconnected")
 
     async def _error(self, error: Exception) -> None:

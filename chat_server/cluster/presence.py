@@ -326,9 +326,15 @@ class ClusterPresence:
             self.hub.count_elsewhere(room, 1)
         if moved_from is not None:
             self._unseat_here(room, nick_key, moved_from)
-        if new and not ours:
+        if new and not ours and not self._here(nick_key, key, origin):
             # Another server's member (or one of ours that left meanwhile: its sign-off follows in the log).
             self.hub.publish(room, encode(Joined(room=room.name, nick=nick, ts=ts, op=seat.op)))
+
+    def _here(self, nick_key: str, room_key: str, origin: str) -> bool:
+        """True if `origin` is this server and the nick is in the room here already (seated again after
+        the others found this server dead: its clients never left)."""
+        holder = self.hub.nicks.get(nick_key) if origin == self.origin else None
+        return holder is not None and room_key in holder.rooms
 
     def _unseat_here(self, room: Room, nick_key: str, origin: str) -> None:
         """The seat of `nick_key` in `room` is no longer `origin`'s: count it, or take our client out."""
@@ -403,6 +409,9 @@ class ClusterPresence:
         origin = record["server"]
         if record["o"] == self.origin:
             self._vanishing.pop(record["t"], None)
+        if origin == self.origin:
+            self._seat_again()
+            return
         nicks = {
             key: seat.nick
             for seats in self._seats.values()
@@ -413,6 +422,27 @@ class ClusterPresence:
             log.info("event=server_gone server=%s nicks=%d", origin, len(nicks))
         for key, nick in nicks.items():
             self._remove(key, nick, origin, GONE_REASON, record["ts"])
+
+    def _seat_again(self) -> None:
+        """The other servers found this one dead (NATS was away from it for longer than `server_lease`) and
+        signed its members off: drop its seats and publish a join for each of its members' rooms again
+        (the others see them join again; its own clients see nothing, they never left)."""
+        log.warning("event=declared_gone (NATS was away too long): seating this server's members again")
+        for room_key, seats in list(self._seats.items()):
+            for nick_key in [key for key, seat in seats.items() if seat.origin == self.origin]:
+                self._unseat(room_key, nick_key)
+        with self.hub.lock:
+            holders = [(client, list(client.rooms.values())) for client in self.hub.nicks.values()]
+        for holder, rooms in holders:
+            for room in rooms:
+                record = {
+                    "k": "join",
+                    "room_key": room.key,
+                    "room": room.name,
+                    "member": holder.nick,
+                    "member_key": holder.key,
+                }
+                self._messages.publish(record, None)
 
     def _remove(self, key: str, nick: str, origin: str, reason: str | None, ts: int) -> None:
         """Sign the nick `key` off from every room where `origin` seated it: its neighbours here hear it."""
@@ -578,6 +608,9 @@ class ClusterPresence:
             try:
                 seated = self.seated_origins  # first: every one of these had announced itself before
                 alive = await link.alive_servers()
-                link.report(Vanished(seated - alive))
+                # Back from an outage, the others refresh their entries within a third of the lease: wait
+                # for that before calling anyone dead.
+                settled = time.monotonic() - link.connected_since > link.config.server_lease / 3 + ROUND
+                link.report(Vanished(seated - alive if settled else frozenset()))
             except Exception as error:  # NATS away for a moment: the next round tries again
                 log.warning("event=presence_round_failed error=%r", error)

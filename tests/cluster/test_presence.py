@@ -3,14 +3,18 @@ two chat servers on one real three-node NATS JetStream cluster, clients on each,
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+
+import msgpack
 
 from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
 from shared import PROTOCOL_NAME
+from shared.addresses import host_port
 from shared.messages import (
     PROTOCOL_VERSION,
     Ack,
@@ -361,3 +365,56 @@ def test_the_hellos_rooms_beyond_the_limit_are_refused(
         alice.recv(History, room="b")
         bob.login("bob", [])
         wait_until(lambda: Asker(bob).rooms() == [("a", 1), ("b", 1)], what="alice in two rooms, seen on two")
+
+
+async def declare_gone(config: ClusterConfig, address: tuple[str, int]) -> None:
+    """Publish to the log what the others publish when they find the server at `address` dead (its id read
+    from the servers bucket): as after a NATS outage longer than the lease, seen from the others."""
+    import nats
+
+    connection = await nats.connect(list(config.urls))
+    try:
+        js = connection.jetstream()
+        servers = await js.key_value(f"{config.bucket_prefix}-servers")
+        origins = [
+            key
+            for key in await servers.keys()
+            if (await servers.get(key)).value == host_port(*address).encode()
+        ]
+        record = {
+            "k": "gone",
+            "server": origins[0],
+            "o": "a-test",
+            "t": 1,
+            "ts": 1,
+            "nick": "",
+            "nick_key": "",
+        }
+        await js.publish(config.log_subject, msgpack.packb(record))
+    finally:
+        await connection.close()
+
+
+def test_a_server_declared_gone_while_alive_seats_its_members_again(
+    cluster_config: ClusterConfig, start_cluster_server: Callable[..., ChatServer]
+) -> None:
+    one = start_cluster_server("one")
+    two = start_cluster_server("two")
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", ["lobby"])
+        bob.login("bob", ["lobby"])
+        both = [("alice", None), ("bob", None)]
+        wait_until(lambda: Asker(bob).who("lobby") == both, what="bob sees alice")
+        alice.drain()
+        bob.drain()
+        asyncio.run(declare_gone(cluster_config, one.address))
+        assert bob.recv(SignedOff, nick="alice").reason is not None
+        assert bob.recv(Joined, nick="alice").room == "lobby"  # server one seated her again
+        again = [("bob", None), ("alice", None)]  # she joined again, after bob
+        wait_until(
+            lambda: Asker(bob).who("lobby") == again and Asker(alice).who("lobby") == again, what="both"
+        )
+        alice.send(Say(room="lobby", text="still here", ref=1))
+        alice.recv(Ack, ref=1)  # she never left, as far as her own server goes
+        assert bob.recv(Said).text == "still here"
+        assert [frame for frame in alice.drain() if isinstance(frame, Joined | Left | SignedOff)] == []
