@@ -429,7 +429,7 @@ class ChatServer:
         if cluster_messages is not None and presence is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, cluster_messages, presence)
+            handlers = cluster_routes(handlers, chat, cluster_messages, presence)
         history = HistoryThread(
             chat,
             handlers,

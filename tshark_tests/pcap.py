@@ -1,6 +1,7 @@
 """Reading a classic pcap file of loopback traffic without Wireshark: the independent side of the dissector's
-test. Loopback loses and reorders nothing, so each direction's TCP payloads, in capture order, are its byte
-stream (retransmissions do not happen there; a repeated sequence number is skipped all the same)."""
+test. Each direction's TCP payloads are put in the order of their sequence numbers (counted from the SYN's,
+modulo 2**32), not in capture order: on a loaded machine the capture of loopback traffic has been seen out of
+order, and a repeated or overlapping segment is taken once."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from pathlib import Path
 ETHERNET, LINUX_SLL = 1, 113
 
 Flow = tuple[int, int]  # (source port, destination port)
+#: The SYN bit of the TCP flags byte.
+SYN = 0x02
 
 
 def packets(path: Path) -> list[bytes]:
@@ -31,8 +34,8 @@ def packets(path: Path) -> list[bytes]:
 
 def tcp_streams(path: Path) -> dict[Flow, bytes]:
     """Each TCP direction's payload bytes, keyed by (source port, destination port)."""
-    streams: dict[Flow, bytearray] = defaultdict(bytearray)
-    next_seq: dict[Flow, int] = {}
+    first: dict[Flow, int] = {}  # the sequence number of each direction's first payload byte
+    segments: dict[Flow, dict[int, bytes]] = defaultdict(dict)  # offset from `first` -> payload
     for ip in packets(path):
         if not ip or ip[0] >> 4 != 4 or ip[9] != 6:
             continue
@@ -40,12 +43,23 @@ def tcp_streams(path: Path) -> dict[Flow, bytes]:
         total = struct.unpack("!H", ip[2:4])[0]
         tcp = ip[header:total]
         source, destination, seq = struct.unpack("!HHI", tcp[:8])
-        payload = tcp[(tcp[12] >> 4) * 4 :]
         flow = (source, destination)
-        if payload and next_seq.get(flow, seq) <= seq:
-            streams[flow] += payload
-            next_seq[flow] = seq + len(payload)
-    return {flow: bytes(data) for flow, data in streams.items()}
+        if tcp[13] & SYN:
+            first[flow] = (seq + 1) % 2**32
+            continue
+        payload = tcp[(tcp[12] >> 4) * 4 :]
+        if payload:
+            offset = (seq - first.setdefault(flow, seq)) % 2**32
+            if len(payload) > len(segments[flow].get(offset, b"")):
+                segments[flow][offset] = payload
+    streams: dict[Flow, bytes] = {}
+    for flow, parts in segments.items():
+        stream = bytearray()
+        for offset in sorted(parts):
+            if offset + len(parts[offset]) > len(stream):  # what is not there yet (overlaps taken once)
+                stream += parts[offset][max(0, len(stream) - offset) :]
+        streams[flow] = bytes(stream)
+    return streams
 
 
 def udp_datagrams(path: Path) -> list[tuple[Flow, bytes]]:

@@ -9,8 +9,8 @@ The window of attempt *n* is ``min(maximum, max(initial * factor**n, spread * pe
 window, but at least `spread` seconds for each of the other people the client saw in its rooms. A client
 alone on a server keeps the short window (back within about `initial` seconds); fifty clients who shared a
 room spread their first attempts over about fifty times `spread`, so the restarted server sees a steady
-trickle instead of a wall. The reachability probe (chat_client.net.runner) uses the same crowd window, so a
-client that finds the server back after a long outage does not rush in with all the others either.
+trickle instead of a wall. The reachability probe (chat_client.net.connection) uses the same crowd window,
+so a client that finds the server back after a long outage does not rush in with all the others either.
 """
 
 from __future__ import annotations

@@ -18,14 +18,17 @@ import heapq
 import itertools
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from chat_client.net.errors import ClientClosed, ConnectionLost, ServerError
 from chat_client.net.events import Event, OutboxChanged
 from chat_client.net.outbox import DeliveryState, MessageOutbox, OutboxEntry
 from chat_client.net.pacing import Pacer
-from chat_client.net.session import Session
 from shared import Ack, ErrorCode, Message
 from shared import Error as ErrorFrame
+
+if TYPE_CHECKING:  # the connection drives this module: its session is only an annotation here
+    from chat_client.net.connection import Session
 
 #: Seconds to wait before resending a message refused with `rate_limited` and no `retry_after_ms`.
 RATE_LIMIT_RETRY = 1.0

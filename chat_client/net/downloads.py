@@ -21,11 +21,11 @@ from chat_client.net.errors import ChecksumMismatch, TransferError
 from chat_client.net.filework import check_data, open_partial, place, sha256_of
 from chat_client.net.progress import TransferState
 from chat_client.net.savename import safe_name
-from chat_client.net.session import Session
 from shared import Error as ErrorFrame
 from shared import FileData, FileOffered, GetFile
 
-if TYPE_CHECKING:  # transfers imports this module: its classes are only annotations here
+if TYPE_CHECKING:  # transfers imports this module: the session and its classes are only annotations here
+    from chat_client.net.connection import Session
     from chat_client.net.transfers import FileTransfers, Transfer
 
 

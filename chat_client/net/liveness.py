@@ -23,11 +23,14 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from chat_client.net.errors import ConnectionLost
 from chat_client.net.events import Event, LagMeasured
-from chat_client.net.session import Session
 from shared import Ping, Pong
+
+if TYPE_CHECKING:  # the connection drives this module: its session is only an annotation here
+    from chat_client.net.connection import Session
 
 #: How many recent round-trip times the answer deadline looks at (it uses the slowest of them).
 RTT_SAMPLES = 8

@@ -20,7 +20,7 @@ DEFAULT_PING_RTT_MULTIPLE = 4.0
 #: ...but never within fewer than this many seconds (the floor of the answer deadline).
 DEFAULT_PING_GRACE = 2.0
 #: While waiting to reconnect after a connection failure, try a TCP connect this often (seconds) to learn
-#: at once that the server is back (chat_client.net.runner).
+#: at once that the server is back (chat_client.net.connection).
 DEFAULT_PROBE_INTERVAL = 0.25
 #: Events kept for a consumer that does not read them; beyond this the oldest are dropped (and logged).
 DEFAULT_EVENT_QUEUE_LIMIT = 20_000

@@ -43,16 +43,18 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chat_client.net.downloads import download
 from chat_client.net.errors import ConnectionLost, TransferCancelled, TransferError, UnknownFile
 from chat_client.net.events import Event
 from chat_client.net.filework import partial_path
 from chat_client.net.progress import Direction, RateMeter, TransferInfo, TransferState, TransferUpdate
-from chat_client.net.session import Session
 from chat_client.net.uploads import upload
 from shared import CancelFile, FileDone, FileOffered, FileProgress, Message, fold
+
+if TYPE_CHECKING:  # the connection drives this module: its session is only an annotation here
+    from chat_client.net.connection import Session
 
 __all__ = ["CLOSED", "FileTransfers", "Transfer"]
 

@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING
 from chat_client.net.errors import TransferError
 from chat_client.net.filework import sha256_of
 from chat_client.net.progress import TransferState
-from chat_client.net.session import Session
 from shared import Error as ErrorFrame
 from shared import FileChunk, FileDone, FileOffered, FileProgress, OfferFile
 
-if TYPE_CHECKING:  # transfers imports this module: its classes are only annotations here
+if TYPE_CHECKING:  # transfers imports this module: the session and its classes are only annotations here
+    from chat_client.net.connection import Session
     from chat_client.net.transfers import FileTransfers, Transfer
 
 

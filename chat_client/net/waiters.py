@@ -13,11 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from chat_client.net.errors import RequestTimeout, ServerError
-from chat_client.net.session import Session
 from shared import Error as ErrorFrame
 from shared import Message, fold
+
+if TYPE_CHECKING:  # the connection drives this module: its session is only an annotation here
+    from chat_client.net.connection import Session
 
 
 @dataclass(slots=True)

@@ -103,6 +103,7 @@ class NatsLink:
         self._reading = 0  # the generation of the consumer the loop reads from
         self._stopping = False  # set by `closing()`: hand nothing more to the history thread
         self._closed = False
+        self._last_error: Exception | None = None  # what nats-py last reported (named if start fails)
         #: True while the connection to NATS is up (written by the loop; read by any thread).
         self.connected = False
         #: When it last came up (`time.monotonic()`; written by the loop).
@@ -401,8 +402,10 @@ class NatsLink:
         try:
             self._nc = await asyncio.wait_for(nats.connect(**options), config.connect_timeout)
         except TimeoutError:
+            # nats-py keeps trying; what it last reported says why (refused, TLS, authorization...)
+            why = f" (the last error: {_said(self._last_error)})" if self._last_error is not None else ""
             raise ClusterUnavailable(
-                f"cannot reach NATS at {', '.join(config.urls)} within {config.connect_timeout:g} s"
+                f"cannot reach NATS at {', '.join(config.urls)} within {config.connect_timeout:g} s{why}"
             ) from None
         self.connected = True
         self.connected_since = time.monotonic()
@@ -512,5 +515,11 @@ class NatsLink:
         log.info("event=nats_reconnected")
 
     async def _error(self, error: Exception) -> None:
+        self._last_error = error
         if not self._stopping:
             log.warning("event=nats_error error=%r", error)
+
+
+def _said(error: BaseException) -> str:
+    """An error as one line for a person: its message, or its kind when it has none."""
+    return str(error).strip() or type(error).__name__

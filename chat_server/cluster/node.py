@@ -79,11 +79,13 @@ def share_presence(chat: Chat, messages: ClusterMessages) -> ClusterPresence:
 
 
 def cluster_routes(
-    handlers: dict[type, Bound], messages: ClusterMessages, presence: ClusterPresence
+    handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages, presence: ClusterPresence
 ) -> dict[type, Bound]:
-    """The history thread's handlers in cluster mode: `say` and `tell` go to the log, the log's records
-    and publish outcomes are applied, and what is not shared yet is refused. A client's requests wait while
-    one of its presence records is on its way (chat_server.cluster.presence)."""
+    """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
+    cluster part registers the appliers of its records with `messages`), the log's records and publish
+    outcomes are applied, and what is not shared yet is refused. `chat` holds the single server's parts
+    the cluster parts reuse. A client's requests wait while one of its presence records is on its way
+    (`presence`: chat_server.cluster.presence)."""
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)

@@ -181,8 +181,10 @@ class ClusterPresence:
             " ON CONFLICT (stream) DO UPDATE SET origin = excluded.origin",
             (stream, self.origin),
         )
-        if row is not None and row[0] in self.seated_origins:
-            self._vanish(str(row[0]))  # its members: this server is starting again, they are gone
+        if row is not None and row[0] != self.origin:
+            # Its previous life's members are gone: the record comes after every record it published then
+            # (some may not be applied here yet), so none of its seats is left.
+            self._vanish(str(row[0]))
 
     # -- Publishing (the `SharedPresence` of chat_server.history.rooms) -----------------------------------
 
@@ -603,14 +605,22 @@ class ClusterPresence:
         link.keep(self._rounds(link))
 
     async def _rounds(self, link: NatsLink) -> None:
+        missing: dict[str, float] = {}  # a server holding seats -> since when its entry is missing
         while True:
             await asyncio.sleep(ROUND)  # the period of the comparison, not a synchronisation
             try:
                 seated = self.seated_origins  # first: every one of these had announced itself before
                 alive = await link.alive_servers()
-                # Back from an outage, the others refresh their entries within a third of the lease: wait
-                # for that before calling anyone dead.
-                settled = time.monotonic() - link.connected_since > link.config.server_lease / 3 + ROUND
-                link.report(Vanished(seated - alive if settled else frozenset()))
+                now = time.monotonic()
+                missing = {origin: missing.get(origin, now) for origin in seated - alive}
+                # A server whose refresh came late (a loaded machine) is back within a third of the lease;
+                # and back from an outage, the others refresh their entries within as long: only then is a
+                # server that is still missing dead.
+                grace = link.config.server_lease / 3
+                settled = now - link.connected_since > grace + ROUND
+                dead = (
+                    [origin for origin, since in missing.items() if now - since >= grace] if settled else []
+                )
+                link.report(Vanished(frozenset(dead)))
             except Exception as error:  # NATS away for a moment: the next round tries again
                 log.warning("event=presence_round_failed error=%r", error)

@@ -132,7 +132,7 @@ class Messages:
 
     def after_commit(
         self,
-        client: Client,
+        client: Client | None,
         frame: bytes,
         ref: int | None,
         relay: bytes | None = None,
@@ -140,7 +140,8 @@ class Messages:
     ) -> None:
         """Hold `frame` for `client` (and `relay` for `recipients`) until the open transaction commits, like
         an ack: for another part's change written into the batch (a read marker, which the nick's other
-        sessions hear of too). If the commit fails, `client` is refused instead.
+        sessions hear of too; `client` is None for a change another server of the cluster asked for). If the
+        commit fails, `client` is refused instead.
 
         If the write itself failed, call `write_failed` instead."""
         self._pending.append(_Stored(client, frame, ref, relay, recipients=recipients))

@@ -114,26 +114,34 @@ def test_a_name_whose_first_address_is_dead_connects_over_the_other(
     """`--host NAME` (IPv6 and IPv4): the first address the resolver gives never answers, the server is on
     the second one; the client connects over the second at once instead of waiting out its connect timeout."""
     hosts, (dead, alive) = dual_hosts
-    blackhole = Blackhole(dead)
-    try:
-        with LiveServer(fast_server_config(tmp_path / "server", host=alive, port=blackhole.port)) as server:
-            assert server.port == blackhole.port
-            result = in_private_hosts(
-                hosts,
-                sys.executable,
-                "-m",
-                "chat_client",
-                "--plain",
-                "--host",
-                DUAL_NAME,
-                "--port",
-                str(server.port),
-                "--nick",
-                "bob",
-                stdin="hello from both families\n/quit\n",
-            )
-    finally:
-        blackhole.close()
+    for _attempt in range(5):
+        # The server takes a free port on the live address first; the blackhole then takes the same port
+        # on the dead one (the other family), which another program may hold: then try another port.
+        with LiveServer(fast_server_config(tmp_path / "server", host=alive, port=0)) as server:
+            try:
+                blackhole = Blackhole(dead, server.port)
+            except OSError:
+                continue
+            try:
+                result = in_private_hosts(
+                    hosts,
+                    sys.executable,
+                    "-m",
+                    "chat_client",
+                    "--plain",
+                    "--host",
+                    DUAL_NAME,
+                    "--port",
+                    str(server.port),
+                    "--nick",
+                    "bob",
+                    stdin="hello from both families\n/quit\n",
+                )
+            finally:
+                blackhole.close()
+            break
+    else:
+        raise AssertionError("no port free on both addresses in five tries")
     assert result.returncode == 0, result.stderr
     assert "hello from both families" in result.stdout
 

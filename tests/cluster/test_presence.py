@@ -196,8 +196,8 @@ def test_a_killed_servers_members_are_signed_off_once_everywhere(
     cluster_config: ClusterConfig,
     start_cluster_server: Callable[..., ChatServer],
 ) -> None:
-    lease = dataclasses.replace(cluster_config, server_lease=3.0)
-    config = cluster_toml(tmp_path, cluster_config, 3.0)
+    lease = dataclasses.replace(cluster_config, server_lease=5.0)
+    config = cluster_toml(tmp_path, cluster_config, 5.0)
     common = ("--config", str(config), "--cluster", nats_cluster.url_list, "--port", "0")
     two = start_cluster_server("two", cluster=lease)
     three = start_cluster_server("three", cluster=lease)  # two survivors: both notice, one `gone` lands
@@ -273,8 +273,8 @@ def test_a_member_resuming_on_another_server_is_shown_once(
     cluster_config: ClusterConfig,
     start_cluster_server: Callable[..., ChatServer],
 ) -> None:
-    lease = dataclasses.replace(cluster_config, server_lease=3.0)
-    config = cluster_toml(tmp_path, cluster_config, 3.0)
+    lease = dataclasses.replace(cluster_config, server_lease=5.0)
+    config = cluster_toml(tmp_path, cluster_config, 5.0)
     common = ("--config", str(config), "--cluster", nats_cluster.url_list, "--port", "0")
     two = start_cluster_server("two", cluster=lease)
     with ServerProcess(*common, "--data-dir", str(tmp_path / "1")) as one, ChatTestClient(two.address) as bob:
