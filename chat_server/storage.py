@@ -430,13 +430,15 @@ class HistoryStore:
         reason: str | None,
         until: int | None,
         ts: int,
+        entry_id: int | None = None,
     ) -> int:
-        """Insert a moderation entry of a room in the open transaction and return its id."""
+        """Insert a moderation entry of a room in the open transaction and return its id (`entry_id` if
+        given: the cluster's stream sequence, as for `add_room_message`)."""
         self.begin()
         cursor = self._run(
-            "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, event, target, until)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ts, room_key, room, actor, fold(actor), reason or "", action, target, until),
+            "INSERT INTO messages (id, ts, room_key, room, sender, sender_key, text, event, target, until)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (entry_id, ts, room_key, room, actor, fold(actor), reason or "", action, target, until),
         )
         return int(cursor.lastrowid or 0)
 
@@ -471,16 +473,26 @@ class HistoryStore:
             text=row[10],
         )
 
-    def add_event(self, target: Target, *, kind: str, actor: str, ts: int, text: str = "") -> int:
-        """Store a conversation event about `target` (in the open transaction) and return its id: in the
-        target's room, or in the direct conversation of its two ends; the target's `rev` becomes its id."""
+    def add_event(
+        self,
+        target: Target,
+        *,
+        kind: str,
+        actor: str,
+        ts: int,
+        text: str = "",
+        event_id: int | None = None,
+    ) -> int:
+        """Store a conversation event about `target` (in the open transaction) and return its id (`event_id`
+        if given: the cluster's stream sequence, as for `add_room_message`): in the target's room, or in the
+        direct conversation of its two ends; the target's `rev` becomes its id."""
         self.begin()
         actor_key = fold(actor)
         if target.room_key is not None:
             cursor = self._run(
-                "INSERT INTO messages (ts, room_key, room, sender, sender_key, text, event, target_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (ts, target.room_key, target.room, actor, actor_key, text, kind, target.id),
+                "INSERT INTO messages (id, ts, room_key, room, sender, sender_key, text, event, target_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event_id, ts, target.room_key, target.room, actor, actor_key, text, kind, target.id),
             )
             event_id = int(cursor.lastrowid or 0)
         else:
@@ -490,9 +502,9 @@ class HistoryStore:
                 (target.recipient, target.recipient_key) if mine else (target.sender, target.sender_key)
             )
             cursor = self._run(
-                "INSERT INTO messages (ts, sender, sender_key, recipient, recipient_key, text, event,"
-                " target_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (ts, actor, actor_key, other, other_key, text, kind, target.id),
+                "INSERT INTO messages (id, ts, sender, sender_key, recipient, recipient_key, text, event,"
+                " target_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (event_id, ts, actor, actor_key, other, other_key, text, kind, target.id),
             )
             event_id = int(cursor.lastrowid or 0)
             ends = {target.sender_key, target.recipient_key or target.sender_key}

@@ -170,7 +170,16 @@ class NatsLink:
 
     async def _start_announcing(self, address: str | None) -> None:
         self._servers = await self.key_value("servers", ttl=self.config.server_lease)
-        await self._refresh(address)
+        deadline = self._loop.time() + self.config.connect_timeout
+        while True:  # a bucket just created may not take a write yet (its leader is being elected)
+            try:
+                await self._refresh(address)
+                break
+            except Exception as error:
+                if self._loop.time() >= deadline:
+                    raise
+                log.info("event=servers_retry error=%r", error)
+                await asyncio.sleep(CONNECT_RETRY)
         self._tasks.append(self._loop.create_task(self._keep_announcing(address)))
         watcher = await self._servers.watchall()
         self._tasks.append(self._loop.create_task(self._watch_servers(watcher)))

@@ -14,7 +14,8 @@ record recognises it (its origin id and token) and puts the sender's `ack` in th
 So an ack means: JetStream stored the message (replicated), and this server's copy has it too.
 
 The log holds records of several kinds (``k``): `say` and `tell` are applied here; each other cluster part
-(chat_server.cluster) publishes its own kinds with `publish` and registers their appliers with `applies`.
+(chat_server.cluster) publishes its own kinds with `publish` and registers their appliers with `applies`
+(`edit`, `delete`, `deletion_entry`, `react`, `unreact` and `topic`: chat_server.cluster.conversation).
 An applier runs on every server, in stream order, in the open transaction: it re-checks its record against
 the state the earlier records made (so every server decides alike: this is a replicated state machine, with
 the log as its one order), and the server that published the record answers its requester there.

@@ -33,6 +33,7 @@ from shared.messages import (
     Unreact,
 )
 
+from .conversation import ClusterConversations
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .nicks import NickLost
@@ -41,11 +42,6 @@ from .presence import ClusterPresence, Vanished
 #: Requests that change state the servers do not share yet: refused in cluster mode with
 #: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
 NOT_YET: dict[type, str] = {
-    Edit: "editing messages",
-    Delete: "deleting messages",
-    React: "reactions",
-    Unreact: "reactions",
-    SetTopic: "setting a topic",
     Kick: "moderation",
     Ban: "moderation",
     Unban: "moderation",
@@ -89,6 +85,12 @@ def cluster_routes(
     routes = dict(handlers)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
+    conversations = ClusterConversations(messages, chat.conversations, chat.rooms, chat.moderation)
+    routes[Edit] = (conversations.edit, True)
+    routes[Delete] = (conversations.delete, True)
+    routes[React] = (conversations.react, True)
+    routes[Unreact] = (conversations.unreact, True)
+    routes[SetTopic] = (conversations.set_topic, True)
     for kind, what in NOT_YET.items():
         routes[kind] = (_refuse(what), handlers[kind][1])
     routes = {kind: (presence.hold(handler), needs_login) for kind, (handler, needs_login) in routes.items()}

@@ -272,7 +272,7 @@ class Messages:
 
     def hold(
         self,
-        sender: Client,
+        sender: Client | None,
         frame: bytes,
         ref: int | None,
         *,
@@ -282,7 +282,8 @@ class Messages:
         answers: bool = True,
     ) -> None:
         """Hold a frame for `sender` (and `relay` for `room`'s other members, or for `recipients`) until the
-        open transaction commits: the other parts' durable requests (chat_server.history.conversation)."""
+        open transaction commits: the other parts' durable requests (chat_server.history.conversation).
+        A `sender` of None (a change another server of the cluster asked for): `relay` goes to everyone."""
         self._pending.append(_Stored(sender, frame, ref, relay, room, recipients, answers))
 
     def failed_write(self, client: Client, error: HistoryError, ref: int | None) -> None:

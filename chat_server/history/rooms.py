@@ -246,12 +246,8 @@ class Rooms:
     def set_topic(self, client: Client, request: SetTopic) -> None:
         """Store and announce a room's new topic (its operators only, when the topic is locked)."""
         self._messages.flush()
-        room = member_room(client, request.room, request.ref)
+        room = self.topic_room(client, request)
         if room is None:
-            return
-        if self._moderation.topic_locked(client, room):
-            message = f"the topic of {room.name} is locked: only its operators set it"
-            client.send(error_frame(ErrorCode.NOT_OPERATOR, message, request.ref))
             return
         try:
             self.store.save_topic(room.key, room.name, request.topic)
@@ -267,6 +263,16 @@ class Rooms:
         changed = TopicChanged(room=room.name, topic=request.topic, nick=client.nick or "", ts=self._ts())
         self.hub.publish(room, encode(changed))
         answer(client, request.ref)
+
+    def topic_room(self, client: Client, request: SetTopic) -> Room | None:
+        """The room whose topic `client` may set with `request` (a member, and an operator if the topic is
+        locked); else None, after telling `client` why (cluster mode asks it too)."""
+        room = member_room(client, request.room, request.ref)
+        if room is not None and self._moderation.topic_locked(client, room):
+            message = f"the topic of {room.name} is locked: only its operators set it"
+            client.send(error_frame(ErrorCode.NOT_OPERATOR, message, request.ref))
+            return None
+        return room
 
     def who(self, client: Client, request: Who) -> None:
         """Answer with the `room_state` of a room (of a closed one: to its members only)."""

@@ -1,12 +1,15 @@
 """`chat-server --cluster URLS --migrate FILE`: a single server's history, published into an empty stream,
-is what the cluster's servers then serve (same senders, texts, timestamps; ids renumbered, replies kept)."""
+is what the cluster's servers then serve (same senders, texts, timestamps, edits, deletions and reactions;
+ids renumbered, replies and events kept)."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,7 +18,22 @@ from chat_server.cluster.config import ClusterConfig
 from chat_server.cluster.migrate import MigrationError, migrate
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
-from shared.messages import Ack, Delete, FetchHistory, History, Said, Say, Tell
+from shared import DELETED_TEXT, Message
+from shared.messages import (
+    Ack,
+    Delete,
+    Edit,
+    FetchHistory,
+    History,
+    Ok,
+    React,
+    RoomState,
+    Said,
+    Say,
+    SetTopic,
+    Tell,
+    Unreact,
+)
 from tests.server.client import ChatTestClient
 from tests.server.conftest import TEST_SETTINGS, no_leaks
 from tests.server.process import ServerProcess
@@ -24,59 +42,118 @@ from tests.server.process import ServerProcess
 __all__ = ["no_leaks"]
 
 
-def single_server_history(folder: Path) -> Path:
-    """A history made by the single-server mode: room messages, a reply, a deleted message, a DM."""
+def single_server_history(folder: Path) -> tuple[Path, History, History]:
+    """A history made by the single-server mode: room messages, a reply, an edit, reactions (one taken off),
+    an own deletion and an operator's, a DM with a reaction; and its room `lobby` and alice's direct
+    conversations as alice's pages showed them there."""
     server = ChatServer(ServerConfig(**{**TEST_SETTINGS, "data_dir": folder}))
     with server, ChatTestClient(server.address) as alice, ChatTestClient(server.address) as bob:
-        alice.login("alice", ["lobby", "dev"])
+        alice.login("alice", ["lobby", "dev"])  # the first in lobby: its operator
         bob.login("bob", ["lobby"])
-        alice.send(Say(room="lobby", text="first", client_msg_id="c1", ref=1))
-        first = alice.recv(Ack, ref=1)
-        alice.send(Say(room="dev", text="in dev", ref=2))
-        alice.recv(Ack, ref=2)
-        alice.send(Say(room="lobby", text="gone soon", ref=3))
-        gone = alice.recv(Ack, ref=3)
-        alice.send(Delete(id=gone.id, ref=4))
-        alice.recv(Ack, ref=4)
-        bob.send(Say(room="lobby", text="a reply", reply_to=first.id, ref=5))
-        bob.recv(Ack, ref=5)
-        bob.send(Tell(to="alice", text="psst", ref=6))
-        bob.recv(Ack, ref=6)
-    return server.config.history_path
+        refs = iter(range(1, 100))
+
+        def acked(client: ChatTestClient, request: Message) -> Ack:
+            ref = next(refs)
+            client.send(dataclasses.replace(request, ref=ref))  # type: ignore[type-var]
+            return client.recv(Ack, ref=ref)
+
+        first = acked(alice, Say(room="lobby", text="first"))
+        acked(alice, Say(room="dev", text="in dev", client_msg_id="c1"))
+        gone = acked(alice, Say(room="lobby", text="gone soon"))
+        acked(alice, Delete(id=gone.id))
+        acked(bob, Say(room="lobby", text="a reply", reply_to=first.id))
+        psst = acked(bob, Tell(to="alice", text="psst"))
+        acked(alice, Edit(id=first.id, text="first, edited"))
+        acked(bob, React(id=first.id, reaction="👍"))
+        acked(bob, React(id=first.id, reaction="🎉"))
+        acked(bob, Unreact(id=first.id, reaction="🎉"))
+        acked(alice, React(id=psst.id, reaction="👀"))
+        rude = acked(bob, Say(room="lobby", text="rude"))
+        acked(alice, Delete(id=rude.id, reason="no"))  # an operator's: a moderated entry too
+        alice.send(SetTopic(room="lobby", topic="all about lobbies", ref=97))
+        alice.recv(Ok, ref=97)
+        lobby = page(alice, 98, room="lobby")
+        direct = page(alice, 99, direct=True)
+    return server.config.history_path, lobby, direct
 
 
-def page(client: ChatTestClient, ref: int, **where: object) -> list[Said]:
+def page(client: ChatTestClient, ref: int, **where: object) -> History:
+    """A history page of `client`'s server (the latest 100 entries of a room, or of its direct messages)."""
     client.send(FetchHistory(limit=100, ref=ref, **where))  # type: ignore[arg-type]
-    return [m for m in client.recv(History, ref=ref).messages if isinstance(m, Said)]
+    return client.recv(History, ref=ref)
+
+
+def said(history: History) -> list[Said]:
+    """The room messages of a page."""
+    return [m for m in history.messages if isinstance(m, Said)]
+
+
+def renumbered(history: History, ids: dict[int, int], ref: int) -> History:
+    """`history` with every id (of its entries, the messages they reply to or change, `rev`) mapped by
+    `ids`, and `ref`."""
+
+    def entry(m: Any) -> Any:
+        fields = {
+            name: ids[getattr(m, name)]
+            for name in ("id", "message_id", "reply_to", "rev")
+            if getattr(m, name, None) is not None
+        }
+        return dataclasses.replace(m, **fields)
+
+    events = None if history.events is None else tuple(entry(e) for e in history.events)
+    return dataclasses.replace(
+        history, messages=tuple(entry(m) for m in history.messages), events=events, ref=ref
+    )
+
+
+def entry_ids(history: History) -> list[int]:
+    """The ids of a page's entries (messages, moderation entries and events), in order."""
+    return sorted([m.id for m in history.messages] + [e.id for e in history.events or ()])
 
 
 def test_migrate_then_serve(
     tmp_path: Path, cluster_config: ClusterConfig, start_cluster_server: Callable[..., ChatServer]
 ) -> None:
-    db = single_server_history(tmp_path / "single")
+    """The migrated history is served as the single server served it: the same entries (messages as
+    edited, tombstones, reactions, events, the operator's deletion entry) under new ids."""
+    db, single_lobby, single_direct = single_server_history(tmp_path / "single")
     report = migrate(db, cluster_config)
-    assert (report.room_messages, report.direct_messages, report.skipped_deleted) == (3, 1, 1)
-    assert report.skipped_other >= 1  # the deletion's event
+    assert (report.room_messages, report.direct_messages, report.deleted) == (5, 1, 2)
+    assert (report.events, report.topics, report.skipped_other) == (8, 1, 0)
     server = start_cluster_server("cluster")  # a new data folder: it applies the stream
     with ChatTestClient(server.address) as alice:
         alice.login("alice", ["lobby", "dev"])
+        assert alice.recv(RoomState, room="lobby").topic == "all about lobbies"
         lobby = page(alice, 10, room="lobby")
-        assert [(m.nick, m.text) for m in lobby] == [("alice", "first"), ("bob", "a reply")]
-        assert lobby[1].reply_to == lobby[0].id
-        assert [m.text for m in page(alice, 11, room="dev")] == ["in dev"]
+        assert [(m.nick, m.text) for m in said(lobby)] == [
+            ("alice", "first, edited"),
+            ("alice", DELETED_TEXT),
+            ("bob", "a reply"),
+            ("bob", DELETED_TEXT),
+        ]
+        old_ids, new_ids = entry_ids(single_lobby), entry_ids(lobby)
+        assert len(old_ids) == len(new_ids)
+        assert renumbered(single_lobby, dict(zip(old_ids, new_ids, strict=True)), 10) == lobby
+        direct = page(alice, 11, direct=True)
+        old_ids, new_ids = entry_ids(single_direct), entry_ids(direct)
+        assert renumbered(single_direct, dict(zip(old_ids, new_ids, strict=True)), 11) == direct
+        dev = said(page(alice, 12, room="dev"))
+        assert [m.text for m in dev] == ["in dev"]
         with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as old:
-            old_ts = dict(old.execute("SELECT text, ts FROM messages WHERE event IS NULL"))
-        assert all(m.ts == old_ts[m.text] for m in lobby)
+            old_ts = dict(
+                old.execute("SELECT text, ts FROM messages WHERE event IS NULL AND deleted IS NULL")
+            )
+        assert said(lobby)[2].ts == old_ts["a reply"]
         # A resend of an old message with its client_msg_id is recognised as a duplicate.
-        alice.send(Say(room="lobby", text="first", client_msg_id="c1", ref=12))
-        again = alice.recv(Ack, ref=12)
-        assert (again.duplicate, again.id) == (True, lobby[0].id)
+        alice.send(Say(room="dev", text="in dev", client_msg_id="c1", ref=13))
+        again = alice.recv(Ack, ref=13)
+        assert (again.duplicate, again.id) == (True, dev[0].id)
     with pytest.raises(MigrationError, match="already holds"):
         migrate(db, cluster_config)  # only into an empty stream
 
 
 def test_migrate_command(tmp_path: Path, nats_cluster: NatsCluster) -> None:
-    db = single_server_history(tmp_path / "single")
+    db, _lobby, _direct = single_server_history(tmp_path / "single")
     stream, prefix = nats_cluster.stream_names()
     config = tmp_path / "server.toml"
     config.write_text(f'[cluster]\nstream = "{stream}"\nsubject_prefix = "{prefix}"\n')
@@ -84,7 +161,7 @@ def test_migrate_command(tmp_path: Path, nats_cluster: NatsCluster) -> None:
     with ServerProcess(*arguments) as command:
         assert command.process.wait(60) == 0
         out, err = command.close()
-    assert f"migrated 4 messages into the stream {stream}" in command.first_line + out, err
+    assert f"migrated 6 messages and 9 changes into the stream {stream}" in command.first_line + out, err
     with ServerProcess("--migrate", str(db)) as refused:
         assert refused.process.wait(30) == 2
         _, err = refused.close()
