@@ -164,14 +164,14 @@ class NatsLink:
         thread, once the server listens). `ClusterUnavailable` if the bucket cannot be reached."""
         future = asyncio.run_coroutine_threadsafe(self._start_announcing(address), self._loop)
         try:
-            future.result(self.config.connect_timeout + 1.0)
+            future.result(2 * self.config.connect_timeout + 1.0)  # the bucket, then its first write
         except Exception as error:
             raise ClusterUnavailable(f"cannot use the servers bucket: {error!r}") from None
 
     async def _start_announcing(self, address: str | None) -> None:
         self._servers = await self.key_value("servers", ttl=self.config.server_lease)
         deadline = self._loop.time() + self.config.connect_timeout
-        while True:  # a bucket just created may not take a write yet (its leader is being elected)
+        while True:  # the first write, retried as the bucket's opening is (a leader change meanwhile)
             try:
                 await self._refresh(address)
                 break
@@ -426,8 +426,10 @@ class NatsLink:
 
     async def key_value(self, name: str, *, ttl: float) -> Any:
         """The key-value bucket `bucket_prefix`-`name` (created with `replicas` copies and entries that
-        expire after `ttl` seconds if it does not exist yet), retried until `connect_timeout`: a bucket is a
-        stream, and creating it fails while JetStream places its replicas or elects its leader."""
+        expire after `ttl` seconds if it does not exist yet), once it answers, retried until
+        `connect_timeout`. A bucket is a stream: creating it fails while JetStream places its replicas, and
+        a new one takes no write ("no responders") until its own leader is elected, which can be after its
+        creation returned: the bucket is returned once its stream names a leader."""
         from nats.js.api import KeyValueConfig
         from nats.js.errors import BucketNotFoundError
 
@@ -436,15 +438,20 @@ class NatsLink:
         while True:
             try:
                 try:
-                    return await self._js.key_value(bucket)
+                    kv = await self._js.key_value(bucket)
                 except BucketNotFoundError:
                     wanted = KeyValueConfig(bucket=bucket, ttl=ttl, replicas=self.config.replicas)
-                    return await self._js.create_key_value(wanted)
-            except Exception as error:  # JetStream not ready for it yet: try again until the deadline
-                if self._loop.time() >= deadline:
-                    raise ClusterUnavailable(f"cannot open the bucket {bucket}: {error!r}") from None
-                log.info("event=bucket_retry bucket=%s error=%r", bucket, error)
-                await asyncio.sleep(CONNECT_RETRY)
+                    kv = await self._js.create_key_value(wanted)
+                info = await self._js.stream_info(f"KV_{bucket}")
+                if info.cluster is None or info.cluster.leader:  # one NATS server, or a leader elected
+                    return kv
+                error: Exception = RuntimeError(f"the bucket {bucket} has no leader yet")
+            except Exception as failed:  # JetStream not ready for it yet: try again until the deadline
+                error = failed
+            if self._loop.time() >= deadline:
+                raise ClusterUnavailable(f"cannot open the bucket {bucket}: {error!r}") from None
+            log.info("event=bucket_retry bucket=%s error=%r", bucket, error)
+            await asyncio.sleep(CONNECT_RETRY)
 
     async def _ensure_stream(self, deadline: float) -> None:
         from nats.js.api import StorageType, StreamConfig
