@@ -96,6 +96,9 @@ def run_discover(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"No chat servers heard in {args.discover_seconds:g} s.", file=out)
         return EXIT_NONE_FOUND
     print(format_table(servers), file=out)
+    clusters = cluster_lines(servers)
+    if clusters:
+        print("", *(f"  {line}" for line in clusters), sep="\n", file=out)
     return EXIT_FOUND
 
 
@@ -134,6 +137,17 @@ def format_table(servers: Sequence[DiscoveredServer]) -> str:
     ]
     widths = [max(_width(row[column]) for row in rows) for column in range(len(header))]
     return "\n".join(_row_line(row, widths) for row in rows)
+
+
+def cluster_lines(servers: Sequence[DiscoveredServer]) -> list[str]:
+    """For each server that announces a cluster, the `--host` list that reaches it and fails over to the
+    cluster's other servers (docs/cluster.md); printed below the table, after a blank line, indented."""
+    return [
+        f"{_cut(visible(server.name, keep_newlines=False), NAME_WIDTH)} is in a cluster of"
+        f" {len(server.servers) + 1} servers: --host {server.host_list} --port {server.port}"
+        for server in servers
+        if server.servers
+    ]
 
 
 def _row_line(row: Sequence[str], widths: Sequence[int]) -> str:

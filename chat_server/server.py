@@ -37,8 +37,9 @@ Threads
     A `typing` is relayed from here to the room's other members (`Hub.publish`: the member list copied under
     ``Hub.lock``, then one append to each send queue), never stored; its throttle (one start per room per
     `typing_interval`) is the connection's own (`Connection._typing`).
-    In cluster mode it first claims the login's nick across the cluster (chat_server.cluster.nicks),
-    waiting for the ``nats`` thread at most `cluster.publish_timeout`, holding no lock.
+    In cluster mode it first claims the login's nick (and the new nick of a `nick` request) across the
+    cluster (chat_server.cluster.nicks), waiting for the ``nats`` thread at most `cluster.publish_timeout`,
+    holding no lock.
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -116,13 +117,22 @@ Threads
     (`Vanished`, chat_server.cluster.presence) to the history thread. Touches no
     client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
     and the history thread reads.
+``nats-files_N`` (0 or 1, only in cluster mode with file sharing on, started by the first shared file;
+chat_server.cluster.files)
+    The ``nats`` loop's executor: reads a finished upload's file while `nats-py` puts it into the cluster's
+    object store, and writes a file fetched from there into the files folder (``partial/fetch-*``, then moved
+    into place by the loop), so the loop never waits for the disk. The reader that completed the upload has
+    moved on (the loop then hands the offer to the history thread as a `FileShared` request); a reader
+    serving a `file_get` for a file this server does not hold waits for the fetch, bounded by
+    `cluster.fetch_timeout`, holding no lock. Touches no socket, no SQLite and no chat state.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
-    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``.
+    `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``, and in cluster mode the other
+    servers' addresses, `NatsLink.peers` (a tuple the ``nats`` thread replaces in one assignment).
 
 So a server runs 4 threads (acceptor, sender, history, search-indexer) plus one per connection, and at most
-one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats`` and
-``mpchat-beacon``: with the default `max_clients` of 256, at most 266.
+one each of ``acceptor-tls``, ``refusal-closer``, ``files-sweeper``, ``metrics-http``, ``nats``,
+``nats-files_N`` and ``mpchat-beacon``: with the default `max_clients` of 256, at most 267.
 
 Locks (none is ever held during socket or disk I/O, and none is taken while holding another)
 -------------------------------------------------------------------------------------------
@@ -201,7 +211,6 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -213,7 +222,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from shared.addresses import host_port
-from shared.discovery import BeaconInfo
+from shared.discovery import BeaconInfo, server_address_ok
 
 from .acceptor.acceptor import Acceptor, listen
 from .beacon.beacon import Beacon, load_or_create_server_id
@@ -235,6 +244,7 @@ from .sweeper.sweeper import FileSweeper
 from .tls import ServerTls, server_tls
 
 if TYPE_CHECKING:
+    from .cluster.files import SharedFiles
     from .cluster.link import NatsLink
     from .cluster.messaging import ClusterMessages
     from .cluster.nicks import NickLeases
@@ -269,9 +279,6 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
-        if config.cluster.enabled and config.files.enabled:
-            # File sharing is not shared across servers yet (docs/cluster.md): cluster mode turns it off.
-            config = dataclasses.replace(config, files=dataclasses.replace(config.files, enabled=False))
         if config.cluster.enabled and config.always_on:
             # An absent nick is one server's session; the cluster's roster has no such thing yet
             # (docs/cluster.md): cluster mode turns always-on presence off.
@@ -336,6 +343,13 @@ class ChatServer:
         return self._link.connected if self._link is not None else None
 
     @property
+    def cluster_servers(self) -> tuple[str, ...]:
+        """In cluster mode, the other servers' client addresses as the servers bucket last said (what
+        `welcome.servers` and the beacon announce; `NatsLink.peers`, replaced whole by the ``nats`` thread,
+        so one read needs no lock); () on a single server."""
+        return self._link.peers if self._link is not None else ()
+
+    @property
     def fingerprint(self) -> str | None:
         """SHA-256 of the TLS certificate's public key (64 hex digits); None without TLS."""
         return self._tls.fingerprint if self._tls is not None else None
@@ -381,6 +395,7 @@ class ChatServer:
         config = self.config
         cluster_messages: ClusterMessages | None = None
         presence: ClusterPresence | None = None
+        shared_files: SharedFiles | None = None
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
         try:
@@ -400,6 +415,10 @@ class ChatServer:
                 from .cluster.node import share_presence
 
                 presence = share_presence(chat, cluster_messages)
+                if self.files is not None:
+                    from .cluster.files import SharedFiles
+
+                    shared_files = SharedFiles(link, self.files, cluster_messages, chat.moderation.silenced)
             else:
                 chat = Chat(hub, store, config, self.tally)
             tls = (
@@ -429,7 +448,7 @@ class ChatServer:
         if cluster_messages is not None and presence is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, chat, cluster_messages, presence)
+            handlers = cluster_routes(handlers, chat, cluster_messages, presence, shared_files)
         history = HistoryThread(
             chat,
             handlers,
@@ -456,6 +475,7 @@ class ChatServer:
             observer=self,
             indexer=self._indexer,
             nicks=nick_leases,
+            shared_files=shared_files,
         )
         self._listener = listeners[0][0]
         self._listeners = listeners
@@ -473,6 +493,8 @@ class ChatServer:
                 link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout + 1.0)
                 assert presence is not None
                 link.run(lambda _js: presence.start_rounds(link), config.cluster.connect_timeout)
+                if shared_files is not None:
+                    link.run(lambda _js: shared_files.open(), config.cluster.connect_timeout + 1.0)
             except BaseException:
                 self._listener = None
                 self._indexer.stop(0.5)
@@ -554,6 +576,7 @@ class ChatServer:
                 rooms=rooms,
                 tls=fingerprint is not None,
                 fingerprint=fingerprint,
+                servers=self._cluster_peers(),
             )
 
         self._beacon = Beacon(self.config.beacon, snapshot)
@@ -563,6 +586,10 @@ class ChatServer:
             ",".join(self.config.beacon.addresses),
             self.config.beacon.port,
         )
+
+    def _cluster_peers(self) -> tuple[str, ...]:
+        """The other servers of the cluster that a beacon can carry (`cluster_servers`, checked)."""
+        return tuple(address for address in self.cluster_servers if server_address_ok(address))
 
     def sweep_files(self) -> SweepResult:
         """Delete expired files and abandoned uploads now, on the calling thread (the sweeper does this every

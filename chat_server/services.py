@@ -18,6 +18,7 @@ from .sender.thread import SenderThread
 from .storage import HistoryStore
 
 if TYPE_CHECKING:
+    from .cluster.files import SharedFiles
     from .cluster.nicks import NickLeases
 
 
@@ -44,3 +45,5 @@ class Services:
     indexer: SearchIndexer | None = None
     #: In cluster mode, the nicks held across the cluster: a login claims its nick there first.
     nicks: NickLeases | None = None
+    #: In cluster mode with file sharing on, the cluster's object store of files (uploads and downloads).
+    shared_files: SharedFiles | None = None

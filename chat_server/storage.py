@@ -321,6 +321,11 @@ class HistoryStore:
 
     # -- Transactions (group commit) -----------------------------------------------------------------------
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether the batch's transaction is open (begun, not yet committed or rolled back)."""
+        return self._in_transaction
+
     def begin(self) -> None:
         """Start the batch's transaction, unless one is open already."""
         if not self._in_transaction:

@@ -32,6 +32,7 @@ from typing import Any, cast
 import msgpack
 
 from . import schema as check
+from .addresses import parse_servers
 from .codec import decode_body
 from .errors import ErrorCode, RemoteProtocolError
 from .limits import Limits
@@ -45,6 +46,7 @@ __all__ = [
     "LOOPBACK_ONLY_ENV",
     "MAX_DATAGRAM",
     "MAX_ROOMS",
+    "MAX_SERVER_ADDRESS",
     "MAX_SERVER_NAME",
     "QUERY_SIZE",
     "Announcement",
@@ -60,6 +62,7 @@ __all__ = [
     "loopback_only",
     "new_nonce",
     "new_server_id",
+    "server_address_ok",
     "split_zone",
 ]
 
@@ -77,6 +80,8 @@ QUERY_SIZE = MAX_DATAGRAM
 MAX_ROOMS = 64
 #: Longest server display name, in bytes of UTF-8.
 MAX_SERVER_NAME = 64
+#: Longest address of a cluster's other server (``HOST:PORT``) in a beacon, in characters (ASCII).
+MAX_SERVER_ADDRESS = 64
 #: Setting this environment variable to "1" makes every discovery sender refuse non-loopback destinations.
 LOOPBACK_ONLY_ENV = "MPCHAT_DISCOVERY_LOOPBACK_ONLY"
 
@@ -158,6 +163,38 @@ def _fingerprint(value: Any, limits: Limits) -> str:
     return digest
 
 
+def _server_address(value: Any, limits: Limits) -> str:
+    """A cluster's other server as ``HOST:PORT`` (``[ADDRESS]:PORT`` for IPv6): printable ASCII without
+    spaces or commas, at most `MAX_SERVER_ADDRESS` characters, with a port (as `--host` reads it)."""
+    address = _string(value)
+    if not 0 < len(address) <= MAX_SERVER_ADDRESS or not (address.isascii() and address.isprintable()):
+        raise check.invalid(ErrorCode.INVALID_FIELD, f"a server address is 1 to {MAX_SERVER_ADDRESS} ASCII")
+    if " " in address or "," in address:
+        raise check.invalid(ErrorCode.INVALID_FIELD, "a server address holds no space or comma")
+    try:
+        (host, port), *rest = parse_servers(address, 0)
+    except ValueError as error:
+        raise check.invalid(ErrorCode.INVALID_FIELD, f"a server address is HOST:PORT: {error}") from None
+    if rest or port == 0 or not host:
+        raise check.invalid(ErrorCode.INVALID_FIELD, "a server address is HOST:PORT")
+    return address
+
+
+def server_address_ok(address: str) -> bool:
+    """True if a beacon can carry `address` as one of a cluster's servers (``HOST:PORT``, see above)."""
+    try:
+        _server_address(address, DISCOVERY_LIMITS)
+    except RemoteProtocolError:
+        return False
+    return True
+
+
+def _string(value: Any) -> str:
+    if type(value) is not str:
+        raise check.invalid(ErrorCode.INVALID_FIELD, "expected a string")
+    return value
+
+
 def _room_entry(value: Any, limits: Limits) -> tuple[str, int]:
     """One listed room: the pair ``[name, members]`` (an array, not a map: a beacon has 512 bytes)."""
     if type(value) is not list or len(value) != 2:
@@ -201,6 +238,8 @@ class Announcement(Message):
     users: int = wire(check.uint, default=0)
     rooms: tuple[tuple[str, int], ...] = wire(check.list_of(_room_entry), default=())
     truncated: bool = wire(check.boolean, default=False)
+    #: The other servers of its cluster (docs/cluster.md), ``HOST:PORT`` each; absent for a single server.
+    servers: tuple[str, ...] | None = wire(check.list_of(_server_address), default=None)
 
 
 @record
@@ -218,6 +257,8 @@ class Reply(Message):
     users: int = wire(check.uint, default=0)
     rooms: tuple[tuple[str, int], ...] = wire(check.list_of(_room_entry), default=())
     truncated: bool = wire(check.boolean, default=False)
+    #: The other servers of its cluster (docs/cluster.md), ``HOST:PORT`` each; absent for a single server.
+    servers: tuple[str, ...] | None = wire(check.list_of(_server_address), default=None)
     nonce: int = wire(check.uint)
     #: The server's wall clock when it answered, in milliseconds since the Unix epoch.
     clock: int = wire(check.uint)
@@ -264,9 +305,12 @@ class BeaconInfo:
     rooms: Sequence[tuple[str, int]] = field(default=())
     tls: bool = False
     fingerprint: str | None = None
+    #: In cluster mode, the cluster's other servers, ``HOST:PORT`` each (`welcome.servers`); empty alone.
+    servers: Sequence[str] = field(default=())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rooms", tuple((str(name), int(count)) for name, count in self.rooms))
+        object.__setattr__(self, "servers", tuple(self.servers))
         try:
             check.token(self.server_id, DISCOVERY_LIMITS)
             _server_name(self.name, DISCOVERY_LIMITS)
@@ -277,6 +321,8 @@ class BeaconInfo:
             for room_name, members in self.rooms:
                 check.room(room_name, DISCOVERY_LIMITS)
                 check.uint(members, DISCOVERY_LIMITS)
+            for address in self.servers:
+                _server_address(address, DISCOVERY_LIMITS)
         except RemoteProtocolError as error:
             raise ValueError(f"invalid beacon info: {error.message}") from None
 
@@ -293,14 +339,18 @@ def new_nonce() -> int:
 
 def encode_beacon(info: BeaconInfo) -> bytes:
     """Return the beacon datagram for `info`, listing as many rooms as fit (biggest first)."""
-    return _fit(info, lambda rooms, truncated: Announcement(**_announced(info, rooms, truncated)))
+    return _fit(
+        info, lambda servers, rooms, truncated: Announcement(**_announced(info, servers, rooms, truncated))
+    )
 
 
 def encode_reply(info: BeaconInfo, nonce: int, clock_ms: int) -> bytes:
     """Return the reply to the query `nonce`, carrying `clock_ms` (wall clock, ms since the epoch)."""
     return _fit(
         info,
-        lambda rooms, truncated: Reply(**_announced(info, rooms, truncated), nonce=nonce, clock=clock_ms),
+        lambda servers, rooms, truncated: Reply(
+            **_announced(info, servers, rooms, truncated), nonce=nonce, clock=clock_ms
+        ),
     )
 
 
@@ -315,7 +365,9 @@ def encode_query(nonce: int) -> bytes:
     return data
 
 
-def _announced(info: BeaconInfo, rooms: Sequence[tuple[str, int]], truncated: bool) -> dict[str, Any]:
+def _announced(
+    info: BeaconInfo, servers: Sequence[str], rooms: Sequence[tuple[str, int]], truncated: bool
+) -> dict[str, Any]:
     return {
         **_HEADER,
         "id": info.server_id,
@@ -326,27 +378,44 @@ def _announced(info: BeaconInfo, rooms: Sequence[tuple[str, int]], truncated: bo
         "users": info.users,
         "rooms": tuple(rooms),
         "truncated": truncated,
+        "servers": tuple(servers) if servers else None,  # a single server's datagram is as before
     }
 
 
-def _fit(info: BeaconInfo, make: Callable[[Sequence[tuple[str, int]], bool], Message]) -> bytes:
-    """Encode with as many rooms as fit in `MAX_DATAGRAM` (at most `MAX_ROOMS`), biggest rooms first."""
+def _fit(
+    info: BeaconInfo, make: Callable[[Sequence[str], Sequence[tuple[str, int]], bool], Message]
+) -> bytes:
+    """Encode with as many of the cluster's servers and then of the rooms as fit in `MAX_DATAGRAM`.
+
+    The servers come first (where to go when this one fails is worth more than a room's name), in their
+    order, at most `MAX_ROOMS`; then the biggest rooms, at most `MAX_ROOMS`. Rooms left out set `truncated`;
+    servers left out do not (a client learns them all from `welcome.servers` once connected)."""
+    servers = list(info.servers[:MAX_ROOMS])
     rooms = sorted(info.rooms, key=lambda room: (-room[1], fold(room[0])))
-    data = _pack(make(rooms[:MAX_ROOMS], len(rooms) > MAX_ROOMS))
+    data = _pack(make(servers, rooms[:MAX_ROOMS], len(rooms) > MAX_ROOMS))
     if len(data) <= MAX_DATAGRAM:
         return data
-    # Binary search for the largest prefix that fits (with the `truncated` flag set).
-    low, high = 0, min(len(rooms), MAX_ROOMS)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if len(_pack(make(rooms[:middle], True))) <= MAX_DATAGRAM:
-            low = middle
-        else:
-            high = middle - 1
-    data = _pack(make(rooms[:low], True))
+    listed = _largest(len(servers), lambda count: _pack(make(servers[:count], (), bool(rooms))))
+    servers = servers[:listed]
+    # The largest prefix of the rooms that fits beside them (with the `truncated` flag set).
+    listed = _largest(min(len(rooms), MAX_ROOMS), lambda count: _pack(make(servers, rooms[:count], True)))
+    data = _pack(make(servers, rooms[:listed], True))
     if len(data) > MAX_DATAGRAM:
         raise ValueError("the beacon does not fit in one datagram even without rooms")
     return data
+
+
+def _largest(most: int, encoded: Callable[[int], bytes]) -> int:
+    """The largest count from 0 to `most` whose `encoded(count)` fits in `MAX_DATAGRAM` (binary search;
+    0 if none does)."""
+    low, high = 0, most
+    while low < high:
+        middle = (low + high + 1) // 2
+        if len(encoded(middle)) <= MAX_DATAGRAM:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _pack(datagram: Message) -> bytes:

@@ -1,7 +1,7 @@
 """Reading a classic pcap file of loopback traffic without Wireshark: the independent side of the dissector's
 test. Each direction's TCP payloads are put in the order of their sequence numbers (counted from the SYN's,
-modulo 2**32), not in capture order: on a loaded machine the capture of loopback traffic has been seen out of
-order, and a repeated or overlapping segment is taken once."""
+modulo 2**32), not in capture order, and a repeated or overlapping segment is taken once; a port pair used
+again by a later connection starts a stream of its own at its SYN."""
 
 from __future__ import annotations
 
@@ -32,10 +32,12 @@ def packets(path: Path) -> list[bytes]:
     return found
 
 
-def tcp_streams(path: Path) -> dict[Flow, bytes]:
-    """Each TCP direction's payload bytes, keyed by (source port, destination port)."""
-    first: dict[Flow, int] = {}  # the sequence number of each direction's first payload byte
-    segments: dict[Flow, dict[int, bytes]] = defaultdict(dict)  # offset from `first` -> payload
+def tcp_streams(path: Path) -> dict[Flow, list[bytes]]:
+    """Each TCP direction's payload bytes, keyed by (source port, destination port): one byte string per
+    connection, in the order the connections began. A busy machine may give a later connection the same
+    port pair (Linux reuses a loopback port in TIME_WAIT; the conformance suite opens a hundred
+    connections): its SYN starts a new stream of that pair."""
+    connections: dict[Flow, list[tuple[int, dict[int, bytes]]]] = defaultdict(list)  # (first seq, segments)
     for ip in packets(path):
         if not ip or ip[0] >> 4 != 4 or ip[9] != 6:
             continue
@@ -45,21 +47,27 @@ def tcp_streams(path: Path) -> dict[Flow, bytes]:
         source, destination, seq = struct.unpack("!HHI", tcp[:8])
         flow = (source, destination)
         if tcp[13] & SYN:
-            first[flow] = (seq + 1) % 2**32
+            connections[flow].append(((seq + 1) % 2**32, {}))  # the SYN takes one sequence number
             continue
         payload = tcp[(tcp[12] >> 4) * 4 :]
-        if payload:
-            offset = (seq - first.setdefault(flow, seq)) % 2**32
-            if len(payload) > len(segments[flow].get(offset, b"")):
-                segments[flow][offset] = payload
-    streams: dict[Flow, bytes] = {}
-    for flow, parts in segments.items():
-        stream = bytearray()
-        for offset in sorted(parts):
-            if offset + len(parts[offset]) > len(stream):  # what is not there yet (overlaps taken once)
-                stream += parts[offset][max(0, len(stream) - offset) :]
-        streams[flow] = bytes(stream)
-    return streams
+        if not payload:
+            continue
+        if not connections[flow]:  # the connection began before the capture
+            connections[flow].append((seq, {}))
+        first, segments = connections[flow][-1]
+        offset = (seq - first) % 2**32
+        if len(payload) > len(segments.get(offset, b"")):
+            segments[offset] = payload
+    return {flow: [_joined(segments) for _first, segments in found] for flow, found in connections.items()}
+
+
+def _joined(segments: dict[int, bytes]) -> bytes:
+    """One connection's bytes from its segments by offset (overlaps taken once)."""
+    stream = bytearray()
+    for offset in sorted(segments):
+        if offset + len(segments[offset]) > len(stream):
+            stream += segments[offset][max(0, len(stream) - offset) :]
+    return bytes(stream)
 
 
 def udp_datagrams(path: Path) -> list[tuple[Flow, bytes]]:

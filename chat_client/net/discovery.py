@@ -106,11 +106,20 @@ class DiscoveredServer:
     last_seen: float
     rtt: float | None = None
     clock_offset: float | None = None
+    #: The other servers of its cluster as it announces them (``HOST:PORT`` each); empty for a single server.
+    servers: tuple[str, ...] = ()
 
     @property
     def address(self) -> str:
         """``host:port`` to connect to (``[fe80::1%eth0]:7878`` for IPv6)."""
         return host_port(self.host, self.port)
+
+    @property
+    def host_list(self) -> str:
+        """What `--host` (or the connect screen's host field, with `port`) takes to reach this server first
+        and fail over to the others of its cluster: ``10.0.0.11,10.0.0.12:7878``; the host alone for a
+        single server."""
+        return ",".join((self.host, *self.servers))
 
 
 @dataclass(slots=True)
@@ -169,6 +178,7 @@ class ServerTable:
             last_seen=now,
             rtt=rtt if rtt is not None else (old.rtt if old else None),
             clock_offset=clock_offset if clock_offset is not None else (old.clock_offset if old else None),
+            servers=datagram.servers or (),
         )
         self._servers[datagram.id] = new
         return old is None or dataclasses.replace(old, last_seen=now) != new

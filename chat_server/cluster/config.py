@@ -32,6 +32,10 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 DEFAULT_PUBLISH_TIMEOUT = 5.0
 #: Publishes sent to JetStream at once without waiting for their acknowledgements (the pipeline).
 DEFAULT_MAX_IN_FLIGHT = 1024
+#: The object store bucket of shared files is PREFIX-files (`bucket_prefix`) unless `files_bucket` names one.
+FILES_BUCKET_SUFFIX = "files"
+#: Seconds a download waits for a file this server does not hold to be fetched from the object store.
+DEFAULT_FETCH_TIMEOUT = 60.0
 #: Seconds a server's entry in the servers bucket lives without a refresh: a server that died without
 #: saying goodbye stops being announced in `welcome` after at most this long (refreshed every third of it).
 DEFAULT_SERVER_LEASE = 15.0
@@ -65,6 +69,9 @@ class ClusterConfig:
     #: clients in `welcome.servers`; None: the listening address, unless it is a wildcard (0.0.0.0, ::).
     announce: str | None = None
     server_lease: float = DEFAULT_SERVER_LEASE
+    #: The JetStream object store bucket holding the shared files; None: ``PREFIX-files``.
+    files_bucket: str | None = None
+    fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
 
     def __post_init__(self) -> None:
         urls: Any = self.urls  # from a TOML file or a caller: check before trusting the annotation
@@ -87,7 +94,9 @@ class ClusterConfig:
                 object.__setattr__(self, name, Path(value))
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("cluster tls_cert and tls_key go together")
-        for name in ("stream", "bucket_prefix"):
+        for name in ("stream", "bucket_prefix", "files_bucket"):
+            if name == "files_bucket" and self.files_bucket is None:
+                continue
             if not isinstance(getattr(self, name), str) or not _NAME.match(getattr(self, name)):
                 raise ValueError(f"cluster {name} must be 1-64 letters, digits, - or _")
         if not isinstance(self.subject_prefix, str) or not _SUBJECT_TOKEN.match(self.subject_prefix):
@@ -101,7 +110,13 @@ class ClusterConfig:
         announce: Any = self.announce
         if announce is not None and (not isinstance(announce, str) or ":" not in announce):
             raise ValueError(f"cluster announce must be HOST:PORT, not {announce!r}")
-        for name in ("duplicate_window", "connect_timeout", "publish_timeout", "server_lease"):
+        for name in (
+            "duplicate_window",
+            "connect_timeout",
+            "publish_timeout",
+            "server_lease",
+            "fetch_timeout",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ValueError(f"cluster {name} must be a number of seconds, not {value!r}")
@@ -112,6 +127,11 @@ class ClusterConfig:
     def enabled(self) -> bool:
         """True if cluster mode is on (at least one NATS URL)."""
         return bool(self.urls)
+
+    @property
+    def files_bucket_name(self) -> str:
+        """The object store bucket of shared files: `files_bucket`, else ``PREFIX-files``."""
+        return self.files_bucket or f"{self.bucket_prefix}-{FILES_BUCKET_SUFFIX}"
 
     @property
     def log_subject(self) -> str:

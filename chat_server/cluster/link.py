@@ -531,7 +531,8 @@ class NatsLink:
         log.info("event=nats_reconnected")
 
     async def _error(self, error: Exception) -> None:
-        self._last_error = error
+        if self._last_error is None or _telling(error) >= _telling(self._last_error):
+            self._last_error = error  # a reset after NATS said why it refused does not hide the why
         if not self._stopping:
             log.warning("event=nats_error error=%r", error)
 
@@ -539,3 +540,13 @@ class NatsLink:
 def _said(error: BaseException) -> str:
     """An error as one line for a person: its message, or its kind when it has none."""
     return str(error).strip() or type(error).__name__
+
+
+def _telling(error: BaseException) -> int:
+    """How much an error says of why NATS refused us: its own answer (authorization...) most, then TLS, then
+    a connection reset or refused, which follows either."""
+    if isinstance(error, ssl.SSLError):
+        return 1
+    if isinstance(error, OSError):
+        return 0
+    return 2

@@ -112,8 +112,6 @@ class ClusterMessages(Messages):
         row = store.run("SELECT applied FROM cluster_log WHERE stream = ?", (self.stream,)).fetchone()
         #: The last stream sequence applied to the local copy.
         self.applied = int(row[0]) if row else 0
-        #: The last one committed.
-        self._committed = self.applied
         newest = store.run("SELECT MAX(id) FROM messages").fetchone()[0] or 0
         if newest > self.applied:
             raise LocalHistoryAhead(
@@ -221,14 +219,14 @@ class ClusterMessages(Messages):
     def flush(self) -> None:
         """Commit and deliver what was applied (`Messages.flush`), then publish the batch's messages.
 
-        A batch of records that delivered nothing (its changes concern nobody here) is committed too."""
+        Records that left nothing to deliver here (a change in a room with no member on this server) are
+        committed all the same, with the position: the batch ends with everything it applied on disk."""
         super().flush()
-        try:
-            self.store.commit()  # nothing to do if the batch's deliveries committed it
-        except HistoryError as error:
-            self.history_failed(error, [])
-            self.link.refollow(self._committed)
-        self._committed = self.applied
+        if self.store.in_transaction:
+            try:
+                self.store.commit()
+            except HistoryError as error:
+                self.history_failed(error, [])
         if self._outbound:
             outbound, self._outbound = self._outbound, []
             self.link.publish(outbound)
@@ -255,6 +253,12 @@ class ClusterMessages(Messages):
                 if seq <= applied:
                     continue  # the consumer was reset and sent it again: applied already
                 self._apply_record(seq, msgpack.unpackb(payload))
+                if request.generation != self.link.generation:
+                    # A barrier's commit failed and rewound the log (`_rewind`): whatever the record did
+                    # after it is dropped too, and the records come again from the position on disk.
+                    self.store.rollback()
+                    self._pending = []
+                    return
                 applied = seq
             if applied != self.applied:
                 self._save_position(applied)
@@ -262,8 +266,8 @@ class ClusterMessages(Messages):
             # The batch is rolled back; the records come again once the consumer is reset at the position.
             log.error("event=cluster_apply_failed error=%s", error)
             pending, self._pending = self._pending, []
-            self.history_failed(error, pending)
-            self.link.refollow(self.applied)
+            super().history_failed(error, pending)
+            self._rewind(always=True)
             return
         self.applied = applied
 
@@ -275,6 +279,30 @@ class ClusterMessages(Messages):
             " ON CONFLICT (stream) DO UPDATE SET applied = excluded.applied",
             (self.stream, applied),
         )
+
+    def history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
+        """Roll back the open transaction (`Messages.history_failed`), and with it whatever this batch
+        applied of the log (an earlier request of the batch may have applied records): see `_rewind`."""
+        super().history_failed(error, pending)
+        self._rewind(always=False)
+
+    def _rewind(self, *, always: bool) -> None:
+        """After a rollback: the position goes back to the one on disk, and the log is read again from there
+        (`always`: even if nothing applied was lost, as when applying itself failed), so the local copy has
+        no gap."""
+        try:
+            row = self.store.run(
+                "SELECT applied FROM cluster_log WHERE stream = ?", (self.stream,)
+            ).fetchone()
+        except HistoryError as unreadable:  # the database is down: the next failure or a restart reads it
+            log.error("event=cluster_position_unreadable error=%s", unreadable)
+            committed = self.applied
+        else:
+            committed = int(row[0]) if row else 0
+        if committed != self.applied or always:
+            log.warning("event=cluster_rewind from=%d to=%d", self.applied, committed)
+            self.applied = committed
+            self.link.refollow(committed)
 
     def _apply_record(self, seq: int, record: dict[str, Any]) -> None:
         waiting = self._awaiting.pop(record["t"], None) if record["o"] == self.origin else None

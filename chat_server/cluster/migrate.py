@@ -5,9 +5,13 @@ into the cluster's log stream, which must be empty: its room messages and direct
 records, and the changes made to them as the records cluster mode makes for them
 (chat_server.cluster.conversation): each `edited`, `deleted`, `reacted` and `unreacted` event as an `edit`,
 `delete`, `react` or `unreact` record, and an operator's deletion's `moderated` entry as a `deletion_entry`
-record; last, each room's stored topic as a `topic` record without a nick (who set it is not stored: it is
-stored, not announced). Every server then applies them to its copy with the cluster's own appliers, so a
-migrated history has the same messages, edits, tombstones and reactions (and events) as the single server's.
+record; then each room's stored topic as a `topic` record without a nick (who set it is not stored: it is
+stored, not announced); last, the registered nicks (a ``register`` record each: the nick, its scrypt hash,
+salt and cost, as a registration made in the cluster: chat_server.cluster.accounts) and the rules of each
+moderated room (a ``rules`` record each: its modes, its stored operators and invitations, its bans and mutes
+still in force: chat_server.cluster.moderation). Every server then applies them to its copy with the
+cluster's own appliers, so a migrated history has the same messages, edits, tombstones and reactions (and
+events), registered nicks and room rules as the single server's.
 Each message keeps its sender, text, timestamp, action flag and `client_msg_id`; each event its nick and
 timestamp; every new id is a stream sequence, and a reply's `reply_to` and an event's message follow the new
 ids. Every publish carries `Nats-Expected-Last-Sequence`, so the stream holds them exactly in this order or
@@ -17,7 +21,8 @@ What a single server keeps of an edit is the message's current text (an `edited`
 deleted message's text is erased: the migrated message carries its current text (empty for a tombstone),
 and each migrated `edit` record carries the current text too, so the copy ends as the single server did.
 
-Not migrated (counted in the report): the other moderation entries and file offers, which cluster mode does
+Not migrated (counted in the report): the other moderation entries (the history of who did what: the rules
+they made are migrated) and file offers, which cluster mode does
 not have yet (docs/cluster.md). Start the cluster's servers with new data folders afterwards: each applies
 the stream to its own copy.
 """
@@ -27,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,6 +79,8 @@ class Migrated:
     skipped_other: int = 0  # the other moderation entries, file offers
     first_id: int = 0
     last_id: int = 0
+    registered_nicks: int = 0
+    moderated_rooms: int = 0
 
     def describe(self, stream: str) -> str:
         """One line for the operator."""
@@ -82,7 +90,8 @@ class Migrated:
         return (
             f"migrated {moved} messages and {changes} changes into the stream {stream}{ids}:"
             f" {self.room_messages} room messages, {self.direct_messages} direct messages ({self.deleted} of"
-            f" them deleted), {self.events} edits, deletions and reactions, {self.topics} room topics;"
+            f" them deleted), {self.events} edits, deletions and reactions, {self.topics} room topics,"
+            f" {self.registered_nicks} registered nicks, the rules of {self.moderated_rooms} rooms;"
             " not migrated:"
             f" {self.skipped_other} moderation entries and file offers"
         )
@@ -134,7 +143,80 @@ def read_history(path: Path) -> tuple[list[dict[str, Any]], Migrated]:
         # Who set it is not stored: the server's own record (no nick) stores it and announces nothing.
         records.append(_topic(room_key, room, topic, newest))
         report.topics += 1
-    return records, report
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            accounts = _accounts(db)
+            rules = _rules(db)
+    except sqlite3.Error as error:
+        raise MigrationError(f"cannot read the history database {path}: {error}") from None
+    report.registered_nicks, report.moderated_rooms = len(accounts), len(rules)
+    return records + accounts + rules, report
+
+
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _accounts(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """A ``register`` record for each registered nick (its hash, never a password: there is none)."""
+    if "accounts" not in _tables(db):
+        return []
+    rows = db.execute(
+        "SELECT nick_key, nick, salt, hash, scrypt_n, scrypt_r, scrypt_p, changed FROM accounts"
+        " ORDER BY created"
+    )
+    return [
+        {
+            **_origin(ts, nick, key),
+            "k": "register",
+            "key": key,
+            "salt": bytes(salt),
+            "hash": bytes(digest),
+            "cost": [n, r, p],
+            "expected": None,
+        }
+        for key, nick, salt, digest, n, r, p, ts in rows
+    ]
+
+
+def _rules(db: sqlite3.Connection) -> list[dict[str, Any]]:
+    """A ``rules`` record for each room with stored rules: modes, grants, bans and mutes in force."""
+    tables = _tables(db)
+    if not {"room_modes", "room_grants", "room_restrictions"} <= tables:
+        return []
+    now = int(time.time() * 1000)
+    rooms: dict[str, dict[str, Any]] = {}
+
+    def room(key: str) -> dict[str, Any]:
+        return rooms.setdefault(
+            key,
+            {
+                **_origin(now, "", ""),
+                "k": "rules",
+                "room_key": key,
+                "modes": None,
+                "grants": [],
+                "restrictions": [],
+            },
+        )
+
+    for key, topic_lock, invite_only, join_key in db.execute("SELECT * FROM room_modes ORDER BY room_key"):
+        room(key)["modes"] = [bool(topic_lock), bool(invite_only), join_key]
+    for key, kind, account in db.execute("SELECT room_key, kind, account FROM room_grants ORDER BY room_key"):
+        room(key)["grants"].append([kind, account])
+    restrictions = db.execute(
+        "SELECT room_key, kind, target, nick, by_nick, reason, ts, until FROM room_restrictions"
+        " WHERE until IS NULL OR until > ? ORDER BY room_key, ts",
+        (now,),
+    )
+    for key, *restriction in restrictions:
+        room(key)["restrictions"].append(restriction)
+    return list(rooms.values())
+
+
+def _origin(ts: int, nick: str, key: str) -> dict[str, Any]:
+    """The fields every record has: migrated records have no server waiting for them."""
+    return {"o": MIGRATION_ORIGIN, "t": 0, "ts": ts, "nick": nick, "nick_key": key}
 
 
 def _topic(room_key: str, room: str, topic: str, ts: int) -> dict[str, Any]:

@@ -4,7 +4,8 @@
 nick, hex-encoded), whose value names the server holding it and the SHA-256 of its session's resume token.
 The bucket's entries expire `server_lease` seconds after their last write.
 
-* `claim(key, resume_token)` runs on a reader thread before its login goes to the history thread, and waits
+* `claim(key, resume_token)` runs on a reader thread before its login (or its `nick` change: `rename`) goes
+  to the history thread, and waits
   (bounded by `publish_timeout`) for the loop: the key is created (atomic: one server wins), or it is this
   server's already (the local hub decides, as on a single server), or its value carries the hash of the
   resume token the login shows (a client failing over from another server: the entry is taken over with a
@@ -103,6 +104,18 @@ class NickLeases:
             return code, error_frame(code, message, hello.ref, fatal=True)
         taken = f"nick {hello.nick!r} is in use on another server"
         return ErrorCode.NICK_TAKEN, error_frame(ErrorCode.NICK_TAKEN, taken, hello.ref, fatal=True)
+
+    def rename(self, nick: str, ref: int | None) -> bytes | None:
+        """None if this server may give `nick` to one of its clients changing nick (`nick`); else the error
+        frame refusing it (not fatal): `nick_taken` (another server holds it) or `history_unavailable`."""
+        try:
+            if self.claim(fold(nick), None):
+                return None
+        except ClusterUnavailable as error:
+            log.warning("event=nicks_unavailable error=%s", error)
+            message = "nicks are unavailable: the cluster does not answer"
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, message, ref)
+        return error_frame(ErrorCode.NICK_TAKEN, f"nick {nick!r} is in use on another server", ref)
 
     def claim(self, key: str, resume_token: str | None) -> bool:
         """True if this server may give the nick `key` to a login; False if another server holds it.

@@ -7,7 +7,6 @@ from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
 from chat_server.history.chat import Chat, Disconnect
-from chat_server.history.fileoffers import StoreFile
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
 from chat_server.replies import error_frame
@@ -21,11 +20,14 @@ from shared.messages import (
     Edit,
     Invite,
     Kick,
+    MarkRead,
     Mute,
     Op,
     React,
     Say,
+    SetKeywords,
     SetMode,
+    SetNotify,
     SetTopic,
     Tell,
     Unban,
@@ -33,29 +35,21 @@ from shared.messages import (
     Unreact,
 )
 
+from .accounts import SharedAccounts
+from .attention import ClusterAttention
 from .conversation import ClusterConversations
+from .files import FileShared, SharedFiles
 from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
+from .moderation import SharedModeration
 from .nicks import NickLost
 from .presence import ClusterPresence, Vanished
+from .renames import SharedRenames
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
-#: `history_unavailable` (docs/cluster.md, "What works and what does not yet").
-NOT_YET: dict[type, str] = {
-    Kick: "moderation",
-    Ban: "moderation",
-    Unban: "moderation",
-    Mute: "moderation",
-    Unmute: "moderation",
-    Op: "moderation",
-    Deop: "moderation",
-    Invite: "moderation",
-    SetMode: "moderation",
-    Rename: "changing nick",
-    Enroll: "registering nicks",
-    Unenroll: "registering nicks",
-    StoreFile: "file sharing",
-}
+#: `history_unavailable` (docs/cluster.md, "What works and what does not yet"). Empty now: the table is
+#: where a new request type waits until its cluster part exists.
+NOT_YET: dict[type, str] = {}
 
 
 def _refuse(what: str) -> Callable[[Client, Any], None]:
@@ -75,16 +69,46 @@ def share_presence(chat: Chat, messages: ClusterMessages) -> ClusterPresence:
 
 
 def cluster_routes(
-    handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages, presence: ClusterPresence
+    handlers: dict[type, Bound],
+    chat: Chat,
+    messages: ClusterMessages,
+    presence: ClusterPresence,
+    files: SharedFiles | None = None,
 ) -> dict[type, Bound]:
     """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
-    cluster part registers the appliers of its records with `messages`), the log's records and publish
-    outcomes are applied, and what is not shared yet is refused. `chat` holds the single server's parts
-    the cluster parts reuse. A client's requests wait while one of its presence records is on its way
-    (`presence`: chat_server.cluster.presence)."""
+    cluster part registers the appliers of its records with `messages`: `say`, `tell`, room membership and
+    away states, the changes of registered nicks and their attention, the operators' requests, nick
+    changes), the log's records and publish outcomes are applied, a file put into the object store gets its
+    offer published (`files`, with file sharing on), and what is not shared yet is refused. `chat` holds the
+    single server's parts the cluster parts reuse. A client's requests wait while one of its presence
+    records is on its way (`presence`: chat_server.cluster.presence)."""
     routes = dict(handlers)
+    accounts = SharedAccounts(chat.accounts, messages)
+    routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
+    routes[Unenroll] = (accounts.unenroll, handlers[Unenroll][1])
+    moderation = SharedModeration(chat.operators, messages)
+    shared: dict[type, Callable[[Client, Any], None]] = {
+        Kick: moderation.kick,
+        Ban: moderation.ban,
+        Unban: moderation.unban,
+        Mute: moderation.mute,
+        Unmute: moderation.unmute,
+        Op: moderation.op,
+        Deop: moderation.deop,
+        Invite: moderation.invite,
+        SetMode: moderation.set_mode,
+    }
+    for kind, handler in shared.items():
+        routes[kind] = (handler, handlers[kind][1])
+    routes[Rename] = (SharedRenames(chat, messages).rename, handlers[Rename][1])
+    if files is not None:
+        routes[FileShared] = (files.shared, False)
     routes[Say] = (messages.cluster_say, True)
     routes[Tell] = (messages.cluster_tell, True)
+    attention = ClusterAttention(chat.attention, messages, chat.hub)
+    routes[MarkRead] = (attention.mark_read, handlers[MarkRead][1])
+    routes[SetNotify] = (attention.notify, handlers[SetNotify][1])
+    routes[SetKeywords] = (attention.keywords, handlers[SetKeywords][1])
     conversations = ClusterConversations(messages, chat.conversations, chat.rooms, chat.moderation)
     routes[Edit] = (conversations.edit, True)
     routes[Delete] = (conversations.delete, True)

@@ -158,53 +158,86 @@ class Accounts:
 
     def enroll(self, client: Client, request: Enroll) -> bytes:
         """Register (or change the password of) the client's nick; the frame that answers it."""
+        refusal = self.check_enroll(client, request)
+        if refusal is not None:
+            return refusal
+        ts = now_ms()
+        try:
+            self.store.connection.execute(*enrollment(request.key, client.nick or "", request.stored, ts))
+        except sqlite3.Error:
+            # Called between batches (the caller flushed first), so this autocommit statement is its own
+            # transaction: durable when it returns, like every acknowledged message.
+            return error_frame(
+                ErrorCode.HISTORY_UNAVAILABLE, "the registration could not be stored", request.ref
+            )
+        return self.enrolled(client, request.key, request.ref)
+
+    def check_enroll(self, client: Client, request: Enroll) -> bytes | None:
+        """Why `client` may not register with `request` now (the error frame), or None if it may: its nick
+        is still the one the reader checked, and the registration is still the one it saw."""
         if client.key != request.key or client.nick is None:
             return error_frame(ErrorCode.FORBIDDEN, "your nick changed meanwhile; try again", request.ref)
         try:
-            current = load(self.store.connection, request.key)
-            if not _same(None if current is None else current.digest, request.expected):
-                return error_frame(
-                    ErrorCode.NICK_REGISTERED, "the registration changed meanwhile; try again", request.ref
-                )
-            stored, ts = request.stored, now_ms()
-            self._write(
-                "INSERT INTO accounts (nick_key, nick, salt, hash, scrypt_n, scrypt_r, scrypt_p, created,"
-                " changed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (nick_key) DO UPDATE SET"
-                " nick = excluded.nick, salt = excluded.salt, hash = excluded.hash,"
-                " scrypt_n = excluded.scrypt_n, scrypt_r = excluded.scrypt_r, scrypt_p = excluded.scrypt_p,"
-                " changed = excluded.changed",
-                (request.key, client.nick, stored.salt, stored.digest, *_cost(stored), ts, ts),
-            )
+            return self.changed_since(request.key, request.expected, request.ref)
         except HistoryError:
             return error_frame(
                 ErrorCode.HISTORY_UNAVAILABLE, "the registration could not be stored", request.ref
             )
-        self.settle(client, Standing.OWNER)
-        self._tell_siblings(client, Registration(nick=client.nick, registered=True))
-        return encode(Registration(nick=client.nick, registered=True, ref=request.ref))
+
+    def changed_since(self, key: str, expected: bytes | None, ref: int | None) -> bytes | None:
+        """The `nick_registered` error if the registration of `key` is no longer `expected` (its hash, or
+        None for not registered); None if it is. Raises `HistoryError` if the table cannot be read."""
+        current = load(self.store.connection, key)
+        if not _same(None if current is None else current.digest, expected):
+            return error_frame(
+                ErrorCode.NICK_REGISTERED, "the registration changed meanwhile; try again", ref
+            )
+        return None
+
+    def enrolled(self, client: Client, key: str, ref: int | None) -> bytes:
+        """`client`'s nick (`key`) was registered: its sessions own it, its siblings hear of it; the
+        answer. A client whose nick changed meanwhile is answered, and owns nothing."""
+        nick = client.nick or ""
+        if client.key == key:
+            self.settle(client, Standing.OWNER)
+            self._tell_siblings(client, Registration(nick=nick, registered=True))
+        return encode(Registration(nick=nick, registered=True, ref=ref))
 
     def unenroll(self, client: Client, request: Unenroll) -> bytes:
         """Drop the registration of the client's nick; the frame that answers it."""
+        refusal = self.check_unenroll(client, request)
+        if refusal is not None:
+            return refusal
+        try:
+            self.store.connection.execute(*unenrollment(request.key))
+        except sqlite3.Error:
+            return error_frame(
+                ErrorCode.HISTORY_UNAVAILABLE, "the registration could not be dropped", request.ref
+            )
+        return self.unenrolled(client, request.key, request.ref)
+
+    def check_unenroll(self, client: Client, request: Unenroll) -> bytes | None:
+        """Why `client` may not drop its registration now (the error frame), or None if it may."""
         if client.key != request.key or client.nick is None:
             return error_frame(ErrorCode.FORBIDDEN, "your nick changed meanwhile; try again", request.ref)
         try:
-            current = load(self.store.connection, request.key)
-            if current is None:
+            if load(self.store.connection, request.key) is None:
                 return error_frame(
                     ErrorCode.NOT_REGISTERED, f"{client.nick!r} is not registered", request.ref
                 )
-            if not _same(current.digest, request.expected):
-                return error_frame(
-                    ErrorCode.NICK_REGISTERED, "the registration changed meanwhile; try again", request.ref
-                )
-            self._write("DELETE FROM accounts WHERE nick_key = ?", (request.key,))
+            return self.changed_since(request.key, request.expected, request.ref)
         except HistoryError:
             return error_frame(
                 ErrorCode.HISTORY_UNAVAILABLE, "the registration could not be dropped", request.ref
             )
-        self.settle(client, Standing.FREE)
-        self._tell_siblings(client, Registration(nick=client.nick, registered=False))
-        return encode(Registration(nick=client.nick, registered=False, ref=request.ref))
+
+    def unenrolled(self, client: Client, key: str, ref: int | None) -> bytes:
+        """`client`'s nick (`key`) is no longer registered: its sessions own nothing; the answer."""
+        nick = client.nick or ""
+        if client.key == key:
+            self.settle(client, Standing.FREE)
+            self._tell_siblings(client, Registration(nick=nick, registered=False))
+        return encode(Registration(nick=nick, registered=False, ref=ref))
 
     def _tell_siblings(self, client: Client, change: Registration) -> None:
         """The nick's other sessions hear of a change of its registration (without a `ref`)."""
@@ -214,14 +247,22 @@ class Accounts:
                 if session is not client:
                     session.send(frame)
 
-    def _write(self, sql: str, parameters: tuple[object, ...]) -> None:
-        # Called between batches (the caller flushed first), so this autocommit statement is its own
-        # transaction: durable when it returns, like every acknowledged message.
-        try:
-            self.store.connection.execute(sql, parameters)
-        except sqlite3.Error as error:
-            raise HistoryError(f"cannot write registered nicks: {error}") from error
-
 
 def _cost(stored: PasswordHash) -> tuple[int, int, int]:
     return stored.cost.n, stored.cost.r, stored.cost.p
+
+
+def enrollment(key: str, nick: str, stored: PasswordHash, ts: int) -> tuple[str, tuple[object, ...]]:
+    """The statement (SQL, parameters) that registers `key` as `nick` with `stored`, or changes its hash."""
+    return (
+        "INSERT INTO accounts (nick_key, nick, salt, hash, scrypt_n, scrypt_r, scrypt_p, created, changed)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (nick_key) DO UPDATE SET nick = excluded.nick,"
+        " salt = excluded.salt, hash = excluded.hash, scrypt_n = excluded.scrypt_n,"
+        " scrypt_r = excluded.scrypt_r, scrypt_p = excluded.scrypt_p, changed = excluded.changed",
+        (key, nick, stored.salt, stored.digest, *_cost(stored), ts, ts),
+    )
+
+
+def unenrollment(key: str) -> tuple[str, tuple[object, ...]]:
+    """The statement (SQL, parameters) that drops the registration of `key`."""
+    return "DELETE FROM accounts WHERE nick_key = ?", (key,)

@@ -73,43 +73,63 @@ def store_file_offer(
         request.reservation.finish()  # recorded (or failed): the sweeper may judge the file by its row now
 
 
+def checked_offer(
+    hub: Hub, store: HistoryStore, client: Client, request: StoreFile, silenced: Silenced
+) -> tuple[Room | None, Client | None] | None:
+    """Check an offer as `say` is checked: (its room or None, the direct recipient's session or None), or
+    None once it is answered: a duplicate `client_msg_id` (`file_done {duplicate}` or
+    `client_msg_id_reused`), a room left (`not_in_room`) or a mute (`muted`). Raises `HistoryError`.
+
+    The single server stores what passes (`store_file_offer`); in cluster mode it goes to the log
+    (chat_server.cluster.files)."""
+    key = client.key
+    assert key is not None
+    if request.client_msg_id is not None:
+        conversation = conversation_key(request.room_key, request.recipient and request.recipient[1])
+        found = store.find_previous(key, request.client_msg_id, conversation)
+        if found is not None and (found.text, found.sha256, found.size) != (
+            request.name,
+            request.sha256,
+            request.size,
+        ):
+            reused = f"client_msg_id {request.client_msg_id!r} was used for another message here"
+            client.send(error_frame(ErrorCode.CLIENT_MSG_ID_REUSED, reused, request.ref))
+            return None
+        if found is not None:
+            done = FileDone(
+                upload=request.upload,
+                id=found.id,
+                ts=found.ts,
+                client_msg_id=request.client_msg_id,
+                duplicate=True,
+            )
+            client.send(encode(done))
+            return None
+    if request.room_key is not None:
+        room = client.rooms.get(request.room_key)
+        if room is None:
+            client.send(error_frame(ErrorCode.NOT_IN_ROOM, "you left the room", request.ref))
+            return None
+        if (muted := silenced(client, room)) is not None:
+            client.send(error_frame(ErrorCode.MUTED, muted, request.ref))
+            return None
+        return room, None
+    assert request.recipient is not None
+    return None, hub.nicks.get(request.recipient[1])
+
+
 def _store(
     hub: Hub, store: HistoryStore, client: Client, request: StoreFile, ts: int, silenced: Silenced
 ) -> None:
     key, nick = client.key, client.nick
     if key is None or nick is None:
         return  # the connection ended meanwhile; the file stays until the sweep (the re-offer is free)
-    room, recipient = None, None
     try:
-        if request.client_msg_id is not None:
-            conversation = conversation_key(request.room_key, request.recipient and request.recipient[1])
-            found = store.find_previous(key, request.client_msg_id, conversation)
-            if found is not None and (found.text, found.sha256, found.size) != (
-                request.name,
-                request.sha256,
-                request.size,
-            ):
-                reused = f"client_msg_id {request.client_msg_id!r} was used for another message here"
-                client.send(error_frame(ErrorCode.CLIENT_MSG_ID_REUSED, reused, request.ref))
-                return
-            if found is not None:
-                done = FileDone(
-                    upload=request.upload,
-                    id=found.id,
-                    ts=found.ts,
-                    client_msg_id=request.client_msg_id,
-                    duplicate=True,
-                )
-                client.send(encode(done))
-                return
-        if request.room_key is not None:
-            room = client.rooms.get(request.room_key)
-            if room is None:
-                client.send(error_frame(ErrorCode.NOT_IN_ROOM, "you left the room", request.ref))
-                return
-            if (muted := silenced(client, room)) is not None:
-                client.send(error_frame(ErrorCode.MUTED, muted, request.ref))
-                return
+        checked = checked_offer(hub, store, client, request, silenced)
+        if checked is None:
+            return
+        room, recipient = checked
+        if room is not None:
             message_id = store.add_room_message(
                 room_key=room.key,
                 room=room.name,
@@ -123,7 +143,6 @@ def _store(
         else:
             assert request.recipient is not None
             to_nick, to_key = request.recipient
-            recipient = hub.nicks.get(to_key)
             message_id = store.add_direct_message(
                 sender=nick,
                 sender_key=key,

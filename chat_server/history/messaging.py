@@ -48,6 +48,9 @@ class _Stored:
     #: False for a delivery followed by the request's own answer (an event before its `ack`): a failed
     #: commit refuses the request once, on its answer.
     answers: bool = True
+    #: A change of the hub and its announcements, made after the commit in its place among the deliveries
+    #: (a record of the cluster's log that puts members out of a room: chat_server.cluster.moderation).
+    then: Callable[[], None] | None = None
 
 
 def direct_recipients(sender: Client, peer: Client | None) -> tuple[Client, ...]:
@@ -118,6 +121,9 @@ class Messages:
             if run_room is not None:
                 deliveries += self.hub.publish_messages(run_room, run)
                 run, run_room = [], None
+            if stored.then is not None:
+                stored.then()
+                continue
             if stored.sender is not None:
                 stored.sender.send(stored.ack)
             if stored.relay is not None:
@@ -145,6 +151,11 @@ class Messages:
 
         If the write itself failed, call `write_failed` instead."""
         self._pending.append(_Stored(client, frame, ref, relay, recipients=recipients))
+
+    def after_commit_do(self, action: Callable[[], None], client: Client | None, ref: int | None) -> None:
+        """Run `action` after the open transaction commits, in its place among the held-back deliveries
+        (it sends its own frames); if the commit fails, `client` (if any) is refused instead."""
+        self._pending.append(_Stored(client, b"", ref, then=action))
 
     def write_failed(self, client: Client, error: HistoryError, ref: int | None) -> None:
         """Another part's write into the open transaction failed: the batch is lost, refuse it all."""

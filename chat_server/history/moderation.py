@@ -44,6 +44,9 @@ class Moderation:
         self.clock = clock  # the chat's timestamps (ms), which never go backwards
         self.book = RulesBook(store, clock())
         self.admins = frozenset(fold(nick) for nick in config.admins)
+        #: Makes a room's creator its operator (`entered`): stored at once here; in cluster mode the stored
+        #: right goes through the log (chat_server.cluster.moderation).
+        self.crown: Callable[[RoomRules, Client], None] = self._crown
 
     # -- Queries -------------------------------------------------------------------------------------------
 
@@ -110,6 +113,9 @@ class Moderation:
         rules = self.book.get(room.key)
         if not was_empty or rules.ops:
             return
+        self.crown(rules, client)
+
+    def _crown(self, rules: RoomRules, client: Client) -> None:
         try:
             self.book.grant(rules, "op", client.id, client.account)
             self.store.commit()

@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 MAX_DURATION = 10 * 366 * 24 * 3600
 
 #: One action to store and announce: (action, target nick, reason, until).
-_Event = tuple[str, str | None, str | None, int | None]
+Event = tuple[str, str | None, str | None, int | None]
 _Listed = tuple[Restriction, str | None]
 
 
@@ -76,13 +76,7 @@ def operator_request(
     def handle(self: Operators, client: Client, request: R) -> None:
         self.flush()
         try:
-            room = client.rooms.get(fold(request.room))
-            if room is None:
-                raise ModerationRefused(ErrorCode.NOT_IN_ROOM, f"you are not in {request.room!r}")
-            if not self.moderation.is_operator(client, room.key):
-                raise ModerationRefused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
-            rules = self.book.get(room.key)
-            rules.prune(self.clock())
+            room, rules = self.gate(client, request.room)
             apply(self, client, room, rules, request)
         except ModerationRefused as refused:
             client.send(error_frame(refused.code, refused.message, request.ref))
@@ -116,6 +110,18 @@ class Operators:
         self.send_room_state = send_room_state  # the answer to `mode`
         self._reply_bytes = config.max_frame - REPLY_MARGIN
 
+    def gate(self, client: Client, name: str) -> tuple[Room, RoomRules]:
+        """The room `name` and its rules (lapsed bans and mutes pruned), if `client` is in it and one of its
+        operators; else `ModerationRefused`."""
+        room = client.rooms.get(fold(name))
+        if room is None:
+            raise ModerationRefused(ErrorCode.NOT_IN_ROOM, f"you are not in {name!r}")
+        if not self.moderation.is_operator(client, room.key):
+            raise ModerationRefused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
+        rules = self.book.get(room.key)
+        rules.prune(self.clock())
+        return room, rules
+
     # -- Requests (each a row of the routing table) -------------------------------------------------------
 
     @operator_request
@@ -125,21 +131,21 @@ class Operators:
 
     @operator_request
     def kick(self, client: Client, room: Room, rules: RoomRules, request: Kick) -> None:
-        target = self._member(room, request.nick)
-        self._protect(client, target.key or "", "kick")
-        event: _Event = ("kick", target.nick, request.reason, None)
+        target = self.member(room, request.nick)
+        self.protect(client, target.key or "", "kick")
+        event: Event = ("kick", target.nick, request.reason, None)
         self._act(client, room, request.ref, [event], _nothing)
         reason = f"kicked by {client.nick}" + (f": {request.reason}" if request.reason else "")
-        self._remove(room, [target], reason)
+        self.remove(room, [target], reason)
 
     @operator_request
     def mute(self, client: Client, room: Room, rules: RoomRules, request: Mute) -> None:
         key = fold(request.nick)
-        self._protect(client, key, "mute")
-        until = self._until(request.duration)
-        self._check_room_for(rules.mutes, key, "mutes")
+        self.protect(client, key, "mute")
+        until = self.until(request.duration)
+        self.check_room_for(rules.mutes, key, "mutes")
         mute = Restriction(request.nick, client.nick or "", self.clock(), until, request.reason)
-        event: _Event = ("mute", request.nick, request.reason, until)
+        event: Event = ("mute", request.nick, request.reason, until)
         self._act(client, room, request.ref, [event], lambda: self.book.restrict(rules, "mute", key, mute))
 
     @operator_request
@@ -147,15 +153,15 @@ class Operators:
         key = fold(request.nick)
         if key not in rules.mutes:
             raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{request.nick} is not muted in {room.name}")
-        event: _Event = ("unmute", request.nick, None, None)
+        event: Event = ("unmute", request.nick, None, None)
         self._act(client, room, request.ref, [event], lambda: self.book.lift(rules, "mute", key))
 
     @operator_request
     def op(self, client: Client, room: Room, rules: RoomRules, request: Op) -> None:
-        target = self._online(request.nick)
+        target = self.online(request.nick)
         if target.account is not None:
-            self._check_room_for(rules.ops, target.account, "stored operators")
-        event: _Event = ("op", target.nick, None, None)
+            self.check_room_for(rules.ops, target.account, "stored operators")
+        event: Event = ("op", target.nick, None, None)
         self._act(
             client,
             room,
@@ -166,12 +172,12 @@ class Operators:
 
     @operator_request
     def invite(self, client: Client, room: Room, rules: RoomRules, request: Invite) -> None:
-        target = self._online(request.nick)
+        target = self.online(request.nick)
         if room.key in target.rooms:
             raise ModerationRefused(ErrorCode.ALREADY_IN_ROOM, f"{target.nick} is in {room.name} already")
         if target.account is not None:
-            self._check_room_for(rules.invited, target.account, "invitations")
-        event: _Event = ("invite", target.nick, None, None)
+            self.check_room_for(rules.invited, target.account, "invitations")
+        event: Event = ("invite", target.nick, None, None)
 
         def grant() -> None:
             self.book.grant(rules, "invite", target.id, target.account)
@@ -182,20 +188,20 @@ class Operators:
     @operator_request
     def ban(self, client: Client, room: Room, rules: RoomRules, request: Ban) -> None:
         key = fold(request.nick)
-        self._protect(client, key, "ban")
-        until = self._until(request.duration)
+        self.protect(client, key, "ban")
+        until = self.until(request.duration)
         restriction = Restriction(request.nick, client.nick or "", self.clock(), until, request.reason)
         kind: RestrictionKind
         if request.by_address:
-            target = self._online(request.nick)
+            target = self.online(request.nick)
             kind, subject, action = "ban_address", target.peer, "ban_address"
             if target is client or subject == client.peer:
                 raise ModerationRefused(ErrorCode.FORBIDDEN, "that would ban your own address")
         else:
             kind, subject, action = "ban", key, "ban"
         table = rules.table(kind)
-        self._check_room_for(table, subject, "bans")
-        event: _Event = (action, request.nick, request.reason, until)
+        self.check_room_for(table, subject, "bans")
+        event: Event = (action, request.nick, request.reason, until)
         self._act(
             client, room, request.ref, [event], lambda: self.book.restrict(rules, kind, subject, restriction)
         )
@@ -208,7 +214,7 @@ class Operators:
                 if m.peer == subject and m is not client and not self.moderation.is_operator(m, room.key)
             ]
         reason = f"banned by {client.nick}" + (f": {request.reason}" if request.reason else "")
-        self._remove(room, banned, reason)
+        self.remove(room, banned, reason)
 
     @operator_request
     def unban(self, client: Client, room: Room, rules: RoomRules, request: Unban) -> None:
@@ -223,7 +229,7 @@ class Operators:
         if ban is None:
             shown = request.nick if request.nick is not None else request.address
             raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"no ban of {shown} in {room.name}")
-        event: _Event = (action, ban.nick, None, None)
+        event: Event = (action, ban.nick, None, None)
         self._act(client, room, request.ref, [event], lambda: self.book.lift(rules, kind, subject))
 
     @operator_request
@@ -247,7 +253,7 @@ class Operators:
 
     @operator_request
     def set_mode(self, client: Client, room: Room, rules: RoomRules, request: SetMode) -> None:
-        events: list[_Event] = []
+        events: list[Event] = []
         topic_lock, invite_only, join_key = rules.topic_lock, rules.invite_only, rules.join_key
         if request.topic_lock is not None and request.topic_lock != topic_lock:
             topic_lock = request.topic_lock
@@ -269,20 +275,20 @@ class Operators:
 
     # -- Helpers -------------------------------------------------------------------------------------------
 
-    def _member(self, room: Room, nick: str) -> Client:
+    def member(self, room: Room, nick: str) -> Client:
         key = fold(nick)
         for member in room.members:
             if member.key == key:
                 return member
         raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
 
-    def _online(self, nick: str) -> Client:
+    def online(self, nick: str) -> Client:
         target = self.hub.nicks.get(fold(nick))
         if target is None or target.nick is None:
             raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{nick} is not online")
         return target
 
-    def _protect(self, client: Client, target_key: str, action: str) -> None:
+    def protect(self, client: Client, target_key: str, action: str) -> None:
         """A verified server admin is out of reach of room operators (another admin may still act on them).
 
         Someone merely using an admin's nick is not protected; a ban of that nick never holds the verified
@@ -294,14 +300,14 @@ class Operators:
         if target is not None and self.moderation.is_admin(target):
             raise ModerationRefused(ErrorCode.FORBIDDEN, f"a room operator cannot {action} a server admin")
 
-    def _until(self, duration: int | None) -> int | None:
+    def until(self, duration: int | None) -> int | None:
         if duration is None:
             return None
         if not 0 < duration <= MAX_DURATION:
             raise ModerationRefused(ErrorCode.INVALID_FIELD, f"a duration is 1 to {MAX_DURATION} seconds")
         return self.clock() + duration * 1000
 
-    def _check_room_for(self, table: dict[str, Restriction] | set[str], key: str, what: str) -> None:
+    def check_room_for(self, table: dict[str, Restriction] | set[str], key: str, what: str) -> None:
         limit = self.config.max_moderation_entries
         if key not in table and len(table) >= limit:
             raise ModerationRefused(
@@ -309,7 +315,7 @@ class Operators:
             )
 
     def _act(
-        self, client: Client, room: Room, ref: int | None, events: list[_Event], change: Callable[[], object]
+        self, client: Client, room: Room, ref: int | None, events: list[Event], change: Callable[[], object]
     ) -> list[bytes]:
         """Change the rules and store the events in one transaction; then announce them and ack the request.
 
@@ -318,44 +324,58 @@ class Operators:
         ts = self.clock()
         try:
             change()
-            ids = [
-                self.store.add_moderation(
-                    room_key=room.key,
-                    room=room.name,
-                    actor=client.nick or "",
-                    action=action,
-                    target=target,
-                    reason=reason,
-                    until=until,
-                    ts=ts,
-                )
-                for action, target, reason, until in events
-            ]
+            ids = [self.store_event(room, client.nick or "", event, ts) for event in events]
             self.store.commit()
         except HistoryError as error:
             self.moderation.failed(error)
             raise ModerationRefused(ErrorCode.HISTORY_UNAVAILABLE, "the action could not be stored") from None
-        room.last_id = ids[-1]
-        frames = []
-        for message_id, (action, target, reason, until) in zip(ids, events, strict=True):
-            moderated = Moderated(
-                id=message_id,
-                room=room.name,
-                nick=client.nick or "",
-                action=action,
-                ts=ts,
-                target=target,
-                reason=reason,
-                until=until,
-            )
-            frames.append(encode(moderated))
-            self.hub.publish(room, frames[-1])
+        frames = [
+            self.announce(room, client.nick or "", message_id, event, ts)
+            for message_id, event in zip(ids, events, strict=True)
+        ]
         log.info("conn=%d event=moderation room=%r actions=%s", client.id, room.name, [e[:2] for e in events])
         if ref is not None:
             client.send(encode(Ack(id=ids[-1], ts=ts, ref=ref)))
         return frames
 
-    def _remove(self, room: Room, members: list[Client], reason: str) -> None:
+    def store_event(
+        self, room: Room, actor: str, event: Event, ts: int, message_id: int | None = None
+    ) -> int:
+        """Store one moderation entry in the open transaction (with `message_id` if given: the cluster's
+        stream sequence); its id, which becomes the room's newest."""
+        action, target, reason, until = event
+        stored = self.store.add_moderation(
+            room_key=room.key,
+            room=room.name,
+            actor=actor,
+            action=action,
+            target=target,
+            reason=reason,
+            until=until,
+            ts=ts,
+            entry_id=message_id,
+        )
+        room.last_id = stored
+        return stored
+
+    def announce(self, room: Room, actor: str, message_id: int, event: Event, ts: int) -> bytes:
+        """Tell the room's members of one stored moderation entry; the frame."""
+        action, target, reason, until = event
+        moderated = Moderated(
+            id=message_id,
+            room=room.name,
+            nick=actor,
+            action=action,
+            ts=ts,
+            target=target,
+            reason=reason,
+            until=until,
+        )
+        frame = encode(moderated)
+        self.hub.publish(room, frame)
+        return frame
+
+    def remove(self, room: Room, members: list[Client], reason: str) -> None:
         """Put `members` out of `room`: each is announced as `left` (to them too) with `reason`."""
         for member in members:
             if room.key not in member.rooms:

@@ -160,11 +160,13 @@ class RulesBook:
             (rules.key, int(rules.topic_lock), int(rules.invite_only), rules.join_key),
         )
 
-    def grant(self, rules: RoomRules, kind: GrantKind, conn_id: int, account: str | None) -> None:
-        """Give a connection (and, if registered, its account: stored) operator rights or an invitation."""
+    def grant(self, rules: RoomRules, kind: GrantKind, conn_id: int | None, account: str | None) -> None:
+        """Give a connection (if any: in cluster mode the nick may be on another server) and, if registered,
+        its account (stored) operator rights or an invitation."""
         stored, session = rules.grants(kind)
-        session.add(conn_id)
-        self._sessions.setdefault(conn_id, set()).add(rules.key)
+        if conn_id is not None:
+            session.add(conn_id)
+            self._sessions.setdefault(conn_id, set()).add(rules.key)
         if account is not None and account not in stored:
             self.store.begin()
             self.store.run("INSERT OR IGNORE INTO room_grants VALUES (?, ?, ?)", (rules.key, kind, account))

@@ -515,6 +515,7 @@ class Connection:
                 self.reader_db,
                 self._settle,
                 services.tally,
+                services.shared_files,
             )
         return self._transfers
 

@@ -215,7 +215,13 @@ def answer_stats(connection: Connection, request: GetStats) -> None:
 
 
 def change_nick(connection: Connection, request: ChangeNick) -> None:
-    """Check the nick's password here (if one is given); the history thread decides (`Rename`)."""
+    """Check the nick's password here (if one is given); the history thread decides (`Rename`).
+
+    In cluster mode the new nick is first claimed across the cluster (chat_server.cluster.nicks)."""
+    nicks = connection.services.nicks
+    if nicks is not None and (refusal := nicks.rename(request.nick, request.ref)) is not None:
+        connection.client.send(refusal)
+        return
 
     def check(gate_request: ChangeNick, _key: str) -> Rename:
         proof = None

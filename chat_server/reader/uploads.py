@@ -34,6 +34,7 @@ import sqlite3
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from chat_server.files import EMPTY_SHA256, FILE_MODE, FileRefused, FileStore, Reservation, StoredFile
 from chat_server.history.fileoffers import StoreFile
@@ -47,6 +48,9 @@ from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import CancelFile, FileChunk, FileData, FileDone, FileProgress, GetFile, OfferFile
 from shared.text import fold
+
+if TYPE_CHECKING:
+    from chat_server.cluster.files import SharedFiles
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +96,12 @@ class ConnectionFiles:
         database: Callable[[], sqlite3.Connection],
         settle: Callable[[], None],
         tally: Tally | None = None,
+        shared: SharedFiles | None = None,
     ) -> None:
         self.client = client
+        #: In cluster mode, the cluster's object store (chat_server.cluster.files): a finished upload goes
+        #: there before its offer goes to the log, and a file not held here is fetched from there.
+        self.shared = shared
         #: The server's counters: file bytes in and out, counted once per chunk (chat_server.metrics).
         self.tally = tally if tally is not None else Tally()
         self.sendq = sendq
@@ -142,6 +150,9 @@ class ConnectionFiles:
                 found = self.hub.nicks.get(fold(offer.to or ""))
                 if found is not None and found.nick is not None and found.key is not None:
                     recipient = (found.nick, found.key)
+            if recipient is None and self.shared is not None and offer.to is not None:
+                # Cluster mode: the nick may be on another server, which delivers it (as a `tell`).
+                recipient = (offer.to, fold(offer.to))
             if recipient is None:
                 return error_frame(ErrorCode.NO_SUCH_NICK, f"{offer.to!r} is not online", ref)
         db = self._database()
@@ -150,6 +161,11 @@ class ConnectionFiles:
             if (answer := self._stored_before(db, key, offer, conversation)) is not None:
                 client.send(answer)
                 return None
+        if self.shared is not None and not self.shared.available():
+            unreachable = (
+                "the cluster's file store (NATS JetStream) is unreachable: the file cannot be shared now"
+            )
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, unreachable, ref)
         if len(self._uploads) >= self.config.max_uploads:
             limit = self.config.max_uploads
             return error_frame(ErrorCode.TOO_MANY_TRANSFERS, f"at most {limit} uploads at once", ref)
@@ -279,6 +295,13 @@ class ConnectionFiles:
             ref=ref,
             reservation=upload.reservation,
         )
+        if self.shared is not None:
+            # Cluster mode: into the object store first (the nats thread; this thread does not wait), then
+            # the offer goes to the log.
+            if self.shared.share(self.client, request, self.files.object_path(offer.sha256)):
+                return None
+            upload.reservation.finish()
+            return error_frame(ErrorCode.HISTORY_UNAVAILABLE, "the server is stopping", ref)
         if not self.history.submit(self.client, request):
             upload.reservation.finish()
             return error_frame(ErrorCode.RATE_LIMITED, "server busy", ref, retry_after_ms=1000)
@@ -316,7 +339,13 @@ class ConnectionFiles:
         if get.offset > stored.size:
             return error_frame(ErrorCode.BAD_OFFSET, f"the file has {stored.size} bytes", ref)
         try:
-            fd = self._open_object(stored.sha256)
+            try:
+                fd = self._open_object(stored.sha256)
+            except FileNotFoundError:
+                if self.shared is None:
+                    raise
+                self.shared.fetch(stored.sha256, stored.size)  # uploaded to another server: fetch it first
+                fd = self._open_object(stored.sha256)
             data = os.pread(fd, min(self.config.chunk, stored.size - get.offset), get.offset)
         except FileNotFoundError:
             return error_frame(ErrorCode.NO_SUCH_FILE, f"no file {get.id}", ref)

@@ -158,6 +158,48 @@ async def test_connect_screen_lists_servers_heard_on_the_lan(server: LiveServer,
             assert chat.model.nick == "carol"
 
 
+async def test_a_lan_cluster_server_brings_its_other_servers(server: LiveServer, private_dirs: Path) -> None:
+    """Choosing a server heard on the LAN that announces its cluster fills the host field with the `--host`
+    list (it, then the others) and connects: here the server heard is gone, and the client goes on to the
+    other one its beacon named."""
+    import socket
+
+    from textual.widgets import OptionList
+
+    from chat_client.net.discovery import DiscoveredServer
+    from chat_client.tui.ui_messages import ServersHeard
+
+    with socket.socket() as probe:  # a port where nothing listens: the server heard has just died
+        probe.bind((server.host, 0))
+        gone = probe.getsockname()[1]
+    heard = DiscoveredServer(
+        server_id="lab",
+        name="Lab",
+        host=server.host,
+        port=gone,
+        tls=False,
+        fingerprint=None,
+        users=0,
+        rooms=(),
+        truncated=False,
+        addresses=(server.host,),
+        last_seen=0.0,
+        servers=(f"{server.host}:{server.port}",),
+    )
+    app = ChatApp(nick="dora", config_dir=private_dirs, options=FAST, discovery=None)
+    async with app.run_test(size=SIZE) as pilot:
+        app.post_message(ServersHeard([heard], None))
+        await wait_until(
+            lambda: "cluster of 2" in str(app.screen.query_one("#lan", OptionList).render_line(0).text)
+        )
+        lan = app.screen.query_one("#lan", OptionList)
+        lan.focus()
+        lan.highlighted = 0
+        await pilot.press("enter")
+        chat = await wait_for_chat(app, pilot)
+        await wait_until(lambda: chat.model.nick == "dora", what="logged in on the other server")
+
+
 async def test_theme_choice_is_remembered(private_dirs: Path) -> None:
     """A theme picked in the app is saved and used at the next start."""
     app = ChatApp(config_dir=private_dirs, discovery=None)

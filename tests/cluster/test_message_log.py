@@ -14,7 +14,6 @@ from collections.abc import Callable
 from chat_server.server import ChatServer
 from shared.messages import (
     Ack,
-    Ban,
     Error,
     FetchHistory,
     History,
@@ -135,20 +134,14 @@ def test_direct_message_across_servers(start_cluster_server: Callable[..., ChatS
         assert (told.id, told.text, told.nick) == (ack.id, "psst", "alice")
 
 
-def test_refused_in_cluster_mode_until_shared(start_cluster_server: Callable[..., ChatServer]) -> None:
+def test_file_sharing_is_on_in_cluster_mode(start_cluster_server: Callable[..., ChatServer]) -> None:
     server = start_cluster_server("one")
     with ChatTestClient(server.address) as alice:
         welcome = alice.login("alice", ["lobby"])
-        assert welcome.files is None  # file sharing is off in cluster mode
+        assert welcome.files is not None  # file sharing is on in cluster mode (tests/cluster/test_files.py)
         alice.send(Say(room="lobby", text="mine", ref=1))
         mine = alice.recv(Ack, ref=1)
         assert mine.id > 0
-        refused = [Ban(room="lobby", nick="bob", ref=8)]
-        for request in refused:
-            alice.send(request)
-            error = alice.recv(Error, ref=request.ref)
-            assert error.code == "history_unavailable"
-            assert "not available in cluster mode yet" in error.message
 
 
 def test_direct_message_to_a_nick_online_nowhere_is_stored(
@@ -189,3 +182,37 @@ def test_local_copies_agree(start_cluster_server: Callable[..., ChatServer]) -> 
             return list(db.execute("SELECT id, text FROM messages ORDER BY id"))
 
     wait_until(lambda: rows(one) == rows(two) and len(rows(one)) == 5, what="both copies hold the 5")
+
+
+def test_a_server_whose_database_fails_while_applying_catches_up_with_no_gap(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """While one server cannot write its local copy, the log goes on (the other server acks); the batch it
+    was applying is rolled back and the log read again from the position on disk, so once the database is
+    back its copy has every message, once, with no gap, and its member receives each of them."""
+    one = start_cluster_server("one")
+    two = start_cluster_server("two", history_busy_timeout=0.2)
+    assert one.address is not None
+    assert two.address is not None
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", ["lobby"])
+        bob.login("bob", ["lobby"])
+        ids: list[int] = []
+        blocker = sqlite3.connect(two.config.history_path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN EXCLUSIVE")  # two's history thread cannot write: it fails and rolls back
+            for n in range(10):
+                alice.send(Say(room="lobby", text=f"m{n}", ref=n + 1))
+                ids.append(alice.recv(Ack, ref=n + 1).id)
+            assert [m for m in bob.drain(0.3) if isinstance(m, Said)] == []  # nothing unstored is relayed
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert sorted(said_ids(bob, 10)) == [(id_, f"m{n}") for n, id_ in enumerate(ids)]
+
+        def two_has_all() -> bool:
+            bob.send(FetchHistory(room="lobby", limit=100, ref=99))
+            page = bob.recv(History, ref=99)
+            return [m.id for m in page.messages] == ids
+
+        wait_until(two_has_all, what="server two's copy with every message")

@@ -18,22 +18,33 @@ from chat_server.cluster.config import ClusterConfig
 from chat_server.cluster.migrate import MigrationError, migrate
 from chat_server.config import ServerConfig
 from chat_server.server import ChatServer
-from shared import DELETED_TEXT, Message
+from shared import DELETED_TEXT, PROTOCOL_NAME, Message
 from shared.messages import (
+    PROTOCOL_VERSION,
     Ack,
+    Ban,
     Delete,
     Edit,
+    Error,
     FetchHistory,
+    Hello,
     History,
+    Join,
+    Mute,
     Ok,
     React,
+    Register,
+    Registration,
     RoomState,
     Said,
     Say,
+    SetMode,
     SetTopic,
     Tell,
     Unreact,
+    Welcome,
 )
+from tests.cluster.test_nicks import try_login
 from tests.server.client import ChatTestClient
 from tests.server.conftest import TEST_SETTINGS, no_leaks
 from tests.server.process import ServerProcess
@@ -166,3 +177,55 @@ def test_migrate_command(tmp_path: Path, nats_cluster: NatsCluster) -> None:
         assert refused.process.wait(30) == 2
         _, err = refused.close()
         assert "--migrate needs --cluster" in err
+
+
+def test_migrate_carries_registered_nicks_and_room_rules(
+    tmp_path: Path, cluster_config: ClusterConfig, start_cluster_server: Callable[..., ChatServer]
+) -> None:
+    cheap = {"scrypt_n": 16, "scrypt_r": 1, "scrypt_p": 1}
+    single = ChatServer(ServerConfig(**{**TEST_SETTINGS, **cheap, "data_dir": tmp_path / "single"}))
+    with single, ChatTestClient(single.address) as alice:
+        alice.login("alice", [])
+        alice.send(Register(password="secret", ref=1))
+        alice.recv(Registration, ref=1)
+        alice.send(Join(room="den", ref=2))  # its creator: a stored operator (a registered nick)
+        alice.recv(History, ref=2)
+        alice.send(Ban(room="den", nick="mallory", reason="spam", ref=3))
+        alice.recv(Ack, ref=3)
+        alice.send(Mute(room="den", nick="bob", ref=4))
+        alice.recv(Ack, ref=4)
+        alice.send(SetMode(room="den", key="sesame", ref=5))
+        alice.recv(RoomState, ref=5)
+    report = migrate(single.config.history_path, cluster_config)
+    assert (report.registered_nicks, report.moderated_rooms) == (1, 1)
+    assert "1 registered nicks, the rules of 1 rooms" in report.describe(cluster_config.stream)
+    server = start_cluster_server("cluster", **cheap)
+    wrong = try_login(server.address, "alice")  # registered: its password is needed
+    assert isinstance(wrong, Error)
+    assert wrong.code == "nick_registered"
+    with ChatTestClient(server.address) as bob, ChatTestClient(server.address) as mallory:
+        bob.login("bob", [])
+        bob.send(Join(room="den", ref=1))
+        assert bob.recv(Error, ref=1).code == "bad_key"
+        bob.send(Join(room="den", key="sesame", ref=2))
+        bob.recv(History, ref=2)
+        bob.send(Say(room="den", text="hi", ref=3))
+        assert bob.recv(Error, ref=3).code == "muted"
+        mallory.login("mallory", [])
+        mallory.send(Join(room="den", key="sesame", ref=4))
+        assert mallory.recv(Error, ref=4).code == "banned"
+        alice = ChatTestClient(server.address)
+        with alice:
+            alice.send(
+                Hello(
+                    proto=PROTOCOL_NAME,
+                    version=PROTOCOL_VERSION,
+                    nick="alice",
+                    rooms=(),
+                    nick_password="secret",
+                )
+            )
+            alice.recv(Welcome)
+            alice.send(Join(room="den", key="sesame", ref=5))
+            state = alice.recv(RoomState, ref=5)
+            assert {member.nick: member.op for member in state.members}["alice"]  # the stored operator

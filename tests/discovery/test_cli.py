@@ -13,6 +13,7 @@ from chat_client.discover_cli import (
     EXIT_FOUND,
     EXIT_NONE_FOUND,
     add_discover_arguments,
+    cluster_lines,
     format_table,
     run_discover,
 )
@@ -146,3 +147,12 @@ def test_table_shows_users_and_room_member_counts() -> None:
     """Each room is listed with its member count."""
     table = format_table([server(users=42, rooms=(("a", 3), ("b", 0)))])
     assert "a(3) b(0)" in table
+
+
+def test_a_cluster_server_gets_a_line_with_its_host_list() -> None:
+    """Below the table, a server that announces its cluster gets the `--host` list that reaches it first
+    and then the others; a single server gets no such line."""
+    clustered = server(name="Lab", servers=("10.0.0.6:7878", "[fd00::7]:7000"))
+    assert cluster_lines([clustered, server(name="Alone", server_id="y")]) == [
+        "Lab is in a cluster of 3 servers: --host 10.0.0.5,10.0.0.6:7878,[fd00::7]:7000 --port 7878"
+    ]

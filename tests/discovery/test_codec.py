@@ -183,3 +183,59 @@ def test_new_server_ids_are_distinct_tokens() -> None:
     ids = {new_server_id() for _ in range(100)}
     assert len(ids) == 100
     assert all(len(server_id) == 32 and int(server_id, 16) >= 0 for server_id in ids)
+
+
+# -- A cluster's servers (docs/discovery.md, `servers`) ----------------------------------------------------
+
+CLUSTER = ("10.0.0.12:7878", "[2001:db8::13]:7000", "chat3.lan:7878")
+
+
+def test_a_single_servers_beacon_has_no_servers_key() -> None:
+    """Without a cluster the datagram carries no `servers` at all: byte for byte as before the field."""
+    assert "servers" not in msgpack.unpackb(encode_beacon(INFO))
+    assert decode_datagram(encode_beacon(INFO)).servers is None  # type: ignore[union-attr]
+
+
+def test_a_cluster_servers_beacon_and_reply_list_the_other_servers() -> None:
+    """The cluster's other servers travel in order, in the beacon and in the reply."""
+    beacon = decode_datagram(encode_beacon(info(servers=CLUSTER)))
+    reply = decode_datagram(encode_reply(info(servers=CLUSTER), 7, 1))
+    assert isinstance(beacon, Announcement)
+    assert isinstance(reply, Reply)
+    assert beacon.servers == reply.servers == CLUSTER
+    assert beacon.rooms == INFO.rooms
+
+
+def test_servers_are_kept_before_rooms_when_the_datagram_is_full() -> None:
+    """Rooms are left out first (`truncated`), then servers from the end of the list; it always fits."""
+    many = tuple(f"server-{n:02d}.example.lan:7878" for n in range(20))
+    rooms = [(f"room{n:02d}" + "x" * 40, n) for n in range(10)]
+    data = encode_beacon(info(servers=many[:4], rooms=rooms))
+    beacon = decode_datagram(data)
+    assert isinstance(beacon, Announcement)
+    assert len(data) <= MAX_DATAGRAM
+    assert beacon.servers == many[:4]
+    assert beacon.truncated
+    assert 0 < len(beacon.rooms) < len(rooms)
+    crowded = decode_datagram(encode_beacon(info(servers=many, rooms=rooms)))
+    assert isinstance(crowded, Announcement)
+    assert crowded.rooms == ()
+    assert crowded.truncated
+    assert crowded.servers is not None
+    assert 0 < len(crowded.servers) < len(many)
+    assert crowded.servers == many[: len(crowded.servers)]
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["", "10.0.0.1", "10.0.0.1:0", "10.0.0.1:99999", "a b:1", "a:1,b:2", "é.lan:1", "x" * 60 + ".lan:1", 1],
+)
+def test_a_bad_server_address_is_refused_both_ways(address: object) -> None:
+    """An address without a port, with a space, a comma, non-ASCII or too long: the receiver refuses the
+    datagram, and `BeaconInfo` refuses to build one."""
+    datagram = msgpack.unpackb(encode_beacon(info(servers=CLUSTER)))
+    datagram["servers"] = [address]
+    with pytest.raises(RemoteProtocolError):
+        decode_datagram(msgpack.packb(datagram))
+    with pytest.raises(ValueError, match="invalid beacon info"):
+        info(servers=(address,))

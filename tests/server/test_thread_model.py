@@ -72,6 +72,13 @@ def string_values(node: ast.expr, function: ast.AST) -> set[str]:
     return set()
 
 
+def _called(func: ast.expr) -> str | None:
+    """The name a call calls: ``f`` of ``f(...)`` and of ``module.f(...)``."""
+    if isinstance(func, ast.Name):
+        return func.id
+    return func.attr if isinstance(func, ast.Attribute) else None
+
+
 #: A node, its enclosing class (or None) and its enclosing function (or the module).
 Found = tuple[ast.AST, ast.ClassDef | None, ast.AST]
 
@@ -109,6 +116,14 @@ def source_threads_and_locks() -> tuple[dict[str, str], dict[str, str]]:
                     threads[f"<unnamed thread at {where}>"] = where
                 for value in values:
                     threads[value] = where
+            if isinstance(node, ast.Call) and _called(node.func) == "ThreadPoolExecutor":
+                # An executor's threads are named PREFIX_0, PREFIX_1...: listed as PREFIX_N.
+                prefix = next((k.value for k in node.keywords if k.arg == "thread_name_prefix"), None)
+                values = string_values(prefix, function) if prefix is not None else set()
+                if not values:
+                    threads[f"<unnamed executor at {where}>"] = where
+                for value in values:
+                    threads[f"{value}_N"] = where
             if cls is None or not isinstance(node, ast.Assign | ast.AnnAssign):
                 continue
             assigned = node.value

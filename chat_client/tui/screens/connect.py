@@ -192,6 +192,8 @@ class ConnectScreen(Screen[None]):
         text = Text(end="", no_wrap=True, overflow="ellipsis")
         text.append(_safe(server.name), style="bold")
         text.append(f"  {host_port(_safe(server.host), server.port)}  {users}", style="dim")
+        if server.servers:
+            text.append(f"  cluster of {len(server.servers) + 1}", style="dim")
         if server.rooms:
             text.append("  " + ", ".join(_safe(name) for name, _ in server.rooms[:5]), style="dim")
         if server.tls:
@@ -204,7 +206,8 @@ class ConnectScreen(Screen[None]):
     def use_lan(self, event: OptionList.OptionSelected) -> None:
         """Connect to a server heard on the LAN: one key press when the nick is known, else ask for it."""
         server = self._lan[int(event.option.id or 0)]
-        self.query_one("#host", Input).value = server.host
+        # A cluster's server brings the others it announces: the client fails over to them (docs/cluster.md).
+        self.query_one("#host", Input).value = server.host_list
         self.query_one("#port", Input).value = str(server.port)
         self.query_one("#tls", Checkbox).value = server.tls
         nick = self.query_one("#nick", Input)
