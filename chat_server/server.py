@@ -211,6 +211,7 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading

@@ -86,7 +86,7 @@ def cluster_routes(
     accounts = SharedAccounts(chat.accounts, messages)
     routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
     routes[Unenroll] = (accounts.unenroll, handlers[Unenroll][1])
-    moderation = SharedModeration(chat.operators, messages)
+    moderation = SharedModeration(chat.operators, messages, presence)
     shared: dict[type, Callable[[Client, Any], None]] = {
         Kick: moderation.kick,
         Ban: moderation.ban,

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from chat_server.history.chat import Chat, Disconnect
 from chat_server.hub import Client, Room
-from chat_server.replies import answer
+from chat_server.replies import answer, clip
 from chat_server.routes import Bound
 from shared.codec import encode
 from shared.messages import AwayChanged, Joined, Left, Member, SignedOff
@@ -358,22 +358,42 @@ class ClusterPresence:
         self, room_key: str, nick_key: str, reason: str | None, ts: int, origin: str | None = None
     ) -> bool:
         """Take the nick `nick_key` out of the room `room_key` on this server, as every server does when it
-        applies the same record: its seat goes, this server's members of the room (the nick's own sessions
-        here included) get `left` with `reason`, and the nick's sessions here leave the room. False if it was
-        not in the room (or, with `origin`, not seated by that server: a leave published before it moved).
-
-        For the appliers of other records that put a member out (a kick, a ban: chat_server.cluster's
-        moderation): call it on every server, in the applier, after `ClusterMessages.barrier(seq)`."""
-        seat = self._seats.get(room_key, {}).get(nick_key)
-        if seat is None or (origin is not None and seat.origin != origin):
+        applies the same record: `unseat`, then `show_out`. False if it was not in the room (or, with
+        `origin`, not seated by that server: a leave published before it moved)."""
+        seat = self.unseat(room_key, nick_key, origin)
+        if seat is None:
             return False
+        self.show_out(room_key, nick_key, seat, reason, ts)
+        return True
+
+    def seat(self, room_key: str, nick_key: str) -> Seat | None:
+        """The seat of the nick `nick_key` in the room `room_key`, wherever in the cluster it is."""
+        return self._seats.get(room_key, {}).get(nick_key)
+
+    def unseat(self, room_key: str, nick_key: str, origin: str | None = None) -> Seat | None:
+        """The roster's half of putting a nick out of a room: its seat goes, in the open transaction (with
+        the log's position). The seat it had, or None if it had none (or, with `origin`, none of that
+        server's).
+
+        Appliers of other records that put a member out (a kick, a ban: chat_server.cluster.moderation)
+        call it as they apply the record, and `show_out` once the batch is committed."""
+        seat = self.seat(room_key, nick_key)
+        if seat is None or (origin is not None and seat.origin != origin):
+            return None
         self._unseat(room_key, nick_key)
+        return seat
+
+    def show_out(self, room_key: str, nick_key: str, seat: Seat, reason: str | None, ts: int) -> None:
+        """The members' half: this server's members of the room (the nick's own sessions here included) get
+        `left` with `reason`, and the nick's sessions here leave the room."""
         room = self.hub.rooms.get(room_key)
         if room is not None:
-            self.hub.publish(room, encode(Left(room=room.name, nick=seat.nick, ts=ts, reason=reason)))
+            left = Left(
+                room=room.name, nick=seat.nick, ts=ts, reason=None if reason is None else clip(reason)
+            )
+            self.hub.publish(room, encode(left))
             self._unseat_here(room, nick_key, seat.origin)
             self.moderation.left(room)
-        return True
 
     def _apply_away(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
         self._messages.barrier(seq)
