@@ -73,6 +73,21 @@ class Awaiting:
     ref: int | None
     client_msg_id: str | None = None
 
+    def duplicate(self, seq: int, ts: int) -> bytes:
+        """The answer when JetStream found the record's `Nats-Msg-Id` stored already, as record `seq`: the
+        `ack` of a resent message (a file offer answers with its own frame: chat_server.cluster.files)."""
+        return encode(Ack(id=seq, ts=ts, client_msg_id=self.client_msg_id, duplicate=True, ref=self.ref))
+
+
+def dedup_id(sender_key: str | None, conversation: str, client_msg_id: str | None) -> str | None:
+    """The `Nats-Msg-Id` of a record carrying `client_msg_id` (None without one): one sender, one
+    conversation, one `client_msg_id`, so JetStream drops a resend within its duplicate window, whichever
+    server it reaches."""
+    if client_msg_id is None:
+        return None
+    seen = f"{sender_key}\x00{conversation}\x00{client_msg_id}".encode()
+    return hashlib.sha256(seen).hexdigest()
+
 
 #: What applies one kind of record to this server's copy: (stream sequence, record, the request waiting
 #: for it if this server published it, else None). It runs in the open transaction of the history thread and
@@ -184,11 +199,7 @@ class ClusterMessages(Messages):
     def _publish(
         self, client: Client, request: Say | Tell, conversation: str, record: dict[str, Any]
     ) -> None:
-        msg_id = None
-        if request.client_msg_id is not None:
-            # One sender, one conversation, one client_msg_id: JetStream drops a resend within its window.
-            seen = f"{client.key}\x00{conversation}\x00{request.client_msg_id}".encode()
-            msg_id = hashlib.sha256(seen).hexdigest()
+        msg_id = dedup_id(client.key, conversation, request.client_msg_id)
         record["cmid"] = request.client_msg_id
         self.publish(record, Awaiting(client, request.ref, request.client_msg_id), msg_id)
 
@@ -389,8 +400,7 @@ class ClusterMessages(Messages):
                 continue
             target = self.store.target(seq)
             ts = target.ts if target is not None else int(time.time() * 1000)
-            ack = Ack(id=seq, ts=ts, client_msg_id=waiting.client_msg_id, duplicate=True, ref=waiting.ref)
-            waiting.client.send(encode(ack))
+            waiting.client.send(waiting.duplicate(seq, ts))
 
     def nick_lost(self, _link: Client, request: NickLost) -> None:
         """Another server took over the nick `request.key` with its session's resume token (a client that
