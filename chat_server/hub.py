@@ -163,6 +163,9 @@ class Room:
     #: Newest stored message id (0: none). A room with history or a topic stays listed when empty.
     last_id: int = 0
     members: list[Client] = field(default_factory=list)
+    #: In cluster mode, how many nicks are in the room on the cluster's other servers (they are not
+    #: `Client`s here: their own server delivers to them; chat_server.cluster.presence). 0 on a single server.
+    elsewhere: int = 0
 
     @property
     def persistent(self) -> bool:
@@ -176,8 +179,9 @@ def people(room: Room) -> list[Client]:
 
 
 def people_count(room: Room) -> int:
-    """How many nicks are in `room` (a nick with several sessions counts once)."""
-    return sum(1 for member in room.members if member.sessions[0] is member)
+    """How many nicks are in `room` (a nick with several sessions counts once; in cluster mode, with the
+    nicks on the other servers)."""
+    return sum(1 for member in room.members if member.sessions[0] is member) + room.elsewhere
 
 
 def member_room(client: Client, name: str, ref: int | None) -> Room | None:
@@ -226,7 +230,15 @@ class Hub:
             for session in client.sessions:
                 room.members.remove(session)
             del client.rooms[room.key]
-            if not room.members and not room.persistent:
+            if not room.members and not room.elsewhere and not room.persistent:
+                self.rooms.pop(room.key, None)
+
+    def count_elsewhere(self, room: Room, change: int) -> None:
+        """In cluster mode: `change` more (or fewer) nicks are in `room` on other servers; forget the room if
+        it is empty everywhere and has nothing to keep."""
+        with self.lock:
+            room.elsewhere += change
+            if not room.members and not room.elsewhere and not room.persistent:
                 self.rooms.pop(room.key, None)
 
     def attach(self, client: Client, holder: Client) -> None:

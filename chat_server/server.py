@@ -69,7 +69,9 @@ Threads
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, each client's
     `account`, the sessions of each registered nick: `Client.sessions`, one list shared by them, and with
     `always_on` the absent sessions standing for registered nicks none of whose connections is there,
-    chat_server.history.presence) and the
+    chat_server.history.presence; in cluster mode also the roster of every server's members and away
+    messages, chat_server.cluster.presence, and the requests held while a client's presence record is on
+    its way) and the
     SQLite *writer* connection, registered nicks included (chat_server.history.accounts): it has the final
     say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
@@ -109,7 +111,10 @@ Threads
     replaces `NatsLink.peers` (a tuple, one assignment) which the history thread reads for `welcome`. Keeps
     the nick bucket in step with the hub's nicks every second (chat_server.cluster.nicks: a copy of the
     nicks under ``Hub.lock``, the writes after releasing it), answers the readers' nick claims, and watches
-    the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Touches no
+    the bucket for nicks taken over elsewhere (`NickLost` requests to the history thread). Every second
+    compares the servers holding seats in the cluster's roster (`ClusterPresence.seated_origins`, a frozenset
+    the history thread replaces whole) with the live entries of the servers bucket, and reports the dead ones
+    (`Vanished`, chat_server.cluster.presence) to the history thread. Touches no
     client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
     and the history thread reads.
 ``nats-files_N`` (0 or 1, only in cluster mode with file sharing on, started by the first shared file;
@@ -206,6 +211,7 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
@@ -243,6 +249,7 @@ if TYPE_CHECKING:
     from .cluster.link import NatsLink
     from .cluster.messaging import ClusterMessages
     from .cluster.nicks import NickLeases
+    from .cluster.presence import ClusterPresence
     from .history.moderation import Moderation
 
 log = logging.getLogger(__name__)
@@ -273,6 +280,11 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
+        if config.cluster.enabled and config.always_on:
+            # An absent nick is one server's session; the cluster's roster has no such thing yet
+            # (docs/cluster.md): cluster mode turns always-on presence off.
+            log.warning("event=always_on_off reason=cluster")
+            config = dataclasses.replace(config, always_on=False)
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -383,6 +395,7 @@ class ChatServer:
     def _start(self, store: HistoryStore, link: NatsLink | None) -> None:
         config = self.config
         cluster_messages: ClusterMessages | None = None
+        presence: ClusterPresence | None = None
         shared_files: SharedFiles | None = None
         hub = Hub()
         listeners: list[tuple[socket.socket, ServerTls | None]] = []
@@ -400,6 +413,9 @@ class ChatServer:
                 chat = Chat(hub, store, config, self.tally, cluster_messages_of)
                 assert isinstance(chat.messages, ClusterMessages)
                 cluster_messages = chat.messages
+                from .cluster.node import share_presence
+
+                presence = share_presence(chat, cluster_messages)
                 if self.files is not None:
                     from .cluster.files import SharedFiles
 
@@ -430,10 +446,10 @@ class ChatServer:
         handlers = bind_history(
             (chat, chat.messages, chat.conversations, chat.rooms, chat.operators, chat.attention)
         )
-        if cluster_messages is not None:
+        if cluster_messages is not None and presence is not None:
             from .cluster.node import cluster_routes
 
-            handlers = cluster_routes(handlers, chat, cluster_messages, shared_files)
+            handlers = cluster_routes(handlers, chat, cluster_messages, presence, shared_files)
         history = HistoryThread(
             chat,
             handlers,
@@ -476,6 +492,8 @@ class ChatServer:
                 link.announce(self._announced_address())
                 assert nick_leases is not None
                 link.run(lambda _js: nick_leases.open(), config.cluster.connect_timeout + 1.0)
+                assert presence is not None
+                link.run(lambda _js: presence.start_rounds(link), config.cluster.connect_timeout)
                 if shared_files is not None:
                     link.run(lambda _js: shared_files.open(), config.cluster.connect_timeout + 1.0)
             except BaseException:

@@ -43,16 +43,17 @@ from chat_server.history.fileoffers import Silenced, StoreFile, checked_offer
 from chat_server.history.messaging import direct_recipients
 from chat_server.hub import Client
 from chat_server.replies import error_frame
-from chat_server.storage import HistoryError
+from chat_server.storage import HistoryError, conversation_key
 from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import FileDone, FileOffered
 
 from .link import CONNECT_RETRY, ClusterUnavailable
+from .messaging import Awaiting, dedup_id
 
 if TYPE_CHECKING:
     from .link import NatsLink
-    from .messaging import Awaiting, ClusterMessages
+    from .messaging import ClusterMessages
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,19 @@ FETCH_PREFIX = "fetch-"
 UNREACHABLE = "the cluster's file store (NATS JetStream) is unreachable"
 #: ... and of a download whose fetch from it was given up (too slow).
 SLOW = "the cluster's file store (NATS JetStream) did not give the file in time"
+
+
+@dataclass(slots=True)
+class Sharing(Awaiting):
+    """A finished upload's offer on its way to the log: its uploader is answered `file_done`."""
+
+    upload: int | None = None
+
+    def duplicate(self, seq: int, ts: int) -> bytes:
+        """The offer was published before (a resend after a failover, within JetStream's duplicate window):
+        `file_done {duplicate}` naming the stored offer, as a single server answers."""
+        done = FileDone(upload=self.upload, id=seq, ts=ts, client_msg_id=self.client_msg_id, duplicate=True)
+        return encode(done)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,9 +289,10 @@ class SharedFiles:
                 "upload": offer.upload,
                 "cmid": offer.client_msg_id,
             }
-            from .messaging import Awaiting
-
-            self.messages.publish(record, Awaiting(client, offer.ref, offer.client_msg_id))
+            conversation = conversation_key(offer.room_key, offer.recipient and offer.recipient[1])
+            msg_id = dedup_id(client.key, conversation, offer.client_msg_id)
+            waiting = Sharing(client, offer.ref, offer.client_msg_id, upload=offer.upload)
+            self.messages.publish(record, waiting, msg_id)
         finally:
             # The bytes are in the object store (or refused): the local file is a cache from now on, and the
             # quota counts the offer's `files` row once the record is applied.

@@ -28,6 +28,7 @@ import logging
 import secrets
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -105,6 +106,8 @@ class NatsLink:
         self._last_error: Exception | None = None  # what nats-py last reported (named if start fails)
         #: True while the connection to NATS is up (written by the loop; read by any thread).
         self.connected = False
+        #: When it last came up (`time.monotonic()`; written by the loop).
+        self.connected_since = 0.0
         #: The stream's last sequence when the server started (read by the history thread at start).
         self.last_seq = 0
         #: How many messages the stream held then.
@@ -156,7 +159,7 @@ class NatsLink:
             raise ClusterUnavailable(f"cannot follow the stream {self.config.stream}: {error}") from None
 
     def announce(self, address: str | None) -> None:
-        """Join the servers bucket: put this server's client address there (unless None) and keep it fresh
+        """Join the servers bucket: put this server's client address there (empty if None) and keep it fresh
         every third of `server_lease`, reading the others' addresses into `peers` each time (starting
         thread, once the server listens). `ClusterUnavailable` if the bucket cannot be reached."""
         future = asyncio.run_coroutine_threadsafe(self._start_announcing(address), self._loop)
@@ -188,15 +191,15 @@ class NatsLink:
             if entry is None or entry.key == self.origin:
                 continue
             known = dict(self._known)
-            if entry.operation is None and entry.value:
-                known[entry.key] = entry.value.decode()
+            if entry.operation is None:
+                known[entry.key] = entry.value.decode() if entry.value else ""
             else:
                 known.pop(entry.key, None)  # deleted or purged
             self._set_peers(known)
 
     def _set_peers(self, known: dict[str, str]) -> None:
         self._known = known
-        self.peers = tuple(sorted(set(known.values())))
+        self.peers = tuple(sorted({address for address in known.values() if address}))
 
     async def _keep_announcing(self, address: str | None) -> None:
         while True:
@@ -207,15 +210,13 @@ class NatsLink:
                 log.warning("event=servers_refresh_failed error=%r", error)
 
     async def _refresh(self, address: str | None) -> None:
-        from nats.js.errors import KeyNotFoundError, NoKeysError
+        from nats.js.errors import KeyNotFoundError
 
-        if address is not None:
-            await self._servers.put(self.origin, address.encode())
-            self._announced = True
-        try:
-            keys = await self._servers.keys()
-        except NoKeysError:
-            keys = []
+        # Every server has its entry (the proof that it is alive: chat_server.cluster.presence), empty when
+        # it announces no address.
+        await self._servers.put(self.origin, (address or "").encode())
+        self._announced = True
+        keys = await self.alive_servers()
         found: dict[str, str] = {}
         for key in keys:
             if key == self.origin:
@@ -224,9 +225,20 @@ class NatsLink:
                 entry = await self._servers.get(key)
             except KeyNotFoundError:  # deleted meanwhile (its server stopped)
                 continue
-            if entry.value:
-                found[key] = entry.value.decode()
+            found[key] = entry.value.decode() if entry.value else ""
         self._set_peers(found)
+
+    async def alive_servers(self) -> set[str]:
+        """The ids (origins) of the servers alive now, this one included: those whose entry in the servers
+        bucket has not expired (loop only; read afresh from the bucket)."""
+        from nats.js.errors import NoKeysError
+
+        if self._servers is None:
+            return {self.origin}
+        try:
+            return set(await self._servers.keys())
+        except NoKeysError:
+            return set()
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -405,6 +417,7 @@ class NatsLink:
                 f"cannot reach NATS at {', '.join(config.urls)} within {config.connect_timeout:g} s{why}"
             ) from None
         self.connected = True
+        self.connected_since = time.monotonic()
         self._js = self._nc.jetstream(
             timeout=config.publish_timeout, publish_async_max_pending=config.max_in_flight
         )
@@ -514,6 +527,7 @@ class NatsLink:
 
     async def _reconnected(self) -> None:
         self.connected = True
+        self.connected_since = time.monotonic()
         log.info("event=nats_reconnected")
 
     async def _error(self, error: Exception) -> None:

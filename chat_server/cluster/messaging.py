@@ -80,6 +80,10 @@ STORED: dict[str, str] = {
     "read_marker": "read marker",
     "notify": "notification level",
     "keywords": "keywords",
+    "join": "join",
+    "leave": "leave",
+    "away": "away message",
+    "signoff": "sign-off",
 }
 
 
@@ -100,6 +104,21 @@ class Awaiting:
     client_msg_id: str | None = None
     #: The kind of the record (its ``k``, set by `publish`): what a refusal says was not stored.
     kind: str = ""
+
+    def duplicate(self, seq: int, ts: int) -> bytes:
+        """The answer when JetStream found the record's `Nats-Msg-Id` stored already, as record `seq`: the
+        `ack` of a resent message (a file offer answers with its own frame: chat_server.cluster.files)."""
+        return encode(Ack(id=seq, ts=ts, client_msg_id=self.client_msg_id, duplicate=True, ref=self.ref))
+
+
+def dedup_id(sender_key: str | None, conversation: str, client_msg_id: str | None) -> str | None:
+    """The `Nats-Msg-Id` of a record carrying `client_msg_id` (None without one): one sender, one
+    conversation, one `client_msg_id`, so JetStream drops a resend within its duplicate window, whichever
+    server it reaches."""
+    if client_msg_id is None:
+        return None
+    seen = f"{sender_key}\x00{conversation}\x00{client_msg_id}".encode()
+    return hashlib.sha256(seen).hexdigest()
 
 
 #: What applies one kind of record to this server's copy: (stream sequence, record, the request waiting
@@ -212,11 +231,7 @@ class ClusterMessages(Messages):
     def _publish(
         self, client: Client, request: Say | Tell, conversation: str, record: dict[str, Any]
     ) -> None:
-        msg_id = None
-        if request.client_msg_id is not None:
-            # One sender, one conversation, one client_msg_id: JetStream drops a resend within its window.
-            seen = f"{client.key}\x00{conversation}\x00{request.client_msg_id}".encode()
-            msg_id = hashlib.sha256(seen).hexdigest()
+        msg_id = dedup_id(client.key, conversation, request.client_msg_id)
         record["cmid"] = request.client_msg_id
         self.publish(record, Awaiting(client, request.ref, request.client_msg_id), msg_id)
 
@@ -225,14 +240,15 @@ class ClusterMessages(Messages):
         assert kind not in self.appliers, f"two appliers for {kind!r}"
         self.appliers[kind] = applier
 
-    def publish(self, record: dict[str, Any], waiting: Awaiting | None, msg_id: str | None = None) -> None:
+    def publish(self, record: dict[str, Any], waiting: Awaiting | None, msg_id: str | None = None) -> int:
         """Queue `record` (its ``k`` and fields) for the log, sent at the end of the batch (`flush`).
 
         The record gets this server's origin and token, the time and the requester's nick (empty for the
         server's own records). `waiting` is answered by the applier when the record comes back through the
         log (every server applies it then, this one included), or with `history_unavailable` if the log
         cannot take it. `msg_id` is JetStream's de-duplication id: a second record with the same id within
-        the duplicate window is not stored (`published` acks a waiting `say` or `tell` as a duplicate)."""
+        the duplicate window is not stored (`published` acks a waiting `say` or `tell` as a duplicate).
+        Returns the record's token (what a `Published` outcome names it by)."""
         token = next(self._tokens)
         requester = waiting.client if waiting is not None else None
         nick = requester.nick if requester is not None else None
@@ -242,6 +258,7 @@ class ClusterMessages(Messages):
             waiting.kind = record["k"]
             self._awaiting[token] = waiting
         self._outbound.append(Outbound(token, msgpack.packb(record), msg_id))
+        return token
 
     def flush(self) -> None:
         """Commit and deliver what was applied (`Messages.flush`), then publish the batch's messages.
@@ -260,6 +277,16 @@ class ClusterMessages(Messages):
 
     # -- Applying the log (every server) --------------------------------------------------------------------
 
+    def barrier(self, seq: int) -> None:
+        """Commit and deliver every record applied before record `seq` (an applier calls it first when its
+        record is a barrier, as a join is on a single server: chat_server.history.chat), so what the record
+        sends goes out after the deliveries of every record before it, to the members as they were then."""
+        before = seq - 1
+        if before > self.applied:
+            self._save_position(before)
+            self.applied = before
+        self.flush()
+
     def apply(self, _link: Client, request: Replicated) -> None:
         """Insert the log's records into the local copy and hold their deliveries until the commit."""
         if request.generation != self.link.generation:
@@ -270,14 +297,15 @@ class ClusterMessages(Messages):
                 if seq <= applied:
                     continue  # the consumer was reset and sent it again: applied already
                 self._apply_record(seq, msgpack.unpackb(payload))
+                if request.generation != self.link.generation:
+                    # A barrier's commit failed and rewound the log (`_rewind`): whatever the record did
+                    # after it is dropped too, and the records come again from the position on disk.
+                    self.store.rollback()
+                    self._pending = []
+                    return
                 applied = seq
             if applied != self.applied:
-                self.store.begin()
-                self.store.run(
-                    "INSERT INTO cluster_log (stream, applied) VALUES (?, ?)"
-                    " ON CONFLICT (stream) DO UPDATE SET applied = excluded.applied",
-                    (self.stream, applied),
-                )
+                self._save_position(applied)
         except HistoryError as error:
             # The batch is rolled back; the records come again once the consumer is reset at the position.
             log.error("event=cluster_apply_failed error=%s", error)
@@ -286,6 +314,15 @@ class ClusterMessages(Messages):
             self._rewind(always=True)
             return
         self.applied = applied
+
+    def _save_position(self, applied: int) -> None:
+        """Write how far the local copy has applied the log, in the open transaction."""
+        self.store.begin()
+        self.store.run(
+            "INSERT INTO cluster_log (stream, applied) VALUES (?, ?)"
+            " ON CONFLICT (stream) DO UPDATE SET applied = excluded.applied",
+            (self.stream, applied),
+        )
 
     def history_failed(self, error: HistoryError, pending: list[_Stored]) -> None:
         """Roll back the open transaction (`Messages.history_failed`), and with it whatever this batch
@@ -396,8 +433,7 @@ class ClusterMessages(Messages):
                 continue
             target = self.store.target(seq)
             ts = target.ts if target is not None else int(time.time() * 1000)
-            ack = Ack(id=seq, ts=ts, client_msg_id=waiting.client_msg_id, duplicate=True, ref=waiting.ref)
-            waiting.client.send(encode(ack))
+            waiting.client.send(waiting.duplicate(seq, ts))
 
     def nick_lost(self, _link: Client, request: NickLost) -> None:
         """Another server took over the nick `request.key` with its session's resume token (a client that

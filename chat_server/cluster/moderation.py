@@ -12,9 +12,16 @@ included, applies the record in stream order (`_apply`):
 2. it changes its copy of the room's rules (`RulesBook`: the same tables as a single server, so joins, speech
    and operator checks read the same code) and stores the `moderated` entry, whose id is the record's stream
    sequence, in the open transaction;
-3. after the commit it tells its local members of the room (`moderated`), puts its local sessions of a kicked
-   or banned nick out of the room (`left`, with the single server's reason), and tells a locally connected
+3. after the commit it tells its local members of the room (`moderated`), and tells a locally connected
    invited nick; the origin answers its requester (`ack`, or `room_state` for `mode`).
+
+A kicked or banned nick leaves the cluster's roster (chat_server.cluster.presence): every server takes its
+seat as it applies the record (`ClusterPresence.unseat`, in the same transaction), and after the commit tells
+its local members of the room (`left`, with the single server's reason) and takes the nick's local sessions
+out (`ClusterPresence.show_out`). A kick names a member of the roster, checked on the origin and again as
+every server applies it (a nick that left meanwhile: `no_such_nick`, alike everywhere). An address ban is
+the exception: an address is known only on the server its connection is on, so each server puts out its
+own members from that address by publishing their `leave` (the others see them leave then).
 
 Rights of a *session* (a nick that is not registered, a room's creator) belong to one connection, so they
 live on the server of that connection only: an `op` or `invite` gives the session right on the server where
@@ -22,10 +29,8 @@ the nick is connected, and the stored right (for a registered nick, decided from
 table) on every server. A room's registered creator is crowned through the log too (a ``crown`` record: the
 first registered creator of a room without stored operators keeps the right).
 
-What the origin cannot see: membership and the nicks connected to other servers. A kick names a nick that may
-be in the room on another server, so it is published even when the nick is not a member here; an `op` or
-`invite` may name a nick connected elsewhere; an address ban needs the nick on this server (its address is
-known only here).
+What the origin cannot see: the connections of other servers. An `op` or `invite` may name a nick connected
+elsewhere; an address ban needs the nick on this server (its address is known only here).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from shared.messages import Ack, Ban, Deop, Invite, Kick, Mute, Op, SetMode, Unb
 from shared.text import fold
 
 from .messaging import Awaiting, ClusterMessages
+from .presence import ClusterPresence, Seat
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +89,10 @@ def shared_request(
 class SharedModeration:
     """The cluster's route of the operators' requests, and the appliers of their records."""
 
-    def __init__(self, operators: Operators, messages: ClusterMessages) -> None:
+    def __init__(self, operators: Operators, messages: ClusterMessages, roster: ClusterPresence) -> None:
         self.operators = operators
+        #: Who is in which room across the cluster: a kick or ban takes the nick's seat.
+        self.roster = roster
         self.moderation = operators.moderation
         self.book = operators.book
         self.hub = operators.hub
@@ -100,10 +108,9 @@ class SharedModeration:
     @shared_request
     def kick(self, client: Client, room: Room, rules: RoomRules, request: Kick) -> None:
         key = fold(request.nick)
-        member = next((m for m in room.members if m.key == key), None)
+        seat = self._member(room, key, request.nick)
         self._protect(client, key, "kick")
-        shown = member.nick if member is not None and member.nick else request.nick
-        self._publish(client, room, request.ref, ("kick", shown, request.reason, None), subject=key)
+        self._publish(client, room, request.ref, ("kick", seat.nick, request.reason, None), subject=key)
 
     @shared_request
     def mute(self, client: Client, room: Room, rules: RoomRules, request: Mute) -> None:
@@ -240,6 +247,14 @@ class SharedModeration:
             return "account"
         return "session"
 
+    def _member(self, room: Room, key: str, nick: str) -> Seat:
+        """The seat of `nick` (its key `key`) in `room`, on whichever server it is; `no_such_nick` if it is
+        in the room nowhere (as a single server refuses it)."""
+        seat = self.roster.seat(room.key, key)
+        if seat is None:
+            raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{nick} is not in {room.name}")
+        return seat
+
     def _named(self, nick: str) -> tuple[str, str]:
         """The key of `nick` and how to show it (as its holder here writes it, if it is connected here)."""
         key = fold(nick)
@@ -333,8 +348,9 @@ class SharedModeration:
         action, subject = record["action"], record.get("subject", "")
         actor = record["nick"]
         if action == "kick":
+            self._member(room, subject, record["target"])  # it may have left since the origin checked
             reason = f"kicked by {actor}" + (f": {record['reason']}" if record["reason"] else "")
-            return lambda _frame: self._remove(room, subject, None, reason, None)  # as on a single server
+            return self._put_out(room, subject, reason, record["ts"])
         if action in ("ban", "ban_address", "mute"):
             kind = cast(RestrictionKind, action)
             self.operators.check_room_for(rules.table(kind), subject, "mutes" if kind == "mute" else "bans")
@@ -345,8 +361,11 @@ class SharedModeration:
             if kind == "mute":
                 return _nothing_after
             reason = f"banned by {actor}" + (f": {record['reason']}" if record["reason"] else "")
-            address = subject if kind == "ban_address" else None
-            return lambda _frame: self._remove(room, None if address else subject, address, reason, requester)
+            if kind == "ban_address":
+                return lambda _frame: self._leave_from(room, subject, reason, requester)
+            if subject == record["nick_key"]:
+                return _nothing_after  # a ban never puts its author out
+            return self._put_out(room, subject, reason, record["ts"])
         if action in ("unban", "unban_address", "unmute"):
             lifted = cast(
                 RestrictionKind, {"unban": "ban", "unban_address": "ban_address"}.get(action, "mute")
@@ -392,20 +411,32 @@ class SharedModeration:
             return _nothing_after
         raise ModerationRefused(ErrorCode.INVALID_FIELD, f"unknown moderation action {action!r}")
 
-    def _remove(
-        self, room: Room, key: str | None, address: str | None, reason: str, spare: Client | None
-    ) -> None:
-        """Put this server's sessions of the nick `key` (or from `address`: operators exempt) out of
-        `room`, but `spare` (the operator who banned: a ban never puts its author out)."""
-        if key is not None:
-            members = [m for m in room.members if m.key == key and m is not spare]
-        else:
-            members = [
-                m
-                for m in room.members
-                if m.peer == address and m is not spare and not self.moderation.is_operator(m, room.key)
-            ]
-        self.operators.remove(room, members, reason)
+    def _put_out(self, room: Room, key: str, reason: str, ts: int) -> Callable[[bytes], None]:
+        """Take the seat of the nick `key` in `room` now (in the record's transaction); after the commit, its
+        `left` to this server's members and its sessions here out of the room."""
+        seat = self.roster.unseat(room.key, key)
+        if seat is None:
+            return _nothing_after  # banned while in the room nowhere
+
+        def show_out(_frame: bytes) -> None:
+            self.roster.show_out(room.key, key, seat, reason, ts)
+
+        return show_out
+
+    def _leave_from(self, room: Room, address: str, reason: str, spare: Client | None) -> None:
+        """Put this server's members of `room` connected from `address` out of it (operators exempt, and
+        `spare`, the operator who banned): each one's `leave`, published like the member's own, so every
+        server's roster loses it in the log's order."""
+        leaving: dict[str, Client] = {}
+        for member in room.members:
+            if (
+                member.peer == address
+                and member is not spare
+                and not self.moderation.is_operator(member, room.key)
+            ):
+                leaving.setdefault(member.key or "", member)  # one leave per nick, whatever its sessions
+        for member in leaving.values():
+            self.roster.leave(member, room, reason, None)
 
 
 #: The actions of `mode` (each its own record).

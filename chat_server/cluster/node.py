@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from chat_server.history.accounts import Enroll, Rename, Unenroll
-from chat_server.history.chat import Chat
+from chat_server.history.chat import Chat, Disconnect
 from chat_server.history.thread import HistoryThread
 from chat_server.hub import Client
 from chat_server.replies import error_frame
@@ -43,6 +43,7 @@ from .link import NatsLink, Published, Replicated
 from .messaging import ClusterMessages
 from .moderation import SharedModeration
 from .nicks import NickLost
+from .presence import ClusterPresence, Vanished
 from .renames import SharedRenames
 
 #: Requests that change state the servers do not share yet: refused in cluster mode with
@@ -60,20 +61,32 @@ def _refuse(what: str) -> Callable[[Client, Any], None]:
     return refuse
 
 
+def share_presence(chat: Chat, messages: ClusterMessages) -> ClusterPresence:
+    """Make room membership, away messages and sign-offs go through the cluster's log."""
+    presence = ClusterPresence(chat, messages)
+    chat.rooms.shared = presence
+    return presence
+
+
 def cluster_routes(
-    handlers: dict[type, Bound], chat: Chat, messages: ClusterMessages, files: SharedFiles | None = None
+    handlers: dict[type, Bound],
+    chat: Chat,
+    messages: ClusterMessages,
+    presence: ClusterPresence,
+    files: SharedFiles | None = None,
 ) -> dict[type, Bound]:
     """The history thread's handlers in cluster mode: what changes shared state goes to the log (each
-    cluster part registers the appliers of its records with `messages`: `say`, `tell`, the changes of
-    registered nicks and their attention, the operators' requests, nick changes), the log's records and
-    publish outcomes are applied, a file put into the object store gets its offer published (`files`, with
-    file sharing on), and what is not shared yet is refused. `chat` holds the single server's parts the
-    cluster parts reuse."""
+    cluster part registers the appliers of its records with `messages`: `say`, `tell`, room membership and
+    away states, the changes of registered nicks and their attention, the operators' requests, nick
+    changes), the log's records and publish outcomes are applied, a file put into the object store gets its
+    offer published (`files`, with file sharing on), and what is not shared yet is refused. `chat` holds the
+    single server's parts the cluster parts reuse. A client's requests wait while one of its presence
+    records is on its way (`presence`: chat_server.cluster.presence)."""
     routes = dict(handlers)
     accounts = SharedAccounts(chat.accounts, messages)
     routes[Enroll] = (accounts.enroll, handlers[Enroll][1])
     routes[Unenroll] = (accounts.unenroll, handlers[Unenroll][1])
-    moderation = SharedModeration(chat.operators, messages)
+    moderation = SharedModeration(chat.operators, messages, presence)
     shared: dict[type, Callable[[Client, Any], None]] = {
         Kick: moderation.kick,
         Ban: moderation.ban,
@@ -102,11 +115,15 @@ def cluster_routes(
     routes[React] = (conversations.react, True)
     routes[Unreact] = (conversations.unreact, True)
     routes[SetTopic] = (conversations.set_topic, True)
-    routes[Replicated] = (messages.apply, False)
-    routes[Published] = (messages.published, False)
-    routes[NickLost] = (messages.nick_lost, False)
     for kind, what in NOT_YET.items():
         routes[kind] = (_refuse(what), handlers[kind][1])
+    routes = {kind: (presence.hold(handler), needs_login) for kind, (handler, needs_login) in routes.items()}
+    routes[Disconnect] = (presence.disconnected(handlers[Disconnect][0]), handlers[Disconnect][1])
+    routes[Replicated] = (presence.replicated(messages.apply), False)
+    routes[Published] = (presence.published(messages.published), False)
+    routes[NickLost] = (presence.nick_lost(messages.nick_lost), False)
+    routes[Vanished] = (presence.vanished, False)
+    presence.routes = routes
     return routes
 
 

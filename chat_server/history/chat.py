@@ -389,9 +389,10 @@ class Chat:
             self.moderation.forget(client)
             client.sendq.close(request.last)
             return
-        if client.key is not None and request.announce:
+        reason = clip(request.reason, self.config.max_reason)
+        shared = self.rooms.shared
+        if client.key is not None and request.announce and shared is None:
             others = [peer for peer in self.hub.neighbours(client) if peer is not client]
-            reason = clip(request.reason, self.config.max_reason)
             signed_off = encode(SignedOff(nick=client.nick or "", ts=self._ts(), reason=reason))
             self.hub.send_all(others, signed_off)
         if client.key is not None:
@@ -400,6 +401,9 @@ class Chat:
                 self.moderation.left(room)
             self.hub.unregister(client)
             log.info("conn=%d event=logout nick=%r reason=%r", client.id, client.nick, request.reason)
+            if shared is not None and request.announce:
+                # Cluster mode: the others (on every server) hear of it when the log brings it back.
+                shared.signed_off(client, reason)
         self.rooms.forget(client)
         self.moderation.forget(client)
         client.sendq.close(request.last)
@@ -482,6 +486,9 @@ class Chat:
         """Set (or clear) `client`'s away message; everyone sharing a room with it hears `away_changed`."""
         self.flush()
         message = request.message or None  # an empty message means "back", like None
+        if self.rooms.shared is not None:
+            self.rooms.shared.away(client, message, request.ref)  # applied when the log brings it back
+            return
         with self.hub.lock:
             for session in client.sessions:  # away belongs to the nick
                 session.away = message

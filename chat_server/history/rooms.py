@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from chat_server.config import ServerConfig
 from chat_server.hub import Client, Hub, Room, member_room
@@ -26,6 +27,7 @@ from shared.messages import (
     Leave,
     Left,
     ListRooms,
+    Member,
     RoomList,
     RoomSummary,
     SetTopic,
@@ -40,6 +42,38 @@ from .moderation import Moderation
 from .roomstate import RoomStates
 
 log = logging.getLogger(__name__)
+
+
+class SharedPresence(Protocol):
+    """Membership and presence shared by the servers of a cluster (chat_server.cluster.presence).
+
+    Each change is checked here as on a single server, then handed to it instead of being applied: it
+    publishes the change to the cluster's log and applies it (on every server) when the log brings it back.
+    """
+
+    def join(
+        self, client: Client, key: str, name: str, after: int | None, backfill: int | None, ref: int | None
+    ) -> None:
+        """`client` may join the room `key`: publish the join."""
+
+    def joining(self, client: Client) -> int:
+        """How many joins of `client` are on their way (they count against `max_rooms_per_client`)."""
+        ...
+
+    def leave(self, client: Client, room: Room, reason: str | None, ref: int | None) -> None:
+        """`client` leaves `room` (a member): publish the leave."""
+
+    def away(self, client: Client, message: str | None, ref: int | None) -> None:
+        """`client`'s nick sets (or clears) its away message: publish it."""
+
+    def signed_off(self, client: Client, reason: str) -> None:
+        """The last session of `client`'s nick here ended (it is out of this server's rooms already):
+        publish its sign-off."""
+
+    def people(self, room: Room) -> list[Client | Member]:
+        """The people of `room` across the cluster, in the log's order: this server's clients, and a
+        `Member` for each nick on another server."""
+        ...
 
 
 class Rooms:
@@ -65,6 +99,9 @@ class Rooms:
         self._attention = attention
         self._reply_bytes = reply_bytes
         self._room_states = RoomStates(config.max_list, reply_bytes)
+        #: In cluster mode, where joins, leaves, away messages and sign-offs go: the cluster's log
+        #: (chat_server.cluster.presence), which applies them on every server. None on a single server.
+        self.shared: SharedPresence | None = None
 
     # -- Requests ------------------------------------------------------------------------------------------
 
@@ -85,29 +122,70 @@ class Rooms:
         self._messages.flush()
         key = fold(name)
         room = self.hub.rooms.get(key)
-        siblings: list[Client] = []  # the nick's other sessions, when this join takes the nick in
-        if room is None or key not in client.rooms:
-            if len(client.rooms) >= self.config.max_rooms_per_client:
-                limit = self.config.max_rooms_per_client
-                client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, f"you are in {limit} rooms already", ref))
-                return
-            refusal = self._moderation.admission(client, key, room.name if room else name, room_key)
-            if refusal is not None:
-                client.send(error_frame(*refusal, ref))
-                return
-            room = self.hub.add_room(key, name)
-            was_empty = not room.members
-            self.hub.enter(client, room)
-            self._moderation.entered(client, room, was_empty)
+        if room is not None and key in client.rooms:
+            self.send_join_answer(client, room, after, backfill, ref)  # a member already: answered again
+            return
+        joining = 0 if self.shared is None else self.shared.joining(client)
+        if len(client.rooms) + joining >= self.config.max_rooms_per_client:
+            limit = self.config.max_rooms_per_client
+            client.send(error_frame(ErrorCode.TOO_MANY_ROOMS, f"you are in {limit} rooms already", ref))
+            return
+        refusal = self._moderation.admission(client, key, room.name if room else name, room_key)
+        if refusal is not None:
+            client.send(error_frame(*refusal, ref))
+            return
+        if self.shared is not None:
+            # Cluster mode: the join goes to the cluster's log; it is applied (`enter`) when it comes back.
+            self.shared.join(client, key, room.name if room else name, after, backfill, ref)
+            return
+        self.enter(client, key, name, after, backfill, ref, was_empty=room is None or not room.members)
+
+    def enter(
+        self,
+        client: Client,
+        key: str,
+        name: str,
+        after: int | None,
+        backfill: int | None,
+        ref: int | None,
+        *,
+        was_empty: bool,
+        announce: bool = True,
+        ts: int | None = None,
+    ) -> None:
+        """Make `client`'s nick a member of the room `key` (admitted already), announce it to the room with
+        `joined` (unless `announce` is false: a member moving in from another server of the cluster), then
+        send `room_state` and backfill to each of the nick's sessions."""
+        room = self.hub.add_room(key, name)
+        if key in client.rooms:
+            self.send_join_answer(client, room, after, backfill, ref)
+            return
+        self.hub.enter(client, room)
+        self._moderation.entered(client, room, was_empty)
+        if announce:
             op = self._moderation.is_operator(client, key)
-            self.hub.publish(
-                room, encode(Joined(room=room.name, nick=client.nick or "", ts=self._ts(), op=op))
-            )
-            siblings = [session for session in client.sessions if session is not client]
+            when = self._ts() if ts is None else ts
+            joined = Joined(room=room.name, nick=client.nick or "", ts=when, op=op)
+            self.hub.publish(room, encode(joined))
+        siblings = [session for session in client.sessions if session is not client]
+        self.send_join_answer(client, room, after, backfill, ref, siblings)
+
+    def send_join_answer(
+        self,
+        client: Client,
+        room: Room,
+        after: int | None,
+        backfill: int | None,
+        ref: int | None,
+        siblings: list[Client] | None = None,
+    ) -> None:
+        """Send the answer to a join: `room_state`, then the backfill (`after` an id, or the newest
+        `backfill`); `siblings` (the nick's other sessions, when the join took the nick in) get them too."""
         self.send_room_state(client, room, ref)
-        for sibling in siblings:  # a join applies to the nick: each of its sessions gets the room
+        for sibling in siblings or ():  # a join applies to the nick: each of its sessions gets the room
             self.send_room_state(sibling, room, None)
         bound = self.config.max_backfill
+        key = room.key
         try:
             if room.last_id == 0:
                 # Nothing was ever stored in this room (last_id is loaded at start and set on every insert):
@@ -145,6 +223,7 @@ class Rooms:
                 is_op=moderation.operator_test(room.key),
                 rules=moderation.rules(room.key),
                 show_key=moderation.is_operator(client, room.key),
+                members=None if self.shared is None else self.shared.people(room),
             )
         )
 
@@ -153,6 +232,10 @@ class Rooms:
         self._messages.flush()
         room = member_room(client, request.room, request.ref)
         if room is None:
+            return
+        if self.shared is not None:
+            # Cluster mode: applied when the log brings it back.
+            self.shared.leave(client, room, request.reason, request.ref)
             return
         left = Left(room=room.name, nick=client.nick or "", ts=self._ts(), reason=request.reason)
         self.hub.publish(room, encode(left))

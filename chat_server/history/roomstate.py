@@ -12,7 +12,7 @@ History thread only (like `Chat`), so the cache needs no lock.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgpack
@@ -52,14 +52,27 @@ class RoomStates:
         is_op: Callable[[Client], bool] = _no_operators,
         rules: RoomRules | None = None,
         show_key: bool = False,
+        members: Sequence[Client | Member] | None = None,
     ) -> bytes:
         """The encoded `room_state` of `room` (history thread: the hub's only writer reads it lock-free).
 
         `is_op` marks the room's operators; `rules` gives its modes; `show_key` puts the key in (for an
-        operator of the room only).
+        operator of the room only). `members` lists the room's people when this server's clients are not all
+        of them (cluster mode: a `Member` for each nick on another server; chat_server.cluster.presence).
         """
-        listed = people(room)[: self.max_list]  # one entry per nick, however many sessions it has
-        entries = [self._entry(member, is_op(member)) for member in listed]
+        listed: Sequence[Client | Member]
+        if members is None:
+            clients = people(room)[: self.max_list]  # one entry per nick, however many sessions it has
+            entries = [self._entry(member, is_op(member)) for member in clients]
+            listed = clients
+        else:
+            listed = members[: self.max_list]
+            entries = [
+                self._entry(member, is_op(member))
+                if isinstance(member, Client)
+                else (to_wire(member), members_size([member]))
+                for member in listed
+            ]
         state = RoomState(room=room.name, topic=room.topic, members=(), ref=ref)
         if rules is not None:
             state = RoomState(
@@ -90,10 +103,19 @@ class RoomStates:
             cached = self._entries[client.id] = (nick, away, op, to_wire(member), members_size([member]))
         return cached[3], cached[4]
 
-    def _crowded(self, state: RoomState, listed: list[Client], is_op: Callable[[Client], bool]) -> bytes:
+    def _crowded(
+        self, state: RoomState, listed: Sequence[Client | Member], is_op: Callable[[Client], bool]
+    ) -> bytes:
         # A crowded room of long away messages would not fit one frame: shorten the away messages first; if
         # it still does not fit, list as many members as fit (`room_list` has the count).
-        members = [Member(nick=m.nick or "", away=m.away and clip(m.away, 32), op=is_op(m)) for m in listed]
+        members = [
+            Member(
+                nick=m.nick or "",
+                away=m.away and clip(m.away, 32),
+                op=is_op(m) if isinstance(m, Client) else m.op,
+            )
+            for m in listed
+        ]
         size = 0
         for count, member in enumerate(members):
             size += members_size([member])

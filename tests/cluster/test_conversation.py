@@ -180,9 +180,9 @@ def test_rules_hold_across_servers(start_cluster_server: StartServer) -> None:
         ChatTestClient(two.address) as bob,
         ChatTestClient(two.address) as dave,
     ):
-        alice.login("alice", [ROOM])  # the first in the room on server one: its operator there
+        bob.login("bob", [ROOM])  # the first in the room (on any server: membership is shared): its operator
+        alice.login("alice", [ROOM])
         carol.login("carol", [ROOM])
-        bob.login("bob", [ROOM])  # the first on server two: its operator there
         dave.login("dave", [ROOM])
         mine = acked(alice, Say(room=ROOM, text="alice's", ref=1))
         for client in (bob, dave):
@@ -193,7 +193,7 @@ def test_rules_hold_across_servers(start_cluster_server: StartServer) -> None:
         sent = time.monotonic()
         wait_until(lambda: time.monotonic() - sent > 0.6, 5.0, "the edit window to pass")
         refused(alice, Edit(id=mine.id, text="too late", ref=5), "edit_window_closed")
-        # bob, operator on server two, deletes carol's message (on server one): the deletion and its
+        # bob, the operator, on server two, deletes carol's message (on server one): the deletion and its
         # moderation entry reach both servers, and bob's ack names the entry.
         hers = acked(carol, Say(room=ROOM, text="carol's", ref=6))
         bob.recv(Said, id=hers.id)

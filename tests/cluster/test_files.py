@@ -34,6 +34,7 @@ from shared import (
     Welcome,
 )
 from shared.limits import DEFAULT_FILE_CHUNK
+from tests.cluster.test_message_log import login_when_free
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 from tests.server.files_client import download, offer, send_chunks, sha256, upload
@@ -72,6 +73,46 @@ def test_a_file_uploaded_to_one_server_is_downloaded_from_another(
         assert two.files.object_path(sha256(data)).read_bytes() == data
         # Resume from the middle, as after a dropped connection: the same offsets as on one server.
         assert download(bob, done.id, start=data[: 7 * CHUNK + 5]) == data
+
+
+def test_a_file_offer_resent_to_another_server_is_stored_once(
+    start_cluster_server: Callable[..., ChatServer], cluster_config: ClusterConfig
+) -> None:
+    """A file offer carries its `client_msg_id` into the log as `say` does: JetStream's message id, so a
+    resend reaching another server before that server applied the first is dropped by JetStream itself;
+    and resent to the other server, the offer is answered `file_done {duplicate}` with the first one's id,
+    and offered to nobody again."""
+    one, two = start_cluster_server("one"), start_cluster_server("two")
+    data = os.urandom(3 * CHUNK)
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", ["lobby"])
+        bob.login("bob", ["lobby"])
+        first = upload(alice, data, client_msg_id="f-1").done
+        assert first is not None
+        assert not first.duplicate
+        assert bob.recv(FileOffered).id == first.id
+        assert asyncio.run(_publish_again(cluster_config, first.id)) == (True, first.id)
+        alice.close()
+        with login_when_free(two.address, "alice", ["lobby"]) as again:  # the same nick, on the other server
+            second = upload(again, data, client_msg_id="f-1").done
+            assert second is not None
+            assert (second.duplicate, second.id) == (True, first.id)
+        assert not [m for m in bob.drain() if isinstance(m, FileOffered)]
+
+
+async def _publish_again(config: ClusterConfig, seq: int) -> tuple[bool, int]:
+    """Publish the log's record `seq` again, with its headers, as a server that has not applied it would
+    resend it: (JetStream's `duplicate`, the sequence it answers)."""
+    connection = await nats.connect(servers=list(config.urls))
+    try:
+        js = connection.jetstream()
+        stored = await js.get_msg(config.stream, seq)
+        assert stored.headers is not None
+        assert "Nats-Msg-Id" in stored.headers
+        ack = await js.publish(config.log_subject, stored.data or b"", headers=dict(stored.headers))
+        return bool(ack.duplicate), ack.seq
+    finally:
+        await connection.close()
 
 
 def test_a_download_cut_off_by_a_stopped_server_resumes_on_the_other(

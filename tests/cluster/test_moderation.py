@@ -34,6 +34,7 @@ from shared import (
 )
 from shared.messages import Kick
 from tests.cluster.test_accounts import log_in, publish_records
+from tests.cluster.test_presence import Asker
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 
@@ -125,6 +126,80 @@ def test_a_kick_on_one_server_reaches_the_member_on_the_other(
     act(alice, Kick(room=ROOM, nick="bob", reason="calm down", ref=1), 1)
     assert bob.recv(Left, nick="bob").reason == "kicked by alice: calm down"
     join(bob)  # a kick is not a ban
+
+
+def test_a_kicked_or_banned_member_leaves_the_room_on_every_server(
+    clients: Callable[[int, str], ChatTestClient],
+) -> None:
+    """The cluster's roster loses the nick: every member on both servers hears `left` once, and `who` on
+    both servers lists the room without it."""
+    alice, bob, carol, dave = clients(0, "alice"), clients(1, "bob"), clients(0, "carol"), clients(1, "dave")
+    for member in (alice, bob, carol, dave):
+        join(member)
+    on_one, on_two = Asker(carol), Asker(dave)
+    everyone = [("alice", None), ("bob", None), ("carol", None), ("dave", None)]
+    wait_until(lambda: on_one.who(ROOM) == on_two.who(ROOM) == everyone, what="all four listed on both")
+    act(alice, Kick(room=ROOM, nick="bob", reason="calm down", ref=1), 1)
+    for member in (alice, bob, carol, dave):  # the operator's server and the kicked member's
+        assert member.recv(Left, nick="bob").reason == "kicked by alice: calm down"
+    without_bob = [("alice", None), ("carol", None), ("dave", None)]
+    assert on_one.who(ROOM) == without_bob
+    assert on_two.who(ROOM) == without_bob
+    # A ban of a member on the other server, made on the operator's: the same, and it cannot come back.
+    act(alice, Ban(room=ROOM, nick="dave", ref=2), 2)
+    for member in (alice, carol, dave):
+        assert member.recv(Left, nick="dave").reason == "banned by alice"
+    assert on_one.who(ROOM) == [("alice", None), ("carol", None)]
+    dave.send(Join(room=ROOM, ref=3))
+    assert dave.recv(Error, ref=3).code == "banned"
+    Asker(alice).who(ROOM)  # its answer comes after whatever the two records sent alice
+    assert on_one.who(ROOM) == [("alice", None), ("carol", None)]
+    for member in (alice, carol):  # each heard of each leave once
+        assert not [frame for frame in member.pending if isinstance(frame, Left)]
+
+
+def test_an_address_ban_puts_out_that_addresss_members_on_every_server(
+    servers: tuple[ChatServer, ChatServer], clients: Callable[[int, str], ChatTestClient]
+) -> None:
+    """Banning bob's address (bob is on the operator's server, as an address ban needs) puts out every
+    member from there on both servers, each once (dave, from the same address, is on the other server);
+    the ban holds on both, and the operator's own address is not touched."""
+    alice = clients(0, "alice")
+    with (
+        ChatTestClient(servers[0].address, source="127.0.0.2") as bob,
+        ChatTestClient(servers[1].address, source="127.0.0.2") as dave,
+    ):
+        bob.login("bob", [])
+        dave.login("dave", [])
+        for member in (alice, bob, dave):
+            join(member)
+        on_two = Asker(dave)
+        wait_until(
+            lambda: [nick for nick, _ in on_two.who(ROOM)] == ["alice", "bob", "dave"], what="all three"
+        )
+        act(alice, Ban(room=ROOM, nick="bob", by_address=True, ref=1), 1)
+        # Each one hears of its own leave (and of the other's if that came first); alice of both.
+        assert {alice.recv(Left, nick=nick).reason for nick in ("bob", "dave")} == {"banned by alice"}
+        assert bob.recv(Left, nick="bob").reason == dave.recv(Left, nick="dave").reason == "banned by alice"
+        assert Asker(alice).who(ROOM) == [("alice", None)]
+        assert not [frame for frame in alice.pending if isinstance(frame, Left)]
+        dave.send(Join(room=ROOM, ref=2))
+        assert dave.recv(Error, ref=2).code == "banned"
+
+
+def test_a_kick_of_a_nick_in_the_room_nowhere_is_refused(
+    clients: Callable[[int, str], ChatTestClient],
+) -> None:
+    """As on a single server: `no_such_nick`, and no `moderated` entry is stored."""
+    alice = clients(0, "alice")
+    clients(1, "bob")  # online (on server two), not in the room
+    join(alice)
+    alice.send(Kick(room=ROOM, nick="bob", ref=1))
+    refused = alice.recv(Error, ref=1)
+    assert (refused.code, refused.message) == ("no_such_nick", "bob is not in den")
+    alice.send(Kick(room=ROOM, nick="nobody", ref=2))
+    assert alice.recv(Error, ref=2).code == "no_such_nick"
+    assert not [frame for frame in alice.pending if isinstance(frame, Moderated)]
 
 
 def test_a_mute_on_one_server_silences_the_member_on_the_other(
