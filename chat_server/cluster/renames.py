@@ -116,13 +116,14 @@ class SharedRenames:
         if isinstance(checked, bytes):
             self.messages.hold(client, checked, ref)
             return
+        old = client.nick  # the record's, unless a nick change published before this one was applied since
         self.hub.register(client, new)  # free here: checked just now, on this thread
         with self.hub.lock:
             for session in client.sessions:  # a change of letter case: the nick's other sessions too
                 session.nick = client.nick
         self.chat.accounts.settle(client, checked)
-        log.info("conn=%d event=nick old=%r new=%r", client.id, record["old"], new)
-        changed = encode(NickChanged(old=record["old"], new=new, ts=record["ts"]))
+        log.info("conn=%d event=nick old=%r new=%r", client.id, old, new)
+        changed = encode(NickChanged(old=old or record["old"], new=new, ts=record["ts"]))
 
         def announce() -> None:
             self.hub.send_all(self.hub.neighbours(client), changed)

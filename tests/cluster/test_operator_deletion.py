@@ -76,9 +76,9 @@ def test_an_operator_deletion_is_one_record_with_its_entry_on_both_servers(
         ChatTestClient(two.address) as bob,
         ChatTestClient(two.address) as dave,
     ):
+        bob.login("bob", [ROOM])  # the first in the room (membership is shared): its operator
         alice.login("alice", [ROOM])
         carol.login("carol", [ROOM])
-        bob.login("bob", [ROOM])  # the first in the room on server two: its operator there
         dave.login("dave", [ROOM])
         carol.send(Say(room=ROOM, text="carol's", ref=1))
         hers = carol.recv(Ack, ref=1)
