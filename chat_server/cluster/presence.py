@@ -51,6 +51,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chat_server.history.accounts import load
 from chat_server.history.chat import Chat, Disconnect
 from chat_server.hub import Client, Room
 from chat_server.replies import answer, clip
@@ -75,7 +76,8 @@ CREATE TABLE IF NOT EXISTS cluster_seats (
     nick     TEXT NOT NULL,
     origin   TEXT NOT NULL,     -- the server holding the nick (its id in the servers bucket)
     since    INTEGER NOT NULL,  -- the log's sequence of the join: the room's people are listed in this order
-    op       INTEGER NOT NULL,  -- joined an empty room: its operator
+    op       INTEGER NOT NULL,  -- an operator of the room by a session right (its creator, or given `op`)
+    address  TEXT NOT NULL DEFAULT '',  -- the address its session joined from (for address bans)
     PRIMARY KEY (room_key, nick_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cluster_away (
@@ -104,7 +106,13 @@ class Seat:
     nick: str
     origin: str
     since: int
+    #: An operator of the room by a right of its session (the room's creator, or given `op`): known to every
+    #: server alike, as the records that give and take it (join, `op`, `deop`) are applied in the log's order.
+    #: A stored right of a registered nick is in the room's rules (`RoomRules.ops`), not here.
     op: bool
+    #: The address its session joined from, which only its own server sees: in the record, so an address ban
+    #: made on any server puts out the same members everywhere (chat_server.cluster.moderation).
+    address: str = ""
 
 
 @dataclass(slots=True)
@@ -159,6 +167,9 @@ class ClusterPresence:
         ):
             messages.applies(kind, applier)
         self.store.add_schema(SCHEMA)
+        columns = {row[1] for row in self.store.run("PRAGMA table_info(cluster_seats)").fetchall()}
+        if "address" not in columns:  # a copy made before seats had addresses
+            self.store.run("ALTER TABLE cluster_seats ADD COLUMN address TEXT NOT NULL DEFAULT ''")
         self._load()
 
     # -- Start ---------------------------------------------------------------------------------------------
@@ -166,10 +177,12 @@ class ClusterPresence:
     def _load(self) -> None:
         """Read the roster as the records applied so far left it; publish this server's previous life gone."""
         rows = self.store.run(
-            "SELECT room_key, nick_key, room, nick, origin, since, op FROM cluster_seats ORDER BY since"
+            "SELECT room_key, nick_key, room, nick, origin, since, op, address FROM cluster_seats"
+            " ORDER BY since"
         ).fetchall()
-        for room_key, nick_key, name, nick, origin, since, op in rows:
-            self._seats.setdefault(room_key, {})[nick_key] = Seat(nick, origin, int(since), bool(op))
+        for room_key, nick_key, name, nick, origin, since, op, address in rows:
+            seat = Seat(nick, origin, int(since), bool(op), address)
+            self._seats.setdefault(room_key, {})[nick_key] = seat
             self._count_origin(origin, 1)
             # Every seat is another server's (this one has a new origin at each start).
             self.hub.count_elsewhere(self.hub.add_room(room_key, name), 1)
@@ -192,7 +205,16 @@ class ClusterPresence:
         self, client: Client, key: str, name: str, after: int | None, backfill: int | None, ref: int | None
     ) -> None:
         """`client` may join the room `key`: publish the join."""
-        record = {"k": "join", "room_key": key, "room": name, "member": client.nick, "member_key": client.key}
+        rules = self.moderation.book.rooms.get(key)
+        record = {
+            "k": "join",
+            "room_key": key,
+            "room": name,
+            "member": client.nick,
+            "member_key": client.key,
+            "op": rules is not None and client.id in rules.session_ops,  # given `op` before it joined
+            "address": client.peer,
+        }
         token = self._publish(client, record, Joining(client, ref, after=after, backfill=backfill))
         self._joins[token] = client
 
@@ -246,8 +268,40 @@ class ClusterPresence:
                 if holder is not None and room.key in holder.rooms:
                     listed.append(holder)
                     continue
-            listed.append(Member(nick=seat.nick, away=self._away.get(key), op=seat.op))
+            listed.append(
+                Member(nick=seat.nick, away=self._away.get(key), op=self.is_op(room.key, key, seat))
+            )
         return listed
+
+    def is_op(self, room_key: str, nick_key: str, seat: Seat) -> bool:
+        """Is the nick seated in `seat` an operator of the room, as every server sees it: by its session's
+        right (`Seat.op`), a stored right of its registered nick, or as a server admin (a registered nick
+        listed in `admins`: only its owner can hold it)."""
+        if seat.op:
+            return True
+        rules = self.moderation.book.rooms.get(room_key)
+        if rules is not None and nick_key in rules.ops:
+            return True
+        return nick_key in self.moderation.admins and self._registered(nick_key)
+
+    def _registered(self, nick_key: str) -> bool:
+        return load(self.store.connection, nick_key) is not None
+
+    def set_op(self, room_key: str, nick_key: str, op: bool) -> None:
+        """The seated nick gets (or loses) its session's operator right in the room (an `op` or `deop` record,
+        applied alike on every server; in the open transaction). Nothing if it is in the room nowhere."""
+        seat = self.seat(room_key, nick_key)
+        if seat is not None and seat.op != op:
+            seat.op = op
+            self.store.begin()
+            self.store.run(
+                "UPDATE cluster_seats SET op = ? WHERE room_key = ? AND nick_key = ?",
+                (int(op), room_key, nick_key),
+            )
+
+    def seats(self, room_key: str) -> dict[str, Seat]:
+        """Every nick in the room `room_key` across the cluster (nick key -> seat; do not change it)."""
+        return self._seats.get(room_key, {})
 
     def _neighbours(self, key: str, origin: str) -> list[Client]:
         """This server's clients sharing a room with the nick `key` seated by `origin` (not the nick's own
@@ -296,13 +350,15 @@ class ClusterPresence:
         seat = seats.get(nick_key)
         new = seat is None  # else a member already (a repeated join), or moving in from another server
         moved_from = seat.origin if seat is not None and seat.origin != origin else None
+        op, address = bool(record.get("op")), record.get("address", "")
         if seat is None:
-            seat = seats[nick_key] = Seat(nick, origin, seq, was_empty)
+            seat = seats[nick_key] = Seat(nick, origin, seq, was_empty or op, address)
             self._count_origin(origin, 1)
         elif moved_from is not None:
             self._count_origin(moved_from, -1)
             self._count_origin(origin, 1)
-        seat.origin, seat.nick = origin, nick
+            seat.op = seat.op or op  # a session right moves with the nick (its new server grants it below)
+        seat.origin, seat.nick, seat.address = origin, nick, address
         self._save_seat(key, name, nick_key, seat)
         ours = origin == self.origin and client is not None
         if ours:
@@ -323,6 +379,8 @@ class ClusterPresence:
                 announce=new,
                 ts=ts,
             )
+            if moved_from is not None and seat.op:  # its session right came with it
+                self.moderation.book.grant(self.moderation.book.get(key), "op", client.id, None)
         room = self.hub.add_room(key, name)
         if origin != self.origin and (new or moved_from is not None):
             self.hub.count_elsewhere(room, 1)
@@ -457,12 +515,15 @@ class ClusterPresence:
             holders = [(client, list(client.rooms.values())) for client in self.hub.nicks.values()]
         for holder, rooms in holders:
             for room in rooms:
+                rules = self.moderation.book.rooms.get(room.key)
                 record = {
                     "k": "join",
                     "room_key": room.key,
                     "room": room.name,
                     "member": holder.nick,
                     "member_key": holder.key,
+                    "op": rules is not None and holder.id in rules.session_ops,
+                    "address": holder.peer,
                 }
                 self._messages.publish(record, None)
 
@@ -490,10 +551,10 @@ class ClusterPresence:
     def _save_seat(self, room_key: str, name: str, nick_key: str, seat: Seat) -> None:
         self.store.begin()
         self.store.run(
-            "INSERT INTO cluster_seats (room_key, nick_key, room, nick, origin, since, op)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET"
-            " nick = excluded.nick, origin = excluded.origin",
-            (room_key, nick_key, name, seat.nick, seat.origin, seat.since, int(seat.op)),
+            "INSERT INTO cluster_seats (room_key, nick_key, room, nick, origin, since, op, address)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET"
+            " nick = excluded.nick, origin = excluded.origin, op = excluded.op, address = excluded.address",
+            (room_key, nick_key, name, seat.nick, seat.origin, seat.since, int(seat.op), seat.address),
         )
 
     def _unseat(self, room_key: str, nick_key: str) -> None:
