@@ -182,21 +182,10 @@ class SharedModeration:
 
     @shared_request
     def deop(self, client: Client, room: Room, rules: RoomRules, request: Deop) -> None:
-        key = fold(request.nick)
-        target = self.hub.nicks.get(key)
-        if target is not None and self.moderation.is_admin(target):
-            raise ModerationRefused(
-                ErrorCode.FORBIDDEN, f"{target.nick} is a server admin (set in the server's config)"
-            )
         # A session right of a nick in the room on another server is in the cluster's roster.
-        seat = self.roster.seat(room.key, key)
-        in_session = (target is not None and target.id in rules.session_ops) or (seat is not None and seat.op)
-        account = target.account if target is not None and target.account is not None else key
-        if not in_session and account not in rules.ops:
-            raise ModerationRefused(
-                ErrorCode.NO_SUCH_NICK, f"{request.nick} is not an operator of {room.name}"
-            )
-        shown = target.nick if target is not None and target.nick else request.nick
+        seat = self.roster.seat(room.key, fold(request.nick))
+        elsewhere = seat is not None and seat.op
+        key, _target, account, shown = self.operators.deop_target(room, rules, request.nick, elsewhere)
         self._publish(client, room, request.ref, ("deop", shown, None, None), subject=key, account=account)
 
     @shared_request
