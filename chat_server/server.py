@@ -211,7 +211,6 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -280,11 +279,6 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
-        if config.cluster.enabled and config.always_on:
-            # An absent nick is one server's session; the cluster's roster has no such thing yet
-            # (docs/cluster.md): cluster mode turns always-on presence off.
-            log.warning("event=always_on_off reason=cluster")
-            config = dataclasses.replace(config, always_on=False)
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -463,7 +457,8 @@ class ChatServer:
         if link is not None:
             from .cluster.nicks import NickLeases
 
-            nick_leases = NickLeases(link, hub, link.report)
+            assert presence is not None
+            nick_leases = NickLeases(link, hub, link.report, presence.is_absent)
         self._services = Services(
             config=config,
             hub=hub,
