@@ -39,7 +39,8 @@ Threads
     `typing_interval`) is the connection's own (`Connection._typing`).
     In cluster mode it first claims the login's nick (and the new nick of a `nick` request) across the
     cluster (chat_server.cluster.nicks), waiting for the ``nats`` thread at most `cluster.publish_timeout`,
-    holding no lock.
+    holding no lock; a login that gave a registered nick's password may take over the entry of a nick absent
+    in the cluster (`ClusterPresence.absent_nicks`, a frozenset the history thread replaces whole).
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -69,9 +70,9 @@ Threads
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, each client's
     `account`, the sessions of each registered nick: `Client.sessions`, one list shared by them, and with
     `always_on` the absent sessions standing for registered nicks none of whose connections is there,
-    chat_server.history.presence; in cluster mode also the roster of every server's members and away
-    messages, chat_server.cluster.presence, and the requests held while a client's presence record is on
-    its way) and the
+    chat_server.history.presence; in cluster mode also the roster of every server's members, away messages
+    and absent nicks, chat_server.cluster.presence, and the requests held while a client's presence record
+    is on its way) and the
     SQLite *writer* connection, registered nicks included (chat_server.history.accounts): it has the final
     say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
