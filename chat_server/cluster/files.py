@@ -24,6 +24,10 @@ unreachable (or the fetch not done in time) is `history_unavailable`.
 
 So every server's files folder is a cache of the object store: the sweep deletes its expired files as on a
 single server; the object store expires an object `retention_days` after its last upload (the bucket's TTL).
+
+Before it ends, an upload in progress is checkpointed into a bucket of its own (`SharedFiles.checkpoints`,
+chat_server.cluster.checkpoints), so that cut off on a server that goes away, it resumes on another; its
+checkpoint is deleted once step 1 has put the whole file into the files bucket.
 """
 
 from __future__ import annotations
