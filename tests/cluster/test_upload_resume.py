@@ -22,7 +22,7 @@ from chat_server.cluster.checkpoints import SEGMENT_PREFIX, segment_name
 from chat_server.cluster.config import DEFAULT_UPLOAD_CHECKPOINT, ClusterConfig
 from chat_server.config import ServerConfig, load_toml
 from chat_server.server import ChatServer
-from shared import FileDone, FileOffered, FileProgress
+from shared import CancelFile, Error, FileDone, FileOffered, FileProgress, Ok
 from shared.limits import DEFAULT_FILE_CHUNK
 from shared.text import fold
 from tests.cluster.test_files import _failed_over
@@ -234,6 +234,24 @@ async def _damage(config: ClusterConfig, name: str, damage: str) -> None:
         await connection.close()
 
 
+def test_a_cancelled_upload_leaves_no_checkpoint(
+    checkpointing: ClusterConfig, start_cluster_server: Callable[..., ChatServer]
+) -> None:
+    """An upload checkpointed while it is fed, then cancelled (`file_cancel`): its segments are deleted."""
+    one = start_cluster_server("one", cluster=checkpointing)
+    data = os.urandom(SIZE)
+    partial = _partial(one, data)
+    with ChatTestClient(one.address) as alice:
+        alice.login("alice", ["lobby"])
+        started = offer(alice, data)
+        assert isinstance(started, FileProgress)
+        send_chunks(alice, started.upload, data, 0, stop_after=CUT)
+        assert _checkpointed(checkpointing, partial, 2 * EVERY) >= 2 * EVERY
+        alice.send(CancelFile(upload=started.upload, ref=3))
+        alice.recv(Ok, ref=3)
+        wait_until(lambda: not _segments(checkpointing, partial), 30.0, "the checkpoint deleted")
+
+
 def test_the_upload_checkpoint_setting(tmp_path: Path) -> None:
     """`upload_checkpoint` defaults to 8 MiB, is read from server.toml (0 turns checkpoints off), and a
     value that is not a whole number of bytes is refused."""
@@ -247,3 +265,25 @@ def test_the_upload_checkpoint_setting(tmp_path: Path) -> None:
         toml.write_text(f"[cluster]\nupload_checkpoint = {bad}\n")
         with pytest.raises(ValueError, match="upload_checkpoint"):
             ServerConfig(**load_toml(toml))
+
+
+def test_while_nats_is_down_an_upload_goes_on_without_checkpoints(
+    nats_cluster: NatsCluster, checkpointing: ClusterConfig, start_cluster_server: Callable[..., ChatServer]
+) -> None:
+    """NATS stops in the middle of an upload: the chunks sent past several checkpoint boundaries are all
+    confirmed, with no error (the checkpoints are skipped). Stops the module's NATS cluster (last test)."""
+    one = start_cluster_server("one", cluster=checkpointing)
+    data = os.urandom(SIZE)
+    with ChatTestClient(one.address) as alice:
+        alice.login("alice", ["lobby"])
+        started = offer(alice, data)
+        assert isinstance(started, FileProgress)
+        confirmed = send_chunks(alice, started.upload, data, 0, stop_after=EVERY)
+        nats_cluster.stop()
+        try:
+            wait_until(lambda: not one.cluster_connected, 30.0, "NATS seen gone")
+            end = confirmed + 3 * EVERY
+            assert send_chunks(alice, started.upload, data, confirmed, end=end) == end
+            assert not [m for m in alice.drain() if isinstance(m, Error)]
+        finally:
+            nats_cluster.start()
