@@ -118,14 +118,17 @@ Threads
     (`Vanished`, chat_server.cluster.presence) to the history thread. Touches no
     client socket, no SQLite connection and changes no hub state; `NatsLink.connected` is a flag it writes
     and the history thread reads.
-``nats-files_N`` (0 or 1, only in cluster mode with file sharing on, started by the first shared file;
-chat_server.cluster.files)
+``nats-files_N`` (0 or 1, only in cluster mode with file sharing on, started by the first shared file or
+upload checkpoint; chat_server.cluster.files, chat_server.cluster.checkpoints)
     The ``nats`` loop's executor: reads a finished upload's file while `nats-py` puts it into the cluster's
     object store, and writes a file fetched from there into the files folder (``partial/fetch-*``, then moved
-    into place by the loop), so the loop never waits for the disk. The reader that completed the upload has
-    moved on (the loop then hands the offer to the history thread as a `FileShared` request); a reader
-    serving a `file_get` for a file this server does not hold waits for the fetch, bounded by
-    `cluster.fetch_timeout`, holding no lock. Touches no socket, no SQLite and no chat state.
+    into place by the loop); reads (and hashes) the segment of a partial file an upload checkpoint puts into
+    the checkpoints' bucket, and writes a checkpoint fetched for a resume (``partial/resume-*``, then moved
+    into place by the reader that asked), so the loop never waits for the disk. The reader that completed
+    the upload has moved on (the loop then hands the offer to the history thread as a `FileShared`
+    request); a reader serving a `file_get` for a file this server does not hold, or a `file_offer` whose
+    checkpoint is on the cluster, waits for the fetch, bounded by `cluster.fetch_timeout`, holding no
+    lock. Touches no socket, no SQLite and no chat state.
 ``mpchat-beacon`` (0 or 1, only with the LAN beacon on; chat_server.beacon)
     Owns its UDP socket. Announces the server and answers discovery queries; reads the hub only through
     `Hub.summaries()` and `Hub.online()`, which copy under ``Hub.lock``, and in cluster mode the other
