@@ -36,6 +36,11 @@ DEFAULT_MAX_IN_FLIGHT = 1024
 FILES_BUCKET_SUFFIX = "files"
 #: Seconds a download waits for a file this server does not hold to be fetched from the object store.
 DEFAULT_FETCH_TIMEOUT = 60.0
+#: Bytes of an upload in progress between two checkpoints of its confirmed prefix into the cluster (the
+#: object store bucket ``FILES_BUCKET-partial``), so it can resume on another server (0: no checkpoints).
+DEFAULT_UPLOAD_CHECKPOINT = 8 * 1024 * 1024
+#: The object store bucket of checkpoints is the files bucket's name with this suffix.
+PARTIAL_BUCKET_SUFFIX = "-partial"
 #: Seconds a server's entry in the servers bucket lives without a refresh: a server that died without
 #: saying goodbye stops being announced in `welcome` after at most this long (refreshed every third of it).
 DEFAULT_SERVER_LEASE = 15.0
@@ -72,6 +77,8 @@ class ClusterConfig:
     #: The JetStream object store bucket holding the shared files; None: ``PREFIX-files``.
     files_bucket: str | None = None
     fetch_timeout: float = DEFAULT_FETCH_TIMEOUT
+    #: Bytes between two checkpoints of an upload in progress (chat_server.cluster.checkpoints); 0: none.
+    upload_checkpoint: int = DEFAULT_UPLOAD_CHECKPOINT
 
     def __post_init__(self) -> None:
         urls: Any = self.urls  # from a TOML file or a caller: check before trusting the annotation
@@ -105,6 +112,11 @@ class ClusterConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"cluster {name} must be a positive whole number, not {value!r}")
+        checkpoint: Any = self.upload_checkpoint
+        if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 0:
+            raise ValueError(
+                f"cluster upload_checkpoint must be a whole number of bytes (0: off), not {checkpoint!r}"
+            )
         if self.replicas > 5:
             raise ValueError("cluster replicas must be 1 to 5 (JetStream's limit)")
         announce: Any = self.announce
@@ -132,6 +144,11 @@ class ClusterConfig:
     def files_bucket_name(self) -> str:
         """The object store bucket of shared files: `files_bucket`, else ``PREFIX-files``."""
         return self.files_bucket or f"{self.bucket_prefix}-{FILES_BUCKET_SUFFIX}"
+
+    @property
+    def partial_bucket_name(self) -> str:
+        """The object store bucket of uploads' checkpoints: the files bucket's name and ``-partial``."""
+        return self.files_bucket_name + PARTIAL_BUCKET_SUFFIX
 
     @property
     def log_subject(self) -> str:

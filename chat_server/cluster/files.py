@@ -24,12 +24,15 @@ unreachable (or the fetch not done in time) is `history_unavailable`.
 
 So every server's files folder is a cache of the object store: the sweep deletes its expired files as on a
 single server; the object store expires an object `retention_days` after its last upload (the bucket's TTL).
+
+Before it ends, an upload in progress is checkpointed into a bucket of its own (`SharedFiles.checkpoints`,
+chat_server.cluster.checkpoints), so that cut off on a server that goes away, it resumes on another; its
+checkpoint is deleted once step 1 has put the whole file into the files bucket.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
 import logging
@@ -48,6 +51,7 @@ from shared.codec import encode
 from shared.errors import ErrorCode
 from shared.messages import FileDone, FileOffered
 
+from .checkpoints import UploadCheckpoints, object_digest
 from .link import CONNECT_RETRY, ClusterUnavailable
 from .messaging import Awaiting, dedup_id
 
@@ -109,35 +113,44 @@ class SharedFiles:
         self._silenced = silenced
         self._bucket: Any = None  # the nats-py ObjectStore (loop only)
         self._fetching: dict[str, asyncio.Future[None]] = {}  # by SHA-256 (loop only)
+        #: The checkpoints of uploads in progress (their own bucket), for a resume on another server.
+        self.checkpoints = UploadCheckpoints(link, files)
         messages.applies("file", self._apply_file)
 
     # -- Loop ------------------------------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Give the loop its file executor, and open (or create) the object store bucket, retried until
-        `connect_timeout`: a bucket is a stream, whose creation fails while JetStream places its replicas."""
-        from nats.js.api import ObjectStoreConfig, StorageType
-        from nats.js.errors import BucketNotFoundError
-
+        """Give the loop its file executor, and open (or create) the object store buckets: the files, and
+        the uploads' checkpoints unless `upload_checkpoint` is 0."""
         loop = asyncio.get_running_loop()
         loop.set_default_executor(
             concurrent.futures.ThreadPoolExecutor(FILE_WORKERS, thread_name_prefix="nats-files")
         )
         config = self.link.config
-        name = config.files_bucket_name
+        self._bucket = await self._open_bucket(config.files_bucket_name, self.files.config.retention_seconds)
+        if self.checkpoints.every > 0:
+            self.checkpoints.bucket = await self._open_bucket(
+                config.partial_bucket_name, self.files.config.partial_seconds
+            )
+
+    async def _open_bucket(self, name: str, ttl: float) -> Any:
+        """Open (or create, with `replicas` copies and `ttl`) an object store bucket, retried until
+        `connect_timeout`: a bucket is a stream, whose creation fails while JetStream places its replicas."""
+        from nats.js.api import ObjectStoreConfig, StorageType
+        from nats.js.errors import BucketNotFoundError
+
+        loop = asyncio.get_running_loop()
+        config = self.link.config
         deadline = loop.time() + config.connect_timeout
-        while self._bucket is None:
+        while True:
             try:
                 try:
-                    self._bucket = await self.link.js.object_store(name)
+                    return await self.link.js.object_store(name)
                 except BucketNotFoundError:
-                    wanted = ObjectStoreConfig(
-                        ttl=self.files.config.retention_seconds,
-                        storage=StorageType.FILE,
-                        replicas=config.replicas,
-                    )
-                    self._bucket = await self.link.js.create_object_store(name, config=wanted)
+                    wanted = ObjectStoreConfig(ttl=ttl, storage=StorageType.FILE, replicas=config.replicas)
+                    bucket = await self.link.js.create_object_store(name, config=wanted)
                     log.info("event=files_bucket_created bucket=%s replicas=%d", name, config.replicas)
+                    return bucket
             except Exception as error:  # JetStream not ready for it yet: try again until the deadline
                 if loop.time() >= deadline:
                     raise ClusterUnavailable(f"cannot open the object store {name}: {error!r}") from None
@@ -154,7 +167,7 @@ class SharedFiles:
                     self._bucket.put(request.sha256, source, meta=ObjectMeta(name=request.sha256)),
                     self._move_timeout(request.size, self.link.config.publish_timeout),
                 )
-            if info.digest != _digest(request.sha256) or info.size != request.size:
+            if info.digest != object_digest(request.sha256) or info.size != request.size:
                 error = "the object store holds other bytes than the upload's"  # changed on disk?
         except TimeoutError:
             error = "the object store did not take it in time"
@@ -165,6 +178,8 @@ class SharedFiles:
                 "conn=%d event=file_share_failed sha256=%s error=%s", client.id, request.sha256, error
             )
         self.link.report(FileShared(client, request, error))
+        if error is None:  # the whole file is in the object store: its checkpoint has served
+            self.checkpoints.forget(request.reservation.partial)
 
     async def _fetch(self, sha256: str, size: int) -> None:
         """Bring the object `sha256` into the files folder (at most one fetch per object at a time)."""
@@ -182,7 +197,7 @@ class SharedFiles:
             info = await self._bucket.get_info(sha256)
         except ObjectNotFoundError:
             raise FileRefused(ErrorCode.NO_SUCH_FILE, "the file is no longer in the cluster") from None
-        if info.digest != _digest(sha256) or info.size != size:
+        if info.digest != object_digest(sha256) or info.size != size:
             raise FileRefused(ErrorCode.NO_SUCH_FILE, "the cluster holds other bytes under this file's name")
         temporary = self.files.partial_path(FETCH_PREFIX + sha256)
         target = self.files.object_path(sha256)
@@ -358,8 +373,3 @@ class SharedFiles:
         else:
             recipients = tuple(peer.sessions) if peer is not None else ()
         messages.hold(sender, done, ref, relay=offered, recipients=recipients)
-
-
-def _digest(sha256: str) -> str:
-    """The object store's digest of the bytes whose SHA-256 is `sha256` (hex): ``SHA-256=`` and base64url."""
-    return "SHA-256=" + base64.urlsafe_b64encode(bytes.fromhex(sha256)).decode()

@@ -84,6 +84,7 @@ STORED: dict[str, str] = {
     "leave": "leave",
     "away": "away message",
     "signoff": "sign-off",
+    "back": "return of the absent nick",
 }
 
 

@@ -81,6 +81,8 @@ class _Upload:
     recipient: tuple[str, str] | None  # (nick as shown, key)
     #: Send-queue numbers of this upload's chunk confirmations the sender may not have taken yet (the window).
     unsent: deque[int] = field(default_factory=deque)
+    #: Cluster mode: the offset up to which a checkpoint was last asked for (or resumed from).
+    checkpointed: int = 0
 
 
 class ConnectionFiles:
@@ -124,6 +126,7 @@ class ConnectionFiles:
     def close(self) -> None:
         """The connection ended: close every file, release every reservation, keep partial files."""
         for upload in self._uploads.values():
+            self._checkpoint(upload, last=True)  # cluster mode: it may go on on another server
             _close(upload.fd)
             upload.reservation.finish()
         self._uploads.clear()
@@ -172,6 +175,9 @@ class ConnectionFiles:
         if offer.size == 0 and offer.sha256 != EMPTY_SHA256:
             return error_frame(ErrorCode.CHECKSUM_MISMATCH, "an empty file has another SHA-256", ref)
         reservation = self.files.reserve(db, key, offer.size, offer.sha256)
+        if self.shared is not None and not self._holds_partial(reservation):
+            # Cluster mode: the upload may have begun on another server, which checkpointed it.
+            self.shared.checkpoints.resume(reservation.partial, offer.size)
         try:
             fd, offset, hasher = self._open_partial(reservation)
         except OSError as error:
@@ -180,6 +186,7 @@ class ConnectionFiles:
             return error_frame(ErrorCode.QUOTA_EXCEEDED, "the server cannot store files now", ref)
         number = next(self._numbers)
         upload = _Upload(number, offer, reservation, fd, offset, hasher, room_key, recipient)
+        upload.checkpointed = offset
         self._uploads[number] = upload
         log.info(
             "conn=%d event=upload_started upload=%d size=%d offset=%d", client.id, number, offer.size, offset
@@ -205,6 +212,13 @@ class ConnectionFiles:
             id=found.id, ts=found.ts, client_msg_id=offer.client_msg_id, duplicate=True, ref=offer.ref
         )
         return encode(done)
+
+    def _holds_partial(self, reservation: Reservation) -> bool:
+        """True if this server has bytes of the upload's partial file."""
+        try:
+            return os.stat(self.files.partial_path(reservation.partial)).st_size > 0
+        except FileNotFoundError:
+            return False
 
     def _open_partial(self, reservation: Reservation) -> tuple[int, int, hashlib._Hash]:
         """Open (or create) the partial file and hash what it holds: the offset to resume from."""
@@ -264,7 +278,19 @@ class ConnectionFiles:
         unsent.append(self.client.send_numbered(progress))
         if upload.offset == upload.offer.size:
             return self._complete(upload, ref)
+        self._checkpoint(upload)
         return None
+
+    def _checkpoint(self, upload: _Upload, *, last: bool = False) -> None:
+        """Cluster mode: ask for a checkpoint of the confirmed prefix every `upload_checkpoint` bytes, and
+        when the upload stops being fed here (`last`); never waits (chat_server.cluster.checkpoints)."""
+        if self.shared is None:
+            return
+        checkpoints = self.shared.checkpoints
+        grown = upload.offset - upload.checkpointed
+        if checkpoints.every and grown > 0 and (last or grown >= checkpoints.every):
+            checkpoints.save(upload.reservation.partial, upload.offset, last=last)
+            upload.checkpointed = upload.offset
 
     def _complete(self, upload: _Upload, ref: int | None) -> bytes | None:
         """All bytes are here: check the hash, store the file, hand the offer to the history thread."""
@@ -313,6 +339,8 @@ class ConnectionFiles:
         _close(upload.fd)
         if delete:
             self.files.partial_path(upload.reservation.partial).unlink(missing_ok=True)
+            if self.shared is not None:
+                self.shared.checkpoints.forget(upload.reservation.partial)
         upload.reservation.finish()
 
     def cancel(self, cancel: CancelFile) -> bytes | None:

@@ -1,10 +1,10 @@
 """File sharing across the cluster's servers (docs/cluster.md, "Files are shared through the object store").
 
 Two chat servers on the real three-node NATS cluster: a file uploaded to one is downloaded from the other
-(fetched from JetStream's object store, its SHA-256 checked); an upload cut off on a server that then stops
-starts over on the other; while NATS is down, uploads and downloads of files not held are refused, nothing is
-acknowledged that is not stored, and sharing works again once NATS is back. The last test stops the module's
-NATS cluster (and starts it again).
+(fetched from JetStream's object store, its SHA-256 checked); while NATS is down, uploads and downloads of
+files not held are refused, nothing is acknowledged that is not stored, and sharing works again once NATS is
+back. The last test stops the module's NATS cluster (and starts it again). An upload cut off on a server
+that goes away: tests/cluster/test_upload_resume.py.
 """
 
 from __future__ import annotations
@@ -212,32 +212,6 @@ def test_the_files_bucket_setting() -> None:
         ClusterConfig(files_bucket="a.b")
     with pytest.raises(ValueError, match="fetch_timeout"):
         ClusterConfig(fetch_timeout=0)
-
-
-def test_an_upload_cut_off_on_a_stopped_server_starts_over_on_the_other(
-    start_cluster_server: Callable[..., ChatServer],
-) -> None:
-    """Half an upload reached a server that then stops: the partial file is on that server's disk only, so
-    the same offer on the other server starts at offset 0 (docs/cluster.md); it completes there, once."""
-    one, two = start_cluster_server("one"), start_cluster_server("two")
-    data = os.urandom(SIZE)
-    with ChatTestClient(two.address) as bob:
-        bob.login("bob", ["lobby"])
-        with ChatTestClient(one.address) as alice:
-            token = alice.login("alice", ["lobby"]).resume_token
-            started = offer(alice, data, client_msg_id="cut-1")
-            assert isinstance(started, FileProgress)
-            assert send_chunks(alice, started.upload, data, 0, stop_after=20 * CHUNK) >= 20 * CHUNK
-        one.stop()
-        with _failed_over(two, "alice", token) as alice:
-            resumed = offer(alice, data, client_msg_id="cut-1", ref=2)
-            assert isinstance(resumed, FileProgress)
-            assert resumed.offset == 0
-            send_chunks(alice, resumed.upload, data, 0, ref=2)
-            done = alice.recv(FileDone, upload=resumed.upload)
-        offered = bob.recv(FileOffered)
-        assert offered.id == done.id
-        assert download(bob, done.id) == data
 
 
 def _failed_over(server: ChatServer, nick: str, token: str | None) -> ChatTestClient:
