@@ -39,7 +39,8 @@ Threads
     `typing_interval`) is the connection's own (`Connection._typing`).
     In cluster mode it first claims the login's nick (and the new nick of a `nick` request) across the
     cluster (chat_server.cluster.nicks), waiting for the ``nats`` thread at most `cluster.publish_timeout`,
-    holding no lock.
+    holding no lock; a login that gave a registered nick's password may take over the entry of a nick absent
+    in the cluster (`ClusterPresence.absent_nicks`, a frozenset the history thread replaces whole).
     Checks passwords itself (chat_server.reader.gate): the server password, and a registered nick's password
     with scrypt, which it also runs to hash a new one, reading the stored hash with its own read connection.
     Only the result (a proof, or the finished hash) goes to the history thread: scrypt costs tens of
@@ -69,9 +70,9 @@ Threads
     Owns all shared chat state (the `Hub`: nicks, rooms, members, topics, away messages, each client's
     `account`, the sessions of each registered nick: `Client.sessions`, one list shared by them, and with
     `always_on` the absent sessions standing for registered nicks none of whose connections is there,
-    chat_server.history.presence; in cluster mode also the roster of every server's members and away
-    messages, chat_server.cluster.presence, and the requests held while a client's presence record is on
-    its way) and the
+    chat_server.history.presence; in cluster mode also the roster of every server's members, away messages
+    and absent nicks, chat_server.cluster.presence, and the requests held while a client's presence record
+    is on its way) and the
     SQLite *writer* connection, registered nicks included (chat_server.history.accounts): it has the final
     say on them, checking a reader's proof against the row as it is then, never hashing.
     Applies requests strictly in order, each with the handler its row of the routing table names; stores
@@ -214,7 +215,6 @@ Stop order (`stop()`, bounded by `STOP_TIMEOUT` in total)
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import socket
 import threading
@@ -283,11 +283,6 @@ class ChatServer:
     """A running chat server: `start()` (or `with`) binds and starts threads; `stop()` ends them all."""
 
     def __init__(self, config: ServerConfig) -> None:
-        if config.cluster.enabled and config.always_on:
-            # An absent nick is one server's session; the cluster's roster has no such thing yet
-            # (docs/cluster.md): cluster mode turns always-on presence off.
-            log.warning("event=always_on_off reason=cluster")
-            config = dataclasses.replace(config, always_on=False)
         self.config = config
         self._listener: socket.socket | None = None
         #: Every listening socket with the TLS it speaks (None: plaintext); the first is `_listener`.
@@ -466,7 +461,8 @@ class ChatServer:
         if link is not None:
             from .cluster.nicks import NickLeases
 
-            nick_leases = NickLeases(link, hub, link.report)
+            assert presence is not None
+            nick_leases = NickLeases(link, hub, link.report, presence.is_absent)
         self._services = Services(
             config=config,
             hub=hub,

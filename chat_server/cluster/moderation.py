@@ -19,18 +19,22 @@ A kicked or banned nick leaves the cluster's roster (chat_server.cluster.presenc
 seat as it applies the record (`ClusterPresence.unseat`, in the same transaction), and after the commit tells
 its local members of the room (`left`, with the single server's reason) and takes the nick's local sessions
 out (`ClusterPresence.show_out`). A kick names a member of the roster, checked on the origin and again as
-every server applies it (a nick that left meanwhile: `no_such_nick`, alike everywhere). An address ban is
-the exception: an address is known only on the server its connection is on, so each server puts out its
-own members from that address by publishing their `leave` (the others see them leave then).
+every server applies it (a nick that left meanwhile: `no_such_nick`, alike everywhere). An address ban puts
+out every member whose join carried that address (`Seat.address`), but the room's operators and its author.
 
-Rights of a *session* (a nick that is not registered, a room's creator) belong to one connection, so they
-live on the server of that connection only: an `op` or `invite` gives the session right on the server where
-the nick is connected, and the stored right (for a registered nick, decided from the replicated `accounts`
-table) on every server. A room's registered creator is crowned through the log too (a ``crown`` record: the
-first registered creator of a room without stored operators keeps the right).
+Rights of a *session* (a nick that is not registered, a room's creator) belong to one connection: an `op` or
+`invite` gives the session right to the connection on the server where the nick is connected, and the stored
+right (for a registered nick, decided from the replicated `accounts` table) on every server. Whether a nick in
+the room is an operator by its session's right is also in the cluster's roster (`Seat.op`, set by the join
+that created the room, by a join of a session given `op` before, by `op` and `deop` records), which every
+server holds alike: `who` marks the same operators everywhere, a `deop` may name a session operator on
+another server, and the author of a record acting by a session right is re-checked against it as every server
+applies the record. A room's registered creator is crowned through the log too (a ``crown`` record: the first
+registered creator of a room without stored operators keeps the right).
 
 What the origin cannot see: the connections of other servers. An `op` or `invite` may name a nick connected
-elsewhere; an address ban needs the nick on this server (its address is known only here).
+elsewhere; an address ban names the address of the nick's session here, or the address its join into the
+room carried (`Seat.address`) if it is in the room on another server.
 """
 
 from __future__ import annotations
@@ -134,9 +138,8 @@ class SharedModeration:
         until = self.operators.until(request.duration)
         action: RestrictionKind
         if request.by_address:
-            target = self.operators.online(request.nick)  # its address is known on its own server only
-            action, subject = "ban_address", target.peer
-            if target is client or subject == client.peer:
+            action, subject = "ban_address", self._address(room, key, request.nick)
+            if key == client.key or subject == client.peer:
                 raise ModerationRefused(ErrorCode.FORBIDDEN, "that would ban your own address")
         else:
             action, subject = "ban", key
@@ -179,20 +182,10 @@ class SharedModeration:
 
     @shared_request
     def deop(self, client: Client, room: Room, rules: RoomRules, request: Deop) -> None:
-        key = fold(request.nick)
-        target = self.hub.nicks.get(key)
-        if target is not None and self.moderation.is_admin(target):
-            raise ModerationRefused(
-                ErrorCode.FORBIDDEN, f"{target.nick} is a server admin (set in the server's config)"
-            )
-        # A session right of a nick connected to another server is not known here: only stored ones are.
-        in_session = target is not None and target.id in rules.session_ops
-        account = target.account if target is not None and target.account is not None else key
-        if not in_session and account not in rules.ops:
-            raise ModerationRefused(
-                ErrorCode.NO_SUCH_NICK, f"{request.nick} is not an operator of {room.name}"
-            )
-        shown = target.nick if target is not None and target.nick else request.nick
+        # A session right of a nick in the room on another server is in the cluster's roster.
+        seat = self.roster.seat(room.key, fold(request.nick))
+        elsewhere = seat is not None and seat.op
+        key, _target, account, shown = self.operators.deop_target(room, rules, request.nick, elsewhere)
         self._publish(client, room, request.ref, ("deop", shown, None, None), subject=key, account=account)
 
     @shared_request
@@ -246,6 +239,19 @@ class SharedModeration:
         if client.account is not None and rules is not None and client.account in rules.ops:
             return "account"
         return "session"
+
+    def _address(self, room: Room, key: str, nick: str) -> str:
+        """The address of the nick `key`: its session's here, or, for a nick in `room` on another server, the
+        one its join carried (the roster's); `no_such_nick` if neither is known."""
+        target = self.hub.nicks.get(key)
+        if target is not None and target.nick is not None:
+            return target.peer
+        seat = self.roster.seat(room.key, key)
+        if seat is None or not seat.address:
+            raise ModerationRefused(
+                ErrorCode.NO_SUCH_NICK, f"{nick} is not online here and not in {room.name} anywhere"
+            )
+        return seat.address
 
     def _member(self, room: Room, key: str, nick: str) -> Seat:
         """The seat of `nick` (its key `key`) in `room`, on whichever server it is; `no_such_nick` if it is
@@ -335,8 +341,11 @@ class SharedModeration:
         its registered nick applied first): alike on every server. A session right is known only on its
         own server, which checked it when the request came."""
         by, key = record.get("by", "session"), record["nick_key"]
-        if (by == "account" and key not in rules.ops) or (
-            by == "admin" and key not in self.moderation.admins
+        seat = self.roster.seat(room.key, key)
+        if (
+            (by == "account" and key not in rules.ops)
+            or (by == "admin" and key not in self.moderation.admins)
+            or (by == "session" and (seat is None or not seat.op))
         ):
             raise ModerationRefused(ErrorCode.NOT_OPERATOR, f"you are not an operator of {room.name}")
 
@@ -362,7 +371,7 @@ class SharedModeration:
                 return _nothing_after
             reason = f"banned by {actor}" + (f": {record['reason']}" if record["reason"] else "")
             if kind == "ban_address":
-                return lambda _frame: self._leave_from(room, subject, reason, requester)
+                return self._put_out_from(room, subject, record["nick_key"], reason, record["ts"])
             if subject == record["nick_key"]:
                 return _nothing_after  # a ban never puts its author out
             return self._put_out(room, subject, reason, record["ts"])
@@ -390,6 +399,8 @@ class SharedModeration:
             self.book.grant(
                 rules, "op" if action == "op" else "invite", holder.id if holder else None, account
             )
+            if action == "op":
+                self.roster.set_op(room.key, subject, True)
             if action == "op" or holder is None:
                 return _nothing_after
             invited: Client = holder
@@ -402,6 +413,7 @@ class SharedModeration:
         if action == "deop":
             holder = self.hub.nicks.get(subject)
             self.book.revoke(rules, "op", holder.id if holder else None, record["account"])
+            self.roster.set_op(room.key, subject, False)
             return _nothing_after
         if action in _MODES:
             if record["mode"] not in ("topic_lock", "invite_only", "join_key"):
@@ -423,20 +435,25 @@ class SharedModeration:
 
         return show_out
 
-    def _leave_from(self, room: Room, address: str, reason: str, spare: Client | None) -> None:
-        """Put this server's members of `room` connected from `address` out of it (operators exempt, and
-        `spare`, the operator who banned): each one's `leave`, published like the member's own, so every
-        server's roster loses it in the log's order."""
-        leaving: dict[str, Client] = {}
-        for member in room.members:
-            if (
-                member.peer == address
-                and member is not spare
-                and not self.moderation.is_operator(member, room.key)
-            ):
-                leaving.setdefault(member.key or "", member)  # one leave per nick, whatever its sessions
-        for member in leaving.values():
-            self.roster.leave(member, room, reason, None)
+    def _put_out_from(
+        self, room: Room, address: str, author: str, reason: str, ts: int
+    ) -> Callable[[bytes], None]:
+        """An address ban: take the seats of the room's members that joined from `address` (its operators
+        excepted, and the ban's `author`), from the roster every server holds alike; after the commit, their
+        `left` and their sessions here out."""
+        seats = self.roster.seats(room.key)
+        banned = [
+            key
+            for key, seat in seats.items()
+            if seat.address == address and key != author and not self.roster.is_op(room.key, key, seat)
+        ]
+        outs = [self._put_out(room, key, reason, ts) for key in banned]
+
+        def show_out(frame: bytes) -> None:
+            for out in outs:
+                out(frame)
+
+        return show_out
 
 
 #: The actions of `mode` (each its own record).

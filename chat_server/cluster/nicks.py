@@ -9,7 +9,10 @@ The bucket's entries expire `server_lease` seconds after their last write.
   (bounded by `publish_timeout`) for the loop: the key is created (atomic: one server wins), or it is this
   server's already (the local hub decides, as on a single server), or its value carries the hash of the
   resume token the login shows (a client failing over from another server: the entry is taken over with a
-  compare-and-set on its revision). Otherwise another server holds the nick: `nick_taken`.
+  compare-and-set on its revision), or the nick is absent in the cluster's roster (an always-on nick none of
+  whose sessions is connected; its last server may not have freed the entry yet, or died holding it) and
+  the login gave the nick's password (taken over the same way). Otherwise another server holds the nick:
+  `nick_taken`.
 * Every `NICK_ROUND` seconds the ``nats`` thread compares its entries with the nicks the hub holds (a copy
   under ``Hub.lock``): it writes the resume token's hash of new sessions, deletes the entries of nicks no
   longer held here (freed cluster-wide within a round), and every third of `server_lease` rewrites them all
@@ -80,22 +83,31 @@ def bucket_key(key: str) -> str:
 class NickLeases:
     """The nicks this server holds in the cluster's nick bucket (its state lives on the loop)."""
 
-    def __init__(self, link: NatsLink, hub: Hub, lost: Callable[[NickLost], bool]) -> None:
+    def __init__(
+        self,
+        link: NatsLink,
+        hub: Hub,
+        lost: Callable[[NickLost], bool],
+        absent: Callable[[str], bool] = lambda _key: False,
+    ) -> None:
         self.link = link
         self.hub = hub
         self._lost = lost
+        #: Is the nick absent in the cluster's roster (chat_server.cluster.presence; any thread may ask)?
+        self._absent = absent
         self._bucket: Any = None
         self._held: dict[str, _Held] = {}  # by folded nick (loop only)
         self._refreshed = 0.0
 
     # -- Reader threads --------------------------------------------------------------------------------------
 
-    def admit(self, hello: Hello) -> tuple[ErrorCode, bytes] | None:
+    def admit(self, hello: Hello, owner: bool = False) -> tuple[ErrorCode, bytes] | None:
         """None if this server may log `hello` in under its nick; else the code and the fatal error frame
         refusing it: `nick_taken` (another server holds it) or `history_unavailable` (NATS does not
-        answer)."""
+        answer). `owner`: the login gave the password of the registered nick."""
+        key = fold(hello.nick)
         try:
-            if self.claim(fold(hello.nick), hello.resume_token):
+            if self.claim(key, hello.resume_token, owner and self._absent(key)):
                 return None
         except ClusterUnavailable as error:
             log.warning("event=nicks_unavailable error=%s", error)
@@ -117,10 +129,12 @@ class NickLeases:
             return error_frame(ErrorCode.HISTORY_UNAVAILABLE, message, ref)
         return error_frame(ErrorCode.NICK_TAKEN, f"nick {nick!r} is in use on another server", ref)
 
-    def claim(self, key: str, resume_token: str | None) -> bool:
-        """True if this server may give the nick `key` to a login; False if another server holds it.
-        `ClusterUnavailable` if NATS does not answer within `publish_timeout`."""
-        future = asyncio.run_coroutine_threadsafe(self._claim(key, token_hash(resume_token)), self.link.loop)
+    def claim(self, key: str, resume_token: str | None, take_over: bool = False) -> bool:
+        """True if this server may give the nick `key` to a login; False if another server holds it (unless
+        `take_over`: its absent owner comes back). `ClusterUnavailable` if NATS does not answer within
+        `publish_timeout`."""
+        claiming = self._claim(key, token_hash(resume_token), take_over)
+        future = asyncio.run_coroutine_threadsafe(claiming, self.link.loop)
         try:
             return future.result(self.link.config.publish_timeout)
         except (TimeoutError, concurrent.futures.TimeoutError):
@@ -154,7 +168,7 @@ class NickLeases:
         value: bytes = msgpack.packb({"s": self.link.origin, "t": token})
         return value
 
-    async def _claim(self, key: str, token: str) -> bool:
+    async def _claim(self, key: str, token: str, take_over: bool) -> bool:
         from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
         name = bucket_key(key)
@@ -175,9 +189,9 @@ class NickLeases:
             if held.get("s") == self.link.origin:
                 self._held[key] = _Held(entry.value, entry.revision, time.monotonic())
                 return True  # ours: the local hub decides, as on a single server
-            if not token or held.get("t") != token:
+            if not take_over and (not token or held.get("t") != token):
                 return False
-            try:  # the session's resume token: a client failing over takes its nick over
+            try:  # the session's resume token (a client failing over), or the absent nick's password
                 revision = await self._bucket.update(name, value, last=entry.revision)
             except KeyWrongLastSequenceError:
                 continue

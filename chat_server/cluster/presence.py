@@ -48,10 +48,12 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from chat_server.history.accounts import load
 from chat_server.history.chat import Chat, Disconnect
+from chat_server.history.presence import AWAY_ABSENT, Returning
 from chat_server.hub import Client, Room
 from chat_server.replies import answer, clip
 from chat_server.routes import Bound
@@ -75,12 +77,18 @@ CREATE TABLE IF NOT EXISTS cluster_seats (
     nick     TEXT NOT NULL,
     origin   TEXT NOT NULL,     -- the server holding the nick (its id in the servers bucket)
     since    INTEGER NOT NULL,  -- the log's sequence of the join: the room's people are listed in this order
-    op       INTEGER NOT NULL,  -- joined an empty room: its operator
+    op       INTEGER NOT NULL,  -- an operator of the room by a session right (its creator, or given `op`)
+    address  TEXT NOT NULL DEFAULT '',  -- the address its session joined from (for address bans)
     PRIMARY KEY (room_key, nick_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cluster_away (
     nick_key TEXT PRIMARY KEY,
     message  TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cluster_absent (
+    nick_key  TEXT PRIMARY KEY,
+    left_id   INTEGER NOT NULL,  -- the log's sequence when it went: its direct messages resume after it
+    auto_away INTEGER NOT NULL   -- its away message is the server's (cleared when it comes back)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS cluster_self (
     stream TEXT PRIMARY KEY,
@@ -95,6 +103,9 @@ ROUND = 1.0
 MOVE_GRACE = 15.0
 #: The reason in the `signed_off` of the members of a server that died.
 GONE_REASON = "their server went away"
+#: The origin of the seats of an always-on nick none of whose sessions is connected to any server (absent):
+#: no server holds them, so no server's death signs it off.
+ABSENT = ""
 
 
 @dataclass(slots=True)
@@ -104,7 +115,13 @@ class Seat:
     nick: str
     origin: str
     since: int
+    #: An operator of the room by a right of its session (the room's creator, or given `op`): known to every
+    #: server alike, as the records that give and take it (join, `op`, `deop`) are applied in the log's order.
+    #: A stored right of a registered nick is in the room's rules (`RoomRules.ops`), not here.
     op: bool
+    #: The address its session joined from, which only its own server sees: in the record, so an address ban
+    #: made on any server puts out the same members everywhere (chat_server.cluster.moderation).
+    address: str = ""
 
 
 @dataclass(slots=True)
@@ -113,6 +130,13 @@ class Joining(Awaiting):
 
     after: int | None = None
     backfill: int | None = None
+
+
+@dataclass(slots=True)
+class Coming(Awaiting):
+    """An absent nick's login, published and not applied yet: where its session resumes each room."""
+
+    after: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +159,8 @@ class ClusterPresence:
         self.origin = messages.origin
         #: Room key -> nick key -> seat, each room's in the log's order of the joins.
         self._seats: dict[str, dict[str, Seat]] = {}
+        #: Room key -> its name as shown, for every room with seats (the hub forgets rooms nobody here is in).
+        self._names: dict[str, str] = {}
         #: Nick key -> away message, for every nick of the cluster that has one.
         self._away: dict[str, str] = {}
         #: The servers holding seats, replaced whole when it changes (read by the ``nats`` thread's round).
@@ -148,6 +174,12 @@ class ClusterPresence:
         self._leaving: dict[int, str] = {}  # token -> nick key, for sign-offs in flight
         self._vanishing: dict[int, str] = {}  # token -> origin, for `gone` records in flight
         self._moved: dict[str, float] = {}  # nick key -> when its session here was taken over elsewhere
+        #: `always_on`: a registered nick whose last session ends stays in its rooms, absent.
+        self.always_on = chat.config.always_on
+        #: The absent nicks of the cluster: where each one's direct messages resume, whether its away is ours.
+        self._absent: dict[str, Returning] = {}
+        #: Their keys, replaced whole when it changes (read by readers claiming a nick: `is_absent`).
+        self.absent_nicks: frozenset[str] = frozenset()
         #: The routing table, for the held requests (set by chat_server.cluster.node).
         self.routes: dict[type, Bound] = {}
         for kind, applier in (
@@ -156,9 +188,14 @@ class ClusterPresence:
             ("away", self._apply_away),
             ("signoff", self._apply_signoff),
             ("gone", self._apply_gone),
+            ("absent", self._apply_absent),
+            ("back", self._apply_back),
         ):
             messages.applies(kind, applier)
         self.store.add_schema(SCHEMA)
+        columns = {row[1] for row in self.store.run("PRAGMA table_info(cluster_seats)").fetchall()}
+        if "address" not in columns:  # a copy made before seats had addresses
+            self.store.run("ALTER TABLE cluster_seats ADD COLUMN address TEXT NOT NULL DEFAULT ''")
         self._load()
 
     # -- Start ---------------------------------------------------------------------------------------------
@@ -166,14 +203,22 @@ class ClusterPresence:
     def _load(self) -> None:
         """Read the roster as the records applied so far left it; publish this server's previous life gone."""
         rows = self.store.run(
-            "SELECT room_key, nick_key, room, nick, origin, since, op FROM cluster_seats ORDER BY since"
+            "SELECT room_key, nick_key, room, nick, origin, since, op, address FROM cluster_seats"
+            " ORDER BY since"
         ).fetchall()
-        for room_key, nick_key, name, nick, origin, since, op in rows:
-            self._seats.setdefault(room_key, {})[nick_key] = Seat(nick, origin, int(since), bool(op))
+        for room_key, nick_key, name, nick, origin, since, op, address in rows:
+            seat = Seat(nick, origin, int(since), bool(op), address)
+            self._seats.setdefault(room_key, {})[nick_key] = seat
+            self._names[room_key] = name
             self._count_origin(origin, 1)
             # Every seat is another server's (this one has a new origin at each start).
             self.hub.count_elsewhere(self.hub.add_room(room_key, name), 1)
         self._away = dict(self.store.run("SELECT nick_key, message FROM cluster_away").fetchall())
+        for key, left_id, auto_away in self.store.run(
+            "SELECT nick_key, left_id, auto_away FROM cluster_absent"
+        ).fetchall():
+            self._absent[key] = Returning(left_id=int(left_id), auto_away=bool(auto_away))
+        self.absent_nicks = frozenset(self._absent)
         stream = self._messages.stream
         row = self.store.run("SELECT origin FROM cluster_self WHERE stream = ?", (stream,)).fetchone()
         self.store.run(
@@ -192,7 +237,16 @@ class ClusterPresence:
         self, client: Client, key: str, name: str, after: int | None, backfill: int | None, ref: int | None
     ) -> None:
         """`client` may join the room `key`: publish the join."""
-        record = {"k": "join", "room_key": key, "room": name, "member": client.nick, "member_key": client.key}
+        rules = self.moderation.book.rooms.get(key)
+        record = {
+            "k": "join",
+            "room_key": key,
+            "room": name,
+            "member": client.nick,
+            "member_key": client.key,
+            "op": rules is not None and client.id in rules.session_ops,  # given `op` before it joined
+            "address": client.peer,
+        }
         token = self._publish(client, record, Joining(client, ref, after=after, backfill=backfill))
         self._joins[token] = client
 
@@ -214,15 +268,42 @@ class ClusterPresence:
 
     def signed_off(self, client: Client, reason: str) -> None:
         """The last session of `client`'s nick here ended: publish its sign-off (unless the nick moved to
-        another server: its seats go with it)."""
+        another server: its seats go with it). With `always_on`, a registered nick (its password verified)
+        goes absent instead: it stays in its rooms."""
         key = client.key or ""
         if key in self._moved:
             return
-        self._sign_off(client.nick or "", key, reason)
+        self._sign_off(
+            client.nick or "", key, reason, absent=client.account is not None and client.account == key
+        )
 
-    def _sign_off(self, nick: str, key: str, reason: str) -> None:
-        record = {"k": "signoff", "member": nick, "member_key": key, "reason": reason}
+    def _sign_off(self, nick: str, key: str, reason: str, absent: bool) -> None:
+        kind = "absent" if absent and self.always_on else "signoff"
+        record = {"k": kind, "member": nick, "member_key": key, "reason": reason}
         self._leaving[self._messages.publish(record, None)] = key
+
+    def is_absent(self, key: str) -> bool:
+        """Is the nick `key` absent in the cluster (any thread: `absent_nicks` is replaced whole)?"""
+        return key in self.absent_nicks
+
+    def returning(self, client: Client, after: dict[str, int]) -> tuple[Returning, set[str]] | None:
+        """`client` logged in (its password verified) with a nick that is absent in the cluster: it takes the
+        nick's place, as on a single server (publish it: a ``back`` record). Where its direct messages
+        resume, and the keys of the rooms it stays in (its session enters them when the record is applied,
+        from `after`'s id for a room it names, else with the usual backfill; the others see no arrival);
+        None if the nick is not absent."""
+        key = client.key or ""
+        left = self._absent.get(key)
+        if left is None:
+            return None
+        rooms = {
+            room_key
+            for room_key, seats in self._seats.items()
+            if key in seats and seats[key].origin == ABSENT
+        }
+        record = {"k": "back", "member": client.nick, "member_key": key}
+        self._publish(client, record, Coming(client, None, after=after))
+        return left, rooms
 
     def _publish(self, client: Client, record: dict[str, Any], waiting: Awaiting) -> int:
         token = self._messages.publish(record, waiting)
@@ -231,7 +312,7 @@ class ClusterPresence:
         return token
 
     def _vanish(self, origin: str) -> None:
-        record = {"k": "gone", "server": origin}
+        record = {"k": "gone", "server": origin, "absent": self.always_on}
         self._vanishing[self._messages.publish(record, None, msg_id=f"gone:{origin}")] = origin
 
     # -- Reading -------------------------------------------------------------------------------------------
@@ -246,8 +327,40 @@ class ClusterPresence:
                 if holder is not None and room.key in holder.rooms:
                     listed.append(holder)
                     continue
-            listed.append(Member(nick=seat.nick, away=self._away.get(key), op=seat.op))
+            listed.append(
+                Member(nick=seat.nick, away=self._away.get(key), op=self.is_op(room.key, key, seat))
+            )
         return listed
+
+    def is_op(self, room_key: str, nick_key: str, seat: Seat) -> bool:
+        """Is the nick seated in `seat` an operator of the room, as every server sees it: by its session's
+        right (`Seat.op`), a stored right of its registered nick, or as a server admin (a registered nick
+        listed in `admins`: only its owner can hold it)."""
+        if seat.op:
+            return True
+        rules = self.moderation.book.rooms.get(room_key)
+        if rules is not None and nick_key in rules.ops:
+            return True
+        return nick_key in self.moderation.admins and self._registered(nick_key)
+
+    def _registered(self, nick_key: str) -> bool:
+        return load(self.store.connection, nick_key) is not None
+
+    def set_op(self, room_key: str, nick_key: str, op: bool) -> None:
+        """The seated nick gets (or loses) its session's operator right in the room (an `op` or `deop` record,
+        applied alike on every server; in the open transaction). Nothing if it is in the room nowhere."""
+        seat = self.seat(room_key, nick_key)
+        if seat is not None and seat.op != op:
+            seat.op = op
+            self.store.begin()
+            self.store.run(
+                "UPDATE cluster_seats SET op = ? WHERE room_key = ? AND nick_key = ?",
+                (int(op), room_key, nick_key),
+            )
+
+    def seats(self, room_key: str) -> dict[str, Seat]:
+        """Every nick in the room `room_key` across the cluster (nick key -> seat; do not change it)."""
+        return self._seats.get(room_key, {})
 
     def _neighbours(self, key: str, origin: str) -> list[Client]:
         """This server's clients sharing a room with the nick `key` seated by `origin` (not the nick's own
@@ -292,17 +405,20 @@ class ClusterPresence:
             record[field] for field in ("room_key", "room", "member_key", "member", "o", "ts")
         )
         seats = self._seats.setdefault(key, {})
+        self._names[key] = name
         was_empty = not seats
         seat = seats.get(nick_key)
         new = seat is None  # else a member already (a repeated join), or moving in from another server
         moved_from = seat.origin if seat is not None and seat.origin != origin else None
+        op, address = bool(record.get("op")), record.get("address", "")
         if seat is None:
-            seat = seats[nick_key] = Seat(nick, origin, seq, was_empty)
+            seat = seats[nick_key] = Seat(nick, origin, seq, was_empty or op, address)
             self._count_origin(origin, 1)
         elif moved_from is not None:
             self._count_origin(moved_from, -1)
             self._count_origin(origin, 1)
-        seat.origin, seat.nick = origin, nick
+            seat.op = seat.op or op  # a session right moves with the nick (its new server grants it below)
+        seat.origin, seat.nick, seat.address = origin, nick, address
         self._save_seat(key, name, nick_key, seat)
         ours = origin == self.origin and client is not None
         if ours:
@@ -323,6 +439,8 @@ class ClusterPresence:
                 announce=new,
                 ts=ts,
             )
+            if moved_from is not None and seat.op:  # its session right came with it
+                self.moderation.book.grant(self.moderation.book.get(key), "op", client.id, None)
         room = self.hub.add_room(key, name)
         if origin != self.origin and (new or moved_from is not None):
             self.hub.count_elsewhere(room, 1)
@@ -399,17 +517,7 @@ class ClusterPresence:
         self._messages.barrier(seq)
         client = self._settled(waiting, record)
         key, message, origin = record["member_key"], record["message"], record["o"]
-        self.store.begin()
-        if message:
-            self._away[key] = message
-            self.store.run(
-                "INSERT INTO cluster_away (nick_key, message) VALUES (?, ?)"
-                " ON CONFLICT (nick_key) DO UPDATE SET message = excluded.message",
-                (key, message),
-            )
-        else:
-            self._away.pop(key, None)
-            self.store.run("DELETE FROM cluster_away WHERE nick_key = ?", (key,))
+        self._set_away(key, message)
         holder = self.hub.nicks.get(key) if origin == self.origin else None
         sessions = list(holder.sessions) if holder is not None else []
         with self.hub.lock:
@@ -443,7 +551,95 @@ class ClusterPresence:
         if nicks:
             log.info("event=server_gone server=%s nicks=%d", origin, len(nicks))
         for key, nick in nicks.items():
-            self._remove(key, nick, origin, GONE_REASON, record["ts"])
+            if record.get("absent") and self._registered(key):  # always-on: it stays in its rooms
+                self._go_absent(seq, key, nick, origin, record["ts"])
+            else:
+                self._remove(key, nick, origin, GONE_REASON, record["ts"])
+
+    def _apply_absent(self, seq: int, record: dict[str, Any], _waiting: Awaiting | None) -> None:
+        self._messages.barrier(seq)
+        if record["o"] == self.origin:
+            self._leaving.pop(record["t"], None)
+        self._go_absent(seq, record["member_key"], record["member"], record["o"], record["ts"])
+
+    def _go_absent(self, seq: int, key: str, nick: str, origin: str, ts: int) -> None:
+        """The nick `key`, seated by `origin`, has no session left there and is always-on: its seats stay,
+        held by nobody (`ABSENT`); its away message becomes the server's if it had none of its own (its
+        neighbours here hear it); its direct messages resume after `seq` when it comes back."""
+        for room_key, seats in self._seats.items():
+            seat = seats.get(key)
+            if seat is None or seat.origin != origin:
+                continue
+            self._count_origin(origin, -1)
+            seat.origin = ABSENT
+            name = self._names.get(room_key, room_key)
+            self._save_seat(room_key, name, key, seat)
+            if origin == self.origin:  # a member here until now: counted with the others' from now on
+                room = self.hub.add_room(room_key, name)  # the hub forgot it if nobody here is left in it
+                holder = self.hub.nicks.get(key)
+                if holder is not None and room.key in holder.rooms:
+                    self.hub.leave(holder, room)
+                self.hub.count_elsewhere(room, 1)
+        auto_away = key not in self._away
+        self._absent[key] = Returning(left_id=seq, auto_away=auto_away)
+        self.absent_nicks = frozenset(self._absent)
+        self.store.begin()
+        self.store.run(
+            "INSERT INTO cluster_absent (nick_key, left_id, auto_away) VALUES (?, ?, ?)"
+            " ON CONFLICT (nick_key) DO UPDATE SET"
+            " left_id = excluded.left_id, auto_away = excluded.auto_away",
+            (key, seq, int(auto_away)),
+        )
+        if auto_away:
+            self._set_away(key, AWAY_ABSENT)
+            self.hub.send_all(
+                self._neighbours(key, ABSENT), encode(AwayChanged(nick=nick, ts=ts, message=AWAY_ABSENT))
+            )
+
+    def _apply_back(self, seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
+        """An absent nick logged in again, on the record's server: its seats are that server's again (the
+        others see no arrival), the server's away message goes (its neighbours hear it), and its session
+        there enters its rooms."""
+        self._messages.barrier(seq)
+        client = self._settled(waiting, record)
+        key, origin = record["member_key"], record["o"]
+        left = self._absent.pop(key, None)
+        if left is None:
+            return  # back already (two logins at once: the nick bucket lets one through)
+        self.absent_nicks = frozenset(self._absent)
+        self.store.begin()
+        self.store.run("DELETE FROM cluster_absent WHERE nick_key = ?", (key,))
+        if left.auto_away and self._away.get(key) == AWAY_ABSENT:
+            self._set_away(key, None)
+            back = encode(AwayChanged(nick=record["member"], ts=record["ts"], message=None))
+            self.hub.send_all(self._neighbours(key, ABSENT), back)
+        comer = client if origin == self.origin and isinstance(waiting, Coming) else None
+        resume = waiting.after if isinstance(waiting, Coming) else {}
+        if comer is not None and key in self._away:
+            with self.hub.lock:  # its own away message stays with it
+                for session in comer.sessions:
+                    session.away = self._away[key]
+        for room_key, seats in self._seats.items():
+            seat = seats.get(key)
+            if seat is None or seat.origin != ABSENT:
+                continue
+            seat.origin = origin
+            self._count_origin(origin, 1)
+            name = self._names.get(room_key, room_key)
+            self._save_seat(room_key, name, key, seat)
+            if origin != self.origin:
+                continue
+            room = self.hub.add_room(room_key, name)
+            self.hub.count_elsewhere(room, -1)
+            if comer is not None:  # it hears of each room as of a join of its own, as on a single server
+                op = seat.op or self.moderation.is_operator(comer, room_key)
+                comer.send(encode(Joined(room=room.name, nick=comer.nick or "", ts=record["ts"], op=op)))
+                after = resume.get(room_key)
+                self.rooms.enter(
+                    comer, room_key, room.name, after, None, None, was_empty=False, announce=False
+                )
+                if seat.op:  # its session right stayed with the nick
+                    self.moderation.book.grant(self.moderation.book.get(room_key), "op", comer.id, None)
 
     def _seat_again(self) -> None:
         """The other servers found this one dead (NATS was away from it for longer than `server_lease`) and
@@ -457,12 +653,15 @@ class ClusterPresence:
             holders = [(client, list(client.rooms.values())) for client in self.hub.nicks.values()]
         for holder, rooms in holders:
             for room in rooms:
+                rules = self.moderation.book.rooms.get(room.key)
                 record = {
                     "k": "join",
                     "room_key": room.key,
                     "room": room.name,
                     "member": holder.nick,
                     "member_key": holder.key,
+                    "op": rules is not None and holder.id in rules.session_ops,
+                    "address": holder.peer,
                 }
                 self._messages.publish(record, None)
 
@@ -487,13 +686,27 @@ class ClusterPresence:
 
     # -- The roster's rows ---------------------------------------------------------------------------------
 
+    def _set_away(self, key: str, message: str | None) -> None:
+        """The nick `key`'s away message (None: back), in the roster and its table."""
+        self.store.begin()
+        if message:
+            self._away[key] = message
+            self.store.run(
+                "INSERT INTO cluster_away (nick_key, message) VALUES (?, ?)"
+                " ON CONFLICT (nick_key) DO UPDATE SET message = excluded.message",
+                (key, message),
+            )
+        else:
+            self._away.pop(key, None)
+            self.store.run("DELETE FROM cluster_away WHERE nick_key = ?", (key,))
+
     def _save_seat(self, room_key: str, name: str, nick_key: str, seat: Seat) -> None:
         self.store.begin()
         self.store.run(
-            "INSERT INTO cluster_seats (room_key, nick_key, room, nick, origin, since, op)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET"
-            " nick = excluded.nick, origin = excluded.origin",
-            (room_key, nick_key, name, seat.nick, seat.origin, seat.since, int(seat.op)),
+            "INSERT INTO cluster_seats (room_key, nick_key, room, nick, origin, since, op, address)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_key, nick_key) DO UPDATE SET"
+            " nick = excluded.nick, origin = excluded.origin, op = excluded.op, address = excluded.address",
+            (room_key, nick_key, name, seat.nick, seat.origin, seat.since, int(seat.op), seat.address),
         )
 
     def _unseat(self, room_key: str, nick_key: str) -> None:
@@ -501,6 +714,7 @@ class ClusterPresence:
         seat = seats.pop(nick_key, None)
         if not seats:
             self._seats.pop(room_key, None)
+            self._names.pop(room_key, None)
         if seat is not None:
             self._count_origin(seat.origin, -1)
         self.store.begin()
@@ -508,7 +722,9 @@ class ClusterPresence:
 
     def _count_origin(self, origin: str, change: int) -> None:
         """`change` more (or fewer) seats held by `origin`; `seated_origins` follows when a server comes or
-        goes (a new frozenset, one assignment: the ``nats`` thread reads it)."""
+        goes (a new frozenset, one assignment: the ``nats`` thread reads it). Absent seats are nobody's."""
+        if origin == ABSENT:
+            return
         count = self._per_origin[origin] + change
         if count > 0:
             self._per_origin[origin] = count
@@ -600,7 +816,7 @@ class ClusterPresence:
                 or now - self._moved.get(key, -MOVE_GRACE) <= MOVE_GRACE
             ):
                 continue
-            self._sign_off(nick, key, "connection lost")
+            self._sign_off(nick, key, "connection lost", absent=self._registered(key))
         self._moved = {key: since for key, since in self._moved.items() if now - since <= MOVE_GRACE}
 
     def _release(self) -> None:

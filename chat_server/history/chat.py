@@ -141,7 +141,9 @@ class Chat:
         self.operators = Operators(
             self.moderation, hub, store, config, self._ts, self.rooms.send_room_state, self.messages.flush
         )
-        self.presence = Presence(hub, store, self.moderation, config.always_on, self.attention.newest_id)
+        # In cluster mode an absent nick is the cluster's, not one server's (chat_server.cluster.presence).
+        always_on = config.always_on and not config.cluster.enabled
+        self.presence = Presence(hub, store, self.moderation, always_on, self.attention.newest_id)
         self.messages.offline = self._offline
         #: The rate limits announced in every `welcome` (built once: the config does not change).
         self.rates = announced_rates(config)
@@ -176,7 +178,16 @@ class Chat:
         resumed = self._resume(client, hello)
         added = False  # one more session of a nick already logged in
         returning: Returning | None = None  # an always-on nick's first session since it went
-        if not resumed and not self.hub.register(client, hello.nick):
+        staying: set[str] = set()  # and, in cluster mode, the rooms it stayed in (its session enters them)
+        registered = resumed or self.hub.register(client, hello.nick)
+        shared = self.rooms.shared
+        if registered and not resumed and shared is not None and claim is Standing.OWNER:
+            # Cluster mode: an always-on nick absent from every server; this login takes its place.
+            after = {fold(name): last for name, last in (hello.after or {}).items()}
+            comeback = shared.returning(client, after)
+            if comeback is not None:
+                returning, staying = comeback
+        if not registered:
             holder = self.hub.holder(hello.nick)
             if holder is not None and holder.absent and claim is Standing.OWNER:
                 # An always-on nick none of whose sessions was connected: this login takes its place.
@@ -254,11 +265,13 @@ class Chat:
             # with its `room_state` and backfill as for a join.
             named = {fold(name) for name in names}
             names += [room.name for key, room in list(client.rooms.items()) if key not in named]
+        if staying:
+            names = [name for name in names if fold(name) not in staying]
         # Each name of `rooms` as given (a repeated one is answered again, as a repeated join is), then the
         # rooms only `after` names.
         for name in names:
             key = fold(name)
-            if len(client.rooms) >= limit and key not in client.rooms:
+            if len(client.rooms) + len(staying) >= limit and key not in client.rooms:
                 refused += 1  # one error for all of them below: a hello is free, its replies must be bounded
                 continue
             self.rooms.join_room(client, name, resume.get(key), None, None)

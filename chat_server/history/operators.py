@@ -234,19 +234,7 @@ class Operators:
 
     @operator_request
     def deop(self, client: Client, room: Room, rules: RoomRules, request: Deop) -> None:
-        key = fold(request.nick)
-        target = self.hub.nicks.get(key)
-        if target is not None and self.moderation.is_admin(target):
-            raise ModerationRefused(
-                ErrorCode.FORBIDDEN, f"{target.nick} is a server admin (set in the server's config)"
-            )
-        in_session = target is not None and target.id in rules.session_ops
-        account = target.account if target is not None and target.account is not None else key
-        if not in_session and account not in rules.ops:
-            raise ModerationRefused(
-                ErrorCode.NO_SUCH_NICK, f"{request.nick} is not an operator of {room.name}"
-            )
-        shown = target.nick if target is not None and target.nick else request.nick
+        _key, target, account, shown = self.deop_target(room, rules, request.nick)
         conn_id = target.id if target is not None else None
         revoke = lambda: self.book.revoke(rules, "op", conn_id, account)  # noqa: E731
         self._act(client, room, request.ref, [("deop", shown, None, None)], revoke)
@@ -274,6 +262,26 @@ class Operators:
         self.send_room_state(client, room, request.ref)
 
     # -- Helpers -------------------------------------------------------------------------------------------
+
+    def deop_target(
+        self, room: Room, rules: RoomRules, nick: str, session_elsewhere: bool = False
+    ) -> tuple[str, Client | None, str, str]:
+        """Whose right a `deop` of `nick` takes: (its key, its session here or None, the account of its stored
+        right, its nick as shown). Refused for a server admin, and for a nick that is not an operator of the
+        room (`session_elsewhere`: in cluster mode, its session's right on another server, from the
+        roster)."""
+        key = fold(nick)
+        target = self.hub.nicks.get(key)
+        if target is not None and self.moderation.is_admin(target):
+            raise ModerationRefused(
+                ErrorCode.FORBIDDEN, f"{target.nick} is a server admin (set in the server's config)"
+            )
+        in_session = (target is not None and target.id in rules.session_ops) or session_elsewhere
+        account = target.account if target is not None and target.account is not None else key
+        if not in_session and account not in rules.ops:
+            raise ModerationRefused(ErrorCode.NO_SUCH_NICK, f"{nick} is not an operator of {room.name}")
+        shown = target.nick if target is not None and target.nick else nick
+        return key, target, account, shown
 
     def member(self, room: Room, nick: str) -> Client:
         key = fold(nick)

@@ -39,6 +39,7 @@ from shared.text import fold
 from .attention import Attention
 from .messaging import Messages
 from .moderation import Moderation
+from .presence import Returning
 from .roomstate import RoomStates
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,13 @@ class SharedPresence(Protocol):
 
     def signed_off(self, client: Client, reason: str) -> None:
         """The last session of `client`'s nick here ended (it is out of this server's rooms already):
-        publish its sign-off."""
+        publish its sign-off (or, always-on, that it is absent)."""
+
+    def returning(self, client: Client, after: dict[str, int]) -> tuple[Returning, set[str]] | None:
+        """`client` logged in with a nick absent from every server (always-on): it takes the nick's place.
+        Where its direct messages resume, and the keys of the rooms its session enters (from `after`'s
+        ids); None if the nick is not absent."""
+        ...
 
     def people(self, room: Room) -> list[Client | Member]:
         """The people of `room` across the cluster, in the log's order: this server's clients, and a

@@ -100,7 +100,8 @@ def log_in(connection: Connection, hello: Hello) -> None:
                 refused.code, refused.message, hello.ref, retry_after_ms=refused.retry_after_ms, fatal=True
             ),
         ) from None
-    _claim_nick(connection, hello)
+    owner = proof is not None and proof.digest is not None  # the registered nick's password matched
+    _claim_nick(connection, hello, owner)
     _submit_login(connection, Login(hello, proof))
     wait = client.nick_wait
     if wait is not None:
@@ -109,16 +110,16 @@ def log_in(connection: Connection, hello: Hello) -> None:
         wait.wait(services.config.nick_release_wait)
         client.login_settled = Latch()
         if not client.closed:
-            _claim_nick(connection, hello)
+            _claim_nick(connection, hello, owner)
             _submit_login(connection, Login(hello, proof, retry=False))
     connection.hang_up_if_closed()  # refused (e.g. nick_taken): the history thread queued the error
 
 
-def _claim_nick(connection: Connection, hello: Hello) -> None:
-    """In cluster mode, claim the nick across the cluster first (chat_server.cluster.nicks); a single
-    server has nothing to claim."""
+def _claim_nick(connection: Connection, hello: Hello, owner: bool) -> None:
+    """In cluster mode, claim the nick across the cluster first (chat_server.cluster.nicks; `owner`: the
+    login gave the registered nick's password); a single server has nothing to claim."""
     nicks = connection.services.nicks
-    if nicks is not None and (refusal := nicks.admit(hello)) is not None:
+    if nicks is not None and (refusal := nicks.admit(hello, owner)) is not None:
         code, frame = refusal
         connection.services.tally.count("refusals", code.value)
         raise HangUp(f"login refused: {code} (cluster)", frame)

@@ -31,8 +31,9 @@ from shared import (
     SetMode,
     Unban,
     Unmute,
+    Who,
 )
-from shared.messages import Kick
+from shared.messages import Deop, Kick
 from tests.cluster.test_accounts import log_in, publish_records
 from tests.cluster.test_presence import Asker
 from tests.server.client import ChatTestClient, wait_until
@@ -161,30 +162,62 @@ def test_a_kicked_or_banned_member_leaves_the_room_on_every_server(
 def test_an_address_ban_puts_out_that_addresss_members_on_every_server(
     servers: tuple[ChatServer, ChatServer], clients: Callable[[int, str], ChatTestClient]
 ) -> None:
-    """Banning bob's address (bob is on the operator's server, as an address ban needs) puts out every
-    member from there on both servers, each once (dave, from the same address, is on the other server);
-    the ban holds on both, and the operator's own address is not touched."""
+    """Banning bob's address from server one, bob being on server two (the address his join carried into
+    the roster), puts out every member that joined from there on both servers, each once, but the room's
+    operators; the ban holds on both, and the operator's own address is not touched."""
     alice = clients(0, "alice")
     with (
-        ChatTestClient(servers[0].address, source="127.0.0.2") as bob,
-        ChatTestClient(servers[1].address, source="127.0.0.2") as dave,
+        ChatTestClient(servers[1].address, source="127.0.0.2") as bob,
+        ChatTestClient(servers[0].address, source="127.0.0.2") as dave,
+        ChatTestClient(servers[1].address, source="127.0.0.2") as erin,
     ):
-        bob.login("bob", [])
-        dave.login("dave", [])
-        for member in (alice, bob, dave):
+        for name, member in (("bob", bob), ("dave", dave), ("erin", erin)):
+            member.login(name, [])
+        for member in (alice, bob, dave, erin):
             join(member)
-        on_two = Asker(dave)
+        act(alice, Op(room=ROOM, nick="erin", ref=1), 1)  # an operator: out of reach of the address ban
+        on_two = Asker(bob)
         wait_until(
-            lambda: [nick for nick, _ in on_two.who(ROOM)] == ["alice", "bob", "dave"], what="all three"
+            lambda: [nick for nick, _ in on_two.who(ROOM)] == ["alice", "bob", "dave", "erin"], what="four"
         )
-        act(alice, Ban(room=ROOM, nick="bob", by_address=True, ref=1), 1)
-        # Each one hears of its own leave (and of the other's if that came first); alice of both.
-        assert {alice.recv(Left, nick=nick).reason for nick in ("bob", "dave")} == {"banned by alice"}
+        act(alice, Ban(room=ROOM, nick="bob", by_address=True, ref=2), 2)
+        # Each one hears of its own leave (and of the other's if that came first); alice and erin of both.
+        for member in (alice, erin):
+            assert {member.recv(Left, nick=nick).reason for nick in ("bob", "dave")} == {"banned by alice"}
         assert bob.recv(Left, nick="bob").reason == dave.recv(Left, nick="dave").reason == "banned by alice"
-        assert Asker(alice).who(ROOM) == [("alice", None)]
+        assert Asker(alice).who(ROOM) == [("alice", None), ("erin", None)]
+        assert Asker(erin).who(ROOM) == [("alice", None), ("erin", None)]
         assert not [frame for frame in alice.pending if isinstance(frame, Left)]
-        dave.send(Join(room=ROOM, ref=2))
-        assert dave.recv(Error, ref=2).code == "banned"
+        bob.send(Join(room=ROOM, ref=3))
+        assert bob.recv(Error, ref=3).code == "banned"
+
+
+def test_operator_rights_of_sessions_are_the_same_on_every_server(
+    clients: Callable[[int, str], ChatTestClient],
+) -> None:
+    """A session's operator right (the room's creator, or an `op` given to a nick that is not registered)
+    is in the cluster's roster: `who` marks the same operators on both servers, and a `deop` made on one
+    server takes the right of a session on the other."""
+    alice, bob, carol = clients(0, "alice"), clients(1, "bob"), clients(0, "carol")
+    for member in (alice, bob, carol):
+        join(member)
+    on_one, on_two = Asker(carol), Asker(bob)
+
+    def operators(asker: Asker) -> list[str]:
+        asker.ref += 1
+        asker.client.send(Who(room=ROOM, ref=asker.ref))
+        return [m.nick for m in asker.client.recv(RoomState, ref=asker.ref).members if m.op]
+
+    wait_until(lambda: operators(on_one) == operators(on_two) == ["alice"], what="the creator on both")
+    act(alice, Op(room=ROOM, nick="bob", ref=1), 1)
+    assert operators(on_one) == operators(on_two) == ["alice", "bob"]
+    bob.send(SetMode(room=ROOM, topic_lock=True, ref=2))
+    assert bob.recv(RoomState, ref=2).topic_lock
+    # alice, on server one, takes the right of bob's session on server two (refused before: unknown there).
+    act(alice, Deop(room=ROOM, nick="bob", ref=3), 3)
+    assert operators(on_one) == operators(on_two) == ["alice"]
+    bob.send(SetMode(room=ROOM, topic_lock=False, ref=4))
+    assert bob.recv(Error, ref=4).code == "not_operator"
 
 
 def test_a_kick_of_a_nick_in_the_room_nowhere_is_refused(
@@ -301,8 +334,14 @@ def test_an_action_whose_author_has_no_stored_right_in_the_log_changes_nothing(
         "by": "account",
         "subject": "carol",
     }
-    publish_records(cluster_config, [forged])
+    # And one of a session operator whose right is gone, or who never had it (carol's session is not one):
+    # the roster every server holds alike says so, and every server refuses it.
+    by_session = {**forged, "t": 2, "nick": "carol", "nick_key": "carol", "target": "alice", "by": "session"}
+    by_session["subject"] = "alice"
+    publish_records(cluster_config, [forged, by_session])
     act(alice, Mute(room=ROOM, nick="dave", ref=1), 1)
     carol.recv(Moderated, action="mute", target="dave")  # applied after the forged one on server two
     carol.send(Say(room=ROOM, text="still here", ref=2))
     carol.recv(Ack, ref=2)
+    alice.send(Say(room=ROOM, text="not muted either", ref=3))
+    alice.recv(Ack, ref=3)

@@ -7,11 +7,13 @@ import asyncio
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
 from benchmarks.natscluster import NatsCluster
 from chat_server.cluster.config import ClusterConfig
+from chat_server.history.presence import AWAY_ABSENT
 from chat_server.server import ChatServer
 from shared import PROTOCOL_NAME
 from shared.addresses import host_port
@@ -29,21 +31,32 @@ from shared.messages import (
     ListRooms,
     Message,
     Ok,
+    Quit,
     RoomList,
     RoomState,
     Said,
     Say,
     SetAway,
     SignedOff,
+    Tell,
+    Told,
     Welcome,
     Who,
 )
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 from tests.server.process import ServerProcess
+from tests.server.test_always_on import log_in_again
+from tests.server.test_sessions import registered
 
 #: After each test, threads and file descriptors are back to their baseline (tests/server/conftest.py).
 __all__ = ["no_leaks"]
+
+#: A scrypt cost that takes microseconds (the defaults take tens of milliseconds per hash).
+CHEAP: dict[str, Any] = {"scrypt_n": 16, "scrypt_r": 1, "scrypt_p": 1}
+
+#: The servers' lease in the tests (ClusterConfig's default unless a test sets its own).
+TEST_LEASE = ClusterConfig().server_lease
 
 #: The frames of presence and of messages whose order the tests compare.
 TRACKED = (Said, Ack, Joined, Left, AwayChanged, SignedOff)
@@ -262,9 +275,76 @@ def test_a_restarted_server_cleans_its_previous_lifes_members_at_once(
             again.close()
 
 
-def test_always_on_is_off_in_cluster_mode(start_cluster_server: Callable[..., ChatServer]) -> None:
-    server = start_cluster_server("one", always_on=True)
-    assert server.config.always_on is False  # an absent nick is one server's: not in the roster yet
+def test_an_always_on_nick_stays_in_its_rooms_across_the_cluster_and_comes_back_on_another_server(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """With `always_on`, a registered nick whose last session ends (on server one) stays in its rooms on
+    every server, away with the server's message, no sign-off; a direct message to it is stored; its next
+    login, on server two, takes its place: it is in its rooms again (each announced to it as its own join),
+    gets the direct message, and the others see its away message go and no arrival."""
+    one = start_cluster_server("one", always_on=True, **CHEAP)
+    two = start_cluster_server("two", always_on=True, **CHEAP)
+    assert one.address is not None
+    with ChatTestClient(two.address) as bob, ChatTestClient(one.address) as carol:
+        bob.login("bob", ["lobby"])
+        carol.login("carol", ["lobby"])
+        with registered(one.address, "alice", ("lobby", "attic")) as alice:
+            wait_until(
+                lambda: [n for n, _ in Asker(bob).who("lobby")] == ["bob", "carol", "alice"], what="in"
+            )
+            for watcher in (bob, carol):
+                watcher.drain()  # the joins so far
+            alice.send(Quit(reason="laptop closed"))
+            alice.wait_closed()
+        for watcher in (bob, carol):  # on both servers: away, not signed off
+            assert watcher.recv(AwayChanged, nick="alice").message == AWAY_ABSENT
+        for asker in (Asker(bob), Asker(carol)):
+            assert asker.who("lobby") == [("bob", None), ("carol", None), ("alice", AWAY_ABSENT)]
+            assert asker.rooms() == [("attic", 1), ("lobby", 3)]
+        bob.send(Tell(to="alice", text="call me when you are back", ref=11))
+        bob.recv(Ack, ref=11)
+        with log_in_again(two.address, "alice") as back:
+            assert back.recv(Welcome, ref=1).nick == "alice"
+            assert {back.recv(Joined).room, back.recv(Joined).room} == {"lobby", "attic"}
+            missed = back.recv(History, direct=True)
+            assert [(m.nick, m.text) for m in missed.messages if isinstance(m, Told)] == [
+                ("bob", "call me when you are back")
+            ]
+            for watcher in (bob, carol):
+                assert watcher.recv(AwayChanged, nick="alice").message is None
+            for asker in (Asker(bob), Asker(carol)):
+                assert asker.who("lobby") == [("bob", None), ("carol", None), ("alice", None)]
+            back.send(Say(room="attic", text="back", ref=2))
+            back.recv(Ack, ref=2)
+            for watcher in (bob, carol):
+                assert not [m for m in watcher.drain() if isinstance(m, Joined | SignedOff)]
+
+
+def test_an_always_on_servers_registered_members_stay_when_it_goes_away(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """A server that stops: its registered members are absent (they stay in their rooms, away), its other
+    members are signed off, on the servers that are left."""
+    one = start_cluster_server("one", always_on=True, **CHEAP)
+    two = start_cluster_server("two", always_on=True, **CHEAP)
+    assert one.address is not None
+    with ChatTestClient(two.address) as bob:
+        bob.login("bob", ["lobby"])
+        with registered(one.address, "alice") as alice, ChatTestClient(one.address) as carol:
+            carol.login("carol", ["lobby"])
+            wait_until(lambda: len(Asker(bob).who("lobby")) == 3, what="all three")
+            one.stop()
+            alice.wait_closed()
+            carol.wait_closed()
+        # Its entry in the servers bucket is deleted at once; it is called gone a third of the lease later.
+        wait = TEST_LEASE / 3 + 5.0
+        assert bob.recv(SignedOff, wait, nick="carol").reason is not None
+        assert bob.recv(AwayChanged, wait, nick="alice").message == AWAY_ABSENT
+        assert Asker(bob).who("lobby") == [("bob", None), ("alice", AWAY_ABSENT)]
+        with log_in_again(two.address, "alice") as back:
+            back.recv(Welcome, ref=1)
+            assert back.recv(Joined).room == "lobby"
+            assert bob.recv(AwayChanged, nick="alice").message is None
 
 
 def test_a_member_resuming_on_another_server_is_shown_once(
