@@ -117,13 +117,14 @@ class UploadCheckpoints:
             return False
         if temporary is None:
             return False
-        os.replace(temporary, self.files.partial_path(partial))
-        log.info(
-            "event=upload_resumed partial=%s bytes=%d seconds=%.3f",
-            partial,
-            os.stat(self.files.partial_path(partial)).st_size,
-            time.monotonic() - started,
-        )
+        try:
+            os.replace(temporary, self.files.partial_path(partial))
+            held = os.stat(self.files.partial_path(partial)).st_size
+        except OSError as error:  # the disk: start at 0
+            log.warning("event=upload_resume_failed partial=%s error=%r", partial, error)
+            return False
+        seconds = time.monotonic() - started
+        log.info("event=upload_resumed partial=%s bytes=%d seconds=%.3f", partial, held, seconds)
         return True
 
     def _hand(self, partial: str, end: int | None, last: bool) -> None:

@@ -287,8 +287,8 @@ class ConnectionFiles:
         if self.shared is None:
             return
         checkpoints = self.shared.checkpoints
-        grown = upload.offset - upload.checkpointed
-        if checkpoints.every and grown > 0 and (last or grown >= checkpoints.every):
+        if last or upload.offset - upload.checkpointed >= checkpoints.every > 0:
+            # The last one also tells the loop to let go of what it knows of this upload's checkpoint.
             checkpoints.save(upload.reservation.partial, upload.offset, last=last)
             upload.checkpointed = upload.offset
 
