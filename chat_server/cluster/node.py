@@ -100,7 +100,7 @@ def cluster_routes(
     }
     for kind, handler in shared.items():
         routes[kind] = (handler, handlers[kind][1])
-    routes[Rename] = (SharedRenames(chat, messages).rename, handlers[Rename][1])
+    routes[Rename] = (SharedRenames(chat, messages, presence).rename, handlers[Rename][1])
     if files is not None:
         routes[FileShared] = (files.shared, False)
     routes[Say] = (messages.cluster_say, True)

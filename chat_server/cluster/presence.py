@@ -358,6 +358,25 @@ class ClusterPresence:
                 (int(op), room_key, nick_key),
             )
 
+    def renamed(self, old_key: str, new_key: str, new: str) -> None:
+        """A `nick` record: the nick's seats, away message and standing go to its new nick (every server
+        alike, in the open transaction), each seat keeping its place in its room's order."""
+        for room_key, seats in list(self._seats.items()):
+            if old_key not in seats:
+                continue
+            seat = seats[old_key]
+            seat.nick = new
+            if new_key != old_key:
+                self._seats[room_key] = {new_key if k == old_key else k: s for k, s in seats.items()}
+        if new_key != old_key and old_key in self._away:
+            self._away[new_key] = self._away.pop(old_key)
+        self.store.begin()
+        self.store.run(
+            "UPDATE cluster_seats SET nick_key = ?, nick = ? WHERE nick_key = ?", (new_key, new, old_key)
+        )
+        if new_key != old_key:
+            self.store.run("UPDATE cluster_away SET nick_key = ? WHERE nick_key = ?", (new_key, old_key))
+
     def seats(self, room_key: str) -> dict[str, Seat]:
         """Every nick in the room `room_key` across the cluster (nick key -> seat; do not change it)."""
         return self._seats.get(room_key, {})

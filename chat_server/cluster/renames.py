@@ -40,6 +40,7 @@ from shared.messages import NickChanged
 from shared.text import fold
 
 from .messaging import Awaiting, ClusterMessages
+from .presence import ClusterPresence
 
 log = logging.getLogger(__name__)
 
@@ -47,9 +48,11 @@ log = logging.getLogger(__name__)
 class SharedRenames:
     """The cluster's route of `nick` (history thread), and the applier of its records."""
 
-    def __init__(self, chat: Chat, messages: ClusterMessages) -> None:
+    def __init__(self, chat: Chat, messages: ClusterMessages, roster: ClusterPresence) -> None:
         self.chat = chat
         self.messages = messages
+        #: The cluster's roster: every server renames the nick's seats as it applies the record.
+        self.roster = roster
         self.hub = messages.hub
         #: The password proofs of the nick changes this server published, by the record's token: checked
         #: again when the record is applied (a registration of the nick may come first in the log).
@@ -87,6 +90,7 @@ class SharedRenames:
         return standing
 
     def _apply(self, _seq: int, record: dict[str, Any], waiting: Awaiting | None) -> None:
+        self.roster.renamed(fold(record["old"]), fold(record["new"]), record["new"])
         if waiting is not None:
             self._change(record, waiting)
             return

@@ -17,6 +17,7 @@ from chat_server.cluster.config import ClusterConfig
 from chat_server.server import ChatServer
 from shared import Ack, ChangeNick, Error, History, Join, NickChanged, Ok, RoomState, Said, Say, Welcome
 from tests.cluster.test_nicks import try_login
+from tests.cluster.test_presence import Asker
 from tests.server.client import ChatTestClient, wait_until
 from tests.server.conftest import no_leaks
 
@@ -46,6 +47,9 @@ def test_a_nick_change_is_seen_in_the_rooms_on_both_servers(
         alice.recv(Ok, ref=1)
         changed = bob.recv(NickChanged)  # bob is on the other server
         assert (changed.old, changed.new) == ("alice", "alicia")
+        # The cluster's roster follows: both servers list the new nick, in alice's place, away message kept.
+        for asker in (Asker(alice), Asker(bob)):
+            assert asker.who("den") == [("alicia", None), ("bob", None)]
 
 
 def test_a_nick_held_on_another_server_is_refused_and_an_old_one_is_freed(
