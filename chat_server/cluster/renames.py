@@ -57,14 +57,18 @@ class SharedRenames:
         #: The password proofs of the nick changes this server published, by the record's token: checked
         #: again when the record is applied (a registration of the nick may come first in the log).
         self._proofs: dict[int, Proof | None] = {}
+        #: A client's last nick change published and not applied yet: (its token, the new nick). A change
+        #: sent right after it names that nick as the old one, so every server renames the right nick.
+        self._renaming: dict[Client, tuple[int, str]] = {}
         messages.applies("nick", self._apply)
 
     def rename(self, client: Client, request: Rename) -> None:
         """Check a nick change as a single server does, then publish it (the client keeps its nick until the
         record is applied)."""
         change = request.request
-        old = client.nick
-        if old is None or change.nick == old:
+        pending = self._renaming.get(client)
+        old = pending[1] if pending is not None else client.nick
+        if old is None or (change.nick == old and pending is None):
             self.chat.rename(client, request)  # the same nick: nothing shared changes
             return
         self.chat.flush()  # a barrier, as on a single server: what the client sent before comes first
@@ -75,6 +79,7 @@ class SharedRenames:
         record: dict[str, Any] = {"k": "nick", "old": old, "new": change.nick, "rooms": sorted(client.rooms)}
         self.messages.publish(record, Awaiting(client, change.ref))
         self._proofs[record["t"]] = request.proof
+        self._renaming[client] = (record["t"], change.nick)
 
     def _check(self, client: Client, nick: str, proof: Proof | None, ref: int | None) -> Standing | bytes:
         """The single server's rules for `client` taking `nick` (chat_server.history.chat): how it stands
@@ -114,6 +119,8 @@ class SharedRenames:
         nothing applied since, or a login here, made the rules refuse it)."""
         client, ref, new = waiting.client, waiting.ref, record["new"]
         proof = self._proofs.pop(record["t"], None)
+        if self._renaming.get(client, (None, ""))[0] == record["t"]:
+            del self._renaming[client]  # its last change in flight is applied
         if client.key is None or self.hub.nicks.get(client.key) is not client:
             return  # gone meanwhile: nobody to rename or answer
         checked = self._check(client, new, proof, ref)

@@ -52,6 +52,31 @@ def test_a_nick_change_is_seen_in_the_rooms_on_both_servers(
             assert asker.who("den") == [("alicia", None), ("bob", None)]
 
 
+def test_two_nick_changes_back_to_back_end_with_the_last_nick_everywhere(
+    start_cluster_server: Callable[..., ChatServer],
+) -> None:
+    """Two changes in a row: the other server announces each in turn and every roster ends with the last
+    nick. (The second request usually reaches the history thread after the first record was applied, its
+    nick claim being a NATS round trip itself; when it does not, `SharedRenames` names the first change's
+    nick as the old one. That interleaving is not forced here.)"""
+    one = start_cluster_server("one")
+    two = start_cluster_server("two")
+    with ChatTestClient(one.address) as alice, ChatTestClient(two.address) as bob:
+        alice.login("alice", [])
+        bob.login("bob", [])
+        join(alice, "den")
+        join(bob, "den")
+        alice.send(ChangeNick(nick="bea", ref=1))
+        alice.send(ChangeNick(nick="cleo", ref=2))
+        alice.recv(Ok, ref=2)
+        assert [(c.old, c.new) for c in (bob.recv(NickChanged), bob.recv(NickChanged))] == [
+            ("alice", "bea"),
+            ("bea", "cleo"),
+        ]
+        for asker in (Asker(alice), Asker(bob)):
+            assert asker.who("den") == [("cleo", None), ("bob", None)]
+
+
 def test_a_nick_held_on_another_server_is_refused_and_an_old_one_is_freed(
     start_cluster_server: Callable[..., ChatServer],
 ) -> None:
